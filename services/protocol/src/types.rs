@@ -1,0 +1,195 @@
+//! The three payloads of wire contract v1. Field names are the contract: renaming one is a
+//! breaking change and needs a new `v`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks; every payload carries it as `v`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A chat message to classify, published by a transport on `offpath.req.<tenant>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModerationRequest {
+    /// Protocol version; must be 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// Unique message id, assigned by the transport. Also sent as the `Nats-Msg-Id` header
+    /// so JetStream drops a re-published duplicate.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_:.@=+~-]+$"))]
+    pub id: String,
+    /// Tenant (one chat platform or workspace); equals the last token of the subject.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_:@=+~-]+$"))]
+    pub tenant: String,
+    /// Room the message was sent to; becomes a token of the verdict subject.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_:@=+~-]+$"))]
+    pub room: String,
+    /// Who sent the message (the transport's user id).
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(pattern = r"^[^\u0000-\u001f\u007f]+$")
+    )]
+    pub sender: String,
+    /// The message text (any UTF-8, may be empty). The whole payload is size-limited
+    /// (16 KiB by default).
+    pub text: String,
+    /// When the transport accepted the message, milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+    /// Absolute deadline, milliseconds since the Unix epoch: past it a verdict is useless
+    /// and the moderator answers `unmoderated` with reason `expired` without inference.
+    /// Must not be before `sent_at_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Scheduling hint; `normal` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// Name of the moderation policy (model set and thresholds) to apply; the moderator's
+    /// default policy when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_:@=+~-]+$"))]
+    pub policy: Option<String>,
+}
+
+/// Scheduling hint of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Background traffic (bulk imports, re-scans).
+    Low,
+    /// Ordinary chat.
+    Normal,
+    /// Someone is waiting on this verdict (pre-moderated rooms).
+    High,
+}
+
+/// What the transport should do with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing to do.
+    Allow,
+    /// Keep the message, tell moderators.
+    Flag,
+    /// Retract the message from the room and tell the sender.
+    Block,
+    /// No model decided (see `reason`); the room's fail-open/fail-closed policy applies.
+    Unmoderated,
+}
+
+impl Action {
+    /// The wire name (`allow`, `flag`, `block`, `unmoderated`), also used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Flag => "flag",
+            Action::Block => "block",
+            Action::Unmoderated => "unmoderated",
+        }
+    }
+}
+
+/// Which model produced a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// Model (or policy) name, e.g. `minilm-insult`.
+    pub name: String,
+    /// Model version from its manifest.
+    pub version: String,
+}
+
+/// The moderator's decision on one request, published on
+/// `offpath.verdict.<tenant>.<room>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verdict {
+    /// Protocol version; 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// The request's id: applying the same verdict twice must change nothing.
+    pub id: String,
+    /// The request's tenant.
+    pub tenant: String,
+    /// The request's room.
+    pub room: String,
+    /// The request's sender.
+    pub sender: String,
+    /// What to do with the message.
+    pub action: Action,
+    /// Label → probability in [0, 1] (e.g. `insult`, `profanity`); empty when unmoderated.
+    pub scores: BTreeMap<String, f32>,
+    /// The model that decided.
+    pub model: ModelRef,
+    /// Milliseconds from `sent_at_ms` to the start of inference.
+    pub queued_ms: u64,
+    /// Milliseconds spent in inference (0 when none ran).
+    pub inference_ms: u64,
+    /// Why the message is `unmoderated` (`expired`, `overloaded`, `model_error`, …);
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A request that could not be processed, published on `offpath.dlq.<tenant>`: the original
+/// bytes are kept so an operator can inspect, fix and re-publish it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetter {
+    /// Protocol version; 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// The subject the original was published on.
+    pub subject: String,
+    /// The original payload bytes, standard base64 with padding.
+    pub data: String,
+    /// Stable machine-readable reason (see `docs/protocol.md`), e.g. `malformed_json`,
+    /// `oversized`, `max_deliveries`.
+    pub reason: String,
+    /// Human-readable detail for the operator.
+    pub detail: String,
+    /// How many times the original was delivered to a moderator.
+    pub deliveries: u64,
+    /// The original's sequence number in the `MODERATION` stream, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_seq: Option<u64>,
+    /// The original's id, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When it was dead-lettered, milliseconds since the Unix epoch.
+    pub failed_at_ms: u64,
+}
+
+impl DeadLetter {
+    /// A dead letter for `payload`, received on `subject`, rejected with `error`.
+    pub fn new(
+        subject: &str,
+        payload: &[u8],
+        reason: &str,
+        detail: String,
+        deliveries: u64,
+        failed_at_ms: u64,
+    ) -> Self {
+        use base64::Engine;
+        Self {
+            v: PROTOCOL_VERSION,
+            subject: subject.to_string(),
+            data: base64::engine::general_purpose::STANDARD.encode(payload),
+            reason: reason.to_string(),
+            detail,
+            deliveries,
+            stream_seq: None,
+            id: None,
+            failed_at_ms,
+        }
+    }
+
+    /// The original payload bytes, or `None` when `data` is not valid base64.
+    pub fn original(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.data)
+            .ok()
+    }
+}

@@ -1,0 +1,58 @@
+//! `offpath`: the launcher. Parses configuration, starts telemetry and hands over to the
+//! service crates; it holds no service logic of its own.
+
+mod cli;
+mod tools;
+mod up;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// EX_USAGE from sysexits.h: the configuration was wrong.
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => {
+            // --help and --version: print and succeed.
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    cli::init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            report(&format!("cannot start the async runtime: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Topology(args) => up::apply_topology(args).await,
+            Command::Doctor => tools::doctor(),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&format!("{err:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a fatal error; a closed stderr is ignored rather than turned into a panic.
+fn report(message: &str) {
+    let _ = writeln!(std::io::stderr(), "offpath: {message}");
+}
