@@ -22,6 +22,8 @@ pub enum Command {
     /// Run the whole pipeline on this machine: a local nats-server (unless --nats-url is
     /// given) with the JetStream topology in place, until SIGINT or SIGTERM.
     Up(UpArgs),
+    /// Run an inference worker: pull requests, classify them in batches, publish verdicts.
+    Moderator(ModeratorArgs),
     /// Create or update the JetStream streams and the moderator consumer, then exit.
     Topology(NatsArgs),
     /// Report where nats-server and the ONNX Runtime library were found; fails when either
@@ -55,6 +57,17 @@ pub struct NatsArgs {
     pub replicas: usize,
 }
 
+/// Options of `offpath moderator`.
+#[derive(Debug, Args)]
+pub struct ModeratorArgs {
+    /// Where NATS is.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The moderator's own settings.
+    #[command(flatten)]
+    pub moderator: offpath_moderator::Config,
+}
+
 /// Options of `offpath up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -68,6 +81,9 @@ pub struct UpArgs {
     /// checkout].
     #[arg(long, env = "OFFPATH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The moderator's settings.
+    #[command(flatten)]
+    pub moderator: offpath_moderator::Config,
 }
 
 /// Installs the global `tracing` subscriber.

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up::run(args).await,
+            Command::Moderator(args) => up::moderator(args).await,
             Command::Topology(args) => up::apply_topology(args).await,
             Command::Doctor => tools::doctor(),
         }

@@ -33,3 +33,27 @@ pub fn doctor() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Resolves a relative model directory against the checkout (the folder holding `.tools/`)
+/// when it does not exist relative to the working directory.
+pub fn resolve_model_dir(dir: &std::path::Path) -> PathBuf {
+    if dir.is_absolute() || dir.exists() {
+        return dir.to_path_buf();
+    }
+    offpath_nats_local::find_project_tool("")
+        .and_then(|tools| tools.parent().map(|root| root.join(dir)))
+        .filter(|candidate| candidate.exists())
+        .unwrap_or_else(|| dir.to_path_buf())
+}
+
+/// Fills in what the moderator's configuration leaves to the checkout: model directories
+/// and the ONNX Runtime library.
+pub fn complete_moderator_config(
+    mut config: offpath_moderator::Config,
+) -> anyhow::Result<offpath_moderator::Config> {
+    config.models = config.models.iter().map(|d| resolve_model_dir(d)).collect();
+    if config.ort_library.is_none() {
+        config.ort_library = Some(find_onnxruntime()?);
+    }
+    Ok(config)
+}

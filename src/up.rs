@@ -8,7 +8,7 @@ use offpath_nats_local::NatsServer;
 use offpath_protocol::topology::{self, TopologyConfig};
 use tracing::{info, warn};
 
-use crate::cli::{NatsArgs, UpArgs};
+use crate::cli::{ModeratorArgs, NatsArgs, UpArgs};
 use crate::tools;
 
 /// Runs the pipeline on this machine until SIGINT or SIGTERM.
@@ -46,13 +46,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// `offpath moderator`: topology, then the moderator until SIGINT or SIGTERM.
+pub async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
+    apply_topology(NatsArgs {
+        nats_url: args.nats.nats_url.clone(),
+        replicas: args.nats.replicas,
+    })
+    .await?;
+    let config = tools::complete_moderator_config(args.moderator)?;
+    let client = connect(&args.nats.nats_url, "offpath-moderator").await?;
+    offpath_moderator::run(config, client, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
+}
+
 /// Creates or updates the JetStream topology at `args.nats_url`.
 pub async fn apply_topology(args: NatsArgs) -> anyhow::Result<()> {
-    let client = async_nats::ConnectOptions::new()
-        .name("offpath-topology")
-        .connect(&args.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", args.nats_url))?;
+    let client = connect(&args.nats_url, "offpath-topology").await?;
     let config = TopologyConfig {
         replicas: args.replicas,
         ..TopologyConfig::default()

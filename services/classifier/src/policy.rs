@@ -84,3 +84,64 @@ mod tests {
         assert_eq!(a.scores["insult"], 0.0);
     }
 }
+
+/// A moderation policy: several models, each scoring its labels, combined per message.
+/// Belongs to one inference thread (models need `&mut` to run).
+#[derive(Debug)]
+pub struct Policy {
+    models: Vec<crate::Model>,
+    max_batch: usize,
+    max_padded_tokens: usize,
+}
+
+impl Policy {
+    /// A policy over `models`. Each model's share of a batch is split into length-grouped
+    /// sub-batches of at most `max_batch` texts and `max_padded_tokens` padded tokens.
+    pub fn new(models: Vec<crate::Model>, max_batch: usize, max_padded_tokens: usize) -> Self {
+        Self {
+            models,
+            max_batch: max_batch.max(1),
+            max_padded_tokens: max_padded_tokens.max(1),
+        }
+    }
+
+    /// `name@version` of every model, joined with `+` (the verdict's model name).
+    pub fn model_name(&self) -> String {
+        let names: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| format!("{}@{}", m.manifest().name, m.manifest().version))
+            .collect();
+        names.join("+")
+    }
+
+    /// Scores every text with every model and combines the labels. `run_options` lets a
+    /// watchdog terminate the runs; any failure fails the whole call (the caller splits the
+    /// batch to isolate a poison message).
+    pub fn assess(
+        &mut self,
+        texts: &[&str],
+        run_options: Option<&crate::RunOptions>,
+    ) -> Result<Vec<Assessment>, crate::ClassifierError> {
+        let mut per_text: Vec<Vec<(Label, f32)>> = vec![Vec::new(); texts.len()];
+        for model in &mut self.models {
+            let prepared = texts
+                .iter()
+                .map(|t| model.prepare(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let lengths: Vec<usize> = prepared.iter().map(crate::Prepared::len).collect();
+            let labels = model.manifest().labels.clone();
+            let groups = crate::plan_batches(&lengths, self.max_batch, self.max_padded_tokens);
+            for group in groups {
+                let batch: Vec<&crate::Prepared> = group.iter().map(|&i| &prepared[i]).collect();
+                for (&i, row) in group.iter().zip(model.infer(&batch, run_options)?) {
+                    per_text[i].extend(labels.iter().cloned().zip(row));
+                }
+            }
+        }
+        Ok(per_text
+            .iter()
+            .map(|pairs| Assessment::combine(pairs.iter().map(|(l, s)| (l, *s))))
+            .collect())
+    }
+}

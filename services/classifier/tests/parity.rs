@@ -86,3 +86,28 @@ fn batched_scores_stay_close() {
     let want: Vec<f32> = cases.iter().map(|c| c.1).collect();
     assert!(worst("insult (batch 32, grouped)", &got, &want, &texts) <= BATCH_TOLERANCE);
 }
+
+/// The policy over both models gives each fixture text both labels and the decision its
+/// thresholds imply; clearly insulting and clearly friendly lines land where expected.
+#[test]
+fn policy_combines_both_models() {
+    use offpath_classifier::{Decision, policy::Policy};
+    let mut policy = Policy::new(
+        vec![common::model("minilm-insult"), common::model("profanity")],
+        8,
+        4096,
+    );
+    assert_eq!(policy.model_name(), "minilm-insult@1+profanity@1.9.1");
+    let texts = [
+        "you are a pathetic idiot",
+        "thanks a lot, see you tomorrow",
+        "fuck off",
+    ];
+    let assessed = policy.assess(&texts, None).expect("assess");
+    for a in &assessed {
+        assert_eq!(a.scores.keys().collect::<Vec<_>>(), ["insult", "profanity"]);
+    }
+    assert_eq!(assessed[0].decision, Decision::Block, "{:?}", assessed[0]);
+    assert_eq!(assessed[1].decision, Decision::Allow, "{:?}", assessed[1]);
+    assert_ne!(assessed[2].decision, Decision::Allow, "{:?}", assessed[2]);
+}

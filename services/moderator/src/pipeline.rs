@@ -1,0 +1,322 @@
+//! From pulled message to acked request: decode → dead letter | expired verdict | batch →
+//! inference → verdict published → request acked. A failed batch is split in halves until
+//! the failing request is alone; it is retried with a delay and dead-lettered once its
+//! deliveries reach the consumer's `max_deliver`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, AckKind, message::PublishMessage};
+use futures::future::{BoxFuture, join_all};
+use offpath_classifier::{Assessment, Decision};
+use offpath_protocol::subject::{dlq_subject_for, verdict_subject};
+use offpath_protocol::{
+    Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, Verdict,
+    decode_request, encode,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::metrics as m;
+use crate::pool::{BatchError, Pool};
+
+/// A decoded request waiting for inference. The permit bounds requests in flight.
+pub struct Pending {
+    pub(crate) message: jetstream::Message,
+    pub(crate) request: ModerationRequest,
+    pub(crate) deliveries: i64,
+    pub(crate) _permit: OwnedSemaphorePermit,
+}
+
+/// What every stage shares.
+pub struct Shared {
+    pub(crate) js: jetstream::Context,
+    pub(crate) pool: Pool,
+    pub(crate) limits: Limits,
+    pub(crate) max_deliver: i64,
+    pub(crate) nak_delay: Duration,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Handles one pulled message: a request that cannot be decoded becomes a dead letter, an
+/// expired one an `unmoderated` verdict; the rest go to the batcher.
+pub async fn intake(
+    shared: &Arc<Shared>,
+    message: jetstream::Message,
+    permit: OwnedSemaphorePermit,
+    batches: &mpsc::Sender<Pending>,
+    side_tasks: &mut JoinSet<()>,
+) {
+    let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
+    match decode_request(&message.subject, &message.payload, &shared.limits) {
+        Err(err) => {
+            let shared = Arc::clone(shared);
+            side_tasks.spawn(async move {
+                let (reason, detail) = (err.reason(), err.to_string());
+                dead_letter(&shared, &message, None, reason, detail, deliveries).await;
+                drop(permit);
+            });
+        }
+        Ok(request) if request.deadline_ms.is_some_and(|d| d < now_ms()) => {
+            let shared = Arc::clone(shared);
+            side_tasks.spawn(async move {
+                let verdict = shared.verdict(&request, None, 0, Some("expired"));
+                finish(&shared, vec![(message, verdict)], "expired").await;
+                drop(permit);
+            });
+        }
+        Ok(request) => {
+            let pending = Pending {
+                message,
+                request,
+                deliveries,
+                _permit: permit,
+            };
+            if batches.send(pending).await.is_err() {
+                debug!("batcher closed during shutdown; the request will be redelivered");
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn verdict(
+        &self,
+        request: &ModerationRequest,
+        assessment: Option<&Assessment>,
+        inference_ms: u64,
+        reason: Option<&str>,
+    ) -> Verdict {
+        let (name, version) = self.pool.model();
+        let action = match assessment.map(|a| a.decision) {
+            None => Action::Unmoderated,
+            Some(Decision::Allow) => Action::Allow,
+            Some(Decision::Flag) => Action::Flag,
+            Some(Decision::Block) => Action::Block,
+        };
+        Verdict {
+            v: PROTOCOL_VERSION,
+            id: request.id.clone(),
+            tenant: request.tenant.clone(),
+            room: request.room.clone(),
+            sender: request.sender.clone(),
+            action,
+            scores: assessment.map(|a| a.scores.clone()).unwrap_or_default(),
+            model: ModelRef {
+                name: name.to_string(),
+                version: version.to_string(),
+            },
+            queued_ms: now_ms()
+                .saturating_sub(request.sent_at_ms)
+                .saturating_sub(inference_ms),
+            inference_ms,
+            reason: reason.map(String::from),
+        }
+    }
+}
+
+/// Runs a batch through inference and settles every request in it. Boxed: it recurses to
+/// bisect a failing batch.
+pub fn process(shared: Arc<Shared>, batch: Vec<Pending>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let now = now_ms() as f64 / 1000.0;
+        for pending in &batch {
+            if let Ok(info) = pending.message.info() {
+                let published = info.published.unix_timestamp_nanos() as f64 / 1e9;
+                metrics::histogram!(m::QUEUE_SECONDS).record((now - published).max(0.0));
+            }
+        }
+        metrics::histogram!(m::BATCH_SIZE).record(batch.len() as f64);
+        let texts = batch.iter().map(|p| p.request.text.clone()).collect();
+        let started = Instant::now();
+        let result = shared.pool.run(texts).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(assessments) => {
+                metrics::histogram!(m::INFERENCE_SECONDS).record(elapsed.as_secs_f64());
+                metrics::gauge!(m::LAST_PROGRESS).set(now_ms() as f64 / 1000.0);
+                let inference_ms = elapsed.as_millis() as u64;
+                let settled = batch
+                    .into_iter()
+                    .zip(&assessments)
+                    .map(|(p, a)| {
+                        let verdict = shared.verdict(&p.request, Some(a), inference_ms, None);
+                        (p.message, verdict)
+                    })
+                    .collect();
+                finish(&shared, settled, "verdict").await;
+            }
+            Err(err) => failed(shared, batch, err).await,
+        }
+    })
+}
+
+async fn failed(shared: Arc<Shared>, mut batch: Vec<Pending>, err: BatchError) {
+    metrics::counter!(m::BATCH_FAILURES, "reason" => err.reason()).increment(1);
+    warn!(size = batch.len(), "batch failed: {err}");
+    let retry_whole = matches!(
+        err,
+        BatchError::Cancelled | BatchError::Hung | BatchError::Closed
+    );
+    if batch.len() > 1 && !retry_whole {
+        let right = batch.split_off(batch.len() / 2);
+        process(Arc::clone(&shared), batch).await;
+        process(shared, right).await;
+        return;
+    }
+    for pending in batch {
+        if pending.deliveries >= shared.max_deliver && !matches!(err, BatchError::Closed) {
+            let detail = format!("{err} on each of {} deliveries", pending.deliveries);
+            let id = Some(pending.request.id.clone());
+            dead_letter(
+                &shared,
+                &pending.message,
+                id,
+                err.reason(),
+                detail,
+                pending.deliveries,
+            )
+            .await;
+        } else {
+            nak(&shared, &pending.message).await;
+        }
+    }
+}
+
+async fn nak(shared: &Shared, message: &jetstream::Message) {
+    metrics::counter!(m::REQUESTS, "outcome" => "retried").increment(1);
+    if let Err(err) = message.ack_with(AckKind::Nak(Some(shared.nak_delay))).await {
+        metrics::counter!(m::NATS_ERRORS, "operation" => "nak").increment(1);
+        warn!("nak failed (the request is redelivered after ack_wait): {err}");
+    }
+}
+
+/// Publishes each verdict (stored in `VERDICTS`, de-duplicated by request id), then acks
+/// its request; a request whose verdict was not stored is nak'ed, never acked.
+async fn finish(
+    shared: &Shared,
+    settled: Vec<(jetstream::Message, Verdict)>,
+    outcome: &'static str,
+) {
+    let publishes = settled.iter().map(|(_, verdict)| async {
+        let subject = verdict_subject(&verdict.tenant, &verdict.room);
+        let publish = PublishMessage::build()
+            .payload(encode(verdict).into())
+            .message_id(&verdict.id);
+        match shared.js.send_publish(subject, publish).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        }
+    });
+    let results = join_all(publishes).await;
+    for ((message, verdict), result) in settled.iter().zip(results) {
+        match result {
+            Ok(()) => {
+                metrics::counter!(m::REQUESTS, "outcome" => outcome).increment(1);
+                ack(message).await;
+            }
+            Err(err) => {
+                metrics::counter!(m::NATS_ERRORS, "operation" => "publish_verdict").increment(1);
+                warn!(id = %verdict.id, "verdict not stored, request will be retried: {err}");
+                nak(shared, message).await;
+            }
+        }
+    }
+}
+
+async fn ack(message: &jetstream::Message) {
+    if let Err(err) = message.ack().await {
+        metrics::counter!(m::NATS_ERRORS, "operation" => "ack").increment(1);
+        warn!("ack failed (the request is redelivered; its verdict is de-duplicated): {err}");
+    }
+}
+
+/// Publishes a dead letter with the original bytes, then acks (ends) the request.
+async fn dead_letter(
+    shared: &Shared,
+    message: &jetstream::Message,
+    id: Option<String>,
+    reason: &'static str,
+    detail: String,
+    deliveries: i64,
+) {
+    let info = message.info().ok();
+    let mut letter = DeadLetter::new(
+        &message.subject,
+        &message.payload,
+        reason,
+        detail,
+        u64::try_from(deliveries).unwrap_or(1),
+        now_ms(),
+    );
+    letter.stream_seq = info.as_ref().map(|i| i.stream_sequence);
+    letter.id = id;
+    let mut publish = PublishMessage::build().payload(encode(&letter).into());
+    if let Some(seq) = letter.stream_seq {
+        // One dead letter per stored request, even if this one is redelivered.
+        publish = publish.message_id(format!("dlq-{seq}"));
+    }
+    let stored = match shared
+        .js
+        .send_publish(dlq_subject_for(&message.subject), publish)
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    match stored {
+        Ok(()) => {
+            metrics::counter!(m::DEAD_LETTERS, "reason" => reason).increment(1);
+            metrics::counter!(m::REQUESTS, "outcome" => "dead_letter").increment(1);
+            ack(message).await;
+        }
+        Err(err) => {
+            metrics::counter!(m::NATS_ERRORS, "operation" => "publish_dead_letter").increment(1);
+            warn!("dead letter not stored, request will be retried: {err}");
+            nak(shared, message).await;
+        }
+    }
+}
+
+/// Collects pending requests into batches: waits for a free inference slot first, so that
+/// while every thread is busy requests accumulate and the next batch is fuller; then takes
+/// what is queued, waiting at most `max_wait` for more.
+pub async fn batcher(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Pending>,
+    slots: Arc<Semaphore>,
+    max_batch: usize,
+    max_wait: Duration,
+) {
+    let mut running = JoinSet::new();
+    while let Some(first) = rx.recv().await {
+        let arrived = tokio::time::Instant::now();
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => match tokio::time::timeout_at(arrived + max_wait, rx.recv()).await {
+                    Ok(Some(pending)) => batch.push(pending),
+                    _ => break,
+                },
+            }
+        }
+        let shared = Arc::clone(&shared);
+        running.spawn(async move {
+            process(shared, batch).await;
+            drop(slot);
+        });
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}

@@ -1,0 +1,182 @@
+//! A real nats-server, the real models and a moderator running in this process.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use futures::StreamExt;
+use offpath_moderator::{Config, Faults, ModeratorError};
+use offpath_nats_local::NatsServer;
+use offpath_protocol::topology::{TopologyConfig, ensure};
+use offpath_protocol::{DeadLetter, ModerationRequest, PROTOCOL_VERSION, Verdict, encode};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Test topology: short ack wait and few deliveries, so retries happen within a test.
+pub fn topology() -> TopologyConfig {
+    TopologyConfig {
+        ack_wait: Duration::from_secs(2),
+        max_deliver: 3,
+        ..TopologyConfig::default()
+    }
+}
+
+pub fn config(faults: Faults) -> Config {
+    let ort = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/lib/libonnxruntime.so"));
+    let models = vec![
+        root().join("models/minilm-insult"),
+        root().join("models/profanity"),
+    ];
+    Config {
+        nak_delay_ms: 100,
+        batch_deadline_ms: 3_000,
+        cancel_grace_ms: 500,
+        faults,
+        ..Config::new(models, ort)
+    }
+}
+
+/// A running moderator; `stop` shuts it down gracefully, `kill` aborts it.
+pub struct Moderator {
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ModeratorError>>,
+}
+
+impl Moderator {
+    pub async fn start(server: &NatsServer, config: Config) -> Self {
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(offpath_moderator::run(config, client, async {
+            let _ = rx.await;
+        }));
+        Self {
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task
+            .await
+            .expect("moderator task")
+            .expect("moderator run");
+    }
+
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+pub struct Env {
+    pub server: NatsServer,
+    pub js: jetstream::Context,
+    pub client: async_nats::Client,
+}
+
+pub async fn env() -> Env {
+    let server = NatsServer::start().expect("nats-server (run scripts/bootstrap)");
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    ensure(&js, &topology()).await.expect("topology");
+    Env { server, js, client }
+}
+
+pub fn request(id: &str, text: &str) -> ModerationRequest {
+    ModerationRequest {
+        v: PROTOCOL_VERSION,
+        id: id.into(),
+        tenant: "acme".into(),
+        room: "lobby".into(),
+        sender: "alice".into(),
+        text: text.into(),
+        sent_at_ms: offpath_moderator::pipeline::now_ms(),
+        deadline_ms: None,
+        priority: None,
+        policy: None,
+    }
+}
+
+pub async fn publish(js: &jetstream::Context, request: &ModerationRequest) {
+    publish_raw(js, "offpath.req.acme", encode(request), Some(&request.id)).await;
+}
+
+pub async fn publish_raw(
+    js: &jetstream::Context,
+    subject: &str,
+    payload: Vec<u8>,
+    id: Option<&str>,
+) {
+    let mut message = PublishMessage::build().payload(payload.into());
+    if let Some(id) = id {
+        message = message.message_id(id);
+    }
+    js.send_publish(subject.to_string(), message)
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+}
+
+/// Collects verdicts (by id, de-duplicated) until `n` distinct ids or the timeout.
+pub async fn verdicts(
+    sub: &mut async_nats::Subscriber,
+    n: usize,
+    timeout: Duration,
+) -> HashMap<String, Verdict> {
+    let mut seen = HashMap::new();
+    let _ = tokio::time::timeout(timeout, async {
+        while seen.len() < n {
+            let Some(message) = sub.next().await else {
+                break;
+            };
+            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict JSON");
+            seen.insert(verdict.id.clone(), verdict);
+        }
+    })
+    .await;
+    seen
+}
+
+/// Collects dead letters until `n` or the timeout.
+pub async fn dead_letters(
+    sub: &mut async_nats::Subscriber,
+    n: usize,
+    timeout: Duration,
+) -> Vec<DeadLetter> {
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(timeout, async {
+        while seen.len() < n {
+            let Some(message) = sub.next().await else {
+                break;
+            };
+            seen.push(serde_json::from_slice(&message.payload).expect("dead letter JSON"));
+        }
+    })
+    .await;
+    seen
+}
+
+/// Waits until the MODERATION stream holds no request.
+pub async fn wait_empty(js: &jetstream::Context) -> u64 {
+    let mut stream = js.get_stream("MODERATION").await.expect("stream");
+    for _ in 0..100 {
+        let left = stream.info().await.expect("info").state.messages;
+        if left == 0 {
+            return 0;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stream.info().await.expect("info").state.messages
+}

@@ -1,0 +1,127 @@
+//! Containment: a poison message, a hung inference thread and a killed moderator cost
+//! nobody else their verdict.
+
+mod common;
+
+use std::time::Duration;
+
+use offpath_moderator::Faults;
+
+const MARKER: &str = "__offpath_poison__";
+
+/// A text that panics the pipeline is dead-lettered after `max_deliver` deliveries while
+/// 500 requests published around it all get verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_isolated_and_dead_lettered() {
+    let env = common::env().await;
+    let mut verdict_sub = env
+        .client
+        .subscribe("offpath.verdict.acme.>")
+        .await
+        .expect("subscribe");
+    let mut dlq = env
+        .client
+        .subscribe("offpath.dlq.>")
+        .await
+        .expect("subscribe");
+    let faults = Faults {
+        panic_marker: Some(MARKER.into()),
+        ..Faults::default()
+    };
+    let moderator = common::Moderator::start(&env.server, common::config(faults)).await;
+    for i in 0..500 {
+        if i == 250 {
+            common::publish(
+                &env.js,
+                &common::request("poison", &format!("hello {MARKER}")),
+            )
+            .await;
+        }
+        common::publish(
+            &env.js,
+            &common::request(&format!("ok-{i}"), "have a nice day"),
+        )
+        .await;
+    }
+    let verdicts = common::verdicts(&mut verdict_sub, 500, Duration::from_secs(60)).await;
+    assert_eq!(
+        verdicts.len(),
+        500,
+        "every neighbour of the poison got its verdict"
+    );
+    let letters = common::dead_letters(&mut dlq, 1, Duration::from_secs(30)).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].id.as_deref(), Some("poison"));
+    assert_eq!(letters[0].reason, "inference_panicked");
+    assert_eq!(letters[0].deliveries, common::topology().max_deliver as u64);
+    assert!(!verdicts.contains_key("poison"));
+    assert_eq!(common::wait_empty(&env.js).await, 0);
+    moderator.stop().await;
+}
+
+/// With every batch of the first inference thread hanging, the watchdog terminates the
+/// run, abandons and replaces the thread, the batch is retried, and every request still
+/// gets its verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_thread_is_replaced_and_work_retried() {
+    let env = common::env().await;
+    let mut sub = env
+        .client
+        .subscribe("offpath.verdict.acme.>")
+        .await
+        .expect("subscribe");
+    let faults = Faults {
+        hang_thread: Some(0),
+        ..Faults::default()
+    };
+    let config = offpath_moderator::Config {
+        batch_deadline_ms: 1_000,
+        ..common::config(faults)
+    };
+    let moderator = common::Moderator::start(&env.server, config).await;
+    for i in 0..50 {
+        common::publish(&env.js, &common::request(&format!("h-{i}"), "good morning")).await;
+    }
+    let verdicts = common::verdicts(&mut sub, 50, Duration::from_secs(60)).await;
+    assert_eq!(verdicts.len(), 50);
+    assert_eq!(common::wait_empty(&env.js).await, 0);
+    moderator.stop().await;
+}
+
+/// A moderator killed mid-batch loses nothing: a second moderator on the same consumer
+/// finishes the work (redelivery after ack_wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_moderator_loses_nothing() {
+    let env = common::env().await;
+    let mut sub = env
+        .client
+        .subscribe("offpath.verdict.acme.>")
+        .await
+        .expect("subscribe");
+    let slow = Faults {
+        batch_delay_ms: 300,
+        ..Faults::default()
+    };
+    let first = common::Moderator::start(&env.server, common::config(slow)).await;
+    for i in 0..100 {
+        common::publish(
+            &env.js,
+            &common::request(&format!("k-{i}"), "anyone up for lunch?"),
+        )
+        .await;
+    }
+    // Let it take some work, then kill it in the middle of a batch.
+    let early = common::verdicts(&mut sub, 1, Duration::from_secs(30)).await;
+    assert!(!early.is_empty());
+    first.kill();
+    let second = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    let mut verdicts = early;
+    verdicts.extend(common::verdicts(&mut sub, 100, Duration::from_secs(60)).await);
+    let missing: Vec<String> = (0..100)
+        .map(|i| format!("k-{i}"))
+        .filter(|id| !verdicts.contains_key(id))
+        .collect();
+    assert!(missing.is_empty(), "no verdict for {missing:?}");
+    assert_eq!(common::wait_empty(&env.js).await, 0);
+    second.stop().await;
+}

@@ -1,0 +1,187 @@
+//! The moderator end to end, against a real nats-server and the real models.
+
+mod common;
+
+use std::time::Duration;
+
+use offpath_moderator::Faults;
+use offpath_protocol::Action;
+
+const TEXTS: [&str; 8] = [
+    "see you at the standup",
+    "you are a pathetic idiot",
+    "thanks a lot!",
+    "fuck off",
+    "what a lovely day 🎉",
+    "shut up moron",
+    "can you share the slides",
+    "你好",
+];
+
+/// (flag, block) of each label, from the manifests.
+fn thresholds() -> Vec<(String, f32, f32)> {
+    let mut all = Vec::new();
+    for model in ["minilm-insult", "profanity"] {
+        let path = common::root().join("models").join(model).join("model.toml");
+        let manifest: toml::Value =
+            toml::from_str(&std::fs::read_to_string(path).expect("manifest")).expect("toml");
+        for label in manifest["labels"].as_array().expect("labels") {
+            let f = |k: &str| label[k].as_float().expect("threshold") as f32;
+            all.push((
+                label["name"].as_str().expect("name").to_string(),
+                f("flag"),
+                f("block"),
+            ));
+        }
+    }
+    all
+}
+
+/// 2,000 requests give 2,000 verdicts with matching ids, scores in [0, 1] and actions
+/// that follow the manifests' thresholds; the request stream ends empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_gets_a_consistent_verdict() {
+    let env = common::env().await;
+    let mut sub = env
+        .client
+        .subscribe("offpath.verdict.acme.>")
+        .await
+        .expect("subscribe");
+    let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    for i in 0..2000 {
+        common::publish(
+            &env.js,
+            &common::request(&format!("m-{i}"), TEXTS[i % TEXTS.len()]),
+        )
+        .await;
+    }
+    let verdicts = common::verdicts(&mut sub, 2000, Duration::from_secs(120)).await;
+    assert_eq!(verdicts.len(), 2000);
+    let thresholds = thresholds();
+    for i in 0..2000 {
+        let verdict = &verdicts[&format!("m-{i}")];
+        assert_eq!(verdict.room, "lobby");
+        assert_eq!(verdict.scores.len(), thresholds.len());
+        let mut expected = Action::Allow;
+        for (label, flag, block) in &thresholds {
+            let score = verdict.scores[label];
+            assert!((0.0..=1.0).contains(&score), "{label} = {score}");
+            if score >= *block {
+                expected = Action::Block;
+            } else if score >= *flag && expected == Action::Allow {
+                expected = Action::Flag;
+            }
+        }
+        assert_eq!(verdict.action, expected, "{verdict:?}");
+    }
+    assert_eq!(
+        verdicts["m-1"].action,
+        Action::Block,
+        "an insult is blocked"
+    );
+    assert_eq!(
+        verdicts["m-0"].action,
+        Action::Allow,
+        "small talk is allowed"
+    );
+    assert_eq!(
+        common::wait_empty(&env.js).await,
+        0,
+        "request stream ends empty"
+    );
+    moderator.stop().await;
+}
+
+/// Requests past their deadline get `unmoderated` / `expired` without inference.
+#[tokio::test]
+async fn expired_requests_are_unmoderated() {
+    let env = common::env().await;
+    let mut sub = env
+        .client
+        .subscribe("offpath.verdict.acme.>")
+        .await
+        .expect("subscribe");
+    let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    let mut late = common::request("late-1", "hello");
+    late.sent_at_ms -= 10_000;
+    late.deadline_ms = Some(late.sent_at_ms + 1_000);
+    common::publish(&env.js, &late).await;
+    let verdicts = common::verdicts(&mut sub, 1, Duration::from_secs(30)).await;
+    let verdict = &verdicts["late-1"];
+    assert_eq!(verdict.action, Action::Unmoderated);
+    assert_eq!(verdict.reason.as_deref(), Some("expired"));
+    assert_eq!(verdict.inference_ms, 0);
+    assert!(verdict.scores.is_empty());
+    moderator.stop().await;
+}
+
+/// Each bad input published raw ends as exactly one dead letter with its reason, and the
+/// same moderator keeps serving.
+#[tokio::test]
+async fn bad_inputs_become_dead_letters() {
+    let env = common::env().await;
+    let mut dlq = env
+        .client
+        .subscribe("offpath.dlq.>")
+        .await
+        .expect("subscribe");
+    let mut verdict_sub = env
+        .client
+        .subscribe("offpath.verdict.acme.>")
+        .await
+        .expect("subscribe");
+    let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    let good = serde_json::to_value(common::request("good-1", "hello")).expect("json");
+    let with = |field: &str, value: serde_json::Value| {
+        let mut v = good.clone();
+        v[field] = value;
+        serde_json::to_vec(&v).expect("json")
+    };
+    let table: Vec<(&str, Vec<u8>)> = vec![
+        ("malformed_json", b"{not json".to_vec()),
+        ("not_an_object", b"[1]".to_vec()),
+        ("invalid_utf8", vec![b'{', 0xff, b'}']),
+        ("oversized", with("text", "x".repeat(17 * 1024).into())),
+        ("unsupported_version", with("v", 2.into())),
+        ("missing_field", with("text", serde_json::Value::Null)),
+        ("wrong_type", with("sent_at_ms", "now".into())),
+        ("unknown_field", with("extra", 1.into())),
+        ("invalid_id", with("id", "".into())),
+        ("invalid_room", with("room", "a b".into())),
+        ("invalid_sender", with("sender", "".into())),
+        ("invalid_deadline", with("deadline_ms", 1.into())),
+        ("invalid_priority", with("priority", "urgent".into())),
+        ("subject_mismatch", with("tenant", "other".into())),
+    ];
+    for (_, payload) in &table {
+        common::publish_raw(&env.js, "offpath.req.acme", payload.clone(), None).await;
+    }
+    let letters = common::dead_letters(&mut dlq, table.len(), Duration::from_secs(30)).await;
+    let mut got: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    let mut want: Vec<&str> = table.iter().map(|(r, _)| *r).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    for letter in &letters {
+        assert_eq!(letter.subject, "offpath.req.acme");
+        let original = letter.original().expect("base64");
+        assert!(
+            table.iter().any(|(_, p)| *p == original),
+            "original bytes kept"
+        );
+    }
+    common::publish(&env.js, &common::request("good-1", "hello")).await;
+    let verdicts = common::verdicts(&mut verdict_sub, 1, Duration::from_secs(30)).await;
+    assert!(
+        verdicts.contains_key("good-1"),
+        "still serving after bad input"
+    );
+    assert!(
+        common::dead_letters(&mut dlq, 1, Duration::from_millis(500))
+            .await
+            .is_empty(),
+        "exactly one each"
+    );
+    assert_eq!(common::wait_empty(&env.js).await, 0);
+    moderator.stop().await;
+}
