@@ -26,6 +26,9 @@ pub enum Command {
     Moderator(ModeratorArgs),
     /// Create or update the JetStream streams and the moderator consumer, then exit.
     Topology(NatsArgs),
+    /// Load scenarios against a local nats-server.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Report where nats-server and the ONNX Runtime library were found; fails when either
     /// is missing.
     Doctor,
@@ -66,6 +69,53 @@ pub struct ModeratorArgs {
     /// The moderator's own settings.
     #[command(flatten)]
     pub moderator: offpath_moderator::Config,
+}
+
+/// The load scenarios.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// End-to-end verdicts/s and latency through NATS and a moderator process, against raw
+    /// in-process inference of the same models in the same run.
+    Throughput(BenchArgs),
+}
+
+/// Options of `offpath bench throughput`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Requests to publish.
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Messages for the raw in-process measurement.
+    #[arg(long, default_value_t = 4_000)]
+    pub raw_messages: usize,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_s: u64,
+    /// The moderator's settings (used for the raw measurement and the moderator process).
+    #[command(flatten)]
+    pub moderator: offpath_moderator::Config,
+}
+
+impl BenchArgs {
+    /// The moderator settings as flags for the child process.
+    pub fn moderator_flags(&self) -> Vec<String> {
+        let m = &self.moderator;
+        let models: Vec<String> = m.models.iter().map(|p| p.display().to_string()).collect();
+        let mut flags = vec![
+            format!("--model={}", models.join(",")),
+            format!("--inference-threads={}", m.inference_threads),
+            format!("--intra-threads={}", m.intra_threads),
+            format!("--max-batch={}", m.max_batch),
+            format!("--sub-batch={}", m.sub_batch),
+            format!("--max-batch-tokens={}", m.max_batch_tokens),
+            format!("--max-wait-ms={}", m.max_wait_ms),
+            format!("--max-in-flight={}", m.max_in_flight),
+        ];
+        if let Some(ort) = &m.ort_library {
+            flags.push(format!("--ort-library={}", ort.display()));
+        }
+        flags
+    }
 }
 
 /// Options of `offpath up`.

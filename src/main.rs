@@ -1,6 +1,7 @@
 //! `offpath`: the launcher. Parses configuration, starts telemetry and hands over to the
 //! service crates; it holds no service logic of its own.
 
+mod bench;
 mod cli;
 mod tools;
 mod up;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command};
 
 /// EX_USAGE from sysexits.h: the configuration was wrong.
 const EX_USAGE: u8 = 64;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
             Command::Moderator(args) => up::moderator(args).await,
             Command::Topology(args) => up::apply_topology(args).await,
             Command::Doctor => tools::doctor(),
+            Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).await,
         }
     });
     match result {
