@@ -66,6 +66,9 @@ pub struct ModeratorArgs {
     /// Where NATS is.
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "OFFPATH_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
     /// The moderator's own settings.
     #[command(flatten)]
     pub moderator: offpath_moderator::Config,
@@ -110,6 +113,7 @@ impl BenchArgs {
             format!("--max-batch-tokens={}", m.max_batch_tokens),
             format!("--max-wait-ms={}", m.max_wait_ms),
             format!("--max-in-flight={}", m.max_in_flight),
+            "--metrics-addr=127.0.0.1:0".to_string(),
         ];
         if let Some(ort) = &m.ort_library {
             flags.push(format!("--ort-library={}", ort.display()));
@@ -131,6 +135,9 @@ pub struct UpArgs {
     /// checkout].
     #[arg(long, env = "OFFPATH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Address of the moderator's /metrics, /healthz and /readyz.
+    #[arg(long, env = "OFFPATH_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
     /// The moderator's settings.
     #[command(flatten)]
     pub moderator: offpath_moderator::Config,

@@ -55,8 +55,17 @@ pub async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
     .await?;
     let config = tools::complete_moderator_config(args.moderator)?;
     let client = connect(&args.nats.nats_url, "offpath-moderator").await?;
-    offpath_moderator::run(config, client, shutdown_signal()).await?;
+    let listener = bind_metrics(args.metrics_addr).await?;
+    offpath_moderator::run(config, client, listener, shutdown_signal()).await?;
     Ok(())
+}
+
+async fn bind_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics address {addr} (--metrics-addr)"))?;
+    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    Ok(listener)
 }
 
 async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {

@@ -50,7 +50,13 @@ fn doctor_finds_the_bootstrapped_tools() {
 async fn up_starts_local_nats_with_topology_and_stops_on_sigterm() {
     let data = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(BIN)
-        .args(["--log-json", "up", "--data-dir"])
+        .args([
+            "--log-json",
+            "up",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data.path())
         .env_remove("OFFPATH_NATS_URL")
         .stderr(Stdio::piped())

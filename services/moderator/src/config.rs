@@ -47,6 +47,10 @@ pub struct Config {
     /// Redelivery delay of a request whose batch failed or hung.
     #[arg(long, env = "OFFPATH_NAK_DELAY_MS", default_value_t = 1_000)]
     pub nak_delay_ms: u64,
+    /// `/readyz` turns not ready when requests are in flight and no inference finished for
+    /// this long.
+    #[arg(long, env = "OFFPATH_STALL_AFTER_MS", default_value_t = 30_000)]
+    pub stall_after_ms: u64,
     /// Largest accepted request payload, in bytes.
     #[arg(long, env = "OFFPATH_MAX_REQUEST_BYTES", default_value_t = offpath_protocol::DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
@@ -89,6 +93,7 @@ impl Config {
             batch_deadline_ms: 10_000,
             cancel_grace_ms: 2_000,
             nak_delay_ms: 1_000,
+            stall_after_ms: 30_000,
             max_request_bytes: offpath_protocol::DEFAULT_MAX_REQUEST_BYTES,
             faults: Faults::default(),
         }

@@ -12,6 +12,7 @@
 //! `offpath_protocol::topology::ensure` first, so tests can use their own settings.
 
 mod config;
+pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod pool;
@@ -53,12 +54,39 @@ pub enum ModeratorError {
 
 /// Runs the moderator until `shutdown` completes: then stops pulling, finishes what it
 /// holds (up to a grace period; the rest is redelivered to other moderators) and returns.
+/// `/metrics`, `/healthz` and `/readyz` are served on `listener` meanwhile.
 pub async fn run(
     config: Config,
     client: async_nats::Client,
+    listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ModeratorError> {
-    metrics::describe();
+    http::prometheus();
+    let max_in_flight = config.max_in_flight.max(1);
+    let permits = Arc::new(Semaphore::new(max_in_flight));
+    let health = Arc::new(http::Health::new(
+        client.clone(),
+        Arc::clone(&permits),
+        max_in_flight,
+        Duration::from_millis(config.stall_after_ms),
+    ));
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, Arc::clone(&health), async {
+        let _ = http_stopped.await;
+    }));
+    let result = run_inner(config, client, permits, Arc::clone(&health), shutdown).await;
+    let _ = http_stop.send(());
+    let _ = server.await;
+    result
+}
+
+async fn run_inner(
+    config: Config,
+    client: async_nats::Client,
+    permits: Arc<Semaphore>,
+    health: Arc<http::Health>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ModeratorError> {
     let library: PathBuf = config
         .ort_library
         .clone()
@@ -101,9 +129,11 @@ pub async fn run(
         "moderator ready"
     );
 
+    health.set_loaded();
     let shared = Arc::new(pipeline::Shared {
         js,
         pool,
+        health,
         limits: Limits {
             max_request_bytes: config.max_request_bytes,
         },
@@ -114,7 +144,6 @@ pub async fn run(
         },
         nak_delay: Duration::from_millis(config.nak_delay_ms),
     });
-    let permits = Arc::new(Semaphore::new(max_in_flight));
     // Holds every request this process has pulled and not settled (bounded by the permits).
     let (batch_tx, batch_rx) = mpsc::channel(max_in_flight);
     let slots = Arc::new(Semaphore::new(config.inference_threads.max(1)));

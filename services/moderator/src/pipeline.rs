@@ -33,6 +33,7 @@ pub struct Pending {
 pub struct Shared {
     pub(crate) js: jetstream::Context,
     pub(crate) pool: Pool,
+    pub(crate) health: Arc<crate::http::Health>,
     pub(crate) limits: Limits,
     pub(crate) max_deliver: i64,
     pub(crate) nak_delay: Duration,
@@ -141,7 +142,7 @@ pub fn process(shared: Arc<Shared>, batch: Vec<Pending>) -> BoxFuture<'static, (
         match result {
             Ok(assessments) => {
                 metrics::histogram!(m::INFERENCE_SECONDS).record(elapsed.as_secs_f64());
-                metrics::gauge!(m::LAST_PROGRESS).set(now_ms() as f64 / 1000.0);
+                shared.health.progressed();
                 let inference_ms = elapsed.as_millis() as u64;
                 let settled = batch
                     .into_iter()

@@ -125,3 +125,81 @@ async fn killed_moderator_loses_nothing() {
     assert_eq!(common::wait_empty(&env.js).await, 0);
     second.stop().await;
 }
+
+/// `/readyz` turns not ready while requests are in flight and inference makes no
+/// progress (the only thread hangs), and ready again once the watchdog has replaced it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_a_hung_model() {
+    let env = common::env().await;
+    let mut sub = env
+        .client
+        .subscribe("offpath.verdict.acme.>")
+        .await
+        .expect("subscribe");
+    let faults = Faults {
+        hang_thread: Some(0),
+        ..Faults::default()
+    };
+    let config = offpath_moderator::Config {
+        inference_threads: 1,
+        batch_deadline_ms: 4_000,
+        stall_after_ms: 1_000,
+        ..common::config(faults)
+    };
+    let moderator = common::Moderator::start(&env.server, config).await;
+    let ready = |addr| async move { common::http_get(addr, "/readyz").await };
+    let mut waited = 0;
+    while ready(moderator.http).await.0 != 200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+        assert!(waited < 200, "never became ready after loading");
+    }
+    assert_eq!(common::http_get(moderator.http, "/healthz").await.0, 200);
+    common::publish(&env.js, &common::request("stuck-1", "hello there")).await;
+    let mut saw_not_ready = None;
+    for _ in 0..60 {
+        let (status, body) = ready(moderator.http).await;
+        if status == 503 {
+            saw_not_ready = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = saw_not_ready.expect("not ready while the model hangs");
+    assert!(body.contains("no inference progress"), "{body}");
+    let verdicts = common::verdicts(&mut sub, 1, Duration::from_secs(30)).await;
+    assert!(
+        verdicts.contains_key("stuck-1"),
+        "verdict after the thread was replaced"
+    );
+    let mut back = false;
+    for _ in 0..50 {
+        if ready(moderator.http).await.0 == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "ready again after recovery");
+    let (_, metrics) = common::http_get(moderator.http, "/metrics").await;
+    for name in [
+        "offpath_moderator_inference_cancelled_total",
+        "offpath_moderator_threads_replaced_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("# HELP {name}")),
+            "{name} described"
+        );
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in /metrics"));
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("value");
+        assert!(value >= 1.0, "{line}");
+    }
+    moderator.stop().await;
+}

@@ -47,6 +47,8 @@ pub fn config(faults: Faults) -> Config {
 
 /// A running moderator; `stop` shuts it down gracefully, `kill` aborts it.
 pub struct Moderator {
+    /// Where /metrics, /healthz and /readyz answer.
+    pub http: std::net::SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ModeratorError>>,
 }
@@ -55,10 +57,15 @@ impl Moderator {
     pub async fn start(server: &NatsServer, config: Config) -> Self {
         let client = async_nats::connect(server.url()).await.expect("connect");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(offpath_moderator::run(config, client, async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let http = listener.local_addr().expect("addr");
+        let task = tokio::spawn(offpath_moderator::run(config, client, listener, async {
             let _ = rx.await;
         }));
         Self {
+            http,
             shutdown: Some(tx),
             task,
         }
@@ -179,4 +186,27 @@ pub async fn wait_empty(js: &jetstream::Context) -> u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stream.info().await.expect("info").state.messages
+}
+
+/// `GET path` over plain HTTP/1.0: (status, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect http");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
 }
