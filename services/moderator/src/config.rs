@@ -51,6 +51,12 @@ pub struct Config {
     /// this long.
     #[arg(long, env = "OFFPATH_STALL_AFTER_MS", default_value_t = 30_000)]
     pub stall_after_ms: u64,
+    /// Synchronous offpath.classify calls served at once; more are refused as overloaded.
+    #[arg(long, env = "OFFPATH_CLASSIFY_CONCURRENCY", default_value_t = 64)]
+    pub classify_concurrency: usize,
+    /// Deadline of a synchronous offpath.classify call.
+    #[arg(long, env = "OFFPATH_CLASSIFY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub classify_timeout_ms: u64,
     /// Largest accepted request payload, in bytes.
     #[arg(long, env = "OFFPATH_MAX_REQUEST_BYTES", default_value_t = offpath_protocol::DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
@@ -94,6 +100,8 @@ impl Config {
             cancel_grace_ms: 2_000,
             nak_delay_ms: 1_000,
             stall_after_ms: 30_000,
+            classify_concurrency: 64,
+            classify_timeout_ms: 5_000,
             max_request_bytes: offpath_protocol::DEFAULT_MAX_REQUEST_BYTES,
             faults: Faults::default(),
         }

@@ -20,6 +20,8 @@ use crate::pipeline::now_ms;
 pub struct Health {
     loaded: AtomicBool,
     last_progress_ms: AtomicU64,
+    batches: AtomicU64,
+    batched: AtomicU64,
     client: async_nats::Client,
     permits: Arc<Semaphore>,
     max_in_flight: usize,
@@ -37,6 +39,8 @@ impl Health {
         Self {
             loaded: AtomicBool::new(false),
             last_progress_ms: AtomicU64::new(now_ms()),
+            batches: AtomicU64::new(0),
+            batched: AtomicU64::new(0),
             client,
             permits,
             max_in_flight,
@@ -50,8 +54,10 @@ impl Health {
         self.loaded.store(true, Ordering::Relaxed);
     }
 
-    /// A batch finished inference.
-    pub fn progressed(&self) {
+    /// A batch of `size` requests finished inference.
+    pub fn progressed(&self, size: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched.fetch_add(size as u64, Ordering::Relaxed);
         let now = now_ms();
         self.last_progress_ms.store(now, Ordering::Relaxed);
         metrics::gauge!(m::LAST_PROGRESS).set(now as f64 / 1000.0);
@@ -61,6 +67,21 @@ impl Health {
     pub fn in_flight(&self) -> usize {
         self.max_in_flight
             .saturating_sub(self.permits.available_permits())
+    }
+
+    /// Batch and queue figures for `$SRV.STATS`.
+    pub fn stats(&self) -> serde_json::Value {
+        let batches = self.batches.load(Ordering::Relaxed);
+        let batched = self.batched.load(Ordering::Relaxed);
+        serde_json::json!({
+            "batches": batches,
+            "batched_requests": batched,
+            "mean_batch_size": if batches == 0 { 0.0 } else { batched as f64 / batches as f64 },
+            "in_flight": self.in_flight(),
+            "max_in_flight": self.max_in_flight,
+            "ms_since_progress": now_ms().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed)),
+            "ready": self.readiness().is_ok(),
+        })
     }
 
     /// `Ok` when ready, else the reasons.

@@ -16,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod pool;
+pub mod service;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -96,6 +97,7 @@ async fn run_inner(
     let pool = tokio::task::spawn_blocking(move || pool::Pool::start(&pool_config))
         .await
         .map_err(|e| ModeratorError::Thread(e.to_string()))??;
+    let client_for_service = client.clone();
     let js = jetstream::new(client);
     let nats = |e: &dyn std::fmt::Display| ModeratorError::Nats(e.to_string());
     let stream = js
@@ -154,6 +156,24 @@ async fn run_inner(
         config.max_batch.max(1),
         config.max_wait(),
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let classify = service::Classify::new(batch_tx.clone(), Arc::clone(&permits));
+    let micro = service::serve(
+        client_for_service,
+        classify,
+        Arc::clone(&shared.health),
+        shared.limits,
+        (
+            Duration::from_millis(config.classify_timeout_ms),
+            config.classify_concurrency.max(1),
+        ),
+        stop_rx,
+    );
+    let micro = async {
+        if let Err(err) = micro.await {
+            warn!("the offpath.classify service stopped: {err}");
+        }
+    };
     let intake = async {
         let mut side_tasks = JoinSet::new();
         tokio::pin!(shutdown);
@@ -182,11 +202,12 @@ async fn run_inner(
             while side_tasks.try_join_next().is_some() {}
         }
         info!("shutting down: no more pulls; settling requests in flight");
+        let _ = stop_tx.send(true);
         drop(messages);
         drop(batch_tx);
         while side_tasks.join_next().await.is_some() {}
     };
-    let ((), ()) = tokio::join!(intake, batcher);
+    let ((), (), ()) = tokio::join!(intake, batcher, micro);
     let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
     if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
         .await

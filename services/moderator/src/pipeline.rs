@@ -21,9 +21,17 @@ use tracing::{debug, warn};
 use crate::metrics as m;
 use crate::pool::{BatchError, Pool};
 
+/// Where a request came from, and so how it is answered.
+pub enum Origin {
+    /// Pulled from `MODERATION`: the verdict is published, then the request acked.
+    Stream(Box<jetstream::Message>),
+    /// A synchronous `offpath.classify` call: the verdict goes back to the caller only.
+    Direct(tokio::sync::oneshot::Sender<Verdict>),
+}
+
 /// A decoded request waiting for inference. The permit bounds requests in flight.
 pub struct Pending {
-    pub(crate) message: jetstream::Message,
+    pub(crate) origin: Origin,
     pub(crate) request: ModerationRequest,
     pub(crate) deliveries: i64,
     pub(crate) _permit: OwnedSemaphorePermit,
@@ -69,13 +77,18 @@ pub async fn intake(
             let shared = Arc::clone(shared);
             side_tasks.spawn(async move {
                 let verdict = shared.verdict(&request, None, 0, Some("expired"));
-                finish(&shared, vec![(message, verdict)], "expired").await;
+                finish(
+                    &shared,
+                    vec![(Origin::Stream(Box::new(message)), verdict)],
+                    "expired",
+                )
+                .await;
                 drop(permit);
             });
         }
         Ok(request) => {
             let pending = Pending {
-                message,
+                origin: Origin::Stream(Box::new(message)),
                 request,
                 deliveries,
                 _permit: permit,
@@ -88,7 +101,7 @@ pub async fn intake(
 }
 
 impl Shared {
-    fn verdict(
+    pub(crate) fn verdict(
         &self,
         request: &ModerationRequest,
         assessment: Option<&Assessment>,
@@ -129,7 +142,9 @@ pub fn process(shared: Arc<Shared>, batch: Vec<Pending>) -> BoxFuture<'static, (
     Box::pin(async move {
         let now = now_ms() as f64 / 1000.0;
         for pending in &batch {
-            if let Ok(info) = pending.message.info() {
+            if let Origin::Stream(message) = &pending.origin
+                && let Ok(info) = message.info()
+            {
                 let published = info.published.unix_timestamp_nanos() as f64 / 1e9;
                 metrics::histogram!(m::QUEUE_SECONDS).record((now - published).max(0.0));
             }
@@ -142,14 +157,14 @@ pub fn process(shared: Arc<Shared>, batch: Vec<Pending>) -> BoxFuture<'static, (
         match result {
             Ok(assessments) => {
                 metrics::histogram!(m::INFERENCE_SECONDS).record(elapsed.as_secs_f64());
-                shared.health.progressed();
+                shared.health.progressed(batch.len());
                 let inference_ms = elapsed.as_millis() as u64;
                 let settled = batch
                     .into_iter()
                     .zip(&assessments)
                     .map(|(p, a)| {
                         let verdict = shared.verdict(&p.request, Some(a), inference_ms, None);
-                        (p.message, verdict)
+                        (p.origin, verdict)
                     })
                     .collect();
                 finish(&shared, settled, "verdict").await;
@@ -173,20 +188,21 @@ async fn failed(shared: Arc<Shared>, mut batch: Vec<Pending>, err: BatchError) {
         return;
     }
     for pending in batch {
+        let message = match pending.origin {
+            Origin::Direct(reply) => {
+                // A synchronous caller gets an answer now, not a retry.
+                let _ = reply.send(shared.verdict(&pending.request, None, 0, Some(err.reason())));
+                continue;
+            }
+            Origin::Stream(message) => *message,
+        };
         if pending.deliveries >= shared.max_deliver && !matches!(err, BatchError::Closed) {
             let detail = format!("{err} on each of {} deliveries", pending.deliveries);
             let id = Some(pending.request.id.clone());
-            dead_letter(
-                &shared,
-                &pending.message,
-                id,
-                err.reason(),
-                detail,
-                pending.deliveries,
-            )
-            .await;
+            let reason = err.reason();
+            dead_letter(&shared, &message, id, reason, detail, pending.deliveries).await;
         } else {
-            nak(&shared, &pending.message).await;
+            nak(&shared, &message).await;
         }
     }
 }
@@ -201,11 +217,18 @@ async fn nak(shared: &Shared, message: &jetstream::Message) {
 
 /// Publishes each verdict (stored in `VERDICTS`, de-duplicated by request id), then acks
 /// its request; a request whose verdict was not stored is nak'ed, never acked.
-async fn finish(
-    shared: &Shared,
-    settled: Vec<(jetstream::Message, Verdict)>,
-    outcome: &'static str,
-) {
+async fn finish(shared: &Shared, settled: Vec<(Origin, Verdict)>, outcome: &'static str) {
+    let mut stream = Vec::with_capacity(settled.len());
+    for (origin, verdict) in settled {
+        match origin {
+            Origin::Stream(message) => stream.push((*message, verdict)),
+            Origin::Direct(reply) => {
+                metrics::counter!(m::REQUESTS, "outcome" => "direct").increment(1);
+                let _ = reply.send(verdict);
+            }
+        }
+    }
+    let settled = stream;
     let publishes = settled.iter().map(|(_, verdict)| async {
         let subject = verdict_subject(&verdict.tenant, &verdict.room);
         let publish = PublishMessage::build()

@@ -154,6 +154,17 @@ pub fn decode_request(
     payload: &[u8],
     limits: &Limits,
 ) -> Result<ModerationRequest, DecodeError> {
+    let request = decode_request_body(payload, limits)?;
+    check_subject(subject, &request.tenant)?;
+    Ok(request)
+}
+
+/// Decodes a request that did not arrive on a request subject (a synchronous
+/// `offpath.classify` call): every rule but the subject's.
+pub fn decode_request_body(
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<ModerationRequest, DecodeError> {
     let mut fields = Fields(versioned_object(payload, limits.max_request_bytes)?);
     let request = ModerationRequest {
         v: PROTOCOL_VERSION,
@@ -169,7 +180,6 @@ pub fn decode_request(
     };
     fields.finish()?;
     validate(&request)?;
-    check_subject(subject, &request.tenant)?;
     Ok(request)
 }
 

@@ -17,7 +17,7 @@ mod types;
 
 pub use decode::{
     DEFAULT_MAX_REQUEST_BYTES, DecodeError, Limits, MAX_SENDER_CHARS, decode_request,
-    decode_versioned, validate,
+    decode_request_body, decode_versioned, validate,
 };
 pub use types::{
     Action, DeadLetter, ModelRef, ModerationRequest, PROTOCOL_VERSION, Priority, Verdict,

@@ -1,0 +1,149 @@
+//! Synchronous classification for callers that must have an answer now (a username check;
+//! the coupled baseline of the load scenarios): the NATS micro service `offpath-moderator`
+//! (`$SRV.PING/INFO/STATS`, stats with batch and queue figures) with the endpoint
+//! `offpath.classify`, answering a `ModerationRequest` with a `Verdict`. Calls share the
+//! batcher and the in-flight bound with the stream.
+//!
+//! The call path is a tower stack: load shedding outside a timeout outside a concurrency
+//! limit ("layers added first see the request first"): when the limit is reached a call is
+//! refused at once as overloaded instead of queueing, and the timeout covers the call only.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_nats::service::ServiceExt;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use offpath_protocol::{Limits, ModerationRequest, Verdict, decode_request_body, encode};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tower::load_shed::error::Overloaded;
+use tower::timeout::error::Elapsed;
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt as _};
+use tracing::warn;
+
+use crate::http::Health;
+use crate::metrics as m;
+use crate::pipeline::{Origin, Pending};
+
+/// Subject of the synchronous endpoint.
+pub const CLASSIFY_SUBJECT: &str = "offpath.classify";
+
+/// The innermost service: hands the request to the batcher and waits for its verdict.
+#[derive(Clone)]
+pub struct Classify {
+    batches: mpsc::Sender<Pending>,
+    permits: Arc<Semaphore>,
+}
+
+impl Service<ModerationRequest> for Classify {
+    type Response = Verdict;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Verdict, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ModerationRequest) -> Self::Future {
+        let (batches, permits) = (self.batches.clone(), Arc::clone(&self.permits));
+        Box::pin(async move {
+            // The stream's in-flight bound applies here too: full means overloaded.
+            let permit = permits.try_acquire_owned().map_err(|_| Overloaded::new())?;
+            let (reply, answer) = oneshot::channel();
+            let pending = Pending {
+                origin: Origin::Direct(reply),
+                request,
+                deliveries: 1,
+                _permit: permit,
+            };
+            batches
+                .send(pending)
+                .await
+                .map_err(|_| "moderator shutting down")?;
+            Ok(answer.await.map_err(|_| "moderator shutting down")?)
+        })
+    }
+}
+
+/// Runs the micro service until `stop` turns true.
+pub async fn serve(
+    client: async_nats::Client,
+    classify: Classify,
+    health: Arc<Health>,
+    limits: Limits,
+    (timeout, concurrency): (Duration, usize),
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), crate::ModeratorError> {
+    let nats = |e: &dyn std::fmt::Display| crate::ModeratorError::Nats(e.to_string());
+    let stats = Arc::clone(&health);
+    let service = client
+        .service_builder()
+        .description("offpath moderator: classifies chat messages (offpath.classify)")
+        .stats_handler(move |_, _| stats.stats())
+        .start("offpath-moderator", env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| nats(&e))?;
+    let mut endpoint = service
+        .endpoint(CLASSIFY_SUBJECT)
+        .await
+        .map_err(|e| nats(&e))?;
+    let stack = ServiceBuilder::new()
+        .load_shed()
+        .timeout(timeout)
+        .concurrency_limit(concurrency)
+        .service(classify);
+    loop {
+        let request = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            request = endpoint.next() => match request { Some(r) => r, None => break },
+        };
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            let response = match decode_request_body(&request.message.payload, &limits) {
+                Err(err) => Err(error(400, &format!("{}: {err}", err.reason()))),
+                Ok(req) => match stack.oneshot(req).await {
+                    Ok(verdict) => Ok(encode(&verdict).into()),
+                    Err(err) => Err(classify_error(&err)),
+                },
+            };
+            if let Err(err) = request.respond(response).await {
+                metrics::counter!(m::NATS_ERRORS, "operation" => "respond").increment(1);
+                warn!("answering offpath.classify failed: {err}");
+            }
+        });
+    }
+    drop(stack);
+    service.stop().await.map_err(|e| nats(&e))?;
+    Ok(())
+}
+
+fn classify_error(err: &BoxError) -> async_nats::service::error::Error {
+    let reason = if err.is::<Overloaded>() {
+        "overloaded"
+    } else if err.is::<Elapsed>() {
+        "timeout"
+    } else {
+        "unavailable"
+    };
+    metrics::counter!(m::REQUESTS, "outcome" => reason).increment(1);
+    match reason {
+        "overloaded" => error(503, "overloaded: try again later"),
+        "timeout" => error(504, "timeout: no verdict in time"),
+        _ => error(503, &format!("unavailable: {err}")),
+    }
+}
+
+fn error(code: usize, status: &str) -> async_nats::service::error::Error {
+    async_nats::service::error::Error {
+        code,
+        status: status.to_string(),
+    }
+}
+
+impl Classify {
+    /// The service feeding `batches`, bounded by `permits`.
+    pub fn new(batches: mpsc::Sender<Pending>, permits: Arc<Semaphore>) -> Self {
+        Self { batches, permits }
+    }
+}
