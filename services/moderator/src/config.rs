@@ -51,6 +51,12 @@ pub struct Config {
     /// this long.
     #[arg(long, env = "OFFPATH_STALL_AFTER_MS", default_value_t = 30_000)]
     pub stall_after_ms: u64,
+    /// Texts remembered for spam waves (identical short texts reuse one inference); 0 off.
+    #[arg(long, env = "OFFPATH_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub cache_entries: usize,
+    /// How long a remembered assessment is reused.
+    #[arg(long, env = "OFFPATH_CACHE_WINDOW_MS", default_value_t = 30_000)]
+    pub cache_window_ms: u64,
     /// Synchronous offpath.classify calls served at once; more are refused as overloaded.
     #[arg(long, env = "OFFPATH_CLASSIFY_CONCURRENCY", default_value_t = 64)]
     pub classify_concurrency: usize,
@@ -100,6 +106,8 @@ impl Config {
             cancel_grace_ms: 2_000,
             nak_delay_ms: 1_000,
             stall_after_ms: 30_000,
+            cache_entries: 10_000,
+            cache_window_ms: 30_000,
             classify_concurrency: 64,
             classify_timeout_ms: 5_000,
             max_request_bytes: offpath_protocol::DEFAULT_MAX_REQUEST_BYTES,

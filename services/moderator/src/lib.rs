@@ -11,6 +11,7 @@
 //! The JetStream topology is not created here: the launcher runs
 //! `offpath_protocol::topology::ensure` first, so tests can use their own settings.
 
+mod cache;
 mod config;
 pub mod http;
 pub mod metrics;
@@ -132,10 +133,17 @@ async fn run_inner(
     );
 
     health.set_loaded();
+    let ack_wait = consumer.cached_info().config.ack_wait;
     let shared = Arc::new(pipeline::Shared {
         js,
         pool,
         health,
+        cache: cache::VerdictCache::new(
+            config.cache_entries,
+            Duration::from_millis(config.cache_window_ms),
+        ),
+        // Often enough that a slow batch never reaches ack_wait (and gets redelivered).
+        progress_every: (ack_wait / 3).max(Duration::from_millis(100)),
         limits: Limits {
             max_request_bytes: config.max_request_bytes,
         },

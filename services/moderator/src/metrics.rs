@@ -21,6 +21,8 @@ pub const INFERENCE_THREADS: &str = "offpath_moderator_inference_threads";
 pub const BATCH_FAILURES: &str = "offpath_moderator_batch_failures_total";
 /// Unix time of the last batch that completed inference.
 pub const LAST_PROGRESS: &str = "offpath_moderator_last_progress_timestamp_seconds";
+/// Requests answered from the spam-wave cache.
+pub const CACHE_HITS: &str = "offpath_moderator_cache_hits_total";
 /// Errors talking to NATS, by `operation`.
 pub const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
 
@@ -48,5 +50,6 @@ pub fn describe() {
         Unit::Seconds,
         "Unix time of the last completed inference"
     );
+    describe_counter!(CACHE_HITS, "Requests answered from the spam-wave cache");
     describe_counter!(NATS_ERRORS, "Errors talking to NATS, by operation");
 }

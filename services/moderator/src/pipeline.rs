@@ -45,6 +45,8 @@ pub struct Shared {
     pub(crate) limits: Limits,
     pub(crate) max_deliver: i64,
     pub(crate) nak_delay: Duration,
+    pub(crate) cache: crate::cache::VerdictCache,
+    pub(crate) progress_every: Duration,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -81,6 +83,21 @@ pub async fn intake(
                     &shared,
                     vec![(Origin::Stream(Box::new(message)), verdict)],
                     "expired",
+                )
+                .await;
+                drop(permit);
+            });
+        }
+        Ok(request) if shared.cache.get(&request.text).is_some() => {
+            let shared = Arc::clone(shared);
+            side_tasks.spawn(async move {
+                let assessment = shared.cache.get(&request.text);
+                metrics::counter!(m::CACHE_HITS).increment(1);
+                let verdict = shared.verdict(&request, assessment.as_ref(), 0, None);
+                finish(
+                    &shared,
+                    vec![(Origin::Stream(Box::new(message)), verdict)],
+                    "cached",
                 )
                 .await;
                 drop(permit);
@@ -152,7 +169,7 @@ pub fn process(shared: Arc<Shared>, batch: Vec<Pending>) -> BoxFuture<'static, (
         metrics::histogram!(m::BATCH_SIZE).record(batch.len() as f64);
         let texts = batch.iter().map(|p| p.request.text.clone()).collect();
         let started = Instant::now();
-        let result = shared.pool.run(texts).await;
+        let result = with_progress(&shared, &batch, shared.pool.run(texts)).await;
         let elapsed = started.elapsed();
         match result {
             Ok(assessments) => {
@@ -163,6 +180,7 @@ pub fn process(shared: Arc<Shared>, batch: Vec<Pending>) -> BoxFuture<'static, (
                     .into_iter()
                     .zip(&assessments)
                     .map(|(p, a)| {
+                        shared.cache.put(&p.request.text, a);
                         let verdict = shared.verdict(&p.request, Some(a), inference_ms, None);
                         (p.origin, verdict)
                     })
@@ -172,6 +190,33 @@ pub fn process(shared: Arc<Shared>, batch: Vec<Pending>) -> BoxFuture<'static, (
             Err(err) => failed(shared, batch, err).await,
         }
     })
+}
+
+/// Awaits `work`, telling JetStream every `progress_every` that the batch's requests are
+/// being worked on, so a slow (or stalled, until the watchdog acts) batch is not
+/// redelivered to another moderator meanwhile. Only requests in a running batch get this.
+async fn with_progress<T>(
+    shared: &Shared,
+    batch: &[Pending],
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval(shared.progress_every);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = ticks.tick() => {
+                for pending in batch {
+                    if let Origin::Stream(message) = &pending.origin
+                        && message.ack_with(AckKind::Progress).await.is_err()
+                    {
+                        metrics::counter!(m::NATS_ERRORS, "operation" => "progress").increment(1);
+                    }
+                }
+            }
+        }
+    }
 }
 
 async fn failed(shared: Arc<Shared>, mut batch: Vec<Pending>, err: BatchError) {

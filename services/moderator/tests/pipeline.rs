@@ -4,6 +4,8 @@ mod common;
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use offpath_moderator::Faults;
 use offpath_protocol::Action;
 
@@ -183,5 +185,85 @@ async fn bad_inputs_become_dead_letters() {
         "exactly one each"
     );
     assert_eq!(common::wait_empty(&env.js).await, 0);
+    moderator.stop().await;
+}
+
+/// A spam wave (the same short text again and again) reuses one inference: verdicts come
+/// from the cache, counted in /metrics.
+#[tokio::test]
+async fn spam_wave_reuses_one_inference() {
+    let env = common::env().await;
+    let mut sub = env
+        .client
+        .subscribe("offpath.verdict.acme.>")
+        .await
+        .expect("subscribe");
+    let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    common::publish(
+        &env.js,
+        &common::request("wave-0", "buy cheap followers now!!!"),
+    )
+    .await;
+    let first = common::verdicts(&mut sub, 1, Duration::from_secs(30)).await;
+    assert!(first["wave-0"].inference_ms > 0 || first["wave-0"].scores.len() == 2);
+    for i in 1..=50 {
+        common::publish(
+            &env.js,
+            &common::request(&format!("wave-{i}"), "buy cheap followers now!!!"),
+        )
+        .await;
+    }
+    let verdicts = common::verdicts(&mut sub, 50, Duration::from_secs(30)).await;
+    assert_eq!(verdicts.len(), 50);
+    assert!(
+        verdicts
+            .values()
+            .all(|v| v.scores == first["wave-0"].scores),
+        "same assessment reused"
+    );
+    let (_, metrics) = common::http_get(moderator.http, "/metrics").await;
+    let hits: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("offpath_moderator_cache_hits_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("cache hits in /metrics");
+    assert!(hits >= 50.0, "{hits} cache hits");
+    moderator.stop().await;
+}
+
+/// A batch slower than the consumer's ack_wait (2 s here) is kept alive with in-progress
+/// acks: its request is not redelivered while it is being worked on.
+#[tokio::test]
+async fn slow_batch_is_not_redelivered() {
+    let env = common::env().await;
+    let mut sub = env
+        .client
+        .subscribe("offpath.verdict.acme.>")
+        .await
+        .expect("subscribe");
+    let slow = Faults {
+        batch_delay_ms: 3_500,
+        ..Faults::default()
+    };
+    let config = offpath_moderator::Config {
+        batch_deadline_ms: 10_000,
+        ..common::config(slow)
+    };
+    let moderator = common::Moderator::start(&env.server, config).await;
+    common::publish(&env.js, &common::request("slow-1", "good evening")).await;
+    let verdicts = common::verdicts(&mut sub, 1, Duration::from_secs(30)).await;
+    assert!(verdicts.contains_key("slow-1"));
+    // A redelivered copy would be classified again (3.5 s) and its verdict published again.
+    let mut copies = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(6), async {
+        while sub.next().await.is_some() {
+            copies += 1;
+        }
+    })
+    .await;
+    assert_eq!(
+        copies, 0,
+        "kept alive by in-progress acks: never redelivered"
+    );
     moderator.stop().await;
 }

@@ -1,0 +1,103 @@
+//! Spam waves: identical short texts within a short window reuse one inference. Bounded in
+//! entries and in text length, oldest evicted first; an entry older than the window is
+//! never used.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use offpath_classifier::Assessment;
+
+/// Longest text cached, in bytes: waves are short messages, and the bound keeps memory at
+/// `capacity × 256` bytes of text.
+pub const MAX_CACHED_TEXT: usize = 256;
+
+/// Recent assessments by exact text.
+pub struct VerdictCache {
+    inner: Mutex<Inner>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+struct Inner {
+    entries: HashMap<String, (Assessment, Instant)>,
+    order: VecDeque<String>,
+}
+
+impl VerdictCache {
+    /// A cache of at most `capacity` texts, each valid for `ttl` (0 disables it).
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        let inner = Inner {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        };
+        Self {
+            inner: Mutex::new(inner),
+            ttl,
+            capacity,
+        }
+    }
+
+    /// The assessment of `text` if it was made within the window.
+    pub fn get(&self, text: &str) -> Option<Assessment> {
+        if self.capacity == 0 || text.len() > MAX_CACHED_TEXT {
+            return None;
+        }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (assessment, at) = inner.entries.get(text)?;
+        (at.elapsed() <= self.ttl).then(|| assessment.clone())
+    }
+
+    /// Remembers the assessment of `text`.
+    pub fn put(&self, text: &str, assessment: &Assessment) {
+        if self.capacity == 0 || text.len() > MAX_CACHED_TEXT {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner
+            .entries
+            .insert(text.to_string(), (assessment.clone(), Instant::now()))
+            .is_none()
+        {
+            inner.order.push_back(text.to_string());
+        }
+        while inner.order.len() > self.capacity {
+            if let Some(oldest) = inner.order.pop_front() {
+                inner.entries.remove(&oldest);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use offpath_classifier::Decision;
+
+    fn assessment() -> Assessment {
+        Assessment {
+            scores: [("insult".to_string(), 0.9)].into(),
+            decision: Decision::Block,
+        }
+    }
+
+    /// Hits within the window, misses after it, evicts the oldest past capacity, skips
+    /// long texts.
+    #[test]
+    fn bounded_and_windowed() {
+        let cache = VerdictCache::new(2, Duration::from_secs(60));
+        cache.put("a", &assessment());
+        cache.put("b", &assessment());
+        assert!(cache.get("a").is_some());
+        cache.put("c", &assessment());
+        assert!(cache.get("a").is_none(), "oldest evicted");
+        assert!(cache.get("c").is_some());
+        let long = "x".repeat(MAX_CACHED_TEXT + 1);
+        cache.put(&long, &assessment());
+        assert!(cache.get(&long).is_none());
+        let expired = VerdictCache::new(2, Duration::ZERO);
+        expired.put("a", &assessment());
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(expired.get("a").is_none(), "outside the window");
+    }
+}
