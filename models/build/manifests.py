@@ -117,9 +117,12 @@ def speed_section(directory):
     if not path.exists():
         return "Not measured yet: run `benches/compare.sh`."
     s = json.loads(path.read_text())
-    rows = "\n".join(f"| {r['batch']} | {r['rust']} | {r['python_before']} / {r['python_after']} |" for r in s["rows"])
+    rows = "\n".join(f"| {run['label']} | {r['batch']} | {r['rust']} | {r['python_before']} / {r['python_after']} |"
+                     for run in s["runs"] for r in run["rows"])
     return (f"Measured with `{s['command']}` ({s['measured']}); {s['unit']}. Python ran before and "
-            f"after Rust in the same run.\n\n| batch | Rust (ort) | Python onnxruntime |\n|---|---|---|\n{rows}")
+            f"after Rust in the same run.\n\n| run | batch | Rust (ort) | Python onnxruntime |\n|---|---|---|---|\n{rows}\n\n"
+            "Rust matched Python within the noise in run 1 and trailed it by up to 21% in run 2 (a noisier run: criterion's 95% interval at batch 1 was 287-400): "
+            "parity is not yet proven (see the open models issue).")
 
 
 def write_cards(mini, prof):
