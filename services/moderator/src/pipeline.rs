@@ -88,22 +88,20 @@ pub async fn intake(
                 drop(permit);
             });
         }
-        Ok(request) if shared.cache.get(&request.text).is_some() => {
-            let shared = Arc::clone(shared);
-            side_tasks.spawn(async move {
-                let assessment = shared.cache.get(&request.text);
-                metrics::counter!(m::CACHE_HITS).increment(1);
-                let verdict = shared.verdict(&request, assessment.as_ref(), 0, None);
-                finish(
-                    &shared,
-                    vec![(Origin::Stream(Box::new(message)), verdict)],
-                    "cached",
-                )
-                .await;
-                drop(permit);
-            });
-        }
         Ok(request) => {
+            // Looked up once: the assessment moves into the task, so an entry expiring
+            // meanwhile cannot turn a hit into a verdict without scores.
+            if let Some(assessment) = shared.cache.get(&request.text) {
+                let shared = Arc::clone(shared);
+                side_tasks.spawn(async move {
+                    metrics::counter!(m::CACHE_HITS).increment(1);
+                    let verdict = shared.verdict(&request, Some(&assessment), 0, None);
+                    let settled = vec![(Origin::Stream(Box::new(message)), verdict)];
+                    finish(&shared, settled, "cached").await;
+                    drop(permit);
+                });
+                return;
+            }
             let pending = Pending {
                 origin: Origin::Stream(Box::new(message)),
                 request,

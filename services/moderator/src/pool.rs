@@ -50,6 +50,8 @@ impl BatchError {
 }
 
 type Reply = Result<Vec<Assessment>, BatchError>;
+/// A thread's model load: the policy's (names, versions), or why it failed.
+type Loaded = Result<(String, String), crate::ModeratorError>;
 
 struct Job {
     texts: Vec<String>,
@@ -123,6 +125,16 @@ impl Pool {
 
     /// Starts one thread and waits until its models are loaded.
     fn spawn_thread(&self) -> Result<(String, String), crate::ModeratorError> {
+        let ready_rx = self.start_thread()?;
+        ready_rx
+            .recv()
+            .map_err(|_| crate::ModeratorError::Thread("inference thread died at start".into()))?
+    }
+
+    /// Starts a thread that loads its models and then serves; reports the load on the
+    /// returned channel (a replacement does not wait: loading takes a second, and the
+    /// watchdog runs on a tokio worker that must not block).
+    fn start_thread(&self) -> Result<std::sync::mpsc::Receiver<Loaded>, crate::ModeratorError> {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let spec = self.spec.clone();
@@ -135,14 +147,14 @@ impl Pool {
                     serve(index, policy, &spec, &queue);
                 }
                 Err(err) => {
+                    error!("inference thread {index} could not load its models: {err}");
+                    metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
                     let _ = ready_tx.send(Err(err));
                 }
             })
             .map_err(|e| crate::ModeratorError::Thread(e.to_string()))?;
         metrics::gauge!(m::INFERENCE_THREADS).increment(1.0);
-        ready_rx
-            .recv()
-            .map_err(|_| crate::ModeratorError::Thread("inference thread died at start".into()))?
+        Ok(ready_rx)
     }
 
     /// Runs one batch under the watchdog.
@@ -177,7 +189,7 @@ impl Pool {
                 error!(stuck_for = ?started.elapsed(), "inference thread did not return: replacing it");
                 metrics::counter!(m::THREADS_REPLACED).increment(1);
                 metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
-                if let Err(err) = self.spawn_thread() {
+                if let Err(err) = self.start_thread() {
                     error!("could not replace the inference thread: {err}");
                 }
                 Err(BatchError::Hung)

@@ -190,16 +190,8 @@ async fn readyz_follows_a_hung_model() {
             metrics.contains(&format!("# HELP {name}")),
             "{name} described"
         );
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("{name} in /metrics"));
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .expect("value");
-        assert!(value >= 1.0, "{line}");
+        let value = common::metric_value(&metrics, name);
+        assert!(value >= 1.0, "{name} = {value}");
     }
     moderator.stop().await;
 }

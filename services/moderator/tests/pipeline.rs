@@ -222,11 +222,7 @@ async fn spam_wave_reuses_one_inference() {
         "same assessment reused"
     );
     let (_, metrics) = common::http_get(moderator.http, "/metrics").await;
-    let hits: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("offpath_moderator_cache_hits_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .expect("cache hits in /metrics");
+    let hits = common::metric_value(&metrics, "offpath_moderator_cache_hits_total");
     assert!(hits >= 50.0, "{hits} cache hits");
     moderator.stop().await;
 }

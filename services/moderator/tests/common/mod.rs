@@ -210,3 +210,12 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .to_string();
     (status, body)
 }
+
+/// The value of the first sample of `name` in a Prometheus text rendering; panics if absent.
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
