@@ -53,7 +53,11 @@ async fn every_request_gets_a_consistent_verdict() {
     for i in 0..2000 {
         common::publish(
             &env.js,
-            &common::request(&format!("m-{i}"), TEXTS[i % TEXTS.len()]),
+            // Distinct texts, so every request goes through inference (not the cache).
+            &common::request(
+                &format!("m-{i}"),
+                &format!("{} #{i}", TEXTS[i % TEXTS.len()]),
+            ),
         )
         .await;
     }
@@ -91,6 +95,37 @@ async fn every_request_gets_a_consistent_verdict() {
         0,
         "request stream ends empty"
     );
+    let (status, metrics) = common::http_get(moderator.http, "/metrics").await;
+    assert_eq!(status, 200);
+    if let Some(path) = std::env::var_os("OFFPATH_DUMP_METRICS") {
+        // For `promtool check metrics` by hand (Debian's prometheus package).
+        std::fs::write(path, &metrics).expect("dump /metrics");
+    }
+    for name in [
+        "offpath_moderator_requests_total",
+        "offpath_moderator_batch_size",
+        "offpath_moderator_inference_seconds",
+        "offpath_moderator_queue_seconds",
+        "offpath_moderator_last_progress_timestamp_seconds",
+    ] {
+        assert!(
+            metrics.contains(&format!("# HELP {name}")),
+            "{name} is described"
+        );
+        assert!(
+            metrics.contains(&format!("# TYPE {name}")),
+            "{name} is exported"
+        );
+    }
+    assert!(
+        metrics.contains("offpath_moderator_inference_seconds_bucket"),
+        "a histogram, not a summary"
+    );
+    let verdicts = common::metric_value(
+        &metrics,
+        "offpath_moderator_requests_total{outcome=\"verdict\"}",
+    );
+    assert!(verdicts >= 2000.0, "{verdicts} verdicts counted");
     moderator.stop().await;
 }
 
