@@ -54,6 +54,6 @@ def measure(fn, batch, seconds=float(sys.argv[1]) if len(sys.argv) > 1 else 5.0)
 
 
 for batch in (1, 8, 32):
-    print(f"python minilm/arrival_order/batch_{batch}: {measure(arrival, batch):.0f} msg/s")
+    print(f"python minilm/arrival_order/batch_{batch}: {measure(arrival, batch):.0f} msg/s", flush=True)
     if batch > 1:
-        print(f"python minilm/length_grouped/batch_{batch}: {measure(grouped, batch):.0f} msg/s")
+        print(f"python minilm/length_grouped/batch_{batch}: {measure(grouped, batch):.0f} msg/s", flush=True)
