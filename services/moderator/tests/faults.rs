@@ -115,8 +115,14 @@ async fn killed_moderator_loses_nothing() {
     assert!(!early.is_empty());
     first.kill();
     let second = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    // Verdicts seen before the kill count too: collect until all 100 ids are covered.
     let mut verdicts = early;
-    verdicts.extend(common::verdicts(&mut sub, 100, Duration::from_secs(60)).await);
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while verdicts.len() < 100 {
+            verdicts.extend(common::verdicts(&mut sub, 1, Duration::from_secs(60)).await);
+        }
+    })
+    .await;
     let missing: Vec<String> = (0..100)
         .map(|i| format!("k-{i}"))
         .filter(|id| !verdicts.contains_key(id))
