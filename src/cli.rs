@@ -20,8 +20,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole pipeline on this machine: a local nats-server (unless --nats-url is
-    /// given) with the JetStream topology in place, until SIGINT or SIGTERM.
+    /// given) with the JetStream topology in place, a transport and moderators as separate
+    /// processes, until SIGINT or SIGTERM.
     Up(UpArgs),
+    /// Run the websocket chat gateway: fan out at once, moderate off the send path.
+    Transport(TransportArgs),
     /// Run an inference worker: pull requests, classify them in batches, publish verdicts.
     Moderator(ModeratorArgs),
     /// Create or update the JetStream streams and the moderator consumer, then exit.
@@ -122,6 +125,23 @@ impl BenchArgs {
     }
 }
 
+/// Options of `offpath transport`.
+#[derive(Debug, Args)]
+pub struct TransportArgs {
+    /// Where NATS is.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address of the websocket endpoint `/ws` and the chat page `/`.
+    #[arg(long, env = "OFFPATH_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: std::net::SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "OFFPATH_METRICS_ADDR", default_value = "127.0.0.1:9465")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// The gateway's own settings.
+    #[command(flatten)]
+    pub transport: offpath_transport::Config,
+}
+
 /// Options of `offpath up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -135,13 +155,40 @@ pub struct UpArgs {
     /// checkout].
     #[arg(long, env = "OFFPATH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address of the moderator's /metrics, /healthz and /readyz.
-    #[arg(long, env = "OFFPATH_METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: std::net::SocketAddr,
-    /// The moderator's settings.
-    #[command(flatten)]
-    pub moderator: offpath_moderator::Config,
+    /// Address of the chat gateway (`/ws`, and a chat page at `/`); port 0 picks one.
+    #[arg(long, env = "OFFPATH_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: std::net::SocketAddr,
+    /// Address of the transport's /metrics, /healthz, /readyz; port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:9465")]
+    pub transport_metrics_addr: std::net::SocketAddr,
+    /// Address of the (first) moderator's /metrics, /healthz, /readyz; port 0 picks one,
+    /// as it does for every further moderator.
+    #[arg(long, alias = "metrics-addr", default_value = "127.0.0.1:9464")]
+    pub moderator_metrics_addr: std::net::SocketAddr,
+    /// Moderator processes to start.
+    #[arg(long, env = "OFFPATH_MODERATORS", default_value_t = 1)]
+    pub moderators: usize,
+    /// A flag passed to every moderator process, e.g. `--moderator-arg=--inference-threads=1`
+    /// (repeat for more).
+    #[arg(long, allow_hyphen_values = true)]
+    pub moderator_arg: Vec<String>,
+    /// A flag passed to the transport process, e.g.
+    /// `--transport-arg=--room-policy=kids=hold:fail_closed` (repeat for more).
+    #[arg(long, allow_hyphen_values = true)]
+    pub transport_arg: Vec<String>,
 }
+
+/// A configuration error: the process exits with status 64 (EX_USAGE).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 /// Installs the global `tracing` subscriber.
 pub fn init_tracing(args: &LogArgs) {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod launch;
 mod tools;
 mod up;
 
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await,
             Command::Moderator(args) => up::moderator(args).await,
+            Command::Transport(args) => up::transport(args).await,
             Command::Topology(args) => up::apply_topology(args).await,
             Command::Doctor => tools::doctor(),
             Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).await,
@@ -50,7 +52,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             report(&format!("{err:#}"));
-            ExitCode::FAILURE
+            if err.is::<cli::Usage>() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

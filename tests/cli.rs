@@ -1,5 +1,7 @@
 //! The `offpath` binary as an operator runs it.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,17 +46,20 @@ fn doctor_finds_the_bootstrapped_tools() {
     assert!(stdout.contains("libonnxruntime.so"), "{stdout}");
 }
 
-/// `offpath up` with no NATS URL starts its own nats-server, puts the topology in place,
-/// and on SIGTERM stops it and exits 0.
+/// `offpath up` with no NATS URL starts its own nats-server with the topology, a moderator
+/// and a transport as child processes; a chat message goes through the whole pipeline;
+/// on SIGTERM it stops them all and exits 0.
 #[tokio::test]
-async fn up_starts_local_nats_with_topology_and_stops_on_sigterm() {
+async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     let data = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(BIN)
         .args([
             "--log-json",
             "up",
-            "--metrics-addr",
-            "127.0.0.1:0",
+            "--moderator-metrics-addr=127.0.0.1:0",
+            "--transport-metrics-addr=127.0.0.1:0",
+            "--listen-addr=127.0.0.1:0",
+            "--transport-arg=--tenant=acme",
             "--data-dir",
         ])
         .arg(data.path())
@@ -64,8 +69,8 @@ async fn up_starts_local_nats_with_topology_and_stops_on_sigterm() {
         .expect("spawn offpath up");
     let stderr = child.stderr.take().expect("stderr");
     // Read the log on a thread until the process exits (a closed pipe would fail its
-    // writes); hand over the URL from the "offpath is up" line and keep the rest.
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    // writes); hand over the "offpath is up" event and keep the rest.
+    let (up_tx, up_rx) = std::sync::mpsc::channel();
     let log = std::thread::spawn(move || {
         let mut lines = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -74,19 +79,19 @@ async fn up_starts_local_nats_with_topology_and_stops_on_sigterm() {
                     .as_str()
                     .unwrap_or_default()
                     .starts_with("offpath is up")
-                && let Some(url) = event["fields"]["url"].as_str()
             {
-                let _ = url_tx.send(url.to_string());
+                let _ = up_tx.send(event["fields"].clone());
             }
             lines.push(line);
         }
         lines.join("\n")
     });
-    let url = url_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("offpath up reported its URL");
+    let up = up_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("offpath up reported it is up");
+    let url = up["url"].as_str().expect("url");
 
-    let client = async_nats::connect(&url)
+    let client = async_nats::connect(url)
         .await
         .expect("connect to the local server");
     let js = jetstream::new(client);
@@ -94,11 +99,36 @@ async fn up_starts_local_nats_with_topology_and_stops_on_sigterm() {
     names.sort();
     assert_eq!(names, ["MODERATION", "MODERATION_DLQ", "VERDICTS"]);
 
+    let websocket = up["websocket"].as_str().expect("websocket address");
+    let addr = websocket
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .parse()
+        .expect("socket address");
+    let mut alice = common::chat::ChatClient::connect(addr, "alice").await;
+    alice.join("lobby").await;
+    alice
+        .say("lobby", "you are a stupid worthless idiot", "c1")
+        .await;
+    let wait = Duration::from_secs(30);
+    let id = alice
+        .expect(wait, common::chat::is("ack", None))
+        .await
+        .frame["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    alice
+        .expect(wait, common::chat::is("retract", Some(&id)))
+        .await;
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     assert!(status.expect("kill").success());
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(45);
     let exit = loop {
         if let Some(exit) = child.try_wait().expect("wait") {
             break exit;
@@ -111,6 +141,11 @@ async fn up_starts_local_nats_with_topology_and_stops_on_sigterm() {
     };
     let log = log.join().expect("log reader");
     assert!(exit.success(), "exit status {exit}; log:\n{log}");
+    let stopped = log
+        .lines()
+        .filter(|line| line.contains(r#""message":"stopped""#))
+        .count();
+    assert_eq!(stopped, 2, "transport and moderator stopped; log:\n{log}");
     assert!(
         data.path().join("jetstream").exists(),
         "JetStream data kept in --data-dir"

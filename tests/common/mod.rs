@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod chat;
+
 use offpath_nats_local::NatsServer;
 
 /// Starts a real nats-server (random port, JetStream in a temp dir); panics with the

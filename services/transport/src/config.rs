@@ -1,0 +1,299 @@
+//! The transport's settings: one struct, flags with `OFFPATH_…` environment fallbacks.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// The transport's settings.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Tenant this gateway serves: the `<tenant>` token of the subjects it publishes and
+    /// subscribes to.
+    #[arg(long, env = "OFFPATH_TENANT", default_value = "default")]
+    pub tenant: String,
+    /// Name of this gateway instance: prefixes the message ids it assigns and names its
+    /// durable verdict consumer (`transport-<instance>`), so a restart resumes where it
+    /// stopped. Give every transport process its own.
+    #[arg(long, env = "OFFPATH_INSTANCE", default_value = "t1")]
+    pub instance: String,
+    /// Longest message text accepted, in bytes.
+    #[arg(long, env = "OFFPATH_MAX_TEXT_BYTES", default_value_t = 4096)]
+    pub max_text_bytes: usize,
+    /// Largest websocket message read at all, in bytes; a larger one closes the connection
+    /// with code 1009. Larger than `max_text_bytes` so an oversized text gets an error frame.
+    #[arg(long, env = "OFFPATH_MAX_FRAME_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Messages per second one connection may send (token bucket refill rate).
+    #[arg(long, env = "OFFPATH_RATE_PER_SECOND", default_value_t = 10.0)]
+    pub rate_per_second: f64,
+    /// Burst of messages one connection may send at once (token bucket size).
+    #[arg(long, env = "OFFPATH_RATE_BURST", default_value_t = 20.0)]
+    pub rate_burst: f64,
+    /// Rooms one connection may be in at once.
+    #[arg(long, env = "OFFPATH_MAX_ROOMS_PER_CONNECTION", default_value_t = 32)]
+    pub max_rooms_per_connection: usize,
+    /// Open websocket connections this gateway accepts; one more gets an error frame and
+    /// close code 1013 (try again later).
+    #[arg(long, env = "OFFPATH_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Frames queued for one connection; a client that falls this far behind is
+    /// disconnected (close code 1008) instead of slowing its rooms down.
+    #[arg(long, env = "OFFPATH_SEND_QUEUE", default_value_t = 256)]
+    pub send_queue: usize,
+    /// Moderation requests held while NATS is slow or down; past it requests are shed
+    /// (counted) and the room's failure policy applies.
+    #[arg(long, env = "OFFPATH_OUTBOX_CAPACITY", default_value_t = 10_000)]
+    pub outbox_capacity: usize,
+    /// JetStream publishes awaiting their acknowledgement at once (pipelining).
+    #[arg(long, env = "OFFPATH_OUTBOX_IN_FLIGHT", default_value_t = 256)]
+    pub outbox_in_flight: usize,
+    /// How long shutdown spends flushing the outbox to NATS.
+    #[arg(long, env = "OFFPATH_FLUSH_GRACE_MS", default_value_t = 5_000)]
+    pub flush_grace_ms: u64,
+    /// How long a message in a `hold` room waits for its verdict before the room's failure
+    /// policy decides.
+    #[arg(long, env = "OFFPATH_HOLD_DEADLINE_MS", default_value_t = 3_000)]
+    pub hold_deadline_ms: u64,
+    /// Deadline given to the moderator for post-moderated messages (past it the moderator
+    /// answers `unmoderated`/`expired` without inference); 0 for none.
+    #[arg(long, env = "OFFPATH_MODERATION_DEADLINE_MS", default_value_t = 60_000)]
+    pub moderation_deadline_ms: u64,
+    /// How long a delivered message is remembered for its verdict (retraction needs it).
+    #[arg(long, env = "OFFPATH_TRACK_FOR_MS", default_value_t = 600_000)]
+    pub track_for_ms: u64,
+    /// Most messages remembered for their verdicts; the oldest are forgotten first.
+    #[arg(long, env = "OFFPATH_MAX_TRACKED", default_value_t = 200_000)]
+    pub max_tracked: usize,
+    /// Policy of rooms not named in `--room-policy`.
+    #[arg(
+        long,
+        env = "OFFPATH_DEFAULT_ROOM_POLICY",
+        default_value = "post:fail_open"
+    )]
+    pub default_room_policy: RoomPolicy,
+    /// Per-room policies, `room=mode:failure`, comma-separated, e.g.
+    /// `kids=hold:fail_closed,lobby=post:fail_open`. A name ending in `*` is a prefix.
+    #[arg(long, env = "OFFPATH_ROOM_POLICY", value_delimiter = ',')]
+    pub room_policy: Vec<RoomRule>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        Wrapper::parse_from(["transport"]).config
+    }
+}
+
+impl Config {
+    /// The policy of `room`: the first matching rule, else the default.
+    pub fn policy_of(&self, room: &str) -> RoomPolicy {
+        self.room_policy
+            .iter()
+            .find(|rule| match rule.room.strip_suffix('*') {
+                Some(prefix) => room.starts_with(prefix),
+                None => rule.room == room,
+            })
+            .map_or(self.default_room_policy, |rule| rule.policy)
+    }
+
+    /// Problems that make the configuration unusable (the launcher exits with status 64).
+    pub fn validate(&self) -> Result<(), String> {
+        use offpath_protocol::subject::is_valid_token;
+        let mut problems = Vec::new();
+        if !is_valid_token(&self.tenant) {
+            problems.push(format!(
+                "--tenant {:?} is not a valid subject token",
+                self.tenant
+            ));
+        }
+        if !is_valid_token(&self.instance) || self.instance.len() > 32 {
+            problems.push(format!(
+                "--instance {:?} must be 1-32 bytes of A-Z a-z 0-9 _ : @ = + ~ -",
+                self.instance
+            ));
+        }
+        if !(self.rate_per_second > 0.0 && self.rate_burst >= 1.0) {
+            problems.push("--rate-per-second must be > 0 and --rate-burst >= 1".into());
+        }
+        if self.max_frame_bytes < self.max_text_bytes + 1024 {
+            problems.push("--max-frame-bytes must exceed --max-text-bytes by 1 KiB".into());
+        }
+        for (name, value) in [
+            ("--send-queue", self.send_queue),
+            ("--outbox-capacity", self.outbox_capacity),
+            ("--outbox-in-flight", self.outbox_in_flight),
+            ("--max-connections", self.max_connections),
+            ("--max-rooms-per-connection", self.max_rooms_per_connection),
+            ("--max-tracked", self.max_tracked),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    pub(crate) fn hold_deadline(&self) -> Duration {
+        Duration::from_millis(self.hold_deadline_ms)
+    }
+}
+
+/// When a room's members see a message, and what happens when moderation cannot decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomPolicy {
+    /// `post`: deliver at once, retract if blocked; `hold`: deliver only after `allow`.
+    pub hold: bool,
+    /// What an unmoderated message becomes (shed, NATS down, moderator late or unsure).
+    pub failure: Failure,
+}
+
+/// What an unmoderated message becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// It stays delivered (or, when held, is delivered).
+    Open,
+    /// It is retracted (or, when held, never delivered).
+    Closed,
+}
+
+impl fmt::Display for RoomPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.hold { "hold" } else { "post" };
+        let failure = match self.failure {
+            Failure::Open => "fail_open",
+            Failure::Closed => "fail_closed",
+        };
+        write!(f, "{mode}:{failure}")
+    }
+}
+
+impl FromStr for RoomPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (mode, failure) = s.split_once(':').unwrap_or((s, "fail_open"));
+        let hold = match mode {
+            "post" => false,
+            "hold" => true,
+            other => return Err(format!("room mode {other:?}: expected post or hold")),
+        };
+        let failure = match failure {
+            "fail_open" => Failure::Open,
+            "fail_closed" => Failure::Closed,
+            other => {
+                return Err(format!(
+                    "room failure policy {other:?}: expected fail_open or fail_closed"
+                ));
+            }
+        };
+        Ok(Self { hold, failure })
+    }
+}
+
+/// `room=mode:failure` (a room name ending in `*` matches a prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRule {
+    /// Room name or `prefix*`.
+    pub room: String,
+    /// Its policy.
+    pub policy: RoomPolicy,
+}
+
+impl FromStr for RoomRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (room, policy) = s
+            .split_once('=')
+            .ok_or_else(|| format!("room policy {s:?}: expected room=mode:failure"))?;
+        if room.is_empty() {
+            return Err(format!("room policy {s:?}: empty room name"));
+        }
+        Ok(Self {
+            room: room.to_string(),
+            policy: policy.parse()?,
+        })
+    }
+}
+
+/// Policies looked up by room name, cached (rules are few, lookups are per message).
+#[derive(Debug, Default)]
+pub(crate) struct PolicyCache(std::sync::Mutex<HashMap<String, RoomPolicy>>);
+
+impl PolicyCache {
+    pub(crate) fn get(&self, config: &Config, room: &str) -> RoomPolicy {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(policy) = cache.get(room) {
+            return *policy;
+        }
+        let policy = config.policy_of(room);
+        // Bounded: room names come from clients; past the bound, look up without caching.
+        if cache.len() < 10_000 {
+            cache.insert(room.to_string(), policy);
+        }
+        policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rules match exact names and prefixes, first rule wins, the default covers the rest.
+    #[test]
+    fn room_rules() {
+        let config = Config {
+            room_policy: vec![
+                "kids-*=hold:fail_closed".parse().unwrap(),
+                "lobby=post:fail_closed".parse().unwrap(),
+            ],
+            ..Config::default()
+        };
+        assert_eq!(config.policy_of("kids-1").to_string(), "hold:fail_closed");
+        assert_eq!(config.policy_of("lobby").to_string(), "post:fail_closed");
+        assert_eq!(config.policy_of("other").to_string(), "post:fail_open");
+        assert!(config.validate().is_ok());
+    }
+
+    /// Malformed rules and settings are refused with a message naming the problem.
+    #[test]
+    fn bad_settings_are_refused() {
+        assert!(
+            "lobby"
+                .parse::<RoomRule>()
+                .unwrap_err()
+                .contains("room=mode")
+        );
+        assert!(
+            "x=later"
+                .parse::<RoomRule>()
+                .unwrap_err()
+                .contains("post or hold")
+        );
+        assert!(
+            "x=hold:maybe"
+                .parse::<RoomRule>()
+                .unwrap_err()
+                .contains("fail_open")
+        );
+        let config = Config {
+            tenant: "a.b".into(),
+            send_queue: 0,
+            ..Config::default()
+        };
+        let problems = config.validate().unwrap_err();
+        assert!(problems.contains("--tenant") && problems.contains("--send-queue"));
+    }
+}

@@ -1,0 +1,159 @@
+//! HTTP: the public side (`/ws`, and `/`: a small chat page) and the operator's side on
+//! its own port (`/metrics`, `/healthz`, `/readyz`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::auth::Authenticator;
+use crate::connection;
+use crate::frames::{ErrorCode, FrameError, ServerFrame};
+use crate::hub::Hub;
+use crate::metrics as m;
+use crate::peer::Close;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct App {
+    /// Rooms, connections, messages.
+    pub hub: Arc<Hub>,
+    /// Who is connecting.
+    pub auth: Arc<dyn Authenticator>,
+    /// Set when shutdown begins: new connections are refused.
+    pub stopping: Arc<AtomicBool>,
+    /// The NATS connection (for `/readyz`).
+    pub client: async_nats::Client,
+    /// Whether the verdict consumer is bound (for `/readyz`).
+    pub verdicts_bound: Arc<AtomicBool>,
+}
+
+/// The public router: `/ws` and `/`.
+pub fn public(app: App) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/", get(|| async { Html(include_str!("index.html")) }))
+        .with_state(app)
+}
+
+/// The operator's router: `/metrics`, `/healthz`, `/readyz`.
+pub fn operator(app: App) -> Router {
+    Router::new()
+        .route("/metrics", get(|| async { prometheus().render() }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+async fn upgrade(
+    State(app): State<App>,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let user = match app.auth.authenticate(&uri, &headers) {
+        Ok(user) => user,
+        Err(err) => {
+            metrics::counter!(m::DISCONNECTS, "reason" => "unauthenticated").increment(1);
+            return (StatusCode::UNAUTHORIZED, format!("{err}\n")).into_response();
+        }
+    };
+    let max = app.hub.config().max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connected(app, user, socket))
+}
+
+async fn connected(app: App, user: Arc<str>, mut socket: WebSocket) {
+    let refusal = if app.stopping.load(Ordering::Relaxed) {
+        Some((
+            ErrorCode::ShuttingDown,
+            Close::SHUTDOWN,
+            "the gateway is shutting down",
+        ))
+    } else {
+        None
+    };
+    let registered = match refusal {
+        None => app.hub.register(user),
+        Some(_) => None,
+    };
+    let Some((peer, rx)) = registered else {
+        let (code, close, message) = refusal.unwrap_or((
+            ErrorCode::TooManyConnections,
+            Close::FULL,
+            "the gateway is at its connection limit; try again later",
+        ));
+        let frame = ServerFrame::error(&FrameError::new(code, message)).encode();
+        let refuse = async {
+            let _ = socket.send(Message::Text(frame)).await;
+            let close = CloseFrame {
+                code: close.code,
+                reason: close.reason.into(),
+            };
+            let _ = socket.send(Message::Close(Some(close))).await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
+        return;
+    };
+    let (sink, stream) = socket.split();
+    connection::serve(app.hub, peer, rx, sink, stream).await;
+}
+
+async fn readyz(State(app): State<App>) -> (StatusCode, String) {
+    let nats = app.client.connection_state() == async_nats::connection::State::Connected;
+    let bound = app.verdicts_bound.load(Ordering::Relaxed);
+    let detail = format!(
+        "connections {}; outbox depth {}; held {}; NATS {}; verdict consumer {}",
+        app.hub.connections(),
+        app.hub.outbox_depth(),
+        app.hub.held(),
+        if nats {
+            "connected"
+        } else {
+            "disconnected (requests wait in the outbox)"
+        },
+        if bound { "bound" } else { "not bound" },
+    );
+    // NATS being down does not make the gateway unready: chat keeps working without it
+    // (that is the point); the outbox and the failure policies cover the gap.
+    if app.stopping.load(Ordering::Relaxed) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: shutting down; {detail}\n"),
+        )
+    } else {
+        (StatusCode::OK, format!("ready; {detail}\n"))
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; buckets set here, in one place).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        // Fan-out is microseconds, verdict lag is milliseconds to seconds: one wide ladder.
+        let seconds = [
+            0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ];
+        let recorder = match PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
+        {
+            Ok(builder) => builder.build_recorder(),
+            Err(_) => PrometheusBuilder::new().build_recorder(),
+        };
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first (an embedding program's).
+        let _ = metrics::set_global_recorder(recorder);
+        m::describe();
+        handle
+    })
+}

@@ -1,0 +1,439 @@
+//! Rooms, members and the life of a message: accept → fan out → hand to the outbox; later
+//! the verdict (or a hold deadline, or a shed) settles it. Nothing here awaits anything:
+//! locks are held for microseconds and every push to a connection is a `try_send`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use offpath_protocol::{Action, ModerationRequest, PROTOCOL_VERSION, Priority, Verdict};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, Failure, PolicyCache};
+use crate::frames::ServerFrame;
+use crate::metrics as m;
+use crate::peer::{Close, Peer, PeerReceiver};
+use crate::tracker::{State, Tracked, Tracker};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a message is settled.
+struct Settle<'a> {
+    action: Action,
+    scores: BTreeMap<String, f32>,
+    reason: Option<&'a str>,
+    /// A real verdict (final), or a local decision a later verdict may still refine
+    /// (hold deadline in a fail-open room).
+    final_: bool,
+}
+
+/// The gateway's shared state.
+pub struct Hub {
+    config: Config,
+    policies: PolicyCache,
+    rooms: RwLock<HashMap<String, Vec<Arc<Peer>>>>,
+    peers: Mutex<HashMap<u64, Arc<Peer>>>,
+    tracker: Mutex<Tracker>,
+    outbox: mpsc::Sender<ModerationRequest>,
+    outbox_depth: AtomicI64,
+    next_peer: AtomicU64,
+    next_message: AtomicU64,
+    boot_ms: u64,
+}
+
+impl Hub {
+    /// A hub handing moderation requests to `outbox`.
+    pub fn new(config: Config, outbox: mpsc::Sender<ModerationRequest>) -> Arc<Self> {
+        let tracker = Tracker::new(
+            config.max_tracked,
+            Duration::from_millis(config.track_for_ms),
+        );
+        Arc::new(Self {
+            config,
+            policies: PolicyCache::default(),
+            rooms: RwLock::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            tracker: Mutex::new(tracker),
+            outbox,
+            outbox_depth: AtomicI64::new(0),
+            next_peer: AtomicU64::new(1),
+            next_message: AtomicU64::new(1),
+            boot_ms: now_ms(),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Registers a connection for `user`, or `None` at the connection limit.
+    pub fn register(&self, user: Arc<str>) -> Option<(Arc<Peer>, PeerReceiver)> {
+        let mut peers = lock(&self.peers);
+        if peers.len() >= self.config.max_connections {
+            metrics::counter!(m::DISCONNECTS, "reason" => Close::FULL.reason).increment(1);
+            return None;
+        }
+        let id = self.next_peer.fetch_add(1, Ordering::Relaxed);
+        let (peer, rx) = Peer::new(id, user, self.config.send_queue);
+        peers.insert(id, Arc::clone(&peer));
+        metrics::gauge!(m::CONNECTIONS).set(peers.len() as f64);
+        Some((peer, rx))
+    }
+
+    /// Removes a closed connection from its rooms and the registry.
+    pub fn unregister(&self, peer: &Peer, rooms: impl IntoIterator<Item = String>) {
+        for room in rooms {
+            self.leave(peer, &room);
+        }
+        let mut peers = lock(&self.peers);
+        peers.remove(&peer.id);
+        metrics::gauge!(m::CONNECTIONS).set(peers.len() as f64);
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        lock(&self.peers).len()
+    }
+
+    /// Adds `peer` to `room`.
+    pub fn join(&self, peer: &Arc<Peer>, room: &str) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let members = rooms.entry(room.to_string()).or_default();
+        if !members.iter().any(|p| p.id == peer.id) {
+            members.push(Arc::clone(peer));
+        }
+    }
+
+    /// Removes `peer` from `room` (the room disappears with its last member).
+    pub fn leave(&self, peer: &Peer, room: &str) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = rooms.get_mut(room) {
+            members.retain(|p| p.id != peer.id);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+
+    /// Queues `frame` to every member of `room`; returns how many got it.
+    fn fan_out(&self, room: &str, frame: &Utf8Bytes) -> usize {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        rooms.get(room).map_or(0, |members| {
+            members.iter().filter(|peer| peer.push(frame)).count()
+        })
+    }
+
+    /// Queues `frame` to the sender of a message: its own connection while open, else every
+    /// connection of the same user in the room.
+    fn to_sender(&self, tracked: &Tracked, frame: &Utf8Bytes) {
+        if let Some(peer) = tracked.sender_peer.upgrade().filter(|p| !p.is_closed()) {
+            peer.push(frame);
+            return;
+        }
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        for peer in rooms.get(&tracked.room).into_iter().flatten() {
+            if *peer.user == *tracked.sender {
+                peer.push(frame);
+            }
+        }
+    }
+
+    /// Accepts a validated `send` from `peer` (a member of `room`): assigns the id, acks,
+    /// fans out (unless the room holds messages) and hands the request to the outbox.
+    /// Never waits.
+    pub fn accept(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        room: &str,
+        text: String,
+        client_msg_id: Option<String>,
+        received: Instant,
+    ) {
+        let seq = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}.{:x}.{seq:x}", self.config.instance, self.boot_ms);
+        let sent_at_ms = now_ms();
+        let policy = self.policies.get(&self.config, room);
+        metrics::counter!(m::MESSAGES).increment(1);
+        let state = if policy.hold {
+            metrics::gauge!(m::HELD).increment(1.0);
+            State::Held { text: text.clone() }
+        } else {
+            State::Delivered
+        };
+        let tracked = Tracked {
+            room: room.to_string(),
+            sender: Arc::clone(&peer.user),
+            sender_peer: Arc::downgrade(peer),
+            sent_at_ms,
+            accepted: received,
+            policy,
+            state,
+            settled: false,
+        };
+        lock(&self.tracker).insert(id.clone(), tracked, received);
+        let ack = ServerFrame::Ack {
+            client_msg_id,
+            id: id.clone(),
+            room: room.to_string(),
+            held: policy.hold,
+        };
+        peer.push(&ack.encode());
+        let deadline_ms = if policy.hold {
+            Some(sent_at_ms + self.config.hold_deadline_ms)
+        } else {
+            (self.config.moderation_deadline_ms > 0)
+                .then(|| sent_at_ms + self.config.moderation_deadline_ms)
+        };
+        let request = ModerationRequest {
+            v: PROTOCOL_VERSION,
+            id: id.clone(),
+            tenant: self.config.tenant.clone(),
+            room: room.to_string(),
+            sender: peer.user.to_string(),
+            text,
+            sent_at_ms,
+            deadline_ms,
+            priority: Some(if policy.hold {
+                Priority::High
+            } else {
+                Priority::Normal
+            }),
+            policy: None,
+        };
+        if !policy.hold {
+            let frame = message_frame(&request);
+            self.fan_out(room, &frame);
+            metrics::histogram!(m::FANOUT_SECONDS).record(received.elapsed().as_secs_f64());
+        }
+        self.enqueue(request);
+        if policy.hold {
+            let hub = Arc::clone(self);
+            let deadline = self.config.hold_deadline();
+            tokio::spawn(async move {
+                tokio::time::sleep(deadline).await;
+                hub.hold_deadline(&id);
+            });
+        }
+    }
+
+    fn enqueue(&self, request: ModerationRequest) {
+        let id = request.id.clone();
+        let reason = match self.outbox.try_send(request) {
+            Ok(()) => {
+                let depth = self.outbox_depth.fetch_add(1, Ordering::Relaxed) + 1;
+                metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
+                return;
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => "full",
+            Err(mpsc::error::TrySendError::Closed(_)) => "shutdown",
+        };
+        metrics::counter!(m::OUTBOX_SHED, "reason" => reason).increment(1);
+        let reason = format!("outbox_{reason}");
+        self.settle(
+            &id,
+            None,
+            Settle {
+                action: Action::Unmoderated,
+                scores: BTreeMap::new(),
+                reason: Some(&reason),
+                final_: true,
+            },
+        );
+    }
+
+    /// The outbox has stored (or finally shed) `n` requests.
+    pub fn outbox_settled(&self, n: usize) {
+        let depth = self.outbox_depth.fetch_sub(n as i64, Ordering::Relaxed) - n as i64;
+        metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
+    }
+
+    /// Requests not yet stored in JetStream.
+    pub fn outbox_depth(&self) -> i64 {
+        self.outbox_depth.load(Ordering::Relaxed)
+    }
+
+    /// Applies a verdict from the moderator. Applying the same verdict twice changes
+    /// nothing.
+    pub fn apply_verdict(&self, verdict: Verdict) {
+        let reason = verdict.reason.clone();
+        self.settle(
+            &verdict.id,
+            Some(&verdict),
+            Settle {
+                action: verdict.action,
+                scores: verdict.scores.clone(),
+                reason: reason.as_deref(),
+                final_: true,
+            },
+        );
+    }
+
+    /// The hold deadline of `id` passed: if it is still held, the room's failure policy
+    /// decides.
+    pub fn hold_deadline(&self, id: &str) {
+        let held = matches!(
+            lock(&self.tracker).get_mut(id).map(|t| &t.state),
+            Some(State::Held { .. })
+        );
+        if held {
+            self.settle(
+                id,
+                None,
+                Settle {
+                    action: Action::Unmoderated,
+                    scores: BTreeMap::new(),
+                    reason: Some("hold_deadline"),
+                    final_: false,
+                },
+            );
+        }
+    }
+
+    /// Settles message `id`. `verdict` gives room and sender when the message is unknown
+    /// (forgotten, or accepted before this process restarted).
+    fn settle(&self, id: &str, verdict: Option<&Verdict>, settle: Settle<'_>) {
+        let now = Instant::now();
+        let mut tracker = lock(&self.tracker);
+        if tracker.get_mut(id).is_none() {
+            let Some(verdict) = verdict else { return };
+            // Unknown here: retract a block from whoever is in the room now, tell the sender.
+            let policy = self.policies.get(&self.config, &verdict.room);
+            let tracked = Tracked {
+                room: verdict.room.clone(),
+                sender: verdict.sender.as_str().into(),
+                sender_peer: std::sync::Weak::new(),
+                sent_at_ms: 0,
+                accepted: now,
+                policy,
+                state: State::Delivered,
+                settled: false,
+            };
+            tracker.remember_settled(id.to_string(), tracked, now);
+        }
+        let Some(tracked) = tracker.get_mut(id) else {
+            return;
+        };
+        if tracked.settled {
+            metrics::counter!(m::VERDICTS_IGNORED, "reason" => "duplicate").increment(1);
+            return;
+        }
+        let open = tracked.policy.failure == Failure::Open;
+        let was_held = matches!(tracked.state, State::Held { .. });
+        let (deliver, withdraw) = match settle.action {
+            Action::Allow | Action::Flag => (true, false),
+            Action::Block => (false, true),
+            Action::Unmoderated => (open, !open),
+        };
+        let mut frames_to_room = Vec::new();
+        if was_held {
+            let State::Held { text } = std::mem::replace(&mut tracked.state, State::Withdrawn)
+            else {
+                unreachable!("checked above")
+            };
+            metrics::gauge!(m::HELD).decrement(1.0);
+            let outcome = match (settle.action, deliver, settle.reason) {
+                (Action::Allow, _, _) => "allowed",
+                (Action::Flag, _, _) => "flagged",
+                (Action::Block, _, _) => "blocked",
+                (_, true, Some("hold_deadline")) => "deadline_delivered",
+                (_, false, Some("hold_deadline")) => "deadline_dropped",
+                (_, true, _) => "unmoderated_delivered",
+                (_, false, _) => "unmoderated_dropped",
+            };
+            metrics::counter!(m::HOLD_SETTLED, "outcome" => outcome).increment(1);
+            if deliver {
+                tracked.state = State::Delivered;
+                frames_to_room.push(
+                    ServerFrame::Message {
+                        id: id.to_string(),
+                        room: tracked.room.clone(),
+                        sender: tracked.sender.to_string(),
+                        text,
+                        sent_at_ms: tracked.sent_at_ms,
+                    }
+                    .encode(),
+                );
+            }
+        } else if withdraw && tracked.state == State::Delivered {
+            tracked.state = State::Withdrawn;
+            let reason = if settle.action == Action::Block {
+                "blocked"
+            } else {
+                "unmoderated"
+            };
+            if settle.action != Action::Block {
+                metrics::counter!(m::FAIL_CLOSED_RETRACTS).increment(1);
+            }
+            frames_to_room.push(
+                ServerFrame::Retract {
+                    id: id.to_string(),
+                    room: tracked.room.clone(),
+                    reason: reason.to_string(),
+                }
+                .encode(),
+            );
+        }
+        if settle.final_ {
+            tracked.settled = true;
+            if verdict.is_some() {
+                metrics::counter!(m::VERDICTS, "action" => settle.action.as_str()).increment(1);
+                if tracked.sent_at_ms > 0 {
+                    metrics::histogram!(m::VERDICT_LAG_SECONDS)
+                        .record(now.duration_since(tracked.accepted).as_secs_f64());
+                }
+            }
+        }
+        let to_sender = ServerFrame::Verdict {
+            id: id.to_string(),
+            room: tracked.room.clone(),
+            action: settle.action.as_str().to_string(),
+            scores: settle.scores,
+            reason: settle.reason.map(str::to_string),
+        }
+        .encode();
+        self.to_sender(tracked, &to_sender);
+        let room = tracked.room.clone();
+        drop(tracker);
+        for frame in frames_to_room {
+            self.fan_out(&room, &frame);
+        }
+    }
+
+    /// Messages held in `hold` rooms right now.
+    pub fn held(&self) -> usize {
+        lock(&self.tracker).held()
+    }
+
+    /// Closes every connection with "going away".
+    pub fn close_all(&self) {
+        let peers: Vec<Arc<Peer>> = lock(&self.peers).values().cloned().collect();
+        for peer in peers {
+            peer.close_with(Close::SHUTDOWN);
+        }
+    }
+}
+
+/// The `message` frame of a request.
+fn message_frame(request: &ModerationRequest) -> Utf8Bytes {
+    ServerFrame::Message {
+        id: request.id.clone(),
+        room: request.room.clone(),
+        sender: request.sender.clone(),
+        text: request.text.clone(),
+        sent_at_ms: request.sent_at_ms,
+    }
+    .encode()
+}

@@ -1,0 +1,151 @@
+//! The offpath transport: a websocket chat gateway that never waits on moderation.
+//!
+//! Flow of a message: a client's `send` frame is read by its connection
+//! ([`connection`]) → [`hub::Hub::accept`] assigns the id, acks, fans the message out to
+//! every member's bounded send queue ([`peer::Peer::push`], a `try_send`: a client that
+//! cannot keep up is disconnected, not waited for) and `try_send`s a `ModerationRequest`
+//! into the bounded outbox → [`outbox::drain`], a separate task, publishes it to the
+//! `MODERATION` stream. Verdicts come back through a durable consumer on `VERDICTS`
+//! ([`verdicts::consume`]) and are applied by the hub: `block` retracts the message from
+//! the room, `flag` and `allow` tell the sender. Rooms with the `hold` policy deliver a
+//! message only once it is allowed or its hold deadline passes (then the room's
+//! fail-open/fail-closed policy decides).
+//!
+//! Nothing on a socket's path awaits NATS or a model; the only tasks that wait on NATS are
+//! the outbox drain and the verdict consumer. The transport depends on `offpath-protocol`
+//! only.
+
+mod auth;
+mod config;
+mod connection;
+pub mod frames;
+mod http;
+pub mod hub;
+pub mod metrics;
+mod outbox;
+pub mod peer;
+mod tracker;
+pub mod verdicts;
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+pub use auth::{AuthError, Authenticator, QueryUser};
+pub use config::{Config, Failure, RoomPolicy, RoomRule};
+pub use connection::TokenBucket;
+pub use http::prometheus;
+
+/// How long shutdown waits for connections to take their going-away frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Why the transport could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The settings are unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A listener failed.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The listeners the transport serves on.
+pub struct Listeners {
+    /// Chat clients: `/ws` and `/`.
+    pub public: TcpListener,
+    /// Operators: `/metrics`, `/healthz`, `/readyz`.
+    pub operator: TcpListener,
+}
+
+/// Runs the gateway until `shutdown` completes: then refuses new connections, closes every
+/// socket with a going-away frame, flushes the outbox to NATS (up to `flush_grace_ms`; the
+/// rest is counted as shed) and returns. NATS need not be reachable at start: requests
+/// wait in the outbox and the verdict consumer binds when it can.
+pub async fn run(
+    config: Config,
+    client: async_nats::Client,
+    listeners: Listeners,
+    auth: Arc<dyn Authenticator>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), TransportError> {
+    config.validate().map_err(TransportError::Config)?;
+    prometheus();
+    let grace = Duration::from_millis(config.flush_grace_ms);
+    // Bounded: the requests the gateway holds while NATS is slow or down (see the flag).
+    let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
+    let hub = hub::Hub::new(config, outbox_tx);
+    let js = async_nats::jetstream::new(client.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let drain = tokio::spawn(outbox::drain(
+        js.clone(),
+        Arc::clone(&hub),
+        outbox_rx,
+        stop_rx.clone(),
+        grace,
+    ));
+    let bound = Arc::new(AtomicBool::new(false));
+    let consumer = tokio::spawn(verdicts::consume(
+        js,
+        Arc::clone(&hub),
+        Arc::clone(&bound),
+        stop_rx,
+    ));
+    let app = http::App {
+        hub: Arc::clone(&hub),
+        auth,
+        stopping: Arc::new(AtomicBool::new(false)),
+        client,
+        verdicts_bound: bound,
+    };
+    let (operator_stop, operator_stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(
+        axum::serve(listeners.operator, http::operator(app.clone()))
+            .with_graceful_shutdown(async {
+                let _ = operator_stopped.await;
+            })
+            .into_future(),
+    );
+    let upkeep = tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            prometheus().run_upkeep();
+        }
+    });
+    info!(addr = %listeners.public.local_addr()?, "transport ready: websocket at /ws");
+    let stopping = Arc::clone(&app.stopping);
+    let public = axum::serve(listeners.public, http::public(app));
+    let closing = Arc::clone(&hub);
+    public
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            info!("shutting down: closing sockets, then flushing the outbox");
+            stopping.store(true, Ordering::Relaxed);
+            closing.close_all();
+        })
+        .await?;
+    let closed = tokio::time::timeout(CLOSE_WAIT, async {
+        while hub.connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    if closed.await.is_err() {
+        warn!(
+            open = hub.connections(),
+            "connections still open after the close wait"
+        );
+    }
+    let _ = stop_tx.send(true);
+    let _ = drain.await;
+    let _ = consumer.await;
+    upkeep.abort();
+    let _ = operator_stop.send(());
+    let _ = operator.await;
+    info!("transport stopped");
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Drains the outbox to the `MODERATION` stream. The send path only ever `try_send`s into
+//! the outbox; this task is the only thing that waits on NATS. Publishes are pipelined (up
+//! to `outbox_in_flight` awaiting their acknowledgement); a failed publish is retried with
+//! the same `Nats-Msg-Id` (JetStream de-duplicates), so nothing accepted is lost while
+//! NATS is down: requests wait here, and past the outbox's bound new ones are shed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use offpath_protocol::subject::request_subject;
+use offpath_protocol::{ModerationRequest, encode};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::hub::Hub;
+use crate::metrics as m;
+
+/// Longest pause between retries while NATS is failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long one publish waits for JetStream's acknowledgement before it is retried.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Outcome = (ModerationRequest, Result<(), String>);
+
+/// Publishes everything the outbox receives until `stop` turns true; then flushes what it
+/// holds for at most `grace` and counts the rest as shed.
+pub async fn drain(
+    js: jetstream::Context,
+    hub: Arc<Hub>,
+    mut outbox: mpsc::Receiver<ModerationRequest>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let in_flight_max = hub.config().outbox_in_flight.max(1);
+    let mut in_flight = FuturesUnordered::new();
+    let mut retry: VecDeque<ModerationRequest> = VecDeque::new();
+    let mut backoff = Duration::ZERO;
+    // While NATS fails, retries wait until this instant.
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut stopping = false;
+    let mut drained = false;
+    let mut flush_deadline = None;
+    loop {
+        let room = in_flight.len() < in_flight_max;
+        if room
+            && retry_at.is_none()
+            && let Some(request) = retry.pop_front()
+        {
+            in_flight.push(publish(js.clone(), request));
+            continue;
+        }
+        if stopping && drained && in_flight.is_empty() && retry.is_empty() {
+            break;
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                outbox.close();
+                flush_deadline = Some(tokio::time::Instant::now() + grace);
+                info!(held = hub.outbox_depth(), "flushing the outbox");
+            }
+            () = sleep_until(flush_deadline) => break,
+            () = sleep_until(retry_at) => retry_at = None,
+            request = outbox.recv(), if room && retry.is_empty() && !drained => match request {
+                Some(request) => in_flight.push(publish(js.clone(), request)),
+                None => drained = true,
+            },
+            Some((request, result)) = in_flight.next() => match result {
+                Ok(()) => {
+                    backoff = Duration::ZERO;
+                    metrics::counter!(m::OUTBOX_PUBLISHED).increment(1);
+                    hub.outbox_settled(1);
+                }
+                Err(err) => {
+                    metrics::counter!(m::NATS_ERRORS, "operation" => "publish").increment(1);
+                    if retry_at.is_none() {
+                        warn!(id = request.id, "publishing a moderation request: {err}; retrying");
+                        backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+                        retry_at = Some(tokio::time::Instant::now() + backoff);
+                    }
+                    retry.push_back(request);
+                }
+            },
+        }
+        if drained && !stopping {
+            // Every sender is gone: flush like a shutdown.
+            stopping = true;
+            flush_deadline = Some(tokio::time::Instant::now() + grace);
+        }
+    }
+    let mut lost = retry.len() + in_flight.len();
+    while outbox.try_recv().is_ok() {
+        lost += 1;
+    }
+    if lost > 0 {
+        warn!(
+            lost,
+            "shutdown grace passed: moderation requests not stored are shed"
+        );
+        metrics::counter!(m::OUTBOX_SHED, "reason" => "shutdown").increment(lost as u64);
+        hub.outbox_settled(lost);
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn publish(js: jetstream::Context, request: ModerationRequest) -> Outcome {
+    let message = PublishMessage::build()
+        .payload(encode(&request).into())
+        .message_id(&request.id);
+    let subject = request_subject(&request.tenant);
+    let result = tokio::time::timeout(ACK_TIMEOUT, async {
+        js.send_publish(subject, message)
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err("no acknowledgement within 5 s".to_string()));
+    (request, result)
+}

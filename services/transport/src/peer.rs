@@ -1,0 +1,137 @@
+//! One connection as the rest of the gateway sees it: a bounded queue of encoded frames and
+//! a way to close it. Pushing never waits: a full queue closes the connection (a slow
+//! client), so one reader that stalls cannot slow down a room.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics as m;
+
+/// Why the gateway closes a connection: a websocket close code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    /// Websocket close code.
+    pub code: u16,
+    /// Reason sent in the close frame, also the `reason` metric label.
+    pub reason: &'static str,
+}
+
+impl Close {
+    /// The client's send queue was full (close code 1008, policy violation).
+    pub const SLOW: Close = Close {
+        code: 1008,
+        reason: "slow_client",
+    };
+    /// The gateway is shutting down (1001, going away).
+    pub const SHUTDOWN: Close = Close {
+        code: 1001,
+        reason: "shutdown",
+    };
+    /// The connection limit was reached (1013, try again later).
+    pub const FULL: Close = Close {
+        code: 1013,
+        reason: "max_connections",
+    };
+    /// The client closed or the socket failed: nothing to tell it.
+    pub const GONE: Close = Close {
+        code: 1000,
+        reason: "closed",
+    };
+}
+
+/// A connection's outgoing side, shared by the rooms it is in.
+#[derive(Debug)]
+pub struct Peer {
+    /// Process-unique connection number.
+    pub id: u64,
+    /// The authenticated user.
+    pub user: Arc<str>,
+    queue: mpsc::Sender<Utf8Bytes>,
+    close: watch::Sender<Option<Close>>,
+    closed: AtomicBool,
+}
+
+/// The connection's end of a [`Peer`]: frames to write and the close signal.
+#[derive(Debug)]
+pub struct PeerReceiver {
+    /// Frames to write, in order.
+    pub frames: mpsc::Receiver<Utf8Bytes>,
+    /// Becomes `Some` when the connection must close.
+    pub close: watch::Receiver<Option<Close>>,
+}
+
+impl Peer {
+    /// A peer with a send queue of `capacity` frames.
+    pub fn new(id: u64, user: Arc<str>, capacity: usize) -> (Arc<Self>, PeerReceiver) {
+        let (queue, frames) = mpsc::channel(capacity.max(1));
+        let (close, close_rx) = watch::channel(None);
+        let peer = Arc::new(Self {
+            id,
+            user,
+            queue,
+            close,
+            closed: AtomicBool::new(false),
+        });
+        (
+            peer,
+            PeerReceiver {
+                frames,
+                close: close_rx,
+            },
+        )
+    }
+
+    /// Queues `frame` without waiting. A full queue closes the connection as a slow client;
+    /// returns whether the frame was queued.
+    pub fn push(&self, frame: &Utf8Bytes) -> bool {
+        match self.queue.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.close_with(Close::SLOW) {
+                    metrics::counter!(m::SLOW_CLIENTS).increment(1);
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the connection to close; only the first reason counts. Returns whether this
+    /// call was the first.
+    pub fn close_with(&self, close: Close) -> bool {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        if close != Close::GONE {
+            metrics::counter!(m::DISCONNECTS, "reason" => close.reason).increment(1);
+        }
+        self.close.send_replace(Some(close));
+        true
+    }
+
+    /// Whether the connection is closing or closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.queue.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full queue closes the peer as slow, once; later pushes are refused without waiting.
+    #[test]
+    fn full_queue_closes_as_slow() {
+        let (peer, mut rx) = Peer::new(1, "u".into(), 2);
+        let frame = Utf8Bytes::from_static("{}");
+        assert!(peer.push(&frame) && peer.push(&frame));
+        assert!(!peer.push(&frame));
+        assert_eq!(*rx.close.borrow_and_update(), Some(Close::SLOW));
+        assert!(!peer.close_with(Close::SHUTDOWN), "first reason wins");
+        assert!(peer.is_closed());
+        assert_eq!(rx.frames.try_recv().as_deref().ok(), Some("{}"));
+    }
+}

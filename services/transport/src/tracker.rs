@@ -1,0 +1,154 @@
+//! What the gateway remembers about each accepted message until its verdict: where it went,
+//! who sent it, whether it is held. Bounded by count and age; the oldest is forgotten
+//! first (a verdict for a forgotten message is still applied from the verdict's own
+//! fields, so forgetting loses nothing but the sender's original connection).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::config::RoomPolicy;
+use crate::peer::Peer;
+
+/// Where a message stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Fanned out to the room.
+    Delivered,
+    /// In a `hold` room, not yet shown to anyone; keeps the text until released.
+    Held {
+        /// The text to deliver when allowed.
+        text: String,
+    },
+    /// Retracted, dropped by a fail-closed room, or blocked while held.
+    Withdrawn,
+}
+
+/// One accepted message.
+#[derive(Debug)]
+pub struct Tracked {
+    /// Room.
+    pub room: String,
+    /// Sender's user name.
+    pub sender: Arc<str>,
+    /// The sender's connection (gone when it closed).
+    pub sender_peer: Weak<Peer>,
+    /// When the gateway accepted it, ms since the Unix epoch.
+    pub sent_at_ms: u64,
+    /// When the gateway accepted it (for the verdict lag).
+    pub accepted: Instant,
+    /// The room's policy at acceptance.
+    pub policy: RoomPolicy,
+    /// Delivery state.
+    pub state: State,
+    /// A final verdict was applied: later copies of it change nothing.
+    pub settled: bool,
+}
+
+/// Accepted messages by id, bounded by `max` entries and `ttl` age.
+#[derive(Debug)]
+pub struct Tracker {
+    map: HashMap<String, Tracked>,
+    order: VecDeque<(Instant, String)>,
+    max: usize,
+    ttl: Duration,
+}
+
+impl Tracker {
+    /// An empty tracker.
+    pub fn new(max: usize, ttl: Duration) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            max: max.max(1),
+            ttl,
+        }
+    }
+
+    /// Remembers `tracked` under `id`, forgetting the oldest entries past the bounds.
+    pub fn insert(&mut self, id: String, tracked: Tracked, now: Instant) {
+        self.expire(now);
+        while self.map.len() >= self.max {
+            match self.order.pop_front() {
+                Some((_, old)) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.order.push_back((now, id.clone()));
+        self.map.insert(id, tracked);
+    }
+
+    /// Remembers a verdict for a message this gateway never saw or has forgotten, so a
+    /// second copy of the verdict is recognised as a duplicate.
+    pub fn remember_settled(&mut self, id: String, tracked: Tracked, now: Instant) {
+        self.insert(id, tracked, now);
+    }
+
+    /// The entry for `id`.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Tracked> {
+        self.map.get_mut(id)
+    }
+
+    /// Entries remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Messages currently held.
+    pub fn held(&self) -> usize {
+        self.map
+            .values()
+            .filter(|t| matches!(t.state, State::Held { .. }))
+            .count()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < self.ttl {
+                break;
+            }
+            if let Some((_, id)) = self.order.pop_front() {
+                self.map.remove(&id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Failure;
+
+    fn tracked() -> Tracked {
+        Tracked {
+            room: "r".into(),
+            sender: "u".into(),
+            sender_peer: Weak::new(),
+            sent_at_ms: 0,
+            accepted: Instant::now(),
+            policy: RoomPolicy {
+                hold: false,
+                failure: Failure::Open,
+            },
+            state: State::Delivered,
+            settled: false,
+        }
+    }
+
+    /// The oldest entries go first, by count and by age.
+    #[test]
+    fn bounded_by_count_and_age() {
+        let start = Instant::now();
+        let mut tracker = Tracker::new(2, Duration::from_secs(10));
+        for id in ["a", "b", "c"] {
+            tracker.insert(id.into(), tracked(), start);
+        }
+        assert_eq!(tracker.len(), 2);
+        assert!(tracker.get_mut("a").is_none() && tracker.get_mut("c").is_some());
+        tracker.insert("d".into(), tracked(), start + Duration::from_secs(11));
+        assert_eq!(tracker.len(), 1, "b and c expired");
+    }
+}

@@ -1,0 +1,152 @@
+//! Starting offpath's services as separate OS processes (this same binary with another
+//! subcommand), so one can be stopped, killed or frozen on its own: `offpath up` uses it,
+//! and so do the load scenarios.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A service running as a child process, with its operator port (`/readyz`).
+#[derive(Debug)]
+pub struct Proc {
+    /// Name for logs, e.g. `moderator-1`.
+    pub name: String,
+    /// Where its `/metrics`, `/healthz` and `/readyz` answer.
+    pub ops: SocketAddr,
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `offpath <args>`; its log goes to this process's stderr unless `quiet`.
+    pub fn spawn(
+        name: &str,
+        args: &[String],
+        ops: SocketAddr,
+        quiet: bool,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding the offpath executable")?;
+        let mut command = Command::new(exe);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if quiet {
+            command.stderr(Stdio::null());
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting the {name} process"))?;
+        Ok(Self {
+            name: name.to_string(),
+            ops,
+            child,
+        })
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits until `/readyz` answers 200; fails when the process exits first or `timeout`
+    /// passes.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                bail!("{} exited before it was ready ({status})", self.name);
+            }
+            if let Ok((200, _)) = http_get(self.ops, "/readyz").await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} not ready after {timeout:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to the process.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed", self.pid());
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns the exit status.
+    pub async fn stop(mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
+        if let Some(status) = self.exited() {
+            return Ok(status);
+        }
+        // A frozen process cannot act on SIGTERM.
+        let _ = self.signal("CONT");
+        self.signal("TERM")?;
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Ok(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!(name = %self.name, "did not stop within {grace:?}; killing it");
+        self.child.kill().context("SIGKILL")?;
+        self.child.wait().context("waiting for the killed process")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Never leave a child behind (a panic or an early return in the launcher).
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `addr`, or when its port is 0 the same host with a port that is free now.
+pub fn concrete_addr(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    Ok(listener.local_addr()?)
+}
+
+/// A minimal HTTP/1.0 GET: status and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let get = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    };
+    tokio::time::timeout(Duration::from_secs(5), get)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}

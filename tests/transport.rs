@@ -1,0 +1,393 @@
+//! The chat gateway end to end: real nats-server, a real moderator process with the real
+//! models, the transport on port 0, websocket clients.
+
+mod common;
+
+use std::time::Duration;
+
+use common::chat::{self, ModeratorProcess, Transport, is, metric};
+use offpath_protocol::{Action, ModelRef, PROTOCOL_VERSION, Verdict, encode};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A clean message reaches both members and is allowed; an insult reaches both, then is
+/// retracted for both and its sender is told `block`.
+#[tokio::test]
+async fn clean_message_allowed_insult_retracted() {
+    let server = chat::nats_with_topology().await;
+    let _moderator = ModeratorProcess::start(&server, &[]).await;
+    let transport = Transport::start(&server, chat::transport_config()).await;
+    let mut alice = transport.client("alice").await;
+    let mut bob = transport.client("bob").await;
+    alice.join("lobby").await;
+    bob.join("lobby").await;
+    // Joins are processed in order per connection; a round trip through a send proves it.
+    alice
+        .say("lobby", "thanks a lot, see you tomorrow", "c1")
+        .await;
+    let ack = alice.expect(WAIT, is("ack", None)).await.frame;
+    assert_eq!(ack["client_msg_id"], "c1");
+    assert_eq!(ack["held"], false);
+    let id = ack["id"].as_str().expect("id").to_string();
+    for client in [&mut alice, &mut bob] {
+        let message = client.expect(WAIT, is("message", Some(&id))).await.frame;
+        assert_eq!(message["sender"], "alice");
+        assert_eq!(message["text"], "thanks a lot, see you tomorrow");
+    }
+    let verdict = alice.expect(WAIT, is("verdict", Some(&id))).await.frame;
+    assert_eq!(verdict["action"], "allow", "{verdict}");
+    assert!(verdict["scores"]["insult"].as_f64().expect("insult score") < 0.3);
+
+    alice
+        .say("lobby", "you are a stupid worthless idiot", "c2")
+        .await;
+    let id = alice.expect(WAIT, is("ack", None)).await.frame["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    for client in [&mut alice, &mut bob] {
+        client.expect(WAIT, is("message", Some(&id))).await;
+        let retract = client.expect(WAIT, is("retract", Some(&id))).await.frame;
+        assert_eq!(retract["reason"], "blocked");
+        assert_eq!(retract["room"], "lobby");
+    }
+    let verdict = alice.expect(WAIT, is("verdict", Some(&id))).await.frame;
+    assert_eq!(verdict["action"], "block", "{verdict}");
+    let others = bob.drain(Duration::from_millis(300)).await;
+    assert!(
+        others.iter().all(|r| r.frame["type"] != "verdict"),
+        "only the sender gets verdicts: {others:?}"
+    );
+
+    let metrics = transport.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "offpath_transport_verdicts_total",
+            r#"action="allow""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "offpath_transport_verdicts_total",
+            r#"action="block""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&metrics, "offpath_transport_messages_total", ""),
+        2.0
+    );
+    assert_eq!(metric(&metrics, "offpath_transport_connections", ""), 2.0);
+    assert!(metrics.contains("offpath_transport_fanout_seconds_bucket"));
+    assert!(metrics.contains("offpath_transport_verdict_lag_seconds_bucket"));
+    transport.stop().await;
+}
+
+/// A verdict delivered twice is applied once: one retraction, one verdict frame; a verdict
+/// for a message this gateway never saw still retracts it from the room.
+#[tokio::test]
+async fn applying_a_verdict_twice_changes_nothing() {
+    let server = chat::nats_with_topology().await;
+    let transport = Transport::start(&server, chat::transport_config()).await;
+    let mut alice = transport.client("alice").await;
+    let mut bob = transport.client("bob").await;
+    alice.join("lobby").await;
+    bob.join("lobby").await;
+    alice.say("lobby", "hello", "c1").await;
+    let id = alice.expect(WAIT, is("ack", None)).await.frame["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    bob.expect(WAIT, is("message", Some(&id))).await;
+    let js = async_nats::jetstream::new(common::connect(&server).await);
+    for message_id in [id.clone(), "someone-elses-id".to_string()] {
+        let verdict = Verdict {
+            v: PROTOCOL_VERSION,
+            id: message_id,
+            tenant: "acme".into(),
+            room: "lobby".into(),
+            sender: "alice".into(),
+            action: Action::Block,
+            scores: [("insult".to_string(), 0.97)].into(),
+            model: ModelRef {
+                name: "test".into(),
+                version: "1".into(),
+            },
+            queued_ms: 1,
+            inference_ms: 1,
+            reason: None,
+        };
+        for _ in 0..2 {
+            js.publish("offpath.verdict.acme.lobby", encode(&verdict).into())
+                .await
+                .expect("publish")
+                .await
+                .expect("stored");
+        }
+    }
+    bob.expect(WAIT, is("retract", Some(&id))).await;
+    bob.expect(WAIT, is("retract", Some("someone-elses-id")))
+        .await;
+    let rest = bob.drain(Duration::from_millis(500)).await;
+    assert!(
+        rest.iter().all(|r| r.frame["type"] != "retract"),
+        "retracted twice: {rest:?}"
+    );
+    let verdicts: Vec<_> = alice
+        .drain(Duration::from_millis(200))
+        .await
+        .into_iter()
+        .filter(|r| r.frame["type"] == "verdict")
+        .collect();
+    assert_eq!(
+        verdicts.len(),
+        2,
+        "one verdict frame per message: {verdicts:?}"
+    );
+    let metrics = transport.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "offpath_transport_verdicts_ignored_total",
+            "duplicate"
+        ),
+        2.0
+    );
+    transport.stop().await;
+}
+
+/// Each kind of bad frame gets its error frame with a stable code, and the connection keeps
+/// working afterwards.
+#[tokio::test]
+async fn bad_frames_get_error_frames_and_the_connection_survives() {
+    let server = chat::nats_with_topology().await;
+    let config = offpath_transport::Config {
+        max_text_bytes: 100,
+        max_rooms_per_connection: 2,
+        ..chat::transport_config()
+    };
+    let transport = Transport::start(&server, config).await;
+    let mut alice = transport.client("alice").await;
+    alice.join("lobby").await;
+    let table: Vec<(&str, Message)> = vec![
+        ("invalid_json", Message::text("{not json")),
+        ("invalid_json", Message::text("[1, 2]")),
+        ("missing_type", Message::text(r#"{"room":"lobby"}"#)),
+        (
+            "unknown_type",
+            Message::text(r#"{"type":"shout","room":"lobby"}"#),
+        ),
+        (
+            "invalid_frame",
+            Message::text(r#"{"type":"send","room":"lobby"}"#),
+        ),
+        (
+            "invalid_frame",
+            Message::text(r#"{"type":"join","room":"lobby","admin":true}"#),
+        ),
+        (
+            "invalid_frame",
+            Message::text(r#"{"type":"send","room":"lobby","text":42}"#),
+        ),
+        (
+            "invalid_room",
+            Message::text(r#"{"type":"join","room":"a.b.>"}"#),
+        ),
+        (
+            "invalid_room",
+            Message::text(r#"{"type":"join","room":""}"#),
+        ),
+        (
+            "text_too_large",
+            Message::text(
+                json!({"type":"send","room":"lobby","text":"x".repeat(1 << 20)}).to_string(),
+            ),
+        ),
+        ("binary_frame", Message::binary(vec![0u8, 159, 146, 150])),
+        (
+            "not_a_member",
+            Message::text(r#"{"type":"send","room":"elsewhere","text":"hi"}"#),
+        ),
+        (
+            "invalid_client_msg_id",
+            Message::text(
+                json!({"type":"send","room":"lobby","text":"hi","client_msg_id":"c".repeat(200)})
+                    .to_string(),
+            ),
+        ),
+    ];
+    for (i, (code, frame)) in table.into_iter().enumerate() {
+        alice.send_raw(frame).await;
+        let error = alice.expect(WAIT, is("error", None)).await.frame;
+        assert_eq!(error["code"], code, "case {i}: {error}");
+        assert!(!error["message"].as_str().unwrap_or_default().is_empty());
+        let client_msg_id = format!("ok{i}");
+        alice.say("lobby", "still here", &client_msg_id).await;
+        let ack = alice.expect(WAIT, is("ack", None)).await.frame;
+        assert_eq!(
+            ack["client_msg_id"],
+            client_msg_id.as_str(),
+            "case {i}: connection works"
+        );
+    }
+    // Room limit: lobby + one more, then refused.
+    alice.join("second").await;
+    alice.join("third").await;
+    assert_eq!(
+        alice.expect(WAIT, is("error", None)).await.frame["code"],
+        "too_many_rooms"
+    );
+    let metrics = transport.metrics().await;
+    assert_eq!(
+        metric(&metrics, "offpath_transport_frame_errors_total", ""),
+        14.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "offpath_transport_frame_errors_total",
+            r#"code="invalid_json""#
+        ),
+        2.0
+    );
+    transport.stop().await;
+}
+
+/// Past the rate limit a send is refused with `rate_limited`; past the connection limit a
+/// new socket gets `too_many_connections` and close code 1013. Both are counted.
+#[tokio::test]
+async fn rate_and_connection_limits() {
+    let server = chat::nats_with_topology().await;
+    let config = offpath_transport::Config {
+        rate_per_second: 0.5,
+        rate_burst: 3.0,
+        max_connections: 2,
+        ..chat::transport_config()
+    };
+    let transport = Transport::start(&server, config).await;
+    let mut alice = transport.client("alice").await;
+    alice.join("lobby").await;
+    for i in 0..4 {
+        alice.say("lobby", "hi", &format!("c{i}")).await;
+    }
+    let frames = alice.drain(Duration::from_millis(500)).await;
+    let acks = frames.iter().filter(|r| r.frame["type"] == "ack").count();
+    let limited: Vec<_> = frames
+        .iter()
+        .filter(|r| r.frame["code"] == "rate_limited")
+        .collect();
+    assert_eq!((acks, limited.len()), (3, 1), "{frames:?}");
+
+    let _bob = transport.client("bob").await;
+    let mut carol = transport.client("carol").await;
+    let error = carol.expect(WAIT, is("error", None)).await.frame;
+    assert_eq!(error["code"], "too_many_connections");
+    let close = carol.expect(WAIT, is("_close", None)).await.frame;
+    assert_eq!(close["code"], 1013);
+    let metrics = transport.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "offpath_transport_frame_errors_total",
+            "rate_limited"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "offpath_transport_disconnects_total",
+            "max_connections"
+        ),
+        1.0
+    );
+    transport.stop().await;
+}
+
+/// A client that stops reading is disconnected as slow; the other members keep receiving
+/// every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_disconnected_and_the_room_keeps_going() {
+    let server = chat::nats_with_topology().await;
+    let config = offpath_transport::Config {
+        send_queue: 32,
+        ..chat::transport_config()
+    };
+    let transport = Transport::start(&server, config).await;
+    let mut alice = transport.client("alice").await;
+    let mut bob = transport.client("bob").await;
+    // Carol joins and then never reads: a raw socket nobody polls.
+    let (mut carol, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?user=carol", transport.public))
+            .await
+            .expect("connect");
+    use futures::SinkExt;
+    carol
+        .send(Message::text(r#"{"type":"join","room":"lobby"}"#))
+        .await
+        .expect("join");
+    alice.join("lobby").await;
+    bob.join("lobby").await;
+    alice.say("lobby", "warm-up", "w").await;
+    bob.expect(WAIT, is("message", None)).await;
+    // Enough bytes to fill carol's socket buffers and then her send queue.
+    let text = "z".repeat(4000);
+    let total = 3000;
+    for i in 0..total {
+        alice.say("lobby", &text, &format!("c{i}")).await;
+        // Alice is a well-behaved client: she reads her acks as she goes.
+        alice.expect(WAIT, is("ack", None)).await;
+    }
+    let mut received = 0;
+    while received < total {
+        bob.expect(WAIT, |f| {
+            f["type"] == "message" && f["text"].as_str().map(str::len) == Some(4000)
+        })
+        .await;
+        received += 1;
+    }
+    let metrics = transport.metrics().await;
+    assert_eq!(
+        metric(&metrics, "offpath_transport_slow_clients_total", ""),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "offpath_transport_disconnects_total",
+            "slow_client"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&metrics, "offpath_transport_connections", ""), 2.0);
+    drop(carol);
+    transport.stop().await;
+}
+
+/// Shutdown closes sockets with "going away" (1001) and flushes the outbox: every accepted
+/// message is in the MODERATION stream afterwards.
+#[tokio::test]
+async fn shutdown_says_going_away_and_flushes_the_outbox() {
+    let server = chat::nats_with_topology().await;
+    let transport = Transport::start(&server, chat::transport_config()).await;
+    let mut alice = transport.client("alice").await;
+    alice.join("lobby").await;
+    for i in 0..50 {
+        alice.say("lobby", "hello", &format!("c{i}")).await;
+    }
+    for _ in 0..50 {
+        alice.expect(WAIT, is("ack", None)).await;
+    }
+    transport.stop().await;
+    let close = alice.expect(WAIT, is("_close", None)).await.frame;
+    assert_eq!(close["code"], 1001, "{close}");
+    let js = async_nats::jetstream::new(common::connect(&server).await);
+    let mut stream = js.get_stream("MODERATION").await.expect("stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, 50);
+}
