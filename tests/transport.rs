@@ -237,7 +237,7 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
     }
     // Room limit: lobby + one more, then refused.
     alice.join("second").await;
-    alice.join("third").await;
+    alice.send(json!({"type": "join", "room": "third"})).await;
     assert_eq!(
         alice.expect(WAIT, is("error", None)).await.frame["code"],
         "too_many_rooms"
@@ -326,11 +326,13 @@ async fn a_slow_client_is_disconnected_and_the_room_keeps_going() {
         tokio_tungstenite::connect_async(format!("ws://{}/ws?user=carol", transport.public))
             .await
             .expect("connect");
-    use futures::SinkExt;
+    use futures::{SinkExt, StreamExt};
     carol
         .send(Message::text(r#"{"type":"join","room":"lobby"}"#))
         .await
         .expect("join");
+    let joined = carol.next().await.expect("a frame").expect("joined");
+    assert!(joined.to_text().expect("text").contains("joined"));
     alice.join("lobby").await;
     bob.join("lobby").await;
     alice.say("lobby", "warm-up", "w").await;

@@ -188,7 +188,8 @@ pub struct ChatClient {
 impl ChatClient {
     /// Connects to `addr` as `user`.
     pub async fn connect(addr: SocketAddr, user: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?user={user}"))
+        let url = format!("ws://{addr}/ws?user={user}");
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .expect("websocket connect");
         let (sink, mut stream) = ws.split();
@@ -232,9 +233,13 @@ impl ChatClient {
         self.sink.send(message).await.expect("websocket send");
     }
 
-    /// Joins `room`.
+    /// Joins `room` and waits until the gateway says it is a member.
     pub async fn join(&mut self, room: &str) {
         self.send(json!({"type": "join", "room": room})).await;
+        self.expect(Duration::from_secs(30), |f| {
+            f["type"] == "joined" && f["room"] == room
+        })
+        .await;
     }
 
     /// Sends `text` to `room`.

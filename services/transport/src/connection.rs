@@ -156,14 +156,17 @@ impl Reader {
                         ));
                     }
                     self.hub.join(&self.peer, &room);
-                    self.rooms.insert(room);
+                    self.rooms.insert(room.clone());
                 }
+                // Joining twice is harmless; the answer says the connection is a member.
+                self.peer.push(&ServerFrame::Joined { room }.encode());
                 Ok(())
             }
             ClientFrame::Leave { room } => {
                 if self.rooms.remove(&room) {
                     self.hub.leave(&self.peer, &room);
                 }
+                self.peer.push(&ServerFrame::Left { room }.encode());
                 Ok(())
             }
             ClientFrame::Send {

@@ -1,7 +1,7 @@
 //! The websocket protocol between chat clients and the gateway: JSON text frames.
 //!
-//! Client → server: `join`, `leave`, `send`. Server → client: `ack`, `message`, `verdict`,
-//! `retract`, `error`. A bad frame gets an `error` frame with a stable `code`; the
+//! Client → server: `join`, `leave`, `send`. Server → client: `joined`, `left`, `ack`,
+//! `message`, `verdict`, `retract`, `error`. A bad frame gets an `error` frame with a stable `code`; the
 //! connection survives it.
 
 use std::collections::BTreeMap;
@@ -238,6 +238,16 @@ pub enum ServerFrame {
         room: String,
         /// Whether the room holds messages until they are allowed.
         held: bool,
+    },
+    /// The connection is now a member of `room` (the answer to `join`).
+    Joined {
+        /// The room.
+        room: String,
+    },
+    /// The connection is no longer a member of `room` (the answer to `leave`).
+    Left {
+        /// The room.
+        room: String,
     },
     /// A message in a room (to every member, the sender included).
     Message {

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -119,7 +120,13 @@ pub async fn run(
     });
     info!(addr = %listeners.public.local_addr()?, "transport ready: websocket at /ws");
     let stopping = Arc::clone(&app.stopping);
-    let public = axum::serve(listeners.public, http::public(app));
+    // Chat frames are small and latency matters: no Nagle delay on client sockets.
+    let public_listener = listeners.public.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            warn!("TCP_NODELAY: {err}");
+        }
+    });
+    let public = axum::serve(public_listener, http::public(app));
     let closing = Arc::clone(&hub);
     public
         .with_graceful_shutdown(async move {
