@@ -104,5 +104,48 @@ fn classifier(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, protocol, classifier);
+/// The transport's send path without the network: accept → ack → fan-out to every member's
+/// queue → outbox. What a `send` frame costs the gateway, by room size.
+fn transport(c: &mut Criterion) {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let mut group = c.benchmark_group("transport");
+    for members in [2usize, 10, 100] {
+        let (outbox, mut requests) = tokio::sync::mpsc::channel(1 << 20);
+        let config = offpath_transport::Config {
+            tenant: "bench".into(),
+            ..offpath_transport::Config::default()
+        };
+        let hub = offpath_transport::hub::Hub::new(config, outbox);
+        let mut receivers = Vec::new();
+        let mut peers = Vec::new();
+        for m in 0..members {
+            let (peer, rx) = hub.register(Arc::from(format!("user{m}"))).expect("peer");
+            hub.join(&peer, "room");
+            peers.push(peer);
+            receivers.push(rx);
+        }
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("accept and fan out to {members}"), |b| {
+            b.iter(|| {
+                hub.accept(
+                    &peers[0],
+                    "room",
+                    "hello there, how is it going".into(),
+                    None,
+                    Instant::now(),
+                );
+                // Keep queues from filling (a full queue would disconnect the member).
+                for rx in &mut receivers {
+                    while rx.frames.try_recv().is_ok() {}
+                }
+                while requests.try_recv().is_ok() {}
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, protocol, classifier, transport);
 criterion_main!(benches);

@@ -437,3 +437,7 @@ fn message_frame(request: &ModerationRequest) -> Utf8Bytes {
     }
     .encode()
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;

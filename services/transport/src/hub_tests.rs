@@ -1,0 +1,174 @@
+//! The life of a message in the hub, with real peers and a real outbox channel.
+
+use super::*;
+use crate::peer::PeerReceiver;
+
+fn hub(capacity: usize, rules: &[&str]) -> (Arc<Hub>, mpsc::Receiver<ModerationRequest>) {
+    let config = Config {
+        tenant: "acme".into(),
+        room_policy: rules.iter().map(|r| r.parse().unwrap()).collect(),
+        ..Config::default()
+    };
+    let (tx, rx) = mpsc::channel(capacity);
+    (Hub::new(config, tx), rx)
+}
+
+fn member(hub: &Hub, user: &str, room: &str) -> (Arc<Peer>, PeerReceiver) {
+    let (peer, rx) = hub.register(user.into()).expect("registered");
+    hub.join(&peer, room);
+    (peer, rx)
+}
+
+/// Frame types (and ids) queued for a peer since the last call.
+fn frames(rx: &mut PeerReceiver) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Ok(frame) = rx.frames.try_recv() {
+        let value: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        let id = value["id"].as_str().unwrap_or_default().to_string();
+        let kind = match value["type"].as_str().unwrap() {
+            "verdict" => format!("verdict:{}", value["action"].as_str().unwrap()),
+            other => other.to_string(),
+        };
+        out.push((kind, id));
+    }
+    out
+}
+
+fn verdict(request: &ModerationRequest, action: Action) -> Verdict {
+    Verdict {
+        v: PROTOCOL_VERSION,
+        id: request.id.clone(),
+        tenant: request.tenant.clone(),
+        room: request.room.clone(),
+        sender: request.sender.clone(),
+        action,
+        scores: BTreeMap::new(),
+        model: offpath_protocol::ModelRef {
+            name: "m".into(),
+            version: "1".into(),
+        },
+        queued_ms: 0,
+        inference_ms: 0,
+        reason: None,
+    }
+}
+
+fn kinds(frames: &[(String, String)]) -> Vec<&str> {
+    frames.iter().map(|(kind, _)| kind.as_str()).collect()
+}
+
+/// Post-moderated: delivered at once to every member; a block retracts it once, however
+/// often the verdict comes.
+#[tokio::test]
+async fn post_room_delivers_then_retracts_once() {
+    let (hub, mut outbox) = hub(8, &[]);
+    let (alice, mut alice_rx) = member(&hub, "alice", "lobby");
+    let (_bob, mut bob_rx) = member(&hub, "bob", "lobby");
+    hub.accept(&alice, "lobby", "hi".into(), None, Instant::now());
+    let request = outbox.try_recv().expect("request in the outbox");
+    assert_eq!(kinds(&frames(&mut alice_rx)), ["ack", "message"]);
+    assert_eq!(kinds(&frames(&mut bob_rx)), ["message"]);
+    for _ in 0..2 {
+        hub.apply_verdict(verdict(&request, Action::Block));
+    }
+    assert_eq!(kinds(&frames(&mut alice_rx)), ["verdict:block", "retract"]);
+    assert_eq!(kinds(&frames(&mut bob_rx)), ["retract"]);
+}
+
+/// A hold room shows nothing until `allow`; a block while held shows nothing ever.
+#[tokio::test]
+async fn hold_room_waits_for_allow() {
+    let (hub, mut outbox) = hub(8, &["kids=hold:fail_open"]);
+    let (alice, mut alice_rx) = member(&hub, "alice", "kids");
+    let (_bob, mut bob_rx) = member(&hub, "bob", "kids");
+    hub.accept(&alice, "kids", "hello".into(), None, Instant::now());
+    hub.accept(&alice, "kids", "rude".into(), None, Instant::now());
+    let (first, second) = (outbox.try_recv().unwrap(), outbox.try_recv().unwrap());
+    assert_eq!(first.priority, Some(Priority::High));
+    assert!(frames(&mut bob_rx).is_empty(), "nothing shown while held");
+    assert_eq!(hub.held(), 2);
+    hub.apply_verdict(verdict(&first, Action::Allow));
+    hub.apply_verdict(verdict(&second, Action::Block));
+    assert_eq!(
+        frames(&mut bob_rx),
+        [("message".to_string(), first.id.clone())]
+    );
+    assert_eq!(
+        kinds(&frames(&mut alice_rx)),
+        ["ack", "ack", "verdict:allow", "message", "verdict:block"]
+    );
+    assert_eq!(hub.held(), 0);
+}
+
+/// At the hold deadline a fail-open room delivers (a later block still retracts) and a
+/// fail-closed room drops.
+#[tokio::test(start_paused = true)]
+async fn hold_deadline_follows_the_failure_policy() {
+    let (hub, mut outbox) = hub(8, &["open=hold:fail_open", "closed=hold:fail_closed"]);
+    let (alice, mut alice_rx) = member(&hub, "alice", "open");
+    hub.join(&alice, "closed");
+    let (bob, mut bob_rx) = member(&hub, "bob", "open");
+    hub.join(&bob, "closed");
+    hub.accept(&alice, "open", "a".into(), None, Instant::now());
+    hub.accept(&alice, "closed", "b".into(), None, Instant::now());
+    let (open, _closed) = (outbox.try_recv().unwrap(), outbox.try_recv().unwrap());
+    tokio::time::sleep(hub.config().hold_deadline() + Duration::from_millis(10)).await;
+    assert_eq!(
+        frames(&mut bob_rx),
+        [("message".to_string(), open.id.clone())]
+    );
+    assert_eq!(
+        kinds(&frames(&mut alice_rx)),
+        [
+            "ack",
+            "ack",
+            "verdict:unmoderated",
+            "message",
+            "verdict:unmoderated"
+        ]
+    );
+    hub.apply_verdict(verdict(&open, Action::Block));
+    assert_eq!(
+        frames(&mut bob_rx),
+        [("retract".to_string(), open.id.clone())]
+    );
+}
+
+/// A full outbox sheds: fail-open keeps the message, fail-closed retracts it; the sender is
+/// told `unmoderated` either way.
+#[tokio::test]
+async fn a_full_outbox_sheds_by_room_policy() {
+    let (hub, _outbox) = hub(1, &["strict=post:fail_closed"]);
+    let (alice, mut alice_rx) = member(&hub, "alice", "strict");
+    hub.join(&alice, "lobby");
+    hub.accept(
+        &alice,
+        "lobby",
+        "fills the outbox".into(),
+        None,
+        Instant::now(),
+    );
+    hub.accept(&alice, "lobby", "shed, stays".into(), None, Instant::now());
+    hub.accept(
+        &alice,
+        "strict",
+        "shed, retracted".into(),
+        None,
+        Instant::now(),
+    );
+    assert_eq!(
+        kinds(&frames(&mut alice_rx)),
+        [
+            "ack",
+            "message",
+            "ack",
+            "message",
+            "verdict:unmoderated",
+            "ack",
+            "message",
+            "verdict:unmoderated",
+            "retract"
+        ]
+    );
+    assert_eq!(hub.outbox_depth(), 1);
+}
