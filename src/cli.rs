@@ -41,7 +41,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log filter in `tracing` syntax, e.g. `info,offpath=debug`.
-    #[arg(long, env = "OFFPATH_LOG", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "OFFPATH_LOG",
+        default_value = "info,async_nats=warn",
+        global = true
+    )]
     pub log_filter: String,
     /// Write logs as JSON lines instead of text.
     #[arg(long, env = "OFFPATH_LOG_JSON", global = true)]
@@ -83,6 +88,61 @@ pub enum BenchCommand {
     /// End-to-end verdicts/s and latency through NATS and a moderator process, against raw
     /// in-process inference of the same models in the same run.
     Throughput(BenchArgs),
+    /// Chat delivery latency with moderation decoupled, inline (the coupled baseline) and
+    /// off, with healthy, slow and hung moderators; writes bench-results/isolation.*.
+    Isolation(IsolationArgs),
+}
+
+/// Options of `offpath bench isolation`.
+#[derive(Debug, Args)]
+pub struct IsolationArgs {
+    /// Websocket clients.
+    #[arg(long, default_value_t = 500)]
+    pub connections: usize,
+    /// Rooms (client i joins room i % rooms).
+    #[arg(long, default_value_t = 50)]
+    pub rooms: usize,
+    /// Messages per second, all clients together, sent open loop.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of recorded sending per scenario.
+    #[arg(long, default_value_t = 20)]
+    pub duration_s: u64,
+    /// Seconds of unrecorded traffic before each scenario's recorded run.
+    #[arg(long, default_value_t = 2)]
+    pub warmup_s: u64,
+    /// Scenarios to run, comma-separated.
+    #[arg(
+        long,
+        default_value = "none,decoupled,decoupled-slow,decoupled-hung,inline,inline-slow,inline-hung"
+    )]
+    pub scenarios: String,
+    /// How long an inline send waits for its verdict before it is delivered unmoderated.
+    #[arg(long, default_value_t = 2000)]
+    pub inline_timeout_ms: u64,
+    /// What the -slow scenarios add to every batch, ms.
+    #[arg(long, default_value_t = 500)]
+    pub slow_ms: u64,
+    /// Moderator processes.
+    #[arg(long, default_value_t = 1)]
+    pub moderators: usize,
+    /// Inference threads per moderator.
+    #[arg(long, default_value_t = 1)]
+    pub inference_threads: usize,
+    /// Niceness of the moderator processes: on one machine they stand in for separate
+    /// inference hardware, so chat keeps CPU priority (0 to share equally).
+    #[arg(long, default_value_t = 19)]
+    pub moderator_nice: u32,
+    /// Pin the chat side (transport, this generator) and the moderation side (moderators,
+    /// nats-server) to separate halves of the CPUs, standing in for separate hardware.
+    #[arg(long)]
+    pub pin: bool,
+    /// After sending, how long decoupled scenarios may take to finish their verdicts.
+    #[arg(long, default_value_t = 30)]
+    pub settle_s: u64,
+    /// Where the report goes.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
 }
 
 /// Options of `offpath bench throughput`.

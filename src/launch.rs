@@ -46,6 +46,43 @@ impl Proc {
         })
     }
 
+    /// Starts `offpath <args>` with its log discarded, under `nice -n <nice>` when `nice`
+    /// is above 0.
+    /// `cpus` (a `taskset` list such as `1` or `0-2`), when given, pins the process.
+    pub fn spawn_nice(
+        name: &str,
+        args: &[String],
+        ops: SocketAddr,
+        nice: u32,
+        cpus: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding the offpath executable")?;
+        // Both wrappers exec the next program: the process id stays the service's own.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(cpus) = cpus {
+            argv.extend(["taskset".into(), "-c".into(), cpus.into()]);
+        }
+        if nice > 0 {
+            argv.extend(["nice".into(), format!("-n{nice}").into()]);
+        }
+        argv.push(exe.into());
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
+        let child = command
+            .args(args)
+            .env("OFFPATH_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting the {name} process"))?;
+        Ok(Self {
+            name: name.to_string(),
+            ops,
+            child,
+        })
+    }
+
     /// Process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -76,15 +113,7 @@ impl Proc {
 
     /// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to the process.
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .context("running kill")?;
-        if !status.success() {
-            bail!("kill -{signal} {} failed", self.pid());
-        }
-        Ok(())
+        self::signal(self.pid(), signal)
     }
 
     /// SIGTERM, then SIGKILL after `grace`; returns the exit status.
@@ -116,6 +145,33 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
+}
+
+/// Pins every thread of process `pid` (and the threads it starts later) to `cpus`, a
+/// `taskset` list such as `1` or `0-2`.
+pub fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset")?;
+    if !status.success() {
+        bail!("taskset -a -p -c {cpus} {pid} failed");
+    }
+    Ok(())
 }
 
 /// `addr`, or when its port is 0 the same host with a port that is free now.

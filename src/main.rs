@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod isolation;
 mod launch;
 mod tools;
 mod up;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
             Command::Topology(args) => up::apply_topology(args).await,
             Command::Doctor => tools::doctor(),
             Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).await,
+            Command::Bench(BenchCommand::Isolation(args)) => isolation::run(args).await,
         }
     });
     match result {

@@ -393,3 +393,53 @@ async fn shutdown_says_going_away_and_flushes_the_outbox() {
     let mut stream = js.get_stream("MODERATION").await.expect("stream");
     assert_eq!(stream.info().await.expect("info").state.messages, 50);
 }
+
+/// `--moderation inline` (the benchmark's coupled baseline): a send waits for the
+/// moderator's verdict before fan-out, and a blocked message never reaches the room.
+#[tokio::test]
+async fn inline_mode_awaits_the_verdict_and_never_delivers_a_block() {
+    let server = chat::nats_with_topology().await;
+    let _moderator = ModeratorProcess::start(&server, &[]).await;
+    let config = offpath_transport::Config {
+        moderation: offpath_transport::Moderation::Inline,
+        ..chat::transport_config()
+    };
+    let transport = Transport::start(&server, config).await;
+    let mut alice = transport.client("alice").await;
+    let mut bob = transport.client("bob").await;
+    alice.join("lobby").await;
+    bob.join("lobby").await;
+    alice
+        .say("lobby", "you are a stupid worthless idiot", "c1")
+        .await;
+    let blocked = alice.expect(WAIT, is("ack", None)).await.frame["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let verdict = alice
+        .expect(WAIT, is("verdict", Some(&blocked)))
+        .await
+        .frame;
+    assert_eq!(verdict["action"], "block");
+    alice.say("lobby", "see you at lunch", "c2").await;
+    let clean = bob.expect(WAIT, is("message", None)).await.frame;
+    assert_eq!(
+        clean["text"], "see you at lunch",
+        "the blocked message never arrived first"
+    );
+    let rest = bob.drain(Duration::from_millis(300)).await;
+    assert!(
+        rest.iter().all(|r| r.frame["id"] != blocked.as_str()),
+        "{rest:?}"
+    );
+    let metrics = transport.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "offpath_transport_verdicts_total",
+            r#"action="block""#
+        ),
+        1.0
+    );
+    transport.stop().await;
+}

@@ -67,6 +67,15 @@ pub struct Config {
     /// Most messages remembered for their verdicts; the oldest are forgotten first.
     #[arg(long, env = "OFFPATH_MAX_TRACKED", default_value_t = 200_000)]
     pub max_tracked: usize,
+    /// How messages are moderated: `decoupled` (offpath: deliver now, verdicts later),
+    /// `inline` (the coupled baseline of the load scenarios: each send awaits the
+    /// moderator's `offpath.classify` before fan-out) or `off` (no moderation: the floor).
+    #[arg(long, env = "OFFPATH_MODERATION", value_enum, default_value_t = Moderation::Decoupled)]
+    pub moderation: Moderation,
+    /// `--moderation inline` only: how long a send waits for its verdict before it is
+    /// delivered unmoderated (fail-open).
+    #[arg(long, env = "OFFPATH_INLINE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub inline_timeout_ms: u64,
     /// Policy of rooms not named in `--room-policy`.
     #[arg(
         long,
@@ -148,6 +157,18 @@ impl Config {
     pub(crate) fn hold_deadline(&self) -> Duration {
         Duration::from_millis(self.hold_deadline_ms)
     }
+}
+
+/// How the gateway moderates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Moderation {
+    /// Deliver at once; requests go through the outbox; verdicts are applied when they come.
+    Decoupled,
+    /// Comparison mode, not for production: each send awaits a synchronous classify call
+    /// before fan-out, as chat servers' spam-checker hooks do.
+    Inline,
+    /// No moderation at all.
+    Off,
 }
 
 /// When a room's members see a message, and what happens when moderation cannot decide.

@@ -129,7 +129,7 @@ impl Reader {
             };
             let received = Instant::now();
             let result = match message {
-                Message::Text(text) => self.handle(&text, received),
+                Message::Text(text) => self.handle(&text, received).await,
                 Message::Binary(_) => Err(FrameError::new(
                     ErrorCode::BinaryFrame,
                     "binary frames are not part of the protocol; send JSON text",
@@ -144,7 +144,7 @@ impl Reader {
         }
     }
 
-    fn handle(&mut self, text: &Utf8Bytes, received: Instant) -> Result<(), FrameError> {
+    async fn handle(&mut self, text: &Utf8Bytes, received: Instant) -> Result<(), FrameError> {
         match frames::parse(text, self.hub.config().max_text_bytes)? {
             ClientFrame::Join { room } => {
                 if !self.rooms.contains(&room) {
@@ -190,8 +190,25 @@ impl Reader {
                         ),
                     ));
                 }
-                self.hub
-                    .accept(&self.peer, &room, text, client_msg_id, received);
+                match self.hub.classify_client() {
+                    // The coupled baseline: this connection waits for the verdict.
+                    Some(client) => {
+                        let client = client.clone();
+                        crate::inline::accept(
+                            &self.hub,
+                            &client,
+                            &self.peer,
+                            &room,
+                            text,
+                            client_msg_id,
+                            received,
+                        )
+                        .await
+                    }
+                    None => self
+                        .hub
+                        .accept(&self.peer, &room, text, client_msg_id, received),
+                }
                 Ok(())
             }
         }

@@ -11,7 +11,7 @@ use axum::extract::ws::Utf8Bytes;
 use offpath_protocol::{Action, ModerationRequest, PROTOCOL_VERSION, Priority, Verdict};
 use tokio::sync::mpsc;
 
-use crate::config::{Config, Failure, PolicyCache};
+use crate::config::{Config, Failure, Moderation, PolicyCache, RoomPolicy};
 use crate::frames::ServerFrame;
 use crate::metrics as m;
 use crate::peer::{Close, Peer, PeerReceiver};
@@ -39,6 +39,19 @@ struct Settle<'a> {
     final_: bool,
 }
 
+/// What settling a message does once the tracker lock is released.
+struct Effects {
+    room: String,
+    sender: Arc<str>,
+    sender_peer: std::sync::Weak<Peer>,
+    /// Text and acceptance time of a held message to deliver now.
+    deliver: Option<(String, u64)>,
+    /// Retract from the room, with this reason.
+    retract: Option<&'static str>,
+    hold_outcome: Option<&'static str>,
+    lag: Option<Duration>,
+}
+
 /// The gateway's shared state.
 pub struct Hub {
     config: Config,
@@ -51,6 +64,7 @@ pub struct Hub {
     next_peer: AtomicU64,
     next_message: AtomicU64,
     boot_ms: u64,
+    classify: std::sync::OnceLock<async_nats::Client>,
 }
 
 impl Hub {
@@ -71,7 +85,20 @@ impl Hub {
             next_peer: AtomicU64::new(1),
             next_message: AtomicU64::new(1),
             boot_ms: now_ms(),
+            classify: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The NATS client for `--moderation inline` calls.
+    pub fn set_classify_client(&self, client: async_nats::Client) {
+        let _ = self.classify.set(client);
+    }
+
+    /// The client for inline calls, when the gateway runs `--moderation inline`.
+    pub(crate) fn classify_client(&self) -> Option<&async_nats::Client> {
+        (self.config.moderation == Moderation::Inline)
+            .then(|| self.classify.get())
+            .flatten()
     }
 
     /// The settings.
@@ -129,7 +156,7 @@ impl Hub {
     }
 
     /// Queues `frame` to every member of `room`; returns how many got it.
-    fn fan_out(&self, room: &str, frame: &Utf8Bytes) -> usize {
+    pub(crate) fn fan_out(&self, room: &str, frame: &Utf8Bytes) -> usize {
         let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
         rooms.get(room).map_or(0, |members| {
             members.iter().filter(|peer| peer.push(frame)).count()
@@ -138,52 +165,33 @@ impl Hub {
 
     /// Queues `frame` to the sender of a message: its own connection while open, else every
     /// connection of the same user in the room.
-    fn to_sender(&self, tracked: &Tracked, frame: &Utf8Bytes) {
-        if let Some(peer) = tracked.sender_peer.upgrade().filter(|p| !p.is_closed()) {
+    fn to_sender(&self, peer: &std::sync::Weak<Peer>, room: &str, sender: &str, frame: &Utf8Bytes) {
+        if let Some(peer) = peer.upgrade().filter(|p| !p.is_closed()) {
             peer.push(frame);
             return;
         }
         let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
-        for peer in rooms.get(&tracked.room).into_iter().flatten() {
-            if *peer.user == *tracked.sender {
+        for peer in rooms.get(room).into_iter().flatten() {
+            if *peer.user == *sender {
                 peer.push(frame);
             }
         }
     }
 
-    /// Accepts a validated `send` from `peer` (a member of `room`): assigns the id, acks,
-    /// fans out (unless the room holds messages) and hands the request to the outbox.
-    /// Never waits.
-    pub fn accept(
-        self: &Arc<Self>,
-        peer: &Arc<Peer>,
+    /// A new request for `text` from `peer` in `room`: assigns the id and the deadline,
+    /// acks it to the sender.
+    pub(crate) fn new_request(
+        &self,
+        peer: &Peer,
         room: &str,
         text: String,
         client_msg_id: Option<String>,
-        received: Instant,
-    ) {
+        policy: RoomPolicy,
+    ) -> ModerationRequest {
         let seq = self.next_message.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}.{:x}.{seq:x}", self.config.instance, self.boot_ms);
         let sent_at_ms = now_ms();
-        let policy = self.policies.get(&self.config, room);
         metrics::counter!(m::MESSAGES).increment(1);
-        let state = if policy.hold {
-            metrics::gauge!(m::HELD).increment(1.0);
-            State::Held { text: text.clone() }
-        } else {
-            State::Delivered
-        };
-        let tracked = Tracked {
-            room: room.to_string(),
-            sender: Arc::clone(&peer.user),
-            sender_peer: Arc::downgrade(peer),
-            sent_at_ms,
-            accepted: received,
-            policy,
-            state,
-            settled: false,
-        };
-        lock(&self.tracker).insert(id.clone(), tracked, received);
         let ack = ServerFrame::Ack {
             client_msg_id,
             id: id.clone(),
@@ -197,9 +205,9 @@ impl Hub {
             (self.config.moderation_deadline_ms > 0)
                 .then(|| sent_at_ms + self.config.moderation_deadline_ms)
         };
-        let request = ModerationRequest {
+        ModerationRequest {
             v: PROTOCOL_VERSION,
-            id: id.clone(),
+            id,
             tenant: self.config.tenant.clone(),
             room: room.to_string(),
             sender: peer.user.to_string(),
@@ -212,12 +220,59 @@ impl Hub {
                 Priority::Normal
             }),
             policy: None,
-        };
+        }
+    }
+
+    /// The policy of `room`.
+    pub(crate) fn policy(&self, room: &str) -> RoomPolicy {
+        self.policies.get(&self.config, room)
+    }
+
+    /// Accepts a validated `send` from `peer` (a member of `room`): assigns the id, acks,
+    /// fans out (unless the room holds messages) and hands the request to the outbox.
+    /// Never waits.
+    pub fn accept(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        room: &str,
+        text: String,
+        client_msg_id: Option<String>,
+        received: Instant,
+    ) {
+        let mut policy = self.policy(room);
+        let off = self.config.moderation == Moderation::Off;
+        if off {
+            // Moderation disabled (the load scenarios' floor): deliver, nothing else.
+            policy.hold = false;
+        }
+        let request = self.new_request(peer, room, text, client_msg_id, policy);
         if !policy.hold {
-            let frame = message_frame(&request);
-            self.fan_out(room, &frame);
+            self.fan_out(room, &message_frame(&request));
             metrics::histogram!(m::FANOUT_SECONDS).record(received.elapsed().as_secs_f64());
         }
+        if off {
+            return;
+        }
+        let state = if policy.hold {
+            metrics::gauge!(m::HELD).increment(1.0);
+            State::Held {
+                text: request.text.clone(),
+            }
+        } else {
+            State::Delivered
+        };
+        let tracked = Tracked {
+            room: room.to_string(),
+            sender: Arc::clone(&peer.user),
+            sender_peer: Arc::downgrade(peer),
+            sent_at_ms: request.sent_at_ms,
+            accepted: received,
+            policy,
+            state,
+            settled: false,
+        };
+        let id = request.id.clone();
+        lock(&self.tracker).insert(id.clone(), tracked, received);
         self.enqueue(request);
         if policy.hold {
             let hub = Arc::clone(self);
@@ -303,48 +358,105 @@ impl Hub {
     }
 
     /// Settles message `id`. `verdict` gives room and sender when the message is unknown
-    /// (forgotten, or accepted before this process restarted).
+    /// (forgotten, or accepted before this process restarted). The tracker lock covers the
+    /// state change only; frames are encoded and queued after it is released (accepting
+    /// sends takes the same lock).
     fn settle(&self, id: &str, verdict: Option<&Verdict>, settle: Settle<'_>) {
+        let Some(effects) = self.transition(id, verdict, &settle) else {
+            return;
+        };
+        if let Some(lag) = effects.lag {
+            metrics::histogram!(m::VERDICT_LAG_SECONDS).record(lag.as_secs_f64());
+        }
+        if let Some(outcome) = effects.hold_outcome {
+            metrics::counter!(m::HOLD_SETTLED, "outcome" => outcome).increment(1);
+        }
+        let to_sender = ServerFrame::Verdict {
+            id: id.to_string(),
+            room: effects.room.clone(),
+            action: settle.action.as_str().to_string(),
+            scores: settle.scores,
+            reason: settle.reason.map(str::to_string),
+        }
+        .encode();
+        self.to_sender(
+            &effects.sender_peer,
+            &effects.room,
+            &effects.sender,
+            &to_sender,
+        );
+        if let Some((text, sent_at_ms)) = effects.deliver {
+            let frame = ServerFrame::Message {
+                id: id.to_string(),
+                room: effects.room.clone(),
+                sender: effects.sender.to_string(),
+                text,
+                sent_at_ms,
+            };
+            self.fan_out(&effects.room, &frame.encode());
+        }
+        if let Some(reason) = effects.retract {
+            let frame = ServerFrame::Retract {
+                id: id.to_string(),
+                room: effects.room.clone(),
+                reason: reason.to_string(),
+            };
+            self.fan_out(&effects.room, &frame.encode());
+        }
+    }
+
+    /// The state change of [`Hub::settle`], under the tracker lock; `None` when there is
+    /// nothing to do (a duplicate, or a local decision about a forgotten message).
+    fn transition(
+        &self,
+        id: &str,
+        verdict: Option<&Verdict>,
+        settle: &Settle<'_>,
+    ) -> Option<Effects> {
         let now = Instant::now();
         let mut tracker = lock(&self.tracker);
         if tracker.get_mut(id).is_none() {
-            let Some(verdict) = verdict else { return };
+            let verdict = verdict?;
             // Unknown here: retract a block from whoever is in the room now, tell the sender.
-            let policy = self.policies.get(&self.config, &verdict.room);
             let tracked = Tracked {
                 room: verdict.room.clone(),
                 sender: verdict.sender.as_str().into(),
                 sender_peer: std::sync::Weak::new(),
                 sent_at_ms: 0,
                 accepted: now,
-                policy,
+                policy: self.policies.get(&self.config, &verdict.room),
                 state: State::Delivered,
                 settled: false,
             };
             tracker.remember_settled(id.to_string(), tracked, now);
         }
-        let Some(tracked) = tracker.get_mut(id) else {
-            return;
-        };
+        let tracked = tracker.get_mut(id)?;
         if tracked.settled {
             metrics::counter!(m::VERDICTS_IGNORED, "reason" => "duplicate").increment(1);
-            return;
+            return None;
         }
         let open = tracked.policy.failure == Failure::Open;
-        let was_held = matches!(tracked.state, State::Held { .. });
         let (deliver, withdraw) = match settle.action {
             Action::Allow | Action::Flag => (true, false),
             Action::Block => (false, true),
             Action::Unmoderated => (open, !open),
         };
-        let mut frames_to_room = Vec::new();
-        if was_held {
+        let mut effects = Effects {
+            room: tracked.room.clone(),
+            sender: Arc::clone(&tracked.sender),
+            sender_peer: tracked.sender_peer.clone(),
+            deliver: None,
+            retract: None,
+            hold_outcome: None,
+            lag: None,
+        };
+        if let State::Held { .. } = tracked.state {
             let State::Held { text } = std::mem::replace(&mut tracked.state, State::Withdrawn)
             else {
-                unreachable!("checked above")
+                unreachable!("matched above")
             };
             metrics::gauge!(m::HELD).decrement(1.0);
-            let outcome = match (settle.action, deliver, settle.reason) {
+            effects.hold_outcome = Some(match (settle.action, deliver, settle.reason) {
                 (Action::Allow, _, _) => "allowed",
                 (Action::Flag, _, _) => "flagged",
                 (Action::Block, _, _) => "blocked",
@@ -352,64 +464,30 @@ impl Hub {
                 (_, false, Some("hold_deadline")) => "deadline_dropped",
                 (_, true, _) => "unmoderated_delivered",
                 (_, false, _) => "unmoderated_dropped",
-            };
-            metrics::counter!(m::HOLD_SETTLED, "outcome" => outcome).increment(1);
+            });
             if deliver {
                 tracked.state = State::Delivered;
-                frames_to_room.push(
-                    ServerFrame::Message {
-                        id: id.to_string(),
-                        room: tracked.room.clone(),
-                        sender: tracked.sender.to_string(),
-                        text,
-                        sent_at_ms: tracked.sent_at_ms,
-                    }
-                    .encode(),
-                );
+                effects.deliver = Some((text, tracked.sent_at_ms));
             }
         } else if withdraw && tracked.state == State::Delivered {
             tracked.state = State::Withdrawn;
-            let reason = if settle.action == Action::Block {
-                "blocked"
+            if settle.action == Action::Block {
+                effects.retract = Some("blocked");
             } else {
-                "unmoderated"
-            };
-            if settle.action != Action::Block {
                 metrics::counter!(m::FAIL_CLOSED_RETRACTS).increment(1);
+                effects.retract = Some("unmoderated");
             }
-            frames_to_room.push(
-                ServerFrame::Retract {
-                    id: id.to_string(),
-                    room: tracked.room.clone(),
-                    reason: reason.to_string(),
-                }
-                .encode(),
-            );
         }
         if settle.final_ {
             tracked.settled = true;
             if verdict.is_some() {
                 metrics::counter!(m::VERDICTS, "action" => settle.action.as_str()).increment(1);
                 if tracked.sent_at_ms > 0 {
-                    metrics::histogram!(m::VERDICT_LAG_SECONDS)
-                        .record(now.duration_since(tracked.accepted).as_secs_f64());
+                    effects.lag = Some(now.duration_since(tracked.accepted));
                 }
             }
         }
-        let to_sender = ServerFrame::Verdict {
-            id: id.to_string(),
-            room: tracked.room.clone(),
-            action: settle.action.as_str().to_string(),
-            scores: settle.scores,
-            reason: settle.reason.map(str::to_string),
-        }
-        .encode();
-        self.to_sender(tracked, &to_sender);
-        let room = tracked.room.clone();
-        drop(tracker);
-        for frame in frames_to_room {
-            self.fan_out(&room, &frame);
-        }
+        Some(effects)
     }
 
     /// Messages held in `hold` rooms right now.
@@ -427,7 +505,7 @@ impl Hub {
 }
 
 /// The `message` frame of a request.
-fn message_frame(request: &ModerationRequest) -> Utf8Bytes {
+pub(crate) fn message_frame(request: &ModerationRequest) -> Utf8Bytes {
     ServerFrame::Message {
         id: request.id.clone(),
         room: request.room.clone(),

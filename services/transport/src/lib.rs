@@ -21,6 +21,7 @@ mod connection;
 pub mod frames;
 mod http;
 pub mod hub;
+mod inline;
 pub mod metrics;
 mod outbox;
 pub mod peer;
@@ -38,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 pub use auth::{AuthError, Authenticator, QueryUser};
-pub use config::{Config, Failure, RoomPolicy, RoomRule};
+pub use config::{Config, Failure, Moderation, RoomPolicy, RoomRule};
 pub use connection::TokenBucket;
 pub use http::prometheus;
 
@@ -81,6 +82,7 @@ pub async fn run(
     // Bounded: the requests the gateway holds while NATS is slow or down (see the flag).
     let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
     let hub = hub::Hub::new(config, outbox_tx);
+    hub.set_classify_client(client.clone());
     let js = async_nats::jetstream::new(client.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = tokio::spawn(outbox::drain(

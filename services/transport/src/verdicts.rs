@@ -1,7 +1,8 @@
 //! Applies verdicts from the `VERDICTS` stream. A durable pull consumer per gateway
 //! instance (`transport-<instance>`, filtered to this tenant) remembers how far it got, so
 //! a restarted gateway catches up on verdicts published while it was away. Verdicts are
-//! acked after they are applied (at-least-once; applying twice changes nothing).
+//! acked after they are applied, cumulatively (at-least-once; applying twice changes
+//! nothing).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,11 @@ use crate::metrics as m;
 
 /// Largest verdict payload read.
 const MAX_VERDICT_BYTES: usize = 64 * 1024;
+/// Verdicts applied between cumulative acks at most.
+const ACK_EVERY: usize = 256;
+/// Longest time an applied verdict stays unacked (a restart re-applies at most this much,
+/// harmlessly).
+const ACK_AFTER: Duration = Duration::from_millis(200);
 /// Pause before binding the consumer again after NATS failed.
 const RETRY: Duration = Duration::from_secs(1);
 /// A durable consumer nobody pulls from for this long is removed by the server (a
@@ -42,7 +48,7 @@ pub fn consumer_config(tenant: &str, instance: &str, since: time::OffsetDateTime
         description: Some("offpath transport: verdicts to apply".into()),
         filter_subject: format!("{VERDICT_PREFIX}.{tenant}.>"),
         deliver_policy: DeliverPolicy::ByStartTime { start_time: since },
-        ack_policy: AckPolicy::Explicit,
+        ack_policy: AckPolicy::All,
         ack_wait: Duration::from_secs(30),
         max_ack_pending: 10_000,
         inactive_threshold: INACTIVE_THRESHOLD,
@@ -102,7 +108,20 @@ async fn run_once(
         .map_err(|e| format!("pull: {e}"))?;
     bound.store(true, Ordering::Relaxed);
     info!(consumer = ?config.durable_name, "applying verdicts");
-    while let Some(message) = messages.next().await {
+    // Acks are cumulative (AckPolicy::All): one ack every ACK_EVERY verdicts or ACK_AFTER
+    // covers everything before it, instead of one NATS publish per verdict.
+    let mut unacked: Option<jetstream::Message> = None;
+    let mut count = 0usize;
+    let mut tick = tokio::time::interval(ACK_AFTER);
+    loop {
+        let next = tokio::select! {
+            next = messages.next() => next,
+            _ = tick.tick() => {
+                ack(unacked.take()).await;
+                continue;
+            }
+        };
+        let Some(message) = next else { break };
         let message = message.map_err(|e| format!("pull: {e}"))?;
         match decode_versioned::<Verdict>(&message.payload, MAX_VERDICT_BYTES) {
             Ok(verdict) if verdict.tenant == hub.config().tenant => hub.apply_verdict(verdict),
@@ -114,10 +133,23 @@ async fn run_once(
                 warn!(subject = %message.subject, "ignoring a malformed verdict: {err}");
             }
         }
-        if let Err(err) = message.ack().await {
-            metrics::counter!(m::NATS_ERRORS, "operation" => "ack").increment(1);
-            warn!("acking a verdict (it will come again; applying twice is harmless): {err}");
+        unacked = Some(message);
+        count += 1;
+        // Verdicts come in batches; applying a whole batch in one go would hold this
+        // worker thread while sockets wait to fan out. Let them in between verdicts.
+        tokio::task::yield_now().await;
+        if count.is_multiple_of(ACK_EVERY) {
+            ack(unacked.take()).await;
         }
     }
+    ack(unacked.take()).await;
     Err("the verdict stream ended".into())
+}
+
+async fn ack(message: Option<jetstream::Message>) {
+    let Some(message) = message else { return };
+    if let Err(err) = message.ack().await {
+        metrics::counter!(m::NATS_ERRORS, "operation" => "ack").increment(1);
+        warn!("acking verdicts (they will come again; applying twice is harmless): {err}");
+    }
 }

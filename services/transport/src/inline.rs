@@ -1,0 +1,79 @@
+//! `--moderation inline`: the coupled design, kept as the baseline the load scenarios
+//! compare against. Before fan-out the connection awaits a synchronous `offpath.classify`
+//! call to the moderators (timeout `--inline-timeout-ms`, then fail-open), exactly where
+//! chat servers' spam-checker hooks sit. Everything else is the same gateway. Do not run
+//! it in production: a slow or hung model stalls every socket that sends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use offpath_protocol::{Action, Verdict, decode_versioned, encode};
+
+use crate::frames::ServerFrame;
+use crate::hub::{Hub, message_frame};
+use crate::metrics as m;
+use crate::peer::Peer;
+
+/// Subject of the moderators' synchronous endpoint.
+pub const CLASSIFY_SUBJECT: &str = "offpath.classify";
+/// Largest verdict read from a reply.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// Accepts a send the coupled way: ack, await the verdict, then deliver unless blocked.
+pub(crate) async fn accept(
+    hub: &Arc<Hub>,
+    client: &async_nats::Client,
+    peer: &Arc<Peer>,
+    room: &str,
+    text: String,
+    client_msg_id: Option<String>,
+    received: Instant,
+) {
+    let mut policy = hub.policy(room);
+    policy.hold = false;
+    let request = hub.new_request(peer, room, text, client_msg_id, policy);
+    let timeout = Duration::from_millis(hub.config().inline_timeout_ms);
+    let call = client.request(CLASSIFY_SUBJECT, encode(&request).into());
+    let (action, scores, reason) = match tokio::time::timeout(timeout, call).await {
+        Err(_) => unmoderated("inline_timeout"),
+        Ok(Err(err)) => {
+            metrics::counter!(m::NATS_ERRORS, "operation" => "classify").increment(1);
+            tracing::debug!("classify call failed: {err}");
+            unmoderated("classify_unavailable")
+        }
+        Ok(Ok(reply)) => match reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error-Code"))
+        {
+            Some(code) => unmoderated(&format!("classify_{code}")),
+            None => match decode_versioned::<Verdict>(&reply.payload, MAX_REPLY_BYTES) {
+                Ok(verdict) => (verdict.action, verdict.scores, verdict.reason),
+                Err(_) => unmoderated("classify_malformed"),
+            },
+        },
+    };
+    metrics::counter!(m::VERDICTS, "action" => action.as_str()).increment(1);
+    metrics::histogram!(m::VERDICT_LAG_SECONDS).record(received.elapsed().as_secs_f64());
+    if action != Action::Block {
+        hub.fan_out(room, &message_frame(&request));
+        metrics::histogram!(m::FANOUT_SECONDS).record(received.elapsed().as_secs_f64());
+    }
+    let verdict = ServerFrame::Verdict {
+        id: request.id,
+        room: room.to_string(),
+        action: action.as_str().to_string(),
+        scores,
+        reason,
+    };
+    peer.push(&verdict.encode());
+}
+
+fn unmoderated(reason: &str) -> (Action, BTreeMap<String, f32>, Option<String>) {
+    (
+        Action::Unmoderated,
+        BTreeMap::new(),
+        Some(reason.to_string()),
+    )
+}

@@ -1,0 +1,376 @@
+//! The load generator: websocket clients in rooms, an open-loop sender (a message is due at
+//! its scheduled time whether or not the server keeps up, and its latency counts from that
+//! time, so a stalled server cannot hide behind a slowed sender), and receivers that
+//! record delivery latency into HDR histograms.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Latencies are recorded in microseconds up to an hour.
+const MAX_MICROS: u64 = 3_600_000_000;
+/// A delivery later than this counts as not delivered.
+pub const DELIVERY_LIMIT: Duration = Duration::from_secs(5);
+/// Width of a time bucket of the latency-over-time series.
+pub const BUCKET: Duration = Duration::from_millis(250);
+
+/// Reasons of `unmoderated` verdicts the gateway decides itself (no moderator answered).
+const LOCAL_REASONS: [&str; 4] = ["outbox_full", "outbox_shutdown", "hold_deadline", "inline_"];
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the clients observed, shared by every client task.
+pub struct Observed {
+    start: Instant,
+    /// Scheduled send time of message `seq`, µs after `start` (+1; 0 = not sent).
+    sent_us: Vec<AtomicU64>,
+    /// The message's sender got a moderator's verdict (allow, flag, block, or a moderator's
+    /// own `unmoderated`).
+    verdict: Vec<AtomicBool>,
+    /// The message was blocked before delivery (inline mode): no delivery is expected.
+    blocked: Vec<AtomicBool>,
+    /// Delivery latency to the other members.
+    pub latency: Mutex<Histogram<u64>>,
+    /// Send → verdict at the sender.
+    pub lag: Mutex<Histogram<u64>>,
+    /// Delivery latency by the send time's bucket.
+    pub series: Vec<Mutex<Histogram<u64>>>,
+    /// Deliveries within [`DELIVERY_LIMIT`], and in all.
+    pub on_time: AtomicU64,
+    /// Every delivery to another member.
+    pub deliveries: AtomicU64,
+    /// How late the sender was against its schedule (µs), a check on the generator itself.
+    pub schedule_lag: Mutex<Histogram<u64>>,
+}
+
+impl Observed {
+    fn new(capacity: usize, duration: Duration) -> Arc<Self> {
+        let buckets = (duration.as_millis() / BUCKET.as_millis()) as usize + 1;
+        Arc::new(Self {
+            start: Instant::now(),
+            sent_us: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            verdict: (0..capacity).map(|_| AtomicBool::new(false)).collect(),
+            blocked: (0..capacity).map(|_| AtomicBool::new(false)).collect(),
+            latency: Mutex::new(histogram()),
+            lag: Mutex::new(histogram()),
+            series: (0..buckets).map(|_| Mutex::new(histogram())).collect(),
+            on_time: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            schedule_lag: Mutex::new(histogram()),
+        })
+    }
+
+    fn since_start_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn sent(&self, seq: usize) -> Option<u64> {
+        match self.sent_us.get(seq)?.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(us - 1),
+        }
+    }
+
+    fn delivered(&self, seq: usize) {
+        let Some(sent) = self.sent(seq) else { return };
+        let latency = self.since_start_us().saturating_sub(sent).max(1);
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
+        if latency <= DELIVERY_LIMIT.as_micros() as u64 {
+            self.on_time.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = lock(&self.latency).record(latency.min(MAX_MICROS));
+        let bucket = (sent / BUCKET.as_micros() as u64) as usize;
+        if let Some(series) = self.series.get(bucket) {
+            let _ = lock(series).record(latency.min(MAX_MICROS));
+        }
+    }
+
+    fn verdict_for(&self, seq: usize, action: &str, reason: Option<&str>) {
+        let Some(sent) = self.sent(seq) else { return };
+        if reason.is_some_and(|r| LOCAL_REASONS.iter().any(|local| r.starts_with(local)))
+            || reason.is_some_and(|r| r.starts_with("classify_"))
+        {
+            return;
+        }
+        if action == "block" {
+            self.blocked[seq].store(true, Ordering::Relaxed);
+        }
+        if !self.verdict[seq].swap(true, Ordering::Relaxed) {
+            let lag = self.since_start_us().saturating_sub(sent).max(1);
+            let _ = lock(&self.lag).record(lag.min(MAX_MICROS));
+        }
+    }
+
+    /// Messages sent so far.
+    pub fn sent_count(&self) -> usize {
+        self.sent_us
+            .iter()
+            .take_while(|s| s.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+
+    /// Sent messages that got a moderator's verdict.
+    pub fn verdicts(&self, sent: usize) -> usize {
+        self.verdict[..sent]
+            .iter()
+            .filter(|v| v.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Sent messages blocked before delivery.
+    pub fn blocked_count(&self, sent: usize) -> usize {
+        self.blocked[..sent]
+            .iter()
+            .filter(|v| v.load(Ordering::Relaxed))
+            .count()
+    }
+}
+
+/// The load: clients, rooms, texts and the sending schedule.
+pub struct Load {
+    /// Websocket clients.
+    pub connections: usize,
+    /// Rooms; client `i` is in room `i % rooms`.
+    pub rooms: usize,
+    /// Messages per second, all clients together.
+    pub rate: f64,
+    /// Unrecorded traffic before the measured run (warms caches, connections, JITs of the
+    /// kernel's network path).
+    pub warmup: Duration,
+    /// How long to send and record.
+    pub duration: Duration,
+    /// Chat lines to send, cycled.
+    pub texts: Arc<Vec<String>>,
+}
+
+/// The open-loop sender.
+struct Schedule {
+    writers: Arc<Vec<mpsc::UnboundedSender<Message>>>,
+    observed: Arc<Observed>,
+    texts: Arc<Vec<String>>,
+    rooms: usize,
+    rate: f64,
+    warmup: Duration,
+    duration: Duration,
+}
+
+impl Schedule {
+    fn frame(&self, client: usize, text: &str, tag: String) -> Message {
+        let frame = serde_json::json!({
+            "type": "send",
+            "room": format!("r{}", client % self.rooms),
+            "text": format!("{text} #{tag}"),
+            "client_msg_id": tag,
+        });
+        Message::text(frame.to_string())
+    }
+
+    async fn run(self, mut at_third: impl FnMut(u32)) -> Duration {
+        let interval = Duration::from_secs_f64(1.0 / self.rate);
+        let clients = self.writers.len();
+        // Warm-up: same traffic, tagged `w<n>` so the receivers do not record it.
+        let warm_start = Instant::now();
+        let warm_total = (self.rate * self.warmup.as_secs_f64()) as usize;
+        for n in 0..warm_total {
+            tokio::time::sleep_until(warm_start + interval.mul_f64(n as f64)).await;
+            let text = &self.texts[n % self.texts.len()];
+            let _ = self.writers[n % clients].send(self.frame(n % clients, text, format!("w{n}")));
+        }
+        let start = Instant::now();
+        let total =
+            ((self.rate * self.duration.as_secs_f64()) as usize).min(self.observed.sent_us.len());
+        let mut thirds = 0;
+        let mut next_report = start + Duration::from_secs(1);
+        for seq in 0..total {
+            let due = start + interval.mul_f64(seq as f64);
+            while thirds < 2 && due >= start + self.duration.mul_f64(f64::from(thirds + 1) / 3.0) {
+                thirds += 1;
+                at_third(thirds);
+            }
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
+            let late = Instant::now().saturating_duration_since(due).as_micros() as u64;
+            let _ = lock(&self.observed.schedule_lag).record(late.clamp(1, MAX_MICROS));
+            let due_us = due.duration_since(self.observed.start).as_micros() as u64;
+            self.observed.sent_us[seq].store(due_us + 1, Ordering::Relaxed);
+            let client = seq % clients;
+            let text = &self.texts[seq % self.texts.len()];
+            let _ = self.writers[client].send(self.frame(client, text, seq.to_string()));
+            if Instant::now() >= next_report {
+                next_report += Duration::from_secs(1);
+                let p99 = lock(&self.observed.latency).value_at_quantile(0.99);
+                eprint!(
+                    "\r  t={:>3}s sent {seq:>7} deliveries {:>9} p99 {:>9.2} ms   ",
+                    start.elapsed().as_secs(),
+                    self.observed.deliveries.load(Ordering::Relaxed),
+                    p99 as f64 / 1000.0
+                );
+            }
+        }
+        eprintln!();
+        start.elapsed()
+    }
+}
+
+/// Connected clients, ready to send.
+pub struct Clients {
+    writers: Arc<Vec<mpsc::UnboundedSender<Message>>>,
+    /// What the clients observe.
+    pub observed: Arc<Observed>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Connects every client to `addr` and joins its room; returns when all are members.
+    pub async fn connect(&self, addr: SocketAddr) -> anyhow::Result<Clients> {
+        let capacity = (self.rate * self.duration.as_secs_f64()) as usize + 16;
+        let observed = Observed::new(capacity, self.duration);
+        let mut writers = Vec::with_capacity(self.connections);
+        let mut tasks = Vec::with_capacity(self.connections);
+        let mut joined = Vec::with_capacity(self.connections);
+        for i in 0..self.connections {
+            let url = format!("ws://{addr}/ws?user=u{i}");
+            // A small read buffer: tungstenite zero-fills all of it on every read.
+            let config = WebSocketConfig::default().read_buffer_size(4096);
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+                .await
+                .with_context(|| format!("client {i} connecting"))?;
+            let (mut sink, stream) = ws.split();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+            let room = format!("r{}", i % self.rooms);
+            tx.send(Message::text(format!(
+                r#"{{"type":"join","room":"{room}"}}"#
+            )))?;
+            let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
+            joined.push(joined_rx);
+            // Unbounded on purpose: the schedule must never wait on a stalled socket.
+            tasks.push(tokio::spawn(async move {
+                while let Some(message) = rx.recv().await {
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+            tasks.push(tokio::spawn(read(stream, Arc::clone(&observed), joined_tx)));
+            writers.push(tx);
+        }
+        for (i, joined) in joined.into_iter().enumerate() {
+            tokio::time::timeout(Duration::from_secs(30), joined)
+                .await
+                .with_context(|| format!("client {i} never joined its room"))?
+                .with_context(|| format!("client {i} closed before joining"))?;
+        }
+        Ok(Clients {
+            writers: Arc::new(writers),
+            observed,
+            tasks,
+        })
+    }
+}
+
+impl Clients {
+    /// Sends `warmup` of unrecorded traffic, then the recorded schedule for `duration`;
+    /// calls `at_third(1)` and `at_third(2)` at one and two thirds of the recorded run (the
+    /// hung scenarios freeze and thaw the moderators there). The schedule runs on its own
+    /// thread and runtime, so the 2×`connections` client tasks cannot make it late.
+    /// Returns how long the recorded part took.
+    pub async fn send(&self, load: &Load, at_third: impl FnMut(u32) + Send + 'static) -> Duration {
+        let schedule = Schedule {
+            writers: Arc::clone(&self.writers),
+            observed: Arc::clone(&self.observed),
+            texts: Arc::clone(&load.texts),
+            rooms: load.rooms,
+            rate: load.rate,
+            warmup: load.warmup,
+            duration: load.duration,
+        };
+        let thread = tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(schedule.run(at_third)),
+                Err(err) => {
+                    eprintln!("cannot start the sender's runtime: {err}");
+                    Duration::ZERO
+                }
+            }
+        });
+        thread.await.unwrap_or_default()
+    }
+
+    /// Closes every client.
+    pub fn close(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn read(
+    mut stream: impl futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+    + Unpin,
+    observed: Arc<Observed>,
+    joined: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut joined = Some(joined);
+    // The sender's own messages: id → seq, from the acks (verdicts carry only the id).
+    let mut own: HashMap<String, usize> = HashMap::new();
+    let seq_of_text = |text: &str| text.rsplit_once(" #").and_then(|(_, s)| s.parse().ok());
+    while let Some(Ok(message)) = stream.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let Ok(frame) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        match frame["type"].as_str() {
+            Some("message") => {
+                let mine = frame["id"].as_str().is_some_and(|id| own.contains_key(id));
+                if let (false, Some(seq)) = (mine, frame["text"].as_str().and_then(seq_of_text)) {
+                    observed.delivered(seq);
+                }
+            }
+            Some("ack") => {
+                if let (Some(id), Some(seq)) = (
+                    frame["id"].as_str(),
+                    frame["client_msg_id"].as_str().and_then(|c| c.parse().ok()),
+                ) {
+                    own.insert(id.to_string(), seq);
+                }
+            }
+            Some("verdict") => {
+                if let Some(seq) = frame["id"].as_str().and_then(|id| own.get(id)) {
+                    observed.verdict_for(
+                        *seq,
+                        frame["action"].as_str().unwrap_or_default(),
+                        frame["reason"].as_str(),
+                    );
+                }
+            }
+            Some("joined") => {
+                if let Some(joined) = joined.take() {
+                    let _ = joined.send(());
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! `offpath bench isolation`: proof, with numbers, that chat is isolated from inference.
+//!
+//! For each scenario a fresh stack is started as separate processes — nats-server, one
+//! transport, moderators — then websocket clients in rooms send at a fixed open-loop rate
+//! and the receivers measure delivery latency. `decoupled-*` runs offpath as designed;
+//! `inline-*` runs the same gateway in its comparison mode, where each send awaits the
+//! moderator before fan-out; `none` runs without moderation (the floor). `-slow` adds
+//! 500 ms to every batch; `-hung` freezes the moderator processes with SIGSTOP for the
+//! middle third of the run (a real hang), then SIGCONT.
+
+mod load;
+mod report;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use offpath_nats_local::NatsServer;
+use offpath_protocol::topology::{TopologyConfig, ensure};
+
+use crate::cli::IsolationArgs;
+use crate::launch::{self, Proc};
+
+pub use report::ScenarioResult;
+
+/// One scenario: how the gateway moderates and what goes wrong with the moderators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scenario {
+    /// `off`, `decoupled` or `inline`.
+    pub moderation: &'static str,
+    /// None, `slow` or `hung`.
+    pub fault: Option<&'static str>,
+}
+
+impl Scenario {
+    /// Every scenario, in report order.
+    pub const ALL: [Scenario; 7] = [
+        Scenario::new("off", None),
+        Scenario::new("decoupled", None),
+        Scenario::new("decoupled", Some("slow")),
+        Scenario::new("decoupled", Some("hung")),
+        Scenario::new("inline", None),
+        Scenario::new("inline", Some("slow")),
+        Scenario::new("inline", Some("hung")),
+    ];
+
+    const fn new(moderation: &'static str, fault: Option<&'static str>) -> Self {
+        Self { moderation, fault }
+    }
+
+    /// `none`, `decoupled`, `decoupled-slow`, …
+    pub fn name(&self) -> String {
+        match (self.moderation, self.fault) {
+            ("off", _) => "none".to_string(),
+            (m, None) => m.to_string(),
+            (m, Some(f)) => format!("{m}-{f}"),
+        }
+    }
+
+    /// Parses a comma-separated list of scenario names.
+    pub fn parse_list(list: &str) -> anyhow::Result<Vec<Scenario>> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|name| {
+                Scenario::ALL
+                    .into_iter()
+                    .find(|s| s.name() == name)
+                    .with_context(|| format!("unknown scenario {name:?}"))
+            })
+            .collect()
+    }
+}
+
+/// Runs the scenarios and writes the report.
+pub async fn run(args: IsolationArgs) -> anyhow::Result<()> {
+    let scenarios =
+        Scenario::parse_list(&args.scenarios).map_err(|e| crate::cli::Usage(e.to_string()))?;
+    let texts = Arc::new(chat_texts()?);
+    let load = load::Load {
+        connections: args.connections,
+        rooms: args.rooms.max(1),
+        rate: args.rate,
+        warmup: Duration::from_secs(args.warmup_s),
+        duration: Duration::from_secs(args.duration_s),
+        texts,
+    };
+    eprintln!(
+        "isolation: {} connections in {} rooms, {} msg/s for {} s per scenario; {} scenarios",
+        load.connections,
+        load.rooms,
+        load.rate,
+        args.duration_s,
+        scenarios.len()
+    );
+    let mut results = Vec::new();
+    for scenario in scenarios {
+        eprintln!("scenario {}", scenario.name());
+        let result = run_scenario(&args, &load, scenario).await?;
+        eprintln!("  {}", result.summary());
+        results.push(result);
+    }
+    let paths = report::write(&args, &load, &results)?;
+    println!("{}", report::markdown(&args, &load, &results));
+    for path in paths {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Which CPUs the chat side gets (the transport and this load generator, whose clients
+/// measure the latency) and which the moderation side (moderators, nats-server). On one
+/// machine this stands in for a deployment where inference and NATS run on their own
+/// hardware: ONNX Runtime's worker threads spin while they wait, and sharing cores with
+/// them delays whatever else runs there, including the clients that take the measurement.
+/// The same split applies to every scenario.
+struct CpuSplit {
+    chat: String,
+    rest: String,
+}
+
+impl CpuSplit {
+    fn of_this_machine() -> Option<Self> {
+        let n = std::thread::available_parallelism().ok()?.get();
+        let taskset = std::process::Command::new("taskset")
+            .arg("-V")
+            .stdout(std::process::Stdio::null())
+            .status();
+        if n < 2 || !taskset.is_ok_and(|s| s.success()) {
+            return None;
+        }
+        let half = n / 2;
+        Some(Self {
+            chat: if half == 1 {
+                "0".to_string()
+            } else {
+                format!("0-{}", half - 1)
+            },
+            rest: if half == n - 1 {
+                half.to_string()
+            } else {
+                format!("{half}-{}", n - 1)
+            },
+        })
+    }
+}
+
+/// The processes of one scenario.
+struct Stack {
+    _nats: NatsServer,
+    transport: Proc,
+    moderators: Vec<Proc>,
+}
+
+async fn start_stack(
+    args: &IsolationArgs,
+    scenario: Scenario,
+) -> anyhow::Result<(Stack, SocketAddr)> {
+    let cpus = if args.pin {
+        CpuSplit::of_this_machine()
+    } else {
+        None
+    };
+    let nats = tokio::task::spawn_blocking(NatsServer::start)
+        .await?
+        .context("starting nats-server")?;
+    if let Some(cpus) = &cpus {
+        if let Some(pid) = nats.pid() {
+            launch::pin(pid, &cpus.rest)?;
+        }
+        launch::pin(std::process::id(), &cpus.chat)?;
+    }
+    let client = async_nats::connect(nats.url()).await?;
+    ensure(
+        &async_nats::jetstream::new(client),
+        &TopologyConfig::default(),
+    )
+    .await?;
+    let mut moderators = Vec::new();
+    if scenario.moderation != "off" {
+        for n in 0..args.moderators {
+            let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
+            let mut flags = vec![
+                "moderator".to_string(),
+                format!("--nats-url={}", nats.url()),
+                format!("--metrics-addr={ops}"),
+                format!("--inference-threads={}", args.inference_threads),
+            ];
+            if scenario.fault == Some("slow") {
+                flags.push(format!("--fault-batch-delay-ms={}", args.slow_ms));
+            }
+            moderators.push(Proc::spawn_nice(
+                &format!("moderator-{n}"),
+                &flags,
+                ops,
+                args.moderator_nice,
+                cpus.as_ref().map(|c| c.rest.as_str()),
+            )?);
+        }
+    }
+    let public = launch::concrete_addr("127.0.0.1:0".parse()?)?;
+    let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
+    let moderation = scenario.moderation;
+    let flags = vec![
+        "transport".to_string(),
+        format!("--nats-url={}", nats.url()),
+        format!("--listen-addr={public}"),
+        format!("--metrics-addr={ops}"),
+        "--tenant=bench".to_string(),
+        format!("--moderation={moderation}"),
+        format!("--inline-timeout-ms={}", args.inline_timeout_ms),
+        format!("--max-connections={}", args.connections + 16),
+        "--rate-per-second=1000".to_string(),
+        "--rate-burst=1000".to_string(),
+    ];
+    let mut transport = Proc::spawn_nice(
+        "transport",
+        &flags,
+        ops,
+        0,
+        cpus.as_ref().map(|c| c.chat.as_str()),
+    )?;
+    transport.wait_ready(Duration::from_secs(60)).await?;
+    for moderator in &mut moderators {
+        moderator.wait_ready(Duration::from_secs(120)).await?;
+    }
+    Ok((
+        Stack {
+            _nats: nats,
+            transport,
+            moderators,
+        },
+        public,
+    ))
+}
+
+async fn run_scenario(
+    args: &IsolationArgs,
+    load: &load::Load,
+    scenario: Scenario,
+) -> anyhow::Result<ScenarioResult> {
+    let (stack, public) = start_stack(args, scenario).await?;
+    let clients = load.connect(public).await?;
+    let cpu_before = own_cpu_seconds();
+    let started = Instant::now();
+    let hung = scenario.fault == Some("hung");
+    let pids: Vec<u32> = stack.moderators.iter().map(Proc::pid).collect();
+    let signal_errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let errors = Arc::clone(&signal_errors);
+    let recorded = clients
+        .send(load, move |third| {
+            if !hung {
+                return;
+            }
+            let signal = if third == 1 { "STOP" } else { "CONT" };
+            for pid in &pids {
+                if let Err(err) = launch::signal(*pid, signal) {
+                    errors.lock().unwrap_or_else(|e| e.into_inner()).push(err);
+                }
+            }
+        })
+        .await;
+    if let Some(err) = signal_errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+    {
+        bail!("signalling the moderators: {err:#}");
+    }
+    let send_seconds = recorded.as_secs_f64().max(0.001);
+    let generator_cpu = (own_cpu_seconds() - cpu_before) / started.elapsed().as_secs_f64();
+    // Let late deliveries arrive (past the limit they count as undelivered anyway), then
+    // give verdicts time to catch up.
+    tokio::time::sleep(load::DELIVERY_LIMIT).await;
+    let observed = Arc::clone(&clients.observed);
+    let sent = observed.sent_count();
+    let settle = Instant::now();
+    while scenario.moderation == "decoupled"
+        && observed.verdicts(sent) < sent
+        && settle.elapsed() < Duration::from_secs(args.settle_s)
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let metrics = launch::http_get(stack.transport.ops, "/metrics")
+        .await
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let shed = metric_sum(&metrics, "offpath_transport_outbox_shed_total");
+    clients.close();
+    for moderator in stack.moderators {
+        let _ = moderator.stop(Duration::from_secs(5)).await;
+    }
+    let _ = stack.transport.stop(Duration::from_secs(10)).await;
+    let members = (load.connections / load.rooms).max(1);
+    let name = scenario.name();
+    let facts = report::RunFacts {
+        name: &name,
+        sent,
+        members,
+        send_seconds,
+        shed,
+        generator_cpu_cores: generator_cpu,
+        // Inline, a blocked message is never delivered; decoupled, it is delivered, then
+        // retracted.
+        blocked_are_undelivered: scenario.moderation == "inline",
+    };
+    Ok(ScenarioResult::from_observed(&observed, &facts))
+}
+
+/// Chat lines from the models' parity fixture (short ones), the same the throughput bench
+/// uses.
+fn chat_texts() -> anyhow::Result<Vec<String>> {
+    let dir = crate::tools::resolve_model_dir(std::path::Path::new("models/fixtures"));
+    let path = dir.join("parity.json");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| path.display().to_string())?,
+    )?;
+    let texts: Vec<String> = json["cases"]
+        .as_array()
+        .context("fixture cases")?
+        .iter()
+        .filter_map(|c| c["text"].as_str())
+        .filter(|t| !t.is_empty() && t.len() <= 300 && !t.contains('#'))
+        .map(String::from)
+        .collect();
+    if texts.is_empty() {
+        bail!("no chat lines in {}", path.display());
+    }
+    Ok(texts)
+}
+
+/// Sum of every sample of a metric in Prometheus text.
+fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        + 0.0 // an empty sum is -0.0
+}
+
+/// CPU seconds (user + system) this process has used.
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start after ") ".
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split(' ')
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenario names round-trip and unknown names are refused.
+    #[test]
+    fn scenario_names() {
+        let all: Vec<String> = Scenario::ALL.iter().map(Scenario::name).collect();
+        assert_eq!(
+            all,
+            [
+                "none",
+                "decoupled",
+                "decoupled-slow",
+                "decoupled-hung",
+                "inline",
+                "inline-slow",
+                "inline-hung"
+            ]
+        );
+        assert_eq!(Scenario::parse_list("none, inline-hung").unwrap().len(), 2);
+        assert!(Scenario::parse_list("none,sideways").is_err());
+    }
+}

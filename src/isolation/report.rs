@@ -1,0 +1,374 @@
+//! The isolation report: `isolation.json` (every figure), `isolation.md` (the table) and
+//! `isolation.svg` (latency percentiles per scenario on a log axis, and latency over time
+//! for the `-hung` scenarios so the stall shows).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::load::{BUCKET, Load, Observed};
+use crate::cli::IsolationArgs;
+
+/// What the orchestrator knows about a scenario's run besides the clients' observations.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFacts<'a> {
+    /// Scenario name.
+    pub name: &'a str,
+    /// Messages sent.
+    pub sent: usize,
+    /// Members per room.
+    pub members: usize,
+    /// How long sending took.
+    pub send_seconds: f64,
+    /// Requests the outbox shed.
+    pub shed: f64,
+    /// The generator's CPU use while sending, in cores.
+    pub generator_cpu_cores: f64,
+    /// Blocked messages are never delivered (inline).
+    pub blocked_are_undelivered: bool,
+}
+
+/// The figures of one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    /// Scenario name.
+    pub name: String,
+    /// Messages sent.
+    pub sent: usize,
+    /// Messages delivered to the other members per second (deliveries / (members − 1)).
+    pub delivered_msgs_per_s: f64,
+    /// Deliveries expected (sent, less messages blocked before delivery, × other members).
+    pub expected_deliveries: u64,
+    /// Deliveries not made within 5 s.
+    pub undelivered_5s: u64,
+    /// Delivery latency percentiles, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile, ms.
+    pub p999_ms: f64,
+    /// Maximum, ms.
+    pub max_ms: f64,
+    /// Messages with a moderator's verdict by the end, percent.
+    pub verdict_coverage_pct: f64,
+    /// Moderation requests shed by the transport's outbox.
+    pub shed: f64,
+    /// Send → verdict at the sender, ms (p50, p99).
+    pub lag_p50_ms: f64,
+    /// 99th percentile of the moderation lag, ms.
+    pub lag_p99_ms: f64,
+    /// The generator's own lateness against its schedule, ms (p99, max).
+    pub schedule_lag_p99_ms: f64,
+    /// Maximum lateness of the generator, ms.
+    pub schedule_lag_max_ms: f64,
+    /// The generator's CPU use while sending, in cores.
+    pub generator_cpu_cores: f64,
+    /// Per 250 ms of send time: (seconds, p99 ms, max ms) of those messages' deliveries.
+    pub series: Vec<(f64, f64, f64)>,
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+impl ScenarioResult {
+    /// Reads the figures out of what the clients observed.
+    pub fn from_observed(observed: &Observed, run: &RunFacts) -> Self {
+        let RunFacts {
+            name,
+            sent,
+            members,
+            send_seconds,
+            shed,
+            generator_cpu_cores,
+            blocked_are_undelivered,
+        } = *run;
+        let latency = observed.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let lag = observed.lag.lock().unwrap_or_else(|e| e.into_inner());
+        let schedule = observed
+            .schedule_lag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let others = members.saturating_sub(1).max(1) as u64;
+        let blocked = if blocked_are_undelivered {
+            observed.blocked_count(sent)
+        } else {
+            0
+        };
+        let expected = (sent - blocked) as u64 * others;
+        let on_time = observed.on_time.load(Ordering::Relaxed);
+        let deliveries = observed.deliveries.load(Ordering::Relaxed);
+        let series = observed
+            .series
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                let h = h.lock().unwrap_or_else(|e| e.into_inner());
+                (!h.is_empty()).then(|| {
+                    (
+                        i as f64 * BUCKET.as_secs_f64(),
+                        ms(h.value_at_quantile(0.99)),
+                        ms(h.max()),
+                    )
+                })
+            })
+            .collect();
+        let quantile = |h: &hdrhistogram::Histogram<u64>, q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                ms(h.value_at_quantile(q))
+            }
+        };
+        Self {
+            name: name.to_string(),
+            sent,
+            delivered_msgs_per_s: deliveries as f64 / others as f64 / send_seconds,
+            expected_deliveries: expected,
+            undelivered_5s: expected.saturating_sub(on_time),
+            p50_ms: quantile(&latency, 0.5),
+            p99_ms: quantile(&latency, 0.99),
+            p999_ms: quantile(&latency, 0.999),
+            max_ms: ms(latency.max()),
+            verdict_coverage_pct: if sent == 0 {
+                0.0
+            } else {
+                observed.verdicts(sent) as f64 * 100.0 / sent as f64
+            },
+            shed,
+            lag_p50_ms: quantile(&lag, 0.5),
+            lag_p99_ms: quantile(&lag, 0.99),
+            schedule_lag_p99_ms: quantile(&schedule, 0.99),
+            schedule_lag_max_ms: ms(schedule.max()),
+            generator_cpu_cores,
+            series,
+        }
+    }
+
+    /// One line for the progress log.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.0} msg/s delivered; p50 {:.2} ms p99 {:.2} ms max {:.1} ms; {} undelivered in 5 s; \
+             verdicts {:.2}%; shed {}; generator late p99 {:.2} ms, {:.2} cores",
+            self.delivered_msgs_per_s,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.undelivered_5s,
+            self.verdict_coverage_pct,
+            self.shed,
+            self.schedule_lag_p99_ms,
+            self.generator_cpu_cores
+        )
+    }
+}
+
+/// The Markdown table.
+pub fn markdown(args: &IsolationArgs, load: &Load, results: &[ScenarioResult]) -> String {
+    let mut out = format!(
+        "{} connections in {} rooms, {} msg/s open loop for {} s per scenario; inline timeout \
+         {} ms; -slow adds {} ms per batch; -hung freezes the moderators (SIGSTOP) for the \
+         middle third.\n\n",
+        load.connections,
+        load.rooms,
+        load.rate,
+        args.duration_s,
+        args.inline_timeout_ms,
+        args.slow_ms
+    );
+    out.push_str(
+        "| scenario | delivered msg/s | p50 ms | p99 ms | p99.9 ms | max ms | undelivered in 5 s | \
+         verdicts | shed | moderation lag p50 / p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in results {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} of {} | {:.2}% | {} | {:.0} / {:.0} |",
+            r.name,
+            r.delivered_msgs_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.max_ms,
+            r.undelivered_5s,
+            r.expected_deliveries,
+            r.verdict_coverage_pct,
+            r.shed,
+            r.lag_p50_ms,
+            r.lag_p99_ms
+        );
+    }
+    let floor = results.iter().find(|r| r.name == "none");
+    if let Some(floor) = floor {
+        out.push('\n');
+        for r in results.iter().filter(|r| r.name != "none") {
+            let _ = writeln!(
+                out,
+                "* {}: p99 = {:.2} × none",
+                r.name,
+                r.p99_ms / floor.p99_ms.max(0.001)
+            );
+        }
+    }
+    let worst_late = results
+        .iter()
+        .map(|r| r.schedule_lag_max_ms)
+        .fold(0.0, f64::max);
+    let worst_cpu = results
+        .iter()
+        .map(|r| r.generator_cpu_cores)
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "\nLoad generator check: at most {worst_late:.1} ms behind its schedule, at most \
+         {worst_cpu:.2} cores of CPU."
+    );
+    out
+}
+
+/// Writes the JSON, Markdown and SVG files into `args.out`.
+pub fn write(
+    args: &IsolationArgs,
+    load: &Load,
+    results: &[ScenarioResult],
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
+    let json = serde_json::json!({
+        "connections": load.connections,
+        "rooms": load.rooms,
+        "rate": load.rate,
+        "duration_s": args.duration_s,
+        "inline_timeout_ms": args.inline_timeout_ms,
+        "slow_ms": args.slow_ms,
+        "scenarios": results,
+    });
+    let files = [
+        ("isolation.json", serde_json::to_string_pretty(&json)?),
+        ("isolation.md", markdown(args, load, results)),
+        ("isolation.svg", svg(args, results)),
+    ];
+    let mut paths = Vec::new();
+    for (name, body) in files {
+        let path = args.out.join(name);
+        std::fs::write(&path, body).with_context(|| path.display().to_string())?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+const COLORS: [&str; 7] = [
+    "#555", "#1b7837", "#5aae61", "#a6dba0", "#b2182b", "#ef8a62", "#d6604d",
+];
+
+/// y position of `value_ms` on a log axis from 0.1 ms to 10 s, in a panel `top..top+height`.
+fn log_y(value_ms: f64, top: f64, height: f64) -> f64 {
+    let (lo, hi) = (0.1f64.log10(), 10_000f64.log10());
+    let v = value_ms.clamp(0.1, 10_000.0).log10();
+    top + height * (1.0 - (v - lo) / (hi - lo))
+}
+
+fn log_axis(out: &mut String, left: f64, right: f64, top: f64, height: f64) {
+    for (value, label) in [
+        (0.1, "0.1 ms"),
+        (1.0, "1 ms"),
+        (10.0, "10 ms"),
+        (100.0, "100 ms"),
+        (1000.0, "1 s"),
+        (10_000.0, "10 s"),
+    ] {
+        let y = log_y(value, top, height);
+        let _ = write!(
+            out,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end" font-size="11">{label}</text>"##,
+            left - 6.0,
+            y + 4.0
+        );
+    }
+}
+
+/// The chart: percentiles per scenario (top), latency over time of the hung scenarios
+/// (bottom).
+fn svg(args: &IsolationArgs, results: &[ScenarioResult]) -> String {
+    let (width, left, right) = (900.0, 70.0, 880.0);
+    let (top1, h1, top2, h2) = (50.0, 260.0, 380.0, 240.0);
+    let mut out = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="680" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text x="{left}" y="28" font-size="16" font-weight="bold">Delivery latency: chat with moderation off the send path (decoupled) vs awaited inline</text>"##
+    );
+    log_axis(&mut out, left, right, top1, h1);
+    let slot = (right - left) / results.len().max(1) as f64;
+    let marks = [("p50", 0.0), ("p99", 1.0), ("p99.9", 2.0), ("max", 3.0)];
+    for (i, r) in results.iter().enumerate() {
+        let x0 = left + slot * i as f64 + slot * 0.15;
+        let bar = slot * 0.7 / 4.0;
+        let color = COLORS[i % COLORS.len()];
+        for ((label, k), value) in marks.iter().zip([r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms]) {
+            let x = x0 + bar * k;
+            let y = log_y(value, top1, h1);
+            let bottom = top1 + h1;
+            let opacity = 1.0 - k * 0.2;
+            let _ = write!(
+                out,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{color}" fill-opacity="{opacity:.1}"><title>{} {label}: {value:.2} ms</title></rect>"##,
+                bar - 2.0,
+                (bottom - y).max(0.5),
+                r.name
+            );
+        }
+        let _ = write!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="12">{}</text><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="#666">p50 p99 p99.9 max</text>"##,
+            x0 + slot * 0.35,
+            top1 + h1 + 18.0,
+            r.name,
+            x0 + slot * 0.35,
+            top1 + h1 + 31.0
+        );
+    }
+    let _ = write!(
+        out,
+        r##"<text x="{left}" y="{}" font-size="14" font-weight="bold">p99 latency over time (per {} ms of send time); moderators frozen between the dashed lines</text>"##,
+        top2 - 16.0,
+        BUCKET.as_millis()
+    );
+    log_axis(&mut out, left, right, top2, h2);
+    let duration = args.duration_s.max(1) as f64;
+    let x_of = |t: f64| left + (right - left) * (t / duration).min(1.0);
+    for third in [1.0, 2.0] {
+        let x = x_of(duration * third / 3.0);
+        let _ = write!(
+            out,
+            r##"<line x1="{x:.1}" y1="{top2}" x2="{x:.1}" y2="{}" stroke="#999" stroke-dasharray="4 4"/>"##,
+            top2 + h2
+        );
+    }
+    let mut legend_y = top2 + 14.0;
+    for (i, r) in results.iter().enumerate() {
+        if !(r.name.ends_with("-hung") || r.name == "none") || r.series.is_empty() {
+            continue;
+        }
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<String> = r
+            .series
+            .iter()
+            .map(|(t, p99, _)| format!("{:.1},{:.1}", x_of(*t), log_y(*p99, top2, h2)))
+            .collect();
+        let _ = write!(
+            out,
+            r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/><text x="{}" y="{legend_y:.1}" font-size="12" fill="{color}">{}</text>"##,
+            points.join(" "),
+            right - 120.0,
+            r.name
+        );
+        legend_y += 16.0;
+    }
+    let _ = write!(
+        out,
+        r##"<text x="{left}" y="{}" font-size="11">0 s</text><text x="{right}" y="{}" font-size="11" text-anchor="end">{duration} s</text></svg>"##,
+        top2 + h2 + 16.0,
+        top2 + h2 + 16.0
+    );
+    out
+}
