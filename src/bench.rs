@@ -57,20 +57,27 @@ pub async fn throughput(args: BenchArgs) -> anyhow::Result<()> {
 
 /// The parity fixture's texts without the 10 KiB stress case: chat-like lines.
 fn chat_texts(model_dir: &Path) -> anyhow::Result<Vec<String>> {
-    let fixture = model_dir.join("../fixtures/parity.json");
+    fixture_texts(&model_dir.join("../fixtures/parity.json"), |t| {
+        t.len() <= 2048
+    })
+}
+
+/// The texts of the parity fixture at `path` that `keep` accepts (the load scenarios use
+/// them as chat lines).
+pub fn fixture_texts(path: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result<Vec<String>> {
     let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&fixture).with_context(|| fixture.display().to_string())?,
+        &std::fs::read_to_string(path).with_context(|| path.display().to_string())?,
     )?;
     let texts: Vec<String> = json["cases"]
         .as_array()
         .context("fixture cases")?
         .iter()
         .filter_map(|c| c["text"].as_str())
-        .filter(|t| t.len() <= 2048)
+        .filter(|t| keep(t))
         .map(String::from)
         .collect();
     if texts.is_empty() {
-        bail!("no texts in {}", fixture.display());
+        bail!("no texts in {}", path.display());
     }
     Ok(texts)
 }

@@ -29,14 +29,17 @@ impl Proc {
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the offpath executable")?;
         let mut command = Command::new(exe);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+        command.args(args);
         if quiet {
             command.stderr(Stdio::null());
         }
+        Self::start(name, command, ops)
+    }
+
+    fn start(name: &str, mut command: Command, ops: SocketAddr) -> anyhow::Result<Self> {
         let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting the {name} process"))?;
         Ok(Self {
@@ -47,8 +50,7 @@ impl Proc {
     }
 
     /// Starts `offpath <args>` with its log discarded, under `nice -n <nice>` when `nice`
-    /// is above 0.
-    /// `cpus` (a `taskset` list such as `1` or `0-2`), when given, pins the process.
+    /// is above 0, pinned to `cpus` (a `taskset` list such as `1` or `0-2`) when given.
     pub fn spawn_nice(
         name: &str,
         args: &[String],
@@ -67,20 +69,12 @@ impl Proc {
         }
         argv.push(exe.into());
         let mut command = Command::new(&argv[0]);
-        command.args(&argv[1..]);
-        let child = command
+        command
+            .args(&argv[1..])
             .args(args)
             .env("OFFPATH_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting the {name} process"))?;
-        Ok(Self {
-            name: name.to_string(),
-            ops,
-            child,
-        })
+            .stderr(Stdio::null());
+        Self::start(name, command, ops)
     }
 
     /// Process id.

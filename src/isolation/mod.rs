@@ -308,26 +308,13 @@ async fn run_scenario(
     Ok(ScenarioResult::from_observed(&observed, &facts))
 }
 
-/// Chat lines from the models' parity fixture (short ones), the same the throughput bench
-/// uses.
+/// Short chat lines from the models' parity fixture (`#` is kept out: the clients tag each
+/// text with ` #<seq>`).
 fn chat_texts() -> anyhow::Result<Vec<String>> {
     let dir = crate::tools::resolve_model_dir(std::path::Path::new("models/fixtures"));
-    let path = dir.join("parity.json");
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| path.display().to_string())?,
-    )?;
-    let texts: Vec<String> = json["cases"]
-        .as_array()
-        .context("fixture cases")?
-        .iter()
-        .filter_map(|c| c["text"].as_str())
-        .filter(|t| !t.is_empty() && t.len() <= 300 && !t.contains('#'))
-        .map(String::from)
-        .collect();
-    if texts.is_empty() {
-        bail!("no chat lines in {}", path.display());
-    }
-    Ok(texts)
+    crate::bench::fixture_texts(&dir.join("parity.json"), |t| {
+        !t.is_empty() && t.len() <= 300 && !t.contains('#')
+    })
 }
 
 /// Sum of every sample of a metric in Prometheus text.
