@@ -49,8 +49,15 @@ pub struct Observed {
     pub latency: Mutex<Histogram<u64>>,
     /// Send → verdict at the sender.
     pub lag: Mutex<Histogram<u64>>,
-    /// Delivery latency by the send time's bucket.
+    /// Delivery latency by the send time's bucket (from the start of the recorded run).
     pub series: Vec<Mutex<Histogram<u64>>>,
+    /// Delivery latency of the messages sent in the middle third of the recorded run (when
+    /// the `-hung` scenarios have their moderators frozen).
+    pub middle: Mutex<Histogram<u64>>,
+    /// Start of the recorded run, µs after `start`.
+    recorded_start_us: AtomicU64,
+    /// Length of the recorded run, µs.
+    recorded_us: u64,
     /// Deliveries within [`DELIVERY_LIMIT`], and in all.
     pub on_time: AtomicU64,
     /// Every delivery to another member.
@@ -70,6 +77,9 @@ impl Observed {
             latency: Mutex::new(histogram()),
             lag: Mutex::new(histogram()),
             series: (0..buckets).map(|_| Mutex::new(histogram())).collect(),
+            middle: Mutex::new(histogram()),
+            recorded_start_us: AtomicU64::new(0),
+            recorded_us: duration.as_micros() as u64,
             on_time: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
             schedule_lag: Mutex::new(histogram()),
@@ -95,9 +105,13 @@ impl Observed {
             self.on_time.fetch_add(1, Ordering::Relaxed);
         }
         let _ = lock(&self.latency).record(latency.min(MAX_MICROS));
-        let bucket = (sent / BUCKET.as_micros() as u64) as usize;
+        let offset = sent.saturating_sub(self.recorded_start_us.load(Ordering::Relaxed));
+        let bucket = (offset / BUCKET.as_micros() as u64) as usize;
         if let Some(series) = self.series.get(bucket) {
             let _ = lock(series).record(latency.min(MAX_MICROS));
+        }
+        if (self.recorded_us / 3..self.recorded_us * 2 / 3).contains(&offset) {
+            let _ = lock(&self.middle).record(latency.min(MAX_MICROS));
         }
     }
 
@@ -193,6 +207,10 @@ impl Schedule {
             let _ = self.writers[n % clients].send(self.frame(n % clients, text, format!("w{n}")));
         }
         let start = Instant::now();
+        self.observed.recorded_start_us.store(
+            start.duration_since(self.observed.start).as_micros() as u64,
+            Ordering::Relaxed,
+        );
         let total =
             ((self.rate * self.duration.as_secs_f64()) as usize).min(self.observed.sent_us.len());
         let mut thirds = 0;

@@ -52,6 +52,8 @@ pub struct ScenarioResult {
     pub p999_ms: f64,
     /// Maximum, ms.
     pub max_ms: f64,
+    /// p99 of the messages sent in the middle third (moderators frozen in `-hung`), ms.
+    pub middle_p99_ms: f64,
     /// Messages with a moderator's verdict by the end, percent.
     pub verdict_coverage_pct: f64,
     /// Moderation requests shed by the transport's outbox.
@@ -92,6 +94,7 @@ impl ScenarioResult {
             .schedule_lag
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let middle = observed.middle.lock().unwrap_or_else(|e| e.into_inner());
         let others = members.saturating_sub(1).max(1) as u64;
         let blocked = if blocked_are_undelivered {
             observed.blocked_count(sent)
@@ -133,6 +136,7 @@ impl ScenarioResult {
             p99_ms: quantile(&latency, 0.99),
             p999_ms: quantile(&latency, 0.999),
             max_ms: ms(latency.max()),
+            middle_p99_ms: quantile(&middle, 0.99),
             verdict_coverage_pct: if sent == 0 {
                 0.0
             } else {
@@ -180,19 +184,21 @@ pub fn markdown(args: &IsolationArgs, load: &Load, results: &[ScenarioResult]) -
         args.slow_ms
     );
     out.push_str(
-        "| scenario | delivered msg/s | p50 ms | p99 ms | p99.9 ms | max ms | undelivered in 5 s | \
-         verdicts | shed | moderation lag p50 / p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | delivered msg/s | p50 ms | p99 ms | p99.9 ms | max ms | p99 middle third ms | \
+         undelivered in 5 s | verdicts | shed | moderation lag p50 / p99 ms |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} of {} | {:.2}% | {} | {:.0} / {:.0} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {} of {} | {:.2}% | {} | {:.0} / {:.0} |",
             r.name,
             r.delivered_msgs_per_s,
             r.p50_ms,
             r.p99_ms,
             r.p999_ms,
             r.max_ms,
+            r.middle_p99_ms,
             r.undelivered_5s,
             r.expected_deliveries,
             r.verdict_coverage_pct,
@@ -207,9 +213,11 @@ pub fn markdown(args: &IsolationArgs, load: &Load, results: &[ScenarioResult]) -
         for r in results.iter().filter(|r| r.name != "none") {
             let _ = writeln!(
                 out,
-                "* {}: p99 = {:.2} × none",
+                "* {}: p99 = {:.2} × none; middle third (moderators frozen in -hung) p99 = {:.2} × \
+                 none's",
                 r.name,
-                r.p99_ms / floor.p99_ms.max(0.001)
+                r.p99_ms / floor.p99_ms.max(0.001),
+                r.middle_p99_ms / floor.middle_p99_ms.max(0.001)
             );
         }
     }
