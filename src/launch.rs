@@ -20,19 +20,11 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `offpath <args>`; its log goes to this process's stderr unless `quiet`.
-    pub fn spawn(
-        name: &str,
-        args: &[String],
-        ops: SocketAddr,
-        quiet: bool,
-    ) -> anyhow::Result<Self> {
+    /// Starts `offpath <args>`; its log goes to this process's stderr.
+    pub fn spawn(name: &str, args: &[String], ops: SocketAddr) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the offpath executable")?;
         let mut command = Command::new(exe);
         command.args(args);
-        if quiet {
-            command.stderr(Stdio::null());
-        }
         Self::start(name, command, ops)
     }
 

@@ -50,12 +50,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             format!("--metrics-addr={ops}"),
         ];
         flags.extend(args.moderator_arg.iter().cloned());
-        moderators.push(Proc::spawn(
-            &format!("moderator-{}", n + 1),
-            &flags,
-            ops,
-            false,
-        )?);
+        moderators.push(Proc::spawn(&format!("moderator-{}", n + 1), &flags, ops)?);
     }
     let listen = launch::concrete_addr(args.listen_addr)?;
     let ops = launch::concrete_addr(args.transport_metrics_addr)?;
@@ -66,7 +61,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         format!("--metrics-addr={ops}"),
     ];
     flags.extend(args.transport_arg.iter().cloned());
-    let mut transport = Proc::spawn("transport", &flags, ops, false)?;
+    let mut transport = Proc::spawn("transport", &flags, ops)?;
     transport.wait_ready(READY_TIMEOUT).await?;
     for moderator in &mut moderators {
         moderator.wait_ready(READY_TIMEOUT).await?;

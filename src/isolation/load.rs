@@ -25,7 +25,13 @@ pub const DELIVERY_LIMIT: Duration = Duration::from_secs(5);
 pub const BUCKET: Duration = Duration::from_millis(250);
 
 /// Reasons of `unmoderated` verdicts the gateway decides itself (no moderator answered).
-const LOCAL_REASONS: [&str; 4] = ["outbox_full", "outbox_shutdown", "hold_deadline", "inline_"];
+const LOCAL_REASONS: [&str; 5] = [
+    "outbox_full",
+    "outbox_shutdown",
+    "hold_deadline",
+    "inline_",
+    "classify_",
+];
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds")
@@ -117,9 +123,7 @@ impl Observed {
 
     fn verdict_for(&self, seq: usize, action: &str, reason: Option<&str>) {
         let Some(sent) = self.sent(seq) else { return };
-        if reason.is_some_and(|r| LOCAL_REASONS.iter().any(|local| r.starts_with(local)))
-            || reason.is_some_and(|r| r.starts_with("classify_"))
-        {
+        if reason.is_some_and(|r| LOCAL_REASONS.iter().any(|local| r.starts_with(local))) {
             return;
         }
         if action == "block" {

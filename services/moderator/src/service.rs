@@ -26,8 +26,7 @@ use crate::http::Health;
 use crate::metrics as m;
 use crate::pipeline::{Origin, Pending};
 
-/// Subject of the synchronous endpoint.
-pub const CLASSIFY_SUBJECT: &str = "offpath.classify";
+pub use offpath_protocol::subject::CLASSIFY_SUBJECT;
 
 /// The innermost service: hands the request to the batcher and waits for its verdict.
 #[derive(Clone)]

@@ -19,6 +19,9 @@ pub const REQUEST_PREFIX: &str = "offpath.req";
 pub const VERDICT_PREFIX: &str = "offpath.verdict";
 /// Prefix of dead-letter subjects: `offpath.dlq.<tenant>`.
 pub const DLQ_PREFIX: &str = "offpath.dlq";
+/// Subject of the moderators' synchronous endpoint (NATS request/reply, `ModerationRequest`
+/// in, `Verdict` out).
+pub const CLASSIFY_SUBJECT: &str = "offpath.classify";
 /// Tenant token used for a dead letter whose subject gave no usable tenant.
 pub const UNKNOWN_TENANT: &str = "_unknown";
 

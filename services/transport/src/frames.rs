@@ -310,6 +310,34 @@ impl ServerFrame {
     }
 }
 
+/// The same bytes as `ServerFrame::Message { .. }.encode()`, serialized from borrowed
+/// fields.
+pub fn encode_message(
+    id: &str,
+    room: &str,
+    sender: &str,
+    text: &str,
+    sent_at_ms: u64,
+) -> axum::extract::ws::Utf8Bytes {
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename = "message")]
+    struct MessageRef<'a> {
+        id: &'a str,
+        room: &'a str,
+        sender: &'a str,
+        text: &'a str,
+        sent_at_ms: u64,
+    }
+    let frame = MessageRef {
+        id,
+        room,
+        sender,
+        text,
+        sent_at_ms,
+    };
+    serde_json::to_string(&frame).unwrap_or_default().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +394,19 @@ mod tests {
             parse(r#"{"type":"leave","room":"a"}"#, 10),
             Ok(ClientFrame::Leave { room: "a".into() })
         );
+    }
+
+    /// The borrowed `message` encoding is byte for byte the enum's.
+    #[test]
+    fn borrowed_message_matches_the_enum() {
+        let owned = ServerFrame::Message {
+            id: "i".into(),
+            room: "r".into(),
+            sender: "s".into(),
+            text: "t \"q\"".into(),
+            sent_at_ms: 7,
+        };
+        assert_eq!(encode_message("i", "r", "s", "t \"q\"", 7), owned.encode());
     }
 
     /// Server frames carry their `type` tag and round-trip.

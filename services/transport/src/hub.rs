@@ -386,14 +386,14 @@ impl Hub {
             &to_sender,
         );
         if let Some((text, sent_at_ms)) = effects.deliver {
-            let frame = ServerFrame::Message {
-                id: id.to_string(),
-                room: effects.room.clone(),
-                sender: effects.sender.to_string(),
-                text,
+            let frame = crate::frames::encode_message(
+                id,
+                &effects.room,
+                &effects.sender,
+                &text,
                 sent_at_ms,
-            };
-            self.fan_out(&effects.room, &frame.encode());
+            );
+            self.fan_out(&effects.room, &frame);
         }
         if let Some(reason) = effects.retract {
             let frame = ServerFrame::Retract {
@@ -428,7 +428,8 @@ impl Hub {
                 state: State::Delivered,
                 settled: false,
             };
-            tracker.remember_settled(id.to_string(), tracked, now);
+            // Remembered, so a second copy of the verdict is recognised as a duplicate.
+            tracker.insert(id.to_string(), tracked, now);
         }
         let tracked = tracker.get_mut(id)?;
         if tracked.settled {
@@ -504,16 +505,16 @@ impl Hub {
     }
 }
 
-/// The `message` frame of a request.
+/// The `message` frame of a request, encoded from borrowed fields (this is the send path:
+/// no copy of the text just to serialize it).
 pub(crate) fn message_frame(request: &ModerationRequest) -> Utf8Bytes {
-    ServerFrame::Message {
-        id: request.id.clone(),
-        room: request.room.clone(),
-        sender: request.sender.clone(),
-        text: request.text.clone(),
-        sent_at_ms: request.sent_at_ms,
-    }
-    .encode()
+    crate::frames::encode_message(
+        &request.id,
+        &request.room,
+        &request.sender,
+        &request.text,
+        request.sent_at_ms,
+    )
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use offpath_protocol::subject::CLASSIFY_SUBJECT;
 use offpath_protocol::{Action, Verdict, decode_versioned, encode};
 
 use crate::frames::ServerFrame;
@@ -15,8 +16,6 @@ use crate::hub::{Hub, message_frame};
 use crate::metrics as m;
 use crate::peer::Peer;
 
-/// Subject of the moderators' synchronous endpoint.
-pub const CLASSIFY_SUBJECT: &str = "offpath.classify";
 /// Largest verdict read from a reply.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 

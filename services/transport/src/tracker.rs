@@ -80,12 +80,6 @@ impl Tracker {
         self.map.insert(id, tracked);
     }
 
-    /// Remembers a verdict for a message this gateway never saw or has forgotten, so a
-    /// second copy of the verdict is recognised as a duplicate.
-    pub fn remember_settled(&mut self, id: String, tracked: Tracked, now: Instant) {
-        self.insert(id, tracked, now);
-    }
-
     /// The entry for `id`.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Tracked> {
         self.map.get_mut(id)
