@@ -11,7 +11,7 @@ use offpath_protocol::subject::{
     DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, VERDICTS_STREAM, request_subject,
     verdict_subject,
 };
-use offpath_protocol::topology::{TopologyConfig, ensure};
+use offpath_protocol::topology::{TopologyConfig, apply, ensure};
 use offpath_protocol::{
     Action, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, Verdict, decode_request,
     decode_versioned, encode,
@@ -173,9 +173,9 @@ async fn topology_is_idempotent_and_concurrent_safe() {
     }
 }
 
-/// A changed setting is applied to an existing stream and consumer on the next run.
+/// `apply` (`offpath topology`) changes the settings of an existing stream and consumer.
 #[tokio::test]
-async fn topology_updates_changed_settings() {
+async fn topology_apply_updates_changed_settings() {
     let server = common::nats();
     let js = jetstream::new(common::connect(&server).await);
     ensure(&js, &TopologyConfig::default())
@@ -186,7 +186,7 @@ async fn topology_updates_changed_settings() {
         max_ack_pending: 256,
         ..TopologyConfig::default()
     };
-    ensure(&js, &changed).await.expect("update");
+    apply(&js, &changed).await.expect("update");
     let mut verdicts = js.get_stream(VERDICTS_STREAM).await.expect("stream");
     assert_eq!(
         verdicts.info().await.expect("info").config.max_age,
@@ -198,4 +198,61 @@ async fn topology_updates_changed_settings() {
         .await
         .expect("consumer");
     assert_eq!(consumer.config.max_ack_pending, 256);
+}
+
+/// `ensure` (what every service runs) never lowers what an operator set with
+/// `offpath topology`: larger limits survive a process started with the defaults, the
+/// differences are reported, and a deleted stream or consumer is re-created.
+#[tokio::test]
+async fn ensure_never_downgrades_and_recreates_what_is_missing() {
+    let server = common::nats();
+    let js = jetstream::new(common::connect(&server).await);
+    let raised = TopologyConfig {
+        request_max_bytes: 2 * 1024 * 1024 * 1024,
+        verdict_max_age: Duration::from_secs(48 * 3600),
+        max_ack_pending: 4096,
+        ..TopologyConfig::default()
+    };
+    apply(&js, &raised).await.expect("operator's topology");
+    let drift = ensure(&js, &TopologyConfig::default())
+        .await
+        .expect("a service's ensure");
+    let mut settings: Vec<&str> = drift.iter().map(|d| d.setting).collect();
+    settings.sort();
+    assert_eq!(
+        settings,
+        ["max_ack_pending", "max_age", "max_bytes"],
+        "{drift:?}"
+    );
+
+    let mut moderation = js.get_stream(MODERATION_STREAM).await.expect("stream");
+    assert_eq!(
+        moderation.info().await.expect("info").config.max_bytes,
+        raised.request_max_bytes,
+        "not lowered"
+    );
+    let mut verdicts = js.get_stream(VERDICTS_STREAM).await.expect("stream");
+    assert_eq!(
+        verdicts.info().await.expect("info").config.max_age,
+        raised.verdict_max_age,
+        "not lowered"
+    );
+    let consumer = moderation
+        .consumer_info(MODERATOR_CONSUMER)
+        .await
+        .expect("consumer");
+    assert_eq!(consumer.config.max_ack_pending, 4096, "not lowered");
+
+    js.delete_stream(VERDICTS_STREAM).await.expect("delete");
+    moderation
+        .delete_consumer(MODERATOR_CONSUMER)
+        .await
+        .expect("delete consumer");
+    let drift = ensure(&js, &raised).await.expect("re-create");
+    assert!(drift.is_empty(), "{drift:?}");
+    js.get_stream(VERDICTS_STREAM).await.expect("re-created");
+    moderation
+        .consumer_info(MODERATOR_CONSUMER)
+        .await
+        .expect("re-created consumer");
 }

@@ -69,6 +69,10 @@ pub struct Config {
     /// Fault injection (tests and benchmarks only).
     #[command(flatten)]
     pub faults: Faults,
+    /// Settings of the JetStream topology, used only to re-create what is missing (what
+    /// exists is never changed: `offpath topology` owns it). Set by the launcher.
+    #[arg(skip)]
+    pub topology: offpath_protocol::topology::TopologyConfig,
 }
 
 /// Fault injection, off by default. Never enable in production.
@@ -112,6 +116,7 @@ impl Config {
             classify_timeout_ms: 5_000,
             max_request_bytes: offpath_protocol::DEFAULT_MAX_REQUEST_BYTES,
             faults: Faults::default(),
+            topology: offpath_protocol::topology::TopologyConfig::default(),
         }
     }
 

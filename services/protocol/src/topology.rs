@@ -1,6 +1,8 @@
 //! JetStream topology as code: the three streams and the moderators' shared durable pull
-//! consumer. [`ensure`] creates what is missing and updates what differs, so every process
-//! runs it at start-up; it is idempotent and safe to run from many processes at once.
+//! consumer. [`ensure`] creates what is missing and never changes what exists (it reports
+//! differences): every service runs it at start-up and when it finds part of the topology
+//! deleted. [`apply`] creates or updates to the given settings: only `offpath topology`
+//! runs it. Both are idempotent and safe to run from many processes at once.
 //!
 //! The settings, and why:
 //!
@@ -171,14 +173,66 @@ pub struct TopologyError {
     pub source: async_nats::Error,
 }
 
-/// Creates or updates the three streams and the moderator consumer.
-pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<(), TopologyError> {
+/// A setting of an existing stream or consumer that differs from this process's
+/// configuration. [`ensure`] reports it and leaves it alone: `offpath topology` owns the
+/// settings (an operator may have raised replicas or limits on purpose).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// `stream MODERATION` or `consumer MODERATION/moderator`.
+    pub object: String,
+    /// The setting, e.g. `num_replicas`.
+    pub setting: &'static str,
+    /// What the server has.
+    pub existing: String,
+    /// What this process would have created.
+    pub configured: String,
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} has {} = {} (this process would create {}); left as it is",
+            self.object, self.setting, self.existing, self.configured
+        )
+    }
+}
+
+/// Creates whatever of the three streams and the moderator consumer is missing and never
+/// changes what exists; returns the settings that differ from `config`. This is what the
+/// services run at start-up and whenever they find part of the topology gone, so a process
+/// started with default settings cannot downgrade streams an operator made with
+/// `offpath topology --replicas 3`. Idempotent and safe from many processes at once.
+pub async fn ensure(
+    js: &jetstream::Context,
+    config: &TopologyConfig,
+) -> Result<Vec<Drift>, TopologyError> {
+    let mut drift = Vec::new();
+    for wanted in [
+        config.moderation_stream(),
+        config.verdicts_stream(),
+        config.dlq_stream(),
+    ] {
+        if let Some(existing) = create_stream_if_missing(js, &wanted).await? {
+            drift.extend(stream_drift(&existing, &wanted));
+        }
+    }
+    let wanted = config.moderator_consumer();
+    if let Some(existing) = create_consumer_if_missing(js, &wanted).await? {
+        drift.extend(consumer_drift(&existing, &wanted));
+    }
+    Ok(drift)
+}
+
+/// Creates the streams and the moderator consumer, or updates them to `config`:
+/// `offpath topology`, the one place that changes settings of what exists.
+pub async fn apply(js: &jetstream::Context, config: &TopologyConfig) -> Result<(), TopologyError> {
     for stream in [
         config.moderation_stream(),
         config.verdicts_stream(),
         config.dlq_stream(),
     ] {
-        ensure_stream(js, stream).await?;
+        apply_stream(js, stream).await?;
     }
     let what = || format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}");
     let stream = js
@@ -200,7 +254,164 @@ pub async fn ensure(js: &jetstream::Context, config: &TopologyConfig) -> Result<
     Ok(())
 }
 
-async fn ensure_stream(
+/// `None` when the stream was created now, else the existing stream's settings.
+async fn create_stream_if_missing(
+    js: &jetstream::Context,
+    wanted: &stream::Config,
+) -> Result<Option<stream::Config>, TopologyError> {
+    let what = format!("stream {}", wanted.name);
+    let error = |source: async_nats::Error| TopologyError {
+        what: what.clone(),
+        source,
+    };
+    for _ in 0..3 {
+        match js.get_stream(&wanted.name).await {
+            Ok(existing) => return Ok(Some(existing.cached_info().config.clone())),
+            Err(err) if is_stream_not_found(&err) => {}
+            Err(err) => return Err(error(err.into())),
+        }
+        match js.create_stream(wanted.clone()).await {
+            Ok(_) => return Ok(None),
+            // Another process created it between our look and our create: look again.
+            Err(err) if is_name_in_use(&err) => continue,
+            Err(err) => return Err(error(err.into())),
+        }
+    }
+    Err(error(
+        "the stream kept appearing and disappearing while it was created".into(),
+    ))
+}
+
+/// `None` when the consumer was created now, else the existing consumer's settings.
+async fn create_consumer_if_missing(
+    js: &jetstream::Context,
+    wanted: &consumer::pull::Config,
+) -> Result<Option<consumer::pull::Config>, TopologyError> {
+    let what = format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}");
+    let error = |source: async_nats::Error| TopologyError {
+        what: what.clone(),
+        source,
+    };
+    let stream = js
+        .get_stream(MODERATION_STREAM)
+        .await
+        .map_err(|e| error(e.into()))?;
+    match stream.consumer_info(MODERATOR_CONSUMER).await {
+        Ok(info) => {
+            let existing = &info.config;
+            Ok(Some(consumer::pull::Config {
+                ack_wait: existing.ack_wait,
+                max_deliver: existing.max_deliver,
+                max_ack_pending: existing.max_ack_pending,
+                ..wanted.clone()
+            }))
+        }
+        Err(err) if is_consumer_not_found(&err) => {
+            // Create-or-update: two processes creating it at once with the same settings
+            // both succeed.
+            stream
+                .create_consumer(wanted.clone())
+                .await
+                .map_err(|e| error(e.into()))?;
+            Ok(None)
+        }
+        Err(err) => Err(error(err.into())),
+    }
+}
+
+fn stream_drift(existing: &stream::Config, wanted: &stream::Config) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    let mut check = |setting: &'static str, existing: String, configured: String| {
+        if existing != configured {
+            drift.push(Drift {
+                object: format!("stream {}", wanted.name),
+                setting,
+                existing,
+                configured,
+            });
+        }
+    };
+    check(
+        "subjects",
+        format!("{:?}", existing.subjects),
+        format!("{:?}", wanted.subjects),
+    );
+    check(
+        "retention",
+        format!("{:?}", existing.retention),
+        format!("{:?}", wanted.retention),
+    );
+    check(
+        "num_replicas",
+        existing.num_replicas.max(1).to_string(),
+        wanted.num_replicas.max(1).to_string(),
+    );
+    check(
+        "max_bytes",
+        limit(existing.max_bytes),
+        limit(wanted.max_bytes),
+    );
+    check(
+        "max_age",
+        format!("{:?}", existing.max_age),
+        format!("{:?}", wanted.max_age),
+    );
+    check(
+        "max_message_size",
+        limit(existing.max_message_size.into()),
+        limit(wanted.max_message_size.into()),
+    );
+    check(
+        "duplicate_window",
+        format!("{:?}", existing.duplicate_window),
+        format!("{:?}", wanted.duplicate_window),
+    );
+    drift
+}
+
+/// A size limit as the server means it: 0 and -1 both mean none.
+fn limit(value: i64) -> String {
+    if value <= 0 {
+        "unlimited".into()
+    } else {
+        value.to_string()
+    }
+}
+
+fn consumer_drift(
+    existing: &consumer::pull::Config,
+    wanted: &consumer::pull::Config,
+) -> Vec<Drift> {
+    let object = format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}");
+    [
+        (
+            "ack_wait",
+            format!("{:?}", existing.ack_wait),
+            format!("{:?}", wanted.ack_wait),
+        ),
+        (
+            "max_deliver",
+            existing.max_deliver.to_string(),
+            wanted.max_deliver.to_string(),
+        ),
+        (
+            "max_ack_pending",
+            existing.max_ack_pending.to_string(),
+            wanted.max_ack_pending.to_string(),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, existing, configured)| existing != configured)
+    .map(|(setting, existing, configured)| Drift {
+        object: object.clone(),
+        setting,
+        existing,
+        configured,
+    })
+    .collect()
+}
+
+async fn apply_stream(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> Result<(), TopologyError> {
@@ -226,4 +437,95 @@ fn is_name_in_use(err: &jetstream::context::CreateStreamError) -> bool {
         jetstream::context::CreateStreamErrorKind::JetStream(ref e)
             if e.error_code() == jetstream::ErrorCode::STREAM_NAME_EXIST
     )
+}
+
+fn is_stream_not_found(err: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        err.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(ref e)
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+fn is_consumer_not_found(err: &jetstream::context::ConsumerInfoError) -> bool {
+    matches!(
+        err.kind(),
+        jetstream::context::ConsumerInfoErrorKind::NotFound
+    ) || matches!(
+        err.kind(),
+        jetstream::context::ConsumerInfoErrorKind::JetStream(ref e)
+            if e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND
+    )
+}
+
+/// Oldest nats-server offpath supports: Debian 12's package (2.9.10) and newer. Older
+/// servers lack JetStream features the topology relies on.
+pub const MIN_NATS_SERVER: (u64, u64, u64) = (2, 9, 0);
+
+/// Why a server is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ServerVersionError {
+    /// Older than [`MIN_NATS_SERVER`].
+    #[error(
+        "nats-server {0} is older than the oldest supported version {min}; upgrade it",
+        min = format_version(MIN_NATS_SERVER)
+    )]
+    TooOld(String),
+    /// The version string could not be read.
+    #[error("nats-server reported an unreadable version {0:?}")]
+    Unreadable(String),
+}
+
+fn format_version((major, minor, patch): (u64, u64, u64)) -> String {
+    format!("{major}.{minor}.{patch}")
+}
+
+/// Checks a server's reported version (`ServerInfo::version`, e.g. `2.9.10` or
+/// `2.12.0-beta.1`) against [`MIN_NATS_SERVER`].
+pub fn check_server_version(version: &str) -> Result<(), ServerVersionError> {
+    let core = version.trim().trim_start_matches('v');
+    let core = core.split(['-', '+']).next().unwrap_or_default();
+    let mut parts = core.split('.').map(str::parse::<u64>);
+    let parsed = match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor)), patch) => {
+            (major, minor, patch.and_then(Result::ok).unwrap_or(0))
+        }
+        _ => return Err(ServerVersionError::Unreadable(version.to_string())),
+    };
+    if parsed < MIN_NATS_SERVER {
+        return Err(ServerVersionError::TooOld(version.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Debian 12's 2.9.10 and every newer server pass; older ones and garbage are refused.
+    #[test]
+    fn server_versions() {
+        for ok in [
+            "2.9.10",
+            "2.9.0",
+            "2.10.25",
+            "2.15.1",
+            "v2.12.0-beta.1",
+            "3.0",
+        ] {
+            assert_eq!(check_server_version(ok), Ok(()), "{ok}");
+        }
+        for old in ["2.8.4", "2.2.0", "1.4.1"] {
+            assert!(matches!(
+                check_server_version(old),
+                Err(ServerVersionError::TooOld(_))
+            ));
+        }
+        for bad in ["", "x.y", "2"] {
+            assert!(matches!(
+                check_server_version(bad),
+                Err(ServerVersionError::Unreadable(_))
+            ));
+        }
+    }
 }

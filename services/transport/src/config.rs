@@ -87,6 +87,10 @@ pub struct Config {
     /// `kids=hold:fail_closed,lobby=post:fail_open`. A name ending in `*` is a prefix.
     #[arg(long, env = "OFFPATH_ROOM_POLICY", value_delimiter = ',')]
     pub room_policy: Vec<RoomRule>,
+    /// Settings of the JetStream topology, used only to re-create what is missing (what
+    /// exists is never changed: `offpath topology` owns it). Set by the launcher.
+    #[arg(skip)]
+    pub topology: offpath_protocol::topology::TopologyConfig,
 }
 
 impl Default for Config {

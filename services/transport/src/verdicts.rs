@@ -46,7 +46,9 @@ pub fn consumer_config(tenant: &str, instance: &str, since: time::OffsetDateTime
     pull::Config {
         durable_name: Some(consumer_name(instance)),
         description: Some("offpath transport: verdicts to apply".into()),
-        filter_subject: format!("{VERDICT_PREFIX}.{tenant}.>"),
+        // In the stream's own shape (`offpath.verdict.*.*`): nats-server 2.9 refuses a `>`
+        // filter on it as "not a valid subset of the interest subjects" (10093).
+        filter_subject: format!("{VERDICT_PREFIX}.{tenant}.*"),
         deliver_policy: DeliverPolicy::ByStartTime { start_time: since },
         ack_policy: AckPolicy::All,
         ack_wait: Duration::from_secs(30),
