@@ -54,13 +54,11 @@ pub struct Config {
     #[arg(long, env = "OFFPATH_FLUSH_GRACE_MS", default_value_t = 5_000)]
     pub flush_grace_ms: u64,
     /// How long a message in a `hold` room waits for its verdict before the room's failure
-    /// policy decides.
+    /// policy decides. Only a `hold:fail_closed` room's request carries it to the moderator
+    /// as `deadline_ms` (past it the message was dropped, so a verdict is of no use); every
+    /// other message stays visible and is classified however late the moderator is.
     #[arg(long, env = "OFFPATH_HOLD_DEADLINE_MS", default_value_t = 3_000)]
     pub hold_deadline_ms: u64,
-    /// Deadline given to the moderator for post-moderated messages (past it the moderator
-    /// answers `unmoderated`/`expired` without inference); 0 for none.
-    #[arg(long, env = "OFFPATH_MODERATION_DEADLINE_MS", default_value_t = 60_000)]
-    pub moderation_deadline_ms: u64,
     /// How long a delivered message is remembered for its verdict (retraction needs it).
     #[arg(long, env = "OFFPATH_TRACK_FOR_MS", default_value_t = 600_000)]
     pub track_for_ms: u64,

@@ -199,12 +199,11 @@ impl Hub {
             held: policy.hold,
         };
         peer.push(&ack.encode());
-        let deadline_ms = if policy.hold {
-            Some(sent_at_ms + self.config.hold_deadline_ms)
-        } else {
-            (self.config.moderation_deadline_ms > 0)
-                .then(|| sent_at_ms + self.config.moderation_deadline_ms)
-        };
+        // A deadline only where a late answer is of no use: a fail-closed hold room drops
+        // the message at its hold deadline. Everything else stays (or becomes) visible and
+        // must be classified however late, so a block can still retract it.
+        let deadline_ms = (policy.hold && policy.failure == Failure::Closed)
+            .then(|| sent_at_ms + self.config.hold_deadline_ms);
         ModerationRequest {
             v: PROTOCOL_VERSION,
             id,
@@ -415,23 +414,15 @@ impl Hub {
     ) -> Option<Effects> {
         let now = Instant::now();
         let mut tracker = lock(&self.tracker);
-        if tracker.get_mut(id).is_none() {
-            let verdict = verdict?;
-            // Unknown here: retract a block from whoever is in the room now, tell the sender.
-            let tracked = Tracked {
-                room: verdict.room.clone(),
-                sender: verdict.sender.as_str().into(),
-                sender_peer: std::sync::Weak::new(),
-                sent_at_ms: 0,
-                accepted: now,
-                policy: self.policies.get(&self.config, &verdict.room),
-                state: State::Delivered,
-                settled: false,
-            };
-            // Remembered, so a second copy of the verdict is recognised as a duplicate.
-            tracker.insert(id.to_string(), tracked, now);
-        }
-        let tracked = tracker.get_mut(id)?;
+        let Some(tracked) = tracker.get_mut(id) else {
+            // Unknown here (forgotten, accepted by another gateway or before a restart, or
+            // forged): retract a block from whoever is in the room now and tell the sender,
+            // from the verdict's own fields. Never remembered: a flood of verdicts for
+            // unknown ids must not push real messages out of the tracker. A second copy
+            // retracts again, which changes nothing for clients.
+            drop(tracker);
+            return verdict.map(|verdict| self.unknown_effects(verdict, settle));
+        };
         if tracked.settled {
             metrics::counter!(m::VERDICTS_IGNORED, "reason" => "duplicate").increment(1);
             return None;
@@ -489,6 +480,29 @@ impl Hub {
             }
         }
         Some(effects)
+    }
+
+    /// What a verdict for a message this gateway does not track does.
+    fn unknown_effects(&self, verdict: &Verdict, settle: &Settle<'_>) -> Effects {
+        let policy = self.policies.get(&self.config, &verdict.room);
+        let retract = match settle.action {
+            Action::Block => Some("blocked"),
+            Action::Unmoderated if policy.failure == Failure::Closed => {
+                metrics::counter!(m::FAIL_CLOSED_RETRACTS).increment(1);
+                Some("unmoderated")
+            }
+            _ => None,
+        };
+        metrics::counter!(m::VERDICTS, "action" => settle.action.as_str()).increment(1);
+        Effects {
+            room: verdict.room.clone(),
+            sender: verdict.sender.as_str().into(),
+            sender_peer: std::sync::Weak::new(),
+            deliver: None,
+            retract,
+            hold_outcome: None,
+            lag: None,
+        }
     }
 
     /// Messages held in `hold` rooms right now.

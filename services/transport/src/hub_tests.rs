@@ -172,3 +172,61 @@ async fn a_full_outbox_sheds_by_room_policy() {
     );
     assert_eq!(hub.outbox_depth(), 1);
 }
+
+/// Only a fail-closed hold room's request carries a deadline: every other message stays
+/// (or becomes) visible, so the moderator must classify it however late it comes back.
+#[tokio::test]
+async fn only_dropped_messages_carry_a_deadline() {
+    let rules = [
+        "open=hold:fail_open",
+        "closed=hold:fail_closed",
+        "strict=post:fail_closed",
+    ];
+    let (hub, mut outbox) = hub(8, &rules);
+    let (alice, _rx) = member(&hub, "alice", "lobby");
+    for room in ["lobby", "open", "closed", "strict"] {
+        hub.join(&alice, room);
+        hub.accept(&alice, room, "hi".into(), None, Instant::now());
+        let request = outbox.try_recv().expect("request");
+        let deadline = request.deadline_ms;
+        if room == "closed" {
+            assert_eq!(
+                deadline,
+                Some(request.sent_at_ms + hub.config().hold_deadline_ms)
+            );
+        } else {
+            assert_eq!(deadline, None, "{room}: a visible message has no deadline");
+        }
+    }
+}
+
+/// Verdicts for ids the gateway never saw (forged, or another gateway's) do not enter the
+/// tracker, so they cannot push out a held message: it is still delivered at its deadline
+/// in a fail-open room, and the held gauge comes back to 0.
+#[tokio::test(start_paused = true)]
+async fn unknown_verdicts_cannot_evict_a_held_message() {
+    let config = Config {
+        tenant: "acme".into(),
+        room_policy: vec!["kids=hold:fail_open".parse().unwrap()],
+        max_tracked: 4,
+        ..Config::default()
+    };
+    let (tx, mut outbox) = mpsc::channel(8);
+    let hub = Hub::new(config, tx);
+    let (alice, _alice_rx) = member(&hub, "alice", "kids");
+    let (_bob, mut bob_rx) = member(&hub, "bob", "kids");
+    hub.accept(&alice, "kids", "held".into(), None, Instant::now());
+    let held = outbox.try_recv().expect("request");
+    for n in 0..50 {
+        let mut forged = verdict(&held, Action::Allow);
+        forged.id = format!("forged-{n}");
+        hub.apply_verdict(forged);
+    }
+    assert_eq!(hub.held(), 1, "still held");
+    tokio::time::sleep(hub.config().hold_deadline() + Duration::from_millis(10)).await;
+    assert_eq!(
+        frames(&mut bob_rx),
+        [("message".to_string(), held.id.clone())]
+    );
+    assert_eq!(hub.held(), 0);
+}

@@ -1,7 +1,9 @@
 //! What the gateway remembers about each accepted message until its verdict: where it went,
 //! who sent it, whether it is held. Bounded by count and age; the oldest is forgotten
 //! first (a verdict for a forgotten message is still applied from the verdict's own
-//! fields, so forgetting loses nothing but the sender's original connection).
+//! fields, so forgetting loses nothing but the sender's original connection). A message
+//! still *held* is never forgotten: only its entry knows its text, and its hold deadline
+//! settles it soon anyway (held entries are bounded by the send rate × the hold deadline).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -65,19 +67,33 @@ impl Tracker {
         }
     }
 
-    /// Remembers `tracked` under `id`, forgetting the oldest entries past the bounds.
+    /// Remembers `tracked` under `id`, forgetting the oldest entries past the bounds
+    /// (never a held one).
     pub fn insert(&mut self, id: String, tracked: Tracked, now: Instant) {
         self.expire(now);
-        while self.map.len() >= self.max {
-            match self.order.pop_front() {
-                Some((_, old)) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
+        // Each entry is looked at most once: a held one goes to the back of the line.
+        let mut budget = self.order.len();
+        while self.map.len() >= self.max && budget > 0 {
+            budget -= 1;
+            self.forget_front(now);
         }
         self.order.push_back((now, id.clone()));
         self.map.insert(id, tracked);
+    }
+
+    /// Forgets the oldest entry, unless it is still held: then it is queued again.
+    fn forget_front(&mut self, now: Instant) {
+        let Some((at, id)) = self.order.pop_front() else {
+            return;
+        };
+        match self.map.get(&id) {
+            Some(tracked) if matches!(tracked.state, State::Held { .. }) => {
+                self.order.push_back((at.max(now), id));
+            }
+            _ => {
+                self.map.remove(&id);
+            }
+        }
     }
 
     /// The entry for `id`.
@@ -100,13 +116,13 @@ impl Tracker {
     }
 
     fn expire(&mut self, now: Instant) {
+        let mut budget = self.order.len();
         while let Some((at, _)) = self.order.front() {
-            if now.duration_since(*at) < self.ttl {
+            if now.duration_since(*at) < self.ttl || budget == 0 {
                 break;
             }
-            if let Some((_, id)) = self.order.pop_front() {
-                self.map.remove(&id);
-            }
+            budget -= 1;
+            self.forget_front(now);
         }
     }
 }
@@ -144,5 +160,33 @@ mod tests {
         assert!(tracker.get_mut("a").is_none() && tracker.get_mut("c").is_some());
         tracker.insert("d".into(), tracked(), start + Duration::from_secs(11));
         assert_eq!(tracker.len(), 1, "b and c expired");
+    }
+
+    /// A held message is never forgotten, by count or by age; the delivered ones around it
+    /// are.
+    #[test]
+    fn held_messages_are_never_evicted() {
+        let start = Instant::now();
+        let mut tracker = Tracker::new(2, Duration::from_secs(10));
+        let held = Tracked {
+            state: State::Held { text: "t".into() },
+            ..tracked()
+        };
+        tracker.insert("held".into(), held, start);
+        for id in ["a", "b", "c", "d"] {
+            tracker.insert(id.into(), tracked(), start);
+        }
+        assert!(
+            tracker.get_mut("held").is_some(),
+            "held survives the count bound"
+        );
+        assert!(tracker.get_mut("d").is_some());
+        assert_eq!(tracker.held(), 1);
+        tracker.insert("e".into(), tracked(), start + Duration::from_secs(11));
+        assert!(
+            tracker.get_mut("held").is_some(),
+            "held survives the age bound"
+        );
+        assert!(tracker.get_mut("a").is_none() && tracker.get_mut("d").is_none());
     }
 }
