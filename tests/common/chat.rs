@@ -62,6 +62,12 @@ impl ModeratorProcess {
         }
     }
 
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, …).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")

@@ -15,9 +15,17 @@ pub struct Config {
     #[arg(long, env = "OFFPATH_TENANT", default_value = "default")]
     pub tenant: String,
     /// Name of this gateway instance: prefixes the message ids it assigns and names its
-    /// durable verdict consumer (`transport-<instance>`), so a restart resumes where it
-    /// stopped. Give every transport process its own.
-    #[arg(long, env = "OFFPATH_INSTANCE", default_value = "t1")]
+    /// durable verdict consumer (`transport-<instance>`). Every process needs its own: two
+    /// gateways with one name split the verdicts between them. The default is new at every
+    /// start (`<host>-<pid>-<random>`); set a stable name per process (e.g. the pod name)
+    /// so a restarted gateway resumes its consumer and catches up on verdicts.
+    /// (Empty here means that default, chosen when the gateway starts.)
+    #[arg(
+        long,
+        env = "OFFPATH_INSTANCE",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub instance: String,
     /// Longest message text accepted, in bytes.
     #[arg(long, env = "OFFPATH_MAX_TEXT_BYTES", default_value_t = 4096)]
@@ -125,7 +133,9 @@ impl Config {
                 self.tenant
             ));
         }
-        if !is_valid_token(&self.instance) || self.instance.len() > 32 {
+        if !self.instance.is_empty()
+            && (!is_valid_token(&self.instance) || self.instance.len() > 32)
+        {
             problems.push(format!(
                 "--instance {:?} must be 1-32 bytes of A-Z a-z 0-9 _ : @ = + ~ -",
                 self.instance
@@ -159,6 +169,29 @@ impl Config {
     pub(crate) fn hold_deadline(&self) -> Duration {
         Duration::from_millis(self.hold_deadline_ms)
     }
+}
+
+/// A name no other gateway has: host name (up to 16 bytes of token characters), process
+/// id and 16 random bits (two gateways in one process, as in tests, differ too).
+pub fn default_instance() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let mut host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(16)
+        .collect();
+    if host.is_empty() {
+        host.push_str("gateway");
+    }
+    // RandomState is seeded from the OS's randomness per process and per instance.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(u64::from(std::process::id()));
+    let random = hasher.finish() as u16;
+    format!("{host}-{:x}-{random:04x}", std::process::id())
 }
 
 /// How the gateway moderates.

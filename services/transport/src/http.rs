@@ -36,7 +36,7 @@ pub struct App {
     /// The NATS connection (for `/readyz`).
     pub client: async_nats::Client,
     /// Whether the verdict consumer is bound (for `/readyz`).
-    pub verdicts_bound: Arc<AtomicBool>,
+    pub verdicts: Arc<crate::verdicts::Binding>,
 }
 
 /// The public router: `/ws` and `/`.
@@ -117,7 +117,7 @@ async fn connected(app: App, user: Arc<str>, mut socket: WebSocket) {
 
 async fn readyz(State(app): State<App>) -> (StatusCode, String) {
     let nats = app.client.connection_state() == async_nats::connection::State::Connected;
-    let bound = app.verdicts_bound.load(Ordering::Relaxed);
+    let bound = app.verdicts.is_bound();
     let detail = format!(
         "connections {}; outbox depth {}; held {}; NATS {}; verdict consumer {}",
         app.hub.connections(),
@@ -131,11 +131,23 @@ async fn readyz(State(app): State<App>) -> (StatusCode, String) {
         if bound { "bound" } else { "not bound" },
     );
     // NATS being down does not make the gateway unready: chat keeps working without it
-    // (that is the point); the outbox and the failure policies cover the gap.
+    // (that is the point); the outbox and the failure policies cover the gap. NATS up but
+    // the verdict consumer unbound is a fault no failure policy covers: no message would
+    // ever be retracted or released from a hold.
+    let unbound = if nats {
+        app.verdicts.readiness().err()
+    } else {
+        None
+    };
     if app.stopping.load(Ordering::Relaxed) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: shutting down; {detail}\n"),
+        )
+    } else if let Some(reason) = unbound {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}; {detail}\n"),
         )
     } else {
         (StatusCode::OK, format!("ready; {detail}\n"))

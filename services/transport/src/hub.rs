@@ -69,7 +69,10 @@ pub struct Hub {
 
 impl Hub {
     /// A hub handing moderation requests to `outbox`.
-    pub fn new(config: Config, outbox: mpsc::Sender<ModerationRequest>) -> Arc<Self> {
+    pub fn new(mut config: Config, outbox: mpsc::Sender<ModerationRequest>) -> Arc<Self> {
+        if config.instance.is_empty() {
+            config.instance = crate::config::default_instance();
+        }
         let tracker = Tracker::new(
             config.max_tracked,
             Duration::from_millis(config.track_for_ms),

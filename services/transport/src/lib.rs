@@ -92,11 +92,11 @@ pub async fn run(
         stop_rx.clone(),
         grace,
     ));
-    let bound = Arc::new(AtomicBool::new(false));
+    let binding = Arc::new(verdicts::Binding::default());
     let consumer = tokio::spawn(verdicts::consume(
         js,
         Arc::clone(&hub),
-        Arc::clone(&bound),
+        Arc::clone(&binding),
         stop_rx,
     ));
     let app = http::App {
@@ -104,7 +104,7 @@ pub async fn run(
         auth,
         stopping: Arc::new(AtomicBool::new(false)),
         client,
-        verdicts_bound: bound,
+        verdicts: binding,
     };
     let (operator_stop, operator_stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(
@@ -120,7 +120,11 @@ pub async fn run(
             prometheus().run_upkeep();
         }
     });
-    info!(addr = %listeners.public.local_addr()?, "transport ready: websocket at /ws");
+    info!(
+        addr = %listeners.public.local_addr()?,
+        instance = %hub.config().instance,
+        "transport ready: websocket at /ws"
+    );
     let stopping = Arc::clone(&app.stopping);
     // Chat frames are small and latency matters: no Nagle delay on client sockets.
     let public_listener = listeners.public.tap_io(|tcp| {

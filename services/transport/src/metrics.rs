@@ -36,6 +36,13 @@ pub const HOLD_SETTLED: &str = "offpath_transport_hold_settled_total";
 pub const FAIL_CLOSED_RETRACTS: &str = "offpath_transport_fail_closed_retracts_total";
 /// Errors talking to NATS, by `operation`.
 pub const NATS_ERRORS: &str = "offpath_transport_nats_errors_total";
+/// 1 while the verdict consumer is bound and pulling, else 0.
+pub const VERDICTS_BOUND: &str = "offpath_transport_verdict_consumer_bound";
+/// Times this gateway found its verdict consumer already pulled by another process (two
+/// gateways with the same `--instance` split the verdicts between them).
+pub const VERDICTS_SHARED: &str = "offpath_transport_verdict_consumer_shared_total";
+/// Settings of existing streams that differ from this process's (left as they are).
+pub const TOPOLOGY_DRIFT: &str = "offpath_transport_topology_drift_total";
 
 /// Registers the description of every metric with the installed recorder.
 pub fn describe() {
@@ -79,4 +86,16 @@ pub fn describe() {
         "Unmoderated messages retracted by fail-closed rooms"
     );
     describe_counter!(NATS_ERRORS, "Errors talking to NATS, by operation");
+    describe_gauge!(
+        VERDICTS_BOUND,
+        "1 while the verdict consumer is bound and pulling"
+    );
+    describe_counter!(
+        VERDICTS_SHARED,
+        "Binds that found the verdict consumer pulled by another process"
+    );
+    describe_counter!(
+        TOPOLOGY_DRIFT,
+        "Settings of existing streams that differ from this process's, left alone"
+    );
 }

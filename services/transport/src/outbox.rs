@@ -2,7 +2,9 @@
 //! the outbox; this task is the only thing that waits on NATS. Publishes are pipelined (up
 //! to `outbox_in_flight` awaiting their acknowledgement); a failed publish is retried with
 //! the same `Nats-Msg-Id` (JetStream de-duplicates), so nothing accepted is lost while
-//! NATS is down: requests wait here, and past the outbox's bound new ones are shed.
+//! NATS is down: requests wait here, and past the outbox's bound new ones are shed. When
+//! publishes fail while NATS is connected (the `MODERATION` stream was deleted, say), the
+//! missing topology is created again, at most every [`ENSURE_EVERY`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ use crate::metrics as m;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long one publish waits for JetStream's acknowledgement before it is retried.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Least time between two attempts to re-create missing streams.
+const ENSURE_EVERY: Duration = Duration::from_secs(5);
 
 type Outcome = (ModerationRequest, Result<(), String>);
 
@@ -44,6 +48,8 @@ pub async fn drain(
     let mut stopping = false;
     let mut drained = false;
     let mut flush_deadline = None;
+    let mut last_ensure: Option<tokio::time::Instant> = None;
+    let mut ensure_now = false;
     loop {
         let room = in_flight.len() < in_flight_max;
         if room
@@ -81,10 +87,15 @@ pub async fn drain(
                         warn!(id = request.id, "publishing a moderation request: {err}; retrying");
                         backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
                         retry_at = Some(tokio::time::Instant::now() + backoff);
+                        ensure_now = last_ensure.is_none_or(|at| at.elapsed() >= ENSURE_EVERY);
                     }
                     retry.push_back(request);
                 }
             },
+        }
+        if std::mem::take(&mut ensure_now) {
+            last_ensure = Some(tokio::time::Instant::now());
+            ensure_topology(&js, &hub).await;
         }
         if drained && !stopping {
             // Every sender is gone: flush like a shutdown.
@@ -103,6 +114,25 @@ pub async fn drain(
         );
         metrics::counter!(m::OUTBOX_SHED, "reason" => "shutdown").increment(lost as u64);
         hub.outbox_settled(lost);
+    }
+}
+
+/// Re-creates missing streams when NATS is up but refuses publishes (never changes what
+/// exists). Bounded in time: this task also has a flush deadline to keep.
+async fn ensure_topology(js: &jetstream::Context, hub: &Hub) {
+    if js.client().connection_state() != async_nats::connection::State::Connected {
+        return;
+    }
+    let ensure = offpath_protocol::topology::ensure(js, &hub.config().topology);
+    match tokio::time::timeout(Duration::from_secs(2), ensure).await {
+        Ok(Ok(drift)) => {
+            for difference in drift {
+                metrics::counter!(m::TOPOLOGY_DRIFT, "setting" => difference.setting).increment(1);
+                warn!("{difference}");
+            }
+        }
+        Ok(Err(err)) => warn!("re-creating the JetStream topology: {err}"),
+        Err(_) => warn!("re-creating the JetStream topology: no answer within 2 s"),
     }
 }
 

@@ -2,10 +2,13 @@
 //! instance (`transport-<instance>`, filtered to this tenant) remembers how far it got, so
 //! a restarted gateway catches up on verdicts published while it was away. Verdicts are
 //! acked after they are applied, cumulatively (at-least-once; applying twice changes
-//! nothing).
+//! nothing). When the stream or the consumer is gone (deleted by hand, a lost cluster
+//! volume), the missing topology is created again ([`topology::ensure`]: never changing
+//! what exists) and the consumer is bound again from the last verdict seen; `/readyz`
+//! reports a consumer that stays unbound while NATS is up.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{
@@ -14,11 +17,12 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 use offpath_protocol::subject::{VERDICT_PREFIX, VERDICTS_STREAM};
+use offpath_protocol::topology;
 use offpath_protocol::{Verdict, decode_versioned};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::hub::Hub;
+use crate::hub::{Hub, now_ms};
 use crate::metrics as m;
 
 /// Largest verdict payload read.
@@ -31,8 +35,71 @@ const ACK_AFTER: Duration = Duration::from_millis(200);
 /// Pause before binding the consumer again after NATS failed.
 const RETRY: Duration = Duration::from_secs(1);
 /// A durable consumer nobody pulls from for this long is removed by the server (a
-/// gateway instance that is gone for good).
-const INACTIVE_THRESHOLD: Duration = Duration::from_secs(24 * 3600);
+/// gateway instance that is gone for good; the default instance name is new at every
+/// start, so its consumers are left behind by each restart).
+const INACTIVE_THRESHOLD: Duration = Duration::from_secs(3600);
+/// How long the consumer may stay unbound while NATS is connected before `/readyz` says so
+/// (binding takes a few round trips; a re-created stream a few more).
+const UNBOUND_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether verdicts are flowing: the consumer's state for `/readyz` and metrics.
+#[derive(Debug)]
+pub struct Binding {
+    bound: AtomicBool,
+    /// When `bound` last changed, ms since the Unix epoch.
+    since_ms: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Default for Binding {
+    fn default() -> Self {
+        metrics::gauge!(m::VERDICTS_BOUND).set(0.0);
+        Self {
+            bound: AtomicBool::new(false),
+            since_ms: AtomicU64::new(now_ms()),
+            last_error: Mutex::new(None),
+        }
+    }
+}
+
+impl Binding {
+    fn set_bound(&self) {
+        self.bound.store(true, Ordering::Relaxed);
+        self.since_ms.store(now_ms(), Ordering::Relaxed);
+        metrics::gauge!(m::VERDICTS_BOUND).set(1.0);
+    }
+
+    fn set_unbound(&self, error: Option<String>) {
+        if self.bound.swap(false, Ordering::Relaxed) {
+            self.since_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        metrics::gauge!(m::VERDICTS_BOUND).set(0.0);
+        if let Some(error) = error {
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+        }
+    }
+
+    /// Whether the consumer is bound now.
+    pub fn is_bound(&self) -> bool {
+        self.bound.load(Ordering::Relaxed)
+    }
+
+    /// `Err` with the reason when the consumer has been unbound for longer than the grace.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.is_bound() {
+            return Ok(());
+        }
+        let unbound_ms = now_ms().saturating_sub(self.since_ms.load(Ordering::Relaxed));
+        if unbound_ms <= UNBOUND_GRACE.as_millis() as u64 {
+            return Ok(());
+        }
+        let error = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        Err(format!(
+            "verdict consumer not bound for {unbound_ms} ms (last error: {})",
+            error.as_deref().unwrap_or("none")
+        ))
+    }
+}
 
 /// Name of the durable consumer of gateway `instance`.
 pub fn consumer_name(instance: &str) -> String {
@@ -40,14 +107,15 @@ pub fn consumer_name(instance: &str) -> String {
 }
 
 /// The consumer's settings. A new consumer starts with the verdicts published since
-/// `since` (the gateway's start: no verdict of a message it accepted is missed while the
-/// consumer is being created); a restarted gateway resumes where its consumer stopped.
+/// `since` (the gateway's start, or the last verdict seen when it is created again: no
+/// verdict of a message it accepted is missed); a restarted gateway with the same
+/// `--instance` resumes where its consumer stopped. The filter is written in the stream's
+/// own shape (`offpath.verdict.*.*`): nats-server 2.9 refuses `offpath.verdict.<tenant>.>`
+/// on it as "not a valid subset of the interest subjects" (10093).
 pub fn consumer_config(tenant: &str, instance: &str, since: time::OffsetDateTime) -> pull::Config {
     pull::Config {
         durable_name: Some(consumer_name(instance)),
         description: Some("offpath transport: verdicts to apply".into()),
-        // In the stream's own shape (`offpath.verdict.*.*`): nats-server 2.9 refuses a `>`
-        // filter on it as "not a valid subset of the interest subjects" (10093).
         filter_subject: format!("{VERDICT_PREFIX}.{tenant}.*"),
         deliver_policy: DeliverPolicy::ByStartTime { start_time: since },
         ack_policy: AckPolicy::All,
@@ -58,28 +126,31 @@ pub fn consumer_config(tenant: &str, instance: &str, since: time::OffsetDateTime
     }
 }
 
-/// Consumes and applies verdicts until `stop`; survives NATS outages by binding again.
+/// Consumes and applies verdicts until `stop`; survives NATS outages and a deleted stream
+/// or consumer by binding again.
 pub async fn consume(
     js: jetstream::Context,
     hub: Arc<Hub>,
-    bound: Arc<AtomicBool>,
+    binding: Arc<Binding>,
     mut stop: watch::Receiver<bool>,
 ) {
     // A second's margin for clock granularity; applying a verdict twice is harmless.
-    let since = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
-    let config = consumer_config(&hub.config().tenant, &hub.config().instance, since);
+    let margin = Duration::from_secs(1);
+    let mut since = time::OffsetDateTime::now_utc() - margin;
+    let mut first_bind = true;
     loop {
-        let run = run_once(&js, &hub, &config, &bound);
-        tokio::select! {
+        let mut last_seen = None;
+        let run = run_once(&js, &hub, since, &binding, &mut first_bind, &mut last_seen);
+        let result = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            result = run => {
-                bound.store(false, Ordering::Relaxed);
-                if let Err(err) = result {
-                    metrics::counter!(m::NATS_ERRORS, "operation" => "verdicts").increment(1);
-                    warn!("verdict consumer: {err}; binding again in {RETRY:?}");
-                }
-            }
+            result = run => result,
+        };
+        if let Some(seen) = last_seen {
+            since = seen - margin;
         }
+        metrics::counter!(m::NATS_ERRORS, "operation" => "verdicts").increment(1);
+        warn!("verdict consumer: {result}; binding again in {RETRY:?}");
+        binding.set_unbound(Some(result));
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             () = tokio::time::sleep(RETRY) => {}
@@ -87,35 +158,59 @@ pub async fn consume(
     }
 }
 
-async fn run_once(
+/// Creates whatever of the topology is missing (a deleted `VERDICTS` stream, say) and
+/// binds this gateway's consumer.
+async fn bind(
     js: &jetstream::Context,
     hub: &Hub,
-    config: &pull::Config,
-    bound: &AtomicBool,
-) -> Result<(), String> {
+    since: time::OffsetDateTime,
+) -> Result<PullConsumer, String> {
+    let config = hub.config();
+    let drift = topology::ensure(js, &config.topology)
+        .await
+        .map_err(|e| e.to_string())?;
+    for difference in drift {
+        metrics::counter!(m::TOPOLOGY_DRIFT, "setting" => difference.setting).increment(1);
+        warn!("{difference}");
+    }
     let stream = js
         .get_stream(VERDICTS_STREAM)
         .await
         .map_err(|e| format!("stream {VERDICTS_STREAM}: {e}"))?;
-    let consumer: PullConsumer = stream
-        .get_or_create_consumer(
-            config.durable_name.as_deref().unwrap_or_default(),
-            config.clone(),
-        )
+    let consumer_config = consumer_config(&config.tenant, &config.instance, since);
+    stream
+        .get_or_create_consumer(&consumer_name(&config.instance), consumer_config)
         .await
-        .map_err(|e| format!("consumer: {e}"))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| format!("pull: {e}"))?;
-    bound.store(true, Ordering::Relaxed);
-    info!(consumer = ?config.durable_name, "applying verdicts");
+        .map_err(|e| format!("consumer: {e}"))
+}
+
+async fn run_once(
+    js: &jetstream::Context,
+    hub: &Hub,
+    since: time::OffsetDateTime,
+    binding: &Binding,
+    first_bind: &mut bool,
+    last_seen: &mut Option<time::OffsetDateTime>,
+) -> String {
+    let mut consumer = match bind(js, hub, since).await {
+        Ok(consumer) => consumer,
+        Err(err) => return err,
+    };
+    if std::mem::take(first_bind) {
+        warn_if_shared(&mut consumer).await;
+    }
+    let mut messages = match consumer.messages().await {
+        Ok(messages) => messages,
+        Err(err) => return format!("pull: {err}"),
+    };
+    binding.set_bound();
+    info!(consumer = %consumer_name(&hub.config().instance), "applying verdicts");
     // Acks are cumulative (AckPolicy::All): one ack every ACK_EVERY verdicts or ACK_AFTER
     // covers everything before it, instead of one NATS publish per verdict.
     let mut unacked: Option<jetstream::Message> = None;
     let mut count = 0usize;
     let mut tick = tokio::time::interval(ACK_AFTER);
-    loop {
+    let ended = loop {
         let next = tokio::select! {
             next = messages.next() => next,
             _ = tick.tick() => {
@@ -123,18 +218,15 @@ async fn run_once(
                 continue;
             }
         };
-        let Some(message) = next else { break };
-        let message = message.map_err(|e| format!("pull: {e}"))?;
-        match decode_versioned::<Verdict>(&message.payload, MAX_VERDICT_BYTES) {
-            Ok(verdict) if verdict.tenant == hub.config().tenant => hub.apply_verdict(verdict),
-            Ok(_) => {
-                metrics::counter!(m::VERDICTS_IGNORED, "reason" => "other_tenant").increment(1)
-            }
-            Err(err) => {
-                metrics::counter!(m::VERDICTS_IGNORED, "reason" => "malformed").increment(1);
-                warn!(subject = %message.subject, "ignoring a malformed verdict: {err}");
-            }
+        let message = match next {
+            None => break "the verdict stream ended".to_string(),
+            Some(Err(err)) => break format!("pull: {err}"),
+            Some(Ok(message)) => message,
+        };
+        if let Ok(info) = message.info() {
+            *last_seen = Some(info.published);
         }
+        apply(hub, &message);
         unacked = Some(message);
         count += 1;
         // Verdicts come in batches; applying a whole batch in one go would hold this
@@ -143,9 +235,39 @@ async fn run_once(
         if count.is_multiple_of(ACK_EVERY) {
             ack(unacked.take()).await;
         }
-    }
+    };
     ack(unacked.take()).await;
-    Err("the verdict stream ended".into())
+    ended
+}
+
+fn apply(hub: &Hub, message: &jetstream::Message) {
+    match decode_versioned::<Verdict>(&message.payload, MAX_VERDICT_BYTES) {
+        Ok(verdict) if verdict.tenant == hub.config().tenant => hub.apply_verdict(verdict),
+        Ok(_) => metrics::counter!(m::VERDICTS_IGNORED, "reason" => "other_tenant").increment(1),
+        Err(err) => {
+            metrics::counter!(m::VERDICTS_IGNORED, "reason" => "malformed").increment(1);
+            warn!(subject = %message.subject, "ignoring a malformed verdict: {err}");
+        }
+    }
+}
+
+/// Another process already pulling this consumer (a pull request waiting before this
+/// gateway has sent any) means two gateways share one `--instance`: each would get only
+/// part of the verdicts. Say so loudly; the operator must give each its own.
+async fn warn_if_shared(consumer: &mut PullConsumer) {
+    let waiting = match consumer.info().await {
+        Ok(info) => info.num_waiting,
+        Err(_) => return,
+    };
+    if waiting > 0 {
+        metrics::counter!(m::VERDICTS_SHARED).increment(1);
+        warn!(
+            consumer = ?consumer.cached_info().name,
+            waiting,
+            "another process is already pulling this verdict consumer: two gateways share \
+             one --instance and will each apply only part of the verdicts; give each its own"
+        );
+    }
 }
 
 async fn ack(message: Option<jetstream::Message>) {
