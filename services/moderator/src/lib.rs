@@ -68,7 +68,6 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(max_in_flight));
     let health = Arc::new(http::Health::new(
         client.clone(),
-        Arc::clone(&permits),
         max_in_flight,
         Duration::from_millis(config.stall_after_ms),
     ));
@@ -165,7 +164,11 @@ async fn run_inner(
         config.max_wait(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let classify = service::Classify::new(batch_tx.clone(), Arc::clone(&permits));
+    let classify = service::Classify::new(
+        batch_tx.clone(),
+        Arc::clone(&permits),
+        Arc::clone(&shared.health),
+    );
     let micro = service::serve(
         client_for_service,
         classify,
@@ -199,7 +202,8 @@ async fn run_inner(
             };
             match next {
                 Some(Ok(message)) => {
-                    pipeline::intake(&shared, message, permit, &batch_tx, &mut side_tasks).await
+                    let held = shared.health.hold(permit);
+                    pipeline::intake(&shared, message, held, &batch_tx, &mut side_tasks).await
                 }
                 Some(Err(err)) => {
                     ::metrics::counter!(metrics::NATS_ERRORS, "operation" => "pull").increment(1);
