@@ -1,6 +1,7 @@
 //! The operator's endpoints on their own port: `/metrics` (Prometheus text), `/healthz`
-//! (the process is alive) and `/readyz` (models loaded, NATS connected, and — when there
-//! is work — inference progressed recently: a hung model makes the moderator not ready).
+//! (the process is alive) and `/readyz` (models loaded, JetStream consumer bound, NATS
+//! connected, and — when there is work — inference progressed recently: a hung model makes
+//! the moderator not ready).
 //! A moderator is stalled when it holds requests and none finished for `stall_after`,
 //! timed from the oldest request it holds: an idle moderator stays ready.
 
@@ -22,6 +23,8 @@ use crate::pipeline::now_ms;
 /// What `/readyz` looks at. Times are milliseconds since `epoch` (monotonic).
 pub struct Health {
     loaded: AtomicBool,
+    /// Why the JetStream consumer is not bound, while it is not.
+    unbound: Mutex<Option<String>>,
     epoch: Instant,
     last_progress: AtomicU64,
     /// Requests taken in and not settled: hold id → when taken in. Ids grow with time, so
@@ -56,10 +59,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Health {
     /// Health of a moderator holding at most `max_in_flight` requests, stalled when it
-    /// holds requests and none finished for `stall_after`.
+    /// holds requests and none finished for `stall_after`. Not bound until [`set_bound`].
+    ///
+    /// [`set_bound`]: Self::set_bound
     pub fn new(client: async_nats::Client, max_in_flight: usize, stall_after: Duration) -> Self {
         Self {
             loaded: AtomicBool::new(false),
+            unbound: Mutex::new(Some("not bound yet".into())),
             epoch: Instant::now(),
             last_progress: AtomicU64::new(0),
             held: Mutex::new(BTreeMap::new()),
@@ -76,9 +82,19 @@ impl Health {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// The models are loaded and the consumer is bound.
+    /// The models are loaded.
     pub fn set_loaded(&self) {
         self.loaded.store(true, Ordering::Relaxed);
+    }
+
+    /// The JetStream consumer is bound: requests are being pulled.
+    pub fn set_bound(&self) {
+        *lock(&self.unbound) = None;
+    }
+
+    /// The JetStream consumer is not bound, for `reason`.
+    pub fn set_unbound(&self, reason: String) {
+        *lock(&self.unbound) = Some(reason);
     }
 
     /// Takes a request in: it counts as held until the returned guard is dropped.
@@ -128,6 +144,9 @@ impl Health {
         let mut reasons = Vec::new();
         if !self.loaded.load(Ordering::Relaxed) {
             reasons.push("models not loaded".to_string());
+        }
+        if let Some(reason) = lock(&self.unbound).as_ref() {
+            reasons.push(format!("consumer not bound: {reason}"));
         }
         if self.client.connection_state() != async_nats::connection::State::Connected {
             reasons.push("NATS not connected".to_string());

@@ -45,10 +45,10 @@ pub struct Shared {
     pub(crate) pool: Pool,
     pub(crate) health: Arc<crate::http::Health>,
     pub(crate) limits: Limits,
-    pub(crate) max_deliver: i64,
+    /// The bound consumer's settings, re-read at every (re-)bind.
+    pub(crate) consumer: crate::consumer::Settings,
     pub(crate) nak_delay: Duration,
     pub(crate) cache: crate::cache::VerdictCache,
-    pub(crate) progress_every: Duration,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -201,7 +201,7 @@ async fn with_progress<T>(
     work: impl std::future::Future<Output = T>,
 ) -> T {
     tokio::pin!(work);
-    let mut ticks = tokio::time::interval(shared.progress_every);
+    let mut ticks = tokio::time::interval(shared.consumer.progress_every());
     ticks.tick().await;
     loop {
         tokio::select! {
@@ -241,7 +241,8 @@ async fn failed(shared: Arc<Shared>, mut batch: Vec<Pending>, err: BatchError) {
             }
             Origin::Stream(message) => *message,
         };
-        if pending.deliveries >= shared.max_deliver && !matches!(err, BatchError::Closed) {
+        if pending.deliveries >= shared.consumer.max_deliver() && !matches!(err, BatchError::Closed)
+        {
             let detail = format!("{err} on each of {} deliveries", pending.deliveries);
             let id = Some(pending.request.id.clone());
             let reason = err.reason();

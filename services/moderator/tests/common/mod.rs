@@ -41,6 +41,8 @@ pub fn config(faults: Faults) -> Config {
         batch_deadline_ms: 3_000,
         cancel_grace_ms: 500,
         faults,
+        // What the moderator re-creates when part of the topology is deleted.
+        topology: topology(),
         ..Config::new(models, ort)
     }
 }
