@@ -51,6 +51,11 @@ pub struct Config {
     /// this long.
     #[arg(long, env = "OFFPATH_STALL_AFTER_MS", default_value_t = 30_000)]
     pub stall_after_ms: u64,
+    /// How long the moderator keeps trying to (re-)bind its JetStream consumer, re-creating
+    /// a deleted stream or consumer, before it gives up and exits with an error. Time
+    /// disconnected from NATS counts too (binding fails meanwhile).
+    #[arg(long, env = "OFFPATH_REBIND_GIVE_UP_MS", default_value_t = 120_000)]
+    pub rebind_give_up_ms: u64,
     /// Texts remembered for spam waves (identical short texts reuse one inference); 0 off.
     #[arg(long, env = "OFFPATH_CACHE_ENTRIES", default_value_t = 10_000)]
     pub cache_entries: usize,
@@ -110,6 +115,7 @@ impl Config {
             cancel_grace_ms: 2_000,
             nak_delay_ms: 1_000,
             stall_after_ms: 30_000,
+            rebind_give_up_ms: 120_000,
             cache_entries: 10_000,
             cache_window_ms: 30_000,
             classify_concurrency: 64,

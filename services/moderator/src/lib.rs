@@ -8,11 +8,15 @@
 //! thread → [`pool::Pool`]: ONNX Runtime on OS threads under a watchdog → verdict published
 //! to `VERDICTS` → request acked (at-least-once: the verdict is stored before the ack).
 //!
-//! The JetStream topology is not created here: the launcher runs
-//! `offpath_protocol::topology::ensure` first, so tests can use their own settings.
+//! The launcher puts the JetStream topology in place first. When the `MODERATION` stream
+//! or the `moderator` consumer is missing (at start-up, or deleted while running), the
+//! moderator re-creates what is missing from `config.topology` and binds again
+//! ([`consumer`]); `/readyz` says "consumer not bound" meanwhile, and after
+//! `rebind_give_up_ms` of failures [`run`] returns an error.
 
 mod cache;
 mod config;
+mod consumer;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
@@ -24,12 +28,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
-use futures::StreamExt;
+use async_nats::jetstream;
 use offpath_protocol::Limits;
-use offpath_protocol::subject::{MODERATION_STREAM, MODERATOR_CONSUMER};
-use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{info, warn};
 
 pub use config::{Config, Faults};
@@ -49,13 +50,24 @@ pub enum ModeratorError {
     /// An inference thread could not be started.
     #[error("inference thread: {0}")]
     Thread(String),
-    /// NATS or JetStream refused something at start-up.
+    /// NATS or JetStream refused something.
     #[error("NATS: {0}")]
     Nats(String),
+    /// The JetStream consumer could not be bound (nor the missing topology re-created) for
+    /// `--rebind-give-up-ms`: the moderator stops rather than idle while looking alive.
+    #[error("consumer not bound for {} ms, giving up: {reason}", waited.as_millis())]
+    Unbound {
+        /// How long binding was tried.
+        waited: Duration,
+        /// The last attempt's error.
+        reason: String,
+    },
 }
 
 /// Runs the moderator until `shutdown` completes: then stops pulling, finishes what it
-/// holds (up to a grace period; the rest is redelivered to other moderators) and returns.
+/// holds (up to a grace period; the rest is redelivered to other moderators) and returns
+/// `Ok`. Returns an error if it cannot start, or if its consumer stays unbound for
+/// `rebind_give_up_ms`: it never returns `Ok` without being asked to stop.
 /// `/metrics`, `/healthz` and `/readyz` are served on `listener` meanwhile.
 pub async fn run(
     config: Config,
@@ -65,10 +77,8 @@ pub async fn run(
 ) -> Result<(), ModeratorError> {
     http::prometheus();
     let max_in_flight = config.max_in_flight.max(1);
-    let permits = Arc::new(Semaphore::new(max_in_flight));
     let health = Arc::new(http::Health::new(
         client.clone(),
-        Arc::clone(&permits),
         max_in_flight,
         Duration::from_millis(config.stall_after_ms),
     ));
@@ -76,85 +86,48 @@ pub async fn run(
     let server = tokio::spawn(http::serve(listener, Arc::clone(&health), async {
         let _ = http_stopped.await;
     }));
-    let result = run_inner(config, client, permits, Arc::clone(&health), shutdown).await;
+    let result = run_inner(config, client, health, shutdown).await;
+    if let Err(err) = &result {
+        warn!("moderator stopped: {err}");
+    }
     let _ = http_stop.send(());
     let _ = server.await;
     result
 }
 
+/// Loads the models, then runs intake (pull), the batcher and the micro service together
+/// until intake ends, and waits (up to a grace period) for held requests to settle.
 async fn run_inner(
     config: Config,
     client: async_nats::Client,
-    permits: Arc<Semaphore>,
     health: Arc<http::Health>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ModeratorError> {
-    let library: PathBuf = config
-        .ort_library
-        .clone()
-        .ok_or(ModeratorError::NoRuntime)?;
-    offpath_classifier::init_runtime(&library)?;
-    let pool_config = config.clone();
-    let pool = tokio::task::spawn_blocking(move || pool::Pool::start(&pool_config))
-        .await
-        .map_err(|e| ModeratorError::Thread(e.to_string()))??;
-    let client_for_service = client.clone();
-    let js = jetstream::new(client);
-    let nats = |e: &dyn std::fmt::Display| ModeratorError::Nats(e.to_string());
-    let stream = js
-        .get_stream(MODERATION_STREAM)
-        .await
-        .map_err(|e| nats(&e))?;
-    let consumer: PullConsumer = stream
-        .get_consumer(MODERATOR_CONSUMER)
-        .await
-        .map_err(|e| nats(&e))?;
-    let max_deliver = consumer.cached_info().config.max_deliver;
-    let max_ack_pending = consumer.cached_info().config.max_ack_pending;
     let max_in_flight = config.max_in_flight.max(1);
-    if max_ack_pending > 0 && max_in_flight as i64 > max_ack_pending {
-        warn!(
-            max_in_flight,
-            max_ack_pending, "max_in_flight exceeds the consumer's max_ack_pending"
-        );
-    }
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(config.max_batch.clamp(1, max_in_flight))
-        .messages()
-        .await
-        .map_err(|e| nats(&e))?;
-    let (model, version) = pool.model();
-    info!(
-        model,
-        version,
-        threads = config.inference_threads,
-        "moderator ready"
-    );
-
-    health.set_loaded();
-    let ack_wait = consumer.cached_info().config.ack_wait;
+    let permits = Arc::new(Semaphore::new(max_in_flight));
+    let js = jetstream::new(client.clone());
     let shared = Arc::new(pipeline::Shared {
-        js,
-        pool,
+        js: js.clone(),
+        pool: start_pool(&config).await?,
         health,
         cache: cache::VerdictCache::new(
             config.cache_entries,
             Duration::from_millis(config.cache_window_ms),
         ),
-        // Often enough that a slow batch never reaches ack_wait (and gets redelivered).
-        progress_every: (ack_wait / 3).max(Duration::from_millis(100)),
         limits: Limits {
             max_request_bytes: config.max_request_bytes,
         },
-        max_deliver: if max_deliver > 0 {
-            max_deliver
-        } else {
-            i64::MAX
-        },
+        consumer: consumer::Settings::new(&config.topology),
         nak_delay: Duration::from_millis(config.nak_delay_ms),
     });
-    // Holds every request this process has pulled and not settled (bounded by the permits).
+    let (model, version) = shared.pool.model();
+    let threads = config.inference_threads;
+    info!(
+        model,
+        version, threads, "models loaded; binding the consumer"
+    );
+    shared.health.set_loaded();
+    // Holds every request this process has taken in and not settled (bounded by the permits).
     let (batch_tx, batch_rx) = mpsc::channel(max_in_flight);
     let slots = Arc::new(Semaphore::new(config.inference_threads.max(1)));
     let batcher = pipeline::batcher(
@@ -164,58 +137,30 @@ async fn run_inner(
         config.max_batch.max(1),
         config.max_wait(),
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let classify = service::Classify::new(batch_tx.clone(), Arc::clone(&permits));
-    let micro = service::serve(
-        client_for_service,
-        classify,
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let classify = service::Classify::new(
+        batch_tx.clone(),
+        Arc::clone(&permits),
         Arc::clone(&shared.health),
-        shared.limits,
-        (
-            Duration::from_millis(config.classify_timeout_ms),
-            config.classify_concurrency.max(1),
-        ),
-        stop_rx,
     );
-    let micro = async {
-        if let Err(err) = micro.await {
-            warn!("the offpath.classify service stopped: {err}");
-        }
+    let call_limits = (
+        Duration::from_millis(config.classify_timeout_ms),
+        config.classify_concurrency.max(1),
+    );
+    let micro = micro_service(client, &shared, classify, call_limits, stop_rx);
+    let intake = consumer::Intake {
+        js,
+        config,
+        shared: Arc::clone(&shared),
+        permits: Arc::clone(&permits),
+        batches: batch_tx,
     };
     let intake = async {
-        let mut side_tasks = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let next = tokio::select! {
-                () = &mut shutdown => break,
-                next = messages.next() => next,
-            };
-            match next {
-                Some(Ok(message)) => {
-                    pipeline::intake(&shared, message, permit, &batch_tx, &mut side_tasks).await
-                }
-                Some(Err(err)) => {
-                    ::metrics::counter!(metrics::NATS_ERRORS, "operation" => "pull").increment(1);
-                    warn!("pulling requests: {err}");
-                }
-                None => break,
-            }
-            while side_tasks.try_join_next().is_some() {}
-        }
-        info!("shutting down: no more pulls; settling requests in flight");
+        let result = intake.run(shutdown).await;
         let _ = stop_tx.send(true);
-        drop(messages);
-        drop(batch_tx);
-        while side_tasks.join_next().await.is_some() {}
+        result
     };
-    let ((), (), ()) = tokio::join!(intake, batcher, micro);
+    let (result, (), ()) = tokio::join!(intake, batcher, micro);
     let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
     if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
         .await
@@ -223,6 +168,35 @@ async fn run_inner(
     {
         warn!("shutdown grace passed; unsettled requests will be redelivered");
     }
-    info!("moderator stopped");
-    Ok(())
+    if result.is_ok() {
+        info!("moderator stopped");
+    }
+    result
+}
+
+async fn start_pool(config: &Config) -> Result<pool::Pool, ModeratorError> {
+    let library: PathBuf = config
+        .ort_library
+        .clone()
+        .ok_or(ModeratorError::NoRuntime)?;
+    offpath_classifier::init_runtime(&library)?;
+    let pool_config = config.clone();
+    tokio::task::spawn_blocking(move || pool::Pool::start(&pool_config))
+        .await
+        .map_err(|e| ModeratorError::Thread(e.to_string()))?
+}
+
+/// The `offpath.classify` micro service, with `(timeout, concurrency)` per call, until
+/// `stop` turns true; its failure is logged (the stream keeps being served).
+async fn micro_service(
+    client: async_nats::Client,
+    shared: &pipeline::Shared,
+    classify: service::Classify,
+    limits: (Duration, usize),
+    stop: watch::Receiver<bool>,
+) {
+    let health = Arc::clone(&shared.health);
+    if let Err(err) = service::serve(client, classify, health, shared.limits, limits, stop).await {
+        warn!("the offpath.classify service stopped: {err}");
+    }
 }

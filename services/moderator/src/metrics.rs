@@ -25,6 +25,10 @@ pub const LAST_PROGRESS: &str = "offpath_moderator_last_progress_timestamp_secon
 pub const CACHE_HITS: &str = "offpath_moderator_cache_hits_total";
 /// Errors talking to NATS, by `operation`.
 pub const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
+/// Times the JetStream consumer was bound again after it was lost (deleted, or its stream).
+pub const CONSUMER_REBINDS: &str = "offpath_moderator_consumer_rebinds_total";
+/// Settings of existing streams or consumers that differ from this process's topology.
+pub const TOPOLOGY_DRIFT: &str = "offpath_moderator_topology_drift_total";
 
 /// Registers the description of every metric with the installed recorder.
 pub fn describe() {
@@ -52,4 +56,15 @@ pub fn describe() {
     );
     describe_counter!(CACHE_HITS, "Requests answered from the spam-wave cache");
     describe_counter!(NATS_ERRORS, "Errors talking to NATS, by operation");
+    describe_counter!(
+        CONSUMER_REBINDS,
+        "JetStream consumer bound again after it was lost"
+    );
+    describe_counter!(
+        TOPOLOGY_DRIFT,
+        "Topology settings found differing from this process's (left as they are)"
+    );
+    // Rendered from the start (as 0), not only after the first loss.
+    metrics::counter!(CONSUMER_REBINDS).increment(0);
+    metrics::counter!(TOPOLOGY_DRIFT).increment(0);
 }

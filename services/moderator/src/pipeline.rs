@@ -14,10 +14,11 @@ use offpath_protocol::{
     Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, Verdict,
     decode_request, encode,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::http::Held;
 use crate::metrics as m;
 use crate::pool::{BatchError, Pool};
 
@@ -29,12 +30,13 @@ pub enum Origin {
     Direct(tokio::sync::oneshot::Sender<Verdict>),
 }
 
-/// A decoded request waiting for inference. The permit bounds requests in flight.
+/// A decoded request waiting for inference. `Held` bounds requests in flight and times
+/// stalls; it is released when the request is settled.
 pub struct Pending {
     pub(crate) origin: Origin,
     pub(crate) request: ModerationRequest,
     pub(crate) deliveries: i64,
-    pub(crate) _permit: OwnedSemaphorePermit,
+    pub(crate) _held: Held,
 }
 
 /// What every stage shares.
@@ -43,10 +45,10 @@ pub struct Shared {
     pub(crate) pool: Pool,
     pub(crate) health: Arc<crate::http::Health>,
     pub(crate) limits: Limits,
-    pub(crate) max_deliver: i64,
+    /// The bound consumer's settings, re-read at every (re-)bind.
+    pub(crate) consumer: crate::consumer::Settings,
     pub(crate) nak_delay: Duration,
     pub(crate) cache: crate::cache::VerdictCache,
-    pub(crate) progress_every: Duration,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -61,7 +63,7 @@ pub fn now_ms() -> u64 {
 pub async fn intake(
     shared: &Arc<Shared>,
     message: jetstream::Message,
-    permit: OwnedSemaphorePermit,
+    held: Held,
     batches: &mpsc::Sender<Pending>,
     side_tasks: &mut JoinSet<()>,
 ) {
@@ -72,7 +74,7 @@ pub async fn intake(
             side_tasks.spawn(async move {
                 let (reason, detail) = (err.reason(), err.to_string());
                 dead_letter(&shared, &message, None, reason, detail, deliveries).await;
-                drop(permit);
+                drop(held);
             });
         }
         Ok(request) if request.deadline_ms.is_some_and(|d| d < now_ms()) => {
@@ -85,7 +87,7 @@ pub async fn intake(
                     "expired",
                 )
                 .await;
-                drop(permit);
+                drop(held);
             });
         }
         Ok(request) => {
@@ -98,7 +100,7 @@ pub async fn intake(
                     let verdict = shared.verdict(&request, Some(&assessment), 0, None);
                     let settled = vec![(Origin::Stream(Box::new(message)), verdict)];
                     finish(&shared, settled, "cached").await;
-                    drop(permit);
+                    drop(held);
                 });
                 return;
             }
@@ -106,7 +108,7 @@ pub async fn intake(
                 origin: Origin::Stream(Box::new(message)),
                 request,
                 deliveries,
-                _permit: permit,
+                _held: held,
             };
             if batches.send(pending).await.is_err() {
                 debug!("batcher closed during shutdown; the request will be redelivered");
@@ -199,7 +201,7 @@ async fn with_progress<T>(
     work: impl std::future::Future<Output = T>,
 ) -> T {
     tokio::pin!(work);
-    let mut ticks = tokio::time::interval(shared.progress_every);
+    let mut ticks = tokio::time::interval(shared.consumer.progress_every());
     ticks.tick().await;
     loop {
         tokio::select! {
@@ -239,7 +241,8 @@ async fn failed(shared: Arc<Shared>, mut batch: Vec<Pending>, err: BatchError) {
             }
             Origin::Stream(message) => *message,
         };
-        if pending.deliveries >= shared.max_deliver && !matches!(err, BatchError::Closed) {
+        if pending.deliveries >= shared.consumer.max_deliver() && !matches!(err, BatchError::Closed)
+        {
             let detail = format!("{err} on each of {} deliveries", pending.deliveries);
             let id = Some(pending.request.id.clone());
             let reason = err.reason();

@@ -33,6 +33,7 @@ pub use offpath_protocol::subject::CLASSIFY_SUBJECT;
 pub struct Classify {
     batches: mpsc::Sender<Pending>,
     permits: Arc<Semaphore>,
+    health: Arc<Health>,
 }
 
 impl Service<ModerationRequest> for Classify {
@@ -46,6 +47,7 @@ impl Service<ModerationRequest> for Classify {
 
     fn call(&mut self, request: ModerationRequest) -> Self::Future {
         let (batches, permits) = (self.batches.clone(), Arc::clone(&self.permits));
+        let health = Arc::clone(&self.health);
         Box::pin(async move {
             // The stream's in-flight bound applies here too: full means overloaded.
             let permit = permits.try_acquire_owned().map_err(|_| Overloaded::new())?;
@@ -54,7 +56,7 @@ impl Service<ModerationRequest> for Classify {
                 origin: Origin::Direct(reply),
                 request,
                 deliveries: 1,
-                _permit: permit,
+                _held: health.hold(permit),
             };
             batches
                 .send(pending)
@@ -141,8 +143,16 @@ fn error(code: usize, status: &str) -> async_nats::service::error::Error {
 }
 
 impl Classify {
-    /// The service feeding `batches`, bounded by `permits`.
-    pub fn new(batches: mpsc::Sender<Pending>, permits: Arc<Semaphore>) -> Self {
-        Self { batches, permits }
+    /// The service feeding `batches`, bounded by `permits`; calls count as held in `health`.
+    pub fn new(
+        batches: mpsc::Sender<Pending>,
+        permits: Arc<Semaphore>,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            batches,
+            permits,
+            health,
+        }
     }
 }

@@ -133,7 +133,8 @@ async fn killed_moderator_loses_nothing() {
 }
 
 /// `/readyz` turns not ready while requests are in flight and inference makes no
-/// progress (the only thread hangs), and ready again once the watchdog has replaced it.
+/// progress (the only thread hangs), ready again once the watchdog has replaced it, and
+/// stays ready while idle afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_a_hung_model() {
     let env = common::env().await;
@@ -187,6 +188,10 @@ async fn readyz_follows_a_hung_model() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(back, "ready again after recovery");
+    // Idle after the recovery, for longer than stall_after: nothing is held, so still ready.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (status, body) = ready(moderator.http).await;
+    assert_eq!(status, 200, "idle after recovery but {body}");
     let (_, metrics) = common::http_get(moderator.http, "/metrics").await;
     for name in [
         "offpath_moderator_inference_cancelled_total",

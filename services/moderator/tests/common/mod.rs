@@ -41,6 +41,8 @@ pub fn config(faults: Faults) -> Config {
         batch_deadline_ms: 3_000,
         cancel_grace_ms: 500,
         faults,
+        // What the moderator re-creates when part of the topology is deleted.
+        topology: topology(),
         ..Config::new(models, ort)
     }
 }
@@ -83,6 +85,20 @@ impl Moderator {
 
     pub fn kill(self) {
         self.task.abort();
+    }
+
+    /// Whether `run` has returned (without being asked to stop, unless `stop` was called).
+    pub fn has_returned(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// What `run` returned, if it returns within `timeout` without being asked to stop.
+    pub async fn returned(mut self, timeout: Duration) -> Option<Result<(), ModeratorError>> {
+        let result = tokio::time::timeout(timeout, &mut self.task).await.ok();
+        if result.is_none() {
+            self.task.abort();
+        }
+        result.map(|joined| joined.expect("moderator task"))
     }
 }
 
@@ -186,6 +202,37 @@ pub async fn wait_empty(js: &jetstream::Context) -> u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stream.info().await.expect("info").state.messages
+}
+
+/// Polls `/readyz` until it answers 200, at most `timeout`; the last body otherwise.
+pub async fn wait_ready(addr: std::net::SocketAddr, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (status, body) = http_get(addr, "/readyz").await;
+        if status == 200 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `$SRV.STATS` figures of the moderator's micro service.
+pub async fn service_stats(client: &async_nats::Client) -> serde_json::Value {
+    for _ in 0..200 {
+        if let Ok(answer) = client
+            .request("$SRV.STATS.offpath-moderator", "".into())
+            .await
+        {
+            let stats: serde_json::Value =
+                serde_json::from_slice(&answer.payload).expect("stats JSON");
+            return stats["endpoints"][0]["data"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the micro service never answered $SRV.STATS");
 }
 
 /// `GET path` over plain HTTP/1.0: (status, body).

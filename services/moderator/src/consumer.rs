@@ -1,0 +1,255 @@
+//! The moderators' durable pull consumer: binding it (re-creating a deleted `MODERATION`
+//! stream or `moderator` consumer with `topology::ensure`), pulling requests from it, and
+//! binding again, with a backoff, when it is lost. A moderator that cannot bind for
+//! `rebind_give_up_ms` gives up with [`ModeratorError::Unbound`] rather than idle while
+//! looking alive. Requests held when the consumer is lost keep going; their acks may fail,
+//! and JetStream redelivers them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures::StreamExt;
+use offpath_protocol::subject::{MODERATION_STREAM, MODERATOR_CONSUMER};
+use offpath_protocol::topology::{self, TopologyConfig};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::metrics as m;
+use crate::pipeline::{self, Pending, Shared};
+use crate::{Config, ModeratorError};
+
+/// First wait between bind attempts; doubled after each failure up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between bind attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The server's idle heartbeat on a pull: when it stops coming, the consumer is checked.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The bound consumer's settings that the pipeline reads, re-read at every (re-)bind.
+pub(crate) struct Settings {
+    max_deliver: AtomicI64,
+    progress_every_ms: AtomicU64,
+}
+
+impl Settings {
+    /// Settings as `topology` would create the consumer, until one is bound.
+    pub(crate) fn new(topology: &TopologyConfig) -> Self {
+        let settings = Self {
+            max_deliver: AtomicI64::new(i64::MAX),
+            progress_every_ms: AtomicU64::new(0),
+        };
+        settings.adopt(topology.max_deliver, topology.ack_wait);
+        settings
+    }
+
+    fn adopt(&self, max_deliver: i64, ack_wait: Duration) {
+        let max_deliver = if max_deliver > 0 {
+            max_deliver
+        } else {
+            i64::MAX
+        };
+        self.max_deliver.store(max_deliver, Ordering::Relaxed);
+        // Often enough that a slow batch never reaches ack_wait (and gets redelivered).
+        let every = (ack_wait / 3).max(Duration::from_millis(100));
+        self.progress_every_ms
+            .store(every.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Deliveries after which a failing request is dead-lettered.
+    pub(crate) fn max_deliver(&self) -> i64 {
+        self.max_deliver.load(Ordering::Relaxed)
+    }
+
+    /// How often a running batch tells JetStream its requests are being worked on.
+    pub(crate) fn progress_every(&self) -> Duration {
+        Duration::from_millis(self.progress_every_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// How to bind the consumer, and what intake feeds.
+pub(crate) struct Intake {
+    pub(crate) js: jetstream::Context,
+    pub(crate) config: Config,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) batches: mpsc::Sender<Pending>,
+}
+
+/// Why pulling stopped.
+enum End {
+    Shutdown,
+    Lost(String),
+}
+
+impl Intake {
+    fn max_in_flight(&self) -> usize {
+        self.config.max_in_flight.max(1)
+    }
+
+    /// Binds, pulls and binds again after every loss until `shutdown` (then `Ok`) or until
+    /// binding has failed for `rebind_give_up_ms` (then `Err`). Settles what it started
+    /// before returning; dropping `self` closes the batcher's queue.
+    pub(crate) async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ModeratorError> {
+        let mut side_tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        let mut rebind = false;
+        let result = loop {
+            let mut messages = tokio::select! {
+                () = &mut shutdown => break Ok(()),
+                bound = self.bind_with_retry() => match bound {
+                    Ok(messages) => messages,
+                    Err(err) => break Err(err),
+                },
+            };
+            if rebind {
+                metrics::counter!(m::CONSUMER_REBINDS).increment(1);
+                info!("consumer bound again");
+            }
+            self.shared.health.set_bound();
+            match self
+                .pull(&mut messages, &mut side_tasks, shutdown.as_mut())
+                .await
+            {
+                End::Shutdown => break Ok(()),
+                End::Lost(reason) => {
+                    warn!("consumer lost, binding again: {reason}");
+                    self.shared.health.set_unbound(reason);
+                    rebind = true;
+                }
+            }
+        };
+        info!("no more pulls; settling requests in flight");
+        while side_tasks.join_next().await.is_some() {}
+        result
+    }
+
+    /// Binds, retrying with a backoff; gives up after `rebind_give_up_ms` of failures.
+    async fn bind_with_retry(&self) -> Result<pull::Stream, ModeratorError> {
+        let started = Instant::now();
+        let give_up = Duration::from_millis(self.config.rebind_give_up_ms);
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let reason = match self.bind().await {
+                Ok(messages) => return Ok(messages),
+                Err(reason) => reason,
+            };
+            metrics::counter!(m::NATS_ERRORS, "operation" => "bind").increment(1);
+            self.shared.health.set_unbound(reason.clone());
+            let waited = started.elapsed();
+            if waited >= give_up {
+                return Err(ModeratorError::Unbound { waited, reason });
+            }
+            warn!("binding the consumer failed, retrying in {backoff:?}: {reason}");
+            tokio::time::sleep(backoff.min(give_up - waited)).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Looks the consumer up (creating whatever of the topology is missing when it is not
+    /// there), reads its settings and starts a continuous pull.
+    async fn bind(&self) -> Result<pull::Stream, String> {
+        let consumer = match self.lookup().await {
+            Ok(consumer) => consumer,
+            Err(missing) => {
+                info!("{missing}; creating what is missing of the topology");
+                let drift = topology::ensure(&self.js, &self.config.topology)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for drift in drift {
+                    metrics::counter!(m::TOPOLOGY_DRIFT).increment(1);
+                    warn!("topology drift: {drift}");
+                }
+                self.lookup().await?
+            }
+        };
+        let config = &consumer.cached_info().config;
+        self.shared
+            .consumer
+            .adopt(config.max_deliver, config.ack_wait);
+        let max_in_flight = self.max_in_flight();
+        if config.max_ack_pending > 0 && max_in_flight as i64 > config.max_ack_pending {
+            warn!(
+                max_in_flight,
+                max_ack_pending = config.max_ack_pending,
+                "max_in_flight exceeds the consumer's max_ack_pending"
+            );
+        }
+        consumer
+            .stream()
+            .max_messages_per_batch(self.config.max_batch.clamp(1, max_in_flight))
+            .heartbeat(HEARTBEAT)
+            .messages()
+            .await
+            .map_err(|e| format!("starting the pull: {e}"))
+    }
+
+    async fn lookup(&self) -> Result<PullConsumer, String> {
+        let stream = self
+            .js
+            .get_stream(MODERATION_STREAM)
+            .await
+            .map_err(|e| format!("stream {MODERATION_STREAM}: {e}"))?;
+        stream
+            .get_consumer(MODERATOR_CONSUMER)
+            .await
+            .map_err(|e| format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}: {e}"))
+    }
+
+    /// Pulls (at most `max_in_flight` requests held) until shutdown or the consumer is lost.
+    async fn pull(
+        &self,
+        messages: &mut pull::Stream,
+        side_tasks: &mut JoinSet<()>,
+        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    ) -> End {
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => return End::Shutdown,
+                permit = Arc::clone(&self.permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return End::Shutdown,
+                },
+            };
+            let next = tokio::select! {
+                () = &mut shutdown => return End::Shutdown,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let held = self.shared.health.hold(permit);
+                    pipeline::intake(&self.shared, message, held, &self.batches, side_tasks).await
+                }
+                Some(Err(err)) => {
+                    metrics::counter!(m::NATS_ERRORS, "operation" => "pull").increment(1);
+                    warn!("pulling requests: {err}");
+                    if let Some(reason) = self.lost(&err).await {
+                        return End::Lost(reason);
+                    }
+                }
+                None => return End::Lost("the pull ended".into()),
+            }
+            while side_tasks.try_join_next().is_some() {}
+        }
+    }
+
+    /// Whether a pull error means the consumer is gone: said so, or it cannot be looked up.
+    async fn lost(&self, err: &pull::MessagesError) -> Option<String> {
+        match err.kind() {
+            MessagesErrorKind::ConsumerDeleted
+            | MessagesErrorKind::NoResponders
+            | MessagesErrorKind::PushBasedConsumer
+            | MessagesErrorKind::RequestLimitExceeded => Some(err.to_string()),
+            _ => self.lookup().await.err(),
+        }
+    }
+}
