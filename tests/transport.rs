@@ -367,7 +367,17 @@ async fn a_slow_client_is_disconnected_and_the_room_keeps_going() {
         ),
         1.0
     );
-    assert_eq!(metric(&metrics, "offpath_transport_connections", ""), 2.0);
+    // Carol's connection is torn down by its own task: give it a moment on a busy machine.
+    let deadline = std::time::Instant::now() + WAIT;
+    while metric(
+        &transport.metrics().await,
+        "offpath_transport_connections",
+        "",
+    ) != 2.0
+    {
+        assert!(std::time::Instant::now() < deadline, "carol still counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(carol);
     transport.stop().await;
 }

@@ -59,6 +59,10 @@ pub struct Hub {
     rooms: RwLock<HashMap<String, Vec<Arc<Peer>>>>,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
     tracker: Mutex<Tracker>,
+    /// Ids of verdicts applied for messages the tracker does not know, so a second copy is
+    /// recognised as a duplicate. Kept apart from the tracker: a flood of such verdicts
+    /// (forged ones included) only pushes out older entries of its own kind.
+    unknown: Mutex<RecentIds>,
     outbox: mpsc::Sender<ModerationRequest>,
     outbox_depth: AtomicI64,
     next_peer: AtomicU64,
@@ -83,6 +87,7 @@ impl Hub {
             rooms: RwLock::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             tracker: Mutex::new(tracker),
+            unknown: Mutex::new(RecentIds::default()),
             outbox,
             outbox_depth: AtomicI64::new(0),
             next_peer: AtomicU64::new(1),
@@ -424,7 +429,12 @@ impl Hub {
             // unknown ids must not push real messages out of the tracker. A second copy
             // retracts again, which changes nothing for clients.
             drop(tracker);
-            return verdict.map(|verdict| self.unknown_effects(verdict, settle));
+            let verdict = verdict?;
+            if !lock(&self.unknown).insert(id) {
+                metrics::counter!(m::VERDICTS_IGNORED, "reason" => "duplicate").increment(1);
+                return None;
+            }
+            return Some(self.unknown_effects(verdict, settle));
         };
         if tracked.settled {
             metrics::counter!(m::VERDICTS_IGNORED, "reason" => "duplicate").increment(1);
@@ -519,6 +529,33 @@ impl Hub {
         for peer in peers {
             peer.close_with(Close::SHUTDOWN);
         }
+    }
+}
+
+/// The most recent ids of verdicts for unknown messages, bounded by count.
+#[derive(Default)]
+struct RecentIds {
+    set: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentIds {
+    /// Ids remembered at most (a few hundred KiB).
+    const MAX: usize = 4096;
+
+    /// Remembers `id`; false when it was already there.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() >= Self::MAX
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(id.to_string());
+        self.order.push_back(id.to_string());
+        true
     }
 }
 
