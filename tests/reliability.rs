@@ -84,6 +84,44 @@ async fn two_gateways_at_the_default_instance_each_apply_every_verdict() {
     two.stop().await;
 }
 
+/// Two gateways given the same `--instance` by mistake: the second finds the verdict
+/// consumer already pulled, says so and counts it.
+#[tokio::test]
+async fn a_shared_instance_is_detected() {
+    let server = chat::nats_with_topology().await;
+    let named = || offpath_transport::Config {
+        instance: "same".into(),
+        ..chat::transport_config()
+    };
+    let one = Transport::start(&server, named()).await;
+    let body = wait_readyz_body(one.ops, "verdict consumer bound").await;
+    assert!(body.contains("ready"), "{body}");
+    let two = Transport::start(&server, named()).await;
+    wait_readyz_body(two.ops, "verdict consumer bound").await;
+    let shared = metric(
+        &two.metrics().await,
+        "offpath_transport_verdict_consumer_shared_total",
+        "",
+    );
+    assert_eq!(shared, 1.0, "the second gateway saw the first one pulling");
+    one.stop().await;
+    two.stop().await;
+}
+
+/// Waits until `/readyz` at `addr` mentions `text`; returns the body.
+async fn wait_readyz_body(addr: std::net::SocketAddr, text: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok((_, body)) = try_http_get(addr, "/readyz").await
+            && body.contains(text)
+        {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said {text:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A deleted `VERDICTS` stream is created again by the transport, which binds its consumer
 /// again and applies the next verdicts; while a foreign stream squats the verdict subjects
 /// (so the stream cannot be created) `/readyz` says the consumer is not bound.
