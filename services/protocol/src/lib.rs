@@ -11,6 +11,7 @@
 
 mod decode;
 pub mod schema;
+pub mod server;
 pub mod subject;
 pub mod topology;
 mod types;

@@ -62,7 +62,7 @@ pub struct Hub {
     /// Ids of verdicts applied for messages the tracker does not know, so a second copy is
     /// recognised as a duplicate. Kept apart from the tracker: a flood of such verdicts
     /// (forged ones included) only pushes out older entries of its own kind.
-    unknown: Mutex<RecentIds>,
+    unknown: Mutex<crate::tracker::RecentIds>,
     outbox: mpsc::Sender<ModerationRequest>,
     outbox_depth: AtomicI64,
     next_peer: AtomicU64,
@@ -87,7 +87,7 @@ impl Hub {
             rooms: RwLock::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             tracker: Mutex::new(tracker),
-            unknown: Mutex::new(RecentIds::default()),
+            unknown: Mutex::new(crate::tracker::RecentIds::default()),
             outbox,
             outbox_depth: AtomicI64::new(0),
             next_peer: AtomicU64::new(1),
@@ -529,33 +529,6 @@ impl Hub {
         for peer in peers {
             peer.close_with(Close::SHUTDOWN);
         }
-    }
-}
-
-/// The most recent ids of verdicts for unknown messages, bounded by count.
-#[derive(Default)]
-struct RecentIds {
-    set: std::collections::HashSet<String>,
-    order: std::collections::VecDeque<String>,
-}
-
-impl RecentIds {
-    /// Ids remembered at most (a few hundred KiB).
-    const MAX: usize = 4096;
-
-    /// Remembers `id`; false when it was already there.
-    fn insert(&mut self, id: &str) -> bool {
-        if self.set.contains(id) {
-            return false;
-        }
-        if self.order.len() >= Self::MAX
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        self.set.insert(id.to_string());
-        self.order.push_back(id.to_string());
-        true
     }
 }
 

@@ -127,6 +127,33 @@ impl Tracker {
     }
 }
 
+/// The most recent ids of verdicts for unknown messages, bounded by count.
+#[derive(Default)]
+pub struct RecentIds {
+    set: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentIds {
+    /// Ids remembered at most (a few hundred KiB).
+    const MAX: usize = 4096;
+
+    /// Remembers `id`; false when it was already there.
+    pub fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() >= Self::MAX
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(id.to_string());
+        self.order.push_back(id.to_string());
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
