@@ -87,7 +87,8 @@ pub struct ModeratorArgs {
 pub enum BenchCommand {
     /// End-to-end verdicts/s and latency through NATS and a moderator process, against raw
     /// in-process inference of the same models in the same run.
-    Throughput(BenchArgs),
+    // Boxed: the moderator's settings make it several times larger than the other variant.
+    Throughput(Box<BenchArgs>),
     /// Chat delivery latency with moderation decoupled, inline (the coupled baseline) and
     /// off, with healthy, slow and hung moderators; writes bench-results/isolation.*.
     Isolation(IsolationArgs),

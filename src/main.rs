@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             Command::Transport(args) => up::transport(args).await,
             Command::Topology(args) => up::apply_topology(args).await,
             Command::Doctor => tools::doctor(),
-            Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).await,
+            Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(*args).await,
             Command::Bench(BenchCommand::Isolation(args)) => isolation::run(args).await,
         }
     });
