@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use offpath_protocol::topology::TopologyConfig;
 
 /// Moderation off the critical path of chat.
 #[derive(Debug, Parser)]
@@ -56,16 +57,56 @@ pub struct LogArgs {
 /// Where NATS is.
 #[derive(Debug, Args)]
 pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated.
+    /// NATS server URL(s): comma-separated or the flag repeated (several servers of one
+    /// cluster; the client connects to any that answers).
     #[arg(
         long,
         env = "OFFPATH_NATS_URL",
+        value_delimiter = ',',
         default_value = "nats://127.0.0.1:4222"
     )]
-    pub nats_url: String,
+    pub nats_url: Vec<String>,
+    /// Settings of the JetStream streams.
+    #[command(flatten)]
+    pub streams: StreamArgs,
+}
+
+/// Settings of the JetStream streams: used to create what is missing (every service), and
+/// to create or update (`offpath topology` only).
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
     /// JetStream stream replicas (1 on one machine, 3 in a cluster).
     #[arg(long, env = "OFFPATH_STREAM_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
+    /// Storage reserved per stream, in bytes (three streams).
+    #[arg(
+        long,
+        env = "OFFPATH_STREAM_MAX_BYTES",
+        default_value_t = 1024 * 1024 * 1024,
+        value_parser = clap::value_parser!(i64).range(1..)
+    )]
+    pub stream_max_bytes: i64,
+}
+
+impl StreamArgs {
+    /// The topology these settings describe; everything else is the documented default.
+    pub fn topology(&self) -> TopologyConfig {
+        TopologyConfig {
+            replicas: self.replicas,
+            request_max_bytes: self.stream_max_bytes,
+            verdict_max_bytes: self.stream_max_bytes,
+            dlq_max_bytes: self.stream_max_bytes,
+            ..TopologyConfig::default()
+        }
+    }
+
+    /// The same settings as flags for a child process.
+    pub fn flags(&self) -> [String; 2] {
+        [
+            format!("--replicas={}", self.replicas),
+            format!("--stream-max-bytes={}", self.stream_max_bytes),
+        ]
+    }
 }
 
 /// Options of `offpath moderator`.
@@ -87,7 +128,8 @@ pub struct ModeratorArgs {
 pub enum BenchCommand {
     /// End-to-end verdicts/s and latency through NATS and a moderator process, against raw
     /// in-process inference of the same models in the same run.
-    Throughput(BenchArgs),
+    // Boxed: the moderator's settings make it several times larger than the other variant.
+    Throughput(Box<BenchArgs>),
     /// Chat delivery latency with moderation decoupled, inline (the coupled baseline) and
     /// off, with healthy, slow and hung moderators; writes bench-results/isolation.*.
     Isolation(IsolationArgs),
@@ -205,9 +247,14 @@ pub struct TransportArgs {
 /// Options of `offpath up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// NATS server URL(s); when absent a local nats-server is started.
-    #[arg(long, env = "OFFPATH_NATS_URL")]
-    pub nats_url: Option<String>,
+    /// NATS server URL(s), comma-separated or the flag repeated; when absent a local
+    /// nats-server is started.
+    #[arg(long, env = "OFFPATH_NATS_URL", value_delimiter = ',')]
+    pub nats_url: Vec<String>,
+    /// Settings of the JetStream streams (created when missing, never changed: that is
+    /// `offpath topology`'s job), passed on to the children.
+    #[command(flatten)]
+    pub streams: StreamArgs,
     /// Port of the local nats-server (0: any free port, printed at start).
     #[arg(long, env = "OFFPATH_LOCAL_NATS_PORT", default_value_t = 0)]
     pub local_nats_port: u16,
@@ -264,5 +311,59 @@ pub fn init_tracing(args: &LogArgs) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology_urls(args: &[&str]) -> Vec<String> {
+        let cli = Cli::try_parse_from(["offpath", "topology"].iter().chain(args)).expect("parses");
+        match cli.command {
+            Command::Topology(nats) => nats.nats_url,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// Several NATS URLs are accepted comma-separated and as a repeated flag.
+    #[test]
+    fn nats_urls_comma_separated_or_repeated() {
+        let both = ["nats://a:4222", "nats://b:4222"];
+        assert_eq!(
+            topology_urls(&["--nats-url", "nats://a:4222,nats://b:4222"]),
+            both
+        );
+        assert_eq!(
+            topology_urls(&["--nats-url", "nats://a:4222", "--nats-url", "nats://b:4222"]),
+            both
+        );
+        let cli = Cli::try_parse_from(["offpath", "up", "--nats-url=nats://a:4222,nats://b:4222"])
+            .expect("parses");
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(up.nats_url, both);
+    }
+
+    /// `--stream-max-bytes` and `--replicas` become the topology's settings.
+    #[test]
+    fn stream_flags_become_the_topology() {
+        let cli = Cli::try_parse_from([
+            "offpath",
+            "up",
+            "--replicas=3",
+            "--stream-max-bytes=104857600",
+        ])
+        .expect("parses");
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        let topology = up.streams.topology();
+        assert_eq!(topology.replicas, 3);
+        assert_eq!(topology.request_max_bytes, 104_857_600);
+        assert_eq!(topology.verdict_max_bytes, 104_857_600);
+        assert_eq!(topology.dlq_max_bytes, 104_857_600);
+        assert!(Cli::try_parse_from(["offpath", "topology", "--stream-max-bytes=0"]).is_err());
     }
 }

@@ -3,10 +3,13 @@
 //! and so do the load scenarios.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A service running as a child process, with its operator port (`/readyz`).
@@ -20,11 +23,15 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `offpath <args>`; its log goes to this process's stderr.
+    /// Starts `offpath <args>` as a child that dies with the calling thread and runs in its
+    /// own process group (a terminal's Ctrl-C reaches only the launcher, which stops its
+    /// children in order); its log goes to this process's stderr. Call it from the main
+    /// thread: see [`offpath_nats_local::set_die_with_parent`].
     pub fn spawn(name: &str, args: &[String], ops: SocketAddr) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the offpath executable")?;
         let mut command = Command::new(exe);
-        command.args(args);
+        command.args(args).process_group(0);
+        offpath_nats_local::set_die_with_parent(&mut command);
         Self::start(name, command, ops)
     }
 
@@ -97,8 +104,8 @@ impl Proc {
         }
     }
 
-    /// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to the process.
-    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
         self::signal(self.pid(), signal)
     }
 
@@ -108,8 +115,8 @@ impl Proc {
             return Ok(status);
         }
         // A frozen process cannot act on SIGTERM.
-        let _ = self.signal("CONT");
-        self.signal("TERM")?;
+        let _ = self.signal(Signal::SIGCONT);
+        self.signal(Signal::SIGTERM)?;
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Some(status) = self.exited() {
@@ -133,17 +140,11 @@ impl Drop for Proc {
     }
 }
 
-/// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to process `pid`.
-pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .context("running kill")?;
-    if !status.success() {
-        bail!("kill -{signal} {pid} failed");
-    }
-    Ok(())
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: Signal) -> anyhow::Result<()> {
+    let raw = i32::try_from(pid).with_context(|| format!("process id {pid}"))?;
+    nix::sys::signal::kill(Pid::from_raw(raw), signal)
+        .with_context(|| format!("sending {signal} to process {pid}"))
 }
 
 /// Pins every thread of process `pid` (and the threads it starts later) to `cpus`, a

@@ -5,6 +5,8 @@ mod bench;
 mod cli;
 mod isolation;
 mod launch;
+mod services;
+mod supervise;
 mod tools;
 mod up;
 
@@ -42,11 +44,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up::run(args).await,
-            Command::Moderator(args) => up::moderator(args).await,
-            Command::Transport(args) => up::transport(args).await,
-            Command::Topology(args) => up::apply_topology(args).await,
+            Command::Moderator(args) => services::moderator(args).await,
+            Command::Transport(args) => services::transport(args).await,
+            Command::Topology(args) => services::topology(args).await,
             Command::Doctor => tools::doctor(),
-            Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).await,
+            Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(*args).await,
             Command::Bench(BenchCommand::Isolation(args)) => isolation::run(args).await,
         }
     });

@@ -1,42 +1,128 @@
-//! `offpath up` and `offpath topology`.
+//! `offpath up`: nats-server (unless a URL is given), the JetStream topology, moderators
+//! and a transport as child processes, kept running until SIGINT or SIGTERM.
+//!
+//! Children never outlive the launcher: the signal listeners exist before the first child,
+//! every start-up phase also waits for them, and on a signal whatever was started is
+//! stopped in order (transport, moderators, nats-server). Each child gets SIGKILL from the
+//! kernel if the launcher dies without stopping them (PR_SET_PDEATHSIG), which fires when
+//! the *thread* that spawned it exits: every child is spawned from the main thread, where
+//! this future runs (`block_on`), never from `spawn_blocking`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use offpath_nats_local::NatsServer;
-use offpath_protocol::topology::{self, TopologyConfig};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::cli::{ModeratorArgs, NatsArgs, TransportArgs, UpArgs, Usage};
-use crate::launch::{self, Proc};
-use crate::tools;
+use crate::cli::UpArgs;
+use crate::launch;
+use crate::services;
+use crate::supervise::{LocalNats, Supervised};
 
 /// How long `offpath up` waits for each process to become ready (models load first).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a process gets to stop after SIGTERM (the transport flushes its outbox).
 const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How often exited children are looked for.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
 
-/// Runs the pipeline on this machine until SIGINT or SIGTERM: nats-server (unless a URL is
-/// given), then moderators and a transport as child processes.
+/// Runs the pipeline on this machine until SIGINT or SIGTERM. A signal during start-up
+/// stops what was started and exits 0, like one afterwards; a start-up failure stops what
+/// was started and is returned.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let mut local = None;
-    let url = match args.nats_url.clone() {
-        Some(url) => url,
-        None => {
-            let server = start_local_nats(args.local_nats_port, args.data_dir.clone()).await?;
-            let url = server.url();
-            local = Some(server);
-            url
+    // First, before any child exists: a signal that came before the listeners would kill
+    // the launcher with the default action and orphan the children.
+    let mut signals = Signals::install()?;
+    let mut stack = Stack::default();
+    let outcome = match start(&args, &mut stack, &mut signals).await {
+        Ok(true) => {
+            announce(&stack);
+            stack.supervise(&mut signals).await;
+            Ok(())
         }
+        Ok(false) => {
+            info!("signal during start-up");
+            Ok(())
+        }
+        Err(err) => Err(err),
     };
-    apply_topology(NatsArgs {
-        nats_url: url.clone(),
-        replicas: 1,
-    })
-    .await?;
-    let mut moderators = Vec::new();
+    info!("shutting down");
+    stack.stop().await;
+    outcome
+}
+
+/// SIGINT and SIGTERM, listened for once for the whole run.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+
+    /// Completes on the next SIGINT or SIGTERM (or one that came since the last call).
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+
+    /// `work`'s output, or `None` when a signal comes first.
+    async fn or_signal<T>(&mut self, work: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.recv() => None,
+            output = work => Some(output),
+        }
+    }
+}
+
+/// What `offpath up` started; stopped in reverse order of dependence.
+#[derive(Default)]
+struct Stack {
+    local: Option<LocalNats>,
+    url: String,
+    moderators: Vec<Supervised>,
+    transport: Option<Supervised>,
+    listen: Option<SocketAddr>,
+}
+
+/// Starts everything, phase by phase; `Ok(false)` when a signal interrupted it.
+async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyhow::Result<bool> {
+    let urls = if args.nats_url.is_empty() {
+        // Blocks this (main) thread until the server accepts connections, usually well
+        // under a second: a signal meanwhile is kept by its listener and acted on next.
+        let server = start_local_nats(args.local_nats_port, args.data_dir.clone())?;
+        let url = server.url();
+        stack.local = Some(LocalNats::new(server));
+        vec![url]
+    } else {
+        args.nats_url.clone()
+    };
+    stack.url = urls.join(",");
+    let topology = args.streams.topology();
+    let ensured = signals.or_signal(async {
+        let client = services::connect(&urls, "offpath-up").await?;
+        services::ensure_topology(&client, &topology).await?;
+        client.flush().await.context("flushing the NATS connection")
+    });
+    let Some(ensured) = ensured.await else {
+        return Ok(false);
+    };
+    ensured?;
+    let nats_flags = [
+        vec![format!("--nats-url={}", stack.url)],
+        args.streams.flags().to_vec(),
+    ];
     for n in 0..args.moderators {
         let addr = if n == 0 {
             args.moderator_metrics_addr
@@ -44,169 +130,111 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             SocketAddr::new(args.moderator_metrics_addr.ip(), 0)
         };
         let ops = launch::concrete_addr(addr)?;
-        let mut flags = vec![
-            "moderator".to_string(),
-            format!("--nats-url={url}"),
-            format!("--metrics-addr={ops}"),
-        ];
+        let mut flags = vec!["moderator".to_string(), format!("--metrics-addr={ops}")];
+        flags.extend(nats_flags.concat());
         flags.extend(args.moderator_arg.iter().cloned());
-        moderators.push(Proc::spawn(&format!("moderator-{}", n + 1), &flags, ops)?);
+        let name = format!("moderator-{}", n + 1);
+        stack.moderators.push(Supervised::start(&name, flags, ops)?);
     }
     let listen = launch::concrete_addr(args.listen_addr)?;
     let ops = launch::concrete_addr(args.transport_metrics_addr)?;
     let mut flags = vec![
         "transport".to_string(),
-        format!("--nats-url={url}"),
         format!("--listen-addr={listen}"),
         format!("--metrics-addr={ops}"),
     ];
+    flags.extend(nats_flags.concat());
     flags.extend(args.transport_arg.iter().cloned());
-    let mut transport = Proc::spawn("transport", &flags, ops)?;
-    transport.wait_ready(READY_TIMEOUT).await?;
-    for moderator in &mut moderators {
-        moderator.wait_ready(READY_TIMEOUT).await?;
+    stack.listen = Some(listen);
+    let transport = stack
+        .transport
+        .insert(Supervised::start("transport", flags, ops)?);
+    // A child that exits before it is ready is a start-up failure (bad flags, missing
+    // models), not something to restart.
+    let Some(ready) = signals.or_signal(transport.wait_ready(READY_TIMEOUT)).await else {
+        return Ok(false);
+    };
+    ready?;
+    for moderator in &mut stack.moderators {
+        let Some(ready) = signals.or_signal(moderator.wait_ready(READY_TIMEOUT)).await else {
+            return Ok(false);
+        };
+        ready?;
     }
-    let moderator_ops: Vec<String> = moderators.iter().map(|m| m.ops.to_string()).collect();
+    Ok(true)
+}
+
+fn announce(stack: &Stack) {
+    let moderator_ops: Vec<String> = stack.moderators.iter().map(|m| m.ops.to_string()).collect();
+    let listen = stack.listen.map(|a| a.to_string()).unwrap_or_default();
+    let transport_ops = stack
+        .transport
+        .as_ref()
+        .map(|t| t.ops.to_string())
+        .unwrap_or_default();
     info!(
-        %url,
+        url = %stack.url,
         chat = %format!("http://{listen}/"),
         websocket = %format!("ws://{listen}/ws?user=<name>"),
-        transport_metrics = %format!("http://{ops}/metrics"),
+        transport_metrics = %format!("http://{transport_ops}/metrics"),
         moderator_metrics = %moderator_ops.join(","),
         "offpath is up; Ctrl-C stops"
     );
-    let mut children: Vec<Proc> = moderators;
-    children.push(transport);
-    let outcome = tokio::select! {
-        () = shutdown_signal() => Ok(()),
-        () = watch_local(&mut local) => Err(anyhow::anyhow!("the local nats-server exited")),
-        () = report_exits(&mut children) => Ok(()),
-    };
-    info!("shutting down");
-    // The transport first (it flushes its outbox while NATS is still there), then the
-    // moderators, then NATS.
-    while let Some(child) = children.pop() {
-        let name = child.name.clone();
-        match child.stop(STOP_GRACE).await {
-            Ok(status) => info!(name, %status, "stopped"),
-            Err(err) => warn!(name, "stopping: {err:#}"),
-        }
-    }
-    if let Some(mut server) = local {
-        tokio::task::spawn_blocking(move || server.stop())
-            .await
-            .context("stopping nats-server")??;
-    }
-    outcome
 }
 
-/// Logs each child that exits on its own (the others keep running: a stopped moderator
-/// must not take chat down); completes when none is left.
-async fn report_exits(children: &mut [Proc]) {
-    let mut reported = vec![false; children.len()];
-    loop {
-        for (child, reported) in children.iter_mut().zip(reported.iter_mut()) {
-            if !*reported && let Some(status) = child.exited() {
-                warn!(name = %child.name, %status, "process exited; the others keep running");
-                *reported = true;
+impl Stack {
+    /// Restarts children (and the local nats-server) that exit, until a signal.
+    async fn supervise(&mut self, signals: &mut Signals) {
+        let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+        while signals.or_signal(tick.tick()).await.is_some() {
+            let now = Instant::now();
+            if let Some(local) = self.local.as_mut() {
+                local.check(now);
+            }
+            for child in self.moderators.iter_mut().chain(self.transport.as_mut()) {
+                child.check(now);
             }
         }
-        if reported.iter().all(|r| *r) {
-            return;
+    }
+
+    /// The transport first (it flushes its outbox while NATS is still there), then the
+    /// moderators, then NATS.
+    async fn stop(&mut self) {
+        if let Some(transport) = self.transport.take() {
+            stopped(&transport.name.clone(), transport.stop(STOP_GRACE).await);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let moderators = std::mem::take(&mut self.moderators)
+            .into_iter()
+            .map(|m| async move {
+                let name = m.name.clone();
+                (name, m.stop(STOP_GRACE).await)
+            });
+        for (name, outcome) in futures::future::join_all(moderators).await {
+            stopped(&name, outcome);
+        }
+        if let Some(mut local) = self.local.take() {
+            match local.server.stop() {
+                Ok(()) => info!("local nats-server stopped"),
+                Err(err) => warn!("stopping the local nats-server: {err}"),
+            }
+        }
     }
 }
 
-/// `offpath transport`: the chat gateway until SIGINT or SIGTERM. NATS may be down at
-/// start: chat works, requests wait in the outbox.
-pub async fn transport(args: TransportArgs) -> anyhow::Result<()> {
-    args.transport.validate().map_err(Usage)?;
-    let topology = apply_topology(NatsArgs {
-        nats_url: args.nats.nats_url.clone(),
-        replicas: args.nats.replicas,
-    });
-    match tokio::time::timeout(Duration::from_secs(5), topology).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => warn!("JetStream topology not applied ({err:#}); serving anyway"),
-        Err(_) => warn!("NATS not reachable within 5 s; serving anyway, requests wait"),
+fn stopped(name: &str, outcome: Option<anyhow::Result<std::process::ExitStatus>>) {
+    match outcome {
+        Some(Ok(status)) => info!(name, %status, "stopped"),
+        Some(Err(err)) => warn!(name, "stopping: {err:#}"),
+        None => {}
     }
-    let client = async_nats::ConnectOptions::new()
-        .name("offpath-transport")
-        .retry_on_initial_connect()
-        .connect(&args.nats.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", args.nats.nats_url))?;
-    let public = tokio::net::TcpListener::bind(args.listen_addr)
-        .await
-        .with_context(|| format!("binding {} (--listen-addr)", args.listen_addr))?;
-    let operator = bind_metrics(args.metrics_addr).await?;
-    offpath_transport::run(
-        args.transport,
-        client,
-        offpath_transport::Listeners { public, operator },
-        std::sync::Arc::new(offpath_transport::QueryUser),
-        shutdown_signal(),
-    )
-    .await?;
-    Ok(())
 }
 
-/// `offpath moderator`: topology, then the moderator until SIGINT or SIGTERM.
-pub async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
-    apply_topology(NatsArgs {
-        nats_url: args.nats.nats_url.clone(),
-        replicas: args.nats.replicas,
-    })
-    .await?;
-    let config = tools::complete_moderator_config(args.moderator)?;
-    let client = connect(&args.nats.nats_url, "offpath-moderator").await?;
-    let listener = bind_metrics(args.metrics_addr).await?;
-    offpath_moderator::run(config, client, listener, shutdown_signal()).await?;
-    Ok(())
-}
-
-async fn bind_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the metrics address {addr} (--metrics-addr)"))?;
-    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-    Ok(listener)
-}
-
-async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
-        .name(name)
-        .connect(url)
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))
-}
-
-/// Creates or updates the JetStream topology at `args.nats_url`.
-pub async fn apply_topology(args: NatsArgs) -> anyhow::Result<()> {
-    let client = connect(&args.nats_url, "offpath-topology").await?;
-    let config = TopologyConfig {
-        replicas: args.replicas,
-        ..TopologyConfig::default()
-    };
-    topology::ensure(&async_nats::jetstream::new(client.clone()), &config).await?;
-    info!(
-        streams = "MODERATION, VERDICTS, MODERATION_DLQ",
-        consumer = "MODERATION/moderator",
-        "JetStream topology in place"
-    );
-    client
-        .flush()
-        .await
-        .context("flushing the NATS connection")?;
-    Ok(())
-}
-
-async fn start_local_nats(port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<NatsServer> {
+/// Starts the local nats-server on this (the main) thread, tied to it.
+fn start_local_nats(port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<NatsServer> {
     let data_dir = data_dir.or_else(|| {
         offpath_nats_local::find_project_tool("").map(|tools| tools.join("state/jetstream"))
     });
-    let mut builder = NatsServer::builder();
+    let mut builder = NatsServer::builder().die_with_parent(true);
     if port != 0 {
         builder = builder.port(port);
     }
@@ -214,10 +242,7 @@ async fn start_local_nats(port: u16, data_dir: Option<PathBuf>) -> anyhow::Resul
         Some(dir) => builder = builder.store_dir(dir),
         None => warn!("no .tools/ folder and no --data-dir: JetStream data is temporary"),
     }
-    let server = tokio::task::spawn_blocking(move || builder.start())
-        .await
-        .context("starting nats-server")?
-        .context("starting the local nats-server")?;
+    let server = builder.start().context("starting the local nats-server")?;
     info!(
         url = %server.url(),
         binary = %server.binary().display(),
@@ -225,30 +250,4 @@ async fn start_local_nats(port: u16, data_dir: Option<PathBuf>) -> anyhow::Resul
         "local nats-server started"
     );
     Ok(server)
-}
-
-/// Completes when the local server (if any) has exited; never when there is none.
-async fn watch_local(local: &mut Option<NatsServer>) {
-    let Some(server) = local.as_mut() else {
-        return std::future::pending().await;
-    };
-    while server.is_running() {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            warn!("cannot listen for SIGTERM: {err}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

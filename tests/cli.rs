@@ -151,3 +151,161 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
         "JetStream data kept in --data-dir"
     );
 }
+
+/// The `max_bytes` of the three streams.
+async fn stream_max_bytes(url: &str) -> Vec<i64> {
+    let js = jetstream::new(async_nats::connect(url).await.expect("connect"));
+    let mut sizes = Vec::new();
+    for name in ["MODERATION", "VERDICTS", "MODERATION_DLQ"] {
+        let mut stream = js.get_stream(name).await.expect("stream exists");
+        sizes.push(stream.info().await.expect("info").config.max_bytes);
+    }
+    sizes
+}
+
+/// `offpath topology` connects when given several URLs (comma-separated or the flag
+/// repeated) of which the first is dead; a malformed URL is a usage error.
+#[tokio::test]
+async fn topology_takes_several_nats_urls() {
+    let server = common::nats();
+    let dead = "nats://127.0.0.1:1";
+    let comma = format!("{dead},{}", server.url());
+    for args in [
+        vec!["topology", "--nats-url", &comma],
+        vec!["topology", "--nats-url", dead, "--nats-url", &server.url()],
+    ] {
+        let out = Command::new(BIN).args(&args).output().expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(stream_max_bytes(&server.url()).await.len(), 3);
+    let out = Command::new(BIN)
+        .args(["topology", "--nats-url", "nats://127.0.0.1:notaport"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("notaport"), "{stderr}");
+}
+
+/// `--stream-max-bytes` reaches the streams through `offpath topology`; a service started
+/// with the default (1 GiB) reports the difference and leaves the streams as they are.
+#[tokio::test]
+async fn stream_max_bytes_is_set_by_topology_only() {
+    let server = common::nats();
+    let url = server.url();
+    let topology = |bytes: &str| {
+        let out = Command::new(BIN)
+            .args(["topology", "--nats-url", &url, "--stream-max-bytes", bytes])
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    topology("104857600");
+    assert_eq!(stream_max_bytes(&url).await, [104_857_600; 3]);
+    topology("2147483648");
+    assert_eq!(stream_max_bytes(&url).await, [2_147_483_648; 3]);
+
+    let mut transport = Command::new(BIN)
+        .args([
+            "transport",
+            "--listen-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
+            "--nats-url",
+            &url,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn offpath transport");
+    let stderr = transport.stderr.take().expect("stderr");
+    let mut log = String::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("JetStream topology in place") {
+            break;
+        }
+    }
+    let _ = transport.kill();
+    let _ = transport.wait();
+    let drift = log
+        .lines()
+        .filter(|l| l.contains("max_bytes = 2147483648") && l.contains("WARN"))
+        .count();
+    assert_eq!(drift, 3, "one warning per stream; log:\n{log}");
+    assert_eq!(stream_max_bytes(&url).await, [2_147_483_648; 3]);
+}
+
+/// A fake NATS server that introduces itself as `version` and answers PING; port.
+fn fake_nats(version: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().expect("clone");
+                let info = format!(
+                    "INFO {{\"server_id\":\"FAKE\",\"server_name\":\"fake\",\"version\":\"{version}\",\
+                     \"go\":\"go1.19\",\"host\":\"127.0.0.1\",\"port\":{port},\"headers\":true,\
+                     \"max_payload\":1048576,\"proto\":1,\"jetstream\":true}}\r\n"
+                );
+                use std::io::Write;
+                let _ = writer.write_all(info.as_bytes());
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.starts_with("PING") {
+                        let _ = writer.write_all(b"PONG\r\n");
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A nats-server older than 2.9 is refused with a one-line error by `offpath topology` and
+/// `offpath transport`.
+#[test]
+fn an_old_nats_server_is_refused() {
+    let url = format!("nats://127.0.0.1:{}", fake_nats("2.8.4"));
+    for args in [
+        vec!["topology", "--nats-url", &url],
+        vec![
+            "transport",
+            "--listen-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
+            "--nats-url",
+            &url,
+        ],
+    ] {
+        let out = output_within(&args, Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("nats-server 2.8.4 is older than the oldest supported version"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// Runs `offpath <args>`; kills it when it has not exited within `timeout`.
+fn output_within(args: &[&str], timeout: Duration) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn offpath");
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
+}

@@ -253,7 +253,11 @@ async fn run_scenario(
             if !hung {
                 return;
             }
-            let signal = if third == 1 { "STOP" } else { "CONT" };
+            let signal = if third == 1 {
+                nix::sys::signal::Signal::SIGSTOP
+            } else {
+                nix::sys::signal::Signal::SIGCONT
+            };
             for pid in &pids {
                 if let Err(err) = launch::signal(*pid, signal) {
                     errors.lock().unwrap_or_else(|e| e.into_inner()).push(err);

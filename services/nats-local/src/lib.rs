@@ -11,12 +11,15 @@
 //! directory and from the running executable), `$PATH`, then `/usr/sbin/nats-server`
 //! (Debian's package).
 
+mod child;
 mod locate;
 
+pub use child::set_die_with_parent;
 pub use locate::{BOOTSTRAP_HINT, find_binary, find_project_tool};
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -90,6 +93,7 @@ pub struct Builder {
     port: Option<u16>,
     store_dir: Option<PathBuf>,
     jetstream: bool,
+    die_with_parent: bool,
 }
 
 impl Default for Builder {
@@ -100,6 +104,7 @@ impl Default for Builder {
             port: None,
             store_dir: None,
             jetstream: true,
+            die_with_parent: false,
         }
     }
 }
@@ -129,6 +134,16 @@ impl Builder {
         self
     }
 
+    /// Tie the server to the thread that starts (and restarts) it (default: off): it gets
+    /// SIGKILL when that thread exits, and runs in its own process group so a terminal's
+    /// Ctrl-C reaches only the parent, which stops it in its turn. Start such a server from
+    /// a thread that lives as long as the parent (the main thread), never from
+    /// `spawn_blocking`: those threads exit when idle. See [`set_die_with_parent`].
+    pub fn die_with_parent(mut self, enabled: bool) -> Self {
+        self.die_with_parent = enabled;
+        self
+    }
+
     /// Start the server and wait until it accepts connections.
     pub fn start(self) -> Result<NatsServer, Error> {
         let binary = match self.binary {
@@ -148,6 +163,7 @@ impl Builder {
             host: self.host,
             port: self.port,
             jetstream: self.jetstream,
+            die_with_parent: self.die_with_parent,
             store,
             work,
             child: None,
@@ -165,6 +181,7 @@ pub struct NatsServer {
     /// `None` until the first start has picked a port; then fixed, so restarts reuse it.
     port: Option<u16>,
     jetstream: bool,
+    die_with_parent: bool,
     store: Store,
     /// Holds the log and the ports file; removed on drop.
     work: tempfile::TempDir,
@@ -227,12 +244,13 @@ impl NatsServer {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        // std has no SIGTERM and this workspace forbids `unsafe`; `kill(1)` is in every base
-        // system. If it is missing the fallback below still ends the process.
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
+        // std has no SIGTERM. If it fails the fallback below still ends the process.
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if child.try_wait()?.is_some() {
@@ -271,6 +289,10 @@ impl NatsServer {
             .stderr(Stdio::null());
         if self.jetstream {
             cmd.arg("-js").arg("-sd").arg(self.store.path());
+        }
+        if self.die_with_parent {
+            set_die_with_parent(&mut cmd);
+            cmd.process_group(0);
         }
         let child = cmd.spawn().map_err(|source| Error::Spawn {
             binary: self.binary.clone(),

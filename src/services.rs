@@ -1,0 +1,178 @@
+//! `offpath moderator`, `offpath transport` and `offpath topology`: connect to NATS, check
+//! the server, put the JetStream topology in place, hand over to the service crate.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::ServerAddr;
+use async_nats::connection::State;
+use offpath_protocol::topology::{self, TopologyConfig};
+use tracing::{info, warn};
+
+use crate::cli::{ModeratorArgs, NatsArgs, TransportArgs, Usage};
+use crate::tools;
+
+/// How long the transport waits for NATS at start before serving chat without it.
+const TRANSPORT_NATS_WAIT: Duration = Duration::from_secs(5);
+
+/// `offpath topology`: creates the streams and the consumer, or updates them to the given
+/// settings. The one command that changes settings of what exists.
+pub async fn topology(args: NatsArgs) -> anyhow::Result<()> {
+    let client = connect(&args.nats_url, "offpath-topology").await?;
+    topology::apply(
+        &async_nats::jetstream::new(client.clone()),
+        &args.streams.topology(),
+    )
+    .await?;
+    info!(
+        streams = "MODERATION, VERDICTS, MODERATION_DLQ",
+        consumer = "MODERATION/moderator",
+        "JetStream topology applied"
+    );
+    client
+        .flush()
+        .await
+        .context("flushing the NATS connection")?;
+    Ok(())
+}
+
+/// `offpath moderator`: topology (what is missing), then the moderator until SIGINT or
+/// SIGTERM.
+pub async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
+    let mut config = tools::complete_moderator_config(args.moderator)?;
+    config.topology = args.nats.streams.topology();
+    let client = connect(&args.nats.nats_url, "offpath-moderator").await?;
+    ensure_topology(&client, &config.topology).await?;
+    let listener = bind_metrics(args.metrics_addr).await?;
+    offpath_moderator::run(config, client, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `offpath transport`: the chat gateway until SIGINT or SIGTERM. NATS may be down at
+/// start: chat works, requests wait in the outbox.
+pub async fn transport(args: TransportArgs) -> anyhow::Result<()> {
+    args.transport.validate().map_err(Usage)?;
+    let mut config = args.transport;
+    config.topology = args.nats.streams.topology();
+    let servers = server_addrs(&args.nats.nats_url)?;
+    let client = async_nats::ConnectOptions::new()
+        .name("offpath-transport")
+        .retry_on_initial_connect()
+        .connect(servers)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", args.nats.nats_url.join(",")))?;
+    let connected = async {
+        while client.connection_state() != State::Connected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(TRANSPORT_NATS_WAIT, connected)
+        .await
+        .is_err()
+    {
+        warn!("NATS not reachable within 5 s; serving anyway, requests wait");
+    } else {
+        // Connected: the server has introduced itself. A server met only later (after a
+        // reconnect) is not checked here.
+        check_server(&client)?;
+        match tokio::time::timeout(
+            TRANSPORT_NATS_WAIT,
+            ensure_topology(&client, &config.topology),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!("JetStream topology not in place ({err:#}); serving anyway"),
+            Err(_) => warn!("JetStream topology not in place within 5 s; serving anyway"),
+        }
+    }
+    let public = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| format!("binding {} (--listen-addr)", args.listen_addr))?;
+    let operator = bind_metrics(args.metrics_addr).await?;
+    offpath_transport::run(
+        config,
+        client,
+        offpath_transport::Listeners { public, operator },
+        std::sync::Arc::new(offpath_transport::QueryUser),
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates what is missing of the topology; logs (and keeps) each setting of what exists
+/// that differs from `config`: only `offpath topology` changes settings.
+pub async fn ensure_topology(
+    client: &async_nats::Client,
+    config: &TopologyConfig,
+) -> anyhow::Result<()> {
+    let drift = topology::ensure(&async_nats::jetstream::new(client.clone()), config).await?;
+    for difference in &drift {
+        warn!("JetStream topology differs: {difference}; `offpath topology` changes settings");
+    }
+    info!(
+        streams = "MODERATION, VERDICTS, MODERATION_DLQ",
+        consumer = "MODERATION/moderator",
+        differences = drift.len(),
+        "JetStream topology in place"
+    );
+    Ok(())
+}
+
+/// Parses NATS URLs; a bad one is a usage error.
+pub fn server_addrs(urls: &[String]) -> anyhow::Result<Vec<ServerAddr>> {
+    if urls.is_empty() {
+        return Err(Usage("--nats-url: no URL given".into()).into());
+    }
+    urls.iter()
+        .map(|url| {
+            url.trim()
+                .parse::<ServerAddr>()
+                .map_err(|err| Usage(format!("--nats-url {url:?} is not a NATS URL: {err}")).into())
+        })
+        .collect()
+}
+
+/// Connects to any of `urls` and checks the server's version.
+pub async fn connect(urls: &[String], name: &str) -> anyhow::Result<async_nats::Client> {
+    let servers = server_addrs(urls)?;
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .connect(servers)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", urls.join(",")))?;
+    check_server(&client)?;
+    Ok(client)
+}
+
+/// Refuses a nats-server older than the oldest supported one.
+fn check_server(client: &async_nats::Client) -> anyhow::Result<()> {
+    let info = client.server_info();
+    topology::check_server_version(&info.version)
+        .with_context(|| format!("NATS at {}:{}", info.host, info.port))
+}
+
+async fn bind_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics address {addr} (--metrics-addr)"))?;
+    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    Ok(listener)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            warn!("cannot listen for SIGTERM: {err}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

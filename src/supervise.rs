@@ -1,0 +1,222 @@
+//! Keeping `offpath up`'s children running: a child that exits on its own (a crash, a
+//! kill, a non-zero exit because it gave up) is started again with the same flags and
+//! addresses, after a delay that doubles from 1 s to 30 s while it keeps failing and starts
+//! over once it has stayed up for a minute. The other children keep running meanwhile.
+
+use std::net::SocketAddr;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use offpath_nats_local::NatsServer;
+use tracing::{info, warn};
+
+use crate::launch::Proc;
+
+/// Delay before the first restart, and after a child that had stayed up.
+const FIRST_DELAY: Duration = Duration::from_secs(1);
+/// Longest delay between restarts.
+const MAX_DELAY: Duration = Duration::from_secs(30);
+/// A child up this long counts as healthy: its next restart waits [`FIRST_DELAY`] again.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// The restart schedule of one child: when it started, how long the last wait was, when
+/// the next start is due. Pure bookkeeping: no processes, so tests drive it with instants.
+#[derive(Debug)]
+pub struct Restarts {
+    started: Instant,
+    delay: Option<Duration>,
+    due: Option<Instant>,
+    count: u64,
+}
+
+impl Restarts {
+    /// A child started at `now`.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            started: now,
+            delay: None,
+            due: None,
+            count: 0,
+        }
+    }
+
+    /// The child exited at `now`: schedules its restart and returns the delay.
+    pub fn exited(&mut self, now: Instant) -> Duration {
+        let delay = match self.delay {
+            Some(previous) if now.duration_since(self.started) < STABLE_AFTER => {
+                (previous * 2).min(MAX_DELAY)
+            }
+            _ => FIRST_DELAY,
+        };
+        self.delay = Some(delay);
+        self.due = Some(now + delay);
+        delay
+    }
+
+    /// Whether a restart is scheduled and due at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.due.is_some_and(|due| now >= due)
+    }
+
+    /// A restart attempt at `now`: counts it; a failed attempt is rescheduled with
+    /// [`exited`](Self::exited).
+    pub fn restarted(&mut self, now: Instant) -> u64 {
+        self.started = now;
+        self.due = None;
+        self.count += 1;
+        self.count
+    }
+}
+
+/// A service child (`offpath moderator`, `offpath transport`) that is restarted when it
+/// exits.
+#[derive(Debug)]
+pub struct Supervised {
+    /// Name for logs, e.g. `moderator-1`.
+    pub name: String,
+    /// Where its `/readyz` answers (the same after a restart).
+    pub ops: SocketAddr,
+    args: Vec<String>,
+    proc: Option<Proc>,
+    restarts: Restarts,
+}
+
+impl Supervised {
+    /// Starts `offpath <args>` (from the main thread: the child dies with the thread that
+    /// spawns it).
+    pub fn start(name: &str, args: Vec<String>, ops: SocketAddr) -> anyhow::Result<Self> {
+        let proc = Proc::spawn(name, &args, ops)?;
+        Ok(Self {
+            name: name.to_string(),
+            ops,
+            args,
+            proc: Some(proc),
+            restarts: Restarts::new(Instant::now()),
+        })
+    }
+
+    /// Waits until `/readyz` answers 200; fails when the process exits first.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        match self.proc.as_mut() {
+            Some(proc) => proc.wait_ready(timeout).await,
+            None => anyhow::bail!("{} is not running", self.name),
+        }
+    }
+
+    /// Notices an exit (and schedules the restart) or restarts when due.
+    pub fn check(&mut self, now: Instant) {
+        if let Some(status) = self.proc.as_mut().and_then(Proc::exited) {
+            self.proc = None;
+            self.schedule(now, &status.to_string());
+        }
+        if self.proc.is_none() && self.restarts.due(now) {
+            let restarts = self.restarts.restarted(now);
+            match Proc::spawn(&self.name, &self.args, self.ops) {
+                Ok(proc) => {
+                    info!(name = %self.name, pid = proc.pid(), restarts, "restarted");
+                    self.proc = Some(proc);
+                }
+                Err(err) => self.schedule(now, &format!("{err:#}")),
+            }
+        }
+    }
+
+    fn schedule(&mut self, now: Instant, why: &str) {
+        let delay = self.restarts.exited(now);
+        warn!(
+            name = %self.name,
+            status = why,
+            restarts = self.restarts.count,
+            "process exited; restarting it in {delay:?}, the others keep running"
+        );
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; `None` when it was not running.
+    pub async fn stop(self, grace: Duration) -> Option<anyhow::Result<ExitStatus>> {
+        match self.proc {
+            Some(proc) => Some(proc.stop(grace).await),
+            None => None,
+        }
+    }
+}
+
+/// The local nats-server of `offpath up`, restarted on the same port and store when it
+/// dies (the services reconnect by themselves).
+#[derive(Debug)]
+pub struct LocalNats {
+    /// The server.
+    pub server: NatsServer,
+    restarts: Restarts,
+    running: bool,
+}
+
+impl LocalNats {
+    /// Watches `server`.
+    pub fn new(server: NatsServer) -> Self {
+        Self {
+            server,
+            restarts: Restarts::new(Instant::now()),
+            running: true,
+        }
+    }
+
+    /// Notices an exit (and schedules the restart) or restarts when due. A restart blocks
+    /// this thread until the server accepts connections (well under a second; at most the
+    /// server crate's ready timeout): it must run on the main thread, which the server dies
+    /// with.
+    pub fn check(&mut self, now: Instant) {
+        if self.running && !self.server.is_running() {
+            self.running = false;
+            let delay = self.restarts.exited(now);
+            warn!(
+                restarts = self.restarts.count,
+                "the local nats-server exited; restarting it on port {} in {delay:?}",
+                self.server.port()
+            );
+        }
+        if !self.running && self.restarts.due(now) {
+            let restarts = self.restarts.restarted(now);
+            match self.server.restart() {
+                Ok(()) => {
+                    info!(url = %self.server.url(), restarts, "local nats-server restarted");
+                    self.running = true;
+                }
+                Err(err) => {
+                    let delay = self.restarts.exited(Instant::now());
+                    warn!(
+                        restarts,
+                        "restarting the local nats-server: {err}; again in {delay:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Delays double from 1 s up to 30 s while a child keeps failing, and start over at
+    /// 1 s once it stayed up for a minute; a restart is due only after its delay.
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let t0 = Instant::now();
+        let mut restarts = Restarts::new(t0);
+        let mut now = t0 + Duration::from_secs(5);
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            let delay = restarts.exited(now);
+            assert!(!restarts.due(now + delay - Duration::from_millis(1)));
+            now += delay;
+            assert!(restarts.due(now));
+            restarts.restarted(now);
+            delays.push(delay.as_secs());
+            now += Duration::from_secs(2); // crashes again shortly after starting
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(restarts.count, 7);
+        now += STABLE_AFTER;
+        assert_eq!(restarts.exited(now), FIRST_DELAY);
+    }
+}

@@ -1,0 +1,319 @@
+//! `offpath up` as a process supervisor: children never outlive it, and a child that dies
+//! is started again. Process trees are read from /proc (Linux).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_offpath");
+
+/// `offpath up` on port 0 everywhere with a temporary store; its JSON log read on a thread.
+struct Up {
+    child: Child,
+    /// Every child pid seen, so that a failing test still kills them.
+    seen: BTreeSet<u32>,
+    up_rx: mpsc::Receiver<()>,
+    /// The log so far (the reader thread may outlive the launcher: orphaned children
+    /// would hold its stderr open).
+    log: Arc<Mutex<Vec<String>>>,
+    _data: tempfile::TempDir,
+}
+
+impl Up {
+    fn start() -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(BIN)
+            .args([
+                "--log-json",
+                "up",
+                "--listen-addr=127.0.0.1:0",
+                "--transport-metrics-addr=127.0.0.1:0",
+                "--moderator-metrics-addr=127.0.0.1:0",
+                "--moderator-arg=--inference-threads=1",
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .env_remove("OFFPATH_NATS_URL")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn offpath up");
+        let stderr = child.stderr.take().expect("stderr");
+        let (up_tx, up_rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("offpath is up") {
+                    let _ = up_tx.send(());
+                }
+                lines.lock().expect("log").push(line);
+            }
+        });
+        Self {
+            child,
+            seen: BTreeSet::new(),
+            up_rx,
+            log,
+            _data: data,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The current children (pid, command line), remembered in `seen`.
+    fn children(&mut self) -> Vec<(u32, Vec<String>)> {
+        let children = children_of(self.pid());
+        self.seen.extend(children.iter().map(|(pid, _)| *pid));
+        children
+    }
+
+    fn wait_up(&mut self) {
+        self.up_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("offpath up reported it is up");
+        self.children();
+    }
+
+    /// Waits for the launcher to exit; returns its exit code and log.
+    fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "offpath up did not exit");
+            self.children();
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // Let the reader catch up with the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        let log = self.log.lock().expect("log").join("\n");
+        (status.code(), log)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in &self.seen {
+            signal(*pid, Signal::SIGKILL);
+        }
+    }
+}
+
+fn signal(pid: u32, signal: Signal) {
+    let _ = kill(Pid::from_raw(pid as i32), signal);
+}
+
+/// (pid, command line) of every live process whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<(u32, Vec<String>)> {
+    let mut children = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return children;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some((ppid, state)) = stat(pid)
+            && ppid == parent
+            && state != 'Z'
+        {
+            children.push((pid, cmdline(pid)));
+        }
+    }
+    children
+}
+
+/// Parent pid and state from /proc/<pid>/stat: `pid (comm) state ppid …`.
+fn stat(pid: u32) -> Option<(u32, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((fields.next()?.parse().ok()?, state))
+}
+
+fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|part| !part.is_empty())
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `pid` is still a live process (a zombie counts as gone).
+fn alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|(_, state)| state != 'Z')
+}
+
+/// Waits until none of `pids` is alive; panics naming the survivors.
+fn assert_all_gone(pids: &BTreeSet<u32>, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let alive: Vec<(u32, Vec<String>)> = pids
+            .iter()
+            .filter(|pid| alive(**pid))
+            .map(|pid| (*pid, cmdline(*pid)))
+            .collect();
+        if alive.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "children outlived offpath up: {alive:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn is_service(cmdline: &[String], service: &str) -> bool {
+    cmdline.get(1).is_some_and(|arg| arg == service)
+}
+
+fn is_nats_server(cmdline: &[String]) -> bool {
+    cmdline
+        .first()
+        .is_some_and(|arg| arg.ends_with("nats-server"))
+}
+
+/// The value of `--<name>=` in a command line.
+fn flag(cmdline: &[String], name: &str) -> Option<String> {
+    let prefix = format!("--{name}=");
+    cmdline
+        .iter()
+        .find_map(|arg| arg.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// The HTTP status of GET `path`, or 0 when nothing answers.
+fn http_status(addr: SocketAddr, path: &str) -> u16 {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// SIGTERM while `offpath up` is still starting (its nats-server, moderator and transport
+/// exist, the moderator is loading models) stops every child and exits 0.
+#[test]
+fn sigterm_during_start_up_leaves_no_child() {
+    let mut up = Up::start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let children = up.children();
+        let nats = children.iter().any(|(_, cmd)| is_nats_server(cmd));
+        let moderator = children.iter().any(|(_, cmd)| is_service(cmd, "moderator"));
+        let transport = children.iter().any(|(_, cmd)| is_service(cmd, "transport"));
+        if nats && moderator && transport {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "children not started: {children:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(up.pid(), Signal::SIGTERM);
+    let (code, log) = up.wait_exit(Duration::from_secs(60));
+    assert!(
+        !log.contains("offpath is up"),
+        "the signal came after start-up, not during it; log:\n{log}"
+    );
+    assert_eq!(code, Some(0), "exit code; log:\n{log}");
+    assert!(up.seen.len() >= 3, "children seen: {:?}", up.seen);
+    assert_all_gone(&up.seen, Duration::from_secs(5));
+}
+
+/// SIGKILL of a ready `offpath up` takes every child along (they die with their parent).
+#[test]
+fn killed_launcher_takes_its_children_along() {
+    let mut up = Up::start();
+    up.wait_up();
+    let children = up.children();
+    assert_eq!(
+        children.len(),
+        3,
+        "nats-server, moderator, transport: {children:?}"
+    );
+    signal(up.pid(), Signal::SIGKILL);
+    let _ = up.child.wait();
+    assert_all_gone(&up.seen, Duration::from_secs(5));
+}
+
+/// A moderator killed with SIGKILL is started again by `offpath up` on the same metrics
+/// address, which turns ready again; the transport keeps running meanwhile.
+#[test]
+fn a_killed_moderator_is_restarted() {
+    let mut up = Up::start();
+    up.wait_up();
+    let children = up.children();
+    let find = |service: &str| {
+        children
+            .iter()
+            .find(|(_, cmd)| is_service(cmd, service))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {service} child: {children:?}"))
+    };
+    let (moderator, cmd) = find("moderator");
+    let (transport, _) = find("transport");
+    let ops: SocketAddr = flag(&cmd, "metrics-addr")
+        .expect("--metrics-addr")
+        .parse()
+        .expect("address");
+    assert_eq!(http_status(ops, "/readyz"), 200);
+    signal(moderator, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let restarted = loop {
+        let again = up
+            .children()
+            .into_iter()
+            .find(|(pid, cmd)| *pid != moderator && is_service(cmd, "moderator"));
+        if let Some((pid, cmd)) = again
+            && http_status(ops, "/readyz") == 200
+        {
+            assert_eq!(flag(&cmd, "metrics-addr"), Some(ops.to_string()));
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ready moderator after the kill"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(alive(transport), "the transport kept running");
+    signal(up.pid(), Signal::SIGTERM);
+    let (code, log) = up.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "log:\n{log}");
+    assert!(
+        log.contains(r#""restarts":1"#),
+        "restart counted; log:\n{log}"
+    );
+    assert!(!alive(restarted));
+}
