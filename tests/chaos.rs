@@ -28,8 +28,8 @@ const NATS_RESTART_AT: usize = 480;
 const DELETE_STREAMS_AT: usize = 700;
 
 fn text(n: usize) -> (String, &'static str) {
-    let room = if n % 2 == 0 { "lobby" } else { "kids" };
-    let text = if n % 5 == 0 {
+    let room = if n.is_multiple_of(2) { "lobby" } else { "kids" };
+    let text = if n.is_multiple_of(5) {
         format!("you are a stupid worthless idiot {n}")
     } else {
         format!("see you at the game tonight, bring snacks {n}")
