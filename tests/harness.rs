@@ -115,3 +115,18 @@ fn early_exit_reports_the_log() {
         other => panic!("unexpected error: {other:?}"),
     }
 }
+
+/// A nats-server installed under another name (`nats-server-2.9`, say) starts: the ports
+/// file it writes is named after its executable.
+#[test]
+fn a_renamed_binary_starts() {
+    let real = offpath_nats_local::find_binary().expect("nats-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let renamed = dir.path().join("nats-server-renamed");
+    std::os::unix::fs::symlink(&real, &renamed).expect("symlink");
+    let server = NatsServer::builder()
+        .binary(&renamed)
+        .start()
+        .expect("a renamed nats-server starts");
+    assert_ne!(server.port(), 0);
+}

@@ -312,7 +312,13 @@ impl NatsServer {
     /// Wait until *our* process has written its ports file (so a port taken by another
     /// server is not mistaken for ours) and the port accepts TCP.
     fn wait_ready(&mut self, pid: u32) -> Result<(), Error> {
-        let ports_file = self.work.path().join(format!("nats-server_{pid}.ports"));
+        // nats-server names the file after its executable (`<basename>_<pid>.ports`): a
+        // binary installed as `nats-server-2.9` writes `nats-server-2.9_<pid>.ports`.
+        let name = self
+            .binary
+            .file_name()
+            .map_or("nats-server".into(), |n| n.to_string_lossy().into_owned());
+        let ports_file = self.work.path().join(format!("{name}_{pid}.ports"));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut()
