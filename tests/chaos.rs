@@ -186,6 +186,17 @@ async fn chat_survives_frozen_and_killed_moderators_a_nats_restart_and_deleted_s
     })
     .await;
     assert_eq!(acked.len(), MESSAGES);
+    let released = alice_frames
+        .iter()
+        .filter(|f| f["type"] == "verdict" && f["reason"] == "hold_deadline")
+        .count();
+    println!(
+        "chaos: {} accepted, {} model verdicts, {} blocked, {released} held messages released \
+         at the hold deadline and classified later, 0 expired",
+        acked.len(),
+        verdicts.len(),
+        blocked.len()
+    );
     let metrics = transport.metrics().await;
     assert_eq!(
         metric(&metrics, "offpath_transport_outbox_shed_total", ""),
