@@ -1,7 +1,14 @@
 //! `offpath bench throughput`: end-to-end verdicts/s and publish → verdict latency through
 //! a real nats-server and a moderator child process, against raw in-process inference of
-//! the same policy measured in the same run (batched, and one message at a time).
+//! the same policy on the same texts, measured in the same run.
+//!
+//! Every request of the headline run has a text of its own (a chat line of the parity
+//! fixture with a unique number), so the moderator's spam-wave cache never answers and the
+//! figure is inference. Then, on the same moderator: paced runs at 50% and 90% of the
+//! measured capacity (publish → verdict latency, what a user feels), and a spam wave (the
+//! fixture's lines repeated, so the cache answers most of them) reported on its own line.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -19,39 +26,77 @@ use offpath_protocol::{ModerationRequest, PROTOCOL_VERSION, Verdict, encode};
 use crate::cli::BenchArgs;
 use crate::tools;
 
+/// Seconds of each paced run.
+const PACED_SECONDS: f64 = 20.0;
+
 /// Runs the scenario and prints the figures.
 pub async fn throughput(args: BenchArgs) -> anyhow::Result<()> {
     let config = tools::complete_moderator_config(args.moderator.clone())?;
     offpath_classifier::init_runtime(config.ort_library.as_deref().context("ORT library")?)?;
-    let texts = chat_texts(&config.models[0])?;
+    let lines = chat_texts(&config.models[0])?;
+    let distinct = |phase: &str, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{} ({phase} {i})", lines[i % lines.len()]))
+            .collect()
+    };
     println!(
-        "texts: {} chat lines from the parity fixture, cycled to {}",
-        texts.len(),
+        "texts: {} chat lines from the parity fixture, each numbered so every request is \
+         distinct ({} requests)",
+        lines.len(),
         args.messages
     );
 
-    let raw_sample = args.raw_messages.min(args.messages);
-    let raw_batched = raw_rate(&config, &texts, raw_sample, config.max_batch).await?;
-    let raw_single = raw_rate(&config, &texts, raw_sample / 4, 1).await?;
+    let raw_texts = distinct("raw", args.raw_messages.min(args.messages));
+    let raw_batched = raw_rate(&config, &raw_texts, config.max_batch).await?;
+    let raw_single = raw_rate(&config, &raw_texts[..raw_texts.len() / 4], 1).await?;
     println!(
         "raw in-process, batch {}: {raw_batched:.0} msg/s",
         config.max_batch
     );
     println!("raw in-process, one at a time: {raw_single:.0} msg/s");
 
-    let (e2e, latencies, rss) = end_to_end(&args, &texts).await?;
-    let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
+    let mut bench = Pipeline::start(&args).await?;
+    let saturated = bench.run(&distinct("e2e", args.messages), None).await?;
     println!(
-        "end to end: {e2e:.0} verdicts/s; publish -> verdict p50 {} ms, p99 {} ms",
-        p(0.5),
-        p(0.99)
+        "end to end, distinct texts: {:.0} verdicts/s; publish -> verdict {}",
+        saturated.rate,
+        saturated.latency()
     );
-    println!("moderator peak RSS: {:.0} MiB", rss as f64 / 1024.0);
     println!(
         "ratios: end-to-end / raw batched = {:.2}; end-to-end / raw one-at-a-time = {:.2}",
-        e2e / raw_batched,
-        e2e / raw_single
+        saturated.rate / raw_batched,
+        saturated.rate / raw_single
     );
+    for share in [0.5, 0.9] {
+        let rate = saturated.rate * share;
+        let n = (rate * PACED_SECONDS) as usize;
+        let paced = bench
+            .run(&distinct(&format!("paced{share}"), n), Some(rate))
+            .await?;
+        println!(
+            "paced at {:.0}% of capacity ({rate:.0} msg/s for {PACED_SECONDS} s): {:.0} \
+             verdicts/s; publish -> verdict {}",
+            share * 100.0,
+            paced.rate,
+            paced.latency()
+        );
+    }
+    let wave: Vec<String> = (0..args.messages)
+        .map(|i| lines[i % lines.len()].clone())
+        .collect();
+    let spam = bench.run(&wave, None).await?;
+    println!(
+        "spam wave ({} lines repeated; the moderator's cache answers repeats): {:.0} \
+         verdicts/s; publish -> verdict {}",
+        lines.len(),
+        spam.rate,
+        spam.latency()
+    );
+    println!(
+        "moderator peak RSS: {:.0} MiB",
+        bench.peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+    bench.stop();
     Ok(())
 }
 
@@ -82,11 +127,11 @@ pub fn fixture_texts(path: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result
     Ok(texts)
 }
 
-/// Messages/s of the policy on `inference_threads` threads, as the moderator runs it.
+/// Messages/s of the policy over `texts` on `inference_threads` threads, in batches of
+/// `batch`, as the moderator runs it.
 async fn raw_rate(
     config: &offpath_moderator::Config,
     texts: &[String],
-    messages: usize,
     batch: usize,
 ) -> anyhow::Result<f64> {
     let threads = config.inference_threads.max(1);
@@ -115,9 +160,11 @@ async fn raw_rate(
         .map(|(t, mut policy)| {
             let texts = Arc::clone(&texts);
             std::thread::spawn(move || -> anyhow::Result<()> {
-                let mine: Vec<&str> = (t..messages)
+                let mine: Vec<&str> = texts
+                    .iter()
+                    .skip(t)
                     .step_by(threads)
-                    .map(|i| texts[i % texts.len()].as_str())
+                    .map(String::as_str)
                     .collect();
                 for chunk in mine.chunks(batch.max(1)) {
                     policy.assess(chunk, None)?;
@@ -131,81 +178,150 @@ async fn raw_rate(
             .join()
             .map_err(|_| anyhow::anyhow!("raw inference thread panicked"))??;
     }
-    Ok(messages as f64 / started.elapsed().as_secs_f64())
+    Ok(texts.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn end_to_end(args: &BenchArgs, texts: &[String]) -> anyhow::Result<(f64, Vec<u64>, u64)> {
-    let server = tokio::task::spawn_blocking(NatsServer::start).await??;
-    let client = async_nats::connect(server.url()).await?;
-    let js = jetstream::new(client.clone());
-    ensure(&js, &TopologyConfig::default()).await?;
-    let mut verdicts = client.subscribe("offpath.verdict.bench.>").await?;
-    let mut moderator = Command::new(std::env::current_exe()?)
-        .args(["moderator", "--nats-url", &server.url()])
-        .args(args.moderator_flags())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the moderator process")?;
-    let pid = moderator.id();
-    wait_until_pulling(&js).await?;
-    let publisher = {
-        let js = js.clone();
-        let texts = texts.to_vec();
-        let n = args.messages;
-        tokio::spawn(async move { publish_all(&js, &texts, n).await })
-    };
-    let mut latencies = Vec::with_capacity(args.messages);
-    let mut seen = std::collections::HashSet::new();
-    let mut first: Option<Instant> = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout_s);
-    while seen.len() < args.messages {
-        let message = tokio::time::timeout_at(deadline, verdicts.next())
-            .await
-            .context("timed out waiting for verdicts")?
-            .context("verdict subscription closed")?;
-        let verdict: Verdict = serde_json::from_slice(&message.payload)?;
-        first.get_or_insert_with(Instant::now);
-        if seen.insert(verdict.id.clone()) {
-            let sent: u64 = verdict
-                .id
-                .rsplit('-')
-                .next()
-                .unwrap_or("0")
-                .parse()
-                .unwrap_or(0);
-            latencies.push(offpath_moderator::pipeline::now_ms().saturating_sub(sent));
-        }
+/// What one run through the pipeline measured.
+struct Run {
+    /// Verdicts per second, from the first publish to the last verdict.
+    rate: f64,
+    /// Publish → verdict received, microseconds, sorted.
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn latency(&self) -> String {
+        let ms = |q: f64| {
+            let i = ((self.latencies_us.len() as f64 - 1.0) * q) as usize;
+            self.latencies_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
+        };
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(0.5),
+            ms(0.99),
+            ms(1.0)
+        )
     }
-    let published_at = publisher.await??;
-    let elapsed = published_at.elapsed().as_secs_f64();
-    let rss = peak_rss_kib(pid).unwrap_or(0);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = moderator.wait();
-    latencies.sort_unstable();
-    Ok((args.messages as f64 / elapsed, latencies, rss))
 }
 
-/// Publishes `n` requests as fast as JetStream acknowledges them (acks awaited in windows
-/// of 512); returns when publishing started. The send time travels in the id.
+/// A nats-server and a moderator child process, with a subscriber on the verdicts.
+struct Pipeline {
+    _server: NatsServer,
+    js: jetstream::Context,
+    verdicts: async_nats::Subscriber,
+    moderator: std::process::Child,
+    timeout: Duration,
+    runs: usize,
+}
+
+impl Pipeline {
+    async fn start(args: &BenchArgs) -> anyhow::Result<Self> {
+        let server = tokio::task::spawn_blocking(NatsServer::start).await??;
+        let client = async_nats::connect(server.url()).await?;
+        let js = jetstream::new(client.clone());
+        ensure(&js, &TopologyConfig::default()).await?;
+        let verdicts = client.subscribe("offpath.verdict.bench.>").await?;
+        let moderator = Command::new(std::env::current_exe()?)
+            .args(["moderator", "--nats-url", &server.url()])
+            .args(args.moderator_flags())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the moderator process")?;
+        wait_until_pulling(&js).await?;
+        Ok(Self {
+            _server: server,
+            js,
+            verdicts,
+            moderator,
+            timeout: Duration::from_secs(args.timeout_s),
+            runs: 0,
+        })
+    }
+
+    /// Publishes one request per text, as fast as JetStream acknowledges them or at `rate`
+    /// per second, and waits for every verdict.
+    async fn run(&mut self, texts: &[String], rate: Option<f64>) -> anyhow::Result<Run> {
+        self.runs += 1;
+        let prefix = format!("r{}-", self.runs);
+        let sent = Arc::new(std::sync::Mutex::new(HashMap::with_capacity(texts.len())));
+        let publisher = {
+            let (js, texts, sent, prefix) = (
+                self.js.clone(),
+                texts.to_vec(),
+                Arc::clone(&sent),
+                prefix.clone(),
+            );
+            tokio::spawn(async move { publish_all(&js, &texts, &prefix, rate, &sent).await })
+        };
+        let mut latencies_us = Vec::with_capacity(texts.len());
+        let mut seen = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while seen.len() < texts.len() {
+            let message = tokio::time::timeout_at(deadline, self.verdicts.next())
+                .await
+                .context("timed out waiting for verdicts")?
+                .context("verdict subscription closed")?;
+            let received = Instant::now();
+            let verdict: Verdict = serde_json::from_slice(&message.payload)?;
+            if !verdict.id.starts_with(&prefix) || !seen.insert(verdict.id.clone()) {
+                continue;
+            }
+            let at = sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&verdict.id);
+            if let Some(at) = at {
+                latencies_us.push(received.duration_since(at).as_micros() as u64);
+            }
+        }
+        let started = publisher.await??;
+        latencies_us.sort_unstable();
+        Ok(Run {
+            rate: texts.len() as f64 / started.elapsed().as_secs_f64(),
+            latencies_us,
+        })
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.moderator.id()));
+        let status = status.ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.moderator.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.moderator.wait();
+    }
+}
+
+/// Publishes one request per text (acks awaited in windows of 512), unpaced or at `rate`
+/// per second; records each id's publish instant in `sent`; returns when publishing
+/// started.
 async fn publish_all(
     js: &jetstream::Context,
     texts: &[String],
-    n: usize,
+    prefix: &str,
+    rate: Option<f64>,
+    sent: &std::sync::Mutex<HashMap<String, Instant>>,
 ) -> anyhow::Result<Instant> {
     let started = Instant::now();
     let mut acks = Vec::with_capacity(512);
-    for i in 0..n {
+    for (i, text) in texts.iter().enumerate() {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
         let now = offpath_moderator::pipeline::now_ms();
         let request = ModerationRequest {
             v: PROTOCOL_VERSION,
-            id: format!("b{i}-{now}"),
+            id: format!("{prefix}{i}"),
             tenant: "bench".into(),
             room: format!("room{}", i % 16),
             sender: format!("user{}", i % 100),
-            text: texts[i % texts.len()].clone(),
+            text: text.clone(),
             sent_at_ms: now,
             deadline_ms: None,
             priority: None,
@@ -214,6 +330,9 @@ async fn publish_all(
         let publish = PublishMessage::build()
             .payload(encode(&request).into())
             .message_id(&request.id);
+        sent.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(request.id.clone(), Instant::now());
         acks.push(js.send_publish(request_subject("bench"), publish).await?);
         if acks.len() == 512 {
             for ack in acks.drain(..) {
@@ -225,13 +344,6 @@ async fn publish_all(
         ack.await?;
     }
     Ok(started)
-}
-
-/// VmHWM (peak resident set) of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Waits until the moderator process has loaded its models and is pulling.
