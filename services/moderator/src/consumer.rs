@@ -16,10 +16,10 @@ use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::StreamExt;
 use offpath_protocol::subject::{MODERATION_STREAM, MODERATOR_CONSUMER};
 use offpath_protocol::topology::{self, TopologyConfig};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::metrics as m;
 use crate::pipeline::{self, Pending, Shared};
@@ -31,6 +31,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The server's idle heartbeat on a pull: when it stops coming, the consumer is checked.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often the backlog gauges are read from the consumer: a scrape interval's order, and
+/// one small request per moderator.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 /// The bound consumer's settings that the pipeline reads, re-read at every (re-)bind.
 pub(crate) struct Settings {
@@ -250,6 +253,37 @@ impl Intake {
             | MessagesErrorKind::PushBasedConsumer
             | MessagesErrorKind::RequestLimitExceeded => Some(err.to_string()),
             _ => self.lookup().await.err(),
+        }
+    }
+}
+
+/// Publishes the consumer's backlog (`num_pending`, `num_ack_pending`: what an operator
+/// scales on) every [`BACKLOG_EVERY`] until `stop` turns true. While the consumer cannot be
+/// read the gauges keep their last values and `consumer_info` errors are counted.
+pub(crate) async fn report_backlog(js: jetstream::Context, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(BACKLOG_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = ticks.tick() => {}
+        }
+        let info = async {
+            let stream = js.get_stream(MODERATION_STREAM).await?;
+            stream
+                .consumer_info(MODERATOR_CONSUMER)
+                .await
+                .map_err(async_nats::Error::from)
+        };
+        match info.await {
+            Ok(info) => {
+                metrics::gauge!(m::CONSUMER_PENDING).set(info.num_pending as f64);
+                metrics::gauge!(m::CONSUMER_ACK_PENDING).set(info.num_ack_pending as f64);
+            }
+            Err(err) => {
+                metrics::counter!(m::NATS_ERRORS, "operation" => "consumer_info").increment(1);
+                debug!("reading the consumer's backlog: {err}");
+            }
         }
     }
 }

@@ -204,8 +204,22 @@ pub fn prometheus() -> &'static PrometheusHandle {
         // /metrics shows this recorder's (empty) view and the program's own exporter rules.
         let _ = metrics::set_global_recorder(recorder);
         m::describe();
+        process_metrics().describe();
+        m::register();
         handle
     })
+}
+
+/// The `process_*` collector, read at every scrape.
+fn process_metrics() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// `/metrics`: the process figures of now, then everything.
+async fn render() -> String {
+    process_metrics().collect();
+    prometheus().render()
 }
 
 /// Serves the endpoints on `listener` until `shutdown`.
@@ -222,7 +236,7 @@ pub async fn serve(
         }
     });
     let app = Router::new()
-        .route("/metrics", get(|| async { prometheus().render() }))
+        .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(health);

@@ -121,6 +121,7 @@ async fn run_inner(
         nak_delay: Duration::from_millis(config.nak_delay_ms),
     });
     let (model, version) = shared.pool.model();
+    metrics::model_info(model, version, &config.models);
     let threads = config.inference_threads;
     info!(
         model,
@@ -147,6 +148,7 @@ async fn run_inner(
         Duration::from_millis(config.classify_timeout_ms),
         config.classify_concurrency.max(1),
     );
+    let backlog = consumer::report_backlog(js.clone(), stop_rx.clone());
     let micro = micro_service(client, &shared, classify, call_limits, stop_rx);
     let intake = consumer::Intake {
         js,
@@ -160,7 +162,7 @@ async fn run_inner(
         let _ = stop_tx.send(true);
         result
     };
-    let (result, (), ()) = tokio::join!(intake, batcher, micro);
+    let (result, (), (), ()) = tokio::join!(intake, batcher, micro, backlog);
     let all = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
     if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
         .await

@@ -1,15 +1,37 @@
-//! Metric names, declared once, and their descriptions (`promtool check metrics` needs one
-//! for every metric).
+//! Metric names, declared once, with the label values the code can produce and their
+//! descriptions (`promtool check metrics` needs one for every metric). [`register`] puts
+//! every series on `/metrics` at start (counters at 0, histograms without a sample): the
+//! exporter renders a series only once it is touched, and `increase()` over a series that
+//! appears with its first event misses that event.
 
-/// Requests finished, by `outcome` (`verdict`, `expired`, `dead_letter`, `retried`).
+use std::path::PathBuf;
+
+use offpath_protocol::DecodeError;
+
+/// Requests finished, by `outcome` (one of [`OUTCOMES`]).
 pub const REQUESTS: &str = "offpath_moderator_requests_total";
+/// Every `outcome` of [`REQUESTS`]: settled from the stream (`verdict`, `expired`, `cached`,
+/// `dead_letter`, `retried`), answered to a synchronous call (`direct`) or refused to one
+/// (`overloaded`, `timeout`, `unavailable`).
+pub const OUTCOMES: &[&str] = &[
+    "verdict",
+    "expired",
+    "cached",
+    "dead_letter",
+    "retried",
+    "direct",
+    "overloaded",
+    "timeout",
+    "unavailable",
+];
 /// Requests per inference batch.
 pub const BATCH_SIZE: &str = "offpath_moderator_batch_size";
 /// Time in inference per batch.
 pub const INFERENCE_SECONDS: &str = "offpath_moderator_inference_seconds";
 /// From stream publish to the start of inference.
 pub const QUEUE_SECONDS: &str = "offpath_moderator_queue_seconds";
-/// Dead letters published, by `reason`.
+/// Dead letters published, by `reason`: a [`DecodeError::REASONS`] or a failure of
+/// [`INFERENCE_FAILURES`] (a batch that failed on each of `max_deliver` deliveries).
 pub const DEAD_LETTERS: &str = "offpath_moderator_dead_letters_total";
 /// Runs terminated by the watchdog.
 pub const INFERENCE_CANCELLED: &str = "offpath_moderator_inference_cancelled_total";
@@ -17,18 +39,49 @@ pub const INFERENCE_CANCELLED: &str = "offpath_moderator_inference_cancelled_tot
 pub const THREADS_REPLACED: &str = "offpath_moderator_threads_replaced_total";
 /// Inference threads alive.
 pub const INFERENCE_THREADS: &str = "offpath_moderator_inference_threads";
-/// Batches that failed, by `reason` (before bisection or retry).
+/// Batches that failed, by `reason` (before bisection or retry): one of
+/// [`INFERENCE_FAILURES`] or `shutdown`.
 pub const BATCH_FAILURES: &str = "offpath_moderator_batch_failures_total";
+/// The `reason`s of a failed inference ([`crate::pool::BatchError::reason`] but `shutdown`,
+/// which is never dead-lettered).
+pub const INFERENCE_FAILURES: &[&str] = &[
+    "inference_failed",
+    "inference_panicked",
+    "inference_cancelled",
+    "inference_hung",
+];
 /// Unix time of the last batch that completed inference.
 pub const LAST_PROGRESS: &str = "offpath_moderator_last_progress_timestamp_seconds";
 /// Requests answered from the spam-wave cache.
 pub const CACHE_HITS: &str = "offpath_moderator_cache_hits_total";
-/// Errors talking to NATS, by `operation`.
+/// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
 pub const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
+/// Every `operation` of [`NATS_ERRORS`].
+pub const NATS_OPERATIONS: &[&str] = &[
+    "bind",
+    "pull",
+    "progress",
+    "nak",
+    "ack",
+    "publish_verdict",
+    "publish_dead_letter",
+    "respond",
+    "consumer_info",
+];
 /// Times the JetStream consumer was bound again after it was lost (deleted, or its stream).
 pub const CONSUMER_REBINDS: &str = "offpath_moderator_consumer_rebinds_total";
 /// Settings of existing streams or consumers that differ from this process's topology.
 pub const TOPOLOGY_DRIFT: &str = "offpath_moderator_topology_drift_total";
+/// Requests in `MODERATION` not yet delivered to any moderator (the consumer's
+/// `num_pending`): the backlog to scale on.
+pub const CONSUMER_PENDING: &str = "offpath_moderator_consumer_pending";
+/// Requests delivered to moderators and not yet acked (the consumer's `num_ack_pending`).
+pub const CONSUMER_ACK_PENDING: &str = "offpath_moderator_consumer_ack_pending";
+/// 1, labelled with the running models' `name`, `version` and `sha256` (the first 12 hex
+/// digits of each ONNX file's, `+`-joined like the names).
+pub const MODEL_INFO: &str = "offpath_moderator_model_info";
+/// 1, labelled with this build's `version` and git `commit`.
+pub const BUILD_INFO: &str = "offpath_build_info";
 
 /// Registers the description of every metric with the installed recorder.
 pub fn describe() {
@@ -64,7 +117,115 @@ pub fn describe() {
         TOPOLOGY_DRIFT,
         "Topology settings found differing from this process's (left as they are)"
     );
-    // Rendered from the start (as 0), not only after the first loss.
-    metrics::counter!(CONSUMER_REBINDS).increment(0);
-    metrics::counter!(TOPOLOGY_DRIFT).increment(0);
+    describe_gauge!(
+        CONSUMER_PENDING,
+        Unit::Count,
+        "Requests in MODERATION not yet delivered to a moderator (consumer num_pending)"
+    );
+    describe_gauge!(
+        CONSUMER_ACK_PENDING,
+        Unit::Count,
+        "Requests delivered to moderators and not yet acked (consumer num_ack_pending)"
+    );
+    describe_gauge!(
+        MODEL_INFO,
+        "1, labelled with the running models' name, version and sha256 prefix"
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "1, labelled with this build's version and commit"
+    );
+}
+
+/// Puts every series on `/metrics` now, at 0 (counters with each label value the code can
+/// produce), so that the first event is an increase rather than a new series.
+pub fn register() {
+    use metrics::{counter, gauge, histogram};
+    for name in [
+        INFERENCE_CANCELLED,
+        THREADS_REPLACED,
+        CACHE_HITS,
+        CONSUMER_REBINDS,
+        TOPOLOGY_DRIFT,
+    ] {
+        counter!(name).increment(0);
+    }
+    let labelled: [(&str, &str, &[&str]); 5] = [
+        (REQUESTS, "outcome", OUTCOMES),
+        (BATCH_FAILURES, "reason", INFERENCE_FAILURES),
+        (BATCH_FAILURES, "reason", &["shutdown"]),
+        (DEAD_LETTERS, "reason", INFERENCE_FAILURES),
+        (DEAD_LETTERS, "reason", DecodeError::REASONS),
+    ];
+    for (name, label, values) in labelled {
+        for &value in values {
+            counter!(name, label => value).increment(0);
+        }
+    }
+    for &operation in NATS_OPERATIONS {
+        counter!(NATS_ERRORS, "operation" => operation).increment(0);
+    }
+    // `increment(0.0)`, not `set(0.0)`: a gauge already moved keeps its value.
+    for name in [
+        INFERENCE_THREADS,
+        LAST_PROGRESS,
+        CONSUMER_PENDING,
+        CONSUMER_ACK_PENDING,
+    ] {
+        gauge!(name).increment(0.0);
+    }
+    // Registering a histogram handle is enough for this exporter: it renders the buckets,
+    // `_sum` and `_count` at 0 with no sample recorded.
+    for name in [BATCH_SIZE, INFERENCE_SECONDS, QUEUE_SECONDS] {
+        let _ = histogram!(name);
+    }
+    gauge!(
+        BUILD_INFO,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => env!("OFFPATH_COMMIT"),
+    )
+    .set(1.0);
+}
+
+/// Sets [`MODEL_INFO`] for the policy `name`/`version` (`+`-joined, as the pool reports
+/// them) loaded from the model directories `models`. The sha256 comes from each model's
+/// manifest, which the pool checked against the files when it loaded them.
+pub fn model_info(name: &str, version: &str, models: &[PathBuf]) {
+    let sha256 = models
+        .iter()
+        .map(|dir| {
+            offpath_classifier::Manifest::load(dir)
+                .ok()
+                .and_then(|m| m.sha256.get(&m.file).map(|s| s.chars().take(12).collect()))
+                .unwrap_or_else(|| "unknown".to_string())
+        })
+        .collect::<Vec<String>>()
+        .join("+");
+    metrics::gauge!(
+        MODEL_INFO,
+        "name" => name.to_string(),
+        "version" => version.to_string(),
+        "sha256" => sha256,
+    )
+    .set(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::INFERENCE_FAILURES;
+    use crate::pool::BatchError;
+
+    /// Every reason a batch can fail with is registered up front.
+    #[test]
+    fn inference_failures_cover_every_batch_error() {
+        for err in [
+            BatchError::Failed(String::new()),
+            BatchError::Panicked(String::new()),
+            BatchError::Cancelled,
+            BatchError::Hung,
+        ] {
+            assert!(INFERENCE_FAILURES.contains(&err.reason()), "{err}");
+        }
+        assert_eq!(BatchError::Closed.reason(), "shutdown");
+    }
 }

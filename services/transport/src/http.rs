@@ -50,7 +50,7 @@ pub fn public(app: App) -> Router {
 /// The operator's router: `/metrics`, `/healthz`, `/readyz`.
 pub fn operator(app: App) -> Router {
     Router::new()
-        .route("/metrics", get(|| async { prometheus().render() }))
+        .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(app)
@@ -173,6 +173,20 @@ pub fn prometheus() -> &'static PrometheusHandle {
         // Fails only if another recorder was installed first (an embedding program's).
         let _ = metrics::set_global_recorder(recorder);
         m::describe();
+        process_metrics().describe();
+        m::register();
         handle
     })
+}
+
+/// The `process_*` collector, read at every scrape.
+fn process_metrics() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// `/metrics`: the process figures of now, then everything.
+async fn render() -> String {
+    process_metrics().collect();
+    prometheus().render()
 }

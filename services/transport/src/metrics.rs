@@ -1,48 +1,97 @@
-//! Metric names, declared once, and their descriptions (`promtool check metrics` needs one
-//! for every metric).
+//! Metric names, declared once, with the label values the code can produce and their
+//! descriptions (`promtool check metrics` needs one for every metric). [`register`] puts
+//! every series on `/metrics` at start (counters at 0, histograms without a sample): the
+//! exporter renders a series only once it is touched, and `increase()` over a series that
+//! appears with its first event misses that event.
+
+use crate::frames::ErrorCode;
+use crate::peer::Close;
 
 /// Open websocket connections.
 pub const CONNECTIONS: &str = "offpath_transport_connections";
-/// Connections refused or closed by the gateway, by `reason` (`max_connections`,
-/// `slow_client`, `frame_too_large`, `shutdown`).
+/// Connections refused or closed by the gateway, by `reason` (one of
+/// [`DISCONNECT_REASONS`]).
 pub const DISCONNECTS: &str = "offpath_transport_disconnects_total";
+/// Every `reason` of [`DISCONNECTS`]. A client's own close ([`Close::GONE`]) is not counted.
+pub const DISCONNECT_REASONS: &[&str] = &[
+    "unauthenticated",
+    Close::FULL.reason,
+    Close::SLOW.reason,
+    Close::SHUTDOWN.reason,
+];
 /// Messages accepted from clients.
 pub const MESSAGES: &str = "offpath_transport_messages_total";
-/// Frames refused with an error frame, by `code`.
+/// Frames refused with an error frame, by `code` (every [`ErrorCode`]).
 pub const FRAME_ERRORS: &str = "offpath_transport_frame_errors_total";
 /// From a `send` frame read to its message queued to every member of the room.
 pub const FANOUT_SECONDS: &str = "offpath_transport_fanout_seconds";
 /// Moderation requests waiting in the outbox or awaiting JetStream's acknowledgement.
 pub const OUTBOX_DEPTH: &str = "offpath_transport_outbox_depth";
-/// Moderation requests shed, by `reason` (`full`, `shutdown`).
+/// Moderation requests shed, by `reason` (one of [`SHED_REASONS`]).
 pub const OUTBOX_SHED: &str = "offpath_transport_outbox_shed_total";
+/// Every `reason` of [`OUTBOX_SHED`]: the outbox was full, or closed by shutdown.
+pub const SHED_REASONS: &[&str] = &["full", "shutdown"];
 /// Moderation requests stored in the MODERATION stream.
 pub const OUTBOX_PUBLISHED: &str = "offpath_transport_outbox_published_total";
-/// Verdicts applied, by `action`.
+/// Verdicts applied, by `action` (one of [`ACTIONS`]).
 pub const VERDICTS: &str = "offpath_transport_verdicts_total";
-/// Verdicts received but not applied, by `reason` (`duplicate`, `malformed`,
-/// `other_tenant`).
+/// Every `action` of [`VERDICTS`] (`offpath_protocol::Action::as_str`).
+pub const ACTIONS: &[&str] = &["allow", "flag", "block", "unmoderated"];
+/// Verdicts received but not applied, by `reason` (one of [`IGNORED_REASONS`]).
 pub const VERDICTS_IGNORED: &str = "offpath_transport_verdicts_ignored_total";
+/// Every `reason` of [`VERDICTS_IGNORED`].
+pub const IGNORED_REASONS: &[&str] = &["duplicate", "malformed", "other_tenant"];
 /// From a message's acceptance to its verdict applied.
 pub const VERDICT_LAG_SECONDS: &str = "offpath_transport_verdict_lag_seconds";
 /// Clients disconnected because their send queue was full.
 pub const SLOW_CLIENTS: &str = "offpath_transport_slow_clients_total";
 /// Messages in `hold` rooms waiting for a verdict.
 pub const HELD: &str = "offpath_transport_held_messages";
-/// Held messages settled, by `outcome` (`allowed`, `blocked`, `deadline_delivered`,
-/// `deadline_dropped`, `shed_delivered`, `shed_dropped`).
+/// Held messages settled, by `outcome` (one of [`HOLD_OUTCOMES`]).
 pub const HOLD_SETTLED: &str = "offpath_transport_hold_settled_total";
+/// Every `outcome` of [`HOLD_SETTLED`]: by the verdict's action, by the hold deadline, or
+/// without a verdict (shed, classify failed) — delivered or dropped by the room's policy.
+pub const HOLD_OUTCOMES: &[&str] = &[
+    "allowed",
+    "flagged",
+    "blocked",
+    "deadline_delivered",
+    "deadline_dropped",
+    "unmoderated_delivered",
+    "unmoderated_dropped",
+];
 /// Unmoderated messages retracted by a fail-closed room.
 pub const FAIL_CLOSED_RETRACTS: &str = "offpath_transport_fail_closed_retracts_total";
-/// Errors talking to NATS, by `operation`.
+/// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
 pub const NATS_ERRORS: &str = "offpath_transport_nats_errors_total";
+/// Every `operation` of [`NATS_ERRORS`].
+pub const NATS_OPERATIONS: &[&str] = &["classify", "publish", "verdicts", "ack"];
 /// 1 while the verdict consumer is bound and pulling, else 0.
 pub const VERDICTS_BOUND: &str = "offpath_transport_verdict_consumer_bound";
 /// Times this gateway found its verdict consumer already pulled by another process (two
 /// gateways with the same `--instance` split the verdicts between them).
 pub const VERDICTS_SHARED: &str = "offpath_transport_verdict_consumer_shared_total";
-/// Settings of existing streams that differ from this process's (left as they are).
+/// Settings of existing streams that differ from this process's (left as they are), by
+/// `setting` (one of [`DRIFT_SETTINGS`]).
 pub const TOPOLOGY_DRIFT: &str = "offpath_transport_topology_drift_total";
+/// Every `setting` `offpath_protocol::topology::ensure` compares (streams, then the
+/// moderators' consumer).
+pub const DRIFT_SETTINGS: &[&str] = &[
+    "subjects",
+    "retention",
+    "num_replicas",
+    "max_bytes",
+    "max_age",
+    "max_message_size",
+    "duplicate_window",
+    "ack_wait",
+    "max_deliver",
+    "max_ack_pending",
+];
+/// Unix time of the last verdict applied from the `VERDICTS` consumer; 0 until the first.
+pub const LAST_VERDICT: &str = "offpath_transport_last_verdict_timestamp_seconds";
+/// 1, labelled with this build's `version` and git `commit`.
+pub const BUILD_INFO: &str = "offpath_build_info";
 
 /// Registers the description of every metric with the installed recorder.
 pub fn describe() {
@@ -98,4 +147,85 @@ pub fn describe() {
         TOPOLOGY_DRIFT,
         "Settings of existing streams that differ from this process's, left alone"
     );
+    describe_gauge!(
+        LAST_VERDICT,
+        Unit::Seconds,
+        "Unix time of the last verdict applied from VERDICTS (0 until the first)"
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "1, labelled with this build's version and commit"
+    );
+}
+
+/// Puts every series on `/metrics` now, at 0 (counters with each label value the code can
+/// produce), so that the first event is an increase rather than a new series.
+pub fn register() {
+    use metrics::{counter, gauge, histogram};
+    for name in [
+        MESSAGES,
+        OUTBOX_PUBLISHED,
+        SLOW_CLIENTS,
+        FAIL_CLOSED_RETRACTS,
+        VERDICTS_SHARED,
+    ] {
+        counter!(name).increment(0);
+    }
+    let codes = ErrorCode::ALL.map(ErrorCode::as_str);
+    let labelled: [(&str, &str, &[&str]); 8] = [
+        (DISCONNECTS, "reason", DISCONNECT_REASONS),
+        (FRAME_ERRORS, "code", &codes),
+        (OUTBOX_SHED, "reason", SHED_REASONS),
+        (VERDICTS, "action", ACTIONS),
+        (VERDICTS_IGNORED, "reason", IGNORED_REASONS),
+        (HOLD_SETTLED, "outcome", HOLD_OUTCOMES),
+        (NATS_ERRORS, "operation", NATS_OPERATIONS),
+        (TOPOLOGY_DRIFT, "setting", DRIFT_SETTINGS),
+    ];
+    for (name, label, values) in labelled {
+        for &value in values {
+            counter!(name, label => value).increment(0);
+        }
+    }
+    // `increment(0.0)`, not `set(0.0)`: a gauge already moved keeps its value.
+    for name in [
+        CONNECTIONS,
+        OUTBOX_DEPTH,
+        HELD,
+        VERDICTS_BOUND,
+        LAST_VERDICT,
+    ] {
+        gauge!(name).increment(0.0);
+    }
+    // Registering a histogram handle is enough for this exporter: it renders the buckets,
+    // `_sum` and `_count` at 0 with no sample recorded.
+    for name in [FANOUT_SECONDS, VERDICT_LAG_SECONDS] {
+        let _ = histogram!(name);
+    }
+    gauge!(
+        BUILD_INFO,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => env!("OFFPATH_COMMIT"),
+    )
+    .set(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use offpath_protocol::Action;
+
+    use super::ACTIONS;
+
+    /// Every verdict action is registered up front.
+    #[test]
+    fn actions_cover_every_action() {
+        for action in [
+            Action::Allow,
+            Action::Flag,
+            Action::Block,
+            Action::Unmoderated,
+        ] {
+            assert!(ACTIONS.contains(&action.as_str()), "{action:?}");
+        }
+    }
 }

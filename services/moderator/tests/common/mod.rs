@@ -266,3 +266,44 @@ pub fn metric_value(metrics: &str, name: &str) -> f64 {
         .and_then(|line| line.rsplit(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
+
+/// Runs `promtool check metrics` on a `/metrics` rendering; panics with its complaints, or
+/// with how to install it when it is missing (Debian's `prometheus` package).
+pub fn promtool_check(metrics: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run promtool ({err}): install Debian's `prometheus` package \
+                 (apt-get install -y prometheus, or scripts/bootstrap --promtool)"
+            )
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics refused /metrics:\n{}{}\n--- /metrics ---\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The series of `/metrics` (a sample line without its value) that start with `prefix`.
+pub fn series<'a>(metrics: &'a str, prefix: &str) -> Vec<&'a str> {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#') && line.starts_with(prefix))
+        .filter_map(|line| line.rsplit_once(' ').map(|(series, _)| series))
+        .collect()
+}
