@@ -423,13 +423,23 @@ impl Hub {
         let now = Instant::now();
         let mut tracker = lock(&self.tracker);
         let Some(tracked) = tracker.get_mut(id) else {
-            // Unknown here (forgotten, accepted by another gateway or before a restart, or
-            // forged): retract a block from whoever is in the room now and tell the sender,
-            // from the verdict's own fields. Never remembered: a flood of verdicts for
-            // unknown ids must not push real messages out of the tracker. A second copy
-            // retracts again, which changes nothing for clients.
+            // Unknown here. Rooms live in one gateway: only a message this gateway
+            // accepted (its id carries this instance's name) can be on its clients'
+            // screens, forgotten by the tracker's bounds or accepted before a restart with
+            // the same `--instance`. Such a verdict is applied from its own fields: a block
+            // is retracted from whoever is in the room now. Another gateway's (or a
+            // forged) id is ignored: forwarding it would only let a verdict flood fill
+            // every member's send queue. Never remembered in the tracker: a flood must not
+            // push real messages out of it.
             drop(tracker);
             let verdict = verdict?;
+            let mine = id
+                .strip_prefix(self.config.instance.as_str())
+                .is_some_and(|rest| rest.starts_with('.'));
+            if !mine {
+                metrics::counter!(m::VERDICTS_IGNORED, "reason" => "not_ours").increment(1);
+                return None;
+            }
             if !lock(&self.unknown).insert(id) {
                 metrics::counter!(m::VERDICTS_IGNORED, "reason" => "duplicate").increment(1);
                 return None;

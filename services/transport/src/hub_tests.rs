@@ -219,7 +219,8 @@ async fn unknown_verdicts_cannot_evict_a_held_message() {
     let held = outbox.try_recv().expect("request");
     for n in 0..50 {
         let mut forged = verdict(&held, Action::Allow);
-        forged.id = format!("forged-{n}");
+        // Ids in this gateway's own shape: the ones it cannot dismiss as another's.
+        forged.id = format!("{}.forged.{n}", hub.config().instance);
         hub.apply_verdict(forged);
     }
     assert_eq!(hub.held(), 1, "still held");
@@ -229,4 +230,29 @@ async fn unknown_verdicts_cannot_evict_a_held_message() {
         [("message".to_string(), held.id.clone())]
     );
     assert_eq!(hub.held(), 0);
+}
+
+/// A verdict for an id another gateway assigned (or a forged one) reaches nobody: rooms live
+/// in one gateway, so it cannot be on this gateway's screens. One for an id this gateway
+/// assigned and forgot is still applied, once.
+#[tokio::test]
+async fn unknown_ids_of_other_gateways_are_ignored() {
+    let (hub, mut outbox) = hub(8, &[]);
+    let (alice, mut alice_rx) = member(&hub, "alice", "lobby");
+    let (_bob, mut bob_rx) = member(&hub, "bob", "lobby");
+    hub.accept(&alice, "lobby", "hi".into(), None, Instant::now());
+    let request = outbox.try_recv().expect("request");
+    frames(&mut alice_rx);
+    frames(&mut bob_rx);
+    let mut foreign = verdict(&request, Action::Block);
+    foreign.id = "other-gateway.1.1".into();
+    hub.apply_verdict(foreign);
+    assert!(frames(&mut bob_rx).is_empty(), "nothing for another's id");
+    assert!(frames(&mut alice_rx).is_empty());
+    let mut forgotten = verdict(&request, Action::Block);
+    forgotten.id = format!("{}.0.ffff", hub.config().instance);
+    for _ in 0..2 {
+        hub.apply_verdict(forgotten.clone());
+    }
+    assert_eq!(frames(&mut bob_rx), [("retract".to_string(), forgotten.id)]);
 }

@@ -40,7 +40,7 @@ pub const ACTIONS: &[&str] = &["allow", "flag", "block", "unmoderated"];
 /// Verdicts received but not applied, by `reason` (one of [`IGNORED_REASONS`]).
 pub const VERDICTS_IGNORED: &str = "offpath_transport_verdicts_ignored_total";
 /// Every `reason` of [`VERDICTS_IGNORED`].
-pub const IGNORED_REASONS: &[&str] = &["duplicate", "malformed", "other_tenant"];
+pub const IGNORED_REASONS: &[&str] = &["duplicate", "malformed", "other_tenant", "not_ours"];
 /// From a message's acceptance to its verdict applied.
 pub const VERDICT_LAG_SECONDS: &str = "offpath_transport_verdict_lag_seconds";
 /// Clients disconnected because their send queue was full.
