@@ -22,6 +22,7 @@ use crate::tools;
 /// Runs the scenario and prints the figures.
 pub async fn throughput(args: BenchArgs) -> anyhow::Result<()> {
     let config = tools::complete_moderator_config(args.moderator.clone())?;
+    config.validate().map_err(crate::cli::Usage)?;
     offpath_classifier::init_runtime(config.ort_library.as_deref().context("ORT library")?)?;
     let texts = chat_texts(&config.models[0])?;
     println!(
