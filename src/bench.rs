@@ -32,6 +32,7 @@ const PACED_SECONDS: f64 = 20.0;
 /// Runs the scenario and prints the figures.
 pub async fn throughput(args: BenchArgs) -> anyhow::Result<()> {
     let config = tools::complete_moderator_config(args.moderator.clone())?;
+    config.validate().map_err(crate::cli::Usage)?;
     offpath_classifier::init_runtime(config.ort_library.as_deref().context("ORT library")?)?;
     let lines = chat_texts(&config.models[0])?;
     let distinct = |phase: &str, n: usize| -> Vec<String> {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod errors;
 mod isolation;
 mod launch;
 mod services;
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            report(&format!("{err:#}"));
+            report(&errors::one_line(&err));
             if err.is::<cli::Usage>() {
                 ExitCode::from(EX_USAGE)
             } else {

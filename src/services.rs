@@ -10,7 +10,7 @@ use offpath_protocol::topology::{self, TopologyConfig};
 use tracing::{info, warn};
 
 use crate::cli::{ModeratorArgs, NatsArgs, TransportArgs, Usage};
-use crate::tools;
+use crate::{errors, tools};
 
 /// How long the transport waits for NATS at start before serving chat without it.
 const TRANSPORT_NATS_WAIT: Duration = Duration::from_secs(5);
@@ -39,8 +39,7 @@ pub async fn topology(args: NatsArgs) -> anyhow::Result<()> {
 /// `offpath moderator`: topology (what is missing), then the moderator until SIGINT or
 /// SIGTERM.
 pub async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
-    let mut config = tools::complete_moderator_config(args.moderator)?;
-    config.topology = args.nats.streams.topology();
+    let config = moderator_config(&args)?;
     let client = connect(&args.nats.nats_url, "offpath-moderator").await?;
     ensure_topology(&client, &config.topology).await?;
     let listener = bind_metrics(args.metrics_addr).await?;
@@ -48,12 +47,47 @@ pub async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The moderator's settings as it will run with them (model directories found in the
+/// checkout, the ONNX Runtime library found, the topology of the stream flags), checked:
+/// a bad one is a usage error. Connects to nothing.
+pub fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_moderator::Config> {
+    let mut config = tools::complete_moderator_config(args.moderator.clone())?;
+    config.topology = args.nats.streams.topology();
+    config.validate().map_err(Usage)?;
+    server_addrs(&args.nats.nats_url)?;
+    Ok(config)
+}
+
+/// The transport's settings, checked: a bad one is a usage error. Connects to nothing.
+pub fn transport_config(args: &TransportArgs) -> anyhow::Result<offpath_transport::Config> {
+    args.transport.validate().map_err(Usage)?;
+    server_addrs(&args.nats.nats_url)?;
+    distinct_addrs(&[
+        ("--listen-addr", args.listen_addr),
+        ("--metrics-addr", args.metrics_addr),
+    ])?;
+    let mut config = args.transport.clone();
+    config.topology = args.nats.streams.topology();
+    Ok(config)
+}
+
+/// Refuses two listeners on one fixed address (port 0 picks a free port for each).
+pub fn distinct_addrs(addrs: &[(&str, std::net::SocketAddr)]) -> anyhow::Result<()> {
+    for (i, (name, addr)) in addrs.iter().enumerate() {
+        if let Some((other, _)) = addrs[..i]
+            .iter()
+            .find(|(_, earlier)| addr.port() != 0 && earlier == addr)
+        {
+            return Err(Usage(format!("{other} and {name} are both {addr}")).into());
+        }
+    }
+    Ok(())
+}
+
 /// `offpath transport`: the chat gateway until SIGINT or SIGTERM. NATS may be down at
 /// start: chat works, requests wait in the outbox.
 pub async fn transport(args: TransportArgs) -> anyhow::Result<()> {
-    args.transport.validate().map_err(Usage)?;
-    let mut config = args.transport;
-    config.topology = args.nats.streams.topology();
+    let config = transport_config(&args)?;
     let servers = server_addrs(&args.nats.nats_url)?;
     let client = async_nats::ConnectOptions::new()
         .name("offpath-transport")
@@ -82,7 +116,10 @@ pub async fn transport(args: TransportArgs) -> anyhow::Result<()> {
         .await
         {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => warn!("JetStream topology not in place ({err:#}); serving anyway"),
+            Ok(Err(err)) => warn!(
+                "JetStream topology not in place ({}); serving anyway",
+                errors::one_line(&err)
+            ),
             Err(_) => warn!("JetStream topology not in place within 5 s; serving anyway"),
         }
     }

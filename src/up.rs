@@ -13,14 +13,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use offpath_nats_local::NatsServer;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::cli::UpArgs;
-use crate::launch;
+use crate::cli::{Cli, Command, UpArgs, Usage};
 use crate::services;
 use crate::supervise::{LocalNats, Supervised};
+use crate::{errors, launch};
 
 /// How long `offpath up` waits for each process to become ready (models load first).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -33,7 +34,8 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
 /// stops what was started and exits 0, like one afterwards; a start-up failure stops what
 /// was started and is returned.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    // First, before any child exists: a signal that came before the listeners would kill
+    validate(&args)?;
+    // Then, before any child exists: a signal that came before the listeners would kill
     // the launcher with the default action and orphan the children.
     let mut signals = Signals::install()?;
     let mut stack = Stack::default();
@@ -119,10 +121,6 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         return Ok(false);
     };
     ensured?;
-    let nats_flags = [
-        vec![format!("--nats-url={}", stack.url)],
-        args.streams.flags().to_vec(),
-    ];
     for n in 0..args.moderators {
         let addr = if n == 0 {
             args.moderator_metrics_addr
@@ -130,21 +128,13 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
             SocketAddr::new(args.moderator_metrics_addr.ip(), 0)
         };
         let ops = launch::concrete_addr(addr)?;
-        let mut flags = vec!["moderator".to_string(), format!("--metrics-addr={ops}")];
-        flags.extend(nats_flags.concat());
-        flags.extend(args.moderator_arg.iter().cloned());
+        let flags = moderator_command(args, &stack.url, ops);
         let name = format!("moderator-{}", n + 1);
         stack.moderators.push(Supervised::start(&name, flags, ops)?);
     }
     let listen = launch::concrete_addr(args.listen_addr)?;
     let ops = launch::concrete_addr(args.transport_metrics_addr)?;
-    let mut flags = vec![
-        "transport".to_string(),
-        format!("--listen-addr={listen}"),
-        format!("--metrics-addr={ops}"),
-    ];
-    flags.extend(nats_flags.concat());
-    flags.extend(args.transport_arg.iter().cloned());
+    let flags = transport_command(args, &stack.url, listen, ops);
     stack.listen = Some(listen);
     let transport = stack
         .transport
@@ -162,6 +152,84 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         ready?;
     }
     Ok(true)
+}
+
+/// The command line of a moderator child.
+fn moderator_command(args: &UpArgs, url: &str, ops: SocketAddr) -> Vec<String> {
+    let mut flags = vec![
+        "moderator".to_string(),
+        format!("--metrics-addr={ops}"),
+        format!("--nats-url={url}"),
+    ];
+    flags.extend(args.streams.flags());
+    flags.extend(args.moderator_flags());
+    flags
+}
+
+/// The command line of the transport child.
+fn transport_command(args: &UpArgs, url: &str, listen: SocketAddr, ops: SocketAddr) -> Vec<String> {
+    let mut flags = vec![
+        "transport".to_string(),
+        format!("--listen-addr={listen}"),
+        format!("--metrics-addr={ops}"),
+        format!("--nats-url={url}"),
+    ];
+    flags.extend(args.streams.flags());
+    flags.extend(args.transport_flags());
+    flags
+}
+
+/// Refuses, before anything starts, what is sure to fail: `up`'s own flags, and each
+/// child's command line parsed and checked as the child will (with the same environment,
+/// which children inherit). A child can still fail later on what only it can see.
+fn validate(args: &UpArgs) -> anyhow::Result<()> {
+    if args.moderators == 0 {
+        return Err(Usage("--moderators must be at least 1".into()).into());
+    }
+    if !args.nats_url.is_empty() {
+        services::server_addrs(&args.nats_url)?;
+    }
+    if let Some(dir) = &args.data_dir
+        && dir.exists()
+        && !dir.is_dir()
+    {
+        let problem = format!("--data-dir {}: not a directory", dir.display());
+        return Err(Usage(problem).into());
+    }
+    services::distinct_addrs(&[
+        ("--listen-addr", args.listen_addr),
+        ("--transport-metrics-addr", args.transport_metrics_addr),
+        ("--moderator-metrics-addr", args.moderator_metrics_addr),
+    ])?;
+    // The local server's port is not known yet; any URL parses the same.
+    let url = if args.nats_url.is_empty() {
+        "nats://127.0.0.1:4222".to_string()
+    } else {
+        args.nats_url.join(",")
+    };
+    let moderator = moderator_command(args, &url, args.moderator_metrics_addr);
+    if let Command::Moderator(child) = parse_child("moderator", &moderator)? {
+        services::moderator_config(&child).context("moderator")?;
+    }
+    let transport = transport_command(args, &url, args.listen_addr, args.transport_metrics_addr);
+    if let Command::Transport(child) = parse_child("transport", &transport)? {
+        services::transport_config(&child).context("transport")?;
+    }
+    Ok(())
+}
+
+/// A child's command line as the child will parse it; a usage error names the child.
+fn parse_child(name: &str, flags: &[String]) -> anyhow::Result<Command> {
+    let argv = std::iter::once("offpath").chain(flags.iter().map(String::as_str));
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => Ok(cli.command),
+        Err(err) => {
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let problem = first.strip_prefix("error: ").unwrap_or(first);
+            Err(Usage(format!("{name}: {problem}")).into())
+        }
+    }
 }
 
 fn announce(stack: &Stack) {
@@ -224,7 +292,7 @@ impl Stack {
 fn stopped(name: &str, outcome: Option<anyhow::Result<std::process::ExitStatus>>) {
     match outcome {
         Some(Ok(status)) => info!(name, %status, "stopped"),
-        Some(Err(err)) => warn!(name, "stopping: {err:#}"),
+        Some(Err(err)) => warn!(name, "stopping: {}", errors::one_line(&err)),
         None => {}
     }
 }

@@ -309,3 +309,165 @@ fn output_within(args: &[&str], timeout: Duration) -> std::process::Output {
     let _ = child.kill();
     child.wait_with_output().expect("output")
 }
+
+/// Runs `offpath <args>` with `env` set; kills it when it has not exited within 30 s.
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("spawn offpath");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A moderator with a missing model directory or an in-flight bound above the consumer's
+/// max_ack_pending exits 64 with one line naming the flag, before connecting to NATS
+/// (the URL given is dead: a connection attempt would fail differently).
+#[test]
+fn moderator_configuration_is_checked_before_connecting() {
+    let dead = "--nats-url=nats://127.0.0.1:1";
+    for (flag, expected) in [
+        (
+            "--model=/nonexistent",
+            "offpath: --model /nonexistent: no model.toml there\n",
+        ),
+        (
+            "--max-in-flight=5000",
+            "offpath: --max-in-flight 5000 exceeds the consumer's max_ack_pending (1024)\n",
+        ),
+        (
+            "--inference-threads=0",
+            "offpath: --inference-threads must be at least 1\n",
+        ),
+    ] {
+        let (code, stderr) = run_with_env(&["moderator", dead, flag], &[]);
+        assert_eq!(code, Some(64), "{flag}: {stderr}");
+        assert_eq!(stderr, expected, "{flag}");
+    }
+}
+
+/// `offpath up` refuses its own bad flags and its children's (pass-through flags and the
+/// environment they inherit) with status 64 before it starts anything: no nats-server.
+#[test]
+fn up_checks_everything_before_starting() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = format!("--data-dir={}", data.path().display());
+    let args = [
+        "up",
+        "--listen-addr=127.0.0.1:0",
+        "--transport-metrics-addr=127.0.0.1:0",
+        "--moderator-metrics-addr=127.0.0.1:0",
+        &data_dir,
+    ];
+    let with = |extra: &'static str| {
+        let mut all = args.to_vec();
+        all.push(extra);
+        all
+    };
+    // (arguments, environment, expected in stderr)
+    type Case<'a> = (Vec<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 6] = [
+        (
+            args.to_vec(),
+            &[(
+                "OFFPATH_MODERATOR_ARGS",
+                "--inference-threads=1  --model=/nonexistent",
+            )],
+            "offpath: moderator: --model /nonexistent: no model.toml there",
+        ),
+        (
+            with("--moderator-arg=--no-such-flag"),
+            &[],
+            "offpath: moderator: unexpected argument '--no-such-flag'",
+        ),
+        (
+            args.to_vec(),
+            &[("OFFPATH_TRANSPORT_ARGS", "--tenant=a.b")],
+            "offpath: transport: --tenant \"a.b\" is not a valid subject token",
+        ),
+        (
+            args.to_vec(),
+            &[("OFFPATH_MAX_IN_FLIGHT", "5000")],
+            "offpath: moderator: --max-in-flight 5000 exceeds",
+        ),
+        (
+            with("--moderators=0"),
+            &[],
+            "offpath: --moderators must be at least 1",
+        ),
+        (
+            args.to_vec(),
+            &[("OFFPATH_STREAM_REPLICAS", "9")],
+            "9 is not in 1..=5",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let (code, stderr) = run_with_env(&args, env);
+        assert_eq!(code, Some(64), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
+        assert!(
+            !stderr.contains("nats-server"),
+            "started something: {stderr}"
+        );
+    }
+    assert!(
+        !data.path().join("jetstream").exists(),
+        "a nats-server was started"
+    );
+}
+
+/// A connection error names each cause once (async-nats' errors print their source in
+/// their own message too; anyhow's `{:#}` used to print it again).
+#[test]
+fn an_error_chain_prints_each_cause_once() {
+    let (code, stderr) = run_with_env(&["topology", "--nats-url=nats://127.0.0.1:1"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("offpath: connecting to NATS at nats://127.0.0.1:1: "));
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+}
+
+/// A JetStream error while putting the topology in place (3 replicas on a single server)
+/// is printed with each cause once.
+#[test]
+fn a_topology_error_prints_each_cause_once() {
+    let server = common::nats();
+    let url = server.url();
+    let (code, stderr) = run_with_env(&["topology", "--nats-url", &url, "--replicas=3"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("offpath: could not create or update JetStream stream MODERATION: "),
+        "{stderr}"
+    );
+    let causes: Vec<&str> = stderr.trim_end().split(": ").collect();
+    for (i, cause) in causes.iter().enumerate() {
+        assert!(
+            !causes[i + 1..].contains(cause),
+            "{cause:?} printed twice: {stderr}"
+        );
+    }
+}
+
+/// Logs written to a pipe carry no ANSI colour codes.
+#[test]
+fn no_colour_codes_into_a_pipe() {
+    // Fails fast (dead NATS) after logging at least one line through tracing.
+    let (code, stderr) = run_with_env(&["up", "--nats-url=nats://127.0.0.1:1"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(!stderr.contains("\x1b["), "{stderr:?}");
+}

@@ -12,7 +12,7 @@ use clap::Args;
 pub struct Config {
     /// Tenant this gateway serves: the `<tenant>` token of the subjects it publishes and
     /// subscribes to.
-    #[arg(long, env = "OFFPATH_TENANT", default_value = "default")]
+    #[arg(long, env = "OFFPATH_TENANT", default_value = defaults::TENANT)]
     pub tenant: String,
     /// Name of this gateway instance: prefixes the message ids it assigns and names its
     /// durable verdict consumer (`transport-<instance>`). Every process needs its own: two
@@ -28,65 +28,65 @@ pub struct Config {
     )]
     pub instance: String,
     /// Longest message text accepted, in bytes.
-    #[arg(long, env = "OFFPATH_MAX_TEXT_BYTES", default_value_t = 4096)]
+    #[arg(long, env = "OFFPATH_MAX_TEXT_BYTES", default_value_t = defaults::MAX_TEXT_BYTES)]
     pub max_text_bytes: usize,
     /// Largest websocket message read at all, in bytes; a larger one closes the connection
     /// with code 1009. Larger than `max_text_bytes` so an oversized text gets an error frame.
-    #[arg(long, env = "OFFPATH_MAX_FRAME_BYTES", default_value_t = 2 * 1024 * 1024)]
+    #[arg(long, env = "OFFPATH_MAX_FRAME_BYTES", default_value_t = defaults::MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
     /// Messages per second one connection may send (token bucket refill rate).
-    #[arg(long, env = "OFFPATH_RATE_PER_SECOND", default_value_t = 10.0)]
+    #[arg(long, env = "OFFPATH_RATE_PER_SECOND", default_value_t = defaults::RATE_PER_SECOND)]
     pub rate_per_second: f64,
     /// Burst of messages one connection may send at once (token bucket size).
-    #[arg(long, env = "OFFPATH_RATE_BURST", default_value_t = 20.0)]
+    #[arg(long, env = "OFFPATH_RATE_BURST", default_value_t = defaults::RATE_BURST)]
     pub rate_burst: f64,
     /// Rooms one connection may be in at once.
-    #[arg(long, env = "OFFPATH_MAX_ROOMS_PER_CONNECTION", default_value_t = 32)]
+    #[arg(long, env = "OFFPATH_MAX_ROOMS_PER_CONNECTION", default_value_t = defaults::MAX_ROOMS_PER_CONNECTION)]
     pub max_rooms_per_connection: usize,
     /// Open websocket connections this gateway accepts; one more gets an error frame and
     /// close code 1013 (try again later).
-    #[arg(long, env = "OFFPATH_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "OFFPATH_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// Frames queued for one connection; a client that falls this far behind is
     /// disconnected (close code 1008) instead of slowing its rooms down.
-    #[arg(long, env = "OFFPATH_SEND_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "OFFPATH_SEND_QUEUE", default_value_t = defaults::SEND_QUEUE)]
     pub send_queue: usize,
     /// Moderation requests held while NATS is slow or down; past it requests are shed
     /// (counted) and the room's failure policy applies.
-    #[arg(long, env = "OFFPATH_OUTBOX_CAPACITY", default_value_t = 10_000)]
+    #[arg(long, env = "OFFPATH_OUTBOX_CAPACITY", default_value_t = defaults::OUTBOX_CAPACITY)]
     pub outbox_capacity: usize,
     /// JetStream publishes awaiting their acknowledgement at once (pipelining).
-    #[arg(long, env = "OFFPATH_OUTBOX_IN_FLIGHT", default_value_t = 256)]
+    #[arg(long, env = "OFFPATH_OUTBOX_IN_FLIGHT", default_value_t = defaults::OUTBOX_IN_FLIGHT)]
     pub outbox_in_flight: usize,
     /// How long shutdown spends flushing the outbox to NATS.
-    #[arg(long, env = "OFFPATH_FLUSH_GRACE_MS", default_value_t = 5_000)]
+    #[arg(long, env = "OFFPATH_FLUSH_GRACE_MS", default_value_t = defaults::FLUSH_GRACE_MS)]
     pub flush_grace_ms: u64,
     /// How long a message in a `hold` room waits for its verdict before the room's failure
     /// policy decides. Only a `hold:fail_closed` room's request carries it to the moderator
     /// as `deadline_ms` (past it the message was dropped, so a verdict is of no use); every
     /// other message stays visible and is classified however late the moderator is.
-    #[arg(long, env = "OFFPATH_HOLD_DEADLINE_MS", default_value_t = 3_000)]
+    #[arg(long, env = "OFFPATH_HOLD_DEADLINE_MS", default_value_t = defaults::HOLD_DEADLINE_MS)]
     pub hold_deadline_ms: u64,
     /// How long a delivered message is remembered for its verdict (retraction needs it).
-    #[arg(long, env = "OFFPATH_TRACK_FOR_MS", default_value_t = 600_000)]
+    #[arg(long, env = "OFFPATH_TRACK_FOR_MS", default_value_t = defaults::TRACK_FOR_MS)]
     pub track_for_ms: u64,
     /// Most messages remembered for their verdicts; the oldest are forgotten first.
-    #[arg(long, env = "OFFPATH_MAX_TRACKED", default_value_t = 200_000)]
+    #[arg(long, env = "OFFPATH_MAX_TRACKED", default_value_t = defaults::MAX_TRACKED)]
     pub max_tracked: usize,
     /// How messages are moderated: `decoupled` (offpath: deliver now, verdicts later),
     /// `inline` (the coupled baseline of the load scenarios: each send awaits the
     /// moderator's `offpath.classify` before fan-out) or `off` (no moderation: the floor).
-    #[arg(long, env = "OFFPATH_MODERATION", value_enum, default_value_t = Moderation::Decoupled)]
+    #[arg(long, env = "OFFPATH_MODERATION", value_enum, default_value_t = defaults::MODERATION)]
     pub moderation: Moderation,
     /// `--moderation inline` only: how long a send waits for its verdict before it is
     /// delivered unmoderated (fail-open).
-    #[arg(long, env = "OFFPATH_INLINE_TIMEOUT_MS", default_value_t = 2_000)]
+    #[arg(long, env = "OFFPATH_INLINE_TIMEOUT_MS", default_value_t = defaults::INLINE_TIMEOUT_MS)]
     pub inline_timeout_ms: u64,
     /// Policy of rooms not named in `--room-policy`.
     #[arg(
         long,
         env = "OFFPATH_DEFAULT_ROOM_POLICY",
-        default_value = "post:fail_open"
+        default_value_t = defaults::ROOM_POLICY
     )]
     pub default_room_policy: RoomPolicy,
     /// Per-room policies, `room=mode:failure`, comma-separated, e.g.
@@ -99,15 +99,76 @@ pub struct Config {
     pub topology: offpath_protocol::topology::TopologyConfig,
 }
 
+/// The defaults: clap's `default_value_t` and [`Config::default`] both read these, so a
+/// test's configuration and an operator's are the same unless one says otherwise.
+pub mod defaults {
+    use super::{Failure, Moderation, RoomPolicy};
+
+    /// `--tenant`.
+    pub const TENANT: &str = "default";
+    /// `--max-text-bytes`.
+    pub const MAX_TEXT_BYTES: usize = 4096;
+    /// `--max-frame-bytes`.
+    pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
+    /// `--rate-per-second`.
+    pub const RATE_PER_SECOND: f64 = 10.0;
+    /// `--rate-burst`.
+    pub const RATE_BURST: f64 = 20.0;
+    /// `--max-rooms-per-connection`.
+    pub const MAX_ROOMS_PER_CONNECTION: usize = 32;
+    /// `--max-connections`.
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    /// `--send-queue`.
+    pub const SEND_QUEUE: usize = 256;
+    /// `--outbox-capacity`.
+    pub const OUTBOX_CAPACITY: usize = 10_000;
+    /// `--outbox-in-flight`.
+    pub const OUTBOX_IN_FLIGHT: usize = 256;
+    /// `--flush-grace-ms`.
+    pub const FLUSH_GRACE_MS: u64 = 5_000;
+    /// `--hold-deadline-ms`.
+    pub const HOLD_DEADLINE_MS: u64 = 3_000;
+    /// `--track-for-ms`.
+    pub const TRACK_FOR_MS: u64 = 600_000;
+    /// `--max-tracked`.
+    pub const MAX_TRACKED: usize = 200_000;
+    /// `--moderation`.
+    pub const MODERATION: Moderation = Moderation::Decoupled;
+    /// `--inline-timeout-ms`.
+    pub const INLINE_TIMEOUT_MS: u64 = 2_000;
+    /// `--default-room-policy`: `post:fail_open`.
+    pub const ROOM_POLICY: RoomPolicy = RoomPolicy {
+        hold: false,
+        failure: Failure::Open,
+    };
+}
+
 impl Default for Config {
+    /// The documented defaults (the instance name is chosen at start). Reads neither the
+    /// command line nor the environment.
     fn default() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            config: Config,
+        Self {
+            tenant: defaults::TENANT.to_string(),
+            instance: String::new(),
+            max_text_bytes: defaults::MAX_TEXT_BYTES,
+            max_frame_bytes: defaults::MAX_FRAME_BYTES,
+            rate_per_second: defaults::RATE_PER_SECOND,
+            rate_burst: defaults::RATE_BURST,
+            max_rooms_per_connection: defaults::MAX_ROOMS_PER_CONNECTION,
+            max_connections: defaults::MAX_CONNECTIONS,
+            send_queue: defaults::SEND_QUEUE,
+            outbox_capacity: defaults::OUTBOX_CAPACITY,
+            outbox_in_flight: defaults::OUTBOX_IN_FLIGHT,
+            flush_grace_ms: defaults::FLUSH_GRACE_MS,
+            hold_deadline_ms: defaults::HOLD_DEADLINE_MS,
+            track_for_ms: defaults::TRACK_FOR_MS,
+            max_tracked: defaults::MAX_TRACKED,
+            moderation: defaults::MODERATION,
+            inline_timeout_ms: defaults::INLINE_TIMEOUT_MS,
+            default_room_policy: defaults::ROOM_POLICY,
+            room_policy: Vec::new(),
+            topology: offpath_protocol::topology::TopologyConfig::default(),
         }
-        Wrapper::parse_from(["transport"]).config
     }
 }
 
@@ -306,6 +367,51 @@ impl PolicyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Set in the copy of this test binary that `default_ignores_the_environment` starts.
+    const CHILD: &str = "OFFPATH_TEST_DEFAULT_CHILD";
+
+    /// `Config::default()` reads no environment: variables that change what clap parses
+    /// leave the default alone. The variables are set in a second run of this test binary
+    /// (setting them here would race the other tests).
+    #[test]
+    fn default_ignores_the_environment() {
+        if std::env::var_os(CHILD).is_some() {
+            let config = Config::default();
+            assert_eq!(config.tenant, defaults::TENANT);
+            assert_eq!(config.send_queue, defaults::SEND_QUEUE);
+            return;
+        }
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "config::tests::default_ignores_the_environment",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .env("OFFPATH_TENANT", "from-env")
+            .env("OFFPATH_SEND_QUEUE", "7")
+            .status()
+            .expect("run the test binary");
+        assert!(status.success(), "Config::default() read the environment");
+    }
+
+    /// An empty command line gives exactly `Config::default()`: clap and `Default` read
+    /// the same constants. (Assumes no `OFFPATH_…` transport variable is set in the test's
+    /// environment.)
+    #[test]
+    fn clap_defaults_are_the_default() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let parsed = Wrapper::try_parse_from(["transport"])
+            .expect("parses")
+            .config;
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+    }
 
     /// Rules match exact names and prefixes, first rule wins, the default covers the rest.
     #[test]

@@ -37,13 +37,15 @@ pub fn config(faults: Faults) -> Config {
         root().join("models/profanity"),
     ];
     Config {
+        models,
+        ort_library: Some(ort),
         nak_delay_ms: 100,
         batch_deadline_ms: 3_000,
         cancel_grace_ms: 500,
         faults,
         // What the moderator re-creates when part of the topology is deleted.
         topology: topology(),
-        ..Config::new(models, ort)
+        ..Config::default()
     }
 }
 

@@ -1,0 +1,110 @@
+//! Options of the load scenarios, `offpath bench …`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// The load scenarios.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// End-to-end verdicts/s and latency through NATS and a moderator process, against raw
+    /// in-process inference of the same models in the same run.
+    // Boxed: the moderator's settings make it several times larger than the other variant.
+    Throughput(Box<BenchArgs>),
+    /// Chat delivery latency with moderation decoupled, inline (the coupled baseline) and
+    /// off, with healthy, slow and hung moderators; writes bench-results/isolation.*.
+    Isolation(IsolationArgs),
+}
+
+/// Options of `offpath bench isolation`.
+#[derive(Debug, Args)]
+pub struct IsolationArgs {
+    /// Websocket clients.
+    #[arg(long, env = "OFFPATH_BENCH_CONNECTIONS", default_value_t = 500)]
+    pub connections: usize,
+    /// Rooms (client i joins room i % rooms).
+    #[arg(long, env = "OFFPATH_BENCH_ROOMS", default_value_t = 50)]
+    pub rooms: usize,
+    /// Messages per second, all clients together, sent open loop.
+    #[arg(long, env = "OFFPATH_BENCH_RATE", default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of recorded sending per scenario.
+    #[arg(long, env = "OFFPATH_BENCH_DURATION_S", default_value_t = 20)]
+    pub duration_s: u64,
+    /// Seconds of unrecorded traffic before each scenario's recorded run.
+    #[arg(long, env = "OFFPATH_BENCH_WARMUP_S", default_value_t = 2)]
+    pub warmup_s: u64,
+    /// Scenarios to run, comma-separated.
+    #[arg(
+        long,
+        env = "OFFPATH_BENCH_SCENARIOS",
+        default_value = "none,decoupled,decoupled-slow,decoupled-hung,inline,inline-slow,inline-hung"
+    )]
+    pub scenarios: String,
+    /// How long an inline send waits for its verdict before it is delivered unmoderated.
+    #[arg(long, env = "OFFPATH_BENCH_INLINE_TIMEOUT_MS", default_value_t = 2000)]
+    pub inline_timeout_ms: u64,
+    /// What the -slow scenarios add to every batch, ms.
+    #[arg(long, env = "OFFPATH_BENCH_SLOW_MS", default_value_t = 500)]
+    pub slow_ms: u64,
+    /// Moderator processes.
+    #[arg(long, env = "OFFPATH_BENCH_MODERATORS", default_value_t = 1)]
+    pub moderators: usize,
+    /// Inference threads per moderator.
+    #[arg(long, env = "OFFPATH_BENCH_INFERENCE_THREADS", default_value_t = 1)]
+    pub inference_threads: usize,
+    /// Niceness of the moderator processes: on one machine they stand in for separate
+    /// inference hardware, so chat keeps CPU priority (0 to share equally).
+    #[arg(long, env = "OFFPATH_BENCH_MODERATOR_NICE", default_value_t = 19)]
+    pub moderator_nice: u32,
+    /// Pin the chat side (transport, this generator) and the moderation side (moderators,
+    /// nats-server) to separate halves of the CPUs, standing in for separate hardware.
+    #[arg(long, env = "OFFPATH_BENCH_PIN")]
+    pub pin: bool,
+    /// After sending, how long decoupled scenarios may take to finish their verdicts.
+    #[arg(long, env = "OFFPATH_BENCH_SETTLE_S", default_value_t = 30)]
+    pub settle_s: u64,
+    /// Where the report goes.
+    #[arg(long, env = "OFFPATH_BENCH_OUT", default_value = "bench-results")]
+    pub out: PathBuf,
+}
+
+/// Options of `offpath bench throughput`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Requests to publish.
+    #[arg(long, env = "OFFPATH_BENCH_MESSAGES", default_value_t = 20_000)]
+    pub messages: usize,
+    /// Messages for the raw in-process measurement.
+    #[arg(long, env = "OFFPATH_BENCH_RAW_MESSAGES", default_value_t = 4_000)]
+    pub raw_messages: usize,
+    /// Give up after this many seconds.
+    #[arg(long, env = "OFFPATH_BENCH_TIMEOUT_S", default_value_t = 600)]
+    pub timeout_s: u64,
+    /// The moderator's settings (used for the raw measurement and the moderator process).
+    #[command(flatten)]
+    pub moderator: offpath_moderator::Config,
+}
+
+impl BenchArgs {
+    /// The moderator settings as flags for the child process.
+    pub fn moderator_flags(&self) -> Vec<String> {
+        let m = &self.moderator;
+        let models: Vec<String> = m.models.iter().map(|p| p.display().to_string()).collect();
+        let mut flags = vec![
+            format!("--model={}", models.join(",")),
+            format!("--inference-threads={}", m.inference_threads),
+            format!("--intra-threads={}", m.intra_threads),
+            format!("--max-batch={}", m.max_batch),
+            format!("--sub-batch={}", m.sub_batch),
+            format!("--max-batch-tokens={}", m.max_batch_tokens),
+            format!("--max-wait-ms={}", m.max_wait_ms),
+            format!("--max-in-flight={}", m.max_in_flight),
+            "--metrics-addr=127.0.0.1:0".to_string(),
+        ];
+        if let Some(ort) = &m.ort_library {
+            flags.push(format!("--ort-library={}", ort.display()));
+        }
+        flags
+    }
+}

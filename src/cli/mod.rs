@@ -1,0 +1,274 @@
+//! Command-line and environment configuration (`--flag`, else `OFFPATH_…`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use offpath_protocol::topology::TopologyConfig;
+
+mod bench;
+
+pub use bench::{BenchArgs, BenchCommand, IsolationArgs};
+
+/// Default address of the chat gateway (`/ws` and the chat page).
+const LISTEN_ADDR: &str = "127.0.0.1:8080";
+/// Default address of the transport's /metrics, /healthz and /readyz.
+const TRANSPORT_METRICS_ADDR: &str = "127.0.0.1:9465";
+/// Default address of the moderator's /metrics, /healthz and /readyz.
+const MODERATOR_METRICS_ADDR: &str = "127.0.0.1:9464";
+/// JetStream allows at most 5 replicas of a stream.
+const MAX_REPLICAS: u64 = 5;
+
+/// Moderation off the critical path of chat.
+#[derive(Debug, Parser)]
+#[command(name = "offpath", version, about)]
+pub struct Cli {
+    /// Logging options.
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline on this machine: a local nats-server (unless --nats-url is
+    /// given) with the JetStream topology in place, a transport and moderators as separate
+    /// processes, until SIGINT or SIGTERM.
+    Up(UpArgs),
+    /// Run the websocket chat gateway: fan out at once, moderate off the send path.
+    Transport(TransportArgs),
+    /// Run an inference worker: pull requests, classify them in batches, publish verdicts.
+    Moderator(ModeratorArgs),
+    /// Create or update the JetStream streams and the moderator consumer, then exit.
+    Topology(NatsArgs),
+    /// Load scenarios against a local nats-server.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Report where nats-server and the ONNX Runtime library were found; fails when either
+    /// is missing.
+    Doctor,
+}
+
+/// Logging options.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter in `tracing` syntax, e.g. `info,offpath=debug`.
+    #[arg(
+        long,
+        env = "OFFPATH_LOG",
+        default_value = "info,async_nats=warn",
+        global = true
+    )]
+    pub log_filter: String,
+    /// Write logs as JSON lines instead of text.
+    #[arg(long, env = "OFFPATH_LOG_JSON", global = true)]
+    pub log_json: bool,
+}
+
+/// Where NATS is.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s): comma-separated or the flag repeated (several servers of one
+    /// cluster; the client connects to any that answers).
+    #[arg(
+        long,
+        env = "OFFPATH_NATS_URL",
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: Vec<String>,
+    /// Settings of the JetStream streams.
+    #[command(flatten)]
+    pub streams: StreamArgs,
+}
+
+/// Settings of the JetStream streams: used to create what is missing (every service), and
+/// to create or update (`offpath topology` only).
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
+    /// JetStream stream replicas (1 on one machine, 3 in a cluster; at most 5).
+    #[arg(
+        long,
+        env = "OFFPATH_STREAM_REPLICAS",
+        default_value_t = 1,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_REPLICAS)
+    )]
+    pub replicas: usize,
+    /// Storage reserved per stream, in bytes (three streams).
+    #[arg(
+        long,
+        env = "OFFPATH_STREAM_MAX_BYTES",
+        default_value_t = 1024 * 1024 * 1024,
+        value_parser = clap::value_parser!(i64).range(1..)
+    )]
+    pub stream_max_bytes: i64,
+}
+
+impl StreamArgs {
+    /// The topology these settings describe; everything else is the documented default.
+    pub fn topology(&self) -> TopologyConfig {
+        TopologyConfig {
+            replicas: self.replicas,
+            request_max_bytes: self.stream_max_bytes,
+            verdict_max_bytes: self.stream_max_bytes,
+            dlq_max_bytes: self.stream_max_bytes,
+            ..TopologyConfig::default()
+        }
+    }
+
+    /// The same settings as flags for a child process.
+    pub fn flags(&self) -> [String; 2] {
+        [
+            format!("--replicas={}", self.replicas),
+            format!("--stream-max-bytes={}", self.stream_max_bytes),
+        ]
+    }
+}
+
+/// Options of `offpath moderator`.
+#[derive(Debug, Args)]
+pub struct ModeratorArgs {
+    /// Where NATS is.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "OFFPATH_MODERATOR_METRICS_ADDR", default_value = MODERATOR_METRICS_ADDR)]
+    pub metrics_addr: std::net::SocketAddr,
+    /// The moderator's own settings.
+    #[command(flatten)]
+    pub moderator: offpath_moderator::Config,
+}
+
+/// Options of `offpath transport`.
+#[derive(Debug, Args)]
+pub struct TransportArgs {
+    /// Where NATS is.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address of the websocket endpoint `/ws` and the chat page `/`.
+    #[arg(long, env = "OFFPATH_LISTEN_ADDR", default_value = LISTEN_ADDR)]
+    pub listen_addr: std::net::SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "OFFPATH_TRANSPORT_METRICS_ADDR", default_value = TRANSPORT_METRICS_ADDR)]
+    pub metrics_addr: std::net::SocketAddr,
+    /// The gateway's own settings.
+    #[command(flatten)]
+    pub transport: offpath_transport::Config,
+}
+
+/// Options of `offpath up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// NATS server URL(s), comma-separated or the flag repeated; when absent a local
+    /// nats-server is started.
+    #[arg(long, env = "OFFPATH_NATS_URL", value_delimiter = ',')]
+    pub nats_url: Vec<String>,
+    /// Settings of the JetStream streams (created when missing, never changed: that is
+    /// `offpath topology`'s job), passed on to the children.
+    #[command(flatten)]
+    pub streams: StreamArgs,
+    /// Port of the local nats-server (0: any free port, printed at start).
+    #[arg(long, env = "OFFPATH_LOCAL_NATS_PORT", default_value_t = 0)]
+    pub local_nats_port: u16,
+    /// JetStream store of the local nats-server [default: .tools/state/jetstream in the
+    /// checkout].
+    #[arg(long, env = "OFFPATH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the chat gateway (`/ws`, and a chat page at `/`); port 0 picks one.
+    #[arg(long, env = "OFFPATH_LISTEN_ADDR", default_value = LISTEN_ADDR)]
+    pub listen_addr: std::net::SocketAddr,
+    /// Address of the transport's /metrics, /healthz, /readyz; port 0 picks one.
+    #[arg(
+        long,
+        env = "OFFPATH_TRANSPORT_METRICS_ADDR",
+        default_value = TRANSPORT_METRICS_ADDR
+    )]
+    pub transport_metrics_addr: std::net::SocketAddr,
+    /// Address of the (first) moderator's /metrics, /healthz, /readyz; port 0 picks one,
+    /// as it does for every further moderator.
+    #[arg(
+        long,
+        alias = "metrics-addr",
+        env = "OFFPATH_MODERATOR_METRICS_ADDR",
+        default_value = MODERATOR_METRICS_ADDR
+    )]
+    pub moderator_metrics_addr: std::net::SocketAddr,
+    /// Moderator processes to start (at least 1).
+    #[arg(long, env = "OFFPATH_MODERATORS", default_value_t = 1)]
+    pub moderators: usize,
+    /// Flags passed to every moderator process, e.g. `--moderator-arg=--inference-threads=1`
+    /// (repeat for more; one value may hold several, whitespace-separated, without quoting).
+    #[arg(long, env = "OFFPATH_MODERATOR_ARGS", allow_hyphen_values = true)]
+    pub moderator_arg: Vec<String>,
+    /// Flags passed to the transport process, e.g.
+    /// `--transport-arg=--room-policy=kids=hold:fail_closed` (repeat for more; one value may
+    /// hold several, whitespace-separated, without quoting).
+    #[arg(long, env = "OFFPATH_TRANSPORT_ARGS", allow_hyphen_values = true)]
+    pub transport_arg: Vec<String>,
+}
+
+impl UpArgs {
+    /// The flags passed through to every moderator, one per element.
+    pub fn moderator_flags(&self) -> Vec<String> {
+        split_flags(&self.moderator_arg)
+    }
+
+    /// The flags passed through to the transport, one per element.
+    pub fn transport_flags(&self) -> Vec<String> {
+        split_flags(&self.transport_arg)
+    }
+}
+
+/// Pass-through values split on whitespace: an environment variable holds one string, and
+/// commas cannot separate flags whose values are comma-separated lists themselves
+/// (`--model=a,b`, `--room-policy=x=hold,y=post`).
+fn split_flags(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|value| value.split_whitespace())
+        .map(String::from)
+        .collect()
+}
+
+/// A configuration error: the process exits with status 64 (EX_USAGE).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Installs the global `tracing` subscriber.
+pub fn init_tracing(args: &LogArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A closed stderr must not crash the service: tracing-subscriber would report the
+    // failed write with `eprintln!`, which panics on a closed stderr.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour_stderr())
+        .log_internal_errors(false);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Colour only for a person at a terminal: never into a pipe or file (log collectors,
+/// tests), and never when `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>).
+fn colour_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests;

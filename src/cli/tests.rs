@@ -1,0 +1,176 @@
+//! Parsing of the command line and its environment fallbacks.
+
+use clap::CommandFactory;
+
+use super::*;
+
+fn topology_urls(args: &[&str]) -> Vec<String> {
+    let cli = Cli::try_parse_from(["offpath", "topology"].iter().chain(args)).expect("parses");
+    match cli.command {
+        Command::Topology(nats) => nats.nats_url,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+/// Several NATS URLs are accepted comma-separated and as a repeated flag.
+#[test]
+fn nats_urls_comma_separated_or_repeated() {
+    let both = ["nats://a:4222", "nats://b:4222"];
+    assert_eq!(
+        topology_urls(&["--nats-url", "nats://a:4222,nats://b:4222"]),
+        both
+    );
+    assert_eq!(
+        topology_urls(&["--nats-url", "nats://a:4222", "--nats-url", "nats://b:4222"]),
+        both
+    );
+    let cli = Cli::try_parse_from(["offpath", "up", "--nats-url=nats://a:4222,nats://b:4222"])
+        .expect("parses");
+    let Command::Up(up) = cli.command else {
+        panic!("not up")
+    };
+    assert_eq!(up.nats_url, both);
+}
+
+/// `--stream-max-bytes` and `--replicas` become the topology's settings.
+#[test]
+fn stream_flags_become_the_topology() {
+    let cli = Cli::try_parse_from([
+        "offpath",
+        "up",
+        "--replicas=3",
+        "--stream-max-bytes=104857600",
+    ])
+    .expect("parses");
+    let Command::Up(up) = cli.command else {
+        panic!("not up")
+    };
+    let topology = up.streams.topology();
+    assert_eq!(topology.replicas, 3);
+    assert_eq!(topology.request_max_bytes, 104_857_600);
+    assert_eq!(topology.verdict_max_bytes, 104_857_600);
+    assert_eq!(topology.dlq_max_bytes, 104_857_600);
+    assert!(Cli::try_parse_from(["offpath", "topology", "--stream-max-bytes=0"]).is_err());
+}
+
+/// Arguments without an `OFFPATH_…` variable, on purpose: clap's own `--help` and
+/// `--version`, and the `help` subcommand's positional.
+const WITHOUT_ENV: [&str; 2] = ["help", "version"];
+
+/// Every flag of every subcommand has an `OFFPATH_…` environment fallback, and within one
+/// subcommand (global flags included) no two flags share a variable.
+#[test]
+fn every_flag_has_its_own_variable() {
+    let mut cli = Cli::command();
+    cli.build();
+    let mut missing = Vec::new();
+    let mut shared = Vec::new();
+    check_env(&cli, "offpath", &mut missing, &mut shared);
+    assert!(missing.is_empty(), "flags without a variable: {missing:?}");
+    assert!(shared.is_empty(), "variables used twice: {shared:?}");
+}
+
+fn check_env(
+    command: &clap::Command,
+    path: &str,
+    missing: &mut Vec<String>,
+    shared: &mut Vec<String>,
+) {
+    let mut seen = std::collections::HashMap::new();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if arg.is_positional() || WITHOUT_ENV.contains(&id) {
+            continue;
+        }
+        match arg.get_env().and_then(|env| env.to_str()) {
+            Some(env) if env.starts_with("OFFPATH_") => {
+                if let Some(other) = seen.insert(env.to_string(), id.to_string()) {
+                    shared.push(format!("{path}: {env} for --{other} and --{id}"));
+                }
+            }
+            _ => missing.push(format!("{path} --{id}")),
+        }
+    }
+    for sub in command.get_subcommands() {
+        check_env(sub, &format!("{path} {}", sub.get_name()), missing, shared);
+    }
+}
+
+/// The variable of a flag of a subcommand (`path`, e.g. `["bench", "isolation"]`).
+fn env_of(path: &[&str], id: &str) -> Option<String> {
+    let mut command = Cli::command();
+    command.build();
+    let mut command = &command;
+    for name in path {
+        command = command.find_subcommand(name).expect("subcommand");
+    }
+    let arg = command.get_arguments().find(|a| a.get_id() == id)?;
+    Some(arg.get_env()?.to_string_lossy().into_owned())
+}
+
+/// `--replicas` reads `OFFPATH_STREAM_REPLICAS` wherever it is accepted (as the README
+/// says), and each service has its own metrics-address variable.
+#[test]
+fn documented_variables() {
+    for path in [&["up"][..], &["moderator"], &["transport"], &["topology"]] {
+        assert_eq!(
+            env_of(path, "replicas").as_deref(),
+            Some("OFFPATH_STREAM_REPLICAS"),
+            "{path:?}"
+        );
+    }
+    let env = |path: &[&str], id| env_of(path, id).unwrap_or_default();
+    assert_eq!(
+        env(&["moderator"], "metrics_addr"),
+        "OFFPATH_MODERATOR_METRICS_ADDR"
+    );
+    assert_eq!(
+        env(&["transport"], "metrics_addr"),
+        "OFFPATH_TRANSPORT_METRICS_ADDR"
+    );
+    assert_eq!(
+        env(&["up"], "moderator_metrics_addr"),
+        "OFFPATH_MODERATOR_METRICS_ADDR"
+    );
+    assert_eq!(
+        env(&["up"], "transport_metrics_addr"),
+        "OFFPATH_TRANSPORT_METRICS_ADDR"
+    );
+    assert_eq!(env(&["up"], "moderator_arg"), "OFFPATH_MODERATOR_ARGS");
+    assert_eq!(env(&["up"], "transport_arg"), "OFFPATH_TRANSPORT_ARGS");
+    assert_eq!(
+        env(&["bench", "isolation"], "connections"),
+        "OFFPATH_BENCH_CONNECTIONS"
+    );
+    assert_eq!(
+        env(&["bench", "throughput"], "messages"),
+        "OFFPATH_BENCH_MESSAGES"
+    );
+}
+
+/// Pass-through values are split on whitespace (an environment variable holds one
+/// string); commas stay inside a flag's value.
+#[test]
+fn pass_through_flags_split_on_whitespace() {
+    let cli = Cli::try_parse_from([
+        "offpath",
+        "up",
+        "--moderator-arg=--inference-threads=1  --model=a,b",
+        "--moderator-arg=--max-batch=8",
+        "--transport-arg=--room-policy=kids=hold:fail_closed,lobby=post",
+    ])
+    .expect("parses");
+    let Command::Up(up) = cli.command else {
+        panic!("not up")
+    };
+    assert_eq!(
+        up.moderator_flags(),
+        ["--inference-threads=1", "--model=a,b", "--max-batch=8"]
+    );
+    assert_eq!(
+        up.transport_flags(),
+        ["--room-policy=kids=hold:fail_closed,lobby=post"]
+    );
+    assert!(Cli::try_parse_from(["offpath", "up", "--replicas=6"]).is_err());
+    assert!(Cli::try_parse_from(["offpath", "topology", "--replicas=0"]).is_err());
+}
