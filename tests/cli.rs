@@ -60,6 +60,7 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
             "--transport-metrics-addr=127.0.0.1:0",
             "--listen-addr=127.0.0.1:0",
             "--transport-arg=--tenant=acme",
+            "--stream-max-bytes=67108864",
             "--data-dir",
         ])
         .arg(data.path())
@@ -210,8 +211,8 @@ async fn stream_max_bytes_is_set_by_topology_only() {
     };
     topology("104857600");
     assert_eq!(stream_max_bytes(&url).await, [104_857_600; 3]);
-    topology("2147483648");
-    assert_eq!(stream_max_bytes(&url).await, [2_147_483_648; 3]);
+    topology("209715200");
+    assert_eq!(stream_max_bytes(&url).await, [209_715_200; 3]);
 
     let mut transport = Command::new(BIN)
         .args([
@@ -237,10 +238,10 @@ async fn stream_max_bytes_is_set_by_topology_only() {
     let _ = transport.wait();
     let drift = log
         .lines()
-        .filter(|l| l.contains("max_bytes = 2147483648") && l.contains("WARN"))
+        .filter(|l| l.contains("max_bytes = 209715200") && l.contains("WARN"))
         .count();
     assert_eq!(drift, 3, "one warning per stream; log:\n{log}");
-    assert_eq!(stream_max_bytes(&url).await, [2_147_483_648; 3]);
+    assert_eq!(stream_max_bytes(&url).await, [209_715_200; 3]);
 }
 
 /// A fake NATS server that introduces itself as `version` and answers PING; port.

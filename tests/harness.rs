@@ -9,7 +9,7 @@ use async_nats::connection::State;
 use async_nats::jetstream;
 use offpath_nats_local::{Error, NatsServer};
 use offpath_protocol::subject::MODERATION_STREAM;
-use offpath_protocol::topology::{TopologyConfig, ensure};
+use offpath_protocol::topology::ensure;
 
 async fn wait_for_state(client: &async_nats::Client, connected: bool) {
     tokio::time::timeout(Duration::from_secs(15), async {
@@ -29,9 +29,7 @@ async fn restart_keeps_port_and_store_and_client_reconnects() {
     let port = server.port();
     let client = common::connect(&server).await;
     let js = jetstream::new(client.clone());
-    ensure(&js, &TopologyConfig::default())
-        .await
-        .expect("topology");
+    ensure(&js, &common::topology()).await.expect("topology");
     js.publish("offpath.req.acme", "before".into())
         .await
         .expect("publish")

@@ -9,7 +9,7 @@ use async_nats::jetstream;
 use common::chat::{self, ChatClient, ModeratorProcess, Transport, is, metric, try_http_get};
 use offpath_nats_local::NatsServer;
 use offpath_protocol::subject::VERDICTS_STREAM;
-use offpath_protocol::topology::{TopologyConfig, ensure};
+use offpath_protocol::topology::ensure;
 
 const WAIT: Duration = Duration::from_secs(60);
 const INSULT: &str = "you are a stupid worthless idiot";
@@ -173,7 +173,7 @@ async fn chat_is_moderated_on_the_oldest_supported_nats_server() {
     let client = common::connect(&server).await;
     let version = client.server_info().version;
     assert!(version.starts_with("2.9."), "expected 2.9.x, got {version}");
-    ensure(&jetstream::new(client), &TopologyConfig::default())
+    ensure(&jetstream::new(client), &common::topology())
         .await
         .expect("topology on 2.9");
     let _moderator = ModeratorProcess::start(&server, &[]).await;

@@ -36,6 +36,8 @@ impl Up {
                 "--transport-metrics-addr=127.0.0.1:0",
                 "--moderator-metrics-addr=127.0.0.1:0",
                 "--moderator-arg=--inference-threads=1",
+                // Small streams: JetStream refuses streams that do not fit the free disk.
+                "--stream-max-bytes=67108864",
                 "--data-dir",
             ])
             .arg(data.path())

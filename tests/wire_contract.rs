@@ -49,9 +49,7 @@ async fn publish_request(js: &jetstream::Context, req: &ModerationRequest) -> bo
 async fn request_and_verdict_land_in_their_streams() {
     let server = common::nats();
     let js = jetstream::new(common::connect(&server).await);
-    ensure(&js, &TopologyConfig::default())
-        .await
-        .expect("topology");
+    ensure(&js, &common::topology()).await.expect("topology");
 
     let req = request("msg-1");
     assert!(!publish_request(&js, &req).await, "first publish is new");
@@ -126,7 +124,7 @@ async fn request_and_verdict_land_in_their_streams() {
 async fn topology_is_idempotent_and_concurrent_safe() {
     let server = common::nats();
     let js = jetstream::new(common::connect(&server).await);
-    let config = TopologyConfig::default();
+    let config = common::topology();
     ensure(&js, &config).await.expect("first run");
     ensure(&js, &config).await.expect("second run");
     let (a, b) = tokio::join!(ensure(&js, &config), ensure(&js, &config));
@@ -178,13 +176,11 @@ async fn topology_is_idempotent_and_concurrent_safe() {
 async fn topology_apply_updates_changed_settings() {
     let server = common::nats();
     let js = jetstream::new(common::connect(&server).await);
-    ensure(&js, &TopologyConfig::default())
-        .await
-        .expect("first run");
+    ensure(&js, &common::topology()).await.expect("first run");
     let changed = TopologyConfig {
         verdict_max_age: Duration::from_secs(7200),
         max_ack_pending: 256,
-        ..TopologyConfig::default()
+        ..common::topology()
     };
     apply(&js, &changed).await.expect("update");
     let mut verdicts = js.get_stream(VERDICTS_STREAM).await.expect("stream");
@@ -208,13 +204,13 @@ async fn ensure_never_downgrades_and_recreates_what_is_missing() {
     let server = common::nats();
     let js = jetstream::new(common::connect(&server).await);
     let raised = TopologyConfig {
-        request_max_bytes: 2 * 1024 * 1024 * 1024,
+        request_max_bytes: 2 * common::TEST_STREAM_BYTES,
         verdict_max_age: Duration::from_secs(48 * 3600),
         max_ack_pending: 4096,
-        ..TopologyConfig::default()
+        ..common::topology()
     };
     apply(&js, &raised).await.expect("operator's topology");
-    let drift = ensure(&js, &TopologyConfig::default())
+    let drift = ensure(&js, &common::topology())
         .await
         .expect("a service's ensure");
     let mut settings: Vec<&str> = drift.iter().map(|d| d.setting).collect();

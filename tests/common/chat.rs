@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use offpath_nats_local::NatsServer;
-use offpath_protocol::topology::{TopologyConfig, ensure};
+use offpath_protocol::topology::ensure;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -22,6 +22,7 @@ pub fn transport_config() -> offpath_transport::Config {
         rate_per_second: 10_000.0,
         rate_burst: 10_000.0,
         flush_grace_ms: 2_000,
+        topology: super::topology(),
         ..offpath_transport::Config::default()
     }
 }
@@ -41,6 +42,7 @@ impl ModeratorProcess {
             .args(["moderator", "--nats-url", &server.url()])
             .arg(format!("--metrics-addr={ops}"))
             .args(["--inference-threads=1", "--max-wait-ms=2"])
+            .arg(format!("--stream-max-bytes={}", super::TEST_STREAM_BYTES))
             .args(extra)
             .env("OFFPATH_LOG", "warn")
             .stdin(Stdio::null())
@@ -159,12 +161,9 @@ impl Transport {
 pub async fn nats_with_topology() -> NatsServer {
     let server = super::nats();
     let client = super::connect(&server).await;
-    ensure(
-        &async_nats::jetstream::new(client),
-        &TopologyConfig::default(),
-    )
-    .await
-    .expect("topology");
+    ensure(&async_nats::jetstream::new(client), &super::topology())
+        .await
+        .expect("topology");
     server
 }
 

@@ -12,6 +12,21 @@ pub fn nats() -> NatsServer {
     NatsServer::start().unwrap_or_else(|err| panic!("cannot start nats-server: {err}"))
 }
 
+/// Bytes each stream of a test topology may hold: small, because JetStream refuses a
+/// stream whose `max_bytes` does not fit the server's storage (a share of the free disk),
+/// and many test servers run at once.
+pub const TEST_STREAM_BYTES: i64 = 64 * 1024 * 1024;
+
+/// The documented topology with small streams (see [`TEST_STREAM_BYTES`]).
+pub fn topology() -> offpath_protocol::topology::TopologyConfig {
+    offpath_protocol::topology::TopologyConfig {
+        request_max_bytes: TEST_STREAM_BYTES,
+        verdict_max_bytes: TEST_STREAM_BYTES,
+        dlq_max_bytes: TEST_STREAM_BYTES,
+        ..Default::default()
+    }
+}
+
 /// Connects a client to `server`.
 pub async fn connect(server: &NatsServer) -> async_nats::Client {
     async_nats::connect(server.url())

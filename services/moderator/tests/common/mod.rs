@@ -24,6 +24,11 @@ pub fn topology() -> TopologyConfig {
     TopologyConfig {
         ack_wait: Duration::from_secs(2),
         max_deliver: 3,
+        // Small streams: JetStream refuses a stream whose max_bytes does not fit the
+        // server's storage (a share of the free disk), and many test servers run at once.
+        request_max_bytes: 64 * 1024 * 1024,
+        verdict_max_bytes: 64 * 1024 * 1024,
+        dlq_max_bytes: 64 * 1024 * 1024,
         ..TopologyConfig::default()
     }
 }
