@@ -186,6 +186,8 @@ async fn raw_rate(
 struct Run {
     /// Verdicts per second, from the first publish to the last verdict.
     rate: f64,
+    /// Mean requests per inference batch in the moderator (from `$SRV.STATS`).
+    mean_batch: f64,
     /// Publish → verdict received, microseconds, sorted.
     latencies_us: Vec<u64>,
 }
@@ -197,10 +199,11 @@ impl Run {
             self.latencies_us.get(i).copied().unwrap_or(0) as f64 / 1000.0
         };
         format!(
-            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; mean batch {:.1}",
             ms(0.5),
             ms(0.99),
-            ms(1.0)
+            ms(1.0),
+            self.mean_batch
         )
     }
 }
@@ -208,6 +211,7 @@ impl Run {
 /// A nats-server and a moderator child process, with a subscriber on the verdicts.
 struct Pipeline {
     _server: NatsServer,
+    client: async_nats::Client,
     js: jetstream::Context,
     verdicts: async_nats::Subscriber,
     moderator: std::process::Child,
@@ -232,6 +236,7 @@ impl Pipeline {
         wait_until_pulling(&js).await?;
         Ok(Self {
             _server: server,
+            client,
             js,
             verdicts,
             moderator,
@@ -245,6 +250,7 @@ impl Pipeline {
     async fn run(&mut self, texts: &[String], rate: Option<f64>) -> anyhow::Result<Run> {
         self.runs += 1;
         let prefix = format!("r{}-", self.runs);
+        let before = self.batch_stats().await;
         let sent = Arc::new(std::sync::Mutex::new(HashMap::with_capacity(texts.len())));
         let publisher = {
             let (js, texts, sent, prefix) = (
@@ -277,11 +283,30 @@ impl Pipeline {
             }
         }
         let started = publisher.await??;
+        let rate = texts.len() as f64 / started.elapsed().as_secs_f64();
         latencies_us.sort_unstable();
+        let after = self.batch_stats().await;
+        let batches = after.0.saturating_sub(before.0).max(1);
         Ok(Run {
-            rate: texts.len() as f64 / started.elapsed().as_secs_f64(),
+            rate,
+            mean_batch: after.1.saturating_sub(before.1) as f64 / batches as f64,
             latencies_us,
         })
+    }
+
+    /// Batches run and requests batched so far, from the moderator's `$SRV.STATS`.
+    async fn batch_stats(&self) -> (u64, u64) {
+        let reply = self
+            .client
+            .request("$SRV.STATS.offpath-moderator", "".into())
+            .await;
+        let Ok(reply) = reply else { return (0, 0) };
+        let stats: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+        let data = &stats["endpoints"][0]["data"];
+        (
+            data["batches"].as_u64().unwrap_or(0),
+            data["batched_requests"].as_u64().unwrap_or(0),
+        )
     }
 
     fn peak_rss_kib(&self) -> Option<u64> {
