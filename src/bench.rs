@@ -26,9 +26,6 @@ use offpath_protocol::{ModerationRequest, PROTOCOL_VERSION, Verdict, encode};
 use crate::cli::BenchArgs;
 use crate::tools;
 
-/// Seconds of each paced run.
-const PACED_SECONDS: f64 = 20.0;
-
 /// Runs the scenario and prints the figures.
 pub async fn throughput(args: BenchArgs) -> anyhow::Result<()> {
     let config = tools::complete_moderator_config(args.moderator.clone())?;
@@ -70,14 +67,15 @@ pub async fn throughput(args: BenchArgs) -> anyhow::Result<()> {
     );
     for share in [0.5, 0.9] {
         let rate = saturated.rate * share;
-        let n = (rate * PACED_SECONDS) as usize;
+        let n = ((rate * args.paced_s) as usize).max(1);
         let paced = bench
             .run(&distinct(&format!("paced{share}"), n), Some(rate))
             .await?;
         println!(
-            "paced at {:.0}% of capacity ({rate:.0} msg/s for {PACED_SECONDS} s): {:.0} \
+            "paced at {:.0}% of capacity ({rate:.0} msg/s for {} s): {:.0} \
              verdicts/s; publish -> verdict {}",
             share * 100.0,
+            args.paced_s,
             paced.rate,
             paced.latency()
         );

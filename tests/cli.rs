@@ -472,3 +472,39 @@ fn no_colour_codes_into_a_pipe() {
     assert!(stderr.contains("shutting down"), "{stderr}");
     assert!(!stderr.contains("\x1b["), "{stderr:?}");
 }
+
+/// `offpath bench throughput` measures inference with distinct texts, reports paced latency
+/// and the spam wave on a line of its own (a short run: the figures themselves come from the
+/// release build, see the README).
+#[test]
+fn bench_throughput_reports_distinct_paced_and_spam_lines() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "throughput",
+            "--messages=300",
+            "--raw-messages=64",
+            "--paced-s=0.5",
+            "--inference-threads=1",
+        ])
+        .env("OFFPATH_LOG", "warn")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "every request is distinct",
+        "raw in-process, batch",
+        "end to end, distinct texts:",
+        "ratios: end-to-end / raw batched",
+        "paced at 50% of capacity",
+        "paced at 90% of capacity",
+        "spam wave",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+}

@@ -81,6 +81,9 @@ pub struct BenchArgs {
     /// Give up after this many seconds.
     #[arg(long, env = "OFFPATH_BENCH_TIMEOUT_S", default_value_t = 600)]
     pub timeout_s: u64,
+    /// Seconds of each paced run (at 50% and 90% of the measured capacity).
+    #[arg(long, env = "OFFPATH_BENCH_PACED_S", default_value_t = 20.0)]
+    pub paced_s: f64,
     /// The moderator's settings (used for the raw measurement and the moderator process).
     #[command(flatten)]
     pub moderator: offpath_moderator::Config,
