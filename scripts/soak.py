@@ -163,7 +163,10 @@ async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--minutes", type=float, default=30)
-    parser.add_argument("--warmup-minutes", type=float, default=5)
+    # Longer than the longest window anything fills up to: the transport remembers messages
+    # for their verdicts for 10 minutes (--track-for-ms), the moderator's cache holds up
+    # to 10,000 texts. Before that, growth is the design, not a leak.
+    parser.add_argument("--warmup-minutes", type=float, default=12)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--rooms", type=int, default=10)
     parser.add_argument("--rate", type=float, default=100, help="messages/s in all")
