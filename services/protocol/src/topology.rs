@@ -322,54 +322,59 @@ async fn create_consumer_if_missing(
     }
 }
 
+/// Every setting [`ensure`] compares and may report as a [`Drift`]: the streams', then the
+/// moderators' consumer's.
+pub const DRIFT_SETTINGS: &[&str] = &[
+    "subjects",
+    "retention",
+    "num_replicas",
+    "max_bytes",
+    "max_age",
+    "max_message_size",
+    "duplicate_window",
+    "ack_wait",
+    "max_deliver",
+    "max_ack_pending",
+];
+
 fn stream_drift(existing: &stream::Config, wanted: &stream::Config) -> Vec<Drift> {
-    let mut drift = Vec::new();
-    let mut check = |setting: &'static str, existing: String, configured: String| {
-        if existing != configured {
-            drift.push(Drift {
-                object: format!("stream {}", wanted.name),
-                setting,
-                existing,
-                configured,
-            });
-        }
-    };
-    check(
-        "subjects",
-        format!("{:?}", existing.subjects),
-        format!("{:?}", wanted.subjects),
-    );
-    check(
-        "retention",
-        format!("{:?}", existing.retention),
-        format!("{:?}", wanted.retention),
-    );
-    check(
-        "num_replicas",
-        existing.num_replicas.max(1).to_string(),
-        wanted.num_replicas.max(1).to_string(),
-    );
-    check(
-        "max_bytes",
-        limit(existing.max_bytes),
-        limit(wanted.max_bytes),
-    );
-    check(
-        "max_age",
-        format!("{:?}", existing.max_age),
-        format!("{:?}", wanted.max_age),
-    );
-    check(
-        "max_message_size",
-        limit(existing.max_message_size.into()),
-        limit(wanted.max_message_size.into()),
-    );
-    check(
-        "duplicate_window",
-        format!("{:?}", existing.duplicate_window),
-        format!("{:?}", wanted.duplicate_window),
-    );
-    drift
+    let debug = |value: &dyn std::fmt::Debug| format!("{value:?}");
+    differences(
+        format!("stream {}", wanted.name),
+        [
+            (
+                "subjects",
+                debug(&existing.subjects),
+                debug(&wanted.subjects),
+            ),
+            (
+                "retention",
+                debug(&existing.retention),
+                debug(&wanted.retention),
+            ),
+            (
+                "num_replicas",
+                existing.num_replicas.max(1).to_string(),
+                wanted.num_replicas.max(1).to_string(),
+            ),
+            (
+                "max_bytes",
+                limit(existing.max_bytes),
+                limit(wanted.max_bytes),
+            ),
+            ("max_age", debug(&existing.max_age), debug(&wanted.max_age)),
+            (
+                "max_message_size",
+                limit(existing.max_message_size.into()),
+                limit(wanted.max_message_size.into()),
+            ),
+            (
+                "duplicate_window",
+                debug(&existing.duplicate_window),
+                debug(&wanted.duplicate_window),
+            ),
+        ],
+    )
 }
 
 /// A size limit as the server means it: 0 and -1 both mean none.
@@ -385,33 +390,42 @@ fn consumer_drift(
     existing: &consumer::pull::Config,
     wanted: &consumer::pull::Config,
 ) -> Vec<Drift> {
-    let object = format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}");
-    [
-        (
-            "ack_wait",
-            format!("{:?}", existing.ack_wait),
-            format!("{:?}", wanted.ack_wait),
-        ),
-        (
-            "max_deliver",
-            existing.max_deliver.to_string(),
-            wanted.max_deliver.to_string(),
-        ),
-        (
-            "max_ack_pending",
-            existing.max_ack_pending.to_string(),
-            wanted.max_ack_pending.to_string(),
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, existing, configured)| existing != configured)
-    .map(|(setting, existing, configured)| Drift {
-        object: object.clone(),
-        setting,
-        existing,
-        configured,
-    })
-    .collect()
+    differences(
+        format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}"),
+        [
+            (
+                "ack_wait",
+                format!("{:?}", existing.ack_wait),
+                format!("{:?}", wanted.ack_wait),
+            ),
+            (
+                "max_deliver",
+                existing.max_deliver.to_string(),
+                wanted.max_deliver.to_string(),
+            ),
+            (
+                "max_ack_pending",
+                existing.max_ack_pending.to_string(),
+                wanted.max_ack_pending.to_string(),
+            ),
+        ],
+    )
+}
+
+/// The rows `(setting, existing, configured)` of `object` whose two values differ.
+fn differences(
+    object: String,
+    rows: impl IntoIterator<Item = (&'static str, String, String)>,
+) -> Vec<Drift> {
+    rows.into_iter()
+        .filter(|(_, existing, configured)| existing != configured)
+        .map(|(setting, existing, configured)| Drift {
+            object: object.clone(),
+            setting,
+            existing,
+            configured,
+        })
+        .collect()
 }
 
 async fn apply_stream(
@@ -459,4 +473,39 @@ fn is_consumer_not_found(err: &jetstream::context::ConsumerInfoError) -> bool {
         jetstream::context::ConsumerInfoErrorKind::JetStream(ref e)
             if e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every setting the comparisons can report is listed in [`DRIFT_SETTINGS`], in order.
+    #[test]
+    fn drift_settings_list_every_compared_setting() {
+        let base = TopologyConfig::default();
+        let other = TopologyConfig {
+            replicas: 3,
+            duplicate_window: Duration::from_secs(1),
+            request_max_age: Duration::from_secs(1),
+            request_max_bytes: 1,
+            request_max_message_bytes: 1,
+            ack_wait: Duration::from_secs(1),
+            max_deliver: 1,
+            max_ack_pending: 1,
+            ..TopologyConfig::default()
+        };
+        let mut wanted = base.moderation_stream();
+        wanted.subjects = vec!["elsewhere".into()];
+        wanted.retention = RetentionPolicy::Limits;
+        let mut settings: Vec<&str> = stream_drift(&other.moderation_stream(), &wanted)
+            .iter()
+            .map(|d| d.setting)
+            .collect();
+        settings.extend(
+            consumer_drift(&other.moderator_consumer(), &base.moderator_consumer())
+                .iter()
+                .map(|d| d.setting),
+        );
+        assert_eq!(settings, DRIFT_SETTINGS);
+    }
 }

@@ -74,20 +74,8 @@ pub const VERDICTS_SHARED: &str = "offpath_transport_verdict_consumer_shared_tot
 /// Settings of existing streams that differ from this process's (left as they are), by
 /// `setting` (one of [`DRIFT_SETTINGS`]).
 pub const TOPOLOGY_DRIFT: &str = "offpath_transport_topology_drift_total";
-/// Every `setting` `offpath_protocol::topology::ensure` compares (streams, then the
-/// moderators' consumer).
-pub const DRIFT_SETTINGS: &[&str] = &[
-    "subjects",
-    "retention",
-    "num_replicas",
-    "max_bytes",
-    "max_age",
-    "max_message_size",
-    "duplicate_window",
-    "ack_wait",
-    "max_deliver",
-    "max_ack_pending",
-];
+/// Every `setting` of [`TOPOLOGY_DRIFT`].
+pub use offpath_protocol::topology::DRIFT_SETTINGS;
 /// Unix time of the last verdict applied from the `VERDICTS` consumer; 0 until the first.
 pub const LAST_VERDICT: &str = "offpath_transport_last_verdict_timestamp_seconds";
 /// 1, labelled with this build's `version` and git `commit`.

@@ -123,14 +123,9 @@ async fn ensure_topology(js: &jetstream::Context, hub: &Hub) {
     if js.client().connection_state() != async_nats::connection::State::Connected {
         return;
     }
-    let ensure = offpath_protocol::topology::ensure(js, &hub.config().topology);
+    let ensure = crate::verdicts::ensure_topology(js, &hub.config().topology);
     match tokio::time::timeout(Duration::from_secs(2), ensure).await {
-        Ok(Ok(drift)) => {
-            for difference in drift {
-                metrics::counter!(m::TOPOLOGY_DRIFT, "setting" => difference.setting).increment(1);
-                warn!("{difference}");
-            }
-        }
+        Ok(Ok(())) => {}
         Ok(Err(err)) => warn!("re-creating the JetStream topology: {err}"),
         Err(_) => warn!("re-creating the JetStream topology: no answer within 2 s"),
     }

@@ -158,21 +158,31 @@ pub async fn consume(
     }
 }
 
-/// Creates whatever of the topology is missing (a deleted `VERDICTS` stream, say) and
-/// binds this gateway's consumer.
+/// Binds this gateway's consumer; when that fails (a deleted `VERDICTS` stream, say),
+/// creates whatever of the topology is missing and tries once more.
 async fn bind(
     js: &jetstream::Context,
     hub: &Hub,
     since: time::OffsetDateTime,
 ) -> Result<PullConsumer, String> {
-    let config = hub.config();
-    let drift = topology::ensure(js, &config.topology)
-        .await
-        .map_err(|e| e.to_string())?;
-    for difference in drift {
-        metrics::counter!(m::TOPOLOGY_DRIFT, "setting" => difference.setting).increment(1);
-        warn!("{difference}");
+    match lookup(js, hub, since).await {
+        Ok(consumer) => Ok(consumer),
+        Err(missing) => {
+            info!("{missing}; creating what is missing of the topology");
+            ensure_topology(js, &hub.config().topology)
+                .await
+                .map_err(|err| format!("{missing}; re-creating the topology: {err}"))?;
+            lookup(js, hub, since).await
+        }
     }
+}
+
+async fn lookup(
+    js: &jetstream::Context,
+    hub: &Hub,
+    since: time::OffsetDateTime,
+) -> Result<PullConsumer, String> {
+    let config = hub.config();
     let stream = js
         .get_stream(VERDICTS_STREAM)
         .await
@@ -182,6 +192,19 @@ async fn bind(
         .get_or_create_consumer(&consumer_name(&config.instance), consumer_config)
         .await
         .map_err(|e| format!("consumer: {e}"))
+}
+
+/// Creates whatever of the topology is missing (never changing what exists); logs and
+/// counts each setting of what exists that differs from `config`.
+pub(crate) async fn ensure_topology(
+    js: &jetstream::Context,
+    config: &topology::TopologyConfig,
+) -> Result<(), topology::TopologyError> {
+    for difference in topology::ensure(js, config).await? {
+        metrics::counter!(m::TOPOLOGY_DRIFT, "setting" => difference.setting).increment(1);
+        warn!("{difference}");
+    }
+    Ok(())
 }
 
 async fn run_once(
