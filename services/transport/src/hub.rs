@@ -403,6 +403,9 @@ impl Hub {
             self.fan_out(&effects.room, &frame);
         }
         if let Some(reason) = effects.retract {
+            if reason == UNMODERATED_RETRACT {
+                metrics::counter!(m::FAIL_CLOSED_RETRACTS).increment(1);
+            }
             let frame = ServerFrame::Retract {
                 id: id.to_string(),
                 room: effects.room.clone(),
@@ -450,12 +453,8 @@ impl Hub {
             metrics::counter!(m::VERDICTS_IGNORED, "reason" => "duplicate").increment(1);
             return None;
         }
-        let open = tracked.policy.failure == Failure::Open;
-        let (deliver, withdraw) = match settle.action {
-            Action::Allow | Action::Flag => (true, false),
-            Action::Block => (false, true),
-            Action::Unmoderated => (open, !open),
-        };
+        let withdraw = withdrawal(settle.action, tracked.policy.failure);
+        let deliver = withdraw.is_none();
         let mut effects = Effects {
             room: tracked.room.clone(),
             sender: Arc::clone(&tracked.sender),
@@ -484,14 +483,9 @@ impl Hub {
                 tracked.state = State::Delivered;
                 effects.deliver = Some((text, tracked.sent_at_ms));
             }
-        } else if withdraw && tracked.state == State::Delivered {
+        } else if withdraw.is_some() && tracked.state == State::Delivered {
             tracked.state = State::Withdrawn;
-            if settle.action == Action::Block {
-                effects.retract = Some("blocked");
-            } else {
-                metrics::counter!(m::FAIL_CLOSED_RETRACTS).increment(1);
-                effects.retract = Some("unmoderated");
-            }
+            effects.retract = withdraw;
         }
         if settle.final_ {
             tracked.settled = true;
@@ -508,14 +502,7 @@ impl Hub {
     /// What a verdict for a message this gateway does not track does.
     fn unknown_effects(&self, verdict: &Verdict, settle: &Settle<'_>) -> Effects {
         let policy = self.policies.get(&self.config, &verdict.room);
-        let retract = match settle.action {
-            Action::Block => Some("blocked"),
-            Action::Unmoderated if policy.failure == Failure::Closed => {
-                metrics::counter!(m::FAIL_CLOSED_RETRACTS).increment(1);
-                Some("unmoderated")
-            }
-            _ => None,
-        };
+        let retract = withdrawal(settle.action, policy.failure);
         metrics::counter!(m::VERDICTS, "action" => settle.action.as_str()).increment(1);
         Effects {
             room: verdict.room.clone(),
@@ -539,6 +526,20 @@ impl Hub {
         for peer in peers {
             peer.close_with(Close::SHUTDOWN);
         }
+    }
+}
+
+/// Why an unmoderated message leaves a fail-closed room.
+const UNMODERATED_RETRACT: &str = "unmoderated";
+
+/// The retract reason when a delivered message with this verdict must go (held, it is
+/// never shown): a block, or no verdict in a fail-closed room. `None`: it stays (or, held,
+/// is delivered).
+fn withdrawal(action: Action, failure: Failure) -> Option<&'static str> {
+    match (action, failure) {
+        (Action::Block, _) => Some("blocked"),
+        (Action::Unmoderated, Failure::Closed) => Some(UNMODERATED_RETRACT),
+        (Action::Allow | Action::Flag | Action::Unmoderated, _) => None,
     }
 }
 
