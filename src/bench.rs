@@ -44,26 +44,45 @@ pub async fn throughput(args: BenchArgs) -> anyhow::Result<()> {
         args.messages
     );
 
-    let raw_texts = distinct("raw", args.raw_messages.min(args.messages));
-    let raw_batched = raw_rate(&config, &raw_texts, config.max_batch).await?;
+    let e2e_texts = distinct("e2e", args.messages);
+    // Raw inference runs on an even sample of the very texts the pipeline gets: numbered
+    // texts of their own ("raw 12" against "e2e 12345") would be tokens shorter.
+    let raw_texts = even_sample(&e2e_texts, args.raw_messages);
+    let raw_before = raw_rate(&config, &raw_texts, config.max_batch).await?;
     let raw_single = raw_rate(&config, &raw_texts[..raw_texts.len() / 4], 1).await?;
     println!(
-        "raw in-process, batch {}: {raw_batched:.0} msg/s",
-        config.max_batch
+        "raw in-process, batch {}: {:.0} msg/s ({:.3} ms of CPU per message)",
+        config.max_batch, raw_before.rate, raw_before.cpu_ms
     );
-    println!("raw in-process, one at a time: {raw_single:.0} msg/s");
+    println!(
+        "raw in-process, one at a time: {:.0} msg/s",
+        raw_single.rate
+    );
 
     let mut bench = Pipeline::start(&args).await?;
-    let saturated = bench.run(&distinct("e2e", args.messages), None).await?;
+    let saturated = bench.run(&e2e_texts, None).await?;
     println!(
-        "end to end, distinct texts: {:.0} verdicts/s; publish -> verdict {}",
+        "end to end, distinct texts: {:.0} verdicts/s ({:.3} ms of moderator CPU per \
+         verdict); publish -> verdict {}",
         saturated.rate,
+        saturated.cpu_ms,
         saturated.latency()
     );
+    // Raw again, now that the pipeline has run: on a shared machine the speed of the
+    // cores drifts within a run, so the headline ratio is against both raw runs' mean.
+    let raw_after = raw_rate(&config, &raw_texts, config.max_batch).await?;
+    let raw_batched = (raw_before.rate + raw_after.rate) / 2.0;
     println!(
-        "ratios: end-to-end / raw batched = {:.2}; end-to-end / raw one-at-a-time = {:.2}",
+        "raw in-process, batch {} again after the pipeline: {:.0} msg/s ({:.3} ms of CPU \
+         per message)",
+        config.max_batch, raw_after.rate, raw_after.cpu_ms
+    );
+    println!(
+        "ratios: end-to-end / raw batched (mean of both) = {:.2}; end-to-end / raw \
+         one-at-a-time = {:.2}; CPU per message raw / end-to-end = {:.2}",
         saturated.rate / raw_batched,
-        saturated.rate / raw_single
+        saturated.rate / raw_single.rate,
+        (raw_before.cpu_ms + raw_after.cpu_ms) / 2.0 / saturated.cpu_ms
     );
     for share in [0.5, 0.9] {
         let rate = saturated.rate * share;
@@ -99,6 +118,12 @@ pub async fn throughput(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// About `n` of `texts`, spread evenly over all of them.
+fn even_sample(texts: &[String], n: usize) -> Vec<String> {
+    let step = texts.len().div_ceil(n.max(1)).max(1);
+    texts.iter().step_by(step).cloned().collect()
+}
+
 /// The parity fixture's texts without the 10 KiB stress case: chat-like lines.
 fn chat_texts(model_dir: &Path) -> anyhow::Result<Vec<String>> {
     fixture_texts(&model_dir.join("../fixtures/parity.json"), |t| {
@@ -126,13 +151,35 @@ pub fn fixture_texts(path: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result
     Ok(texts)
 }
 
-/// Messages/s of the policy over `texts` on `inference_threads` threads, in batches of
-/// `batch`, as the moderator runs it.
+/// Speed and CPU cost of raw in-process inference.
+struct Raw {
+    /// Messages per second.
+    rate: f64,
+    /// Milliseconds of CPU (user + system, all threads) per message.
+    cpu_ms: f64,
+}
+
+/// CPU time (user + system, all threads) process `pid` has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100);
+    Some(ticks / per_second as f64)
+}
+
+/// Messages/s and CPU per message of the policy over `texts` on `inference_threads`
+/// threads, in batches of `batch`, as the moderator runs it.
 async fn raw_rate(
     config: &offpath_moderator::Config,
     texts: &[String],
     batch: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Raw> {
     let threads = config.inference_threads.max(1);
     let session = SessionConfig {
         intra_threads: config.intra_threads,
@@ -152,6 +199,7 @@ async fn raw_rate(
         ));
     }
     let texts: Arc<Vec<String>> = Arc::new(texts.to_vec());
+    let cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now();
     let handles: Vec<_> = policies
         .into_iter()
@@ -177,7 +225,12 @@ async fn raw_rate(
             .join()
             .map_err(|_| anyhow::anyhow!("raw inference thread panicked"))??;
     }
-    Ok(texts.len() as f64 / started.elapsed().as_secs_f64())
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(std::process::id()).zip(cpu_before).map(|(a, b)| a - b);
+    Ok(Raw {
+        rate: texts.len() as f64 / elapsed,
+        cpu_ms: cpu.unwrap_or(f64::NAN) * 1000.0 / texts.len() as f64,
+    })
 }
 
 /// What one run through the pipeline measured.
@@ -186,6 +239,8 @@ struct Run {
     rate: f64,
     /// Mean requests per inference batch in the moderator (from `$SRV.STATS`).
     mean_batch: f64,
+    /// Milliseconds of the moderator's CPU per verdict.
+    cpu_ms: f64,
     /// Publish → verdict received, microseconds, sorted.
     latencies_us: Vec<u64>,
 }
@@ -249,6 +304,7 @@ impl Pipeline {
         self.runs += 1;
         let prefix = format!("r{}-", self.runs);
         let before = self.batch_stats().await;
+        let cpu_before = cpu_seconds(self.moderator.id());
         let sent = Arc::new(std::sync::Mutex::new(HashMap::with_capacity(texts.len())));
         let publisher = {
             let (js, texts, sent, prefix) = (
@@ -282,12 +338,16 @@ impl Pipeline {
         }
         let started = publisher.await??;
         let rate = texts.len() as f64 / started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(self.moderator.id())
+            .zip(cpu_before)
+            .map(|(a, b)| a - b);
         latencies_us.sort_unstable();
         let after = self.batch_stats().await;
         let batches = after.0.saturating_sub(before.0).max(1);
         Ok(Run {
             rate,
             mean_batch: after.1.saturating_sub(before.1) as f64 / batches as f64,
+            cpu_ms: cpu.unwrap_or(f64::NAN) * 1000.0 / texts.len() as f64,
             latencies_us,
         })
     }
