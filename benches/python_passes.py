@@ -1,4 +1,4 @@
-"""The Python twin of `services/classifier/examples/passes.rs`, for benches/instructions.sh:
+"""The Python twin of `services/lib/classifier/examples/passes.rs`, for benches/instructions.sh:
 score the parity fixture `passes` times in batches of `batch` on one intra-op thread."""
 
 import sys

@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt;
 use offpath_classifier::{Model, SessionConfig, policy::Policy};
-use offpath_nats_local::NatsServer;
+use offpath_harness::NatsServer;
 use offpath_protocol::subject::request_subject;
 use offpath_protocol::topology::{TopologyConfig, ensure};
 use offpath_protocol::{ModerationRequest, PROTOCOL_VERSION, Verdict, encode};
@@ -226,7 +226,9 @@ async fn raw_rate(
             .map_err(|_| anyhow::anyhow!("raw inference thread panicked"))??;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(std::process::id()).zip(cpu_before).map(|(a, b)| a - b);
+    let cpu = cpu_seconds(std::process::id())
+        .zip(cpu_before)
+        .map(|(a, b)| a - b);
     Ok(Raw {
         rate: texts.len() as f64 / elapsed,
         cpu_ms: cpu.unwrap_or(f64::NAN) * 1000.0 / texts.len() as f64,

@@ -5,7 +5,6 @@ mod bench;
 mod cli;
 mod errors;
 mod isolation;
-mod launch;
 mod services;
 mod supervise;
 mod tools;

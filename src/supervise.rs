@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use offpath_nats_local::NatsServer;
+use offpath_harness::NatsServer;
 use tracing::{info, warn};
 
-use crate::launch::Proc;
+use offpath_harness::Proc;
 
 /// Delay before the first restart, and after a child that had stayed up.
 const FIRST_DELAY: Duration = Duration::from_secs(1);

@@ -14,17 +14,17 @@ pub fn find_onnxruntime() -> anyhow::Result<PathBuf> {
         }
         bail!("ORT_DYLIB_PATH={} is not a file", path.display());
     }
-    offpath_nats_local::find_project_tool("lib/libonnxruntime.so").with_context(|| {
+    offpath_harness::find_project_tool("lib/libonnxruntime.so").with_context(|| {
         format!(
             "ONNX Runtime library not found; {}",
-            offpath_nats_local::BOOTSTRAP_HINT
+            offpath_harness::BOOTSTRAP_HINT
         )
     })
 }
 
 /// `offpath doctor`: prints both tools' paths; an error when one is missing.
 pub fn doctor() -> anyhow::Result<()> {
-    let nats = offpath_nats_local::find_binary()?;
+    let nats = offpath_harness::find_binary()?;
     println!("nats-server: {}", nats.display());
     let ort = find_onnxruntime()?;
     println!(
@@ -40,7 +40,7 @@ pub fn resolve_model_dir(dir: &std::path::Path) -> PathBuf {
     if dir.is_absolute() || dir.exists() {
         return dir.to_path_buf();
     }
-    offpath_nats_local::find_project_tool("")
+    offpath_harness::find_project_tool("")
         .and_then(|tools| tools.parent().map(|root| root.join(dir)))
         .filter(|candidate| candidate.exists())
         .unwrap_or_else(|| dir.to_path_buf())

@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use offpath_nats_local::NatsServer;
+use offpath_harness::NatsServer;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, UpArgs, Usage};
+use crate::errors;
 use crate::services;
 use crate::supervise::{LocalNats, Supervised};
-use crate::{errors, launch};
 
 /// How long `offpath up` waits for each process to become ready (models load first).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -127,13 +127,13 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         } else {
             SocketAddr::new(args.moderator_metrics_addr.ip(), 0)
         };
-        let ops = launch::concrete_addr(addr)?;
+        let ops = offpath_harness::process::concrete_addr(addr)?;
         let flags = moderator_command(args, &stack.url, ops);
         let name = format!("moderator-{}", n + 1);
         stack.moderators.push(Supervised::start(&name, flags, ops)?);
     }
-    let listen = launch::concrete_addr(args.listen_addr)?;
-    let ops = launch::concrete_addr(args.transport_metrics_addr)?;
+    let listen = offpath_harness::process::concrete_addr(args.listen_addr)?;
+    let ops = offpath_harness::process::concrete_addr(args.transport_metrics_addr)?;
     let flags = transport_command(args, &stack.url, listen, ops);
     stack.listen = Some(listen);
     let transport = stack
@@ -300,7 +300,7 @@ fn stopped(name: &str, outcome: Option<anyhow::Result<std::process::ExitStatus>>
 /// Starts the local nats-server on this (the main) thread, tied to it.
 fn start_local_nats(port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<NatsServer> {
     let data_dir = data_dir.or_else(|| {
-        offpath_nats_local::find_project_tool("").map(|tools| tools.join("state/jetstream"))
+        offpath_harness::find_project_tool("").map(|tools| tools.join("state/jetstream"))
     });
     let mut builder = NatsServer::builder().die_with_parent(true);
     if port != 0 {

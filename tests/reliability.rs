@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use common::chat::{self, ChatClient, ModeratorProcess, Transport, is, metric, try_http_get};
-use offpath_nats_local::NatsServer;
+use offpath_harness::NatsServer;
 use offpath_protocol::subject::VERDICTS_STREAM;
 use offpath_protocol::topology::ensure;
 
@@ -163,7 +163,7 @@ async fn a_deleted_verdict_stream_is_recreated_and_readiness_tells_when_it_canno
 #[tokio::test]
 async fn chat_is_moderated_on_the_oldest_supported_nats_server() {
     let binary =
-        offpath_nats_local::find_project_tool("oldest/bin/nats-server").unwrap_or_else(|| {
+        offpath_harness::find_project_tool("oldest/bin/nats-server").unwrap_or_else(|| {
             panic!("no .tools/oldest/bin/nats-server: run `scripts/bootstrap --oldest-nats`")
         });
     let server = NatsServer::builder()

@@ -39,7 +39,7 @@ def toml_sha(files, sha256, directory):
 def write_minilm(mini, sha256):
     d, h = mini["dir"], mini["head"]
     old = previous_sha(d / "model.toml")
-    (d / "model.toml").write_text(f'''# Manifest read by the classifier crate (services/classifier). Written by models/build.
+    (d / "model.toml").write_text(f'''# Manifest read by the classifier crate (services/lib/classifier). Written by models/build.
 name = "minilm-insult"
 version = "1"
 kind = "token_ids"
@@ -70,7 +70,7 @@ block = {h["block"]}
 def write_profanity(prof, sha256):
     d = prof["dir"]
     old = previous_sha(d / "model.toml")
-    (d / "model.toml").write_text(f'''# Manifest read by the classifier crate (services/classifier). Written by models/build.
+    (d / "model.toml").write_text(f'''# Manifest read by the classifier crate (services/lib/classifier). Written by models/build.
 name = "profanity"
 version = "1.9.1"
 kind = "string"

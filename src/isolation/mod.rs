@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use offpath_nats_local::NatsServer;
+use offpath_harness::NatsServer;
 use offpath_protocol::topology::{TopologyConfig, ensure};
 
 use crate::cli::IsolationArgs;
-use crate::launch::{self, Proc};
+use offpath_harness::http;
+use offpath_harness::process::{self as launch, Proc};
 
 pub use report::ScenarioResult;
 
@@ -286,7 +287,7 @@ async fn run_scenario(
     {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let metrics = launch::http_get(stack.transport.ops, "/metrics")
+    let metrics = http::get(stack.transport.ops, "/metrics")
         .await
         .map(|(_, body)| body)
         .unwrap_or_default();

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use offpath_nats_local::NatsServer;
+use offpath_harness::NatsServer;
 use offpath_protocol::topology::ensure;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};

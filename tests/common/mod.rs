@@ -4,7 +4,7 @@
 
 pub mod chat;
 
-use offpath_nats_local::NatsServer;
+use offpath_harness::NatsServer;
 
 /// Starts a real nats-server (random port, JetStream in a temp dir); panics with the
 /// install command when the binary is missing.

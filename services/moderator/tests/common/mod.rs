@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt;
+use offpath_harness::NatsServer;
 use offpath_moderator::{Config, Faults, ModeratorError};
-use offpath_nats_local::NatsServer;
 use offpath_protocol::topology::{TopologyConfig, ensure};
 use offpath_protocol::{DeadLetter, ModerationRequest, PROTOCOL_VERSION, Verdict, encode};
 use tokio::sync::oneshot;

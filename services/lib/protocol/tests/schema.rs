@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use offpath_protocol::schema::schemas;
 
 fn schema_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/schema")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../docs/schema")
 }
 
 /// Fails when a committed schema differs from the one generated from the code.

@@ -1,6 +1,6 @@
-//! Starting offpath's services as separate OS processes (this same binary with another
-//! subcommand), so one can be stopped, killed or frozen on its own: `offpath up` uses it,
-//! and so do the load scenarios.
+//! offpath's services as separate OS processes (the `offpath` binary with a subcommand),
+//! so one can be stopped, killed or frozen on its own: `offpath up`, the load scenarios and
+//! the tests use it.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A service running as a child process, with its operator port (`/readyz`).
 #[derive(Debug)]
@@ -26,16 +25,17 @@ impl Proc {
     /// Starts `offpath <args>` as a child that dies with the calling thread and runs in its
     /// own process group (a terminal's Ctrl-C reaches only the launcher, which stops its
     /// children in order); its log goes to this process's stderr. Call it from the main
-    /// thread: see [`offpath_nats_local::set_die_with_parent`].
+    /// thread: see [`crate::set_die_with_parent`].
     pub fn spawn(name: &str, args: &[String], ops: SocketAddr) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the offpath executable")?;
         let mut command = Command::new(exe);
         command.args(args).process_group(0);
-        offpath_nats_local::set_die_with_parent(&mut command);
+        crate::set_die_with_parent(&mut command);
         Self::start(name, command, ops)
     }
 
-    fn start(name: &str, mut command: Command, ops: SocketAddr) -> anyhow::Result<Self> {
+    /// Starts `command` (stdin and stdout closed) as the process called `name`.
+    pub fn start(name: &str, mut command: Command, ops: SocketAddr) -> anyhow::Result<Self> {
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -94,7 +94,7 @@ impl Proc {
             if let Some(status) = self.exited() {
                 bail!("{} exited before it was ready ({status})", self.name);
             }
-            if let Ok((200, _)) = http_get(self.ops, "/readyz").await {
+            if let Ok((200, _)) = crate::http::get(self.ops, "/readyz").await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -168,28 +168,4 @@ pub fn concrete_addr(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     }
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     Ok(listener.local_addr()?)
-}
-
-/// A minimal HTTP/1.0 GET: status and body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let get = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default();
-        Ok((status, body))
-    };
-    tokio::time::timeout(Duration::from_secs(5), get)
-        .await
-        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }

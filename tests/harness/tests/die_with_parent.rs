@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use offpath_nats_local::NatsServer;
+use offpath_harness::NatsServer;
 
 fn start_on_a_thread_that_exits(die_with_parent: bool) -> NatsServer {
     std::thread::spawn(move || {

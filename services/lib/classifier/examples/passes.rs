@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
     let passes = args.next().ok_or("usage: passes <passes> <batch>")??;
     let batch = args.next().ok_or("usage: passes <passes> <batch>")??;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..");
     init_runtime(&root.join(".tools/lib/libonnxruntime.so"))?;
     let config = SessionConfig {
         intra_threads: 1,

@@ -1,15 +1,36 @@
 //! The nats-server harness: random ports, restart on the same port and store, reconnects,
 //! clean-up, clear errors.
 
-mod common;
-
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream;
-use offpath_nats_local::{Error, NatsServer};
+use offpath_harness::{Error, NatsServer};
 use offpath_protocol::subject::MODERATION_STREAM;
-use offpath_protocol::topology::ensure;
+use offpath_protocol::topology::{TopologyConfig, ensure};
+
+mod common {
+    use super::*;
+
+    pub fn nats() -> NatsServer {
+        NatsServer::start().unwrap_or_else(|err| panic!("cannot start nats-server: {err}"))
+    }
+
+    pub async fn connect(server: &NatsServer) -> async_nats::Client {
+        async_nats::connect(server.url()).await.expect("connect")
+    }
+
+    /// Small streams: JetStream refuses a `max_bytes` that does not fit the free disk.
+    pub fn topology() -> TopologyConfig {
+        let bytes = 64 * 1024 * 1024;
+        TopologyConfig {
+            request_max_bytes: bytes,
+            verdict_max_bytes: bytes,
+            dlq_max_bytes: bytes,
+            ..Default::default()
+        }
+    }
+}
 
 async fn wait_for_state(client: &async_nats::Client, connected: bool) {
     tokio::time::timeout(Duration::from_secs(15), async {
@@ -118,7 +139,7 @@ fn early_exit_reports_the_log() {
 /// file it writes is named after its executable.
 #[test]
 fn a_renamed_binary_starts() {
-    let real = offpath_nats_local::find_binary().expect("nats-server");
+    let real = offpath_harness::find_binary().expect("nats-server");
     let dir = tempfile::tempdir().expect("tempdir");
     let renamed = dir.path().join("nats-server-renamed");
     std::os::unix::fs::symlink(&real, &renamed).expect("symlink");

@@ -11,11 +11,8 @@
 //! directory and from the running executable), `$PATH`, then `/usr/sbin/nats-server`
 //! (Debian's package).
 
-mod child;
-mod locate;
-
-pub use child::set_die_with_parent;
-pub use locate::{BOOTSTRAP_HINT, find_binary, find_project_tool};
+use crate::locate::{BOOTSTRAP_HINT, find_binary};
+use crate::set_die_with_parent;
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpStream};

@@ -9,7 +9,7 @@ use offpath_classifier::{Model, SessionConfig, init_runtime};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..")
 }
 
 /// `$ORT_DYLIB_PATH`, else the bootstrap's `.tools/lib/libonnxruntime.so`.
