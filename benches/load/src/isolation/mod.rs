@@ -182,15 +182,7 @@ async fn start_stack(
     if scenario.moderation != "off" {
         for n in 0..args.moderators {
             let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
-            let mut flags = vec![
-                "moderator".to_string(),
-                format!("--nats-url={}", nats.url()),
-                format!("--metrics-addr={ops}"),
-                format!("--inference-threads={}", args.inference_threads),
-            ];
-            if scenario.fault == Some("slow") {
-                flags.push(format!("--fault-batch-delay-ms={}", args.slow_ms));
-            }
+            let flags = moderator_command(args, scenario, &nats.url(), ops);
             moderators.push(stack::spawn_nice(
                 &format!("moderator-{n}"),
                 &flags,
@@ -202,19 +194,7 @@ async fn start_stack(
     }
     let public = launch::concrete_addr("127.0.0.1:0".parse()?)?;
     let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
-    let moderation = scenario.moderation;
-    let flags = vec![
-        "transport".to_string(),
-        format!("--nats-url={}", nats.url()),
-        format!("--listen-addr={public}"),
-        format!("--metrics-addr={ops}"),
-        "--tenant=bench".to_string(),
-        format!("--moderation={moderation}"),
-        format!("--inline-timeout-ms={}", args.inline_timeout_ms),
-        format!("--max-connections={}", args.connections + 16),
-        "--rate-per-second=1000".to_string(),
-        "--rate-burst=1000".to_string(),
-    ];
+    let flags = transport_command(args, scenario, &nats.url(), public, ops);
     let mut transport = stack::spawn_nice(
         "transport",
         &flags,
@@ -234,6 +214,49 @@ async fn start_stack(
         },
         public,
     ))
+}
+
+/// The command line of a moderator child. Flags are spelled out here as `offpath up`
+/// spells out its own: no config type of the services renders itself as flags.
+fn moderator_command(
+    args: &IsolationArgs,
+    scenario: Scenario,
+    url: &str,
+    ops: SocketAddr,
+) -> Vec<String> {
+    let mut flags = vec![
+        "moderator".to_string(),
+        format!("--nats-url={url}"),
+        format!("--metrics-addr={ops}"),
+        format!("--inference-threads={}", args.inference_threads),
+    ];
+    if scenario.fault == Some("slow") {
+        flags.push(format!("--fault-batch-delay-ms={}", args.slow_ms));
+    }
+    flags
+}
+
+/// The command line of the transport child: the scenario's moderation mode, room for every
+/// client, and rate limits well above the generator's per-client rate.
+fn transport_command(
+    args: &IsolationArgs,
+    scenario: Scenario,
+    url: &str,
+    public: SocketAddr,
+    ops: SocketAddr,
+) -> Vec<String> {
+    vec![
+        "transport".to_string(),
+        format!("--nats-url={url}"),
+        format!("--listen-addr={public}"),
+        format!("--metrics-addr={ops}"),
+        "--tenant=bench".to_string(),
+        format!("--moderation={}", scenario.moderation),
+        format!("--inline-timeout-ms={}", args.inline_timeout_ms),
+        format!("--max-connections={}", args.connections + 16),
+        "--rate-per-second=1000".to_string(),
+        "--rate-burst=1000".to_string(),
+    ]
 }
 
 async fn run_scenario(
