@@ -13,13 +13,13 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "$venv/bin/pip" install --quiet \
     "onnxruntime==1.31.1" "tokenizers==0.23.3" "numpy==2.4.6"
-cargo bench --bench main --no-run 2>/dev/null
+cargo bench -p offpath-classifier --bench main --no-run 2>/dev/null
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 for round in $(seq "$rounds"); do
     echo "round $round/$rounds" >&2
     "$venv/bin/python" benches/python_baseline.py 3 >>"$log"
-    cargo bench --bench main -- classifier --warm-up-time 1 --measurement-time 3 2>/dev/null \
+    cargo bench -p offpath-classifier --bench main -- classifier --warm-up-time 1 --measurement-time 3 2>/dev/null \
         | awk '/^classifier\//{name=$1} /thrpt:/ && name {print "rust " substr(name, 12) ": " $4 " msg/s"; name=""}' >>"$log"
 done
 "$venv/bin/python" - "$log" <<'PY'

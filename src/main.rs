@@ -4,7 +4,6 @@
 mod bench;
 mod cli;
 mod errors;
-mod isolation;
 mod services;
 mod supervise;
 mod tools;
@@ -15,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{BenchCommand, Cli, Command};
+use crate::cli::{Cli, Command};
 
 /// EX_USAGE from sysexits.h: the configuration was wrong.
 const EX_USAGE: u8 = 64;
@@ -33,7 +32,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    cli::init_tracing(&cli.log);
+    let Cli { log, command } = cli;
+    cli::init_tracing(&log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -42,14 +42,14 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Up(args) => up::run(args).await,
             Command::Moderator(args) => services::moderator(args).await,
             Command::Transport(args) => services::transport(args).await,
             Command::Topology(args) => services::topology(args).await,
             Command::Doctor => tools::doctor(),
-            Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(*args).await,
-            Command::Bench(BenchCommand::Isolation(args)) => isolation::run(args).await,
+            // Replaces this process; returns only when that fails.
+            Command::Bench(args) => Err(bench::exec(&args.args, &log)),
         }
     });
     match result {

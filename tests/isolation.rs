@@ -1,5 +1,8 @@
 //! A 5-second miniature of the isolation proof (`offpath bench isolation`): asserts only the
-//! qualitative result, never a timing threshold of this machine.
+//! qualitative result, never a timing threshold of this machine. Runs through the launcher
+//! as a user does, so it also proves that `offpath bench` reaches `offpath-bench`.
+
+mod bench_binary;
 
 use std::process::Command;
 
@@ -10,6 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_offpath");
 /// gateway holds messages until its timeout (or fails to deliver them).
 #[test]
 fn hung_moderators_stall_inline_chat_and_not_decoupled_chat() {
+    bench_binary::build();
     let out = tempfile::tempdir().expect("tempdir");
     let run = Command::new(BIN)
         .args([

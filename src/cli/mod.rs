@@ -5,10 +5,6 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use offpath_protocol::topology::TopologyConfig;
 
-mod bench;
-
-pub use bench::{BenchArgs, BenchCommand, IsolationArgs};
-
 /// Default address of the chat gateway (`/ws` and the chat page).
 const LISTEN_ADDR: &str = "127.0.0.1:8080";
 /// Default address of the transport's /metrics, /healthz and /readyz.
@@ -43,9 +39,9 @@ pub enum Command {
     Moderator(ModeratorArgs),
     /// Create or update the JetStream streams and the moderator consumer, then exit.
     Topology(NatsArgs),
-    /// Load scenarios against a local nats-server.
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Load scenarios against a local nats-server: runs the `offpath-bench` binary beside
+    /// this one with the arguments that follow (`offpath bench --help` lists them).
+    Bench(BenchArgs),
     /// Report where nats-server and the ONNX Runtime library were found; fails when either
     /// is missing.
     Doctor,
@@ -156,6 +152,16 @@ pub struct TransportArgs {
     /// The gateway's own settings.
     #[command(flatten)]
     pub transport: offpath_transport::Config,
+}
+
+/// `offpath bench <scenario> [options]`: passed through unparsed to `offpath-bench`, which
+/// owns the scenarios' options (and their `OFFPATH_BENCH_…` variables).
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct BenchArgs {
+    /// The scenario (`throughput`, `isolation`) and its options.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// Options of `offpath up`.

@@ -96,7 +96,7 @@ fn check_env(
     }
 }
 
-/// The variable of a flag of a subcommand (`path`, e.g. `["bench", "isolation"]`).
+/// The variable of a flag of a subcommand (`path`, e.g. `["up"]`).
 fn env_of(path: &[&str], id: &str) -> Option<String> {
     let mut command = Cli::command();
     command.build();
@@ -138,14 +138,22 @@ fn documented_variables() {
     );
     assert_eq!(env(&["up"], "moderator_arg"), "OFFPATH_MODERATOR_ARGS");
     assert_eq!(env(&["up"], "transport_arg"), "OFFPATH_TRANSPORT_ARGS");
-    assert_eq!(
-        env(&["bench", "isolation"], "connections"),
-        "OFFPATH_BENCH_CONNECTIONS"
-    );
-    assert_eq!(
-        env(&["bench", "throughput"], "messages"),
-        "OFFPATH_BENCH_MESSAGES"
-    );
+}
+
+/// Everything after `bench` reaches `offpath-bench` as it was typed, `--help` included.
+#[test]
+fn bench_arguments_pass_through() {
+    let cli = Cli::try_parse_from(["offpath", "bench", "throughput", "--messages=5", "--help"])
+        .expect("parses");
+    let Command::Bench(bench) = cli.command else {
+        panic!("not bench")
+    };
+    assert_eq!(bench.args, ["throughput", "--messages=5", "--help"]);
+    let cli = Cli::try_parse_from(["offpath", "bench", "--help"]).expect("parses");
+    let Command::Bench(bench) = cli.command else {
+        panic!("not bench")
+    };
+    assert_eq!(bench.args, ["--help"]);
 }
 
 /// Pass-through values are split on whitespace (an environment variable holds one

@@ -1,8 +1,69 @@
-//! Options of the load scenarios, `offpath bench …`.
+//! Options of the load scenarios (`offpath-bench …`, reached as `offpath bench …`):
+//! `--flag`, else `OFFPATH_BENCH_…`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+/// offpath's load scenarios (also run as `offpath bench …`).
+#[derive(Debug, Parser)]
+#[command(name = "offpath-bench", version)]
+pub struct Cli {
+    /// Logging options.
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// Logging options, the launcher's (`offpath bench` passes its own on in these variables).
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter in `tracing` syntax, e.g. `info,offpath=debug`.
+    #[arg(
+        long,
+        env = "OFFPATH_LOG",
+        default_value = "info,async_nats=warn",
+        global = true
+    )]
+    pub log_filter: String,
+    /// Write logs as JSON lines instead of text.
+    #[arg(long, env = "OFFPATH_LOG_JSON", global = true)]
+    pub log_json: bool,
+}
+
+/// A configuration error: the process exits with status 64 (EX_USAGE).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Installs the global `tracing` subscriber (to stderr; colour only on a terminal and
+/// without `NO_COLOR`, as the launcher does).
+pub fn init_tracing(args: &LogArgs) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .log_internal_errors(false);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
 
 /// The load scenarios.
 #[derive(Debug, Subcommand)]
@@ -90,7 +151,8 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    /// The moderator settings as flags for the child process.
+    /// The moderator settings as flags for the child process. (No config type of the
+    /// services turns itself into flags; `offpath up` passes flags through instead.)
     pub fn moderator_flags(&self) -> Vec<String> {
         let m = &self.moderator;
         let models: Vec<String> = m.models.iter().map(|p| p.display().to_string()).collect();
@@ -109,5 +171,55 @@ impl BenchArgs {
             flags.push(format!("--ort-library={}", ort.display()));
         }
         flags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Arguments without an `OFFPATH_…` variable, on purpose: clap's own `--help` and
+    /// `--version`, and the `help` subcommand's positional.
+    const WITHOUT_ENV: [&str; 2] = ["help", "version"];
+
+    /// Every flag of every scenario has an `OFFPATH_…` environment fallback, the scenarios'
+    /// own in `OFFPATH_BENCH_…` (as the README says), and no two flags of one scenario
+    /// share a variable.
+    #[test]
+    fn every_flag_has_its_own_variable() {
+        let mut cli = Cli::command();
+        cli.build();
+        for scenario in cli.get_subcommands().filter(|c| c.get_name() != "help") {
+            let name = scenario.get_name();
+            let mut seen = std::collections::HashMap::new();
+            for arg in scenario.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_positional() || WITHOUT_ENV.contains(&id) {
+                    continue;
+                }
+                let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
+                assert!(env.starts_with("OFFPATH_"), "{name} --{id}: {env:?}");
+                assert!(
+                    seen.insert(env.to_string(), id.to_string()).is_none(),
+                    "{name}: {env} used twice"
+                );
+            }
+        }
+        let env = |name: &str, id: &str| {
+            let scenario = cli.find_subcommand(name).expect("scenario");
+            let arg = scenario.get_arguments().find(|a| a.get_id() == id);
+            arg.and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            env("isolation", "connections").as_deref(),
+            Some("OFFPATH_BENCH_CONNECTIONS")
+        );
+        assert_eq!(
+            env("throughput", "messages").as_deref(),
+            Some("OFFPATH_BENCH_MESSAGES")
+        );
     }
 }

@@ -19,7 +19,8 @@ use anyhow::{Context, bail};
 use offpath_harness::NatsServer;
 use offpath_protocol::topology::{TopologyConfig, ensure};
 
-use crate::cli::IsolationArgs;
+use crate::cli::{IsolationArgs, Usage};
+use crate::{measure, stack};
 use offpath_harness::http;
 use offpath_harness::process::{self as launch, Proc};
 
@@ -76,8 +77,7 @@ impl Scenario {
 
 /// Runs the scenarios and writes the report.
 pub async fn run(args: IsolationArgs) -> anyhow::Result<()> {
-    let scenarios =
-        Scenario::parse_list(&args.scenarios).map_err(|e| crate::cli::Usage(e.to_string()))?;
+    let scenarios = Scenario::parse_list(&args.scenarios).map_err(|e| Usage(e.to_string()))?;
     let texts = Arc::new(chat_texts()?);
     let load = load::Load {
         connections: args.connections,
@@ -182,16 +182,8 @@ async fn start_stack(
     if scenario.moderation != "off" {
         for n in 0..args.moderators {
             let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
-            let mut flags = vec![
-                "moderator".to_string(),
-                format!("--nats-url={}", nats.url()),
-                format!("--metrics-addr={ops}"),
-                format!("--inference-threads={}", args.inference_threads),
-            ];
-            if scenario.fault == Some("slow") {
-                flags.push(format!("--fault-batch-delay-ms={}", args.slow_ms));
-            }
-            moderators.push(Proc::spawn_nice(
+            let flags = moderator_command(args, scenario, &nats.url(), ops);
+            moderators.push(stack::spawn_nice(
                 &format!("moderator-{n}"),
                 &flags,
                 ops,
@@ -202,20 +194,8 @@ async fn start_stack(
     }
     let public = launch::concrete_addr("127.0.0.1:0".parse()?)?;
     let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
-    let moderation = scenario.moderation;
-    let flags = vec![
-        "transport".to_string(),
-        format!("--nats-url={}", nats.url()),
-        format!("--listen-addr={public}"),
-        format!("--metrics-addr={ops}"),
-        "--tenant=bench".to_string(),
-        format!("--moderation={moderation}"),
-        format!("--inline-timeout-ms={}", args.inline_timeout_ms),
-        format!("--max-connections={}", args.connections + 16),
-        "--rate-per-second=1000".to_string(),
-        "--rate-burst=1000".to_string(),
-    ];
-    let mut transport = Proc::spawn_nice(
+    let flags = transport_command(args, scenario, &nats.url(), public, ops);
+    let mut transport = stack::spawn_nice(
         "transport",
         &flags,
         ops,
@@ -234,6 +214,49 @@ async fn start_stack(
         },
         public,
     ))
+}
+
+/// The command line of a moderator child. Flags are spelled out here as `offpath up`
+/// spells out its own: no config type of the services renders itself as flags.
+fn moderator_command(
+    args: &IsolationArgs,
+    scenario: Scenario,
+    url: &str,
+    ops: SocketAddr,
+) -> Vec<String> {
+    let mut flags = vec![
+        "moderator".to_string(),
+        format!("--nats-url={url}"),
+        format!("--metrics-addr={ops}"),
+        format!("--inference-threads={}", args.inference_threads),
+    ];
+    if scenario.fault == Some("slow") {
+        flags.push(format!("--fault-batch-delay-ms={}", args.slow_ms));
+    }
+    flags
+}
+
+/// The command line of the transport child: the scenario's moderation mode, room for every
+/// client, and rate limits well above the generator's per-client rate.
+fn transport_command(
+    args: &IsolationArgs,
+    scenario: Scenario,
+    url: &str,
+    public: SocketAddr,
+    ops: SocketAddr,
+) -> Vec<String> {
+    vec![
+        "transport".to_string(),
+        format!("--nats-url={url}"),
+        format!("--listen-addr={public}"),
+        format!("--metrics-addr={ops}"),
+        "--tenant=bench".to_string(),
+        format!("--moderation={}", scenario.moderation),
+        format!("--inline-timeout-ms={}", args.inline_timeout_ms),
+        format!("--max-connections={}", args.connections + 16),
+        "--rate-per-second=1000".to_string(),
+        "--rate-burst=1000".to_string(),
+    ]
 }
 
 async fn run_scenario(
@@ -316,8 +339,8 @@ async fn run_scenario(
 /// Short chat lines from the models' parity fixture (`#` is kept out: the clients tag each
 /// text with ` #<seq>`).
 fn chat_texts() -> anyhow::Result<Vec<String>> {
-    let dir = crate::tools::resolve_model_dir(std::path::Path::new("models/fixtures"));
-    crate::bench::fixture_texts(&dir.join("parity.json"), |t| {
+    let dir = stack::resolve_model_dir(std::path::Path::new("models/fixtures"));
+    measure::fixture_texts(&dir.join("parity.json"), |t| {
         !t.is_empty() && t.len() <= 300 && !t.contains('#')
     })
 }
@@ -334,24 +357,7 @@ fn metric_sum(metrics: &str, name: &str) -> f64 {
 
 /// CPU seconds (user + system) this process has used.
 fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which may contain spaces) start after ") ".
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest)
-        .unwrap_or("")
-        .split(' ')
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
+    measure::cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
 #[cfg(test)]
