@@ -13,4 +13,4 @@ mod endpoints;
 mod prometheus;
 
 pub use endpoints::{Endpoints, Readiness, router};
-pub use prometheus::{BUILD_INFO, Prometheus, Spec};
+pub use prometheus::{BUILD_INFO, Prometheus, Series, Spec};

@@ -17,12 +17,48 @@ pub struct Spec {
     pub buckets: &'static [(&'static str, &'static [f64])],
     /// Describes every metric of the service (`promtool check metrics` wants each one).
     pub describe: fn(),
-    /// Puts every series of the service on `/metrics` at start.
+    /// Puts every series of the service on `/metrics` at start (with a [`Series`]).
     pub register: fn(),
     /// The service's `CARGO_PKG_VERSION`, for [`BUILD_INFO`].
     pub version: &'static str,
     /// The service's `OFFPATH_COMMIT` (set by `services/build_info.rs`), for [`BUILD_INFO`].
     pub commit: &'static str,
+}
+
+/// Every series of a service, put on `/metrics` at start by [`Series::register`]: the
+/// exporter renders a series only once it is touched, and `increase()` over a series that
+/// appears with its first event misses that event.
+pub struct Series<'a> {
+    /// Counters without labels, at 0.
+    pub counters: &'a [&'static str],
+    /// Counters at 0 for every value a label can take: `(name, label, values)`.
+    pub labelled: &'a [(&'static str, &'static str, &'a [&'static str])],
+    /// Gauges, incremented by 0 (not set: a gauge already moved keeps its value).
+    pub gauges: &'a [&'static str],
+    /// Histograms: registering a handle is enough for this exporter, it renders the
+    /// buckets, `_sum` and `_count` at 0 with no sample recorded.
+    pub histograms: &'a [&'static str],
+}
+
+impl Series<'_> {
+    /// Puts every series on the installed recorder now, so that the first event is an
+    /// increase rather than a new series.
+    pub fn register(&self) {
+        for &name in self.counters {
+            metrics::counter!(name).increment(0);
+        }
+        for &(name, label, values) in self.labelled {
+            for &value in values {
+                metrics::counter!(name, label => value).increment(0);
+            }
+        }
+        for &name in self.gauges {
+            metrics::gauge!(name).increment(0.0);
+        }
+        for &name in self.histograms {
+            let _ = metrics::histogram!(name);
+        }
+    }
 }
 
 /// A service's recorder: declared as a `static`, installed by the first [`handle`] call.
@@ -76,8 +112,10 @@ impl Prometheus {
 
     /// `/metrics`: the process figures of now, then everything.
     pub(crate) fn render(&self) -> String {
+        // Installed first: figures collected before the recorder is would be lost.
+        let handle = self.handle();
         process_metrics().collect();
-        self.handle().render()
+        handle.render()
     }
 }
 
