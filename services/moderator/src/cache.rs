@@ -10,10 +10,10 @@ use offpath_classifier::Assessment;
 
 /// Longest text cached, in bytes: waves are short messages, and the bound keeps memory at
 /// `capacity × 256` bytes of text.
-pub const MAX_CACHED_TEXT: usize = 256;
+pub(crate) const MAX_CACHED_TEXT: usize = 256;
 
 /// Recent assessments by exact text.
-pub struct VerdictCache {
+pub(crate) struct VerdictCache {
     inner: Mutex<Inner>,
     ttl: Duration,
     capacity: usize,
@@ -26,7 +26,7 @@ struct Inner {
 
 impl VerdictCache {
     /// A cache of at most `capacity` texts, each valid for `ttl` (0 disables it).
-    pub fn new(capacity: usize, ttl: Duration) -> Self {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
         let inner = Inner {
             entries: HashMap::new(),
             order: VecDeque::new(),
@@ -39,7 +39,7 @@ impl VerdictCache {
     }
 
     /// The assessment of `text` if it was made within the window.
-    pub fn get(&self, text: &str) -> Option<Assessment> {
+    pub(crate) fn get(&self, text: &str) -> Option<Assessment> {
         if self.capacity == 0 || text.len() > MAX_CACHED_TEXT {
             return None;
         }
@@ -49,7 +49,7 @@ impl VerdictCache {
     }
 
     /// Remembers the assessment of `text`.
-    pub fn put(&self, text: &str, assessment: &Assessment) {
+    pub(crate) fn put(&self, text: &str, assessment: &Assessment) {
         if self.capacity == 0 || text.len() > MAX_CACHED_TEXT {
             return;
         }

@@ -100,44 +100,44 @@ pub struct Faults {
 
 /// The defaults: clap's `default_value_t` and [`Config::default`] both read these, so a
 /// test's configuration and an operator's are the same unless one says otherwise.
-pub mod defaults {
+pub(crate) mod defaults {
     /// Model directories, relative to the checkout.
-    pub const MODELS: [&str; 2] = ["models/minilm-insult", "models/profanity"];
+    pub(crate) const MODELS: [&str; 2] = ["models/minilm-insult", "models/profanity"];
     /// `--inference-threads`.
-    pub const INFERENCE_THREADS: usize = 2;
+    pub(crate) const INFERENCE_THREADS: usize = 2;
     /// `--intra-threads`.
-    pub const INTRA_THREADS: usize = 1;
+    pub(crate) const INTRA_THREADS: usize = 1;
     /// `--max-batch`.
-    pub const MAX_BATCH: usize = 32;
+    pub(crate) const MAX_BATCH: usize = 32;
     /// `--sub-batch`.
-    pub const SUB_BATCH: usize = 16;
+    pub(crate) const SUB_BATCH: usize = 16;
     /// `--max-batch-tokens`.
-    pub const MAX_BATCH_TOKENS: usize = 512;
+    pub(crate) const MAX_BATCH_TOKENS: usize = 512;
     /// `--max-wait-ms`.
-    pub const MAX_WAIT_MS: u64 = 5;
+    pub(crate) const MAX_WAIT_MS: u64 = 5;
     /// `--max-in-flight`: a quarter of the topology's `max_ack_pending` (1024), so four
     /// moderators with the default fit under it.
-    pub const MAX_IN_FLIGHT: usize = 256;
+    pub(crate) const MAX_IN_FLIGHT: usize = 256;
     /// `--batch-deadline-ms`.
-    pub const BATCH_DEADLINE_MS: u64 = 10_000;
+    pub(crate) const BATCH_DEADLINE_MS: u64 = 10_000;
     /// `--cancel-grace-ms`.
-    pub const CANCEL_GRACE_MS: u64 = 2_000;
+    pub(crate) const CANCEL_GRACE_MS: u64 = 2_000;
     /// `--nak-delay-ms`.
-    pub const NAK_DELAY_MS: u64 = 1_000;
+    pub(crate) const NAK_DELAY_MS: u64 = 1_000;
     /// `--stall-after-ms`.
-    pub const STALL_AFTER_MS: u64 = 30_000;
+    pub(crate) const STALL_AFTER_MS: u64 = 30_000;
     /// `--rebind-give-up-ms`.
-    pub const REBIND_GIVE_UP_MS: u64 = 120_000;
+    pub(crate) const REBIND_GIVE_UP_MS: u64 = 120_000;
     /// `--cache-entries`.
-    pub const CACHE_ENTRIES: usize = 10_000;
+    pub(crate) const CACHE_ENTRIES: usize = 10_000;
     /// `--cache-window-ms`.
-    pub const CACHE_WINDOW_MS: u64 = 30_000;
+    pub(crate) const CACHE_WINDOW_MS: u64 = 30_000;
     /// `--classify-concurrency`.
-    pub const CLASSIFY_CONCURRENCY: usize = 64;
+    pub(crate) const CLASSIFY_CONCURRENCY: usize = 64;
     /// `--classify-timeout-ms`.
-    pub const CLASSIFY_TIMEOUT_MS: u64 = 5_000;
+    pub(crate) const CLASSIFY_TIMEOUT_MS: u64 = 5_000;
     /// `--max-request-bytes`.
-    pub const MAX_REQUEST_BYTES: usize = offpath_protocol::DEFAULT_MAX_REQUEST_BYTES;
+    pub(crate) const MAX_REQUEST_BYTES: usize = offpath_protocol::DEFAULT_MAX_REQUEST_BYTES;
 }
 
 impl Default for Config {

@@ -6,14 +6,31 @@
 
 use std::path::PathBuf;
 
+use offpath_ops::{Prometheus, Series, Spec};
 use offpath_protocol::DecodeError;
 
+/// The moderator's recorder: buckets set here, in one place (`offpath_build_info` and the
+/// `process_*` figures are added by `offpath-ops`).
+pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
+    seconds: &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ],
+    buckets: &[(
+        BATCH_SIZE,
+        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+    )],
+    describe,
+    register,
+    version: env!("CARGO_PKG_VERSION"),
+    commit: env!("OFFPATH_COMMIT"),
+});
+
 /// Requests finished, by `outcome` (one of [`OUTCOMES`]).
-pub const REQUESTS: &str = "offpath_moderator_requests_total";
+pub(crate) const REQUESTS: &str = "offpath_moderator_requests_total";
 /// Every `outcome` of [`REQUESTS`]: settled from the stream (`verdict`, `expired`, `cached`,
 /// `dead_letter`, `retried`), answered to a synchronous call (`direct`) or refused to one
 /// (`overloaded`, `timeout`, `unavailable`).
-pub const OUTCOMES: &[&str] = &[
+pub(crate) const OUTCOMES: &[&str] = &[
     "verdict",
     "expired",
     "cached",
@@ -25,39 +42,39 @@ pub const OUTCOMES: &[&str] = &[
     "unavailable",
 ];
 /// Requests per inference batch.
-pub const BATCH_SIZE: &str = "offpath_moderator_batch_size";
+pub(crate) const BATCH_SIZE: &str = "offpath_moderator_batch_size";
 /// Time in inference per batch.
-pub const INFERENCE_SECONDS: &str = "offpath_moderator_inference_seconds";
+pub(crate) const INFERENCE_SECONDS: &str = "offpath_moderator_inference_seconds";
 /// From stream publish to the start of inference.
-pub const QUEUE_SECONDS: &str = "offpath_moderator_queue_seconds";
+pub(crate) const QUEUE_SECONDS: &str = "offpath_moderator_queue_seconds";
 /// Dead letters published, by `reason`: a [`DecodeError::REASONS`] or a failure of
 /// [`INFERENCE_FAILURES`] (a batch that failed on each of `max_deliver` deliveries).
-pub const DEAD_LETTERS: &str = "offpath_moderator_dead_letters_total";
+pub(crate) const DEAD_LETTERS: &str = "offpath_moderator_dead_letters_total";
 /// Runs terminated by the watchdog.
-pub const INFERENCE_CANCELLED: &str = "offpath_moderator_inference_cancelled_total";
+pub(crate) const INFERENCE_CANCELLED: &str = "offpath_moderator_inference_cancelled_total";
 /// Inference threads abandoned and replaced.
-pub const THREADS_REPLACED: &str = "offpath_moderator_threads_replaced_total";
+pub(crate) const THREADS_REPLACED: &str = "offpath_moderator_threads_replaced_total";
 /// Inference threads alive.
-pub const INFERENCE_THREADS: &str = "offpath_moderator_inference_threads";
+pub(crate) const INFERENCE_THREADS: &str = "offpath_moderator_inference_threads";
 /// Batches that failed, by `reason` (before bisection or retry): one of
 /// [`INFERENCE_FAILURES`] or `shutdown`.
-pub const BATCH_FAILURES: &str = "offpath_moderator_batch_failures_total";
+pub(crate) const BATCH_FAILURES: &str = "offpath_moderator_batch_failures_total";
 /// The `reason`s of a failed inference ([`crate::pool::BatchError::reason`] but `shutdown`,
 /// which is never dead-lettered).
-pub const INFERENCE_FAILURES: &[&str] = &[
+pub(crate) const INFERENCE_FAILURES: &[&str] = &[
     "inference_failed",
     "inference_panicked",
     "inference_cancelled",
     "inference_hung",
 ];
 /// Unix time of the last batch that completed inference.
-pub const LAST_PROGRESS: &str = "offpath_moderator_last_progress_timestamp_seconds";
+pub(crate) const LAST_PROGRESS: &str = "offpath_moderator_last_progress_timestamp_seconds";
 /// Requests answered from the spam-wave cache.
-pub const CACHE_HITS: &str = "offpath_moderator_cache_hits_total";
+pub(crate) const CACHE_HITS: &str = "offpath_moderator_cache_hits_total";
 /// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
-pub const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
+pub(crate) const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
 /// Every `operation` of [`NATS_ERRORS`].
-pub const NATS_OPERATIONS: &[&str] = &[
+pub(crate) const NATS_OPERATIONS: &[&str] = &[
     "bind",
     "pull",
     "progress",
@@ -69,22 +86,20 @@ pub const NATS_OPERATIONS: &[&str] = &[
     "consumer_info",
 ];
 /// Times the JetStream consumer was bound again after it was lost (deleted, or its stream).
-pub const CONSUMER_REBINDS: &str = "offpath_moderator_consumer_rebinds_total";
+pub(crate) const CONSUMER_REBINDS: &str = "offpath_moderator_consumer_rebinds_total";
 /// Settings of existing streams or consumers that differ from this process's topology.
-pub const TOPOLOGY_DRIFT: &str = "offpath_moderator_topology_drift_total";
+pub(crate) const TOPOLOGY_DRIFT: &str = "offpath_moderator_topology_drift_total";
 /// Requests in `MODERATION` not yet delivered to any moderator (the consumer's
 /// `num_pending`): the backlog to scale on.
-pub const CONSUMER_PENDING: &str = "offpath_moderator_consumer_pending";
+pub(crate) const CONSUMER_PENDING: &str = "offpath_moderator_consumer_pending";
 /// Requests delivered to moderators and not yet acked (the consumer's `num_ack_pending`).
-pub const CONSUMER_ACK_PENDING: &str = "offpath_moderator_consumer_ack_pending";
+pub(crate) const CONSUMER_ACK_PENDING: &str = "offpath_moderator_consumer_ack_pending";
 /// 1, labelled with the running models' `name`, `version` and `sha256` (the first 12 hex
 /// digits of each ONNX file's, `+`-joined like the names).
-pub const MODEL_INFO: &str = "offpath_moderator_model_info";
-/// 1, labelled with this build's `version` and git `commit`.
-pub const BUILD_INFO: &str = "offpath_build_info";
+pub(crate) const MODEL_INFO: &str = "offpath_moderator_model_info";
 
 /// Registers the description of every metric with the installed recorder.
-pub fn describe() {
+pub(crate) fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(REQUESTS, "Requests finished, by outcome");
     describe_histogram!(BATCH_SIZE, Unit::Count, "Requests per inference batch");
@@ -131,66 +146,42 @@ pub fn describe() {
         MODEL_INFO,
         "1, labelled with the running models' name, version and sha256 prefix"
     );
-    describe_gauge!(
-        BUILD_INFO,
-        "1, labelled with this build's version and commit"
-    );
 }
 
 /// Puts every series on `/metrics` now, at 0 (counters with each label value the code can
 /// produce), so that the first event is an increase rather than a new series.
-pub fn register() {
-    use metrics::{counter, gauge, histogram};
-    for name in [
-        INFERENCE_CANCELLED,
-        THREADS_REPLACED,
-        CACHE_HITS,
-        CONSUMER_REBINDS,
-        TOPOLOGY_DRIFT,
-    ] {
-        counter!(name).increment(0);
+pub(crate) fn register() {
+    Series {
+        counters: &[
+            INFERENCE_CANCELLED,
+            THREADS_REPLACED,
+            CACHE_HITS,
+            CONSUMER_REBINDS,
+            TOPOLOGY_DRIFT,
+        ],
+        labelled: &[
+            (REQUESTS, "outcome", OUTCOMES),
+            (BATCH_FAILURES, "reason", INFERENCE_FAILURES),
+            (BATCH_FAILURES, "reason", &["shutdown"]),
+            (DEAD_LETTERS, "reason", INFERENCE_FAILURES),
+            (DEAD_LETTERS, "reason", DecodeError::REASONS),
+            (NATS_ERRORS, "operation", NATS_OPERATIONS),
+        ],
+        gauges: &[
+            INFERENCE_THREADS,
+            LAST_PROGRESS,
+            CONSUMER_PENDING,
+            CONSUMER_ACK_PENDING,
+        ],
+        histograms: &[BATCH_SIZE, INFERENCE_SECONDS, QUEUE_SECONDS],
     }
-    let labelled: [(&str, &str, &[&str]); 5] = [
-        (REQUESTS, "outcome", OUTCOMES),
-        (BATCH_FAILURES, "reason", INFERENCE_FAILURES),
-        (BATCH_FAILURES, "reason", &["shutdown"]),
-        (DEAD_LETTERS, "reason", INFERENCE_FAILURES),
-        (DEAD_LETTERS, "reason", DecodeError::REASONS),
-    ];
-    for (name, label, values) in labelled {
-        for &value in values {
-            counter!(name, label => value).increment(0);
-        }
-    }
-    for &operation in NATS_OPERATIONS {
-        counter!(NATS_ERRORS, "operation" => operation).increment(0);
-    }
-    // `increment(0.0)`, not `set(0.0)`: a gauge already moved keeps its value.
-    for name in [
-        INFERENCE_THREADS,
-        LAST_PROGRESS,
-        CONSUMER_PENDING,
-        CONSUMER_ACK_PENDING,
-    ] {
-        gauge!(name).increment(0.0);
-    }
-    // Registering a histogram handle is enough for this exporter: it renders the buckets,
-    // `_sum` and `_count` at 0 with no sample recorded.
-    for name in [BATCH_SIZE, INFERENCE_SECONDS, QUEUE_SECONDS] {
-        let _ = histogram!(name);
-    }
-    gauge!(
-        BUILD_INFO,
-        "version" => env!("CARGO_PKG_VERSION"),
-        "commit" => env!("OFFPATH_COMMIT"),
-    )
-    .set(1.0);
+    .register();
 }
 
 /// Sets [`MODEL_INFO`] for the policy `name`/`version` (`+`-joined, as the pool reports
 /// them) loaded from the model directories `models`. The sha256 comes from each model's
 /// manifest, which the pool checked against the files when it loaded them.
-pub fn model_info(name: &str, version: &str, models: &[PathBuf]) {
+pub(crate) fn model_info(name: &str, version: &str, models: &[PathBuf]) {
     let sha256 = models
         .iter()
         .map(|dir| {

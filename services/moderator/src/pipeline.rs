@@ -2,9 +2,11 @@
 //! inference → verdict published → request acked. A failed batch is split in halves until
 //! the failing request is alone; it is retried with a delay and dead-lettered once its
 //! deliveries reach the consumer's `max_deliver`.
+//!
+//! Private to the crate but for [`now_ms`], kept at this path for `src/bench.rs`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use futures::future::{BoxFuture, join_all};
@@ -18,12 +20,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use crate::http::Held;
 use crate::metrics as m;
 use crate::pool::{BatchError, Pool};
+use crate::readiness::{Health, Held};
 
 /// Where a request came from, and so how it is answered.
-pub enum Origin {
+pub(crate) enum Origin {
     /// Pulled from `MODERATION`: the verdict is published, then the request acked.
     Stream(Box<jetstream::Message>),
     /// A synchronous `offpath.classify` call: the verdict goes back to the caller only.
@@ -32,7 +34,7 @@ pub enum Origin {
 
 /// A decoded request waiting for inference. `Held` bounds requests in flight and times
 /// stalls; it is released when the request is settled.
-pub struct Pending {
+pub(crate) struct Pending {
     pub(crate) origin: Origin,
     pub(crate) request: ModerationRequest,
     pub(crate) deliveries: i64,
@@ -40,10 +42,10 @@ pub struct Pending {
 }
 
 /// What every stage shares.
-pub struct Shared {
+pub(crate) struct Shared {
     pub(crate) js: jetstream::Context,
     pub(crate) pool: Pool,
-    pub(crate) health: Arc<crate::http::Health>,
+    pub(crate) health: Arc<Health>,
     pub(crate) limits: Limits,
     /// The bound consumer's settings, re-read at every (re-)bind.
     pub(crate) consumer: crate::consumer::Settings,
@@ -51,16 +53,14 @@ pub struct Shared {
     pub(crate) cache: crate::cache::VerdictCache,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+/// The contract's clock, at its former path (`src/bench.rs` still reads it here): use
+/// [`offpath_protocol::now_ms`].
+#[doc(hidden)]
+pub use offpath_protocol::now_ms;
 
 /// Handles one pulled message: a request that cannot be decoded becomes a dead letter, an
 /// expired one an `unmoderated` verdict; the rest go to the batcher.
-pub async fn intake(
+pub(crate) async fn intake(
     shared: &Arc<Shared>,
     message: jetstream::Message,
     held: Held,
@@ -155,7 +155,7 @@ impl Shared {
 
 /// Runs a batch through inference and settles every request in it. Boxed: it recurses to
 /// bisect a failing batch.
-pub fn process(
+pub(crate) fn process(
     shared: Arc<Shared>,
     batch: Vec<Pending>,
     slot: Option<OwnedSemaphorePermit>,
@@ -366,7 +366,7 @@ async fn dead_letter(
 /// Collects pending requests into batches: waits for a free inference slot first, so that
 /// while every thread is busy requests accumulate and the next batch is fuller; then takes
 /// what is queued, waiting at most `max_wait` for more.
-pub async fn batcher(
+pub(crate) async fn batcher(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<Pending>,
     slots: Arc<Semaphore>,

@@ -18,7 +18,7 @@ use crate::metrics as m;
 
 /// Why a batch produced no assessments.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum BatchError {
+pub(crate) enum BatchError {
     /// The models returned an error.
     #[error("inference failed: {0}")]
     Failed(String),
@@ -38,7 +38,7 @@ pub enum BatchError {
 
 impl BatchError {
     /// Stable label for metrics and dead letters.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             BatchError::Failed(_) => "inference_failed",
             BatchError::Panicked(_) => "inference_panicked",
@@ -72,7 +72,7 @@ struct ThreadSpec {
 }
 
 /// The inference threads and their queue.
-pub struct Pool {
+pub(crate) struct Pool {
     jobs: mpsc::Sender<Job>,
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     spec: ThreadSpec,
@@ -85,7 +85,7 @@ pub struct Pool {
 
 impl Pool {
     /// Loads the models on `config.inference_threads` threads; fails if any thread cannot.
-    pub fn start(config: &Config) -> Result<Self, crate::ModeratorError> {
+    pub(crate) fn start(config: &Config) -> Result<Self, crate::ModeratorError> {
         let threads = config.inference_threads.max(1);
         // Bounded to the thread count: at most one batch waits per thread, so the batcher
         // feels backpressure instead of queueing batches whose requests then age.
@@ -119,7 +119,7 @@ impl Pool {
     }
 
     /// The policy's model names and versions (`a+b`, `1+1.9.1`).
-    pub fn model(&self) -> (&str, &str) {
+    pub(crate) fn model(&self) -> (&str, &str) {
         (&self.model_name, &self.model_version)
     }
 
@@ -158,7 +158,7 @@ impl Pool {
     }
 
     /// Runs one batch under the watchdog.
-    pub async fn run(&self, texts: Vec<String>) -> Reply {
+    pub(crate) async fn run(&self, texts: Vec<String>) -> Reply {
         let run_options = RunOptions::new()
             .map(Arc::new)
             .map_err(|e| BatchError::Failed(format!("run options: {e}")))?;

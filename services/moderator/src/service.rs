@@ -22,15 +22,15 @@ use tower::timeout::error::Elapsed;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt as _};
 use tracing::warn;
 
-use crate::http::Health;
 use crate::metrics as m;
 use crate::pipeline::{Origin, Pending};
+use crate::readiness::Health;
 
-pub use offpath_protocol::subject::CLASSIFY_SUBJECT;
+use offpath_protocol::subject::CLASSIFY_SUBJECT;
 
 /// The innermost service: hands the request to the batcher and waits for its verdict.
 #[derive(Clone)]
-pub struct Classify {
+pub(crate) struct Classify {
     batches: mpsc::Sender<Pending>,
     permits: Arc<Semaphore>,
     health: Arc<Health>,
@@ -68,7 +68,7 @@ impl Service<ModerationRequest> for Classify {
 }
 
 /// Runs the micro service until `stop` turns true.
-pub async fn serve(
+pub(crate) async fn serve(
     client: async_nats::Client,
     classify: Classify,
     health: Arc<Health>,
@@ -144,7 +144,7 @@ fn error(code: usize, status: &str) -> async_nats::service::error::Error {
 
 impl Classify {
     /// The service feeding `batches`, bounded by `permits`; calls count as held in `health`.
-    pub fn new(
+    pub(crate) fn new(
         batches: mpsc::Sender<Pending>,
         permits: Arc<Semaphore>,
         health: Arc<Health>,

@@ -1,8 +1,8 @@
-//! HTTP: the public side (`/ws`, and `/`: a small chat page) and the operator's side on
-//! its own port (`/metrics`, `/healthz`, `/readyz`).
+//! HTTP: the public side (`/ws`, and `/`: a small chat page) and what `/readyz` says on
+//! the operator's port (the endpoints themselves are `offpath-ops`'s).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use offpath_ops::Readiness;
 
 use crate::auth::Authenticator;
 use crate::connection;
@@ -44,15 +44,6 @@ pub fn public(app: App) -> Router {
     Router::new()
         .route("/ws", get(upgrade))
         .route("/", get(|| async { Html(include_str!("index.html")) }))
-        .with_state(app)
-}
-
-/// The operator's router: `/metrics`, `/healthz`, `/readyz`.
-pub fn operator(app: App) -> Router {
-    Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
         .with_state(app)
 }
 
@@ -115,7 +106,9 @@ async fn connected(app: App, user: Arc<str>, mut socket: WebSocket) {
     connection::serve(app.hub, peer, rx, sink, stream).await;
 }
 
-async fn readyz(State(app): State<App>) -> (StatusCode, String) {
+/// What `/readyz` answers: ready unless shutting down or the verdict consumer is unbound
+/// while NATS is up; the figures in either case.
+pub(crate) fn readiness(app: &App) -> Readiness {
     let nats = app.client.connection_state() == async_nats::connection::State::Connected;
     let bound = app.verdicts.is_bound();
     let detail = format!(
@@ -139,54 +132,13 @@ async fn readyz(State(app): State<App>) -> (StatusCode, String) {
     } else {
         None
     };
-    if app.stopping.load(Ordering::Relaxed) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: shutting down; {detail}\n"),
-        )
-    } else if let Some(reason) = unbound {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}; {detail}\n"),
-        )
+    let unready = if app.stopping.load(Ordering::Relaxed) {
+        vec!["shutting down".to_string()]
     } else {
-        (StatusCode::OK, format!("ready; {detail}\n"))
+        unbound.into_iter().collect()
+    };
+    Readiness {
+        unready,
+        detail: Some(detail),
     }
-}
-
-/// The process-wide Prometheus recorder (installed once; buckets set here, in one place).
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        // Fan-out is microseconds, verdict lag is milliseconds to seconds: one wide ladder.
-        let seconds = [
-            0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-        ];
-        let recorder = match PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
-        {
-            Ok(builder) => builder.build_recorder(),
-            Err(_) => PrometheusBuilder::new().build_recorder(),
-        };
-        let handle = recorder.handle();
-        // Fails only if another recorder was installed first (an embedding program's).
-        let _ = metrics::set_global_recorder(recorder);
-        m::describe();
-        process_metrics().describe();
-        m::register();
-        handle
-    })
-}
-
-/// The `process_*` collector, read at every scrape.
-fn process_metrics() -> &'static metrics_process::Collector {
-    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
-    COLLECTOR.get_or_init(metrics_process::Collector::default)
-}
-
-/// `/metrics`: the process figures of now, then everything.
-async fn render() -> String {
-    process_metrics().collect();
-    prometheus().render()
 }

@@ -17,12 +17,8 @@ use crate::metrics as m;
 use crate::peer::{Close, Peer, PeerReceiver};
 use crate::tracker::{State, Tracked, Tracker};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+/// Milliseconds since the Unix epoch: the contract's clock.
+pub use offpath_protocol::now_ms;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep serving.

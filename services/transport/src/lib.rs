@@ -28,7 +28,7 @@ pub mod peer;
 mod tracker;
 pub mod verdicts;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -41,7 +41,6 @@ use tracing::{info, warn};
 pub use auth::{AuthError, Authenticator, QueryUser};
 pub use config::{Config, Failure, Moderation, RoomPolicy, RoomRule};
 pub use connection::TokenBucket;
-pub use http::prometheus;
 
 /// How long shutdown waits for connections to take their going-away frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -77,7 +76,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), TransportError> {
     config.validate().map_err(TransportError::Config)?;
-    prometheus();
+    metrics::PROMETHEUS.handle();
     let grace = Duration::from_millis(config.flush_grace_ms);
     // Bounded: the requests the gateway holds while NATS is slow or down (see the flag).
     let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
@@ -106,20 +105,11 @@ pub async fn run(
         client,
         verdicts: binding,
     };
-    let (operator_stop, operator_stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(
-        axum::serve(listeners.operator, http::operator(app.clone()))
-            .with_graceful_shutdown(async {
-                let _ = operator_stopped.await;
-            })
-            .into_future(),
-    );
-    let upkeep = tokio::spawn(async {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            prometheus().run_upkeep();
-        }
-    });
+    let ready = app.clone();
+    let operator =
+        offpath_ops::Endpoints::spawn(listeners.operator, &metrics::PROMETHEUS, move || {
+            http::readiness(&ready)
+        });
     info!(
         addr = %listeners.public.local_addr()?,
         instance = %hub.config().instance,
@@ -156,9 +146,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = drain.await;
     let _ = consumer.await;
-    upkeep.abort();
-    let _ = operator_stop.send(());
-    let _ = operator.await;
+    let _ = operator.stop().await;
     info!("transport stopped");
     Ok(())
 }

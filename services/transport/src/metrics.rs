@@ -4,8 +4,25 @@
 //! exporter renders a series only once it is touched, and `increase()` over a series that
 //! appears with its first event misses that event.
 
+use offpath_ops::{Prometheus, Series, Spec};
+
 use crate::frames::ErrorCode;
 use crate::peer::Close;
+
+/// The transport's recorder: buckets set here, in one place (`offpath_build_info` and the
+/// `process_*` figures are added by `offpath-ops`).
+pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
+    // Fan-out is microseconds, verdict lag is milliseconds to seconds: one wide ladder.
+    seconds: &[
+        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+        0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ],
+    buckets: &[],
+    describe,
+    register,
+    version: env!("CARGO_PKG_VERSION"),
+    commit: env!("OFFPATH_COMMIT"),
+});
 
 /// Open websocket connections.
 pub const CONNECTIONS: &str = "offpath_transport_connections";
@@ -78,8 +95,6 @@ pub const TOPOLOGY_DRIFT: &str = "offpath_transport_topology_drift_total";
 pub use offpath_protocol::topology::DRIFT_SETTINGS;
 /// Unix time of the last verdict applied from the `VERDICTS` consumer; 0 until the first.
 pub const LAST_VERDICT: &str = "offpath_transport_last_verdict_timestamp_seconds";
-/// 1, labelled with this build's `version` and git `commit`.
-pub const BUILD_INFO: &str = "offpath_build_info";
 
 /// Registers the description of every metric with the installed recorder.
 pub fn describe() {
@@ -140,62 +155,40 @@ pub fn describe() {
         Unit::Seconds,
         "Unix time of the last verdict applied from VERDICTS (0 until the first)"
     );
-    describe_gauge!(
-        BUILD_INFO,
-        "1, labelled with this build's version and commit"
-    );
 }
 
 /// Puts every series on `/metrics` now, at 0 (counters with each label value the code can
 /// produce), so that the first event is an increase rather than a new series.
 pub fn register() {
-    use metrics::{counter, gauge, histogram};
-    for name in [
-        MESSAGES,
-        OUTBOX_PUBLISHED,
-        SLOW_CLIENTS,
-        FAIL_CLOSED_RETRACTS,
-        VERDICTS_SHARED,
-    ] {
-        counter!(name).increment(0);
-    }
     let codes = ErrorCode::ALL.map(ErrorCode::as_str);
-    let labelled: [(&str, &str, &[&str]); 8] = [
-        (DISCONNECTS, "reason", DISCONNECT_REASONS),
-        (FRAME_ERRORS, "code", &codes),
-        (OUTBOX_SHED, "reason", SHED_REASONS),
-        (VERDICTS, "action", ACTIONS),
-        (VERDICTS_IGNORED, "reason", IGNORED_REASONS),
-        (HOLD_SETTLED, "outcome", HOLD_OUTCOMES),
-        (NATS_ERRORS, "operation", NATS_OPERATIONS),
-        (TOPOLOGY_DRIFT, "setting", DRIFT_SETTINGS),
-    ];
-    for (name, label, values) in labelled {
-        for &value in values {
-            counter!(name, label => value).increment(0);
-        }
+    Series {
+        counters: &[
+            MESSAGES,
+            OUTBOX_PUBLISHED,
+            SLOW_CLIENTS,
+            FAIL_CLOSED_RETRACTS,
+            VERDICTS_SHARED,
+        ],
+        labelled: &[
+            (DISCONNECTS, "reason", DISCONNECT_REASONS),
+            (FRAME_ERRORS, "code", &codes),
+            (OUTBOX_SHED, "reason", SHED_REASONS),
+            (VERDICTS, "action", ACTIONS),
+            (VERDICTS_IGNORED, "reason", IGNORED_REASONS),
+            (HOLD_SETTLED, "outcome", HOLD_OUTCOMES),
+            (NATS_ERRORS, "operation", NATS_OPERATIONS),
+            (TOPOLOGY_DRIFT, "setting", DRIFT_SETTINGS),
+        ],
+        gauges: &[
+            CONNECTIONS,
+            OUTBOX_DEPTH,
+            HELD,
+            VERDICTS_BOUND,
+            LAST_VERDICT,
+        ],
+        histograms: &[FANOUT_SECONDS, VERDICT_LAG_SECONDS],
     }
-    // `increment(0.0)`, not `set(0.0)`: a gauge already moved keeps its value.
-    for name in [
-        CONNECTIONS,
-        OUTBOX_DEPTH,
-        HELD,
-        VERDICTS_BOUND,
-        LAST_VERDICT,
-    ] {
-        gauge!(name).increment(0.0);
-    }
-    // Registering a histogram handle is enough for this exporter: it renders the buckets,
-    // `_sum` and `_count` at 0 with no sample recorded.
-    for name in [FANOUT_SECONDS, VERDICT_LAG_SECONDS] {
-        let _ = histogram!(name);
-    }
-    gauge!(
-        BUILD_INFO,
-        "version" => env!("CARGO_PKG_VERSION"),
-        "commit" => env!("OFFPATH_COMMIT"),
-    )
-    .set(1.0);
+    .register();
 }
 
 #[cfg(test)]

@@ -30,3 +30,11 @@ pub fn encode<T: serde::Serialize>(payload: &T) -> Vec<u8> {
     // produced by the moderator (scores are probabilities).
     serde_json::to_vec(payload).unwrap_or_default()
 }
+
+/// Milliseconds since the Unix epoch: the clock of every `_ms` timestamp in the contract
+/// (`sent_at_ms`, `deadline_ms`, a dead letter's `failed_at_ms`). 0 if the clock is before 1970.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -131,7 +131,7 @@ pub fn request(id: &str, text: &str) -> ModerationRequest {
         room: "lobby".into(),
         sender: "alice".into(),
         text: text.into(),
-        sent_at_ms: offpath_moderator::pipeline::now_ms(),
+        sent_at_ms: offpath_protocol::now_ms(),
         deadline_ms: None,
         priority: None,
         policy: None,

@@ -1,0 +1,193 @@
+//! One moderator's life, in named steps: [`Moderator::new`] sizes it (the in-flight bound,
+//! computed once) → [`Moderator::load`] loads the models and builds what every stage
+//! shares → [`Moderator::serve`] runs intake, the batcher, the micro service and the
+//! backlog report together until intake ends → [`Moderator::drain`] waits, up to a grace
+//! period, for the requests still held to settle.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use offpath_protocol::Limits;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::{info, warn};
+
+use crate::pipeline::{self, Pending, Shared};
+use crate::readiness::Health;
+use crate::{Config, ModeratorError, cache, consumer, metrics, pool, service};
+
+/// How long shutdown waits for in-flight requests before leaving them to redelivery.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// A moderator before it runs: its settings and the bound every stage shares.
+pub(crate) struct Moderator {
+    config: Config,
+    client: async_nats::Client,
+    health: Arc<Health>,
+    /// `--max-in-flight`, at least 1: requests held at once, pulled or called.
+    max_in_flight: usize,
+    /// One permit per request held; intake and calls take one, settling gives it back.
+    permits: Arc<Semaphore>,
+}
+
+impl Moderator {
+    /// A moderator for `config`, talking to NATS through `client`; nothing runs yet.
+    pub(crate) fn new(config: Config, client: async_nats::Client) -> Self {
+        let max_in_flight = config.max_in_flight.max(1);
+        let stall_after = Duration::from_millis(config.stall_after_ms);
+        let health = Arc::new(Health::new(client.clone(), max_in_flight, stall_after));
+        Self {
+            config,
+            client,
+            health,
+            max_in_flight,
+            permits: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+
+    /// What `/readyz` reads.
+    pub(crate) fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
+    }
+
+    /// Loads the models, then runs every stage until intake ends (on `shutdown`, or when
+    /// the consumer stays unbound), and drains what is held.
+    pub(crate) async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ModeratorError> {
+        let shared = self.load().await?;
+        let result = self.serve(shared, shutdown).await;
+        self.drain().await;
+        if result.is_ok() {
+            info!("moderator stopped");
+        }
+        result
+    }
+
+    /// Loads the models on their inference threads and builds what every stage shares.
+    async fn load(&self) -> Result<Arc<Shared>, ModeratorError> {
+        let config = &self.config;
+        let shared = Arc::new(Shared {
+            js: jetstream::new(self.client.clone()),
+            pool: start_pool(config).await?,
+            health: self.health(),
+            cache: cache::VerdictCache::new(
+                config.cache_entries,
+                Duration::from_millis(config.cache_window_ms),
+            ),
+            limits: Limits {
+                max_request_bytes: config.max_request_bytes,
+            },
+            consumer: consumer::Settings::new(&config.topology),
+            nak_delay: Duration::from_millis(config.nak_delay_ms),
+        });
+        let (model, version) = shared.pool.model();
+        metrics::model_info(model, version, &config.models);
+        let threads = config.inference_threads;
+        info!(
+            model,
+            version, threads, "models loaded; binding the consumer"
+        );
+        shared.health.set_loaded();
+        Ok(shared)
+    }
+
+    /// Runs intake, the batcher, the micro service and the backlog report together; when
+    /// intake ends, the micro service and the report are told to stop, and the batcher
+    /// ends once every request handed to it is processed.
+    async fn serve(
+        &self,
+        shared: Arc<Shared>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ModeratorError> {
+        // Holds every request this process has taken in and not settled (bounded by the permits).
+        let (batch_tx, batch_rx) = mpsc::channel(self.max_in_flight);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let batcher = self.batcher(&shared, batch_rx);
+        let micro = self.micro_service(shared.limits, batch_tx.clone(), stop_rx.clone());
+        let backlog = consumer::report_backlog(shared.js.clone(), stop_rx);
+        let intake = self.intake(shared, batch_tx);
+        let intake = async {
+            let result = intake.run(shutdown).await;
+            let _ = stop_tx.send(true);
+            result
+        };
+        let (result, (), (), ()) = tokio::join!(intake, batcher, micro, backlog);
+        result
+    }
+
+    /// Pulls from the consumer (binding it, and again when it is lost) into `batches`.
+    fn intake(&self, shared: Arc<Shared>, batches: mpsc::Sender<Pending>) -> consumer::Intake {
+        consumer::Intake {
+            js: shared.js.clone(),
+            config: self.config.clone(),
+            shared,
+            permits: Arc::clone(&self.permits),
+            batches,
+        }
+    }
+
+    /// Forms batches from `batches`, one per free inference thread.
+    fn batcher(
+        &self,
+        shared: &Arc<Shared>,
+        batches: mpsc::Receiver<Pending>,
+    ) -> impl Future<Output = ()> + use<> {
+        let slots = Arc::new(Semaphore::new(self.config.inference_threads.max(1)));
+        let max_batch = self.config.max_batch.max(1);
+        pipeline::batcher(
+            Arc::clone(shared),
+            batches,
+            slots,
+            max_batch,
+            self.config.max_wait(),
+        )
+    }
+
+    /// The `offpath.classify` micro service (requests of at most `limits`) until `stop` turns true; its failure is logged
+    /// (the stream keeps being served).
+    async fn micro_service(
+        &self,
+        limits: Limits,
+        batches: mpsc::Sender<Pending>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let classify = service::Classify::new(batches, Arc::clone(&self.permits), self.health());
+        let call_limits = (
+            Duration::from_millis(self.config.classify_timeout_ms),
+            self.config.classify_concurrency.max(1),
+        );
+        let client = self.client.clone();
+        let served = service::serve(client, classify, self.health(), limits, call_limits, stop);
+        if let Err(err) = served.await {
+            warn!("the offpath.classify service stopped: {err}");
+        }
+    }
+
+    /// Waits until every request held is settled, up to [`SHUTDOWN_GRACE`]; what is still
+    /// unsettled then is redelivered (to other moderators) after its ack wait.
+    async fn drain(&self) {
+        let all = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            warn!("shutdown grace passed; unsettled requests will be redelivered");
+        }
+    }
+}
+
+async fn start_pool(config: &Config) -> Result<pool::Pool, ModeratorError> {
+    let library: PathBuf = config
+        .ort_library
+        .clone()
+        .ok_or(ModeratorError::NoRuntime)?;
+    offpath_classifier::init_runtime(&library)?;
+    let pool_config = config.clone();
+    tokio::task::spawn_blocking(move || pool::Pool::start(&pool_config))
+        .await
+        .map_err(|e| ModeratorError::Thread(e.to_string()))?
+}
