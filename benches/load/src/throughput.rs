@@ -367,7 +367,7 @@ async fn publish_all(
             let due = started + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        let now = offpath_moderator::pipeline::now_ms();
+        let now = offpath_protocol::now_ms();
         let request = ModerationRequest {
             v: PROTOCOL_VERSION,
             id: format!("{prefix}{i}"),

@@ -22,7 +22,7 @@ mod config;
 mod consumer;
 mod http;
 mod metrics;
-pub mod pipeline;
+mod pipeline;
 mod pool;
 mod readiness;
 mod service;

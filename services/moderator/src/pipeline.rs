@@ -2,8 +2,6 @@
 //! inference → verdict published → request acked. A failed batch is split in halves until
 //! the failing request is alone; it is retried with a delay and dead-lettered once its
 //! deliveries reach the consumer's `max_deliver`.
-//!
-//! Private to the crate but for [`now_ms`], kept at this path for `src/bench.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use futures::future::{BoxFuture, join_all};
 use offpath_classifier::{Assessment, Decision};
+use offpath_protocol::now_ms;
 use offpath_protocol::subject::{dlq_subject_for, verdict_subject};
 use offpath_protocol::{
     Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, Verdict,
@@ -52,11 +51,6 @@ pub(crate) struct Shared {
     pub(crate) nak_delay: Duration,
     pub(crate) cache: crate::cache::VerdictCache,
 }
-
-/// The contract's clock, at its former path (`src/bench.rs` still reads it here): use
-/// [`offpath_protocol::now_ms`].
-#[doc(hidden)]
-pub use offpath_protocol::now_ms;
 
 /// Handles one pulled message: a request that cannot be decoded becomes a dead letter, an
 /// expired one an `unmoderated` verdict; the rest go to the batcher.
