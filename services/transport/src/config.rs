@@ -101,43 +101,43 @@ pub struct Config {
 
 /// The defaults: clap's `default_value_t` and [`Config::default`] both read these, so a
 /// test's configuration and an operator's are the same unless one says otherwise.
-pub mod defaults {
+pub(crate) mod defaults {
     use super::{Failure, Moderation, RoomPolicy};
 
     /// `--tenant`.
-    pub const TENANT: &str = "default";
+    pub(crate) const TENANT: &str = "default";
     /// `--max-text-bytes`.
-    pub const MAX_TEXT_BYTES: usize = 4096;
+    pub(crate) const MAX_TEXT_BYTES: usize = 4096;
     /// `--max-frame-bytes`.
-    pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
+    pub(crate) const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
     /// `--rate-per-second`.
-    pub const RATE_PER_SECOND: f64 = 10.0;
+    pub(crate) const RATE_PER_SECOND: f64 = 10.0;
     /// `--rate-burst`.
-    pub const RATE_BURST: f64 = 20.0;
+    pub(crate) const RATE_BURST: f64 = 20.0;
     /// `--max-rooms-per-connection`.
-    pub const MAX_ROOMS_PER_CONNECTION: usize = 32;
+    pub(crate) const MAX_ROOMS_PER_CONNECTION: usize = 32;
     /// `--max-connections`.
-    pub const MAX_CONNECTIONS: usize = 10_000;
+    pub(crate) const MAX_CONNECTIONS: usize = 10_000;
     /// `--send-queue`.
-    pub const SEND_QUEUE: usize = 256;
+    pub(crate) const SEND_QUEUE: usize = 256;
     /// `--outbox-capacity`.
-    pub const OUTBOX_CAPACITY: usize = 10_000;
+    pub(crate) const OUTBOX_CAPACITY: usize = 10_000;
     /// `--outbox-in-flight`.
-    pub const OUTBOX_IN_FLIGHT: usize = 256;
+    pub(crate) const OUTBOX_IN_FLIGHT: usize = 256;
     /// `--flush-grace-ms`.
-    pub const FLUSH_GRACE_MS: u64 = 5_000;
+    pub(crate) const FLUSH_GRACE_MS: u64 = 5_000;
     /// `--hold-deadline-ms`.
-    pub const HOLD_DEADLINE_MS: u64 = 3_000;
+    pub(crate) const HOLD_DEADLINE_MS: u64 = 3_000;
     /// `--track-for-ms`.
-    pub const TRACK_FOR_MS: u64 = 600_000;
+    pub(crate) const TRACK_FOR_MS: u64 = 600_000;
     /// `--max-tracked`.
-    pub const MAX_TRACKED: usize = 200_000;
+    pub(crate) const MAX_TRACKED: usize = 200_000;
     /// `--moderation`.
-    pub const MODERATION: Moderation = Moderation::Decoupled;
+    pub(crate) const MODERATION: Moderation = Moderation::Decoupled;
     /// `--inline-timeout-ms`.
-    pub const INLINE_TIMEOUT_MS: u64 = 2_000;
+    pub(crate) const INLINE_TIMEOUT_MS: u64 = 2_000;
     /// `--default-room-policy`: `post:fail_open`.
-    pub const ROOM_POLICY: RoomPolicy = RoomPolicy {
+    pub(crate) const ROOM_POLICY: RoomPolicy = RoomPolicy {
         hold: false,
         failure: Failure::Open,
     };
@@ -174,7 +174,7 @@ impl Default for Config {
 
 impl Config {
     /// The policy of `room`: the first matching rule, else the default.
-    pub fn policy_of(&self, room: &str) -> RoomPolicy {
+    pub(crate) fn policy_of(&self, room: &str) -> RoomPolicy {
         self.room_policy
             .iter()
             .find(|rule| match rule.room.strip_suffix('*') {
@@ -234,7 +234,7 @@ impl Config {
 
 /// A name no other gateway has: host name (up to 16 bytes of token characters), process
 /// id and 16 random bits (two gateways in one process, as in tests, differ too).
-pub fn default_instance() -> String {
+pub(crate) fn default_instance() -> String {
     use std::hash::{BuildHasher, Hasher};
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::env::var("HOSTNAME"))

@@ -15,18 +15,22 @@
 //! the outbox drain and the verdict consumer. The transport depends on `offpath-protocol`
 //! only.
 
+#![warn(unreachable_pub)]
+
 mod auth;
 mod config;
 mod connection;
+#[doc(hidden)]
 pub mod frames;
+// Being moved into the shared operator crate (issue 12): its items keep their `pub` until then.
+#[allow(unreachable_pub)]
 mod http;
-pub mod hub;
+mod hub;
 mod inline;
-pub mod metrics;
+mod metrics;
 mod outbox;
-pub mod peer;
-mod tracker;
-pub mod verdicts;
+mod peer;
+mod verdicts;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -40,8 +44,7 @@ use tracing::{info, warn};
 
 pub use auth::{AuthError, Authenticator, QueryUser};
 pub use config::{Config, Failure, Moderation, RoomPolicy, RoomRule};
-pub use connection::TokenBucket;
-pub use http::prometheus;
+use http::prometheus;
 
 /// How long shutdown waits for connections to take their going-away frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -81,8 +84,9 @@ pub async fn run(
     let grace = Duration::from_millis(config.flush_grace_ms);
     // Bounded: the requests the gateway holds while NATS is slow or down (see the flag).
     let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
-    let hub = hub::Hub::new(config, outbox_tx);
-    hub.set_classify_client(client.clone());
+    let admission = hub::Admission::new(config.moderation, &client);
+    let hub = hub::Hub::new(config, outbox_tx, admission);
+    let holds = tokio::spawn(Arc::clone(&hub).hold_deadlines());
     let js = async_nats::jetstream::new(client.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = tokio::spawn(outbox::drain(
@@ -157,6 +161,7 @@ pub async fn run(
     let _ = drain.await;
     let _ = consumer.await;
     upkeep.abort();
+    holds.abort();
     let _ = operator_stop.send(());
     let _ = operator.await;
     info!("transport stopped");
