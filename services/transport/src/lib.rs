@@ -18,6 +18,9 @@
 #![warn(unreachable_pub)]
 
 mod auth;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 mod config;
 mod connection;
 #[doc(hidden)]
