@@ -3,30 +3,35 @@
 //! baseline's classify call): locks are held for microseconds and every push to a
 //! connection is a `try_send`.
 //!
-//! Parts: [`rooms`] (connections and members), [`lifecycle`] (the message state machine, a
-//! pure function), [`tracker`] (what is remembered of each message), [`deadlines`] (one
-//! task for every hold deadline) and the outbox [`Handoff`].
+//! Parts: [`admission`] (decoupled, inline or off, chosen at start), [`rooms`]
+//! (connections and members), [`lifecycle`] (the message state machine, a pure function),
+//! [`settle`] (applying it: the lock, then metrics and frames), [`tracker`] (what is
+//! remembered of each message), [`deadlines`] (one task for every hold deadline) and the
+//! outbox [`Handoff`].
 
+mod admission;
 mod deadlines;
 mod lifecycle;
 mod rooms;
+mod settle;
 mod tracker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use offpath_protocol::{ModerationRequest, PROTOCOL_VERSION, Priority, Verdict};
+use offpath_protocol::{ModerationRequest, PROTOCOL_VERSION, Priority};
 use tokio::sync::mpsc;
 
-use crate::config::{Config, Failure, Moderation, PolicyCache, RoomPolicy};
+use crate::config::{Config, Failure, PolicyCache, RoomPolicy};
 use crate::frames::ServerFrame;
 use crate::metrics as m;
 use crate::outbox::Handoff;
 use crate::peer::{Peer, PeerReceiver};
+pub(crate) use admission::Admission;
 use deadlines::Deadlines;
-use lifecycle::{Effects, Event, State, Tracked, UNMODERATED_RETRACT};
+use lifecycle::{Event, State, Tracked};
 use rooms::Rooms;
 use tracker::{RecentIds, Tracker};
 
@@ -40,36 +45,6 @@ pub(crate) fn now_ms() -> u64 {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep serving.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// How a `send` is admitted: chosen once, from `--moderation`, when the gateway starts.
-#[derive(Clone)]
-pub(crate) enum Admission {
-    /// Deliver now (or hold), hand the request to the outbox, apply the verdict later.
-    Decoupled,
-    /// The coupled baseline: each send awaits a classify call over this client first.
-    Inline(async_nats::Client),
-    /// Deliver, nothing else.
-    Off,
-}
-
-impl Admission {
-    /// The admission `moderation` asks for; `client` makes the inline calls.
-    pub(crate) fn new(moderation: Moderation, client: &async_nats::Client) -> Self {
-        match moderation {
-            Moderation::Decoupled => Admission::Decoupled,
-            Moderation::Inline => Admission::Inline(client.clone()),
-            Moderation::Off => Admission::Off,
-        }
-    }
-}
-
-/// Where the frames of a settled message go.
-struct Route {
-    room: String,
-    sender: Arc<str>,
-    sender_peer: Weak<Peer>,
-    sent_at_ms: u64,
 }
 
 /// The gateway's shared state.
@@ -212,28 +187,6 @@ impl Hub {
         }
     }
 
-    /// Admits a validated `send` from `peer` (a member of `room`) the way the gateway was
-    /// started to: [`Hub::accept`], or the inline baseline's classify call first.
-    pub(crate) async fn admit(
-        self: &Arc<Self>,
-        peer: &Arc<Peer>,
-        room: &str,
-        text: String,
-        client_msg_id: Option<String>,
-        received: Instant,
-    ) {
-        match &self.admission {
-            Admission::Inline(client) => {
-                let client = client.clone();
-                crate::inline::accept(self, &client, peer, room, text, client_msg_id, received)
-                    .await;
-            }
-            Admission::Decoupled | Admission::Off => {
-                self.accept(peer, room, text, client_msg_id, received);
-            }
-        }
-    }
-
     /// Accepts a validated `send` from `peer` (a member of `room`): assigns the id, acks,
     /// fans out (unless the room holds messages) and hands the request to the outbox.
     /// Never waits.
@@ -299,150 +252,9 @@ impl Hub {
         self.outbox.depth()
     }
 
-    /// Applies a verdict from the moderator. Applying the same verdict twice changes
-    /// nothing.
-    pub(crate) fn apply_verdict(&self, verdict: Verdict) {
-        let event = Event::Verdict {
-            action: verdict.action,
-            reason: verdict.reason.as_deref(),
-        };
-        self.settle(&verdict.id, &event, Some(&verdict));
-    }
-
-    /// The hold deadline of `id` passed: if it is still held, the room's failure policy
-    /// decides.
-    pub(crate) fn hold_deadline(&self, id: &str) {
-        self.settle(id, &Event::HoldDeadline, None);
-    }
-
-    /// Settles message `id`. `verdict` gives room and sender when the message is unknown
-    /// (forgotten, or accepted before this process restarted). The tracker lock covers the
-    /// state change only; metrics are updated and frames encoded and queued after it is
-    /// released (accepting sends takes the same lock).
-    fn settle(&self, id: &str, event: &Event<'_>, verdict: Option<&Verdict>) {
-        let now = Instant::now();
-        let mut tracker = lock(&self.tracker);
-        let (route, effects) = match tracker.get_mut(id) {
-            Some(tracked) => (Route::of(tracked), lifecycle::settle(tracked, event, now)),
-            None => {
-                drop(tracker);
-                let Some(verdict) = verdict else { return };
-                (
-                    Route::of_verdict(verdict),
-                    self.unknown_effects(id, verdict),
-                )
-            }
-        };
-        self.apply(id, event, verdict, &route, effects);
-    }
-
-    /// What a verdict for a message the tracker does not know does. Rooms live in one
-    /// gateway: only a message this gateway accepted (its id carries this instance's name)
-    /// can be on its clients' screens, forgotten by the tracker's bounds or accepted before
-    /// a restart with the same `--instance`. Such a verdict is applied from its own fields:
-    /// a block is retracted from whoever is in the room now. Another gateway's (or a
-    /// forged) id is ignored: forwarding it would only let a verdict flood fill every
-    /// member's send queue. Never remembered in the tracker: a flood must not push real
-    /// messages out of it.
-    fn unknown_effects(&self, id: &str, verdict: &Verdict) -> Effects {
-        let mine = id
-            .strip_prefix(self.config.instance.as_str())
-            .is_some_and(|rest| rest.starts_with('.'));
-        let ignored = if !mine {
-            "not_ours"
-        } else if !lock(&self.unknown).insert(id) {
-            "duplicate"
-        } else {
-            let policy = self.policy(&verdict.room);
-            return lifecycle::settle_unknown(verdict.action, policy.failure);
-        };
-        Effects {
-            ignored: Some(ignored),
-            ..Effects::default()
-        }
-    }
-
-    /// Carries out `effects` of `event` on message `id`: metrics, then frames.
-    fn apply(
-        &self,
-        id: &str,
-        event: &Event<'_>,
-        verdict: Option<&Verdict>,
-        route: &Route,
-        effects: Effects,
-    ) {
-        record(event, &effects);
-        if !effects.notify_sender {
-            return;
-        }
-        let to_sender = ServerFrame::Verdict {
-            id: id.to_string(),
-            room: route.room.clone(),
-            action: event.action().as_str().to_string(),
-            scores: verdict.map(|v| v.scores.clone()).unwrap_or_default(),
-            reason: event.reason().map(str::to_string),
-        }
-        .encode();
-        let room = &route.room;
-        (self.rooms).to_sender(&route.sender_peer, room, &route.sender, &to_sender);
-        if let Some(text) = effects.deliver {
-            let frame =
-                crate::frames::encode_message(id, room, &route.sender, &text, route.sent_at_ms);
-            self.fan_out(room, &frame);
-        }
-        if let Some(reason) = effects.retract {
-            let frame = ServerFrame::Retract {
-                id: id.to_string(),
-                room: room.clone(),
-                reason: reason.to_string(),
-            };
-            self.fan_out(room, &frame.encode());
-        }
-    }
-
     /// Messages held in `hold` rooms right now.
     pub(crate) fn held(&self) -> usize {
         lock(&self.tracker).held()
-    }
-}
-
-impl Route {
-    fn of(tracked: &Tracked) -> Self {
-        Self {
-            room: tracked.room.clone(),
-            sender: Arc::clone(&tracked.sender),
-            sender_peer: tracked.sender_peer.clone(),
-            sent_at_ms: tracked.sent_at_ms,
-        }
-    }
-
-    fn of_verdict(verdict: &Verdict) -> Self {
-        Self {
-            room: verdict.room.clone(),
-            sender: verdict.sender.as_str().into(),
-            sender_peer: Weak::new(),
-            sent_at_ms: 0,
-        }
-    }
-}
-
-/// The metric updates of settling a message with `event`.
-fn record(event: &Event<'_>, effects: &Effects) {
-    if let Some(reason) = effects.ignored {
-        metrics::counter!(m::VERDICTS_IGNORED, "reason" => reason).increment(1);
-    }
-    if let Some(outcome) = effects.hold_outcome {
-        metrics::gauge!(m::HELD).decrement(1.0);
-        metrics::counter!(m::HOLD_SETTLED, "outcome" => outcome).increment(1);
-    }
-    if effects.count_verdict {
-        metrics::counter!(m::VERDICTS, "action" => event.action().as_str()).increment(1);
-    }
-    if let Some(lag) = effects.lag {
-        metrics::histogram!(m::VERDICT_LAG_SECONDS).record(lag.as_secs_f64());
-    }
-    if effects.retract == Some(UNMODERATED_RETRACT) {
-        metrics::counter!(m::FAIL_CLOSED_RETRACTS).increment(1);
     }
 }
 

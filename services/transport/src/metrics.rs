@@ -116,6 +116,12 @@ pub(crate) fn describe() {
         "Message accepted to its verdict applied"
     );
     describe_counter!(SLOW_CLIENTS, "Clients disconnected for a full send queue");
+    describe_verdicts();
+}
+
+/// The descriptions of the verdict side's metrics: holds, NATS, the consumer.
+fn describe_verdicts() {
+    use metrics::{Unit, describe_counter, describe_gauge};
     describe_gauge!(HELD, "Messages in hold rooms waiting for a verdict");
     describe_counter!(HOLD_SETTLED, "Held messages settled, by outcome");
     describe_counter!(

@@ -86,25 +86,20 @@ pub(crate) async fn drain(
 ) {
     let in_flight_max = hub.config().outbox_in_flight.max(1);
     let mut in_flight = FuturesUnordered::new();
-    let mut retry: VecDeque<ModerationRequest> = VecDeque::new();
-    let mut backoff = Duration::ZERO;
-    // While NATS fails, retries wait until this instant.
-    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut retries = Retries::default();
     let mut stopping = false;
     let mut drained = false;
     let mut flush_deadline = None;
-    let mut last_ensure: Option<tokio::time::Instant> = None;
-    let mut ensure_now = false;
     loop {
         let room = in_flight.len() < in_flight_max;
         if room
-            && retry_at.is_none()
-            && let Some(request) = retry.pop_front()
+            && retries.at.is_none()
+            && let Some(request) = retries.queue.pop_front()
         {
             in_flight.push(publish(js.clone(), request));
             continue;
         }
-        if stopping && drained && in_flight.is_empty() && retry.is_empty() {
+        if stopping && drained && in_flight.is_empty() && retries.queue.is_empty() {
             break;
         }
         tokio::select! {
@@ -115,31 +110,23 @@ pub(crate) async fn drain(
                 info!(held = hub.outbox_depth(), "flushing the outbox");
             }
             () = sleep_until(flush_deadline) => break,
-            () = sleep_until(retry_at) => retry_at = None,
-            request = outbox.recv(), if room && retry.is_empty() && !drained => match request {
-                Some(request) => in_flight.push(publish(js.clone(), request)),
-                None => drained = true,
-            },
+            () = sleep_until(retries.at) => retries.at = None,
+            request = outbox.recv(), if room && retries.queue.is_empty() && !drained => {
+                match request {
+                    Some(request) => in_flight.push(publish(js.clone(), request)),
+                    None => drained = true,
+                }
+            }
             Some((request, result)) = in_flight.next() => match result {
                 Ok(()) => {
-                    backoff = Duration::ZERO;
+                    retries.backoff = Duration::ZERO;
                     metrics::counter!(m::OUTBOX_PUBLISHED).increment(1);
                     hub.outbox_settled(1);
                 }
-                Err(err) => {
-                    metrics::counter!(m::NATS_ERRORS, "operation" => "publish").increment(1);
-                    if retry_at.is_none() {
-                        warn!(id = request.id, "publishing a moderation request: {err}; retrying");
-                        backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
-                        retry_at = Some(tokio::time::Instant::now() + backoff);
-                        ensure_now = last_ensure.is_none_or(|at| at.elapsed() >= ENSURE_EVERY);
-                    }
-                    retry.push_back(request);
-                }
+                Err(err) => retries.failed(request, &err),
             },
         }
-        if std::mem::take(&mut ensure_now) {
-            last_ensure = Some(tokio::time::Instant::now());
+        if retries.take_ensure() {
             ensure_topology(&js, &hub).await;
         }
         if drained && !stopping {
@@ -148,7 +135,51 @@ pub(crate) async fn drain(
             flush_deadline = Some(tokio::time::Instant::now() + grace);
         }
     }
-    let mut lost = retry.len() + in_flight.len();
+    shed(&hub, &mut outbox, retries.queue.len() + in_flight.len());
+}
+
+/// Requests whose publish failed, and when to try again.
+#[derive(Default)]
+struct Retries {
+    queue: VecDeque<ModerationRequest>,
+    backoff: Duration,
+    /// While NATS fails, retries wait until this instant.
+    at: Option<tokio::time::Instant>,
+    last_ensure: Option<tokio::time::Instant>,
+    ensure_now: bool,
+}
+
+impl Retries {
+    /// Publishing `request` failed: retry it after a backoff that grows while NATS fails.
+    fn failed(&mut self, request: ModerationRequest, err: &str) {
+        metrics::counter!(m::NATS_ERRORS, "operation" => "publish").increment(1);
+        if self.at.is_none() {
+            warn!(
+                id = request.id,
+                "publishing a moderation request: {err}; retrying"
+            );
+            self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+            self.at = Some(tokio::time::Instant::now() + self.backoff);
+            self.ensure_now = self
+                .last_ensure
+                .is_none_or(|at| at.elapsed() >= ENSURE_EVERY);
+        }
+        self.queue.push_back(request);
+    }
+
+    /// Whether to re-create missing streams now (at most every [`ENSURE_EVERY`]).
+    fn take_ensure(&mut self) -> bool {
+        let now = std::mem::take(&mut self.ensure_now);
+        if now {
+            self.last_ensure = Some(tokio::time::Instant::now());
+        }
+        now
+    }
+}
+
+/// Counts as shed the `unsent` requests the drain gave up on and what is left in `outbox`.
+fn shed(hub: &Hub, outbox: &mut mpsc::Receiver<ModerationRequest>, unsent: usize) {
+    let mut lost = unsent;
     while outbox.try_recv().is_ok() {
         lost += 1;
     }

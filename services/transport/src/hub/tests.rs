@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use offpath_protocol::{Action, Priority};
+use offpath_protocol::{Action, Priority, Verdict};
 
 use super::*;
 use crate::peer::PeerReceiver;
