@@ -1,11 +1,13 @@
 //! The transport's settings: one struct, flags with `OFFPATH_…` environment fallbacks.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
+mod room_policy;
+
 use std::time::Duration;
 
 use clap::Args;
+
+pub(crate) use room_policy::PolicyCache;
+pub use room_policy::{Failure, RoomPolicy, RoomRule};
 
 /// The transport's settings.
 #[derive(Debug, Clone, Args)]
@@ -101,43 +103,43 @@ pub struct Config {
 
 /// The defaults: clap's `default_value_t` and [`Config::default`] both read these, so a
 /// test's configuration and an operator's are the same unless one says otherwise.
-pub mod defaults {
+pub(crate) mod defaults {
     use super::{Failure, Moderation, RoomPolicy};
 
     /// `--tenant`.
-    pub const TENANT: &str = "default";
+    pub(crate) const TENANT: &str = "default";
     /// `--max-text-bytes`.
-    pub const MAX_TEXT_BYTES: usize = 4096;
+    pub(crate) const MAX_TEXT_BYTES: usize = 4096;
     /// `--max-frame-bytes`.
-    pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
+    pub(crate) const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
     /// `--rate-per-second`.
-    pub const RATE_PER_SECOND: f64 = 10.0;
+    pub(crate) const RATE_PER_SECOND: f64 = 10.0;
     /// `--rate-burst`.
-    pub const RATE_BURST: f64 = 20.0;
+    pub(crate) const RATE_BURST: f64 = 20.0;
     /// `--max-rooms-per-connection`.
-    pub const MAX_ROOMS_PER_CONNECTION: usize = 32;
+    pub(crate) const MAX_ROOMS_PER_CONNECTION: usize = 32;
     /// `--max-connections`.
-    pub const MAX_CONNECTIONS: usize = 10_000;
+    pub(crate) const MAX_CONNECTIONS: usize = 10_000;
     /// `--send-queue`.
-    pub const SEND_QUEUE: usize = 256;
+    pub(crate) const SEND_QUEUE: usize = 256;
     /// `--outbox-capacity`.
-    pub const OUTBOX_CAPACITY: usize = 10_000;
+    pub(crate) const OUTBOX_CAPACITY: usize = 10_000;
     /// `--outbox-in-flight`.
-    pub const OUTBOX_IN_FLIGHT: usize = 256;
+    pub(crate) const OUTBOX_IN_FLIGHT: usize = 256;
     /// `--flush-grace-ms`.
-    pub const FLUSH_GRACE_MS: u64 = 5_000;
+    pub(crate) const FLUSH_GRACE_MS: u64 = 5_000;
     /// `--hold-deadline-ms`.
-    pub const HOLD_DEADLINE_MS: u64 = 3_000;
+    pub(crate) const HOLD_DEADLINE_MS: u64 = 3_000;
     /// `--track-for-ms`.
-    pub const TRACK_FOR_MS: u64 = 600_000;
+    pub(crate) const TRACK_FOR_MS: u64 = 600_000;
     /// `--max-tracked`.
-    pub const MAX_TRACKED: usize = 200_000;
+    pub(crate) const MAX_TRACKED: usize = 200_000;
     /// `--moderation`.
-    pub const MODERATION: Moderation = Moderation::Decoupled;
+    pub(crate) const MODERATION: Moderation = Moderation::Decoupled;
     /// `--inline-timeout-ms`.
-    pub const INLINE_TIMEOUT_MS: u64 = 2_000;
+    pub(crate) const INLINE_TIMEOUT_MS: u64 = 2_000;
     /// `--default-room-policy`: `post:fail_open`.
-    pub const ROOM_POLICY: RoomPolicy = RoomPolicy {
+    pub(crate) const ROOM_POLICY: RoomPolicy = RoomPolicy {
         hold: false,
         failure: Failure::Open,
     };
@@ -174,7 +176,7 @@ impl Default for Config {
 
 impl Config {
     /// The policy of `room`: the first matching rule, else the default.
-    pub fn policy_of(&self, room: &str) -> RoomPolicy {
+    pub(crate) fn policy_of(&self, room: &str) -> RoomPolicy {
         self.room_policy
             .iter()
             .find(|rule| match rule.room.strip_suffix('*') {
@@ -234,7 +236,7 @@ impl Config {
 
 /// A name no other gateway has: host name (up to 16 bytes of token characters), process
 /// id and 16 random bits (two gateways in one process, as in tests, differ too).
-pub fn default_instance() -> String {
+pub(crate) fn default_instance() -> String {
     use std::hash::{BuildHasher, Hasher};
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -265,103 +267,6 @@ pub enum Moderation {
     Inline,
     /// No moderation at all.
     Off,
-}
-
-/// When a room's members see a message, and what happens when moderation cannot decide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoomPolicy {
-    /// `post`: deliver at once, retract if blocked; `hold`: deliver only after `allow`.
-    pub hold: bool,
-    /// What an unmoderated message becomes (shed, NATS down, moderator late or unsure).
-    pub failure: Failure,
-}
-
-/// What an unmoderated message becomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// It stays delivered (or, when held, is delivered).
-    Open,
-    /// It is retracted (or, when held, never delivered).
-    Closed,
-}
-
-impl fmt::Display for RoomPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = if self.hold { "hold" } else { "post" };
-        let failure = match self.failure {
-            Failure::Open => "fail_open",
-            Failure::Closed => "fail_closed",
-        };
-        write!(f, "{mode}:{failure}")
-    }
-}
-
-impl FromStr for RoomPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (mode, failure) = s.split_once(':').unwrap_or((s, "fail_open"));
-        let hold = match mode {
-            "post" => false,
-            "hold" => true,
-            other => return Err(format!("room mode {other:?}: expected post or hold")),
-        };
-        let failure = match failure {
-            "fail_open" => Failure::Open,
-            "fail_closed" => Failure::Closed,
-            other => {
-                return Err(format!(
-                    "room failure policy {other:?}: expected fail_open or fail_closed"
-                ));
-            }
-        };
-        Ok(Self { hold, failure })
-    }
-}
-
-/// `room=mode:failure` (a room name ending in `*` matches a prefix).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomRule {
-    /// Room name or `prefix*`.
-    pub room: String,
-    /// Its policy.
-    pub policy: RoomPolicy,
-}
-
-impl FromStr for RoomRule {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (room, policy) = s
-            .split_once('=')
-            .ok_or_else(|| format!("room policy {s:?}: expected room=mode:failure"))?;
-        if room.is_empty() {
-            return Err(format!("room policy {s:?}: empty room name"));
-        }
-        Ok(Self {
-            room: room.to_string(),
-            policy: policy.parse()?,
-        })
-    }
-}
-
-/// Policies looked up by room name, cached (rules are few, lookups are per message).
-#[derive(Debug, Default)]
-pub(crate) struct PolicyCache(std::sync::Mutex<HashMap<String, RoomPolicy>>);
-
-impl PolicyCache {
-    pub(crate) fn get(&self, config: &Config, room: &str) -> RoomPolicy {
-        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(policy) = cache.get(room) {
-            return *policy;
-        }
-        let policy = config.policy_of(room);
-        // Bounded: room names come from clients; past the bound, look up without caching.
-        if cache.len() < 10_000 {
-            cache.insert(room.to_string(), policy);
-        }
-        policy
-    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// A token bucket: `rate` tokens per second up to `burst`.
 #[derive(Debug)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     tokens: f64,
     rate: f64,
     burst: f64,
@@ -29,7 +29,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket.
-    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+    pub(crate) fn new(rate: f64, burst: f64, now: Instant) -> Self {
         Self {
             tokens: burst,
             rate,
@@ -39,7 +39,7 @@ impl TokenBucket {
     }
 
     /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         self.last = now;
@@ -53,8 +53,13 @@ impl TokenBucket {
 }
 
 /// Serves a registered connection until the client leaves or the gateway closes it.
-pub async fn serve<S, R, E>(hub: Arc<Hub>, peer: Arc<Peer>, rx: PeerReceiver, sink: S, stream: R)
-where
+pub(crate) async fn serve<S, R, E>(
+    hub: Arc<Hub>,
+    peer: Arc<Peer>,
+    rx: PeerReceiver,
+    sink: S,
+    stream: R,
+) where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, E>> + Unpin,
     E: std::fmt::Display,
@@ -190,25 +195,9 @@ impl Reader {
                         ),
                     ));
                 }
-                match self.hub.classify_client() {
-                    // The coupled baseline: this connection waits for the verdict.
-                    Some(client) => {
-                        let client = client.clone();
-                        crate::inline::accept(
-                            &self.hub,
-                            &client,
-                            &self.peer,
-                            &room,
-                            text,
-                            client_msg_id,
-                            received,
-                        )
-                        .await
-                    }
-                    None => self
-                        .hub
-                        .accept(&self.peer, &room, text, client_msg_id, received),
-                }
+                self.hub
+                    .admit(&self.peer, &room, text, client_msg_id, received)
+                    .await;
                 Ok(())
             }
         }

@@ -1,15 +1,20 @@
 //! The websocket protocol between chat clients and the gateway: JSON text frames.
 //!
 //! Client → server: `join`, `leave`, `send`. Server → client: `joined`, `left`, `ack`,
-//! `message`, `verdict`, `retract`, `error`. A bad frame gets an `error` frame with a stable `code`; the
-//! connection survives it.
+//! `message`, `verdict`, `retract`, `error` ([`ServerFrame`]). A bad frame gets an `error`
+//! frame with a stable `code`; the connection survives it.
+//!
+//! Public only for the fuzz target (`fuzz/fuzz_targets/client_frame.rs`, [`parse`]) and
+//! the integration tests ([`ErrorCode::ALL`]); not an API.
 
-use std::collections::BTreeMap;
+mod server;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub(crate) use server::{ServerFrame, encode_message};
 
 /// Longest `client_msg_id` echoed back, in bytes.
-pub const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
+pub(crate) const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
 
 /// A frame from a client, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,14 +113,14 @@ impl ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameError {
     /// Stable machine-readable code.
-    pub code: ErrorCode,
+    pub(crate) code: ErrorCode,
     /// What was wrong.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl FrameError {
     /// An error with `code` and `message`.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -173,37 +178,10 @@ pub fn parse(frame: &str, max_text_bytes: usize) -> Result<ClientFrame, FrameErr
                 ClientFrame::Leave { room }
             }
         }
-        "send" => {
-            let SendFrame {
-                room,
-                text,
-                client_msg_id,
-                ..
-            } = serde_json::from_value(value).map_err(invalid)?;
-            if text.len() > max_text_bytes {
-                return Err(FrameError::new(
-                    ErrorCode::TextTooLarge,
-                    format!(
-                        "text is {} bytes; the limit is {max_text_bytes}",
-                        text.len()
-                    ),
-                ));
-            }
-            if client_msg_id
-                .as_ref()
-                .is_some_and(|id| id.len() > MAX_CLIENT_MSG_ID_BYTES)
-            {
-                return Err(FrameError::new(
-                    ErrorCode::InvalidClientMsgId,
-                    format!("client_msg_id is longer than {MAX_CLIENT_MSG_ID_BYTES} bytes"),
-                ));
-            }
-            ClientFrame::Send {
-                room,
-                text,
-                client_msg_id,
-            }
-        }
+        "send" => send(
+            serde_json::from_value(value).map_err(invalid)?,
+            max_text_bytes,
+        )?,
         other => {
             let shown: String = other.chars().take(32).collect();
             return Err(FrameError::new(
@@ -223,119 +201,37 @@ pub fn parse(frame: &str, max_text_bytes: usize) -> Result<ClientFrame, FrameErr
     Ok(frame)
 }
 
-/// A frame to a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerFrame {
-    /// The gateway accepted a `send` and assigned it `id`.
-    Ack {
-        /// The client's id, when it gave one.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        client_msg_id: Option<String>,
-        /// The message id (the moderation request's id).
-        id: String,
-        /// The room.
-        room: String,
-        /// Whether the room holds messages until they are allowed.
-        held: bool,
-    },
-    /// The connection is now a member of `room` (the answer to `join`).
-    Joined {
-        /// The room.
-        room: String,
-    },
-    /// The connection is no longer a member of `room` (the answer to `leave`).
-    Left {
-        /// The room.
-        room: String,
-    },
-    /// A message in a room (to every member, the sender included).
-    Message {
-        /// Message id.
-        id: String,
-        /// Room.
-        room: String,
-        /// Who sent it.
-        sender: String,
-        /// Text.
-        text: String,
-        /// When the gateway accepted it, ms since the Unix epoch.
-        sent_at_ms: u64,
-    },
-    /// The moderation outcome of the sender's own message.
-    Verdict {
-        /// Message id.
-        id: String,
-        /// Room.
-        room: String,
-        /// `allow`, `flag`, `block` or `unmoderated`.
-        action: String,
-        /// Label → probability.
-        scores: BTreeMap<String, f32>,
-        /// Why, when unmoderated.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        reason: Option<String>,
-    },
-    /// A message is withdrawn from the room.
-    Retract {
-        /// Message id.
-        id: String,
-        /// Room.
-        room: String,
-        /// `blocked`, or `unmoderated` when a fail-closed room could not get a verdict.
-        reason: String,
-    },
-    /// A refused frame; the connection stays open unless the code says otherwise.
-    Error {
-        /// Stable code.
-        code: String,
-        /// For a person.
-        message: String,
-    },
-}
-
-impl ServerFrame {
-    /// Serialized once; the result is cloned cheaply for every recipient.
-    pub fn encode(&self) -> axum::extract::ws::Utf8Bytes {
-        // Serializing these plain structs cannot fail.
-        serde_json::to_string(self).unwrap_or_default().into()
-    }
-
-    /// The error frame for `error`.
-    pub fn error(error: &FrameError) -> Self {
-        ServerFrame::Error {
-            code: error.code.as_str().to_string(),
-            message: error.message.clone(),
-        }
-    }
-}
-
-/// The same bytes as `ServerFrame::Message { .. }.encode()`, serialized from borrowed
-/// fields.
-pub fn encode_message(
-    id: &str,
-    room: &str,
-    sender: &str,
-    text: &str,
-    sent_at_ms: u64,
-) -> axum::extract::ws::Utf8Bytes {
-    #[derive(Serialize)]
-    #[serde(tag = "type", rename = "message")]
-    struct MessageRef<'a> {
-        id: &'a str,
-        room: &'a str,
-        sender: &'a str,
-        text: &'a str,
-        sent_at_ms: u64,
-    }
-    let frame = MessageRef {
-        id,
+/// A `send` frame within the limits on its text and `client_msg_id`.
+fn send(frame: SendFrame, max_text_bytes: usize) -> Result<ClientFrame, FrameError> {
+    let SendFrame {
         room,
-        sender,
         text,
-        sent_at_ms,
-    };
-    serde_json::to_string(&frame).unwrap_or_default().into()
+        client_msg_id,
+        ..
+    } = frame;
+    if text.len() > max_text_bytes {
+        return Err(FrameError::new(
+            ErrorCode::TextTooLarge,
+            format!(
+                "text is {} bytes; the limit is {max_text_bytes}",
+                text.len()
+            ),
+        ));
+    }
+    if client_msg_id
+        .as_ref()
+        .is_some_and(|id| id.len() > MAX_CLIENT_MSG_ID_BYTES)
+    {
+        return Err(FrameError::new(
+            ErrorCode::InvalidClientMsgId,
+            format!("client_msg_id is longer than {MAX_CLIENT_MSG_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(ClientFrame::Send {
+        room,
+        text,
+        client_msg_id,
+    })
 }
 
 #[cfg(test)]
@@ -394,34 +290,5 @@ mod tests {
             parse(r#"{"type":"leave","room":"a"}"#, 10),
             Ok(ClientFrame::Leave { room: "a".into() })
         );
-    }
-
-    /// The borrowed `message` encoding is byte for byte the enum's.
-    #[test]
-    fn borrowed_message_matches_the_enum() {
-        let owned = ServerFrame::Message {
-            id: "i".into(),
-            room: "r".into(),
-            sender: "s".into(),
-            text: "t \"q\"".into(),
-            sent_at_ms: 7,
-        };
-        assert_eq!(encode_message("i", "r", "s", "t \"q\"", 7), owned.encode());
-    }
-
-    /// Server frames carry their `type` tag and round-trip.
-    #[test]
-    fn server_frames_are_tagged() {
-        let frame = ServerFrame::Retract {
-            id: "i".into(),
-            room: "r".into(),
-            reason: "blocked".into(),
-        };
-        let text = frame.encode();
-        assert_eq!(
-            text.as_str(),
-            r#"{"type":"retract","id":"i","room":"r","reason":"blocked"}"#
-        );
-        assert_eq!(serde_json::from_str::<ServerFrame>(&text).unwrap(), frame);
     }
 }

@@ -26,21 +26,21 @@ const READ_BUFFER_BYTES: usize = 4096;
 
 /// What the handlers share.
 #[derive(Clone)]
-pub struct App {
+pub(crate) struct App {
     /// Rooms, connections, messages.
-    pub hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     /// Who is connecting.
-    pub auth: Arc<dyn Authenticator>,
+    pub(crate) auth: Arc<dyn Authenticator>,
     /// Set when shutdown begins: new connections are refused.
-    pub stopping: Arc<AtomicBool>,
+    pub(crate) stopping: Arc<AtomicBool>,
     /// The NATS connection (for `/readyz`).
-    pub client: async_nats::Client,
+    pub(crate) client: async_nats::Client,
     /// Whether the verdict consumer is bound (for `/readyz`).
-    pub verdicts: Arc<crate::verdicts::Binding>,
+    pub(crate) verdicts: Arc<crate::verdicts::Binding>,
 }
 
 /// The public router: `/ws` and `/`.
-pub fn public(app: App) -> Router {
+pub(crate) fn public(app: App) -> Router {
     Router::new()
         .route("/ws", get(upgrade))
         .route("/", get(|| async { Html(include_str!("index.html")) }))

@@ -15,18 +15,24 @@
 //! the outbox drain and the verdict consumer. The transport depends on `offpath-protocol`
 //! only.
 
+#![warn(unreachable_pub)]
+
 mod auth;
+mod background;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 mod config;
 mod connection;
+#[doc(hidden)]
 pub mod frames;
 mod http;
-pub mod hub;
+mod hub;
 mod inline;
-pub mod metrics;
+mod metrics;
 mod outbox;
-pub mod peer;
-mod tracker;
-pub mod verdicts;
+mod peer;
+mod verdicts;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,12 +41,11 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 pub use auth::{AuthError, Authenticator, QueryUser};
 pub use config::{Config, Failure, Moderation, RoomPolicy, RoomRule};
-pub use connection::TokenBucket;
 
 /// How long shutdown waits for connections to take their going-away frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -77,33 +82,17 @@ pub async fn run(
 ) -> Result<(), TransportError> {
     config.validate().map_err(TransportError::Config)?;
     metrics::PROMETHEUS.handle();
-    let grace = Duration::from_millis(config.flush_grace_ms);
     // Bounded: the requests the gateway holds while NATS is slow or down (see the flag).
     let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
-    let hub = hub::Hub::new(config, outbox_tx);
-    hub.set_classify_client(client.clone());
-    let js = async_nats::jetstream::new(client.clone());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let drain = tokio::spawn(outbox::drain(
-        js.clone(),
-        Arc::clone(&hub),
-        outbox_rx,
-        stop_rx.clone(),
-        grace,
-    ));
-    let binding = Arc::new(verdicts::Binding::default());
-    let consumer = tokio::spawn(verdicts::consume(
-        js,
-        Arc::clone(&hub),
-        Arc::clone(&binding),
-        stop_rx,
-    ));
+    let admission = hub::Admission::new(config.moderation, &client);
+    let hub = hub::Hub::new(config, outbox_tx, admission);
+    let background = background::Background::start(&hub, &client, outbox_rx);
     let app = http::App {
         hub: Arc::clone(&hub),
         auth,
         stopping: Arc::new(AtomicBool::new(false)),
         client,
-        verdicts: binding,
+        verdicts: Arc::clone(&background.binding),
     };
     let ready = app.clone();
     let operator =
@@ -115,23 +104,41 @@ pub async fn run(
         instance = %hub.config().instance,
         "transport ready: websocket at /ws"
     );
+    serve_public(listeners.public, app, shutdown).await?;
+    wait_closed(&hub).await;
+    background.stop().await;
+    let _ = operator.stop().await;
+    info!("transport stopped");
+    Ok(())
+}
+
+/// Serves chat clients until `shutdown` completes; then refuses new connections and
+/// closes every socket with a going-away frame.
+async fn serve_public(
+    listener: TcpListener,
+    app: http::App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let stopping = Arc::clone(&app.stopping);
+    let closing = Arc::clone(&app.hub);
     // Chat frames are small and latency matters: no Nagle delay on client sockets.
-    let public_listener = listeners.public.tap_io(|tcp| {
+    let listener = listener.tap_io(|tcp| {
         if let Err(err) = tcp.set_nodelay(true) {
             warn!("TCP_NODELAY: {err}");
         }
     });
-    let public = axum::serve(public_listener, http::public(app));
-    let closing = Arc::clone(&hub);
-    public
+    axum::serve(listener, http::public(app))
         .with_graceful_shutdown(async move {
             shutdown.await;
             info!("shutting down: closing sockets, then flushing the outbox");
             stopping.store(true, Ordering::Relaxed);
             closing.close_all();
         })
-        .await?;
+        .await
+}
+
+/// Waits (up to [`CLOSE_WAIT`]) for every connection to take its going-away frame.
+async fn wait_closed(hub: &hub::Hub) {
     let closed = tokio::time::timeout(CLOSE_WAIT, async {
         while hub.connections() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -143,10 +150,4 @@ pub async fn run(
             "connections still open after the close wait"
         );
     }
-    let _ = stop_tx.send(true);
-    let _ = drain.await;
-    let _ = consumer.await;
-    let _ = operator.stop().await;
-    info!("transport stopped");
-    Ok(())
 }

@@ -25,50 +25,50 @@ pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
 });
 
 /// Open websocket connections.
-pub const CONNECTIONS: &str = "offpath_transport_connections";
+pub(crate) const CONNECTIONS: &str = "offpath_transport_connections";
 /// Connections refused or closed by the gateway, by `reason` (one of
 /// [`DISCONNECT_REASONS`]).
-pub const DISCONNECTS: &str = "offpath_transport_disconnects_total";
+pub(crate) const DISCONNECTS: &str = "offpath_transport_disconnects_total";
 /// Every `reason` of [`DISCONNECTS`]. A client's own close ([`Close::GONE`]) is not counted.
-pub const DISCONNECT_REASONS: &[&str] = &[
+pub(crate) const DISCONNECT_REASONS: &[&str] = &[
     "unauthenticated",
     Close::FULL.reason,
     Close::SLOW.reason,
     Close::SHUTDOWN.reason,
 ];
 /// Messages accepted from clients.
-pub const MESSAGES: &str = "offpath_transport_messages_total";
+pub(crate) const MESSAGES: &str = "offpath_transport_messages_total";
 /// Frames refused with an error frame, by `code` (every [`ErrorCode`]).
-pub const FRAME_ERRORS: &str = "offpath_transport_frame_errors_total";
+pub(crate) const FRAME_ERRORS: &str = "offpath_transport_frame_errors_total";
 /// From a `send` frame read to its message queued to every member of the room.
-pub const FANOUT_SECONDS: &str = "offpath_transport_fanout_seconds";
+pub(crate) const FANOUT_SECONDS: &str = "offpath_transport_fanout_seconds";
 /// Moderation requests waiting in the outbox or awaiting JetStream's acknowledgement.
-pub const OUTBOX_DEPTH: &str = "offpath_transport_outbox_depth";
+pub(crate) const OUTBOX_DEPTH: &str = "offpath_transport_outbox_depth";
 /// Moderation requests shed, by `reason` (one of [`SHED_REASONS`]).
-pub const OUTBOX_SHED: &str = "offpath_transport_outbox_shed_total";
+pub(crate) const OUTBOX_SHED: &str = "offpath_transport_outbox_shed_total";
 /// Every `reason` of [`OUTBOX_SHED`]: the outbox was full, or closed by shutdown.
-pub const SHED_REASONS: &[&str] = &["full", "shutdown"];
+pub(crate) const SHED_REASONS: &[&str] = &["full", "shutdown"];
 /// Moderation requests stored in the MODERATION stream.
-pub const OUTBOX_PUBLISHED: &str = "offpath_transport_outbox_published_total";
+pub(crate) const OUTBOX_PUBLISHED: &str = "offpath_transport_outbox_published_total";
 /// Verdicts applied, by `action` (one of [`ACTIONS`]).
-pub const VERDICTS: &str = "offpath_transport_verdicts_total";
+pub(crate) const VERDICTS: &str = "offpath_transport_verdicts_total";
 /// Every `action` of [`VERDICTS`] (`offpath_protocol::Action::as_str`).
-pub const ACTIONS: &[&str] = &["allow", "flag", "block", "unmoderated"];
+pub(crate) const ACTIONS: &[&str] = &["allow", "flag", "block", "unmoderated"];
 /// Verdicts received but not applied, by `reason` (one of [`IGNORED_REASONS`]).
-pub const VERDICTS_IGNORED: &str = "offpath_transport_verdicts_ignored_total";
+pub(crate) const VERDICTS_IGNORED: &str = "offpath_transport_verdicts_ignored_total";
 /// Every `reason` of [`VERDICTS_IGNORED`].
-pub const IGNORED_REASONS: &[&str] = &["duplicate", "malformed", "other_tenant", "not_ours"];
+pub(crate) const IGNORED_REASONS: &[&str] = &["duplicate", "malformed", "other_tenant", "not_ours"];
 /// From a message's acceptance to its verdict applied.
-pub const VERDICT_LAG_SECONDS: &str = "offpath_transport_verdict_lag_seconds";
+pub(crate) const VERDICT_LAG_SECONDS: &str = "offpath_transport_verdict_lag_seconds";
 /// Clients disconnected because their send queue was full.
-pub const SLOW_CLIENTS: &str = "offpath_transport_slow_clients_total";
+pub(crate) const SLOW_CLIENTS: &str = "offpath_transport_slow_clients_total";
 /// Messages in `hold` rooms waiting for a verdict.
-pub const HELD: &str = "offpath_transport_held_messages";
+pub(crate) const HELD: &str = "offpath_transport_held_messages";
 /// Held messages settled, by `outcome` (one of [`HOLD_OUTCOMES`]).
-pub const HOLD_SETTLED: &str = "offpath_transport_hold_settled_total";
+pub(crate) const HOLD_SETTLED: &str = "offpath_transport_hold_settled_total";
 /// Every `outcome` of [`HOLD_SETTLED`]: by the verdict's action, by the hold deadline, or
 /// without a verdict (shed, classify failed) — delivered or dropped by the room's policy.
-pub const HOLD_OUTCOMES: &[&str] = &[
+pub(crate) const HOLD_OUTCOMES: &[&str] = &[
     "allowed",
     "flagged",
     "blocked",
@@ -78,26 +78,26 @@ pub const HOLD_OUTCOMES: &[&str] = &[
     "unmoderated_dropped",
 ];
 /// Unmoderated messages retracted by a fail-closed room.
-pub const FAIL_CLOSED_RETRACTS: &str = "offpath_transport_fail_closed_retracts_total";
+pub(crate) const FAIL_CLOSED_RETRACTS: &str = "offpath_transport_fail_closed_retracts_total";
 /// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
-pub const NATS_ERRORS: &str = "offpath_transport_nats_errors_total";
+pub(crate) const NATS_ERRORS: &str = "offpath_transport_nats_errors_total";
 /// Every `operation` of [`NATS_ERRORS`].
-pub const NATS_OPERATIONS: &[&str] = &["classify", "publish", "verdicts", "ack"];
+pub(crate) const NATS_OPERATIONS: &[&str] = &["classify", "publish", "verdicts", "ack"];
 /// 1 while the verdict consumer is bound and pulling, else 0.
-pub const VERDICTS_BOUND: &str = "offpath_transport_verdict_consumer_bound";
+pub(crate) const VERDICTS_BOUND: &str = "offpath_transport_verdict_consumer_bound";
 /// Times this gateway found its verdict consumer already pulled by another process (two
 /// gateways with the same `--instance` split the verdicts between them).
-pub const VERDICTS_SHARED: &str = "offpath_transport_verdict_consumer_shared_total";
+pub(crate) const VERDICTS_SHARED: &str = "offpath_transport_verdict_consumer_shared_total";
 /// Settings of existing streams that differ from this process's (left as they are), by
 /// `setting` (one of [`DRIFT_SETTINGS`]).
-pub const TOPOLOGY_DRIFT: &str = "offpath_transport_topology_drift_total";
+pub(crate) const TOPOLOGY_DRIFT: &str = "offpath_transport_topology_drift_total";
 /// Every `setting` of [`TOPOLOGY_DRIFT`].
-pub use offpath_protocol::topology::DRIFT_SETTINGS;
+pub(crate) use offpath_protocol::topology::DRIFT_SETTINGS;
 /// Unix time of the last verdict applied from the `VERDICTS` consumer; 0 until the first.
-pub const LAST_VERDICT: &str = "offpath_transport_last_verdict_timestamp_seconds";
+pub(crate) const LAST_VERDICT: &str = "offpath_transport_last_verdict_timestamp_seconds";
 
 /// Registers the description of every metric with the installed recorder.
-pub fn describe() {
+pub(crate) fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(CONNECTIONS, "Open websocket connections");
     describe_counter!(
@@ -131,6 +131,12 @@ pub fn describe() {
         "Message accepted to its verdict applied"
     );
     describe_counter!(SLOW_CLIENTS, "Clients disconnected for a full send queue");
+    describe_verdicts();
+}
+
+/// The descriptions of the verdict side's metrics: holds, NATS, the consumer.
+fn describe_verdicts() {
+    use metrics::{Unit, describe_counter, describe_gauge};
     describe_gauge!(HELD, "Messages in hold rooms waiting for a verdict");
     describe_counter!(HOLD_SETTLED, "Held messages settled, by outcome");
     describe_counter!(
@@ -159,7 +165,7 @@ pub fn describe() {
 
 /// Puts every series on `/metrics` now, at 0 (counters with each label value the code can
 /// produce), so that the first event is an increase rather than a new series.
-pub fn register() {
+pub(crate) fn register() {
     let codes = ErrorCode::ALL.map(ErrorCode::as_str);
     Series {
         counters: &[

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -30,9 +31,53 @@ const ENSURE_EVERY: Duration = Duration::from_secs(5);
 
 type Outcome = (ModerationRequest, Result<(), String>);
 
+/// The send path's end of the outbox: hands requests over without waiting and keeps count
+/// of those not yet stored in JetStream.
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    tx: mpsc::Sender<ModerationRequest>,
+    depth: AtomicI64,
+}
+
+impl Handoff {
+    /// Hands requests to `tx`, the outbox [`drain`] empties.
+    pub(crate) fn new(tx: mpsc::Sender<ModerationRequest>) -> Self {
+        Self {
+            tx,
+            depth: AtomicI64::new(0),
+        }
+    }
+
+    /// Hands `request` over, or sheds it (counted) and returns why: `full` or `shutdown`.
+    pub(crate) fn try_hand(&self, request: ModerationRequest) -> Result<(), &'static str> {
+        let reason = match self.tx.try_send(request) {
+            Ok(()) => {
+                let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+                metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => "full",
+            Err(mpsc::error::TrySendError::Closed(_)) => "shutdown",
+        };
+        metrics::counter!(m::OUTBOX_SHED, "reason" => reason).increment(1);
+        Err(reason)
+    }
+
+    /// `n` requests were stored (or finally shed).
+    pub(crate) fn settled(&self, n: usize) {
+        let depth = self.depth.fetch_sub(n as i64, Ordering::Relaxed) - n as i64;
+        metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
+    }
+
+    /// Requests not yet stored in JetStream.
+    pub(crate) fn depth(&self) -> i64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
 /// Publishes everything the outbox receives until `stop` turns true; then flushes what it
 /// holds for at most `grace` and counts the rest as shed.
-pub async fn drain(
+pub(crate) async fn drain(
     js: jetstream::Context,
     hub: Arc<Hub>,
     mut outbox: mpsc::Receiver<ModerationRequest>,
@@ -41,25 +86,20 @@ pub async fn drain(
 ) {
     let in_flight_max = hub.config().outbox_in_flight.max(1);
     let mut in_flight = FuturesUnordered::new();
-    let mut retry: VecDeque<ModerationRequest> = VecDeque::new();
-    let mut backoff = Duration::ZERO;
-    // While NATS fails, retries wait until this instant.
-    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut retries = Retries::default();
     let mut stopping = false;
     let mut drained = false;
     let mut flush_deadline = None;
-    let mut last_ensure: Option<tokio::time::Instant> = None;
-    let mut ensure_now = false;
     loop {
         let room = in_flight.len() < in_flight_max;
         if room
-            && retry_at.is_none()
-            && let Some(request) = retry.pop_front()
+            && retries.at.is_none()
+            && let Some(request) = retries.queue.pop_front()
         {
             in_flight.push(publish(js.clone(), request));
             continue;
         }
-        if stopping && drained && in_flight.is_empty() && retry.is_empty() {
+        if stopping && drained && in_flight.is_empty() && retries.queue.is_empty() {
             break;
         }
         tokio::select! {
@@ -70,31 +110,23 @@ pub async fn drain(
                 info!(held = hub.outbox_depth(), "flushing the outbox");
             }
             () = sleep_until(flush_deadline) => break,
-            () = sleep_until(retry_at) => retry_at = None,
-            request = outbox.recv(), if room && retry.is_empty() && !drained => match request {
-                Some(request) => in_flight.push(publish(js.clone(), request)),
-                None => drained = true,
-            },
+            () = sleep_until(retries.at) => retries.at = None,
+            request = outbox.recv(), if room && retries.queue.is_empty() && !drained => {
+                match request {
+                    Some(request) => in_flight.push(publish(js.clone(), request)),
+                    None => drained = true,
+                }
+            }
             Some((request, result)) = in_flight.next() => match result {
                 Ok(()) => {
-                    backoff = Duration::ZERO;
+                    retries.backoff = Duration::ZERO;
                     metrics::counter!(m::OUTBOX_PUBLISHED).increment(1);
                     hub.outbox_settled(1);
                 }
-                Err(err) => {
-                    metrics::counter!(m::NATS_ERRORS, "operation" => "publish").increment(1);
-                    if retry_at.is_none() {
-                        warn!(id = request.id, "publishing a moderation request: {err}; retrying");
-                        backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
-                        retry_at = Some(tokio::time::Instant::now() + backoff);
-                        ensure_now = last_ensure.is_none_or(|at| at.elapsed() >= ENSURE_EVERY);
-                    }
-                    retry.push_back(request);
-                }
+                Err(err) => retries.failed(request, &err),
             },
         }
-        if std::mem::take(&mut ensure_now) {
-            last_ensure = Some(tokio::time::Instant::now());
+        if retries.take_ensure() {
             ensure_topology(&js, &hub).await;
         }
         if drained && !stopping {
@@ -103,7 +135,51 @@ pub async fn drain(
             flush_deadline = Some(tokio::time::Instant::now() + grace);
         }
     }
-    let mut lost = retry.len() + in_flight.len();
+    shed(&hub, &mut outbox, retries.queue.len() + in_flight.len());
+}
+
+/// Requests whose publish failed, and when to try again.
+#[derive(Default)]
+struct Retries {
+    queue: VecDeque<ModerationRequest>,
+    backoff: Duration,
+    /// While NATS fails, retries wait until this instant.
+    at: Option<tokio::time::Instant>,
+    last_ensure: Option<tokio::time::Instant>,
+    ensure_now: bool,
+}
+
+impl Retries {
+    /// Publishing `request` failed: retry it after a backoff that grows while NATS fails.
+    fn failed(&mut self, request: ModerationRequest, err: &str) {
+        metrics::counter!(m::NATS_ERRORS, "operation" => "publish").increment(1);
+        if self.at.is_none() {
+            warn!(
+                id = request.id,
+                "publishing a moderation request: {err}; retrying"
+            );
+            self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+            self.at = Some(tokio::time::Instant::now() + self.backoff);
+            self.ensure_now = self
+                .last_ensure
+                .is_none_or(|at| at.elapsed() >= ENSURE_EVERY);
+        }
+        self.queue.push_back(request);
+    }
+
+    /// Whether to re-create missing streams now (at most every [`ENSURE_EVERY`]).
+    fn take_ensure(&mut self) -> bool {
+        let now = std::mem::take(&mut self.ensure_now);
+        if now {
+            self.last_ensure = Some(tokio::time::Instant::now());
+        }
+        now
+    }
+}
+
+/// Counts as shed the `unsent` requests the drain gave up on and what is left in `outbox`.
+fn shed(hub: &Hub, outbox: &mut mpsc::Receiver<ModerationRequest>, unsent: usize) {
+    let mut lost = unsent;
     while outbox.try_recv().is_ok() {
         lost += 1;
     }

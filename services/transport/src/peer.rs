@@ -12,31 +12,31 @@ use crate::metrics as m;
 
 /// Why the gateway closes a connection: a websocket close code and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Close {
+pub(crate) struct Close {
     /// Websocket close code.
-    pub code: u16,
+    pub(crate) code: u16,
     /// Reason sent in the close frame, also the `reason` metric label.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 impl Close {
     /// The client's send queue was full (close code 1008, policy violation).
-    pub const SLOW: Close = Close {
+    pub(crate) const SLOW: Close = Close {
         code: 1008,
         reason: "slow_client",
     };
     /// The gateway is shutting down (1001, going away).
-    pub const SHUTDOWN: Close = Close {
+    pub(crate) const SHUTDOWN: Close = Close {
         code: 1001,
         reason: "shutdown",
     };
     /// The connection limit was reached (1013, try again later).
-    pub const FULL: Close = Close {
+    pub(crate) const FULL: Close = Close {
         code: 1013,
         reason: "max_connections",
     };
     /// The client closed or the socket failed: nothing to tell it.
-    pub const GONE: Close = Close {
+    pub(crate) const GONE: Close = Close {
         code: 1000,
         reason: "closed",
     };
@@ -44,11 +44,11 @@ impl Close {
 
 /// A connection's outgoing side, shared by the rooms it is in.
 #[derive(Debug)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// Process-unique connection number.
-    pub id: u64,
+    pub(crate) id: u64,
     /// The authenticated user.
-    pub user: Arc<str>,
+    pub(crate) user: Arc<str>,
     queue: mpsc::Sender<Utf8Bytes>,
     close: watch::Sender<Option<Close>>,
     closed: AtomicBool,
@@ -56,16 +56,16 @@ pub struct Peer {
 
 /// The connection's end of a [`Peer`]: frames to write and the close signal.
 #[derive(Debug)]
-pub struct PeerReceiver {
+pub(crate) struct PeerReceiver {
     /// Frames to write, in order.
-    pub frames: mpsc::Receiver<Utf8Bytes>,
+    pub(crate) frames: mpsc::Receiver<Utf8Bytes>,
     /// Becomes `Some` when the connection must close.
-    pub close: watch::Receiver<Option<Close>>,
+    pub(crate) close: watch::Receiver<Option<Close>>,
 }
 
 impl Peer {
     /// A peer with a send queue of `capacity` frames.
-    pub fn new(id: u64, user: Arc<str>, capacity: usize) -> (Arc<Self>, PeerReceiver) {
+    pub(crate) fn new(id: u64, user: Arc<str>, capacity: usize) -> (Arc<Self>, PeerReceiver) {
         let (queue, frames) = mpsc::channel(capacity.max(1));
         let (close, close_rx) = watch::channel(None);
         let peer = Arc::new(Self {
@@ -86,7 +86,7 @@ impl Peer {
 
     /// Queues `frame` without waiting. A full queue closes the connection as a slow client;
     /// returns whether the frame was queued.
-    pub fn push(&self, frame: &Utf8Bytes) -> bool {
+    pub(crate) fn push(&self, frame: &Utf8Bytes) -> bool {
         match self.queue.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -101,7 +101,7 @@ impl Peer {
 
     /// Asks the connection to close; only the first reason counts. Returns whether this
     /// call was the first.
-    pub fn close_with(&self, close: Close) -> bool {
+    pub(crate) fn close_with(&self, close: Close) -> bool {
         if self.closed.swap(true, Ordering::AcqRel) {
             return false;
         }
@@ -113,7 +113,7 @@ impl Peer {
     }
 
     /// Whether the connection is closing or closed.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire) || self.queue.is_closed()
     }
 }

@@ -44,7 +44,7 @@ const UNBOUND_GRACE: Duration = Duration::from_secs(10);
 
 /// Whether verdicts are flowing: the consumer's state for `/readyz` and metrics.
 #[derive(Debug)]
-pub struct Binding {
+pub(crate) struct Binding {
     bound: AtomicBool,
     /// When `bound` last changed, ms since the Unix epoch.
     since_ms: AtomicU64,
@@ -80,12 +80,12 @@ impl Binding {
     }
 
     /// Whether the consumer is bound now.
-    pub fn is_bound(&self) -> bool {
+    pub(crate) fn is_bound(&self) -> bool {
         self.bound.load(Ordering::Relaxed)
     }
 
     /// `Err` with the reason when the consumer has been unbound for longer than the grace.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub(crate) fn readiness(&self) -> Result<(), String> {
         if self.is_bound() {
             return Ok(());
         }
@@ -102,7 +102,7 @@ impl Binding {
 }
 
 /// Name of the durable consumer of gateway `instance`.
-pub fn consumer_name(instance: &str) -> String {
+pub(crate) fn consumer_name(instance: &str) -> String {
     format!("transport-{instance}")
 }
 
@@ -112,7 +112,11 @@ pub fn consumer_name(instance: &str) -> String {
 /// `--instance` resumes where its consumer stopped. The filter is written in the stream's
 /// own shape (`offpath.verdict.*.*`): nats-server 2.9 refuses `offpath.verdict.<tenant>.>`
 /// on it as "not a valid subset of the interest subjects" (10093).
-pub fn consumer_config(tenant: &str, instance: &str, since: time::OffsetDateTime) -> pull::Config {
+pub(crate) fn consumer_config(
+    tenant: &str,
+    instance: &str,
+    since: time::OffsetDateTime,
+) -> pull::Config {
     pull::Config {
         durable_name: Some(consumer_name(instance)),
         description: Some("offpath transport: verdicts to apply".into()),
@@ -128,7 +132,7 @@ pub fn consumer_config(tenant: &str, instance: &str, since: time::OffsetDateTime
 
 /// Consumes and applies verdicts until `stop`; survives NATS outages and a deleted stream
 /// or consumer by binding again.
-pub async fn consume(
+pub(crate) async fn consume(
     js: jetstream::Context,
     hub: Arc<Hub>,
     binding: Arc<Binding>,

@@ -1,5 +1,10 @@
 //! The life of a message in the hub, with real peers and a real outbox channel.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use offpath_protocol::{Action, Priority, Verdict};
+
 use super::*;
 use crate::peer::PeerReceiver;
 
@@ -10,7 +15,14 @@ fn hub(capacity: usize, rules: &[&str]) -> (Arc<Hub>, mpsc::Receiver<ModerationR
         ..Config::default()
     };
     let (tx, rx) = mpsc::channel(capacity);
-    (Hub::new(config, tx), rx)
+    (started(config, tx), rx)
+}
+
+/// A decoupled hub with its hold deadline task running.
+fn started(config: Config, outbox: mpsc::Sender<ModerationRequest>) -> Arc<Hub> {
+    let hub = Hub::new(config, outbox, Admission::Decoupled);
+    tokio::spawn(Arc::clone(&hub).hold_deadlines());
+    hub
 }
 
 fn member(hub: &Hub, user: &str, room: &str) -> (Arc<Peer>, PeerReceiver) {
@@ -212,7 +224,7 @@ async fn unknown_verdicts_cannot_evict_a_held_message() {
         ..Config::default()
     };
     let (tx, mut outbox) = mpsc::channel(8);
-    let hub = Hub::new(config, tx);
+    let hub = started(config, tx);
     let (alice, _alice_rx) = member(&hub, "alice", "kids");
     let (_bob, mut bob_rx) = member(&hub, "bob", "kids");
     hub.accept(&alice, "kids", "held".into(), None, Instant::now());

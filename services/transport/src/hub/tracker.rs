@@ -5,51 +5,14 @@
 //! still *held* is never forgotten: only its entry knows its text, and its hold deadline
 //! settles it soon anyway (held entries are bounded by the send rate × the hold deadline).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Weak};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::config::RoomPolicy;
-use crate::peer::Peer;
-
-/// Where a message stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    /// Fanned out to the room.
-    Delivered,
-    /// In a `hold` room, not yet shown to anyone; keeps the text until released.
-    Held {
-        /// The text to deliver when allowed.
-        text: String,
-    },
-    /// Retracted, dropped by a fail-closed room, or blocked while held.
-    Withdrawn,
-}
-
-/// One accepted message.
-#[derive(Debug)]
-pub struct Tracked {
-    /// Room.
-    pub room: String,
-    /// Sender's user name.
-    pub sender: Arc<str>,
-    /// The sender's connection (gone when it closed).
-    pub sender_peer: Weak<Peer>,
-    /// When the gateway accepted it, ms since the Unix epoch.
-    pub sent_at_ms: u64,
-    /// When the gateway accepted it (for the verdict lag).
-    pub accepted: Instant,
-    /// The room's policy at acceptance.
-    pub policy: RoomPolicy,
-    /// Delivery state.
-    pub state: State,
-    /// A final verdict was applied: later copies of it change nothing.
-    pub settled: bool,
-}
+use super::lifecycle::{State, Tracked};
 
 /// Accepted messages by id, bounded by `max` entries and `ttl` age.
 #[derive(Debug)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     map: HashMap<String, Tracked>,
     order: VecDeque<(Instant, String)>,
     max: usize,
@@ -58,7 +21,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// An empty tracker.
-    pub fn new(max: usize, ttl: Duration) -> Self {
+    pub(crate) fn new(max: usize, ttl: Duration) -> Self {
         Self {
             map: HashMap::new(),
             order: VecDeque::new(),
@@ -69,7 +32,7 @@ impl Tracker {
 
     /// Remembers `tracked` under `id`, forgetting the oldest entries past the bounds
     /// (never a held one).
-    pub fn insert(&mut self, id: String, tracked: Tracked, now: Instant) {
+    pub(crate) fn insert(&mut self, id: String, tracked: Tracked, now: Instant) {
         self.expire(now);
         // Each entry is looked at most once: a held one goes to the back of the line.
         let mut budget = self.order.len();
@@ -97,7 +60,7 @@ impl Tracker {
     }
 
     /// The entry for `id`.
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut Tracked> {
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Tracked> {
         self.map.get_mut(id)
     }
 
@@ -108,7 +71,7 @@ impl Tracker {
     }
 
     /// Messages currently held.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.map
             .values()
             .filter(|t| matches!(t.state, State::Held { .. }))
@@ -129,9 +92,9 @@ impl Tracker {
 
 /// The most recent ids of verdicts for unknown messages, bounded by count.
 #[derive(Default)]
-pub struct RecentIds {
-    set: std::collections::HashSet<String>,
-    order: std::collections::VecDeque<String>,
+pub(crate) struct RecentIds {
+    set: HashSet<String>,
+    order: VecDeque<String>,
 }
 
 impl RecentIds {
@@ -139,7 +102,7 @@ impl RecentIds {
     const MAX: usize = 4096;
 
     /// Remembers `id`; false when it was already there.
-    pub fn insert(&mut self, id: &str) -> bool {
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
         if self.set.contains(id) {
             return false;
         }
@@ -156,8 +119,10 @@ impl RecentIds {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Weak;
+
     use super::*;
-    use crate::config::Failure;
+    use crate::config::{Failure, RoomPolicy};
 
     fn tracked() -> Tracked {
         Tracked {

@@ -1,0 +1,106 @@
+//! Room policies: when a room's members see a message (`post` or `hold`) and what an
+//! unmoderated one becomes (`fail_open` or `fail_closed`), parsed from
+//! `room=mode:failure` rules, and looked up per message through a cache.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use super::Config;
+
+/// When a room's members see a message, and what happens when moderation cannot decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomPolicy {
+    /// `post`: deliver at once, retract if blocked; `hold`: deliver only after `allow`.
+    pub hold: bool,
+    /// What an unmoderated message becomes (shed, NATS down, moderator late or unsure).
+    pub failure: Failure,
+}
+
+/// What an unmoderated message becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// It stays delivered (or, when held, is delivered).
+    Open,
+    /// It is retracted (or, when held, never delivered).
+    Closed,
+}
+
+impl fmt::Display for RoomPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.hold { "hold" } else { "post" };
+        let failure = match self.failure {
+            Failure::Open => "fail_open",
+            Failure::Closed => "fail_closed",
+        };
+        write!(f, "{mode}:{failure}")
+    }
+}
+
+impl FromStr for RoomPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (mode, failure) = s.split_once(':').unwrap_or((s, "fail_open"));
+        let hold = match mode {
+            "post" => false,
+            "hold" => true,
+            other => return Err(format!("room mode {other:?}: expected post or hold")),
+        };
+        let failure = match failure {
+            "fail_open" => Failure::Open,
+            "fail_closed" => Failure::Closed,
+            other => {
+                return Err(format!(
+                    "room failure policy {other:?}: expected fail_open or fail_closed"
+                ));
+            }
+        };
+        Ok(Self { hold, failure })
+    }
+}
+
+/// `room=mode:failure` (a room name ending in `*` matches a prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRule {
+    /// Room name or `prefix*`.
+    pub room: String,
+    /// Its policy.
+    pub policy: RoomPolicy,
+}
+
+impl FromStr for RoomRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (room, policy) = s
+            .split_once('=')
+            .ok_or_else(|| format!("room policy {s:?}: expected room=mode:failure"))?;
+        if room.is_empty() {
+            return Err(format!("room policy {s:?}: empty room name"));
+        }
+        Ok(Self {
+            room: room.to_string(),
+            policy: policy.parse()?,
+        })
+    }
+}
+
+/// Policies looked up by room name, cached (rules are few, lookups are per message).
+#[derive(Debug, Default)]
+pub(crate) struct PolicyCache(std::sync::Mutex<HashMap<String, RoomPolicy>>);
+
+impl PolicyCache {
+    pub(crate) fn get(&self, config: &Config, room: &str) -> RoomPolicy {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(policy) = cache.get(room) {
+            return *policy;
+        }
+        let policy = config.policy_of(room);
+        // Bounded: room names come from clients; past the bound, look up without caching.
+        if cache.len() < 10_000 {
+            cache.insert(room.to_string(), policy);
+        }
+        policy
+    }
+}

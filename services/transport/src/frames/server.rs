@@ -1,0 +1,157 @@
+//! Frames from the gateway to a client.
+
+use std::collections::BTreeMap;
+
+use axum::extract::ws::Utf8Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::FrameError;
+
+/// A frame to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ServerFrame {
+    /// The gateway accepted a `send` and assigned it `id`.
+    Ack {
+        /// The client's id, when it gave one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        client_msg_id: Option<String>,
+        /// The message id (the moderation request's id).
+        id: String,
+        /// The room.
+        room: String,
+        /// Whether the room holds messages until they are allowed.
+        held: bool,
+    },
+    /// The connection is now a member of `room` (the answer to `join`).
+    Joined {
+        /// The room.
+        room: String,
+    },
+    /// The connection is no longer a member of `room` (the answer to `leave`).
+    Left {
+        /// The room.
+        room: String,
+    },
+    /// A message in a room (to every member, the sender included).
+    Message {
+        /// Message id.
+        id: String,
+        /// Room.
+        room: String,
+        /// Who sent it.
+        sender: String,
+        /// Text.
+        text: String,
+        /// When the gateway accepted it, ms since the Unix epoch.
+        sent_at_ms: u64,
+    },
+    /// The moderation outcome of the sender's own message.
+    Verdict {
+        /// Message id.
+        id: String,
+        /// Room.
+        room: String,
+        /// `allow`, `flag`, `block` or `unmoderated`.
+        action: String,
+        /// Label → probability.
+        scores: BTreeMap<String, f32>,
+        /// Why, when unmoderated.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
+    },
+    /// A message is withdrawn from the room.
+    Retract {
+        /// Message id.
+        id: String,
+        /// Room.
+        room: String,
+        /// `blocked`, or `unmoderated` when a fail-closed room could not get a verdict.
+        reason: String,
+    },
+    /// A refused frame; the connection stays open unless the code says otherwise.
+    Error {
+        /// Stable code.
+        code: String,
+        /// For a person.
+        message: String,
+    },
+}
+
+impl ServerFrame {
+    /// Serialized once; the result is cloned cheaply for every recipient.
+    pub(crate) fn encode(&self) -> Utf8Bytes {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default().into()
+    }
+
+    /// The error frame for `error`.
+    pub(crate) fn error(error: &FrameError) -> Self {
+        ServerFrame::Error {
+            code: error.code.as_str().to_string(),
+            message: error.message.clone(),
+        }
+    }
+}
+
+/// The same bytes as `ServerFrame::Message { .. }.encode()`, serialized from borrowed
+/// fields.
+pub(crate) fn encode_message(
+    id: &str,
+    room: &str,
+    sender: &str,
+    text: &str,
+    sent_at_ms: u64,
+) -> Utf8Bytes {
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename = "message")]
+    struct MessageRef<'a> {
+        id: &'a str,
+        room: &'a str,
+        sender: &'a str,
+        text: &'a str,
+        sent_at_ms: u64,
+    }
+    let frame = MessageRef {
+        id,
+        room,
+        sender,
+        text,
+        sent_at_ms,
+    };
+    serde_json::to_string(&frame).unwrap_or_default().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The borrowed `message` encoding is byte for byte the enum's.
+    #[test]
+    fn borrowed_message_matches_the_enum() {
+        let owned = ServerFrame::Message {
+            id: "i".into(),
+            room: "r".into(),
+            sender: "s".into(),
+            text: "t \"q\"".into(),
+            sent_at_ms: 7,
+        };
+        assert_eq!(encode_message("i", "r", "s", "t \"q\"", 7), owned.encode());
+    }
+
+    /// Server frames carry their `type` tag and round-trip.
+    #[test]
+    fn server_frames_are_tagged() {
+        let frame = ServerFrame::Retract {
+            id: "i".into(),
+            room: "r".into(),
+            reason: "blocked".into(),
+        };
+        let text = frame.encode();
+        assert_eq!(
+            text.as_str(),
+            r#"{"type":"retract","id":"i","room":"r","reason":"blocked"}"#
+        );
+        assert_eq!(serde_json::from_str::<ServerFrame>(&text).unwrap(), frame);
+    }
+}

@@ -1,0 +1,209 @@
+//! The life of one accepted message, as a pure state machine: [`settle`] takes the
+//! message's state and what happened to it (a verdict, a shed request, a hold deadline)
+//! and returns the new state and the [`Effects`]. No lock, no metrics, no I/O: the hub
+//! calls it under the tracker lock and applies the effects (frames, metric updates) after
+//! releasing it.
+//!
+//! ```text
+//!   Held ──allow/flag, or unmoderated in a fail-open room──▶ Delivered ──block──▶ Withdrawn
+//!     └────block, or unmoderated in a fail-closed room──────────────────────────▶ Withdrawn
+//! ```
+//! A post room's message starts `Delivered`. A real verdict (or a shed request: no verdict
+//! will come) is final, later copies are duplicates; a hold deadline is not: a later
+//! verdict may still retract what the deadline delivered.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use offpath_protocol::Action;
+
+use crate::config::{Failure, RoomPolicy};
+use crate::peer::Peer;
+
+/// Where a message stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Fanned out to the room.
+    Delivered,
+    /// In a `hold` room, not yet shown to anyone; keeps the text until released.
+    Held {
+        /// The text to deliver when allowed.
+        text: String,
+    },
+    /// Retracted, dropped by a fail-closed room, or blocked while held.
+    Withdrawn,
+}
+
+/// One accepted message.
+#[derive(Debug)]
+pub(crate) struct Tracked {
+    /// Room.
+    pub(crate) room: String,
+    /// Sender's user name.
+    pub(crate) sender: Arc<str>,
+    /// The sender's connection (gone when it closed).
+    pub(crate) sender_peer: Weak<Peer>,
+    /// When the gateway accepted it, ms since the Unix epoch.
+    pub(crate) sent_at_ms: u64,
+    /// When the gateway accepted it (for the verdict lag).
+    pub(crate) accepted: Instant,
+    /// The room's policy at acceptance.
+    pub(crate) policy: RoomPolicy,
+    /// Delivery state.
+    pub(crate) state: State,
+    /// A final verdict was applied: later copies of it change nothing.
+    pub(crate) settled: bool,
+}
+
+/// What happened to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event<'a> {
+    /// The moderator's verdict (final).
+    Verdict {
+        /// What it says.
+        action: Action,
+        /// Why, when unmoderated.
+        reason: Option<&'a str>,
+    },
+    /// The outbox shed the request: no verdict will come (final, unmoderated).
+    Shed {
+        /// Why (`outbox_full`, `outbox_shutdown`).
+        reason: &'a str,
+    },
+    /// The hold deadline passed (unmoderated, not final).
+    HoldDeadline,
+}
+
+impl<'a> Event<'a> {
+    /// The action the sender is told.
+    pub(crate) fn action(&self) -> Action {
+        match self {
+            Event::Verdict { action, .. } => *action,
+            Event::Shed { .. } | Event::HoldDeadline => Action::Unmoderated,
+        }
+    }
+
+    /// The reason the sender is told.
+    pub(crate) fn reason(&self) -> Option<&'a str> {
+        match self {
+            Event::Verdict { reason, .. } => *reason,
+            Event::Shed { reason } => Some(reason),
+            Event::HoldDeadline => Some(HOLD_DEADLINE),
+        }
+    }
+
+    /// Whether later events for the message are duplicates.
+    fn is_final(&self) -> bool {
+        !matches!(self, Event::HoldDeadline)
+    }
+}
+
+/// The reason of a hold deadline's `unmoderated`.
+const HOLD_DEADLINE: &str = "hold_deadline";
+/// Why an unmoderated message leaves a fail-closed room.
+pub(crate) const UNMODERATED_RETRACT: &str = "unmoderated";
+
+/// What settling a message does, applied by the caller once the lock is released.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Effects {
+    /// Not applied: counted as an ignored verdict with this reason; nothing else happens.
+    pub(crate) ignored: Option<&'static str>,
+    /// Tell the sender the outcome (a `verdict` frame).
+    pub(crate) notify_sender: bool,
+    /// Deliver this held text to the room now.
+    pub(crate) deliver: Option<String>,
+    /// Retract the message from the room, with this reason.
+    pub(crate) retract: Option<&'static str>,
+    /// The message left the hold, with this outcome.
+    pub(crate) hold_outcome: Option<&'static str>,
+    /// Count the verdict by its action.
+    pub(crate) count_verdict: bool,
+    /// From acceptance to the verdict.
+    pub(crate) lag: Option<Duration>,
+}
+
+/// Settles `tracked` with `event` at `now`: updates its state, returns what to do.
+pub(crate) fn settle(tracked: &mut Tracked, event: &Event<'_>, now: Instant) -> Effects {
+    if *event == Event::HoldDeadline && !matches!(tracked.state, State::Held { .. }) {
+        // Released or dropped before its deadline came.
+        return Effects::default();
+    }
+    if tracked.settled {
+        return Effects {
+            ignored: Some("duplicate"),
+            ..Effects::default()
+        };
+    }
+    let withdraw = withdrawal(event.action(), tracked.policy.failure);
+    let mut effects = Effects {
+        notify_sender: true,
+        ..Effects::default()
+    };
+    match &mut tracked.state {
+        State::Held { text } => {
+            let text = std::mem::take(text);
+            effects.hold_outcome = Some(hold_outcome(event, withdraw.is_none()));
+            tracked.state = match withdraw {
+                None => {
+                    effects.deliver = Some(text);
+                    State::Delivered
+                }
+                Some(_) => State::Withdrawn,
+            };
+        }
+        State::Delivered if withdraw.is_some() => {
+            tracked.state = State::Withdrawn;
+            effects.retract = withdraw;
+        }
+        State::Delivered | State::Withdrawn => {}
+    }
+    if event.is_final() {
+        tracked.settled = true;
+        if let Event::Verdict { .. } = event {
+            effects.count_verdict = true;
+            if tracked.sent_at_ms > 0 {
+                effects.lag = Some(now.saturating_duration_since(tracked.accepted));
+            }
+        }
+    }
+    effects
+}
+
+/// What a verdict with `action` does to a message this gateway does not track, in a room
+/// whose unmoderated messages `failure` decides: tell the sender, retract if it must go.
+pub(crate) fn settle_unknown(action: Action, failure: Failure) -> Effects {
+    Effects {
+        notify_sender: true,
+        retract: withdrawal(action, failure),
+        count_verdict: true,
+        ..Effects::default()
+    }
+}
+
+/// The retract reason when a delivered message with this verdict must go (held, it is
+/// never shown): a block, or no verdict in a fail-closed room. `None`: it stays (or, held,
+/// is delivered).
+fn withdrawal(action: Action, failure: Failure) -> Option<&'static str> {
+    match (action, failure) {
+        (Action::Block, _) => Some("blocked"),
+        (Action::Unmoderated, Failure::Closed) => Some(UNMODERATED_RETRACT),
+        (Action::Allow | Action::Flag | Action::Unmoderated, _) => None,
+    }
+}
+
+/// The `outcome` of a held message leaving the hold (delivered or not).
+fn hold_outcome(event: &Event<'_>, delivered: bool) -> &'static str {
+    match (event.action(), delivered, event) {
+        (Action::Allow, _, _) => "allowed",
+        (Action::Flag, _, _) => "flagged",
+        (Action::Block, _, _) => "blocked",
+        (_, true, Event::HoldDeadline) => "deadline_delivered",
+        (_, false, Event::HoldDeadline) => "deadline_dropped",
+        (_, true, _) => "unmoderated_delivered",
+        (_, false, _) => "unmoderated_dropped",
+    }
+}
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

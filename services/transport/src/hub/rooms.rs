@@ -1,0 +1,117 @@
+//! Who is connected and who is in which room. Pushing to a member is a `try_send`
+//! ([`Peer::push`]); nothing here waits.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use axum::extract::ws::Utf8Bytes;
+
+use super::lock;
+use crate::metrics as m;
+use crate::peer::{Close, Peer, PeerReceiver};
+
+/// The connection registry and the rooms' members.
+#[derive(Debug)]
+pub(crate) struct Rooms {
+    rooms: RwLock<HashMap<String, Vec<Arc<Peer>>>>,
+    peers: Mutex<HashMap<u64, Arc<Peer>>>,
+    next_peer: AtomicU64,
+    /// Open connections accepted at most.
+    max_connections: usize,
+    /// Frames queued per connection at most.
+    send_queue: usize,
+}
+
+impl Rooms {
+    /// No connections yet; at most `max_connections`, each with a queue of `send_queue`.
+    pub(crate) fn new(max_connections: usize, send_queue: usize) -> Self {
+        Self {
+            rooms: RwLock::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            next_peer: AtomicU64::new(1),
+            max_connections,
+            send_queue,
+        }
+    }
+
+    /// Registers a connection for `user`, or `None` at the connection limit.
+    pub(crate) fn register(&self, user: Arc<str>) -> Option<(Arc<Peer>, PeerReceiver)> {
+        let mut peers = lock(&self.peers);
+        if peers.len() >= self.max_connections {
+            metrics::counter!(m::DISCONNECTS, "reason" => Close::FULL.reason).increment(1);
+            return None;
+        }
+        let id = self.next_peer.fetch_add(1, Ordering::Relaxed);
+        let (peer, rx) = Peer::new(id, user, self.send_queue);
+        peers.insert(id, Arc::clone(&peer));
+        metrics::gauge!(m::CONNECTIONS).set(peers.len() as f64);
+        Some((peer, rx))
+    }
+
+    /// Removes a closed connection from its rooms and the registry.
+    pub(crate) fn unregister(&self, peer: &Peer, rooms: impl IntoIterator<Item = String>) {
+        for room in rooms {
+            self.leave(peer, &room);
+        }
+        let mut peers = lock(&self.peers);
+        peers.remove(&peer.id);
+        metrics::gauge!(m::CONNECTIONS).set(peers.len() as f64);
+    }
+
+    /// Open connections.
+    pub(crate) fn connections(&self) -> usize {
+        lock(&self.peers).len()
+    }
+
+    /// Adds `peer` to `room`.
+    pub(crate) fn join(&self, peer: &Arc<Peer>, room: &str) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let members = rooms.entry(room.to_string()).or_default();
+        if !members.iter().any(|p| p.id == peer.id) {
+            members.push(Arc::clone(peer));
+        }
+    }
+
+    /// Removes `peer` from `room` (the room disappears with its last member).
+    pub(crate) fn leave(&self, peer: &Peer, room: &str) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = rooms.get_mut(room) {
+            members.retain(|p| p.id != peer.id);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+
+    /// Queues `frame` to every member of `room`; returns how many got it.
+    pub(crate) fn fan_out(&self, room: &str, frame: &Utf8Bytes) -> usize {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        rooms.get(room).map_or(0, |members| {
+            members.iter().filter(|peer| peer.push(frame)).count()
+        })
+    }
+
+    /// Queues `frame` to the sender of a message: its own connection while open, else every
+    /// connection of the same user in the room.
+    pub(crate) fn to_sender(&self, peer: &Weak<Peer>, room: &str, sender: &str, frame: &Utf8Bytes) {
+        if let Some(peer) = peer.upgrade().filter(|p| !p.is_closed()) {
+            peer.push(frame);
+            return;
+        }
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        for peer in rooms.get(room).into_iter().flatten() {
+            if *peer.user == *sender {
+                peer.push(frame);
+            }
+        }
+    }
+
+    /// Closes every connection with "going away".
+    pub(crate) fn close_all(&self) {
+        let peers: Vec<Arc<Peer>> = lock(&self.peers).values().cloned().collect();
+        for peer in peers {
+            peer.close_with(Close::SHUTDOWN);
+        }
+    }
+}

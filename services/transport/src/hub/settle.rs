@@ -1,0 +1,167 @@
+//! Settling a message: the [`lifecycle`](super::lifecycle) decision under the tracker lock,
+//! then its effects (metrics, the sender's verdict frame, delivery or retraction) after
+//! the lock is released (accepting sends takes the same lock).
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use offpath_protocol::Verdict;
+
+use super::lifecycle::{self, Effects, Event, Tracked, UNMODERATED_RETRACT};
+use super::{Hub, lock};
+use crate::frames::ServerFrame;
+use crate::metrics as m;
+use crate::peer::Peer;
+
+/// Where the frames of a settled message go.
+struct Route {
+    room: String,
+    sender: Arc<str>,
+    sender_peer: Weak<Peer>,
+    sent_at_ms: u64,
+}
+
+impl Hub {
+    /// Applies a verdict from the moderator. Applying the same verdict twice changes
+    /// nothing.
+    pub(crate) fn apply_verdict(&self, verdict: Verdict) {
+        let event = Event::Verdict {
+            action: verdict.action,
+            reason: verdict.reason.as_deref(),
+        };
+        self.settle(&verdict.id, &event, Some(&verdict));
+    }
+
+    /// The hold deadline of `id` passed: if it is still held, the room's failure policy
+    /// decides.
+    pub(crate) fn hold_deadline(&self, id: &str) {
+        self.settle(id, &Event::HoldDeadline, None);
+    }
+
+    /// Settles message `id`. `verdict` gives room and sender when the message is unknown
+    /// (forgotten, or accepted before this process restarted). The tracker lock covers the
+    /// state change only; metrics are updated and frames encoded and queued after it is
+    /// released (accepting sends takes the same lock).
+    pub(super) fn settle(&self, id: &str, event: &Event<'_>, verdict: Option<&Verdict>) {
+        let now = Instant::now();
+        let tracked = lock(&self.tracker)
+            .get_mut(id)
+            .map(|tracked| (Route::of(tracked), lifecycle::settle(tracked, event, now)));
+        // The lock is released here.
+        let (route, effects) = match tracked {
+            Some(settled) => settled,
+            None => {
+                let Some(verdict) = verdict else { return };
+                (
+                    Route::of_verdict(verdict),
+                    self.unknown_effects(id, verdict),
+                )
+            }
+        };
+        self.apply(id, event, verdict, &route, effects);
+    }
+
+    /// What a verdict for a message the tracker does not know does. Rooms live in one
+    /// gateway: only a message this gateway accepted (its id carries this instance's name)
+    /// can be on its clients' screens, forgotten by the tracker's bounds or accepted before
+    /// a restart with the same `--instance`. Such a verdict is applied from its own fields:
+    /// a block is retracted from whoever is in the room now. Another gateway's (or a
+    /// forged) id is ignored: forwarding it would only let a verdict flood fill every
+    /// member's send queue. Never remembered in the tracker: a flood must not push real
+    /// messages out of it.
+    fn unknown_effects(&self, id: &str, verdict: &Verdict) -> Effects {
+        let mine = id
+            .strip_prefix(self.config.instance.as_str())
+            .is_some_and(|rest| rest.starts_with('.'));
+        let ignored = if !mine {
+            "not_ours"
+        } else if !lock(&self.unknown).insert(id) {
+            "duplicate"
+        } else {
+            let policy = self.policy(&verdict.room);
+            return lifecycle::settle_unknown(verdict.action, policy.failure);
+        };
+        Effects {
+            ignored: Some(ignored),
+            ..Effects::default()
+        }
+    }
+
+    /// Carries out `effects` of `event` on message `id`: metrics, then frames.
+    fn apply(
+        &self,
+        id: &str,
+        event: &Event<'_>,
+        verdict: Option<&Verdict>,
+        route: &Route,
+        effects: Effects,
+    ) {
+        record(event, &effects);
+        if !effects.notify_sender {
+            return;
+        }
+        let to_sender = ServerFrame::Verdict {
+            id: id.to_string(),
+            room: route.room.clone(),
+            action: event.action().as_str().to_string(),
+            scores: verdict.map(|v| v.scores.clone()).unwrap_or_default(),
+            reason: event.reason().map(str::to_string),
+        }
+        .encode();
+        let room = &route.room;
+        (self.rooms).to_sender(&route.sender_peer, room, &route.sender, &to_sender);
+        if let Some(text) = effects.deliver {
+            let frame =
+                crate::frames::encode_message(id, room, &route.sender, &text, route.sent_at_ms);
+            self.fan_out(room, &frame);
+        }
+        if let Some(reason) = effects.retract {
+            let frame = ServerFrame::Retract {
+                id: id.to_string(),
+                room: room.clone(),
+                reason: reason.to_string(),
+            };
+            self.fan_out(room, &frame.encode());
+        }
+    }
+}
+
+impl Route {
+    fn of(tracked: &Tracked) -> Self {
+        Self {
+            room: tracked.room.clone(),
+            sender: Arc::clone(&tracked.sender),
+            sender_peer: tracked.sender_peer.clone(),
+            sent_at_ms: tracked.sent_at_ms,
+        }
+    }
+
+    fn of_verdict(verdict: &Verdict) -> Self {
+        Self {
+            room: verdict.room.clone(),
+            sender: verdict.sender.as_str().into(),
+            sender_peer: Weak::new(),
+            sent_at_ms: 0,
+        }
+    }
+}
+
+/// The metric updates of settling a message with `event`.
+fn record(event: &Event<'_>, effects: &Effects) {
+    if let Some(reason) = effects.ignored {
+        metrics::counter!(m::VERDICTS_IGNORED, "reason" => reason).increment(1);
+    }
+    if let Some(outcome) = effects.hold_outcome {
+        metrics::gauge!(m::HELD).decrement(1.0);
+        metrics::counter!(m::HOLD_SETTLED, "outcome" => outcome).increment(1);
+    }
+    if effects.count_verdict {
+        metrics::counter!(m::VERDICTS, "action" => event.action().as_str()).increment(1);
+    }
+    if let Some(lag) = effects.lag {
+        metrics::histogram!(m::VERDICT_LAG_SECONDS).record(lag.as_secs_f64());
+    }
+    if effects.retract == Some(UNMODERATED_RETRACT) {
+        metrics::counter!(m::FAIL_CLOSED_RETRACTS).increment(1);
+    }
+}
