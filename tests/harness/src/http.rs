@@ -57,6 +57,13 @@ pub async fn wait_until(
     }
 }
 
+/// Waits until `/readyz` answers 200 (see [`wait_until`]).
+pub async fn wait_ready(addr: SocketAddr, timeout: Duration) -> Result<(), (u16, String)> {
+    wait_until(addr, "/readyz", timeout, |status, _| status == 200)
+        .await
+        .map(drop)
+}
+
 fn request(addr: SocketAddr, path: &str) -> String {
     format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
 }

@@ -13,6 +13,16 @@ pub fn metric(metrics: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
+/// Asserts each `(name, labels, sum)` of `expected` against [`metric`]`(metrics, name, labels)`.
+///
+/// # Panics
+/// On the first sum that differs, naming its series.
+pub fn assert_sums(metrics: &str, expected: &[(&str, &str, f64)]) {
+    for (name, labels, sum) in expected {
+        assert_eq!(metric(metrics, name, labels), *sum, "{name} {{{labels}}}");
+    }
+}
+
 /// The series (a sample line without its value) that start with `prefix`.
 pub fn series<'a>(metrics: &'a str, prefix: &str) -> Vec<&'a str> {
     samples(metrics)
@@ -33,15 +43,25 @@ pub fn value(metrics: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("{series} not in /metrics"))
 }
 
-/// `name{label="value"}` for each of `values`: the series of a labelled counter.
+/// The `process_*` series every service exports (CPU, memory, descriptors, start, threads).
+pub const PROCESS_SERIES: [&str; 5] = [
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_start_time_seconds",
+    "process_threads",
+];
+
+/// The series of labelled counters: `name{label="value"}` for each `(name, label, values)`
+/// of `table` and each of its values.
 pub fn labelled<'a>(
-    name: &'a str,
-    label: &'a str,
-    values: &'a [&'a str],
+    table: &'a [(&'a str, &'a str, &'a [&'a str])],
 ) -> impl Iterator<Item = String> + 'a {
-    values
-        .iter()
-        .map(move |value| format!("{name}{{{label}=\"{value}\"}}"))
+    table.iter().flat_map(|(name, label, values)| {
+        values
+            .iter()
+            .map(move |value| format!("{name}{{{label}=\"{value}\"}}"))
+    })
 }
 
 /// The `expected` series that have no sample line (`<series> <value>`) in `metrics`.
@@ -113,7 +133,7 @@ mod tests {
             ["a_total{action=\"allow\"}", "a_total{action=\"block\"}"]
         );
         assert_eq!(value(TEXT, "ab_total"), 7.0);
-        let expected = labelled("a_total", "action", &["block", "flag"]);
+        let expected = labelled(&[("a_total", "action", &["block", "flag"])]);
         assert_eq!(missing(TEXT, expected), ["a_total{action=\"flag\"}"]);
     }
 }

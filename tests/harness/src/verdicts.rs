@@ -1,5 +1,5 @@
 //! Verdicts and dead letters as a test sees them on NATS: subscribe before publishing,
-//! then collect what arrives by id; and a verdict of one's own to publish.
+//! then collect what arrives by id; and the requests and verdicts a test publishes itself.
 //!
 //! Test helpers: they panic with a clear message on a NATS error or a payload that is not
 //! the protocol's JSON.
@@ -10,7 +10,9 @@ use std::time::Duration;
 use async_nats::{Client, Subscriber, jetstream};
 use futures::StreamExt;
 use offpath_protocol::subject::{DLQ_PREFIX, VERDICT_PREFIX, verdict_subject};
-use offpath_protocol::{Action, DeadLetter, ModelRef, PROTOCOL_VERSION, Verdict, encode};
+use offpath_protocol::{
+    Action, DeadLetter, ModelRef, ModerationRequest, PROTOCOL_VERSION, Verdict, encode,
+};
 
 /// Subscribes to every verdict of `tenant` (`offpath.verdict.<tenant>.>`).
 pub async fn subscribe(client: &Client, tenant: &str) -> Subscriber {
@@ -61,6 +63,23 @@ pub async fn dead_letters(sub: &mut Subscriber, n: usize, timeout: Duration) -> 
     })
     .await;
     seen
+}
+
+/// A request `id` from alice in `acme`'s `lobby`, sent at `sent_at_ms`, with no deadline,
+/// priority or policy.
+pub fn request(id: &str, text: &str, sent_at_ms: u64) -> ModerationRequest {
+    ModerationRequest {
+        v: PROTOCOL_VERSION,
+        id: id.into(),
+        tenant: "acme".into(),
+        room: "lobby".into(),
+        sender: "alice".into(),
+        text: text.into(),
+        sent_at_ms,
+        deadline_ms: None,
+        priority: None,
+        policy: None,
+    }
 }
 
 /// A verdict for message `id` of alice in `acme`'s `lobby`, as a moderator would publish
