@@ -113,10 +113,7 @@ async fn readyz_follows_a_hung_model() {
         ..common::config(common::hung_first_thread())
     };
     let (env, mut sub, moderator) = common::start(config).await;
-    moderator
-        .wait_ready(Duration::from_secs(10))
-        .await
-        .expect("ready after loading");
+    moderator.assert_ready(10, "after loading").await;
     assert_eq!(moderator.get("/healthz").await.0, 200);
     common::publish(&env.js, &common::request("stuck-1", "hello there")).await;
     let (_, body) = http::wait_until(
@@ -133,10 +130,7 @@ async fn readyz_follows_a_hung_model() {
         verdicts.contains_key("stuck-1"),
         "verdict after the thread was replaced"
     );
-    moderator
-        .wait_ready(Duration::from_secs(5))
-        .await
-        .expect("ready again after recovery");
+    moderator.assert_ready(5, "again after recovery").await;
     // Idle after the recovery, for longer than stall_after: nothing is held, so still ready.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let (status, body) = moderator.get("/readyz").await;

@@ -11,25 +11,25 @@ use offpath_harness::{scrape, verdicts};
 use offpath_moderator::Faults;
 use offpath_protocol::DecodeError;
 
+/// Series without labels present right after start (besides `process_*`).
+const UNLABELLED: [&str; 13] = [
+    "offpath_moderator_batch_size_count",
+    "offpath_moderator_batch_size_bucket{le=\"1\"}",
+    "offpath_moderator_inference_seconds_count",
+    "offpath_moderator_queue_seconds_count",
+    "offpath_moderator_last_progress_timestamp_seconds",
+    "offpath_moderator_inference_cancelled_total",
+    "offpath_moderator_threads_replaced_total",
+    "offpath_moderator_inference_threads",
+    "offpath_moderator_cache_hits_total",
+    "offpath_moderator_consumer_rebinds_total",
+    "offpath_moderator_topology_drift_total",
+    "offpath_moderator_consumer_pending",
+    "offpath_moderator_consumer_ack_pending",
+];
+
 /// Series present right after start, each a sample line up to its value.
 fn expected() -> Vec<String> {
-    let mut series: Vec<String> = [
-        "offpath_moderator_batch_size_count",
-        "offpath_moderator_batch_size_bucket{le=\"1\"}",
-        "offpath_moderator_inference_seconds_count",
-        "offpath_moderator_queue_seconds_count",
-        "offpath_moderator_last_progress_timestamp_seconds",
-        "offpath_moderator_inference_cancelled_total",
-        "offpath_moderator_threads_replaced_total",
-        "offpath_moderator_inference_threads",
-        "offpath_moderator_cache_hits_total",
-        "offpath_moderator_consumer_rebinds_total",
-        "offpath_moderator_topology_drift_total",
-        "offpath_moderator_consumer_pending",
-        "offpath_moderator_consumer_ack_pending",
-    ]
-    .map(String::from)
-    .to_vec();
     let labelled: [(&str, &str, &[&str]); 4] = [
         (
             "offpath_moderator_requests_total",
@@ -83,8 +83,7 @@ fn expected() -> Vec<String> {
             ],
         ),
     ];
-    series.extend(scrape::PROCESS_SERIES.map(String::from));
-    series.extend(scrape::labelled(&labelled));
+    let mut series = scrape::expected_series(&UNLABELLED, &labelled);
     series.extend(
         DecodeError::REASONS
             .iter()
@@ -100,10 +99,7 @@ fn expected() -> Vec<String> {
 async fn every_series_exists_from_the_start_and_promtool_accepts_it() {
     let env = common::env().await;
     let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
-    moderator
-        .wait_ready(Duration::from_secs(60))
-        .await
-        .expect("ready");
+    moderator.assert_ready(60, "at start").await;
     let (status, text) = moderator.get("/metrics").await;
     assert_eq!(status, 200);
 

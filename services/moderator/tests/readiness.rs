@@ -56,10 +56,7 @@ async fn idle_moderator_stays_ready() {
         ..common::config(Faults::default())
     };
     let (env, mut sub, moderator) = common::start(config).await;
-    moderator
-        .wait_ready(Duration::from_secs(20))
-        .await
-        .expect("ready after loading");
+    moderator.assert_ready(20, "after loading").await;
     for round in 0..2 {
         tokio::time::sleep(Duration::from_millis(1_200)).await;
         for _ in 0..5 {
@@ -86,9 +83,8 @@ async fn deleted_consumer_and_stream_are_recreated() {
     requests.delete_consumer(CONSUMER).await.expect("delete");
     let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
     moderator
-        .wait_ready(Duration::from_secs(20))
-        .await
-        .expect("ready after creating the consumer at start-up");
+        .assert_ready(20, "after creating the consumer at start-up")
+        .await;
     round_trip(&env, &mut sub, "before").await;
 
     requests.delete_consumer(CONSUMER).await.expect("delete");
@@ -97,17 +93,15 @@ async fn deleted_consumer_and_stream_are_recreated() {
     wait_recreated(&env.js).await;
     wait_verdict(&mut sub, "meanwhile").await;
     moderator
-        .wait_ready(Duration::from_secs(20))
-        .await
-        .expect("ready after the consumer was re-created");
+        .assert_ready(20, "after the consumer was re-created")
+        .await;
     round_trip(&env, &mut sub, "after-consumer").await;
 
     env.js.delete_stream(STREAM).await.expect("delete stream");
     wait_recreated(&env.js).await;
     moderator
-        .wait_ready(Duration::from_secs(20))
-        .await
-        .expect("ready after the stream was re-created");
+        .assert_ready(20, "after the stream was re-created")
+        .await;
     round_trip(&env, &mut sub, "after-stream").await;
 
     assert!(!moderator.has_returned(), "run returned after a rebind");

@@ -64,6 +64,16 @@ pub fn labelled<'a>(
     })
 }
 
+/// The series a service exports from the start: `unlabelled`, [`PROCESS_SERIES`], and the
+/// [`labelled`] series of `table`.
+pub fn expected_series(unlabelled: &[&str], table: &[(&str, &str, &[&str])]) -> Vec<String> {
+    let fixed = unlabelled
+        .iter()
+        .chain(&PROCESS_SERIES)
+        .map(|s| s.to_string());
+    fixed.chain(labelled(table)).collect()
+}
+
 /// The `expected` series that have no sample line (`<series> <value>`) in `metrics`.
 pub fn missing(metrics: &str, expected: impl IntoIterator<Item = String>) -> Vec<String> {
     expected

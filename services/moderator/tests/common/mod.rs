@@ -107,9 +107,12 @@ impl Moderator {
             .unwrap_or_else(|err| panic!("GET {path}: {err}"))
     }
 
-    /// Waits until `/readyz` answers 200; the last answer otherwise.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), (u16, String)> {
-        http::wait_ready(self.http, timeout).await
+    /// Waits up to `secs` seconds until `/readyz` answers 200; panics with the last answer,
+    /// saying `when` it should have been ready.
+    pub async fn assert_ready(&self, secs: u64, when: &str) {
+        if let Err((status, body)) = http::wait_ready(self.http, Duration::from_secs(secs)).await {
+            panic!("not ready {when}: {status} {body}");
+        }
     }
 
     pub async fn stop(mut self) {
