@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::chat::{self, ChatClient, ModeratorProcess, Transport, metric};
+use common::chat::{self, ChatClient, Transport};
+use nix::sys::signal::Signal;
+use offpath_harness::{scrape, testing};
 use offpath_protocol::subject::{MODERATION_STREAM, VERDICTS_STREAM};
 use serde_json::Value;
 
@@ -83,8 +85,8 @@ fn all_verdicts_in(frames: &[Value], expected: usize) -> bool {
 async fn chat_survives_frozen_and_killed_moderators_a_nats_restart_and_deleted_streams() {
     let mut server = Some(chat::nats_with_topology().await);
     let first = server.as_ref().expect("server");
-    let m1 = ModeratorProcess::start(first, &[]).await;
-    let mut m2 = ModeratorProcess::start(first, &[]).await;
+    let m1 = chat::moderator(first, &[]).await;
+    let mut m2 = chat::moderator(first, &[]).await;
     let config = offpath_transport::Config {
         hold_deadline_ms: HOLD_DEADLINE_MS,
         room_policy: vec!["kids=hold:fail_open".parse().expect("rule")],
@@ -104,14 +106,16 @@ async fn chat_survives_frozen_and_killed_moderators_a_nats_restart_and_deleted_s
         tick.tick().await;
         match n {
             FREEZE_AT => {
-                m1.signal("STOP");
-                m2.signal("STOP");
+                m1.signal(Signal::SIGSTOP).expect("freeze the moderator");
+                m2.signal(Signal::SIGSTOP).expect("freeze the moderator");
             }
             THAW_AT => {
-                m1.signal("CONT");
-                m2.signal("CONT");
+                m1.signal(Signal::SIGCONT).expect("thaw the moderator");
+                m2.signal(Signal::SIGCONT).expect("thaw the moderator");
             }
-            KILL_AT => m2.kill(),
+            KILL_AT => {
+                m2.kill().expect("kill a moderator");
+            }
             NATS_RESTART_AT => {
                 let mut stopped = server.take().expect("server");
                 stopped.kill().expect("kill nats-server");
@@ -126,7 +130,7 @@ async fn chat_survives_frozen_and_killed_moderators_a_nats_restart_and_deleted_s
                 // loses what was stored. Delete at a quiet moment (every verdict in) to
                 // prove the services re-create the topology and carry on.
                 collect_until(&mut alice, &mut alice_frames, |f| all_verdicts_in(f, n)).await;
-                let js = jetstream::new(common::connect(&back).await);
+                let js = jetstream::new(testing::connect(&back).await);
                 server = Some(back);
                 js.delete_stream(MODERATION_STREAM).await.expect("delete");
                 js.delete_stream(VERDICTS_STREAM).await.expect("delete");
@@ -199,7 +203,7 @@ async fn chat_survives_frozen_and_killed_moderators_a_nats_restart_and_deleted_s
     );
     let metrics = transport.metrics().await;
     assert_eq!(
-        metric(&metrics, "offpath_transport_outbox_shed_total", ""),
+        scrape::metric(&metrics, "offpath_transport_outbox_shed_total", ""),
         0.0,
         "nothing shed"
     );

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use futures::StreamExt;
+use offpath_harness::testing;
 
-const BIN: &str = env!("CARGO_BIN_EXE_offpath");
+use common::BIN;
 
 /// A bad flag exits with status 64 (EX_USAGE) and a message, not a panic.
 #[test]
@@ -33,10 +34,7 @@ fn bad_configuration_exits_64() {
 /// `offpath doctor` finds nats-server and ONNX Runtime after the bootstrap.
 #[test]
 fn doctor_finds_the_bootstrapped_tools() {
-    let out = Command::new(BIN)
-        .arg("doctor")
-        .output()
-        .expect("run offpath");
+    let out = output_within(&["doctor"], &[], Duration::from_secs(30));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -53,20 +51,7 @@ fn doctor_finds_the_bootstrapped_tools() {
 #[tokio::test]
 async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(BIN)
-        .args([
-            "--log-json",
-            "up",
-            "--moderator-metrics-addr=127.0.0.1:0",
-            "--transport-metrics-addr=127.0.0.1:0",
-            "--listen-addr=127.0.0.1:0",
-            "--transport-arg=--tenant=acme",
-            "--stream-max-bytes=67108864",
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .env_remove("OFFPATH_NATS_URL")
-        .stderr(Stdio::piped())
+    let mut child = common::up(data.path(), &["--transport-arg=--tenant=acme"])
         .spawn()
         .expect("spawn offpath up");
     let stderr = child.stderr.take().expect("stderr");
@@ -169,7 +154,7 @@ async fn stream_max_bytes(url: &str) -> Vec<i64> {
 /// repeated) of which the first is dead; a malformed URL is a usage error.
 #[tokio::test]
 async fn topology_takes_several_nats_urls() {
-    let server = common::nats();
+    let server = testing::nats();
     let dead = "nats://127.0.0.1:1";
     let comma = format!("{dead},{}", server.url());
     for args in [
@@ -197,7 +182,7 @@ async fn topology_takes_several_nats_urls() {
 /// with the default (1 GiB) reports the difference and leaves the streams as they are.
 #[tokio::test]
 async fn stream_max_bytes_is_set_by_topology_only() {
-    let server = common::nats();
+    let server = testing::nats();
     let url = server.url();
     let topology = |bytes: &str| {
         let out = Command::new(BIN)
@@ -286,7 +271,7 @@ fn an_old_nats_server_is_refused() {
             &url,
         ],
     ] {
-        let out = output_within(&args, Duration::from_secs(30));
+        let out = output_within(&args, &[], Duration::from_secs(30));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}: {stderr}");
         assert!(
@@ -296,10 +281,12 @@ fn an_old_nats_server_is_refused() {
     }
 }
 
-/// Runs `offpath <args>`; kills it when it has not exited within `timeout`.
-fn output_within(args: &[&str], timeout: Duration) -> std::process::Output {
+/// Runs `offpath <args>` with `env` set; kills it when it has not exited within `timeout`.
+fn output_within(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> std::process::Output {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -312,24 +299,9 @@ fn output_within(args: &[&str], timeout: Duration) -> std::process::Output {
     child.wait_with_output().expect("output")
 }
 
-/// Runs `offpath <args>` with `env` set; kills it when it has not exited within 30 s.
+/// Runs `offpath <args>` with `env` set, for 30 s at most: exit code and stderr.
 fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("spawn offpath");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("output");
+    let out = output_within(args, env, Duration::from_secs(30));
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -375,50 +347,43 @@ fn up_checks_everything_before_starting() {
         "--moderator-metrics-addr=127.0.0.1:0",
         &data_dir,
     ];
-    let with = |extra: &'static str| {
-        let mut all = args.to_vec();
-        all.push(extra);
-        all
-    };
-    // (arguments, environment, expected in stderr)
-    type Case<'a> = (Vec<&'a str>, &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 6] = [
+    // (an argument added, a variable NAME=value set, expected in stderr)
+    let cases = [
         (
-            args.to_vec(),
-            &[(
-                "OFFPATH_MODERATOR_ARGS",
-                "--inference-threads=1  --model=/nonexistent",
-            )],
+            "",
+            "OFFPATH_MODERATOR_ARGS=--inference-threads=1  --model=/nonexistent",
             "offpath: moderator: --model /nonexistent: no model.toml there",
         ),
         (
-            with("--moderator-arg=--no-such-flag"),
-            &[],
+            "--moderator-arg=--no-such-flag",
+            "",
             "offpath: moderator: unexpected argument '--no-such-flag'",
         ),
         (
-            args.to_vec(),
-            &[("OFFPATH_TRANSPORT_ARGS", "--tenant=a.b")],
+            "",
+            "OFFPATH_TRANSPORT_ARGS=--tenant=a.b",
             "offpath: transport: --tenant \"a.b\" is not a valid subject token",
         ),
         (
-            args.to_vec(),
-            &[("OFFPATH_MAX_IN_FLIGHT", "5000")],
+            "",
+            "OFFPATH_MAX_IN_FLIGHT=5000",
             "offpath: moderator: --max-in-flight 5000 exceeds",
         ),
         (
-            with("--moderators=0"),
-            &[],
+            "--moderators=0",
+            "",
             "offpath: --moderators must be at least 1",
         ),
-        (
-            args.to_vec(),
-            &[("OFFPATH_STREAM_REPLICAS", "9")],
-            "9 is not in 1..=5",
-        ),
+        ("", "OFFPATH_STREAM_REPLICAS=9", "9 is not in 1..=5"),
     ];
-    for (args, env, expected) in cases {
-        let (code, stderr) = run_with_env(&args, env);
+    for (extra, variable, expected) in cases {
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(Some(extra).filter(|e| !e.is_empty()))
+            .collect();
+        let env: Vec<(&str, &str)> = variable.split_once('=').into_iter().collect();
+        let (code, stderr) = run_with_env(&args, &env);
         assert_eq!(code, Some(64), "{args:?} {env:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
         assert!(
@@ -447,7 +412,7 @@ fn an_error_chain_prints_each_cause_once() {
 /// is printed with each cause once.
 #[test]
 fn a_topology_error_prints_each_cause_once() {
-    let server = common::nats();
+    let server = testing::nats();
     let url = server.url();
     let (code, stderr) = run_with_env(&["topology", "--nats-url", &url, "--replicas=3"], &[]);
     assert_eq!(code, Some(1), "{stderr}");

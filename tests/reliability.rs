@@ -3,42 +3,26 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
-use common::chat::{self, ChatClient, ModeratorProcess, Transport, is, metric, try_http_get};
+use common::chat::{self, Transport, is};
 use offpath_harness::NatsServer;
+use offpath_harness::{http, scrape, testing, topology};
 use offpath_protocol::subject::VERDICTS_STREAM;
 use offpath_protocol::topology::ensure;
 
 const WAIT: Duration = Duration::from_secs(60);
 const INSULT: &str = "you are a stupid worthless idiot";
 
-/// Sends `text` from `client` to `room`; returns the id the gateway assigned.
-async fn say(client: &mut ChatClient, room: &str, text: &str, tag: &str) -> String {
-    client.say(room, text, tag).await;
-    let ack = client
-        .expect(WAIT, |f| f["type"] == "ack" && f["client_msg_id"] == tag)
-        .await;
-    ack.frame["id"].as_str().expect("id").to_string()
-}
-
 /// Waits until `/readyz` at `addr` answers `status`; returns the body.
 async fn wait_readyz(addr: std::net::SocketAddr, status: u16, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let (got, body) = try_http_get(addr, "/readyz")
-            .await
-            .unwrap_or((0, String::new()));
-        if got == status {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never answered {status} within {within:?}; last {got}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    http::wait_until(addr, "/readyz", within, |got, _| got == status)
+        .await
+        .unwrap_or_else(|(got, body)| {
+            panic!("/readyz never answered {status} within {within:?}; last {got}: {body}")
+        })
+        .1
 }
 
 /// Two gateways started with the default `--instance` each get a name of their own, so
@@ -48,7 +32,7 @@ async fn wait_readyz(addr: std::net::SocketAddr, status: u16, within: Duration) 
 #[tokio::test]
 async fn two_gateways_at_the_default_instance_each_apply_every_verdict() {
     let server = chat::nats_with_topology().await;
-    let _moderator = ModeratorProcess::start(&server, &[]).await;
+    let _moderator = chat::moderator(&server, &[]).await;
     let one = Transport::start(&server, chat::transport_config()).await;
     let two = Transport::start(&server, chat::transport_config()).await;
     let (mut alice, mut carol) = (one.client("alice").await, one.client("carol").await);
@@ -60,7 +44,7 @@ async fn two_gateways_at_the_default_instance_each_apply_every_verdict() {
         let mut ids = Vec::new();
         for n in 0..6 {
             let text = format!("{INSULT} number {n}");
-            ids.push(say(sender, "lobby", &text, &format!("i{n}")).await);
+            ids.push(sender.post("lobby", &text, &format!("i{n}")).await);
         }
         for id in &ids {
             watcher.expect(WAIT, is("retract", Some(id))).await;
@@ -70,7 +54,7 @@ async fn two_gateways_at_the_default_instance_each_apply_every_verdict() {
     }
     let metrics = one.metrics().await;
     assert_eq!(
-        metric(
+        scrape::metric(
             &metrics,
             "offpath_transport_verdict_consumer_shared_total",
             ""
@@ -96,7 +80,7 @@ async fn a_shared_instance_is_detected() {
     assert!(body.contains("ready"), "{body}");
     let two = Transport::start(&server, named()).await;
     wait_readyz_body(two.ops, "verdict consumer bound").await;
-    let shared = metric(
+    let shared = scrape::metric(
         &two.metrics().await,
         "offpath_transport_verdict_consumer_shared_total",
         "",
@@ -108,16 +92,10 @@ async fn a_shared_instance_is_detected() {
 
 /// Waits until `/readyz` at `addr` mentions `text`; returns the body.
 async fn wait_readyz_body(addr: std::net::SocketAddr, text: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok((_, body)) = try_http_get(addr, "/readyz").await
-            && body.contains(text)
-        {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "/readyz never said {text:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    http::wait_until(addr, "/readyz", WAIT, |_, body| body.contains(text))
+        .await
+        .unwrap_or_else(|_| panic!("/readyz never said {text:?}"))
+        .1
 }
 
 /// A deleted `VERDICTS` stream is created again by the transport, which binds its consumer
@@ -125,17 +103,14 @@ async fn wait_readyz_body(addr: std::net::SocketAddr, text: &str) -> String {
 /// (so the stream cannot be created) `/readyz` says the consumer is not bound.
 #[tokio::test]
 async fn a_deleted_verdict_stream_is_recreated_and_readiness_tells_when_it_cannot_be() {
-    let server = chat::nats_with_topology().await;
-    let _moderator = ModeratorProcess::start(&server, &[]).await;
-    let transport = Transport::start(&server, chat::transport_config()).await;
-    let mut alice = transport.client("alice").await;
-    alice.join("lobby").await;
-    let id = say(&mut alice, "lobby", INSULT, "before").await;
+    let (server, _moderator, transport) = chat::moderated(chat::transport_config()).await;
+    let mut alice = transport.joined("alice", "lobby").await;
+    let id = alice.post("lobby", INSULT, "before").await;
     alice.expect(WAIT, is("retract", Some(&id))).await;
 
-    let js = jetstream::new(common::connect(&server).await);
+    let js = jetstream::new(testing::connect(&server).await);
     js.delete_stream(VERDICTS_STREAM).await.expect("delete");
-    let id = say(&mut alice, "lobby", INSULT, "after-delete").await;
+    let id = alice.post("lobby", INSULT, "after-delete").await;
     alice.expect(WAIT, is("retract", Some(&id))).await;
     js.get_stream(VERDICTS_STREAM).await.expect("re-created");
 
@@ -152,7 +127,7 @@ async fn a_deleted_verdict_stream_is_recreated_and_readiness_tells_when_it_canno
     assert!(body.contains("verdict consumer not bound"), "{body}");
     js.delete_stream("SQUATTER").await.expect("delete squatter");
     wait_readyz(transport.ops, 200, Duration::from_secs(30)).await;
-    let id = say(&mut alice, "lobby", INSULT, "after-squatter").await;
+    let id = alice.post("lobby", INSULT, "after-squatter").await;
     alice.expect(WAIT, is("retract", Some(&id))).await;
     transport.stop().await;
 }
@@ -170,30 +145,23 @@ async fn chat_is_moderated_on_the_oldest_supported_nats_server() {
         .binary(binary)
         .start()
         .unwrap_or_else(|err| panic!("cannot start the oldest nats-server: {err}"));
-    let client = common::connect(&server).await;
+    let client = testing::connect(&server).await;
     let version = client.server_info().version;
     assert!(version.starts_with("2.9."), "expected 2.9.x, got {version}");
-    ensure(&jetstream::new(client), &common::topology())
+    ensure(&jetstream::new(client), &topology::small())
         .await
         .expect("topology on 2.9");
-    let _moderator = ModeratorProcess::start(&server, &[]).await;
+    let _moderator = chat::moderator(&server, &[]).await;
     let transport = Transport::start(&server, chat::transport_config()).await;
-    let mut alice = transport.client("alice").await;
-    alice.join("lobby").await;
-    let clean = say(
-        &mut alice,
-        "lobby",
-        "thanks a lot, see you tomorrow",
-        "clean",
-    )
-    .await;
-    let insult = say(&mut alice, "lobby", INSULT, "insult").await;
+    let mut alice = transport.joined("alice", "lobby").await;
+    let clean = alice
+        .post("lobby", "thanks a lot, see you tomorrow", "clean")
+        .await;
+    let insult = alice.post("lobby", INSULT, "insult").await;
     let verdict = alice.expect(WAIT, is("verdict", Some(&clean))).await.frame;
     assert_eq!(verdict["action"], "allow", "{verdict}");
     alice.expect(WAIT, is("retract", Some(&insult))).await;
-    let (status, body) = try_http_get(transport.ops, "/readyz")
-        .await
-        .expect("readyz");
+    let (status, body) = http::get(transport.ops, "/readyz").await.expect("readyz");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("verdict consumer bound"), "{body}");
     transport.stop().await;

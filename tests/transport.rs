@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::chat::{self, ModeratorProcess, Transport, is, metric};
-use offpath_protocol::{Action, ModelRef, PROTOCOL_VERSION, Verdict, encode};
+use common::chat::{self, is};
+use offpath_harness::{scrape, testing, verdicts};
+use offpath_protocol::Action;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -16,13 +17,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// retracted for both and its sender is told `block`.
 #[tokio::test]
 async fn clean_message_allowed_insult_retracted() {
-    let server = chat::nats_with_topology().await;
-    let _moderator = ModeratorProcess::start(&server, &[]).await;
-    let transport = Transport::start(&server, chat::transport_config()).await;
-    let mut alice = transport.client("alice").await;
-    let mut bob = transport.client("bob").await;
-    alice.join("lobby").await;
-    bob.join("lobby").await;
+    let (_server, _moderator, transport) = chat::moderated(chat::transport_config()).await;
+    let (mut alice, mut bob) = transport.alice_and_bob("lobby").await;
     // Joins are processed in order per connection; a round trip through a send proves it.
     alice
         .say("lobby", "thanks a lot, see you tomorrow", "c1")
@@ -40,13 +36,9 @@ async fn clean_message_allowed_insult_retracted() {
     assert_eq!(verdict["action"], "allow", "{verdict}");
     assert!(verdict["scores"]["insult"].as_f64().expect("insult score") < 0.3);
 
-    alice
-        .say("lobby", "you are a stupid worthless idiot", "c2")
+    let id = alice
+        .post("lobby", "you are a stupid worthless idiot", "c2")
         .await;
-    let id = alice.expect(WAIT, is("ack", None)).await.frame["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     for client in [&mut alice, &mut bob] {
         client.expect(WAIT, is("message", Some(&id))).await;
         let retract = client.expect(WAIT, is("retract", Some(&id))).await.frame;
@@ -62,27 +54,15 @@ async fn clean_message_allowed_insult_retracted() {
     );
 
     let metrics = transport.metrics().await;
-    assert_eq!(
-        metric(
-            &metrics,
-            "offpath_transport_verdicts_total",
-            r#"action="allow""#
-        ),
-        1.0
+    scrape::assert_sums(
+        &metrics,
+        &[
+            ("offpath_transport_verdicts_total", r#"action="allow""#, 1.0),
+            ("offpath_transport_verdicts_total", r#"action="block""#, 1.0),
+            ("offpath_transport_messages_total", "", 2.0),
+            ("offpath_transport_connections", "", 2.0),
+        ],
     );
-    assert_eq!(
-        metric(
-            &metrics,
-            "offpath_transport_verdicts_total",
-            r#"action="block""#
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(&metrics, "offpath_transport_messages_total", ""),
-        2.0
-    );
-    assert_eq!(metric(&metrics, "offpath_transport_connections", ""), 2.0);
     assert!(metrics.contains("offpath_transport_fanout_seconds_bucket"));
     assert!(metrics.contains("offpath_transport_verdict_lag_seconds_bucket"));
     transport.stop().await;
@@ -92,19 +72,11 @@ async fn clean_message_allowed_insult_retracted() {
 /// for a message this gateway never saw still retracts it from the room.
 #[tokio::test]
 async fn applying_a_verdict_twice_changes_nothing() {
-    let server = chat::nats_with_topology().await;
-    let transport = Transport::start(&server, chat::transport_config()).await;
-    let mut alice = transport.client("alice").await;
-    let mut bob = transport.client("bob").await;
-    alice.join("lobby").await;
-    bob.join("lobby").await;
-    alice.say("lobby", "hello", "c1").await;
-    let id = alice.expect(WAIT, is("ack", None)).await.frame["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let (server, transport) = chat::gateway(chat::transport_config()).await;
+    let (mut alice, mut bob) = transport.alice_and_bob("lobby").await;
+    let id = alice.post("lobby", "hello", "c1").await;
     bob.expect(WAIT, is("message", Some(&id))).await;
-    let js = async_nats::jetstream::new(common::connect(&server).await);
+    let js = async_nats::jetstream::new(testing::connect(&server).await);
     // An id this gateway assigned but no longer tracks (same instance, before a restart).
     let instance = id.split('.').next().expect("instance");
     let forgotten = format!("{instance}.0.ffff");
@@ -113,28 +85,9 @@ async fn applying_a_verdict_twice_changes_nothing() {
         forgotten.clone(),
         "someone-elses-id".to_string(),
     ] {
-        let verdict = Verdict {
-            v: PROTOCOL_VERSION,
-            id: message_id,
-            tenant: "acme".into(),
-            room: "lobby".into(),
-            sender: "alice".into(),
-            action: Action::Block,
-            scores: [("insult".to_string(), 0.97)].into(),
-            model: ModelRef {
-                name: "test".into(),
-                version: "1".into(),
-            },
-            queued_ms: 1,
-            inference_ms: 1,
-            reason: None,
-        };
+        let verdict = verdicts::sample(&message_id, Action::Block, 0.97);
         for _ in 0..2 {
-            js.publish("offpath.verdict.acme.lobby", encode(&verdict).into())
-                .await
-                .expect("publish")
-                .await
-                .expect("stored");
+            verdicts::publish(&js, &verdict).await;
         }
     }
     bob.expect(WAIT, is("retract", Some(&id))).await;
@@ -155,22 +108,12 @@ async fn applying_a_verdict_twice_changes_nothing() {
         2,
         "one verdict frame per message: {verdicts:?}"
     );
-    let metrics = transport.metrics().await;
-    assert_eq!(
-        metric(
-            &metrics,
-            "offpath_transport_verdicts_ignored_total",
-            "duplicate"
-        ),
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "offpath_transport_verdicts_ignored_total",
-            "not_ours"
-        ),
-        2.0
+    scrape::assert_sums(
+        &transport.metrics().await,
+        &[
+            ("offpath_transport_verdicts_ignored_total", "duplicate", 2.0),
+            ("offpath_transport_verdicts_ignored_total", "not_ours", 2.0),
+        ],
     );
     transport.stop().await;
 }
@@ -179,15 +122,13 @@ async fn applying_a_verdict_twice_changes_nothing() {
 /// working afterwards.
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_the_connection_survives() {
-    let server = chat::nats_with_topology().await;
     let config = offpath_transport::Config {
         max_text_bytes: 100,
         max_rooms_per_connection: 2,
         ..chat::transport_config()
     };
-    let transport = Transport::start(&server, config).await;
-    let mut alice = transport.client("alice").await;
-    alice.join("lobby").await;
+    let (_server, transport) = chat::gateway(config).await;
+    let mut alice = transport.joined("alice", "lobby").await;
     let table: Vec<(&str, Message)> = vec![
         ("invalid_json", Message::text("{not json")),
         ("invalid_json", Message::text("[1, 2]")),
@@ -256,36 +197,36 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
         alice.expect(WAIT, is("error", None)).await.frame["code"],
         "too_many_rooms"
     );
-    let metrics = transport.metrics().await;
-    assert_eq!(
-        metric(&metrics, "offpath_transport_frame_errors_total", ""),
-        14.0
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "offpath_transport_frame_errors_total",
-            r#"code="invalid_json""#
-        ),
-        2.0
+    scrape::assert_sums(
+        &transport.metrics().await,
+        &[
+            ("offpath_transport_frame_errors_total", "", 14.0),
+            (
+                "offpath_transport_frame_errors_total",
+                r#"code="invalid_json""#,
+                2.0,
+            ),
+        ],
     );
     transport.stop().await;
+}
+
+/// Sends limited to a burst of 3, then one every 2 s; 2 connections at most.
+fn limited() -> offpath_transport::Config {
+    offpath_transport::Config {
+        rate_per_second: 0.5,
+        rate_burst: 3.0,
+        max_connections: 2,
+        ..chat::transport_config()
+    }
 }
 
 /// Past the rate limit a send is refused with `rate_limited`; past the connection limit a
 /// new socket gets `too_many_connections` and close code 1013. Both are counted.
 #[tokio::test]
 async fn rate_and_connection_limits() {
-    let server = chat::nats_with_topology().await;
-    let config = offpath_transport::Config {
-        rate_per_second: 0.5,
-        rate_burst: 3.0,
-        max_connections: 2,
-        ..chat::transport_config()
-    };
-    let transport = Transport::start(&server, config).await;
-    let mut alice = transport.client("alice").await;
-    alice.join("lobby").await;
+    let (_server, transport) = chat::gateway(limited()).await;
+    let mut alice = transport.joined("alice", "lobby").await;
     for i in 0..4 {
         alice.say("lobby", "hi", &format!("c{i}")).await;
     }
@@ -303,22 +244,16 @@ async fn rate_and_connection_limits() {
     assert_eq!(error["code"], "too_many_connections");
     let close = carol.expect(WAIT, is("_close", None)).await.frame;
     assert_eq!(close["code"], 1013);
-    let metrics = transport.metrics().await;
-    assert_eq!(
-        metric(
-            &metrics,
-            "offpath_transport_frame_errors_total",
-            "rate_limited"
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &metrics,
-            "offpath_transport_disconnects_total",
-            "max_connections"
-        ),
-        1.0
+    scrape::assert_sums(
+        &transport.metrics().await,
+        &[
+            ("offpath_transport_frame_errors_total", "rate_limited", 1.0),
+            (
+                "offpath_transport_disconnects_total",
+                "max_connections",
+                1.0,
+            ),
+        ],
     );
     transport.stop().await;
 }
@@ -327,12 +262,11 @@ async fn rate_and_connection_limits() {
 /// every message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_is_disconnected_and_the_room_keeps_going() {
-    let server = chat::nats_with_topology().await;
     let config = offpath_transport::Config {
         send_queue: 32,
         ..chat::transport_config()
     };
-    let transport = Transport::start(&server, config).await;
+    let (_server, transport) = chat::gateway(config).await;
     let mut alice = transport.client("alice").await;
     let mut bob = transport.client("bob").await;
     // Carol joins and then never reads: a raw socket nobody polls.
@@ -369,12 +303,12 @@ async fn a_slow_client_is_disconnected_and_the_room_keeps_going() {
     }
     let metrics = transport.metrics().await;
     assert_eq!(
-        metric(&metrics, "offpath_transport_slow_clients_total", ""),
+        scrape::metric(&metrics, "offpath_transport_slow_clients_total", ""),
         1.0,
         "{metrics}"
     );
     assert_eq!(
-        metric(
+        scrape::metric(
             &metrics,
             "offpath_transport_disconnects_total",
             "slow_client"
@@ -383,7 +317,7 @@ async fn a_slow_client_is_disconnected_and_the_room_keeps_going() {
     );
     // Carol's connection is torn down by its own task: give it a moment on a busy machine.
     let deadline = std::time::Instant::now() + WAIT;
-    while metric(
+    while scrape::metric(
         &transport.metrics().await,
         "offpath_transport_connections",
         "",
@@ -400,10 +334,8 @@ async fn a_slow_client_is_disconnected_and_the_room_keeps_going() {
 /// message is in the MODERATION stream afterwards.
 #[tokio::test]
 async fn shutdown_says_going_away_and_flushes_the_outbox() {
-    let server = chat::nats_with_topology().await;
-    let transport = Transport::start(&server, chat::transport_config()).await;
-    let mut alice = transport.client("alice").await;
-    alice.join("lobby").await;
+    let (server, transport) = chat::gateway(chat::transport_config()).await;
+    let mut alice = transport.joined("alice", "lobby").await;
     for i in 0..50 {
         alice.say("lobby", "hello", &format!("c{i}")).await;
     }
@@ -413,7 +345,7 @@ async fn shutdown_says_going_away_and_flushes_the_outbox() {
     transport.stop().await;
     let close = alice.expect(WAIT, is("_close", None)).await.frame;
     assert_eq!(close["code"], 1001, "{close}");
-    let js = async_nats::jetstream::new(common::connect(&server).await);
+    let js = async_nats::jetstream::new(testing::connect(&server).await);
     let mut stream = js.get_stream("MODERATION").await.expect("stream");
     assert_eq!(stream.info().await.expect("info").state.messages, 50);
 }
@@ -422,24 +354,15 @@ async fn shutdown_says_going_away_and_flushes_the_outbox() {
 /// moderator's verdict before fan-out, and a blocked message never reaches the room.
 #[tokio::test]
 async fn inline_mode_awaits_the_verdict_and_never_delivers_a_block() {
-    let server = chat::nats_with_topology().await;
-    let _moderator = ModeratorProcess::start(&server, &[]).await;
     let config = offpath_transport::Config {
         moderation: offpath_transport::Moderation::Inline,
         ..chat::transport_config()
     };
-    let transport = Transport::start(&server, config).await;
-    let mut alice = transport.client("alice").await;
-    let mut bob = transport.client("bob").await;
-    alice.join("lobby").await;
-    bob.join("lobby").await;
-    alice
-        .say("lobby", "you are a stupid worthless idiot", "c1")
+    let (_server, _moderator, transport) = chat::moderated(config).await;
+    let (mut alice, mut bob) = transport.alice_and_bob("lobby").await;
+    let blocked = alice
+        .post("lobby", "you are a stupid worthless idiot", "c1")
         .await;
-    let blocked = alice.expect(WAIT, is("ack", None)).await.frame["id"]
-        .as_str()
-        .expect("id")
-        .to_string();
     let verdict = alice
         .expect(WAIT, is("verdict", Some(&blocked)))
         .await
@@ -458,7 +381,7 @@ async fn inline_mode_awaits_the_verdict_and_never_delivers_a_block() {
     );
     let metrics = transport.metrics().await;
     assert_eq!(
-        metric(
+        scrape::metric(
             &metrics,
             "offpath_transport_verdicts_total",
             r#"action="block""#

@@ -6,7 +6,9 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::chat::{self, ChatClient, ModeratorProcess, Transport, is, metric};
+use common::chat::{self, ChatClient, is};
+use nix::sys::signal::Signal;
+use offpath_harness::{http, scrape};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -85,41 +87,28 @@ async fn verdicts_for(
 /// is stored and moderated: every message ends with exactly one verdict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_down_chat_goes_on_and_the_outbox_catches_up() {
-    let mut server = chat::nats_with_topology().await;
-    let _moderator = ModeratorProcess::start(&server, &[]).await;
     let config = offpath_transport::Config {
         outbox_capacity: 200,
         outbox_in_flight: 16,
         ..chat::transport_config()
     };
-    let transport = Transport::start(&server, config).await;
-    let mut alice = transport.client("alice").await;
-    let mut bob = transport.client("bob").await;
-    alice.join("lobby").await;
-    bob.join("lobby").await;
+    let (mut server, _moderator, transport) = chat::moderated(config).await;
+    let (mut alice, mut bob) = transport.alice_and_bob("lobby").await;
 
     let (up, up_ids) = chat_burst(&mut alice, &mut bob, "up", 1000).await;
     verdicts_for(&mut alice, &up_ids).await;
 
     server.kill().expect("kill nats-server");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, body) = chat::try_http_get(transport.ops, "/readyz")
-            .await
-            .expect("readyz");
-        assert_eq!(
-            status, 200,
-            "NATS down does not make the gateway unready: {body}"
-        );
-        if body.contains("NATS disconnected") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "readyz never reported NATS down: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Polled until it says so; every answer on the way must be 200.
+    let (status, body) = http::wait_until(transport.ops, "/readyz", WAIT, |status, body| {
+        status != 200 || body.contains("NATS disconnected")
+    })
+    .await
+    .unwrap_or_else(|(_, body)| panic!("readyz never reported NATS down: {body}"));
+    assert_eq!(
+        status, 200,
+        "NATS down does not make the gateway unready: {body}"
+    );
     let (down, down_ids) = chat_burst(&mut alice, &mut bob, "down", 1000).await;
     eprintln!(
         "send -> delivered, 1,000 msgs at 1/ms: NATS up p50 {:.2} ms p99 {:.2} ms max {:.2} ms; \
@@ -132,12 +121,12 @@ async fn nats_down_chat_goes_on_and_the_outbox_catches_up() {
         pct(&down, 1.0)
     );
     let metrics = transport.metrics().await;
-    let shed = metric(
+    let shed = scrape::metric(
         &metrics,
         "offpath_transport_outbox_shed_total",
         r#"reason="full""#,
     );
-    let depth = metric(&metrics, "offpath_transport_outbox_depth", "");
+    let depth = scrape::metric(&metrics, "offpath_transport_outbox_depth", "");
     eprintln!("NATS down: shed {shed}, outbox depth {depth}");
     assert!(shed >= 1000.0 - 200.0 - 16.0, "shed {shed}");
     assert_eq!(shed + depth, 1000.0, "every request is either held or shed");
@@ -157,11 +146,16 @@ async fn nats_down_chat_goes_on_and_the_outbox_catches_up() {
         outbox_full as f64, shed,
         "each shed message is reported to its sender"
     );
-    let metrics = transport.metrics().await;
-    assert_eq!(metric(&metrics, "offpath_transport_outbox_depth", ""), 0.0);
-    assert_eq!(
-        metric(&metrics, "offpath_transport_outbox_published_total", ""),
-        2000.0 - shed
+    scrape::assert_sums(
+        &transport.metrics().await,
+        &[
+            ("offpath_transport_outbox_depth", "", 0.0),
+            (
+                "offpath_transport_outbox_published_total",
+                "",
+                2000.0 - shed,
+            ),
+        ],
     );
     transport.stop().await;
     drop(server);
@@ -173,8 +167,6 @@ async fn nats_down_chat_goes_on_and_the_outbox_catches_up() {
 /// moderator catches up and every message gets its verdict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderator_hung_chat_goes_on_and_holds_follow_the_deadline_policy() {
-    let server = chat::nats_with_topology().await;
-    let moderator = ModeratorProcess::start(&server, &[]).await;
     let config = offpath_transport::Config {
         hold_deadline_ms: 1_500,
         room_policy: vec![
@@ -183,7 +175,7 @@ async fn moderator_hung_chat_goes_on_and_holds_follow_the_deadline_policy() {
         ],
         ..chat::transport_config()
     };
-    let transport = Transport::start(&server, config).await;
+    let (_server, moderator, transport) = chat::moderated(config).await;
     let mut alice = transport.client("alice").await;
     let mut bob = transport.client("bob").await;
     for room in ["kids", "vault", "lobby"] {
@@ -200,7 +192,9 @@ async fn moderator_hung_chat_goes_on_and_holds_follow_the_deadline_policy() {
     assert_eq!(verdict.frame["action"], "allow");
     bob.expect(WAIT, is("message", Some(&k1))).await;
 
-    moderator.signal("STOP");
+    moderator
+        .signal(Signal::SIGSTOP)
+        .expect("freeze the moderator");
     let frozen = Instant::now();
     alice.say("kids", "is anyone there", "k2").await;
     alice.say("vault", "the code is 1234", "v2").await;
@@ -247,7 +241,9 @@ async fn moderator_hung_chat_goes_on_and_holds_follow_the_deadline_policy() {
         "the fail-closed room never shows its unmoderated message: {rest:?}"
     );
 
-    moderator.signal("CONT");
+    moderator
+        .signal(Signal::SIGCONT)
+        .expect("thaw the moderator");
     let verdicts = verdicts_for(&mut alice, &lobby).await;
     assert!(
         verdicts.values().all(|v| v["action"] == "allow"),
@@ -255,7 +251,7 @@ async fn moderator_hung_chat_goes_on_and_holds_follow_the_deadline_policy() {
     );
     let metrics = transport.metrics().await;
     let settled = |outcome: &str| {
-        metric(
+        scrape::metric(
             &metrics,
             "offpath_transport_hold_settled_total",
             &format!(r#"outcome="{outcome}""#),
@@ -264,6 +260,9 @@ async fn moderator_hung_chat_goes_on_and_holds_follow_the_deadline_policy() {
     assert_eq!(settled("allowed"), 1.0);
     assert_eq!(settled("deadline_delivered"), 1.0);
     assert_eq!(settled("deadline_dropped"), 1.0);
-    assert_eq!(metric(&metrics, "offpath_transport_held_messages", ""), 0.0);
+    assert_eq!(
+        scrape::metric(&metrics, "offpath_transport_held_messages", ""),
+        0.0
+    );
     transport.stop().await;
 }

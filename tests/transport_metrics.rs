@@ -7,34 +7,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::chat::{self, Transport, is, metric};
-use offpath_protocol::{Action, ModelRef, PROTOCOL_VERSION, Verdict, encode};
+use common::chat::{self, is};
+use offpath_harness::{scrape, testing, verdicts};
+use offpath_protocol::Action;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Series present right after start, each a sample line up to its value.
 fn expected() -> Vec<String> {
-    let mut series: Vec<String> = [
-        "offpath_transport_connections",
-        "offpath_transport_messages_total",
-        "offpath_transport_fanout_seconds_count",
-        "offpath_transport_verdict_lag_seconds_count",
-        "offpath_transport_outbox_depth",
-        "offpath_transport_outbox_published_total",
-        "offpath_transport_slow_clients_total",
-        "offpath_transport_held_messages",
-        "offpath_transport_fail_closed_retracts_total",
-        "offpath_transport_verdict_consumer_bound",
-        "offpath_transport_verdict_consumer_shared_total",
-        "offpath_transport_last_verdict_timestamp_seconds",
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-        "process_open_fds",
-        "process_start_time_seconds",
-        "process_threads",
-    ]
-    .map(String::from)
-    .to_vec();
     let codes = offpath_transport::frames::ErrorCode::ALL.map(|c| c.as_str());
     let labelled: [(&str, &str, &[&str]); 8] = [
         (
@@ -98,10 +78,21 @@ fn expected() -> Vec<String> {
             ],
         ),
     ];
-    for (name, label, values) in labelled {
-        series.extend(values.iter().map(|v| format!("{name}{{{label}=\"{v}\"}}")));
-    }
-    series
+    let unlabelled = [
+        "offpath_transport_connections",
+        "offpath_transport_messages_total",
+        "offpath_transport_fanout_seconds_count",
+        "offpath_transport_verdict_lag_seconds_count",
+        "offpath_transport_outbox_depth",
+        "offpath_transport_outbox_published_total",
+        "offpath_transport_slow_clients_total",
+        "offpath_transport_held_messages",
+        "offpath_transport_fail_closed_retracts_total",
+        "offpath_transport_verdict_consumer_bound",
+        "offpath_transport_verdict_consumer_shared_total",
+        "offpath_transport_last_verdict_timestamp_seconds",
+    ];
+    scrape::expected_series(&unlabelled, &labelled)
 }
 
 /// Right after start every series is on `/metrics` (labelled counters at 0, histograms
@@ -109,19 +100,15 @@ fn expected() -> Vec<String> {
 /// verdict it still does, and the last-verdict time is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_series_exists_from_the_start_and_promtool_accepts_it() {
-    let server = chat::nats_with_topology().await;
-    let transport = Transport::start(&server, chat::transport_config()).await;
+    let (server, transport) = chat::gateway(chat::transport_config()).await;
     let text = transport.metrics().await;
-    let missing: Vec<_> = expected()
-        .into_iter()
-        .filter(|s| !text.lines().any(|line| line.starts_with(&format!("{s} "))))
-        .collect();
+    let missing = scrape::missing(&text, expected());
     assert!(
         missing.is_empty(),
         "missing from /metrics: {missing:#?}\n{text}"
     );
     assert_eq!(
-        metric(
+        scrape::metric(
             &text,
             "offpath_transport_last_verdict_timestamp_seconds",
             ""
@@ -139,43 +126,24 @@ async fn every_series_exists_from_the_start_and_promtool_accepts_it() {
             && build[0].ends_with(" 1"),
         "{build:?}"
     );
-    common::promtool_check(&text);
+    scrape::promtool_check(&text);
 
     // Traffic: two members, a message, its verdict.
-    let mut alice = transport.client("alice").await;
-    let mut bob = transport.client("bob").await;
-    alice.join("lobby").await;
-    bob.join("lobby").await;
+    let (mut alice, mut bob) = transport.alice_and_bob("lobby").await;
     alice.say("lobby", "hello there", "c1").await;
     let ack = alice.expect(WAIT, is("ack", None)).await.frame;
     let id = ack["id"].as_str().expect("id").to_string();
     bob.expect(WAIT, is("message", Some(&id))).await;
-    let verdict = Verdict {
-        v: PROTOCOL_VERSION,
-        id: id.clone(),
-        tenant: "acme".into(),
-        room: "lobby".into(),
-        sender: "alice".into(),
-        action: Action::Allow,
-        scores: [("insult".to_string(), 0.01)].into(),
-        model: ModelRef {
-            name: "test".into(),
-            version: "1".into(),
-        },
-        queued_ms: 1,
-        inference_ms: 1,
-        reason: None,
-    };
-    let js = async_nats::jetstream::new(common::connect(&server).await);
-    js.publish("offpath.verdict.acme.lobby", encode(&verdict).into())
-        .await
-        .expect("publish")
-        .await
-        .expect("stored");
+    let verdict = verdicts::sample(&id, Action::Allow, 0.01);
+    let js = async_nats::jetstream::new(testing::connect(&server).await);
+    verdicts::publish(&js, &verdict).await;
     alice.expect(WAIT, is("verdict", Some(&id))).await;
     let text = transport.metrics().await;
-    assert_eq!(metric(&text, "offpath_transport_messages_total", ""), 1.0);
-    let last = metric(
+    assert_eq!(
+        scrape::metric(&text, "offpath_transport_messages_total", ""),
+        1.0
+    );
+    let last = scrape::metric(
         &text,
         "offpath_transport_last_verdict_timestamp_seconds",
         "",
@@ -188,6 +156,6 @@ async fn every_series_exists_from_the_start_and_promtool_accepts_it() {
         (now - 60.0..=now + 1.0).contains(&last),
         "last verdict at {last}, now {now}"
     );
-    common::promtool_check(&text);
+    scrape::promtool_check(&text);
     transport.stop().await;
 }

@@ -1,17 +1,17 @@
 //! `offpath up` as a process supervisor: children never outlive it, and a child that dies
 //! is started again. Process trees are read from /proc (Linux).
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::Child;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-const BIN: &str = env!("CARGO_BIN_EXE_offpath");
 
 /// `offpath up` on port 0 everywhere with a temporary store; its JSON log read on a thread.
 struct Up {
@@ -28,22 +28,7 @@ struct Up {
 impl Up {
     fn start() -> Self {
         let data = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(BIN)
-            .args([
-                "--log-json",
-                "up",
-                "--listen-addr=127.0.0.1:0",
-                "--transport-metrics-addr=127.0.0.1:0",
-                "--moderator-metrics-addr=127.0.0.1:0",
-                "--moderator-arg=--inference-threads=1",
-                // Small streams: JetStream refuses streams that do not fit the free disk.
-                "--stream-max-bytes=67108864",
-                "--data-dir",
-            ])
-            .arg(data.path())
-            .env_remove("OFFPATH_NATS_URL")
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
+        let mut child = common::up(data.path(), &["--moderator-arg=--inference-threads=1"])
             .spawn()
             .expect("spawn offpath up");
         let stderr = child.stderr.take().expect("stderr");
@@ -65,6 +50,13 @@ impl Up {
             log,
             _data: data,
         }
+    }
+
+    /// [`Up::start`], then waits until it says it is up.
+    fn ready() -> Self {
+        let mut up = Self::start();
+        up.wait_up();
+        up
     }
 
     fn pid(&self) -> u32 {
@@ -205,21 +197,7 @@ fn flag(cmdline: &[String], name: &str) -> Option<String> {
 
 /// The HTTP status of GET `path`, or 0 when nothing answers.
 fn http_status(addr: SocketAddr, path: &str) -> u16 {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return 0;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return 0;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+    offpath_harness::http::get_blocking(addr, path).map_or(0, |(status, _)| status)
 }
 
 /// SIGTERM while `offpath up` is still starting (its nats-server, moderator and transport
@@ -256,8 +234,7 @@ fn sigterm_during_start_up_leaves_no_child() {
 /// SIGKILL of a ready `offpath up` takes every child along (they die with their parent).
 #[test]
 fn killed_launcher_takes_its_children_along() {
-    let mut up = Up::start();
-    up.wait_up();
+    let mut up = Up::ready();
     let children = up.children();
     assert_eq!(
         children.len(),
@@ -273,8 +250,7 @@ fn killed_launcher_takes_its_children_along() {
 /// address, which turns ready again; the transport keeps running meanwhile.
 #[test]
 fn a_killed_moderator_is_restarted() {
-    let mut up = Up::start();
-    up.wait_up();
+    let mut up = Up::ready();
     let children = up.children();
     let find = |service: &str| {
         children

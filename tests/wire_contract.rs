@@ -1,35 +1,22 @@
 //! The wire contract against a real nats-server: subjects land in the right streams, the
 //! shared consumer delivers, duplicates are dropped, the topology is idempotent.
 
-mod common;
-
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, message::PublishMessage};
 use futures::StreamExt;
+use offpath_harness::{testing, topology, verdicts};
 use offpath_protocol::subject::{
     DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, VERDICTS_STREAM, request_subject,
     verdict_subject,
 };
 use offpath_protocol::topology::{TopologyConfig, apply, ensure};
 use offpath_protocol::{
-    Action, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, Verdict, decode_request,
-    decode_versioned, encode,
+    Action, Limits, ModerationRequest, Verdict, decode_request, decode_versioned, encode,
 };
 
 fn request(id: &str) -> ModerationRequest {
-    ModerationRequest {
-        v: PROTOCOL_VERSION,
-        id: id.into(),
-        tenant: "acme".into(),
-        room: "lobby".into(),
-        sender: "alice".into(),
-        text: "you are wonderful".into(),
-        sent_at_ms: 1_764_000_000_000,
-        deadline_ms: None,
-        priority: None,
-        policy: None,
-    }
+    verdicts::request(id, "you are wonderful", 1_764_000_000_000)
 }
 
 async fn publish_request(js: &jetstream::Context, req: &ModerationRequest) -> bool {
@@ -47,9 +34,9 @@ async fn publish_request(js: &jetstream::Context, req: &ModerationRequest) -> bo
 /// same Nats-Msg-Id published twice is stored once.
 #[tokio::test]
 async fn request_and_verdict_land_in_their_streams() {
-    let server = common::nats();
-    let js = jetstream::new(common::connect(&server).await);
-    ensure(&js, &common::topology()).await.expect("topology");
+    let server = testing::nats();
+    let js = jetstream::new(testing::connect(&server).await);
+    ensure(&js, &topology::small()).await.expect("topology");
 
     let req = request("msg-1");
     assert!(!publish_request(&js, &req).await, "first publish is new");
@@ -79,22 +66,7 @@ async fn request_and_verdict_land_in_their_streams() {
         decode_request(&message.subject, &message.payload, &Limits::default()).expect("decodes");
     assert_eq!(decoded, req);
 
-    let verdict = Verdict {
-        v: PROTOCOL_VERSION,
-        id: decoded.id.clone(),
-        tenant: decoded.tenant.clone(),
-        room: decoded.room.clone(),
-        sender: decoded.sender.clone(),
-        action: Action::Allow,
-        scores: [("insult".to_string(), 0.02_f32)].into(),
-        model: ModelRef {
-            name: "test".into(),
-            version: "0".into(),
-        },
-        queued_ms: 3,
-        inference_ms: 1,
-        reason: None,
-    };
+    let verdict = verdicts::sample(&decoded.id, Action::Allow, 0.02);
     let subject = verdict_subject(&verdict.tenant, &verdict.room);
     assert_eq!(subject, "offpath.verdict.acme.lobby");
     let publish = PublishMessage::build()
@@ -122,17 +94,17 @@ async fn request_and_verdict_land_in_their_streams() {
 /// one consumer, with the documented settings.
 #[tokio::test]
 async fn topology_is_idempotent_and_concurrent_safe() {
-    let server = common::nats();
-    let js = jetstream::new(common::connect(&server).await);
-    let config = common::topology();
+    let server = testing::nats();
+    let js = jetstream::new(testing::connect(&server).await);
+    let config = topology::small();
     ensure(&js, &config).await.expect("first run");
     ensure(&js, &config).await.expect("second run");
     let (a, b) = tokio::join!(ensure(&js, &config), ensure(&js, &config));
     a.expect("concurrent run a");
     b.expect("concurrent run b");
 
-    let fresh = common::nats();
-    let js2 = jetstream::new(common::connect(&fresh).await);
+    let fresh = testing::nats();
+    let js2 = jetstream::new(testing::connect(&fresh).await);
     let (a, b) = tokio::join!(ensure(&js2, &config), ensure(&js2, &config));
     a.expect("concurrent first run a");
     b.expect("concurrent first run b");
@@ -174,13 +146,13 @@ async fn topology_is_idempotent_and_concurrent_safe() {
 /// `apply` (`offpath topology`) changes the settings of an existing stream and consumer.
 #[tokio::test]
 async fn topology_apply_updates_changed_settings() {
-    let server = common::nats();
-    let js = jetstream::new(common::connect(&server).await);
-    ensure(&js, &common::topology()).await.expect("first run");
+    let server = testing::nats();
+    let js = jetstream::new(testing::connect(&server).await);
+    ensure(&js, &topology::small()).await.expect("first run");
     let changed = TopologyConfig {
         verdict_max_age: Duration::from_secs(7200),
         max_ack_pending: 256,
-        ..common::topology()
+        ..topology::small()
     };
     apply(&js, &changed).await.expect("update");
     let mut verdicts = js.get_stream(VERDICTS_STREAM).await.expect("stream");
@@ -201,16 +173,16 @@ async fn topology_apply_updates_changed_settings() {
 /// differences are reported, and a deleted stream or consumer is re-created.
 #[tokio::test]
 async fn ensure_never_downgrades_and_recreates_what_is_missing() {
-    let server = common::nats();
-    let js = jetstream::new(common::connect(&server).await);
+    let server = testing::nats();
+    let js = jetstream::new(testing::connect(&server).await);
     let raised = TopologyConfig {
-        request_max_bytes: 2 * common::TEST_STREAM_BYTES,
+        request_max_bytes: 2 * topology::STREAM_BYTES,
         verdict_max_age: Duration::from_secs(48 * 3600),
         max_ack_pending: 4096,
-        ..common::topology()
+        ..topology::small()
     };
     apply(&js, &raised).await.expect("operator's topology");
-    let drift = ensure(&js, &common::topology())
+    let drift = ensure(&js, &topology::small())
         .await
         .expect("a service's ensure");
     let mut settings: Vec<&str> = drift.iter().map(|d| d.setting).collect();

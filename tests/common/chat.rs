@@ -2,18 +2,17 @@
 //! binary, real models), the transport in this process on port 0, and websocket clients.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use offpath_harness::NatsServer;
-use offpath_protocol::topology::ensure;
+use offpath_harness::{NatsServer, Proc, http, process, testing, topology};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_offpath");
+use super::BIN;
 
 /// The transport's settings for tests: generous rate limits unless a test says otherwise.
 pub fn transport_config() -> offpath_transport::Config {
@@ -22,70 +21,29 @@ pub fn transport_config() -> offpath_transport::Config {
         rate_per_second: 10_000.0,
         rate_burst: 10_000.0,
         flush_grace_ms: 2_000,
-        topology: super::topology(),
+        topology: topology::small(),
         ..offpath_transport::Config::default()
     }
 }
 
-/// A moderator child process; killed on drop.
-pub struct ModeratorProcess {
-    child: Child,
-    /// Its /metrics, /healthz, /readyz.
-    pub ops: SocketAddr,
-}
-
-impl ModeratorProcess {
-    /// Starts `offpath moderator` against `server` and waits until it is ready.
-    pub async fn start(server: &NatsServer, extra: &[&str]) -> Self {
-        let ops = free_addr();
-        let child = Command::new(BIN)
-            .args(["moderator", "--nats-url", &server.url()])
-            .arg(format!("--metrics-addr={ops}"))
-            .args(["--inference-threads=1", "--max-wait-ms=2"])
-            .arg(format!("--stream-max-bytes={}", super::TEST_STREAM_BYTES))
-            .args(extra)
-            .env("OFFPATH_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn offpath moderator");
-        let mut moderator = Self { child, ops };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            assert!(
-                moderator.child.try_wait().expect("wait").is_none(),
-                "the moderator exited at start"
-            );
-            if let Ok((200, _)) = try_http_get(ops, "/readyz").await {
-                return moderator;
-            }
-            assert!(Instant::now() < deadline, "moderator not ready in 60 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Kills the process (SIGKILL) and reaps it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`, …).
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal}");
-    }
-}
-
-impl Drop for ModeratorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `offpath moderator` against `server` as a child process (killed on drop) and
+/// waits until it is ready.
+pub async fn moderator(server: &NatsServer, extra: &[&str]) -> Proc {
+    let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
+    let mut command = Command::new(BIN);
+    command
+        .args(["moderator", "--nats-url", &server.url()])
+        .arg(format!("--metrics-addr={ops}"))
+        .args(["--inference-threads=1", "--max-wait-ms=2"])
+        .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
+        .args(extra)
+        .env("OFFPATH_LOG", "warn");
+    let mut moderator = Proc::start("moderator", command, ops).expect("spawn offpath moderator");
+    moderator
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("the moderator is ready");
+    moderator
 }
 
 /// The transport running in this process.
@@ -145,10 +103,26 @@ impl Transport {
 
     /// `/metrics`.
     pub async fn metrics(&self) -> String {
-        try_http_get(self.ops, "/metrics")
+        http::get(self.ops, "/metrics")
             .await
             .expect("GET /metrics")
             .1
+    }
+
+    /// Alice and Bob, connected in that order, then both members of `room`.
+    pub async fn alice_and_bob(&self, room: &str) -> (ChatClient, ChatClient) {
+        let mut alice = self.client("alice").await;
+        let mut bob = self.client("bob").await;
+        alice.join(room).await;
+        bob.join(room).await;
+        (alice, bob)
+    }
+
+    /// A client connected as `user`, member of `room`.
+    pub async fn joined(&self, user: &str, room: &str) -> ChatClient {
+        let mut client = self.client(user).await;
+        client.join(room).await;
+        client
     }
 
     /// A client connected as `user`.
@@ -157,14 +131,25 @@ impl Transport {
     }
 }
 
-/// A nats-server with the default topology.
+/// A nats-server with the default topology (small streams).
 pub async fn nats_with_topology() -> NatsServer {
-    let server = super::nats();
-    let client = super::connect(&server).await;
-    ensure(&async_nats::jetstream::new(client), &super::topology())
-        .await
-        .expect("topology");
-    server
+    testing::nats_with(&topology::small()).await.0
+}
+
+/// A nats-server with the default topology and the transport with `config`, no moderator.
+pub async fn gateway(config: offpath_transport::Config) -> (NatsServer, Transport) {
+    let server = nats_with_topology().await;
+    let transport = Transport::start(&server, config).await;
+    (server, transport)
+}
+
+/// A nats-server with the default topology, a moderator process and the transport with
+/// `config`: the whole chat path.
+pub async fn moderated(config: offpath_transport::Config) -> (NatsServer, Proc, Transport) {
+    let server = nats_with_topology().await;
+    let moderator = moderator(&server, &[]).await;
+    let transport = Transport::start(&server, config).await;
+    (server, moderator, transport)
 }
 
 /// A frame received by a client, with when it arrived.
@@ -255,6 +240,18 @@ impl ChatClient {
         .await;
     }
 
+    /// Sends `text` to `room` as `tag` (its `client_msg_id`); returns the id the gateway
+    /// assigned, from the ack.
+    pub async fn post(&mut self, room: &str, text: &str, tag: &str) -> String {
+        self.say(room, text, tag).await;
+        let ack = self
+            .expect(Duration::from_secs(60), |f| {
+                f["type"] == "ack" && f["client_msg_id"] == tag
+            })
+            .await;
+        ack.frame["id"].as_str().expect("id").to_string()
+    }
+
     /// The first frame (in arrival order) matching `pred`, waiting up to `timeout`;
     /// frames that do not match are kept for later calls.
     pub async fn expect(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Received {
@@ -288,40 +285,4 @@ impl ChatClient {
 pub fn is(kind: &'static str, id: Option<&str>) -> impl Fn(&Value) -> bool {
     let id = id.map(str::to_string);
     move |frame: &Value| frame["type"] == kind && id.as_deref().is_none_or(|id| frame["id"] == id)
-}
-
-/// A free local address.
-pub fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
-/// `GET path` over plain HTTP/1.0: (status, body).
-pub async fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// The sum of every sample of `name` whose labels contain `labels` (e.g. `action="block"`).
-pub fn metric(metrics: &str, name: &str, labels: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| line.split(['{', ' ']).next() == Some(name) && line.contains(labels))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

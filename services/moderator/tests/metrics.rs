@@ -7,33 +7,29 @@ mod common;
 
 use std::time::Duration;
 
+use offpath_harness::{scrape, verdicts};
 use offpath_moderator::Faults;
 use offpath_protocol::DecodeError;
 
+/// Series without labels present right after start (besides `process_*`).
+const UNLABELLED: [&str; 13] = [
+    "offpath_moderator_batch_size_count",
+    "offpath_moderator_batch_size_bucket{le=\"1\"}",
+    "offpath_moderator_inference_seconds_count",
+    "offpath_moderator_queue_seconds_count",
+    "offpath_moderator_last_progress_timestamp_seconds",
+    "offpath_moderator_inference_cancelled_total",
+    "offpath_moderator_threads_replaced_total",
+    "offpath_moderator_inference_threads",
+    "offpath_moderator_cache_hits_total",
+    "offpath_moderator_consumer_rebinds_total",
+    "offpath_moderator_topology_drift_total",
+    "offpath_moderator_consumer_pending",
+    "offpath_moderator_consumer_ack_pending",
+];
+
 /// Series present right after start, each a sample line up to its value.
 fn expected() -> Vec<String> {
-    let mut series: Vec<String> = [
-        "offpath_moderator_batch_size_count",
-        "offpath_moderator_batch_size_bucket{le=\"1\"}",
-        "offpath_moderator_inference_seconds_count",
-        "offpath_moderator_queue_seconds_count",
-        "offpath_moderator_last_progress_timestamp_seconds",
-        "offpath_moderator_inference_cancelled_total",
-        "offpath_moderator_threads_replaced_total",
-        "offpath_moderator_inference_threads",
-        "offpath_moderator_cache_hits_total",
-        "offpath_moderator_consumer_rebinds_total",
-        "offpath_moderator_topology_drift_total",
-        "offpath_moderator_consumer_pending",
-        "offpath_moderator_consumer_ack_pending",
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-        "process_open_fds",
-        "process_start_time_seconds",
-        "process_threads",
-    ]
-    .map(String::from)
-    .to_vec();
     let labelled: [(&str, &str, &[&str]); 4] = [
         (
             "offpath_moderator_requests_total",
@@ -87,9 +83,7 @@ fn expected() -> Vec<String> {
             ],
         ),
     ];
-    for (name, label, values) in labelled {
-        series.extend(values.iter().map(|v| format!("{name}{{{label}=\"{v}\"}}")));
-    }
+    let mut series = scrape::expected_series(&UNLABELLED, &labelled);
     series.extend(
         DecodeError::REASONS
             .iter()
@@ -105,34 +99,29 @@ fn expected() -> Vec<String> {
 async fn every_series_exists_from_the_start_and_promtool_accepts_it() {
     let env = common::env().await;
     let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
-    common::wait_ready(moderator.http, Duration::from_secs(60))
-        .await
-        .expect("ready");
-    let (status, text) = common::http_get(moderator.http, "/metrics").await;
+    moderator.assert_ready(60, "at start").await;
+    let (status, text) = moderator.get("/metrics").await;
     assert_eq!(status, 200);
 
-    let missing: Vec<_> = expected()
-        .into_iter()
-        .filter(|s| !text.lines().any(|line| line.starts_with(&format!("{s} "))))
-        .collect();
+    let missing = scrape::missing(&text, expected());
     assert!(
         missing.is_empty(),
         "missing from /metrics: {missing:#?}\n{text}"
     );
-    for counter in common::series(&text, "offpath_moderator_requests_total") {
-        assert_eq!(common::metric_value(&text, counter), 0.0, "{counter}");
+    for counter in scrape::series(&text, "offpath_moderator_requests_total") {
+        assert_eq!(scrape::value(&text, counter), 0.0, "{counter}");
     }
 
-    let build = common::series(&text, "offpath_build_info{");
+    let build = scrape::series(&text, "offpath_build_info{");
     assert_eq!(build.len(), 1, "{build:?}");
     assert!(
         build[0].contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")))
             && build[0].contains("commit=\""),
         "{build:?}"
     );
-    assert_eq!(common::metric_value(&text, build[0]), 1.0);
+    assert_eq!(scrape::value(&text, build[0]), 1.0);
 
-    let model = common::series(&text, "offpath_moderator_model_info{");
+    let model = scrape::series(&text, "offpath_moderator_model_info{");
     assert_eq!(model.len(), 1, "{model:?}");
     assert!(
         model[0].contains("name=\"minilm-insult+profanity\""),
@@ -149,15 +138,11 @@ async fn every_series_exists_from_the_start_and_promtool_accepts_it() {
             "sha256 label {sha:?}: 12 hex digits per model"
         );
     }
-    common::promtool_check(&text);
+    scrape::promtool_check(&text);
 
     // Traffic: a verdict and a dead letter.
-    let mut verdicts = env
-        .client
-        .subscribe("offpath.verdict.acme.>")
-        .await
-        .expect("subscribe");
-    let mut dead = env.client.subscribe("offpath.dlq.>").await.expect("sub");
+    let mut verdict_sub = verdicts::subscribe(&env.client, "acme").await;
+    let mut dead = verdicts::subscribe_dead_letters(&env.client).await;
     common::publish(&env.js, &common::request("m1", "good evening")).await;
     common::publish_raw(
         &env.js,
@@ -166,23 +151,23 @@ async fn every_series_exists_from_the_start_and_promtool_accepts_it() {
         Some("m2"),
     )
     .await;
-    let seen = common::verdicts(&mut verdicts, 1, Duration::from_secs(30)).await;
+    let seen = verdicts::collect(&mut verdict_sub, 1, Duration::from_secs(30)).await;
     assert!(seen.contains_key("m1"), "no verdict");
     assert_eq!(
-        common::dead_letters(&mut dead, 1, Duration::from_secs(30))
+        verdicts::dead_letters(&mut dead, 1, Duration::from_secs(30))
             .await
             .len(),
         1
     );
     common::wait_empty(&env.js).await;
-    let (_, text) = common::http_get(moderator.http, "/metrics").await;
-    let value = |series: &str| common::metric_value(&text, &format!("{series} "));
+    let (_, text) = moderator.get("/metrics").await;
+    let value = |series: &str| scrape::value(&text, &format!("{series} "));
     assert_eq!(
         value("offpath_moderator_dead_letters_total{reason=\"malformed_json\"}"),
         1.0
     );
     assert!(value("offpath_moderator_requests_total{outcome=\"verdict\"}") >= 1.0);
     assert!(value("offpath_moderator_last_progress_timestamp_seconds") > 0.0);
-    common::promtool_check(&text);
+    scrape::promtool_check(&text);
     moderator.stop().await;
 }

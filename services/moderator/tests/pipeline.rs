@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use offpath_harness::{scrape, verdicts};
 use offpath_moderator::Faults;
 use offpath_protocol::Action;
 
@@ -43,13 +44,7 @@ fn thresholds() -> Vec<(String, f32, f32)> {
 /// that follow the manifests' thresholds; the request stream ends empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_gets_a_consistent_verdict() {
-    let env = common::env().await;
-    let mut sub = env
-        .client
-        .subscribe("offpath.verdict.acme.>")
-        .await
-        .expect("subscribe");
-    let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    let (env, mut sub, moderator) = common::start(common::config(Faults::default())).await;
     for i in 0..2000 {
         common::publish(
             &env.js,
@@ -61,7 +56,7 @@ async fn every_request_gets_a_consistent_verdict() {
         )
         .await;
     }
-    let verdicts = common::verdicts(&mut sub, 2000, Duration::from_secs(120)).await;
+    let verdicts = verdicts::collect(&mut sub, 2000, Duration::from_secs(120)).await;
     assert_eq!(verdicts.len(), 2000);
     let thresholds = thresholds();
     for i in 0..2000 {
@@ -95,7 +90,7 @@ async fn every_request_gets_a_consistent_verdict() {
         0,
         "request stream ends empty"
     );
-    let (status, metrics) = common::http_get(moderator.http, "/metrics").await;
+    let (status, metrics) = moderator.get("/metrics").await;
     assert_eq!(status, 200);
     if let Some(path) = std::env::var_os("OFFPATH_DUMP_METRICS") {
         // For `promtool check metrics` by hand (Debian's prometheus package).
@@ -121,7 +116,7 @@ async fn every_request_gets_a_consistent_verdict() {
         metrics.contains("offpath_moderator_inference_seconds_bucket"),
         "a histogram, not a summary"
     );
-    let verdicts = common::metric_value(
+    let verdicts = scrape::value(
         &metrics,
         "offpath_moderator_requests_total{outcome=\"verdict\"}",
     );
@@ -132,18 +127,12 @@ async fn every_request_gets_a_consistent_verdict() {
 /// Requests past their deadline get `unmoderated` / `expired` without inference.
 #[tokio::test]
 async fn expired_requests_are_unmoderated() {
-    let env = common::env().await;
-    let mut sub = env
-        .client
-        .subscribe("offpath.verdict.acme.>")
-        .await
-        .expect("subscribe");
-    let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    let (env, mut sub, moderator) = common::start(common::config(Faults::default())).await;
     let mut late = common::request("late-1", "hello");
     late.sent_at_ms -= 10_000;
     late.deadline_ms = Some(late.sent_at_ms + 1_000);
     common::publish(&env.js, &late).await;
-    let verdicts = common::verdicts(&mut sub, 1, Duration::from_secs(30)).await;
+    let verdicts = verdicts::collect(&mut sub, 1, Duration::from_secs(30)).await;
     let verdict = &verdicts["late-1"];
     assert_eq!(verdict.action, Action::Unmoderated);
     assert_eq!(verdict.reason.as_deref(), Some("expired"));
@@ -156,18 +145,8 @@ async fn expired_requests_are_unmoderated() {
 /// same moderator keeps serving.
 #[tokio::test]
 async fn bad_inputs_become_dead_letters() {
-    let env = common::env().await;
-    let mut dlq = env
-        .client
-        .subscribe("offpath.dlq.>")
-        .await
-        .expect("subscribe");
-    let mut verdict_sub = env
-        .client
-        .subscribe("offpath.verdict.acme.>")
-        .await
-        .expect("subscribe");
-    let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    let (env, mut verdict_sub, moderator) = common::start(common::config(Faults::default())).await;
+    let mut dlq = verdicts::subscribe_dead_letters(&env.client).await;
     let good = serde_json::to_value(common::request("good-1", "hello")).expect("json");
     let with = |field: &str, value: serde_json::Value| {
         let mut v = good.clone();
@@ -193,7 +172,7 @@ async fn bad_inputs_become_dead_letters() {
     for (_, payload) in &table {
         common::publish_raw(&env.js, "offpath.req.acme", payload.clone(), None).await;
     }
-    let letters = common::dead_letters(&mut dlq, table.len(), Duration::from_secs(30)).await;
+    let letters = verdicts::dead_letters(&mut dlq, table.len(), Duration::from_secs(30)).await;
     let mut got: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     let mut want: Vec<&str> = table.iter().map(|(r, _)| *r).collect();
     got.sort_unstable();
@@ -208,38 +187,31 @@ async fn bad_inputs_become_dead_letters() {
         );
     }
     common::publish(&env.js, &common::request("good-1", "hello")).await;
-    let verdicts = common::verdicts(&mut verdict_sub, 1, Duration::from_secs(30)).await;
+    let verdicts = verdicts::collect(&mut verdict_sub, 1, Duration::from_secs(30)).await;
     assert!(
         verdicts.contains_key("good-1"),
         "still serving after bad input"
     );
     assert!(
-        common::dead_letters(&mut dlq, 1, Duration::from_millis(500))
+        verdicts::dead_letters(&mut dlq, 1, Duration::from_millis(500))
             .await
             .is_empty(),
         "exactly one each"
     );
-    assert_eq!(common::wait_empty(&env.js).await, 0);
-    moderator.stop().await;
+    moderator.stop_drained(&env.js).await;
 }
 
 /// A spam wave (the same short text again and again) reuses one inference: verdicts come
 /// from the cache, counted in /metrics.
 #[tokio::test]
 async fn spam_wave_reuses_one_inference() {
-    let env = common::env().await;
-    let mut sub = env
-        .client
-        .subscribe("offpath.verdict.acme.>")
-        .await
-        .expect("subscribe");
-    let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    let (env, mut sub, moderator) = common::start(common::config(Faults::default())).await;
     common::publish(
         &env.js,
         &common::request("wave-0", "buy cheap followers now!!!"),
     )
     .await;
-    let first = common::verdicts(&mut sub, 1, Duration::from_secs(30)).await;
+    let first = verdicts::collect(&mut sub, 1, Duration::from_secs(30)).await;
     assert!(first["wave-0"].inference_ms > 0 || first["wave-0"].scores.len() == 2);
     for i in 1..=50 {
         common::publish(
@@ -248,7 +220,7 @@ async fn spam_wave_reuses_one_inference() {
         )
         .await;
     }
-    let verdicts = common::verdicts(&mut sub, 50, Duration::from_secs(30)).await;
+    let verdicts = verdicts::collect(&mut sub, 50, Duration::from_secs(30)).await;
     assert_eq!(verdicts.len(), 50);
     assert!(
         verdicts
@@ -256,8 +228,8 @@ async fn spam_wave_reuses_one_inference() {
             .all(|v| v.scores == first["wave-0"].scores),
         "same assessment reused"
     );
-    let (_, metrics) = common::http_get(moderator.http, "/metrics").await;
-    let hits = common::metric_value(&metrics, "offpath_moderator_cache_hits_total");
+    let (_, metrics) = moderator.get("/metrics").await;
+    let hits = scrape::value(&metrics, "offpath_moderator_cache_hits_total");
     assert!(hits >= 50.0, "{hits} cache hits");
     moderator.stop().await;
 }
@@ -266,23 +238,14 @@ async fn spam_wave_reuses_one_inference() {
 /// acks: its request is not redelivered while it is being worked on.
 #[tokio::test]
 async fn slow_batch_is_not_redelivered() {
-    let env = common::env().await;
-    let mut sub = env
-        .client
-        .subscribe("offpath.verdict.acme.>")
-        .await
-        .expect("subscribe");
-    let slow = Faults {
-        batch_delay_ms: 3_500,
-        ..Faults::default()
-    };
+    let slow = common::slow_batches(3_500);
     let config = offpath_moderator::Config {
         batch_deadline_ms: 10_000,
         ..common::config(slow)
     };
-    let moderator = common::Moderator::start(&env.server, config).await;
+    let (env, mut sub, moderator) = common::start(config).await;
     common::publish(&env.js, &common::request("slow-1", "good evening")).await;
-    let verdicts = common::verdicts(&mut sub, 1, Duration::from_secs(30)).await;
+    let verdicts = verdicts::collect(&mut sub, 1, Duration::from_secs(30)).await;
     assert!(verdicts.contains_key("slow-1"));
     // A redelivered copy would be classified again (3.5 s) and its verdict published again.
     let mut copies = 0;

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use offpath_harness::{http, testing, verdicts};
 use offpath_moderator::{Config, Faults};
 
 const CONSUMER: &str = "moderator";
@@ -30,7 +31,7 @@ async fn wait_recreated(js: &jetstream::Context) {
 async fn wait_verdict(sub: &mut async_nats::Subscriber, id: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::time::Instant::now() < deadline {
-        if common::verdicts(sub, 1, Duration::from_secs(1))
+        if verdicts::collect(sub, 1, Duration::from_secs(1))
             .await
             .contains_key(id)
         {
@@ -50,28 +51,20 @@ async fn round_trip(env: &common::Env, sub: &mut async_nats::Subscriber, id: &st
 /// after it has worked, and `$SRV.STATS` reports nothing in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_moderator_stays_ready() {
-    let env = common::env().await;
-    let mut sub = env
-        .client
-        .subscribe("offpath.verdict.acme.>")
-        .await
-        .expect("subscribe");
     let config = Config {
         stall_after_ms: 300,
         ..common::config(Faults::default())
     };
-    let moderator = common::Moderator::start(&env.server, config).await;
-    common::wait_ready(moderator.http, Duration::from_secs(20))
-        .await
-        .expect("ready after loading");
+    let (env, mut sub, moderator) = common::start(config).await;
+    moderator.assert_ready(20, "after loading").await;
     for round in 0..2 {
         tokio::time::sleep(Duration::from_millis(1_200)).await;
         for _ in 0..5 {
-            let (status, body) = common::http_get(moderator.http, "/readyz").await;
+            let (status, body) = moderator.get("/readyz").await;
             assert_eq!(status, 200, "idle (round {round}) but {body}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let stats = common::service_stats(&env.client).await;
+        let stats = testing::service_stats(&env.client, "offpath-moderator").await;
         assert_eq!(stats["in_flight"], 0, "{stats}");
         assert_eq!(stats["ready"], true, "{stats}");
         round_trip(&env, &mut sub, &format!("idle-{round}")).await;
@@ -85,17 +78,13 @@ async fn idle_moderator_stays_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_consumer_and_stream_are_recreated() {
     let env = common::env().await;
-    let mut sub = env
-        .client
-        .subscribe("offpath.verdict.acme.>")
-        .await
-        .expect("subscribe");
+    let mut sub = verdicts::subscribe(&env.client, "acme").await;
     let requests = env.js.get_stream(STREAM).await.expect("stream");
     requests.delete_consumer(CONSUMER).await.expect("delete");
     let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
-    common::wait_ready(moderator.http, Duration::from_secs(20))
-        .await
-        .expect("ready after creating the consumer at start-up");
+    moderator
+        .assert_ready(20, "after creating the consumer at start-up")
+        .await;
     round_trip(&env, &mut sub, "before").await;
 
     requests.delete_consumer(CONSUMER).await.expect("delete");
@@ -103,27 +92,21 @@ async fn deleted_consumer_and_stream_are_recreated() {
     common::publish(&env.js, &common::request("meanwhile", "hello")).await;
     wait_recreated(&env.js).await;
     wait_verdict(&mut sub, "meanwhile").await;
-    common::wait_ready(moderator.http, Duration::from_secs(20))
-        .await
-        .expect("ready after the consumer was re-created");
+    moderator
+        .assert_ready(20, "after the consumer was re-created")
+        .await;
     round_trip(&env, &mut sub, "after-consumer").await;
 
     env.js.delete_stream(STREAM).await.expect("delete stream");
     wait_recreated(&env.js).await;
-    common::wait_ready(moderator.http, Duration::from_secs(20))
-        .await
-        .expect("ready after the stream was re-created");
+    moderator
+        .assert_ready(20, "after the stream was re-created")
+        .await;
     round_trip(&env, &mut sub, "after-stream").await;
 
     assert!(!moderator.has_returned(), "run returned after a rebind");
-    let (_, metrics) = common::http_get(moderator.http, "/metrics").await;
-    let name = "offpath_moderator_consumer_rebinds_total";
-    assert!(
-        metrics.contains(&format!("# HELP {name}")),
-        "{name} described"
-    );
-    let rebinds = common::metric_value(&metrics, name);
-    assert!(rebinds >= 2.0, "{name} = {rebinds}");
+    let (_, metrics) = moderator.get("/metrics").await;
+    common::assert_counted(&metrics, "offpath_moderator_consumer_rebinds_total", 2.0);
     moderator.stop().await;
 }
 
@@ -147,17 +130,15 @@ async fn unbindable_moderator_gives_up_with_an_error() {
         ..common::config(Faults::default())
     };
     let moderator = common::Moderator::start(&env.server, config).await;
-    let mut reason = None;
-    for _ in 0..100 {
-        let (status, body) = common::http_get(moderator.http, "/readyz").await;
-        assert_ne!(status, 200, "ready without a consumer");
-        if body.contains("consumer not bound") {
-            reason = Some(body);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let reason = reason.expect("/readyz says the consumer is not bound");
+    let (status, reason) = http::wait_until(
+        moderator.http,
+        "/readyz",
+        Duration::from_secs(5),
+        |status, body| status == 200 || body.contains("consumer not bound"),
+    )
+    .await
+    .expect("/readyz says the consumer is not bound");
+    assert_ne!(status, 200, "ready without a consumer: {reason}");
     assert!(!moderator.has_returned(), "gave up before the give-up time");
     let returned = moderator.returned(Duration::from_secs(30)).await;
     match returned {

@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
-
+use offpath_harness::testing;
 use offpath_moderator::Faults;
 use offpath_protocol::{Action, Verdict, encode};
 
@@ -16,27 +15,13 @@ fn error_code(message: &async_nats::Message) -> Option<String> {
         .map(|v| v.to_string())
 }
 
-async fn wait_for_service(client: &async_nats::Client) {
-    for _ in 0..200 {
-        if client
-            .request("$SRV.PING.offpath-moderator", "".into())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the micro service never answered $SRV.PING");
-}
-
 /// `$SRV.PING/INFO/STATS` answer; `offpath.classify` returns a verdict at once, and bad
 /// input gets a 400 with the decoder's reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn classify_answers_synchronously() {
     let env = common::env().await;
     let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
-    wait_for_service(&env.client).await;
+    testing::wait_for_service(&env.client, "offpath-moderator").await;
     let info = env
         .client
         .request("$SRV.INFO.offpath-moderator", "".into())
@@ -73,17 +58,11 @@ async fn classify_answers_synchronously() {
             .starts_with("unsupported_version")
     );
 
-    let stats = env
-        .client
-        .request("$SRV.STATS.offpath-moderator", "".into())
-        .await
-        .expect("stats");
-    let stats: serde_json::Value = serde_json::from_slice(&stats.payload).expect("json");
-    let data = &stats["endpoints"][0]["data"];
-    assert!(data["batches"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    let data = testing::service_stats(&env.client, "offpath-moderator").await;
+    assert!(data["batches"].as_u64().unwrap_or(0) >= 1, "{data}");
     assert!(
         data.get("in_flight").is_some() && data.get("mean_batch_size").is_some(),
-        "{stats}"
+        "{data}"
     );
     moderator.stop().await;
 }
@@ -93,16 +72,13 @@ async fn classify_answers_synchronously() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_beyond_the_limit_are_shed() {
     let env = common::env().await;
-    let faults = Faults {
-        batch_delay_ms: 700,
-        ..Faults::default()
-    };
+    let faults = common::slow_batches(700);
     let config = offpath_moderator::Config {
         classify_concurrency: 1,
         ..common::config(faults)
     };
     let moderator = common::Moderator::start(&env.server, config).await;
-    wait_for_service(&env.client).await;
+    testing::wait_for_service(&env.client, "offpath-moderator").await;
     let calls = (0..6).map(|i| {
         let client = env.client.clone();
         async move {

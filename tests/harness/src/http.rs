@@ -1,30 +1,83 @@
-//! The operator endpoints seen from outside: a minimal HTTP/1.0 client.
+//! The operator endpoints seen from outside: a minimal HTTP/1.0 client, and polling until
+//! an endpoint answers as expected.
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// How long a request may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often [`wait_until`] asks again.
+const POLL: Duration = Duration::from_millis(50);
+
 /// A minimal HTTP/1.0 GET: status and body.
 pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let get = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
+        stream.write_all(request(addr, path).as_bytes()).await?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await?;
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default();
-        Ok((status, body))
+        Ok(parse(&response))
     };
-    tokio::time::timeout(Duration::from_secs(5), get)
+    tokio::time::timeout(TIMEOUT, get)
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+/// [`get`] for callers without a runtime: blocks the thread.
+pub fn get_blocking(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.write_all(request(addr, path).as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(parse(&response))
+}
+
+/// Asks `GET path` every 50 ms until `done(status, body)` holds, and returns that answer;
+/// after `timeout`, the last answer as the error (status 0 when nothing answered).
+pub async fn wait_until(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    done: impl Fn(u16, &str) -> bool,
+) -> Result<(u16, String), (u16, String)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (status, body) = get(addr, path).await.unwrap_or((0, String::new()));
+        if done(status, &body) {
+            return Ok((status, body));
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err((status, body));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until `/readyz` answers 200 (see [`wait_until`]).
+pub async fn wait_ready(addr: SocketAddr, timeout: Duration) -> Result<(), (u16, String)> {
+    wait_until(addr, "/readyz", timeout, |status, _| status == 200)
+        .await
+        .map(drop)
+}
+
+fn request(addr: SocketAddr, path: &str) -> String {
+    format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+}
+
+/// Status (0 when unreadable) and body of a whole response.
+fn parse(response: &str) -> (u16, String) {
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -4,7 +4,16 @@
 //! * [`nats`]: a local `nats-server` child (random port, JetStream in a temp dir,
 //!   restart on the same port and store);
 //! * [`process`]: an `offpath` service as a child process (ready, signal, stop);
-//! * [`http`]: `GET` on the operator endpoints (`/metrics`, `/healthz`, `/readyz`).
+//! * [`http`]: `GET` on the operator endpoints (`/metrics`, `/healthz`, `/readyz`), and
+//!   polling until one answers as expected.
+//!
+//! What only the tests use, so that each helper exists once:
+//!
+//! * [`testing`]: a nats-server, a client and a topology in one call, the moderator's NATS
+//!   micro service;
+//! * [`topology`]: the documented JetStream topology with small streams;
+//! * [`verdicts`]: subscribing to verdicts and dead letters, collecting them by id;
+//! * [`scrape`]: reading `/metrics` (sums, series, values) and `promtool check metrics`.
 //!
 //! The binaries are found as [`locate`] says: the project's `.tools/` folder first.
 
@@ -13,6 +22,10 @@ pub mod http;
 pub mod locate;
 pub mod nats;
 pub mod process;
+pub mod scrape;
+pub mod testing;
+pub mod topology;
+pub mod verdicts;
 
 pub use child::set_die_with_parent;
 pub use locate::{BOOTSTRAP_HINT, find_binary, find_project_tool};

@@ -109,6 +109,15 @@ impl Proc {
         self::signal(self.pid(), signal)
     }
 
+    /// Kills the process at once (SIGKILL), like a crash, and reaps it.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        if let Some(status) = self.exited() {
+            return Ok(status);
+        }
+        self.child.kill().context("SIGKILL")?;
+        self.child.wait().context("waiting for the killed process")
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; returns the exit status.
     pub async fn stop(mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
         if let Some(status) = self.exited() {
@@ -125,8 +134,7 @@ impl Proc {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::warn!(name = %self.name, "did not stop within {grace:?}; killing it");
-        self.child.kill().context("SIGKILL")?;
-        self.child.wait().context("waiting for the killed process")
+        self.kill()
     }
 }
 

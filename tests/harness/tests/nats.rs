@@ -5,32 +5,11 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream;
+use offpath_harness::testing::{connect, nats};
+use offpath_harness::topology;
 use offpath_harness::{Error, NatsServer};
 use offpath_protocol::subject::MODERATION_STREAM;
-use offpath_protocol::topology::{TopologyConfig, ensure};
-
-mod common {
-    use super::*;
-
-    pub fn nats() -> NatsServer {
-        NatsServer::start().unwrap_or_else(|err| panic!("cannot start nats-server: {err}"))
-    }
-
-    pub async fn connect(server: &NatsServer) -> async_nats::Client {
-        async_nats::connect(server.url()).await.expect("connect")
-    }
-
-    /// Small streams: JetStream refuses a `max_bytes` that does not fit the free disk.
-    pub fn topology() -> TopologyConfig {
-        let bytes = 64 * 1024 * 1024;
-        TopologyConfig {
-            request_max_bytes: bytes,
-            verdict_max_bytes: bytes,
-            dlq_max_bytes: bytes,
-            ..Default::default()
-        }
-    }
-}
+use offpath_protocol::topology::ensure;
 
 async fn wait_for_state(client: &async_nats::Client, connected: bool) {
     tokio::time::timeout(Duration::from_secs(15), async {
@@ -46,11 +25,11 @@ async fn wait_for_state(client: &async_nats::Client, connected: bool) {
 /// that was connected before reconnects by itself and sees the stored data.
 #[tokio::test]
 async fn restart_keeps_port_and_store_and_client_reconnects() {
-    let mut server = common::nats();
+    let mut server = nats();
     let port = server.port();
-    let client = common::connect(&server).await;
+    let client = connect(&server).await;
     let js = jetstream::new(client.clone());
-    ensure(&js, &common::topology()).await.expect("topology");
+    ensure(&js, &topology::small()).await.expect("topology");
     js.publish("offpath.req.acme", "before".into())
         .await
         .expect("publish")
@@ -89,7 +68,7 @@ async fn restart_keeps_port_and_store_and_client_reconnects() {
 /// A graceful stop ends the process; dropping the handle removes the temporary store.
 #[test]
 fn stop_and_drop_clean_up() {
-    let mut server = common::nats();
+    let mut server = nats();
     let store = server.store_dir().to_path_buf();
     assert!(store.exists());
     server.stop().expect("stop");
@@ -102,8 +81,8 @@ fn stop_and_drop_clean_up() {
 /// Two servers started at once get different random ports.
 #[test]
 fn random_ports_do_not_collide() {
-    let a = common::nats();
-    let b = common::nats();
+    let a = nats();
+    let b = nats();
     assert_ne!(a.port(), b.port());
     assert_ne!(a.port(), 0);
 }
@@ -122,7 +101,7 @@ fn missing_binary_is_a_clear_error() {
 /// A server that exits at start (here: a port already taken) reports its log.
 #[test]
 fn early_exit_reports_the_log() {
-    let first = common::nats();
+    let first = nats();
     let err = NatsServer::builder()
         .port(first.port())
         .start()

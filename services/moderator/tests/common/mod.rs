@@ -2,16 +2,15 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use async_nats::Subscriber;
 use async_nats::jetstream::{self, message::PublishMessage};
-use futures::StreamExt;
-use offpath_harness::NatsServer;
+use offpath_harness::{NatsServer, http, testing, verdicts};
 use offpath_moderator::{Config, Faults, ModeratorError};
-use offpath_protocol::topology::{TopologyConfig, ensure};
-use offpath_protocol::{DeadLetter, ModerationRequest, PROTOCOL_VERSION, Verdict, encode};
+use offpath_protocol::topology::TopologyConfig;
+use offpath_protocol::{ModerationRequest, encode};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -24,12 +23,7 @@ pub fn topology() -> TopologyConfig {
     TopologyConfig {
         ack_wait: Duration::from_secs(2),
         max_deliver: 3,
-        // Small streams: JetStream refuses a stream whose max_bytes does not fit the
-        // server's storage (a share of the free disk), and many test servers run at once.
-        request_max_bytes: 64 * 1024 * 1024,
-        verdict_max_bytes: 64 * 1024 * 1024,
-        dlq_max_bytes: 64 * 1024 * 1024,
-        ..TopologyConfig::default()
+        ..offpath_harness::topology::small()
     }
 }
 
@@ -52,6 +46,32 @@ pub fn config(faults: Faults) -> Config {
         topology: topology(),
         ..Config::default()
     }
+}
+
+/// Faults that delay every batch by `ms` milliseconds.
+pub fn slow_batches(ms: u64) -> Faults {
+    Faults {
+        batch_delay_ms: ms,
+        ..Faults::default()
+    }
+}
+
+/// Faults that hang every batch of the first inference thread.
+pub fn hung_first_thread() -> Faults {
+    Faults {
+        hang_thread: Some(0),
+        ..Faults::default()
+    }
+}
+
+/// Asserts that counter `name` is described on `/metrics` and has counted at least `min`.
+pub fn assert_counted(metrics: &str, name: &str, min: f64) {
+    assert!(
+        metrics.contains(&format!("# HELP {name}")),
+        "{name} described"
+    );
+    let value = offpath_harness::scrape::value(metrics, name);
+    assert!(value >= min, "{name} = {value}");
 }
 
 /// A running moderator; `stop` shuts it down gracefully, `kill` aborts it.
@@ -80,6 +100,21 @@ impl Moderator {
         }
     }
 
+    /// `GET path` on its operator port: (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http::get(self.http, path)
+            .await
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"))
+    }
+
+    /// Waits up to `secs` seconds until `/readyz` answers 200; panics with the last answer,
+    /// saying `when` it should have been ready.
+    pub async fn assert_ready(&self, secs: u64, when: &str) {
+        if let Err((status, body)) = http::wait_ready(self.http, Duration::from_secs(secs)).await {
+            panic!("not ready {when}: {status} {body}");
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -88,6 +123,12 @@ impl Moderator {
             .await
             .expect("moderator task")
             .expect("moderator run");
+    }
+
+    /// Asserts that the request stream ends empty (every request acked), then stops.
+    pub async fn stop_drained(self, js: &jetstream::Context) {
+        assert_eq!(wait_empty(js).await, 0, "request stream ends empty");
+        self.stop().await;
     }
 
     pub fn kill(self) {
@@ -116,26 +157,22 @@ pub struct Env {
 }
 
 pub async fn env() -> Env {
-    let server = NatsServer::start().expect("nats-server (run scripts/bootstrap)");
-    let client = async_nats::connect(server.url()).await.expect("connect");
+    let (server, client) = testing::nats_with(&topology()).await;
     let js = jetstream::new(client.clone());
-    ensure(&js, &topology()).await.expect("topology");
     Env { server, js, client }
 }
 
+/// A nats-server with the test topology, a subscription to acme's verdicts, and a
+/// moderator started with `config` after the subscription.
+pub async fn start(config: Config) -> (Env, Subscriber, Moderator) {
+    let env = env().await;
+    let verdicts = verdicts::subscribe(&env.client, "acme").await;
+    let moderator = Moderator::start(&env.server, config).await;
+    (env, verdicts, moderator)
+}
+
 pub fn request(id: &str, text: &str) -> ModerationRequest {
-    ModerationRequest {
-        v: PROTOCOL_VERSION,
-        id: id.into(),
-        tenant: "acme".into(),
-        room: "lobby".into(),
-        sender: "alice".into(),
-        text: text.into(),
-        sent_at_ms: offpath_protocol::now_ms(),
-        deadline_ms: None,
-        priority: None,
-        policy: None,
-    }
+    verdicts::request(id, text, offpath_protocol::now_ms())
 }
 
 pub async fn publish(js: &jetstream::Context, request: &ModerationRequest) {
@@ -159,45 +196,6 @@ pub async fn publish_raw(
         .expect("stored");
 }
 
-/// Collects verdicts (by id, de-duplicated) until `n` distinct ids or the timeout.
-pub async fn verdicts(
-    sub: &mut async_nats::Subscriber,
-    n: usize,
-    timeout: Duration,
-) -> HashMap<String, Verdict> {
-    let mut seen = HashMap::new();
-    let _ = tokio::time::timeout(timeout, async {
-        while seen.len() < n {
-            let Some(message) = sub.next().await else {
-                break;
-            };
-            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict JSON");
-            seen.insert(verdict.id.clone(), verdict);
-        }
-    })
-    .await;
-    seen
-}
-
-/// Collects dead letters until `n` or the timeout.
-pub async fn dead_letters(
-    sub: &mut async_nats::Subscriber,
-    n: usize,
-    timeout: Duration,
-) -> Vec<DeadLetter> {
-    let mut seen = Vec::new();
-    let _ = tokio::time::timeout(timeout, async {
-        while seen.len() < n {
-            let Some(message) = sub.next().await else {
-                break;
-            };
-            seen.push(serde_json::from_slice(&message.payload).expect("dead letter JSON"));
-        }
-    })
-    .await;
-    seen
-}
-
 /// Waits until the MODERATION stream holds no request.
 pub async fn wait_empty(js: &jetstream::Context) -> u64 {
     let mut stream = js.get_stream("MODERATION").await.expect("stream");
@@ -209,108 +207,4 @@ pub async fn wait_empty(js: &jetstream::Context) -> u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stream.info().await.expect("info").state.messages
-}
-
-/// Polls `/readyz` until it answers 200, at most `timeout`; the last body otherwise.
-pub async fn wait_ready(addr: std::net::SocketAddr, timeout: Duration) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let (status, body) = http_get(addr, "/readyz").await;
-        if status == 200 {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(body);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `$SRV.STATS` figures of the moderator's micro service.
-pub async fn service_stats(client: &async_nats::Client) -> serde_json::Value {
-    for _ in 0..200 {
-        if let Ok(answer) = client
-            .request("$SRV.STATS.offpath-moderator", "".into())
-            .await
-        {
-            let stats: serde_json::Value =
-                serde_json::from_slice(&answer.payload).expect("stats JSON");
-            return stats["endpoints"][0]["data"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the micro service never answered $SRV.STATS");
-}
-
-/// `GET path` over plain HTTP/1.0: (status, body).
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect http");
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
-}
-
-/// The value of the first sample of `name` in a Prometheus text rendering; panics if absent.
-pub fn metric_value(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-}
-
-/// Runs `promtool check metrics` on a `/metrics` rendering; panics with its complaints, or
-/// with how to install it when it is missing (Debian's `prometheus` package).
-pub fn promtool_check(metrics: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|err| {
-            panic!(
-                "cannot run promtool ({err}): install Debian's `prometheus` package \
-                 (apt-get install -y prometheus, or scripts/bootstrap --promtool)"
-            )
-        });
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(metrics.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics refused /metrics:\n{}{}\n--- /metrics ---\n{metrics}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The series of `/metrics` (a sample line without its value) that start with `prefix`.
-pub fn series<'a>(metrics: &'a str, prefix: &str) -> Vec<&'a str> {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#') && line.starts_with(prefix))
-        .filter_map(|line| line.rsplit_once(' ').map(|(series, _)| series))
-        .collect()
 }
