@@ -10,7 +10,6 @@ use offpath_protocol::topology::{self, TopologyConfig};
 use tracing::{info, warn};
 
 use crate::cli::{ModeratorArgs, NatsArgs, TransportArgs, Usage};
-use crate::{errors, tools};
 
 /// How long the transport waits for NATS at start before serving chat without it.
 const TRANSPORT_NATS_WAIT: Duration = Duration::from_secs(5);
@@ -51,7 +50,8 @@ pub async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
 /// checkout, the ONNX Runtime library found, the topology of the stream flags), checked:
 /// a bad one is a usage error. Connects to nothing.
 pub fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_moderator::Config> {
-    let mut config = tools::complete_moderator_config(args.moderator.clone())?;
+    let mut config = args.moderator.clone();
+    offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.topology = args.nats.streams.topology();
     config.validate().map_err(Usage)?;
     server_addrs(&args.nats.nats_url)?;
@@ -118,7 +118,7 @@ pub async fn transport(args: TransportArgs) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
             Ok(Err(err)) => warn!(
                 "JetStream topology not in place ({}); serving anyway",
-                errors::one_line(&err)
+                offpath_ops::cli::one_line(&err)
             ),
             Err(_) => warn!("JetStream topology not in place within 5 s; serving anyway"),
         }

@@ -19,7 +19,6 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, UpArgs, Usage};
-use crate::errors;
 use crate::services;
 use crate::supervise::{LocalNats, Supervised};
 
@@ -292,7 +291,7 @@ impl Stack {
 fn stopped(name: &str, outcome: Option<anyhow::Result<std::process::ExitStatus>>) {
     match outcome {
         Some(Ok(status)) => info!(name, %status, "stopped"),
-        Some(Err(err)) => warn!(name, "stopping: {}", errors::one_line(&err)),
+        Some(Err(err)) => warn!(name, "stopping: {}", offpath_ops::cli::one_line(&err)),
         None => {}
     }
 }

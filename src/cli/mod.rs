@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use offpath_protocol::topology::TopologyConfig;
 
+pub use offpath_ops::cli::{LogArgs, Usage};
+
 /// Default address of the chat gateway (`/ws` and the chat page).
 const LISTEN_ADDR: &str = "127.0.0.1:8080";
 /// Default address of the transport's /metrics, /healthz and /readyz.
@@ -45,22 +47,6 @@ pub enum Command {
     /// Report where nats-server and the ONNX Runtime library were found; fails when either
     /// is missing.
     Doctor,
-}
-
-/// Logging options.
-#[derive(Debug, Args)]
-pub struct LogArgs {
-    /// Log filter in `tracing` syntax, e.g. `info,offpath=debug`.
-    #[arg(
-        long,
-        env = "OFFPATH_LOG",
-        default_value = "info,async_nats=warn",
-        global = true
-    )]
-    pub log_filter: String,
-    /// Write logs as JSON lines instead of text.
-    #[arg(long, env = "OFFPATH_LOG_JSON", global = true)]
-    pub log_json: bool,
 }
 
 /// Where NATS is.
@@ -236,44 +222,6 @@ fn split_flags(values: &[String]) -> Vec<String> {
         .flat_map(|value| value.split_whitespace())
         .map(String::from)
         .collect()
-}
-
-/// A configuration error: the process exits with status 64 (EX_USAGE).
-#[derive(Debug)]
-pub struct Usage(pub String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
-
-/// Installs the global `tracing` subscriber.
-pub fn init_tracing(args: &LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A closed stderr must not crash the service: tracing-subscriber would report the
-    // failed write with `eprintln!`, which panics on a closed stderr.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour_stderr())
-        .log_internal_errors(false);
-    if args.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-/// Colour only for a person at a terminal: never into a pipe or file (log collectors,
-/// tests), and never when `NO_COLOR` is set to anything but the empty string
-/// (<https://no-color.org>).
-fn colour_stderr() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]

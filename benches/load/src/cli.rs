@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use offpath_ops::cli::{LogArgs, Usage};
+
 /// offpath's load scenarios (also run as `offpath bench …`).
 #[derive(Debug, Parser)]
 #[command(name = "offpath-bench", version)]
@@ -15,54 +17,6 @@ pub struct Cli {
     /// The scenario to run.
     #[command(subcommand)]
     pub command: BenchCommand,
-}
-
-/// Logging options, the launcher's (`offpath bench` passes its own on in these variables).
-#[derive(Debug, Args)]
-pub struct LogArgs {
-    /// Log filter in `tracing` syntax, e.g. `info,offpath=debug`.
-    #[arg(
-        long,
-        env = "OFFPATH_LOG",
-        default_value = "info,async_nats=warn",
-        global = true
-    )]
-    pub log_filter: String,
-    /// Write logs as JSON lines instead of text.
-    #[arg(long, env = "OFFPATH_LOG_JSON", global = true)]
-    pub log_json: bool,
-}
-
-/// A configuration error: the process exits with status 64 (EX_USAGE).
-#[derive(Debug)]
-pub struct Usage(pub String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
-
-/// Installs the global `tracing` subscriber (to stderr; colour only on a terminal and
-/// without `NO_COLOR`, as the launcher does).
-pub fn init_tracing(args: &LogArgs) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .log_internal_errors(false);
-    if args.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 /// The load scenarios.

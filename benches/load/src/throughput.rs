@@ -29,7 +29,8 @@ use crate::stack;
 
 /// Runs the scenario and prints the figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let config = stack::complete_moderator_config(args.moderator.clone())?;
+    let mut config = args.moderator.clone();
+    offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.validate().map_err(crate::cli::Usage)?;
     offpath_classifier::init_runtime(config.ort_library.as_deref().context("ORT library")?)?;
     let lines = chat_texts(&config.models[0])?;

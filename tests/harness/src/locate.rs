@@ -33,6 +33,47 @@ pub fn find_project_tool(relative: &str) -> Option<PathBuf> {
     })
 }
 
+/// The ONNX Runtime shared library: `$ORT_DYLIB_PATH`, else the bootstrap's
+/// `.tools/lib/libonnxruntime.so` (searched from the working directory and the executable).
+pub fn find_onnxruntime() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        anyhow::bail!("ORT_DYLIB_PATH={} is not a file", path.display());
+    }
+    find_project_tool("lib/libonnxruntime.so")
+        .ok_or_else(|| anyhow::anyhow!("ONNX Runtime library not found; {BOOTSTRAP_HINT}"))
+}
+
+/// Resolves a relative directory of the checkout (`models/minilm-insult`) against the
+/// folder holding `.tools/` when it does not exist relative to the working directory.
+pub fn resolve_in_checkout(dir: &Path) -> PathBuf {
+    if dir.is_absolute() || dir.exists() {
+        return dir.to_path_buf();
+    }
+    find_project_tool("")
+        .and_then(|tools| tools.parent().map(|root| root.join(dir)))
+        .filter(|candidate| candidate.exists())
+        .unwrap_or_else(|| dir.to_path_buf())
+}
+
+/// Fills in what a moderator's configuration leaves to the checkout: its model
+/// directories ([`resolve_in_checkout`]) and, when none is set, the ONNX Runtime library.
+pub fn complete_model_paths(
+    models: &mut [PathBuf],
+    ort_library: &mut Option<PathBuf>,
+) -> anyhow::Result<()> {
+    for dir in models.iter_mut() {
+        *dir = resolve_in_checkout(dir);
+    }
+    if ort_library.is_none() {
+        *ort_library = Some(find_onnxruntime()?);
+    }
+    Ok(())
+}
+
 /// Finds a `nats-server` binary: `$OFFPATH_NATS_SERVER`, the bootstrap folder, `$PATH`,
 /// then `/usr/sbin/nats-server`.
 pub fn find_binary() -> Result<PathBuf, Error> {

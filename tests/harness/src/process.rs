@@ -48,16 +48,17 @@ impl Proc {
         })
     }
 
-    /// Starts `offpath <args>` with its log discarded, under `nice -n <nice>` when `nice`
-    /// is above 0, pinned to `cpus` (a `taskset` list such as `1` or `0-2`) when given.
+    /// Starts `<exe> <args>` (the `offpath` binary) with its log discarded, under
+    /// `nice -n <nice>` when `nice` is above 0, pinned to `cpus` (a `taskset` list such as
+    /// `1` or `0-2`) when given.
     pub fn spawn_nice(
         name: &str,
+        exe: &std::path::Path,
         args: &[String],
         ops: SocketAddr,
         nice: u32,
         cpus: Option<&str>,
     ) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("finding the offpath executable")?;
         // Both wrappers exec the next program: the process id stays the service's own.
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
         if let Some(cpus) = cpus {

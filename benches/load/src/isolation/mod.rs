@@ -339,7 +339,7 @@ async fn run_scenario(
 /// Short chat lines from the models' parity fixture (`#` is kept out: the clients tag each
 /// text with ` #<seq>`).
 fn chat_texts() -> anyhow::Result<Vec<String>> {
-    let dir = stack::resolve_model_dir(std::path::Path::new("models/fixtures"));
+    let dir = offpath_harness::locate::resolve_in_checkout(std::path::Path::new("models/fixtures"));
     measure::fixture_texts(&dir.join("parity.json"), |t| {
         !t.is_empty() && t.len() <= 300 && !t.contains('#')
     })

@@ -6,9 +6,13 @@
 //! A service declares its metrics once, as a `static` [`Prometheus`] built from a [`Spec`],
 //! and hands [`Endpoints::spawn`] a function that tells its [`Readiness`]; everything the
 //! endpoints answer (paths, status codes, bodies) is decided here, the same for both.
+//!
+//! [`cli`] is the same for the command-line programs: log flags, one-line errors, exit
+//! statuses.
 
 #![warn(unreachable_pub)]
 
+pub mod cli;
 mod endpoints;
 mod prometheus;
 
