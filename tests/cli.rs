@@ -1,6 +1,5 @@
 //! The `offpath` binary as an operator runs it.
 
-mod bench_binary;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -11,7 +10,7 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use offpath_harness::testing;
 
-use common::BIN;
+use common::{BIN, output_within, run_with_env};
 
 /// A bad flag exits with status 64 (EX_USAGE) and a message, not a panic.
 #[test]
@@ -230,84 +229,6 @@ async fn stream_max_bytes_is_set_by_topology_only() {
     assert_eq!(stream_max_bytes(&url).await, [209_715_200; 3]);
 }
 
-/// A fake NATS server that introduces itself as `version` and answers PING; port.
-fn fake_nats(version: &'static str) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut writer = stream.try_clone().expect("clone");
-                let info = format!(
-                    "INFO {{\"server_id\":\"FAKE\",\"server_name\":\"fake\",\"version\":\"{version}\",\
-                     \"go\":\"go1.19\",\"host\":\"127.0.0.1\",\"port\":{port},\"headers\":true,\
-                     \"max_payload\":1048576,\"proto\":1,\"jetstream\":true}}\r\n"
-                );
-                use std::io::Write;
-                let _ = writer.write_all(info.as_bytes());
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if line.starts_with("PING") {
-                        let _ = writer.write_all(b"PONG\r\n");
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
-/// A nats-server older than 2.9 is refused with a one-line error by `offpath topology` and
-/// `offpath transport`.
-#[test]
-fn an_old_nats_server_is_refused() {
-    let url = format!("nats://127.0.0.1:{}", fake_nats("2.8.4"));
-    for args in [
-        vec!["topology", "--nats-url", &url],
-        vec![
-            "transport",
-            "--listen-addr=127.0.0.1:0",
-            "--metrics-addr=127.0.0.1:0",
-            "--nats-url",
-            &url,
-        ],
-    ] {
-        let out = output_within(&args, &[], Duration::from_secs(30));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains("nats-server 2.8.4 is older than the oldest supported version"),
-            "{args:?}: {stderr}"
-        );
-    }
-}
-
-/// Runs `offpath <args>` with `env` set; kills it when it has not exited within `timeout`.
-fn output_within(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> std::process::Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn offpath");
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    child.wait_with_output().expect("output")
-}
-
-/// Runs `offpath <args>` with `env` set, for 30 s at most: exit code and stderr.
-fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let out = output_within(args, env, Duration::from_secs(30));
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// A moderator with a missing model directory or an in-flight bound above the consumer's
 /// max_ack_pending exits 64 with one line naming the flag, before connecting to NATS
 /// (the URL given is dead: a connection attempt would fail differently).
@@ -394,142 +315,5 @@ fn up_checks_everything_before_starting() {
     assert!(
         !data.path().join("jetstream").exists(),
         "a nats-server was started"
-    );
-}
-
-/// A connection error names each cause once (async-nats' errors print their source in
-/// their own message too; anyhow's `{:#}` used to print it again).
-#[test]
-fn an_error_chain_prints_each_cause_once() {
-    let (code, stderr) = run_with_env(&["topology", "--nats-url=nats://127.0.0.1:1"], &[]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("offpath: connecting to NATS at nats://127.0.0.1:1: "));
-    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
-}
-
-/// A JetStream error while putting the topology in place (3 replicas on a single server)
-/// is printed with each cause once.
-#[test]
-fn a_topology_error_prints_each_cause_once() {
-    let server = testing::nats();
-    let url = server.url();
-    let (code, stderr) = run_with_env(&["topology", "--nats-url", &url, "--replicas=3"], &[]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.starts_with("offpath: could not create or update JetStream stream MODERATION: "),
-        "{stderr}"
-    );
-    let causes: Vec<&str> = stderr.trim_end().split(": ").collect();
-    for (i, cause) in causes.iter().enumerate() {
-        assert!(
-            !causes[i + 1..].contains(cause),
-            "{cause:?} printed twice: {stderr}"
-        );
-    }
-}
-
-/// Logs written to a pipe carry no ANSI colour codes.
-#[test]
-fn no_colour_codes_into_a_pipe() {
-    // Fails fast (dead NATS) after logging at least one line through tracing.
-    let (code, stderr) = run_with_env(&["up", "--nats-url=nats://127.0.0.1:1"], &[]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("shutting down"), "{stderr}");
-    assert!(!stderr.contains("\x1b["), "{stderr:?}");
-}
-
-/// `offpath bench throughput` measures inference with distinct texts, reports paced latency
-/// and the spam wave on a line of its own (a short run: the figures themselves come from the
-/// release build, see the README).
-#[test]
-fn bench_throughput_reports_distinct_paced_and_spam_lines() {
-    bench_binary::build();
-    let out = Command::new(BIN)
-        .args([
-            "bench",
-            "throughput",
-            "--messages=300",
-            "--raw-messages=64",
-            "--paced-s=0.5",
-            "--inference-threads=1",
-        ])
-        .env("OFFPATH_LOG", "warn")
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for line in [
-        "every request is distinct",
-        "raw in-process, batch",
-        "end to end, distinct texts:",
-        "ratios: end-to-end / raw batched",
-        "paced at 50% of capacity",
-        "paced at 90% of capacity",
-        "spam wave",
-    ] {
-        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
-    }
-}
-
-/// A folder holding a hard link to the `offpath` under test (same file system: inside the
-/// target folder), where a test decides what `offpath-bench` is.
-fn offpath_alone() -> (tempfile::TempDir, std::path::PathBuf) {
-    let bin = std::path::Path::new(BIN);
-    let dir = tempfile::tempdir_in(bin.parent().expect("folder")).expect("tempdir");
-    let linked = dir.path().join("offpath");
-    std::fs::hard_link(bin, &linked).expect("hard link");
-    (dir, linked)
-}
-
-/// Without `offpath-bench` beside it, `offpath bench` fails with one line that names the
-/// build command, and exits 1 (the command line was right; the build is incomplete).
-#[test]
-fn bench_without_its_binary_names_the_build_command() {
-    let (_dir, offpath) = offpath_alone();
-    let out = Command::new(&offpath)
-        .args(["bench", "throughput"])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("offpath-bench not found"), "{stderr}");
-    assert!(stderr.contains("`cargo build"), "{stderr}");
-}
-
-/// `offpath bench` runs the `offpath-bench` beside it with every argument after `bench`
-/// (`--help` included), the launcher's log filter in `OFFPATH_LOG`, and its exit status.
-#[test]
-fn bench_runs_the_binary_beside_it() {
-    use std::os::unix::fs::PermissionsExt;
-
-    let (dir, offpath) = offpath_alone();
-    let fake = dir.path().join("offpath-bench");
-    std::fs::write(
-        &fake,
-        "#!/bin/sh\nprintf '%s|' \"$0\" \"$@\" \"$OFFPATH_LOG\"\nexit 3\n",
-    )
-    .expect("write");
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let out = Command::new(&offpath)
-        .args([
-            "--log-filter=debug",
-            "bench",
-            "isolation",
-            "--rate=5",
-            "--help",
-        ])
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{stdout}");
-    assert!(
-        stdout.ends_with("|isolation|--rate=5|--help|debug|"),
-        "{stdout}"
     );
 }

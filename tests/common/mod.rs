@@ -7,6 +7,7 @@ pub mod chat;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use offpath_harness::topology;
 
@@ -34,4 +35,35 @@ pub fn up(data_dir: &Path, extra: &[&str]) -> Command {
         .stdin(Stdio::null())
         .stderr(Stdio::piped());
     command
+}
+
+/// Runs `offpath <args>` with `env` set; kills it when it has not exited within `timeout`.
+pub fn output_within(
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn offpath");
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
+}
+
+/// Runs `offpath <args>` with `env` set, for 30 s at most: exit code and stderr.
+pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = output_within(args, env, Duration::from_secs(30));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

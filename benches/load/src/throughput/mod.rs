@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt;
-use offpath_classifier::{Model, SessionConfig, policy::Policy};
 use offpath_harness::NatsServer;
 use offpath_protocol::subject::request_subject;
 use offpath_protocol::topology::{TopologyConfig, ensure};
@@ -27,6 +26,10 @@ use crate::cli::BenchArgs;
 use crate::measure::{cpu_seconds, fixture_texts};
 use crate::stack;
 
+mod raw;
+
+use raw::{even_sample, raw_rate};
+
 /// Runs the scenario and prints the figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut config = args.moderator.clone();
@@ -34,24 +37,44 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     config.validate().map_err(crate::cli::Usage)?;
     offpath_classifier::init_runtime(config.ort_library.as_deref().context("ORT library")?)?;
     let lines = chat_texts(&config.models[0])?;
-    let distinct = |phase: &str, n: usize| -> Vec<String> {
-        (0..n)
-            .map(|i| format!("{} ({phase} {i})", lines[i % lines.len()]))
-            .collect()
-    };
     println!(
         "texts: {} chat lines from the parity fixture, each numbered so every request is \
          distinct ({} requests)",
         lines.len(),
         args.messages
     );
+    let mut bench = Pipeline::start(&args).await?;
+    let capacity = saturated_against_raw(&args, &config, &lines, &mut bench).await?;
+    paced_and_spam(&args, &lines, capacity, &mut bench).await?;
+    println!(
+        "moderator peak RSS: {:.0} MiB",
+        bench.peak_rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+    bench.stop();
+    Ok(())
+}
 
-    let e2e_texts = distinct("e2e", args.messages);
+/// `n` texts of the fixture's `lines`, each numbered with `phase` so that all differ.
+fn distinct(lines: &[String], phase: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{} ({phase} {i})", lines[i % lines.len()]))
+        .collect()
+}
+
+/// The headline: end to end with distinct texts, against raw inference before and after
+/// on a sample of the same texts. Returns the end-to-end verdicts/s.
+async fn saturated_against_raw(
+    args: &BenchArgs,
+    config: &offpath_moderator::Config,
+    lines: &[String],
+    bench: &mut Pipeline,
+) -> anyhow::Result<f64> {
+    let e2e_texts = distinct(lines, "e2e", args.messages);
     // Raw inference runs on an even sample of the very texts the pipeline gets: numbered
     // texts of their own ("raw 12" against "e2e 12345") would be tokens shorter.
     let raw_texts = even_sample(&e2e_texts, args.raw_messages);
-    let raw_before = raw_rate(&config, &raw_texts, config.max_batch).await?;
-    let raw_single = raw_rate(&config, &raw_texts[..raw_texts.len() / 4], 1).await?;
+    let raw_before = raw_rate(config, &raw_texts, config.max_batch).await?;
+    let raw_single = raw_rate(config, &raw_texts[..raw_texts.len() / 4], 1).await?;
     println!(
         "raw in-process, batch {}: {:.0} msg/s ({:.3} ms of CPU per message)",
         config.max_batch, raw_before.rate, raw_before.cpu_ms
@@ -60,8 +83,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "raw in-process, one at a time: {:.0} msg/s",
         raw_single.rate
     );
-
-    let mut bench = Pipeline::start(&args).await?;
     let saturated = bench.run(&e2e_texts, None).await?;
     println!(
         "end to end, distinct texts: {:.0} verdicts/s ({:.3} ms of moderator CPU per \
@@ -72,7 +93,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     // Raw again, now that the pipeline has run: on a shared machine the speed of the
     // cores drifts within a run, so the headline ratio is against both raw runs' mean.
-    let raw_after = raw_rate(&config, &raw_texts, config.max_batch).await?;
+    let raw_after = raw_rate(config, &raw_texts, config.max_batch).await?;
     let raw_batched = (raw_before.rate + raw_after.rate) / 2.0;
     println!(
         "raw in-process, batch {} again after the pipeline: {:.0} msg/s ({:.3} ms of CPU \
@@ -86,11 +107,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         saturated.rate / raw_single.rate,
         (raw_before.cpu_ms + raw_after.cpu_ms) / 2.0 / saturated.cpu_ms
     );
+    Ok(saturated.rate)
+}
+
+/// Paced runs at 50% and 90% of `capacity` (what a user feels), then a spam wave.
+async fn paced_and_spam(
+    args: &BenchArgs,
+    lines: &[String],
+    capacity: f64,
+    bench: &mut Pipeline,
+) -> anyhow::Result<()> {
     for share in [0.5, 0.9] {
-        let rate = saturated.rate * share;
+        let rate = capacity * share;
         let n = ((rate * args.paced_s) as usize).max(1);
         let paced = bench
-            .run(&distinct(&format!("paced{share}"), n), Some(rate))
+            .run(&distinct(lines, &format!("paced{share}"), n), Some(rate))
             .await?;
         println!(
             "paced at {:.0}% of capacity ({rate:.0} msg/s for {} s): {:.0} \
@@ -112,94 +143,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         spam.rate,
         spam.latency()
     );
-    println!(
-        "moderator peak RSS: {:.0} MiB",
-        bench.peak_rss_kib().unwrap_or(0) as f64 / 1024.0
-    );
-    bench.stop();
     Ok(())
-}
-
-/// About `n` of `texts`, spread evenly over all of them.
-fn even_sample(texts: &[String], n: usize) -> Vec<String> {
-    let step = texts.len().div_ceil(n.max(1)).max(1);
-    texts.iter().step_by(step).cloned().collect()
 }
 
 /// The parity fixture's texts without the 10 KiB stress case: chat-like lines.
 fn chat_texts(model_dir: &Path) -> anyhow::Result<Vec<String>> {
     fixture_texts(&model_dir.join("../fixtures/parity.json"), |t| {
         t.len() <= 2048
-    })
-}
-
-/// Speed and CPU cost of raw in-process inference.
-struct Raw {
-    /// Messages per second.
-    rate: f64,
-    /// Milliseconds of CPU (user + system, all threads) per message.
-    cpu_ms: f64,
-}
-
-/// Messages/s and CPU per message of the policy over `texts` on `inference_threads`
-/// threads, in batches of `batch`, as the moderator runs it.
-async fn raw_rate(
-    config: &offpath_moderator::Config,
-    texts: &[String],
-    batch: usize,
-) -> anyhow::Result<Raw> {
-    let threads = config.inference_threads.max(1);
-    let session = SessionConfig {
-        intra_threads: config.intra_threads,
-        ..SessionConfig::default()
-    };
-    let mut policies = Vec::new();
-    for _ in 0..threads {
-        let models = config
-            .models
-            .iter()
-            .map(|d| Model::load(d, &session))
-            .collect::<Result<Vec<_>, _>>()?;
-        policies.push(Policy::new(
-            models,
-            config.sub_batch,
-            config.max_batch_tokens,
-        ));
-    }
-    let texts: Arc<Vec<String>> = Arc::new(texts.to_vec());
-    let cpu_before = cpu_seconds(std::process::id());
-    let started = Instant::now();
-    let handles: Vec<_> = policies
-        .into_iter()
-        .enumerate()
-        .map(|(t, mut policy)| {
-            let texts = Arc::clone(&texts);
-            std::thread::spawn(move || -> anyhow::Result<()> {
-                let mine: Vec<&str> = texts
-                    .iter()
-                    .skip(t)
-                    .step_by(threads)
-                    .map(String::as_str)
-                    .collect();
-                for chunk in mine.chunks(batch.max(1)) {
-                    policy.assess(chunk, None)?;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("raw inference thread panicked"))??;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(std::process::id())
-        .zip(cpu_before)
-        .map(|(a, b)| a - b);
-    Ok(Raw {
-        rate: texts.len() as f64 / elapsed,
-        cpu_ms: cpu.unwrap_or(f64::NAN) * 1000.0 / texts.len() as f64,
     })
 }
 
