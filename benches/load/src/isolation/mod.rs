@@ -178,20 +178,7 @@ async fn start_stack(
         &TopologyConfig::default(),
     )
     .await?;
-    let mut moderators = Vec::new();
-    if scenario.moderation != "off" {
-        for n in 0..args.moderators {
-            let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
-            let flags = moderator_command(args, scenario, &nats.url(), ops);
-            moderators.push(stack::spawn_nice(
-                &format!("moderator-{n}"),
-                &flags,
-                ops,
-                args.moderator_nice,
-                cpus.as_ref().map(|c| c.rest.as_str()),
-            )?);
-        }
-    }
+    let mut moderators = start_moderators(args, scenario, &nats.url(), cpus.as_ref())?;
     let public = launch::concrete_addr("127.0.0.1:0".parse()?)?;
     let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
     let flags = transport_command(args, scenario, &nats.url(), public, ops);
@@ -214,6 +201,30 @@ async fn start_stack(
         },
         public,
     ))
+}
+
+/// The scenario's moderator processes (none when moderation is off), started, not yet ready.
+fn start_moderators(
+    args: &IsolationArgs,
+    scenario: Scenario,
+    url: &str,
+    cpus: Option<&CpuSplit>,
+) -> anyhow::Result<Vec<Proc>> {
+    if scenario.moderation == "off" {
+        return Ok(Vec::new());
+    }
+    (0..args.moderators)
+        .map(|n| {
+            let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
+            stack::spawn_nice(
+                &format!("moderator-{n}"),
+                &moderator_command(args, scenario, url, ops),
+                ops,
+                args.moderator_nice,
+                cpus.map(|c| c.rest.as_str()),
+            )
+        })
+        .collect()
 }
 
 /// The command line of a moderator child. Flags are spelled out here as `offpath up`
@@ -269,33 +280,7 @@ async fn run_scenario(
     let cpu_before = own_cpu_seconds();
     let started = Instant::now();
     let hung = scenario.fault == Some("hung");
-    let pids: Vec<u32> = stack.moderators.iter().map(Proc::pid).collect();
-    let signal_errors = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let errors = Arc::clone(&signal_errors);
-    let recorded = clients
-        .send(load, move |third| {
-            if !hung {
-                return;
-            }
-            let signal = if third == 1 {
-                nix::sys::signal::Signal::SIGSTOP
-            } else {
-                nix::sys::signal::Signal::SIGCONT
-            };
-            for pid in &pids {
-                if let Err(err) = launch::signal(*pid, signal) {
-                    errors.lock().unwrap_or_else(|e| e.into_inner()).push(err);
-                }
-            }
-        })
-        .await;
-    if let Some(err) = signal_errors
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .pop()
-    {
-        bail!("signalling the moderators: {err:#}");
-    }
+    let recorded = send_freezing(&clients, load, hung.then_some(&stack.moderators)).await?;
     let send_seconds = recorded.as_secs_f64().max(0.001);
     let generator_cpu = (own_cpu_seconds() - cpu_before) / started.elapsed().as_secs_f64();
     // Let late deliveries arrive (past the limit they count as undelivered anyway), then
@@ -303,12 +288,8 @@ async fn run_scenario(
     tokio::time::sleep(load::DELIVERY_LIMIT).await;
     let observed = Arc::clone(&clients.observed);
     let sent = observed.sent_count();
-    let settle = Instant::now();
-    while scenario.moderation == "decoupled"
-        && observed.verdicts(sent) < sent
-        && settle.elapsed() < Duration::from_secs(args.settle_s)
-    {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    if scenario.moderation == "decoupled" {
+        wait_for_verdicts(&observed, sent, Duration::from_secs(args.settle_s)).await;
     }
     let metrics = http::get(stack.transport.ops, "/metrics")
         .await
@@ -334,6 +315,48 @@ async fn run_scenario(
         blocked_are_undelivered: scenario.moderation == "inline",
     };
     Ok(ScenarioResult::from_observed(&observed, &facts))
+}
+
+/// Sends the load; with `freeze`, stops those moderators (SIGSTOP) for the middle third of
+/// the sending time and lets them go on (SIGCONT) after it. Returns the sending time.
+async fn send_freezing(
+    clients: &load::Clients,
+    load: &load::Load,
+    freeze: Option<&Vec<Proc>>,
+) -> anyhow::Result<Duration> {
+    let pids: Vec<u32> = freeze.into_iter().flatten().map(Proc::pid).collect();
+    let signal_errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let errors = Arc::clone(&signal_errors);
+    let recorded = clients
+        .send(load, move |third| {
+            let signal = if third == 1 {
+                nix::sys::signal::Signal::SIGSTOP
+            } else {
+                nix::sys::signal::Signal::SIGCONT
+            };
+            for pid in &pids {
+                if let Err(err) = launch::signal(*pid, signal) {
+                    errors.lock().unwrap_or_else(|e| e.into_inner()).push(err);
+                }
+            }
+        })
+        .await;
+    if let Some(err) = signal_errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+    {
+        bail!("signalling the moderators: {err:#}");
+    }
+    Ok(recorded)
+}
+
+/// Waits until every one of the `sent` messages has its verdict, at most `limit`.
+async fn wait_for_verdicts(observed: &load::Observed, sent: usize, limit: Duration) {
+    let settle = Instant::now();
+    while observed.verdicts(sent) < sent && settle.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Short chat lines from the models' parity fixture (`#` is kept out: the clients tag each

@@ -76,6 +76,34 @@ fn ms(micros: u64) -> f64 {
     micros as f64 / 1000.0
 }
 
+/// The `q` quantile of `h` in milliseconds; 0 when nothing was recorded.
+fn quantile(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        ms(h.value_at_quantile(q))
+    }
+}
+
+/// (seconds into the run, p99 ms, max ms) of each time bucket that saw deliveries.
+fn p99_over_time(observed: &Observed) -> Vec<(f64, f64, f64)> {
+    observed
+        .series
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let h = h.lock().unwrap_or_else(|e| e.into_inner());
+            (!h.is_empty()).then(|| {
+                (
+                    i as f64 * BUCKET.as_secs_f64(),
+                    ms(h.value_at_quantile(0.99)),
+                    ms(h.max()),
+                )
+            })
+        })
+        .collect()
+}
+
 impl ScenarioResult {
     /// Reads the figures out of what the clients observed.
     pub fn from_observed(observed: &Observed, run: &RunFacts) -> Self {
@@ -104,28 +132,6 @@ impl ScenarioResult {
         let expected = (sent - blocked) as u64 * others;
         let on_time = observed.on_time.load(Ordering::Relaxed);
         let deliveries = observed.deliveries.load(Ordering::Relaxed);
-        let series = observed
-            .series
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| {
-                let h = h.lock().unwrap_or_else(|e| e.into_inner());
-                (!h.is_empty()).then(|| {
-                    (
-                        i as f64 * BUCKET.as_secs_f64(),
-                        ms(h.value_at_quantile(0.99)),
-                        ms(h.max()),
-                    )
-                })
-            })
-            .collect();
-        let quantile = |h: &hdrhistogram::Histogram<u64>, q: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                ms(h.value_at_quantile(q))
-            }
-        };
         Self {
             name: name.to_string(),
             sent,
@@ -148,7 +154,7 @@ impl ScenarioResult {
             schedule_lag_p99_ms: quantile(&schedule, 0.99),
             schedule_lag_max_ms: ms(schedule.max()),
             generator_cpu_cores,
-            series,
+            series: p99_over_time(observed),
         }
     }
 
@@ -207,6 +213,14 @@ pub fn markdown(args: &IsolationArgs, load: &Load, results: &[ScenarioResult]) -
             r.lag_p99_ms
         );
     }
+    out.push_str(&ratios_and_generator_check(results));
+    out
+}
+
+/// Each scenario's p99 as a multiple of `none`'s, and how late and busy the load generator
+/// was (Markdown).
+fn ratios_and_generator_check(results: &[ScenarioResult]) -> String {
+    let mut out = String::new();
     let floor = results.iter().find(|r| r.name == "none");
     if let Some(floor) = floor {
         out.push('\n');
@@ -300,12 +314,24 @@ fn log_axis(out: &mut String, left: f64, right: f64, top: f64, height: f64) {
 /// The chart: percentiles per scenario (top), latency over time of the hung scenarios
 /// (bottom).
 fn svg(args: &IsolationArgs, results: &[ScenarioResult]) -> String {
-    let (width, left, right) = (900.0, 70.0, 880.0);
-    let (top1, h1, top2, h2) = (50.0, 260.0, 380.0, 240.0);
+    let (width, left) = (900.0, 70.0);
     let mut out = format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="680" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text x="{left}" y="28" font-size="16" font-weight="bold">Delivery latency: chat with moderation off the send path (decoupled) vs awaited inline</text>"##
     );
-    log_axis(&mut out, left, right, top1, h1);
+    percentile_bars(&mut out, results);
+    p99_lines(&mut out, args, results);
+    out.push_str("</svg>");
+    out
+}
+
+/// Left and right edges of both charts.
+const SVG_X: (f64, f64) = (70.0, 880.0);
+
+/// The upper chart: p50, p99, p99.9 and max of each scenario as bars on a log scale.
+fn percentile_bars(out: &mut String, results: &[ScenarioResult]) {
+    let (left, right) = SVG_X;
+    let (top1, h1) = (50.0, 260.0);
+    log_axis(out, left, right, top1, h1);
     let slot = (right - left) / results.len().max(1) as f64;
     let marks = [("p50", 0.0), ("p99", 1.0), ("p99.9", 2.0), ("max", 3.0)];
     for (i, r) in results.iter().enumerate() {
@@ -335,13 +361,20 @@ fn svg(args: &IsolationArgs, results: &[ScenarioResult]) -> String {
             top1 + h1 + 31.0
         );
     }
+}
+
+/// The lower chart: p99 over time of `none` and the `-hung` scenarios, with the frozen
+/// third between dashed lines.
+fn p99_lines(out: &mut String, args: &IsolationArgs, results: &[ScenarioResult]) {
+    let (left, right) = SVG_X;
+    let (top2, h2) = (380.0, 240.0);
     let _ = write!(
         out,
         r##"<text x="{left}" y="{}" font-size="14" font-weight="bold">p99 latency over time (per {} ms of send time); moderators frozen between the dashed lines</text>"##,
         top2 - 16.0,
         BUCKET.as_millis()
     );
-    log_axis(&mut out, left, right, top2, h2);
+    log_axis(out, left, right, top2, h2);
     let duration = args.duration_s.max(1) as f64;
     let x_of = |t: f64| left + (right - left) * (t / duration).min(1.0);
     for third in [1.0, 2.0] {
@@ -374,9 +407,8 @@ fn svg(args: &IsolationArgs, results: &[ScenarioResult]) -> String {
     }
     let _ = write!(
         out,
-        r##"<text x="{left}" y="{}" font-size="11">0 s</text><text x="{right}" y="{}" font-size="11" text-anchor="end">{duration} s</text></svg>"##,
+        r##"<text x="{left}" y="{}" font-size="11">0 s</text><text x="{right}" y="{}" font-size="11" text-anchor="end">{duration} s</text>"##,
         top2 + h2 + 16.0,
         top2 + h2 + 16.0
     );
-    out
 }
