@@ -17,7 +17,7 @@ const BENCH_BINARY: &str = "offpath-bench";
 /// exit status are the scenario's own); the launcher's log settings go along as
 /// `OFFPATH_LOG`/`OFFPATH_LOG_JSON`. Returns only when that fails, with the error: exit
 /// status 1, not 64, since the command line was right and the build is incomplete.
-pub fn exec(args: &[OsString], log: &LogArgs) -> anyhow::Error {
+pub(crate) fn exec(args: &[OsString], log: &LogArgs) -> anyhow::Error {
     let exe = match std::env::current_exe().context("finding the offpath executable") {
         Ok(exe) => exe,
         Err(err) => return err,

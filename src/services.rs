@@ -16,7 +16,7 @@ const TRANSPORT_NATS_WAIT: Duration = Duration::from_secs(5);
 
 /// `offpath topology`: creates the streams and the consumer, or updates them to the given
 /// settings. The one command that changes settings of what exists.
-pub async fn topology(args: NatsArgs) -> anyhow::Result<()> {
+pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {
     let client = connect(&args.nats_url, "offpath-topology").await?;
     topology::apply(
         &async_nats::jetstream::new(client.clone()),
@@ -37,7 +37,7 @@ pub async fn topology(args: NatsArgs) -> anyhow::Result<()> {
 
 /// `offpath moderator`: topology (what is missing), then the moderator until SIGINT or
 /// SIGTERM.
-pub async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
+pub(crate) async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
     let config = moderator_config(&args)?;
     let client = connect(&args.nats.nats_url, "offpath-moderator").await?;
     ensure_topology(&client, &config.topology).await?;
@@ -49,7 +49,7 @@ pub async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
 /// The moderator's settings as it will run with them (model directories found in the
 /// checkout, the ONNX Runtime library found, the topology of the stream flags), checked:
 /// a bad one is a usage error. Connects to nothing.
-pub fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_moderator::Config> {
+pub(crate) fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_moderator::Config> {
     let mut config = args.moderator.clone();
     offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.topology = args.nats.streams.topology();
@@ -59,7 +59,7 @@ pub fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_moderato
 }
 
 /// The transport's settings, checked: a bad one is a usage error. Connects to nothing.
-pub fn transport_config(args: &TransportArgs) -> anyhow::Result<offpath_transport::Config> {
+pub(crate) fn transport_config(args: &TransportArgs) -> anyhow::Result<offpath_transport::Config> {
     args.transport.validate().map_err(Usage)?;
     server_addrs(&args.nats.nats_url)?;
     distinct_addrs(&[
@@ -72,7 +72,7 @@ pub fn transport_config(args: &TransportArgs) -> anyhow::Result<offpath_transpor
 }
 
 /// Refuses two listeners on one fixed address (port 0 picks a free port for each).
-pub fn distinct_addrs(addrs: &[(&str, std::net::SocketAddr)]) -> anyhow::Result<()> {
+pub(crate) fn distinct_addrs(addrs: &[(&str, std::net::SocketAddr)]) -> anyhow::Result<()> {
     for (i, (name, addr)) in addrs.iter().enumerate() {
         if let Some((other, _)) = addrs[..i]
             .iter()
@@ -86,7 +86,7 @@ pub fn distinct_addrs(addrs: &[(&str, std::net::SocketAddr)]) -> anyhow::Result<
 
 /// `offpath transport`: the chat gateway until SIGINT or SIGTERM. NATS may be down at
 /// start: chat works, requests wait in the outbox.
-pub async fn transport(args: TransportArgs) -> anyhow::Result<()> {
+pub(crate) async fn transport(args: TransportArgs) -> anyhow::Result<()> {
     let config = transport_config(&args)?;
     let servers = server_addrs(&args.nats.nats_url)?;
     let client = async_nats::ConnectOptions::new()
@@ -140,7 +140,7 @@ pub async fn transport(args: TransportArgs) -> anyhow::Result<()> {
 
 /// Creates what is missing of the topology; logs (and keeps) each setting of what exists
 /// that differs from `config`: only `offpath topology` changes settings.
-pub async fn ensure_topology(
+pub(crate) async fn ensure_topology(
     client: &async_nats::Client,
     config: &TopologyConfig,
 ) -> anyhow::Result<()> {
@@ -158,7 +158,7 @@ pub async fn ensure_topology(
 }
 
 /// Parses NATS URLs; a bad one is a usage error.
-pub fn server_addrs(urls: &[String]) -> anyhow::Result<Vec<ServerAddr>> {
+pub(crate) fn server_addrs(urls: &[String]) -> anyhow::Result<Vec<ServerAddr>> {
     if urls.is_empty() {
         return Err(Usage("--nats-url: no URL given".into()).into());
     }
@@ -172,7 +172,7 @@ pub fn server_addrs(urls: &[String]) -> anyhow::Result<Vec<ServerAddr>> {
 }
 
 /// Connects to any of `urls` and checks the server's version.
-pub async fn connect(urls: &[String], name: &str) -> anyhow::Result<async_nats::Client> {
+pub(crate) async fn connect(urls: &[String], name: &str) -> anyhow::Result<async_nats::Client> {
     let servers = server_addrs(urls)?;
     let client = async_nats::ConnectOptions::new()
         .name(name)

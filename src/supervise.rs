@@ -22,7 +22,7 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// The restart schedule of one child: when it started, how long the last wait was, when
 /// the next start is due. Pure bookkeeping: no processes, so tests drive it with instants.
 #[derive(Debug)]
-pub struct Restarts {
+pub(crate) struct Restarts {
     started: Instant,
     delay: Option<Duration>,
     due: Option<Instant>,
@@ -31,7 +31,7 @@ pub struct Restarts {
 
 impl Restarts {
     /// A child started at `now`.
-    pub fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Self {
             started: now,
             delay: None,
@@ -41,7 +41,7 @@ impl Restarts {
     }
 
     /// The child exited at `now`: schedules its restart and returns the delay.
-    pub fn exited(&mut self, now: Instant) -> Duration {
+    pub(crate) fn exited(&mut self, now: Instant) -> Duration {
         let delay = match self.delay {
             Some(previous) if now.duration_since(self.started) < STABLE_AFTER => {
                 (previous * 2).min(MAX_DELAY)
@@ -54,13 +54,13 @@ impl Restarts {
     }
 
     /// Whether a restart is scheduled and due at `now`.
-    pub fn due(&self, now: Instant) -> bool {
+    pub(crate) fn due(&self, now: Instant) -> bool {
         self.due.is_some_and(|due| now >= due)
     }
 
     /// A restart attempt at `now`: counts it; a failed attempt is rescheduled with
     /// [`exited`](Self::exited).
-    pub fn restarted(&mut self, now: Instant) -> u64 {
+    pub(crate) fn restarted(&mut self, now: Instant) -> u64 {
         self.started = now;
         self.due = None;
         self.count += 1;
@@ -71,7 +71,7 @@ impl Restarts {
 /// A service child (`offpath moderator`, `offpath transport`) that is restarted when it
 /// exits.
 #[derive(Debug)]
-pub struct Supervised {
+pub(crate) struct Supervised {
     /// Name for logs, e.g. `moderator-1`.
     pub name: String,
     /// Where its `/readyz` answers (the same after a restart).
@@ -84,7 +84,7 @@ pub struct Supervised {
 impl Supervised {
     /// Starts `offpath <args>` (from the main thread: the child dies with the thread that
     /// spawns it).
-    pub fn start(name: &str, args: Vec<String>, ops: SocketAddr) -> anyhow::Result<Self> {
+    pub(crate) fn start(name: &str, args: Vec<String>, ops: SocketAddr) -> anyhow::Result<Self> {
         let proc = Proc::spawn(name, &args, ops)?;
         Ok(Self {
             name: name.to_string(),
@@ -96,7 +96,7 @@ impl Supervised {
     }
 
     /// Waits until `/readyz` answers 200; fails when the process exits first.
-    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+    pub(crate) async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         match self.proc.as_mut() {
             Some(proc) => proc.wait_ready(timeout).await,
             None => anyhow::bail!("{} is not running", self.name),
@@ -104,7 +104,7 @@ impl Supervised {
     }
 
     /// Notices an exit (and schedules the restart) or restarts when due.
-    pub fn check(&mut self, now: Instant) {
+    pub(crate) fn check(&mut self, now: Instant) {
         if let Some(status) = self.proc.as_mut().and_then(Proc::exited) {
             self.proc = None;
             self.schedule(now, &status.to_string());
@@ -132,7 +132,7 @@ impl Supervised {
     }
 
     /// SIGTERM, then SIGKILL after `grace`; `None` when it was not running.
-    pub async fn stop(self, grace: Duration) -> Option<anyhow::Result<ExitStatus>> {
+    pub(crate) async fn stop(self, grace: Duration) -> Option<anyhow::Result<ExitStatus>> {
         match self.proc {
             Some(proc) => Some(proc.stop(grace).await),
             None => None,
@@ -143,7 +143,7 @@ impl Supervised {
 /// The local nats-server of `offpath up`, restarted on the same port and store when it
 /// dies (the services reconnect by themselves).
 #[derive(Debug)]
-pub struct LocalNats {
+pub(crate) struct LocalNats {
     /// The server.
     pub server: NatsServer,
     restarts: Restarts,
@@ -152,7 +152,7 @@ pub struct LocalNats {
 
 impl LocalNats {
     /// Watches `server`.
-    pub fn new(server: NatsServer) -> Self {
+    pub(crate) fn new(server: NatsServer) -> Self {
         Self {
             server,
             restarts: Restarts::new(Instant::now()),
@@ -164,7 +164,7 @@ impl LocalNats {
     /// this thread until the server accepts connections (well under a second; at most the
     /// server crate's ready timeout): it must run on the main thread, which the server dies
     /// with.
-    pub fn check(&mut self, now: Instant) {
+    pub(crate) fn check(&mut self, now: Instant) {
         if self.running && !self.server.is_running() {
             self.running = false;
             let delay = self.restarts.exited(now);

@@ -1,7 +1,7 @@
 //! `offpath doctor`: where nats-server and the ONNX Runtime library were found.
 
 /// `offpath doctor`: prints both tools' paths; an error when one is missing.
-pub fn doctor() -> anyhow::Result<()> {
+pub(crate) fn doctor() -> anyhow::Result<()> {
     let nats = offpath_harness::find_binary()?;
     println!("nats-server: {}", nats.display());
     let ort = offpath_harness::locate::find_onnxruntime()?;

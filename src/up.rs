@@ -32,7 +32,7 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
 /// Runs the pipeline on this machine until SIGINT or SIGTERM. A signal during start-up
 /// stops what was started and exits 0, like one afterwards; a start-up failure stops what
 /// was started and is returned.
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     validate(&args)?;
     // Then, before any child exists: a signal that came before the listeners would kill
     // the launcher with the default action and orphan the children.

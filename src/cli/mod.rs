@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use offpath_protocol::topology::TopologyConfig;
 
-pub use offpath_ops::cli::{LogArgs, Usage};
+pub(crate) use offpath_ops::cli::{LogArgs, Usage};
 
 /// Default address of the chat gateway (`/ws` and the chat page).
 const LISTEN_ADDR: &str = "127.0.0.1:8080";
@@ -19,7 +19,7 @@ const MAX_REPLICAS: u64 = 5;
 /// Moderation off the critical path of chat.
 #[derive(Debug, Parser)]
 #[command(name = "offpath", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Logging options.
     #[command(flatten)]
     pub log: LogArgs,
@@ -30,7 +30,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the whole pipeline on this machine: a local nats-server (unless --nats-url is
     /// given) with the JetStream topology in place, a transport and moderators as separate
     /// processes, until SIGINT or SIGTERM.
@@ -51,7 +51,7 @@ pub enum Command {
 
 /// Where NATS is.
 #[derive(Debug, Args)]
-pub struct NatsArgs {
+pub(crate) struct NatsArgs {
     /// NATS server URL(s): comma-separated or the flag repeated (several servers of one
     /// cluster; the client connects to any that answers).
     #[arg(
@@ -69,7 +69,7 @@ pub struct NatsArgs {
 /// Settings of the JetStream streams: used to create what is missing (every service), and
 /// to create or update (`offpath topology` only).
 #[derive(Debug, Clone, Args)]
-pub struct StreamArgs {
+pub(crate) struct StreamArgs {
     /// JetStream stream replicas (1 on one machine, 3 in a cluster; at most 5).
     #[arg(
         long,
@@ -90,7 +90,7 @@ pub struct StreamArgs {
 
 impl StreamArgs {
     /// The topology these settings describe; everything else is the documented default.
-    pub fn topology(&self) -> TopologyConfig {
+    pub(crate) fn topology(&self) -> TopologyConfig {
         TopologyConfig {
             replicas: self.replicas,
             request_max_bytes: self.stream_max_bytes,
@@ -101,7 +101,7 @@ impl StreamArgs {
     }
 
     /// The same settings as flags for a child process.
-    pub fn flags(&self) -> [String; 2] {
+    pub(crate) fn flags(&self) -> [String; 2] {
         [
             format!("--replicas={}", self.replicas),
             format!("--stream-max-bytes={}", self.stream_max_bytes),
@@ -111,7 +111,7 @@ impl StreamArgs {
 
 /// Options of `offpath moderator`.
 #[derive(Debug, Args)]
-pub struct ModeratorArgs {
+pub(crate) struct ModeratorArgs {
     /// Where NATS is.
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -125,7 +125,7 @@ pub struct ModeratorArgs {
 
 /// Options of `offpath transport`.
 #[derive(Debug, Args)]
-pub struct TransportArgs {
+pub(crate) struct TransportArgs {
     /// Where NATS is.
     #[command(flatten)]
     pub nats: NatsArgs,
@@ -144,7 +144,7 @@ pub struct TransportArgs {
 /// owns the scenarios' options (and their `OFFPATH_BENCH_…` variables).
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// The scenario (`throughput`, `isolation`) and its options.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
     pub args: Vec<std::ffi::OsString>,
@@ -152,7 +152,7 @@ pub struct BenchArgs {
 
 /// Options of `offpath up`.
 #[derive(Debug, Args)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// NATS server URL(s), comma-separated or the flag repeated; when absent a local
     /// nats-server is started.
     #[arg(long, env = "OFFPATH_NATS_URL", value_delimiter = ',')]
@@ -203,12 +203,12 @@ pub struct UpArgs {
 
 impl UpArgs {
     /// The flags passed through to every moderator, one per element.
-    pub fn moderator_flags(&self) -> Vec<String> {
+    pub(crate) fn moderator_flags(&self) -> Vec<String> {
         split_flags(&self.moderator_arg)
     }
 
     /// The flags passed through to the transport, one per element.
-    pub fn transport_flags(&self) -> Vec<String> {
+    pub(crate) fn transport_flags(&self) -> Vec<String> {
         split_flags(&self.transport_arg)
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// Builds `offpath-bench` beside `offpath`; panics when the build fails.
-pub fn build() {
+pub(crate) fn build() {
     let bin = Path::new(env!("CARGO_BIN_EXE_offpath"));
     let profile_dir = bin.parent().expect("the binary's folder");
     let target_dir = profile_dir.parent().expect("the target folder");

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::BIN;
 
 /// The transport's settings for tests: generous rate limits unless a test says otherwise.
-pub fn transport_config() -> offpath_transport::Config {
+pub(crate) fn transport_config() -> offpath_transport::Config {
     offpath_transport::Config {
         tenant: "acme".into(),
         rate_per_second: 10_000.0,
@@ -28,7 +28,7 @@ pub fn transport_config() -> offpath_transport::Config {
 
 /// Starts `offpath moderator` against `server` as a child process (killed on drop) and
 /// waits until it is ready.
-pub async fn moderator(server: &NatsServer, extra: &[&str]) -> Proc {
+pub(crate) async fn moderator(server: &NatsServer, extra: &[&str]) -> Proc {
     let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
     let mut command = Command::new(BIN);
     command
@@ -47,7 +47,7 @@ pub async fn moderator(server: &NatsServer, extra: &[&str]) -> Proc {
 }
 
 /// The transport running in this process.
-pub struct Transport {
+pub(crate) struct Transport {
     /// `/ws`.
     pub public: SocketAddr,
     /// `/metrics`, `/healthz`, `/readyz`.
@@ -58,7 +58,7 @@ pub struct Transport {
 
 impl Transport {
     /// Starts the transport against `server` with `config`.
-    pub async fn start(server: &NatsServer, config: offpath_transport::Config) -> Self {
+    pub(crate) async fn start(server: &NatsServer, config: offpath_transport::Config) -> Self {
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connect(server.url())
@@ -90,7 +90,7 @@ impl Transport {
     }
 
     /// Shuts the transport down gracefully and waits for it.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -102,7 +102,7 @@ impl Transport {
     }
 
     /// `/metrics`.
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         http::get(self.ops, "/metrics")
             .await
             .expect("GET /metrics")
@@ -110,7 +110,7 @@ impl Transport {
     }
 
     /// Alice and Bob, connected in that order, then both members of `room`.
-    pub async fn alice_and_bob(&self, room: &str) -> (ChatClient, ChatClient) {
+    pub(crate) async fn alice_and_bob(&self, room: &str) -> (ChatClient, ChatClient) {
         let mut alice = self.client("alice").await;
         let mut bob = self.client("bob").await;
         alice.join(room).await;
@@ -119,25 +119,25 @@ impl Transport {
     }
 
     /// A client connected as `user`, member of `room`.
-    pub async fn joined(&self, user: &str, room: &str) -> ChatClient {
+    pub(crate) async fn joined(&self, user: &str, room: &str) -> ChatClient {
         let mut client = self.client(user).await;
         client.join(room).await;
         client
     }
 
     /// A client connected as `user`.
-    pub async fn client(&self, user: &str) -> ChatClient {
+    pub(crate) async fn client(&self, user: &str) -> ChatClient {
         ChatClient::connect(self.public, user).await
     }
 }
 
 /// A nats-server with the default topology (small streams).
-pub async fn nats_with_topology() -> NatsServer {
+pub(crate) async fn nats_with_topology() -> NatsServer {
     testing::nats_with(&topology::small()).await.0
 }
 
 /// A nats-server with the default topology and the transport with `config`, no moderator.
-pub async fn gateway(config: offpath_transport::Config) -> (NatsServer, Transport) {
+pub(crate) async fn gateway(config: offpath_transport::Config) -> (NatsServer, Transport) {
     let server = nats_with_topology().await;
     let transport = Transport::start(&server, config).await;
     (server, transport)
@@ -145,7 +145,7 @@ pub async fn gateway(config: offpath_transport::Config) -> (NatsServer, Transpor
 
 /// A nats-server with the default topology, a moderator process and the transport with
 /// `config`: the whole chat path.
-pub async fn moderated(config: offpath_transport::Config) -> (NatsServer, Proc, Transport) {
+pub(crate) async fn moderated(config: offpath_transport::Config) -> (NatsServer, Proc, Transport) {
     let server = nats_with_topology().await;
     let moderator = moderator(&server, &[]).await;
     let transport = Transport::start(&server, config).await;
@@ -154,7 +154,7 @@ pub async fn moderated(config: offpath_transport::Config) -> (NatsServer, Proc, 
 
 /// A frame received by a client, with when it arrived.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     /// The JSON frame (or `{"type":"_close","code":…}` when the server closed).
     pub frame: Value,
     /// Arrival time.
@@ -163,7 +163,7 @@ pub struct Received {
 
 /// A websocket chat client: frames are read on a background task as they come (so the
 /// client is never slow) and kept in order.
-pub struct ChatClient {
+pub(crate) struct ChatClient {
     sink: futures::stream::SplitSink<
         tokio_tungstenite::WebSocketStream<
             tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
@@ -177,7 +177,7 @@ pub struct ChatClient {
 
 impl ChatClient {
     /// Connects to `addr` as `user`.
-    pub async fn connect(addr: SocketAddr, user: &str) -> Self {
+    pub(crate) async fn connect(addr: SocketAddr, user: &str) -> Self {
         let url = format!("ws://{addr}/ws?user={user}");
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
@@ -214,17 +214,17 @@ impl ChatClient {
     }
 
     /// Sends a JSON frame.
-    pub async fn send(&mut self, frame: Value) {
+    pub(crate) async fn send(&mut self, frame: Value) {
         self.send_raw(Message::text(frame.to_string())).await;
     }
 
     /// Sends any websocket message.
-    pub async fn send_raw(&mut self, message: Message) {
+    pub(crate) async fn send_raw(&mut self, message: Message) {
         self.sink.send(message).await.expect("websocket send");
     }
 
     /// Joins `room` and waits until the gateway says it is a member.
-    pub async fn join(&mut self, room: &str) {
+    pub(crate) async fn join(&mut self, room: &str) {
         self.send(json!({"type": "join", "room": room})).await;
         self.expect(Duration::from_secs(30), |f| {
             f["type"] == "joined" && f["room"] == room
@@ -233,7 +233,7 @@ impl ChatClient {
     }
 
     /// Sends `text` to `room`.
-    pub async fn say(&mut self, room: &str, text: &str, client_msg_id: &str) {
+    pub(crate) async fn say(&mut self, room: &str, text: &str, client_msg_id: &str) {
         self.send(
             json!({"type": "send", "room": room, "text": text, "client_msg_id": client_msg_id}),
         )
@@ -242,7 +242,7 @@ impl ChatClient {
 
     /// Sends `text` to `room` as `tag` (its `client_msg_id`); returns the id the gateway
     /// assigned, from the ack.
-    pub async fn post(&mut self, room: &str, text: &str, tag: &str) -> String {
+    pub(crate) async fn post(&mut self, room: &str, text: &str, tag: &str) -> String {
         self.say(room, text, tag).await;
         let ack = self
             .expect(Duration::from_secs(60), |f| {
@@ -254,7 +254,11 @@ impl ChatClient {
 
     /// The first frame (in arrival order) matching `pred`, waiting up to `timeout`;
     /// frames that do not match are kept for later calls.
-    pub async fn expect(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Received {
+    pub(crate) async fn expect(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Received {
         if let Some(i) = self.pending.iter().position(|r| pred(&r.frame)) {
             return self.pending.remove(i);
         }
@@ -272,7 +276,7 @@ impl ChatClient {
     }
 
     /// Every frame received within `wait` (after the ones already pending).
-    pub async fn drain(&mut self, wait: Duration) -> Vec<Received> {
+    pub(crate) async fn drain(&mut self, wait: Duration) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(received)) = tokio::time::timeout_at(deadline, self.frames.recv()).await {
             self.pending.push(received);
@@ -282,7 +286,7 @@ impl ChatClient {
 }
 
 /// A frame of `kind` (and, when given, for message `id`).
-pub fn is(kind: &'static str, id: Option<&str>) -> impl Fn(&Value) -> bool {
+pub(crate) fn is(kind: &'static str, id: Option<&str>) -> impl Fn(&Value) -> bool {
     let id = id.map(str::to_string);
     move |frame: &Value| frame["type"] == kind && id.as_deref().is_none_or(|id| frame["id"] == id)
 }

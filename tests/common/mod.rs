@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-pub mod chat;
+pub(crate) mod chat;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use offpath_harness::topology;
 
 /// The `offpath` binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_offpath");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_offpath");
 
 /// `offpath up` as the tests run it: JSON logs, port 0 everywhere, small streams, `extra`
 /// arguments, the JetStream store in `data_dir`, no NATS URL from the environment, and its
 /// log on a pipe.
-pub fn up(data_dir: &Path, extra: &[&str]) -> Command {
+pub(crate) fn up(data_dir: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
         .args([
@@ -38,7 +38,7 @@ pub fn up(data_dir: &Path, extra: &[&str]) -> Command {
 }
 
 /// Runs `offpath <args>` with `env` set; kills it when it has not exited within `timeout`.
-pub fn output_within(
+pub(crate) fn output_within(
     args: &[&str],
     env: &[(&str, &str)],
     timeout: Duration,
@@ -60,7 +60,7 @@ pub fn output_within(
 }
 
 /// Runs `offpath <args>` with `env` set, for 30 s at most: exit code and stderr.
-pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+pub(crate) fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let out = output_within(args, env, Duration::from_secs(30));
     (
         out.status.code(),

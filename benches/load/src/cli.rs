@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use offpath_ops::cli::{LogArgs, Usage};
+pub(crate) use offpath_ops::cli::{LogArgs, Usage};
 
 /// offpath's load scenarios (also run as `offpath bench …`).
 #[derive(Debug, Parser)]
 #[command(name = "offpath-bench", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Logging options.
     #[command(flatten)]
     pub log: LogArgs,
@@ -21,7 +21,7 @@ pub struct Cli {
 
 /// The load scenarios.
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// End-to-end verdicts/s and latency through NATS and a moderator process, against raw
     /// in-process inference of the same models in the same run.
     // Boxed: the moderator's settings make it several times larger than the other variant.
@@ -33,7 +33,7 @@ pub enum BenchCommand {
 
 /// Options of `offpath bench isolation`.
 #[derive(Debug, Args)]
-pub struct IsolationArgs {
+pub(crate) struct IsolationArgs {
     /// Websocket clients.
     #[arg(long, env = "OFFPATH_BENCH_CONNECTIONS", default_value_t = 500)]
     pub connections: usize,
@@ -86,7 +86,7 @@ pub struct IsolationArgs {
 
 /// Options of `offpath bench throughput`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Requests to publish.
     #[arg(long, env = "OFFPATH_BENCH_MESSAGES", default_value_t = 20_000)]
     pub messages: usize,
@@ -107,7 +107,7 @@ pub struct BenchArgs {
 impl BenchArgs {
     /// The moderator settings as flags for the child process. (No config type of the
     /// services turns itself into flags; `offpath up` passes flags through instead.)
-    pub fn moderator_flags(&self) -> Vec<String> {
+    pub(crate) fn moderator_flags(&self) -> Vec<String> {
         let m = &self.moderator;
         let models: Vec<String> = m.models.iter().map(|p| p.display().to_string()).collect();
         let mut flags = vec![

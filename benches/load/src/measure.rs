@@ -7,7 +7,10 @@ use anyhow::{Context, bail};
 
 /// The texts of the parity fixture at `path` that `keep` accepts (the load scenarios use
 /// them as chat lines).
-pub fn fixture_texts(path: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result<Vec<String>> {
+pub(crate) fn fixture_texts(
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> anyhow::Result<Vec<String>> {
     let json: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(path).with_context(|| path.display().to_string())?,
     )?;
@@ -26,7 +29,7 @@ pub fn fixture_texts(path: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result
 }
 
 /// CPU time (user + system, all threads) process `pid` has used so far, in seconds.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces:
     // state is field 3, utime 14 and stime 15.

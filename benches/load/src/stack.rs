@@ -9,7 +9,7 @@ use offpath_harness::Proc;
 
 /// The `offpath` binary beside this one (`target/release/offpath` for
 /// `target/release/offpath-bench`): the services the scenarios start.
-pub fn offpath_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn offpath_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("finding the offpath-bench executable")?;
     let path = exe.with_file_name("offpath");
     if !path.is_file() {
@@ -24,7 +24,7 @@ pub fn offpath_binary() -> anyhow::Result<PathBuf> {
 
 /// Starts `offpath <args>` (the binary beside this one) with its log discarded, under
 /// `nice -n <nice>` when `nice` is above 0, pinned to `cpus` when given.
-pub fn spawn_nice(
+pub(crate) fn spawn_nice(
     name: &str,
     args: &[String],
     ops: SocketAddr,

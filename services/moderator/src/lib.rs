@@ -15,8 +15,6 @@
 //! (`consumer`); `/readyz` says "consumer not bound" meanwhile, and after
 //! `rebind_give_up_ms` of failures [`run`] returns an error.
 
-#![warn(unreachable_pub)]
-
 mod cache;
 mod config;
 mod consumer;

@@ -15,8 +15,6 @@
 //! the outbox drain and the verdict consumer. The transport depends on `offpath-protocol`
 //! only.
 
-#![warn(unreachable_pub)]
-
 mod auth;
 mod background;
 #[cfg(feature = "bench")]

@@ -20,9 +20,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// Latencies are recorded in microseconds up to an hour.
 const MAX_MICROS: u64 = 3_600_000_000;
 /// A delivery later than this counts as not delivered.
-pub const DELIVERY_LIMIT: Duration = Duration::from_secs(5);
+pub(super) const DELIVERY_LIMIT: Duration = Duration::from_secs(5);
 /// Width of a time bucket of the latency-over-time series.
-pub const BUCKET: Duration = Duration::from_millis(250);
+pub(super) const BUCKET: Duration = Duration::from_millis(250);
 
 /// Reasons of `unmoderated` verdicts the gateway decides itself (no moderator answered).
 const LOCAL_REASONS: [&str; 5] = [
@@ -42,7 +42,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// What the clients observed, shared by every client task.
-pub struct Observed {
+pub(crate) struct Observed {
     start: Instant,
     /// Scheduled send time of message `seq`, µs after `start` (+1; 0 = not sent).
     sent_us: Vec<AtomicU64>,
@@ -136,7 +136,7 @@ impl Observed {
     }
 
     /// Messages sent so far.
-    pub fn sent_count(&self) -> usize {
+    pub(crate) fn sent_count(&self) -> usize {
         self.sent_us
             .iter()
             .take_while(|s| s.load(Ordering::Relaxed) != 0)
@@ -144,7 +144,7 @@ impl Observed {
     }
 
     /// Sent messages that got a moderator's verdict.
-    pub fn verdicts(&self, sent: usize) -> usize {
+    pub(crate) fn verdicts(&self, sent: usize) -> usize {
         self.verdict[..sent]
             .iter()
             .filter(|v| v.load(Ordering::Relaxed))
@@ -152,7 +152,7 @@ impl Observed {
     }
 
     /// Sent messages blocked before delivery.
-    pub fn blocked_count(&self, sent: usize) -> usize {
+    pub(crate) fn blocked_count(&self, sent: usize) -> usize {
         self.blocked[..sent]
             .iter()
             .filter(|v| v.load(Ordering::Relaxed))
@@ -161,7 +161,7 @@ impl Observed {
 }
 
 /// The load: clients, rooms, texts and the sending schedule.
-pub struct Load {
+pub(super) struct Load {
     /// Websocket clients.
     pub connections: usize,
     /// Rooms; client `i` is in room `i % rooms`.
@@ -252,7 +252,7 @@ impl Schedule {
 }
 
 /// Connected clients, ready to send.
-pub struct Clients {
+pub(super) struct Clients {
     writers: Arc<Vec<mpsc::UnboundedSender<Message>>>,
     /// What the clients observe.
     pub observed: Arc<Observed>,
@@ -261,7 +261,7 @@ pub struct Clients {
 
 impl Load {
     /// Connects every client to `addr` and joins its room; returns when all are members.
-    pub async fn connect(&self, addr: SocketAddr) -> anyhow::Result<Clients> {
+    pub(super) async fn connect(&self, addr: SocketAddr) -> anyhow::Result<Clients> {
         let capacity = (self.rate * self.duration.as_secs_f64()) as usize + 16;
         let observed = Observed::new(capacity, self.duration);
         let mut writers = Vec::with_capacity(self.connections);
@@ -313,7 +313,11 @@ impl Clients {
     /// hung scenarios freeze and thaw the moderators there). The schedule runs on its own
     /// thread and runtime, so the 2×`connections` client tasks cannot make it late.
     /// Returns how long the recorded part took.
-    pub async fn send(&self, load: &Load, at_third: impl FnMut(u32) + Send + 'static) -> Duration {
+    pub(super) async fn send(
+        &self,
+        load: &Load,
+        at_third: impl FnMut(u32) + Send + 'static,
+    ) -> Duration {
         let schedule = Schedule {
             writers: Arc::clone(&self.writers),
             observed: Arc::clone(&self.observed),
@@ -339,7 +343,7 @@ impl Clients {
     }
 
     /// Closes every client.
-    pub fn close(self) {
+    pub(super) fn close(self) {
         for task in self.tasks {
             task.abort();
         }

@@ -28,11 +28,11 @@ use crate::{measure, stack};
 use offpath_harness::http;
 use offpath_harness::process::{self as launch, Proc};
 
-pub use report::ScenarioResult;
+pub(crate) use report::ScenarioResult;
 
 /// One scenario: how the gateway moderates and what goes wrong with the moderators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     /// `off`, `decoupled` or `inline`.
     pub moderation: &'static str,
     /// None, `slow` or `hung`.
@@ -41,7 +41,7 @@ pub struct Scenario {
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 7] = [
+    pub(crate) const ALL: [Scenario; 7] = [
         Scenario::new("off", None),
         Scenario::new("decoupled", None),
         Scenario::new("decoupled", Some("slow")),
@@ -56,7 +56,7 @@ impl Scenario {
     }
 
     /// `none`, `decoupled`, `decoupled-slow`, …
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match (self.moderation, self.fault) {
             ("off", _) => "none".to_string(),
             (m, None) => m.to_string(),
@@ -65,7 +65,7 @@ impl Scenario {
     }
 
     /// Parses a comma-separated list of scenario names.
-    pub fn parse_list(list: &str) -> anyhow::Result<Vec<Scenario>> {
+    pub(crate) fn parse_list(list: &str) -> anyhow::Result<Vec<Scenario>> {
         list.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -80,7 +80,7 @@ impl Scenario {
 }
 
 /// Runs the scenarios and writes the report.
-pub async fn run(args: IsolationArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: IsolationArgs) -> anyhow::Result<()> {
     let scenarios = Scenario::parse_list(&args.scenarios).map_err(|e| Usage(e.to_string()))?;
     let texts = Arc::new(chat_texts()?);
     let load = load::Load {

@@ -14,7 +14,7 @@ use crate::cli::IsolationArgs;
 
 /// What the orchestrator knows about a scenario's run besides the clients' observations.
 #[derive(Debug, Clone, Copy)]
-pub struct RunFacts<'a> {
+pub(crate) struct RunFacts<'a> {
     /// Scenario name.
     pub name: &'a str,
     /// Messages sent.
@@ -33,7 +33,7 @@ pub struct RunFacts<'a> {
 
 /// The figures of one scenario.
 #[derive(Debug, Clone, Serialize)]
-pub struct ScenarioResult {
+pub(crate) struct ScenarioResult {
     /// Scenario name.
     pub name: String,
     /// Messages sent.
@@ -106,7 +106,7 @@ fn p99_over_time(observed: &Observed) -> Vec<(f64, f64, f64)> {
 
 impl ScenarioResult {
     /// Reads the figures out of what the clients observed.
-    pub fn from_observed(observed: &Observed, run: &RunFacts) -> Self {
+    pub(crate) fn from_observed(observed: &Observed, run: &RunFacts) -> Self {
         let RunFacts {
             name,
             sent,
@@ -159,7 +159,7 @@ impl ScenarioResult {
     }
 
     /// One line for the progress log.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         format!(
             "{:.0} msg/s delivered; p50 {:.2} ms p99 {:.2} ms max {:.1} ms; {} undelivered in 5 s; \
              verdicts {:.2}%; shed {}; generator late p99 {:.2} ms, {:.2} cores",
@@ -177,7 +177,7 @@ impl ScenarioResult {
 }
 
 /// The Markdown table.
-pub fn markdown(args: &IsolationArgs, load: &Load, results: &[ScenarioResult]) -> String {
+pub(super) fn markdown(args: &IsolationArgs, load: &Load, results: &[ScenarioResult]) -> String {
     let mut out = format!(
         "{} connections in {} rooms, {} msg/s open loop for {} s per scenario; inline timeout \
          {} ms; -slow adds {} ms per batch; -hung freezes the moderators (SIGSTOP) for the \
@@ -252,7 +252,7 @@ fn ratios_and_generator_check(results: &[ScenarioResult]) -> String {
 }
 
 /// Writes the JSON, Markdown and SVG files into `args.out`.
-pub fn write(
+pub(super) fn write(
     args: &IsolationArgs,
     load: &Load,
     results: &[ScenarioResult],

@@ -31,7 +31,7 @@ mod raw;
 use raw::{even_sample, raw_rate};
 
 /// Runs the scenario and prints the figures.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut config = args.moderator.clone();
     offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.validate().map_err(crate::cli::Usage)?;

@@ -10,8 +10,6 @@
 //! [`cli`] is the same for the command-line programs: log flags, one-line errors, exit
 //! statuses.
 
-#![warn(unreachable_pub)]
-
 pub mod cli;
 mod endpoints;
 mod prometheus;

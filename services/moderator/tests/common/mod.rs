@@ -14,12 +14,12 @@ use offpath_protocol::{ModerationRequest, encode};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Test topology: short ack wait and few deliveries, so retries happen within a test.
-pub fn topology() -> TopologyConfig {
+pub(crate) fn topology() -> TopologyConfig {
     TopologyConfig {
         ack_wait: Duration::from_secs(2),
         max_deliver: 3,
@@ -27,7 +27,7 @@ pub fn topology() -> TopologyConfig {
     }
 }
 
-pub fn config(faults: Faults) -> Config {
+pub(crate) fn config(faults: Faults) -> Config {
     let ort = std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".tools/lib/libonnxruntime.so"));
@@ -49,7 +49,7 @@ pub fn config(faults: Faults) -> Config {
 }
 
 /// Faults that delay every batch by `ms` milliseconds.
-pub fn slow_batches(ms: u64) -> Faults {
+pub(crate) fn slow_batches(ms: u64) -> Faults {
     Faults {
         batch_delay_ms: ms,
         ..Faults::default()
@@ -57,7 +57,7 @@ pub fn slow_batches(ms: u64) -> Faults {
 }
 
 /// Faults that hang every batch of the first inference thread.
-pub fn hung_first_thread() -> Faults {
+pub(crate) fn hung_first_thread() -> Faults {
     Faults {
         hang_thread: Some(0),
         ..Faults::default()
@@ -65,7 +65,7 @@ pub fn hung_first_thread() -> Faults {
 }
 
 /// Asserts that counter `name` is described on `/metrics` and has counted at least `min`.
-pub fn assert_counted(metrics: &str, name: &str, min: f64) {
+pub(crate) fn assert_counted(metrics: &str, name: &str, min: f64) {
     assert!(
         metrics.contains(&format!("# HELP {name}")),
         "{name} described"
@@ -75,7 +75,7 @@ pub fn assert_counted(metrics: &str, name: &str, min: f64) {
 }
 
 /// A running moderator; `stop` shuts it down gracefully, `kill` aborts it.
-pub struct Moderator {
+pub(crate) struct Moderator {
     /// Where /metrics, /healthz and /readyz answer.
     pub http: std::net::SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -83,7 +83,7 @@ pub struct Moderator {
 }
 
 impl Moderator {
-    pub async fn start(server: &NatsServer, config: Config) -> Self {
+    pub(crate) async fn start(server: &NatsServer, config: Config) -> Self {
         let client = async_nats::connect(server.url()).await.expect("connect");
         let (tx, rx) = oneshot::channel::<()>();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -101,7 +101,7 @@ impl Moderator {
     }
 
     /// `GET path` on its operator port: (status, body).
-    pub async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         http::get(self.http, path)
             .await
             .unwrap_or_else(|err| panic!("GET {path}: {err}"))
@@ -109,13 +109,13 @@ impl Moderator {
 
     /// Waits up to `secs` seconds until `/readyz` answers 200; panics with the last answer,
     /// saying `when` it should have been ready.
-    pub async fn assert_ready(&self, secs: u64, when: &str) {
+    pub(crate) async fn assert_ready(&self, secs: u64, when: &str) {
         if let Err((status, body)) = http::wait_ready(self.http, Duration::from_secs(secs)).await {
             panic!("not ready {when}: {status} {body}");
         }
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -126,22 +126,25 @@ impl Moderator {
     }
 
     /// Asserts that the request stream ends empty (every request acked), then stops.
-    pub async fn stop_drained(self, js: &jetstream::Context) {
+    pub(crate) async fn stop_drained(self, js: &jetstream::Context) {
         assert_eq!(wait_empty(js).await, 0, "request stream ends empty");
         self.stop().await;
     }
 
-    pub fn kill(self) {
+    pub(crate) fn kill(self) {
         self.task.abort();
     }
 
     /// Whether `run` has returned (without being asked to stop, unless `stop` was called).
-    pub fn has_returned(&self) -> bool {
+    pub(crate) fn has_returned(&self) -> bool {
         self.task.is_finished()
     }
 
     /// What `run` returned, if it returns within `timeout` without being asked to stop.
-    pub async fn returned(mut self, timeout: Duration) -> Option<Result<(), ModeratorError>> {
+    pub(crate) async fn returned(
+        mut self,
+        timeout: Duration,
+    ) -> Option<Result<(), ModeratorError>> {
         let result = tokio::time::timeout(timeout, &mut self.task).await.ok();
         if result.is_none() {
             self.task.abort();
@@ -150,13 +153,13 @@ impl Moderator {
     }
 }
 
-pub struct Env {
+pub(crate) struct Env {
     pub server: NatsServer,
     pub js: jetstream::Context,
     pub client: async_nats::Client,
 }
 
-pub async fn env() -> Env {
+pub(crate) async fn env() -> Env {
     let (server, client) = testing::nats_with(&topology()).await;
     let js = jetstream::new(client.clone());
     Env { server, js, client }
@@ -164,22 +167,22 @@ pub async fn env() -> Env {
 
 /// A nats-server with the test topology, a subscription to acme's verdicts, and a
 /// moderator started with `config` after the subscription.
-pub async fn start(config: Config) -> (Env, Subscriber, Moderator) {
+pub(crate) async fn start(config: Config) -> (Env, Subscriber, Moderator) {
     let env = env().await;
     let verdicts = verdicts::subscribe(&env.client, "acme").await;
     let moderator = Moderator::start(&env.server, config).await;
     (env, verdicts, moderator)
 }
 
-pub fn request(id: &str, text: &str) -> ModerationRequest {
+pub(crate) fn request(id: &str, text: &str) -> ModerationRequest {
     verdicts::request(id, text, offpath_protocol::now_ms())
 }
 
-pub async fn publish(js: &jetstream::Context, request: &ModerationRequest) {
+pub(crate) async fn publish(js: &jetstream::Context, request: &ModerationRequest) {
     publish_raw(js, "offpath.req.acme", encode(request), Some(&request.id)).await;
 }
 
-pub async fn publish_raw(
+pub(crate) async fn publish_raw(
     js: &jetstream::Context,
     subject: &str,
     payload: Vec<u8>,
@@ -197,7 +200,7 @@ pub async fn publish_raw(
 }
 
 /// Waits until the MODERATION stream holds no request.
-pub async fn wait_empty(js: &jetstream::Context) -> u64 {
+pub(crate) async fn wait_empty(js: &jetstream::Context) -> u64 {
     let mut stream = js.get_stream("MODERATION").await.expect("stream");
     for _ in 0..100 {
         let left = stream.info().await.expect("info").state.messages;

@@ -8,26 +8,26 @@ use std::path::PathBuf;
 use offpath_classifier::{Model, SessionConfig, init_runtime};
 
 /// The repository root.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..")
 }
 
 /// `$ORT_DYLIB_PATH`, else the bootstrap's `.tools/lib/libonnxruntime.so`.
-pub fn ort_library() -> PathBuf {
+pub(crate) fn ort_library() -> PathBuf {
     std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".tools/lib/libonnxruntime.so"))
 }
 
 /// Loads ONNX Runtime once; panics with the install command when it is missing.
-pub fn runtime() {
+pub(crate) fn runtime() {
     if let Err(err) = init_runtime(&ort_library()) {
         panic!("{err}; run scripts/bootstrap first (installs ONNX Runtime into .tools/)");
     }
 }
 
 /// Loads `models/<name>` with default session options.
-pub fn model(name: &str) -> Model {
+pub(crate) fn model(name: &str) -> Model {
     runtime();
     Model::load(&root().join("models").join(name), &SessionConfig::default())
         .unwrap_or_else(|err| panic!("loading model {name}: {err}"))
