@@ -6,7 +6,7 @@
 //! Parts: [`admission`] (decoupled, inline or off, chosen at start), [`rooms`]
 //! (connections and members), [`lifecycle`] (the message state machine, a pure function),
 //! [`settle`] (applying it: the lock, then metrics and frames), [`tracker`] (what is
-//! remembered of each message), [`deadlines`] (one task for every hold deadline) and the
+//! remembered of each message), [`deadlines`] (a single task for all hold deadlines) and the
 //! outbox [`Handoff`].
 
 mod admission;

@@ -13,7 +13,7 @@
 //!
 //! Nothing on a socket's path awaits NATS or a model; the only tasks that wait on NATS are
 //! the outbox drain and the verdict consumer. The transport depends on `offpath-protocol`
-//! only.
+//! (the contract) and `offpath-ops` (the operator endpoints) only.
 
 mod auth;
 mod background;

@@ -1,5 +1,5 @@
-//! Hold deadlines: one task for every held message, instead of a timer task each. The hub
-//! [`push`](Deadlines::push)es `(deadline, id)` when it holds a message; [`run`] sleeps
+//! Hold deadlines: a single task serves all held messages, instead of a timer task each.
+//! The hub [`push`](Deadlines::push)es `(deadline, id)` when it holds a message; [`run`] sleeps
 //! until the earliest deadline and hands each id that is due to [`Hub::hold_deadline`],
 //! which does nothing for a message released meanwhile.
 
