@@ -90,6 +90,11 @@ async fn nats_down_chat_goes_on_and_the_outbox_catches_up() {
     let config = offpath_transport::Config {
         outbox_capacity: 200,
         outbox_in_flight: 16,
+        // Alice gets two frames per message (ack, verdict) at 1,000 messages/s: with the
+        // default queue of 256, a test runtime starved of CPU for a quarter second (other
+        // tests run beside this one) would be closed as a slow client. Slow clients have
+        // tests of their own; this one is about NATS going away.
+        send_queue: 8192,
         ..chat::transport_config()
     };
     let (mut server, _moderator, transport) = chat::moderated(config).await;
