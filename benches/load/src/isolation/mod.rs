@@ -25,8 +25,8 @@ use offpath_protocol::topology::{TopologyConfig, ensure};
 
 use crate::cli::{IsolationArgs, Usage};
 use crate::{measure, stack};
-use offpath_harness::http;
 use offpath_harness::process::{self as launch, Proc};
+use offpath_harness::{http, scrape};
 
 pub(crate) use report::ScenarioResult;
 
@@ -262,7 +262,8 @@ async fn run_scenario(
         .await
         .map(|(_, body)| body)
         .unwrap_or_default();
-    let shed = metric_sum(&metrics, "offpath_transport_outbox_shed_total");
+    // `+ 0.0`: an empty sum is -0.0.
+    let shed = scrape::metric(&metrics, "offpath_transport_outbox_shed_total", "") + 0.0;
     clients.close();
     for moderator in stack.moderators {
         let _ = moderator.stop(Duration::from_secs(5)).await;
@@ -333,16 +334,6 @@ fn chat_texts() -> anyhow::Result<Vec<String>> {
     measure::fixture_texts(&dir.join("parity.json"), |t| {
         !t.is_empty() && t.len() <= 300 && !t.contains('#')
     })
-}
-
-/// Sum of every sample of a metric in Prometheus text.
-fn metric_sum(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>()
-        + 0.0 // an empty sum is -0.0
 }
 
 /// CPU seconds (user + system) this process has used.
