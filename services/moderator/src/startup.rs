@@ -147,8 +147,8 @@ impl Moderator {
         )
     }
 
-    /// The `offpath.classify` micro service (requests of at most `limits`) until `stop` turns true; its failure is logged
-    /// (the stream keeps being served).
+    /// The `offpath.classify` micro service (requests of at most `limits`) until `stop`
+    /// turns true; its failure is logged (the stream keeps being served).
     async fn micro_service(
         &self,
         limits: Limits,
