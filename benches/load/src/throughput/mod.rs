@@ -366,3 +366,34 @@ async fn wait_until_pulling(js: &jetstream::Context) -> anyhow::Result<()> {
     }
     bail!("the moderator never started pulling")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// The raw baseline runs on the pipeline's own texts, spread over all of them: texts
+    /// numbered apart (`(raw 12)` against `(e2e 12345)`) were shorter, and raw did less
+    /// work per message than the pipeline it was compared with.
+    #[test]
+    fn raw_texts_are_an_even_sample_of_the_pipelines() {
+        let lines: Vec<String> = (1..=203).map(|k| "word ".repeat(k % 17 + 1)).collect();
+        let e2e = distinct(&lines, "e2e", 20_000);
+        let raw = even_sample(&e2e, 4_000);
+        let all: HashSet<&String> = e2e.iter().collect();
+        assert!(raw.len() >= 3_900, "{} texts", raw.len());
+        assert!(
+            raw.iter().all(|t| all.contains(t)),
+            "raw texts the pipeline never got"
+        );
+        let mean = |texts: &[String]| {
+            texts.iter().map(String::len).sum::<usize>() as f64 / texts.len() as f64
+        };
+        let (raw_mean, e2e_mean) = (mean(&raw), mean(&e2e));
+        assert!(
+            (raw_mean / e2e_mean - 1.0).abs() < 0.01,
+            "raw texts {raw_mean:.2} chars on average, the pipeline's {e2e_mean:.2}"
+        );
+    }
+}
