@@ -8,6 +8,7 @@
 //! the integration tests ([`ErrorCode::ALL`]); not an API.
 
 mod server;
+mod text;
 
 use serde::Deserialize;
 
@@ -43,7 +44,7 @@ pub enum ClientFrame {
 /// Why a client frame was refused: the `code` of the error frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
-    /// Not JSON, or not an object.
+    /// Not JSON, not an object, or an object with the same key twice.
     InvalidJson,
     /// A binary websocket frame (the protocol is JSON text).
     BinaryFrame,
@@ -59,6 +60,8 @@ pub enum ErrorCode {
     TextTooLarge,
     /// `client_msg_id` is longer than 128 bytes.
     InvalidClientMsgId,
+    /// The text holds a control character (see `frames/text.rs` for the rule).
+    InvalidText,
     /// A send to a room the connection has not joined.
     NotAMember,
     /// A join past the per-connection room limit.
@@ -73,7 +76,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and metric pre-registration.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidJson,
         ErrorCode::BinaryFrame,
         ErrorCode::MissingType,
@@ -82,6 +85,7 @@ impl ErrorCode {
         ErrorCode::InvalidRoom,
         ErrorCode::TextTooLarge,
         ErrorCode::InvalidClientMsgId,
+        ErrorCode::InvalidText,
         ErrorCode::NotAMember,
         ErrorCode::TooManyRooms,
         ErrorCode::RateLimited,
@@ -100,6 +104,7 @@ impl ErrorCode {
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::TextTooLarge => "text_too_large",
             ErrorCode::InvalidClientMsgId => "invalid_client_msg_id",
+            ErrorCode::InvalidText => "invalid_text",
             ErrorCode::NotAMember => "not_a_member",
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::RateLimited => "rate_limited",
@@ -147,9 +152,11 @@ struct SendFrame {
     client_msg_id: Option<String>,
 }
 
-/// Parses and validates a text frame. `max_text_bytes` bounds `send` texts.
+/// Parses and validates a text frame. `max_text_bytes` bounds `send` texts, whose text is
+/// refused or cleaned by the text rule (`frames/text.rs`).
 pub fn parse(frame: &str, max_text_bytes: usize) -> Result<ClientFrame, FrameError> {
-    let value: serde_json::Value = serde_json::from_str(frame)
+    // Each key at most once: `{"type":"join","type":"send",…}` is not two frames in one.
+    let value = offpath_protocol::from_str_unique_keys(frame)
         .map_err(|e| FrameError::new(ErrorCode::InvalidJson, format!("not JSON: {e}")))?;
     if !value.is_object() {
         return Err(FrameError::new(
@@ -227,9 +234,18 @@ fn send(frame: SendFrame, max_text_bytes: usize) -> Result<ClientFrame, FrameErr
             format!("client_msg_id is longer than {MAX_CLIENT_MSG_ID_BYTES} bytes"),
         ));
     }
+    if let Some(c) = text::refused(&text) {
+        return Err(FrameError::new(
+            ErrorCode::InvalidText,
+            format!(
+                "text holds the control character U+{:04X}; only tab and newline are allowed",
+                u32::from(c)
+            ),
+        ));
+    }
     Ok(ClientFrame::Send {
         room,
-        text,
+        text: text::strip(text),
         client_msg_id,
     })
 }
@@ -290,5 +306,39 @@ mod tests {
             parse(r#"{"type":"leave","room":"a"}"#, 10),
             Ok(ClientFrame::Leave { room: "a".into() })
         );
+    }
+
+    /// A repeated key is refused, whichever copy a reader would keep.
+    #[test]
+    fn duplicate_keys_are_refused() {
+        for frame in [
+            r#"{"type":"join","type":"send","room":"a","text":"x"}"#,
+            r#"{"type":"send","room":"a","text":"hi","text":"insult"}"#,
+        ] {
+            let err = parse(frame, 10).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidJson, "{frame}");
+            assert!(err.message.contains("duplicate key"), "{}", err.message);
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever text a client sends, a text the gateway accepts (to broadcast and to
+        /// moderate) holds no refused or stripped character, and nothing else is removed.
+        #[test]
+        fn accepted_texts_hold_no_forbidden_character(text in "(\\PC|\\p{Cc}|\\p{Cf}|[\u{200b}-\u{206f}])*") {
+            let frame = serde_json::json!({"type": "send", "room": "a", "text": text});
+            match parse(&frame.to_string(), 1 << 20) {
+                Ok(ClientFrame::Send { text: sent, .. }) => {
+                    proptest::prop_assert!(!sent.chars().any(|c| text::is_refused(c) || text::is_stripped(c)));
+                    let kept: String = text.chars().filter(|&c| !text::is_stripped(c)).collect();
+                    proptest::prop_assert_eq!(sent, kept);
+                }
+                Ok(other) => proptest::prop_assert!(false, "not a send: {:?}", other),
+                Err(err) => {
+                    proptest::prop_assert_eq!(err.code, ErrorCode::InvalidText);
+                    proptest::prop_assert!(text.chars().any(text::is_refused));
+                }
+            }
+        }
     }
 }

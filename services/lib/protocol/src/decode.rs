@@ -2,12 +2,16 @@
 //! is a stable, machine-readable string: it becomes a dead letter's `reason` and a metric
 //! label, so changing one is a breaking change.
 //!
-//! Checks run cheapest first: size, UTF-8, JSON syntax, object, version, fields, values,
-//! subject. The version is checked before the fields so that a future `v: 2` payload, whatever
-//! its shape, is reported as `unsupported_version`.
+//! Checks run cheapest first: size, UTF-8, JSON syntax (each key at most once per object),
+//! object, version, fields, values, subject. The version is checked before the fields so that
+//! a future `v: 2` payload, whatever its shape, is reported as `unsupported_version`.
+
+mod unique;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+
+pub use unique::{from_str_unique_keys, is_duplicate_key};
 
 use crate::subject::{self, MAX_TOKEN_BYTES};
 use crate::types::{ModerationRequest, PROTOCOL_VERSION, Priority};
@@ -52,6 +56,10 @@ pub enum DecodeError {
     /// The payload is not JSON.
     #[error("payload is not valid JSON: {0}")]
     MalformedJson(String),
+    /// The payload repeats a key in an object: readers that keep the first and readers
+    /// that keep the last would disagree about what it says.
+    #[error("payload is not valid JSON for the contract: {0}")]
+    DuplicateKey(String),
     /// The payload is JSON but not an object.
     #[error("payload is JSON but not an object")]
     NotAnObject,
@@ -103,6 +111,7 @@ impl DecodeError {
         "oversized",
         "invalid_utf8",
         "malformed_json",
+        "duplicate_key",
         "not_an_object",
         "unsupported_version",
         "missing_field",
@@ -126,6 +135,7 @@ impl DecodeError {
             DecodeError::Oversized { .. } => "oversized",
             DecodeError::InvalidUtf8 { .. } => "invalid_utf8",
             DecodeError::MalformedJson(_) => "malformed_json",
+            DecodeError::DuplicateKey(_) => "duplicate_key",
             DecodeError::NotAnObject => "not_an_object",
             DecodeError::UnsupportedVersion(_) => "unsupported_version",
             DecodeError::MissingField(_) => "missing_field",
@@ -266,8 +276,13 @@ fn versioned_object(payload: &[u8], max_bytes: usize) -> Result<Map<String, Valu
     let text = std::str::from_utf8(payload).map_err(|err| DecodeError::InvalidUtf8 {
         valid_up_to: err.valid_up_to(),
     })?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|err| DecodeError::MalformedJson(err.to_string()))?;
+    let value = from_str_unique_keys(text).map_err(|err| {
+        if is_duplicate_key(&err) {
+            DecodeError::DuplicateKey(err.to_string())
+        } else {
+            DecodeError::MalformedJson(err.to_string())
+        }
+    })?;
     let Value::Object(object) = value else {
         return Err(DecodeError::NotAnObject);
     };

@@ -18,7 +18,7 @@ mod types;
 
 pub use decode::{
     DEFAULT_MAX_REQUEST_BYTES, DecodeError, Limits, MAX_SENDER_CHARS, decode_request,
-    decode_request_body, decode_versioned, validate,
+    decode_request_body, decode_versioned, from_str_unique_keys, is_duplicate_key, validate,
 };
 pub use types::{
     Action, DeadLetter, ModelRef, ModerationRequest, PROTOCOL_VERSION, Priority, Verdict,
