@@ -49,6 +49,55 @@ pub struct Config {
     /// close code 1013 (try again later).
     #[arg(long, env = "OFFPATH_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Open TCP connections on the public port, counted from accept to close (half-sent
+    /// requests and websockets alike); past it a new socket is closed at once (counted as
+    /// `max_sockets`). Keep it below the process's file-descriptor limit (`ulimit -n`)
+    /// minus what NATS and the operator port need.
+    #[arg(long, env = "OFFPATH_MAX_SOCKETS", default_value_t = defaults::MAX_SOCKETS)]
+    pub max_sockets: usize,
+    /// Open websocket connections one client address may hold; one more gets an error frame
+    /// and close code 1013.
+    #[arg(long, env = "OFFPATH_MAX_CONNECTIONS_PER_IP", default_value_t = defaults::MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
+    /// Open websocket connections one user may hold; one more gets an error frame and
+    /// close code 1013.
+    #[arg(long, env = "OFFPATH_MAX_CONNECTIONS_PER_USER", default_value_t = defaults::MAX_CONNECTIONS_PER_USER)]
+    pub max_connections_per_user: usize,
+    /// Header that carries the client's address when a proxy is in front (e.g.
+    /// `X-Forwarded-For`; its last address, the one the proxy added, is used). Set it only
+    /// behind a proxy that sets it: otherwise any client can claim any address. Unset: the
+    /// socket's peer address.
+    #[arg(long, env = "OFFPATH_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+    /// Time a client has to send a request's headers; a slower one is disconnected
+    /// (counted as `header_timeout`).
+    #[arg(long, env = "OFFPATH_HEADER_TIMEOUT_MS", default_value_t = defaults::HEADER_TIMEOUT_MS)]
+    pub header_timeout_ms: u64,
+    /// Time from accept to a websocket upgrade (or the end of plain HTTP requests on one
+    /// connection); past it the connection is closed (counted as `handshake_timeout`).
+    #[arg(long, env = "OFFPATH_HANDSHAKE_TIMEOUT_MS", default_value_t = defaults::HANDSHAKE_TIMEOUT_MS)]
+    pub handshake_timeout_ms: u64,
+    /// Interval between the gateway's websocket pings.
+    #[arg(long, env = "OFFPATH_PING_INTERVAL_MS", default_value_t = defaults::PING_INTERVAL_MS)]
+    pub ping_interval_ms: u64,
+    /// A websocket that sends no frame at all (pongs included) for this long is closed
+    /// (1001 `idle_timeout`). Longer than `--ping-interval-ms`, so a live client's pongs
+    /// keep it open.
+    #[arg(long, env = "OFFPATH_IDLE_TIMEOUT_MS", default_value_t = defaults::IDLE_TIMEOUT_MS)]
+    pub idle_timeout_ms: u64,
+    /// Frames of any kind (join, leave, send, invalid, binary, ping, pong) one connection
+    /// may send per second (token bucket refill rate; never below `--rate-per-second`);
+    /// `send` frames also take a token of `--rate-per-second`.
+    #[arg(long, env = "OFFPATH_FRAME_RATE_PER_SECOND", default_value_t = defaults::FRAME_RATE_PER_SECOND)]
+    pub frame_rate_per_second: f64,
+    /// Burst of frames one connection may send at once (token bucket size; never below
+    /// `--rate-burst`).
+    #[arg(long, env = "OFFPATH_FRAME_BURST", default_value_t = defaults::FRAME_BURST)]
+    pub frame_burst: f64,
+    /// Frames refused in a row for the frame rate after which the connection is closed
+    /// (1008 `flood`). Only the first of a run gets an error frame.
+    #[arg(long, env = "OFFPATH_FLOOD_CLOSE_AFTER", default_value_t = defaults::FLOOD_CLOSE_AFTER)]
+    pub flood_close_after: u32,
     /// Frames queued for one connection; a client that falls this far behind is
     /// disconnected (close code 1008) instead of slowing its rooms down.
     #[arg(long, env = "OFFPATH_SEND_QUEUE", default_value_t = defaults::SEND_QUEUE)]
@@ -120,6 +169,26 @@ pub(crate) mod defaults {
     pub(crate) const MAX_ROOMS_PER_CONNECTION: usize = 32;
     /// `--max-connections`.
     pub(crate) const MAX_CONNECTIONS: usize = 10_000;
+    /// `--max-sockets`: the connections plus room for page loads and handshakes.
+    pub(crate) const MAX_SOCKETS: usize = 12_000;
+    /// `--max-connections-per-ip`: a household or office behind one NAT.
+    pub(crate) const MAX_CONNECTIONS_PER_IP: usize = 64;
+    /// `--max-connections-per-user`: a few devices and tabs.
+    pub(crate) const MAX_CONNECTIONS_PER_USER: usize = 16;
+    /// `--header-timeout-ms`.
+    pub(crate) const HEADER_TIMEOUT_MS: u64 = 10_000;
+    /// `--handshake-timeout-ms`.
+    pub(crate) const HANDSHAKE_TIMEOUT_MS: u64 = 30_000;
+    /// `--ping-interval-ms`.
+    pub(crate) const PING_INTERVAL_MS: u64 = 20_000;
+    /// `--idle-timeout-ms`: three missed pings.
+    pub(crate) const IDLE_TIMEOUT_MS: u64 = 60_000;
+    /// `--frame-rate-per-second`.
+    pub(crate) const FRAME_RATE_PER_SECOND: f64 = 50.0;
+    /// `--frame-burst`.
+    pub(crate) const FRAME_BURST: f64 = 100.0;
+    /// `--flood-close-after`.
+    pub(crate) const FLOOD_CLOSE_AFTER: u32 = 100;
     /// `--send-queue`.
     pub(crate) const SEND_QUEUE: usize = 256;
     /// `--outbox-capacity`.
@@ -158,6 +227,17 @@ impl Default for Config {
             rate_burst: defaults::RATE_BURST,
             max_rooms_per_connection: defaults::MAX_ROOMS_PER_CONNECTION,
             max_connections: defaults::MAX_CONNECTIONS,
+            max_sockets: defaults::MAX_SOCKETS,
+            max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
+            max_connections_per_user: defaults::MAX_CONNECTIONS_PER_USER,
+            client_ip_header: None,
+            header_timeout_ms: defaults::HEADER_TIMEOUT_MS,
+            handshake_timeout_ms: defaults::HANDSHAKE_TIMEOUT_MS,
+            ping_interval_ms: defaults::PING_INTERVAL_MS,
+            idle_timeout_ms: defaults::IDLE_TIMEOUT_MS,
+            frame_rate_per_second: defaults::FRAME_RATE_PER_SECOND,
+            frame_burst: defaults::FRAME_BURST,
+            flood_close_after: defaults::FLOOD_CLOSE_AFTER,
             send_queue: defaults::SEND_QUEUE,
             outbox_capacity: defaults::OUTBOX_CAPACITY,
             outbox_in_flight: defaults::OUTBOX_IN_FLIGHT,
@@ -222,10 +302,43 @@ impl Config {
                 problems.push(format!("{name} must be at least 1"));
             }
         }
+        self.validate_client_limits(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems.join("; "))
+        }
+    }
+
+    /// The limits on what one client may hold or send (sockets, timeouts, frame rate).
+    fn validate_client_limits(&self, problems: &mut Vec<String>) {
+        for (name, value) in [
+            ("--max-sockets", self.max_sockets),
+            ("--max-connections-per-ip", self.max_connections_per_ip),
+            ("--max-connections-per-user", self.max_connections_per_user),
+            ("--header-timeout-ms", self.header_timeout_ms as usize),
+            ("--ping-interval-ms", self.ping_interval_ms as usize),
+            ("--flood-close-after", self.flood_close_after as usize),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        }
+        if self.handshake_timeout_ms < self.header_timeout_ms {
+            problems.push("--handshake-timeout-ms must be at least --header-timeout-ms".into());
+        }
+        if self.idle_timeout_ms <= self.ping_interval_ms {
+            problems.push("--idle-timeout-ms must exceed --ping-interval-ms".into());
+        }
+        if !(self.frame_rate_per_second > 0.0 && self.frame_burst >= 1.0) {
+            problems.push("--frame-rate-per-second must be > 0 and --frame-burst >= 1".into());
+        }
+        if let Some(header) = &self.client_ip_header
+            && axum::http::HeaderName::try_from(header.as_str()).is_err()
+        {
+            problems.push(format!(
+                "--client-ip-header {header:?} is not a header name"
+            ));
         }
     }
 

@@ -65,23 +65,31 @@ pub(crate) async fn serve<S, R, E>(
     E: std::fmt::Display,
 {
     let close = rx.close.clone();
+    let config = hub.config();
+    let now = Instant::now();
     let reader = Reader {
         hub: Arc::clone(&hub),
         peer: Arc::clone(&peer),
         rooms: HashSet::new(),
-        bucket: TokenBucket::new(
-            hub.config().rate_per_second,
-            hub.config().rate_burst,
-            Instant::now(),
+        bucket: TokenBucket::new(config.rate_per_second, config.rate_burst, now),
+        // Never tighter than the send limit: a client sending at its allowed message rate
+        // must not be refused for the frames that carry the messages.
+        frames: TokenBucket::new(
+            config.frame_rate_per_second.max(config.rate_per_second),
+            config.frame_burst.max(config.rate_burst),
+            now,
         ),
+        refused_in_a_row: 0,
     };
+    let idle = Duration::from_millis(config.idle_timeout_ms);
+    let ping_every = Duration::from_millis(config.ping_interval_ms);
     let read = async {
-        let rooms = reader.run(stream, close).await;
+        let rooms = reader.run(stream, close, idle).await;
         peer.close_with(Close::GONE);
         rooms
     };
     let write = async {
-        write(rx, sink).await;
+        write(rx, sink, ping_every).await;
         peer.close_with(Close::GONE);
     };
     // Each side ends the other: the reader when the client goes, the writer when the
@@ -99,7 +107,12 @@ struct Reader {
     hub: Arc<Hub>,
     peer: Arc<Peer>,
     rooms: HashSet<String>,
+    /// `send` frames (`--rate-per-second`).
     bucket: TokenBucket,
+    /// Every frame (`--frame-rate-per-second`).
+    frames: TokenBucket,
+    /// Frames refused by `frames` since the last one it let through.
+    refused_in_a_row: u32,
 }
 
 impl Reader {
@@ -107,40 +120,44 @@ impl Reader {
         mut self,
         mut stream: R,
         mut close: tokio::sync::watch::Receiver<Option<Close>>,
+        idle: Duration,
     ) -> HashSet<String>
     where
         R: Stream<Item = Result<Message, E>> + Unpin,
         E: std::fmt::Display,
     {
         loop {
+            // Any frame, a pong to the writer's ping included, proves the client is there.
             let next = tokio::select! {
                 _ = closing(&mut close) => return self.rooms,
                 next = stream.next() => next,
-            };
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(err)) => {
-                    let text = err.to_string();
-                    if text.contains("too long") || text.contains("too big") {
-                        self.peer.close_with(Close {
-                            code: 1009,
-                            reason: "frame_too_large",
-                        });
-                    }
-                    tracing::debug!(peer = self.peer.id, "websocket read: {text}");
+                () = tokio::time::sleep(idle) => {
+                    self.peer.close_with(Close::IDLE);
                     return self.rooms;
                 }
-                None => return self.rooms,
+            };
+            let message = match next {
+                Some(Ok(Message::Close(_))) | None => return self.rooms,
+                Some(Ok(message)) => message,
+                Some(Err(err)) => {
+                    self.read_failed(&err.to_string());
+                    return self.rooms;
+                }
             };
             let received = Instant::now();
+            if !self.charge(received) {
+                if self.peer.is_closed() {
+                    return self.rooms;
+                }
+                continue;
+            }
             let result = match message {
                 Message::Text(text) => self.handle(&text, received).await,
                 Message::Binary(_) => Err(FrameError::new(
                     ErrorCode::BinaryFrame,
                     "binary frames are not part of the protocol; send JSON text",
                 )),
-                Message::Close(_) => return self.rooms,
-                Message::Ping(_) | Message::Pong(_) => Ok(()),
+                Message::Close(_) | Message::Ping(_) | Message::Pong(_) => Ok(()),
             };
             if let Err(error) = result {
                 metrics::counter!(m::FRAME_ERRORS, "code" => error.code.as_str()).increment(1);
@@ -149,9 +166,52 @@ impl Reader {
         }
     }
 
+    /// A read error: an oversized message closes with 1009; anything else just ends.
+    fn read_failed(&self, text: &str) {
+        if text.contains("too long") || text.contains("too big") {
+            self.peer.close_with(Close {
+                code: 1009,
+                reason: "frame_too_large",
+            });
+        }
+        tracing::debug!(peer = self.peer.id, "websocket read: {text}");
+    }
+
+    /// Charges a frame of any kind to the frame rate. A refused frame is counted; the
+    /// first of a run gets an error frame (one per run: an error per frame would let the
+    /// client fill its own send queue at our expense); a run past `--flood-close-after`
+    /// closes the connection (1008 `flood`). Returns whether the frame may be handled.
+    fn charge(&mut self, received: Instant) -> bool {
+        if self.frames.take(received) {
+            self.refused_in_a_row = 0;
+            return true;
+        }
+        self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
+        metrics::counter!(m::FRAMES_LIMITED).increment(1);
+        let config = self.hub.config();
+        if self.refused_in_a_row == 1 {
+            let error = FrameError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {} frames per second (bursts of {}); frames are dropped until \
+                     the rate falls, and a connection that keeps on is closed",
+                    config.frame_rate_per_second.max(config.rate_per_second),
+                    config.frame_burst.max(config.rate_burst)
+                ),
+            );
+            metrics::counter!(m::FRAME_ERRORS, "code" => error.code.as_str()).increment(1);
+            self.peer.push(&ServerFrame::error(&error).encode());
+        }
+        if self.refused_in_a_row > config.flood_close_after {
+            self.peer.close_with(Close::FLOOD);
+        }
+        false
+    }
+
     async fn handle(&mut self, text: &Utf8Bytes, received: Instant) -> Result<(), FrameError> {
         match frames::parse(text, self.hub.config().max_text_bytes)? {
             ClientFrame::Join { room } => {
+                // (room claims: the identity check on `join` goes here, before any state.)
                 if !self.rooms.contains(&room) {
                     let max = self.hub.config().max_rooms_per_connection;
                     if self.rooms.len() >= max {
@@ -204,29 +264,32 @@ impl Reader {
     }
 }
 
-/// Writes queued frames until the connection closes, then (briefly) the rest of the queue
-/// and a close frame.
-async fn write<S>(mut rx: PeerReceiver, mut sink: S)
+/// Writes queued frames until the connection closes, pinging every `ping_every`, then
+/// (briefly) the rest of the queue and a close frame.
+async fn write<S>(mut rx: PeerReceiver, mut sink: S, ping_every: Duration)
 where
     S: Sink<Message> + Unpin,
 {
+    let start = tokio::time::Instant::now() + ping_every;
+    let mut ping = tokio::time::interval_at(start, ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let close = loop {
-        tokio::select! {
+        let message = tokio::select! {
             biased;
             close = closing(&mut rx.close) => break close,
             frame = rx.frames.recv() => match frame {
-                Some(frame) => {
-                    // A send blocked on a full socket is abandoned when the close signal
-                    // comes (the select above), so a stuck client cannot hold this task.
-                    let send = sink.send(Message::Text(frame));
-                    let mut signal = rx.close.clone();
-                    tokio::select! {
-                        result = send => if result.is_err() { return },
-                        close = closing(&mut signal) => break close,
-                    }
-                }
+                Some(frame) => Message::Text(frame),
                 None => return,
             },
+            _ = ping.tick() => Message::Ping(Default::default()),
+        };
+        // A send blocked on a full socket is abandoned when the close signal comes, so a
+        // stuck client cannot hold this task.
+        let send = sink.send(message);
+        let mut signal = rx.close.clone();
+        tokio::select! {
+            result = send => if result.is_err() { return },
+            close = closing(&mut signal) => break close,
         }
     };
     let Some(close) = close else { return };

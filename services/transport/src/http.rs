@@ -1,13 +1,14 @@
 //! HTTP: the public side (`/ws`, and `/`: a small chat page) and what `/readyz` says on
 //! the operator's port (the endpoints themselves are `offpath-ops`'s).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -15,11 +16,12 @@ use futures::StreamExt;
 use offpath_ops::Readiness;
 
 use crate::auth::Authenticator;
+use crate::caps::{self, Caps, Slot};
 use crate::connection;
 use crate::frames::{ErrorCode, FrameError, ServerFrame};
 use crate::hub::Hub;
 use crate::metrics as m;
-use crate::peer::Close;
+use crate::peer::{Close, Peer, PeerReceiver};
 
 /// Websocket read buffer per connection.
 const READ_BUFFER_BYTES: usize = 4096;
@@ -37,6 +39,8 @@ pub(crate) struct App {
     pub(crate) client: async_nats::Client,
     /// Whether the verdict consumer is bound (for `/readyz`).
     pub(crate) verdicts: Arc<crate::verdicts::Binding>,
+    /// Open websockets per client address and per user.
+    pub(crate) caps: Arc<Caps>,
 }
 
 /// The public router: `/ws` and `/`.
@@ -49,10 +53,13 @@ pub(crate) fn public(app: App) -> Router {
 
 async fn upgrade(
     State(app): State<App>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     uri: Uri,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let header = app.hub.config().client_ip_header.as_deref();
+    let ip = caps::client_ip(&headers, header, remote.ip());
     let user = match app.auth.authenticate(&uri, &headers) {
         Ok(user) => user,
         Err(err) => {
@@ -67,43 +74,61 @@ async fn upgrade(
         // 128 KiB default that was a quarter of the gateway's CPU (perf, 500 clients).
         // Chat frames are small; a larger frame is read in several chunks.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| connected(app, user, socket))
+        .on_upgrade(move |socket| connected(app, user, ip, socket))
 }
 
-async fn connected(app: App, user: Arc<str>, mut socket: WebSocket) {
-    let refusal = if app.stopping.load(Ordering::Relaxed) {
-        Some((
-            ErrorCode::ShuttingDown,
-            Close::SHUTDOWN,
-            "the gateway is shutting down",
-        ))
-    } else {
-        None
-    };
-    let registered = match refusal {
-        None => app.hub.register(user),
-        Some(_) => None,
-    };
-    let Some((peer, rx)) = registered else {
-        let (code, close, message) = refusal.unwrap_or((
-            ErrorCode::TooManyConnections,
-            Close::FULL,
-            "the gateway is at its connection limit; try again later",
-        ));
-        let frame = ServerFrame::error(&FrameError::new(code, message)).encode();
-        let refuse = async {
-            let _ = socket.send(Message::Text(frame)).await;
-            let close = CloseFrame {
-                code: close.code,
-                reason: close.reason.into(),
+async fn connected(app: App, user: Arc<str>, ip: IpAddr, mut socket: WebSocket) {
+    let (peer, rx, _slot) = match admit(&app, user, ip) {
+        Ok(admitted) => admitted,
+        Err((code, close, message)) => {
+            let frame = ServerFrame::error(&FrameError::new(code, message)).encode();
+            let refuse = async {
+                let _ = socket.send(Message::Text(frame)).await;
+                let close = CloseFrame {
+                    code: close.code,
+                    reason: close.reason.into(),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
             };
-            let _ = socket.send(Message::Close(Some(close))).await;
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
-        return;
+            let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
+            return;
+        }
     };
     let (sink, stream) = socket.split();
     connection::serve(app.hub, peer, rx, sink, stream).await;
+}
+
+/// Why a websocket is refused: its error code, close code and message.
+type Refusal = (ErrorCode, Close, &'static str);
+
+/// Registers a new websocket within the caps (per address, per user, then the gateway's),
+/// or says why not. The [`Slot`] is held for the connection's life.
+fn admit(
+    app: &App,
+    user: Arc<str>,
+    ip: IpAddr,
+) -> Result<(Arc<Peer>, PeerReceiver, Slot), Refusal> {
+    if app.stopping.load(Ordering::Relaxed) {
+        return Err((
+            ErrorCode::ShuttingDown,
+            Close::SHUTDOWN,
+            "the gateway is shutting down",
+        ));
+    }
+    let slot = app.caps.admit(ip, &user).map_err(|close| {
+        let message = if close == Close::PER_IP {
+            "this address holds as many connections as it may; close one first"
+        } else {
+            "this user holds as many connections as it may; close one first"
+        };
+        (ErrorCode::TooManyConnections, close, message)
+    })?;
+    let (peer, rx) = app.hub.register(user).ok_or((
+        ErrorCode::TooManyConnections,
+        Close::FULL,
+        "the gateway is at its connection limit; try again later",
+    ))?;
+    Ok((peer, rx, slot))
 }
 
 /// What `/readyz` answers: ready unless shutting down or the verdict consumer is unbound

@@ -20,6 +20,7 @@ mod background;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
+mod caps;
 mod config;
 mod connection;
 #[doc(hidden)]
@@ -30,14 +31,14 @@ mod inline;
 mod metrics;
 mod outbox;
 mod peer;
+mod public;
 mod verdicts;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -83,6 +84,10 @@ pub async fn run(
     // Bounded: the requests the gateway holds while NATS is slow or down (see the flag).
     let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
     let admission = hub::Admission::new(config.moderation, &client);
+    let caps = caps::Caps::new(
+        config.max_connections_per_ip,
+        config.max_connections_per_user,
+    );
     let hub = hub::Hub::new(config, outbox_tx, admission);
     let background = background::Background::start(&hub, &client, outbox_rx);
     let app = http::App {
@@ -91,6 +96,7 @@ pub async fn run(
         stopping: Arc::new(AtomicBool::new(false)),
         client,
         verdicts: Arc::clone(&background.binding),
+        caps,
     };
     let ready = app.clone();
     let operator =
@@ -102,37 +108,12 @@ pub async fn run(
         instance = %hub.config().instance,
         "transport ready: websocket at /ws"
     );
-    serve_public(listeners.public, app, shutdown).await?;
+    public::serve(listeners.public, app, shutdown).await?;
     wait_closed(&hub).await;
     background.stop().await;
     let _ = operator.stop().await;
     info!("transport stopped");
     Ok(())
-}
-
-/// Serves chat clients until `shutdown` completes; then refuses new connections and
-/// closes every socket with a going-away frame.
-async fn serve_public(
-    listener: TcpListener,
-    app: http::App,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let stopping = Arc::clone(&app.stopping);
-    let closing = Arc::clone(&app.hub);
-    // Chat frames are small and latency matters: no Nagle delay on client sockets.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            warn!("TCP_NODELAY: {err}");
-        }
-    });
-    axum::serve(listener, http::public(app))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            info!("shutting down: closing sockets, then flushing the outbox");
-            stopping.store(true, Ordering::Relaxed);
-            closing.close_all();
-        })
-        .await
 }
 
 /// Waits (up to [`CLOSE_WAIT`]) for every connection to take its going-away frame.

@@ -26,6 +26,19 @@ pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
 
 /// Open websocket connections.
 pub(crate) const CONNECTIONS: &str = "offpath_transport_connections";
+/// Open TCP connections on the public port, from accept to close (websockets, requests
+/// being read, handshakes).
+pub(crate) const SOCKETS: &str = "offpath_transport_sockets";
+/// Sockets closed by the gateway before they became a websocket, by `reason` (one of
+/// [`SOCKET_REASONS`]).
+pub(crate) const SOCKETS_CLOSED: &str = "offpath_transport_sockets_closed_total";
+/// Every `reason` of [`SOCKETS_CLOSED`]: past `--max-sockets`, headers not read within
+/// `--header-timeout-ms`, no upgrade within `--handshake-timeout-ms`.
+pub(crate) const SOCKET_REASONS: &[&str] = &["max_sockets", "header_timeout", "handshake_timeout"];
+/// Failed `accept` calls on the public port (e.g. out of file descriptors).
+pub(crate) const ACCEPT_ERRORS: &str = "offpath_transport_accept_errors_total";
+/// Client frames refused for the per-connection frame rate (`--frame-rate-per-second`).
+pub(crate) const FRAMES_LIMITED: &str = "offpath_transport_frames_limited_total";
 /// Connections refused or closed by the gateway, by `reason` (one of
 /// [`DISCONNECT_REASONS`]).
 pub(crate) const DISCONNECTS: &str = "offpath_transport_disconnects_total";
@@ -35,6 +48,10 @@ pub(crate) const DISCONNECT_REASONS: &[&str] = &[
     Close::FULL.reason,
     Close::SLOW.reason,
     Close::SHUTDOWN.reason,
+    Close::PER_IP.reason,
+    Close::PER_USER.reason,
+    Close::IDLE.reason,
+    Close::FLOOD.reason,
 ];
 /// Messages accepted from clients.
 pub(crate) const MESSAGES: &str = "offpath_transport_messages_total";
@@ -100,6 +117,16 @@ pub(crate) const LAST_VERDICT: &str = "offpath_transport_last_verdict_timestamp_
 pub(crate) fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(CONNECTIONS, "Open websocket connections");
+    describe_gauge!(SOCKETS, "Open TCP connections on the public port");
+    describe_counter!(
+        SOCKETS_CLOSED,
+        "Sockets closed by the gateway before a websocket upgrade, by reason"
+    );
+    describe_counter!(ACCEPT_ERRORS, "Failed accepts on the public port");
+    describe_counter!(
+        FRAMES_LIMITED,
+        "Client frames refused for the per-connection frame rate"
+    );
     describe_counter!(
         DISCONNECTS,
         "Connections refused or closed by the gateway, by reason"
@@ -174,9 +201,12 @@ pub(crate) fn register() {
             SLOW_CLIENTS,
             FAIL_CLOSED_RETRACTS,
             VERDICTS_SHARED,
+            ACCEPT_ERRORS,
+            FRAMES_LIMITED,
         ],
         labelled: &[
             (DISCONNECTS, "reason", DISCONNECT_REASONS),
+            (SOCKETS_CLOSED, "reason", SOCKET_REASONS),
             (FRAME_ERRORS, "code", &codes),
             (OUTBOX_SHED, "reason", SHED_REASONS),
             (VERDICTS, "action", ACTIONS),
@@ -187,6 +217,7 @@ pub(crate) fn register() {
         ],
         gauges: &[
             CONNECTIONS,
+            SOCKETS,
             OUTBOX_DEPTH,
             HELD,
             VERDICTS_BOUND,

@@ -35,6 +35,26 @@ impl Close {
         code: 1013,
         reason: "max_connections",
     };
+    /// The client's address holds `--max-connections-per-ip` already (1013).
+    pub(crate) const PER_IP: Close = Close {
+        code: 1013,
+        reason: "max_connections_per_ip",
+    };
+    /// The user holds `--max-connections-per-user` already (1013).
+    pub(crate) const PER_USER: Close = Close {
+        code: 1013,
+        reason: "max_connections_per_user",
+    };
+    /// No frame from the client for `--idle-timeout-ms` (1001, going away).
+    pub(crate) const IDLE: Close = Close {
+        code: 1001,
+        reason: "idle_timeout",
+    };
+    /// The client kept sending past its frame rate (1008, policy violation).
+    pub(crate) const FLOOD: Close = Close {
+        code: 1008,
+        reason: "flood",
+    };
     /// The client closed or the socket failed: nothing to tell it.
     pub(crate) const GONE: Close = Close {
         code: 1000,
