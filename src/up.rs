@@ -175,6 +175,10 @@ fn transport_command(args: &UpArgs, url: &str, listen: SocketAddr, ops: SocketAd
     ];
     flags.extend(args.streams.flags());
     flags.extend(args.transport_flags());
+    // A local stack is for development: `?user=` identity unless given token keys.
+    if !offpath_transport::wants_tokens(&args.transport_flags()) {
+        flags.push("--insecure-dev-identity".to_string());
+    }
     flags
 }
 

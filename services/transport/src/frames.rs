@@ -63,6 +63,8 @@ pub enum ErrorCode {
     NotAMember,
     /// A join past the per-connection room limit.
     TooManyRooms,
+    /// A `join` to a room the connection's token does not allow (its `rooms` claim).
+    ForbiddenRoom,
     /// Sending faster than the per-connection rate limit.
     RateLimited,
     /// The gateway is at its connection limit.
@@ -73,7 +75,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and metric pre-registration.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidJson,
         ErrorCode::BinaryFrame,
         ErrorCode::MissingType,
@@ -84,6 +86,7 @@ impl ErrorCode {
         ErrorCode::InvalidClientMsgId,
         ErrorCode::NotAMember,
         ErrorCode::TooManyRooms,
+        ErrorCode::ForbiddenRoom,
         ErrorCode::RateLimited,
         ErrorCode::TooManyConnections,
         ErrorCode::ShuttingDown,
@@ -102,6 +105,7 @@ impl ErrorCode {
             ErrorCode::InvalidClientMsgId => "invalid_client_msg_id",
             ErrorCode::NotAMember => "not_a_member",
             ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::ForbiddenRoom => "forbidden_room",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ShuttingDown => "shutting_down",

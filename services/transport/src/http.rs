@@ -14,7 +14,7 @@ use axum::routing::get;
 use futures::StreamExt;
 use offpath_ops::Readiness;
 
-use crate::auth::Authenticator;
+use crate::auth::{self, Authenticator, Identity, origin};
 use crate::connection;
 use crate::frames::{ErrorCode, FrameError, ServerFrame};
 use crate::hub::Hub;
@@ -41,6 +41,7 @@ pub(crate) struct App {
 
 /// The public router: `/ws` and `/`.
 pub(crate) fn public(app: App) -> Router {
+    auth::announce(app.auth.as_ref());
     Router::new()
         .route("/ws", get(upgrade))
         .route("/", get(|| async { Html(include_str!("index.html")) }))
@@ -53,12 +54,9 @@ async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let user = match app.auth.authenticate(&uri, &headers) {
-        Ok(user) => user,
-        Err(err) => {
-            metrics::counter!(m::DISCONNECTS, "reason" => "unauthenticated").increment(1);
-            return (StatusCode::UNAUTHORIZED, format!("{err}\n")).into_response();
-        }
+    let identity = match admit(&app, &uri, &headers) {
+        Ok(identity) => identity,
+        Err(refusal) => return refusal,
     };
     let max = app.hub.config().max_frame_bytes;
     ws.max_message_size(max)
@@ -67,10 +65,26 @@ async fn upgrade(
         // 128 KiB default that was a quarter of the gateway's CPU (perf, 500 clients).
         // Chat frames are small; a larger frame is read in several chunks.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| connected(app, user, socket))
+        .on_upgrade(move |socket| connected(app, identity, socket))
 }
 
-async fn connected(app: App, user: Arc<str>, mut socket: WebSocket) {
+/// The page's origin, then the credentials: an identity, or the HTTP refusal (403 for a
+/// foreign page, 401 for credentials), counted.
+#[allow(clippy::result_large_err)] // A `Response` is the error; it is built once, on refusal.
+fn admit(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Identity, Response> {
+    if let Err(err) = origin::check(headers, &app.hub.config().allowed_origins) {
+        metrics::counter!(m::DISCONNECTS, "reason" => "origin").increment(1);
+        tracing::debug!("refused: {err}");
+        return Err((StatusCode::FORBIDDEN, format!("{err}\n")).into_response());
+    }
+    app.auth.authenticate(uri, headers).map_err(|err| {
+        metrics::counter!(m::DISCONNECTS, "reason" => "unauthenticated").increment(1);
+        metrics::counter!(m::AUTH_REFUSALS, "reason" => err.reason()).increment(1);
+        (StatusCode::UNAUTHORIZED, format!("{err}\n")).into_response()
+    })
+}
+
+async fn connected(app: App, identity: Identity, mut socket: WebSocket) {
     let refusal = if app.stopping.load(Ordering::Relaxed) {
         Some((
             ErrorCode::ShuttingDown,
@@ -81,7 +95,7 @@ async fn connected(app: App, user: Arc<str>, mut socket: WebSocket) {
         None
     };
     let registered = match refusal {
-        None => app.hub.register(user),
+        None => app.hub.register(Arc::clone(&identity.user)),
         Some(_) => None,
     };
     let Some((peer, rx)) = registered else {
@@ -102,8 +116,9 @@ async fn connected(app: App, user: Arc<str>, mut socket: WebSocket) {
         let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
         return;
     };
+    let _expiry = auth::close_at_expiry(&peer, identity.expires_at);
     let (sink, stream) = socket.split();
-    connection::serve(app.hub, peer, rx, sink, stream).await;
+    connection::serve(app.hub, peer, rx, sink, stream, identity.rooms).await;
 }
 
 /// What `/readyz` answers: ready unless shutting down or the verdict consumer is unbound
