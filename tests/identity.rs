@@ -93,10 +93,8 @@ async fn a_cross_site_page_is_refused() {
         .expect("a client without Origin connects");
     let metrics = transport.metrics().await;
     let origin = r#"reason="origin""#;
-    assert_eq!(
-        scrape::metric(&metrics, "offpath_transport_disconnects_total", origin),
-        1.0
-    );
+    // At least: another test of this binary may refuse a page in the same process.
+    assert!(scrape::metric(&metrics, "offpath_transport_disconnects_total", origin) >= 1.0);
     transport.stop().await;
 }
 

@@ -56,7 +56,7 @@ async fn upgrade(
 ) -> Response {
     let identity = match admit(&app, &uri, &headers) {
         Ok(identity) => identity,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let max = app.hub.config().max_frame_bytes;
     ws.max_message_size(max)
@@ -70,17 +70,16 @@ async fn upgrade(
 
 /// The page's origin, then the credentials: an identity, or the HTTP refusal (403 for a
 /// foreign page, 401 for credentials), counted.
-#[allow(clippy::result_large_err)] // A `Response` is the error; it is built once, on refusal.
-fn admit(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Identity, Response> {
+fn admit(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Identity, (StatusCode, String)> {
     if let Err(err) = origin::check(headers, &app.hub.config().allowed_origins) {
         metrics::counter!(m::DISCONNECTS, "reason" => "origin").increment(1);
         tracing::debug!("refused: {err}");
-        return Err((StatusCode::FORBIDDEN, format!("{err}\n")).into_response());
+        return Err((StatusCode::FORBIDDEN, format!("{err}\n")));
     }
     app.auth.authenticate(uri, headers).map_err(|err| {
         metrics::counter!(m::DISCONNECTS, "reason" => "unauthenticated").increment(1);
         metrics::counter!(m::AUTH_REFUSALS, "reason" => err.reason()).increment(1);
-        (StatusCode::UNAUTHORIZED, format!("{err}\n")).into_response()
+        (StatusCode::UNAUTHORIZED, format!("{err}\n"))
     })
 }
 

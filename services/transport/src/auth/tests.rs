@@ -280,3 +280,13 @@ fn choosing_the_authenticator() {
         Some(IdentityError::Key(KeyError::Read { .. }))
     ));
 }
+
+/// `offpath up` gives its transport the development identity unless token keys are passed
+/// through. (Assumes no `OFFPATH_TOKEN_…` variable in the test's environment.)
+#[test]
+fn up_wants_tokens_only_when_given_keys() {
+    let flags = |list: &[&str]| list.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+    assert!(!wants_tokens(&flags(&["--tenant=acme"])));
+    assert!(wants_tokens(&flags(&["--token-hs256-file=/run/secret"])));
+    assert!(wants_tokens(&flags(&["--token-public-key-file", "k.pem"])));
+}
