@@ -24,6 +24,46 @@ const ED_OTHER_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
 MCowBQYDK2VwAyEAhP0eXzJtiubjl/+FSMdtGAkAUHaetH5kHvbRH8+5JZg=
 -----END PUBLIC KEY-----
 ";
+/// A test-only RSA key pair (`openssl genpkey -algorithm RSA`, 2048 bits; protects nothing).
+const RSA_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQCqPoBq60Fft1yD
+Nwyf3Wt9eqZLvSffCzNKxtrXCXPbGnDrjqvWg3WDPcMgGHr9b2rj8/jamchb5sro
+HQJ85qnk9+BZA5L5rHzndoSlqSZr0G/0yYvuvt8JSo6YyVXqKrh7J1/jf8KsA99V
+C9g86kNow/TRLsORacdcyxci+kqw8kcauusuU1wTZpj2bvGJsIPiNE0f3ZfELVVk
+qG91SD4kQ05QEycF0y72k/+vhQMMwNnjKkiD8GQqlb+8YHuFG5XaURZqWgTX0cuy
+AkErP5HYyLY5aIOovWpvXh60Df+WScomd91rFGfbXKa4Gr0YeeuEyZEyKwnQ5t7r
+QSa3gZxDAgMBAAECggEAAWj0JvmsK+SCcY2A54Y45YJeBCI4ky92eaMGxEWvmHqF
+q4E/V0PT+2obiVhXFMbJBWnyea8ZPg8tMMZANieQ0mQgCXW85pTRDFvL+O0CD8Iu
+4A+cqI7CDJF6CFd6MPGarYpwNCxpJQl7hW1+S2s1Rtitf5yg7jKC8vfh5NM5VTn/
+PCX952Sicbri3jxRY0zPiaItLZSkMrkgM5XBytdexv+r/6kHRPYmDR67Axs2sDis
+w2j5+U90k2lTQG2PkImZOsv+dmM4OeWMn1ADF3JMz7qUygiuhMQZ4TFwU6SwiBkH
+rNQ73Yj9spW4PMFMbr8t608H0QPfLCT20rm3X3lC4QKBgQDt0PLSZHfv8VwhEPsN
+/TcVXKIU4qtSXO1zHmKnzCQ8zK+ZDgFdCRmrFm0Hej2nqGCeSqeM/CkRvI7VzEjS
+dY9Yvb6HQdaVURX1BD0CV8BjtAIu36vRHRN21FUbfJqwjYs2IS6w5kPBPksbUV98
+yQGK/btq66HAyAGzCBeNJH+LPwKBgQC3QuMZcp2cepMWAOejv9ny/NjpXRDzRJWy
+cmFtzqbkVhf+vUddL5FL3o2aPlFrfUijJzvdzflesZ8LZb5BtDKSeij5KN5RJIhe
+hAx1ItCXaLuKA2jFd3sEDnAOrpBDV+Z3qlzxSF5sfmuB3hd2GPFLwAZcD/j/NGLU
+GltiOGZB/QKBgEZRTBstndESur0EOldukcT9OOeYBjQ6SfOJ/n3C/MwFcb59x6Vs
+tWxDG0XkvSo/vSHQzS4AuVwHNuy8lKO2IwaIRDfWHc7UxPtHn4p7y+UvKp4VgMY6
+JLE0I14XP94IXCtLMHUaANq4wph3PRa2kIA6ehopRhCskuQO9nfDXPsdAoGBAIzx
+4H/d6uJCU4WExKLoFtQPKzSv4y11/jv0RIKTgT/0BxhgstY0k2bqj7WlYDFvdcIl
+lqGMnNH7gfreEWmvEYYedgzLJdD6a/dlT793Oz53ymTnIllc/zurbvubvlBM9m/q
+kvjvU8/VmxGSojCuFkbQNRPxJOwCek/uxYHRJrRxAoGBAN9EwYlgz1dW6Rp7+NRm
+W7k6Mh0+bevJFA5kQ/hXdUzwOfXOIxr2NlMcWRAmMG+hVeJT8zAHxmiIlejnZwKg
+irt9deyCPGg7Ei6fIUso9RfHD1FYc/KxuJkMQmr1AqAbNSvDOBWCl0FCg2Wrt1fg
+s5tw3xg8dyonlrCfyFV3FJk6
+-----END PRIVATE KEY-----
+";
+const RSA_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAqj6AautBX7dcgzcMn91r
+fXqmS70n3wszSsba1wlz2xpw646r1oN1gz3DIBh6/W9q4/P42pnIW+bK6B0CfOap
+5PfgWQOS+ax853aEpakma9Bv9MmL7r7fCUqOmMlV6iq4eydf43/CrAPfVQvYPOpD
+aMP00S7DkWnHXMsXIvpKsPJHGrrrLlNcE2aY9m7xibCD4jRNH92XxC1VZKhvdUg+
+JENOUBMnBdMu9pP/r4UDDMDZ4ypIg/BkKpW/vGB7hRuV2lEWaloE19HLsgJBKz+R
+2Mi2OWiDqL1qb14etA3/lknKJnfdaxRn21ymuBq9GHnrhMmRMisJ0Obe60Emt4Gc
+QwIDAQAB
+-----END PUBLIC KEY-----
+";
 const SECRET: &[u8] = b"test-secret-of-at-least-32-bytes-long";
 const OTHER_SECRET: &[u8] = b"another-secret-of-at-least-32-bytes!!";
 
@@ -289,4 +329,21 @@ fn up_wants_tokens_only_when_given_keys() {
     assert!(!wants_tokens(&flags(&["--tenant=acme"])));
     assert!(wants_tokens(&flags(&["--token-hs256-file=/run/secret"])));
     assert!(wants_tokens(&flags(&["--token-public-key-file", "k.pem"])));
+}
+
+/// RS256 tokens verify against an RSA public key; the key type picks the algorithm, so an
+/// EdDSA token is refused by a gateway that has only the RSA key.
+#[test]
+fn rs256_tokens() {
+    let t = Tokens::new(None, None, Duration::ZERO)
+        .public_key_pem(RSA_PUBLIC.as_bytes(), "rsa.pem")
+        .unwrap();
+    let claims = json!({"sub": "erin", "exp": now() + 600});
+    let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
+    assert_eq!(&*t.verify(&token).unwrap().user, "erin");
+    assert_eq!(
+        t.verify(&eddsa(&claims)).unwrap_err(),
+        AuthError::UnknownAlgorithm
+    );
 }
