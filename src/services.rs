@@ -88,6 +88,9 @@ pub(crate) fn distinct_addrs(addrs: &[(&str, std::net::SocketAddr)]) -> anyhow::
 /// start: chat works, requests wait in the outbox.
 pub(crate) async fn transport(args: TransportArgs) -> anyhow::Result<()> {
     let config = transport_config(&args)?;
+    let secret = std::env::var(offpath_transport::SECRET_ENV).ok();
+    let auth = offpath_transport::authenticator(&config, secret.as_deref())
+        .map_err(|err| Usage(err.to_string()))?;
     let servers = server_addrs(&args.nats.nats_url)?;
     let client = async_nats::ConnectOptions::new()
         .name("offpath-transport")
@@ -131,7 +134,7 @@ pub(crate) async fn transport(args: TransportArgs) -> anyhow::Result<()> {
         config,
         client,
         offpath_transport::Listeners { public, operator },
-        std::sync::Arc::new(offpath_transport::QueryUser),
+        auth,
         shutdown_signal(),
     )
     .await?;

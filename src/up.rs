@@ -175,6 +175,11 @@ fn transport_command(args: &UpArgs, url: &str, listen: SocketAddr, ops: SocketAd
     ];
     flags.extend(args.streams.flags());
     flags.extend(args.transport_flags());
+    // A local stack is for development: `?user=` identity unless given token keys.
+    let dev = "--insecure-dev-identity";
+    if !offpath_transport::wants_tokens(&flags) && !flags.iter().any(|f| f.starts_with(dev)) {
+        flags.push(dev.to_string());
+    }
     flags
 }
 

@@ -202,6 +202,7 @@ async fn stream_max_bytes_is_set_by_topology_only() {
     let mut transport = Command::new(BIN)
         .args([
             "transport",
+            "--insecure-dev-identity",
             "--listen-addr=127.0.0.1:0",
             "--metrics-addr=127.0.0.1:0",
             "--nats-url",

@@ -45,6 +45,7 @@ fn an_old_nats_server_is_refused() {
         vec!["topology", "--nats-url", &url],
         vec![
             "transport",
+            "--insecure-dev-identity",
             "--listen-addr=127.0.0.1:0",
             "--metrics-addr=127.0.0.1:0",
             "--nats-url",

@@ -25,6 +25,7 @@ async fn half_sent_requests_cannot_take_the_last_file_descriptor() {
             r#"ulimit -n 64 && exec "$0" "$@""#,
             common::BIN,
             "transport",
+            "--insecure-dev-identity",
         ])
         .arg(format!("--listen-addr={public}"))
         .arg(format!("--metrics-addr={ops}"))

@@ -57,8 +57,22 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    /// Starts the transport against `server` with `config`.
+    /// Starts the transport against `server` with `config` (development identity).
     pub(crate) async fn start(server: &NatsServer, config: offpath_transport::Config) -> Self {
+        Self::start_with(
+            server,
+            config,
+            std::sync::Arc::new(offpath_transport::QueryUser),
+        )
+        .await
+    }
+
+    /// Starts the transport against `server` with `config` and the authenticator `auth`.
+    pub(crate) async fn start_with(
+        server: &NatsServer,
+        config: offpath_transport::Config,
+        auth: std::sync::Arc<dyn offpath_transport::Authenticator>,
+    ) -> Self {
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connect(server.url())
@@ -76,7 +90,7 @@ impl Transport {
             config,
             client,
             offpath_transport::Listeners { public, operator },
-            std::sync::Arc::new(offpath_transport::QueryUser),
+            auth,
             async {
                 let _ = rx.await;
             },
@@ -179,9 +193,15 @@ impl ChatClient {
     /// Connects to `addr` as `user`.
     pub(crate) async fn connect(addr: SocketAddr, user: &str) -> Self {
         let url = format!("ws://{addr}/ws?user={user}");
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-            .await
-            .expect("websocket connect");
+        Self::connect_with(url).await.expect("websocket connect")
+    }
+
+    /// Connects with `request` (a URL, or a request with headers such as `Origin` or
+    /// `Authorization`); the handshake error when the gateway refuses.
+    pub(crate) async fn connect_with(
+        request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         let (sink, mut stream) = ws.split();
         let (tx, frames) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -206,11 +226,11 @@ impl ChatClient {
                 }
             }
         });
-        Self {
+        Ok(Self {
             sink,
             frames,
             pending: Vec::new(),
-        }
+        })
     }
 
     /// Sends a JSON frame.

@@ -2,6 +2,7 @@
 
 mod room_policy;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -29,6 +30,37 @@ pub struct Config {
         hide_default_value = true
     )]
     pub instance: String,
+    /// Trust `?user=<name>` as the user's identity: anyone can connect as anyone. For local
+    /// development only (`offpath up` sets it unless given token keys); logged as a warning
+    /// at start. Without it the gateway needs token keys.
+    #[arg(long, env = "OFFPATH_INSECURE_DEV_IDENTITY")]
+    pub insecure_dev_identity: bool,
+    /// Files each holding an HS256 secret that verifies client tokens (at least 32 bytes;
+    /// trailing whitespace ignored); comma-separated, several at once while rotating. The
+    /// secret may also come in the `OFFPATH_TOKEN_HS256_SECRET` variable (never a flag:
+    /// `ps` shows flags).
+    #[arg(long, env = "OFFPATH_TOKEN_HS256_FILE", value_delimiter = ',')]
+    pub token_hs256_file: Vec<PathBuf>,
+    /// PEM files each holding a public key that verifies client tokens: Ed25519 (EdDSA) or
+    /// RSA (RS256); comma-separated, several at once while rotating.
+    #[arg(long, env = "OFFPATH_TOKEN_PUBLIC_KEY_FILE", value_delimiter = ',')]
+    pub token_public_key_file: Vec<PathBuf>,
+    /// The `iss` a client token must carry; unchecked when unset.
+    #[arg(long, env = "OFFPATH_TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
+    /// The `aud` a client token must carry (one of its values); unchecked when unset.
+    #[arg(long, env = "OFFPATH_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+    /// Clock skew allowed when checking a token's `exp` and `nbf`, in seconds; a connection
+    /// is closed this long after its token's `exp`.
+    #[arg(long, env = "OFFPATH_TOKEN_LEEWAY_SECS", default_value_t = defaults::TOKEN_LEEWAY_SECS)]
+    pub token_leeway_secs: u64,
+    /// Web pages allowed to open a socket, as browsers send them in `Origin`
+    /// (`https://chat.example.com`), comma-separated. Empty: only pages of the host the
+    /// request came to (same-origin). Requests without `Origin` (not from a browser page)
+    /// are not affected.
+    #[arg(long, env = "OFFPATH_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// Longest message text accepted, in bytes.
     #[arg(long, env = "OFFPATH_MAX_TEXT_BYTES", default_value_t = defaults::MAX_TEXT_BYTES)]
     pub max_text_bytes: usize,
@@ -157,6 +189,8 @@ pub(crate) mod defaults {
 
     /// `--tenant`.
     pub(crate) const TENANT: &str = "default";
+    /// `--token-leeway-secs`: enough for ordinary clock skew, short next to a token's life.
+    pub(crate) const TOKEN_LEEWAY_SECS: u64 = 30;
     /// `--max-text-bytes`.
     pub(crate) const MAX_TEXT_BYTES: usize = 4096;
     /// `--max-frame-bytes`.
@@ -221,6 +255,13 @@ impl Default for Config {
         Self {
             tenant: defaults::TENANT.to_string(),
             instance: String::new(),
+            insecure_dev_identity: false,
+            token_hs256_file: Vec::new(),
+            token_public_key_file: Vec::new(),
+            token_issuer: None,
+            token_audience: None,
+            token_leeway_secs: defaults::TOKEN_LEEWAY_SECS,
+            allowed_origins: Vec::new(),
             max_text_bytes: defaults::MAX_TEXT_BYTES,
             max_frame_bytes: defaults::MAX_FRAME_BYTES,
             rate_per_second: defaults::RATE_PER_SECOND,
@@ -284,6 +325,7 @@ impl Config {
                 self.instance
             ));
         }
+        crate::auth::validate_settings(self, &mut problems);
         if !(self.rate_per_second > 0.0 && self.rate_burst >= 1.0) {
             problems.push("--rate-per-second must be > 0 and --rate-burst >= 1".into());
         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
+use crate::auth::{self, RoomGrant};
 use crate::frames::{self, ClientFrame, ErrorCode, FrameError, ServerFrame};
 use crate::hub::Hub;
 use crate::metrics as m;
@@ -59,6 +60,7 @@ pub(crate) async fn serve<S, R, E>(
     rx: PeerReceiver,
     sink: S,
     stream: R,
+    allowed: RoomGrant,
 ) where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, E>> + Unpin,
@@ -71,6 +73,7 @@ pub(crate) async fn serve<S, R, E>(
         hub: Arc::clone(&hub),
         peer: Arc::clone(&peer),
         rooms: HashSet::new(),
+        allowed,
         bucket: TokenBucket::new(config.rate_per_second, config.rate_burst, now),
         // Never tighter than the send limit: a client sending at its allowed message rate
         // must not be refused for the frames that carry the messages.
@@ -107,6 +110,8 @@ struct Reader {
     hub: Arc<Hub>,
     peer: Arc<Peer>,
     rooms: HashSet<String>,
+    /// The rooms this connection's identity may join.
+    allowed: RoomGrant,
     /// `send` frames (`--rate-per-second`).
     bucket: TokenBucket,
     /// Every frame (`--frame-rate-per-second`).
@@ -211,7 +216,7 @@ impl Reader {
     async fn handle(&mut self, text: &Utf8Bytes, received: Instant) -> Result<(), FrameError> {
         match frames::parse(text, self.hub.config().max_text_bytes)? {
             ClientFrame::Join { room } => {
-                // (room claims: the identity check on `join` goes here, before any state.)
+                auth::check_join(&self.allowed, &room)?;
                 if !self.rooms.contains(&room) {
                     let max = self.hub.config().max_rooms_per_connection;
                     if self.rooms.len() >= max {

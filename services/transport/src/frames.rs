@@ -66,6 +66,8 @@ pub enum ErrorCode {
     NotAMember,
     /// A join past the per-connection room limit.
     TooManyRooms,
+    /// A `join` to a room the connection's token does not allow (its `rooms` claim).
+    ForbiddenRoom,
     /// Sending faster than the per-connection rate limit.
     RateLimited,
     /// The gateway is at its connection limit.
@@ -76,7 +78,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and metric pre-registration.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidJson,
         ErrorCode::BinaryFrame,
         ErrorCode::MissingType,
@@ -88,6 +90,7 @@ impl ErrorCode {
         ErrorCode::InvalidText,
         ErrorCode::NotAMember,
         ErrorCode::TooManyRooms,
+        ErrorCode::ForbiddenRoom,
         ErrorCode::RateLimited,
         ErrorCode::TooManyConnections,
         ErrorCode::ShuttingDown,
@@ -107,6 +110,7 @@ impl ErrorCode {
             ErrorCode::InvalidText => "invalid_text",
             ErrorCode::NotAMember => "not_a_member",
             ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::ForbiddenRoom => "forbidden_room",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ShuttingDown => "shutting_down",

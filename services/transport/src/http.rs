@@ -15,7 +15,7 @@ use axum::routing::get;
 use futures::StreamExt;
 use offpath_ops::Readiness;
 
-use crate::auth::Authenticator;
+use crate::auth::{self, Authenticator, Identity, origin};
 use crate::caps::{self, Caps, Slot};
 use crate::connection;
 use crate::frames::{ErrorCode, FrameError, ServerFrame};
@@ -45,6 +45,7 @@ pub(crate) struct App {
 
 /// The public router: `/ws` and `/`.
 pub(crate) fn public(app: App) -> Router {
+    auth::announce(app.auth.as_ref());
     Router::new()
         .route("/ws", get(upgrade))
         .route("/", get(|| async { Html(include_str!("index.html")) }))
@@ -60,12 +61,9 @@ async fn upgrade(
 ) -> Response {
     let header = app.hub.config().client_ip_header.as_deref();
     let ip = caps::client_ip(&headers, header, remote.ip());
-    let user = match app.auth.authenticate(&uri, &headers) {
-        Ok(user) => user,
-        Err(err) => {
-            metrics::counter!(m::DISCONNECTS, "reason" => "unauthenticated").increment(1);
-            return (StatusCode::UNAUTHORIZED, format!("{err}\n")).into_response();
-        }
+    let identity = match admit(&app, &uri, &headers) {
+        Ok(identity) => identity,
+        Err(refusal) => return refusal.into_response(),
     };
     let max = app.hub.config().max_frame_bytes;
     ws.max_message_size(max)
@@ -74,12 +72,27 @@ async fn upgrade(
         // 128 KiB default that was a quarter of the gateway's CPU (perf, 500 clients).
         // Chat frames are small; a larger frame is read in several chunks.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| connected(app, user, ip, socket))
+        .on_upgrade(move |socket| connected(app, identity, ip, socket))
 }
 
-async fn connected(app: App, user: Arc<str>, ip: IpAddr, mut socket: WebSocket) {
-    let (peer, rx, _slot) = match admit(&app, user, ip) {
-        Ok(admitted) => admitted,
+/// The page's origin, then the credentials: an identity, or the HTTP refusal (403 for a
+/// foreign page, 401 for credentials), counted.
+fn admit(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Identity, (StatusCode, String)> {
+    if let Err(err) = origin::check(headers, &app.hub.config().allowed_origins) {
+        metrics::counter!(m::DISCONNECTS, "reason" => "origin").increment(1);
+        tracing::debug!("refused: {err}");
+        return Err((StatusCode::FORBIDDEN, format!("{err}\n")));
+    }
+    app.auth.authenticate(uri, headers).map_err(|err| {
+        metrics::counter!(m::DISCONNECTS, "reason" => "unauthenticated").increment(1);
+        metrics::counter!(m::AUTH_REFUSALS, "reason" => err.reason()).increment(1);
+        (StatusCode::UNAUTHORIZED, format!("{err}\n"))
+    })
+}
+
+async fn connected(app: App, identity: Identity, ip: IpAddr, mut socket: WebSocket) {
+    let (peer, rx, _slot) = match register(&app, Arc::clone(&identity.user), ip) {
+        Ok(registered) => registered,
         Err((code, close, message)) => {
             let frame = ServerFrame::error(&FrameError::new(code, message)).encode();
             let refuse = async {
@@ -94,8 +107,9 @@ async fn connected(app: App, user: Arc<str>, ip: IpAddr, mut socket: WebSocket) 
             return;
         }
     };
+    let _expiry = auth::close_at_expiry(&peer, identity.expires_at);
     let (sink, stream) = socket.split();
-    connection::serve(app.hub, peer, rx, sink, stream).await;
+    connection::serve(app.hub, peer, rx, sink, stream, identity.rooms).await;
 }
 
 /// Why a websocket is refused: its error code, close code and message.
@@ -103,7 +117,7 @@ type Refusal = (ErrorCode, Close, &'static str);
 
 /// Registers a new websocket within the caps (per address, per user, then the gateway's),
 /// or says why not. The [`Slot`] is held for the connection's life.
-fn admit(
+fn register(
     app: &App,
     user: Arc<str>,
     ip: IpAddr,

@@ -43,7 +43,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-pub use auth::{AuthError, Authenticator, QueryUser};
+pub use auth::{
+    AuthError, Authenticator, Identity, IdentityError, KeyError, QueryUser, RoomGrant, SECRET_ENV,
+    Tokens, authenticator, wants_tokens,
+};
 pub use config::{Config, Failure, Moderation, RoomPolicy, RoomRule};
 
 /// How long shutdown waits for connections to take their going-away frame.

@@ -6,6 +6,7 @@
 
 use offpath_ops::{Prometheus, Series, Spec};
 
+use crate::auth::{self, AuthError};
 use crate::frames::ErrorCode;
 use crate::peer::Close;
 
@@ -42,9 +43,17 @@ pub(crate) const FRAMES_LIMITED: &str = "offpath_transport_frames_limited_total"
 /// Connections refused or closed by the gateway, by `reason` (one of
 /// [`DISCONNECT_REASONS`]).
 pub(crate) const DISCONNECTS: &str = "offpath_transport_disconnects_total";
+/// Upgrade requests refused for their credentials, by `reason` (every
+/// [`AuthError::REASONS`]); each is also a `disconnects_total{reason="unauthenticated"}`.
+pub(crate) const AUTH_REFUSALS: &str = "offpath_transport_auth_refusals_total";
+/// 1 for the authenticator this gateway runs, by `authenticator` (`token` or
+/// `insecure_dev`), 0 for the other.
+pub(crate) const IDENTITY_INFO: &str = "offpath_transport_identity_info";
 /// Every `reason` of [`DISCONNECTS`]. A client's own close ([`Close::GONE`]) is not counted.
 pub(crate) const DISCONNECT_REASONS: &[&str] = &[
     "unauthenticated",
+    "origin",
+    auth::TOKEN_EXPIRED.reason,
     Close::FULL.reason,
     Close::SLOW.reason,
     Close::SHUTDOWN.reason,
@@ -131,6 +140,14 @@ pub(crate) fn describe() {
         DISCONNECTS,
         "Connections refused or closed by the gateway, by reason"
     );
+    describe_counter!(
+        AUTH_REFUSALS,
+        "Upgrade requests refused for their credentials, by reason"
+    );
+    describe_gauge!(
+        IDENTITY_INFO,
+        "1 for the client authenticator this gateway runs (token or insecure_dev)"
+    );
     describe_counter!(MESSAGES, "Messages accepted from clients");
     describe_counter!(
         FRAME_ERRORS,
@@ -207,6 +224,7 @@ pub(crate) fn register() {
         labelled: &[
             (DISCONNECTS, "reason", DISCONNECT_REASONS),
             (SOCKETS_CLOSED, "reason", SOCKET_REASONS),
+            (AUTH_REFUSALS, "reason", AuthError::REASONS),
             (FRAME_ERRORS, "code", &codes),
             (OUTBOX_SHED, "reason", SHED_REASONS),
             (VERDICTS, "action", ACTIONS),

@@ -1,0 +1,298 @@
+//! Who may connect as whom, and from which page (issue 13, attack 3): a page on another site
+//! is refused; with signed tokens configured, `?user=` means nothing and forged, expired,
+//! unsigned or misdirected tokens are refused; a token's `sub` is the sender everyone sees
+//! and its `rooms` claim is enforced; `offpath transport` will not start without choosing
+//! an identity. The gateway runs in this process against a real nats-server.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::chat::{self, ChatClient, Transport, is};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use offpath_harness::scrape;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+
+const WAIT: Duration = Duration::from_secs(30);
+/// The gateway's HS256 secret in these tests (test-only; protects nothing).
+const SECRET: &[u8] = b"identity-test-secret-32-bytes-or-more";
+const OTHER_SECRET: &[u8] = b"a-different-secret-of-32-bytes-or-more";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(claims: &Value, secret: &[u8]) -> String {
+    let key = EncodingKey::from_secret(secret);
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key).unwrap()
+}
+
+/// A valid token for `sub`, 10 minutes long, with `extra` claims.
+fn token_for(sub: &str, extra: Value) -> String {
+    let mut claims = json!({"sub": sub, "exp": now() + 600, "aud": "chat"});
+    claims
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    token(&claims, SECRET)
+}
+
+/// The gateway with HS256 tokens for audience `chat`, `leeway` of clock skew.
+async fn token_gateway(leeway: Duration) -> (offpath_harness::NatsServer, Transport) {
+    let tokens = offpath_transport::Tokens::new(None, Some("chat".into()), leeway)
+        .hs256_secret(SECRET, "test")
+        .unwrap();
+    let server = chat::nats_with_topology().await;
+    let transport =
+        Transport::start_with(&server, chat::transport_config(), Arc::new(tokens)).await;
+    (server, transport)
+}
+
+fn request(url: String, headers: &[(&str, &str)]) -> Request {
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        let name: tokio_tungstenite::tungstenite::http::HeaderName =
+            name.parse().expect("header name");
+        request
+            .headers_mut()
+            .insert(name, value.parse().expect("header value"));
+    }
+    request
+}
+
+/// The HTTP status of a refused handshake (panics if the gateway accepted it).
+async fn refused(request: Request) -> u16 {
+    match ChatClient::connect_with(request).await {
+        Ok(_) => panic!("the gateway accepted the connection"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("not an HTTP refusal: {other}"),
+    }
+}
+
+/// A page on another site (`Origin: http://evil.example`) cannot open a socket (403,
+/// counted); the gateway's own page and non-browser clients (no `Origin`) can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_site_page_is_refused() {
+    let (_server, transport) = chat::gateway(chat::transport_config()).await;
+    let url = format!("ws://{}/ws?user=alice", transport.public);
+    let evil = request(url.clone(), &[("origin", "http://evil.example")]);
+    assert_eq!(refused(evil).await, 403);
+    let own = format!("http://{}", transport.public);
+    let mut alice = ChatClient::connect_with(request(url.clone(), &[("origin", &own)]))
+        .await
+        .expect("same-origin page connects");
+    alice.join("lobby").await;
+    ChatClient::connect_with(url)
+        .await
+        .expect("a client without Origin connects");
+    let metrics = transport.metrics().await;
+    let origin = r#"reason="origin""#;
+    // At least: another test of this binary may refuse a page in the same process.
+    assert!(scrape::metric(&metrics, "offpath_transport_disconnects_total", origin) >= 1.0);
+    transport.stop().await;
+}
+
+/// With an allow-list, only the listed page may connect, even from the gateway's host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_allow_list_is_enforced() {
+    let config = offpath_transport::Config {
+        allowed_origins: vec!["https://chat.example.com".into()],
+        ..chat::transport_config()
+    };
+    let (_server, transport) = chat::gateway(config).await;
+    let url = format!("ws://{}/ws?user=alice", transport.public);
+    let own = format!("http://{}", transport.public);
+    assert_eq!(
+        refused(request(url.clone(), &[("origin", &own)])).await,
+        403
+    );
+    let listed = request(url, &[("origin", "https://chat.example.com")]);
+    ChatClient::connect_with(listed)
+        .await
+        .expect("the listed page connects");
+    transport.stop().await;
+}
+
+/// With tokens configured, `?user=alice` alone is refused (401), and so are an expired
+/// token, one signed with another key, an unsigned `alg: none` one and one for another
+/// audience; each refusal is counted by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_and_forged_identities_are_refused() {
+    let (_server, transport) = token_gateway(Duration::from_secs(5)).await;
+    let ws = format!("ws://{}/ws", transport.public);
+    assert_eq!(refused(request(format!("{ws}?user=alice"), &[])).await, 401);
+    let expired = token(
+        &json!({"sub": "alice", "exp": now() - 120, "aud": "chat"}),
+        SECRET,
+    );
+    let foreign = token(
+        &json!({"sub": "alice", "exp": now() + 600, "aud": "chat"}),
+        OTHER_SECRET,
+    );
+    let unsigned = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&json!({"sub": "alice", "exp": now() + 600, "aud": "chat"}).to_string())
+    );
+    let elsewhere = token(
+        &json!({"sub": "alice", "exp": now() + 600, "aud": "billing"}),
+        SECRET,
+    );
+    for bad in [&expired, &foreign, &unsigned, &elsewhere] {
+        let bearer = format!("Bearer {bad}");
+        let status = refused(request(ws.clone(), &[("authorization", &bearer)])).await;
+        assert_eq!(status, 401, "{bad}");
+    }
+    let metrics = transport.metrics().await;
+    let refusals = "offpath_transport_auth_refusals_total";
+    for reason in [
+        "missing",
+        "expired",
+        "bad_signature",
+        "malformed",
+        "wrong_audience",
+    ] {
+        let labels = format!(r#"reason="{reason}""#);
+        assert_eq!(scrape::metric(&metrics, refusals, &labels), 1.0, "{reason}");
+    }
+    transport.stop().await;
+}
+
+fn b64(text: &str) -> String {
+    use std::fmt::Write;
+    // base64url without padding, by hand: the root crate has no base64 dependency.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            let index = (n >> (18 - 6 * i)) & 63;
+            let _ = write!(out, "{}", ALPHABET[index as usize] as char);
+        }
+    }
+    out
+}
+
+/// A valid token connects as its `sub` (header or query parameter; a `?user=` beside it
+/// changes nothing): the other members see that sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_token_speaks_as_its_sub() {
+    let (_server, transport) = token_gateway(Duration::from_secs(5)).await;
+    let ws = format!("ws://{}/ws", transport.public);
+    let bearer = format!("Bearer {}", token_for("alice", json!({})));
+    let mut alice = ChatClient::connect_with(request(ws.clone(), &[("authorization", &bearer)]))
+        .await
+        .expect("alice connects");
+    let bob_url = format!(
+        "{ws}?user=alice&access_token={}",
+        token_for("bob", json!({}))
+    );
+    let mut bob = ChatClient::connect_with(bob_url)
+        .await
+        .expect("bob connects");
+    alice.join("lobby").await;
+    bob.join("lobby").await;
+    let from_alice = alice.post("lobby", "hello", "a1").await;
+    let from_bob = bob.post("lobby", "hi", "b1").await;
+    let seen = bob.expect(WAIT, is("message", Some(&from_alice))).await;
+    assert_eq!(seen.frame["sender"], "alice");
+    let seen = alice.expect(WAIT, is("message", Some(&from_bob))).await;
+    assert_eq!(
+        seen.frame["sender"], "bob",
+        "?user= beside a token is ignored"
+    );
+    transport.stop().await;
+}
+
+/// A token's `rooms` claim limits the rooms it may join: another room gets a
+/// `forbidden_room` error frame (counted) and no membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rooms_claim_is_enforced() {
+    let (_server, transport) = token_gateway(Duration::from_secs(5)).await;
+    let kid = token_for("kid", json!({"rooms": ["kids-*", "homework"]}));
+    let url = format!("ws://{}/ws?access_token={kid}", transport.public);
+    let mut kid = ChatClient::connect_with(url).await.expect("connects");
+    kid.join("kids-1").await;
+    kid.join("homework").await;
+    kid.send(json!({"type": "join", "room": "lobby"})).await;
+    let error = kid.expect(WAIT, |f| f["type"] == "error").await;
+    assert_eq!(error.frame["code"], "forbidden_room");
+    kid.say("lobby", "let me in", "x1").await;
+    let error = kid.expect(WAIT, |f| f["type"] == "error").await;
+    assert_eq!(error.frame["code"], "not_a_member");
+    let metrics = transport.metrics().await;
+    let code = r#"code="forbidden_room""#;
+    let errors = "offpath_transport_frame_errors_total";
+    assert_eq!(scrape::metric(&metrics, errors, code), 1.0);
+    transport.stop().await;
+}
+
+/// A connection ends when its token expires: close code 1008, reason `token_expired`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_when_its_token_expires() {
+    let (_server, transport) = token_gateway(Duration::ZERO).await;
+    let short = token(
+        &json!({"sub": "alice", "exp": now() + 2, "aud": "chat"}),
+        SECRET,
+    );
+    let url = format!("ws://{}/ws?access_token={short}", transport.public);
+    let mut alice = ChatClient::connect_with(url).await.expect("connects");
+    alice.join("lobby").await;
+    let close = alice.expect(WAIT, |f| f["type"] == "_close").await;
+    assert_eq!(close.frame["code"], 1008);
+    assert_eq!(close.frame["reason"], "token_expired");
+    transport.stop().await;
+}
+
+/// `offpath transport` with neither token keys nor `--insecure-dev-identity` refuses to
+/// start: status 64, one line naming both.
+#[test]
+fn the_gateway_refuses_to_start_without_an_identity() {
+    let mut command = std::process::Command::new(common::BIN);
+    command
+        .args([
+            "transport",
+            "--listen-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
+            "--nats-url=nats://127.0.0.1:1",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for name in [
+        "OFFPATH_INSECURE_DEV_IDENTITY",
+        offpath_transport::SECRET_ENV,
+        "OFFPATH_TOKEN_HS256_FILE",
+        "OFFPATH_TOKEN_PUBLIC_KEY_FILE",
+    ] {
+        command.env_remove(name);
+    }
+    // Without the check the gateway would serve (NATS or not): stop it after a while.
+    let mut child = command.spawn().expect("run offpath transport");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("identity"))
+        .unwrap_or("");
+    assert!(
+        line.contains("--insecure-dev-identity") && line.contains("--token-hs256-file"),
+        "{stderr}"
+    );
+}
