@@ -62,6 +62,9 @@ async fn half_sent_requests_are_closed_and_do_not_hold_the_door() {
     }
     let mut carol = transport.joined("carol", "lobby").await;
     carol.post("lobby", "made it in", "c1").await;
+    // The handshake timeout ends at the upgrade: a websocket outlives it.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    carol.post("lobby", "still in", "c2").await;
     let metrics = transport.metrics().await;
     let closed = |reason: &str| {
         scrape::metric(

@@ -29,6 +29,9 @@ pub(crate) struct Cli {
 }
 
 /// The subcommands.
+// Parsed once at start and moved into the service: the transport's many limits make its
+// variant large, and boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the whole pipeline on this machine: a local nats-server (unless --nats-url is

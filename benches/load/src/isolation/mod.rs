@@ -232,6 +232,8 @@ fn transport_command(
         format!("--moderation={}", scenario.moderation),
         format!("--inline-timeout-ms={}", args.inline_timeout_ms),
         format!("--max-connections={}", args.connections + 16),
+        // Every generated client connects from loopback: one address.
+        format!("--max-connections-per-ip={}", args.connections + 16),
         "--rate-per-second=1000".to_string(),
         "--rate-burst=1000".to_string(),
         // Generated clients connect as `?user=u<i>`: the benchmark measures moderation,
