@@ -17,8 +17,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// 60 half-sent HTTP requests: past `--max-sockets` the extra ones are closed at once, the
-/// rest after the header timeout; `/readyz` answers meanwhile and a new client is served
+/// 60 half-sent HTTP requests (and silent sockets): past `--max-sockets` the extra ones
+/// are closed at once, the rest after the header timeout; `/readyz` answers meanwhile and a new client is served
 /// afterwards; every socket is counted from accept to close.
 #[tokio::test]
 async fn half_sent_requests_are_closed_and_do_not_hold_the_door() {
@@ -30,13 +30,16 @@ async fn half_sent_requests_are_closed_and_do_not_hold_the_door() {
     };
     let (_server, transport) = chat::gateway(config).await;
     let mut slow = Vec::new();
-    for _ in 0..60 {
+    for i in 0..60 {
         let mut tcp = tokio::net::TcpStream::connect(transport.public)
             .await
             .expect("connect");
-        tcp.write_all(b"GET /ws?user=slow HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .expect("half a request");
+        // Half send part of a request, half nothing at all.
+        if i % 2 == 0 {
+            tcp.write_all(b"GET /ws?user=slow HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .expect("half a request");
+        }
         slow.push(tcp);
     }
     let (status, _) = http::get(transport.ops, "/readyz").await.expect("/readyz");
@@ -92,8 +95,8 @@ async fn half_sent_requests_are_closed_and_do_not_hold_the_door() {
 #[tokio::test]
 async fn silent_websocket_is_closed_after_the_idle_timeout() {
     let config = offpath_transport::Config {
-        ping_interval_ms: 200,
-        idle_timeout_ms: 700,
+        ping_interval_ms: 250,
+        idle_timeout_ms: 1_000,
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;
@@ -278,7 +281,7 @@ async fn a_flood_of_cheap_frames_is_limited_and_closed() {
 
     let metrics = transport.metrics().await;
     let limited = scrape::metric(&metrics, "offpath_transport_frames_limited_total", "");
-    assert!(limited >= 21.0 + 5.0, "{limited}");
+    assert!(limited >= 21.0 + 1.0, "{limited}");
     scrape::assert_sums(
         &metrics,
         &[(

@@ -86,8 +86,9 @@ pub(crate) async fn serve<S, R, E>(
     };
     let idle = Duration::from_millis(config.idle_timeout_ms);
     let ping_every = Duration::from_millis(config.ping_interval_ms);
+    let mut stream = stream;
     let read = async {
-        let rooms = reader.run(stream, close, idle).await;
+        let rooms = reader.run(&mut stream, close, idle).await;
         peer.close_with(Close::GONE);
         rooms
     };
@@ -99,6 +100,25 @@ pub(crate) async fn serve<S, R, E>(
     // connection is closed by the gateway (or its socket fails).
     let (rooms, ()) = tokio::join!(read, write);
     hub.unregister(&peer, rooms);
+    linger(&mut stream).await;
+}
+
+/// After the gateway's close frame, reads (and drops) what the client still sends until
+/// its own close frame, for [`CLOSE_GRACE`] at most. Closing a socket with unread data in
+/// it sends a TCP reset, and a reset makes the client's kernel drop what it had not read
+/// yet: the close frame that says why (a flooder, a slow client) would be lost.
+async fn linger<R, E>(stream: &mut R)
+where
+    R: Stream<Item = Result<Message, E>> + Unpin,
+{
+    let drain = async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
 }
 
 /// Waits for the close signal; `None` if the peer itself is gone.
@@ -123,7 +143,7 @@ struct Reader {
 impl Reader {
     async fn run<R, E>(
         mut self,
-        mut stream: R,
+        stream: &mut R,
         mut close: tokio::sync::watch::Receiver<Option<Close>>,
         idle: Duration,
     ) -> HashSet<String>
