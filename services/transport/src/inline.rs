@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use offpath_protocol::subject::CLASSIFY_SUBJECT;
-use offpath_protocol::{Action, Verdict, decode_versioned, encode};
+use offpath_protocol::{Action, ModerationRequest, Verdict, decode_versioned, encode};
 
 use crate::frames::ServerFrame;
 use crate::hub::{Hub, message_frame};
@@ -48,7 +48,7 @@ pub(crate) async fn accept(
         {
             Some(code) => unmoderated(&format!("classify_{code}")),
             None => match decode_versioned::<Verdict>(&reply.payload, MAX_REPLY_BYTES) {
-                Ok(verdict) => (verdict.action, verdict.scores, verdict.reason),
+                Ok(verdict) => bound(&request, verdict),
                 Err(_) => unmoderated("classify_malformed"),
             },
         },
@@ -67,6 +67,33 @@ pub(crate) async fn accept(
         reason,
     };
     peer.push(&verdict.encode());
+}
+
+/// The reply's decision when it judged this request's exact text; else it is refused
+/// (counted, logged) and the message is unmoderated, as for any missing answer.
+fn bound(
+    request: &ModerationRequest,
+    verdict: Verdict,
+) -> (Action, BTreeMap<String, f32>, Option<String>) {
+    let refused = match verdict.text_sha256.as_deref() {
+        None => Some("missing_digest"),
+        Some(_) if verdict.id != request.id || !verdict.judged(&request.text) => {
+            Some("digest_mismatch")
+        }
+        Some(_) => None,
+    };
+    match refused {
+        None => (verdict.action, verdict.scores, verdict.reason),
+        Some(reason) => {
+            metrics::counter!(m::VERDICTS_REFUSED, "reason" => reason).increment(1);
+            tracing::warn!(
+                id = request.id,
+                reason,
+                "refused a classify reply for another text"
+            );
+            unmoderated("classify_refused")
+        }
+    }
 }
 
 fn unmoderated(reason: &str) -> (Action, BTreeMap<String, f32>, Option<String>) {

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use offpath_protocol::Verdict;
 
+use tracing::warn;
+
 use super::lifecycle::{self, Effects, Event, Tracked, UNMODERATED_RETRACT};
 use super::{Hub, lock};
 use crate::frames::ServerFrame;
@@ -39,14 +41,24 @@ impl Hub {
     }
 
     /// Settles message `id`. `verdict` gives room and sender when the message is unknown
-    /// (forgotten, or accepted before this process restarted). The tracker lock covers the
-    /// state change only; metrics are updated and frames encoded and queued after it is
-    /// released (accepting sends takes the same lock).
+    /// (forgotten, or accepted before this process restarted); a verdict not bound to the
+    /// text sent ([`lifecycle::binding`]) is refused and changes nothing. The tracker lock
+    /// covers the state change only; metrics are updated and frames encoded and queued
+    /// after it is released (accepting sends takes the same lock).
     pub(super) fn settle(&self, id: &str, event: &Event<'_>, verdict: Option<&Verdict>) {
         let now = Instant::now();
-        let tracked = lock(&self.tracker)
-            .get_mut(id)
-            .map(|tracked| (Route::of(tracked), lifecycle::settle(tracked, event, now)));
+        let tracked = lock(&self.tracker).get_mut(id).map(|tracked| {
+            let digest = verdict.map(|v| v.text_sha256.as_deref());
+            let refused = digest.and_then(|d| lifecycle::binding(d, Some(&tracked.text_sha256)));
+            let effects = match refused {
+                Some(reason) => Effects {
+                    refused: Some(reason),
+                    ..Effects::default()
+                },
+                None => lifecycle::settle(tracked, event, now),
+            };
+            (Route::of(tracked), effects)
+        });
         // The lock is released here.
         let (route, effects) = match tracked {
             Some(settled) => settled,
@@ -73,6 +85,12 @@ impl Hub {
         let mine = id
             .strip_prefix(self.config.instance.as_str())
             .is_some_and(|rest| rest.starts_with('.'));
+        if let Some(reason) = lifecycle::binding(verdict.text_sha256.as_deref(), None) {
+            return Effects {
+                refused: Some(reason),
+                ..Effects::default()
+            };
+        }
         let ignored = if !mine {
             "not_ours"
         } else if !lock(&self.unknown).insert(id) {
@@ -97,6 +115,12 @@ impl Hub {
         effects: Effects,
     ) {
         record(event, &effects);
+        if let Some(reason) = effects.refused {
+            warn!(
+                id,
+                reason, "refused a verdict not bound to the text this gateway sent"
+            );
+        }
         if !effects.notify_sender {
             return;
         }
@@ -109,7 +133,11 @@ impl Hub {
         }
         .encode();
         let room = &route.room;
-        (self.rooms).to_sender(&route.sender_peer, room, &route.sender, &to_sender);
+        // The sending connection only: another page signed in as the same user (before or
+        // after the sender left) must not learn the private outcome. Gone: nobody.
+        if let Some(peer) = route.sender_peer.upgrade().filter(|p| !p.is_closed()) {
+            peer.push(&to_sender);
+        }
         if let Some(text) = effects.deliver {
             let frame =
                 crate::frames::encode_message(id, room, &route.sender, &text, route.sent_at_ms);
@@ -150,6 +178,9 @@ impl Route {
 fn record(event: &Event<'_>, effects: &Effects) {
     if let Some(reason) = effects.ignored {
         metrics::counter!(m::VERDICTS_IGNORED, "reason" => reason).increment(1);
+    }
+    if let Some(reason) = effects.refused {
+        metrics::counter!(m::VERDICTS_REFUSED, "reason" => reason).increment(1);
     }
     if let Some(outcome) = effects.hold_outcome {
         metrics::gauge!(m::HELD).decrement(1.0);
