@@ -25,13 +25,13 @@ struct Route {
 
 impl Hub {
     /// Applies a verdict from the moderator. Applying the same verdict twice changes
-    /// nothing.
-    pub(crate) fn apply_verdict(&self, verdict: Verdict) {
+    /// nothing. False when it was refused as not bound to the text sent.
+    pub(crate) fn apply_verdict(&self, verdict: Verdict) -> bool {
         let event = Event::Verdict {
             action: verdict.action,
             reason: verdict.reason.as_deref(),
         };
-        self.settle(&verdict.id, &event, Some(&verdict));
+        self.settle(&verdict.id, &event, Some(&verdict))
     }
 
     /// The hold deadline of `id` passed: if it is still held, the room's failure policy
@@ -44,8 +44,9 @@ impl Hub {
     /// (forgotten, or accepted before this process restarted); a verdict not bound to the
     /// text sent ([`lifecycle::binding`]) is refused and changes nothing. The tracker lock
     /// covers the state change only; metrics are updated and frames encoded and queued
-    /// after it is released (accepting sends takes the same lock).
-    pub(super) fn settle(&self, id: &str, event: &Event<'_>, verdict: Option<&Verdict>) {
+    /// after it is released (accepting sends takes the same lock). False when `verdict` was
+    /// refused.
+    pub(super) fn settle(&self, id: &str, event: &Event<'_>, verdict: Option<&Verdict>) -> bool {
         let now = Instant::now();
         let tracked = lock(&self.tracker).get_mut(id).map(|tracked| {
             let digest = verdict.map(|v| v.text_sha256.as_deref());
@@ -63,14 +64,16 @@ impl Hub {
         let (route, effects) = match tracked {
             Some(settled) => settled,
             None => {
-                let Some(verdict) = verdict else { return };
+                let Some(verdict) = verdict else { return true };
                 (
                     Route::of_verdict(verdict),
                     self.unknown_effects(id, verdict),
                 )
             }
         };
+        let bound = effects.refused.is_none();
         self.apply(id, event, verdict, &route, effects);
+        bound
     }
 
     /// What a verdict for a message the tracker does not know does. Rooms live in one
