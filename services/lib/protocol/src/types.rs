@@ -263,6 +263,25 @@ mod tests {
         );
     }
 
+    /// v1.1 is additive: a verdict without `text_sha256` (a v1 moderator's) still decodes,
+    /// one with it round-trips, and it is left out of the JSON when absent.
+    #[test]
+    fn text_sha256_is_optional_on_the_wire() {
+        let v1 = r#"{"v":1,"id":"i","tenant":"t","room":"r","sender":"s","action":"allow",
+            "scores":{},"model":{"name":"m","version":"1"},"queued_ms":0,"inference_ms":0}"#;
+        let mut verdict: Verdict = crate::decode_versioned(v1.as_bytes(), 4096).expect("v1");
+        assert_eq!(verdict.text_sha256, None);
+        assert!(
+            !String::from_utf8(crate::encode(&verdict))
+                .unwrap()
+                .contains("text_sha256")
+        );
+        verdict.text_sha256 = Some(text_sha256("hi"));
+        let back: Verdict = crate::decode_versioned(&crate::encode(&verdict), 4096).expect("v1.1");
+        assert!(back.judged("hi") && !back.judged("hi "));
+        assert_eq!(back.dedup_key(), format!("t/i/{}", text_sha256("hi")));
+    }
+
     /// Two tenants' requests with the same id have different de-duplication keys, and no
     /// choice of tenant and id (`:` is allowed in both) makes two keys collide.
     #[test]
