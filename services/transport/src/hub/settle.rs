@@ -6,7 +6,6 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use offpath_protocol::Verdict;
-
 use tracing::warn;
 
 use super::lifecycle::{self, Effects, Event, Tracked, UNMODERATED_RETRACT};
@@ -88,14 +87,15 @@ impl Hub {
         let mine = id
             .strip_prefix(self.config.instance.as_str())
             .is_some_and(|rest| rest.starts_with('.'));
-        if let Some(reason) = lifecycle::binding(verdict.text_sha256.as_deref(), None) {
+        // Another gateway's id first: a flood of those is counted, never logged one by one.
+        let refused = || lifecycle::binding(verdict.text_sha256.as_deref(), None);
+        let ignored = if !mine {
+            "not_ours"
+        } else if let Some(reason) = refused() {
             return Effects {
                 refused: Some(reason),
                 ..Effects::default()
             };
-        }
-        let ignored = if !mine {
-            "not_ours"
         } else if !lock(&self.unknown).insert(id) {
             "duplicate"
         } else {
