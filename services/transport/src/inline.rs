@@ -103,3 +103,63 @@ fn unmoderated(reason: &str) -> (Action, BTreeMap<String, f32>, Option<String>) 
         Some(reason.to_string()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use offpath_protocol::{ModelRef, PROTOCOL_VERSION, text_sha256};
+
+    use super::*;
+
+    fn request() -> ModerationRequest {
+        ModerationRequest {
+            v: PROTOCOL_VERSION,
+            id: "gw.1".into(),
+            tenant: "acme".into(),
+            room: "lobby".into(),
+            sender: "alice".into(),
+            text: "you idiot".into(),
+            sent_at_ms: 1,
+            deadline_ms: None,
+            priority: None,
+            policy: None,
+        }
+    }
+
+    fn reply(id: &str, text: Option<&str>) -> Verdict {
+        Verdict {
+            v: PROTOCOL_VERSION,
+            id: id.into(),
+            tenant: "acme".into(),
+            room: "lobby".into(),
+            sender: "alice".into(),
+            action: Action::Allow,
+            scores: BTreeMap::new(),
+            model: ModelRef {
+                name: "m".into(),
+                version: "1".into(),
+            },
+            queued_ms: 0,
+            inference_ms: 0,
+            reason: None,
+            text_sha256: text.map(text_sha256),
+        }
+    }
+
+    /// A classify reply counts only for this request's id and exact text; any other
+    /// (another text, another id, no digest) leaves the message unmoderated.
+    #[test]
+    fn a_reply_for_another_text_or_id_is_refused() {
+        let request = request();
+        let (action, ..) = bound(&request, reply("gw.1", Some("you idiot")));
+        assert_eq!(action, Action::Allow);
+        for forged in [
+            reply("gw.1", Some("hello")),
+            reply("gw.2", Some("you idiot")),
+            reply("gw.1", None),
+        ] {
+            let (action, _, reason) = bound(&request, forged);
+            assert_eq!(action, Action::Unmoderated);
+            assert_eq!(reason.as_deref(), Some("classify_refused"));
+        }
+    }
+}
