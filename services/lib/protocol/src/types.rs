@@ -18,8 +18,8 @@ pub struct ModerationRequest {
     pub v: u32,
     /// Unique message id, assigned by the transport; unguessable (the reference transport
     /// puts 128 random bits in it), so nobody can publish a request for an id before its
-    /// message exists. The `Nats-Msg-Id` header is [`ModerationRequest::dedup_key`]
-    /// (`<tenant>/<id>`), so JetStream drops a re-published duplicate of this tenant only.
+    /// message exists. The `Nats-Msg-Id` header is `<tenant>/<id>`, so JetStream drops a
+    /// re-published duplicate of this tenant's request only.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_:.@=+~-]+$"))]
     pub id: String,
     /// Tenant (one chat platform or workspace); equals the last token of the subject.
@@ -133,9 +133,8 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Contract v1.1: lowercase hex SHA-256 of the UTF-8 `text` of the request this verdict
-    /// judged ([`text_sha256`]), so a transport can refuse a verdict for a text it did not
-    /// send. Always present from v1.1 moderators; the reference transport refuses a verdict
-    /// without it.
+    /// judged, so a transport can refuse a verdict for a text it did not send. Always
+    /// present from v1.1 moderators; the reference transport refuses a verdict without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub text_sha256: Option<String>,
