@@ -137,7 +137,12 @@ pub(crate) async fn transport(args: TransportArgs) -> anyhow::Result<()> {
         auth,
         shutdown_signal(),
     )
-    .await?;
+    .await
+    .map_err(|err| match err {
+        // Settings `run` refuses (the dev identity on a network listener): exit 64.
+        offpath_transport::TransportError::Config(problem) => Usage(problem).into(),
+        other => anyhow::Error::from(other),
+    })?;
     Ok(())
 }
 
