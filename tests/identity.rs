@@ -405,3 +405,35 @@ fn wait_or_kill(mut child: std::process::Child, limit: Duration) -> std::process
     let _ = child.kill();
     child.wait_with_output().expect("output")
 }
+
+/// `offpath transport --insecure-dev-identity` and `offpath up` (which passes it) on
+/// `0.0.0.0` refuse to start with status 64, before touching NATS or starting children.
+#[test]
+fn the_launchers_keep_the_dev_identity_on_loopback() {
+    for args in [
+        &[
+            "transport",
+            "--insecure-dev-identity",
+            "--metrics-addr=127.0.0.1:0",
+        ][..],
+        &["up"][..],
+    ] {
+        let child = std::process::Command::new(common::BIN)
+            .args(args)
+            .args(["--listen-addr=0.0.0.0:0", "--nats-url=nats://127.0.0.1:1"])
+            .env_remove("OFFPATH_INSECURE_DEV_IDENTITY_ON_NETWORK")
+            .env_remove("OFFPATH_TRANSPORT_ARGS")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run offpath");
+        let out = wait_or_kill(child, Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--insecure-dev-identity-on-network"),
+            "{stderr}"
+        );
+    }
+}

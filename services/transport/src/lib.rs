@@ -44,7 +44,7 @@ use tracing::{info, warn};
 
 pub use auth::{
     AuthError, Authenticator, Identity, IdentityError, KeyError, QueryUser, RoomGrant, SECRET_ENV,
-    Tokens, authenticator, wants_tokens,
+    Tokens, authenticator, check_listener, wants_tokens,
 };
 pub use config::{Config, Failure, Moderation, RoomPolicy, RoomRule};
 

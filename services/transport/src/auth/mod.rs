@@ -22,8 +22,8 @@ use axum::http::{HeaderMap, Uri};
 
 pub use session::RoomGrant;
 pub(crate) use session::{TOKEN_EXPIRED, check_join, close_at_expiry};
-pub use setup::{IdentityError, SECRET_ENV, authenticator, wants_tokens};
-pub(crate) use setup::{check_listener, validate_settings};
+pub(crate) use setup::validate_settings;
+pub use setup::{IdentityError, SECRET_ENV, authenticator, check_listener, wants_tokens};
 pub use token::{KeyError, Tokens};
 
 /// Who a connection is, as its authenticator established it.

@@ -105,9 +105,11 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, KeyError> {
     })
 }
 
-/// Refuses the development identity (`kind`) on a public listener at `addr` that is not a
-/// loopback address, unless `--insecure-dev-identity-on-network` says so.
-pub(crate) fn check_listener(
+/// Refuses the development identity (`kind`, an [`Authenticator::kind`]) on a public
+/// listener at `addr` that is not a loopback address, unless
+/// `--insecure-dev-identity-on-network` says so. `run` checks it; a launcher may check it
+/// before starting anything.
+pub fn check_listener(
     config: &Config,
     kind: &str,
     addr: std::net::SocketAddr,
