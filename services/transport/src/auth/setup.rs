@@ -65,6 +65,12 @@ pub fn authenticator(
         return Err(IdentityError::AudienceRequired);
     }
     let tokens = load_keys(config, env_secret)?;
+    if !tokens.is_empty() && config.token_audience.is_none() {
+        tracing::warn!(
+            "no --token-audience: any token signed with the HS256 secret opens this gateway; \
+             keep the secret dedicated to it"
+        );
+    }
     match (tokens.is_empty(), config.insecure_dev_identity) {
         (false, false) => Ok(Arc::new(tokens)),
         (true, true) => Ok(Arc::new(QueryUser)),
