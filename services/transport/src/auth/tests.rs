@@ -192,8 +192,9 @@ fn issuer_and_audience() {
 }
 
 /// EdDSA tokens verify against the public key; an HS256 token whose "secret" is that public
-/// key (algorithm confusion) and a token of a key not configured are refused; with several
-/// keys (rotation), any of them verifies.
+/// key is refused when no HS256 key exists (the case with one is
+/// `hardening_tests::algorithm_confusion_with_both_kinds_of_key`), and so is a token of a
+/// key not configured; with several keys (rotation), any of them verifies.
 #[test]
 fn public_keys_and_rotation() {
     let t = Tokens::new(None, None, Duration::ZERO)
