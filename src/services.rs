@@ -61,6 +61,13 @@ pub(crate) fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_m
 /// The transport's settings, checked: a bad one is a usage error. Connects to nothing.
 pub(crate) fn transport_config(args: &TransportArgs) -> anyhow::Result<offpath_transport::Config> {
     args.transport.validate().map_err(Usage)?;
+    // Also what `offpath up` checks before starting its children (the dev identity's kind).
+    let kind = match args.transport.insecure_dev_identity {
+        true => offpath_transport::QueryUser::KIND,
+        false => offpath_transport::Tokens::KIND,
+    };
+    offpath_transport::check_listener(&args.transport, kind, args.listen_addr)
+        .map_err(|err| Usage(err.to_string()))?;
     server_addrs(&args.nats.nats_url)?;
     distinct_addrs(&[
         ("--listen-addr", args.listen_addr),
@@ -137,7 +144,12 @@ pub(crate) async fn transport(args: TransportArgs) -> anyhow::Result<()> {
         auth,
         shutdown_signal(),
     )
-    .await?;
+    .await
+    .map_err(|err| match err {
+        // Settings `run` refuses (the dev identity on a network listener): exit 64.
+        offpath_transport::TransportError::Config(problem) => Usage(problem).into(),
+        other => anyhow::Error::from(other),
+    })?;
     Ok(())
 }
 

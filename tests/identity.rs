@@ -296,3 +296,144 @@ fn the_gateway_refuses_to_start_without_an_identity() {
         "{stderr}"
     );
 }
+
+/// DNS rebinding: a page at `http://rebind.evil:<port>` whose name resolves to the gateway
+/// sends `Origin` and `Host` both `rebind.evil:<port>`, same-origin by string; refused (403)
+/// because `rebind.evil` is neither loopback nor in `--public-hosts`. A listed name works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_rebinding_page_is_refused() {
+    let config = offpath_transport::Config {
+        public_hosts: vec!["chat.internal".into()],
+        ..chat::transport_config()
+    };
+    let (_server, transport) = chat::gateway(config).await;
+    let url = format!("ws://{}/ws?user=alice", transport.public);
+    let port = transport.public.port();
+    let evil = format!("rebind.evil:{port}");
+    let rebound = request(
+        url.clone(),
+        &[("host", &evil), ("origin", &format!("http://{evil}"))],
+    );
+    assert_eq!(refused(rebound).await, 403);
+    let listed = format!("chat.internal:{port}");
+    let own = request(
+        url,
+        &[("host", &listed), ("origin", &format!("http://{listed}"))],
+    );
+    ChatClient::connect_with(own)
+        .await
+        .expect("a page on a --public-hosts name connects");
+    transport.stop().await;
+}
+
+/// The development identity will not serve a listener that is not loopback (anyone on the
+/// network could be anyone): `run` refuses at once, naming the escape hatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_identity_will_not_serve_a_network_address() {
+    let public = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let operator = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Nothing listens there; the refusal comes before any use of NATS.
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect("127.0.0.1:1")
+        .await
+        .unwrap();
+    let run = offpath_transport::run(
+        chat::transport_config(),
+        client,
+        offpath_transport::Listeners { public, operator },
+        Arc::new(offpath_transport::QueryUser),
+        std::future::pending(),
+    );
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("run refuses instead of serving");
+    match result {
+        Err(offpath_transport::TransportError::Config(problem)) => {
+            assert!(
+                problem.contains("--insecure-dev-identity-on-network"),
+                "{problem}"
+            )
+        }
+        other => panic!("expected a configuration refusal, got {other:?}"),
+    }
+}
+
+/// `offpath transport` with an identity provider's public key and no `--token-audience`
+/// refuses to start (status 64, one line): a token that provider issued for another app
+/// would otherwise be accepted here, with every room.
+#[test]
+fn public_keys_without_an_audience_refuse_to_start() {
+    let dir = std::env::temp_dir().join(format!("offpath-ident-aud-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("ed.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PUBLIC KEY-----\n\
+         MCowBQYDK2VwAyEAx1pHLLQcvRJYm6GTt0ubnPelvN4ISSUe4SUOR5KYva4=\n\
+         -----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "transport",
+            "--listen-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
+            "--nats-url=nats://127.0.0.1:1",
+        ])
+        .arg(format!("--token-public-key-file={}", key.display()))
+        .env_remove("OFFPATH_TOKEN_AUDIENCE")
+        .env_remove("OFFPATH_INSECURE_DEV_IDENTITY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run offpath transport");
+    let out = wait_or_kill(out, Duration::from_secs(20));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("--token-audience"), "{stderr}");
+}
+
+/// The child's output once it exits, or after `limit` (then killed: it was serving).
+fn wait_or_kill(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
+}
+
+/// `offpath transport --insecure-dev-identity` and `offpath up` (which passes it) on
+/// `0.0.0.0` refuse to start with status 64, before touching NATS or starting children.
+#[test]
+fn the_launchers_keep_the_dev_identity_on_loopback() {
+    for args in [
+        &[
+            "transport",
+            "--insecure-dev-identity",
+            "--metrics-addr=127.0.0.1:0",
+        ][..],
+        &["up"][..],
+    ] {
+        let child = std::process::Command::new(common::BIN)
+            .args(args)
+            .args(["--listen-addr=0.0.0.0:0", "--nats-url=nats://127.0.0.1:1"])
+            .env_remove("OFFPATH_INSECURE_DEV_IDENTITY_ON_NETWORK")
+            .env_remove("OFFPATH_TRANSPORT_ARGS")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run offpath");
+        let out = wait_or_kill(child, Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--insecure-dev-identity-on-network"),
+            "{stderr}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Series present right after start, each a sample line up to its value.
 fn expected() -> Vec<String> {
     let codes = offpath_transport::frames::ErrorCode::ALL.map(|c| c.as_str());
-    let labelled: [(&str, &str, &[&str]); 8] = [
+    let labelled: [(&str, &str, &[&str]); 9] = [
         (
             "offpath_transport_outbox_shed_total",
             "reason",
@@ -42,6 +42,11 @@ fn expected() -> Vec<String> {
             "offpath_transport_verdicts_ignored_total",
             "reason",
             &["duplicate", "malformed", "other_tenant"],
+        ),
+        (
+            "offpath_transport_verdicts_refused_total",
+            "reason",
+            &["digest_mismatch", "missing_digest"],
         ),
         (
             "offpath_transport_hold_settled_total",
@@ -134,7 +139,10 @@ async fn every_series_exists_from_the_start_and_promtool_accepts_it() {
     let ack = alice.expect(WAIT, is("ack", None)).await.frame;
     let id = ack["id"].as_str().expect("id").to_string();
     bob.expect(WAIT, is("message", Some(&id))).await;
-    let verdict = verdicts::sample(&id, Action::Allow, 0.01);
+    let verdict = offpath_protocol::Verdict {
+        text_sha256: Some(offpath_protocol::text_sha256("hello there")),
+        ..verdicts::sample(&id, Action::Allow, 0.01)
+    };
     let js = async_nats::jetstream::new(testing::connect(&server).await);
     verdicts::publish(&js, &verdict).await;
     alice.expect(WAIT, is("verdict", Some(&id))).await;

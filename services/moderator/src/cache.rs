@@ -100,4 +100,23 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         assert!(expired.get("a").is_none(), "outside the window");
     }
+
+    /// The key is the exact text: a cached verdict's `text_sha256` (the digest of the
+    /// request's own text) always names the text that was assessed. Texts that differ only
+    /// in case, spacing or Unicode form are assessed on their own.
+    #[test]
+    fn keyed_by_the_exact_text() {
+        let cache = VerdictCache::new(8, Duration::from_secs(60));
+        cache.put("you idiot", &assessment());
+        assert!(cache.get("you idiot").is_some());
+        for other in [
+            "You idiot",
+            "you idiot ",
+            "you  idiot",
+            "you idi\u{f6}t",
+            "you idio\u{308}t",
+        ] {
+            assert!(cache.get(other).is_none(), "{other:?} shares an entry");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use offpath_protocol::now_ms;
 use offpath_protocol::subject::{dlq_subject_for, verdict_subject};
 use offpath_protocol::{
     Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, Verdict,
-    decode_request, encode,
+    decode_request, encode, text_sha256,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -143,6 +143,9 @@ impl Shared {
                 .saturating_sub(inference_ms),
             inference_ms,
             reason: reason.map(String::from),
+            // Binds the verdict to the exact text judged (a cached assessment is for the
+            // same exact text: the cache is keyed by it).
+            text_sha256: Some(text_sha256(&request.text)),
         }
     }
 }
@@ -263,7 +266,8 @@ async fn nak(shared: &Shared, message: &jetstream::Message) {
     }
 }
 
-/// Publishes each verdict (stored in `VERDICTS`, de-duplicated by request id), then acks
+/// Publishes each verdict (stored in `VERDICTS`, de-duplicated by tenant, request id and
+/// text digest: [`Verdict::dedup_key`]), then acks
 /// its request; a request whose verdict was not stored is nak'ed, never acked.
 async fn finish(shared: &Shared, settled: Vec<(Origin, Verdict)>, outcome: &'static str) {
     let mut stream = Vec::with_capacity(settled.len());
@@ -281,7 +285,7 @@ async fn finish(shared: &Shared, settled: Vec<(Origin, Verdict)>, outcome: &'sta
         let subject = verdict_subject(&verdict.tenant, &verdict.room);
         let publish = PublishMessage::build()
             .payload(encode(verdict).into())
-            .message_id(&verdict.id);
+            .message_id(verdict.dedup_key());
         match shared.js.send_publish(subject, publish).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(err) => Err(err.to_string()),

@@ -35,6 +35,11 @@ pub struct Config {
     /// at start. Without it the gateway needs token keys.
     #[arg(long, env = "OFFPATH_INSECURE_DEV_IDENTITY")]
     pub insecure_dev_identity: bool,
+    /// Allow `--insecure-dev-identity` on a listener that is not a loopback address (the
+    /// gateway refuses to start otherwise): everyone who can reach the port can then be
+    /// anyone. For a throwaway network you control, never a shared one.
+    #[arg(long, env = "OFFPATH_INSECURE_DEV_IDENTITY_ON_NETWORK")]
+    pub insecure_dev_identity_on_network: bool,
     /// Files each holding an HS256 secret that verifies client tokens (at least 32 bytes;
     /// trailing whitespace ignored); comma-separated, several at once while rotating. The
     /// secret may also come in the `OFFPATH_TOKEN_HS256_SECRET` variable (never a flag:
@@ -48,9 +53,15 @@ pub struct Config {
     /// The `iss` a client token must carry; unchecked when unset.
     #[arg(long, env = "OFFPATH_TOKEN_ISSUER")]
     pub token_issuer: Option<String>,
-    /// The `aud` a client token must carry (one of its values); unchecked when unset.
+    /// The `aud` a client token must carry (one of its values). Required with
+    /// `--token-public-key-file` (an identity provider's key signs tokens for other apps
+    /// too); optional with HS256 secrets, which should then be dedicated to this gateway.
     #[arg(long, env = "OFFPATH_TOKEN_AUDIENCE")]
     pub token_audience: Option<String>,
+    /// Longest a session may stay open, in seconds, whatever its token's `exp` says: the
+    /// connection is closed at the earlier of the two. Unset: the token's `exp` alone.
+    #[arg(long, env = "OFFPATH_TOKEN_MAX_LIFETIME_SECS")]
+    pub token_max_lifetime_secs: Option<u64>,
     /// Clock skew allowed when checking a token's `exp` and `nbf`, in seconds; a connection
     /// is closed this long after its token's `exp`.
     #[arg(long, env = "OFFPATH_TOKEN_LEEWAY_SECS", default_value_t = defaults::TOKEN_LEEWAY_SECS)]
@@ -61,6 +72,12 @@ pub struct Config {
     /// are not affected.
     #[arg(long, env = "OFFPATH_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Host names (no port) this gateway is reached by, comma-separated: with an empty
+    /// `--allowed-origins`, a page is same-origin only when the request's `Host` is one of
+    /// these or a loopback name (`localhost`, `127.x`, `[::1]`), so a DNS-rebinding page
+    /// (`rebind.evil` resolving to this gateway) is refused.
+    #[arg(long, env = "OFFPATH_PUBLIC_HOSTS", value_delimiter = ',')]
+    pub public_hosts: Vec<String>,
     /// Longest message text accepted, in bytes.
     #[arg(long, env = "OFFPATH_MAX_TEXT_BYTES", default_value_t = defaults::MAX_TEXT_BYTES)]
     pub max_text_bytes: usize,
@@ -256,12 +273,15 @@ impl Default for Config {
             tenant: defaults::TENANT.to_string(),
             instance: String::new(),
             insecure_dev_identity: false,
+            insecure_dev_identity_on_network: false,
             token_hs256_file: Vec::new(),
             token_public_key_file: Vec::new(),
             token_issuer: None,
             token_audience: None,
+            token_max_lifetime_secs: None,
             token_leeway_secs: defaults::TOKEN_LEEWAY_SECS,
             allowed_origins: Vec::new(),
+            public_hosts: Vec::new(),
             max_text_bytes: defaults::MAX_TEXT_BYTES,
             max_frame_bytes: defaults::MAX_FRAME_BYTES,
             rate_per_second: defaults::RATE_PER_SECOND,

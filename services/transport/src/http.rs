@@ -78,7 +78,8 @@ async fn upgrade(
 /// The page's origin, then the credentials: an identity, or the HTTP refusal (403 for a
 /// foreign page, 401 for credentials), counted.
 fn admit(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Identity, (StatusCode, String)> {
-    if let Err(err) = origin::check(headers, &app.hub.config().allowed_origins) {
+    let config = app.hub.config();
+    if let Err(err) = origin::check(headers, &config.allowed_origins, &config.public_hosts) {
         metrics::counter!(m::DISCONNECTS, "reason" => "origin").increment(1);
         tracing::debug!("refused: {err}");
         return Err((StatusCode::FORBIDDEN, format!("{err}\n")));

@@ -16,7 +16,6 @@ mod rooms;
 mod settle;
 mod tracker;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,8 +55,6 @@ pub(crate) struct Hub {
     unknown: Mutex<RecentIds>,
     deadlines: Arc<Deadlines>,
     outbox: Handoff,
-    next_message: AtomicU64,
-    boot_ms: u64,
 }
 
 impl Hub {
@@ -84,8 +81,6 @@ impl Hub {
             unknown: Mutex::new(RecentIds::default()),
             deadlines: Arc::default(),
             outbox: Handoff::new(outbox),
-            next_message: AtomicU64::new(1),
-            boot_ms: now_ms(),
         })
     }
 
@@ -149,8 +144,7 @@ impl Hub {
         client_msg_id: Option<String>,
         policy: RoomPolicy,
     ) -> ModerationRequest {
-        let seq = self.next_message.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{}.{:x}.{seq:x}", self.config.instance, self.boot_ms);
+        let id = new_id(&self.config.instance);
         let sent_at_ms = now_ms();
         metrics::counter!(m::MESSAGES).increment(1);
         let ack = ServerFrame::Ack {
@@ -225,6 +219,7 @@ impl Hub {
             policy,
             state,
             settled: false,
+            text_sha256: offpath_protocol::text_sha256(&request.text).into(),
         };
         let id = request.id.clone();
         lock(&self.tracker).insert(id.clone(), tracked, received);
@@ -254,6 +249,40 @@ impl Hub {
     }
 }
 
+/// A new message id, `<instance>.<32 hex digits>`: 128 bits from the OS random number
+/// generator, so no one can tell the next id from the ones seen (a request published in
+/// advance under it would otherwise take the real one's place). The instance prefix lets
+/// this gateway recognise its own ids in verdicts it no longer tracks.
+pub(crate) fn new_id(instance: &str) -> String {
+    let mut bits = [0u8; 16];
+    if let Err(err) = getrandom::fill(&mut bits) {
+        // Not seen on Linux since 3.17 (getrandom(2) blocks until the pool is seeded). A
+        // keyed hash seeded by the OS at start is the best left; still not a counter.
+        tracing::error!("the OS random number generator failed ({err}); ids from a keyed hash");
+        bits = fallback_bits();
+    }
+    let mut id = String::with_capacity(instance.len() + 33);
+    id.push_str(instance);
+    id.push('.');
+    for byte in bits {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = write!(id, "{byte:02x}");
+    }
+    id
+}
+
+/// 128 bits from two SipHash keys std drew from the OS, mixed with the time.
+fn fallback_bits() -> [u8; 16] {
+    use std::hash::BuildHasher;
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let high = std::collections::hash_map::RandomState::new().hash_one(time);
+    let low = std::collections::hash_map::RandomState::new().hash_one(time);
+    (u128::from(high) << 64 | u128::from(low)).to_be_bytes()
+}
+
 /// The `message` frame of a request, encoded from borrowed fields (this is the send path:
 /// no copy of the text just to serialize it).
 pub(crate) fn message_frame(request: &ModerationRequest) -> Utf8Bytes {
@@ -268,3 +297,6 @@ pub(crate) fn message_frame(request: &ModerationRequest) -> Utf8Bytes {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod binding_tests;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use offpath_protocol::subject::CLASSIFY_SUBJECT;
-use offpath_protocol::{Action, Verdict, decode_versioned, encode};
+use offpath_protocol::{Action, ModerationRequest, Verdict, decode_versioned, encode};
 
 use crate::frames::ServerFrame;
 use crate::hub::{Hub, message_frame};
@@ -48,7 +48,7 @@ pub(crate) async fn accept(
         {
             Some(code) => unmoderated(&format!("classify_{code}")),
             None => match decode_versioned::<Verdict>(&reply.payload, MAX_REPLY_BYTES) {
-                Ok(verdict) => (verdict.action, verdict.scores, verdict.reason),
+                Ok(verdict) => bound(&request, verdict),
                 Err(_) => unmoderated("classify_malformed"),
             },
         },
@@ -69,10 +69,97 @@ pub(crate) async fn accept(
     peer.push(&verdict.encode());
 }
 
+/// The reply's decision when it judged this request's exact text; else it is refused
+/// (counted, logged) and the message is unmoderated, as for any missing answer.
+fn bound(
+    request: &ModerationRequest,
+    verdict: Verdict,
+) -> (Action, BTreeMap<String, f32>, Option<String>) {
+    let refused = match verdict.text_sha256.as_deref() {
+        None => Some("missing_digest"),
+        Some(_) if verdict.id != request.id || !verdict.judged(&request.text) => {
+            Some("digest_mismatch")
+        }
+        Some(_) => None,
+    };
+    match refused {
+        None => (verdict.action, verdict.scores, verdict.reason),
+        Some(reason) => {
+            metrics::counter!(m::VERDICTS_REFUSED, "reason" => reason).increment(1);
+            tracing::warn!(
+                id = request.id,
+                reason,
+                "refused a classify reply for another text"
+            );
+            unmoderated("classify_refused")
+        }
+    }
+}
+
 fn unmoderated(reason: &str) -> (Action, BTreeMap<String, f32>, Option<String>) {
     (
         Action::Unmoderated,
         BTreeMap::new(),
         Some(reason.to_string()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use offpath_protocol::{ModelRef, PROTOCOL_VERSION, text_sha256};
+
+    use super::*;
+
+    fn request() -> ModerationRequest {
+        ModerationRequest {
+            v: PROTOCOL_VERSION,
+            id: "gw.1".into(),
+            tenant: "acme".into(),
+            room: "lobby".into(),
+            sender: "alice".into(),
+            text: "you idiot".into(),
+            sent_at_ms: 1,
+            deadline_ms: None,
+            priority: None,
+            policy: None,
+        }
+    }
+
+    fn reply(id: &str, text: Option<&str>) -> Verdict {
+        Verdict {
+            v: PROTOCOL_VERSION,
+            id: id.into(),
+            tenant: "acme".into(),
+            room: "lobby".into(),
+            sender: "alice".into(),
+            action: Action::Allow,
+            scores: BTreeMap::new(),
+            model: ModelRef {
+                name: "m".into(),
+                version: "1".into(),
+            },
+            queued_ms: 0,
+            inference_ms: 0,
+            reason: None,
+            text_sha256: text.map(text_sha256),
+        }
+    }
+
+    /// A classify reply counts only for this request's id and exact text; any other
+    /// (another text, another id, no digest) leaves the message unmoderated.
+    #[test]
+    fn a_reply_for_another_text_or_id_is_refused() {
+        let request = request();
+        let (action, ..) = bound(&request, reply("gw.1", Some("you idiot")));
+        assert_eq!(action, Action::Allow);
+        for forged in [
+            reply("gw.1", Some("hello")),
+            reply("gw.2", Some("you idiot")),
+            reply("gw.1", None),
+        ] {
+            let (action, _, reason) = bound(&request, forged);
+            assert_eq!(action, Action::Unmoderated);
+            assert_eq!(reason.as_deref(), Some("classify_refused"));
+        }
+    }
 }

@@ -45,7 +45,7 @@ use tracing::{info, warn};
 
 pub use auth::{
     AuthError, Authenticator, Identity, IdentityError, KeyError, QueryUser, RoomGrant, SECRET_ENV,
-    Tokens, authenticator, wants_tokens,
+    Tokens, authenticator, check_listener, wants_tokens,
 };
 pub use config::{Config, Failure, Moderation, RoomPolicy, RoomRule};
 
@@ -83,6 +83,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), TransportError> {
     config.validate().map_err(TransportError::Config)?;
+    let public_addr = listeners.public.local_addr()?;
+    auth::check_listener(&config, auth.kind(), public_addr)
+        .map_err(|err| TransportError::Config(err.to_string()))?;
     metrics::PROMETHEUS.handle();
     // Bounded: the requests the gateway holds while NATS is slow or down (see the flag).
     let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
@@ -107,7 +110,7 @@ pub async fn run(
             http::readiness(&ready)
         });
     info!(
-        addr = %listeners.public.local_addr()?,
+        addr = %public_addr,
         instance = %hub.config().instance,
         "transport ready: websocket at /ws"
     );

@@ -121,6 +121,12 @@ pub(crate) const TOPOLOGY_DRIFT: &str = "offpath_transport_topology_drift_total"
 pub(crate) use offpath_protocol::topology::DRIFT_SETTINGS;
 /// Unix time of the last verdict applied from the `VERDICTS` consumer; 0 until the first.
 pub(crate) const LAST_VERDICT: &str = "offpath_transport_last_verdict_timestamp_seconds";
+/// Verdicts refused because they are not bound to the message they name (a forgery, or a
+/// verdict for another text under the same id), by `reason` (one of [`REFUSED_REASONS`]).
+pub(crate) const VERDICTS_REFUSED: &str = "offpath_transport_verdicts_refused_total";
+/// Every `reason` of [`VERDICTS_REFUSED`]: the verdict's `text_sha256` is not the digest of
+/// the text this gateway sent, or it has none.
+pub(crate) const REFUSED_REASONS: &[&str] = &["digest_mismatch", "missing_digest"];
 
 /// Registers the description of every metric with the installed recorder.
 pub(crate) fn describe() {
@@ -205,6 +211,10 @@ fn describe_verdicts() {
         Unit::Seconds,
         "Unix time of the last verdict applied from VERDICTS (0 until the first)"
     );
+    describe_counter!(
+        VERDICTS_REFUSED,
+        "Verdicts refused as not bound to the text sent (forged or for another text), by reason"
+    );
 }
 
 /// Puts every series on `/metrics` now, at 0 (counters with each label value the code can
@@ -232,6 +242,7 @@ pub(crate) fn register() {
             (HOLD_SETTLED, "outcome", HOLD_OUTCOMES),
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
             (TOPOLOGY_DRIFT, "setting", DRIFT_SETTINGS),
+            (VERDICTS_REFUSED, "reason", REFUSED_REASONS),
         ],
         gauges: &[
             CONNECTIONS,

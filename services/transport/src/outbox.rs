@@ -1,10 +1,11 @@
 //! Drains the outbox to the `MODERATION` stream. The send path only ever `try_send`s into
 //! the outbox; this task is the only thing that waits on NATS. Publishes are pipelined (up
 //! to `outbox_in_flight` awaiting their acknowledgement); a failed publish is retried with
-//! the same `Nats-Msg-Id` (JetStream de-duplicates), so nothing accepted is lost while
-//! NATS is down: requests wait here, and past the outbox's bound new ones are shed. When
-//! publishes fail while NATS is connected (the `MODERATION` stream was deleted, say), the
-//! missing topology is created again, at most every [`ENSURE_EVERY`].
+//! the same `Nats-Msg-Id`, `<tenant>/<id>` (JetStream de-duplicates it, per tenant), so
+//! nothing accepted is lost while NATS is down: requests wait here, and past the outbox's
+//! bound new ones are shed. When publishes fail while NATS is connected (the `MODERATION`
+//! stream was deleted, say), the missing topology is created again, at most every
+//! [`ENSURE_EVERY`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -217,7 +218,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 async fn publish(js: jetstream::Context, request: ModerationRequest) -> Outcome {
     let message = PublishMessage::build()
         .payload(encode(&request).into())
-        .message_id(&request.id);
+        .message_id(request.dedup_key());
     let subject = request_subject(&request.tenant);
     let result = tokio::time::timeout(ACK_TIMEOUT, async {
         js.send_publish(subject, message)

@@ -270,8 +270,10 @@ async fn run_once(
 fn apply(hub: &Hub, message: &jetstream::Message) {
     match decode_versioned::<Verdict>(&message.payload, MAX_VERDICT_BYTES) {
         Ok(verdict) if verdict.tenant == hub.config().tenant => {
-            hub.apply_verdict(verdict);
-            metrics::gauge!(m::LAST_VERDICT).set(now_ms() as f64 / 1000.0);
+            // A refused (forged) verdict must not make a stalled flow look alive.
+            if hub.apply_verdict(verdict) {
+                metrics::gauge!(m::LAST_VERDICT).set(now_ms() as f64 / 1000.0);
+            }
         }
         Ok(_) => metrics::counter!(m::VERDICTS_IGNORED, "reason" => "other_tenant").increment(1),
         Err(err) => {

@@ -21,6 +21,13 @@ pub struct Proc {
     child: Child,
 }
 
+/// Only the transport verifies client tokens: no other child gets its HS256 secret.
+fn scrub_secrets(command: &mut Command, args: &[String]) {
+    if args.first().is_none_or(|a| a != "transport") {
+        command.env_remove("OFFPATH_TOKEN_HS256_SECRET");
+    }
+}
+
 impl Proc {
     /// Starts `offpath <args>` as a child that dies with the calling thread and runs in its
     /// own process group (a terminal's Ctrl-C reaches only the launcher, which stops its
@@ -30,6 +37,7 @@ impl Proc {
         let exe = std::env::current_exe().context("finding the offpath executable")?;
         let mut command = Command::new(exe);
         command.args(args).process_group(0);
+        scrub_secrets(&mut command, args);
         crate::set_die_with_parent(&mut command);
         Self::start(name, command, ops)
     }
@@ -177,4 +185,24 @@ pub fn concrete_addr(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     }
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     Ok(listener.local_addr()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A moderator child (anything but the transport) is spawned without the transport's
+    /// HS256 secret in its environment; the transport keeps it.
+    #[test]
+    fn only_the_transport_inherits_the_token_secret() {
+        let removed = |sub: &str| {
+            let mut command = Command::new("true");
+            scrub_secrets(&mut command, &[sub.to_string()]);
+            command
+                .get_envs()
+                .any(|(k, v)| k == "OFFPATH_TOKEN_HS256_SECRET" && v.is_none())
+        };
+        assert!(removed("moderator"));
+        assert!(!removed("transport"));
+    }
 }

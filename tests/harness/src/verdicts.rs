@@ -100,6 +100,7 @@ pub fn sample(id: &str, action: Action, insult: f32) -> Verdict {
         queued_ms: 1,
         inference_ms: 1,
         reason: None,
+        text_sha256: None,
     }
 }
 

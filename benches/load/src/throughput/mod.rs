@@ -333,7 +333,7 @@ async fn publish_all(
         };
         let publish = PublishMessage::build()
             .payload(encode(&request).into())
-            .message_id(&request.id);
+            .message_id(request.dedup_key());
         sent.lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(request.id.clone(), Instant::now());

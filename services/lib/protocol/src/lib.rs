@@ -22,6 +22,7 @@ pub use decode::{
 };
 pub use types::{
     Action, DeadLetter, ModelRef, ModerationRequest, PROTOCOL_VERSION, Priority, Verdict,
+    text_sha256,
 };
 
 /// Encodes any payload of the contract as compact JSON.

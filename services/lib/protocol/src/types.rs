@@ -16,8 +16,10 @@ pub struct ModerationRequest {
     /// Protocol version; must be 1.
     #[schemars(range(min = 1, max = 1))]
     pub v: u32,
-    /// Unique message id, assigned by the transport. Also sent as the `Nats-Msg-Id` header
-    /// so JetStream drops a re-published duplicate.
+    /// Unique message id, assigned by the transport; unguessable (the reference transport
+    /// puts 128 random bits in it), so nobody can publish a request for an id before its
+    /// message exists. The `Nats-Msg-Id` header is `<tenant>/<id>`, so JetStream drops a
+    /// re-published duplicate of this tenant's request only.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_:.@=+~-]+$"))]
     pub id: String,
     /// Tenant (one chat platform or workspace); equals the last token of the subject.
@@ -130,6 +132,55 @@ pub struct Verdict {
     /// absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Contract v1.1: lowercase hex SHA-256 of the UTF-8 `text` of the request this verdict
+    /// judged, so a transport can refuse a verdict for a text it did not send. Always
+    /// present from v1.1 moderators; the reference transport refuses a verdict without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub text_sha256: Option<String>,
+}
+
+impl ModerationRequest {
+    /// The `Nats-Msg-Id` header every publisher sends with this request: `<tenant>/<id>`.
+    /// De-duplication in `MODERATION` is stream-wide while ids are unique per tenant only;
+    /// `/` is in neither a tenant nor an id, so keys of two tenants never collide (and a
+    /// v1 publisher's bare id never equals another tenant's key).
+    pub fn dedup_key(&self) -> String {
+        format!("{}/{}", self.tenant, self.id)
+    }
+}
+
+impl Verdict {
+    /// The `Nats-Msg-Id` header of this verdict in `VERDICTS`: `<tenant>/<id>/<text_sha256>`
+    /// (`<tenant>/<id>` without a digest). A redelivered request's second verdict (same
+    /// text) is dropped as a duplicate; a verdict for another text under the same id (a
+    /// forged request) is stored beside it instead of taking its place.
+    pub fn dedup_key(&self) -> String {
+        match &self.text_sha256 {
+            Some(digest) => format!("{}/{}/{digest}", self.tenant, self.id),
+            None => format!("{}/{}", self.tenant, self.id),
+        }
+    }
+
+    /// Whether this verdict judged exactly `text`: its `text_sha256` is present and equals
+    /// [`text_sha256`] of `text`.
+    pub fn judged(&self, text: &str) -> bool {
+        self.text_sha256.as_deref() == Some(text_sha256(text).as_str())
+    }
+}
+
+/// Lowercase hex SHA-256 of the UTF-8 bytes of `text`: a verdict's `text_sha256`.
+pub fn text_sha256(text: &str) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            // Writing to a String cannot fail.
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 /// A request that could not be processed, published on `offpath.dlq.<tenant>`: the original
@@ -191,5 +242,68 @@ impl DeadLetter {
         base64::engine::general_purpose::STANDARD
             .decode(&self.data)
             .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digest is SHA-256 of the UTF-8 bytes in lowercase hex (the FIPS 180-2 vectors).
+    #[test]
+    fn text_sha256_is_lowercase_hex_sha256() {
+        assert_eq!(
+            text_sha256(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            text_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    /// v1.1 is additive: a verdict without `text_sha256` (a v1 moderator's) still decodes,
+    /// one with it round-trips, and it is left out of the JSON when absent.
+    #[test]
+    fn text_sha256_is_optional_on_the_wire() {
+        let v1 = r#"{"v":1,"id":"i","tenant":"t","room":"r","sender":"s","action":"allow",
+            "scores":{},"model":{"name":"m","version":"1"},"queued_ms":0,"inference_ms":0}"#;
+        let mut verdict: Verdict = crate::decode_versioned(v1.as_bytes(), 4096).expect("v1");
+        assert_eq!(verdict.text_sha256, None);
+        assert!(
+            !String::from_utf8(crate::encode(&verdict))
+                .unwrap()
+                .contains("text_sha256")
+        );
+        verdict.text_sha256 = Some(text_sha256("hi"));
+        let back: Verdict = crate::decode_versioned(&crate::encode(&verdict), 4096).expect("v1.1");
+        assert!(back.judged("hi") && !back.judged("hi "));
+        assert_eq!(back.dedup_key(), format!("t/i/{}", text_sha256("hi")));
+    }
+
+    /// Two tenants' requests with the same id have different de-duplication keys, and no
+    /// choice of tenant and id (`:` is allowed in both) makes two keys collide.
+    #[test]
+    fn dedup_keys_are_per_tenant_and_unambiguous() {
+        let request = |tenant: &str, id: &str| ModerationRequest {
+            v: PROTOCOL_VERSION,
+            id: id.into(),
+            tenant: tenant.into(),
+            room: "r".into(),
+            sender: "s".into(),
+            text: String::new(),
+            sent_at_ms: 0,
+            deadline_ms: None,
+            priority: None,
+            policy: None,
+        };
+        assert_ne!(
+            request("acme", "msg-42").dedup_key(),
+            request("globex", "msg-42").dedup_key()
+        );
+        assert_ne!(
+            request("a:b", "c").dedup_key(),
+            request("a", "b:c").dedup_key()
+        );
     }
 }

@@ -5,10 +5,13 @@
 //! open a socket at all. The rules are in `docs/security-identity.md`.
 
 pub(crate) mod origin;
+mod pem;
 mod session;
 mod setup;
 mod token;
 
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +23,7 @@ use axum::http::{HeaderMap, Uri};
 pub use session::RoomGrant;
 pub(crate) use session::{TOKEN_EXPIRED, check_join, close_at_expiry};
 pub(crate) use setup::validate_settings;
-pub use setup::{IdentityError, SECRET_ENV, authenticator, wants_tokens};
+pub use setup::{IdentityError, SECRET_ENV, authenticator, check_listener, wants_tokens};
 pub use token::{KeyError, Tokens};
 
 /// Who a connection is, as its authenticator established it.

@@ -36,9 +36,23 @@ pub enum IdentityError {
     /// Both: which one is meant is not clear.
     #[error("--insecure-dev-identity and token keys are both given: choose one")]
     Both,
+    /// Public keys without `--token-audience`: a key of an identity provider signs tokens
+    /// for every app it serves, and each would open every room here.
+    #[error(
+        "--token-public-key-file needs --token-audience: without it a token the same \
+         identity provider issued for another app is accepted here"
+    )]
+    AudienceRequired,
     /// A key could not be used.
     #[error("token key {0}")]
     Key(#[from] KeyError),
+    /// The development identity on a listener other people can reach.
+    #[error(
+        "--insecure-dev-identity on {0}, not a loopback address: anyone who reaches it can \
+         be anyone; listen on 127.0.0.1, configure tokens, or add \
+         --insecure-dev-identity-on-network"
+    )]
+    DevIdentityOnNetwork(std::net::SocketAddr),
 }
 
 /// The authenticator `config` asks for. `env_secret` is the value of [`SECRET_ENV`] (passed
@@ -47,7 +61,16 @@ pub fn authenticator(
     config: &Config,
     env_secret: Option<&str>,
 ) -> Result<Arc<dyn Authenticator>, IdentityError> {
+    if !config.token_public_key_file.is_empty() && config.token_audience.is_none() {
+        return Err(IdentityError::AudienceRequired);
+    }
     let tokens = load_keys(config, env_secret)?;
+    if !tokens.is_empty() && config.token_audience.is_none() {
+        tracing::warn!(
+            "no --token-audience: any token signed with the HS256 secret opens this gateway; \
+             keep the secret dedicated to it"
+        );
+    }
     match (tokens.is_empty(), config.insecure_dev_identity) {
         (false, false) => Ok(Arc::new(tokens)),
         (true, true) => Ok(Arc::new(QueryUser)),
@@ -62,6 +85,9 @@ fn load_keys(config: &Config, env_secret: Option<&str>) -> Result<Tokens, Identi
         config.token_audience.clone(),
         Duration::from_secs(config.token_leeway_secs),
     );
+    if let Some(max) = config.token_max_lifetime_secs {
+        tokens = tokens.max_lifetime(Duration::from_secs(max));
+    }
     if let Some(secret) = env_secret.filter(|s| !s.is_empty()) {
         tokens = tokens.hs256_secret(secret.as_bytes(), SECRET_ENV)?;
     }
@@ -85,6 +111,25 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, KeyError> {
     })
 }
 
+/// Refuses the development identity (`kind`, an [`Authenticator::kind`]) on a public
+/// listener at `addr` that is not a loopback address, unless
+/// `--insecure-dev-identity-on-network` says so. `run` checks it; a launcher may check it
+/// before starting anything.
+pub fn check_listener(
+    config: &Config,
+    kind: &str,
+    addr: std::net::SocketAddr,
+) -> Result<(), IdentityError> {
+    let exposed = kind == QueryUser::KIND && !addr.ip().to_canonical().is_loopback();
+    if exposed && !config.insecure_dev_identity_on_network {
+        return Err(IdentityError::DevIdentityOnNetwork(addr));
+    }
+    if exposed {
+        tracing::warn!(%addr, "INSECURE DEVELOPMENT IDENTITY ON A NETWORK ADDRESS");
+    }
+    Ok(())
+}
+
 /// Whether a transport started with `flags` (and this process's environment, which a child
 /// inherits) is given token keys: `offpath up` passes `--insecure-dev-identity` otherwise.
 pub fn wants_tokens(flags: &[String]) -> bool {
@@ -98,6 +143,12 @@ pub fn wants_tokens(flags: &[String]) -> bool {
 /// [`Config::validate`]; whether any identity is configured at all is [`authenticator`]'s
 /// question: a secret may come from the environment).
 pub(crate) fn validate_settings(config: &Config, problems: &mut Vec<String>) {
+    if config.insecure_dev_identity_on_network && !config.insecure_dev_identity {
+        problems.push("--insecure-dev-identity-on-network needs --insecure-dev-identity".into());
+    }
+    if config.token_max_lifetime_secs == Some(0) {
+        problems.push("--token-max-lifetime-secs must be at least 1".into());
+    }
     if config.token_leeway_secs > MAX_TOKEN_LEEWAY_SECS {
         problems.push(format!(
             "--token-leeway-secs must be at most {MAX_TOKEN_LEEWAY_SECS}"
@@ -116,5 +167,11 @@ pub(crate) fn validate_settings(config: &Config, problems: &mut Vec<String>) {
             .allowed_origins
             .iter()
             .filter_map(|entry| super::origin::invalid_entry(entry)),
+    );
+    problems.extend(
+        config
+            .public_hosts
+            .iter()
+            .filter_map(|entry| super::origin::invalid_host(entry)),
     );
 }

@@ -31,6 +31,14 @@ pub enum KeyError {
         /// Where the secret came from (a path or a variable name; never the secret).
         location: String,
     },
+    /// An RSA public key too short to be safe.
+    #[error("{location}: a {bits}-bit RSA key; RS256 keys must have at least {min} bits", min = super::pem::MIN_RSA_BITS)]
+    ShortRsaKey {
+        /// The file.
+        location: String,
+        /// Its modulus size.
+        bits: usize,
+    },
     /// Not a PEM Ed25519 or RSA public key.
     #[error("{location}: not a PEM Ed25519 or RSA public key ({detail})")]
     NotAPublicKey {
@@ -63,9 +71,18 @@ struct Claims {
     sub: String,
     /// Expiry, seconds since the Unix epoch (required).
     exp: u64,
-    /// Rooms the connection may join; every room when absent.
-    #[serde(default)]
-    rooms: Option<Vec<String>>,
+    /// Rooms the connection may join: `None` when the claim is absent (every room),
+    /// `Some(None)` when it is `null` (malformed: not "every room").
+    #[serde(default, deserialize_with = "present")]
+    rooms: Option<Option<Vec<String>>>,
+}
+
+/// A claim that is present, `null` included (serde alone reads `null` as absent).
+fn present<'de, D>(deserializer: D) -> Result<Option<Option<Vec<String>>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<Vec<String>>::deserialize(deserializer).map(Some)
 }
 
 /// The token authenticator: keys, and the claims it requires.
@@ -74,6 +91,7 @@ pub struct Tokens {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: Duration,
+    max_lifetime: Option<Duration>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -89,6 +107,7 @@ impl std::fmt::Debug for Tokens {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("max_lifetime", &self.max_lifetime)
             .finish()
     }
 }
@@ -105,7 +124,15 @@ impl Tokens {
             issuer,
             audience,
             leeway,
+            max_lifetime: None,
         }
+    }
+
+    /// Ends every session at most `max` after it opens, whatever its token's `exp` says
+    /// (a token minted for a year does not keep a socket open for a year).
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self
     }
 
     /// Adds an HS256 shared secret (`source` names where it came from, for messages).
@@ -123,19 +150,32 @@ impl Tokens {
         Ok(self)
     }
 
-    /// Adds a PEM public key: Ed25519 (verifies EdDSA tokens) or RSA (RS256).
+    /// Adds a PEM public key: Ed25519 (verifies EdDSA tokens) or RSA of at least 2048 bits
+    /// (RS256). The file must hold one block labelled `PUBLIC KEY` or `RSA PUBLIC KEY`: a
+    /// private key or a certificate is refused.
     pub fn public_key_pem(mut self, pem: &[u8], source: &str) -> Result<Self, KeyError> {
-        let (algorithm, key) = match DecodingKey::from_ed_pem(pem) {
-            Ok(key) => (Algorithm::EdDSA, key),
-            Err(_) => match DecodingKey::from_rsa_pem(pem) {
-                Ok(key) => (Algorithm::RS256, key),
-                Err(err) => {
-                    return Err(KeyError::NotAPublicKey {
+        let not_a_key = |detail: String| KeyError::NotAPublicKey {
+            location: source.into(),
+            detail,
+        };
+        let (der, pkcs1) = super::pem::public_der(pem).map_err(not_a_key)?;
+        let ed = (!pkcs1)
+            .then(|| DecodingKey::from_ed_pem(pem).ok())
+            .flatten();
+        let (algorithm, key) = match ed {
+            Some(key) => (Algorithm::EdDSA, key),
+            None => {
+                let key = DecodingKey::from_rsa_pem(pem).map_err(|e| not_a_key(e.to_string()))?;
+                let bits = super::pem::rsa_modulus_bits(&der, pkcs1)
+                    .ok_or_else(|| not_a_key("unreadable RSA modulus".into()))?;
+                if bits < super::pem::MIN_RSA_BITS {
+                    return Err(KeyError::ShortRsaKey {
                         location: source.into(),
-                        detail: err.to_string(),
+                        bits,
                     });
                 }
-            },
+                (Algorithm::RS256, key)
+            }
         };
         self.keys.push(Key {
             algorithm,
@@ -196,9 +236,20 @@ impl Tokens {
         }
         let rooms = match claims.rooms {
             None => RoomGrant::any(),
-            Some(patterns) => RoomGrant::only(patterns).map_err(AuthError::Malformed)?,
+            Some(None) => return Err(AuthError::Malformed("rooms claim is null".into())),
+            Some(Some(patterns)) => RoomGrant::only(patterns).map_err(AuthError::Malformed)?,
         };
-        let expires_at = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp) + self.leeway;
+        // `exp` is the client's number: near u64::MAX it does not fit a SystemTime.
+        let mut expires_at = SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(claims.exp))
+            .and_then(|exp| exp.checked_add(self.leeway))
+            .ok_or_else(|| AuthError::Malformed("exp out of range".into()))?;
+        if let Some(cap) = self
+            .max_lifetime
+            .and_then(|max| SystemTime::now().checked_add(max))
+        {
+            expires_at = expires_at.min(cap);
+        }
         Ok(Identity {
             user: Arc::from(claims.sub),
             rooms,

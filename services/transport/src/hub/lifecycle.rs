@@ -53,6 +53,9 @@ pub(crate) struct Tracked {
     pub(crate) state: State,
     /// A final verdict was applied: later copies of it change nothing.
     pub(crate) settled: bool,
+    /// Lowercase hex SHA-256 of the text sent for moderation: a verdict must carry exactly
+    /// this `text_sha256` to be applied.
+    pub(crate) text_sha256: Box<str>,
 }
 
 /// What happened to a message.
@@ -108,6 +111,9 @@ pub(crate) const UNMODERATED_RETRACT: &str = "unmoderated";
 pub(crate) struct Effects {
     /// Not applied: counted as an ignored verdict with this reason; nothing else happens.
     pub(crate) ignored: Option<&'static str>,
+    /// Not applied, not bound to the message (see [`binding`]): counted as a refused
+    /// verdict with this reason and logged; nothing else happens.
+    pub(crate) refused: Option<&'static str>,
     /// Tell the sender the outcome (a `verdict` frame).
     pub(crate) notify_sender: bool,
     /// Deliver this held text to the room now.
@@ -167,6 +173,19 @@ pub(crate) fn settle(tracked: &mut Tracked, event: &Event<'_>, now: Instant) -> 
         }
     }
     effects
+}
+
+/// Why a verdict claiming to judge a message whose text has digest `sent` (`None`: the
+/// gateway no longer tracks it, so only presence can be checked) is refused, if it is:
+/// it carries no `text_sha256` (`missing_digest`), or another one (`digest_mismatch`).
+/// Refusing leaves the message as it is: the real verdict may still come, and otherwise
+/// the hold deadline or the room's failure policy decides, as for any missing verdict.
+pub(crate) fn binding(verdict_digest: Option<&str>, sent: Option<&str>) -> Option<&'static str> {
+    match (verdict_digest, sent) {
+        (None, _) => Some("missing_digest"),
+        (Some(digest), Some(sent)) if digest != sent => Some("digest_mismatch"),
+        (Some(_), _) => None,
+    }
 }
 
 /// What a verdict with `action` does to a message this gateway does not track, in a room

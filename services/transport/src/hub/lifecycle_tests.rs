@@ -22,6 +22,7 @@ fn tracked(state: State, failure: Failure, settled: bool, start: Instant) -> Tra
         },
         state,
         settled,
+        text_sha256: "".into(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 
@@ -90,21 +90,6 @@ impl Rooms {
         rooms.get(room).map_or(0, |members| {
             members.iter().filter(|peer| peer.push(frame)).count()
         })
-    }
-
-    /// Queues `frame` to the sender of a message: its own connection while open, else every
-    /// connection of the same user in the room.
-    pub(crate) fn to_sender(&self, peer: &Weak<Peer>, room: &str, sender: &str, frame: &Utf8Bytes) {
-        if let Some(peer) = peer.upgrade().filter(|p| !p.is_closed()) {
-            peer.push(frame);
-            return;
-        }
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
-        for peer in rooms.get(room).into_iter().flatten() {
-            if *peer.user == *sender {
-                peer.push(frame);
-            }
-        }
     }
 
     /// Closes every connection with "going away".

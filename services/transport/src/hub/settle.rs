@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use offpath_protocol::Verdict;
+use tracing::warn;
 
 use super::lifecycle::{self, Effects, Event, Tracked, UNMODERATED_RETRACT};
 use super::{Hub, lock};
@@ -23,13 +24,13 @@ struct Route {
 
 impl Hub {
     /// Applies a verdict from the moderator. Applying the same verdict twice changes
-    /// nothing.
-    pub(crate) fn apply_verdict(&self, verdict: Verdict) {
+    /// nothing. False when it was refused as not bound to the text sent.
+    pub(crate) fn apply_verdict(&self, verdict: Verdict) -> bool {
         let event = Event::Verdict {
             action: verdict.action,
             reason: verdict.reason.as_deref(),
         };
-        self.settle(&verdict.id, &event, Some(&verdict));
+        self.settle(&verdict.id, &event, Some(&verdict))
     }
 
     /// The hold deadline of `id` passed: if it is still held, the room's failure policy
@@ -39,26 +40,39 @@ impl Hub {
     }
 
     /// Settles message `id`. `verdict` gives room and sender when the message is unknown
-    /// (forgotten, or accepted before this process restarted). The tracker lock covers the
-    /// state change only; metrics are updated and frames encoded and queued after it is
-    /// released (accepting sends takes the same lock).
-    pub(super) fn settle(&self, id: &str, event: &Event<'_>, verdict: Option<&Verdict>) {
+    /// (forgotten, or accepted before this process restarted); a verdict not bound to the
+    /// text sent ([`lifecycle::binding`]) is refused and changes nothing. The tracker lock
+    /// covers the state change only; metrics are updated and frames encoded and queued
+    /// after it is released (accepting sends takes the same lock). False when `verdict` was
+    /// refused.
+    pub(super) fn settle(&self, id: &str, event: &Event<'_>, verdict: Option<&Verdict>) -> bool {
         let now = Instant::now();
-        let tracked = lock(&self.tracker)
-            .get_mut(id)
-            .map(|tracked| (Route::of(tracked), lifecycle::settle(tracked, event, now)));
+        let tracked = lock(&self.tracker).get_mut(id).map(|tracked| {
+            let digest = verdict.map(|v| v.text_sha256.as_deref());
+            let refused = digest.and_then(|d| lifecycle::binding(d, Some(&tracked.text_sha256)));
+            let effects = match refused {
+                Some(reason) => Effects {
+                    refused: Some(reason),
+                    ..Effects::default()
+                },
+                None => lifecycle::settle(tracked, event, now),
+            };
+            (Route::of(tracked), effects)
+        });
         // The lock is released here.
         let (route, effects) = match tracked {
             Some(settled) => settled,
             None => {
-                let Some(verdict) = verdict else { return };
+                let Some(verdict) = verdict else { return true };
                 (
                     Route::of_verdict(verdict),
                     self.unknown_effects(id, verdict),
                 )
             }
         };
+        let bound = effects.refused.is_none();
         self.apply(id, event, verdict, &route, effects);
+        bound
     }
 
     /// What a verdict for a message the tracker does not know does. Rooms live in one
@@ -73,8 +87,15 @@ impl Hub {
         let mine = id
             .strip_prefix(self.config.instance.as_str())
             .is_some_and(|rest| rest.starts_with('.'));
+        // Another gateway's id first: a flood of those is counted, never logged one by one.
+        let refused = || lifecycle::binding(verdict.text_sha256.as_deref(), None);
         let ignored = if !mine {
             "not_ours"
+        } else if let Some(reason) = refused() {
+            return Effects {
+                refused: Some(reason),
+                ..Effects::default()
+            };
         } else if !lock(&self.unknown).insert(id) {
             "duplicate"
         } else {
@@ -97,6 +118,12 @@ impl Hub {
         effects: Effects,
     ) {
         record(event, &effects);
+        if let Some(reason) = effects.refused {
+            warn!(
+                id,
+                reason, "refused a verdict not bound to the text this gateway sent"
+            );
+        }
         if !effects.notify_sender {
             return;
         }
@@ -109,7 +136,11 @@ impl Hub {
         }
         .encode();
         let room = &route.room;
-        (self.rooms).to_sender(&route.sender_peer, room, &route.sender, &to_sender);
+        // The sending connection only: another page signed in as the same user (before or
+        // after the sender left) must not learn the private outcome. Gone: nobody.
+        if let Some(peer) = route.sender_peer.upgrade().filter(|p| !p.is_closed()) {
+            peer.push(&to_sender);
+        }
         if let Some(text) = effects.deliver {
             let frame =
                 crate::frames::encode_message(id, room, &route.sender, &text, route.sent_at_ms);
@@ -150,6 +181,9 @@ impl Route {
 fn record(event: &Event<'_>, effects: &Effects) {
     if let Some(reason) = effects.ignored {
         metrics::counter!(m::VERDICTS_IGNORED, "reason" => reason).increment(1);
+    }
+    if let Some(reason) = effects.refused {
+        metrics::counter!(m::VERDICTS_REFUSED, "reason" => reason).increment(1);
     }
     if let Some(outcome) = effects.hold_outcome {
         metrics::gauge!(m::HELD).decrement(1.0);

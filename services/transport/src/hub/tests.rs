@@ -62,6 +62,7 @@ fn verdict(request: &ModerationRequest, action: Action) -> Verdict {
         queued_ms: 0,
         inference_ms: 0,
         reason: None,
+        text_sha256: Some(offpath_protocol::text_sha256(&request.text)),
     }
 }
 

@@ -137,6 +137,7 @@ mod tests {
             },
             state: State::Delivered,
             settled: false,
+            text_sha256: "".into(),
         }
     }
 

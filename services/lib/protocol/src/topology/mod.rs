@@ -11,12 +11,12 @@
 //!   accepted requests survive a NATS restart. `discard: new` with a byte bound: when the
 //!   backlog is full a publisher gets an error (the transport counts and sheds) instead of
 //!   old, accepted requests disappearing silently. A 2-minute duplicate window de-duplicates
-//!   a transport's re-publish of the same `Nats-Msg-Id`. Requests older than a day are of
-//!   no use to a chat and age out.
+//!   a transport's re-publish of the same `Nats-Msg-Id` (`<tenant>/<id>`). Requests older
+//!   than a day are of no use to a chat and age out.
 //! * `VERDICTS` (`offpath.verdict.*.*`): limits retention for catch-up after a transport
 //!   restart and for audit; a day of history, oldest discarded first. Verdicts are published
-//!   with `Nats-Msg-Id` = the request id, so a redelivered request's second verdict is
-//!   stored once.
+//!   with `Nats-Msg-Id` = `<tenant>/<id>/<text_sha256>` (`Verdict::dedup_key`), so a
+//!   redelivered request's second verdict is stored once.
 //! * `MODERATION_DLQ` (`offpath.dlq.*`): limits retention, two weeks, for an operator to
 //!   inspect and replay.
 //! * Consumer `moderator`: durable, pull, explicit acks. `ack_wait` 30 s is far longer than
