@@ -125,6 +125,62 @@ async fn silent_websocket_is_closed_after_the_idle_timeout() {
     transport.stop().await;
 }
 
+/// One address cannot fill `--max-sockets` with silent sockets: past twice its
+/// `--max-connections-per-ip` they are closed at once (counted), and a client from another
+/// address is served meanwhile.
+#[tokio::test]
+async fn one_address_cannot_fill_the_socket_cap() {
+    let config = offpath_transport::Config {
+        max_sockets: 100,
+        max_connections_per_ip: 4,
+        ..chat::transport_config()
+    };
+    let (_server, transport) = chat::gateway(config).await;
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        let tcp = tokio::net::TcpStream::connect(transport.public)
+            .await
+            .expect("connect");
+        silent.push(tcp);
+    }
+    let refused = |_: u16, metrics: &str| {
+        let name = "offpath_transport_sockets_closed_total";
+        scrape::metric(metrics, name, r#"reason="max_sockets_per_ip""#) >= 12.0
+    };
+    // Every socket accepted and the extra ones closed; then each kept one stays silent.
+    http::wait_until(transport.ops, "/metrics", WAIT, refused)
+        .await
+        .expect("the extra sockets are refused");
+    let mut closed = 0;
+    for tcp in &mut silent {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_millis(100), tcp.read(&mut buf)).await;
+        if matches!(read, Ok(Ok(0) | Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 12, "20 sockets from one address, 8 kept");
+    let mut other = raw::connect_from(transport.public, [127, 0, 0, 2].into(), "bob").await;
+    other
+        .send(Message::text(r#"{"type":"join","room":"lobby"}"#))
+        .await
+        .expect("send");
+    let joined = tokio::time::timeout(WAIT, other.next()).await;
+    assert!(
+        matches!(joined, Ok(Some(Ok(Message::Text(ref t)))) if t.contains("joined")),
+        "another address is served: {joined:?}"
+    );
+    let metrics = transport.metrics().await;
+    let per_ip = scrape::metric(
+        &metrics,
+        "offpath_transport_sockets_closed_total",
+        r#"reason="max_sockets_per_ip""#,
+    );
+    assert_eq!(per_ip, 12.0, "{metrics}");
+    drop(silent);
+    transport.stop().await;
+}
+
 /// Connects `user` with `headers` and returns how the gateway answered: the error code of
 /// its first frame (if any) and the close.
 async fn refusal(

@@ -125,3 +125,20 @@ pub(crate) async fn silent_until_closed(tcp: &mut TcpStream, wait: Duration) -> 
     }
     ended
 }
+
+/// Connects to `/ws?user=<user>` at `addr` from the local address `from` (any 127.x.y.z
+/// reaches loopback): a second client address in one test.
+pub(crate) async fn connect_from(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    user: &str,
+) -> WebSocketStream<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(from, 0)).expect("bind");
+    let tcp = socket.connect(addr).await.expect("connect");
+    let url = format!("ws://{addr}/ws?user={user}");
+    let (ws, _) = tokio_tungstenite::client_async(url, tcp)
+        .await
+        .expect("websocket handshake");
+    ws
+}

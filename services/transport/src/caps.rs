@@ -89,7 +89,7 @@ fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
 
 /// The address a cap counts: IPv4 as is, IPv6 by its /64 (one host or household is given a
 /// whole /64 and can pick any address in it), IPv4-mapped IPv6 as IPv4.
-fn bucket(ip: IpAddr) -> IpAddr {
+pub(crate) fn bucket(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

@@ -105,7 +105,8 @@ pub struct Config {
     #[arg(long, env = "OFFPATH_MAX_SOCKETS", default_value_t = defaults::MAX_SOCKETS)]
     pub max_sockets: usize,
     /// Open websocket connections one client address may hold; one more gets an error frame
-    /// and close code 1013.
+    /// and close code 1013. Without `--client-ip-header`, an address may also hold at most
+    /// twice this many TCP sockets (websockets and handshakes); more are closed at once.
     #[arg(long, env = "OFFPATH_MAX_CONNECTIONS_PER_IP", default_value_t = defaults::MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
     /// Open websocket connections one user may hold; one more gets an error frame and

@@ -33,9 +33,15 @@ pub(crate) const SOCKETS: &str = "offpath_transport_sockets";
 /// Sockets closed by the gateway before they became a websocket, by `reason` (one of
 /// [`SOCKET_REASONS`]).
 pub(crate) const SOCKETS_CLOSED: &str = "offpath_transport_sockets_closed_total";
-/// Every `reason` of [`SOCKETS_CLOSED`]: past `--max-sockets`, headers not read within
+/// Every `reason` of [`SOCKETS_CLOSED`]: past `--max-sockets` or the address's share
+/// (twice `--max-connections-per-ip`), headers not read within
 /// `--header-timeout-ms`, no upgrade within `--handshake-timeout-ms`.
-pub(crate) const SOCKET_REASONS: &[&str] = &["max_sockets", "header_timeout", "handshake_timeout"];
+pub(crate) const SOCKET_REASONS: &[&str] = &[
+    "max_sockets",
+    "max_sockets_per_ip",
+    "header_timeout",
+    "handshake_timeout",
+];
 /// Failed `accept` calls on the public port (e.g. out of file descriptors).
 pub(crate) const ACCEPT_ERRORS: &str = "offpath_transport_accept_errors_total";
 /// Client frames refused for the per-connection frame rate (`--frame-rate-per-second`).

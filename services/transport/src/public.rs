@@ -1,15 +1,16 @@
 //! The public port's accept loop: every accepted socket is counted from accept to close
-//! (past `--max-sockets` a new one is closed at once), its request headers must arrive
+//! (past `--max-sockets`, or past its address's share, a new one is closed at once), its request headers must arrive
 //! within `--header-timeout-ms` and its websocket upgrade within
 //! `--handshake-timeout-ms`. Served with hyper directly because `axum::serve` has neither
 //! timeout and does not count sockets.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,8 +24,8 @@ use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
-use crate::http;
 use crate::metrics as m;
+use crate::{caps, http};
 
 /// How long shutdown waits for plain HTTP exchanges (not websockets) to finish.
 const HTTP_DRAIN: Duration = Duration::from_secs(2);
@@ -40,11 +41,19 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let config = app.hub.config();
+    // Behind a proxy every socket comes from the proxy: only the global cap applies then.
+    let per_address = config.client_ip_header.is_none().then(|| {
+        Arc::new(PerAddress {
+            max: config.max_connections_per_ip.saturating_mul(2),
+            open: Mutex::new(HashMap::new()),
+        })
+    });
     let limits = Limits {
         header: Duration::from_millis(config.header_timeout_ms),
         handshake: Duration::from_millis(config.handshake_timeout_ms),
         max_sockets: config.max_sockets,
         open: Arc::new(AtomicUsize::new(0)),
+        per_address,
     };
     let router = http::public(app.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -65,7 +74,7 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let Some(socket) = limits.admit(tcp) else {
+        let Some(socket) = limits.admit(tcp, remote) else {
             continue;
         };
         let exchange = Exchange {
@@ -93,11 +102,18 @@ struct Limits {
     max_sockets: usize,
     /// Sockets open now.
     open: Arc<AtomicUsize>,
+    /// Sockets per client address, when the peer address is the client's.
+    per_address: Option<Arc<PerAddress>>,
 }
 
 impl Limits {
-    /// The socket, counted, or `None` (closed and counted) past `--max-sockets`.
-    fn admit(&self, tcp: TcpStream) -> Option<Counted> {
+    /// The socket, counted, or `None` (closed and counted) past the address's share or
+    /// `--max-sockets`.
+    fn admit(&self, tcp: TcpStream, remote: SocketAddr) -> Option<Counted> {
+        let address = match &self.per_address {
+            Some(per_address) => Some(per_address.take(remote.ip())?),
+            None => None,
+        };
         let before = self.open.fetch_add(1, Ordering::AcqRel);
         if before >= self.max_sockets {
             self.open.fetch_sub(1, Ordering::AcqRel);
@@ -112,7 +128,51 @@ impl Limits {
         Some(Counted {
             tcp,
             open: Arc::clone(&self.open),
+            _address: address,
         })
+    }
+}
+
+/// Open sockets per client address: twice `--max-connections-per-ip` (its websockets and
+/// as many handshakes), so one address cannot fill `--max-sockets` with half-open sockets.
+struct PerAddress {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerAddress {
+    /// A share for `ip`, or `None` (counted) when it holds its maximum.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressShare> {
+        let ip = caps::bucket(ip);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= self.max {
+            metrics::counter!(m::SOCKETS_CLOSED, "reason" => "max_sockets_per_ip").increment(1);
+            return None;
+        }
+        *count += 1;
+        Some(AddressShare {
+            owner: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One socket's share of its address's sockets; given back on drop.
+struct AddressShare {
+    owner: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressShare {
+    fn drop(&mut self) {
+        let mut open = self.owner.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -169,6 +229,8 @@ impl Exchange {
 struct Counted {
     tcp: TcpStream,
     open: Arc<AtomicUsize>,
+    /// The address's share, when addresses are counted.
+    _address: Option<AddressShare>,
 }
 
 impl Drop for Counted {
