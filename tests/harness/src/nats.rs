@@ -91,6 +91,7 @@ pub struct Builder {
     store_dir: Option<PathBuf>,
     jetstream: bool,
     die_with_parent: bool,
+    config: Option<String>,
 }
 
 impl Default for Builder {
@@ -102,6 +103,7 @@ impl Default for Builder {
             store_dir: None,
             jetstream: true,
             die_with_parent: false,
+            config: None,
         }
     }
 }
@@ -141,6 +143,14 @@ impl Builder {
         self
     }
 
+    /// Run with this configuration file text (`-c`), e.g. an authorization block; written
+    /// 0600 into the server's private working directory. Flags still set the address,
+    /// port and JetStream store.
+    pub fn config(mut self, text: impl Into<String>) -> Self {
+        self.config = Some(text.into());
+        self
+    }
+
     /// Start the server and wait until it accepts connections.
     pub fn start(self) -> Result<NatsServer, Error> {
         let binary = match self.binary {
@@ -155,8 +165,16 @@ impl Builder {
             }
             None => Store::Temp(tempfile::Builder::new().prefix("offpath-js-").tempdir()?),
         };
+        let config = match &self.config {
+            Some(text) => Some(crate::secure::write_private(
+                &work.path().join("nats-server.conf"),
+                text,
+            )?),
+            None => None,
+        };
         let mut server = NatsServer {
             binary,
+            config,
             host: self.host,
             port: self.port,
             jetstream: self.jetstream,
@@ -174,6 +192,8 @@ impl Builder {
 #[derive(Debug)]
 pub struct NatsServer {
     binary: PathBuf,
+    /// The configuration file, when the server runs with one.
+    config: Option<PathBuf>,
     host: String,
     /// `None` until the first start has picked a port; then fixed, so restarts reuse it.
     port: Option<u16>,
@@ -276,6 +296,9 @@ impl NatsServer {
             .port
             .map_or_else(|| "-1".to_string(), |p| p.to_string());
         let mut cmd = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            cmd.arg("-c").arg(config);
+        }
         cmd.args(["-a", &self.host, "-p", &port_arg])
             .arg("--ports_file_dir")
             .arg(self.work.path())
