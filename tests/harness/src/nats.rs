@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Name of the configuration file written for [`Builder::config`].
+pub const CONFIG_FILE: &str = "nats-server.conf";
 /// How long a starting server may take to accept TCP connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a graceful stop may take before the process is killed.
@@ -92,6 +94,7 @@ pub struct Builder {
     jetstream: bool,
     die_with_parent: bool,
     config: Option<String>,
+    config_dir: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -104,6 +107,7 @@ impl Default for Builder {
             jetstream: true,
             die_with_parent: false,
             config: None,
+            config_dir: None,
         }
     }
 }
@@ -151,6 +155,13 @@ impl Builder {
         self
     }
 
+    /// Write the [`config`](Self::config) file into this directory (default: the server's
+    /// private working directory, removed with it), e.g. beside a kept JetStream store.
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config_dir = Some(dir.into());
+        self
+    }
+
     /// Start the server and wait until it accepts connections.
     pub fn start(self) -> Result<NatsServer, Error> {
         let binary = match self.binary {
@@ -166,10 +177,11 @@ impl Builder {
             None => Store::Temp(tempfile::Builder::new().prefix("offpath-js-").tempdir()?),
         };
         let config = match &self.config {
-            Some(text) => Some(crate::secure::write_private(
-                &work.path().join("nats-server.conf"),
-                text,
-            )?),
+            Some(text) => {
+                let dir = self.config_dir.as_deref().unwrap_or(work.path());
+                std::fs::create_dir_all(dir)?;
+                Some(crate::secure::write_private(&dir.join(CONFIG_FILE), text)?)
+            }
             None => None,
         };
         let mut server = NatsServer {

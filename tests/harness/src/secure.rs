@@ -108,6 +108,29 @@ pub fn start(builder: Builder, roles: &[Role]) -> Result<SecuredNats, Error> {
     })
 }
 
+/// The password of `user` in a config text written by [`local_authorization`] (how a
+/// test, or an operator of `offpath up`, logs in to the local server: the file is 0600).
+pub fn password_in_config(config: &str, user: &str) -> Option<String> {
+    let at = config.find(&format!("user: \"{user}\""))?;
+    let rest = &config[at..];
+    let start = rest.find("password: \"")? + "password: \"".len();
+    let end = rest[start..].find('"')?;
+    Some(rest[start..start + end].to_string())
+}
+
+/// Logs in to the local server of `offpath up` whose store is `data_dir`, as `role`.
+pub fn up_credentials(data_dir: &Path, role: &Role) -> io::Result<Credentials> {
+    let config = std::fs::read_to_string(data_dir.join(crate::nats::CONFIG_FILE))?;
+    let password = password_in_config(&config, &role.user()).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, format!("no user {}", role.user()))
+    })?;
+    Ok(Credentials {
+        user: role.user(),
+        password,
+        inbox_prefix: role.inbox_prefix(),
+    })
+}
+
 /// Writes `text` to `path`, readable by the owner only (it may hold passwords).
 pub(crate) fn write_private(path: &Path, text: &str) -> io::Result<PathBuf> {
     use std::io::Write;
