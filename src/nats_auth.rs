@@ -147,8 +147,14 @@ fn read_password(path: &Path) -> anyhow::Result<String> {
 /// Options of `offpath nats-auth`.
 #[derive(Debug, Args)]
 pub(crate) struct NatsAuthCommand {
-    /// A tenant whose transport gets a user `transport-<tenant>` (repeat for more).
-    #[arg(long, required = true)]
+    /// A tenant whose transport gets a user `transport-<tenant>` (repeat, or separate with
+    /// commas).
+    #[arg(
+        long,
+        env = "OFFPATH_NATS_AUTH_TENANTS",
+        value_delimiter = ',',
+        required = true
+    )]
     pub tenant: Vec<String>,
 }
 
