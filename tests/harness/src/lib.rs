@@ -6,6 +6,7 @@
 //! * [`process`]: an `offpath` service as a child process (ready, signal, stop);
 //! * [`secure`]: the same server with offpath's NATS authorization and each role's
 //!   credentials;
+//! * [`tls`]: a throwaway CA and certificates for TLS tests;
 //! * [`http`]: `GET` on the operator endpoints (`/metrics`, `/healthz`, `/readyz`), and
 //!   polling until one answers as expected.
 //!
@@ -27,6 +28,7 @@ pub mod process;
 pub mod scrape;
 pub mod secure;
 pub mod testing;
+pub mod tls;
 pub mod topology;
 pub mod verdicts;
 

@@ -404,11 +404,12 @@ impl Drop for NatsServer {
 }
 
 /// Reads the client port from nats-server's ports file:
-/// `{"nats":["nats://127.0.0.1:PORT"],...}`.
+/// `{"nats":["nats://127.0.0.1:PORT"],...}` (`tls://` when the server has TLS on).
 fn read_client_port(path: &Path) -> Option<u16> {
     let text = std::fs::read_to_string(path).ok()?;
-    let start = text.find("nats://")? + "nats://".len();
-    let url = &text[start..];
+    let clients = &text[text.find("\"nats\"")?..];
+    let start = clients.find("://")? + "://".len();
+    let url = &clients[start..];
     let end = url.find('"')?;
     url[..end].rsplit(':').next()?.parse().ok()
 }

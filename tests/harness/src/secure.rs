@@ -100,8 +100,14 @@ impl SecuredNats {
 
 /// Starts `builder`'s server with authorization for `roles` (nothing else may connect).
 pub fn start(builder: Builder, roles: &[Role]) -> Result<SecuredNats, Error> {
+    start_with(builder, roles, "")
+}
+
+/// [`start`] with more configuration text, e.g. a `tls { }` block
+/// ([`crate::tls::TestPki::server_block`]).
+pub fn start_with(builder: Builder, roles: &[Role], extra: &str) -> Result<SecuredNats, Error> {
     let (config, credentials) = local_authorization(roles)?;
-    let server = builder.config(config).start()?;
+    let server = builder.config(format!("{config}{extra}")).start()?;
     Ok(SecuredNats {
         server,
         credentials,
