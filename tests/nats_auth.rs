@@ -156,33 +156,17 @@ async fn transport_cannot_consume_another_tenants_verdicts() {
         stream.create_consumer(spy).await.is_err(),
         "a globex filter was accepted"
     );
-    // The permitted subject (acme's filter) with globex's filter in the body: the server
-    // refuses a body whose filter differs from the subject's.
-    let subject = format!(
-        "$JS.API.CONSUMER.CREATE.{VERDICTS_STREAM}.{}.{}",
-        transport_consumer("acme", "gw1"),
-        transport_filter("acme")
-    );
-    let body = serde_json::json!({
-        "stream_name": VERDICTS_STREAM,
-        "config": {
-            "durable_name": transport_consumer("acme", "gw1"),
-            "filter_subject": transport_filter("globex"),
-            "ack_policy": "explicit",
-        },
-    });
-    let answer: serde_json::Value = serde_json::from_slice(
-        &client
-            .request(subject, body.to_string().into())
-            .await
-            .expect("the server answers")
-            .payload,
-    )
-    .expect("JSON");
-    assert!(
-        answer.get("error").is_some(),
-        "mismatched filter accepted: {answer}"
-    );
+    // The permitted subject (acme's filter) with globex's filter in the body, as the one
+    // filter or as the 2.10+ list: the server refuses a body that differs from the subject.
+    for key in ["filter_subject", "filter_subjects"] {
+        let filter = transport_filter("globex");
+        let value = match key {
+            "filter_subject" => serde_json::json!(filter),
+            _ => serde_json::json!([filter]),
+        };
+        let answer = create_as_acme(&client, key, value).await;
+        assert!(answer.get("error").is_some(), "{key} accepted: {answer}");
+    }
     let theirs = transport_consumer("globex", "gw2");
     assert!(stream.consumer_info(&theirs).await.is_err());
     // Its own consumer, of its own tenant: allowed.
@@ -221,6 +205,24 @@ async fn transport_cannot_delete_streams_or_consumers() {
         .consumer_info(MODERATOR_CONSUMER)
         .await
         .expect("consumer still there");
+}
+
+/// A raw consumer-create request on the subject acme may use (its own consumer, its own
+/// filter) whose body sets `key` to `value`; the server's JSON answer.
+async fn create_as_acme(client: &Client, key: &str, value: serde_json::Value) -> serde_json::Value {
+    let name = transport_consumer("acme", "gw1");
+    let subject = format!(
+        "$JS.API.CONSUMER.CREATE.{VERDICTS_STREAM}.{name}.{}",
+        transport_filter("acme")
+    );
+    let mut config = serde_json::json!({"durable_name": name, "ack_policy": "explicit"});
+    config[key] = value;
+    let body = serde_json::json!({"stream_name": VERDICTS_STREAM, "config": config});
+    let answer = client
+        .request(subject, body.to_string().into())
+        .await
+        .expect("the server answers");
+    serde_json::from_slice(&answer.payload).expect("JSON")
 }
 
 /// The moderator's credentials cannot manage streams either; its own work is allowed:
