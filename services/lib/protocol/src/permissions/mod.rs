@@ -82,19 +82,32 @@ pub fn transport_filter(tenant: &str) -> String {
 }
 
 impl Role {
-    /// The NATS user name: `transport-<tenant>`, `moderator` or `topology`.
+    /// The NATS user name: `transport-<tenant>` (`transport-<tenant>-<instance>` when
+    /// pinned to an instance), `moderator` or `topology`.
     pub fn user(&self) -> String {
         match self {
-            Role::Transport { tenant, .. } => format!("transport-{tenant}"),
+            Role::Transport {
+                tenant,
+                instance: None,
+            } => format!("transport-{tenant}"),
+            Role::Transport {
+                tenant,
+                instance: Some(instance),
+            } => transport_consumer(tenant, instance),
             Role::Moderator => "moderator".into(),
             Role::Topology => "topology".into(),
         }
     }
 
     /// The inbox prefix this role's client must use
-    /// (`ConnectOptions::custom_inbox_prefix`): `_INBOX_<user with '-' as '_'>`.
+    /// (`ConnectOptions::custom_inbox_prefix`): `_INBOX_transport_<tenant>` (every
+    /// instance of a tenant alike: a gateway knows its tenant, not its credential's
+    /// name), `_INBOX_moderator`, `_INBOX_topology`.
     pub fn inbox_prefix(&self) -> String {
-        format!("_INBOX_{}", self.user().replace('-', "_"))
+        match self {
+            Role::Transport { tenant, .. } => format!("_INBOX_transport_{tenant}"),
+            other => format!("_INBOX_{}", other.user()),
+        }
     }
 
     /// The environment variable the deployment config reads this role's password from:
@@ -202,12 +215,18 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// The roles of a deployment: the topology user, the moderators, one transport per tenant.
-pub fn deployment_roles(tenants: &[String]) -> Vec<Role> {
+/// The roles of a deployment: the topology user, the moderators, one transport user per
+/// tenant of `tenants` (any instance of it) and per `(tenant, instance)` of `pinned` (that
+/// one gateway and its one verdict consumer).
+pub fn deployment_roles(tenants: &[String], pinned: &[(String, String)]) -> Vec<Role> {
     let mut roles = vec![Role::Topology, Role::Moderator];
     roles.extend(tenants.iter().map(|tenant| Role::Transport {
         tenant: tenant.clone(),
         instance: None,
+    }));
+    roles.extend(pinned.iter().map(|(tenant, instance)| Role::Transport {
+        tenant: tenant.clone(),
+        instance: Some(instance.clone()),
     }));
     roles
 }

@@ -41,6 +41,9 @@ fn pinned_transport_names_its_consumer() {
             .contains(&"$JS.API.CONSUMER.MSG.NEXT.VERDICTS.transport-acme-gw1".to_string())
     );
     assert!(!p.publish.iter().any(|s| s.contains("VERDICTS.*")));
+    let role = transport("acme", Some("gw1"));
+    assert_eq!(role.user(), "transport-acme-gw1");
+    assert_eq!(role.inbox_prefix(), "_INBOX_transport_acme");
 }
 
 /// Only the topology role may use the stream-management API.
