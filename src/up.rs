@@ -101,18 +101,7 @@ struct Stack {
 
 /// Starts everything, phase by phase; `Ok(false)` when a signal interrupted it.
 async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyhow::Result<bool> {
-    let (urls, logins) = if args.nats_url.is_empty() {
-        let (tenant, instance) = transport_identity(args)?;
-        let logins = local_auth::logins(&tenant, &instance)?;
-        // Blocks this (main) thread until the server accepts connections, usually well
-        // under a second: a signal meanwhile is kept by its listener and acted on next.
-        let server = start_local_nats(args.local_nats_port, args.data_dir.clone(), &logins)?;
-        let url = server.url();
-        stack.local = Some(LocalNats::new(server));
-        (vec![url], Some(logins))
-    } else {
-        (args.nats_url.clone(), None)
-    };
+    let (urls, logins) = nats(args, stack)?;
     stack.url = urls.join(",");
     let (moderator_env, transport_env) = match &logins {
         Some(logins) => (logins.moderator_env(), logins.transport_env()),
@@ -123,13 +112,7 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
     };
     let topology = args.streams.topology();
     let ensured = signals.or_signal(async {
-        let client = match &logins {
-            Some(logins) => {
-                let options = logins.topology.options().name("offpath-up");
-                services::connect_with(options, &urls).await?
-            }
-            None => services::connect(&urls, &args.auth, "offpath-up", &Role::Topology).await?,
-        };
+        let client = topology_client(args, &urls, logins.as_ref()).await?;
         services::ensure_topology(&client, &topology).await?;
         client.flush().await.context("flushing the NATS connection")
     });
@@ -172,6 +155,38 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         ready?;
     }
     Ok(true)
+}
+
+/// The NATS URLs, and the logins when the local server is started (now, with
+/// authorization on) because no `--nats-url` was given.
+fn nats(args: &UpArgs, stack: &mut Stack) -> anyhow::Result<(Vec<String>, Option<LocalLogins>)> {
+    if !args.nats_url.is_empty() {
+        return Ok((args.nats_url.clone(), None));
+    }
+    let (tenant, instance) = transport_identity(args)?;
+    let logins = local_auth::logins(&tenant, &instance)?;
+    // Blocks this (main) thread until the server accepts connections, usually well under a
+    // second: a signal meanwhile is kept by its listener and acted on next.
+    let server = start_local_nats(args.local_nats_port, args.data_dir.clone(), &logins)?;
+    let url = server.url();
+    stack.local = Some(LocalNats::new(server));
+    Ok((vec![url], Some(logins)))
+}
+
+/// The launcher's own client for the topology step: as `topology` on the local server,
+/// else with `up`'s login flags.
+async fn topology_client(
+    args: &UpArgs,
+    urls: &[String],
+    logins: Option<&LocalLogins>,
+) -> anyhow::Result<async_nats::Client> {
+    match logins {
+        Some(logins) => {
+            let options = logins.topology.options().name("offpath-up");
+            services::connect_with(options, urls).await
+        }
+        None => services::connect(urls, &args.auth, "offpath-up", &Role::Topology).await,
+    }
 }
 
 /// The command line of a moderator child.

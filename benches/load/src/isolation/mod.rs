@@ -146,15 +146,7 @@ async fn start_stack(
     } else {
         None
     };
-    let (nats, logins) = if scenario.secure {
-        let (nats, logins) = tokio::task::spawn_blocking(secure::start).await??;
-        (nats, Some(logins))
-    } else {
-        let nats = tokio::task::spawn_blocking(NatsServer::start)
-            .await?
-            .context("starting nats-server")?;
-        (nats, None)
-    };
+    let (nats, logins) = secure::start_for(scenario.secure).await?;
     let login = |role: &Role| match &logins {
         Some(logins) => logins.flags(role),
         None => Ok(Vec::new()),
@@ -165,10 +157,7 @@ async fn start_stack(
         }
         launch::pin(std::process::id(), &cpus.chat)?;
     }
-    let client = match &logins {
-        Some(logins) => logins.admin(&nats.url()).await?,
-        None => async_nats::connect(nats.url()).await?,
-    };
+    let client = secure::admin(logins.as_ref(), &nats.url()).await?;
     ensure(
         &async_nats::jetstream::new(client),
         &TopologyConfig::default(),

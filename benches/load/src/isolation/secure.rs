@@ -42,6 +42,29 @@ pub(super) fn start() -> anyhow::Result<(NatsServer, Logins)> {
     Ok((secured.server, logins))
 }
 
+/// A nats-server for a scenario: secured when `secure`, else open (as before).
+pub(super) async fn start_for(secure: bool) -> anyhow::Result<(NatsServer, Option<Logins>)> {
+    if secure {
+        let (nats, logins) = tokio::task::spawn_blocking(start).await??;
+        return Ok((nats, Some(logins)));
+    }
+    let nats = tokio::task::spawn_blocking(NatsServer::start)
+        .await?
+        .context("starting nats-server")?;
+    Ok((nats, None))
+}
+
+/// A client that may put the topology in place: `topology` over TLS, or anonymous.
+pub(super) async fn admin(
+    logins: Option<&Logins>,
+    url: &str,
+) -> anyhow::Result<async_nats::Client> {
+    match logins {
+        Some(logins) => logins.admin(url).await,
+        None => Ok(async_nats::connect(url).await?),
+    }
+}
+
 impl Logins {
     fn credentials(&self, role: &Role) -> anyhow::Result<&Credentials> {
         self.credentials
