@@ -31,10 +31,13 @@ pub(crate) struct LocalLogins {
 /// Draws the passwords for a transport of `tenant` whose instance is `instance` (empty:
 /// the launcher chooses one, so the credential can name the consumer).
 pub(crate) fn logins(tenant: &str, instance: &str) -> anyhow::Result<LocalLogins> {
-    let chosen_instance = instance.is_empty().then(|| {
-        let suffix = offpath_harness::secure::random_password().unwrap_or_default();
-        format!("up-{}", &suffix[..suffix.len().min(12)])
-    });
+    let chosen_instance = match instance.is_empty() {
+        true => Some(format!(
+            "up-{}",
+            &offpath_harness::secure::random_password()?[..12]
+        )),
+        false => None,
+    };
     let transport = Role::Transport {
         tenant: tenant.to_string(),
         instance: Some(

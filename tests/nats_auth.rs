@@ -25,10 +25,11 @@ fn acme() -> Role {
     }
 }
 
+/// globex's gateways share one user (`offpath nats-auth --tenant globex`).
 fn globex() -> Role {
     Role::Transport {
         tenant: "globex".into(),
-        instance: Some("gw2".into()),
+        instance: None,
     }
 }
 
@@ -167,8 +168,23 @@ async fn transport_cannot_consume_another_tenants_verdicts() {
         let answer = create_as_acme(&client, key, value).await;
         assert!(answer.get("error").is_some(), "{key} accepted: {answer}");
     }
+    let (globex_client, _) = connect_as(&nats, &globex()).await;
     let theirs = transport_consumer("globex", "gw2");
-    assert!(stream.consumer_info(&theirs).await.is_err());
+    let own = pull::Config {
+        durable_name: Some(theirs.clone()),
+        filter_subject: transport_filter("globex"),
+        ..Default::default()
+    };
+    let globex_js = js_short(&globex_client);
+    let globex_stream = globex_js.get_stream(VERDICTS_STREAM).await.expect("stream");
+    globex_stream
+        .create_consumer(own)
+        .await
+        .expect("globex's own consumer");
+    assert!(
+        stream.consumer_info(&theirs).await.is_err(),
+        "acme read globex's consumer"
+    );
     // Its own consumer, of its own tenant: allowed.
     let own = pull::Config {
         durable_name: Some(transport_consumer("acme", "gw1")),
@@ -238,4 +254,32 @@ async fn moderator_publishes_verdicts_but_cannot_delete() {
         .expect("sent")
         .await
         .expect("stored");
+}
+
+/// A tenant's shared transport user (not pinned to an instance) still creates only
+/// consumers of its own tenant's verdicts, and publishes only its own tenant's requests.
+#[tokio::test]
+async fn shared_tenant_user_is_confined_to_its_tenant() {
+    let nats = secured().await;
+    let (client, mut errors) = connect_as(&nats, &globex()).await;
+    let stream = js_short(&client)
+        .get_stream(VERDICTS_STREAM)
+        .await
+        .expect("stream info is allowed");
+    let spy = pull::Config {
+        durable_name: Some(transport_consumer("globex", "any")),
+        filter_subject: transport_filter("acme"),
+        ..Default::default()
+    };
+    assert!(
+        stream.create_consumer(spy).await.is_err(),
+        "an acme filter was accepted"
+    );
+    client
+        .publish("offpath.req.acme", "{}".into())
+        .await
+        .expect("queued");
+    client.flush().await.expect("flush");
+    // The refused consumer create was reported first.
+    while !violation(&mut errors).await.contains("offpath.req.acme") {}
 }

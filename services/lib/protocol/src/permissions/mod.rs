@@ -129,44 +129,18 @@ impl Role {
 
     /// What this role may publish and subscribe to.
     pub fn permissions(&self) -> Permissions {
-        let api = "$JS.API";
-        let stream_info = [MODERATION_STREAM, VERDICTS_STREAM, DLQ_STREAM]
-            .map(|s| format!("{api}.STREAM.INFO.{s}"));
-        let moderator_info =
-            format!("{api}.CONSUMER.INFO.{MODERATION_STREAM}.{MODERATOR_CONSUMER}");
         let inbox = format!("{}.>", self.inbox_prefix());
         match self {
-            Role::Transport { tenant, instance } => {
-                let consumer = instance
-                    .as_deref()
-                    .map_or_else(|| "*".to_string(), |i| transport_consumer(tenant, i));
-                let mut publish = vec![
-                    format!("{REQUEST_PREFIX}.{tenant}"),
-                    CLASSIFY_SUBJECT.into(),
-                ];
-                publish.extend(stream_info);
-                publish.extend([
-                    moderator_info,
-                    format!("{api}.CONSUMER.INFO.{VERDICTS_STREAM}.{consumer}"),
-                    format!(
-                        "{api}.CONSUMER.CREATE.{VERDICTS_STREAM}.{consumer}.{}",
-                        transport_filter(tenant)
-                    ),
-                    format!("{api}.CONSUMER.MSG.NEXT.{VERDICTS_STREAM}.{consumer}"),
-                    format!("$JS.ACK.{VERDICTS_STREAM}.{consumer}.>"),
-                ]);
-                Permissions {
-                    publish,
-                    subscribe: vec![inbox],
-                    allow_responses: false,
-                }
-            }
+            Role::Transport { tenant, instance } => Permissions {
+                publish: transport_publish(tenant, instance.as_deref()),
+                subscribe: vec![inbox],
+                allow_responses: false,
+            },
             Role::Moderator => {
                 let mut publish = vec![format!("{VERDICT_PREFIX}.>"), format!("{DLQ_PREFIX}.>")];
-                publish.extend(stream_info);
+                publish.extend(topology_lookups());
                 publish.extend([
-                    moderator_info,
-                    format!("{api}.CONSUMER.MSG.NEXT.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"),
+                    format!("{API}.CONSUMER.MSG.NEXT.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"),
                     format!("$JS.ACK.{MODERATION_STREAM}.{MODERATOR_CONSUMER}.>"),
                 ]);
                 Permissions {
@@ -176,7 +150,7 @@ impl Role {
                 }
             }
             Role::Topology => Permissions {
-                publish: vec![format!("{api}.>")],
+                publish: vec![format!("{API}.>")],
                 subscribe: vec![inbox],
                 allow_responses: false,
             },
@@ -193,6 +167,44 @@ impl Role {
         }
         Ok(())
     }
+}
+
+/// The JetStream API's subject prefix.
+const API: &str = "$JS.API";
+
+/// What a service looks up to see whether the topology is in place ([`crate::topology::ensure`]):
+/// the three streams' info and the moderators' consumer's info.
+fn topology_lookups() -> Vec<String> {
+    let mut subjects: Vec<String> = [MODERATION_STREAM, VERDICTS_STREAM, DLQ_STREAM]
+        .iter()
+        .map(|s| format!("{API}.STREAM.INFO.{s}"))
+        .collect();
+    subjects.push(format!(
+        "{API}.CONSUMER.INFO.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"
+    ));
+    subjects
+}
+
+/// A transport's publish permissions: its tenant's requests, the inline endpoint, the
+/// topology look-ups, and its verdict consumer (any name, or exactly its own when pinned),
+/// created only with its tenant's filter in the subject.
+fn transport_publish(tenant: &str, instance: Option<&str>) -> Vec<String> {
+    let consumer = instance.map_or_else(|| "*".to_string(), |i| transport_consumer(tenant, i));
+    let mut publish = vec![
+        format!("{REQUEST_PREFIX}.{tenant}"),
+        CLASSIFY_SUBJECT.into(),
+    ];
+    publish.extend(topology_lookups());
+    publish.extend([
+        format!("{API}.CONSUMER.INFO.{VERDICTS_STREAM}.{consumer}"),
+        format!(
+            "{API}.CONSUMER.CREATE.{VERDICTS_STREAM}.{consumer}.{}",
+            transport_filter(tenant)
+        ),
+        format!("{API}.CONSUMER.MSG.NEXT.{VERDICTS_STREAM}.{consumer}"),
+        format!("$JS.ACK.{VERDICTS_STREAM}.{consumer}.>"),
+    ]);
+    publish
 }
 
 /// How a user's password appears in the generated config.
