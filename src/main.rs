@@ -3,6 +3,8 @@
 
 mod bench;
 mod cli;
+mod local_auth;
+mod nats_auth;
 mod services;
 mod supervise;
 mod tools;
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
                 Command::Transport(args) => services::transport(args).await,
                 Command::Topology(args) => services::topology(args).await,
                 Command::Doctor => tools::doctor(),
+                Command::NatsAuth(args) => nats_auth::print(&args),
                 // Replaces this process; returns only when that fails.
                 Command::Bench(args) => Err(bench::exec(&args.args, &log)),
             }

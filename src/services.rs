@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::ServerAddr;
 use async_nats::connection::State;
+use offpath_protocol::permissions::Role;
 use offpath_protocol::topology::{self, TopologyConfig};
 use tracing::{info, warn};
 
-use crate::cli::{ModeratorArgs, NatsArgs, TransportArgs, Usage};
+use crate::cli::{ModeratorArgs, NatsArgs, NatsAuthArgs, TransportArgs, Usage};
 
 /// How long the transport waits for NATS at start before serving chat without it.
 const TRANSPORT_NATS_WAIT: Duration = Duration::from_secs(5);
@@ -17,7 +18,13 @@ const TRANSPORT_NATS_WAIT: Duration = Duration::from_secs(5);
 /// `offpath topology`: creates the streams and the consumer, or updates them to the given
 /// settings. The one command that changes settings of what exists.
 pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {
-    let client = connect(&args.nats_url, "offpath-topology").await?;
+    let client = connect(
+        &args.nats_url,
+        &args.auth,
+        "offpath-topology",
+        &Role::Topology,
+    )
+    .await?;
     topology::apply(
         &async_nats::jetstream::new(client.clone()),
         &args.streams.topology(),
@@ -39,8 +46,23 @@ pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {
 /// SIGTERM.
 pub(crate) async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
     let config = moderator_config(&args)?;
-    let client = connect(&args.nats.nats_url, "offpath-moderator").await?;
-    ensure_topology(&client, &config.topology).await?;
+    let nats = &args.nats;
+    let client = connect(
+        &nats.nats_url,
+        &nats.auth,
+        "offpath-moderator",
+        &Role::Moderator,
+    )
+    .await?;
+    if let Err(err) = ensure_topology(&client, &config.topology).await {
+        // With NATS authorization on, only `offpath topology` may create streams: the
+        // moderator's binding retries (counted in `nats_errors_total{operation="bind"}`)
+        // until the topology is there.
+        warn!(
+            "JetStream topology not in place ({}); `offpath topology` creates it, the moderator retries",
+            offpath_ops::cli::one_line(&err)
+        );
+    }
     let listener = bind_metrics(args.metrics_addr).await?;
     offpath_moderator::run(config, client, listener, shutdown_signal()).await?;
     Ok(())
@@ -55,6 +77,7 @@ pub(crate) fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_m
     config.topology = args.nats.streams.topology();
     config.validate().map_err(Usage)?;
     server_addrs(&args.nats.nats_url)?;
+    args.nats.auth.check()?;
     Ok(config)
 }
 
@@ -69,6 +92,7 @@ pub(crate) fn transport_config(args: &TransportArgs) -> anyhow::Result<offpath_t
     offpath_transport::check_listener(&args.transport, kind, args.listen_addr)
         .map_err(|err| Usage(err.to_string()))?;
     server_addrs(&args.nats.nats_url)?;
+    args.nats.auth.check()?;
     distinct_addrs(&[
         ("--listen-addr", args.listen_addr),
         ("--metrics-addr", args.metrics_addr),
@@ -99,8 +123,15 @@ pub(crate) async fn transport(args: TransportArgs) -> anyhow::Result<()> {
     let auth = offpath_transport::authenticator(&config, secret.as_deref())
         .map_err(|err| Usage(err.to_string()))?;
     let servers = server_addrs(&args.nats.nats_url)?;
-    let client = async_nats::ConnectOptions::new()
-        .name("offpath-transport")
+    let role = Role::Transport {
+        tenant: config.tenant.clone(),
+        instance: None,
+    };
+    let client = args
+        .nats
+        .auth
+        .options("offpath-transport", &role.inbox_prefix())
+        .await?
         .retry_on_initial_connect()
         .connect(servers)
         .await
@@ -186,11 +217,25 @@ pub(crate) fn server_addrs(urls: &[String]) -> anyhow::Result<Vec<ServerAddr>> {
         .collect()
 }
 
-/// Connects to any of `urls` and checks the server's version.
-pub(crate) async fn connect(urls: &[String], name: &str) -> anyhow::Result<async_nats::Client> {
+/// Connects to any of `urls` as `role` (its inbox prefix, `auth`'s login) and checks the
+/// server's version.
+pub(crate) async fn connect(
+    urls: &[String],
+    auth: &NatsAuthArgs,
+    name: &str,
+    role: &Role,
+) -> anyhow::Result<async_nats::Client> {
+    let options = auth.options(name, &role.inbox_prefix()).await?;
+    connect_with(options, urls).await
+}
+
+/// Connects to any of `urls` with `options` and checks the server's version.
+pub(crate) async fn connect_with(
+    options: async_nats::ConnectOptions,
+    urls: &[String],
+) -> anyhow::Result<async_nats::Client> {
     let servers = server_addrs(urls)?;
-    let client = async_nats::ConnectOptions::new()
-        .name(name)
+    let client = options
         .connect(servers)
         .await
         .with_context(|| format!("connecting to NATS at {}", urls.join(",")))?;

@@ -77,19 +77,39 @@ pub(crate) struct Supervised {
     /// Where its `/readyz` answers (the same after a restart).
     pub ops: SocketAddr,
     args: Vec<String>,
+    env: ChildEnv,
     proc: Option<Proc>,
     restarts: Restarts,
+}
+
+/// Environment changes of a child (`None` removes an inherited variable); it may hold a
+/// password, so `Debug` shows only the names.
+#[derive(Clone, Default)]
+pub(crate) struct ChildEnv(pub Vec<(String, Option<String>)>);
+
+impl std::fmt::Debug for ChildEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(key, _)| key))
+            .finish()
+    }
 }
 
 impl Supervised {
     /// Starts `offpath <args>` (from the main thread: the child dies with the thread that
     /// spawns it).
-    pub(crate) fn start(name: &str, args: Vec<String>, ops: SocketAddr) -> anyhow::Result<Self> {
-        let proc = Proc::spawn(name, &args, ops)?;
+    pub(crate) fn start(
+        name: &str,
+        args: Vec<String>,
+        env: ChildEnv,
+        ops: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let proc = Proc::spawn_with_env(name, &args, &env.0, ops)?;
         Ok(Self {
             name: name.to_string(),
             ops,
             args,
+            env,
             proc: Some(proc),
             restarts: Restarts::new(Instant::now()),
         })
@@ -111,7 +131,7 @@ impl Supervised {
         }
         if self.proc.is_none() && self.restarts.due(now) {
             let restarts = self.restarts.restarted(now);
-            match Proc::spawn(&self.name, &self.args, self.ops) {
+            match Proc::spawn_with_env(&self.name, &self.args, &self.env.0, self.ops) {
                 Ok(proc) => {
                     info!(name = %self.name, pid = proc.pid(), restarts, "restarted");
                     self.proc = Some(proc);

@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use offpath_harness::NatsServer;
+use offpath_protocol::permissions::Role;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::cli::{Cli, Command, UpArgs, Usage};
+use crate::local_auth::{self, LocalLogins};
 use crate::services;
 use crate::supervise::{LocalNats, Supervised};
 
@@ -99,20 +101,18 @@ struct Stack {
 
 /// Starts everything, phase by phase; `Ok(false)` when a signal interrupted it.
 async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyhow::Result<bool> {
-    let urls = if args.nats_url.is_empty() {
-        // Blocks this (main) thread until the server accepts connections, usually well
-        // under a second: a signal meanwhile is kept by its listener and acted on next.
-        let server = start_local_nats(args.local_nats_port, args.data_dir.clone())?;
-        let url = server.url();
-        stack.local = Some(LocalNats::new(server));
-        vec![url]
-    } else {
-        args.nats_url.clone()
-    };
+    let (urls, logins) = nats(args, stack)?;
     stack.url = urls.join(",");
+    let (moderator_env, transport_env) = match &logins {
+        Some(logins) => (logins.moderator_env(), logins.transport_env()),
+        None => (
+            local_auth::shared_env(&args.auth),
+            local_auth::shared_env(&args.auth),
+        ),
+    };
     let topology = args.streams.topology();
     let ensured = signals.or_signal(async {
-        let client = services::connect(&urls, "offpath-up").await?;
+        let client = topology_client(args, &urls, logins.as_ref()).await?;
         services::ensure_topology(&client, &topology).await?;
         client.flush().await.context("flushing the NATS connection")
     });
@@ -129,15 +129,19 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         let ops = offpath_harness::process::concrete_addr(addr)?;
         let flags = moderator_command(args, &stack.url, ops);
         let name = format!("moderator-{}", n + 1);
-        stack.moderators.push(Supervised::start(&name, flags, ops)?);
+        let env = moderator_env.clone();
+        stack
+            .moderators
+            .push(Supervised::start(&name, flags, env, ops)?);
     }
     let listen = offpath_harness::process::concrete_addr(args.listen_addr)?;
     let ops = offpath_harness::process::concrete_addr(args.transport_metrics_addr)?;
     let flags = transport_command(args, &stack.url, listen, ops);
     stack.listen = Some(listen);
-    let transport = stack
-        .transport
-        .insert(Supervised::start("transport", flags, ops)?);
+    let transport =
+        stack
+            .transport
+            .insert(Supervised::start("transport", flags, transport_env, ops)?);
     // A child that exits before it is ready is a start-up failure (bad flags, missing
     // models), not something to restart.
     let Some(ready) = signals.or_signal(transport.wait_ready(READY_TIMEOUT)).await else {
@@ -151,6 +155,38 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         ready?;
     }
     Ok(true)
+}
+
+/// The NATS URLs, and the logins when the local server is started (now, with
+/// authorization on) because no `--nats-url` was given.
+fn nats(args: &UpArgs, stack: &mut Stack) -> anyhow::Result<(Vec<String>, Option<LocalLogins>)> {
+    if !args.nats_url.is_empty() {
+        return Ok((args.nats_url.clone(), None));
+    }
+    let (tenant, instance) = transport_identity(args)?;
+    let logins = local_auth::logins(&tenant, &instance)?;
+    // Blocks this (main) thread until the server accepts connections, usually well under a
+    // second: a signal meanwhile is kept by its listener and acted on next.
+    let server = start_local_nats(args.local_nats_port, args.data_dir.clone(), &logins)?;
+    let url = server.url();
+    stack.local = Some(LocalNats::new(server));
+    Ok((vec![url], Some(logins)))
+}
+
+/// The launcher's own client for the topology step: as `topology` on the local server,
+/// else with `up`'s login flags.
+async fn topology_client(
+    args: &UpArgs,
+    urls: &[String],
+    logins: Option<&LocalLogins>,
+) -> anyhow::Result<async_nats::Client> {
+    match logins {
+        Some(logins) => {
+            let options = logins.topology.options().name("offpath-up");
+            services::connect_with(options, urls).await
+        }
+        None => services::connect(urls, &args.auth, "offpath-up", &Role::Topology).await,
+    }
 }
 
 /// The command line of a moderator child.
@@ -190,8 +226,22 @@ fn validate(args: &UpArgs) -> anyhow::Result<()> {
     if args.moderators == 0 {
         return Err(Usage("--moderators must be at least 1".into()).into());
     }
-    if !args.nats_url.is_empty() {
+    if args.nats_url.is_empty() {
+        let auth = &args.auth;
+        if auth.nats_user.is_some()
+            || auth.nats_password_file.is_some()
+            || auth.nats_creds.is_some()
+            || auth.nats_tls_ca.is_some()
+            || auth.nats_tls_cert.is_some()
+            || auth.nats_tls_required
+        {
+            let problem = "NATS login and TLS flags need --nats-url: the local nats-server \
+                           makes its own users";
+            return Err(Usage(problem.into()).into());
+        }
+    } else {
         services::server_addrs(&args.nats_url)?;
+        args.auth.check()?;
     }
     if let Some(dir) = &args.data_dir
         && dir.exists()
@@ -220,6 +270,16 @@ fn validate(args: &UpArgs) -> anyhow::Result<()> {
         services::transport_config(&child).context("transport")?;
     }
     Ok(())
+}
+
+/// The transport child's tenant and instance (empty: not chosen), as it will parse them.
+fn transport_identity(args: &UpArgs) -> anyhow::Result<(String, String)> {
+    let url = "nats://127.0.0.1:4222";
+    let flags = transport_command(args, url, args.listen_addr, args.transport_metrics_addr);
+    match parse_child("transport", &flags)? {
+        Command::Transport(child) => Ok((child.transport.tenant, child.transport.instance)),
+        _ => Err(Usage("transport: not a transport command line".into()).into()),
+    }
 }
 
 /// A child's command line as the child will parse it; a usage error names the child.
@@ -302,16 +362,24 @@ fn stopped(name: &str, outcome: Option<anyhow::Result<std::process::ExitStatus>>
 }
 
 /// Starts the local nats-server on this (the main) thread, tied to it.
-fn start_local_nats(port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<NatsServer> {
+fn start_local_nats(
+    port: u16,
+    data_dir: Option<PathBuf>,
+    logins: &LocalLogins,
+) -> anyhow::Result<NatsServer> {
     let data_dir = data_dir.or_else(|| {
         offpath_harness::find_project_tool("").map(|tools| tools.join("state/jetstream"))
     });
-    let mut builder = NatsServer::builder().die_with_parent(true);
+    let mut builder = NatsServer::builder()
+        .die_with_parent(true)
+        .config(logins.config.clone());
     if port != 0 {
         builder = builder.port(port);
     }
     match &data_dir {
-        Some(dir) => builder = builder.store_dir(dir),
+        // The config (0600, with the passwords) beside the store: an operator (or a test)
+        // logs in as `topology` with the password it holds.
+        Some(dir) => builder = builder.store_dir(dir).config_dir(dir),
         None => warn!("no .tools/ folder and no --data-dir: JetStream data is temporary"),
     }
     let server = builder.start().context("starting the local nats-server")?;
@@ -319,7 +387,8 @@ fn start_local_nats(port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<Nats
         url = %server.url(),
         binary = %server.binary().display(),
         store = %server.store_dir().display(),
-        "local nats-server started"
+        "local nats-server started with authorization (users topology, moderator, {})",
+        logins.transport.user
     );
     Ok(server)
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use futures::StreamExt;
 use offpath_harness::testing;
+use offpath_protocol::permissions::Role;
 
 use common::{BIN, output_within, run_with_env};
 
@@ -77,7 +78,14 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
         .expect("offpath up reported it is up");
     let url = up["url"].as_str().expect("url");
 
-    let client = async_nats::connect(url)
+    assert!(
+        async_nats::connect(url).await.is_err(),
+        "the local server accepted an anonymous client"
+    );
+    let admin = offpath_harness::secure::up_credentials(data.path(), &Role::Topology)
+        .expect("the topology password in the server's config");
+    let client = admin
+        .connect(url)
         .await
         .expect("connect to the local server");
     let js = jetstream::new(client);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use offpath_protocol::topology::TopologyConfig;
 
+pub(crate) use crate::nats_auth::NatsAuthArgs;
 pub(crate) use offpath_ops::cli::{LogArgs, Usage};
 
 /// Default address of the chat gateway (`/ws` and the chat page).
@@ -50,6 +51,10 @@ pub(crate) enum Command {
     /// Report where nats-server and the ONNX Runtime library were found; fails when either
     /// is missing.
     Doctor,
+    /// Print the nats-server `authorization` block of a deployment (users `topology`,
+    /// `moderator`, `transport-<tenant>` with their permissions; passwords read by
+    /// nats-server from `$OFFPATH_NATS_PASSWORD_<USER>`).
+    NatsAuth(crate::nats_auth::NatsAuthCommand),
 }
 
 /// Where NATS is.
@@ -64,6 +69,9 @@ pub(crate) struct NatsArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub nats_url: Vec<String>,
+    /// How to log in to NATS.
+    #[command(flatten)]
+    pub auth: NatsAuthArgs,
     /// Settings of the JetStream streams.
     #[command(flatten)]
     pub streams: StreamArgs,
@@ -160,6 +168,10 @@ pub(crate) struct UpArgs {
     /// nats-server is started.
     #[arg(long, env = "OFFPATH_NATS_URL", value_delimiter = ',')]
     pub nats_url: Vec<String>,
+    /// How the launcher and every child log in to the NATS of --nats-url (one identity for
+    /// all; without --nats-url the local server gets one generated user per role instead).
+    #[command(flatten)]
+    pub auth: NatsAuthArgs,
     /// Settings of the JetStream streams (created when missing, never changed: that is
     /// `offpath topology`'s job), passed on to the children.
     #[command(flatten)]

@@ -182,3 +182,43 @@ fn pass_through_flags_split_on_whitespace() {
     assert!(Cli::try_parse_from(["offpath", "up", "--replicas=6"]).is_err());
     assert!(Cli::try_parse_from(["offpath", "topology", "--replicas=0"]).is_err());
 }
+
+fn nats_auth(args: &[&str]) -> NatsAuthArgs {
+    let cli = Cli::try_parse_from(["offpath", "topology"].iter().chain(args)).expect("parses");
+    match cli.command {
+        Command::Topology(nats) => nats.auth,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+fn usage_error(args: &[&str]) -> String {
+    let err = nats_auth(args).check().expect_err("refused");
+    assert!(err.is::<Usage>(), "not a usage error (exit 64): {err:#}");
+    err.to_string()
+}
+
+/// Contradictory or incomplete NATS login flags are usage errors (exit 64) in one line, and
+/// there is no flag for a password value (a child's command line is visible in `ps`).
+#[test]
+fn nats_login_flags_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("password");
+    std::fs::write(&file, "s3cret\nignored\n").expect("write");
+    let file = file.to_str().expect("UTF-8");
+    let creds_and_user = usage_error(&["--nats-creds", file, "--nats-user", "u"]);
+    assert!(creds_and_user.contains("give one"), "{creds_and_user}");
+    assert!(usage_error(&["--nats-password-file", file]).contains("needs --nats-user"));
+    assert!(usage_error(&["--nats-tls-cert", file]).contains("go together"));
+    assert!(usage_error(&["--nats-tls-ca", "/nonexistent/ca.pem"]).contains("no such file"));
+    if std::env::var_os(crate::nats_auth::PASSWORD_ENV).is_none() {
+        assert!(usage_error(&["--nats-user", "u"]).contains("needs a password"));
+    }
+    let login = nats_auth(&["--nats-user", "u", "--nats-password-file", file])
+        .check()
+        .expect("accepted")
+        .expect("a login");
+    assert_eq!(login.0, "u");
+    assert_eq!(login.1.0, "s3cret");
+    assert_eq!(format!("{login:?}"), "(\"u\", <redacted>)");
+    assert!(Cli::try_parse_from(["offpath", "topology", "--nats-password", "x"]).is_err());
+}

@@ -49,7 +49,8 @@ pub(crate) struct IsolationArgs {
     /// Seconds of unrecorded traffic before each scenario's recorded run.
     #[arg(long, env = "OFFPATH_BENCH_WARMUP_S", default_value_t = 2)]
     pub warmup_s: u64,
-    /// Scenarios to run, comma-separated.
+    /// Scenarios to run, comma-separated; `decoupled-secure` (not in the default list) is
+    /// `decoupled` with NATS authorization and TLS on.
     #[arg(
         long,
         env = "OFFPATH_BENCH_SCENARIOS",

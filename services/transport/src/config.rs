@@ -18,7 +18,7 @@ pub struct Config {
     #[arg(long, env = "OFFPATH_TENANT", default_value = defaults::TENANT)]
     pub tenant: String,
     /// Name of this gateway instance: prefixes the message ids it assigns and names its
-    /// durable verdict consumer (`transport-<instance>`). Every process needs its own: two
+    /// durable verdict consumer (`transport-<tenant>-<instance>`). Every process needs its own: two
     /// gateways with one name split the verdicts between them. The default is new at every
     /// start (`<host>-<pid>-<random>`); set a stable name per process (e.g. the pod name)
     /// so a restarted gateway resumes its consumer and catches up on verdicts.

@@ -1,5 +1,5 @@
 //! Applies verdicts from the `VERDICTS` stream. A durable pull consumer per gateway
-//! instance (`transport-<instance>`, filtered to this tenant) remembers how far it got, so
+//! instance (`transport-<tenant>-<instance>`, filtered to this tenant) remembers how far it got, so
 //! a restarted gateway catches up on verdicts published while it was away. Verdicts are
 //! acked after they are applied, cumulatively (at-least-once; applying twice changes
 //! nothing). When the stream or the consumer is gone (deleted by hand, a lost cluster
@@ -16,7 +16,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
 };
 use futures::StreamExt;
-use offpath_protocol::subject::{VERDICT_PREFIX, VERDICTS_STREAM};
+use offpath_protocol::subject::VERDICTS_STREAM;
 use offpath_protocol::topology;
 use offpath_protocol::{Verdict, decode_versioned};
 use tokio::sync::watch;
@@ -101,9 +101,11 @@ impl Binding {
     }
 }
 
-/// Name of the durable consumer of gateway `instance`.
-pub(crate) fn consumer_name(instance: &str) -> String {
-    format!("transport-{instance}")
+/// Name of the durable consumer of gateway `instance` of `tenant`:
+/// `transport-<tenant>-<instance>`, the name the NATS permissions of a transport pinned to
+/// its instance allow (two tenants' gateways with one instance name stay apart too).
+pub(crate) fn consumer_name(tenant: &str, instance: &str) -> String {
+    offpath_protocol::permissions::transport_consumer(tenant, instance)
 }
 
 /// The consumer's settings. A new consumer starts with the verdicts published since
@@ -118,9 +120,9 @@ pub(crate) fn consumer_config(
     since: time::OffsetDateTime,
 ) -> pull::Config {
     pull::Config {
-        durable_name: Some(consumer_name(instance)),
+        durable_name: Some(consumer_name(tenant, instance)),
         description: Some("offpath transport: verdicts to apply".into()),
-        filter_subject: format!("{VERDICT_PREFIX}.{tenant}.*"),
+        filter_subject: offpath_protocol::permissions::transport_filter(tenant),
         deliver_policy: DeliverPolicy::ByStartTime { start_time: since },
         ack_policy: AckPolicy::All,
         ack_wait: Duration::from_secs(30),
@@ -193,7 +195,10 @@ async fn lookup(
         .map_err(|e| format!("stream {VERDICTS_STREAM}: {e}"))?;
     let consumer_config = consumer_config(&config.tenant, &config.instance, since);
     stream
-        .get_or_create_consumer(&consumer_name(&config.instance), consumer_config)
+        .get_or_create_consumer(
+            &consumer_name(&config.tenant, &config.instance),
+            consumer_config,
+        )
         .await
         .map_err(|e| format!("consumer: {e}"))
 }
@@ -231,7 +236,8 @@ async fn run_once(
         Err(err) => return format!("pull: {err}"),
     };
     binding.set_bound();
-    info!(consumer = %consumer_name(&hub.config().instance), "applying verdicts");
+    let config = hub.config();
+    info!(consumer = %consumer_name(&config.tenant, &config.instance), "applying verdicts");
     // Acks are cumulative (AckPolicy::All): one ack every ACK_EVERY verdicts or ACK_AFTER
     // covers everything before it, instead of one NATS publish per verdict.
     let mut unacked: Option<jetstream::Message> = None;

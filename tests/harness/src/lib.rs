@@ -4,6 +4,9 @@
 //! * [`nats`]: a local `nats-server` child (random port, JetStream in a temp dir,
 //!   restart on the same port and store);
 //! * [`process`]: an `offpath` service as a child process (ready, signal, stop);
+//! * [`secure`]: the same server with offpath's NATS authorization and each role's
+//!   credentials;
+//! * [`tls`]: a throwaway CA and certificates for TLS tests;
 //! * [`http`]: `GET` on the operator endpoints (`/metrics`, `/healthz`, `/readyz`), and
 //!   polling until one answers as expected.
 //!
@@ -23,7 +26,9 @@ pub mod locate;
 pub mod nats;
 pub mod process;
 pub mod scrape;
+pub mod secure;
 pub mod testing;
+pub mod tls;
 pub mod topology;
 pub mod verdicts;
 

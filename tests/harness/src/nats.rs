@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Name of the configuration file written for [`Builder::config`].
+pub const CONFIG_FILE: &str = "nats-server.conf";
 /// How long a starting server may take to accept TCP connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a graceful stop may take before the process is killed.
@@ -91,6 +93,8 @@ pub struct Builder {
     store_dir: Option<PathBuf>,
     jetstream: bool,
     die_with_parent: bool,
+    config: Option<String>,
+    config_dir: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -102,6 +106,8 @@ impl Default for Builder {
             store_dir: None,
             jetstream: true,
             die_with_parent: false,
+            config: None,
+            config_dir: None,
         }
     }
 }
@@ -141,6 +147,21 @@ impl Builder {
         self
     }
 
+    /// Run with this configuration file text (`-c`), e.g. an authorization block; written
+    /// 0600 into the server's private working directory. Flags still set the address,
+    /// port and JetStream store.
+    pub fn config(mut self, text: impl Into<String>) -> Self {
+        self.config = Some(text.into());
+        self
+    }
+
+    /// Write the [`config`](Self::config) file into this directory (default: the server's
+    /// private working directory, removed with it), e.g. beside a kept JetStream store.
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config_dir = Some(dir.into());
+        self
+    }
+
     /// Start the server and wait until it accepts connections.
     pub fn start(self) -> Result<NatsServer, Error> {
         let binary = match self.binary {
@@ -155,8 +176,17 @@ impl Builder {
             }
             None => Store::Temp(tempfile::Builder::new().prefix("offpath-js-").tempdir()?),
         };
+        let config = match &self.config {
+            Some(text) => {
+                let dir = self.config_dir.as_deref().unwrap_or(work.path());
+                std::fs::create_dir_all(dir)?;
+                Some(crate::secure::write_private(&dir.join(CONFIG_FILE), text)?)
+            }
+            None => None,
+        };
         let mut server = NatsServer {
             binary,
+            config,
             host: self.host,
             port: self.port,
             jetstream: self.jetstream,
@@ -174,6 +204,8 @@ impl Builder {
 #[derive(Debug)]
 pub struct NatsServer {
     binary: PathBuf,
+    /// The configuration file, when the server runs with one.
+    config: Option<PathBuf>,
     host: String,
     /// `None` until the first start has picked a port; then fixed, so restarts reuse it.
     port: Option<u16>,
@@ -276,6 +308,11 @@ impl NatsServer {
             .port
             .map_or_else(|| "-1".to_string(), |p| p.to_string());
         let mut cmd = Command::new(&self.binary);
+        // The gateway's token secret is no business of the NATS server's.
+        cmd.env_remove("OFFPATH_TOKEN_HS256_SECRET");
+        if let Some(config) = &self.config {
+            cmd.arg("-c").arg(config);
+        }
         cmd.args(["-a", &self.host, "-p", &port_arg])
             .arg("--ports_file_dir")
             .arg(self.work.path())
@@ -369,11 +406,12 @@ impl Drop for NatsServer {
 }
 
 /// Reads the client port from nats-server's ports file:
-/// `{"nats":["nats://127.0.0.1:PORT"],...}`.
+/// `{"nats":["nats://127.0.0.1:PORT"],...}` (`tls://` when the server has TLS on).
 fn read_client_port(path: &Path) -> Option<u16> {
     let text = std::fs::read_to_string(path).ok()?;
-    let start = text.find("nats://")? + "nats://".len();
-    let url = &text[start..];
+    let clients = &text[text.find("\"nats\"")?..];
+    let start = clients.find("://")? + "://".len();
+    let url = &clients[start..];
     let end = url.find('"')?;
     url[..end].rsplit(':').next()?.parse().ok()
 }

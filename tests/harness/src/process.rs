@@ -34,10 +34,28 @@ impl Proc {
     /// children in order); its log goes to this process's stderr. Call it from the main
     /// thread: see [`crate::set_die_with_parent`].
     pub fn spawn(name: &str, args: &[String], ops: SocketAddr) -> anyhow::Result<Self> {
+        Self::spawn_with_env(name, args, &[], ops)
+    }
+
+    /// [`spawn`](Self::spawn) with environment changes: `(name, Some(value))` sets a
+    /// variable, `(name, None)` removes an inherited one (how a child gets its NATS password
+    /// without it appearing on its command line).
+    pub fn spawn_with_env(
+        name: &str,
+        args: &[String],
+        env: &[(String, Option<String>)],
+        ops: SocketAddr,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding the offpath executable")?;
         let mut command = Command::new(exe);
         command.args(args).process_group(0);
         scrub_secrets(&mut command, args);
+        for (key, value) in env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
         crate::set_die_with_parent(&mut command);
         Self::start(name, command, ops)
     }

@@ -6,11 +6,13 @@
 //! `inline-*` runs the same gateway in its comparison mode, where each send awaits the
 //! moderator before fan-out; `none` runs without moderation (the floor). `-slow` adds
 //! 500 ms to every batch; `-hung` freezes the moderator processes with SIGSTOP for the
-//! middle third of the run (a real hang), then SIGCONT.
+//! middle third of the run (a real hang), then SIGCONT. `decoupled-secure` is `decoupled`
+//! with NATS authorization and TLS on ([`secure`]).
 
 mod cpus;
 mod load;
 mod report;
+mod secure;
 mod svg;
 
 use cpus::CpuSplit;
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use offpath_harness::NatsServer;
+use offpath_protocol::permissions::Role;
 use offpath_protocol::topology::{TopologyConfig, ensure};
 
 use crate::cli::{IsolationArgs, Usage};
@@ -37,11 +40,13 @@ pub(crate) struct Scenario {
     pub moderation: &'static str,
     /// None, `slow` or `hung`.
     pub fault: Option<&'static str>,
+    /// NATS with authorization and TLS on.
+    pub secure: bool,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub(crate) const ALL: [Scenario; 7] = [
+    pub(crate) const ALL: [Scenario; 8] = [
         Scenario::new("off", None),
         Scenario::new("decoupled", None),
         Scenario::new("decoupled", Some("slow")),
@@ -49,16 +54,25 @@ impl Scenario {
         Scenario::new("inline", None),
         Scenario::new("inline", Some("slow")),
         Scenario::new("inline", Some("hung")),
+        Scenario {
+            secure: true,
+            ..Scenario::new("decoupled", None)
+        },
     ];
 
     const fn new(moderation: &'static str, fault: Option<&'static str>) -> Self {
-        Self { moderation, fault }
+        Self {
+            moderation,
+            fault,
+            secure: false,
+        }
     }
 
     /// `none`, `decoupled`, `decoupled-slow`, …
     pub(crate) fn name(&self) -> String {
         match (self.moderation, self.fault) {
             ("off", _) => "none".to_string(),
+            (m, None) if self.secure => format!("{m}-secure"),
             (m, None) => m.to_string(),
             (m, Some(f)) => format!("{m}-{f}"),
         }
@@ -117,6 +131,8 @@ pub(crate) async fn run(args: IsolationArgs) -> anyhow::Result<()> {
 /// The processes of one scenario.
 struct Stack {
     _nats: NatsServer,
+    /// The secure scenario's logins (their files live as long as the stack).
+    _logins: Option<secure::Logins>,
     transport: Proc,
     moderators: Vec<Proc>,
 }
@@ -130,25 +146,33 @@ async fn start_stack(
     } else {
         None
     };
-    let nats = tokio::task::spawn_blocking(NatsServer::start)
-        .await?
-        .context("starting nats-server")?;
+    let (nats, logins) = secure::start_for(scenario.secure).await?;
+    let login = |role: &Role| match &logins {
+        Some(logins) => logins.flags(role),
+        None => Ok(Vec::new()),
+    };
     if let Some(cpus) = &cpus {
         if let Some(pid) = nats.pid() {
             launch::pin(pid, &cpus.rest)?;
         }
         launch::pin(std::process::id(), &cpus.chat)?;
     }
-    let client = async_nats::connect(nats.url()).await?;
+    let client = secure::admin(logins.as_ref(), &nats.url()).await?;
     ensure(
         &async_nats::jetstream::new(client),
         &TopologyConfig::default(),
     )
     .await?;
-    let mut moderators = start_moderators(args, scenario, &nats.url(), cpus.as_ref())?;
+    let moderator_login = login(&Role::Moderator)?;
+    let mut moderators =
+        start_moderators(args, scenario, &nats.url(), &moderator_login, cpus.as_ref())?;
     let public = launch::concrete_addr("127.0.0.1:0".parse()?)?;
     let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
-    let flags = transport_command(args, scenario, &nats.url(), public, ops);
+    let mut flags = transport_command(args, scenario, &nats.url(), public, ops);
+    flags.extend(login(&secure::transport_role())?);
+    if scenario.secure {
+        flags.push(format!("--instance={}", secure::INSTANCE));
+    }
     let mut transport = stack::spawn_nice(
         "transport",
         &flags,
@@ -163,6 +187,7 @@ async fn start_stack(
     Ok((
         Stack {
             _nats: nats,
+            _logins: logins,
             transport,
             moderators,
         },
@@ -175,6 +200,7 @@ fn start_moderators(
     args: &IsolationArgs,
     scenario: Scenario,
     url: &str,
+    login: &[String],
     cpus: Option<&CpuSplit>,
 ) -> anyhow::Result<Vec<Proc>> {
     if scenario.moderation == "off" {
@@ -183,9 +209,11 @@ fn start_moderators(
     (0..args.moderators)
         .map(|n| {
             let ops = launch::concrete_addr("127.0.0.1:0".parse()?)?;
+            let mut flags = moderator_command(args, scenario, url, ops);
+            flags.extend_from_slice(login);
             stack::spawn_nice(
                 &format!("moderator-{n}"),
-                &moderator_command(args, scenario, url, ops),
+                &flags,
                 ops,
                 args.moderator_nice,
                 cpus.map(|c| c.rest.as_str()),
@@ -228,7 +256,7 @@ fn transport_command(
         format!("--nats-url={url}"),
         format!("--listen-addr={public}"),
         format!("--metrics-addr={ops}"),
-        "--tenant=bench".to_string(),
+        format!("--tenant={}", secure::TENANT),
         format!("--moderation={}", scenario.moderation),
         format!("--inline-timeout-ms={}", args.inline_timeout_ms),
         format!("--max-connections={}", args.connections + 16),
@@ -363,7 +391,8 @@ mod tests {
                 "decoupled-hung",
                 "inline",
                 "inline-slow",
-                "inline-hung"
+                "inline-hung",
+                "decoupled-secure"
             ]
         );
         assert_eq!(Scenario::parse_list("none, inline-hung").unwrap().len(), 2);

@@ -1,0 +1,293 @@
+//! NATS authorization as code: the roles that connect to NATS, the subjects each may
+//! publish and subscribe to, and the `nats-server` `authorization { users = [...] }` block
+//! that enforces them.
+//!
+//! Three roles, built from the subject constants of [`crate::subject`] and the streams of
+//! [`crate::topology`]:
+//!
+//! * `transport-<tenant>`: publishes only its tenant's requests (`offpath.req.<tenant>`),
+//!   asks `offpath.classify` (the benchmark-only inline mode), looks at the streams, and
+//!   creates, reads and acks its own verdict consumer on `VERDICTS`. The consumer-create
+//!   subject carries the filter (`$JS.API.CONSUMER.CREATE.VERDICTS.<name>.<filter>`, the
+//!   form async-nats 0.51 always sends), so a transport can only create a consumer of its
+//!   tenant's verdicts; the server refuses a body whose filter differs from the subject's.
+//! * `moderator`: pulls from and acks the `MODERATION/moderator` consumer, publishes
+//!   verdicts and dead letters, serves `offpath.classify` and the `$SRV` discovery subjects
+//!   (replies through `allow_responses`).
+//! * `topology`: the whole JetStream API (`$JS.API.>`): the only role that may create,
+//!   update or delete streams and consumers.
+//!
+//! Every role receives replies on its own inbox prefix ([`Role::inbox_prefix`]) and may
+//! subscribe to nothing else of the kind: a shared `_INBOX.>` would let a transport read the
+//! moderators' pull replies, i.e. every tenant's text.
+
+use std::fmt::Write as _;
+
+use crate::subject::{
+    CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER,
+    REQUEST_PREFIX, VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
+};
+
+/// Who connects to NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A chat gateway of one tenant. With `instance`, the credential is pinned to that one
+    /// gateway's verdict consumer (`transport-<tenant>-<instance>`); without, it may use any
+    /// consumer of `VERDICTS` by name (nats-server wildcards match whole tokens only, and a
+    /// consumer name is one token).
+    Transport {
+        /// The tenant token.
+        tenant: String,
+        /// The gateway instance, when the credential is for one gateway only.
+        instance: Option<String>,
+    },
+    /// An inference worker (all moderators share one credential).
+    Moderator,
+    /// `offpath topology` (and `offpath up`'s topology step): manages streams and consumers.
+    Topology,
+}
+
+/// Why a set of roles cannot be turned into an authorization block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PermissionsError {
+    /// A tenant or instance is not a valid subject token.
+    #[error("{0:?} is not a valid tenant or instance token (1-64 of A-Z a-z 0-9 _ : @ = + ~ -)")]
+    InvalidToken(String),
+    /// Two roles would have the same user name or password variable.
+    #[error("two roles share the user or password variable {0:?}")]
+    Duplicate(String),
+}
+
+/// The subjects one role may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    /// Subjects it may publish to (everything else is refused).
+    pub publish: Vec<String>,
+    /// Subjects it may subscribe to (everything else is refused).
+    pub subscribe: Vec<String>,
+    /// Whether it may publish once to the reply subject of each message it receives.
+    pub allow_responses: bool,
+}
+
+/// The durable verdict consumer of a transport: `transport-<tenant>-<instance>` (the tenant
+/// in the name keeps two tenants' gateways with one instance name apart).
+pub fn transport_consumer(tenant: &str, instance: &str) -> String {
+    format!("transport-{tenant}-{instance}")
+}
+
+/// The filter of a transport's verdict consumer, in the stream's own shape
+/// (`offpath.verdict.<tenant>.*`; nats-server 2.9 refuses `offpath.verdict.<tenant>.>`).
+pub fn transport_filter(tenant: &str) -> String {
+    format!("{VERDICT_PREFIX}.{tenant}.*")
+}
+
+impl Role {
+    /// The NATS user name: `transport-<tenant>` (`transport-<tenant>-<instance>` when
+    /// pinned to an instance), `moderator` or `topology`.
+    pub fn user(&self) -> String {
+        match self {
+            Role::Transport {
+                tenant,
+                instance: None,
+            } => format!("transport-{tenant}"),
+            Role::Transport {
+                tenant,
+                instance: Some(instance),
+            } => transport_consumer(tenant, instance),
+            Role::Moderator => "moderator".into(),
+            Role::Topology => "topology".into(),
+        }
+    }
+
+    /// The inbox prefix this role's client must use
+    /// (`ConnectOptions::custom_inbox_prefix`): `_INBOX_transport_<tenant>` (every
+    /// instance of a tenant alike: a gateway knows its tenant, not its credential's
+    /// name), `_INBOX_moderator`, `_INBOX_topology`.
+    pub fn inbox_prefix(&self) -> String {
+        match self {
+            Role::Transport { tenant, .. } => format!("_INBOX_transport_{tenant}"),
+            other => format!("_INBOX_{}", other.user()),
+        }
+    }
+
+    /// The environment variable the deployment config reads this role's password from:
+    /// `OFFPATH_NATS_PASSWORD_<USER>`, upper case, every other character as `_`.
+    pub fn password_variable(&self) -> String {
+        let user: String = self
+            .user()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("OFFPATH_NATS_PASSWORD_{user}")
+    }
+
+    /// What this role may publish and subscribe to.
+    pub fn permissions(&self) -> Permissions {
+        let inbox = format!("{}.>", self.inbox_prefix());
+        match self {
+            Role::Transport { tenant, instance } => Permissions {
+                publish: transport_publish(tenant, instance.as_deref()),
+                subscribe: vec![inbox],
+                allow_responses: false,
+            },
+            Role::Moderator => {
+                let mut publish = vec![format!("{VERDICT_PREFIX}.>"), format!("{DLQ_PREFIX}.>")];
+                publish.extend(topology_lookups());
+                publish.extend([
+                    format!("{API}.CONSUMER.MSG.NEXT.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"),
+                    format!("$JS.ACK.{MODERATION_STREAM}.{MODERATOR_CONSUMER}.>"),
+                ]);
+                Permissions {
+                    publish,
+                    subscribe: vec![inbox, CLASSIFY_SUBJECT.into(), "$SRV.>".into()],
+                    allow_responses: true,
+                }
+            }
+            Role::Topology => Permissions {
+                publish: vec![format!("{API}.>")],
+                subscribe: vec![inbox],
+                allow_responses: false,
+            },
+        }
+    }
+
+    fn check(&self) -> Result<(), PermissionsError> {
+        if let Role::Transport { tenant, instance } = self {
+            for token in std::iter::once(tenant).chain(instance) {
+                if !is_valid_token(token) {
+                    return Err(PermissionsError::InvalidToken(token.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The JetStream API's subject prefix.
+const API: &str = "$JS.API";
+
+/// What a service looks up to see whether the topology is in place ([`crate::topology::ensure`]):
+/// the three streams' info and the moderators' consumer's info.
+fn topology_lookups() -> Vec<String> {
+    let mut subjects: Vec<String> = [MODERATION_STREAM, VERDICTS_STREAM, DLQ_STREAM]
+        .iter()
+        .map(|s| format!("{API}.STREAM.INFO.{s}"))
+        .collect();
+    subjects.push(format!(
+        "{API}.CONSUMER.INFO.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"
+    ));
+    subjects
+}
+
+/// A transport's publish permissions: its tenant's requests, the inline endpoint, the
+/// topology look-ups, and its verdict consumer (any name, or exactly its own when pinned),
+/// created only with its tenant's filter in the subject.
+fn transport_publish(tenant: &str, instance: Option<&str>) -> Vec<String> {
+    let consumer = instance.map_or_else(|| "*".to_string(), |i| transport_consumer(tenant, i));
+    let mut publish = vec![
+        format!("{REQUEST_PREFIX}.{tenant}"),
+        CLASSIFY_SUBJECT.into(),
+    ];
+    publish.extend(topology_lookups());
+    publish.extend([
+        format!("{API}.CONSUMER.INFO.{VERDICTS_STREAM}.{consumer}"),
+        format!(
+            "{API}.CONSUMER.CREATE.{VERDICTS_STREAM}.{consumer}.{}",
+            transport_filter(tenant)
+        ),
+        format!("{API}.CONSUMER.MSG.NEXT.{VERDICTS_STREAM}.{consumer}"),
+        format!("$JS.ACK.{VERDICTS_STREAM}.{consumer}.>"),
+    ]);
+    publish
+}
+
+/// How a user's password appears in the generated config.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Password {
+    /// The password itself (the local server of `offpath up`; the file is 0600).
+    Literal(String),
+    /// A reference to the role's environment variable ([`Role::password_variable`]),
+    /// resolved by nats-server at start: the deployment file holds no secret, and a missing
+    /// variable stops the server instead of leaving the user open.
+    FromEnv,
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Password::Literal(_) => f.write_str("Literal(<redacted>)"),
+            Password::FromEnv => f.write_str("FromEnv"),
+        }
+    }
+}
+
+/// The roles of a deployment: the topology user, the moderators, one transport user per
+/// tenant of `tenants` (any instance of it) and per `(tenant, instance)` of `pinned` (that
+/// one gateway and its one verdict consumer).
+pub fn deployment_roles(tenants: &[String], pinned: &[(String, String)]) -> Vec<Role> {
+    let mut roles = vec![Role::Topology, Role::Moderator];
+    roles.extend(tenants.iter().map(|tenant| Role::Transport {
+        tenant: tenant.clone(),
+        instance: None,
+    }));
+    roles.extend(pinned.iter().map(|(tenant, instance)| Role::Transport {
+        tenant: tenant.clone(),
+        instance: Some(instance.clone()),
+    }));
+    roles
+}
+
+/// The `authorization { users = [...] }` block of a nats-server config for `users`. No
+/// `no_auth_user`: a client without credentials is refused.
+pub fn authorization_block(users: &[(Role, Password)]) -> Result<String, PermissionsError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (role, _) in users {
+        role.check()?;
+        for key in [role.user(), role.password_variable()] {
+            if !seen.insert(key.clone()) {
+                return Err(PermissionsError::Duplicate(key));
+            }
+        }
+    }
+    let mut out = String::from("authorization {\n  users = [\n");
+    for (role, password) in users {
+        let password = match password {
+            Password::Literal(secret) => quote(secret),
+            Password::FromEnv => format!("${}", role.password_variable()),
+        };
+        let p = role.permissions();
+        let _ = write!(
+            out,
+            "    {{\n      user: {user}\n      password: {password}\n      permissions: {{\n        \
+             publish: {{ allow: {publish} }}\n        subscribe: {{ allow: {subscribe} }}\n",
+            user = quote(&role.user()),
+            publish = list(&p.publish),
+            subscribe = list(&p.subscribe),
+        );
+        if p.allow_responses {
+            out.push_str("        allow_responses: true\n");
+        }
+        out.push_str("      }\n    }\n");
+    }
+    out.push_str("  ]\n}\n");
+    Ok(out)
+}
+
+/// A double-quoted config string (no variable expansion inside quotes).
+fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn list(subjects: &[String]) -> String {
+    let items: Vec<String> = subjects.iter().map(|s| quote(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+#[cfg(test)]
+mod tests;

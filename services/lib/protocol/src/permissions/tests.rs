@@ -1,0 +1,99 @@
+use super::*;
+
+fn transport(tenant: &str, instance: Option<&str>) -> Role {
+    Role::Transport {
+        tenant: tenant.into(),
+        instance: instance.map(Into::into),
+    }
+}
+
+/// A transport may publish only its own tenant's requests and may subscribe only to its
+/// own inbox; its consumer-create subject carries its tenant's filter.
+#[test]
+fn transport_is_confined_to_its_tenant() {
+    let p = transport("acme", None).permissions();
+    assert!(p.publish.contains(&"offpath.req.acme".to_string()));
+    assert!(
+        !p.publish
+            .iter()
+            .any(|s| s.contains("globex") || s == "offpath.req.*")
+    );
+    assert!(!p.publish.iter().any(|s| s.starts_with("offpath.verdict")));
+    assert!(
+        p.publish
+            .contains(&"$JS.API.CONSUMER.CREATE.VERDICTS.*.offpath.verdict.acme.*".to_string())
+    );
+    assert!(
+        !p.publish
+            .iter()
+            .any(|s| s.contains("DELETE") || s.contains("STREAM.CREATE"))
+    );
+    assert_eq!(p.subscribe, vec!["_INBOX_transport_acme.>".to_string()]);
+    assert!(!p.allow_responses);
+}
+
+/// A transport credential pinned to an instance names exactly one consumer.
+#[test]
+fn pinned_transport_names_its_consumer() {
+    let p = transport("acme", Some("gw1")).permissions();
+    assert!(
+        p.publish
+            .contains(&"$JS.API.CONSUMER.MSG.NEXT.VERDICTS.transport-acme-gw1".to_string())
+    );
+    assert!(!p.publish.iter().any(|s| s.contains("VERDICTS.*")));
+    let role = transport("acme", Some("gw1"));
+    assert_eq!(role.user(), "transport-acme-gw1");
+    assert_eq!(role.inbox_prefix(), "_INBOX_transport_acme");
+}
+
+/// Only the topology role may use the stream-management API.
+#[test]
+fn only_topology_manages_streams() {
+    for role in [Role::Moderator, transport("acme", None)] {
+        assert!(
+            !role
+                .permissions()
+                .publish
+                .iter()
+                .any(|s| s.starts_with("$JS.API.>")
+                    || s.contains("STREAM.CREATE")
+                    || s.contains("DELETE"))
+        );
+    }
+    assert_eq!(
+        Role::Topology.permissions().publish,
+        vec!["$JS.API.>".to_string()]
+    );
+}
+
+/// The block names every user, quotes subjects, reads passwords from variables, and has
+/// no anonymous user.
+#[test]
+fn renders_an_authorization_block() {
+    let block = authorization_block(&[
+        (Role::Moderator, Password::FromEnv),
+        (transport("acme", None), Password::Literal("s\"3".into())),
+    ])
+    .expect("block");
+    assert!(block.contains("user: \"moderator\""));
+    assert!(block.contains("password: $OFFPATH_NATS_PASSWORD_MODERATOR"));
+    assert!(block.contains("password: \"s\\\"3\""));
+    assert!(block.contains("allow_responses: true"));
+    assert!(!block.contains("no_auth_user"));
+}
+
+/// Invalid tenants and colliding users are refused; a literal password is redacted in Debug.
+#[test]
+fn refuses_bad_roles() {
+    let bad = authorization_block(&[(transport("a.b", None), Password::FromEnv)]);
+    assert!(matches!(bad, Err(PermissionsError::InvalidToken(_))));
+    let twice = authorization_block(&[
+        (transport("a-b", None), Password::FromEnv),
+        (transport("a_b", None), Password::FromEnv),
+    ]);
+    assert!(matches!(twice, Err(PermissionsError::Duplicate(_))));
+    assert_eq!(
+        format!("{:?}", Password::Literal("x".into())),
+        "Literal(<redacted>)"
+    );
+}

@@ -1,0 +1,285 @@
+//! NATS authorization: what each role's credentials may and may not do on a real
+//! nats-server started with the generated `authorization` block (run against the server
+//! found first, `.tools`' 2.15, and against Debian's 2.9 when `OFFPATH_NATS_SERVER` points
+//! at it). Each attack is the one an outside probe made on an open server (issue 13): on
+//! `main` every one of them succeeded, because every client was anonymous and unrestricted.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use async_nats::{Client, Event};
+use offpath_harness::NatsServer;
+use offpath_harness::secure::{self, SecuredNats};
+use offpath_protocol::permissions::{Role, transport_consumer, transport_filter};
+use offpath_protocol::subject::{MODERATION_STREAM, MODERATOR_CONSUMER, VERDICTS_STREAM};
+use offpath_protocol::topology::{self, TopologyConfig};
+use tokio::sync::mpsc;
+
+/// How long a refused JetStream API request is waited for (the server drops it).
+const REFUSED_WAIT: Duration = Duration::from_millis(1500);
+
+fn acme() -> Role {
+    Role::Transport {
+        tenant: "acme".into(),
+        instance: Some("gw1".into()),
+    }
+}
+
+/// globex's gateways share one user (`offpath nats-auth --tenant globex`).
+fn globex() -> Role {
+    Role::Transport {
+        tenant: "globex".into(),
+        instance: None,
+    }
+}
+
+/// A secured server with the topology in place (made by the topology role).
+async fn secured() -> SecuredNats {
+    let roles = [Role::Topology, Role::Moderator, acme(), globex()];
+    let nats = secure::start(NatsServer::builder(), &roles)
+        .unwrap_or_else(|err| panic!("cannot start nats-server: {err}"));
+    let admin = nats
+        .credentials(&Role::Topology)
+        .connect(&nats.server.url())
+        .await
+        .expect("topology connects");
+    topology::apply(&jetstream::new(admin), &TopologyConfig::default())
+        .await
+        .expect("the topology role creates the streams");
+    nats
+}
+
+/// Connects as `role`; the server's permission errors arrive on the receiver.
+async fn connect_as(nats: &SecuredNats, role: &Role) -> (Client, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = nats
+        .credentials(role)
+        .options()
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let Event::ServerError(err) = event {
+                    let _ = tx.send(err.to_string());
+                }
+            }
+        })
+        .connect(nats.server.url())
+        .await
+        .expect("connects with its credentials");
+    (client, rx)
+}
+
+/// The next permissions violation the server reported, within a few seconds.
+async fn violation(errors: &mut mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(5), errors.recv())
+        .await
+        .expect("the server reports a permissions violation")
+        .expect("error channel open")
+}
+
+fn js_short(client: &Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(REFUSED_WAIT)
+        .build(client.clone())
+}
+
+/// Connecting without credentials, or with a wrong password, fails: no anonymous user.
+#[tokio::test]
+async fn without_credentials_nothing_connects() {
+    let nats = secured().await;
+    let anonymous = async_nats::connect(nats.server.url()).await;
+    assert!(anonymous.is_err(), "an anonymous client connected");
+    let mut wrong = nats.credentials(&acme()).clone();
+    wrong.password.push('x');
+    assert!(wrong.connect(&nats.server.url()).await.is_err());
+}
+
+/// With acme's transport credentials, forging a verdict is refused and nothing reaches
+/// the VERDICTS stream (the audit trail holds no forgery).
+#[tokio::test]
+async fn transport_cannot_publish_a_verdict() {
+    let nats = secured().await;
+    let (client, mut errors) = connect_as(&nats, &acme()).await;
+    client
+        .publish("offpath.verdict.acme.lobby", "{\"forged\":true}".into())
+        .await
+        .expect("queued");
+    client.flush().await.expect("flush");
+    assert!(
+        violation(&mut errors)
+            .await
+            .contains("offpath.verdict.acme.lobby")
+    );
+    let (admin, _) = connect_as(&nats, &Role::Topology).await;
+    let mut stream = jetstream::new(admin)
+        .get_stream(VERDICTS_STREAM)
+        .await
+        .expect("stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, 0);
+}
+
+/// With acme's transport credentials, reading globex's requests or verdicts, or the shared
+/// `_INBOX.>` (the moderators' pull replies: every tenant's text), is refused.
+#[tokio::test]
+async fn transport_cannot_read_another_tenant() {
+    let nats = secured().await;
+    let (client, mut errors) = connect_as(&nats, &acme()).await;
+    for subject in [
+        "offpath.req.globex",
+        "offpath.req.>",
+        "offpath.verdict.globex.*",
+        "_INBOX.>",
+    ] {
+        let _subscription = client.subscribe(subject).await.expect("sent");
+        client.flush().await.expect("flush");
+        let error = violation(&mut errors).await;
+        assert!(error.contains(subject), "{subject}: {error}");
+    }
+}
+
+/// With acme's transport credentials, a consumer of globex's verdicts cannot be created,
+/// nor can globex's own consumer be read.
+#[tokio::test]
+async fn transport_cannot_consume_another_tenants_verdicts() {
+    let nats = secured().await;
+    let (client, _errors) = connect_as(&nats, &acme()).await;
+    let js = js_short(&client);
+    let stream = js
+        .get_stream(VERDICTS_STREAM)
+        .await
+        .expect("stream info is allowed");
+    let spy = pull::Config {
+        durable_name: Some(transport_consumer("acme", "gw1")),
+        filter_subject: transport_filter("globex"),
+        ..Default::default()
+    };
+    assert!(
+        stream.create_consumer(spy).await.is_err(),
+        "a globex filter was accepted"
+    );
+    // The permitted subject (acme's filter) with globex's filter in the body, as the one
+    // filter or as the 2.10+ list: the server refuses a body that differs from the subject.
+    for key in ["filter_subject", "filter_subjects"] {
+        let filter = transport_filter("globex");
+        let value = match key {
+            "filter_subject" => serde_json::json!(filter),
+            _ => serde_json::json!([filter]),
+        };
+        let answer = create_as_acme(&client, key, value).await;
+        assert!(answer.get("error").is_some(), "{key} accepted: {answer}");
+    }
+    let (globex_client, _) = connect_as(&nats, &globex()).await;
+    let theirs = transport_consumer("globex", "gw2");
+    let own = pull::Config {
+        durable_name: Some(theirs.clone()),
+        filter_subject: transport_filter("globex"),
+        ..Default::default()
+    };
+    let globex_js = js_short(&globex_client);
+    let globex_stream = globex_js.get_stream(VERDICTS_STREAM).await.expect("stream");
+    globex_stream
+        .create_consumer(own)
+        .await
+        .expect("globex's own consumer");
+    assert!(
+        stream.consumer_info(&theirs).await.is_err(),
+        "acme read globex's consumer"
+    );
+    // Its own consumer, of its own tenant: allowed.
+    let own = pull::Config {
+        durable_name: Some(transport_consumer("acme", "gw1")),
+        filter_subject: transport_filter("acme"),
+        ..Default::default()
+    };
+    stream.create_consumer(own).await.expect("its own consumer");
+}
+
+/// With acme's transport credentials, deleting a stream or the moderators' consumer is
+/// refused, and both are still there afterwards.
+#[tokio::test]
+async fn transport_cannot_delete_streams_or_consumers() {
+    let nats = secured().await;
+    let (client, _errors) = connect_as(&nats, &acme()).await;
+    let js = js_short(&client);
+    assert!(js.delete_stream(VERDICTS_STREAM).await.is_err());
+    assert!(
+        js.delete_consumer_from_stream(MODERATOR_CONSUMER, MODERATION_STREAM)
+            .await
+            .is_err()
+    );
+    let (admin, _) = connect_as(&nats, &Role::Topology).await;
+    let admin = jetstream::new(admin);
+    admin
+        .get_stream(VERDICTS_STREAM)
+        .await
+        .expect("VERDICTS still there");
+    let moderation = admin
+        .get_stream(MODERATION_STREAM)
+        .await
+        .expect("MODERATION");
+    moderation
+        .consumer_info(MODERATOR_CONSUMER)
+        .await
+        .expect("consumer still there");
+}
+
+/// A raw consumer-create request on the subject acme may use (its own consumer, its own
+/// filter) whose body sets `key` to `value`; the server's JSON answer.
+async fn create_as_acme(client: &Client, key: &str, value: serde_json::Value) -> serde_json::Value {
+    let name = transport_consumer("acme", "gw1");
+    let subject = format!(
+        "$JS.API.CONSUMER.CREATE.{VERDICTS_STREAM}.{name}.{}",
+        transport_filter("acme")
+    );
+    let mut config = serde_json::json!({"durable_name": name, "ack_policy": "explicit"});
+    config[key] = value;
+    let body = serde_json::json!({"stream_name": VERDICTS_STREAM, "config": config});
+    let answer = client
+        .request(subject, body.to_string().into())
+        .await
+        .expect("the server answers");
+    serde_json::from_slice(&answer.payload).expect("JSON")
+}
+
+/// The moderator's credentials cannot manage streams either; its own work is allowed:
+/// publishing a verdict into VERDICTS.
+#[tokio::test]
+async fn moderator_publishes_verdicts_but_cannot_delete() {
+    let nats = secured().await;
+    let (client, _errors) = connect_as(&nats, &Role::Moderator).await;
+    let js = js_short(&client);
+    assert!(js.delete_stream(MODERATION_STREAM).await.is_err());
+    js.publish("offpath.verdict.acme.lobby", "{}".into())
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+}
+
+/// A tenant's shared transport user (not pinned to an instance) still creates only
+/// consumers of its own tenant's verdicts, and publishes only its own tenant's requests.
+#[tokio::test]
+async fn shared_tenant_user_is_confined_to_its_tenant() {
+    let nats = secured().await;
+    let (client, mut errors) = connect_as(&nats, &globex()).await;
+    let stream = js_short(&client)
+        .get_stream(VERDICTS_STREAM)
+        .await
+        .expect("stream info is allowed");
+    let spy = pull::Config {
+        durable_name: Some(transport_consumer("globex", "any")),
+        filter_subject: transport_filter("acme"),
+        ..Default::default()
+    };
+    assert!(
+        stream.create_consumer(spy).await.is_err(),
+        "an acme filter was accepted"
+    );
+    client
+        .publish("offpath.req.acme", "{}".into())
+        .await
+        .expect("queued");
+    client.flush().await.expect("flush");
+    // The refused consumer create was reported first.
+    while !violation(&mut errors).await.contains("offpath.req.acme") {}
+}
