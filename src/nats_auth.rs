@@ -153,7 +153,7 @@ pub(crate) struct NatsAuthCommand {
     pub tenant: Vec<String>,
     /// `<tenant>=<instance>`: a user `transport-<tenant>-<instance>` for that one gateway
     /// (`--tenant T --instance I`), allowed only its own verdict consumer (repeat, or
-    /// separate with commas). Safer than --tenant: see docs/security-nats.md.
+    /// separate with commas). Safer than --tenant: see docs/security.md.
     #[arg(long, env = "OFFPATH_NATS_AUTH_TRANSPORTS", value_delimiter = ',')]
     pub transport: Vec<String>,
 }

@@ -1,6 +1,6 @@
 //! The `decoupled-secure` scenario's NATS: the generated authorization (a user per role,
 //! the transport pinned to its consumer) and TLS with a throwaway CA, as a deployment
-//! following `docs/security-nats.md` runs it. The services log in through the same flags an
+//! following `docs/security.md` runs it. The services log in through the same flags an
 //! operator gives them (`--nats-user`, `--nats-password-file`, `--nats-tls-ca`), so the
 //! figures include TLS on every NATS connection and the server's permission checks.
 

@@ -2,7 +2,7 @@
 //! websocket upgrade: [`Tokens`] verifies a signed token (JWT: HS256 shared secrets, EdDSA
 //! or RS256 public keys) and is what a deployment runs; [`QueryUser`] trusts `?user=<name>`
 //! and runs only behind `--insecure-dev-identity`. [`origin`] decides which web pages may
-//! open a socket at all. The rules are in `docs/security-identity.md`.
+//! open a socket at all. The rules are in `docs/security.md`.
 
 pub(crate) mod origin;
 mod pem;
