@@ -1,11 +1,12 @@
 //! Verdicts bound to their request (issue 13, attack 2): unguessable ids, the text digest
 //! checked before a verdict is applied, verdict frames to the sending connection only.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use offpath_protocol::{Action, Verdict, text_sha256};
+use offpath_protocol::Action;
 
+use super::tests::{frames, member, started, verdict_for_text};
 use super::*;
 use crate::peer::PeerReceiver;
 
@@ -18,49 +19,12 @@ fn hub(rules: &[&str]) -> (Arc<Hub>, mpsc::Receiver<ModerationRequest>) {
         ..Config::default()
     };
     let (tx, rx) = mpsc::channel(64);
-    let hub = Hub::new(config, tx, Admission::Decoupled);
-    tokio::spawn(Arc::clone(&hub).hold_deadlines());
-    (hub, rx)
-}
-
-fn member(hub: &Hub, user: &str, room: &str) -> (Arc<Peer>, PeerReceiver) {
-    let (peer, rx) = hub.register(user.into()).expect("registered");
-    hub.join(&peer, room);
-    (peer, rx)
+    (started(config, tx), rx)
 }
 
 /// Frame types (verdicts with their action) queued for a peer since the last call.
 fn kinds(rx: &mut PeerReceiver) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Ok(frame) = rx.frames.try_recv() {
-        let value: serde_json::Value = serde_json::from_str(&frame).unwrap();
-        out.push(match value["type"].as_str().unwrap() {
-            "verdict" => format!("verdict:{}", value["action"].as_str().unwrap()),
-            other => other.to_string(),
-        });
-    }
-    out
-}
-
-/// A verdict for `request` with `action`, claiming to have judged `text`.
-fn verdict_for_text(request: &ModerationRequest, action: Action, text: Option<&str>) -> Verdict {
-    Verdict {
-        v: PROTOCOL_VERSION,
-        id: request.id.clone(),
-        tenant: request.tenant.clone(),
-        room: request.room.clone(),
-        sender: request.sender.clone(),
-        action,
-        scores: BTreeMap::new(),
-        model: offpath_protocol::ModelRef {
-            name: "m".into(),
-            version: "1".into(),
-        },
-        queued_ms: 0,
-        inference_ms: 0,
-        reason: None,
-        text_sha256: text.map(text_sha256),
-    }
+    frames(rx).into_iter().map(|(kind, _)| kind).collect()
 }
 
 /// Ids are `<instance>.<32 hex digits>` of OS randomness: all distinct, and none is the

@@ -19,20 +19,20 @@ fn hub(capacity: usize, rules: &[&str]) -> (Arc<Hub>, mpsc::Receiver<ModerationR
 }
 
 /// A decoupled hub with its hold deadline task running.
-fn started(config: Config, outbox: mpsc::Sender<ModerationRequest>) -> Arc<Hub> {
+pub(super) fn started(config: Config, outbox: mpsc::Sender<ModerationRequest>) -> Arc<Hub> {
     let hub = Hub::new(config, outbox, Admission::Decoupled);
     tokio::spawn(Arc::clone(&hub).hold_deadlines());
     hub
 }
 
-fn member(hub: &Hub, user: &str, room: &str) -> (Arc<Peer>, PeerReceiver) {
+pub(super) fn member(hub: &Hub, user: &str, room: &str) -> (Arc<Peer>, PeerReceiver) {
     let (peer, rx) = hub.register(user.into()).expect("registered");
     hub.join(&peer, room);
     (peer, rx)
 }
 
 /// Frame types (and ids) queued for a peer since the last call.
-fn frames(rx: &mut PeerReceiver) -> Vec<(String, String)> {
+pub(super) fn frames(rx: &mut PeerReceiver) -> Vec<(String, String)> {
     let mut out = Vec::new();
     while let Ok(frame) = rx.frames.try_recv() {
         let value: serde_json::Value = serde_json::from_str(&frame).unwrap();
@@ -47,6 +47,15 @@ fn frames(rx: &mut PeerReceiver) -> Vec<(String, String)> {
 }
 
 fn verdict(request: &ModerationRequest, action: Action) -> Verdict {
+    verdict_for_text(request, action, Some(&request.text))
+}
+
+/// A verdict for `request` with `action`, claiming to have judged `text` (none: no digest).
+pub(super) fn verdict_for_text(
+    request: &ModerationRequest,
+    action: Action,
+    text: Option<&str>,
+) -> Verdict {
     Verdict {
         v: PROTOCOL_VERSION,
         id: request.id.clone(),
@@ -62,7 +71,7 @@ fn verdict(request: &ModerationRequest, action: Action) -> Verdict {
         queued_ms: 0,
         inference_ms: 0,
         reason: None,
-        text_sha256: Some(offpath_protocol::text_sha256(&request.text)),
+        text_sha256: text.map(offpath_protocol::text_sha256),
     }
 }
 
