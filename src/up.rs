@@ -97,6 +97,8 @@ struct Stack {
     moderators: Vec<Supervised>,
     transport: Option<Supervised>,
     listen: Option<SocketAddr>,
+    /// Whether the transport runs the development identity (`?user=`) rather than tokens.
+    dev_identity: bool,
 }
 
 /// Starts everything, phase by phase; `Ok(false)` when a signal interrupted it.
@@ -137,6 +139,9 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
     let listen = offpath_harness::process::concrete_addr(args.listen_addr)?;
     let ops = offpath_harness::process::concrete_addr(args.transport_metrics_addr)?;
     let flags = transport_command(args, &stack.url, listen, ops);
+    stack.dev_identity = flags
+        .iter()
+        .any(|f| f == "--insecure-dev-identity" || f.starts_with("--insecure-dev-identity="));
     stack.listen = Some(listen);
     let transport =
         stack
@@ -307,7 +312,11 @@ fn announce(stack: &Stack) {
     info!(
         url = %stack.url,
         chat = %format!("http://{listen}/"),
-        websocket = %format!("ws://{listen}/ws?user=<name>"),
+        websocket = %if stack.dev_identity {
+            format!("ws://{listen}/ws?user=<name>")
+        } else {
+            format!("ws://{listen}/ws?access_token=<token>")
+        },
         transport_metrics = %format!("http://{transport_ops}/metrics"),
         moderator_metrics = %moderator_ops.join(","),
         "offpath is up; Ctrl-C stops"
