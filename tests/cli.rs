@@ -77,6 +77,8 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
         .recv_timeout(Duration::from_secs(120))
         .expect("offpath up reported it is up");
     let url = up["url"].as_str().expect("url");
+    // The operator kit (deploy/: alert rules, dashboard) reads only metrics these export.
+    common::kit::assert_kit_reads_exported_names(&scrape_stack(&up).await);
 
     assert!(
         async_nats::connect(url).await.is_err(),
@@ -325,4 +327,23 @@ fn up_checks_everything_before_starting() {
         !data.path().join("jetstream").exists(),
         "a nats-server was started"
     );
+}
+
+/// The `/metrics` text of the transport and of every moderator `offpath up` announced.
+async fn scrape_stack(up: &serde_json::Value) -> Vec<String> {
+    let transport = up["transport_metrics"].as_str().expect("transport_metrics");
+    let transport = transport
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics");
+    let moderators = up["moderator_metrics"].as_str().expect("moderator_metrics");
+    let mut texts = Vec::new();
+    for addr in std::iter::once(transport).chain(moderators.split(',')) {
+        let addr = addr.parse().expect("an operator address");
+        let (status, text) = offpath_harness::http::get(addr, "/metrics")
+            .await
+            .expect("scrape /metrics");
+        assert_eq!(status, 200, "{addr}/metrics");
+        texts.push(text);
+    }
+    texts
 }
