@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                 Command::Moderator(args) => services::moderator(args).await,
                 Command::Transport(args) => services::transport(args).await,
                 Command::Topology(args) => services::topology(args).await,
-                Command::Doctor => tools::doctor(),
+                Command::Doctor(args) => tools::doctor(&args),
                 Command::NatsAuth(args) => nats_auth::print(&args),
                 // Replaces this process; returns only when that fails.
                 Command::Bench(args) => Err(bench::exec(&args.args, &log)),

@@ -43,6 +43,50 @@ fn doctor_finds_the_bootstrapped_tools() {
     );
     assert!(stdout.contains("nats-server: /"), "{stdout}");
     assert!(stdout.contains("libonnxruntime.so"), "{stdout}");
+    assert!(stdout.contains("models/minilm-insult"), "{stdout}");
+}
+
+/// `offpath doctor --role` checks what that host needs: a moderator host ONNX Runtime and
+/// its models (a missing model is named) but not nats-server, a transport host nothing
+/// local (not even ONNX Runtime).
+#[test]
+fn doctor_is_role_aware() {
+    let out = output_within(
+        &["doctor", "--role=moderator"],
+        &[],
+        Duration::from_secs(30),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("nats-server"), "{stdout}");
+    assert!(
+        stdout.contains("libonnxruntime.so") && stdout.contains("model: "),
+        "{stdout}"
+    );
+    let out = output_within(
+        &["doctor", "--role=moderator", "--model=/nonexistent/model"],
+        &[],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("/nonexistent/model"),
+        "{stderr}"
+    );
+    let out = output_within(
+        &["doctor", "--role=transport"],
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `offpath up` with no NATS URL starts its own nats-server with the topology, a moderator

@@ -48,9 +48,10 @@ pub(crate) enum Command {
     /// Load scenarios against a local nats-server: runs the `offpath-bench` binary beside
     /// this one with the arguments that follow (`offpath bench --help` lists them).
     Bench(BenchArgs),
-    /// Report where nats-server and the ONNX Runtime library were found; fails when either
-    /// is missing.
-    Doctor,
+    /// Report what this host needs for its role (`--role up|moderator|transport`) and where
+    /// it was found: nats-server, the ONNX Runtime library, the models; fails naming the
+    /// first thing missing.
+    Doctor(crate::tools::DoctorArgs),
     /// Print the nats-server `authorization` block of a deployment (users `topology`,
     /// `moderator`, `transport-<tenant>` with their permissions; passwords read by
     /// nats-server from `$OFFPATH_NATS_PASSWORD_<USER>`).
