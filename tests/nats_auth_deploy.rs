@@ -81,3 +81,38 @@ fn deployment_config_loads_only_with_every_password() {
         assert!(said.contains(PASSWORDS[2]), "{said}");
     }
 }
+
+/// The cluster node config of compose.yaml (`deploy/nats/cluster.conf`: routes, JetStream,
+/// the same users) is accepted by nats-server (both versions when installed) with a node
+/// name and every password set, and refused without the node name.
+#[test]
+fn cluster_config_loads_with_a_node_name() {
+    let mut binaries = vec![offpath_harness::find_binary().expect("nats-server")];
+    let debian = Path::new("/usr/sbin/nats-server");
+    if debian.exists() {
+        binaries.push(debian.to_path_buf());
+    }
+    let config = deploy_dir().join("cluster.conf");
+    for binary in binaries {
+        let check = |name: Option<&str>| {
+            let mut command = Command::new(&binary);
+            command.arg("-c").arg(&config).arg("-t");
+            command.env_remove("NATS_SERVER_NAME");
+            if let Some(name) = name {
+                command.env("NATS_SERVER_NAME", name);
+            }
+            for password in PASSWORDS {
+                command.env(password, "not-a-real-password");
+            }
+            command.output().expect("run nats-server -t")
+        };
+        let named = check(Some("nats-1"));
+        assert!(named.status.success(), "{}: {named:?}", binary.display());
+        let unnamed = check(None);
+        assert!(
+            !unnamed.status.success(),
+            "{}: no node name",
+            binary.display()
+        );
+    }
+}

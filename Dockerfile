@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# The offpath image: one binary (`offpath transport`, `offpath moderator`, `offpath
+# topology`), the ONNX Runtime library and the models. Multi-stage: the build stage has the
+# Rust toolchain and fetches ONNX Runtime from its PyPI wheel (scripts/bootstrap); the
+# runtime stage is Debian slim with a non-root user. Validated offline by hadolint in the
+# test suite (tests/containers.rs); not built on the machine this was written on (no
+# container runtime there).
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# bootstrap installs python3-pip when missing and puts libonnxruntime.so in .tools/lib.
+RUN scripts/bootstrap \
+    && cargo build --release --locked --bin offpath \
+    && mkdir -p /out \
+    && cp -L .tools/lib/libonnxruntime.so /out/libonnxruntime.so
+
+FROM debian:bookworm-slim
+# curl: the health check; ca-certificates: TLS to NATS. Versions float with bookworm's
+# security updates, on purpose.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /opt/offpath --shell /usr/sbin/nologin offpath
+WORKDIR /opt/offpath
+COPY --from=build /src/target/release/offpath /usr/local/bin/offpath
+COPY --from=build /out/libonnxruntime.so /opt/offpath/lib/libonnxruntime.so
+COPY models/ /opt/offpath/models/
+ENV ORT_DYLIB_PATH=/opt/offpath/lib/libonnxruntime.so \
+    OFFPATH_HEALTH_ADDR=127.0.0.1:9465
+# The uid of the `offpath` user made above (numeric: resolvable without /etc/passwd).
+USER 10001
+# 8080: chat (transport); 9465 / 9464: /metrics, /healthz, /readyz (transport / moderator).
+EXPOSE 8080 9464 9465
+# The role's operator port: set OFFPATH_HEALTH_ADDR=127.0.0.1:9464 for a moderator.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["sh", "-c", "curl -fsS \"http://$OFFPATH_HEALTH_ADDR/readyz\" || exit 1"]
+ENTRYPOINT ["offpath"]
+CMD ["--help"]
