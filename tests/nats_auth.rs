@@ -110,6 +110,18 @@ async fn transport_cannot_publish_a_verdict() {
             .await
             .contains("offpath.verdict.acme.lobby")
     );
+    // Nor through a moderator: `offpath.classify` names its own reply subject, and a
+    // moderator answering on `offpath.verdict.…` would publish with its rights.
+    client
+        .publish_with_reply(
+            "offpath.classify",
+            "offpath.verdict.globex.lobby",
+            "{}".into(),
+        )
+        .await
+        .expect("queued");
+    client.flush().await.expect("flush");
+    assert!(violation(&mut errors).await.contains("offpath.classify"));
     let (admin, _) = connect_as(&nats, &Role::Topology).await;
     let mut stream = jetstream::new(admin)
         .get_stream(VERDICTS_STREAM)

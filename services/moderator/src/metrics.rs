@@ -29,7 +29,8 @@ pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
 pub(crate) const REQUESTS: &str = "offpath_moderator_requests_total";
 /// Every `outcome` of [`REQUESTS`]: settled from the stream (`verdict`, `expired`, `cached`,
 /// `dead_letter`, `retried`), answered to a synchronous call (`direct`) or refused to one
-/// (`overloaded`, `timeout`, `unavailable`).
+/// (`overloaded`, `timeout`, `unavailable`; `bad_reply`: its reply subject is not an inbox,
+/// so answering it would publish a verdict wherever the caller pointed).
 pub(crate) const OUTCOMES: &[&str] = &[
     "verdict",
     "expired",
@@ -40,6 +41,7 @@ pub(crate) const OUTCOMES: &[&str] = &[
     "overloaded",
     "timeout",
     "unavailable",
+    "bad_reply",
 ];
 /// Requests per inference batch.
 pub(crate) const BATCH_SIZE: &str = "offpath_moderator_batch_size";

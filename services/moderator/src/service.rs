@@ -99,6 +99,14 @@ pub(crate) async fn serve(
             _ = stop.wait_for(|stopped| *stopped) => break,
             request = endpoint.next() => match request { Some(r) => r, None => break },
         };
+        if !replies_to_an_inbox(&request.message) {
+            // Unanswered: the caller chose where the answer goes, and a moderator may publish
+            // verdicts and dead letters (a reply on `offpath.verdict.<tenant>.<room>` would be
+            // a verdict nobody asked for).
+            metrics::counter!(m::REQUESTS, "outcome" => "bad_reply").increment(1);
+            warn!("offpath.classify with a reply subject that is not an inbox: not answered");
+            continue;
+        }
         let stack = stack.clone();
         tokio::spawn(async move {
             let response = match decode_request_body(&request.message.payload, &limits) {
@@ -117,6 +125,15 @@ pub(crate) async fn serve(
     drop(stack);
     service.stop().await.map_err(|e| nats(&e))?;
     Ok(())
+}
+
+/// Whether `message` asks for its answer on an inbox (`_INBOX.…`, or a client's own
+/// `_INBOX_<role>…` prefix), the only place a request/reply answer belongs.
+fn replies_to_an_inbox(message: &async_nats::Message) -> bool {
+    message
+        .reply
+        .as_ref()
+        .is_some_and(|reply| reply.starts_with("_INBOX"))
 }
 
 fn classify_error(err: &BoxError) -> async_nats::service::error::Error {

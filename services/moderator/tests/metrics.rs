@@ -44,6 +44,7 @@ fn expected() -> Vec<String> {
                 "overloaded",
                 "timeout",
                 "unavailable",
+                "bad_reply",
             ],
         ),
         (

@@ -67,6 +67,40 @@ async fn classify_answers_synchronously() {
     moderator.stop().await;
 }
 
+/// `offpath.classify` answers only on an inbox: a call whose reply subject is a verdict
+/// subject (a caller asking the moderator to publish, with its rights, a verdict for a
+/// tenant and room of the caller's choice) gets no answer, while an honest call does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_never_answers_outside_an_inbox() {
+    use futures::StreamExt;
+    let env = common::env().await;
+    let moderator = common::Moderator::start(&env.server, common::config(Faults::default())).await;
+    testing::wait_for_service(&env.client, "offpath-moderator").await;
+    let victim = "offpath.verdict.victim.lobby";
+    let mut reflected = env.client.subscribe(victim).await.expect("subscribe");
+    env.client.flush().await.expect("flush");
+    let forged = common::request("reflect-1", "you are a pathetic idiot");
+    env.client
+        .publish_with_reply("offpath.classify", victim, encode(&forged).into())
+        .await
+        .expect("publish");
+    // An honest call after it: answered, so the service has read the forged one too.
+    let honest = common::request("sync-2", "have a nice day");
+    let answer = env
+        .client
+        .request("offpath.classify", encode(&honest).into())
+        .await
+        .expect("answer");
+    assert_eq!(error_code(&answer), None);
+    let late = tokio::time::timeout(std::time::Duration::from_secs(1), reflected.next()).await;
+    assert!(
+        late.is_err(),
+        "the moderator published on {victim}: {:?}",
+        late.ok().flatten().map(|m| m.payload)
+    );
+    moderator.stop().await;
+}
+
 /// With one synchronous call allowed at a time and slow inference, concurrent calls are
 /// refused at once as overloaded (503) rather than queued; the admitted one succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 //! [`crate::topology`]:
 //!
 //! * `transport-<tenant>`: publishes only its tenant's requests (`offpath.req.<tenant>`),
-//!   asks `offpath.classify` (the benchmark-only inline mode), looks at the streams, and
+//!   looks at the streams (not `offpath.classify`: see [`transport_publish`]), and
 //!   creates, reads and acks its own verdict consumer on `VERDICTS`. The consumer-create
 //!   subject carries the filter (`$JS.API.CONSUMER.CREATE.VERDICTS.<name>.<filter>`, the
 //!   form async-nats 0.51 always sends), so a transport can only create a consumer of its
@@ -185,15 +185,14 @@ fn topology_lookups() -> Vec<String> {
     subjects
 }
 
-/// A transport's publish permissions: its tenant's requests, the inline endpoint, the
-/// topology look-ups, and its verdict consumer (any name, or exactly its own when pinned),
+/// A transport's publish permissions: its tenant's requests, the topology look-ups, and its verdict consumer (any name, or exactly its own when pinned),
 /// created only with its tenant's filter in the subject.
 fn transport_publish(tenant: &str, instance: Option<&str>) -> Vec<String> {
     let consumer = instance.map_or_else(|| "*".to_string(), |i| transport_consumer(tenant, i));
-    let mut publish = vec![
-        format!("{REQUEST_PREFIX}.{tenant}"),
-        CLASSIFY_SUBJECT.into(),
-    ];
+    // Not `offpath.classify`: its reply subject is the caller's to choose, and a moderator
+    // answering it publishes with the moderator's rights (verdict and dead-letter subjects
+    // included). The inline mode it serves is a benchmark's, run without authorization.
+    let mut publish = vec![format!("{REQUEST_PREFIX}.{tenant}")];
     publish.extend(topology_lookups());
     publish.extend([
         format!("{API}.CONSUMER.INFO.{VERDICTS_STREAM}.{consumer}"),
