@@ -1,19 +1,32 @@
 //! The operator's endpoints on their own port: `/metrics` (Prometheus text), `/healthz`
 //! (the process is alive: always `ok`) and `/readyz` (what the service's [`Readiness`] says).
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 use crate::Prometheus;
 
 /// How often the recorder's histograms are upkept (a scrape interval's order).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// Operator connections served at once. Scrapers and probes need a handful; a flood of
+/// half-sent requests must not take the process's file descriptors (sockets past the cap
+/// are closed at once).
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one operator connection (one request: no keep-alive).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What `/readyz` answers: `200 ready` when nothing stands in the way, else
 /// `503 not ready: <reasons, "; "-joined>`; either followed by `; <detail>` when given.
@@ -84,11 +97,10 @@ impl Endpoints {
                     handle.run_upkeep();
                 }
             });
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
+            let result = serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await;
             upkeep.abort();
             result
         });
@@ -101,6 +113,52 @@ impl Endpoints {
         self.task
             .await
             .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+    }
+}
+
+/// Serves `app` on `listener` until `stopped`: at most [`MAX_CONNECTIONS`] at once, one
+/// request per connection, headers within [`HEADER_TIMEOUT`], each connection closed after
+/// [`CONNECTION_TIMEOUT`]. (`axum::serve` has neither a header timeout nor a cap: the
+/// outside probe held 20,000 half-sent requests open on this port and the process ran out
+/// of file descriptors.) Connections under way when `stopped` completes finish on their own.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stopped: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut stopped => return Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        let socket = match accepted {
+            Ok((socket, _)) => socket,
+            // Out of file descriptors, or a connection reset before it was accepted: wait
+            // a little instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            drop(socket);
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                app.clone().oneshot(request)
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(socket), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            drop(permit);
+        });
     }
 }
 
