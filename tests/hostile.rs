@@ -432,3 +432,21 @@ fn the_request_decoder_refuses_duplicate_keys() {
     assert_eq!(err.reason(), "duplicate_key", "{err}");
     assert!(offpath_protocol::DecodeError::REASONS.contains(&"duplicate_key"));
 }
+
+/// By default a frame larger than 64 KiB closes the connection (1009) instead of being
+/// buffered whole: 2 MiB per connection let 300 half-sent frames add 510 MiB to the
+/// gateway (outside probe). A text just over the text limit still gets an error frame.
+#[tokio::test]
+async fn a_large_frame_is_not_buffered() {
+    let (_server, transport) = chat::gateway(chat::transport_config()).await;
+    let (mut alice, _bob) = transport.alice_and_bob("lobby").await;
+    let over_text = json!({"type": "send", "room": "lobby", "text": "x".repeat(8 << 10)});
+    alice.send_raw(Message::text(over_text.to_string())).await;
+    let error = alice.expect(WAIT, is("error", None)).await.frame;
+    assert_eq!(error["code"], "text_too_large", "{error}");
+    let huge = json!({"type": "send", "room": "lobby", "text": "x".repeat(100 << 10)});
+    alice.send_raw(Message::text(huge.to_string())).await;
+    let closed = alice.expect(WAIT, |f| f["type"] == "_close").await.frame;
+    assert_eq!(closed["code"], 1009, "{closed}");
+    transport.stop().await;
+}

@@ -164,7 +164,7 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
         (
             "text_too_large",
             Message::text(
-                json!({"type":"send","room":"lobby","text":"x".repeat(1 << 20)}).to_string(),
+                json!({"type":"send","room":"lobby","text":"x".repeat(16 << 10)}).to_string(),
             ),
         ),
         ("binary_frame", Message::binary(vec![0u8, 159, 146, 150])),
