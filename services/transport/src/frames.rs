@@ -229,13 +229,18 @@ fn send(frame: SendFrame, max_text_bytes: usize) -> Result<ClientFrame, FrameErr
             ),
         ));
     }
-    if client_msg_id
-        .as_ref()
-        .is_some_and(|id| id.len() > MAX_CLIENT_MSG_ID_BYTES)
-    {
+    if client_msg_id.as_ref().is_some_and(|id| {
+        id.len() > MAX_CLIENT_MSG_ID_BYTES
+            || id
+                .chars()
+                .any(|c| text::is_refused(c) || text::is_stripped(c))
+    }) {
         return Err(FrameError::new(
             ErrorCode::InvalidClientMsgId,
-            format!("client_msg_id is longer than {MAX_CLIENT_MSG_ID_BYTES} bytes"),
+            format!(
+                "client_msg_id is longer than {MAX_CLIENT_MSG_ID_BYTES} bytes or holds a \
+                 control, bidi or invisible character"
+            ),
         ));
     }
     if let Some(c) = text::refused(&text) {
@@ -247,9 +252,17 @@ fn send(frame: SendFrame, max_text_bytes: usize) -> Result<ClientFrame, FrameErr
             ),
         ));
     }
+    let was_empty = text.is_empty();
+    let text = text::strip(text);
+    if text.is_empty() && !was_empty {
+        return Err(FrameError::new(
+            ErrorCode::InvalidText,
+            "text holds only invisible or formatting characters",
+        ));
+    }
     Ok(ClientFrame::Send {
         room,
-        text: text::strip(text),
+        text,
         client_msg_id,
     })
 }
@@ -334,13 +347,19 @@ mod tests {
             match parse(&frame.to_string(), 1 << 20) {
                 Ok(ClientFrame::Send { text: sent, .. }) => {
                     proptest::prop_assert!(!sent.chars().any(|c| text::is_refused(c) || text::is_stripped(c)));
-                    let kept: String = text.chars().filter(|&c| !text::is_stripped(c)).collect();
-                    proptest::prop_assert_eq!(sent, kept);
+                    // Only removals: what is sent is the text with characters left out.
+                    let mut rest = text.chars();
+                    proptest::prop_assert!(sent.chars().all(|c| rest.any(|t| t == c)));
+                    // Nothing is removed from a text without anything to strip.
+                    if !text.chars().any(|c| text::is_stripped(c) || text::is_tag(c) || text::is_combining_mark(c)) {
+                        proptest::prop_assert_eq!(&sent, &text);
+                    }
                 }
                 Ok(other) => proptest::prop_assert!(false, "not a send: {:?}", other),
                 Err(err) => {
                     proptest::prop_assert_eq!(err.code, ErrorCode::InvalidText);
-                    proptest::prop_assert!(text.chars().any(text::is_refused));
+                    let only_stripped = !text.is_empty() && text.chars().all(|c| text::is_stripped(c) || text::is_tag(c));
+                    proptest::prop_assert!(text.chars().any(text::is_refused) || only_stripped);
                 }
             }
         }

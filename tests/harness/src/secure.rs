@@ -182,6 +182,11 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).expect("symlink");
         write_private(&link, "secret").expect("write_private");
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "theirs");
-        assert!(!std::fs::symlink_metadata(&link).expect("meta").file_type().is_symlink());
+        assert!(
+            !std::fs::symlink_metadata(&link)
+                .expect("meta")
+                .file_type()
+                .is_symlink()
+        );
     }
 }
