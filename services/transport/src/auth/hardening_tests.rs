@@ -248,3 +248,27 @@ fn the_dev_identity_stays_on_loopback() {
             .contains("needs --insecure-dev-identity")
     );
 }
+
+/// A correctly signed token whose header names a critical extension (`crit`) is refused
+/// (RFC 7515 §4.1.11: this gateway understands none); jsonwebtoken alone accepts it.
+#[test]
+fn critical_extensions_are_refused() {
+    use base64::Engine;
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let header = b64(&json!({"alg": "HS256", "typ": "JWT", "crit": ["bound"], "bound": 1}));
+    let claims = b64(&json!({"sub": "a", "exp": now() + 600}));
+    let message = format!("{header}.{claims}");
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    )
+    .expect("sign");
+    let token = format!("{message}.{signature}");
+    assert!(matches!(
+        tokens().verify(&token),
+        Err(AuthError::Malformed(_))
+    ));
+}

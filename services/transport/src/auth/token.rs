@@ -193,6 +193,13 @@ impl Tokens {
     /// Verifies `token` and reads its identity.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(refusal)?;
+        if has_critical_extensions(token) {
+            // RFC 7515 §4.1.11: a recipient that does not understand every `crit`
+            // extension must refuse the token (jsonwebtoken ignores the field).
+            return Err(AuthError::Malformed(
+                "crit header: extensions not understood".into(),
+            ));
+        }
         let validation = self.validation(header.alg);
         let mut result = Err(AuthError::UnknownAlgorithm);
         for key in self.keys.iter().filter(|k| k.algorithm == header.alg) {
@@ -294,4 +301,18 @@ impl Authenticator for Tokens {
     fn kind(&self) -> &'static str {
         Self::KIND
     }
+}
+
+/// Whether the token's header names critical extensions (`crit`), none of which this
+/// gateway understands.
+fn has_critical_extensions(token: &str) -> bool {
+    use base64::Engine;
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|header| header.get("crit").is_some())
 }
