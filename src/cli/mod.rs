@@ -157,7 +157,7 @@ pub(crate) struct TransportArgs {
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]
 pub(crate) struct BenchArgs {
-    /// The scenario (`throughput`, `isolation`) and its options.
+    /// The scenario (`throughput`, `isolation`, `scale`) and its options.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
     pub args: Vec<std::ffi::OsString>,
 }

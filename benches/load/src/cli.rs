@@ -29,6 +29,26 @@ pub(crate) enum BenchCommand {
     /// Chat delivery latency with moderation decoupled, inline (the coupled baseline) and
     /// off, with healthy, slow and hung moderators; writes bench-results/isolation.*.
     Isolation(IsolationArgs),
+    /// Verdicts/s with N moderator processes sharing one consumer, for each N of a list,
+    /// and the efficiency against one.
+    Scale(Box<ScaleArgs>),
+}
+
+/// Options of `offpath bench scale`.
+#[derive(Debug, Args)]
+pub(crate) struct ScaleArgs {
+    /// Moderator counts to measure, comma-separated (e.g. `1,2,4,8` on a larger machine).
+    #[arg(
+        long,
+        env = "OFFPATH_BENCH_MODERATORS",
+        value_delimiter = ',',
+        default_value = "1,2"
+    )]
+    pub moderators: Vec<usize>,
+    /// Requests per count, the moderators' settings (`--inference-threads` applies to each
+    /// process), the timeout.
+    #[command(flatten)]
+    pub bench: BenchArgs,
 }
 
 /// Options of `offpath bench isolation`.

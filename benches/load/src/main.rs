@@ -13,6 +13,7 @@
 mod cli;
 mod isolation;
 mod measure;
+mod scale;
 mod stack;
 mod throughput;
 
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
             match cli.command {
                 BenchCommand::Throughput(args) => throughput::run(*args).await,
                 BenchCommand::Isolation(args) => isolation::run(args).await,
+                BenchCommand::Scale(args) => scale::run(*args).await,
             }
         },
     )
