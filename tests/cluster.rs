@@ -1,0 +1,303 @@
+//! A NATS cluster losing nodes under steady chat load: three nats-server nodes with R3
+//! streams, the transport in this process connected with all three URLs, two moderator
+//! processes, and websocket clients chatting at a steady rate. The node the transport is
+//! connected to is killed (SIGKILL) and restarted, then the MODERATION stream's leader.
+//! At the end every message sent was acked, delivered to the room and answered by exactly
+//! one verdict; the transport reconnected to a surviving node. The figures (delivery p99
+//! during each kill, time until verdicts flow again) are printed for the notes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use common::BIN;
+use common::chat::{self, ChatClient, Received};
+use offpath_harness::{NatsCluster, Proc, process, topology};
+use offpath_protocol::subject::MODERATION_STREAM;
+use offpath_protocol::topology::TopologyConfig;
+
+/// Messages per second, sent by alice to the room bob is in.
+const RATE: u64 = 50;
+const MESSAGES: usize = 900;
+/// When (message number) the transport's node is killed, and restarted.
+const KILL_CONNECTED_AT: usize = 150;
+const RESTART_CONNECTED_AT: usize = 350;
+/// When the MODERATION stream's leader is killed, and restarted.
+const KILL_LEADER_AT: usize = 500;
+const RESTART_LEADER_AT: usize = 700;
+/// Messages sent within this long after a kill count as sent "during" it.
+const DURING: Duration = Duration::from_secs(3);
+/// How long the verdicts may take to come in after the last message.
+const WAIT: Duration = Duration::from_secs(30);
+/// A delivery slower than this is a stall: delivery is the transport's in-process fan-out,
+/// which must not wait for NATS (a generous bound for a loaded 2-core machine).
+const STALL: Duration = Duration::from_secs(5);
+
+/// The test topology with three replicas of every stream.
+fn r3() -> TopologyConfig {
+    TopologyConfig {
+        replicas: 3,
+        ..topology::small()
+    }
+}
+
+/// A client connected with every node's URL (reconnects go to any of them).
+async fn connect(urls: &[String]) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(servers(urls))
+        .await
+        .expect("connect to the cluster")
+}
+
+/// Every node's address.
+fn servers(urls: &[String]) -> Vec<async_nats::ServerAddr> {
+    urls.iter().map(|u| u.parse().expect("a URL")).collect()
+}
+
+/// `offpath moderator` against the cluster (R3 topology), ready.
+async fn moderator(urls: &[String]) -> Proc {
+    let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
+    let mut command = Command::new(BIN);
+    command
+        .args(["moderator", "--nats-url", &urls.join(",")])
+        .arg(format!("--metrics-addr={ops}"))
+        .args(["--inference-threads=1", "--max-wait-ms=2", "--replicas=3"])
+        .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
+        .env("OFFPATH_LOG", "warn");
+    let mut moderator = Proc::start("moderator", command, ops).expect("spawn offpath moderator");
+    moderator
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("the moderator is ready");
+    moderator
+}
+
+/// The transport in this process on `client`; its `/ws` address.
+async fn transport(client: async_nats::Client) -> std::net::SocketAddr {
+    let config = offpath_transport::Config {
+        topology: r3(),
+        ..chat::transport_config()
+    };
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let operator = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = public.local_addr().expect("addr");
+    tokio::spawn(offpath_transport::run(
+        config,
+        client,
+        offpath_transport::Listeners { public, operator },
+        std::sync::Arc::new(offpath_transport::QueryUser),
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// The node `client` is connected to.
+fn connected_node(cluster: &NatsCluster, client: &async_nats::Client) -> Option<usize> {
+    cluster.index_of_port(client.server_info().port)
+}
+
+/// What the clients saw: per tag the send time, per id the tag, delivery and verdicts.
+#[derive(Default)]
+struct Seen {
+    sent: HashMap<String, Instant>,
+    id_of: HashMap<String, String>,
+    delivered: HashMap<String, Instant>,
+    verdicts: HashMap<String, Vec<Received>>,
+}
+
+impl Seen {
+    fn absorb(&mut self, alice: Vec<Received>, bob: Vec<Received>) {
+        for r in alice {
+            let id = r.frame["id"].as_str().unwrap_or_default().to_string();
+            match r.frame["type"].as_str() {
+                Some("ack") => {
+                    let tag = r.frame["client_msg_id"].as_str().unwrap_or_default();
+                    self.id_of.insert(id, tag.to_string());
+                }
+                Some("verdict") => self.verdicts.entry(id).or_default().push(r),
+                _ => {}
+            }
+        }
+        for r in bob {
+            if r.frame["type"] == "message" {
+                let id = r.frame["id"].as_str().unwrap_or_default().to_string();
+                self.delivered.entry(id).or_insert(r.at);
+            }
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.id_of.len() == MESSAGES
+            && self.id_of.keys().all(|id| self.verdicts.contains_key(id))
+            && self.id_of.keys().all(|id| self.delivered.contains_key(id))
+    }
+
+    /// Delivery latency of each id sent in `[from, from + DURING)` (all when `None`).
+    fn delivery(&self, from: Option<Instant>) -> Vec<Duration> {
+        let mut out: Vec<Duration> = self
+            .id_of
+            .iter()
+            .filter_map(|(id, tag)| Some((self.sent[tag], *self.delivered.get(id)?)))
+            .filter(|(sent, _)| from.is_none_or(|f| *sent >= f && *sent < f + DURING))
+            .map(|(sent, at)| at - sent)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// From `kill` to the first verdict for a message sent after it.
+    fn verdicts_again(&self, kill: Instant) -> Option<Duration> {
+        self.id_of
+            .iter()
+            .filter(|(_, tag)| self.sent[*tag] >= kill)
+            .filter_map(|(id, _)| self.verdicts.get(id).map(|v| v[0].at))
+            .min()
+            .map(|at| at - kill)
+    }
+}
+
+fn p99(sorted: &[Duration]) -> Duration {
+    sorted
+        .get((sorted.len() * 99 / 100).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+async fn drain(alice: &mut ChatClient, bob: &mut ChatClient, seen: &mut Seen, wait: Duration) {
+    let a = alice.drain(wait).await;
+    let b = bob.drain(Duration::ZERO).await;
+    seen.absorb(a, b);
+}
+
+/// Killing the transport's node and then the MODERATION stream's leader (each restarted)
+/// under steady chat load loses no request, answers each message with exactly one
+/// verdict, never stalls delivery, and the transport reconnects to a surviving node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_survives_killing_the_connected_node_and_the_stream_leader() {
+    let mut cluster = NatsCluster::start().expect("a 3-node cluster");
+    let urls = cluster.urls();
+    let observer = connect(&urls).await;
+    cluster
+        .wait_for_meta_leader(&observer)
+        .await
+        .expect("meta leader");
+    let js = jetstream::new(observer.clone());
+    offpath_protocol::topology::ensure(&js, &r3())
+        .await
+        .expect("R3 topology");
+    let _m1 = moderator(&urls).await;
+    let _m2 = moderator(&urls).await;
+    let client = connect(&urls).await;
+    let public = transport(client.clone()).await;
+    let (mut alice, mut bob) = (
+        ChatClient::connect(public, "alice").await,
+        ChatClient::connect(public, "bob").await,
+    );
+    alice.join("lobby").await;
+    bob.join("lobby").await;
+
+    let mut seen = Seen::default();
+    let mut kills: Vec<(&str, usize, Instant)> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / RATE));
+    for n in 0..MESSAGES {
+        tick.tick().await;
+        match n {
+            KILL_CONNECTED_AT => {
+                let node = connected_node(&cluster, &client).expect("transport's node");
+                cluster.kill(node).expect("kill");
+                kills.push(("connected node", node, Instant::now()));
+            }
+            KILL_LEADER_AT => {
+                let leader = cluster
+                    .stream_leader(&js, MODERATION_STREAM, Duration::from_secs(10))
+                    .await
+                    .expect("MODERATION leader");
+                cluster.kill(leader).expect("kill");
+                kills.push(("MODERATION leader", leader, Instant::now()));
+            }
+            RESTART_CONNECTED_AT | RESTART_LEADER_AT => {
+                let node = kills.last().expect("a kill").1;
+                tokio::task::block_in_place(|| cluster.restart(node)).expect("restart");
+            }
+            _ => {}
+        }
+        if n == KILL_CONNECTED_AT + RATE as usize {
+            let now = connected_node(&cluster, &client);
+            assert_ne!(now, Some(kills[0].1), "reconnected to a surviving node");
+            eprintln!("cluster: transport reconnected to node {now:?}");
+        }
+        let tag = format!("c{n}");
+        let text = match n % 5 {
+            0 => format!("you are a stupid worthless idiot {n}"),
+            _ => format!("see you at the game tonight, bring snacks {n}"),
+        };
+        seen.sent.insert(tag.clone(), Instant::now());
+        alice.say("lobby", &text, &tag).await;
+        if n % 25 == 0 {
+            drain(&mut alice, &mut bob, &mut seen, Duration::ZERO).await;
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while !seen.complete() && Instant::now() < deadline {
+        drain(&mut alice, &mut bob, &mut seen, Duration::from_millis(200)).await;
+    }
+    // Late duplicates would arrive now.
+    drain(&mut alice, &mut bob, &mut seen, Duration::from_secs(1)).await;
+    report(&seen, &kills);
+    check(&seen);
+}
+
+fn report(seen: &Seen, kills: &[(&str, usize, Instant)]) {
+    let all = seen.delivery(None);
+    eprintln!(
+        "cluster: {} sent, {} acked, {} delivered, {} with a verdict; delivery p99 {:?}, max {:?}",
+        seen.sent.len(),
+        seen.id_of.len(),
+        seen.delivered.len(),
+        seen.verdicts.len(),
+        p99(&all),
+        all.last().copied().unwrap_or_default()
+    );
+    for (what, node, at) in kills {
+        let during = seen.delivery(Some(*at));
+        eprintln!(
+            "cluster: kill -9 {what} (node {node}): delivery p99 {:?} over {} messages in the \
+             next {DURING:?}; verdicts flow again after {:?}",
+            p99(&during),
+            during.len(),
+            seen.verdicts_again(*at)
+        );
+    }
+}
+
+fn check(seen: &Seen) {
+    assert_eq!(seen.id_of.len(), MESSAGES, "every message acked");
+    let missing: Vec<&String> = seen
+        .id_of
+        .iter()
+        .filter(|(id, _)| !seen.verdicts.contains_key(*id))
+        .map(|(_, tag)| tag)
+        .collect();
+    assert!(missing.is_empty(), "no verdict for {missing:?}");
+    for (id, verdicts) in &seen.verdicts {
+        let frames: Vec<_> = verdicts.iter().map(|r| &r.frame).collect();
+        assert_eq!(frames.len(), 1, "{id}: exactly one verdict: {frames:?}");
+        assert_ne!(frames[0]["action"], "unmoderated", "{id}: {frames:?}");
+    }
+    let undelivered = seen
+        .id_of
+        .keys()
+        .filter(|id| !seen.delivered.contains_key(*id))
+        .count();
+    assert_eq!(undelivered, 0, "every message delivered to the room");
+    let max = seen.delivery(None).last().copied().unwrap_or_default();
+    assert!(max < STALL, "delivery stalled for {max:?}");
+}
