@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use common::BIN;
 use common::chat::{self, ChatClient, Received};
+use futures::StreamExt;
 use offpath_harness::{NatsCluster, Proc, process, topology};
-use offpath_protocol::subject::MODERATION_STREAM;
+use offpath_protocol::subject::{MODERATION_STREAM, VERDICTS_STREAM};
 use offpath_protocol::topology::TopologyConfig;
 
 /// Messages per second, sent by alice to the room bob is in.
@@ -252,6 +253,9 @@ async fn chat_survives_killing_the_connected_node_and_the_stream_leader() {
     // Late duplicates would arrive now.
     drain(&mut alice, &mut bob, &mut seen, Duration::from_secs(1)).await;
     report(&seen, &kills);
+    if !seen.complete() {
+        diagnose(&seen, &js).await;
+    }
     check(&seen);
 }
 
@@ -275,6 +279,53 @@ fn report(seen: &Seen, kills: &[(&str, usize, Instant)]) {
             during.len(),
             seen.verdicts_again(*at)
         );
+    }
+}
+
+/// What the moderators' consumer holds, and which messages lack a verdict.
+async fn diagnose(seen: &Seen, js: &jetstream::Context) {
+    let mut missing: Vec<usize> = seen
+        .id_of
+        .iter()
+        .filter(|(id, _)| !seen.verdicts.contains_key(*id))
+        .filter_map(|(_, tag)| tag[1..].parse().ok())
+        .collect();
+    missing.sort();
+    eprintln!("cluster: no verdict for messages {missing:?}");
+    if let Ok(stream) = js.get_stream(MODERATION_STREAM).await
+        && let Ok(info) = stream
+            .consumer_info(offpath_protocol::subject::MODERATOR_CONSUMER)
+            .await
+    {
+        eprintln!(
+            "cluster: consumer moderator: pending {}, ack pending {}, redelivered {}, \
+             delivered {:?}, acked {:?}",
+            info.num_pending,
+            info.num_ack_pending,
+            info.num_redelivered,
+            info.delivered,
+            info.ack_floor
+        );
+    }
+    if let Ok(mut stream) = js.get_stream(VERDICTS_STREAM).await {
+        if let Ok(info) = stream.info().await {
+            eprintln!("cluster: VERDICTS holds {} verdicts", info.state.messages);
+        }
+        let mut names = stream.consumer_names();
+        while let Some(Ok(name)) = names.next().await {
+            if let Ok(info) = stream.consumer_info(&name).await {
+                eprintln!(
+                    "cluster: consumer {name} ({:?}): pending {}, ack pending {}, \
+                     redelivered {}, delivered {}, ack floor {}",
+                    info.config.ack_policy,
+                    info.num_pending,
+                    info.num_ack_pending,
+                    info.num_redelivered,
+                    info.delivered.stream_sequence,
+                    info.ack_floor.stream_sequence
+                );
+            }
+        }
     }
 }
 
