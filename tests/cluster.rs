@@ -229,12 +229,13 @@ async fn drain(alice: &mut ChatClient, bob: &mut ChatClient, seen: &mut Seen, wa
 /// verdict, never stalls delivery, and the transport reconnects to a surviving node.
 ///
 /// Ignored in the suite until a loss it finds is fixed (it fails about one run in 15-20):
-/// during the first kill the moderators' verdict publishes fail with "no stream found for
-/// given subject" for ~6 s, those requests are nak'ed and redelivered, and then some of them
-/// are acked although `VERDICTS` never holds their verdict (and no dead letter exists), so
-/// their messages never get a verdict; a probe published afterwards with such a verdict's
-/// de-duplication key is stored (not a duplicate): the stream never had it. Seen with
-/// ack_wait 30 s and 5 s, on nats-server 2.15. Run it with `--run-ignored all`.
+/// while the first kill's failover lasts (~6 s) the moderators' verdict publishes fail
+/// ("no stream found for given subject"); `finish` naks each such request (1 s nak delay),
+/// also on its 5th delivery, and at `max_deliver` (5) the server gives up on it: no verdict,
+/// no dead letter. In each failing run the messages without a verdict were exactly the
+/// requests with five failed verdict publishes in the moderators' log (7 of 7, 67 of 67,
+/// 92 of 92), and a probe with their verdicts' de-duplication keys was stored (VERDICTS
+/// never had them). Run it with `--run-ignored all`.
 #[ignore = "finds a lost verdict in about one run in 15-20; see the doc comment"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_survives_killing_the_connected_node_and_the_stream_leader() {
