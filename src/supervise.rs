@@ -4,10 +4,12 @@
 //! over once it has stayed up for a minute. The other children keep running meanwhile.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use offpath_harness::NatsServer;
+use anyhow::Context;
+use offpath_harness::{NatsCluster, NatsServer};
 use tracing::{info, warn};
 
 use offpath_harness::Proc;
@@ -211,6 +213,32 @@ impl LocalNats {
             }
         }
     }
+}
+
+/// Starts `offpath up`'s local cluster of `size` nodes on this (the main) thread, each tied
+/// to it and running with `authorization` (the generated users); node `i` keeps its store
+/// and config in `<data_dir>/cluster/node-<i>` (a temporary directory without one).
+pub(crate) fn start_local_cluster(
+    size: usize,
+    data_dir: Option<PathBuf>,
+    authorization: &str,
+) -> anyhow::Result<Vec<NatsServer>> {
+    let mut builder = NatsCluster::builder()
+        .size(size)
+        .die_with_parent(true)
+        .extra_config(authorization);
+    if let Some(dir) = data_dir {
+        builder = builder.store_root(dir.join("cluster"));
+    }
+    let cluster = builder
+        .start()
+        .context("starting the local nats-server cluster")?;
+    info!(
+        urls = %cluster.urls().join(","),
+        binary = %cluster.node(0).binary().display(),
+        "local nats-server cluster of {size} started with authorization; JetStream elects a leader"
+    );
+    Ok(cluster.into_nodes())
 }
 
 #[cfg(test)]

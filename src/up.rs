@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::cli::{Cli, Command, UpArgs, Usage};
 use crate::local_auth::{self, LocalLogins};
 use crate::services;
-use crate::supervise::{LocalNats, Supervised};
+use crate::supervise::{self, LocalNats, Supervised};
 
 /// How long `offpath up` waits for each process to become ready (models load first).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -34,8 +34,11 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(500);
 /// Runs the pipeline on this machine until SIGINT or SIGTERM. A signal during start-up
 /// stops what was started and exits 0, like one afterwards; a start-up failure stops what
 /// was started and is returned.
-pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     validate(&args)?;
+    if args.nats_cluster > 1 && args.streams.replicas == 1 {
+        args.streams.replicas = args.nats_cluster;
+    }
     // Then, before any child exists: a signal that came before the listeners would kill
     // the launcher with the default action and orphan the children.
     let mut signals = Signals::install()?;
@@ -92,7 +95,8 @@ impl Signals {
 /// What `offpath up` started; stopped in reverse order of dependence.
 #[derive(Default)]
 struct Stack {
-    local: Option<LocalNats>,
+    /// The local nats-server, or each node of the local cluster.
+    local: Vec<LocalNats>,
     url: String,
     moderators: Vec<Supervised>,
     transport: Option<Supervised>,
@@ -115,6 +119,9 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
     let topology = args.streams.topology();
     let ensured = signals.or_signal(async {
         let client = topology_client(args, &urls, logins.as_ref()).await?;
+        if stack_is_cluster(args) {
+            offpath_harness::cluster::wait_for_meta_leader(&client).await?;
+        }
         services::ensure_topology(&client, &topology).await?;
         client.flush().await.context("flushing the NATS connection")
     });
@@ -172,10 +179,30 @@ fn nats(args: &UpArgs, stack: &mut Stack) -> anyhow::Result<(Vec<String>, Option
     let logins = local_auth::logins(&tenant, &instance)?;
     // Blocks this (main) thread until the server accepts connections, usually well under a
     // second: a signal meanwhile is kept by its listener and acted on next.
-    let server = start_local_nats(args.local_nats_port, args.data_dir.clone(), &logins)?;
-    let url = server.url();
-    stack.local = Some(LocalNats::new(server));
-    Ok((vec![url], Some(logins)))
+    let data_dir = local_data_dir(args.data_dir.clone());
+    let servers = match stack_is_cluster(args) {
+        true => supervise::start_local_cluster(args.nats_cluster, data_dir, &logins.config)?,
+        false => vec![start_local_nats(args.local_nats_port, data_dir, &logins)?],
+    };
+    let urls = servers.iter().map(NatsServer::url).collect();
+    stack.local = servers.into_iter().map(LocalNats::new).collect();
+    Ok((urls, Some(logins)))
+}
+
+/// Whether `offpath up` runs a local cluster rather than one local server.
+fn stack_is_cluster(args: &UpArgs) -> bool {
+    args.nats_url.is_empty() && args.nats_cluster > 1
+}
+
+/// The local JetStream store: `--data-dir`, else `.tools/state/jetstream`.
+fn local_data_dir(data_dir: Option<PathBuf>) -> Option<PathBuf> {
+    let data_dir = data_dir.or_else(|| {
+        offpath_harness::find_project_tool("").map(|tools| tools.join("state/jetstream"))
+    });
+    if data_dir.is_none() {
+        warn!("no .tools/ folder and no --data-dir: JetStream data is temporary");
+    }
+    data_dir
 }
 
 /// The launcher's own client for the topology step: as `topology` on the local server,
@@ -231,6 +258,7 @@ fn validate(args: &UpArgs) -> anyhow::Result<()> {
     if args.moderators == 0 {
         return Err(Usage("--moderators must be at least 1".into()).into());
     }
+    validate_cluster(args)?;
     if args.nats_url.is_empty() {
         let auth = &args.auth;
         if auth.nats_user.is_some()
@@ -275,6 +303,29 @@ fn validate(args: &UpArgs) -> anyhow::Result<()> {
         services::transport_config(&child).context("transport")?;
     }
     Ok(())
+}
+
+/// `--nats-cluster`: local servers only, a size that survives losing a node, replicas
+/// that fit it.
+fn validate_cluster(args: &UpArgs) -> anyhow::Result<()> {
+    let n = args.nats_cluster;
+    let problem = if n == 1 {
+        return Ok(());
+    } else if !args.nats_url.is_empty() {
+        "--nats-cluster starts local servers: it does not go with --nats-url".to_string()
+    } else if n == 2 {
+        "--nats-cluster=2 stops JetStream when one node dies (no majority): use 3".to_string()
+    } else if args.local_nats_port != 0 {
+        "--local-nats-port is for one local server; a cluster picks free ports".to_string()
+    } else if args.streams.replicas > n {
+        format!(
+            "--replicas={} exceeds --nats-cluster={n}",
+            args.streams.replicas
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Usage(problem).into())
 }
 
 /// The transport child's tenant and instance (empty: not chosen), as it will parse them.
@@ -329,7 +380,7 @@ impl Stack {
         let mut tick = tokio::time::interval(SUPERVISE_EVERY);
         while signals.or_signal(tick.tick()).await.is_some() {
             let now = Instant::now();
-            if let Some(local) = self.local.as_mut() {
+            for local in &mut self.local {
                 local.check(now);
             }
             for child in self.moderators.iter_mut().chain(self.transport.as_mut()) {
@@ -353,9 +404,9 @@ impl Stack {
         for (name, outcome) in futures::future::join_all(moderators).await {
             stopped(&name, outcome);
         }
-        if let Some(mut local) = self.local.take() {
+        for mut local in std::mem::take(&mut self.local) {
             match local.server.stop() {
-                Ok(()) => info!("local nats-server stopped"),
+                Ok(()) => info!(url = %local.server.url(), "local nats-server stopped"),
                 Err(err) => warn!("stopping the local nats-server: {err}"),
             }
         }
@@ -376,20 +427,16 @@ fn start_local_nats(
     data_dir: Option<PathBuf>,
     logins: &LocalLogins,
 ) -> anyhow::Result<NatsServer> {
-    let data_dir = data_dir.or_else(|| {
-        offpath_harness::find_project_tool("").map(|tools| tools.join("state/jetstream"))
-    });
     let mut builder = NatsServer::builder()
         .die_with_parent(true)
         .config(logins.config.clone());
     if port != 0 {
         builder = builder.port(port);
     }
-    match &data_dir {
-        // The config (0600, with the passwords) beside the store: an operator (or a test)
-        // logs in as `topology` with the password it holds.
-        Some(dir) => builder = builder.store_dir(dir).config_dir(dir),
-        None => warn!("no .tools/ folder and no --data-dir: JetStream data is temporary"),
+    // The config (0600, with the passwords) beside the store: an operator (or a test) logs
+    // in as `topology` with the password it holds.
+    if let Some(dir) = &data_dir {
+        builder = builder.store_dir(dir).config_dir(dir);
     }
     let server = builder.start().context("starting the local nats-server")?;
     info!(

@@ -180,8 +180,18 @@ pub(crate) struct UpArgs {
     /// Port of the local nats-server (0: any free port, printed at start).
     #[arg(long, env = "OFFPATH_LOCAL_NATS_PORT", default_value_t = 0)]
     pub local_nats_port: u16,
+    /// Local nats-server processes: 1, or a cluster of 3 to 5 joined by routes (JetStream
+    /// on each; the streams get as many replicas unless --replicas says otherwise, so a
+    /// node can be killed to watch the pipeline carry on). Needs no --nats-url.
+    #[arg(
+        long,
+        env = "OFFPATH_NATS_CLUSTER",
+        default_value_t = 1,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_REPLICAS)
+    )]
+    pub nats_cluster: usize,
     /// JetStream store of the local nats-server [default: .tools/state/jetstream in the
-    /// checkout].
+    /// checkout; a cluster's node `i` keeps its store in `cluster/node-<i>` below it].
     #[arg(long, env = "OFFPATH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Address of the chat gateway (`/ws`, and a chat page at `/`); port 0 picks one.

@@ -183,6 +183,27 @@ fn pass_through_flags_split_on_whitespace() {
     assert!(Cli::try_parse_from(["offpath", "topology", "--replicas=0"]).is_err());
 }
 
+/// `--nats-cluster` is 1 (one local server) by default, reads `OFFPATH_NATS_CLUSTER`, and
+/// is at most 5 nodes.
+#[test]
+fn nats_cluster_flag() {
+    let up = |args: &[&str]| match Cli::try_parse_from(["offpath", "up"].iter().chain(args))
+        .map(|cli| cli.command)
+    {
+        Ok(Command::Up(up)) => Ok(up.nats_cluster),
+        Ok(other) => panic!("parsed as {other:?}"),
+        Err(err) => Err(err),
+    };
+    assert_eq!(up(&[]).expect("parses"), 1);
+    assert_eq!(up(&["--nats-cluster", "3"]).expect("parses"), 3);
+    assert!(up(&["--nats-cluster=6"]).is_err());
+    assert!(up(&["--nats-cluster=0"]).is_err());
+    assert_eq!(
+        env_of(&["up"], "nats_cluster").as_deref(),
+        Some("OFFPATH_NATS_CLUSTER")
+    );
+}
+
 fn nats_auth(args: &[&str]) -> NatsAuthArgs {
     let cli = Cli::try_parse_from(["offpath", "topology"].iter().chain(args)).expect("parses");
     match cli.command {

@@ -4,6 +4,7 @@
 //! * [`nats`]: a local `nats-server` child (random port, JetStream in a temp dir,
 //!   restart on the same port and store);
 //! * [`process`]: an `offpath` service as a child process (ready, signal, stop);
+//! * [`cluster`]: several such servers joined by routes (kill, restart, leaders);
 //! * [`secure`]: the same server with offpath's NATS authorization and each role's
 //!   credentials;
 //! * [`tls`]: a throwaway CA and certificates for TLS tests;
@@ -21,6 +22,7 @@
 //! The binaries are found as [`locate`] says: the project's `.tools/` folder first.
 
 mod child;
+pub mod cluster;
 pub mod http;
 pub mod locate;
 pub mod nats;
@@ -33,6 +35,7 @@ pub mod topology;
 pub mod verdicts;
 
 pub use child::set_die_with_parent;
+pub use cluster::{ClusterError, NatsCluster};
 pub use locate::{BOOTSTRAP_HINT, find_binary, find_project_tool};
 pub use nats::{Error, NatsServer};
 pub use process::Proc;
