@@ -22,6 +22,7 @@ mod http;
 mod metrics;
 mod pipeline;
 mod pool;
+mod publish;
 mod readiness;
 mod service;
 mod startup;

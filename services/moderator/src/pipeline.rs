@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
-use futures::future::{BoxFuture, join_all};
+use futures::future::BoxFuture;
 use offpath_classifier::{Assessment, Decision};
 use offpath_protocol::now_ms;
-use offpath_protocol::subject::{dlq_subject_for, verdict_subject};
+use offpath_protocol::subject::dlq_subject_for;
 use offpath_protocol::{
     Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, Verdict,
     decode_request, encode, text_sha256,
@@ -281,17 +281,8 @@ async fn finish(shared: &Shared, settled: Vec<(Origin, Verdict)>, outcome: &'sta
         }
     }
     let settled = stream;
-    let publishes = settled.iter().map(|(_, verdict)| async {
-        let subject = verdict_subject(&verdict.tenant, &verdict.room);
-        let publish = PublishMessage::build()
-            .payload(encode(verdict).into())
-            .message_id(verdict.dedup_key());
-        match shared.js.send_publish(subject, publish).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(err) => Err(err.to_string()),
-        }
-    });
-    let results = join_all(publishes).await;
+    let progress_every = shared.consumer.progress_every();
+    let results = crate::publish::store(&shared.js, &settled, progress_every).await;
     for ((message, verdict), result) in settled.iter().zip(results) {
         match result {
             Ok(()) => {
@@ -299,8 +290,8 @@ async fn finish(shared: &Shared, settled: Vec<(Origin, Verdict)>, outcome: &'sta
                 ack(message).await;
             }
             Err(err) => {
-                metrics::counter!(m::NATS_ERRORS, "operation" => "publish_verdict").increment(1);
-                warn!(id = %verdict.id, "verdict not stored, request will be retried: {err}");
+                // Counted in publish_verdict errors at each attempt (crate::publish).
+                warn!(id = %verdict.id, "verdict not stored after retries, request will be redelivered: {err}");
                 nak(shared, message).await;
             }
         }
