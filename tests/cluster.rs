@@ -228,15 +228,16 @@ async fn drain(alice: &mut ChatClient, bob: &mut ChatClient, seen: &mut Seen, wa
 /// under steady chat load loses no request, answers each message with exactly one
 /// verdict, never stalls delivery, and the transport reconnects to a surviving node.
 ///
-/// Ignored in the suite until a loss it finds is fixed (it fails about one run in 15-20):
-/// while the first kill's failover lasts (~6 s) the moderators' verdict publishes fail
-/// ("no stream found for given subject"); `finish` naks each such request (1 s nak delay),
-/// also on its 5th delivery, and at `max_deliver` (5) the server gives up on it: no verdict,
-/// no dead letter. In each failing run the messages without a verdict were exactly the
-/// requests with five failed verdict publishes in the moderators' log (7 of 7, 67 of 67,
-/// 92 of 92), and a probe with their verdicts' de-duplication keys was stored (VERDICTS
-/// never had them). Run it with `--run-ignored all`.
-#[ignore = "finds a lost verdict in about one run in 15-20; see the doc comment"]
+/// It found a real loss, now fixed: while the first kill's failover lasts (~6 s) the
+/// moderators' verdict publishes fail ("no stream found for given subject"); `finish`
+/// nak'ed each such request at once, spending all `max_deliver` (5) deliveries inside the
+/// failover, and the server then gave up on it: no verdict, no dead letter (7 to 92 of 900
+/// in failing runs, about one run in 15-20). The moderator now retries the publish for up
+/// to 30 s first (`services/moderator/src/publish.rs`); 7 of 7 runs passed after the fix.
+/// Still outside the suite until it has passed many more runs on a loaded 2-core machine
+/// (one earlier run also failed to find the stream leader within 10 s, now 15 s). Run it
+/// with `--run-ignored all`.
+#[ignore = "25-30 s; kept out of CI until more runs confirm the fix of the loss it found"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_survives_killing_the_connected_node_and_the_stream_leader() {
     let mut cluster = NatsCluster::start().expect("a 3-node cluster");
