@@ -45,6 +45,16 @@ pub(crate) struct ScaleArgs {
         default_value = "1,2"
     )]
     pub moderators: Vec<usize>,
+    /// Stream replicas to measure, comma-separated: 1 is one nats-server, 3 a local 3-node
+    /// cluster with every stream on all three (at most 5).
+    #[arg(
+        long,
+        env = "OFFPATH_BENCH_REPLICAS",
+        value_delimiter = ',',
+        default_value = "1,3",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5)
+    )]
+    pub replicas: Vec<usize>,
     /// Requests per count, the moderators' settings (`--inference-threads` applies to each
     /// process), the timeout.
     #[command(flatten)]

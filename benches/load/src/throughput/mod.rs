@@ -36,7 +36,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.messages
     );
     let timeout = Duration::from_secs(args.timeout_s);
-    let mut bench = Pipeline::start(&args.moderator_flags(), 1, timeout).await?;
+    let mut bench = Pipeline::start(&args.moderator_flags(), 1, 1, timeout).await?;
     let capacity = saturated_against_raw(&args, &config, &lines, &mut bench).await?;
     paced_and_spam(&args, &lines, capacity, &mut bench).await?;
     println!(

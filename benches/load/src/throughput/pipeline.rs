@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt;
 use offpath_harness::NatsServer;
+use offpath_harness::cluster::NatsCluster;
 use offpath_protocol::subject::request_subject;
 use offpath_protocol::topology::{TopologyConfig, ensure};
 use offpath_protocol::{ModerationRequest, PROTOCOL_VERSION, Verdict, encode};
@@ -48,7 +49,7 @@ impl Run {
 /// A nats-server and moderator child processes sharing its consumer, with a subscriber on
 /// the verdicts.
 pub(crate) struct Pipeline {
-    _server: NatsServer,
+    _nats: Nats,
     client: async_nats::Client,
     js: jetstream::Context,
     verdicts: async_nats::Subscriber,
@@ -58,21 +59,36 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// A fresh nats-server and `moderators` processes started with `flags`, once all pull.
+    /// A fresh nats-server (or, with `replicas` above 1, a local cluster of that many
+    /// nodes with the streams replicated on all) and `moderators` processes started with
+    /// `flags`, once all pull.
     pub(crate) async fn start(
         flags: &[String],
         moderators: usize,
+        replicas: usize,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let server = tokio::task::spawn_blocking(NatsServer::start).await??;
-        let client = async_nats::connect(server.url()).await?;
+        let (nats, url) = Nats::start(replicas).await?;
+        let servers = url
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<async_nats::ServerAddr>, _>>()?;
+        let client = async_nats::connect(servers).await?;
+        if let Nats::Cluster(cluster) = &nats {
+            cluster.wait_for_meta_leader(&client).await?;
+        }
         let js = jetstream::new(client.clone());
-        ensure(&js, &TopologyConfig::default()).await?;
+        let topology = TopologyConfig {
+            replicas,
+            ..TopologyConfig::default()
+        };
+        ensure(&js, &topology).await?;
         let verdicts = client.subscribe("offpath.verdict.bench.>").await?;
         let mut children = Vec::with_capacity(moderators);
         for _ in 0..moderators {
             let child = Command::new(stack::offpath_binary()?)
-                .args(["moderator", "--nats-url", &server.url()])
+                .args(["moderator", "--nats-url", &url])
+                .arg(format!("--replicas={replicas}"))
                 .args(flags)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -81,7 +97,7 @@ impl Pipeline {
             children.push(child);
         }
         let mut pipeline = Self {
-            _server: server,
+            _nats: nats,
             client,
             js,
             verdicts,
@@ -266,4 +282,28 @@ async fn wait_until_pulling(js: &jetstream::Context, moderators: usize) -> anyho
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("the moderators never all started pulling")
+}
+
+/// The NATS a pipeline runs on: one server, or a local cluster. Held so that it stops
+/// (its processes are killed on drop) when the pipeline does.
+enum Nats {
+    Single(#[allow(dead_code)] NatsServer),
+    Cluster(NatsCluster),
+}
+
+impl Nats {
+    /// One server for `replicas` ≤ 1, else a cluster of `replicas` nodes; and the URL(s)
+    /// to give clients.
+    async fn start(replicas: usize) -> anyhow::Result<(Self, String)> {
+        if replicas <= 1 {
+            let server = tokio::task::spawn_blocking(NatsServer::start).await??;
+            let url = server.url();
+            return Ok((Self::Single(server), url));
+        }
+        let cluster =
+            tokio::task::spawn_blocking(move || NatsCluster::builder().size(replicas).start())
+                .await??;
+        let url = cluster.urls().join(",");
+        Ok((Self::Cluster(cluster), url))
+    }
 }
