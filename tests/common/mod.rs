@@ -17,8 +17,8 @@ use offpath_harness::topology;
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_offpath");
 
 /// `offpath up` as the tests run it: JSON logs, port 0 everywhere, small streams, `extra`
-/// arguments, the JetStream store in `data_dir`, no NATS URL from the environment, and its
-/// log on a pipe.
+/// arguments, the JetStream store in `data_dir`, no NATS URL from the environment, its
+/// log on a pipe, and killed when the spawning (test) thread ends.
 pub(crate) fn up(data_dir: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
@@ -36,6 +36,10 @@ pub(crate) fn up(data_dir: &Path, extra: &[&str]) -> Command {
         .env_remove("OFFPATH_NATS_URL")
         .stdin(Stdio::null())
         .stderr(Stdio::piped());
+    // A test that fails before it stops the launcher must not leave it running (with its
+    // nats-server and services) after the test: it dies with the test's thread, and its
+    // children with it.
+    offpath_harness::set_die_with_parent(&mut command);
     command
 }
 
