@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Child;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::chat::{ChatClient, is};
@@ -17,15 +14,6 @@ use offpath_protocol::permissions::Role;
 use offpath_protocol::subject::MODERATION_STREAM;
 
 /// Kills the launcher (its children die with it) when the test ends.
-struct Launcher(Child);
-
-impl Drop for Launcher {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The pid of the process whose command line contains `needle`, if any.
 fn pid_with(needle: &str) -> Option<i32> {
     std::fs::read_dir("/proc")
@@ -46,29 +34,17 @@ fn pid_with(needle: &str) -> Option<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_a_three_node_cluster_and_restarts_a_killed_node() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = common::up(
+    let launched = common::start_up(
         data.path(),
         &["--nats-cluster=3", "--moderator-arg=--inference-threads=1"],
-    )
-    .spawn()
-    .expect("spawn offpath up");
-    let stderr = child.stderr.take().expect("stderr");
-    let _launcher = Launcher(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-                && line.contains("offpath is up")
-            {
-                let fields = &event["fields"];
-                let field = |name: &str| fields[name].as_str().unwrap_or_default().to_string();
-                let _ = tx.send((field("url"), field("chat")));
-            }
-        }
-    });
-    let (urls, chat) = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("offpath up reported it is up");
+    );
+    let field = |name: &str| {
+        launched.fields[name]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (urls, chat) = (field("url"), field("chat"));
     assert_eq!(urls.split(',').count(), 3, "three URLs: {urls}");
 
     let node0 = data.path().join("cluster/node-0");

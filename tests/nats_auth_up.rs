@@ -6,25 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::Child;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use offpath_harness::secure::up_credentials;
 use offpath_protocol::permissions::Role;
 
 /// Kills the launcher (its children die with it) when the test ends.
-struct Launcher(Child);
-
-impl Drop for Launcher {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Every process's command line, as `ps` shows them.
 fn all_command_lines() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -42,25 +29,8 @@ fn all_command_lines() -> Vec<String> {
 #[tokio::test]
 async fn up_secures_its_local_nats_server() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = common::up(data.path(), &["--transport-arg=--tenant=acme"])
-        .spawn()
-        .expect("spawn offpath up");
-    let stderr = child.stderr.take().expect("stderr");
-    let _launcher = Launcher(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(url) = event["fields"]["url"].as_str()
-                && line.contains("offpath is up")
-            {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("offpath up reported it is up");
+    let launched = common::start_up(data.path(), &["--transport-arg=--tenant=acme"]);
+    let url = launched.fields["url"].as_str().expect("url").to_string();
 
     let config = data.path().join(offpath_harness::nats::CONFIG_FILE);
     let mode = std::fs::metadata(&config)

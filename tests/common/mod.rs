@@ -73,3 +73,39 @@ pub(crate) fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// An `offpath up` started by [`start_up`]: killed (with its children) when dropped.
+pub(crate) struct Launched {
+    /// The fields of its "offpath is up" log event (`url`, `chat`, `websocket`, …).
+    pub(crate) fields: serde_json::Value,
+    child: std::process::Child,
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `offpath up` as [`up`] does and waits (up to 120 s) until it reports it is up;
+/// its log is read to the end on a thread of its own.
+pub(crate) fn start_up(data_dir: &Path, extra: &[&str]) -> Launched {
+    use std::io::{BufRead, BufReader};
+    let mut child = up(data_dir, extra).spawn().expect("spawn offpath up");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                && line.contains("offpath is up")
+            {
+                let _ = tx.send(event["fields"].clone());
+            }
+        }
+    });
+    let fields = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("offpath up reported it is up");
+    Launched { fields, child }
+}
