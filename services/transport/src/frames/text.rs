@@ -31,25 +31,26 @@ pub(crate) fn refused(text: &str) -> Option<char> {
     text.chars().find(|&c| is_refused(c))
 }
 
-/// `text` without the stripped characters (no copy when there is none).
+/// `text` without the stripped characters (no copy when there is none: this runs on every
+/// message's send path).
 pub(crate) fn strip(text: String) -> String {
-    let mut kept = String::new();
-    let mut changed = false;
+    // Built only from the first dropped character on, with the prefix before it.
+    let mut kept: Option<String> = None;
     let mut flag = false;
     let mut marks = 0;
-    for c in text.chars() {
+    for (i, c) in text.char_indices() {
         let tag = is_tag(c);
         let mark = is_combining_mark(c);
         marks = if mark { marks + 1 } else { 0 };
         let drop = is_stripped(c) || (tag && !flag) || (mark && marks > MAX_MARKS);
         flag = c == '\u{1f3f4}' || (flag && tag && c != '\u{e007f}');
-        if drop {
-            changed = true;
-        } else {
-            kept.push(c);
+        match (&mut kept, drop) {
+            (None, true) => kept = Some(text[..i].to_string()),
+            (Some(kept), false) => kept.push(c),
+            (None, false) | (Some(_), true) => {}
         }
     }
-    if changed { kept } else { text }
+    kept.unwrap_or(text)
 }
 
 /// C0 controls but tab and line feed, DEL, C1 controls, line and paragraph separators,
