@@ -240,7 +240,16 @@ impl ChatClient {
 
     /// Sends any websocket message.
     pub(crate) async fn send_raw(&mut self, message: Message) {
-        self.sink.send(message).await.expect("websocket send");
+        if let Err(err) = self.sink.send(message).await {
+            // Say why the gateway closed, when it did.
+            let mut closed = None;
+            while let Ok(r) = self.frames.try_recv() {
+                if r.frame["type"] == "_close" {
+                    closed = Some(r.frame);
+                }
+            }
+            panic!("websocket send: {err}; the gateway's close frame: {closed:?}");
+        }
     }
 
     /// Joins `room` and waits until the gateway says it is a member.

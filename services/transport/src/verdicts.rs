@@ -1,8 +1,10 @@
 //! Applies verdicts from the `VERDICTS` stream. A durable pull consumer per gateway
 //! instance (`transport-<tenant>-<instance>`, filtered to this tenant) remembers how far it got, so
-//! a restarted gateway catches up on verdicts published while it was away. Verdicts are
-//! acked after they are applied, cumulatively (at-least-once; applying twice changes
-//! nothing). When the stream or the consumer is gone (deleted by hand, a lost cluster
+//! a restarted gateway catches up on verdicts published while it was away. Each verdict is
+//! acked after it is applied (at-least-once; applying twice changes nothing). Acks are not
+//! cumulative: with `AckPolicy::All` a verdict lost on its way to the gateway (its node
+//! died, a pull was replaced) was acked by the next one and never came again; the cluster
+//! fault test saw it. When the stream or the consumer is gone (deleted by hand, a lost cluster
 //! volume), the missing topology is created again ([`topology::ensure`]: never changing
 //! what exists) and the consumer is bound again from the last verdict seen; `/readyz`
 //! reports a consumer that stays unbound while NATS is up.
@@ -27,13 +29,14 @@ use crate::metrics as m;
 
 /// Largest verdict payload read.
 const MAX_VERDICT_BYTES: usize = 64 * 1024;
-/// Verdicts applied between cumulative acks at most.
-const ACK_EVERY: usize = 256;
-/// Longest time an applied verdict stays unacked (a restart re-applies at most this much,
-/// harmlessly).
-const ACK_AFTER: Duration = Duration::from_millis(200);
 /// Pause before binding the consumer again after NATS failed.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a delivered verdict may stay unacked before it is delivered again.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+/// How long one pull request waits at the server; a new one follows at once.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// The server's idle heartbeat on a pull; two missed and the consumer is bound again.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 /// A durable consumer nobody pulls from for this long is removed by the server (a
 /// gateway instance that is gone for good; the default instance name is new at every
 /// start, so its consumers are left behind by each restart).
@@ -124,8 +127,9 @@ pub(crate) fn consumer_config(
         description: Some("offpath transport: verdicts to apply".into()),
         filter_subject: offpath_protocol::permissions::transport_filter(tenant),
         deliver_policy: DeliverPolicy::ByStartTime { start_time: since },
-        ack_policy: AckPolicy::All,
-        ack_wait: Duration::from_secs(30),
+        ack_policy: AckPolicy::Explicit,
+        // A verdict lost on its way here comes again after this long.
+        ack_wait: ACK_WAIT,
         max_ack_pending: 10_000,
         inactive_threshold: INACTIVE_THRESHOLD,
         ..Default::default()
@@ -230,47 +234,48 @@ async fn run_once(
     };
     if std::mem::take(first_bind) {
         warn_if_shared(&mut consumer).await;
+        let policy = consumer.cached_info().config.ack_policy;
+        if policy != AckPolicy::Explicit {
+            // Made by an older gateway with the same --instance: its acks are cumulative,
+            // so a verdict lost on the way is acked by the next one. It is removed after
+            // an hour unused; an operator can delete it now.
+            metrics::counter!(m::TOPOLOGY_DRIFT, "setting" => "verdict_ack_policy").increment(1);
+            warn!(
+                consumer = ?consumer.cached_info().name,
+                "the verdict consumer has ack policy {policy:?}, not Explicit: a verdict lost \
+                 on its way here would not come again; delete the consumer to have it made anew"
+            );
+        }
     }
-    let mut messages = match consumer.messages().await {
+    // A missed heartbeat ends the pull (and it is bound again): the pull request may have
+    // died with a consumer leader, and async-nats would only pull again when it expired.
+    let pull = consumer
+        .stream()
+        .expires(PULL_EXPIRES)
+        .heartbeat(PULL_HEARTBEAT)
+        .messages();
+    let mut messages = match pull.await {
         Ok(messages) => messages,
         Err(err) => return format!("pull: {err}"),
     };
     binding.set_bound();
     let config = hub.config();
     info!(consumer = %consumer_name(&config.tenant, &config.instance), "applying verdicts");
-    // Acks are cumulative (AckPolicy::All): one ack every ACK_EVERY verdicts or ACK_AFTER
-    // covers everything before it, instead of one NATS publish per verdict.
-    let mut unacked: Option<jetstream::Message> = None;
-    let mut count = 0usize;
-    let mut tick = tokio::time::interval(ACK_AFTER);
-    let ended = loop {
-        let next = tokio::select! {
-            next = messages.next() => next,
-            _ = tick.tick() => {
-                ack(unacked.take()).await;
-                continue;
-            }
-        };
-        let message = match next {
-            None => break "the verdict stream ended".to_string(),
-            Some(Err(err)) => break format!("pull: {err}"),
+    loop {
+        let message = match messages.next().await {
+            None => return "the verdict stream ended".to_string(),
+            Some(Err(err)) => return format!("pull: {err}"),
             Some(Ok(message)) => message,
         };
         if let Ok(info) = message.info() {
             *last_seen = Some(info.published);
         }
         apply(hub, &message);
-        unacked = Some(message);
-        count += 1;
+        ack(&message).await;
         // Verdicts come in batches; applying a whole batch in one go would hold this
         // worker thread while sockets wait to fan out. Let them in between verdicts.
         tokio::task::yield_now().await;
-        if count.is_multiple_of(ACK_EVERY) {
-            ack(unacked.take()).await;
-        }
-    };
-    ack(unacked.take()).await;
-    ended
+    }
 }
 
 fn apply(hub: &Hub, message: &jetstream::Message) {
@@ -308,8 +313,7 @@ async fn warn_if_shared(consumer: &mut PullConsumer) {
     }
 }
 
-async fn ack(message: Option<jetstream::Message>) {
-    let Some(message) = message else { return };
+async fn ack(message: &jetstream::Message) {
     if let Err(err) = message.ack().await {
         metrics::counter!(m::NATS_ERRORS, "operation" => "ack").increment(1);
         warn!("acking verdicts (they will come again; applying twice is harmless): {err}");
