@@ -140,13 +140,12 @@ def speed_section(directory):
 # Why the shipped candidate was chosen (the figures are in the table above it).
 CHOICE = """**Choice: v1's int8 dynamic model, run one text per run** (`rows_per_run = 1`). It is the
 only candidate that is invariant by construction (0 measured: no neighbours, no padding),
-it keeps v1's file and quality (ROC-AUC at batch 1 is v1's batched figure within noise), and
-it was the fastest invariant candidate in the side-by-side run. Static QDQ and fp32 were
-both slower than it on this AVX2 machine (no VNNI), so neither buys speed for its changes.
-**The speed bound is not shown met**: in the one run that could be made, one text per run
-reached about 0.8x of v1 batched, on a machine whose load average was ~10 on 2 cores
-(other builds); re-measure on an idle machine with `benches/compare_models.sh` before
-relying on the ratio. Weight-only MatMulNBits was not re-measured (its quantizer needs
+and it keeps v1's file and quality (ROC-AUC at batch 1 is v1's batched figure within noise).
+**The speed bound is NOT met in the one run that could be made**: medians 0.56x of v1 for
+one text per run, 0.67x for static QDQ (whose invariance and ROC-AUC were not measured in
+time), 0.56x for fp32, with rounds spread 2x by a load average of ~10 on 2 cores. Re-measure
+on an idle machine with `benches/compare_models.sh`; if one text per run stays below 0.9x,
+static QDQ is the next candidate to score fully (`candidates.py static`). Weight-only MatMulNBits was not re-measured (its quantizer needs
 `onnx_ir`, absent from the pinned build venv); the v1 card measured it invariant (2e-7)
 with v1's ROC-AUC but half v1's throughput at batch 32."""
 

@@ -42,6 +42,10 @@ fn bench_texts() -> Vec<String> {
 }
 
 fn classifier(c: &mut Criterion) {
+    // A comparison of other models (benches/compare_models.sh) does not load the shipped one.
+    if std::env::var_os("OFFPATH_BENCH_MODELS").is_some() {
+        return;
+    }
     init_runtime(&ort_library()).expect("ONNX Runtime (run scripts/bootstrap)");
     let config = SessionConfig {
         intra_threads: 2,
