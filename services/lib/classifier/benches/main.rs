@@ -5,15 +5,27 @@
 //!   fixture's texts (mostly chat lines, a long tail up to 10 KiB). `benches/compare.sh`
 //!   at the repository root runs the same batches through Python onnxruntime in the same
 //!   run.
+//! * `defaults`: messages/s of one model at the moderator's default settings (2 inference
+//!   threads with one intra-op thread each; batches of up to 32 split by `plan_batches`
+//!   into runs of at most 16 texts and 512 padded tokens). The models are the directories
+//!   in `$OFFPATH_BENCH_MODELS` (`label=dir,…`; default `shipped=models/minilm-insult`):
+//!   `benches/compare_models.sh` compares candidates side by side in one run.
 
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use offpath_classifier::{Model, SessionConfig, init_runtime};
+use offpath_classifier::{Model, Prepared, SessionConfig, init_runtime, plan_batches};
 
 /// The repository root (models and `.tools/` live there).
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..")
+}
+
+/// `$ORT_DYLIB_PATH`, else the bootstrap's `.tools/lib/libonnxruntime.so`.
+fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/lib/libonnxruntime.so"))
 }
 
 /// The parity fixture's texts: the bench's "realistic mix of lengths".
@@ -30,10 +42,11 @@ fn bench_texts() -> Vec<String> {
 }
 
 fn classifier(c: &mut Criterion) {
-    let library = std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".tools/lib/libonnxruntime.so"));
-    init_runtime(&library).expect("ONNX Runtime (run scripts/bootstrap)");
+    // A comparison of other models (benches/compare_models.sh) does not load the shipped one.
+    if std::env::var_os("OFFPATH_BENCH_MODELS").is_some() {
+        return;
+    }
+    init_runtime(&ort_library()).expect("ONNX Runtime (run scripts/bootstrap)");
     let config = SessionConfig {
         intra_threads: 2,
         ..SessionConfig::default()
@@ -62,5 +75,78 @@ fn classifier(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, classifier);
+/// The moderator's defaults (services/moderator/src/config.rs): `--inference-threads`,
+/// `--intra-threads`, `--max-batch`, `--sub-batch`, `--max-batch-tokens`.
+const THREADS: usize = 2;
+const MAX_BATCH: usize = 32;
+const SUB_BATCH: usize = 16;
+const MAX_BATCH_TOKENS: usize = 512;
+
+/// `label=dir` pairs from `$OFFPATH_BENCH_MODELS` (dirs relative to the repository root).
+fn bench_models() -> Vec<(String, PathBuf)> {
+    let spec = std::env::var("OFFPATH_BENCH_MODELS")
+        .unwrap_or_else(|_| "shipped=models/minilm-insult".into());
+    spec.split(',')
+        .map(|pair| {
+            let (label, dir) = pair
+                .split_once('=')
+                .expect("OFFPATH_BENCH_MODELS: label=dir");
+            (label.to_string(), root().join(dir))
+        })
+        .collect()
+}
+
+/// One inference thread's share: batches of `MAX_BATCH` in arrival order, each split into
+/// length-grouped runs as the moderator's policy does.
+fn moderate(model: &mut Model, texts: &[&str]) {
+    for batch in texts.chunks(MAX_BATCH) {
+        let prepared: Vec<Prepared> = batch
+            .iter()
+            .map(|t| model.prepare(t).expect("prepare"))
+            .collect();
+        let lengths: Vec<usize> = prepared.iter().map(Prepared::len).collect();
+        for group in plan_batches(&lengths, SUB_BATCH, MAX_BATCH_TOKENS) {
+            let run: Vec<&Prepared> = group.iter().map(|&i| &prepared[i]).collect();
+            model.infer(&run, None).expect("infer");
+        }
+    }
+}
+
+fn defaults(c: &mut Criterion) {
+    init_runtime(&ort_library()).expect("ONNX Runtime (run scripts/bootstrap)");
+    let texts = bench_texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut group = c.benchmark_group("defaults");
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(refs.len() as u64));
+    for (label, dir) in bench_models() {
+        let mut models: Vec<Model> = (0..THREADS)
+            .map(|_| Model::load(&dir, &SessionConfig::default()).expect("model"))
+            .collect();
+        // Each thread takes every THREADS-th batch, as the moderator's pool hands them out.
+        let shares: Vec<Vec<&str>> = (0..THREADS)
+            .map(|t| {
+                refs.chunks(MAX_BATCH)
+                    .skip(t)
+                    .step_by(THREADS)
+                    .flatten()
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                std::thread::scope(|scope| {
+                    for (model, share) in models.iter_mut().zip(&shares) {
+                        scope.spawn(move || moderate(model, share));
+                    }
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, classifier, defaults);
 criterion_main!(benches);

@@ -68,6 +68,12 @@ pub struct Manifest {
     pub tokenizer: Option<String>,
     /// Longest token sequence (kind `token_ids`); 0 for string models.
     pub max_tokens: usize,
+    /// Most texts per ONNX Runtime run; absent: a whole batch in one run. `1` for a model
+    /// whose scores would otherwise depend on the other rows of the run (int8 *dynamic*
+    /// quantization computes activation scales over the whole input tensor, padding
+    /// included), so that a verdict depends on its text alone.
+    #[serde(default)]
+    pub rows_per_run: Option<usize>,
     /// Input tensor names.
     pub inputs: Inputs,
     /// Output tensor.
@@ -103,6 +109,9 @@ impl Manifest {
     fn validate(&self) -> Result<(), String> {
         if self.labels.is_empty() {
             return Err("no [[labels]]".into());
+        }
+        if self.rows_per_run == Some(0) {
+            return Err("rows_per_run must be at least 1".into());
         }
         for label in &self.labels {
             let ok = |t: f32| (0.0..=1.0).contains(&t);

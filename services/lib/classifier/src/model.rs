@@ -184,8 +184,28 @@ impl Model {
     }
 
     /// Runs one batch, padded to its longest member; one row of label scores per item, in
-    /// manifest label order. `run_options` lets a watchdog terminate the run.
+    /// manifest label order. `run_options` lets a watchdog terminate the run. A manifest
+    /// with `rows_per_run` splits the batch into runs of at most that many rows (each
+    /// padded to its own longest), so such a model's scores never depend on the neighbours.
     pub fn infer(
+        &mut self,
+        batch: &[&Prepared],
+        run_options: Option<&RunOptions>,
+    ) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        match self.manifest.rows_per_run {
+            Some(rows) if batch.len() > rows => {
+                let mut scores = Vec::with_capacity(batch.len());
+                for run in batch.chunks(rows) {
+                    scores.extend(self.run(run, run_options)?);
+                }
+                Ok(scores)
+            }
+            _ => self.run(batch, run_options),
+        }
+    }
+
+    /// One ONNX Runtime run over `batch`, padded to its longest member.
+    fn run(
         &mut self,
         batch: &[&Prepared],
         run_options: Option<&RunOptions>,

@@ -67,14 +67,12 @@ fn single_text_scores_match_python() {
     assert!(worst("profanity", &profane, &want_profane, &texts) <= tolerance);
 }
 
-/// In length-grouped batches of 32, int8 activation scales are computed per batch, so
-/// scores may move a little with the neighbours: bounded here, and documented in the
-/// model card.
+/// In length-grouped batches of 32 the scores still match Python's one-text runs within
+/// the fixture's tolerance: a score does not depend on its neighbours (issue 15; the v1
+/// model's dynamic int8 moved up to 0.11 here; `tests/invariance.rs` checks more batches).
 #[test]
 fn batched_scores_stay_close() {
-    // Measured 0.11 on the fixture (int8 dynamic quantization; see the model card).
-    const BATCH_TOLERANCE: f32 = 0.15;
-    let (_, cases) = fixture();
+    let (tolerance, cases) = fixture();
     let texts: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
     let mut minilm = common::model("minilm-insult");
     let got: Vec<f32> = minilm
@@ -84,7 +82,7 @@ fn batched_scores_stay_close() {
         .map(|r| r[0])
         .collect();
     let want: Vec<f32> = cases.iter().map(|c| c.1).collect();
-    assert!(worst("insult (batch 32, grouped)", &got, &want, &texts) <= BATCH_TOLERANCE);
+    assert!(worst("insult (batch 32, grouped)", &got, &want, &texts) <= tolerance);
 }
 
 /// The policy over both models gives each fixture text both labels and the decision its
