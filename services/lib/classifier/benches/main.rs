@@ -5,11 +5,16 @@
 //!   fixture's texts (mostly chat lines, a long tail up to 10 KiB). `benches/compare.sh`
 //!   at the repository root runs the same batches through Python onnxruntime in the same
 //!   run.
+//! * `policy`: messages/s of the whole policy (both models, the moderator's default
+//!   sub-batch 16 and 512 padded tokens per run): chat lines as written (`Views::Raw`),
+//!   the same with the normalised view (`Views::Both`: clean lines cost only the
+//!   normaliser), disguised lines (a second view each), and one long text (~2,000 tokens)
+//!   read in windows against its first window only (the old truncation).
 
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use offpath_classifier::{Model, SessionConfig, init_runtime};
+use offpath_classifier::{Model, SessionConfig, Views, init_runtime, policy::Policy};
 
 /// The repository root (models and `.tools/` live there).
 fn root() -> PathBuf {
@@ -29,11 +34,15 @@ fn bench_texts() -> Vec<String> {
         .collect()
 }
 
-fn classifier(c: &mut Criterion) {
+fn runtime() {
     let library = std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".tools/lib/libonnxruntime.so"));
     init_runtime(&library).expect("ONNX Runtime (run scripts/bootstrap)");
+}
+
+fn classifier(c: &mut Criterion) {
+    runtime();
     let config = SessionConfig {
         intra_threads: 2,
         ..SessionConfig::default()
@@ -62,5 +71,54 @@ fn classifier(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, classifier);
+fn policy(c: &mut Criterion) {
+    runtime();
+    let config = SessionConfig {
+        intra_threads: 2,
+        ..SessionConfig::default()
+    };
+    let load = |name: &str| Model::load(&root().join("models").join(name), &config).expect("model");
+    let new_policy = || Policy::new(vec![load("minilm-insult"), load("profanity")], 16, 512);
+    let lines: Vec<String> = bench_texts()
+        .into_iter()
+        .filter(|t| t.len() <= 200)
+        .collect();
+    let disguised: Vec<String> = lines
+        .iter()
+        .map(|l| l.replace('o', "0").replace('i', "\u{456}"))
+        .collect();
+    let long = lines.join(" ").repeat(8);
+    let mut group = c.benchmark_group("policy");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(lines.len() as u64));
+    for (name, views, texts) in [
+        ("chat_lines/raw", Views::Raw, &lines),
+        ("chat_lines/both", Views::Both, &lines),
+        ("disguised_lines/both", Views::Both, &disguised),
+    ] {
+        let mut policy = new_policy().with_views(views);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for chunk in refs.chunks(32) {
+                    policy.assess(chunk, None).expect("assess");
+                }
+            })
+        });
+    }
+    group.throughput(Throughput::Elements(1));
+    for (name, windows) in [("long_text/first_window", 1), ("long_text/windows", 24)] {
+        let mut policy = new_policy()
+            .with_views(Views::Raw)
+            .with_max_windows(windows);
+        policy.assess(&[&long], None).expect("assess");
+        eprintln!("{name}: {} windows", 1 + policy.last_stats().extra_windows);
+        group.bench_function(name, |b| {
+            b.iter(|| policy.assess(&[&long], None).expect("assess"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, classifier, policy);
 criterion_main!(benches);
