@@ -7,9 +7,9 @@
 //!   run.
 //! * `policy`: messages/s of the whole policy (both models, the moderator's default
 //!   sub-batch 16 and 512 padded tokens per run): chat lines as written (`Views::Raw`),
-//!   the same with the normalised view (`Views::Both`: clean lines cost only the
-//!   normaliser), disguised lines (a second view each), and one long text (~2,000 tokens)
-//!   read in windows against its first window only (the old truncation).
+//!   the same with the default view (`Views::Normalised`: clean lines cost only the
+//!   normaliser), disguised lines (scored normalised), and one long text read in windows
+//!   against one 256-token window (the cost of the old truncation).
 
 use std::path::PathBuf;
 
@@ -93,8 +93,8 @@ fn policy(c: &mut Criterion) {
     group.throughput(Throughput::Elements(lines.len() as u64));
     for (name, views, texts) in [
         ("chat_lines/raw", Views::Raw, &lines),
-        ("chat_lines/both", Views::Both, &lines),
-        ("disguised_lines/both", Views::Both, &disguised),
+        ("chat_lines/normalised", Views::Normalised, &lines),
+        ("disguised_lines/normalised", Views::Normalised, &disguised),
     ] {
         let mut policy = new_policy().with_views(views);
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -107,9 +107,18 @@ fn policy(c: &mut Criterion) {
         });
     }
     group.throughput(Throughput::Elements(1));
-    for (name, windows) in [("long_text/first_window", 1), ("long_text/windows", 24)] {
+    // One 256-token window costs what the old truncation to 256 tokens cost.
+    for (name, window_tokens, windows) in [
+        ("long_text/one_256_token_window", 256, 1),
+        (
+            "long_text/windows",
+            offpath_classifier::policy::DEFAULT_WINDOW_TOKENS,
+            192,
+        ),
+    ] {
         let mut policy = new_policy()
             .with_views(Views::Raw)
+            .with_window_tokens(window_tokens)
             .with_max_windows(windows);
         policy.assess(&[&long], None).expect("assess");
         eprintln!("{name}: {} windows", 1 + policy.last_stats().extra_windows);
