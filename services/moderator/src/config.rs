@@ -31,6 +31,15 @@ pub struct Config {
     /// RSS with `offpath bench throughput`).
     #[arg(long, env = "OFFPATH_MAX_BATCH_TOKENS", default_value_t = defaults::MAX_BATCH_TOKENS)]
     pub max_batch_tokens: usize,
+    /// Tokens per window when a text is longer than a model reads (256 for the insult
+    /// model): short windows keep one insult from drowning in the model's mean over many
+    /// harmless tokens, at the price of more false positives on long clean texts.
+    #[arg(long, env = "OFFPATH_WINDOW_TOKENS", default_value_t = defaults::WINDOW_TOKENS)]
+    pub window_tokens: usize,
+    /// Most windows read of one long text: the first ones and the last; the default
+    /// covers the largest request in English.
+    #[arg(long, env = "OFFPATH_MAX_WINDOWS", default_value_t = defaults::MAX_WINDOWS)]
+    pub max_windows: usize,
     /// Longest wait for a batch to fill, in milliseconds.
     #[arg(long, env = "OFFPATH_MAX_WAIT_MS", default_value_t = defaults::MAX_WAIT_MS)]
     pub max_wait_ms: u64,
@@ -113,6 +122,10 @@ pub(crate) mod defaults {
     pub(crate) const SUB_BATCH: usize = 16;
     /// `--max-batch-tokens`.
     pub(crate) const MAX_BATCH_TOKENS: usize = 512;
+    /// `--window-tokens`.
+    pub(crate) const WINDOW_TOKENS: usize = offpath_classifier::policy::DEFAULT_WINDOW_TOKENS;
+    /// `--max-windows`.
+    pub(crate) const MAX_WINDOWS: usize = offpath_classifier::policy::DEFAULT_MAX_WINDOWS;
     /// `--max-wait-ms`.
     pub(crate) const MAX_WAIT_MS: u64 = 5;
     /// `--max-in-flight`: a quarter of the topology's `max_ack_pending` (1024), so four
@@ -152,6 +165,8 @@ impl Default for Config {
             max_batch: defaults::MAX_BATCH,
             sub_batch: defaults::SUB_BATCH,
             max_batch_tokens: defaults::MAX_BATCH_TOKENS,
+            window_tokens: defaults::WINDOW_TOKENS,
+            max_windows: defaults::MAX_WINDOWS,
             max_wait_ms: defaults::MAX_WAIT_MS,
             max_in_flight: defaults::MAX_IN_FLIGHT,
             batch_deadline_ms: defaults::BATCH_DEADLINE_MS,
@@ -198,6 +213,8 @@ impl Config {
             ("--max-batch", self.max_batch),
             ("--sub-batch", self.sub_batch),
             ("--max-batch-tokens", self.max_batch_tokens),
+            ("--window-tokens", self.window_tokens),
+            ("--max-windows", self.max_windows),
             ("--max-in-flight", self.max_in_flight),
             ("--classify-concurrency", self.classify_concurrency),
             ("--max-request-bytes", self.max_request_bytes),

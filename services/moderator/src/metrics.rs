@@ -73,6 +73,12 @@ pub(crate) const INFERENCE_FAILURES: &[&str] = &[
 pub(crate) const LAST_PROGRESS: &str = "offpath_moderator_last_progress_timestamp_seconds";
 /// Requests answered from the spam-wave cache.
 pub(crate) const CACHE_HITS: &str = "offpath_moderator_cache_hits_total";
+/// Texts scored in their normalised form (it differed from the text as written).
+pub(crate) const NORMALISED: &str = "offpath_moderator_normalised_total";
+/// Windows read beyond the first of each text and view (texts longer than a model reads).
+pub(crate) const EXTRA_WINDOWS: &str = "offpath_moderator_extra_windows_total";
+/// Text views longer than `--max-windows` windows: their middle was not read.
+pub(crate) const WINDOWS_CAPPED: &str = "offpath_moderator_windows_capped_total";
 /// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
 pub(crate) const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
 /// Every `operation` of [`NATS_ERRORS`].
@@ -125,6 +131,18 @@ pub(crate) fn describe() {
         "Unix time of the last completed inference"
     );
     describe_counter!(CACHE_HITS, "Requests answered from the spam-wave cache");
+    describe_counter!(
+        NORMALISED,
+        "Texts scored in their normalised form (it differed from the text as written)"
+    );
+    describe_counter!(
+        EXTRA_WINDOWS,
+        "Windows read beyond the first of each text and view (long texts)"
+    );
+    describe_counter!(
+        WINDOWS_CAPPED,
+        "Text views longer than --max-windows windows (their middle was not read)"
+    );
     describe_counter!(NATS_ERRORS, "Errors talking to NATS, by operation");
     describe_counter!(
         CONSUMER_REBINDS,
@@ -158,6 +176,9 @@ pub(crate) fn register() {
             INFERENCE_CANCELLED,
             THREADS_REPLACED,
             CACHE_HITS,
+            NORMALISED,
+            EXTRA_WINDOWS,
+            WINDOWS_CAPPED,
             CONSUMER_REBINDS,
             TOPOLOGY_DRIFT,
         ],

@@ -68,6 +68,8 @@ struct ThreadSpec {
     session: SessionConfig,
     sub_batch: usize,
     max_batch_tokens: usize,
+    window_tokens: usize,
+    max_windows: usize,
     faults: crate::config::Faults,
 }
 
@@ -98,6 +100,8 @@ impl Pool {
             },
             sub_batch: config.sub_batch,
             max_batch_tokens: config.max_batch_tokens,
+            window_tokens: config.window_tokens,
+            max_windows: config.max_windows,
             faults: config.faults.clone(),
         };
         let mut pool = Self {
@@ -204,7 +208,9 @@ fn load_policy(spec: &ThreadSpec) -> Result<Policy, crate::ModeratorError> {
         .iter()
         .map(|dir| Model::load(dir, &spec.session))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Policy::new(models, spec.sub_batch, spec.max_batch_tokens))
+    Ok(Policy::new(models, spec.sub_batch, spec.max_batch_tokens)
+        .with_window_tokens(spec.window_tokens)
+        .with_max_windows(spec.max_windows))
 }
 
 fn model_ref(policy: &Policy) -> (String, String) {
@@ -233,7 +239,9 @@ fn serve(index: usize, mut policy: Policy, spec: &ThreadSpec, queue: &Mutex<mpsc
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             inject_faults(index, spec, &job);
             let refs: Vec<&str> = job.texts.iter().map(String::as_str).collect();
-            policy.assess(&refs, Some(&job.run_options))
+            let assessed = policy.assess(&refs, Some(&job.run_options));
+            count_views(policy.last_stats());
+            assessed
         }));
         let reply = match outcome {
             Ok(Ok(assessments)) => Ok(assessments),
@@ -243,6 +251,20 @@ fn serve(index: usize, mut policy: Policy, spec: &ThreadSpec, queue: &Mutex<mpsc
         let _ = job.reply.send(reply);
         if job.abandoned.load(Ordering::Relaxed) {
             return;
+        }
+    }
+}
+
+/// Counts what the policy read beyond one look per text (normalised views, extra windows).
+fn count_views(stats: offpath_classifier::policy::ViewStats) {
+    let counts = [
+        (m::NORMALISED, stats.normalised),
+        (m::EXTRA_WINDOWS, stats.extra_windows),
+        (m::WINDOWS_CAPPED, stats.capped),
+    ];
+    for (name, count) in counts {
+        if count > 0 {
+            metrics::counter!(name).increment(count as u64);
         }
     }
 }

@@ -10,11 +10,18 @@
 //!   into runs of at most 16 texts and 512 padded tokens). The models are the directories
 //!   in `$OFFPATH_BENCH_MODELS` (`label=dir,…`; default `shipped=models/minilm-insult`):
 //!   `benches/compare_models.sh` compares candidates side by side in one run.
+//! * `policy`: messages/s of the whole policy (both models, the moderator's default
+//!   sub-batch 16 and 512 padded tokens per run): chat lines as written (`Views::Raw`),
+//!   the same with the default view (`Views::Normalised`: clean lines cost only the
+//!   normaliser), disguised lines (scored normalised), and one long text read in windows
+//!   against one 256-token window (the cost of the old truncation).
 
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use offpath_classifier::{Model, Prepared, SessionConfig, init_runtime, plan_batches};
+use offpath_classifier::{
+    Model, Prepared, SessionConfig, Views, init_runtime, plan_batches, policy::Policy,
+};
 
 /// The repository root (models and `.tools/` live there).
 fn root() -> PathBuf {
@@ -148,5 +155,66 @@ fn defaults(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, classifier, defaults);
+fn policy(c: &mut Criterion) {
+    if std::env::var_os("OFFPATH_BENCH_MODELS").is_some() {
+        return;
+    }
+    init_runtime(&ort_library()).expect("ONNX Runtime (run scripts/bootstrap)");
+    let config = SessionConfig {
+        intra_threads: 2,
+        ..SessionConfig::default()
+    };
+    let load = |name: &str| Model::load(&root().join("models").join(name), &config).expect("model");
+    let new_policy = || Policy::new(vec![load("minilm-insult"), load("profanity")], 16, 512);
+    let lines: Vec<String> = bench_texts()
+        .into_iter()
+        .filter(|t| t.len() <= 200)
+        .collect();
+    let disguised: Vec<String> = lines
+        .iter()
+        .map(|l| l.replace('o', "0").replace('i', "\u{456}"))
+        .collect();
+    let long = lines.join(" ").repeat(8);
+    let mut group = c.benchmark_group("policy");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(lines.len() as u64));
+    for (name, views, texts) in [
+        ("chat_lines/raw", Views::Raw, &lines),
+        ("chat_lines/normalised", Views::Normalised, &lines),
+        ("disguised_lines/normalised", Views::Normalised, &disguised),
+    ] {
+        let mut policy = new_policy().with_views(views);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for chunk in refs.chunks(32) {
+                    policy.assess(chunk, None).expect("assess");
+                }
+            })
+        });
+    }
+    group.throughput(Throughput::Elements(1));
+    // One 256-token window costs what the old truncation to 256 tokens cost.
+    for (name, window_tokens, windows) in [
+        ("long_text/one_256_token_window", 256, 1),
+        (
+            "long_text/windows",
+            offpath_classifier::policy::DEFAULT_WINDOW_TOKENS,
+            192,
+        ),
+    ] {
+        let mut policy = new_policy()
+            .with_views(Views::Raw)
+            .with_window_tokens(window_tokens)
+            .with_max_windows(windows);
+        policy.assess(&[&long], None).expect("assess");
+        eprintln!("{name}: {} windows", 1 + policy.last_stats().extra_windows);
+        group.bench_function(name, |b| {
+            b.iter(|| policy.assess(&[&long], None).expect("assess"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, classifier, defaults, policy);
 criterion_main!(benches);

@@ -5,21 +5,27 @@
 //! A [`policy`] combines labels of several models into one [`Decision`].
 //!
 //! Flow: [`init_runtime`] once per process → [`Model::load`] per inference thread →
-//! [`Model::prepare`] each text → [`plan_batches`] by length → [`Model::infer`] each batch
-//! (optionally with `RunOptions` a watchdog can terminate) → [`Assessment::combine`].
+//! [`Normalizer`] each text (the policy scores the normalised text when it differs,
+//! [`Views`]) → [`Model::prepare_windows`] (the text whole, or overlapping windows when it
+//! is longer than the model reads) → [`plan_batches`] by length → [`Model::infer`] each
+//! batch (optionally with `RunOptions` a watchdog can terminate) → each label's worst
+//! window → [`Assessment::combine`]. [`Model::prepare`] is the model function alone (what
+//! the parity test checks against Python).
 //! This crate knows nothing of NATS.
 
 mod batch;
 mod error;
 mod manifest;
 mod model;
+mod normalize;
 pub mod policy;
 mod runtime;
 
 pub use batch::plan_batches;
 pub use error::ClassifierError;
 pub use manifest::{Inputs, Label, Manifest, ModelKind, Output};
-pub use model::{Model, Optimization, Prepared, SessionConfig};
+pub use model::{Model, Optimization, Prepared, SessionConfig, WINDOW_OVERLAP};
+pub use normalize::Normalizer;
 pub use ort::session::RunOptions;
-pub use policy::{Assessment, Decision};
+pub use policy::{Assessment, Decision, Views};
 pub use runtime::init_runtime;

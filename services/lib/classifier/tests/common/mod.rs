@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub(crate) mod data;
+
 use std::path::PathBuf;
 
 use offpath_classifier::{Model, SessionConfig, init_runtime};

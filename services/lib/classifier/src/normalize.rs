@@ -1,0 +1,446 @@
+//! Normalisation: undoes the tricks chat users play on a model that reads plain words.
+//!
+//! Rules, in order, word by word (a word is a run of non-whitespace; the whitespace between
+//! words is kept as it was, except inside joined spaced letters):
+//!
+//! 1. Characters: invisible format characters (zero-width space/joiners, bidi controls, soft
+//!    hyphen, variation selectors, tag characters) are removed; fancy alphabets, fullwidth and
+//!    enclosed letters become plain ones (the `decancer` table, one character at a time);
+//!    accents on Latin letters and combining marks on Latin letters are removed; everything
+//!    is lower-cased. Cyrillic and Greek letters become their Latin look-alikes **only in a
+//!    word that also has Latin letters** (`іdіот` → `idiot`); a wholly Cyrillic or Greek word
+//!    stays as written, and other scripts (CJK, Arabic, Hebrew, Devanagari …) and emoji are
+//!    left alone, their combining marks included.
+//! 2. Links and handles (`://`, `www.`, a leading `@` or `#`) are left as they are.
+//! 3. Leetspeak: in a word of at least three letters and look-alikes, one a letter,
+//!    `0 1 3 4 5 7 @ $ !` become `o i e a s t a s i` (`1d10t` → `idiot`, `5h17` → `shit`);
+//!    numbers (`555`, `2`) have no letter, and a number with a short suffix (`1st`, `10am`,
+//!    `90s`, `24h`) stays.
+//! 4. Separators inside a word (`-`, `_`, `.`, `*`, `~`, `·`) between letters are removed
+//!    (`id-iot` → `idiot`), unless every part is a known word and the joined one is not
+//!    (`well-known` stays).
+//! 5. Stretched letters: a run of three or more of one letter becomes one letter, or two when
+//!    only the doubled spelling is a known word (`idiooooot` → `idiot`, `fooool` → `fool`);
+//!    doubles are never touched.
+//! 6. Spaced letters: three or more single letters in a row are joined (`y o u  i d i o t` →
+//!    `you idiot`); wider gaps are word breaks, and without them the known words split the
+//!    run (`y o u i d i o t` → `you idiot`).
+//!
+//! 7. Repeats: a word said three or more times in a row is kept once (`hello hello hello`
+//!    → `hello`), so padding cannot drown an insult.
+//!
+//! "Known word" means the lexicon given to [`Normalizer::with_words`] (the policy uses the
+//! token model's own vocabulary); without one, rules 4 and 5 always join and shorten to one.
+
+use std::collections::HashSet;
+
+use decancer::{Options, Translation};
+
+/// Longest run of spaced letters that the lexicon segments (the search is quadratic in it);
+/// longer runs are joined without breaks.
+const MAX_SEGMENTED: usize = 64;
+/// Longest word tried while segmenting.
+const MAX_WORD: usize = 24;
+/// Most stretched runs in one word whose one-or-two spellings are tried against the
+/// lexicon (2^n candidates); further runs shorten to one letter.
+const MAX_STRETCH_CHOICES: usize = 4;
+
+/// The normaliser; cheap to clone only without a lexicon (build it once per policy).
+#[derive(Debug, Clone, Default)]
+pub struct Normalizer {
+    words: HashSet<String>,
+}
+
+impl Normalizer {
+    /// A normaliser without a lexicon.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A normaliser that knows `words` (lower-case, as the text will be after rule 1).
+    pub fn with_words<S: Into<String>>(words: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            words: words.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// The normalised text (see the module documentation for the rules).
+    pub fn normalize(&self, text: &str) -> String {
+        let pieces: Vec<Piece<'_>> = split_words(text)
+            .into_iter()
+            .map(|(gap, word)| Piece {
+                gap,
+                word: self.word(&fold_chars(word)),
+            })
+            .collect();
+        self.join_spaced(&drop_repeats(pieces))
+    }
+
+    /// The normalised text when it differs from the lower-cased text (both models fold
+    /// case themselves), else `None`: a clean text needs no second look.
+    pub fn second_view(&self, text: &str) -> Option<String> {
+        let normalised = self.normalize(text);
+        (normalised != text.to_lowercase()).then_some(normalised)
+    }
+
+    fn known(&self, word: &str) -> bool {
+        self.words.contains(word)
+    }
+
+    /// Rules 2–5 on one character-folded word.
+    fn word(&self, word: &str) -> String {
+        if is_link(word) {
+            return word.to_string();
+        }
+        let (lead, core, trail) = split_core(word);
+        let core = leet(core);
+        let core = self.unseparate(&core);
+        let core = self.unstretch(&core);
+        format!("{lead}{core}{trail}")
+    }
+
+    fn unseparate(&self, core: &str) -> String {
+        let chars: Vec<char> = core.chars().collect();
+        let inner = |i: usize| {
+            is_separator(chars[i])
+                && i > 0
+                && i + 1 < chars.len()
+                && chars[i - 1].is_alphabetic()
+                && chars[i + 1].is_alphabetic()
+        };
+        if !(0..chars.len()).any(inner) {
+            return core.to_string();
+        }
+        let joined: String = (0..chars.len())
+            .filter(|&i| !inner(i))
+            .map(|i| chars[i])
+            .collect();
+        let parts_known = core
+            .split(is_separator)
+            .filter(|p| !p.is_empty())
+            .all(|p| self.known(p));
+        if !self.words.is_empty() && parts_known && !self.known(&joined) {
+            core.to_string()
+        } else {
+            joined
+        }
+    }
+
+    fn unstretch(&self, core: &str) -> String {
+        let runs = runs(core);
+        let stretched: Vec<usize> = (0..runs.len())
+            .filter(|&i| runs[i].1 >= 3 && runs[i].0.is_alphabetic())
+            .collect();
+        if stretched.is_empty() {
+            return core.to_string();
+        }
+        let spell = |doubled: u32| -> String {
+            let mut out = String::with_capacity(core.len());
+            for (i, &(c, n)) in runs.iter().enumerate() {
+                let keep = match stretched.iter().position(|&s| s == i) {
+                    Some(k) if k < MAX_STRETCH_CHOICES && doubled & (1 << k) != 0 => 2,
+                    Some(_) => 1,
+                    None => n,
+                };
+                out.extend(std::iter::repeat_n(c, keep));
+            }
+            out
+        };
+        let choices = 1_u32 << stretched.len().min(MAX_STRETCH_CHOICES);
+        (0..choices)
+            .map(spell)
+            .find(|w| self.known(w))
+            .unwrap_or_else(|| spell(0))
+    }
+
+    /// Rule 6 over the whole text (after rule 7), then reassembly with the original gaps.
+    fn join_spaced(&self, pieces: &[Piece<'_>]) -> String {
+        let mut out = String::new();
+        let mut i = 0;
+        while i < pieces.len() {
+            let end = (i..pieces.len())
+                .take_while(|&j| is_letter(&pieces[j].word) && (j == i || !breaks(pieces[j].gap)))
+                .count()
+                + i;
+            if end - i < 3 {
+                out.push_str(pieces[i].gap);
+                out.push_str(&pieces[i].word);
+                i += 1;
+                continue;
+            }
+            out.push_str(pieces[i].gap);
+            let mut words: Vec<String> = vec![String::new()];
+            for (k, piece) in pieces[i..end].iter().enumerate() {
+                if k > 0 && is_wide(piece.gap) {
+                    words.push(String::new());
+                }
+                if let Some(last) = words.last_mut() {
+                    last.push_str(&piece.word);
+                }
+            }
+            let words: Vec<String> = if words.len() == 1 {
+                self.segment(&words[0])
+            } else {
+                words
+            };
+            out.push_str(&words.join(" "));
+            i = end;
+        }
+        out
+    }
+
+    /// Splits a run of letters into the fewest known words; the run itself when it is known,
+    /// too long, or cannot be split.
+    fn segment(&self, run: &str) -> Vec<String> {
+        let chars: Vec<char> = run.chars().collect();
+        if self.words.is_empty() || self.known(run) || chars.len() > MAX_SEGMENTED {
+            return vec![run.to_string()];
+        }
+        // best[i]: fewest words covering chars[..i], and where the last word starts.
+        let mut best: Vec<Option<(usize, usize)>> = vec![None; chars.len() + 1];
+        best[0] = Some((0, 0));
+        for end in 1..=chars.len() {
+            for start in end.saturating_sub(MAX_WORD)..end {
+                let Some((count, _)) = best[start] else {
+                    continue;
+                };
+                let word: String = chars[start..end].iter().collect();
+                let better = best[end].is_none_or(|(c, _)| count + 1 < c);
+                if better && self.known(&word) {
+                    best[end] = Some((count + 1, start));
+                }
+            }
+        }
+        let mut words = Vec::new();
+        let mut end = chars.len();
+        while end > 0 {
+            let Some((_, start)) = best[end] else {
+                return vec![run.to_string()];
+            };
+            words.push(chars[start..end].iter().collect());
+            end = start;
+        }
+        words.reverse();
+        words
+    }
+}
+
+/// A word and the whitespace before it.
+struct Piece<'a> {
+    gap: &'a str,
+    word: String,
+}
+
+/// Rule 7: a word said three or more times in a row is kept once (padding an insult with
+/// hundreds of `hello`s drowns it in the model's mean over tokens). Single letters are left
+/// to rule 6.
+fn drop_repeats(pieces: Vec<Piece<'_>>) -> Vec<Piece<'_>> {
+    let mut kept: Vec<Piece<'_>> = Vec::with_capacity(pieces.len());
+    let mut run = 0;
+    for piece in pieces {
+        let repeat = kept.last().is_some_and(|last| last.word == piece.word);
+        run = if repeat { run + 1 } else { 1 };
+        if run == 3 && !is_letter(&piece.word) && !piece.word.is_empty() {
+            kept.pop();
+        }
+        if run < 3 || is_letter(&piece.word) || piece.word.is_empty() {
+            kept.push(piece);
+        }
+    }
+    kept
+}
+
+/// `(whitespace before, word)` for every word; trailing whitespace becomes a last piece with
+/// an empty word.
+fn split_words(text: &str) -> Vec<(&str, &str)> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word_start = rest
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(rest.len());
+        let (gap, tail) = rest.split_at(word_start);
+        let word_end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let (word, after) = tail.split_at(word_end);
+        pieces.push((gap, word));
+        rest = after;
+    }
+    pieces
+}
+
+/// A gap that separates words even inside spaced letters: two or more whitespace
+/// characters, or a line break.
+fn is_wide(gap: &str) -> bool {
+    gap.chars().count() >= 2 || gap.contains(['\n', '\r'])
+}
+
+/// A gap that ends a run of spaced letters altogether: a blank line.
+fn breaks(gap: &str) -> bool {
+    gap.matches('\n').count() >= 2
+}
+
+fn is_letter(word: &str) -> bool {
+    let mut chars = word.chars();
+    matches!((chars.next(), chars.next()), (Some(c), None) if c.is_alphabetic())
+}
+
+/// Rule 1 on one word.
+fn fold_chars(word: &str) -> String {
+    let mixed = word.chars().any(is_latin) && word.chars().any(is_greek_or_cyrillic);
+    let mut out = String::with_capacity(word.len());
+    // Whether a combining mark that follows belongs to a script whose marks carry meaning.
+    let mut keep_marks = false;
+    for c in word.chars() {
+        if is_invisible(c) {
+            continue;
+        }
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+            keep_marks = false;
+            continue;
+        }
+        if matches!(c, 'ß' | 'ẞ') {
+            // decancer reads the sharp s as a "b".
+            out.push_str("ss");
+            keep_marks = false;
+            continue;
+        }
+        if is_greek_or_cyrillic(c) && !mixed {
+            out.extend(c.to_lowercase());
+            keep_marks = true;
+            continue;
+        }
+        let options = if is_greek_or_cyrillic(c) || is_latin(c) {
+            Options::default()
+        } else {
+            Options::pure_homoglyph()
+        };
+        match decancer::cure_char(c, options) {
+            Translation::Character(t) => {
+                out.extend(t.to_lowercase());
+                keep_marks = !t.is_ascii();
+            }
+            Translation::String(s) => {
+                out.push_str(&s.to_lowercase());
+                keep_marks = false;
+            }
+            Translation::None if keep_marks => out.push(c),
+            Translation::None => {}
+        }
+    }
+    out
+}
+
+/// Latin letters: ASCII, Latin-1 and Latin Extended-A/B, Latin Extended Additional, and
+/// anything decancer reads as an ASCII letter (fancy alphabets, fullwidth).
+fn is_latin(c: char) -> bool {
+    c.is_ascii_alphabetic()
+        || (matches!(c, '\u{c0}'..='\u{24f}' | '\u{1e00}'..='\u{1eff}') && c.is_alphabetic())
+        || (!c.is_ascii()
+            && !is_greek_or_cyrillic(c)
+            && matches!(
+                decancer::cure_char(c, Options::pure_homoglyph()),
+                Translation::Character(t) if t.is_ascii_alphabetic()
+            ))
+}
+
+fn is_greek_or_cyrillic(c: char) -> bool {
+    matches!(c, '\u{370}'..='\u{3ff}' | '\u{1f00}'..='\u{1fff}' | '\u{400}'..='\u{52f}')
+        && c.is_alphabetic()
+}
+
+/// Characters that render as nothing: removed wherever they are.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{61c}'
+            | '\u{115f}'
+            | '\u{1160}'
+            | '\u{17b4}'
+            | '\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e007f}'
+            | '\u{e0100}'..='\u{e01ef}'
+    )
+}
+
+fn is_link(word: &str) -> bool {
+    word.contains("://")
+        || word.starts_with("www.")
+        || (word.len() > 1 && (word.starts_with('@') || word.starts_with('#')))
+}
+
+fn is_separator(c: char) -> bool {
+    matches!(c, '-' | '_' | '.' | '*' | '~' | '·')
+}
+
+fn leet_letter(c: char) -> Option<char> {
+    Some(match c {
+        '0' => 'o',
+        '1' => 'i',
+        '3' => 'e',
+        '4' => 'a',
+        '5' => 's',
+        '7' => 't',
+        '@' => 'a',
+        '$' => 's',
+        '!' => 'i',
+        _ => return None,
+    })
+}
+
+/// `(leading punctuation, core, trailing punctuation)`: the core runs from the first letter,
+/// digit, `@` or `$` to the last letter, digit or `$` (so `idiot!` keeps its `!`).
+fn split_core(word: &str) -> (&str, &str, &str) {
+    let start = word
+        .find(|c: char| c.is_alphanumeric() || c == '@' || c == '$')
+        .unwrap_or(word.len());
+    let end = word
+        .rfind(|c: char| c.is_alphanumeric() || c == '$')
+        .map(|i| i + word[i..].chars().next().map_or(1, char::len_utf8))
+        .unwrap_or(start)
+        .max(start);
+    (&word[..start], &word[start..end], &word[end..])
+}
+
+/// Rule 3 on a word's core.
+fn leet(core: &str) -> String {
+    let letters = core.chars().filter(|c| c.is_alphabetic()).count();
+    let leets = core.chars().filter(|&c| leet_letter(c).is_some()).count();
+    if letters == 0 || leets == 0 || letters + leets < 3 || is_quantity(core) {
+        return core.to_string();
+    }
+    core.chars().map(|c| leet_letter(c).unwrap_or(c)).collect()
+}
+
+/// A number with an ordinal or unit suffix: `1st`, `10am`, `100kg`, `90s`, `4k`.
+fn is_quantity(core: &str) -> bool {
+    const SUFFIXES: [&str; 30] = [
+        "st", "nd", "rd", "th", "s", "am", "pm", "k", "m", "h", "d", "x", "g", "p", "kg", "km",
+        "cm", "mm", "min", "ms", "mb", "gb", "tb", "ml", "hz", "fps", "yo", "yr", "yrs", "hrs",
+    ];
+    let suffix = core.trim_start_matches(|c: char| c.is_ascii_digit());
+    suffix.len() < core.len() && SUFFIXES.contains(&suffix)
+}
+
+/// Runs of equal characters: `(char, length)`.
+fn runs(word: &str) -> Vec<(char, usize)> {
+    let mut runs: Vec<(char, usize)> = Vec::new();
+    for c in word.chars() {
+        match runs.last_mut() {
+            Some((last, n)) if *last == c => *n += 1,
+            _ => runs.push((c, 1)),
+        }
+    }
+    runs
+}
