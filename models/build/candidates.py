@@ -7,7 +7,9 @@ Candidates, all from the same fp32 graph and head:
 * dynamic-b1: the same file, each text run alone (no neighbours, no padding);
 * fp32: no quantization, ORT graph optimisations (ORT_ENABLE_ALL);
 * static: int8 QDQ, per-channel weights, activation scales calibrated on train.csv;
-* nbits8: weight-only 8-bit MatMulNBits (activations stay float).
+* nbits8: weight-only 8-bit MatMulNBits (activations stay float);
+* weights8: int8 weights turned back into fp32 at session creation (Cast, Mul): fp32
+  arithmetic, a quarter of the file size.
 
 For each: max |score(batch 1) - score(in a batch)| over the parity fixture's texts placed in
 several batches of random test-split neighbours (padded to the longest), ROC-AUC on
@@ -129,10 +131,13 @@ def main():
     fp32_path = build.WORK / "minilm-insult-fp32.onnx"
     CANDIDATES.mkdir(parents=True, exist_ok=True)
     paths = {"fp32": fp32_path, "dynamic": CANDIDATES / "dynamic.onnx",
-             "static": CANDIDATES / "static.onnx", "nbits8": CANDIDATES / "nbits8.onnx"}
+             "static": CANDIDATES / "static.onnx", "nbits8": CANDIDATES / "nbits8.onnx",
+             "weights8": CANDIDATES / "weights8.onnx"}
     wanted = lambda *names: not only or any(n in only for n in names)  # noqa: E731
     if wanted("dynamic", "dynamic-b1"):
         quantize.dynamic(fp32_path, paths["dynamic"])
+    if wanted("weights8"):
+        quantize.weights8(fp32_path, paths["weights8"])
     if wanted("static"):
         quantize.static(fp32_path, paths["static"], tok, train[0])
     if wanted("nbits8"):
@@ -153,7 +158,7 @@ def main():
     results = {}
     for name, file, rows in (("dynamic", "dynamic", None), ("dynamic-b1", "dynamic", 1),
                              ("fp32", "fp32", None), ("static", "static", None),
-                             ("nbits8", "nbits8", None)):
+                             ("nbits8", "nbits8", None), ("weights8", "weights8", None)):
         if only and name not in only:
             continue
         write_dir(name, paths[file], tok_path, rows)
