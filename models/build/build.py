@@ -17,7 +17,7 @@ import onnx
 import onnxruntime as ort
 from safetensors.numpy import load_file
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from tokenizers import Tokenizer
 
@@ -26,6 +26,7 @@ import data  # noqa: E402
 import minilm  # noqa: E402
 import profanity  # noqa: E402
 import quantize  # noqa: E402
+from thresholds import best_f1_threshold, fpr_threshold  # noqa: E402
 
 ROOT = data.ROOT
 OUT = ROOT / "models"
@@ -101,19 +102,6 @@ def verify_encoder(weights, tok, path):
     assert worst <= 1e-4, f"similarity example: got {sims}, published {expected}"
     print(f"encoder verified: max |onnx - numpy float64| = {diff:.2e}; similarity example {sims}")
     return diff, sims
-
-
-def best_f1_threshold(labels, probs):
-    precision, recall, thresholds = precision_recall_curve(labels, probs)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    best = int(np.argmax(f1[:-1]))
-    return float(thresholds[best]), float(f1[best])
-
-
-def fpr_threshold(labels, probs, fpr):
-    """Score above which only a fraction `fpr` of the non-insults lie."""
-    negatives = np.sort(np.asarray(probs)[np.asarray(labels) == 0])
-    return float(negatives[int(np.ceil((1 - fpr) * len(negatives))) - 1])
 
 
 def train_head(x, y):
@@ -197,7 +185,7 @@ def main():
     train, test = data.load("train.csv"), data.load("test_with_solutions.csv")
     print(f"data: train {len(train[0])} ({sum(train[1])} insults), test {len(test[0])} ({sum(test[1])} insults)")
     mini = build_minilm(train, test)
-    prof = profanity.build(OUT / "profanity", test, data.fixture_strings())
+    prof = profanity.build(OUT / "profanity", train, test, data.fixture_strings())
     import manifests
     manifests.write_all(mini, prof, data.fixture_strings(), run, sha256)
 

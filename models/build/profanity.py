@@ -14,8 +14,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 import profanity_check
+from thresholds import best_f1_threshold, fpr_threshold
 
 TOKEN_PATTERN = r"[\p{L}\p{N}_]+"
+# Benign texts the shipped thresholds blocked (issue 15): the card reports their verdicts.
+BENIGN = ["the idiot by dostoevsky is a great novel", "I hate mondays"]
 
 
 def load_pipeline():
@@ -49,7 +52,32 @@ def convert(pipeline):
     return model
 
 
-def build(out, test, fixture):
+def rates(labels, probs, threshold):
+    """Precision, recall and false-positive rate of `probs >= threshold` against insult labels."""
+    labels, hit = np.asarray(labels), np.asarray(probs) >= threshold
+    tp, fp = int((hit & (labels == 1)).sum()), int((hit & (labels == 0)).sum())
+    return {"precision": tp / max(tp + fp, 1), "recall": tp / int((labels == 1).sum()),
+            "fpr": fp / int((labels == 0).sum())}
+
+
+def calibrate(train, test, score):
+    """flag at max F1 and block at a 1% false-positive rate on the non-insults of train.csv,
+    which the package never saw (so no folds are needed); figures on the test split.
+
+    Scores saturate near 1 (float32), so thresholds are kept as exact float32 values."""
+    p_train, p_test = score(train[0]), score(test[0])
+    flag, f1 = best_f1_threshold(train[1], p_train)
+    block = max(fpr_threshold(train[1], p_train, 0.01), flag)
+    cal = {"flag": flag, "block": block, "train_f1": f1,
+           "test_flag": rates(test[1], p_test, flag), "test_block": rates(test[1], p_test, block),
+           "test_old_block": rates(test[1], p_test, 0.8),
+           "benign": {t: float(v) for t, v in zip(BENIGN, score(BENIGN))}}
+    print(f"profanity thresholds from train: flag {flag!r} (max F1 {f1:.3f}), block {block!r} "
+          f"(1% FPR); test at flag {cal['test_flag']}, at block {cal['test_block']}")
+    return cal
+
+
+def build(out, train, test, fixture):
     out.mkdir(parents=True, exist_ok=True)
     pipeline = load_pipeline()
     model = convert(pipeline)
@@ -71,4 +99,5 @@ def build(out, test, fixture):
     print(f"profanity on the insults test split: ROC-AUC {auc:.4f}")
     return {"dir": out, "session": sess, "score": score, "max_diff": float(diff.max()),
             "p999_diff": float(np.percentile(diff, 99.9)), "roc_auc": auc,
-            "size_mb": path.stat().st_size / 1e6, "vocab": len(pipeline.steps[0][1].vocabulary_)}
+            "size_mb": path.stat().st_size / 1e6, "vocab": len(pipeline.steps[0][1].vocabulary_),
+            "cal": calibrate(train, test, score)}

@@ -46,7 +46,11 @@ fn missing_or_invalid_manifest() {
         ("not toml", |_| "this is = = not toml".into()),
         ("unknown key", |t| format!("surprise = 1\n{t}")),
         ("flag above block", |t| {
-            t.replace("flag = 0.5", "flag = 0.9")
+            // the thresholds are rebuilt values: lower whatever `block` is below any flag
+            t.lines()
+                .map(|l| if l.starts_with("block = ") { "block = 0.0" } else { l })
+                .collect::<Vec<_>>()
+                .join("\n")
         }),
         ("no labels", |t| {
             t.split("[[labels]]").next().unwrap_or_default().to_string() + "[sha256]\n"
