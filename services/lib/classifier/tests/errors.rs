@@ -48,7 +48,13 @@ fn missing_or_invalid_manifest() {
         ("flag above block", |t| {
             // the thresholds are rebuilt values: lower whatever `block` is below any flag
             t.lines()
-                .map(|l| if l.starts_with("block = ") { "block = 0.0" } else { l })
+                .map(|l| {
+                    if l.starts_with("block = ") {
+                        "block = 0.0"
+                    } else {
+                        l
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         }),
