@@ -140,7 +140,7 @@ def speed_section(directory):
 
 # Why the shipped candidate was chosen (the figures are in the table above it).
 CHOICE = """**Choice: int8 weights, fp32 arithmetic** (`weights8`). The file stores each weight
-matrix as int8 with one scale per output column (22.8 MB, as v1); ONNX Runtime turns them
+matrix as int8 with one scale per output column (22.9 MB; v1 22.8); ONNX Runtime turns them
 back into fp32 when the session is created (Cast and Mul on constants fold away), so every
 run computes in fp32. That settles two dependences at once: on the batch (no activation
 scales computed per run) and on the CPU. The second was found here: v1's dynamic int8 scores
