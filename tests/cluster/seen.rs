@@ -26,6 +26,17 @@ pub(crate) struct Seen {
 
 impl Seen {
     pub(crate) fn absorb(&mut self, alice: Vec<Received>, bob: Vec<Received>) {
+        for (who, r) in alice
+            .iter()
+            .map(|r| ("alice", r))
+            .chain(bob.iter().map(|r| ("bob", r)))
+        {
+            assert_ne!(
+                r.frame["type"], "_close",
+                "the gateway closed {who}'s connection: {}",
+                r.frame
+            );
+        }
         for r in alice {
             let id = r.frame["id"].as_str().unwrap_or_default().to_string();
             match r.frame["type"].as_str() {

@@ -12,10 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
-use async_nats::jetstream::context::{
-    ConsumerInfoError, ConsumerInfoErrorKind, GetStreamErrorKind,
-};
-use async_nats::jetstream::{self, ErrorCode, consumer::PullConsumer};
+use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::StreamExt;
 use offpath_protocol::subject::{MODERATION_STREAM, MODERATOR_CONSUMER};
 use offpath_protocol::topology::{self, TopologyConfig};
@@ -32,12 +29,8 @@ use crate::{Config, ModeratorError};
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between bind attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// The server's idle heartbeat on a pull. Two missed in a row mean the pull request is gone
-/// (it waited at a consumer leader that died, or its server did): a new pull starts at once
-/// (async-nats would only pull again when the lost request expired).
-const HEARTBEAT: Duration = Duration::from_secs(2);
-/// How long one pull request waits at the server; a new one follows at once.
-const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// The server's idle heartbeat on a pull: when it stops coming, the consumer is checked.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often the backlog gauges are read from the consumer: a scrape interval's order, and
 /// one small request per moderator.
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
@@ -96,27 +89,6 @@ pub(crate) struct Intake {
 enum End {
     Shutdown,
     Lost(String),
-    /// The pull request is gone (heartbeats missed) but the consumer is not known to be:
-    /// pull again on it, without the API requests of a bind (which time out while a
-    /// cluster fails over).
-    PullAgain(String),
-}
-
-/// Why the consumer could not be looked up.
-enum Lookup {
-    /// The stream or the consumer does not exist: create it.
-    Missing(String),
-    /// Anything else (a timeout while a node fails over, say): try again later; creating
-    /// the topology then would only wait for more timeouts.
-    Failed(String),
-}
-
-impl Lookup {
-    fn reason(self) -> String {
-        match self {
-            Lookup::Missing(reason) | Lookup::Failed(reason) => reason,
-        }
-    }
 }
 
 impl Intake {
@@ -134,11 +106,11 @@ impl Intake {
         let mut side_tasks = JoinSet::new();
         tokio::pin!(shutdown);
         let mut rebind = false;
-        let result = 'bind: loop {
-            let consumer = tokio::select! {
+        let result = loop {
+            let mut messages = tokio::select! {
                 () = &mut shutdown => break Ok(()),
                 bound = self.bind_with_retry() => match bound {
-                    Ok(consumer) => consumer,
+                    Ok(messages) => messages,
                     Err(err) => break Err(err),
                 },
             };
@@ -147,26 +119,15 @@ impl Intake {
                 info!("consumer bound again");
             }
             self.shared.health.set_bound();
-            loop {
-                let end = match self.start_pull(&consumer).await {
-                    Ok(mut messages) => {
-                        self.pull(&mut messages, &mut side_tasks, shutdown.as_mut())
-                            .await
-                    }
-                    Err(reason) => End::Lost(reason),
-                };
-                match end {
-                    End::Shutdown => break 'bind Ok(()),
-                    End::PullAgain(reason) => {
-                        metrics::counter!(m::NATS_ERRORS, "operation" => "pull_again").increment(1);
-                        warn!("pulling again: {reason}");
-                    }
-                    End::Lost(reason) => {
-                        warn!("consumer lost, binding again: {reason}");
-                        self.shared.health.set_unbound(reason);
-                        rebind = true;
-                        break;
-                    }
+            match self
+                .pull(&mut messages, &mut side_tasks, shutdown.as_mut())
+                .await
+            {
+                End::Shutdown => break Ok(()),
+                End::Lost(reason) => {
+                    warn!("consumer lost, binding again: {reason}");
+                    self.shared.health.set_unbound(reason);
+                    rebind = true;
                 }
             }
         };
@@ -176,7 +137,7 @@ impl Intake {
     }
 
     /// Binds, retrying with a backoff; gives up after `rebind_give_up_ms` of failures.
-    async fn bind_with_retry(&self) -> Result<PullConsumer, ModeratorError> {
+    async fn bind_with_retry(&self) -> Result<pull::Stream, ModeratorError> {
         let started = Instant::now();
         let give_up = Duration::from_millis(self.config.rebind_give_up_ms);
         let mut backoff = BACKOFF_MIN;
@@ -198,12 +159,11 @@ impl Intake {
     }
 
     /// Looks the consumer up (creating whatever of the topology is missing when it is not
-    /// there) and reads its settings.
-    async fn bind(&self) -> Result<PullConsumer, String> {
+    /// there), reads its settings and starts a continuous pull.
+    async fn bind(&self) -> Result<pull::Stream, String> {
         let consumer = match self.lookup().await {
             Ok(consumer) => consumer,
-            Err(Lookup::Failed(reason)) => return Err(reason),
-            Err(Lookup::Missing(missing)) => {
+            Err(missing) => {
                 info!("{missing}; creating what is missing of the topology");
                 let drift = topology::ensure(&self.js, &self.config.topology)
                     .await
@@ -212,7 +172,7 @@ impl Intake {
                     metrics::counter!(m::TOPOLOGY_DRIFT).increment(1);
                     warn!("topology drift: {drift}");
                 }
-                self.lookup().await.map_err(Lookup::reason)?
+                self.lookup().await?
             }
         };
         let config = &consumer.cached_info().config;
@@ -227,49 +187,25 @@ impl Intake {
                 "max_in_flight exceeds the consumer's max_ack_pending"
             );
         }
-        Ok(consumer)
-    }
-
-    /// A continuous pull on `consumer`.
-    async fn start_pull(&self, consumer: &PullConsumer) -> Result<pull::Stream, String> {
-        let max_in_flight = self.max_in_flight();
         consumer
             .stream()
             .max_messages_per_batch(self.config.max_batch.clamp(1, max_in_flight))
-            .expires(PULL_EXPIRES)
             .heartbeat(HEARTBEAT)
             .messages()
             .await
             .map_err(|e| format!("starting the pull: {e}"))
     }
 
-    async fn lookup(&self) -> Result<PullConsumer, Lookup> {
-        let stream = self.js.get_stream(MODERATION_STREAM).await.map_err(|e| {
-            let reason = format!("stream {MODERATION_STREAM}: {e}");
-            match e.kind() {
-                GetStreamErrorKind::JetStream(j)
-                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
-                {
-                    Lookup::Missing(reason)
-                }
-                _ => Lookup::Failed(reason),
-            }
-        })?;
-        stream.get_consumer(MODERATOR_CONSUMER).await.map_err(|e| {
-            let reason = format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}: {e}");
-            let kind = e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind());
-            match kind {
-                Some(ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound) => {
-                    Lookup::Missing(reason)
-                }
-                Some(ConsumerInfoErrorKind::JetStream(j))
-                    if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND =>
-                {
-                    Lookup::Missing(reason)
-                }
-                _ => Lookup::Failed(reason),
-            }
-        })
+    async fn lookup(&self) -> Result<PullConsumer, String> {
+        let stream = self
+            .js
+            .get_stream(MODERATION_STREAM)
+            .await
+            .map_err(|e| format!("stream {MODERATION_STREAM}: {e}"))?;
+        stream
+            .get_consumer(MODERATOR_CONSUMER)
+            .await
+            .map_err(|e| format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}: {e}"))
     }
 
     /// Pulls (at most `max_in_flight` requests held) until shutdown or the consumer is lost.
@@ -298,9 +234,6 @@ impl Intake {
                 }
                 Some(Err(err)) => {
                     metrics::counter!(m::NATS_ERRORS, "operation" => "pull").increment(1);
-                    if err.kind() == MessagesErrorKind::MissingHeartbeat {
-                        return End::PullAgain(err.to_string());
-                    }
                     warn!("pulling requests: {err}");
                     if let Some(reason) = self.lost(&err).await {
                         return End::Lost(reason);
@@ -319,7 +252,7 @@ impl Intake {
             | MessagesErrorKind::NoResponders
             | MessagesErrorKind::PushBasedConsumer
             | MessagesErrorKind::RequestLimitExceeded => Some(err.to_string()),
-            _ => self.lookup().await.err().map(Lookup::reason),
+            _ => self.lookup().await.err(),
         }
     }
 }

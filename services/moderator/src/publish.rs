@@ -22,11 +22,8 @@ use crate::metrics as m;
 /// How long a failing verdict publish is retried before its request is nak'ed: longer
 /// than a cluster failover.
 const RETRY_FOR: Duration = Duration::from_secs(30);
-/// The first pause between attempts; each next one doubles, up to [`MAX_PAUSE`].
+/// The first pause between attempts; each next one doubles, up to the progress interval.
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
-/// The longest pause: a failover ends at an unknown moment, and a verdict should follow it
-/// by well under a second.
-const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// Publishes each verdict (de-duplicated by [`Verdict::dedup_key`], so a retry that did
 /// reach the stream stores nothing twice); `progress_every` is how often a request must be
@@ -59,7 +56,7 @@ pub(crate) async fn store(
             let _ = settled[i].0.ack_with(AckKind::Progress).await;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(MAX_PAUSE.min(progress_every).max(FIRST_PAUSE));
+        pause = (pause * 2).min(progress_every.max(FIRST_PAUSE));
         let retried = join_all(failing.iter().map(|&i| once(js, &settled[i].1))).await;
         for (i, result) in failing.into_iter().zip(retried) {
             results[i] = result;

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::{
-    self,
+    self, ErrorCode,
     consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
 };
 use futures::StreamExt;
@@ -33,6 +34,9 @@ const MAX_VERDICT_BYTES: usize = 64 * 1024;
 const RETRY: Duration = Duration::from_secs(1);
 /// How long a delivered verdict may stay unacked before it is delivered again.
 const ACK_WAIT: Duration = Duration::from_secs(10);
+/// How long a bind waits for the consumer's lookup: while a cluster elects a new leader,
+/// API requests go unanswered until the context's timeout; binding again sooner finds it.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one pull request waits at the server; a new one follows at once.
 const PULL_EXPIRES: Duration = Duration::from_secs(10);
 /// The server's idle heartbeat on a pull; two missed and the consumer is bound again.
@@ -175,14 +179,38 @@ async fn bind(
     hub: &Hub,
     since: time::OffsetDateTime,
 ) -> Result<PullConsumer, String> {
-    match lookup(js, hub, since).await {
+    let found = tokio::time::timeout(LOOKUP_TIMEOUT, lookup(js, hub, since)).await;
+    let found = found.unwrap_or_else(|_| {
+        Err(Lookup::Failed(format!(
+            "looking up the consumer: no answer within {LOOKUP_TIMEOUT:?}"
+        )))
+    });
+    match found {
         Ok(consumer) => Ok(consumer),
-        Err(missing) => {
+        Err(Lookup::Failed(reason)) => Err(reason),
+        Err(Lookup::Missing(missing)) => {
             info!("{missing}; creating what is missing of the topology");
             ensure_topology(js, &hub.config().topology)
                 .await
                 .map_err(|err| format!("{missing}; re-creating the topology: {err}"))?;
-            lookup(js, hub, since).await
+            lookup(js, hub, since).await.map_err(Lookup::reason)
+        }
+    }
+}
+
+/// Why the consumer could not be bound.
+enum Lookup {
+    /// The stream does not exist: create the topology.
+    Missing(String),
+    /// Anything else (a timeout while a node fails over, say): bind again later; creating
+    /// the topology then would only wait for more timeouts.
+    Failed(String),
+}
+
+impl Lookup {
+    fn reason(self) -> String {
+        match self {
+            Lookup::Missing(reason) | Lookup::Failed(reason) => reason,
         }
     }
 }
@@ -191,12 +219,17 @@ async fn lookup(
     js: &jetstream::Context,
     hub: &Hub,
     since: time::OffsetDateTime,
-) -> Result<PullConsumer, String> {
+) -> Result<PullConsumer, Lookup> {
     let config = hub.config();
-    let stream = js
-        .get_stream(VERDICTS_STREAM)
-        .await
-        .map_err(|e| format!("stream {VERDICTS_STREAM}: {e}"))?;
+    let stream = js.get_stream(VERDICTS_STREAM).await.map_err(|e| {
+        let reason = format!("stream {VERDICTS_STREAM}: {e}");
+        match e.kind() {
+            GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                Lookup::Missing(reason)
+            }
+            _ => Lookup::Failed(reason),
+        }
+    })?;
     let consumer_config = consumer_config(&config.tenant, &config.instance, since);
     stream
         .get_or_create_consumer(
@@ -204,7 +237,7 @@ async fn lookup(
             consumer_config,
         )
         .await
-        .map_err(|e| format!("consumer: {e}"))
+        .map_err(|e| Lookup::Failed(format!("consumer: {e}")))
 }
 
 /// Creates whatever of the topology is missing (never changing what exists); logs and
@@ -247,8 +280,9 @@ async fn run_once(
             );
         }
     }
-    // A missed heartbeat ends the pull (and it is bound again): the pull request may have
-    // died with a consumer leader, and async-nats would only pull again when it expired.
+    // A missed heartbeat ends the pull, and the consumer is bound again: the pull request
+    // may have died with a consumer leader, and async-nats would only pull again when it
+    // expired.
     let pull = consumer
         .stream()
         .expires(PULL_EXPIRES)
@@ -261,10 +295,22 @@ async fn run_once(
     binding.set_bound();
     let config = hub.config();
     info!(consumer = %consumer_name(&config.tenant, &config.instance), "applying verdicts");
+    match apply_pulled(hub, &mut messages, last_seen).await {
+        None => "the verdict stream ended".to_string(),
+        Some(err) => format!("pull: {err}"),
+    }
+}
+
+/// Applies and acks each verdict of one pull until it fails (`None`: it ended).
+async fn apply_pulled(
+    hub: &Hub,
+    messages: &mut pull::Stream,
+    last_seen: &mut Option<time::OffsetDateTime>,
+) -> Option<pull::MessagesError> {
     loop {
         let message = match messages.next().await {
-            None => return "the verdict stream ended".to_string(),
-            Some(Err(err)) => return format!("pull: {err}"),
+            None => return None,
+            Some(Err(err)) => return Some(err),
             Some(Ok(message)) => message,
         };
         if let Ok(info) = message.info() {
