@@ -19,6 +19,10 @@ use crate::peer::{Close, Peer, PeerReceiver};
 /// connection is closing.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// The most frames one client frame makes for its own connection: a `send` gets an ack and
+/// its echo (an error frame instead of both when refused; a rate-limit notice besides).
+const OWN_FRAMES: usize = 3;
+
 /// A token bucket: `rate` tokens per second up to `burst`.
 #[derive(Debug)]
 pub(crate) struct TokenBucket {
@@ -152,6 +156,16 @@ impl Reader {
         E: std::fmt::Display,
     {
         loop {
+            // Room for what the next frame makes for this connection itself; a client that
+            // reads none of it for `idle` is closed as a slow client.
+            tokio::select! {
+                _ = closing(&mut close) => return self.rooms,
+                room = self.peer.room_for(OWN_FRAMES) => if !room { return self.rooms },
+                () = tokio::time::sleep(idle) => {
+                    self.peer.close_slow();
+                    return self.rooms;
+                }
+            }
             // Any frame, a pong to the writer's ping included, proves the client is there.
             let next = tokio::select! {
                 _ = closing(&mut close) => return self.rooms,
@@ -341,6 +355,64 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
+    use crate::hub::Admission;
+
+    /// A client that sends a burst within its rate limit is served, not closed as a slow
+    /// client by its own acks and echoes: 200 `send` frames already read from the socket
+    /// (one poll each, never pending) make 400 frames for a 256-frame send queue, and the
+    /// reader must let the writer drain them rather than overflow it.
+    #[tokio::test]
+    async fn a_burst_of_sends_does_not_overflow_its_own_send_queue() {
+        const SENDS: usize = 200;
+        let config = Config {
+            tenant: "acme".into(),
+            rate_burst: 10_000.0,
+            frame_burst: 10_000.0,
+            ..Config::default()
+        };
+        assert!(
+            2 * SENDS > config.send_queue,
+            "the burst must outgrow the queue"
+        );
+        let (outbox, _requests) = tokio::sync::mpsc::channel(4 * SENDS);
+        let hub = Hub::new(config, outbox, Admission::Decoupled);
+        let (peer, rx) = hub.register("alice".into()).expect("registered");
+        let mut frames = vec![r#"{"type":"join","room":"lobby"}"#.to_string()];
+        frames.extend((0..SENDS).map(|n| {
+            format!(r#"{{"type":"send","room":"lobby","text":"hello {n}","client_msg_id":"m{n}"}}"#)
+        }));
+        let input = futures::stream::iter(
+            frames
+                .into_iter()
+                .map(|f| Ok::<_, std::convert::Infallible>(Message::Text(f.into()))),
+        )
+        .chain(futures::stream::pending());
+        let (sink, mut written) = futures::channel::mpsc::unbounded::<Message>();
+        let serving = tokio::spawn(serve(
+            Arc::clone(&hub),
+            Arc::clone(&peer),
+            rx,
+            sink,
+            input,
+            RoomGrant::any(),
+        ));
+        let (mut acks, mut echoes) = (0, 0);
+        while acks < SENDS || echoes < SENDS {
+            let next = tokio::time::timeout(Duration::from_secs(10), written.next()).await;
+            let Ok(Some(Message::Text(text))) = next else {
+                panic!("served {acks} acks and {echoes} echoes, then: {next:?}");
+            };
+            let frame: serde_json::Value = serde_json::from_str(&text).expect("json");
+            match frame["type"].as_str() {
+                Some("ack") => acks += 1,
+                Some("message") => echoes += 1,
+                _ => {}
+            }
+        }
+        assert!(!peer.is_closed(), "the connection is still open");
+        serving.abort();
+    }
 
     /// The bucket allows a burst, then refills at its rate.
     #[test]

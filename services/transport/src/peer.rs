@@ -110,12 +110,28 @@ impl Peer {
         match self.queue.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close_with(Close::SLOW) {
-                    metrics::counter!(m::SLOW_CLIENTS).increment(1);
-                }
+                self.close_slow();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Waits until the send queue has room for `frames` more frames (then leaves the room
+    /// free for whoever pushes). The reader waits here before each client frame, so the
+    /// frames a client causes for itself (ack, echo, error) are paced by its own writer:
+    /// a burst the client was allowed to send cannot overflow its queue and close it as a
+    /// slow client. Fan-out to other members stays non-blocking ([`Peer::push`]). Returns
+    /// false if the connection is gone.
+    pub(crate) async fn room_for(&self, frames: usize) -> bool {
+        let frames = frames.min(self.queue.max_capacity());
+        self.queue.reserve_many(frames).await.is_ok()
+    }
+
+    /// Closes the connection as a slow client (counted once).
+    pub(crate) fn close_slow(&self) {
+        if self.close_with(Close::SLOW) {
+            metrics::counter!(m::SLOW_CLIENTS).increment(1);
         }
     }
 
