@@ -114,7 +114,8 @@ pub(crate) const FAIL_CLOSED_RETRACTS: &str = "offpath_transport_fail_closed_ret
 /// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
 pub(crate) const NATS_ERRORS: &str = "offpath_transport_nats_errors_total";
 /// Every `operation` of [`NATS_ERRORS`].
-pub(crate) const NATS_OPERATIONS: &[&str] = &["classify", "publish", "verdicts", "ack"];
+pub(crate) const NATS_OPERATIONS: &[&str] =
+    &["classify", "publish", "verdicts", "ack", "ack_queue_full"];
 /// 1 while the verdict consumer is bound and pulling, else 0.
 pub(crate) const VERDICTS_BOUND: &str = "offpath_transport_verdict_consumer_bound";
 /// Times this gateway found its verdict consumer already pulled by another process (two

@@ -301,12 +301,20 @@ async fn run_once(
     }
 }
 
-/// Applies and acks each verdict of one pull until it fails (`None`: it ended).
+/// Applies each verdict of one pull until it fails (`None`: it ended), and hands it to
+/// [`acks`] to be acked there.
 async fn apply_pulled(
     hub: &Hub,
     messages: &mut pull::Stream,
     last_seen: &mut Option<time::OffsetDateTime>,
 ) -> Option<pull::MessagesError> {
+    // An ack is a publish, and a publish waits for room in the client's command channel,
+    // which the outbox fills while NATS is away: acking here would hold up applying the
+    // verdicts already received. A bound of a few pulls' worth; beyond it (NATS gone for
+    // long) a verdict goes unacked, is counted, and comes again after ack_wait (applying
+    // twice is harmless).
+    let (to_ack, acking) = tokio::sync::mpsc::channel(ACKS_QUEUED);
+    let _acker = AbortOnDrop(tokio::spawn(acks(acking)));
     loop {
         let message = match messages.next().await {
             None => return None,
@@ -317,7 +325,9 @@ async fn apply_pulled(
             *last_seen = Some(info.published);
         }
         apply(hub, &message);
-        ack(&message).await;
+        if to_ack.try_send(message).is_err() {
+            metrics::counter!(m::NATS_ERRORS, "operation" => "ack_queue_full").increment(1);
+        }
         // Verdicts come in batches; applying a whole batch in one go would hold this
         // worker thread while sockets wait to fan out. Let them in between verdicts.
         tokio::task::yield_now().await;
@@ -356,6 +366,26 @@ async fn warn_if_shared(consumer: &mut PullConsumer) {
             "another process is already pulling this verdict consumer: two gateways share \
              one --instance and will each apply only part of the verdicts; give each its own"
         );
+    }
+}
+
+/// How many applied verdicts may wait for their ack.
+const ACKS_QUEUED: usize = 1024;
+
+/// Aborts its task when dropped: the acks of a pull end with it (what was not acked comes
+/// again).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Acks applied verdicts, in order, until the pull that applied them ends.
+async fn acks(mut applied: tokio::sync::mpsc::Receiver<jetstream::Message>) {
+    while let Some(message) = applied.recv().await {
+        ack(&message).await;
     }
 }
 
