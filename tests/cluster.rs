@@ -137,17 +137,16 @@ async fn drain(alice: &mut ChatClient, bob: &mut ChatClient, seen: &mut Seen, wa
 ///
 /// Verdicts flow again within [`RECOVERY`] of each kill.
 ///
-/// It found a loss, fixed: while a failover lasts (~6 s) verdict publishes fail ("no
+/// It found two losses, fixed: while a failover lasts (~6 s) verdict publishes fail ("no
 /// stream found for given subject"); the moderator nak'ed each such request at once, spent
 /// all `max_deliver` (5) deliveries inside the failover, and the server then gave up on it;
-/// the moderator now retries the publish for up to 30 s first. And a second loss, fixed: the
-/// gateway's cumulative acks (`AckPolicy::All`) acknowledged a verdict lost on its way.
+/// the moderator now retries the publish for up to 30 s first. And the gateway's cumulative
+/// acks (`AckPolicy::All`) acknowledged a verdict lost on its way.
 ///
-/// Still ignored: verdicts can take 15-25 s to flow again after a kill (bound: 15 s). A pull
-/// request waiting at a consumer leader that died is replaced only when it expires; the
-/// moderator's fix for it (a new pull after missed heartbeats) broke `tests/chaos.rs` and
-/// was taken back. Run it with `--run-ignored all`.
-#[ignore = "25-60 s; verdicts can take longer than the 15 s bound to flow again after a kill"]
+/// And a slow recovery, fixed (15-25 s seen): a moderator's pull request waiting at a
+/// consumer leader that died was replaced only when it expired (30 s); two missed
+/// heartbeats (2 s each) now start a new pull, and the heartbeats are watched even while
+/// every permit is held by a publish riding out the failover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_survives_killing_the_connected_node_and_the_stream_leader() {
     let mut cluster = NatsCluster::start().expect("a 3-node cluster");

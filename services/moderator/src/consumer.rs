@@ -4,6 +4,14 @@
 //! `rebind_give_up_ms` gives up with [`ModeratorError::Unbound`] rather than idle while
 //! looking alive. Requests held when the consumer is lost keep going; their acks may fail,
 //! and JetStream redelivers them.
+//!
+//! A pull request waits at the consumer's leader. When that leader dies, the request dies
+//! with it and nothing tells the client: async-nats would only pull again when the request
+//! expires. The server's idle heartbeats stop, so two missed heartbeats start a new pull on
+//! the same consumer at once ([`Pulls`]). The old pull is kept until it, too, falls silent:
+//! a missed heartbeat is also what a moderator frozen for a while (SIGSTOP, a long GC-like
+//! pause of the host) sees first when it wakes, before it has read what the server sent it
+//! meanwhile, and dropping that pull would leave those requests waiting out `ack_wait`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +20,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::jetstream::context::{
+    ConsumerInfoError, ConsumerInfoErrorKind, GetStreamErrorKind,
+};
+use async_nats::jetstream::{self, ErrorCode, consumer::PullConsumer};
 use futures::StreamExt;
 use offpath_protocol::subject::{MODERATION_STREAM, MODERATOR_CONSUMER};
 use offpath_protocol::topology::{self, TopologyConfig};
@@ -29,8 +40,15 @@ use crate::{Config, ModeratorError};
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between bind attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// The server's idle heartbeat on a pull: when it stops coming, the consumer is checked.
-const HEARTBEAT: Duration = Duration::from_secs(5);
+/// The server's idle heartbeat on a pull. Two missed in a row (async-nats's rule) and a new
+/// pull starts: the request waited at a consumer leader that died, or at its server.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long one pull request waits at the server; a new one follows at once. Also the
+/// longest a lost request goes unnoticed if heartbeats were somehow still coming.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// How long a lookup of the consumer may take: while a cluster elects a new leader, API
+/// requests go unanswered until the context's timeout (10 s); trying again sooner finds it.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the backlog gauges are read from the consumer: a scrape interval's order, and
 /// one small request per moderator.
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
@@ -91,6 +109,41 @@ enum End {
     Lost(String),
 }
 
+/// Why the consumer could not be looked up.
+enum Lookup {
+    /// The stream or the consumer does not exist: create it.
+    Missing(String),
+    /// Anything else (a timeout while a node fails over, say): try again later; creating
+    /// the topology then would only wait for more timeouts.
+    Failed(String),
+}
+
+impl Lookup {
+    fn reason(self) -> String {
+        match self {
+            Lookup::Missing(reason) | Lookup::Failed(reason) => reason,
+        }
+    }
+}
+
+/// The pulls on one bound consumer: the current one and, after a missed heartbeat, the one
+/// it replaced, read until it misses a heartbeat too (then nothing is on its way to it) or
+/// ends. At most two pull requests per moderator are ever waiting.
+struct Pulls {
+    consumer: PullConsumer,
+    current: pull::Stream,
+    retiring: Option<pull::Stream>,
+}
+
+/// What [`Pulls::next`] read.
+enum Pulled {
+    Message(Box<async_nats::jetstream::Message>),
+    /// The current pull missed its heartbeats (a new pull has started).
+    Silent,
+    Error(pull::MessagesError),
+    Ended,
+}
+
 impl Intake {
     fn max_in_flight(&self) -> usize {
         self.config.max_in_flight.max(1)
@@ -107,10 +160,10 @@ impl Intake {
         tokio::pin!(shutdown);
         let mut rebind = false;
         let result = loop {
-            let mut messages = tokio::select! {
+            let mut pulls = tokio::select! {
                 () = &mut shutdown => break Ok(()),
                 bound = self.bind_with_retry() => match bound {
-                    Ok(messages) => messages,
+                    Ok(pulls) => pulls,
                     Err(err) => break Err(err),
                 },
             };
@@ -120,7 +173,7 @@ impl Intake {
             }
             self.shared.health.set_bound();
             match self
-                .pull(&mut messages, &mut side_tasks, shutdown.as_mut())
+                .pull(&mut pulls, &mut side_tasks, shutdown.as_mut())
                 .await
             {
                 End::Shutdown => break Ok(()),
@@ -137,7 +190,7 @@ impl Intake {
     }
 
     /// Binds, retrying with a backoff; gives up after `rebind_give_up_ms` of failures.
-    async fn bind_with_retry(&self) -> Result<pull::Stream, ModeratorError> {
+    async fn bind_with_retry(&self) -> Result<Pulls, ModeratorError> {
         let started = Instant::now();
         let give_up = Duration::from_millis(self.config.rebind_give_up_ms);
         let mut backoff = BACKOFF_MIN;
@@ -160,10 +213,11 @@ impl Intake {
 
     /// Looks the consumer up (creating whatever of the topology is missing when it is not
     /// there), reads its settings and starts a continuous pull.
-    async fn bind(&self) -> Result<pull::Stream, String> {
+    async fn bind(&self) -> Result<Pulls, String> {
         let consumer = match self.lookup().await {
             Ok(consumer) => consumer,
-            Err(missing) => {
+            Err(Lookup::Failed(reason)) => return Err(reason),
+            Err(Lookup::Missing(missing)) => {
                 info!("{missing}; creating what is missing of the topology");
                 let drift = topology::ensure(&self.js, &self.config.topology)
                     .await
@@ -172,7 +226,7 @@ impl Intake {
                     metrics::counter!(m::TOPOLOGY_DRIFT).increment(1);
                     warn!("topology drift: {drift}");
                 }
-                self.lookup().await?
+                self.lookup().await.map_err(Lookup::reason)?
             }
         };
         let config = &consumer.cached_info().config;
@@ -187,59 +241,111 @@ impl Intake {
                 "max_in_flight exceeds the consumer's max_ack_pending"
             );
         }
+        let current = self.start_pull(&consumer).await?;
+        Ok(Pulls {
+            consumer,
+            current,
+            retiring: None,
+        })
+    }
+
+    /// A continuous pull on `consumer`.
+    async fn start_pull(&self, consumer: &PullConsumer) -> Result<pull::Stream, String> {
         consumer
             .stream()
-            .max_messages_per_batch(self.config.max_batch.clamp(1, max_in_flight))
+            .max_messages_per_batch(self.config.max_batch.clamp(1, self.max_in_flight()))
+            .expires(PULL_EXPIRES)
             .heartbeat(HEARTBEAT)
             .messages()
             .await
             .map_err(|e| format!("starting the pull: {e}"))
     }
 
-    async fn lookup(&self) -> Result<PullConsumer, String> {
-        let stream = self
-            .js
-            .get_stream(MODERATION_STREAM)
+    /// The consumer, if it can be looked up within [`LOOKUP_TIMEOUT`].
+    async fn lookup(&self) -> Result<PullConsumer, Lookup> {
+        tokio::time::timeout(LOOKUP_TIMEOUT, self.lookup_unbounded())
             .await
-            .map_err(|e| format!("stream {MODERATION_STREAM}: {e}"))?;
-        stream
-            .get_consumer(MODERATOR_CONSUMER)
-            .await
-            .map_err(|e| format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}: {e}"))
+            .unwrap_or_else(|_| {
+                Err(Lookup::Failed(format!(
+                    "looking up the consumer: no answer within {LOOKUP_TIMEOUT:?}"
+                )))
+            })
+    }
+
+    async fn lookup_unbounded(&self) -> Result<PullConsumer, Lookup> {
+        let stream = self.js.get_stream(MODERATION_STREAM).await.map_err(|e| {
+            let reason = format!("stream {MODERATION_STREAM}: {e}");
+            match e.kind() {
+                GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Lookup::Missing(reason)
+                }
+                _ => Lookup::Failed(reason),
+            }
+        })?;
+        stream.get_consumer(MODERATOR_CONSUMER).await.map_err(|e| {
+            let reason = format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}: {e}");
+            let kind = e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind());
+            match kind {
+                Some(ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound) => {
+                    Lookup::Missing(reason)
+                }
+                Some(ConsumerInfoErrorKind::JetStream(j))
+                    if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND =>
+                {
+                    Lookup::Missing(reason)
+                }
+                _ => Lookup::Failed(reason),
+            }
+        })
     }
 
     /// Pulls (at most `max_in_flight` requests held) until shutdown or the consumer is lost.
     async fn pull(
         &self,
-        messages: &mut pull::Stream,
+        pulls: &mut Pulls,
         side_tasks: &mut JoinSet<()>,
         mut shutdown: Pin<&mut impl Future<Output = ()>>,
     ) -> End {
         loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => return End::Shutdown,
-                permit = Arc::clone(&self.permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return End::Shutdown,
-                },
-            };
+            // The pull is read before a permit is taken, so that its heartbeats are watched
+            // while every permit is held (verdict publishes retrying through a failover,
+            // say); one request waits in hand for a permit, as it would in the pull's buffer.
             let next = tokio::select! {
                 () = &mut shutdown => return End::Shutdown,
-                next = messages.next() => next,
+                next = pulls.next() => next,
             };
             match next {
-                Some(Ok(message)) => {
+                Pulled::Message(message) => {
+                    let permit = tokio::select! {
+                        () = &mut shutdown => return End::Shutdown,
+                        permit = Arc::clone(&self.permits).acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => return End::Shutdown,
+                        },
+                    };
                     let held = self.shared.health.hold(permit);
-                    pipeline::intake(&self.shared, message, held, &self.batches, side_tasks).await
+                    pipeline::intake(&self.shared, *message, held, &self.batches, side_tasks).await
                 }
-                Some(Err(err)) => {
+                Pulled::Silent => {
+                    metrics::counter!(m::NATS_ERRORS, "operation" => "pull_again").increment(1);
+                    match self.start_pull(&pulls.consumer).await {
+                        Ok(fresh) => {
+                            warn!("pull missed its heartbeats; pulling again");
+                            pulls.replace(fresh);
+                        }
+                        Err(reason) => return End::Lost(reason),
+                    }
+                }
+                Pulled::Error(err) => {
                     metrics::counter!(m::NATS_ERRORS, "operation" => "pull").increment(1);
                     warn!("pulling requests: {err}");
                     if let Some(reason) = self.lost(&err).await {
                         return End::Lost(reason);
                     }
                 }
-                None => return End::Lost("the pull ended".into()),
+                Pulled::Ended => return End::Lost("the pull ended".into()),
             }
             while side_tasks.try_join_next().is_some() {}
         }
@@ -252,8 +358,52 @@ impl Intake {
             | MessagesErrorKind::NoResponders
             | MessagesErrorKind::PushBasedConsumer
             | MessagesErrorKind::RequestLimitExceeded => Some(err.to_string()),
-            _ => self.lookup().await.err(),
+            _ => self.lookup().await.err().map(Lookup::reason),
         }
+    }
+}
+
+impl Pulls {
+    /// The next message from either pull. A retiring pull that misses its heartbeats, fails
+    /// or ends is dropped quietly: the current one carries on.
+    async fn next(&mut self) -> Pulled {
+        loop {
+            let from_retiring = match self.retiring.as_mut() {
+                None => false,
+                Some(retiring) => tokio::select! {
+                    biased;
+                    item = retiring.next() => match item {
+                        Some(Ok(message)) => return Pulled::Message(Box::new(message)),
+                        Some(Err(err)) => {
+                            debug!("retired pull: {err}");
+                            true
+                        }
+                        None => true,
+                    },
+                    item = self.current.next() => return Self::read(item),
+                },
+            };
+            if !from_retiring {
+                return Self::read(self.current.next().await);
+            }
+            self.retiring = None;
+        }
+    }
+
+    fn read(item: Option<Result<async_nats::jetstream::Message, pull::MessagesError>>) -> Pulled {
+        match item {
+            Some(Ok(message)) => Pulled::Message(Box::new(message)),
+            Some(Err(err)) if err.kind() == MessagesErrorKind::MissingHeartbeat => Pulled::Silent,
+            Some(Err(err)) => Pulled::Error(err),
+            None => Pulled::Ended,
+        }
+    }
+
+    /// `fresh` becomes the current pull; the one it replaces is read until it falls silent.
+    /// A pull retiring already is silent too (the current one missed its heartbeats while
+    /// it was retiring): it is dropped.
+    fn replace(&mut self, fresh: pull::Stream) {
+        self.retiring = Some(std::mem::replace(&mut self.current, fresh));
     }
 }
 

@@ -85,6 +85,7 @@ pub(crate) const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
 pub(crate) const NATS_OPERATIONS: &[&str] = &[
     "bind",
     "pull",
+    "pull_again",
     "progress",
     "nak",
     "ack",

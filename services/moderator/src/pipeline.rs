@@ -205,23 +205,14 @@ async fn with_progress<T>(
     batch: &[Pending],
     work: impl std::future::Future<Output = T>,
 ) -> T {
-    tokio::pin!(work);
-    let mut ticks = tokio::time::interval(shared.consumer.progress_every());
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            result = &mut work => return result,
-            _ = ticks.tick() => {
-                for pending in batch {
-                    if let Origin::Stream(message) = &pending.origin
-                        && message.ack_with(AckKind::Progress).await.is_err()
-                    {
-                        metrics::counter!(m::NATS_ERRORS, "operation" => "progress").increment(1);
-                    }
-                }
-            }
-        }
-    }
+    let messages: Vec<&jetstream::Message> = batch
+        .iter()
+        .filter_map(|pending| match &pending.origin {
+            Origin::Stream(message) => Some(&**message),
+            Origin::Direct(_) => None,
+        })
+        .collect();
+    crate::publish::with_progress(&messages, shared.consumer.progress_every(), work).await
 }
 
 async fn failed(shared: Arc<Shared>, mut batch: Vec<Pending>, err: BatchError) {

@@ -6,24 +6,28 @@
 //! server gave up on the request, which then had neither a verdict nor a dead letter (the
 //! cluster fault test found 7 to 92 such requests in one run of 900). So a failed publish
 //! is retried here first, with growing pauses, while the request is kept alive with
-//! progress acks; only a failure that outlasts [`RETRY_FOR`] goes back to the caller (which
+//! progress acks on their own timer; only a failure that outlasts [`RETRY_FOR`] goes back to the caller (which
 //! naks).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use futures::future::join_all;
 use offpath_protocol::subject::verdict_subject;
 use offpath_protocol::{Verdict, encode};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::metrics as m;
 
 /// How long a failing verdict publish is retried before its request is nak'ed: longer
 /// than a cluster failover.
 const RETRY_FOR: Duration = Duration::from_secs(30);
-/// The first pause between attempts; each next one doubles, up to the progress interval.
+/// The first pause between attempts; each next one doubles, up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(250);
+/// The longest pause: a failover ends at an unknown moment, and the verdicts should follow
+/// it within a second or two.
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 
 /// Publishes each verdict (de-duplicated by [`Verdict::dedup_key`], so a retry that did
 /// reach the stream stores nothing twice); `progress_every` is how often a request must be
@@ -35,6 +39,28 @@ pub(crate) async fn store(
 ) -> Vec<Result<(), String>> {
     let mut results: Vec<Result<(), String>> =
         join_all(settled.iter().map(|(_, verdict)| once(js, verdict))).await;
+    if results.iter().all(Result::is_ok) {
+        return results;
+    }
+    // The requests whose verdicts wait are kept alive on a timer of their own: one retry
+    // round can take a pause plus a publish's ack timeout (5 s), longer than a short
+    // `ack_wait`, and a request redelivered mid-retry costs a delivery.
+    let waiting: Vec<&jetstream::Message> = settled
+        .iter()
+        .zip(&results)
+        .filter(|(_, result)| result.is_err())
+        .map(|((message, _), _)| message)
+        .collect();
+    with_progress(&waiting, progress_every, retry(js, settled, &mut results)).await;
+    results
+}
+
+/// Retries the failed publishes in `results`, with growing pauses, for [`RETRY_FOR`].
+async fn retry(
+    js: &jetstream::Context,
+    settled: &[(jetstream::Message, Verdict)],
+    results: &mut [Result<(), String>],
+) {
     let started = tokio::time::Instant::now();
     let mut pause = FIRST_PAUSE;
     while results.iter().any(Result::is_err) && started.elapsed() < RETRY_FOR {
@@ -43,26 +69,65 @@ pub(crate) async fn store(
             .collect();
         metrics::counter!(m::NATS_ERRORS, "operation" => "publish_verdict")
             .increment(failing.len() as u64);
-        warn!(
-            failing = failing.len(),
-            "verdicts not stored; retrying in {pause:?}: {}",
-            results[failing[0]]
-                .as_ref()
-                .err()
-                .map_or("", String::as_str)
-        );
-        for &i in &failing {
-            // Keeps the request from being redelivered while its verdict waits.
-            let _ = settled[i].0.ack_with(AckKind::Progress).await;
+        let reason = results[failing[0]]
+            .as_ref()
+            .err()
+            .map_or("", String::as_str);
+        if warn_now() {
+            warn!(
+                failing = failing.len(),
+                "verdicts not stored; retrying in {pause:?}: {reason}"
+            );
+        } else {
+            debug!(
+                failing = failing.len(),
+                "verdicts not stored; retrying in {pause:?}: {reason}"
+            );
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(progress_every.max(FIRST_PAUSE));
+        pause = (pause * 2).min(MAX_PAUSE);
         let retried = join_all(failing.iter().map(|&i| once(js, &settled[i].1))).await;
         for (i, result) in failing.into_iter().zip(retried) {
             results[i] = result;
         }
     }
-    results
+}
+
+/// Awaits `work`, telling JetStream every `every` that `messages` are being worked on, so
+/// they are not redelivered to another moderator meanwhile.
+pub(crate) async fn with_progress<T>(
+    messages: &[&jetstream::Message],
+    every: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = ticks.tick() => {
+                for message in messages {
+                    if message.ack_with(AckKind::Progress).await.is_err() {
+                        metrics::counter!(m::NATS_ERRORS, "operation" => "progress").increment(1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a failing publish is logged at `warn` now: at most once a second over every
+/// batch (each batch retries on its own; a failover made one line per request and retry,
+/// 1,800 in 10 s). The counter counts every failure.
+fn warn_now() -> bool {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = offpath_protocol::now_ms();
+    let last = LAST.load(Ordering::Relaxed);
+    now.saturating_sub(last) >= 1000
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// One publish of `verdict`, awaited until the stream acknowledges it.
