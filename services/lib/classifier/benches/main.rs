@@ -15,6 +15,10 @@
 //!   the same with the default view (`Views::Normalised`: clean lines cost only the
 //!   normaliser), disguised lines (scored normalised), and one long text read in windows
 //!   against one 256-token window (the cost of the old truncation).
+//!
+//! Run by the test suite (no `--bench` argument: criterion's test mode runs each routine
+//! once), every group works on a small sample of the texts: the suite checks that each case
+//! runs, not how fast (a full pass of every case took 8 minutes of the suite's debug run).
 
 use std::path::PathBuf;
 
@@ -35,22 +39,50 @@ fn ort_library() -> PathBuf {
         .unwrap_or_else(|| root().join(".tools/lib/libonnxruntime.so"))
 }
 
-/// The parity fixture's texts: the bench's "realistic mix of lengths".
+/// Whether this is the test suite's run of the benchmarks (criterion's test mode), not
+/// `cargo bench`.
+fn smoke() -> bool {
+    !std::env::args().any(|arg| arg == "--bench")
+}
+
+/// Whether the case `id` (`group/name`, or a group's `group/` prefix) can be selected by
+/// this run. Only in [`smoke`] mode, where the suite runs one case per process
+/// (`--exact group/name`): the setup of cases that will not run (loading a dozen sessions)
+/// is skipped. Under `cargo bench` every setup runs and criterion filters.
+fn wanted(id: &str) -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !smoke() || args.iter().any(|arg| arg == "--list") {
+        return true;
+    }
+    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| f.starts_with(id) || id.starts_with(f.as_str()))
+}
+
+/// The parity fixture's texts: the bench's "realistic mix of lengths" (in [`smoke`] mode,
+/// an even sample of 24 of them).
 fn bench_texts() -> Vec<String> {
     let text = std::fs::read_to_string(root().join("models/fixtures/parity.json"))
         .expect("models/fixtures/parity.json");
     let json: serde_json::Value = serde_json::from_str(&text).expect("fixture JSON");
-    json["cases"]
+    let texts: Vec<String> = json["cases"]
         .as_array()
         .expect("cases")
         .iter()
         .filter_map(|c| c["text"].as_str().map(String::from))
-        .collect()
+        .collect();
+    if !smoke() {
+        return texts;
+    }
+    let step = (texts.len() / 24).max(1);
+    texts.into_iter().step_by(step).take(24).collect()
 }
 
 fn classifier(c: &mut Criterion) {
     // A comparison of other models (benches/compare_models.sh) does not load the shipped one.
-    if std::env::var_os("OFFPATH_BENCH_MODELS").is_some() {
+    if std::env::var_os("OFFPATH_BENCH_MODELS").is_some() || !wanted("classifier/") {
         return;
     }
     init_runtime(&ort_library()).expect("ONNX Runtime (run scripts/bootstrap)");
@@ -120,6 +152,9 @@ fn moderate(model: &mut Model, texts: &[&str]) {
 }
 
 fn defaults(c: &mut Criterion) {
+    if !wanted("defaults/") {
+        return;
+    }
     init_runtime(&ort_library()).expect("ONNX Runtime (run scripts/bootstrap)");
     let texts = bench_texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -156,7 +191,7 @@ fn defaults(c: &mut Criterion) {
 }
 
 fn policy(c: &mut Criterion) {
-    if std::env::var_os("OFFPATH_BENCH_MODELS").is_some() {
+    if std::env::var_os("OFFPATH_BENCH_MODELS").is_some() || !wanted("policy/") {
         return;
     }
     init_runtime(&ort_library()).expect("ONNX Runtime (run scripts/bootstrap)");
@@ -183,6 +218,9 @@ fn policy(c: &mut Criterion) {
         ("chat_lines/normalised", Views::Normalised, &lines),
         ("disguised_lines/normalised", Views::Normalised, &disguised),
     ] {
+        if !wanted(&format!("policy/{name}")) {
+            continue;
+        }
         let mut policy = new_policy().with_views(views);
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         group.bench_function(name, |b| {
@@ -203,6 +241,9 @@ fn policy(c: &mut Criterion) {
             192,
         ),
     ] {
+        if !wanted(&format!("policy/{name}")) {
+            continue;
+        }
         let mut policy = new_policy()
             .with_views(Views::Raw)
             .with_window_tokens(window_tokens)
