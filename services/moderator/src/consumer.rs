@@ -46,6 +46,14 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How long one pull request waits at the server; a new one follows at once. Also the
 /// longest a lost request goes unnoticed if heartbeats were somehow still coming.
 const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// How long pulls may find no consumer leader to answer them ("no responders") before the
+/// consumer is looked up and bound again. While a cluster fails over, the consumer's new
+/// leader answers pulls within seconds, while lookups (JetStream API requests) go unanswered
+/// until a meta leader is elected too (seen: 12 s of lookups timing out). A deleted
+/// consumer answers the same way for good, and its waiting pulls hear "consumer deleted".
+const LEADERLESS_FOR: Duration = Duration::from_secs(10);
+/// The pause between pulls that no leader answered.
+const LEADERLESS_PAUSE: Duration = Duration::from_millis(250);
 /// How long a lookup of the consumer may take: while a cluster elects a new leader, API
 /// requests go unanswered until the context's timeout (10 s); trying again sooner finds it.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -308,6 +316,8 @@ impl Intake {
         side_tasks: &mut JoinSet<()>,
         mut shutdown: Pin<&mut impl Future<Output = ()>>,
     ) -> End {
+        // Since when pulls have found no consumer leader to answer them.
+        let mut leaderless: Option<Instant> = None;
         loop {
             // The pull is read before a permit is taken, so that its heartbeats are watched
             // while every permit is held (verdict publishes retrying through a failover,
@@ -318,6 +328,7 @@ impl Intake {
             };
             match next {
                 Pulled::Message(message) => {
+                    leaderless = None;
                     let permit = tokio::select! {
                         () = &mut shutdown => return End::Shutdown,
                         permit = Arc::clone(&self.permits).acquire_owned() => match permit {
@@ -330,11 +341,25 @@ impl Intake {
                 }
                 Pulled::Silent => {
                     metrics::counter!(m::NATS_ERRORS, "operation" => "pull_again").increment(1);
+                    warn!("pull missed its heartbeats; pulling again");
                     match self.start_pull(&pulls.consumer).await {
-                        Ok(fresh) => {
-                            warn!("pull missed its heartbeats; pulling again");
-                            pulls.replace(fresh);
-                        }
+                        Ok(fresh) => pulls.replace(fresh),
+                        Err(reason) => return End::Lost(reason),
+                    }
+                }
+                Pulled::Error(err)
+                    if err.kind() == MessagesErrorKind::NoResponders
+                        && leaderless.get_or_insert_with(Instant::now).elapsed()
+                            < LEADERLESS_FOR =>
+                {
+                    metrics::counter!(m::NATS_ERRORS, "operation" => "pull_again").increment(1);
+                    debug!("no consumer leader answers the pull yet; pulling again");
+                    tokio::select! {
+                        () = &mut shutdown => return End::Shutdown,
+                        () = tokio::time::sleep(LEADERLESS_PAUSE) => {}
+                    }
+                    match self.start_pull(&pulls.consumer).await {
+                        Ok(fresh) => pulls.current = fresh,
                         Err(reason) => return End::Lost(reason),
                     }
                 }
