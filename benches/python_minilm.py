@@ -15,6 +15,15 @@ texts = [c["text"] for c in json.loads((root / "models/fixtures/parity.json").re
 tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
 
 
+def token_text(enc, text):
+    """The classifier's rule (models/build/ensemble.py `token_text`): the text whole, or up
+    to its last kept token when truncated; NUL as a space."""
+    if enc.overflowing:
+        ends = [end for (_, end), special in zip(enc.offsets, enc.special_tokens_mask) if not special]
+        text = text[:max(ends)] if ends else ""
+    return text.replace("\0", " ")
+
+
 class Scorer:
     """One session with `threads` intra-op threads."""
 
@@ -25,6 +34,7 @@ class Scorer:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.sess = ort.InferenceSession(str(model_dir / "model.onnx"), opts,
                                          providers=["CPUExecutionProvider"])
+        self.reads_text = "text" in {i.name for i in self.sess.get_inputs()}
 
     def infer(self, batch):
         enc = [tok.encode(t) for t in batch]
@@ -34,7 +44,10 @@ class Scorer:
         for i, e in enumerate(enc):
             ids[i, : len(e.ids)] = e.ids
             mask[i, : len(e.ids)] = e.attention_mask
-        self.sess.run(["probabilities"], {"input_ids": ids, "attention_mask": mask})
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if self.reads_text:  # the ensemble (v2): the text each row was made from, as Rust feeds it
+            feed["text"] = np.array([token_text(e, t) for e, t in zip(enc, batch)], dtype=object)
+        self.sess.run(["probabilities"], feed)
 
     def arrival(self, batch):
         """All texts in arrival order, `batch` at a time (1: one text per run)."""

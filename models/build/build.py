@@ -3,7 +3,8 @@
 Run through models/build/build.sh (own venv, pinned versions). Steps: MiniLM graph from
 safetensors → verified against numpy and the published similarity example → embeddings of
 train.csv → logistic-regression head (C and thresholds by 5-fold CV on train only) → int8
-per-channel quantization → scored once on test_with_solutions.csv. Then alt-profanity-check
+per-channel quantization → the char n-gram model stacked on the quantized head's out-of-fold
+logits and merged into the same graph (ensemble.py) → scored once on test_with_solutions.csv. Then alt-profanity-check
 through skl2onnx. Then the parity fixture (Python onnxruntime scores) and manifests."""
 
 import hashlib
@@ -23,6 +24,7 @@ from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import data  # noqa: E402
+import ensemble  # noqa: E402
 import minilm  # noqa: E402
 import profanity  # noqa: E402
 import quantize  # noqa: E402
@@ -73,14 +75,23 @@ def encode_batch(tok, texts):
     return ids, mask
 
 
+def feeds(sess, tok, texts):
+    """The inputs of one batch: token ids and mask, and the texts they were made from when
+    the graph reads them too (the ensemble's `text` input)."""
+    ids, mask = encode_batch(tok, texts)
+    feed = {"input_ids": ids, "attention_mask": mask}
+    if "text" in {i.name for i in sess.get_inputs()}:
+        feed["text"] = np.array([ensemble.token_text(tok, t) for t in texts], dtype=object)
+    return feed
+
+
 def run(sess, tok, texts, output, batch=32):
     """Scores in input order, batches grouped by length."""
     order = sorted(range(len(texts)), key=lambda i: len(tok.encode(texts[i]).ids))
     result = [None] * len(texts)
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
-        ids, mask = encode_batch(tok, [texts[i] for i in idx])
-        out = sess.run([output], {"input_ids": ids, "attention_mask": mask})[0]
+        out = sess.run([output], feeds(sess, tok, [texts[i] for i in idx]))[0]
         for j, i in enumerate(idx):
             result[i] = out[j]
     return np.stack(result)
@@ -157,28 +168,41 @@ def build_minilm(train, test):
     with_head = minilm.append_head(onnx.load(str(fp32_path)), head.coef_[0], head.intercept_[0])
     head_fp32 = WORK / "minilm-insult-fp32.onnx"
     onnx.save(with_head, str(head_fp32))
-    int8_path = out / "model.onnx"
+    w8_path = WORK / "minilm-insult-w8.onnx"
     if QUANTIZATION == "static":
-        quantize.static(head_fp32, int8_path, tok, train[0])
+        quantize.static(head_fp32, w8_path, tok, train[0])
     elif QUANTIZATION == "weights8":
-        quantize.weights8(head_fp32, int8_path)
+        quantize.weights8(head_fp32, w8_path)
     else:
-        quantize.dynamic(head_fp32, int8_path)
+        quantize.dynamic(head_fp32, w8_path)
+    w8 = session(w8_path, threads=2)
+    t0 = time.time()
+    e_w8_train = run(w8, tok, train[0], "embedding")
+    print(f"embedded {len(train[0])} training texts (quantized) in {time.time() - t0:.0f} s")
+    # The shipped file: the quantized MiniLM merged with the char n-gram model (issue 15 s. 4).
+    model_path = out / "model.onnx"
+    stack = ensemble.build(w8_path, model_path, e_w8_train, x_train, train, head_info["C"])
 
     # Scored as the classifier runs it: length-grouped batches, or one text per run.
     batch = ROWS_PER_RUN or 32
     y_test = np.array(test[1])
     p_fp32 = run(session(head_fp32), tok, test[0], "probabilities")[:, 0]
-    int8 = session(int8_path)
-    p_int8 = run(int8, tok, test[0], "probabilities", batch=batch)[:, 0]
+    p_int8 = run(w8, tok, test[0], "probabilities", batch=batch)[:, 0]
+    shipped = session(model_path)
+    p_ens = run(shipped, tok, test[0], "probabilities", batch=batch)[:, 0]
     e_fp32 = run(session(head_fp32), tok, test[0][:500], "embedding")
-    e_int8 = run(int8, tok, test[0][:500], "embedding", batch=batch)
+    e_int8 = run(shipped, tok, test[0][:500], "embedding", batch=batch)
     cos = (e_fp32 * e_int8).sum(1)
+    stack["parts_max_diff"] = ensemble.parts_check(shipped, w8, run, tok, test[0], stack)
+    del stack["char_model"]
     q_fp32, q_int8 = quality(y_test, p_fp32, head_info["flag"]), quality(y_test, p_int8, head_info["flag"])
-    print(f"minilm-insult test: fp32 {q_fp32}; int8 {q_int8}; int8 cosine min {cos.min():.3f} mean {cos.mean():.3f}")
-    return {"dir": out, "tok": tok, "session": int8, "head": head_info, "fp32": q_fp32, "int8": q_int8,
+    q_ens = quality(y_test, p_ens, stack["flag"])
+    print(f"minilm-insult test: fp32 head {q_fp32}; int8 head {q_int8}; ensemble (shipped) {q_ens}; "
+          f"int8 cosine min {cos.min():.3f} mean {cos.mean():.3f}; merged vs parts {stack['parts_max_diff']:.1e}")
+    return {"dir": out, "tok": tok, "session": shipped, "head": head_info, "fp32": q_fp32, "int8": q_int8,
+            "ensemble": q_ens, "stack": stack,
             "cos_min": float(cos.min()), "cos_mean": float(cos.mean()), "ref_diff": diff, "sims": sims,
-            "size_mb": int8_path.stat().st_size / 1e6, "rows_per_run": ROWS_PER_RUN}
+            "size_mb": model_path.stat().st_size / 1e6, "rows_per_run": ROWS_PER_RUN}
 
 
 def main():

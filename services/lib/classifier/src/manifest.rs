@@ -12,7 +12,8 @@ use crate::error::ClassifierError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
-    /// `input_ids` + `attention_mask` (int64 [batch, seq]) from a `tokenizer.json`.
+    /// `input_ids` + `attention_mask` (int64 [batch, seq]) from a `tokenizer.json`, and
+    /// optionally `text` (string [batch]): the texts the ids were made from.
     TokenIds,
     /// One string tensor [batch]; the graph tokenizes itself.
     String,
@@ -26,7 +27,9 @@ pub struct Inputs {
     pub input_ids: Option<String>,
     /// Attention mask (kind `token_ids`).
     pub attention_mask: Option<String>,
-    /// Text (kind `string`).
+    /// Text: the input of kind `string`; optional for kind `token_ids`, where it is fed,
+    /// row for row, the text each row's token ids were made from (the normalised view when
+    /// the policy normalised it, a window's own text for a long text read in windows).
     pub text: Option<String>,
 }
 

@@ -4,54 +4,25 @@
 
 use std::path::Path;
 
-use ort::session::{RunOptions, Session, builder::GraphOptimizationLevel};
-use ort::value::Tensor;
-use tokenizers::{Tokenizer, TruncationParams};
+use ort::session::{RunOptions, Session};
+use ort::value::{TensorElementType, ValueType};
+use tokenizers::Tokenizer;
 
 use crate::batch::plan_batches;
 use crate::error::ClassifierError;
 use crate::manifest::{Manifest, ModelKind};
-use crate::runtime::environment;
+
+mod session;
+mod tensors;
+mod windows;
+
+pub use session::{Optimization, SessionConfig};
+use session::{build_session, load_tokenizer};
 
 /// Tokens shared by consecutive windows of a long text (see [`Model::prepare_windows`]):
 /// as long as an insulting phrase ("you are a pathetic idiot" is 6), so one is whole in
 /// some window.
 pub const WINDOW_OVERLAP: usize = 8;
-
-/// ONNX Runtime graph optimisation level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Optimization {
-    /// No graph optimisation.
-    Disable,
-    /// Constant folding, redundant-node elimination.
-    Basic,
-    /// Plus fusions (attention, GELU, layer norm).
-    Extended,
-    /// Everything (layout optimisations too).
-    #[default]
-    All,
-}
-
-/// Session options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionConfig {
-    /// Threads one inference may use.
-    pub intra_threads: usize,
-    /// Graph optimisation level.
-    pub optimization: Optimization,
-    /// Check every file's sha256 against the manifest at load.
-    pub verify_checksums: bool,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        Self {
-            intra_threads: 1,
-            optimization: Optimization::All,
-            verify_checksums: true,
-        }
-    }
-}
 
 /// A text made ready for one model: token ids and mask, or the text itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +33,10 @@ pub enum Prepared {
         ids: Vec<i64>,
         /// Attention mask.
         mask: Vec<i64>,
+        /// The text the ids were made from, for a model with a `text` input (else `None`):
+        /// the text whole, up to its last token kept when truncated, or a window's span;
+        /// NUL characters replaced.
+        text: Option<String>,
     },
     /// The text (kind `string`), NUL characters replaced (a C string cannot hold them).
     Text(String),
@@ -139,30 +114,49 @@ impl Model {
         &self.manifest
     }
 
+    /// The graph's inputs are exactly the ones the manifest names (a graph input the
+    /// manifest does not feed would fail every run; a named one the graph lacks, too), the
+    /// `text` input is a string tensor, and the output exists.
     fn check_tensors(&self) -> Result<(), ClassifierError> {
         let m = &self.manifest;
         let mismatch = |detail: String| ClassifierError::ModelMismatch {
             model: m.name.clone(),
             detail,
         };
-        let inputs: Vec<&str> = self.session.inputs().iter().map(|i| i.name()).collect();
+        let inputs = self.session.inputs();
+        let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
         let outputs: Vec<&str> = self.session.outputs().iter().map(|o| o.name()).collect();
-        let wanted: Vec<&str> = [
-            &m.inputs.input_ids,
-            &m.inputs.attention_mask,
-            &m.inputs.text,
-        ]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-        let mut sorted_inputs = inputs.clone();
-        sorted_inputs.sort_unstable();
-        let mut sorted_wanted = wanted.clone();
-        sorted_wanted.sort_unstable();
-        if sorted_inputs != sorted_wanted {
+        let wanted = [
+            ("input_ids", &m.inputs.input_ids),
+            ("attention_mask", &m.inputs.attention_mask),
+            ("text", &m.inputs.text),
+        ];
+        for (key, name) in wanted {
+            let Some(name) = name else { continue };
+            let Some(input) = inputs.iter().find(|i| i.name() == name) else {
+                return Err(mismatch(format!(
+                    "the manifest's inputs.{key} = {name:?} is not an input of the graph \
+                     (graph inputs {names:?})"
+                )));
+            };
+            let string = matches!(
+                input.dtype(),
+                ValueType::Tensor {
+                    ty: TensorElementType::String,
+                    ..
+                }
+            );
+            if (key == "text") != string {
+                return Err(mismatch(format!(
+                    "graph input {name:?} (inputs.{key}) is {}",
+                    input.dtype()
+                )));
+            }
+        }
+        let fed: Vec<&str> = wanted.iter().filter_map(|(_, n)| n.as_deref()).collect();
+        if let Some(extra) = names.iter().find(|n| !fed.contains(n)) {
             return Err(mismatch(format!(
-                "graph inputs {inputs:?}, manifest {wanted:?}"
+                "graph input {extra:?} is not named in the manifest's [inputs] {fed:?}"
             )));
         }
         if !outputs.contains(&m.output.name.as_str()) {
@@ -174,85 +168,37 @@ impl Model {
         Ok(())
     }
 
-    /// Tokenizes (or copies) one text for this model.
+    /// Tokenizes (or copies) one text for this model. A token model with a `text` input
+    /// also keeps the text the ids were made from: all of it, or, when the tokenizer
+    /// truncated it, up to the end of the last token kept (so both inputs read the same
+    /// span, and a huge text costs the graph's string ops no more than its tokens do).
     pub fn prepare(&self, text: &str) -> Result<Prepared, ClassifierError> {
         Ok(match self.encode(text)? {
-            Some(encoding) => tokens(&encoding),
+            Some(encoding) => {
+                let end = if encoding.get_overflowing().is_empty() {
+                    text.len()
+                } else {
+                    last_token_end(&encoding)
+                };
+                tokens(
+                    &encoding,
+                    self.wants_text().then(|| span_text(text, (0, end))),
+                )
+            }
             None => Prepared::Text(text.replace('\0', " ")),
         })
     }
 
-    /// What a token model reads of `text`: the text whole (as [`Model::prepare`] gives it)
-    /// when it fits in `max_tokens`, else windows of `window` tokens (special tokens
-    /// included), each sharing [`WINDOW_OVERLAP`] tokens with the next, the last one ending
-    /// at the text's end. A window much shorter than `max_tokens` keeps one insult from
-    /// drowning in the mean over hundreds of harmless tokens (measured: "you stupid idiot"
-    /// then 250 × "hello " scores 0.06 in one 256-token window). A string model reads the
-    /// whole text: one item.
-    pub fn prepare_windows(
-        &self,
-        text: &str,
-        window: usize,
-    ) -> Result<Vec<Prepared>, ClassifierError> {
-        let whole = self.prepare(text)?;
-        let Some(tokenizer) = &self.tokenizer else {
-            return Ok(vec![whole]);
-        };
-        if whole.len() < self.manifest.max_tokens {
-            return Ok(vec![whole]);
-        }
-        let encode = |text: &str, special: bool| {
-            tokenizer
-                .encode(text, special)
-                .map_err(|e| ClassifierError::Tokenize {
-                    model: self.manifest.name.clone(),
-                    detail: e.to_string(),
-                })
-        };
-        // The frame every text gets ([CLS] … [SEP] for BERT): the empty text's tokens.
-        let frame = encode("", true)?.get_ids().to_vec();
-        let (prefix, suffix) = frame.split_at(frame.len().min(1));
-        let room = self.manifest.max_tokens.saturating_sub(frame.len());
-        if room <= WINDOW_OVERLAP {
-            return Ok(vec![whole]);
-        }
-        let content = self.untruncated(text)?;
-        let width = window
-            .saturating_sub(frame.len())
-            .clamp(WINDOW_OVERLAP + 1, room);
-        let step = width - WINDOW_OVERLAP;
-        let mut starts: Vec<usize> = (0..content.len().saturating_sub(width))
-            .step_by(step)
-            .collect();
-        starts.push(content.len().saturating_sub(width));
-        Ok(starts
-            .into_iter()
-            .map(|start| {
-                let end = (start + width).min(content.len());
-                let ids: Vec<i64> = prefix
-                    .iter()
-                    .chain(&content[start..end])
-                    .chain(suffix)
-                    .map(|&id| i64::from(id))
-                    .collect();
-                let mask = vec![1; ids.len()];
-                Prepared::Tokens { ids, mask }
-            })
-            .collect())
+    /// Whether this token model reads the text its ids were made from.
+    fn wants_text(&self) -> bool {
+        self.manifest.kind == ModelKind::TokenIds && self.manifest.inputs.text.is_some()
     }
 
-    /// Every token of `text`, no special tokens, no truncation.
-    fn untruncated(&self, text: &str) -> Result<Vec<u32>, ClassifierError> {
-        let Some(tokenizer) = &self.untruncated else {
-            return Ok(Vec::new());
-        };
-        tokenizer
-            .encode(text, false)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| ClassifierError::Tokenize {
-                model: self.manifest.name.clone(),
-                detail: e.to_string(),
-            })
+    fn tokenize_error(&self, e: impl std::fmt::Display) -> ClassifierError {
+        ClassifierError::Tokenize {
+            model: self.manifest.name.clone(),
+            detail: e.to_string(),
+        }
     }
 
     /// The whole words of a token model's vocabulary (lower-case ASCII letters, no `##`
@@ -273,10 +219,7 @@ impl Model {
             (ModelKind::TokenIds, Some(tokenizer)) => tokenizer
                 .encode(text, true)
                 .map(Some)
-                .map_err(|e| ClassifierError::Tokenize {
-                    model: self.manifest.name.clone(),
-                    detail: e.to_string(),
-                }),
+                .map_err(|e| self.tokenize_error(e)),
             _ => Ok(None),
         }
     }
@@ -316,7 +259,7 @@ impl Model {
             model: name.clone(),
             detail: e.to_string(),
         };
-        let inputs = self.tensors(batch).map_err(&failed)?;
+        let inputs = self.tensors(batch)?;
         let outputs = match run_options {
             Some(options) => self.session.run_with_options(inputs, options),
             None => self.session.run(inputs),
@@ -347,53 +290,6 @@ impl Model {
                     .collect()
             })
             .collect())
-    }
-
-    fn tensors(
-        &self,
-        batch: &[&Prepared],
-    ) -> ort::Result<
-        Vec<(
-            std::borrow::Cow<'static, str>,
-            ort::session::SessionInputValue<'static>,
-        )>,
-    > {
-        let m = &self.manifest;
-        match m.kind {
-            ModelKind::TokenIds => {
-                let width = batch.iter().map(|p| p.len()).max().unwrap_or(0).max(1);
-                let mut ids = vec![0_i64; batch.len() * width];
-                let mut mask = vec![0_i64; batch.len() * width];
-                for (row, item) in batch.iter().enumerate() {
-                    if let Prepared::Tokens { ids: i, mask: k } = item {
-                        ids[row * width..row * width + i.len()].copy_from_slice(i);
-                        mask[row * width..row * width + k.len()].copy_from_slice(k);
-                    }
-                }
-                let shape = [batch.len(), width];
-                Ok(vec![
-                    (
-                        name_of(&m.inputs.input_ids),
-                        Tensor::from_array((shape, ids))?.into(),
-                    ),
-                    (
-                        name_of(&m.inputs.attention_mask),
-                        Tensor::from_array((shape, mask))?.into(),
-                    ),
-                ])
-            }
-            ModelKind::String => {
-                let texts: Vec<String> = batch
-                    .iter()
-                    .map(|p| match p {
-                        Prepared::Text(t) => t.clone(),
-                        Prepared::Tokens { .. } => String::new(),
-                    })
-                    .collect();
-                let tensor = Tensor::from_string_array(([batch.len()], texts.as_slice()))?;
-                Ok(vec![(name_of(&m.inputs.text), tensor.into())])
-            }
-        }
     }
 
     /// Scores `texts` as one batch.
@@ -428,8 +324,8 @@ impl Model {
     }
 }
 
-/// One encoding's ids and mask.
-fn tokens(encoding: &tokenizers::Encoding) -> Prepared {
+/// One encoding's ids and mask, with the text they were made from.
+fn tokens(encoding: &tokenizers::Encoding, text: Option<String>) -> Prepared {
     Prepared::Tokens {
         ids: encoding.get_ids().iter().map(|&id| i64::from(id)).collect(),
         mask: encoding
@@ -437,44 +333,25 @@ fn tokens(encoding: &tokenizers::Encoding) -> Prepared {
             .iter()
             .map(|&m| i64::from(m))
             .collect(),
+        text,
     }
 }
 
-fn name_of(name: &Option<String>) -> std::borrow::Cow<'static, str> {
-    std::borrow::Cow::Owned(name.clone().unwrap_or_default())
+/// Byte offset where the last non-special token of `encoding` ends (0 when there is none).
+fn last_token_end(encoding: &tokenizers::Encoding) -> usize {
+    encoding
+        .get_offsets()
+        .iter()
+        .zip(encoding.get_special_tokens_mask())
+        .filter(|(_, special)| **special == 0)
+        .map(|(offsets, _)| offsets.1)
+        .max()
+        .unwrap_or(0)
 }
 
-/// Builds a session; ort's builder errors are not `Send`, so they leave as strings.
-fn build_session(path: &Path, config: &SessionConfig) -> Result<Session, String> {
-    let env = environment().map_err(|e| e.to_string())?;
-    let level = match config.optimization {
-        Optimization::Disable => GraphOptimizationLevel::Disable,
-        Optimization::Basic => GraphOptimizationLevel::Level1,
-        Optimization::Extended => GraphOptimizationLevel::Level2,
-        Optimization::All => GraphOptimizationLevel::All,
-    };
-    let build = || -> ort::Result<Session> {
-        Session::builder(env)?
-            .with_optimization_level(level)?
-            .with_intra_threads(config.intra_threads.max(1))?
-            .with_inter_threads(1)?
-            .commit_from_file(path)
-    };
-    build().map_err(|e| e.to_string())
-}
-
-fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, ClassifierError> {
-    let error = |detail: String| ClassifierError::Tokenizer {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| error(e.to_string()))?;
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(Some(TruncationParams {
-            max_length: max_tokens,
-            ..Default::default()
-        }))
-        .map_err(|e| error(e.to_string()))?;
-    Ok(tokenizer)
+/// `text[start..end]` (byte offsets from the tokenizer, which fall on character
+/// boundaries; an empty text if they do not), NUL replaced: a string tensor element is a C
+/// string.
+fn span_text(text: &str, (start, end): (usize, usize)) -> String {
+    text.get(start..end).unwrap_or_default().replace('\0', " ")
 }

@@ -120,6 +120,51 @@ fn mismatching_tensor_names() {
     );
 }
 
+/// For the ensemble: a manifest naming a `text` input the graph lacks, one that leaves the
+/// graph's `text` input unnamed, and one naming a token input as `text` are each a
+/// `ModelMismatch` at load that says which input; an item prepared without its text is a
+/// `ModelMismatch` when scoring, not a panic.
+#[test]
+fn text_input_mismatches() {
+    type Edit = fn(String) -> String;
+    let cases: [(&str, Edit, &str); 3] = [
+        (
+            "renamed",
+            |t| t.replace("text = \"text\"", "text = \"message\""),
+            "inputs.text = \"message\"",
+        ),
+        (
+            "unnamed",
+            |t| t.replace("text = \"text\"", ""),
+            "graph input \"text\"",
+        ),
+        (
+            "token input",
+            |t| t.replace("text = \"text\"", "text = \"input_ids\""),
+            "inputs.text",
+        ),
+    ];
+    for (name, edit, says) in cases {
+        let dir = copy_model("minilm-insult", edit);
+        let err = load(dir.path()).expect_err(name);
+        assert!(
+            matches!(err, ClassifierError::ModelMismatch { .. }) && err.to_string().contains(says),
+            "{name}: {err}"
+        );
+    }
+    let mut model = common::model("minilm-insult");
+    let textless = offpath_classifier::Prepared::Tokens {
+        ids: vec![101, 7592, 102],
+        mask: vec![1, 1, 1],
+        text: None,
+    };
+    let err = model.infer(&[&textless], None).expect_err("no text");
+    assert!(
+        matches!(err, ClassifierError::ModelMismatch { .. }),
+        "{err:?}"
+    );
+}
+
 /// A label column outside the output tensor is a `WrongShape` when scoring.
 #[test]
 fn wrong_output_shape() {

@@ -1,5 +1,8 @@
 //! The Rust path (tokenizers + ort) reproduces the Python onnxruntime scores committed in
-//! `models/fixtures/parity.json` for both models.
+//! `models/fixtures/parity.json` for both models. The insult model is the ensemble: Python
+//! fed it each text's token ids and the text they were made from (`models/build/ensemble.py`,
+//! `token_text`), so a Rust classifier that fed another text (or none) fails here
+//! (`tests/text_input.rs` shows the graph reads it).
 
 mod common;
 
@@ -43,11 +46,16 @@ fn worst(label: &str, got: &[f32], want: &[f32], texts: &[&str]) -> f32 {
     diff
 }
 
-/// One text per run, as the fixture was made: both models match within the tolerance.
+/// One text per run, as the fixture was made: both models match within the tolerance, a
+/// text longer than the model reads (its text cut where its tokens end) included.
 #[test]
 fn single_text_scores_match_python() {
     let (tolerance, cases) = fixture();
     assert!(cases.len() >= 200, "fixture has {} strings", cases.len());
+    assert!(
+        cases.iter().any(|c| c.0.len() > 4096),
+        "a truncated text is in the fixture"
+    );
     let texts: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
     let mut minilm = common::model("minilm-insult");
     let mut profanity = common::model("profanity");
@@ -95,7 +103,7 @@ fn policy_combines_both_models() {
         8,
         4096,
     );
-    assert_eq!(policy.model_name(), "minilm-insult@1+profanity@1.9.1");
+    assert_eq!(policy.model_name(), "minilm-insult@2+profanity@1.9.1");
     let texts = [
         "you are a pathetic idiot",
         "thanks a lot, see you tomorrow",

