@@ -49,7 +49,7 @@ fn strangers() -> Vec<String> {
     ]
 }
 
-/// Every fixture text scored alone, then in shuffled batches of 3, 8, 16 and 32 fixture
+/// Every fixture text scored alone, then in shuffled batches of 3 and 32 fixture
 /// texts, half of them with extra strangers (one of them long, so the batch is padded far
 /// beyond its texts): the largest difference stays within 1e-4.
 #[test]
@@ -62,7 +62,9 @@ fn scores_do_not_depend_on_the_batch() {
         .collect();
     let strangers = strangers();
     let mut worst = (0.0_f32, 0_usize, 0_usize);
-    for (seed, size) in [(1, 3), (2, 8), (3, 16), (4, 32)] {
+    // The smallest batch and the moderator's largest (`--max-batch` 32), each with other
+    // neighbours and padding in every chunk; 8 and 16 as well made the test take 80 s.
+    for (seed, size) in [(1, 3), (4, 32)] {
         let order = shuffled(texts.len(), seed);
         for (n, chunk) in order.chunks(size).enumerate() {
             let mut batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
