@@ -8,8 +8,8 @@
 //! A pull request waits at the consumer's leader. When that leader dies, the request dies
 //! with it and nothing tells the client: async-nats would only pull again when the request
 //! expires. The server's idle heartbeats stop, so two missed heartbeats start a new pull on
-//! the same consumer at once ([`Pulls`]). The old pull is kept until it, too, falls silent:
-//! a missed heartbeat is also what a moderator frozen for a while (SIGSTOP, a long GC-like
+//! the same consumer at once ([`Pulls`]). The old pull is still read for a while: a missed
+//! heartbeat is also what a moderator frozen for a while (SIGSTOP, a long GC-like
 //! pause of the host) sees first when it wakes, before it has read what the server sent it
 //! meanwhile, and dropping that pull would leave those requests waiting out `ack_wait`.
 
@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
@@ -24,7 +25,7 @@ use async_nats::jetstream::context::{
     ConsumerInfoError, ConsumerInfoErrorKind, GetStreamErrorKind,
 };
 use async_nats::jetstream::{self, ErrorCode, consumer::PullConsumer};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use offpath_protocol::subject::{MODERATION_STREAM, MODERATOR_CONSUMER};
 use offpath_protocol::topology::{self, TopologyConfig};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -46,6 +47,9 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How long one pull request waits at the server; a new one follows at once. Also the
 /// longest a lost request goes unnoticed if heartbeats were somehow still coming.
 const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// How long a replaced pull is still read: its last request expires within
+/// [`PULL_EXPIRES`], and what the server sent before that arrives well within two heartbeats.
+const RETIRE_AFTER: Duration = Duration::from_secs(14);
 /// How long pulls may find no consumer leader to answer them ("no responders") before the
 /// consumer is looked up and bound again. While a cluster fails over, the consumer's new
 /// leader answers pulls within seconds, while lookups (JetStream API requests) go unanswered
@@ -134,13 +138,16 @@ impl Lookup {
     }
 }
 
-/// The pulls on one bound consumer: the current one and, after a missed heartbeat, the one
-/// it replaced, read until it misses a heartbeat too (then nothing is on its way to it) or
-/// ends. At most two pull requests per moderator are ever waiting.
+/// The pulls on one bound consumer: the current one and, for [`RETIRE_AFTER`] after each
+/// missed heartbeat, the one it replaced. A missed heartbeat is also what a moderator thawed
+/// after a freeze sees before it has read what the server sent it meanwhile, so a replaced
+/// pull is read on (its own errors ignored) until its deadline; then what it already holds
+/// is taken and it is dropped. Heartbeats are missed at most every 4 s, so at most four
+/// pulls retire at once.
 struct Pulls {
     consumer: PullConsumer,
     current: pull::Stream,
-    retiring: Option<pull::Stream>,
+    retiring: Vec<(pull::Stream, Instant)>,
 }
 
 /// What [`Pulls::next`] read.
@@ -250,11 +257,7 @@ impl Intake {
             );
         }
         let current = self.start_pull(&consumer).await?;
-        Ok(Pulls {
-            consumer,
-            current,
-            retiring: None,
-        })
+        Ok(Pulls::new(consumer, current))
     }
 
     /// A continuous pull on `consumer`.
@@ -316,8 +319,8 @@ impl Intake {
         side_tasks: &mut JoinSet<()>,
         mut shutdown: Pin<&mut impl Future<Output = ()>>,
     ) -> End {
-        // Since when pulls have found no consumer leader to answer them.
-        let mut leaderless: Option<Instant> = None;
+        // A run of pulls no consumer leader answered: since when, and the latest.
+        let mut leaderless: Option<(Instant, Instant)> = None;
         loop {
             // The pull is read before a permit is taken, so that its heartbeats are watched
             // while every permit is held (verdict publishes retrying through a failover,
@@ -349,8 +352,7 @@ impl Intake {
                 }
                 Pulled::Error(err)
                     if err.kind() == MessagesErrorKind::NoResponders
-                        && leaderless.get_or_insert_with(Instant::now).elapsed()
-                            < LEADERLESS_FOR =>
+                        && still_leaderless(&mut leaderless) =>
                 {
                     metrics::counter!(m::NATS_ERRORS, "operation" => "pull_again").increment(1);
                     debug!("no consumer leader answers the pull yet; pulling again");
@@ -389,29 +391,53 @@ impl Intake {
 }
 
 impl Pulls {
-    /// The next message from either pull. A retiring pull that misses its heartbeats, fails
-    /// or ends is dropped quietly: the current one carries on.
+    fn new(consumer: PullConsumer, current: pull::Stream) -> Self {
+        Self {
+            consumer,
+            current,
+            retiring: Vec::new(),
+        }
+    }
+
+    /// The next message from any pull, retiring ones first (their requests are older).
     async fn next(&mut self) -> Pulled {
         loop {
-            let from_retiring = match self.retiring.as_mut() {
-                None => false,
-                Some(retiring) => tokio::select! {
-                    biased;
-                    item = retiring.next() => match item {
-                        Some(Ok(message)) => return Pulled::Message(Box::new(message)),
-                        Some(Err(err)) => {
-                            debug!("retired pull: {err}");
-                            true
-                        }
-                        None => true,
-                    },
-                    item = self.current.next() => return Self::read(item),
-                },
-            };
-            if !from_retiring {
-                return Self::read(self.current.next().await);
+            let now = Instant::now();
+            // Past its deadline: take what a retiring pull already holds, then drop it.
+            while let Some(i) = self.retiring.iter().position(|(_, until)| *until <= now) {
+                match self.retiring[i].0.next().now_or_never() {
+                    Some(Some(Ok(message))) => return Pulled::Message(Box::new(message)),
+                    _ => drop(self.retiring.swap_remove(i)),
+                }
             }
-            self.retiring = None;
+            let first_deadline = self.retiring.iter().map(|(_, until)| *until).min();
+            let deadline = async move {
+                match first_deadline {
+                    Some(until) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let retiring = &mut self.retiring;
+            let from_retiring = std::future::poll_fn(|cx| {
+                let mut i = 0;
+                while i < retiring.len() {
+                    match retiring[i].0.poll_next_unpin(cx) {
+                        Poll::Ready(Some(Ok(message))) => return Poll::Ready(message),
+                        // Polled again: each error took an item or reset a timer, and only
+                        // a pending poll leaves a waker behind.
+                        Poll::Ready(Some(Err(err))) => debug!("retiring pull: {err}"),
+                        Poll::Ready(None) => drop(retiring.swap_remove(i)),
+                        Poll::Pending => i += 1,
+                    }
+                }
+                Poll::Pending
+            });
+            tokio::select! {
+                biased;
+                message = from_retiring => return Pulled::Message(Box::new(message)),
+                item = self.current.next() => return Self::read(item),
+                () = deadline => {}
+            }
         }
     }
 
@@ -424,12 +450,24 @@ impl Pulls {
         }
     }
 
-    /// `fresh` becomes the current pull; the one it replaces is read until it falls silent.
-    /// A pull retiring already is silent too (the current one missed its heartbeats while
-    /// it was retiring): it is dropped.
+    /// `fresh` becomes the current pull; the one it replaces retires.
     fn replace(&mut self, fresh: pull::Stream) {
-        self.retiring = Some(std::mem::replace(&mut self.current, fresh));
+        let old = std::mem::replace(&mut self.current, fresh);
+        self.retiring.push((old, Instant::now() + RETIRE_AFTER));
     }
+}
+
+/// Whether pulls answered "no responders" are still within [`LEADERLESS_FOR`] of the first
+/// of a run (`state`: its start and the latest; a run ends after two heartbeats without
+/// one, so an earlier failover does not shorten the next one's grace).
+fn still_leaderless(state: &mut Option<(Instant, Instant)>) -> bool {
+    let now = Instant::now();
+    let since = match *state {
+        Some((since, last)) if now.duration_since(last) < 2 * HEARTBEAT => since,
+        _ => now,
+    };
+    *state = Some((since, now));
+    now.duration_since(since) < LEADERLESS_FOR
 }
 
 /// Publishes the consumer's backlog (`num_pending`, `num_ack_pending`: what an operator

@@ -37,22 +37,19 @@ pub(crate) async fn store(
     settled: &[(jetstream::Message, Verdict)],
     progress_every: Duration,
 ) -> Vec<Result<(), String>> {
-    let mut results: Vec<Result<(), String>> =
-        join_all(settled.iter().map(|(_, verdict)| once(js, verdict))).await;
-    if results.iter().all(Result::is_ok) {
-        return results;
-    }
-    // The requests whose verdicts wait are kept alive on a timer of their own: one retry
-    // round can take a pause plus a publish's ack timeout (5 s), longer than a short
-    // `ack_wait`, and a request redelivered mid-retry costs a delivery.
-    let waiting: Vec<&jetstream::Message> = settled
-        .iter()
-        .zip(&results)
-        .filter(|(_, result)| result.is_err())
-        .map(|((message, _), _)| message)
-        .collect();
-    with_progress(&waiting, progress_every, retry(js, settled, &mut results)).await;
-    results
+    // Every request of the batch is kept alive, on a timer of its own, until `store`
+    // returns and the caller acks: the first attempt can wait 5 s for the stream's ack, a
+    // retry round a pause more, both longer than a short `ack_wait`, and a request
+    // redelivered meanwhile costs a delivery (also those whose verdict is stored already:
+    // they are acked only after the retries).
+    let messages: Vec<&jetstream::Message> = settled.iter().map(|(message, _)| message).collect();
+    with_progress(&messages, progress_every, async {
+        let mut results: Vec<Result<(), String>> =
+            join_all(settled.iter().map(|(_, verdict)| once(js, verdict))).await;
+        retry(js, settled, &mut results).await;
+        results
+    })
+    .await
 }
 
 /// Retries the failed publishes in `results`, with growing pauses, for [`RETRY_FOR`].
