@@ -6,8 +6,8 @@
 //! server gave up on the request, which then had neither a verdict nor a dead letter (the
 //! cluster fault test found 7 to 92 such requests in one run of 900). So a failed publish
 //! is retried here first, with growing pauses, while the request is kept alive with
-//! progress acks on their own timer; only a failure that outlasts [`RETRY_FOR`] goes back to the caller (which
-//! naks).
+//! progress acks on their own timer; only a failure that outlasts [`RETRY_FOR`] goes back
+//! to the caller (which naks).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

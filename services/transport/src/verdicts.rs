@@ -314,7 +314,10 @@ async fn apply_pulled(
     // long) a verdict goes unacked, is counted, and comes again after ack_wait (applying
     // twice is harmless).
     let (to_ack, acking) = tokio::sync::mpsc::channel(ACKS_QUEUED);
-    let _acker = AbortOnDrop(tokio::spawn(acks(acking)));
+    // Dropping the set aborts the ack task: the acks of a pull end with it (what was not
+    // acked comes again).
+    let mut acker = tokio::task::JoinSet::new();
+    acker.spawn(acks(acking));
     loop {
         let message = match messages.next().await {
             None => return None,
@@ -371,16 +374,6 @@ async fn warn_if_shared(consumer: &mut PullConsumer) {
 
 /// How many applied verdicts may wait for their ack.
 const ACKS_QUEUED: usize = 1024;
-
-/// Aborts its task when dropped: the acks of a pull end with it (what was not acked comes
-/// again).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Acks applied verdicts, in order, until the pull that applied them ends.
 async fn acks(mut applied: tokio::sync::mpsc::Receiver<jetstream::Message>) {
