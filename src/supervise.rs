@@ -226,6 +226,8 @@ pub(crate) fn start_local_cluster(
     let mut builder = NatsCluster::builder()
         .size(size)
         .die_with_parent(true)
+        // nats-server's own storage limit (a share of the free disk), not the test kit's.
+        .max_file_store(None)
         .extra_config(authorization);
     if let Some(dir) = data_dir {
         builder = builder.store_root(dir.join("cluster"));

@@ -330,6 +330,8 @@ fn start_local_nats(
 ) -> anyhow::Result<NatsServer> {
     let mut builder = NatsServer::builder()
         .die_with_parent(true)
+        // nats-server's own storage limit (a share of the free disk), not the test kit's.
+        .max_file_store(None)
         .config(logins.config.clone());
     if port != 0 {
         builder = builder.port(port);

@@ -57,6 +57,7 @@ pub struct ClusterBuilder {
     extra_config: String,
     die_with_parent: bool,
     store_root: Option<PathBuf>,
+    max_file_store: Option<u64>,
 }
 
 impl Default for ClusterBuilder {
@@ -67,6 +68,7 @@ impl Default for ClusterBuilder {
             extra_config: String::new(),
             die_with_parent: false,
             store_root: None,
+            max_file_store: Some(crate::nats::TEST_MAX_FILE_STORE),
         }
     }
 }
@@ -103,6 +105,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Each node's JetStream storage limit (see [`Builder::max_file_store`]).
+    pub fn max_file_store(mut self, bytes: Option<u64>) -> Self {
+        self.max_file_store = bytes;
+        self
+    }
+
     /// Start every node; returns once each accepts clients (see
     /// [`NatsCluster::wait_for_meta_leader`] for JetStream).
     pub fn start(self) -> Result<NatsCluster, ClusterError> {
@@ -120,6 +128,7 @@ impl ClusterBuilder {
             let mut builder = Builder::default()
                 .port(client_ports[node])
                 .config(config)
+                .max_file_store(self.max_file_store)
                 .die_with_parent(self.die_with_parent);
             if let Some(binary) = &self.binary {
                 builder = builder.binary(binary);

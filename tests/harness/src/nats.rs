@@ -27,6 +27,10 @@ pub const CONFIG_FILE: &str = "nats-server.conf";
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a graceful stop may take before the process is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// JetStream file storage a server started for tests may account for (see
+/// [`Builder::max_file_store`]): far more than any test writes, so that what a test may
+/// reserve (`max_bytes` of its streams) never depends on the free disk of the machine.
+pub const TEST_MAX_FILE_STORE: u64 = 256 * 1024 * 1024 * 1024;
 
 /// Why a local server could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +99,7 @@ pub struct Builder {
     die_with_parent: bool,
     config: Option<String>,
     config_dir: Option<PathBuf>,
+    max_file_store: Option<u64>,
 }
 
 impl Default for Builder {
@@ -108,6 +113,7 @@ impl Default for Builder {
             die_with_parent: false,
             config: None,
             config_dir: None,
+            max_file_store: Some(TEST_MAX_FILE_STORE),
         }
     }
 }
@@ -162,8 +168,39 @@ impl Builder {
         self
     }
 
+    /// The JetStream file storage the server accounts for (`jetstream { max_file_store }`);
+    /// `None` keeps nats-server's own limit, 75% of the disk that was free at its start.
+    ///
+    /// Default: [`TEST_MAX_FILE_STORE`]. nats-server refuses a stream whose `max_bytes`
+    /// does not fit its limit ("insufficient storage resources", 10047), so with its own
+    /// limit a test passes or fails by how full the machine's disk is (seen in CI: every
+    /// test that made 3 × 1 GiB streams failed on a disk with a few GiB free). The limit is
+    /// bookkeeping only: files grow with what is written. The launcher passes `None`, so an
+    /// operator's local server never promises more than the disk holds.
+    pub fn max_file_store(mut self, bytes: Option<u64>) -> Self {
+        self.max_file_store = bytes;
+        self
+    }
+
+    /// The configuration text the server runs with: the caller's, plus the storage limit.
+    fn config_text(&self) -> Option<String> {
+        let limit = self
+            .max_file_store
+            .filter(|_| self.jetstream)
+            .map(|bytes| format!("jetstream {{\n  max_file_store: {bytes}\n}}\n"));
+        match (&self.config, limit) {
+            (None, None) => None,
+            (config, limit) => Some(format!(
+                "{}\n{}",
+                config.as_deref().unwrap_or_default(),
+                limit.unwrap_or_default()
+            )),
+        }
+    }
+
     /// Start the server and wait until it accepts connections.
     pub fn start(self) -> Result<NatsServer, Error> {
+        let config_text = self.config_text();
         let binary = match self.binary {
             Some(path) => path,
             None => find_binary()?,
@@ -176,11 +213,11 @@ impl Builder {
             }
             None => Store::Temp(tempfile::Builder::new().prefix("offpath-js-").tempdir()?),
         };
-        let config = match &self.config {
+        let config = match config_text {
             Some(text) => {
                 let dir = self.config_dir.as_deref().unwrap_or(work.path());
                 std::fs::create_dir_all(dir)?;
-                Some(crate::secure::write_private(&dir.join(CONFIG_FILE), text)?)
+                Some(crate::secure::write_private(&dir.join(CONFIG_FILE), &text)?)
             }
             None => None,
         };

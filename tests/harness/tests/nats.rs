@@ -7,9 +7,10 @@ use async_nats::connection::State;
 use async_nats::jetstream;
 use offpath_harness::testing::{connect, nats};
 use offpath_harness::topology;
-use offpath_harness::{Error, NatsServer};
+use offpath_harness::{Error, NatsServer, secure};
+use offpath_protocol::permissions::Role;
 use offpath_protocol::subject::MODERATION_STREAM;
-use offpath_protocol::topology::ensure;
+use offpath_protocol::topology::{TopologyConfig, ensure};
 
 async fn wait_for_state(client: &async_nats::Client, connected: bool) {
     tokio::time::timeout(Duration::from_secs(15), async {
@@ -127,4 +128,32 @@ fn a_renamed_binary_starts() {
         .start()
         .expect("a renamed nats-server starts");
     assert_ne!(server.port(), 0);
+}
+
+/// A test server's JetStream storage limit is fixed, not a share of the free disk: it
+/// accepts streams that reserve more than this machine's disk holds (before, tests that
+/// made the documented 3 × 1 GiB streams failed with error 10047 on a nearly full disk),
+/// and a server started with an authorization config gets the same limit.
+#[tokio::test]
+async fn test_servers_reserve_storage_beyond_the_free_disk() {
+    let per_stream = offpath_harness::nats::TEST_MAX_FILE_STORE / 4;
+    let per_stream = i64::try_from(per_stream).expect("fits i64");
+    let reserved = TopologyConfig {
+        request_max_bytes: per_stream,
+        verdict_max_bytes: per_stream,
+        dlq_max_bytes: per_stream,
+        ..TopologyConfig::default()
+    };
+    let plain = nats();
+    let secured = secure::start(NatsServer::builder(), &[Role::Topology]).expect("secured");
+    let secured_client = secured
+        .credentials(&Role::Topology)
+        .connect(&secured.server.url())
+        .await
+        .expect("connect as topology");
+    for client in [connect(&plain).await, secured_client] {
+        ensure(&jetstream::new(client), &reserved)
+            .await
+            .unwrap_or_else(|err| panic!("3 × {per_stream} bytes are refused: {err}"));
+    }
 }
