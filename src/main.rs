@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod local_auth;
 mod nats_auth;
+mod policy;
 mod services;
 mod supervise;
 mod tools;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
                 Command::Topology(args) => services::topology(args).await,
                 Command::Doctor(args) => tools::doctor(&args),
                 Command::NatsAuth(args) => nats_auth::print(&args),
+                Command::Policy(args) => policy::run(&args),
                 // Replaces this process; returns only when that fails.
                 Command::Bench(args) => Err(bench::exec(&args.args, &log)),
             }

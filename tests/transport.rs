@@ -88,6 +88,7 @@ async fn applying_a_verdict_twice_changes_nothing() {
     ] {
         let verdict = offpath_protocol::Verdict {
             text_sha256: Some(offpath_protocol::text_sha256("hello")),
+            policy: None,
             ..verdicts::sample(&message_id, Action::Block, 0.97)
         };
         for _ in 0..2 {

@@ -141,6 +141,7 @@ async fn every_series_exists_from_the_start_and_promtool_accepts_it() {
     bob.expect(WAIT, is("message", Some(&id))).await;
     let verdict = offpath_protocol::Verdict {
         text_sha256: Some(offpath_protocol::text_sha256("hello there")),
+        policy: None,
         ..verdicts::sample(&id, Action::Allow, 0.01)
     };
     let js = async_nats::jetstream::new(testing::connect(&server).await);

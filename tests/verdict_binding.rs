@@ -169,6 +169,7 @@ async fn a_forged_verdict_with_a_wrong_digest_is_refused_and_counted() {
     let forge = |id: &str, room: &str, action, text: Option<&str>| Verdict {
         room: room.into(),
         text_sha256: text.map(text_sha256),
+        policy: None,
         ..verdicts::sample(id, action, 0.0)
     };
     for verdict in [
@@ -235,6 +236,7 @@ async fn a_second_connection_of_the_same_user_does_not_get_the_verdict() {
 
     let verdict = Verdict {
         text_sha256: Some(text_sha256("hello")),
+        policy: None,
         ..verdicts::sample(&id, Action::Block, 0.97)
     };
     verdicts::publish(&jetstream::new(testing::connect(&server).await), &verdict).await;

@@ -56,6 +56,9 @@ pub(crate) enum Command {
     /// `moderator`, `transport-<tenant>` with their permissions; passwords read by
     /// nats-server from `$OFFPATH_NATS_PASSWORD_<USER>`).
     NatsAuth(crate::nats_auth::NatsAuthCommand),
+    /// Moderation policies: `offpath policy check FILE` validates a policy file against the
+    /// models (exit 64 with every problem listed).
+    Policy(crate::policy::PolicyCommand),
 }
 
 /// Where NATS is.

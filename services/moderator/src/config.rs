@@ -11,6 +11,11 @@ pub struct Config {
     /// Model directories (each with a model.toml) combined into the moderation policy.
     #[arg(long = "model", env = "OFFPATH_MODELS", value_delimiter = ',', default_values = defaults::MODELS)]
     pub models: Vec<PathBuf>,
+    /// Policy file (TOML: named policies with their models, thresholds and actions, and
+    /// which tenant and room uses which; `offpath policy check FILE` validates one).
+    /// Without one, every label of every model counts at its manifest's thresholds.
+    #[arg(long, env = "OFFPATH_POLICIES")]
+    pub policies: Option<PathBuf>,
     /// ONNX Runtime shared library [default: $ORT_DYLIB_PATH, else .tools/lib/libonnxruntime.so].
     #[arg(long, env = "OFFPATH_ORT_LIBRARY")]
     pub ort_library: Option<PathBuf>,
@@ -159,6 +164,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             models: defaults::MODELS.iter().map(PathBuf::from).collect(),
+            policies: None,
             ort_library: None,
             inference_threads: defaults::INFERENCE_THREADS,
             intra_threads: defaults::INTRA_THREADS,
@@ -201,6 +207,11 @@ impl Config {
             if !dir.join("model.toml").is_file() {
                 problems.push(format!("--model {}: no model.toml there", dir.display()));
             }
+        }
+        if let Some(path) = &self.policies
+            && let Err(err) = self.load_policies(path)
+        {
+            problems.push(format!("--policies: {err}"));
         }
         if let Some(ort) = &self.ort_library
             && !ort.is_file()
@@ -247,6 +258,29 @@ impl Config {
         } else {
             Err(problems.join("; "))
         }
+    }
+
+    /// The policies to apply: the `--policies` file resolved against the models' manifests,
+    /// or the built-in policy without one.
+    pub fn policy_set(&self) -> Result<crate::PolicySet, crate::ModeratorError> {
+        match &self.policies {
+            Some(path) => Ok(self.load_policies(path)?),
+            None => Ok(crate::PolicySet::builtin(&self.manifests()?)),
+        }
+    }
+
+    fn load_policies(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<crate::PolicySet, crate::ModeratorError> {
+        Ok(crate::PolicySet::load(path, &self.manifests()?)?)
+    }
+
+    fn manifests(&self) -> Result<Vec<offpath_classifier::Manifest>, crate::ModeratorError> {
+        self.models
+            .iter()
+            .map(|dir| Ok(offpath_classifier::Manifest::load(dir)?))
+            .collect()
     }
 
     pub(crate) fn max_wait(&self) -> Duration {

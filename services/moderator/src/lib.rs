@@ -21,6 +21,7 @@ mod consumer;
 mod http;
 mod metrics;
 mod pipeline;
+pub mod policies;
 mod pool;
 mod publish;
 mod readiness;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use tracing::warn;
 
 pub use config::{Config, Faults};
+pub use policies::{PolicyFileError, PolicySet};
 
 /// Why the moderator could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,9 @@ pub enum ModeratorError {
     /// A model or the runtime could not be loaded.
     #[error(transparent)]
     Classifier(#[from] offpath_classifier::ClassifierError),
+    /// The policy file cannot be used.
+    #[error(transparent)]
+    Policies(#[from] PolicyFileError),
     /// An inference thread could not be started.
     #[error("inference thread: {0}")]
     Thread(String),

@@ -107,6 +107,17 @@ pub(crate) const CONSUMER_ACK_PENDING: &str = "offpath_moderator_consumer_ack_pe
 /// digits of each ONNX file's, `+`-joined like the names).
 pub(crate) const MODEL_INFO: &str = "offpath_moderator_model_info";
 
+/// Verdicts decided by a named policy, by `policy` and `action` (every policy of the
+/// policy file, or `default`; registered by [`policies`]).
+pub(crate) const POLICY_VERDICTS: &str = "offpath_moderator_policy_verdicts_total";
+/// Requests not judged by the policy they named, by `reason`
+/// ([`crate::policies::Fallback::reason`]).
+pub(crate) const POLICY_FALLBACKS: &str = "offpath_moderator_policy_fallbacks_total";
+/// 1, labelled with each policy's `policy` name and `version`.
+pub(crate) const POLICY_INFO: &str = "offpath_moderator_policy_info";
+/// Every verdict `action` a policy produces (`unmoderated` verdicts are decided by no policy).
+pub(crate) const POLICY_ACTIONS: &[&str] = &["allow", "flag", "block"];
+
 /// Registers the description of every metric with the installed recorder.
 pub(crate) fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -167,6 +178,18 @@ pub(crate) fn describe() {
         MODEL_INFO,
         "1, labelled with the running models' name, version and sha256 prefix"
     );
+    describe_counter!(
+        POLICY_VERDICTS,
+        "Verdicts decided by a named policy, by policy and action"
+    );
+    describe_counter!(
+        POLICY_FALLBACKS,
+        "Requests not judged by the policy they named, by reason"
+    );
+    describe_gauge!(
+        POLICY_INFO,
+        "1, labelled with each policy's name and version"
+    );
 }
 
 /// Puts every series on `/metrics` now, at 0 (counters with each label value the code can
@@ -200,6 +223,26 @@ pub(crate) fn register() {
         histograms: &[BATCH_SIZE, INFERENCE_SECONDS, QUEUE_SECONDS],
     }
     .register();
+}
+
+/// Puts the series of every policy of `set` on `/metrics` ([`POLICY_VERDICTS`] at 0 for
+/// each action, [`POLICY_INFO`] at 1) and [`POLICY_FALLBACKS`] at 0 for each reason.
+pub(crate) fn policies(set: &crate::policies::PolicySet) {
+    for rules in set.policies() {
+        for action in POLICY_ACTIONS {
+            metrics::counter!(POLICY_VERDICTS, "policy" => rules.name.clone(), "action" => *action)
+                .increment(0);
+        }
+        metrics::gauge!(
+            POLICY_INFO,
+            "policy" => rules.name.clone(),
+            "version" => rules.version.clone(),
+        )
+        .set(1.0);
+    }
+    for fallback in crate::policies::Fallback::ALL {
+        metrics::counter!(POLICY_FALLBACKS, "reason" => fallback.reason()).increment(0);
+    }
 }
 
 /// Sets [`MODEL_INFO`] for the policy `name`/`version` (`+`-joined, as the pool reports

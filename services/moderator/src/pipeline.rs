@@ -12,7 +12,7 @@ use offpath_classifier::{Assessment, Decision};
 use offpath_protocol::now_ms;
 use offpath_protocol::subject::dlq_subject_for;
 use offpath_protocol::{
-    Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, Verdict,
+    Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, PolicyRef, Verdict,
     decode_request, encode, text_sha256,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) consumer: crate::consumer::Settings,
     pub(crate) nak_delay: Duration,
     pub(crate) cache: crate::cache::VerdictCache,
+    /// Which policy judges which request.
+    pub(crate) policies: crate::policies::PolicySet,
 }
 
 /// Handles one pulled message: a request that cannot be decoded becomes a dead letter, an
@@ -120,12 +122,32 @@ impl Shared {
         reason: Option<&str>,
     ) -> Verdict {
         let (name, version) = self.pool.model();
-        let action = match assessment.map(|a| a.decision) {
+        // The models scored every label; the request's policy decides on them (the cache
+        // holds scores, so a cached assessment serves every policy).
+        let selection =
+            self.policies
+                .select(&request.tenant, &request.room, request.policy.as_deref());
+        if let Some(fallback) = selection.fallback {
+            metrics::counter!(m::POLICY_FALLBACKS, "reason" => fallback.reason()).increment(1);
+            debug!(id = %request.id, requested = ?request.policy, applied = %selection.rules.name,
+                "request named an unknown policy");
+        }
+        let decided = assessment.map(|a| selection.rules.decide(&a.scores));
+        let action = match decided.as_ref().map(|a| a.decision) {
             None => Action::Unmoderated,
             Some(Decision::Allow) => Action::Allow,
             Some(Decision::Flag) => Action::Flag,
             Some(Decision::Block) => Action::Block,
         };
+        if decided.is_some() {
+            metrics::counter!(m::POLICY_VERDICTS, "policy" => selection.rules.name.clone(),
+                "action" => action.as_str())
+            .increment(1);
+        }
+        let policy = self.policies.from_file().then(|| PolicyRef {
+            name: selection.rules.name.clone(),
+            version: selection.rules.version.clone(),
+        });
         Verdict {
             v: PROTOCOL_VERSION,
             id: request.id.clone(),
@@ -133,7 +155,7 @@ impl Shared {
             room: request.room.clone(),
             sender: request.sender.clone(),
             action,
-            scores: assessment.map(|a| a.scores.clone()).unwrap_or_default(),
+            scores: decided.map(|a| a.scores).unwrap_or_default(),
             model: ModelRef {
                 name: name.to_string(),
                 version: version.to_string(),
@@ -146,6 +168,7 @@ impl Shared {
             // Binds the verdict to the exact text judged (a cached assessment is for the
             // same exact text: the cache is keyed by it).
             text_sha256: Some(text_sha256(&request.text)),
+            policy,
         }
     }
 }

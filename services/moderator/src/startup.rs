@@ -70,7 +70,10 @@ impl Moderator {
     /// Loads the models on their inference threads and builds what every stage shares.
     async fn load(&self) -> Result<Arc<Shared>, ModeratorError> {
         let config = &self.config;
+        let policies = config.policy_set()?;
+        metrics::policies(&policies);
         let shared = Arc::new(Shared {
+            policies,
             js: jetstream::new(self.client.clone()),
             pool: start_pool(config).await?,
             health: self.health(),
@@ -87,9 +90,17 @@ impl Moderator {
         let (model, version) = shared.pool.model();
         metrics::model_info(model, version, &config.models);
         let threads = config.inference_threads;
+        let names: Vec<String> = shared
+            .policies
+            .policies()
+            .map(|p| format!("{}@{}", p.name, p.version))
+            .collect();
         info!(
             model,
-            version, threads, "models loaded; binding the consumer"
+            version,
+            threads,
+            policies = %names.join(","),
+            "models loaded; binding the consumer"
         );
         shared.health.set_loaded();
         Ok(shared)

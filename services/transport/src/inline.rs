@@ -142,6 +142,7 @@ mod tests {
             inference_ms: 0,
             reason: None,
             text_sha256: text.map(text_sha256),
+            policy: None,
         }
     }
 

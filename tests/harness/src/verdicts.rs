@@ -101,6 +101,7 @@ pub fn sample(id: &str, action: Action, insult: f32) -> Verdict {
         inference_ms: 1,
         reason: None,
         text_sha256: None,
+        policy: None,
     }
 }
 

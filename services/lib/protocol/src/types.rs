@@ -102,6 +102,17 @@ pub struct ModelRef {
     pub version: String,
 }
 
+/// Which named policy decided a verdict (contract v1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    /// Policy name from the moderator's policy file.
+    pub name: String,
+    /// 12 hex digits of a digest of the policy's resolved rules and the versions of the
+    /// models they read: the same on every moderator with the same file and models.
+    pub version: String,
+}
+
 /// The moderator's decision on one request, published on
 /// `offpath.verdict.<tenant>.<room>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -138,6 +149,11 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub text_sha256: Option<String>,
+    /// Contract v1.1: the named policy that decided (its thresholds and actions), present
+    /// when the moderator runs with a policy file; absent from a moderator without one.
+    /// `scores` then holds the labels of that policy's models only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRef>,
 }
 
 impl ModerationRequest {

@@ -72,6 +72,7 @@ pub(super) fn verdict_for_text(
         inference_ms: 0,
         reason: None,
         text_sha256: text.map(offpath_protocol::text_sha256),
+        policy: None,
     }
 }
 

@@ -1,0 +1,251 @@
+//! The policy file: TOML parsed strictly (unknown keys are errors), then resolved against
+//! the loaded models' manifests, collecting every problem with where it is.
+//!
+//! ```toml
+//! default = "standard"                 # the policy when nothing more specific applies
+//!
+//! [policies.standard]                  # every label of every loaded model, manifest thresholds
+//!
+//! [policies.strict]
+//! models = ["minilm-insult"]           # only these models' labels count (default: all)
+//! labels.insult = { flag = 0.2, block = 0.5 }
+//!
+//! [policies.review]
+//! labels.insult = { action = "flag" }  # never blocks; "ignore": scored, never acted on
+//!
+//! [tenants.acme]
+//! policy = "strict"                    # the tenant's policy
+//! rooms = { lobby = "standard" }       # a room's policy
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use offpath_classifier::Manifest;
+use offpath_protocol::subject::is_valid_token;
+use serde::Deserialize;
+
+use super::{LabelAction, PolicySet, Rules, TenantRules, manifest_rules};
+
+/// Largest policy file read, in bytes: a file this size holds thousands of rules; a bigger
+/// one is a mistake (a wrong path, a log file).
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Why a policy file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    /// The file could not be read.
+    #[error("cannot read policy file {path}: {detail}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The file was read and is wrong: every problem found, each with where it is.
+    #[error("policy file {path}: {}", problems.join("; "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, one entry a problem.
+        problems: Vec<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileText {
+    default: String,
+    #[serde(default)]
+    policies: BTreeMap<String, PolicyText>,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyText {
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    labels: BTreeMap<String, LabelText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelText {
+    flag: Option<f32>,
+    block: Option<f32>,
+    action: Option<LabelAction>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantText {
+    policy: Option<String>,
+    #[serde(default)]
+    rooms: BTreeMap<String, String>,
+}
+
+pub(super) fn load(path: &Path, manifests: &[Manifest]) -> Result<PolicySet, PolicyFileError> {
+    let unreadable = |detail: String| PolicyFileError::Unreadable {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| unreadable(e.to_string()))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(unreadable(format!(
+            "{size} bytes, more than the {MAX_FILE_BYTES} a policy file may have"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    parse(&text, manifests).map_err(|problems| PolicyFileError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+    })
+}
+
+pub(super) fn parse(text: &str, manifests: &[Manifest]) -> Result<PolicySet, Vec<String>> {
+    let file: FileText = toml::from_str(text).map_err(|e| vec![one_line(&e.to_string())])?;
+    let mut problems = Vec::new();
+    if file.policies.is_empty() {
+        problems.push("no [policies.<name>] defined".to_string());
+    }
+    let mut policies = BTreeMap::new();
+    for (name, policy) in &file.policies {
+        if !is_valid_token(name) {
+            problems.push(format!("policies.{name}: {}", token_rule("a policy name")));
+        }
+        if let Some(rules) = resolve(name, policy, manifests, &mut problems) {
+            policies.insert(name.clone(), rules);
+        }
+    }
+    let defined = |name: &str| file.policies.contains_key(name);
+    if !defined(&file.default) {
+        problems.push(format!("default: no policy named {:?}", file.default));
+    }
+    let mut tenants = BTreeMap::new();
+    for (tenant, rules) in file.tenants {
+        let at = format!("tenants.{tenant}");
+        if !is_valid_token(&tenant) {
+            problems.push(format!("{at}: {}", token_rule("a tenant")));
+        }
+        for (room, policy) in rules.policy.iter().map(|p| ("", p)).chain(
+            rules
+                .rooms
+                .iter()
+                .map(|(room, policy)| (room.as_str(), policy)),
+        ) {
+            let key = if room.is_empty() {
+                format!("{at}.policy")
+            } else {
+                if !is_valid_token(room) {
+                    problems.push(format!("{at}.rooms.{room}: {}", token_rule("a room")));
+                }
+                format!("{at}.rooms.{room}")
+            };
+            if !defined(policy) {
+                problems.push(format!("{key}: no policy named {policy:?}"));
+            }
+        }
+        tenants.insert(
+            tenant,
+            TenantRules {
+                policy: rules.policy,
+                rooms: rules.rooms,
+            },
+        );
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(PolicySet {
+        default: file.default,
+        policies,
+        tenants,
+        from_file: true,
+    })
+}
+
+/// One policy's rules: its models' labels at the manifests' thresholds, overridden by the
+/// file's; `None` when a problem was recorded.
+fn resolve(
+    name: &str,
+    policy: &PolicyText,
+    manifests: &[Manifest],
+    problems: &mut Vec<String>,
+) -> Option<Rules> {
+    let at = format!("policies.{name}");
+    let before = problems.len();
+    let models: Vec<&Manifest> = match &policy.models {
+        None => manifests.iter().collect(),
+        Some(names) => {
+            if names.is_empty() {
+                problems.push(format!("{at}.models: empty (leave it out for every model)"));
+            }
+            let mut seen = BTreeSet::new();
+            let mut chosen = Vec::new();
+            for model in names {
+                if !seen.insert(model) {
+                    problems.push(format!("{at}.models: {model:?} listed twice"));
+                    continue;
+                }
+                match manifests.iter().find(|m| &m.name == model) {
+                    Some(manifest) => chosen.push(manifest),
+                    None => problems.push(format!(
+                        "{at}.models: unknown model {model:?} (loaded: {})",
+                        manifests
+                            .iter()
+                            .map(|m| m.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                }
+            }
+            chosen
+        }
+    };
+    let mut labels = manifest_rules(&models);
+    for (label, text) in &policy.labels {
+        let key = format!("{at}.labels.{label}");
+        let Some(rule) = labels.iter_mut().find(|r| &r.name == label) else {
+            let known: Vec<&str> = labels.iter().map(|r| r.name.as_str()).collect();
+            problems.push(format!(
+                "{key}: unknown label (this policy's models score: {})",
+                known.join(", ")
+            ));
+            continue;
+        };
+        for (which, value) in [("flag", text.flag), ("block", text.block)] {
+            if let Some(value) = value
+                && !(0.0..=1.0).contains(&value)
+            {
+                problems.push(format!("{key}.{which}: {value} is outside 0..=1"));
+            }
+        }
+        rule.flag = text.flag.unwrap_or(rule.flag);
+        rule.block = text.block.unwrap_or(rule.block);
+        rule.action = text.action.unwrap_or(rule.action);
+        if rule.flag > rule.block {
+            problems.push(format!(
+                "{key}: flag {} is above block {} (with the manifest's where not set)",
+                rule.flag, rule.block
+            ));
+        }
+    }
+    (problems.len() == before).then(|| Rules::new(name, &models, labels))
+}
+
+fn token_rule(what: &str) -> String {
+    format!("{what} must be 1-64 characters of A-Z a-z 0-9 _ : @ = + ~ -")
+}
+
+/// toml's errors quote the line and point at it over several lines: keep them on one.
+fn one_line(text: &str) -> String {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,254 @@
+//! Named moderation policies: which models' labels count for a message, at which
+//! thresholds, with which action, chosen per tenant, room or request.
+//!
+//! A policy file (TOML, `--policies`, checked by `offpath policy check`) is parsed
+//! ([`file`]) and resolved against the manifests of the loaded models into a [`PolicySet`]:
+//! every policy lists every label of its models with a threshold and an action. Without a
+//! file the moderator runs one built-in policy, `default`, with the manifests' thresholds
+//! (what it did before policies existed). Inference scores every label of every loaded
+//! model; a policy only decides on them, so the spam-wave cache holds scores, never
+//! decisions, and serves every policy.
+//!
+//! Selection, most specific first: the request's `policy` field when the file defines it;
+//! the tenant's room rule; the tenant's policy; the file's `default`. A request naming a
+//! policy the file does not define is judged by the policy selection would give without
+//! the field, and counted (`offpath_moderator_policy_fallbacks_total{reason="unknown_policy"}`):
+//! a moderator with an older file than its transports still moderates everything.
+
+mod file;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use offpath_classifier::{Assessment, Decision, Manifest};
+use sha2::Digest;
+
+pub use file::PolicyFileError;
+
+/// Name of the policy a moderator without a policy file applies.
+pub const BUILTIN_POLICY: &str = "default";
+
+/// What a label does to a message once its score reaches a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelAction {
+    /// `flag` at the flag threshold, `block` at the block threshold (the default).
+    Block,
+    /// Never blocks: a score at either threshold flags (a human looks instead).
+    Flag,
+    /// Scored and reported, never acted on.
+    Ignore,
+}
+
+impl LabelAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            LabelAction::Block => "block",
+            LabelAction::Flag => "flag",
+            LabelAction::Ignore => "ignore",
+        }
+    }
+}
+
+/// One label of a policy, resolved: thresholds from the file or the model's manifest.
+#[derive(Debug, Clone, PartialEq)]
+struct LabelRule {
+    name: String,
+    flag: f32,
+    block: f32,
+    action: LabelAction,
+}
+
+impl LabelRule {
+    fn decision(&self, score: f32) -> Decision {
+        let reached = if score >= self.block {
+            Decision::Block
+        } else if score >= self.flag {
+            Decision::Flag
+        } else {
+            Decision::Allow
+        };
+        match self.action {
+            LabelAction::Block => reached,
+            LabelAction::Flag => reached.min(Decision::Flag),
+            LabelAction::Ignore => Decision::Allow,
+        }
+    }
+}
+
+/// One named policy, resolved against the loaded models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    /// The policy's name (a subject-safe token).
+    pub name: String,
+    /// First 12 hex digits of the SHA-256 of the resolved rules and the versions of the
+    /// models they read: changes whenever a threshold, an action or a model changes, and is
+    /// the same on every moderator with the same file and models.
+    pub version: String,
+    labels: Vec<LabelRule>,
+}
+
+impl Rules {
+    fn new(name: &str, models: &[&Manifest], labels: Vec<LabelRule>) -> Self {
+        let mut canonical = format!("policy {name}\n");
+        for model in models {
+            canonical.push_str(&format!("model {}@{}\n", model.name, model.version));
+        }
+        for label in &labels {
+            canonical.push_str(&format!(
+                "label {} {} {:e} {:e}\n",
+                label.name,
+                label.action.as_str(),
+                label.flag,
+                label.block
+            ));
+        }
+        let digest = sha2::Sha256::digest(canonical.as_bytes());
+        let version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        Self {
+            name: name.to_string(),
+            version,
+            labels,
+        }
+    }
+
+    /// The decision on `scores` (every label of every loaded model): the most severe of
+    /// this policy's labels; only its labels are kept in the result. A label without a
+    /// score (a model that produced none) decides nothing.
+    pub fn decide(&self, scores: &BTreeMap<String, f32>) -> Assessment {
+        let mut kept = BTreeMap::new();
+        let mut decision = Decision::Allow;
+        for label in &self.labels {
+            if let Some(&score) = scores.get(&label.name) {
+                decision = decision.max(label.decision(score));
+                kept.insert(label.name.clone(), score);
+            }
+        }
+        Assessment {
+            scores: kept,
+            decision,
+        }
+    }
+}
+
+/// Why a request was not judged by the policy it named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// The request named a policy this moderator's file does not define.
+    UnknownPolicy,
+}
+
+impl Fallback {
+    /// Every fallback, for metrics that exist from the start.
+    pub const ALL: [Fallback; 1] = [Fallback::UnknownPolicy];
+
+    /// Stable label for metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Fallback::UnknownPolicy => "unknown_policy",
+        }
+    }
+}
+
+/// The policy chosen for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection<'a> {
+    /// The rules that judge it.
+    pub rules: &'a Rules,
+    /// Set when the request named a policy that could not be used.
+    pub fallback: Option<Fallback>,
+}
+
+/// A tenant's choices: its policy and its rooms' policies.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct TenantRules {
+    policy: Option<String>,
+    rooms: BTreeMap<String, String>,
+}
+
+/// Every policy of a file (or the built-in one), and who uses which.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySet {
+    default: String,
+    policies: BTreeMap<String, Rules>,
+    tenants: BTreeMap<String, TenantRules>,
+    from_file: bool,
+}
+
+impl PolicySet {
+    /// The built-in policy: every label of every model at its manifest's thresholds.
+    pub fn builtin(manifests: &[Manifest]) -> Self {
+        let models: Vec<&Manifest> = manifests.iter().collect();
+        let labels = manifest_rules(&models);
+        let rules = Rules::new(BUILTIN_POLICY, &models, labels);
+        Self {
+            default: BUILTIN_POLICY.into(),
+            policies: [(BUILTIN_POLICY.to_string(), rules)].into(),
+            tenants: BTreeMap::new(),
+            from_file: false,
+        }
+    }
+
+    /// Reads and resolves the policy file at `path` against `manifests`; every problem is
+    /// reported, not only the first.
+    pub fn load(path: &Path, manifests: &[Manifest]) -> Result<Self, PolicyFileError> {
+        file::load(path, manifests)
+    }
+
+    /// Parses and resolves a policy file's text (see [`PolicySet::load`]).
+    pub fn parse(text: &str, manifests: &[Manifest]) -> Result<Self, Vec<String>> {
+        file::parse(text, manifests)
+    }
+
+    /// Whether the policies came from a file (verdicts then name their policy).
+    pub fn from_file(&self) -> bool {
+        self.from_file
+    }
+
+    /// Every policy, by name.
+    pub fn policies(&self) -> impl Iterator<Item = &Rules> {
+        self.policies.values()
+    }
+
+    /// Names of the tenants with rules of their own.
+    pub fn tenants(&self) -> impl Iterator<Item = &str> {
+        self.tenants.keys().map(String::as_str)
+    }
+
+    /// The policy for a request of `tenant` in `room` that named `requested`.
+    pub fn select(&self, tenant: &str, room: &str, requested: Option<&str>) -> Selection<'_> {
+        let named = requested.map(|name| self.policies.get(name));
+        if let Some(Some(rules)) = named {
+            return Selection {
+                rules,
+                fallback: None,
+            };
+        }
+        let configured = self.tenants.get(tenant).and_then(|t| {
+            t.rooms
+                .get(room)
+                .or(t.policy.as_ref())
+                .and_then(|name| self.policies.get(name))
+        });
+        Selection {
+            rules: configured.unwrap_or_else(|| &self.policies[&self.default]),
+            fallback: named.map(|_| Fallback::UnknownPolicy),
+        }
+    }
+}
+
+/// Every label of `models` at its manifest's thresholds, acting normally.
+fn manifest_rules(models: &[&Manifest]) -> Vec<LabelRule> {
+    models
+        .iter()
+        .flat_map(|m| &m.labels)
+        .map(|label| LabelRule {
+            name: label.name.clone(),
+            flag: label.flag,
+            block: label.block,
+            action: LabelAction::Block,
+        })
+        .collect()
+}

@@ -1,0 +1,241 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use offpath_classifier::{Decision, Manifest};
+
+use super::*;
+
+/// The checkout's two models: minilm-insult (`insult`) and profanity (`profanity`).
+fn manifests() -> Vec<Manifest> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    ["minilm-insult", "profanity"]
+        .iter()
+        .map(|m| Manifest::load(&root.join(m)).expect("manifest"))
+        .collect()
+}
+
+const FILE: &str = r#"
+default = "standard"
+
+[policies.standard]
+
+[policies.strict]
+models = ["minilm-insult"]
+labels.insult = { flag = 0.2, block = 0.5 }
+
+[policies.review]
+labels.insult = { action = "flag" }
+labels.profanity = { action = "ignore" }
+
+[tenants.acme]
+policy = "strict"
+rooms = { lobby = "review" }
+
+[tenants.globex.rooms]
+kids = "strict"
+"#;
+
+fn scores(insult: f32, profanity: f32) -> BTreeMap<String, f32> {
+    [
+        ("insult".to_string(), insult),
+        ("profanity".to_string(), profanity),
+    ]
+    .into()
+}
+
+fn set() -> PolicySet {
+    PolicySet::parse(FILE, &manifests()).expect("valid file")
+}
+
+/// Selection, most specific first: the request's field, the tenant's room, the tenant,
+/// the default; an unknown requested policy falls back to what the rest selects.
+#[test]
+fn selection_by_field_room_tenant_and_default() {
+    let set = set();
+    let cases = [
+        // tenant, room, requested, expected policy, fallback
+        ("acme", "lobby", None, "review", None),
+        ("acme", "other", None, "strict", None),
+        ("acme", "lobby", Some("standard"), "standard", None),
+        ("globex", "kids", None, "strict", None),
+        ("globex", "lobby", None, "standard", None),
+        ("initech", "kids", None, "standard", None),
+        ("initech", "x", Some("review"), "review", None),
+        (
+            "acme",
+            "lobby",
+            Some("nonexistent"),
+            "review",
+            Some(Fallback::UnknownPolicy),
+        ),
+        (
+            "initech",
+            "x",
+            Some("nonexistent"),
+            "standard",
+            Some(Fallback::UnknownPolicy),
+        ),
+    ];
+    for (tenant, room, requested, expected, fallback) in cases {
+        let selection = set.select(tenant, room, requested);
+        assert_eq!(
+            (selection.rules.name.as_str(), selection.fallback),
+            (expected, fallback),
+            "{tenant}/{room}/{requested:?}"
+        );
+    }
+}
+
+/// Thresholds and actions: a file's thresholds override the manifest's, `flag` never
+/// blocks, `ignore` never acts, and a policy keeps only its models' labels.
+#[test]
+fn thresholds_and_actions_decide() {
+    let set = set();
+    let manifests = manifests();
+    let insult = &manifests[0].labels[0];
+    let profanity = &manifests[1].labels[0];
+    let decide = |policy: &str, insult: f32, profanity: f32| {
+        set.policies[policy].decide(&scores(insult, profanity))
+    };
+    // standard = the manifests' thresholds.
+    assert_eq!(
+        decide("standard", insult.block, 0.0).decision,
+        Decision::Block
+    );
+    assert_eq!(
+        decide("standard", insult.flag, 0.0).decision,
+        Decision::Flag
+    );
+    assert_eq!(
+        decide("standard", 0.0, profanity.block).decision,
+        Decision::Block
+    );
+    // strict: insult only, lower thresholds; profanity is not its label.
+    let strict = decide("strict", 0.5, 1.0);
+    assert_eq!(strict.decision, Decision::Block);
+    assert_eq!(strict.scores.keys().collect::<Vec<_>>(), ["insult"]);
+    assert_eq!(decide("strict", 0.2, 1.0).decision, Decision::Flag);
+    assert_eq!(decide("strict", 0.19, 1.0).decision, Decision::Allow);
+    // review: an insult above block only flags; profanity is reported, never acted on.
+    let review = decide("review", 1.0, 1.0);
+    assert_eq!(review.decision, Decision::Flag);
+    assert_eq!(review.scores.len(), 2);
+    assert_eq!(decide("review", 0.0, 1.0).decision, Decision::Allow);
+}
+
+/// Versions are the same for the same rules and models, and differ when a threshold
+/// changes; the built-in policy applies the manifests' thresholds to every label.
+#[test]
+fn versions_follow_the_rules() {
+    let a = set();
+    let b = set();
+    assert_eq!(a.policies["strict"].version, b.policies["strict"].version);
+    assert_eq!(a.policies["strict"].version.len(), 12);
+    let changed =
+        PolicySet::parse(&FILE.replace("block = 0.5", "block = 0.6"), &manifests()).expect("valid");
+    assert_ne!(
+        a.policies["strict"].version,
+        changed.policies["strict"].version
+    );
+    assert_eq!(
+        a.policies["review"].version,
+        changed.policies["review"].version
+    );
+
+    let builtin = PolicySet::builtin(&manifests());
+    assert!(!builtin.from_file());
+    let selection = builtin.select("any", "room", Some("strict"));
+    assert_eq!(selection.rules.name, BUILTIN_POLICY);
+    assert_eq!(selection.fallback, Some(Fallback::UnknownPolicy));
+    assert_eq!(
+        selection.rules.decide(&scores(0.0, 1.0)).decision,
+        Decision::Block
+    );
+    assert_eq!(
+        a.policies["standard"].labels,
+        builtin.policies[BUILTIN_POLICY].labels
+    );
+}
+
+/// Every problem of a bad file is named with where it is, all of them at once.
+#[test]
+fn bad_files_name_every_problem() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            r#"
+default = "missing"
+[policies.a]
+models = ["minilm-insult", "gpt-9"]
+labels.insult = { flag = 0.9, block = 0.5 }
+labels.spam = { flag = 0.1 }
+[policies.b]
+labels.profanity = { block = 1.5 }
+labels.insult = { flag = nan }
+[policies."bad name"]
+[tenants.acme]
+policy = "nope"
+rooms = { lobby = "gone", "a.b" = "a" }
+"#,
+            &[
+                "default: no policy named \"missing\"",
+                "policies.a.models: unknown model \"gpt-9\" (loaded: minilm-insult, profanity)",
+                "policies.a.labels.insult: flag 0.9 is above block 0.5",
+                "policies.a.labels.spam: unknown label (this policy's models score: insult)",
+                "policies.b.labels.profanity.block: 1.5 is outside 0..=1",
+                "policies.b.labels.insult.flag: NaN is outside 0..=1",
+                "policies.bad name: a policy name must be",
+                "tenants.acme.policy: no policy named \"nope\"",
+                "tenants.acme.rooms.lobby: no policy named \"gone\"",
+                "tenants.acme.rooms.a.b: a room must be",
+            ],
+        ),
+        ("default = \"a\"\n", &["no [policies.<name>] defined"]),
+        (
+            "default = \"a\"\n[policies.a]\nthreshold = 3\n",
+            &["unknown field `threshold`"],
+        ),
+        (
+            "default = \"a\"\n[policies.a]\nlabels.insult = { action = \"delete\" }\n",
+            &["unknown variant `delete`"],
+        ),
+        ("default = [", &["TOML parse error"]),
+        (
+            "default = \"a\"\n[policies.a]\nmodels = []\n",
+            &["policies.a.models: empty"],
+        ),
+    ];
+    for (text, expected) in cases {
+        let problems = PolicySet::parse(text, &manifests())
+            .expect_err("invalid")
+            .join("\n");
+        for line in *expected {
+            assert!(problems.contains(line), "{line:?} not in:\n{problems}");
+        }
+        assert_eq!(
+            problems.lines().count(),
+            problems.split('\n').count(),
+            "one line each"
+        );
+    }
+}
+
+/// A missing, oversized or invalid file is a typed error naming the file.
+#[test]
+fn load_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.toml");
+    let err = PolicySet::load(&missing, &manifests()).expect_err("missing");
+    assert!(matches!(err, PolicyFileError::Unreadable { .. }), "{err}");
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "#".repeat(2 * 1024 * 1024)).expect("write");
+    let err = PolicySet::load(&big, &manifests()).expect_err("oversized");
+    assert!(err.to_string().contains("more than"), "{err}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "default = \"x\"\n[policies.y]\n").expect("write");
+    let err = PolicySet::load(&bad, &manifests()).expect_err("invalid");
+    assert!(
+        err.to_string()
+            .contains("bad.toml: default: no policy named \"x\""),
+        "{err}"
+    );
+}
