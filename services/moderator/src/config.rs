@@ -260,15 +260,6 @@ impl Config {
         }
     }
 
-    /// The policies to apply: the `--policies` file resolved against the models' manifests,
-    /// or the built-in policy without one.
-    pub fn policy_set(&self) -> Result<crate::PolicySet, crate::ModeratorError> {
-        match &self.policies {
-            Some(path) => Ok(self.load_policies(path)?),
-            None => Ok(crate::PolicySet::builtin(&self.manifests()?)),
-        }
-    }
-
     fn load_policies(
         &self,
         path: &std::path::Path,
@@ -276,7 +267,9 @@ impl Config {
         Ok(crate::PolicySet::load(path, &self.manifests()?)?)
     }
 
-    fn manifests(&self) -> Result<Vec<offpath_classifier::Manifest>, crate::ModeratorError> {
+    pub(crate) fn manifests(
+        &self,
+    ) -> Result<Vec<offpath_classifier::Manifest>, crate::ModeratorError> {
         self.models
             .iter()
             .map(|dir| Ok(offpath_classifier::Manifest::load(dir)?))

@@ -115,6 +115,9 @@ pub(crate) const POLICY_VERDICTS: &str = "offpath_moderator_policy_verdicts_tota
 pub(crate) const POLICY_FALLBACKS: &str = "offpath_moderator_policy_fallbacks_total";
 /// 1, labelled with each policy's `policy` name and `version`.
 pub(crate) const POLICY_INFO: &str = "offpath_moderator_policy_info";
+/// Policy reloads, by `source` ([`crate::policies::Source`]) and `outcome` (`applied`,
+/// `refused`: the policies in force were kept).
+pub(crate) const POLICY_RELOADS: &str = "offpath_moderator_policy_reloads_total";
 /// Every verdict `action` a policy produces (`unmoderated` verdicts are decided by no policy).
 pub(crate) const POLICY_ACTIONS: &[&str] = &["allow", "flag", "block"];
 
@@ -226,22 +229,37 @@ pub(crate) fn register() {
 }
 
 /// Puts the series of every policy of `set` on `/metrics` ([`POLICY_VERDICTS`] at 0 for
-/// each action, [`POLICY_INFO`] at 1) and [`POLICY_FALLBACKS`] at 0 for each reason.
-pub(crate) fn policies(set: &crate::policies::PolicySet) {
-    for rules in set.policies() {
-        for action in POLICY_ACTIONS {
-            metrics::counter!(POLICY_VERDICTS, "policy" => rules.name.clone(), "action" => *action)
-                .increment(0);
-        }
+/// each action, [`POLICY_INFO`] at 1), [`POLICY_FALLBACKS`] and [`POLICY_RELOADS`] at 0 for
+/// each label value; the [`POLICY_INFO`] of `replaced` (the set before a reload) goes to 0.
+pub(crate) fn policies(
+    set: &crate::policies::PolicySet,
+    replaced: Option<&crate::policies::PolicySet>,
+) {
+    let info = |rules: &crate::policies::Rules| {
         metrics::gauge!(
             POLICY_INFO,
             "policy" => rules.name.clone(),
             "version" => rules.version.clone(),
         )
-        .set(1.0);
+    };
+    for rules in replaced.into_iter().flat_map(|old| old.policies()) {
+        info(rules).set(0.0);
+    }
+    for rules in set.policies() {
+        for action in POLICY_ACTIONS {
+            metrics::counter!(POLICY_VERDICTS, "policy" => rules.name.clone(), "action" => *action)
+                .increment(0);
+        }
+        info(rules).set(1.0);
     }
     for fallback in crate::policies::Fallback::ALL {
         metrics::counter!(POLICY_FALLBACKS, "reason" => fallback.reason()).increment(0);
+    }
+    for source in crate::policies::Source::ALL {
+        for outcome in ["applied", "refused"] {
+            metrics::counter!(POLICY_RELOADS, "source" => source.as_str(), "outcome" => outcome)
+                .increment(0);
+        }
     }
 }
 

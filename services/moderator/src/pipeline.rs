@@ -50,8 +50,8 @@ pub(crate) struct Shared {
     pub(crate) consumer: crate::consumer::Settings,
     pub(crate) nak_delay: Duration,
     pub(crate) cache: crate::cache::VerdictCache,
-    /// Which policy judges which request.
-    pub(crate) policies: crate::policies::PolicySet,
+    /// Which policy judges which request (replaced whole on a reload).
+    pub(crate) policies: Arc<crate::policies::LivePolicies>,
 }
 
 /// Handles one pulled message: a request that cannot be decoded becomes a dead letter, an
@@ -124,9 +124,8 @@ impl Shared {
         let (name, version) = self.pool.model();
         // The models scored every label; the request's policy decides on them (the cache
         // holds scores, so a cached assessment serves every policy).
-        let selection =
-            self.policies
-                .select(&request.tenant, &request.room, request.policy.as_deref());
+        let policies = self.policies.current();
+        let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
         if let Some(fallback) = selection.fallback {
             metrics::counter!(m::POLICY_FALLBACKS, "reason" => fallback.reason()).increment(1);
             debug!(id = %request.id, requested = ?request.policy, applied = %selection.rules.name,
@@ -144,7 +143,7 @@ impl Shared {
                 "action" => action.as_str())
             .increment(1);
         }
-        let policy = self.policies.from_file().then(|| PolicyRef {
+        let policy = policies.from_file().then(|| PolicyRef {
             name: selection.rules.name.clone(),
             version: selection.rules.version.clone(),
         });

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{info, warn};
 
 use crate::pipeline::{self, Pending, Shared};
+use crate::policies::{self, LivePolicies};
 use crate::readiness::Health;
 use crate::{Config, ModeratorError, cache, consumer, metrics, pool, service};
 
@@ -70,10 +71,8 @@ impl Moderator {
     /// Loads the models on their inference threads and builds what every stage shares.
     async fn load(&self) -> Result<Arc<Shared>, ModeratorError> {
         let config = &self.config;
-        let policies = config.policy_set()?;
-        metrics::policies(&policies);
         let shared = Arc::new(Shared {
-            policies,
+            policies: Arc::new(LivePolicies::new(config)?),
             js: jetstream::new(self.client.clone()),
             pool: start_pool(config).await?,
             health: self.health(),
@@ -92,6 +91,7 @@ impl Moderator {
         let threads = config.inference_threads;
         let names: Vec<String> = shared
             .policies
+            .current()
             .policies()
             .map(|p| format!("{}@{}", p.name, p.version))
             .collect();
@@ -119,6 +119,7 @@ impl Moderator {
         let (stop_tx, stop_rx) = watch::channel(false);
         let batcher = self.batcher(&shared, batch_rx);
         let micro = self.micro_service(shared.limits, batch_tx.clone(), stop_rx.clone());
+        let reloads = policies::reload_on_sighup(Arc::clone(&shared.policies), stop_rx.clone());
         let backlog = consumer::report_backlog(shared.js.clone(), stop_rx);
         let intake = self.intake(shared, batch_tx);
         let intake = async {
@@ -126,7 +127,7 @@ impl Moderator {
             let _ = stop_tx.send(true);
             result
         };
-        let (result, (), (), ()) = tokio::join!(intake, batcher, micro, backlog);
+        let (result, (), (), (), ()) = tokio::join!(intake, batcher, micro, backlog, reloads);
         result
     }
 

@@ -14,8 +14,11 @@
 //! policy the file does not define is judged by the policy selection would give without
 //! the field, and counted (`offpath_moderator_policy_fallbacks_total{reason="unknown_policy"}`):
 //! a moderator with an older file than its transports still moderates everything.
+//!
+//! [`LivePolicies`] holds the set in force; SIGHUP reads the file again ([`live`]).
 
 mod file;
+mod live;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +29,7 @@ use offpath_classifier::{Assessment, Decision, Manifest};
 use sha2::Digest;
 
 pub use file::PolicyFileError;
+pub(crate) use live::{LivePolicies, Source, reload_on_sighup};
 
 /// Name of the policy a moderator without a policy file applies.
 pub const BUILTIN_POLICY: &str = "default";
