@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                 Command::Topology(args) => services::topology(args).await,
                 Command::Doctor(args) => tools::doctor(&args),
                 Command::NatsAuth(args) => nats_auth::print(&args),
-                Command::Policy(args) => policy::run(&args),
+                Command::Policy(args) => policy::run(&args).await,
                 // Replaces this process; returns only when that fails.
                 Command::Bench(args) => Err(bench::exec(&args.args, &log)),
             }

@@ -33,6 +33,7 @@ pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {
     info!(
         streams = "MODERATION, VERDICTS, MODERATION_DLQ",
         consumer = "MODERATION/moderator",
+        bucket = offpath_protocol::subject::POLICY_BUCKET,
         "JetStream topology applied"
     );
     client

@@ -125,6 +125,15 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
             offpath_harness::cluster::wait_for_meta_leader(&client).await?;
         }
         services::ensure_topology(&client, &topology).await?;
+        // The fleet's policy bucket (`offpath policy push`): only the topology user may
+        // create it, which the launcher logs in as here.
+        // Not fatal: the pipeline runs without it (policies then come from files only).
+        let js = async_nats::jetstream::new(client.clone());
+        if let Err(err) = offpath_protocol::topology::ensure_policy_bucket(&js, &topology).await {
+            tracing::warn!(
+                "the policy bucket is not in place, `offpath policy push` cannot work: {err}"
+            );
+        }
         client.flush().await.context("flushing the NATS connection")
     });
     let Some(ensured) = ensured.await else {

@@ -137,7 +137,16 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     let js = jetstream::new(client);
     let mut names: Vec<String> = js.stream_names().map(|n| n.expect("name")).collect().await;
     names.sort();
-    assert_eq!(names, ["MODERATION", "MODERATION_DLQ", "VERDICTS"]);
+    // The three streams, and the policy bucket's (`offpath policy push`).
+    assert_eq!(
+        names,
+        [
+            "KV_offpath-policies",
+            "MODERATION",
+            "MODERATION_DLQ",
+            "VERDICTS"
+        ]
+    );
 
     let websocket = up["websocket"].as_str().expect("websocket address");
     let addr = websocket

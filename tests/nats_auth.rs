@@ -295,3 +295,53 @@ async fn shared_tenant_user_is_confined_to_its_tenant() {
     // The refused consumer create was reported first.
     while !violation(&mut errors).await.contains("offpath.req.acme") {}
 }
+
+/// The policy bucket: the topology user writes it (`offpath policy push`), a moderator
+/// watches it and gets the value, and cannot write it; a transport cannot read it.
+#[tokio::test]
+async fn moderators_watch_the_policy_bucket_only_topology_writes_it() {
+    use futures::StreamExt;
+    use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
+    let nats = secured().await;
+    let (admin, _) = connect_as(&nats, &Role::Topology).await;
+    jetstream::new(admin)
+        .get_key_value(POLICY_BUCKET)
+        .await
+        .expect("offpath topology made the bucket")
+        .put(POLICY_KEY, "default = \"a\"".into())
+        .await
+        .expect("the topology user writes policies");
+
+    let (moderator, mut errors) = connect_as(&nats, &Role::Moderator).await;
+    let store = js_short(&moderator)
+        .get_key_value(POLICY_BUCKET)
+        .await
+        .expect("a moderator opens the bucket");
+    let mut watch = store
+        .watch_with_history(POLICY_KEY)
+        .await
+        .expect("a moderator watches it");
+    let entry = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("the current value arrives")
+        .expect("watch open")
+        .expect("entry");
+    assert_eq!(&entry.value[..], b"default = \"a\"");
+    assert!(
+        store
+            .put(POLICY_KEY, "default = \"b\"".into())
+            .await
+            .is_err(),
+        "a moderator wrote the policies"
+    );
+    while !violation(&mut errors).await.contains(POLICY_BUCKET) {}
+
+    let (transport, _) = connect_as(&nats, &acme()).await;
+    assert!(
+        js_short(&transport)
+            .get_key_value(POLICY_BUCKET)
+            .await
+            .is_err(),
+        "a transport read the policies"
+    );
+}

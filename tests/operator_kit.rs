@@ -51,7 +51,11 @@ fn every_alert_is_tested() {
         .lines()
         .filter_map(|line| line.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 7, "the seven alerts of the operator kit");
+    assert_eq!(
+        alerts.len(),
+        8,
+        "the seven alerts of the operator kit and a refused policy change"
+    );
     for alert in alerts {
         assert!(
             tests.contains(&format!("alertname: {alert}")),

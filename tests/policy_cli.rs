@@ -60,3 +60,47 @@ fn a_bad_policy_file_exits_64_listing_every_problem() {
     assert!(stderr.contains("3 problems"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `offpath policy push` checks the file, creates the policy bucket when missing and puts
+/// the file in it; a bad file is refused before anything is written.
+#[tokio::test]
+async fn push_puts_a_checked_file_in_the_bucket() {
+    use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
+    let server = offpath_harness::testing::nats();
+    let push = |file: &str| {
+        Command::new(BIN)
+            .args(["policy", "push", file, "--nats-url", &server.url()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run offpath")
+    };
+    let bad = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(bad.path(), "default = \"x\"\n").expect("write");
+    let out = push(&bad.path().display().to_string());
+    assert_eq!(out.status.code(), Some(64));
+    let js = async_nats::jetstream::new(offpath_harness::testing::connect(&server).await);
+    assert!(
+        js.get_key_value(POLICY_BUCKET).await.is_err(),
+        "nothing was written for a bad file"
+    );
+
+    let out = push("deploy/policies/policies.toml");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = js
+        .get_key_value(POLICY_BUCKET)
+        .await
+        .expect("the bucket was created")
+        .get(POLICY_KEY)
+        .await
+        .expect("get")
+        .expect("a value");
+    let file = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policies/policies.toml"),
+    )
+    .expect("read");
+    assert_eq!(&stored[..], &file[..]);
+}

@@ -120,6 +120,11 @@ impl Moderator {
         let batcher = self.batcher(&shared, batch_rx);
         let micro = self.micro_service(shared.limits, batch_tx.clone(), stop_rx.clone());
         let reloads = policies::reload_on_sighup(Arc::clone(&shared.policies), stop_rx.clone());
+        let bucket = policies::watch_bucket(
+            shared.js.clone(),
+            Arc::clone(&shared.policies),
+            stop_rx.clone(),
+        );
         let backlog = consumer::report_backlog(shared.js.clone(), stop_rx);
         let intake = self.intake(shared, batch_tx);
         let intake = async {
@@ -127,7 +132,8 @@ impl Moderator {
             let _ = stop_tx.send(true);
             result
         };
-        let (result, (), (), (), ()) = tokio::join!(intake, batcher, micro, backlog, reloads);
+        let (result, (), (), (), (), ()) =
+            tokio::join!(intake, batcher, micro, backlog, reloads, bucket);
         result
     }
 

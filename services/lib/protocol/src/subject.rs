@@ -22,6 +22,12 @@ pub const DLQ_PREFIX: &str = "offpath.dlq";
 /// Subject of the moderators' synchronous endpoint (NATS request/reply, `ModerationRequest`
 /// in, `Verdict` out).
 pub const CLASSIFY_SUBJECT: &str = "offpath.classify";
+/// JetStream key-value bucket holding the fleet's policy file (`offpath policy push`);
+/// every moderator watches it. Its stream is `KV_offpath-policies`.
+pub const POLICY_BUCKET: &str = "offpath-policies";
+/// The key of the policy file in [`POLICY_BUCKET`].
+pub const POLICY_KEY: &str = "policies";
+
 /// Tenant token used for a dead letter whose subject gave no usable tenant.
 pub const UNKNOWN_TENANT: &str = "_unknown";
 

@@ -1,6 +1,8 @@
 //! The policies in force, replaced whole while the moderator runs: on SIGHUP the
-//! `--policies` file is read again. A file that does not resolve is refused and the
-//! policies in force are kept; either way a counter moves and a log line says why.
+//! `--policies` file is read again, and whenever the fleet's policy bucket changes
+//! (`offpath policy push`; [`super::bucket`]) its value is put in force; the latest change
+//! wins. A text that does not resolve is refused and the policies in force are kept;
+//! either way a counter moves and a log line says why.
 //! A verdict is decided with the set in force when it is made, so a reload drops or
 //! repeats no request: those decided before it keep the old policy, the rest get the new.
 
@@ -19,15 +21,18 @@ use crate::metrics as m;
 pub(crate) enum Source {
     /// The `--policies` file, read again on SIGHUP.
     File,
+    /// The fleet's policy bucket.
+    Bucket,
 }
 
 impl Source {
     /// Every source, for metrics that exist from the start.
-    pub(crate) const ALL: [Source; 1] = [Source::File];
+    pub(crate) const ALL: [Source; 2] = [Source::File, Source::Bucket];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Source::File => "file",
+            Source::Bucket => "bucket",
         }
     }
 }
@@ -72,6 +77,30 @@ impl LivePolicies {
                 Ok(())
             }
             Err(err) => self.refused(Source::File, err.to_string()),
+        }
+    }
+
+    /// Puts a policy file's text from the bucket in force (refused when it is not UTF-8
+    /// or does not resolve against this moderator's models); `None` (the value was deleted)
+    /// goes back to the `--policies` file, or the built-in policy without one.
+    pub(crate) fn apply_bucket_value(&self, value: Option<&[u8]>) -> Result<(), String> {
+        let set = match value {
+            None => match &self.file {
+                Some(path) => PolicySet::load(path, &self.manifests).map_err(|e| e.to_string()),
+                None => Ok(PolicySet::builtin(&self.manifests)),
+            },
+            Some(bytes) => std::str::from_utf8(bytes)
+                .map_err(|e| format!("the value is not UTF-8: {e}"))
+                .and_then(|text| {
+                    PolicySet::parse(text, &self.manifests).map_err(|problems| problems.join("; "))
+                }),
+        };
+        match set {
+            Ok(set) => {
+                self.apply(set, Source::Bucket);
+                Ok(())
+            }
+            Err(why) => self.refused(Source::Bucket, why),
         }
     }
 

@@ -15,8 +15,10 @@
 //! the field, and counted (`offpath_moderator_policy_fallbacks_total{reason="unknown_policy"}`):
 //! a moderator with an older file than its transports still moderates everything.
 //!
-//! [`LivePolicies`] holds the set in force; SIGHUP reads the file again ([`live`]).
+//! [`LivePolicies`] holds the set in force; SIGHUP reads the file again ([`live`]), and the
+//! fleet's policy bucket is watched ([`bucket`]).
 
+mod bucket;
 mod file;
 mod live;
 #[cfg(test)]
@@ -28,6 +30,7 @@ use std::path::Path;
 use offpath_classifier::{Assessment, Decision, Manifest};
 use sha2::Digest;
 
+pub(crate) use bucket::watch_bucket;
 pub use file::PolicyFileError;
 pub(crate) use live::{LivePolicies, Source, reload_on_sighup};
 

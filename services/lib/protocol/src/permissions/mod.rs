@@ -24,7 +24,7 @@
 use std::fmt::Write as _;
 
 use crate::subject::{
-    CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER,
+    CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET,
     REQUEST_PREFIX, VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
 };
 
@@ -143,6 +143,7 @@ impl Role {
                     format!("{API}.CONSUMER.MSG.NEXT.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"),
                     format!("$JS.ACK.{MODERATION_STREAM}.{MODERATOR_CONSUMER}.>"),
                 ]);
+                publish.extend(policy_watch());
                 Permissions {
                     publish,
                     subscribe: vec![inbox, CLASSIFY_SUBJECT.into(), "$SRV.>".into()],
@@ -150,7 +151,8 @@ impl Role {
                 }
             }
             Role::Topology => Permissions {
-                publish: vec![format!("{API}.>")],
+                // The JetStream API, and writing the policy bucket (`offpath policy push`).
+                publish: vec![format!("{API}.>"), format!("$KV.{POLICY_BUCKET}.>")],
                 subscribe: vec![inbox],
                 allow_responses: false,
             },
@@ -183,6 +185,20 @@ fn topology_lookups() -> Vec<String> {
         "{API}.CONSUMER.INFO.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"
     ));
     subjects
+}
+
+/// What watching the policy bucket takes (a moderator reads it, never writes it): its
+/// stream's info, an ordered push consumer on it (async-nats creates it unnamed, on
+/// `CONSUMER.CREATE.<stream>`) delivering to the role's inbox, and replies to that
+/// consumer's flow-control messages.
+fn policy_watch() -> Vec<String> {
+    let stream = format!("KV_{POLICY_BUCKET}");
+    vec![
+        format!("{API}.STREAM.INFO.{stream}"),
+        format!("{API}.CONSUMER.CREATE.{stream}"),
+        format!("{API}.CONSUMER.CREATE.{stream}.>"),
+        format!("$JS.FC.{stream}.>"),
+    ]
 }
 
 /// A transport's publish permissions: its tenant's requests, the topology look-ups, and its verdict consumer (any name, or exactly its own when pinned),

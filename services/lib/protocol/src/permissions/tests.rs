@@ -62,8 +62,18 @@ fn only_topology_manages_streams() {
     }
     assert_eq!(
         Role::Topology.permissions().publish,
-        vec!["$JS.API.>".to_string()]
+        ["$JS.API.>", "$KV.offpath-policies.>"]
     );
+    // Moderators watch the policy bucket; nobody but the topology user writes it.
+    for role in [Role::Moderator, transport("acme", None)] {
+        assert!(
+            !role
+                .permissions()
+                .publish
+                .iter()
+                .any(|s| s.starts_with("$KV."))
+        );
+    }
 }
 
 /// The block names every user, quotes subjects, reads passwords from variables, and has

@@ -27,6 +27,11 @@
 //!   `max_deliver` 5 bounds a poison message's attempts, after which the worker dead-letters
 //!   it. `max_ack_pending` 1024 bounds what all moderators together hold un-acked; each
 //!   process's local in-flight bound must not exceed it.
+//! * Key-value bucket `offpath-policies` (stream `KV_offpath-policies`): the fleet's policy
+//!   file under key `policies`, written by `offpath policy push` and watched by every
+//!   moderator; 5 revisions kept for a look back, values up to 1 MiB (a policy file's bound).
+//!   Only `offpath topology` (and `offpath up`, as the topology user) creates it: no service
+//!   may.
 
 use std::time::Duration;
 
@@ -37,8 +42,8 @@ use async_nats::jetstream::{
 };
 
 use crate::subject::{
-    DLQ_PREFIX, DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, REQUEST_PREFIX, VERDICT_PREFIX,
-    VERDICTS_STREAM,
+    DLQ_PREFIX, DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, REQUEST_PREFIX,
+    VERDICT_PREFIX, VERDICTS_STREAM,
 };
 
 mod drift;
@@ -103,6 +108,27 @@ impl Default for TopologyConfig {
 }
 
 impl TopologyConfig {
+    /// The policy bucket's stream, as async-nats's `create_key_value` would make it (a
+    /// bucket is a stream with these settings); made directly because that call first asks
+    /// for the account's info in a form nats-server 2.9 does not answer.
+    pub fn policy_stream(&self) -> stream::Config {
+        stream::Config {
+            name: format!("KV_{POLICY_BUCKET}"),
+            description: Some("offpath moderation policies (offpath policy push)".into()),
+            subjects: vec![format!("$KV.{POLICY_BUCKET}.>")],
+            max_messages_per_subject: 5,
+            max_bytes: 8 * 1024 * 1024,
+            max_message_size: 1024 * 1024,
+            storage: StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: self.replicas,
+            discard: DiscardPolicy::New,
+            ..Default::default()
+        }
+    }
+
     /// The `MODERATION` stream.
     pub fn moderation_stream(&self) -> stream::Config {
         stream::Config {
@@ -234,7 +260,18 @@ pub async fn apply(js: &jetstream::Context, config: &TopologyConfig) -> Result<(
             what: what(),
             source: err.into(),
         })?;
-    Ok(())
+    apply_stream(js, config.policy_stream()).await
+}
+
+/// Creates the policy bucket when it is missing; never changes one that exists. Needs the
+/// topology user's rights (`offpath up` runs it so; services never do).
+pub async fn ensure_policy_bucket(
+    js: &jetstream::Context,
+    config: &TopologyConfig,
+) -> Result<(), TopologyError> {
+    create_stream_if_missing(js, &config.policy_stream())
+        .await
+        .map(|_| ())
 }
 
 /// `None` when the stream was created now, else the existing stream's settings.

@@ -1,0 +1,128 @@
+//! The fleet's policy bucket: every moderator watches it, so one push changes them all;
+//! a moderator started later takes the bucket's value; a bad value is refused by each
+//! (counted) with its policies kept; deleting the value sends them back to their file.
+
+mod common;
+
+use std::time::Duration;
+
+use offpath_harness::{scrape, verdicts};
+use offpath_moderator::{Config, Faults};
+use offpath_protocol::Action;
+use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
+
+/// Insults are blocked (every moderator's `--policies` file).
+const BLOCKING: &str = "default = \"chat\"\n[policies.chat]\n";
+/// Pushed to the bucket: insults only flagged.
+const FLAGGING: &str =
+    "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n";
+
+/// Waits until `moderator`'s bucket reload counter `outcome` reaches `count`.
+async fn reloaded(moderator: &common::Moderator, outcome: &str, count: f64) {
+    let series = format!(
+        "offpath_moderator_policy_reloads_total{{source=\"bucket\",outcome=\"{outcome}\"}}"
+    );
+    for _ in 0..200 {
+        let (_, metrics) = moderator.get("/metrics").await;
+        if scrape::value(&metrics, &series) >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series} never reached {count}");
+}
+
+/// Publishes `n` distinct insults `<prefix>-<i>` and returns each verdict's action.
+async fn judge(
+    env: &common::Env,
+    sub: &mut async_nats::Subscriber,
+    prefix: &str,
+    n: usize,
+) -> Vec<Action> {
+    for i in 0..n {
+        let text = format!("you are a pathetic idiot #{prefix}{i}");
+        common::publish(&env.js, &common::request(&format!("{prefix}-{i}"), &text)).await;
+    }
+    let seen = verdicts::collect(sub, n, Duration::from_secs(60)).await;
+    assert_eq!(seen.len(), n, "{prefix}: a verdict for every request");
+    seen.values().map(|v| v.action).collect()
+}
+
+/// One push changes two running moderators and a third started later; a bad push is
+/// refused by each, a delete returns them to their files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_changes_the_whole_fleet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policies.toml");
+    std::fs::write(&file, BLOCKING).expect("write policy file");
+    let config = || Config {
+        policies: Some(file.clone()),
+        inference_threads: 1,
+        ..common::config(Faults::default())
+    };
+    let env = common::env().await;
+    offpath_protocol::topology::ensure_policy_bucket(&env.js, &common::topology())
+        .await
+        .expect("policy bucket");
+    let store = env.js.get_key_value(POLICY_BUCKET).await.expect("bucket");
+    let mut sub = verdicts::subscribe(&env.client, "acme").await;
+    let fleet = [
+        common::Moderator::start(&env.server, config()).await,
+        common::Moderator::start(&env.server, config()).await,
+    ];
+    for moderator in &fleet {
+        moderator.assert_ready(60, "after start").await;
+    }
+    assert!(
+        judge(&env, &mut sub, "file", 20)
+            .await
+            .iter()
+            .all(|a| *a == Action::Block)
+    );
+
+    store.put(POLICY_KEY, FLAGGING.into()).await.expect("push");
+    for moderator in &fleet {
+        reloaded(moderator, "applied", 1.0).await;
+    }
+    assert!(
+        judge(&env, &mut sub, "pushed", 40)
+            .await
+            .iter()
+            .all(|a| *a == Action::Flag)
+    );
+
+    let late = common::Moderator::start(&env.server, config()).await;
+    late.assert_ready(60, "after start").await;
+    reloaded(&late, "applied", 1.0).await;
+
+    store
+        .put(POLICY_KEY, "default = [".into())
+        .await
+        .expect("bad push");
+    for moderator in fleet.iter().chain([&late]) {
+        reloaded(moderator, "refused", 1.0).await;
+    }
+    assert!(
+        judge(&env, &mut sub, "kept", 20)
+            .await
+            .iter()
+            .all(|a| *a == Action::Flag),
+        "a refused push keeps the policies in force"
+    );
+
+    store.delete(POLICY_KEY).await.expect("delete");
+    for moderator in fleet.iter().chain([&late]) {
+        reloaded(moderator, "applied", 2.0).await;
+    }
+    assert!(
+        judge(&env, &mut sub, "back", 20)
+            .await
+            .iter()
+            .all(|a| *a == Action::Block),
+        "deleting the value goes back to the file"
+    );
+    late.stop().await;
+    let [a, b] = fleet;
+    a.stop().await;
+    b.stop_drained(&env.js).await;
+}
