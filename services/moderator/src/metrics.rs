@@ -193,6 +193,10 @@ pub(crate) fn describe() {
         POLICY_INFO,
         "1, labelled with each policy's name and version"
     );
+    describe_counter!(
+        POLICY_RELOADS,
+        "Policy reloads, by source and outcome (refused: the policies in force were kept)"
+    );
 }
 
 /// Puts every series on `/metrics` now, at 0 (counters with each label value the code can

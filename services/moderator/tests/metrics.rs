@@ -93,6 +93,20 @@ fn expected() -> Vec<String> {
             .iter()
             .map(|r| format!("offpath_moderator_dead_letters_total{{reason=\"{r}\"}}")),
     );
+    // The built-in policy (no --policies file), its fallbacks and reloads.
+    for action in ["allow", "flag", "block"] {
+        series.push(format!(
+            "offpath_moderator_policy_verdicts_total{{policy=\"default\",action=\"{action}\"}}"
+        ));
+    }
+    series.push("offpath_moderator_policy_fallbacks_total{reason=\"unknown_policy\"}".into());
+    for source in ["file", "bucket"] {
+        for outcome in ["applied", "refused"] {
+            series.push(format!(
+                "offpath_moderator_policy_reloads_total{{source=\"{source}\",outcome=\"{outcome}\"}}"
+            ));
+        }
+    }
     series
 }
 
