@@ -115,6 +115,9 @@ pub(crate) const POLICY_VERDICTS: &str = "offpath_moderator_policy_verdicts_tota
 pub(crate) const POLICY_FALLBACKS: &str = "offpath_moderator_policy_fallbacks_total";
 /// 1, labelled with each policy's `policy` name and `version`.
 pub(crate) const POLICY_INFO: &str = "offpath_moderator_policy_info";
+/// From a request's `sent_at_ms` (the transport's clock) to its verdict, by the `policy`
+/// that decided it: what a waiting user sees of moderation, per policy.
+pub(crate) const POLICY_VERDICT_SECONDS: &str = "offpath_moderator_policy_verdict_seconds";
 /// Policy reloads, by `source` ([`crate::policies::Source`]) and `outcome` (`applied`,
 /// `refused`: the policies in force were kept).
 pub(crate) const POLICY_RELOADS: &str = "offpath_moderator_policy_reloads_total";
@@ -193,6 +196,11 @@ pub(crate) fn describe() {
         POLICY_INFO,
         "1, labelled with each policy's name and version"
     );
+    describe_histogram!(
+        POLICY_VERDICT_SECONDS,
+        Unit::Seconds,
+        "From a request's sent_at_ms (the transport's clock) to its verdict, by policy"
+    );
     describe_counter!(
         POLICY_RELOADS,
         "Policy reloads, by source and outcome (refused: the policies in force were kept)"
@@ -254,6 +262,7 @@ pub(crate) fn policies(
             metrics::counter!(POLICY_VERDICTS, "policy" => rules.name.clone(), "action" => *action)
                 .increment(0);
         }
+        let _ = metrics::histogram!(POLICY_VERDICT_SECONDS, "policy" => rules.name.clone());
         info(rules).set(1.0);
     }
     for fallback in crate::policies::Fallback::ALL {

@@ -139,9 +139,11 @@ impl Shared {
             Some(Decision::Block) => Action::Block,
         };
         if decided.is_some() {
-            metrics::counter!(m::POLICY_VERDICTS, "policy" => selection.rules.name.clone(),
-                "action" => action.as_str())
-            .increment(1);
+            let policy = selection.rules.name.clone();
+            metrics::counter!(m::POLICY_VERDICTS, "policy" => policy.clone(), "action" => action.as_str())
+                .increment(1);
+            let waited = now_ms().saturating_sub(request.sent_at_ms) as f64 / 1000.0;
+            metrics::histogram!(m::POLICY_VERDICT_SECONDS, "policy" => policy).record(waited);
         }
         let policy = policies.from_file().then(|| PolicyRef {
             name: selection.rules.name.clone(),

@@ -150,6 +150,7 @@ async fn verdicts_follow_the_selected_policy() {
     assert!(
         value("offpath_moderator_policy_verdicts_total{policy=\"strict\",action=\"block\"}") >= 2.0
     );
+    assert!(value("offpath_moderator_policy_verdict_seconds_count{policy=\"strict\"}") >= 2.0);
     assert_eq!(
         value("offpath_moderator_policy_verdicts_total{policy=\"lenient\",action=\"block\"}"),
         0.0,
