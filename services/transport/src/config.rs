@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 pub(crate) use room_policy::PolicyCache;
-pub use room_policy::{Failure, RoomPolicy, RoomRule};
+pub use room_policy::{Failure, ModerationRule, RoomPolicy, RoomRule};
 
 /// The transport's settings.
 #[derive(Debug, Clone, Args)]
@@ -194,6 +194,12 @@ pub struct Config {
     /// `kids=hold:fail_closed,lobby=post:fail_open`. A name ending in `*` is a prefix.
     #[arg(long, env = "OFFPATH_ROOM_POLICY", value_delimiter = ',')]
     pub room_policy: Vec<RoomRule>,
+    /// The moderation policy each room's requests name, `room=policy`, comma-separated (a
+    /// name in the moderators' policy file; a room ending in `*` is a prefix), e.g.
+    /// `kids*=strict`. Rooms without a rule name none: the moderators' policy file then
+    /// chooses by tenant and room.
+    #[arg(long, env = "OFFPATH_MODERATION_POLICY", value_delimiter = ',')]
+    pub moderation_policy: Vec<ModerationRule>,
     /// Settings of the JetStream topology, used only to re-create what is missing (what
     /// exists is never changed: `offpath topology` owns it). Set by the launcher.
     #[arg(skip)]
@@ -248,6 +254,7 @@ impl Default for Config {
             inline_timeout_ms: defaults::INLINE_TIMEOUT_MS,
             default_room_policy: defaults::ROOM_POLICY,
             room_policy: Vec::new(),
+            moderation_policy: Vec::new(),
             topology: offpath_protocol::topology::TopologyConfig::default(),
         }
     }
@@ -258,11 +265,17 @@ impl Config {
     pub(crate) fn policy_of(&self, room: &str) -> RoomPolicy {
         self.room_policy
             .iter()
-            .find(|rule| match rule.room.strip_suffix('*') {
-                Some(prefix) => room.starts_with(prefix),
-                None => rule.room == room,
-            })
+            .find(|rule| room_policy::matches(&rule.room, room))
             .map_or(self.default_room_policy, |rule| rule.policy)
+    }
+
+    /// The moderation policy `room`'s requests name: the first matching rule, else none
+    /// (the moderators' policy file then chooses by tenant and room).
+    pub(crate) fn moderation_policy_of(&self, room: &str) -> Option<&str> {
+        self.moderation_policy
+            .iter()
+            .find(|rule| room_policy::matches(&rule.room, room))
+            .map(|rule| rule.policy.as_str())
     }
 
     /// Problems that make the configuration unusable (the launcher exits with status 64).

@@ -173,7 +173,7 @@ impl Hub {
             } else {
                 Priority::Normal
             }),
-            policy: None,
+            policy: self.config.moderation_policy_of(room).map(String::from),
         }
     }
 

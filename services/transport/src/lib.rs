@@ -47,7 +47,7 @@ pub use auth::{
     AuthError, Authenticator, Identity, IdentityError, KeyError, QueryUser, RoomGrant, SECRET_ENV,
     Tokens, authenticator, check_listener, wants_tokens,
 };
-pub use config::{Config, Failure, Moderation, RoomPolicy, RoomRule};
+pub use config::{Config, Failure, Moderation, ModerationRule, RoomPolicy, RoomRule};
 
 /// How long shutdown waits for connections to take their going-away frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);

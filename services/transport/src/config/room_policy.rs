@@ -86,6 +86,46 @@ impl FromStr for RoomRule {
     }
 }
 
+/// `room=policy`: the moderation policy (a name in the moderators' policy file) a room's
+/// requests name (a room name ending in `*` matches a prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModerationRule {
+    /// Room name or `prefix*`.
+    pub room: String,
+    /// The policy name sent in the request's `policy` field.
+    pub policy: String,
+}
+
+impl FromStr for ModerationRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (room, policy) = s
+            .split_once('=')
+            .ok_or_else(|| format!("moderation policy {s:?}: expected room=policy"))?;
+        if room.is_empty() {
+            return Err(format!("moderation policy {s:?}: empty room name"));
+        }
+        if !offpath_protocol::subject::is_valid_token(policy) {
+            return Err(format!(
+                "moderation policy {s:?}: a policy name is 1-64 characters of A-Z a-z 0-9 _ : @ = + ~ -"
+            ));
+        }
+        Ok(Self {
+            room: room.to_string(),
+            policy: policy.to_string(),
+        })
+    }
+}
+
+/// Whether `rule_room` (a name, or `prefix*`) matches `room`.
+pub(super) fn matches(rule_room: &str, room: &str) -> bool {
+    match rule_room.strip_suffix('*') {
+        Some(prefix) => room.starts_with(prefix),
+        None => rule_room == room,
+    }
+}
+
 /// Policies looked up by room name, cached (rules are few, lookups are per message).
 #[derive(Debug, Default)]
 pub(crate) struct PolicyCache(std::sync::Mutex<HashMap<String, RoomPolicy>>);

@@ -98,6 +98,39 @@ async fn post_room_delivers_then_retracts_once() {
     assert_eq!(kinds(&frames(&mut bob_rx)), ["retract"]);
 }
 
+/// A room's requests name the moderation policy of its first matching rule; other rooms
+/// name none.
+#[tokio::test]
+async fn requests_name_the_rooms_moderation_policy() {
+    let config = Config {
+        tenant: "acme".into(),
+        moderation_policy: ["kids*=strict", "kids-teens=lenient", "lobby=standard"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect(),
+        ..Config::default()
+    };
+    let (tx, mut outbox) = mpsc::channel(8);
+    let hub = started(config, tx);
+    for (room, expected) in [
+        ("kids-teens", Some("strict")),
+        ("kids", Some("strict")),
+        ("lobby", Some("standard")),
+        ("lobby2", None),
+    ] {
+        let (alice, _rx) = member(&hub, "alice", room);
+        hub.accept(&alice, room, "hello".into(), None, Instant::now());
+        let request = outbox.try_recv().unwrap();
+        assert_eq!(request.policy.as_deref(), expected, "{room}");
+    }
+    for bad in ["kids", "=strict", "kids=no.dots"] {
+        assert!(
+            bad.parse::<crate::config::ModerationRule>().is_err(),
+            "{bad}"
+        );
+    }
+}
+
 /// A hold room shows nothing until `allow`; a block while held shows nothing ever.
 #[tokio::test]
 async fn hold_room_waits_for_allow() {
@@ -108,6 +141,10 @@ async fn hold_room_waits_for_allow() {
     hub.accept(&alice, "kids", "rude".into(), None, Instant::now());
     let (first, second) = (outbox.try_recv().unwrap(), outbox.try_recv().unwrap());
     assert_eq!(first.priority, Some(Priority::High));
+    assert_eq!(
+        first.policy, None,
+        "no --moderation-policy rule: the moderators choose"
+    );
     assert!(frames(&mut bob_rx).is_empty(), "nothing shown while held");
     assert_eq!(hub.held(), 2);
     hub.apply_verdict(verdict(&first, Action::Allow));
