@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use offpath_classifier::Manifest;
-use offpath_moderator::{PolicyFileError, PolicySet};
+use offpath_moderator::PolicySet;
 use offpath_protocol::permissions::Role;
 use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
 use offpath_protocol::topology;
@@ -114,21 +114,21 @@ fn check(args: &CheckArgs) -> anyhow::Result<String> {
             Manifest::load(&dir).map_err(|err| Usage(format!("--model: {err}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let set = match PolicySet::load(&args.file, &manifests) {
+    let text = PolicySet::read(&args.file).map_err(|err| Usage(err.to_string()))?;
+    let set = match PolicySet::parse(&text, &manifests) {
         Ok(set) => set,
-        Err(PolicyFileError::Invalid { path, problems }) => {
+        Err(problems) => {
+            let path = args.file.display();
             for problem in &problems {
-                println!("{}: {problem}", path.display());
+                println!("{path}: {problem}");
             }
             let count = problems.len();
             return Err(Usage(format!(
-                "policy file {}: {count} problem{} (listed above)",
-                path.display(),
+                "policy file {path}: {count} problem{} (listed above)",
                 if count == 1 { "" } else { "s" }
             ))
             .into());
         }
-        Err(err) => return Err(Usage(err.to_string()).into()),
     };
     for rules in set.policies() {
         println!("policy {} version {}", rules.name, rules.version);

@@ -297,44 +297,61 @@ async fn shared_tenant_user_is_confined_to_its_tenant() {
 }
 
 /// The policy bucket: the topology user writes it (`offpath policy push`), a moderator
-/// watches it and gets the value, and cannot write it; a transport cannot read it.
+/// reads the key's last value and subscribes to its changes, but can neither write it nor
+/// create a consumer on it (a consumer's delivery subject is the creator's to choose); a
+/// transport cannot read it.
 #[tokio::test]
-async fn moderators_watch_the_policy_bucket_only_topology_writes_it() {
+async fn moderators_read_the_policy_bucket_only_topology_writes_it() {
     use futures::StreamExt;
     use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
     let nats = secured().await;
     let (admin, _) = connect_as(&nats, &Role::Topology).await;
-    jetstream::new(admin)
+    let admin_store = jetstream::new(admin)
         .get_key_value(POLICY_BUCKET)
         .await
-        .expect("offpath topology made the bucket")
+        .expect("offpath topology made the bucket");
+    admin_store
         .put(POLICY_KEY, "default = \"a\"".into())
         .await
         .expect("the topology user writes policies");
 
     let (moderator, mut errors) = connect_as(&nats, &Role::Moderator).await;
+    let mut changes = moderator
+        .subscribe(format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}"))
+        .await
+        .expect("subscribe");
     let store = js_short(&moderator)
         .get_key_value(POLICY_BUCKET)
         .await
         .expect("a moderator opens the bucket");
-    let mut watch = store
-        .watch_with_history(POLICY_KEY)
+    let value = store
+        .get(POLICY_KEY)
         .await
-        .expect("a moderator watches it");
-    let entry = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .expect("direct get")
+        .expect("a value");
+    assert_eq!(&value[..], b"default = \"a\"");
+    admin_store
+        .put(POLICY_KEY, "default = \"b\"".into())
         .await
-        .expect("the current value arrives")
-        .expect("watch open")
-        .expect("entry");
-    assert_eq!(&entry.value[..], b"default = \"a\"");
+        .expect("put");
+    let change = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .expect("the change arrives")
+        .expect("subscription open");
+    assert_eq!(&change.payload[..], b"default = \"b\"");
+
     assert!(
         store
-            .put(POLICY_KEY, "default = \"b\"".into())
+            .put(POLICY_KEY, "default = \"c\"".into())
             .await
             .is_err(),
         "a moderator wrote the policies"
     );
     while !violation(&mut errors).await.contains(POLICY_BUCKET) {}
+    assert!(
+        store.watch(POLICY_KEY).await.is_err(),
+        "a moderator created a consumer on the policy bucket"
+    );
 
     let (transport, _) = connect_as(&nats, &acme()).await;
     assert!(

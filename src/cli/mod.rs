@@ -57,7 +57,8 @@ pub(crate) enum Command {
     /// nats-server from `$OFFPATH_NATS_PASSWORD_<USER>`).
     NatsAuth(crate::nats_auth::NatsAuthCommand),
     /// Moderation policies: `offpath policy check FILE` validates a policy file against the
-    /// models (exit 64 with every problem listed).
+    /// models (exit 64 with every problem listed); `offpath policy push FILE` also puts it
+    /// in the bucket every moderator follows.
     Policy(crate::policy::PolicyCommand),
 }
 

@@ -118,6 +118,12 @@ pub(crate) const POLICY_INFO: &str = "offpath_moderator_policy_info";
 /// From a request's `sent_at_ms` (the transport's clock) to its verdict, by the `policy`
 /// that decided it: what a waiting user sees of moderation, per policy.
 pub(crate) const POLICY_VERDICT_SECONDS: &str = "offpath_moderator_policy_verdict_seconds";
+/// 1 for the `source` of the policies in force (`builtin`, `file`, `bucket`), 0 for the
+/// others.
+pub(crate) const POLICY_SOURCE: &str = "offpath_moderator_policy_source";
+/// 1 while the moderator follows the fleet's policy bucket, 0 while it cannot (no bucket, no
+/// permission, NATS away): its policies may then differ from the fleet's.
+pub(crate) const POLICY_BUCKET_WATCHING: &str = "offpath_moderator_policy_bucket_watching";
 /// Policy reloads, by `source` ([`crate::policies::Source`]) and `outcome` (`applied`,
 /// `refused`: the policies in force were kept).
 pub(crate) const POLICY_RELOADS: &str = "offpath_moderator_policy_reloads_total";
@@ -196,6 +202,14 @@ pub(crate) fn describe() {
         POLICY_INFO,
         "1, labelled with each policy's name and version"
     );
+    describe_gauge!(
+        POLICY_SOURCE,
+        "1 for the source of the policies in force (builtin, file, bucket)"
+    );
+    describe_gauge!(
+        POLICY_BUCKET_WATCHING,
+        "1 while the moderator follows the fleet's policy bucket"
+    );
     describe_histogram!(
         POLICY_VERDICT_SECONDS,
         Unit::Seconds,
@@ -230,6 +244,7 @@ pub(crate) fn register() {
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
         ],
         gauges: &[
+            POLICY_BUCKET_WATCHING,
             INFERENCE_THREADS,
             LAST_PROGRESS,
             CONSUMER_PENDING,
@@ -242,10 +257,12 @@ pub(crate) fn register() {
 
 /// Puts the series of every policy of `set` on `/metrics` ([`POLICY_VERDICTS`] at 0 for
 /// each action, [`POLICY_INFO`] at 1), [`POLICY_FALLBACKS`] and [`POLICY_RELOADS`] at 0 for
-/// each label value; the [`POLICY_INFO`] of `replaced` (the set before a reload) goes to 0.
+/// each label value, [`POLICY_SOURCE`] for `in_force`; the [`POLICY_INFO`] of `replaced`
+/// (the set before a reload) goes to 0.
 pub(crate) fn policies(
     set: &crate::policies::PolicySet,
     replaced: Option<&crate::policies::PolicySet>,
+    in_force: crate::policies::Source,
 ) {
     let info = |rules: &crate::policies::Rules| {
         metrics::gauge!(
@@ -269,6 +286,13 @@ pub(crate) fn policies(
         metrics::counter!(POLICY_FALLBACKS, "reason" => fallback.reason()).increment(0);
     }
     for source in crate::policies::Source::ALL {
+        let value = if source == in_force { 1.0 } else { 0.0 };
+        metrics::gauge!(POLICY_SOURCE, "source" => source.as_str()).set(value);
+    }
+    for source in [
+        crate::policies::Source::File,
+        crate::policies::Source::Bucket,
+    ] {
         for outcome in ["applied", "refused"] {
             metrics::counter!(POLICY_RELOADS, "source" => source.as_str(), "outcome" => outcome)
                 .increment(0);

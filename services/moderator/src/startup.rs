@@ -86,6 +86,8 @@ impl Moderator {
             consumer: consumer::Settings::new(&config.topology),
             nak_delay: Duration::from_millis(config.nak_delay_ms),
         });
+        // The fleet's policies before the first request, when the bucket has a value.
+        policies::read_current(&shared.js, &shared.policies).await;
         let (model, version) = shared.pool.model();
         metrics::model_info(model, version, &config.models);
         let threads = config.inference_threads;

@@ -1,6 +1,8 @@
-//! The fleet's policy bucket: every moderator watches it, so one push changes them all;
-//! a moderator started later takes the bucket's value; a bad value is refused by each
-//! (counted) with its policies kept; deleting the value sends them back to their file.
+//! The fleet's policy bucket: every moderator follows it, so one push changes them all;
+//! a moderator started later takes the bucket's value before its first request; SIGHUP
+//! does not override it; a bad value is refused by each (counted) with its policies kept;
+//! deleting the value sends them back to their file. Its own test binary: it signals its
+//! own process.
 
 mod common;
 
@@ -91,9 +93,34 @@ async fn a_push_changes_the_whole_fleet() {
             .all(|a| *a == Action::Flag)
     );
 
+    // A stray SIGHUP with a changed file does not split the fleet: the bucket outranks it.
+    std::fs::write(&file, "default = \"other\"\n[policies.other]\n").expect("write");
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    assert!(
+        judge(&env, &mut sub, "hup", 20)
+            .await
+            .iter()
+            .all(|a| *a == Action::Flag),
+        "the bucket's policies stay in force after SIGHUP"
+    );
+    std::fs::write(&file, BLOCKING).expect("write");
+
+    // A moderator started later judges its very first request by the bucket's policies.
     let late = common::Moderator::start(&env.server, config()).await;
     late.assert_ready(60, "after start").await;
-    reloaded(&late, "applied", 1.0).await;
+    let (_, metrics) = late.get("/metrics").await;
+    assert_eq!(
+        scrape::value(
+            &metrics,
+            "offpath_moderator_policy_source{source=\"bucket\"}"
+        ),
+        1.0,
+        "in force before the moderator was ready"
+    );
+    assert_eq!(
+        scrape::value(&metrics, "offpath_moderator_policy_bucket_watching"),
+        1.0
+    );
 
     store
         .put(POLICY_KEY, "default = [".into())
@@ -111,9 +138,10 @@ async fn a_push_changes_the_whole_fleet() {
     );
 
     store.delete(POLICY_KEY).await.expect("delete");
-    for moderator in fleet.iter().chain([&late]) {
+    for moderator in &fleet {
         reloaded(moderator, "applied", 2.0).await;
     }
+    reloaded(&late, "applied", 2.0).await;
     assert!(
         judge(&env, &mut sub, "back", 20)
             .await

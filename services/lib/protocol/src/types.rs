@@ -47,8 +47,9 @@ pub struct ModerationRequest {
     /// Scheduling hint; `normal` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
-    /// Name of the moderation policy (model set and thresholds) to apply; the moderator's
-    /// default policy when absent.
+    /// Name of the moderation policy (models, thresholds, actions) to apply, from the
+    /// moderators' policy file; when absent, unknown, or not allowed for the tenant, the
+    /// file's rules for the tenant and room decide (`docs/protocol.md`, "Policies").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_:@=+~-]+$"))]
     pub policy: Option<String>,

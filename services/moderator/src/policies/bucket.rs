@@ -1,21 +1,56 @@
-//! The fleet's policy bucket (`offpath-policies`, key `policies`): every moderator watches
-//! it, so `offpath policy push FILE` changes a whole fleet together. The watch starts with
-//! the value in the bucket (a restarted moderator takes the fleet's policies, not only its
-//! file) and then follows every change; a lost watch or a missing bucket is tried again.
+//! The fleet's policy bucket (`offpath-policies`, key `policies`): every moderator follows
+//! it, so `offpath policy push FILE` changes a whole fleet together. A moderator reads the
+//! value once before it takes requests ([`read_current`]), then subscribes to the key's
+//! subject and reads the value again (the subscription catches every change after that
+//! read), so it needs no consumer of its own: its NATS user may only subscribe to the key
+//! and read its last value. A lost subscription or a missing bucket is tried again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv::Operation};
+use async_nats::jetstream::{self, context::KeyValueErrorKind, kv::Operation};
 use futures::StreamExt;
 use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::LivePolicies;
+use crate::metrics as m;
 
-/// Pause before looking for the bucket again, or watching again after the watch ended.
+/// Pause before looking for the bucket again, or following it again after a loss.
 const RETRY: Duration = Duration::from_secs(5);
+/// How long start-up waits for the bucket's value before taking requests without it.
+const FIRST_READ: Duration = Duration::from_secs(3);
+/// Header of a key's delete and purge markers (async-nats's own constant is private).
+const KV_OPERATION: &str = "KV-Operation";
+
+/// The bucket could not be opened or read.
+enum Unavailable {
+    /// There is no bucket (`offpath topology` makes it).
+    Missing,
+    /// Anything else: no permission, NATS away, a timeout.
+    Failed(String),
+}
+
+/// Reads the bucket's value and puts it in force, waiting at most [`FIRST_READ`]: a
+/// restarted moderator judges its first requests by the fleet's policies, not only by its
+/// own file. Without a bucket (or when it cannot be read in time) it starts with what it has.
+pub(crate) async fn read_current(js: &jetstream::Context, live: &LivePolicies) {
+    match tokio::time::timeout(FIRST_READ, current(js)).await {
+        Ok(Ok(value)) => {
+            let _ = live.apply_bucket_value(value.as_deref());
+        }
+        Ok(Err(Unavailable::Missing)) => {}
+        Ok(Err(Unavailable::Failed(why))) => {
+            warn!(
+                "cannot read the policy bucket at start ({why}); starting with the file's policies"
+            );
+        }
+        Err(_) => warn!(
+            "the policy bucket did not answer within {FIRST_READ:?}; starting with the file's policies"
+        ),
+    }
+}
 
 /// Follows the policy bucket until `stop` turns true.
 pub(crate) async fn watch_bucket(
@@ -23,25 +58,25 @@ pub(crate) async fn watch_bucket(
     live: Arc<LivePolicies>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Revisions already handled: a new watch replays the current value, which is applied
-    // only if it is newer than what this moderator has seen.
-    let mut seen = 0;
     let mut said_missing = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
-            ended = follow(&js, &live, &mut seen) => match ended {
-                Err(Missing(why)) if !said_missing => {
-                    said_missing = true;
-                    info!("no policy bucket {POLICY_BUCKET} to watch ({why}); policies come \
-                        from --policies and SIGHUP until `offpath topology` creates it");
+            ended = follow(&js, &live) => {
+                metrics::gauge!(m::POLICY_BUCKET_WATCHING).set(0.0);
+                match ended {
+                    Unavailable::Missing if !said_missing => {
+                        said_missing = true;
+                        info!("no policy bucket {POLICY_BUCKET}: the --policies file (SIGHUP) \
+                            decides until `offpath topology` makes it");
+                    }
+                    Unavailable::Missing => {}
+                    Unavailable::Failed(why) => {
+                        said_missing = false;
+                        warn!("not following the policy bucket ({why}); trying again in {RETRY:?}");
+                    }
                 }
-                Err(Missing(_)) => {}
-                Ok(why) => {
-                    said_missing = false;
-                    warn!("the policy bucket watch ended ({why}); watching again");
-                }
-            },
+            }
         }
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
@@ -50,38 +85,64 @@ pub(crate) async fn watch_bucket(
     }
 }
 
-/// The bucket could not be opened or watched.
-struct Missing(String);
-
-/// Watches until the watch ends (`Ok`, with why) or cannot start (`Err`).
-async fn follow(
-    js: &jetstream::Context,
-    live: &LivePolicies,
-    seen: &mut u64,
-) -> Result<String, Missing> {
-    let store = js
-        .get_key_value(POLICY_BUCKET)
-        .await
-        .map_err(|e| Missing(e.to_string()))?;
-    let mut entries = store
-        .watch_with_history(POLICY_KEY)
-        .await
-        .map_err(|e| Missing(e.to_string()))?;
-    while let Some(entry) = entries.next().await {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(err) => return Ok(err.to_string()),
-        };
-        if entry.revision <= *seen {
-            continue;
+/// Subscribes to the key, reads its value, then applies every change until the
+/// subscription ends; returns why it ended.
+async fn follow(js: &jetstream::Context, live: &LivePolicies) -> Unavailable {
+    let subject = format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}");
+    // Subscribed first: a change between the read below and the subscription is not missed.
+    let mut changes = match js.client().subscribe(subject).await {
+        Ok(changes) => changes,
+        Err(err) => return Unavailable::Failed(err.to_string()),
+    };
+    match current(js).await {
+        Ok(value) => {
+            let _ = live.apply_bucket_value(value.as_deref());
         }
-        *seen = entry.revision;
-        let value = match entry.operation {
-            Operation::Put => Some(&entry.value[..]),
-            Operation::Delete | Operation::Purge => None,
-        };
-        // Refusals are counted and logged by `apply_bucket_value`.
-        let _ = live.apply_bucket_value(value);
+        Err(why) => return why,
     }
-    Ok("the server closed it".into())
+    metrics::gauge!(m::POLICY_BUCKET_WATCHING).set(1.0);
+    while let Some(message) = changes.next().await {
+        let deleted = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(KV_OPERATION))
+            .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+        // Refusals are counted and logged by `apply_bucket_value`.
+        let _ = live.apply_bucket_value((!deleted).then_some(&message.payload[..]));
+    }
+    Unavailable::Failed("the subscription ended".into())
+}
+
+/// The key's current value (`None`: no value, or deleted).
+async fn current(js: &jetstream::Context) -> Result<Option<Vec<u8>>, Unavailable> {
+    let store = js.get_key_value(POLICY_BUCKET).await.map_err(|err| {
+        match (err.kind(), is_not_found(&err)) {
+            (KeyValueErrorKind::GetBucket, true) => Unavailable::Missing,
+            _ => Unavailable::Failed(err.to_string()),
+        }
+    })?;
+    let entry = store
+        .entry(POLICY_KEY)
+        .await
+        .map_err(|err| Unavailable::Failed(err.to_string()))?;
+    Ok(entry
+        .filter(|e| e.operation == Operation::Put)
+        .map(|e| e.value.to_vec()))
+}
+
+/// Whether opening the bucket failed because its stream does not exist.
+fn is_not_found(err: &jetstream::context::KeyValueError) -> bool {
+    use std::error::Error;
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(get) = cause.downcast_ref::<jetstream::context::GetStreamError>() {
+            return matches!(
+                get.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(ref e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            );
+        }
+        source = cause.source();
+    }
+    false
 }

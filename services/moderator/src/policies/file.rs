@@ -15,7 +15,8 @@
 //!
 //! [tenants.acme]
 //! policy = "strict"                    # the tenant's policy
-//! rooms = { lobby = "standard" }       # a room's policy
+//! rooms = { lobby = "standard" }       # a room's policy (exact names)
+//! allowed = ["strict", "standard"]     # what its requests may name (default: any)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,9 +85,11 @@ struct TenantText {
     policy: Option<String>,
     #[serde(default)]
     rooms: BTreeMap<String, String>,
+    allowed: Option<Vec<String>>,
 }
 
-pub(super) fn load(path: &Path, manifests: &[Manifest]) -> Result<PolicySet, PolicyFileError> {
+/// Reads a policy file's text, refusing one larger than a policy file may be.
+pub(super) fn read(path: &Path) -> Result<String, PolicyFileError> {
     let unreadable = |detail: String| PolicyFileError::Unreadable {
         path: path.to_path_buf(),
         detail,
@@ -99,7 +102,11 @@ pub(super) fn load(path: &Path, manifests: &[Manifest]) -> Result<PolicySet, Pol
             "{size} bytes, more than the {MAX_FILE_BYTES} a policy file may have"
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))
+}
+
+pub(super) fn load(path: &Path, manifests: &[Manifest]) -> Result<PolicySet, PolicyFileError> {
+    let text = read(path)?;
     parse(&text, manifests).map_err(|problems| PolicyFileError::Invalid {
         path: path.to_path_buf(),
         problems,
@@ -121,51 +128,60 @@ pub(super) fn parse(text: &str, manifests: &[Manifest]) -> Result<PolicySet, Vec
             policies.insert(name.clone(), rules);
         }
     }
-    let defined = |name: &str| file.policies.contains_key(name);
-    if !defined(&file.default) {
+    if !file.policies.contains_key(&file.default) {
         problems.push(format!("default: no policy named {:?}", file.default));
     }
-    let mut tenants = BTreeMap::new();
-    for (tenant, rules) in file.tenants {
-        let at = format!("tenants.{tenant}");
-        if !is_valid_token(&tenant) {
-            problems.push(format!("{at}: {}", token_rule("a tenant")));
-        }
-        for (room, policy) in rules.policy.iter().map(|p| ("", p)).chain(
-            rules
-                .rooms
-                .iter()
-                .map(|(room, policy)| (room.as_str(), policy)),
-        ) {
-            let key = if room.is_empty() {
-                format!("{at}.policy")
-            } else {
-                if !is_valid_token(room) {
-                    problems.push(format!("{at}.rooms.{room}: {}", token_rule("a room")));
-                }
-                format!("{at}.rooms.{room}")
-            };
-            if !defined(policy) {
-                problems.push(format!("{key}: no policy named {policy:?}"));
-            }
-        }
-        tenants.insert(
-            tenant,
-            TenantRules {
-                policy: rules.policy,
-                rooms: rules.rooms,
-            },
-        );
+    let tenants = file
+        .tenants
+        .into_iter()
+        .map(|(tenant, text)| {
+            let rules = tenant_rules(&tenant, text, &file.policies, &mut problems);
+            (tenant, rules)
+        })
+        .collect();
+    match policies.get(&file.default) {
+        Some(default) if problems.is_empty() => Ok(PolicySet {
+            default: default.clone(),
+            policies,
+            tenants,
+            from_file: true,
+        }),
+        _ => Err(problems),
     }
-    if !problems.is_empty() {
-        return Err(problems);
+}
+
+/// A tenant's rules, each policy it names checked against `defined`.
+fn tenant_rules(
+    tenant: &str,
+    text: TenantText,
+    defined: &BTreeMap<String, PolicyText>,
+    problems: &mut Vec<String>,
+) -> TenantRules {
+    let at = format!("tenants.{tenant}");
+    if !is_valid_token(tenant) {
+        problems.push(format!("{at}: {}", token_rule("a tenant")));
     }
-    Ok(PolicySet {
-        default: file.default,
-        policies,
-        tenants,
-        from_file: true,
-    })
+    let mut named: Vec<(String, &String)> = Vec::new();
+    named.extend(text.policy.iter().map(|p| (format!("{at}.policy"), p)));
+    for (room, policy) in &text.rooms {
+        if !is_valid_token(room) {
+            problems.push(format!("{at}.rooms.{room}: {}", token_rule("a room")));
+        }
+        named.push((format!("{at}.rooms.{room}"), policy));
+    }
+    for policy in text.allowed.iter().flatten() {
+        named.push((format!("{at}.allowed"), policy));
+    }
+    for (key, policy) in named {
+        if !defined.contains_key(policy) {
+            problems.push(format!("{key}: no policy named {policy:?}"));
+        }
+    }
+    TenantRules {
+        policy: text.policy,
+        rooms: text.rooms,
+        allowed: text.allowed,
+    }
 }
 
 /// One policy's rules: its models' labels at the manifests' thresholds, overridden by the
@@ -178,34 +194,7 @@ fn resolve(
 ) -> Option<Rules> {
     let at = format!("policies.{name}");
     let before = problems.len();
-    let models: Vec<&Manifest> = match &policy.models {
-        None => manifests.iter().collect(),
-        Some(names) => {
-            if names.is_empty() {
-                problems.push(format!("{at}.models: empty (leave it out for every model)"));
-            }
-            let mut seen = BTreeSet::new();
-            let mut chosen = Vec::new();
-            for model in names {
-                if !seen.insert(model) {
-                    problems.push(format!("{at}.models: {model:?} listed twice"));
-                    continue;
-                }
-                match manifests.iter().find(|m| &m.name == model) {
-                    Some(manifest) => chosen.push(manifest),
-                    None => problems.push(format!(
-                        "{at}.models: unknown model {model:?} (loaded: {})",
-                        manifests
-                            .iter()
-                            .map(|m| m.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                }
-            }
-            chosen
-        }
-    };
+    let models = chosen_models(&at, policy.models.as_deref(), manifests, problems);
     let mut labels = manifest_rules(&models);
     for (label, text) in &policy.labels {
         let key = format!("{at}.labels.{label}");
@@ -235,6 +224,40 @@ fn resolve(
         }
     }
     (problems.len() == before).then(|| Rules::new(name, &models, labels))
+}
+
+/// The manifests of the models a policy names (every model when it names none).
+fn chosen_models<'a>(
+    at: &str,
+    names: Option<&[String]>,
+    manifests: &'a [Manifest],
+    problems: &mut Vec<String>,
+) -> Vec<&'a Manifest> {
+    let Some(names) = names else {
+        return manifests.iter().collect();
+    };
+    if names.is_empty() {
+        problems.push(format!("{at}.models: empty (leave it out for every model)"));
+    }
+    let mut seen = BTreeSet::new();
+    let mut chosen = Vec::new();
+    for model in names {
+        if !seen.insert(model) {
+            problems.push(format!("{at}.models: {model:?} listed twice"));
+            continue;
+        }
+        match manifests.iter().find(|m| &m.name == model) {
+            Some(manifest) => chosen.push(manifest),
+            None => {
+                let loaded: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
+                problems.push(format!(
+                    "{at}.models: unknown model {model:?} (loaded: {})",
+                    loaded.join(", ")
+                ));
+            }
+        }
+    }
+    chosen
 }
 
 fn token_rule(what: &str) -> String {

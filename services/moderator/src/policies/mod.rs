@@ -30,7 +30,7 @@ use std::path::Path;
 use offpath_classifier::{Assessment, Decision, Manifest};
 use sha2::Digest;
 
-pub(crate) use bucket::watch_bucket;
+pub(crate) use bucket::{read_current, watch_bucket};
 pub use file::PolicyFileError;
 pub(crate) use live::{LivePolicies, Source, reload_on_sighup};
 
@@ -98,10 +98,17 @@ pub struct Rules {
 }
 
 impl Rules {
-    fn new(name: &str, models: &[&Manifest], labels: Vec<LabelRule>) -> Self {
+    fn new(name: &str, models: &[&Manifest], mut labels: Vec<LabelRule>) -> Self {
+        // Sorted, so the order of `--model` or of a policy's `models` changes no version.
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut models: Vec<String> = models
+            .iter()
+            .map(|m| format!("{}@{}", m.name, m.version))
+            .collect();
+        models.sort();
         let mut canonical = format!("policy {name}\n");
-        for model in models {
-            canonical.push_str(&format!("model {}@{}\n", model.name, model.version));
+        for model in &models {
+            canonical.push_str(&format!("model {model}\n"));
         }
         for label in &labels {
             canonical.push_str(&format!(
@@ -145,16 +152,19 @@ impl Rules {
 pub enum Fallback {
     /// The request named a policy this moderator's file does not define.
     UnknownPolicy,
+    /// The request named a policy its tenant may not use (`[tenants.<t>] allowed`).
+    NotAllowed,
 }
 
 impl Fallback {
     /// Every fallback, for metrics that exist from the start.
-    pub const ALL: [Fallback; 1] = [Fallback::UnknownPolicy];
+    pub const ALL: [Fallback; 2] = [Fallback::UnknownPolicy, Fallback::NotAllowed];
 
     /// Stable label for metrics.
     pub fn reason(self) -> &'static str {
         match self {
             Fallback::UnknownPolicy => "unknown_policy",
+            Fallback::NotAllowed => "not_allowed",
         }
     }
 }
@@ -168,17 +178,20 @@ pub struct Selection<'a> {
     pub fallback: Option<Fallback>,
 }
 
-/// A tenant's choices: its policy and its rooms' policies.
+/// A tenant's choices: its policy, its rooms' policies, and which policies its requests
+/// may name (`None`: any).
 #[derive(Debug, Clone, Default, PartialEq)]
 struct TenantRules {
     policy: Option<String>,
     rooms: BTreeMap<String, String>,
+    allowed: Option<Vec<String>>,
 }
 
 /// Every policy of a file (or the built-in one), and who uses which.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicySet {
-    default: String,
+    /// The policy when nothing more specific applies (also in `policies`).
+    default: Rules,
     policies: BTreeMap<String, Rules>,
     tenants: BTreeMap<String, TenantRules>,
     from_file: bool,
@@ -191,7 +204,7 @@ impl PolicySet {
         let labels = manifest_rules(&models);
         let rules = Rules::new(BUILTIN_POLICY, &models, labels);
         Self {
-            default: BUILTIN_POLICY.into(),
+            default: rules.clone(),
             policies: [(BUILTIN_POLICY.to_string(), rules)].into(),
             tenants: BTreeMap::new(),
             from_file: false,
@@ -202,6 +215,11 @@ impl PolicySet {
     /// reported, not only the first.
     pub fn load(path: &Path, manifests: &[Manifest]) -> Result<Self, PolicyFileError> {
         file::load(path, manifests)
+    }
+
+    /// Reads a policy file's text (bounded to the size a policy file may have).
+    pub fn read(path: &Path) -> Result<String, PolicyFileError> {
+        file::read(path)
     }
 
     /// Parses and resolves a policy file's text (see [`PolicySet::load`]).
@@ -224,24 +242,36 @@ impl PolicySet {
         self.tenants.keys().map(String::as_str)
     }
 
-    /// The policy for a request of `tenant` in `room` that named `requested`.
+    /// The policy for a request of `tenant` in `room` that named `requested`: the named
+    /// one when it exists and the tenant may use it, else the tenant's room rule, the
+    /// tenant's policy, the default.
     pub fn select(&self, tenant: &str, room: &str, requested: Option<&str>) -> Selection<'_> {
-        let named = requested.map(|name| self.policies.get(name));
-        if let Some(Some(rules)) = named {
-            return Selection {
-                rules,
-                fallback: None,
-            };
+        let rules = self.tenants.get(tenant);
+        let mut fallback = None;
+        if let Some(name) = requested {
+            let allowed = rules
+                .and_then(|t| t.allowed.as_ref())
+                .is_none_or(|allowed| allowed.iter().any(|a| a == name));
+            match self.policies.get(name) {
+                Some(rules) if allowed => {
+                    return Selection {
+                        rules,
+                        fallback: None,
+                    };
+                }
+                Some(_) => fallback = Some(Fallback::NotAllowed),
+                None => fallback = Some(Fallback::UnknownPolicy),
+            }
         }
-        let configured = self.tenants.get(tenant).and_then(|t| {
+        let configured = rules.and_then(|t| {
             t.rooms
                 .get(room)
                 .or(t.policy.as_ref())
                 .and_then(|name| self.policies.get(name))
         });
         Selection {
-            rules: configured.unwrap_or_else(|| &self.policies[&self.default]),
-            fallback: named.map(|_| Fallback::UnknownPolicy),
+            rules: configured.unwrap_or(&self.default),
+            fallback,
         }
     }
 }

@@ -86,6 +86,42 @@ fn selection_by_field_room_tenant_and_default() {
     }
 }
 
+/// A tenant with `allowed` may name only those policies: another is refused (counted as
+/// `not_allowed`) and the tenant's own rules decide.
+#[test]
+fn a_tenant_names_only_what_it_is_allowed() {
+    let text = format!("{FILE}\n[tenants.initech]\npolicy = \"strict\"\nallowed = [\"strict\"]\n");
+    let set = PolicySet::parse(&text, &manifests()).expect("valid");
+    let pick = |requested| {
+        let s = set.select("initech", "lobby", Some(requested));
+        (s.rules.name.as_str(), s.fallback)
+    };
+    assert_eq!(pick("strict"), ("strict", None));
+    assert_eq!(pick("review"), ("strict", Some(Fallback::NotAllowed)));
+    assert_eq!(pick("nope"), ("strict", Some(Fallback::UnknownPolicy)));
+    let bad = format!("{FILE}\n[tenants.initech]\nallowed = [\"gone\"]\n");
+    let problems = PolicySet::parse(&bad, &manifests())
+        .expect_err("invalid")
+        .join("\n");
+    assert!(
+        problems.contains("tenants.initech.allowed: no policy named \"gone\""),
+        "{problems}"
+    );
+}
+
+/// The order models are loaded in changes no version.
+#[test]
+fn versions_do_not_depend_on_model_order() {
+    let forward = PolicySet::builtin(&manifests());
+    let mut reversed_manifests = manifests();
+    reversed_manifests.reverse();
+    let reversed = PolicySet::builtin(&reversed_manifests);
+    assert_eq!(
+        forward.policies().next().map(|p| &p.version),
+        reversed.policies().next().map(|p| &p.version)
+    );
+}
+
 /// Thresholds and actions: a file's thresholds override the manifest's, `flag` never
 /// blocks, `ignore` never acts, and a policy keeps only its models' labels.
 #[test]

@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 
 use crate::subject::{
     CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET,
-    REQUEST_PREFIX, VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
+    POLICY_KEY, REQUEST_PREFIX, VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
 };
 
 /// Who connects to NATS.
@@ -143,10 +143,15 @@ impl Role {
                     format!("{API}.CONSUMER.MSG.NEXT.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"),
                     format!("$JS.ACK.{MODERATION_STREAM}.{MODERATOR_CONSUMER}.>"),
                 ]);
-                publish.extend(policy_watch());
+                publish.extend(policy_reads());
                 Permissions {
                     publish,
-                    subscribe: vec![inbox, CLASSIFY_SUBJECT.into(), "$SRV.>".into()],
+                    subscribe: vec![
+                        inbox,
+                        CLASSIFY_SUBJECT.into(),
+                        "$SRV.>".into(),
+                        policy_key_subject(),
+                    ],
                     allow_responses: true,
                 }
             }
@@ -187,18 +192,21 @@ fn topology_lookups() -> Vec<String> {
     subjects
 }
 
-/// What watching the policy bucket takes (a moderator reads it, never writes it): its
-/// stream's info, an ordered push consumer on it (async-nats creates it unnamed, on
-/// `CONSUMER.CREATE.<stream>`) delivering to the role's inbox, and replies to that
-/// consumer's flow-control messages.
-fn policy_watch() -> Vec<String> {
+/// What following the policy bucket takes (a moderator reads it, never writes it): the
+/// bucket stream's info and a direct get of the key's last value, published; the key's
+/// subject, subscribed. No consumer: creating one would let the creator name any delivery
+/// subject, which nats-server does not check against its publish permissions.
+fn policy_reads() -> Vec<String> {
     let stream = format!("KV_{POLICY_BUCKET}");
     vec![
         format!("{API}.STREAM.INFO.{stream}"),
-        format!("{API}.CONSUMER.CREATE.{stream}"),
-        format!("{API}.CONSUMER.CREATE.{stream}.>"),
-        format!("$JS.FC.{stream}.>"),
+        format!("{API}.DIRECT.GET.{stream}.{}", policy_key_subject()),
     ]
+}
+
+/// The subject of the policy file in its bucket: `$KV.offpath-policies.policies`.
+fn policy_key_subject() -> String {
+    format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}")
 }
 
 /// A transport's publish permissions: its tenant's requests, the topology look-ups, and its verdict consumer (any name, or exactly its own when pinned),

@@ -30,8 +30,8 @@
 //! * Key-value bucket `offpath-policies` (stream `KV_offpath-policies`): the fleet's policy
 //!   file under key `policies`, written by `offpath policy push` and watched by every
 //!   moderator; 5 revisions kept for a look back, values up to 1 MiB (a policy file's bound).
-//!   Only `offpath topology` (and `offpath up`, as the topology user) creates it: no service
-//!   may.
+//!   Only the topology user creates it (`offpath topology`, `offpath up`, and `offpath
+//!   policy push` when it is missing): no service may.
 
 use std::time::Duration;
 
