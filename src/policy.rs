@@ -59,7 +59,7 @@ pub(crate) struct CheckArgs {
         long = "model",
         env = "OFFPATH_MODELS",
         value_delimiter = ',',
-        default_values = ["models/minilm-insult", "models/profanity"]
+        default_values = offpath_moderator::DEFAULT_MODELS
     )]
     pub models: Vec<PathBuf>,
 }

@@ -17,7 +17,7 @@ pub(crate) struct DoctorArgs {
         long = "model",
         env = "OFFPATH_MODELS",
         value_delimiter = ',',
-        default_values = ["models/minilm-insult", "models/profanity"]
+        default_values = offpath_moderator::DEFAULT_MODELS
     )]
     pub models: Vec<PathBuf>,
 }

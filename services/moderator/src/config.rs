@@ -94,6 +94,10 @@ pub struct Config {
     pub topology: offpath_protocol::topology::TopologyConfig,
 }
 
+/// The model directories a moderator loads by default, relative to the checkout (also the
+/// default of the launcher's commands that read models: `doctor`, `policy`).
+pub const DEFAULT_MODELS: [&str; 2] = defaults::MODELS;
+
 /// Fault injection, off by default. Never enable in production.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Faults {

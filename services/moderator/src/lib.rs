@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-pub use config::{Config, Faults};
+pub use config::{Config, DEFAULT_MODELS, Faults};
 pub use policies::{PolicyFileError, PolicySet};
 
 /// Why the moderator could not start or run.
