@@ -137,13 +137,14 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     let js = jetstream::new(client);
     let mut names: Vec<String> = js.stream_names().map(|n| n.expect("name")).collect().await;
     names.sort();
-    // The three streams, and the policy bucket's (`offpath policy push`).
+    // The four streams (two request lanes), and the policy bucket's.
     assert_eq!(
         names,
         [
             "KV_offpath-policies",
             "MODERATION",
             "MODERATION_DLQ",
+            "MODERATION_INTERACTIVE",
             "VERDICTS"
         ]
     );

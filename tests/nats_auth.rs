@@ -362,3 +362,26 @@ async fn moderators_read_the_policy_bucket_only_topology_writes_it() {
         "a transport read the policies"
     );
 }
+
+/// The interactive lane: a transport publishes its own tenant's requests there (stored in
+/// `MODERATION_INTERACTIVE`), never another tenant's.
+#[tokio::test]
+async fn transport_publishes_on_its_own_interactive_lane_only() {
+    let nats = secured().await;
+    let (client, mut errors) = connect_as(&nats, &acme()).await;
+    js_short(&client)
+        .publish("offpath.req.acme.interactive", "{}".into())
+        .await
+        .expect("sent")
+        .await
+        .expect("stored in the interactive lane");
+    client
+        .publish("offpath.req.globex.interactive", "{}".into())
+        .await
+        .expect("queued");
+    client.flush().await.expect("flush");
+    while !violation(&mut errors)
+        .await
+        .contains("offpath.req.globex.interactive")
+    {}
+}

@@ -113,7 +113,15 @@ async fn topology_is_idempotent_and_concurrent_safe() {
         let names: Vec<String> = js.stream_names().map(|n| n.expect("name")).collect().await;
         let mut names = names;
         names.sort();
-        assert_eq!(names, [MODERATION_STREAM, DLQ_STREAM, VERDICTS_STREAM]);
+        assert_eq!(
+            names,
+            [
+                MODERATION_STREAM,
+                DLQ_STREAM,
+                "MODERATION_INTERACTIVE",
+                VERDICTS_STREAM
+            ]
+        );
         let mut stream = js.get_stream(MODERATION_STREAM).await.expect("stream");
         let info = stream.info().await.expect("info").clone();
         assert_eq!(
@@ -187,9 +195,16 @@ async fn ensure_never_downgrades_and_recreates_what_is_missing() {
         .expect("a service's ensure");
     let mut settings: Vec<&str> = drift.iter().map(|d| d.setting).collect();
     settings.sort();
+    // Each request lane's stream and consumer, and VERDICTS.
     assert_eq!(
         settings,
-        ["max_ack_pending", "max_age", "max_bytes"],
+        [
+            "max_ack_pending",
+            "max_ack_pending",
+            "max_age",
+            "max_bytes",
+            "max_bytes"
+        ],
         "{drift:?}"
     );
 

@@ -106,13 +106,21 @@ impl Settings {
     }
 }
 
-/// How to bind the consumer, and what intake feeds.
+/// How to bind one lane's consumer, and what its intake feeds.
 pub(crate) struct Intake {
     pub(crate) js: jetstream::Context,
     pub(crate) config: Config,
     pub(crate) shared: Arc<Shared>,
+    /// The lane's stream (`MODERATION` or `MODERATION_INTERACTIVE`); the consumer is
+    /// `moderator` on either.
+    pub(crate) stream: &'static str,
+    /// Requests this lane may hold at once (the size of `permits`).
+    pub(crate) in_flight: usize,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) batches: mpsc::Sender<Pending>,
+    /// Whether binding and losing this consumer shows on `/readyz` (the bulk lane: without
+    /// it nothing is moderated; the interactive lane's state is in the logs and counters).
+    pub(crate) reports_health: bool,
 }
 
 /// Why pulling stopped.
@@ -161,7 +169,19 @@ enum Pulled {
 
 impl Intake {
     fn max_in_flight(&self) -> usize {
-        self.config.max_in_flight.max(1)
+        self.in_flight.max(1)
+    }
+
+    fn set_bound(&self) {
+        if self.reports_health {
+            self.shared.health.set_bound();
+        }
+    }
+
+    fn set_unbound(&self, reason: String) {
+        if self.reports_health {
+            self.shared.health.set_unbound(reason);
+        }
     }
 
     /// Binds, pulls and binds again after every loss until `shutdown` (then `Ok`) or until
@@ -184,17 +204,20 @@ impl Intake {
             };
             if rebind {
                 metrics::counter!(m::CONSUMER_REBINDS).increment(1);
-                info!("consumer bound again");
+                info!(stream = self.stream, "consumer bound again");
             }
-            self.shared.health.set_bound();
+            self.set_bound();
             match self
                 .pull(&mut pulls, &mut side_tasks, shutdown.as_mut())
                 .await
             {
                 End::Shutdown => break Ok(()),
                 End::Lost(reason) => {
-                    warn!("consumer lost, binding again: {reason}");
-                    self.shared.health.set_unbound(reason);
+                    warn!(
+                        stream = self.stream,
+                        "consumer lost, binding again: {reason}"
+                    );
+                    self.set_unbound(reason);
                     rebind = true;
                 }
             }
@@ -215,7 +238,7 @@ impl Intake {
                 Err(reason) => reason,
             };
             metrics::counter!(m::NATS_ERRORS, "operation" => "bind").increment(1);
-            self.shared.health.set_unbound(reason.clone());
+            self.set_unbound(reason.clone());
             let waited = started.elapsed();
             if waited >= give_up {
                 return Err(ModeratorError::Unbound { waited, reason });
@@ -284,8 +307,9 @@ impl Intake {
     }
 
     async fn lookup_unbounded(&self) -> Result<PullConsumer, Lookup> {
-        let stream = self.js.get_stream(MODERATION_STREAM).await.map_err(|e| {
-            let reason = format!("stream {MODERATION_STREAM}: {e}");
+        let name = self.stream;
+        let stream = self.js.get_stream(name).await.map_err(|e| {
+            let reason = format!("stream {name}: {e}");
             match e.kind() {
                 GetStreamErrorKind::JetStream(j)
                     if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
@@ -296,7 +320,7 @@ impl Intake {
             }
         })?;
         stream.get_consumer(MODERATOR_CONSUMER).await.map_err(|e| {
-            let reason = format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}: {e}");
+            let reason = format!("consumer {name}/{MODERATOR_CONSUMER}: {e}");
             let kind = e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind());
             match kind {
                 Some(ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound) => {

@@ -14,6 +14,8 @@ use offpath_protocol::Limits;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{info, warn};
 
+use offpath_protocol::subject::{INTERACTIVE_STREAM, MODERATION_STREAM};
+
 use crate::pipeline::{self, Pending, Shared};
 use crate::policies::{self, LivePolicies};
 use crate::readiness::Health;
@@ -21,6 +23,10 @@ use crate::{Config, ModeratorError, cache, consumer, metrics, pool, service};
 
 /// How long shutdown waits for in-flight requests before leaving them to redelivery.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// Requests of the interactive lane held at once, beside `--max-in-flight` of the bulk
+/// lane: a pool of its own, or a bulk backlog would hold every permit and the interactive
+/// lane would wait behind it. Interactive traffic is low in volume (hold rooms).
+const INTERACTIVE_IN_FLIGHT: usize = 64;
 
 /// A moderator before it runs: its settings and the bound every stage shares.
 pub(crate) struct Moderator {
@@ -31,6 +37,8 @@ pub(crate) struct Moderator {
     max_in_flight: usize,
     /// One permit per request held; intake and calls take one, settling gives it back.
     permits: Arc<Semaphore>,
+    /// The interactive lane's permits ([`INTERACTIVE_IN_FLIGHT`]).
+    lane_permits: Arc<Semaphore>,
 }
 
 impl Moderator {
@@ -45,6 +53,7 @@ impl Moderator {
             health,
             max_in_flight,
             permits: Arc::new(Semaphore::new(max_in_flight)),
+            lane_permits: Arc::new(Semaphore::new(INTERACTIVE_IN_FLIGHT)),
         }
     }
 
@@ -118,8 +127,11 @@ impl Moderator {
     ) -> Result<(), ModeratorError> {
         // Holds every request this process has taken in and not settled (bounded by the permits).
         let (batch_tx, batch_rx) = mpsc::channel(self.max_in_flight);
+        // Holds what the interactive lane took in and not settled (bounded by its permits).
+        let (lane_tx, lane_rx) = mpsc::channel(INTERACTIVE_IN_FLIGHT);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let batcher = self.batcher(&shared, batch_rx);
+        let batcher = self.batcher(&shared, batch_rx, lane_rx);
+        let interactive = self.interactive(Arc::clone(&shared), lane_tx, stop_rx.clone());
         let micro = self.micro_service(shared.limits, batch_tx.clone(), stop_rx.clone());
         let reloads = policies::reload_on_sighup(Arc::clone(&shared.policies), stop_rx.clone());
         let bucket = policies::watch_bucket(
@@ -134,33 +146,76 @@ impl Moderator {
             let _ = stop_tx.send(true);
             result
         };
-        let (result, (), (), (), (), ()) =
-            tokio::join!(intake, batcher, micro, backlog, reloads, bucket);
+        let (result, (), (), (), (), (), ()) = tokio::join!(
+            intake,
+            batcher,
+            micro,
+            backlog,
+            reloads,
+            bucket,
+            interactive
+        );
         result
     }
 
-    /// Pulls from the consumer (binding it, and again when it is lost) into `batches`.
+    /// Pulls from the bulk lane's consumer (binding it, and again when it is lost) into
+    /// `batches`.
     fn intake(&self, shared: Arc<Shared>, batches: mpsc::Sender<Pending>) -> consumer::Intake {
         consumer::Intake {
             js: shared.js.clone(),
             config: self.config.clone(),
             shared,
+            stream: MODERATION_STREAM,
+            in_flight: self.max_in_flight,
             permits: Arc::clone(&self.permits),
             batches,
+            reports_health: true,
         }
     }
 
-    /// Forms batches from `batches`, one per free inference thread.
+    /// Pulls from the interactive lane's consumer into `batches` until `stop` turns true. A
+    /// lane that cannot be bound (a topology from before lanes, with no right to create it)
+    /// is logged and given up; the bulk lane goes on.
+    async fn interactive(
+        &self,
+        shared: Arc<Shared>,
+        batches: mpsc::Sender<Pending>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let intake = consumer::Intake {
+            js: shared.js.clone(),
+            config: self.config.clone(),
+            shared,
+            stream: INTERACTIVE_STREAM,
+            in_flight: INTERACTIVE_IN_FLIGHT,
+            permits: Arc::clone(&self.lane_permits),
+            batches,
+            reports_health: false,
+        };
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        if let Err(err) = intake.run(stopped).await {
+            warn!("the interactive lane is not served (run `offpath topology`): {err}");
+        }
+    }
+
+    /// Forms batches from `lane` (the interactive lane, first) and `batches`, one per free
+    /// inference thread.
     fn batcher(
         &self,
         shared: &Arc<Shared>,
         batches: mpsc::Receiver<Pending>,
+        lane: mpsc::Receiver<Pending>,
     ) -> impl Future<Output = ()> + use<> {
         let slots = Arc::new(Semaphore::new(self.config.inference_threads.max(1)));
         let max_batch = self.config.max_batch.max(1);
         pipeline::batcher(
             Arc::clone(shared),
-            batches,
+            pipeline::Lanes {
+                interactive: lane,
+                bulk: batches,
+            },
             slots,
             max_batch,
             self.config.max_wait(),
@@ -191,10 +246,13 @@ impl Moderator {
     /// unsettled then is redelivered (to other moderators) after its ack wait.
     async fn drain(&self) {
         let all = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.permits.acquire_many(all))
-            .await
-            .is_err()
-        {
+        let lane = u32::try_from(INTERACTIVE_IN_FLIGHT).unwrap_or(u32::MAX);
+        let settled = async {
+            let bulk = self.permits.acquire_many(all).await;
+            let interactive = self.lane_permits.acquire_many(lane).await;
+            (bulk, interactive)
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, settled).await.is_err() {
             warn!("shutdown grace passed; unsettled requests will be redelivered");
         }
     }

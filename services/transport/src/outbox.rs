@@ -15,7 +15,6 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use offpath_protocol::subject::request_subject;
 use offpath_protocol::{ModerationRequest, encode};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -219,7 +218,8 @@ async fn publish(js: jetstream::Context, request: ModerationRequest) -> Outcome 
     let message = PublishMessage::build()
         .payload(encode(&request).into())
         .message_id(request.dedup_key());
-    let subject = request_subject(&request.tenant);
+    // Hold rooms' requests (priority high) go to the interactive lane.
+    let subject = request.subject();
     let result = tokio::time::timeout(ACK_TIMEOUT, async {
         js.send_publish(subject, message)
             .await

@@ -6,6 +6,12 @@
 
 /// Stream holding requests until a moderator acks them (work-queue retention).
 pub const MODERATION_STREAM: &str = "MODERATION";
+/// Stream holding the interactive lane's requests (work-queue retention): messages a user
+/// waits for (hold rooms), which moderators take before the bulk lane's.
+pub const INTERACTIVE_STREAM: &str = "MODERATION_INTERACTIVE";
+/// The last token of an interactive lane's request subject:
+/// `offpath.req.<tenant>.interactive`.
+pub const INTERACTIVE_LANE: &str = "interactive";
 /// Stream holding verdicts for catch-up and audit (limits retention).
 pub const VERDICTS_STREAM: &str = "VERDICTS";
 /// Stream holding dead letters for operators.
@@ -41,6 +47,11 @@ pub fn request_subject(tenant: &str) -> String {
     format!("{REQUEST_PREFIX}.{tenant}")
 }
 
+/// `offpath.req.<tenant>.interactive`: the interactive lane (contract v1.1).
+pub fn interactive_request_subject(tenant: &str) -> String {
+    format!("{REQUEST_PREFIX}.{tenant}.{INTERACTIVE_LANE}")
+}
+
 /// `offpath.verdict.<tenant>.<room>`.
 pub fn verdict_subject(tenant: &str, room: &str) -> String {
     format!("{VERDICT_PREFIX}.{tenant}.{room}")
@@ -51,9 +62,15 @@ pub fn dlq_subject(tenant: &str) -> String {
     format!("{DLQ_PREFIX}.{tenant}")
 }
 
-/// The tenant token of a request subject, if it is `offpath.req.<valid token>`.
+/// The tenant token of a request subject, if it is `offpath.req.<valid token>` (the bulk
+/// lane, v1) or `offpath.req.<valid token>.interactive` (the interactive lane, v1.1).
 pub fn tenant_of_request_subject(subject: &str) -> Option<&str> {
-    let tenant = subject.strip_prefix(REQUEST_PREFIX)?.strip_prefix('.')?;
+    let rest = subject.strip_prefix(REQUEST_PREFIX)?.strip_prefix('.')?;
+    let tenant = match rest.split_once('.') {
+        Some((tenant, INTERACTIVE_LANE)) => tenant,
+        Some(_) => return None,
+        None => rest,
+    };
     is_valid_token(tenant).then_some(tenant)
 }
 
@@ -131,6 +148,15 @@ mod tests {
     fn dead_letter_subject_for_any_request_subject() {
         assert_eq!(tenant_of_request_subject("offpath.req.acme"), Some("acme"));
         assert_eq!(tenant_of_request_subject("offpath.req.acme.x"), None);
+        assert_eq!(
+            tenant_of_request_subject("offpath.req.acme.interactive"),
+            Some("acme")
+        );
+        assert_eq!(
+            tenant_of_request_subject("offpath.req.acme.interactive.x"),
+            None
+        );
+        assert_eq!(tenant_of_request_subject("offpath.req..interactive"), None);
         assert_eq!(tenant_of_request_subject("offpath.reqacme"), None);
         assert_eq!(dlq_subject_for("offpath.req.acme"), "offpath.dlq.acme");
         assert_eq!(dlq_subject_for("elsewhere"), "offpath.dlq._unknown");

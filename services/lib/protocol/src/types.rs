@@ -158,6 +158,16 @@ pub struct Verdict {
 }
 
 impl ModerationRequest {
+    /// The subject to publish this request on: `priority: high` (someone waits for the
+    /// verdict: a hold room) goes to the interactive lane, `offpath.req.<tenant>.interactive`,
+    /// which moderators take first; everything else to `offpath.req.<tenant>` (v1).
+    pub fn subject(&self) -> String {
+        match self.priority {
+            Some(Priority::High) => crate::subject::interactive_request_subject(&self.tenant),
+            _ => crate::subject::request_subject(&self.tenant),
+        }
+    }
+
     /// The `Nats-Msg-Id` header every publisher sends with this request: `<tenant>/<id>`.
     /// De-duplication in `MODERATION` is stream-wide while ids are unique per tenant only;
     /// `/` is in neither a tenant nor an id, so keys of two tenants never collide (and a
@@ -265,6 +275,36 @@ impl DeadLetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `priority: high` goes to the interactive lane, anything else to the v1 subject; both
+    /// give the tenant back and the same dead-letter subject.
+    #[test]
+    fn a_request_chooses_its_lane_by_priority() {
+        use crate::subject::{dlq_subject_for, tenant_of_request_subject};
+        let mut request = ModerationRequest {
+            v: 1,
+            id: "i".into(),
+            tenant: "acme".into(),
+            room: "r".into(),
+            sender: "s".into(),
+            text: "t".into(),
+            sent_at_ms: 0,
+            deadline_ms: None,
+            priority: None,
+            policy: None,
+        };
+        for (priority, subject) in [
+            (None, "offpath.req.acme"),
+            (Some(Priority::Low), "offpath.req.acme"),
+            (Some(Priority::Normal), "offpath.req.acme"),
+            (Some(Priority::High), "offpath.req.acme.interactive"),
+        ] {
+            request.priority = priority;
+            assert_eq!(request.subject(), subject);
+            assert_eq!(tenant_of_request_subject(subject), Some("acme"));
+            assert_eq!(dlq_subject_for(subject), "offpath.dlq.acme");
+        }
+    }
 
     /// The digest is SHA-256 of the UTF-8 bytes in lowercase hex (the FIPS 180-2 vectors).
     #[test]

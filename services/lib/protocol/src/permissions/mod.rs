@@ -24,8 +24,9 @@
 use std::fmt::Write as _;
 
 use crate::subject::{
-    CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET,
-    POLICY_KEY, REQUEST_PREFIX, VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
+    CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE, INTERACTIVE_STREAM,
+    MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, POLICY_KEY, REQUEST_PREFIX,
+    VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
 };
 
 /// Who connects to NATS.
@@ -139,10 +140,12 @@ impl Role {
             Role::Moderator => {
                 let mut publish = vec![format!("{VERDICT_PREFIX}.>"), format!("{DLQ_PREFIX}.>")];
                 publish.extend(topology_lookups());
-                publish.extend([
-                    format!("{API}.CONSUMER.MSG.NEXT.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"),
-                    format!("$JS.ACK.{MODERATION_STREAM}.{MODERATOR_CONSUMER}.>"),
-                ]);
+                for stream in [MODERATION_STREAM, INTERACTIVE_STREAM] {
+                    publish.extend([
+                        format!("{API}.CONSUMER.MSG.NEXT.{stream}.{MODERATOR_CONSUMER}"),
+                        format!("$JS.ACK.{stream}.{MODERATOR_CONSUMER}.>"),
+                    ]);
+                }
                 publish.extend(policy_reads());
                 Permissions {
                     publish,
@@ -180,15 +183,21 @@ impl Role {
 const API: &str = "$JS.API";
 
 /// What a service looks up to see whether the topology is in place ([`crate::topology::ensure`]):
-/// the three streams' info and the moderators' consumer's info.
+/// the four streams' info and the moderators' consumers' info.
 fn topology_lookups() -> Vec<String> {
-    let mut subjects: Vec<String> = [MODERATION_STREAM, VERDICTS_STREAM, DLQ_STREAM]
+    let streams = [
+        MODERATION_STREAM,
+        INTERACTIVE_STREAM,
+        VERDICTS_STREAM,
+        DLQ_STREAM,
+    ];
+    let mut subjects: Vec<String> = streams
         .iter()
         .map(|s| format!("{API}.STREAM.INFO.{s}"))
         .collect();
-    subjects.push(format!(
-        "{API}.CONSUMER.INFO.{MODERATION_STREAM}.{MODERATOR_CONSUMER}"
-    ));
+    for stream in [MODERATION_STREAM, INTERACTIVE_STREAM] {
+        subjects.push(format!("{API}.CONSUMER.INFO.{stream}.{MODERATOR_CONSUMER}"));
+    }
     subjects
 }
 
@@ -216,7 +225,10 @@ fn transport_publish(tenant: &str, instance: Option<&str>) -> Vec<String> {
     // Not `offpath.classify`: its reply subject is the caller's to choose, and a moderator
     // answering it publishes with the moderator's rights (verdict and dead-letter subjects
     // included). The inline mode it serves is a benchmark's, run without authorization.
-    let mut publish = vec![format!("{REQUEST_PREFIX}.{tenant}")];
+    let mut publish = vec![
+        format!("{REQUEST_PREFIX}.{tenant}"),
+        format!("{REQUEST_PREFIX}.{tenant}.{INTERACTIVE_LANE}"),
+    ];
     publish.extend(topology_lookups());
     publish.extend([
         format!("{API}.CONSUMER.INFO.{VERDICTS_STREAM}.{consumer}"),

@@ -3,7 +3,7 @@
 
 use async_nats::jetstream::{consumer, stream};
 
-use crate::subject::{MODERATION_STREAM, MODERATOR_CONSUMER};
+use crate::subject::MODERATOR_CONSUMER;
 
 /// A setting of an existing stream or consumer that differs from this process's
 /// configuration. [`super::ensure`] reports it and leaves it alone: `offpath topology` owns the
@@ -95,11 +95,12 @@ fn limit(value: i64) -> String {
 }
 
 pub(super) fn consumer_drift(
+    stream: &str,
     existing: &consumer::pull::Config,
     wanted: &consumer::pull::Config,
 ) -> Vec<Drift> {
     differences(
-        format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}"),
+        format!("consumer {stream}/{MODERATOR_CONSUMER}"),
         [
             (
                 "ack_wait",
@@ -168,9 +169,13 @@ mod tests {
             .map(|d| d.setting)
             .collect();
         settings.extend(
-            consumer_drift(&other.moderator_consumer(), &base.moderator_consumer())
-                .iter()
-                .map(|d| d.setting),
+            consumer_drift(
+                "MODERATION",
+                &other.moderator_consumer(),
+                &base.moderator_consumer(),
+            )
+            .iter()
+            .map(|d| d.setting),
         );
         assert_eq!(settings, DRIFT_SETTINGS);
     }

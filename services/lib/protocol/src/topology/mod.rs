@@ -13,6 +13,11 @@
 //!   old, accepted requests disappearing silently. A 2-minute duplicate window de-duplicates
 //!   a transport's re-publish of the same `Nats-Msg-Id` (`<tenant>/<id>`). Requests older
 //!   than a day are of no use to a chat and age out.
+//! * `MODERATION_INTERACTIVE` (`offpath.req.*.interactive`): the interactive lane, as
+//!   `MODERATION` with an eighth of its bytes, and its own `moderator` consumer. Moderators
+//!   take its requests first (a user waits for them: hold rooms), never starving the bulk
+//!   lane. A stream of its own, because consumers of one work-queue stream may not overlap
+//!   and the existing `moderator` consumer reads all of `MODERATION`.
 //! * `VERDICTS` (`offpath.verdict.*.*`): limits retention for catch-up after a transport
 //!   restart and for audit; a day of history, oldest discarded first. Verdicts are published
 //!   with `Nats-Msg-Id` = `<tenant>/<id>/<text_sha256>` (`Verdict::dedup_key`), so a
@@ -42,8 +47,8 @@ use async_nats::jetstream::{
 };
 
 use crate::subject::{
-    DLQ_PREFIX, DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, REQUEST_PREFIX,
-    VERDICT_PREFIX, VERDICTS_STREAM,
+    DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE, INTERACTIVE_STREAM, MODERATION_STREAM,
+    MODERATOR_CONSUMER, POLICY_BUCKET, REQUEST_PREFIX, VERDICT_PREFIX, VERDICTS_STREAM,
 };
 
 mod drift;
@@ -144,6 +149,19 @@ impl TopologyConfig {
         }
     }
 
+    /// The `MODERATION_INTERACTIVE` stream: the interactive lane, settings as
+    /// `MODERATION`'s but an eighth of its bytes (a lane for messages someone waits for is
+    /// low in volume; its backlog is what lanes exist to keep short).
+    pub fn interactive_stream(&self) -> stream::Config {
+        stream::Config {
+            name: INTERACTIVE_STREAM.into(),
+            description: Some("offpath interactive-lane requests awaiting a verdict".into()),
+            subjects: vec![format!("{REQUEST_PREFIX}.*.{INTERACTIVE_LANE}")],
+            max_bytes: (self.request_max_bytes / 8).max(1024 * 1024),
+            ..self.moderation_stream()
+        }
+    }
+
     /// The `VERDICTS` stream.
     pub fn verdicts_stream(&self) -> stream::Config {
         stream::Config {
@@ -219,6 +237,7 @@ pub async fn ensure(
     let mut drift = Vec::new();
     for wanted in [
         config.moderation_stream(),
+        config.interactive_stream(),
         config.verdicts_stream(),
         config.dlq_stream(),
     ] {
@@ -227,8 +246,10 @@ pub async fn ensure(
         }
     }
     let wanted = config.moderator_consumer();
-    if let Some(existing) = create_consumer_if_missing(js, &wanted).await? {
-        drift.extend(consumer_drift(&existing, &wanted));
+    for stream in [MODERATION_STREAM, INTERACTIVE_STREAM] {
+        if let Some(existing) = create_consumer_if_missing(js, stream, &wanted).await? {
+            drift.extend(consumer_drift(stream, &existing, &wanted));
+        }
     }
     Ok(drift)
 }
@@ -238,28 +259,28 @@ pub async fn ensure(
 pub async fn apply(js: &jetstream::Context, config: &TopologyConfig) -> Result<(), TopologyError> {
     for stream in [
         config.moderation_stream(),
+        config.interactive_stream(),
         config.verdicts_stream(),
         config.dlq_stream(),
     ] {
         apply_stream(js, stream).await?;
     }
-    let what = || format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}");
-    let stream = js
-        .get_stream(MODERATION_STREAM)
-        .await
-        .map_err(|err| TopologyError {
+    for name in [MODERATION_STREAM, INTERACTIVE_STREAM] {
+        let what = || format!("consumer {name}/{MODERATOR_CONSUMER}");
+        let stream = js.get_stream(name).await.map_err(|err| TopologyError {
             what: what(),
             source: err.into(),
         })?;
-    // The create request is sent with the create-or-update action: idempotent, and an
-    // existing durable is updated to the configured settings.
-    stream
-        .create_consumer(config.moderator_consumer())
-        .await
-        .map_err(|err| TopologyError {
-            what: what(),
-            source: err.into(),
-        })?;
+        // The create request is sent with the create-or-update action: idempotent, and an
+        // existing durable is updated to the configured settings.
+        stream
+            .create_consumer(config.moderator_consumer())
+            .await
+            .map_err(|err| TopologyError {
+                what: what(),
+                source: err.into(),
+            })?;
+    }
     apply_stream(js, config.policy_stream()).await
 }
 
@@ -305,15 +326,16 @@ async fn create_stream_if_missing(
 /// `None` when the consumer was created now, else the existing consumer's settings.
 async fn create_consumer_if_missing(
     js: &jetstream::Context,
+    stream_name: &str,
     wanted: &consumer::pull::Config,
 ) -> Result<Option<consumer::pull::Config>, TopologyError> {
-    let what = format!("consumer {MODERATION_STREAM}/{MODERATOR_CONSUMER}");
+    let what = format!("consumer {stream_name}/{MODERATOR_CONSUMER}");
     let error = |source: async_nats::Error| TopologyError {
         what: what.clone(),
         source,
     };
     let stream = js
-        .get_stream(MODERATION_STREAM)
+        .get_stream(stream_name)
         .await
         .map_err(|e| error(e.into()))?;
     match stream.consumer_info(MODERATOR_CONSUMER).await {

@@ -1,0 +1,76 @@
+//! Priority lanes: requests on the interactive lane (`offpath.req.<tenant>.interactive`,
+//! hold rooms) are taken before a bulk backlog, and the bulk lane is still served.
+
+mod common;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use offpath_moderator::Config;
+use offpath_protocol::{Priority, Verdict, encode};
+
+/// The id of the next verdict.
+async fn next(sub: &mut async_nats::Subscriber) -> String {
+    let message = tokio::time::timeout(Duration::from_secs(60), sub.next())
+        .await
+        .expect("a verdict within 60 s")
+        .expect("subscription open");
+    serde_json::from_slice::<Verdict>(&message.payload)
+        .expect("verdict")
+        .id
+}
+
+/// With 200 bulk requests queued ahead of them on one slow inference thread, interactive
+/// requests get their verdicts within the next few batches, not after the backlog; every
+/// bulk request still gets its verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interactive_lane_overtakes_a_bulk_backlog() {
+    let config = Config {
+        inference_threads: 1,
+        max_batch: 8,
+        ..common::config(common::slow_batches(100))
+    };
+    let (env, mut sub, moderator) = common::start(config).await;
+    moderator.assert_ready(60, "at start").await;
+    for i in 0..200 {
+        let request = common::request(&format!("bulk-{i}"), &format!("see you at {i}"));
+        assert_eq!(request.subject(), "offpath.req.acme");
+        common::publish(&env.js, &request).await;
+    }
+    let mut order: Vec<String> = Vec::new();
+    // The backlog is being worked on: now a user in a hold room sends.
+    order.push(next(&mut sub).await);
+    for i in 0..5 {
+        let mut request = common::request(&format!("held-{i}"), &format!("hello from kids {i}"));
+        request.priority = Some(Priority::High);
+        let subject = request.subject();
+        assert_eq!(subject, "offpath.req.acme.interactive");
+        common::publish_raw(
+            &env.js,
+            &subject,
+            encode(&request),
+            Some(&request.dedup_key()),
+        )
+        .await;
+    }
+    while order.len() < 205 {
+        order.push(next(&mut sub).await);
+    }
+    let positions: Vec<usize> = (0..5)
+        .map(|i| {
+            order
+                .iter()
+                .position(|id| *id == format!("held-{i}"))
+                .unwrap_or_else(|| panic!("no verdict for held-{i}"))
+        })
+        .collect();
+    // Queued behind the backlog they would come after ~200 bulk verdicts; with lanes within
+    // the batches that were already running or formed (8 each) when they arrived.
+    assert!(
+        positions.iter().all(|p| *p < 40),
+        "interactive verdicts at {positions:?} of 205"
+    );
+    let bulk = order.iter().filter(|id| id.starts_with("bulk-")).count();
+    assert_eq!(bulk, 200, "every bulk request answered");
+    moderator.stop_drained(&env.js).await;
+}
