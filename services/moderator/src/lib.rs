@@ -4,7 +4,7 @@
 //!
 //! Flow: pull (at most `max_in_flight` requests held) → `pipeline::intake`: strict decode
 //! (failures become dead letters), expiry (an `unmoderated` verdict without inference) →
-//! `pipeline::batcher`: batches by count and wait time, waiting for a free inference
+//! `batcher`: batches by count and wait time, the interactive lane first, waiting for a free inference
 //! thread → `pool::Pool`: ONNX Runtime on OS threads under a watchdog → verdict published
 //! to `VERDICTS` → request acked (at-least-once: the verdict is stored before the ack).
 //! `startup` starts and stops these in named steps; `readiness` is what `/readyz` reads.
@@ -15,6 +15,7 @@
 //! (`consumer`); `/readyz` says "consumer not bound" meanwhile, and after
 //! `rebind_give_up_ms` of failures [`run`] returns an error.
 
+mod batcher;
 mod cache;
 mod config;
 mod consumer;

@@ -16,10 +16,10 @@ use tracing::{info, warn};
 
 use offpath_protocol::subject::{INTERACTIVE_STREAM, MODERATION_STREAM};
 
-use crate::pipeline::{self, Pending, Shared};
+use crate::pipeline::{Pending, Shared};
 use crate::policies::{self, LivePolicies};
 use crate::readiness::Health;
-use crate::{Config, ModeratorError, cache, consumer, metrics, pool, service};
+use crate::{Config, ModeratorError, batcher, cache, consumer, metrics, pool, service};
 
 /// How long shutdown waits for in-flight requests before leaving them to redelivery.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -210,9 +210,9 @@ impl Moderator {
     ) -> impl Future<Output = ()> + use<> {
         let slots = Arc::new(Semaphore::new(self.config.inference_threads.max(1)));
         let max_batch = self.config.max_batch.max(1);
-        pipeline::batcher(
+        batcher::batcher(
             Arc::clone(shared),
-            pipeline::Lanes {
+            batcher::Lanes {
                 interactive: lane,
                 bulk: batches,
             },
