@@ -26,7 +26,7 @@ use async_nats::jetstream::context::{
 };
 use async_nats::jetstream::{self, ErrorCode, consumer::PullConsumer};
 use futures::{FutureExt, StreamExt};
-use offpath_protocol::subject::{MODERATION_STREAM, MODERATOR_CONSUMER};
+use offpath_protocol::subject::{INTERACTIVE_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER};
 use offpath_protocol::topology::{self, TopologyConfig};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -497,6 +497,18 @@ fn still_leaderless(state: &mut Option<(Instant, Instant)>) -> bool {
 /// Publishes the consumer's backlog (`num_pending`, `num_ack_pending`: what an operator
 /// scales on) every [`BACKLOG_EVERY`] until `stop` turns true. While the consumer cannot be
 /// read the gauges keep their last values and `consumer_info` errors are counted.
+/// The `moderator` consumer's info on `stream`.
+async fn consumer_info(
+    js: &jetstream::Context,
+    stream: &str,
+) -> Result<async_nats::jetstream::consumer::Info, async_nats::Error> {
+    let stream = js.get_stream(stream).await?;
+    stream
+        .consumer_info(MODERATOR_CONSUMER)
+        .await
+        .map_err(async_nats::Error::from)
+}
+
 pub(crate) async fn report_backlog(js: jetstream::Context, mut stop: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(BACKLOG_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -505,14 +517,7 @@ pub(crate) async fn report_backlog(js: jetstream::Context, mut stop: watch::Rece
             _ = stop.wait_for(|stopped| *stopped) => return,
             _ = ticks.tick() => {}
         }
-        let info = async {
-            let stream = js.get_stream(MODERATION_STREAM).await?;
-            stream
-                .consumer_info(MODERATOR_CONSUMER)
-                .await
-                .map_err(async_nats::Error::from)
-        };
-        match info.await {
+        match consumer_info(&js, MODERATION_STREAM).await {
             Ok(info) => {
                 metrics::gauge!(m::CONSUMER_PENDING).set(info.num_pending as f64);
                 metrics::gauge!(m::CONSUMER_ACK_PENDING).set(info.num_ack_pending as f64);
@@ -521,6 +526,10 @@ pub(crate) async fn report_backlog(js: jetstream::Context, mut stop: watch::Rece
                 metrics::counter!(m::NATS_ERRORS, "operation" => "consumer_info").increment(1);
                 debug!("reading the consumer's backlog: {err}");
             }
+        }
+        match consumer_info(&js, INTERACTIVE_STREAM).await {
+            Ok(info) => metrics::gauge!(m::INTERACTIVE_PENDING).set(info.num_pending as f64),
+            Err(err) => debug!("reading the interactive lane's backlog: {err}"),
         }
     }
 }

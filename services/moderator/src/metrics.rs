@@ -103,6 +103,16 @@ pub(crate) const TOPOLOGY_DRIFT: &str = "offpath_moderator_topology_drift_total"
 pub(crate) const CONSUMER_PENDING: &str = "offpath_moderator_consumer_pending";
 /// Requests delivered to moderators and not yet acked (the consumer's `num_ack_pending`).
 pub(crate) const CONSUMER_ACK_PENDING: &str = "offpath_moderator_consumer_ack_pending";
+/// Requests in `MODERATION_INTERACTIVE` not yet delivered to any moderator: the interactive
+/// lane's backlog (it should stay near 0; [`CONSUMER_PENDING`] is the bulk lane's).
+pub(crate) const INTERACTIVE_PENDING: &str = "offpath_moderator_interactive_pending";
+/// Requests pulled, by `lane` ([`LANES`]).
+pub(crate) const LANE_REQUESTS: &str = "offpath_moderator_lane_requests_total";
+/// From a request's stream publish (the server's clock) to its stored verdict, by `lane`:
+/// what lanes are for, per lane.
+pub(crate) const LANE_VERDICT_SECONDS: &str = "offpath_moderator_lane_verdict_seconds";
+/// The request lanes: `interactive` (`offpath.req.<tenant>.interactive`), `bulk`.
+pub(crate) const LANES: &[&str] = &["interactive", "bulk"];
 /// 1, labelled with the running models' `name`, `version` and `sha256` (the first 12 hex
 /// digits of each ONNX file's, `+`-joined like the names).
 pub(crate) const MODEL_INFO: &str = "offpath_moderator_model_info";
@@ -190,6 +200,17 @@ pub(crate) fn describe() {
         MODEL_INFO,
         "1, labelled with the running models' name, version and sha256 prefix"
     );
+    describe_gauge!(
+        INTERACTIVE_PENDING,
+        Unit::Count,
+        "Requests in MODERATION_INTERACTIVE not yet delivered to a moderator"
+    );
+    describe_counter!(LANE_REQUESTS, "Requests pulled, by lane");
+    describe_histogram!(
+        LANE_VERDICT_SECONDS,
+        Unit::Seconds,
+        "Stream publish to stored verdict, by lane"
+    );
     describe_counter!(
         POLICY_VERDICTS,
         "Verdicts decided by a named policy, by policy and action"
@@ -242,6 +263,7 @@ pub(crate) fn register() {
             (DEAD_LETTERS, "reason", INFERENCE_FAILURES),
             (DEAD_LETTERS, "reason", DecodeError::REASONS),
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
+            (LANE_REQUESTS, "lane", LANES),
         ],
         gauges: &[
             POLICY_BUCKET_WATCHING,
@@ -249,10 +271,23 @@ pub(crate) fn register() {
             LAST_PROGRESS,
             CONSUMER_PENDING,
             CONSUMER_ACK_PENDING,
+            INTERACTIVE_PENDING,
         ],
         histograms: &[BATCH_SIZE, INFERENCE_SECONDS, QUEUE_SECONDS],
     }
     .register();
+    for lane in LANES {
+        let _ = metrics::histogram!(LANE_VERDICT_SECONDS, "lane" => *lane);
+    }
+}
+
+/// The lane of a request pulled from `subject`.
+pub(crate) fn lane_of(subject: &str) -> &'static str {
+    let interactive = subject
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last == offpath_protocol::subject::INTERACTIVE_LANE);
+    if interactive { LANES[0] } else { LANES[1] }
 }
 
 /// Puts the series of every policy of `set` on `/metrics` ([`POLICY_VERDICTS`] at 0 for

@@ -64,6 +64,7 @@ pub(crate) async fn intake(
     side_tasks: &mut JoinSet<()>,
 ) {
     let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
+    metrics::counter!(m::LANE_REQUESTS, "lane" => m::lane_of(&message.subject)).increment(1);
     match decode_request(&message.subject, &message.payload, &shared.limits) {
         Err(err) => {
             let shared = Arc::clone(shared);
@@ -302,6 +303,12 @@ async fn finish(shared: &Shared, settled: Vec<(Origin, Verdict)>, outcome: &'sta
         match result {
             Ok(()) => {
                 metrics::counter!(m::REQUESTS, "outcome" => outcome).increment(1);
+                if let Ok(info) = message.info() {
+                    let published = info.published.unix_timestamp_nanos() as f64 / 1e9;
+                    let waited = (now_ms() as f64 / 1000.0 - published).max(0.0);
+                    metrics::histogram!(m::LANE_VERDICT_SECONDS, "lane" => m::lane_of(&message.subject))
+                        .record(waited);
+                }
                 ack(message).await;
             }
             Err(err) => {

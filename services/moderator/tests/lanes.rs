@@ -72,5 +72,13 @@ async fn the_interactive_lane_overtakes_a_bulk_backlog() {
     );
     let bulk = order.iter().filter(|id| id.starts_with("bulk-")).count();
     assert_eq!(bulk, 200, "every bulk request answered");
+    let (_, metrics) = moderator.get("/metrics").await;
+    let value = |series: &str| offpath_harness::scrape::value(&metrics, series);
+    assert_eq!(
+        value("offpath_moderator_lane_requests_total{lane=\"interactive\"}"),
+        5.0
+    );
+    assert!(value("offpath_moderator_lane_requests_total{lane=\"bulk\"}") >= 200.0);
+    assert!(value("offpath_moderator_lane_verdict_seconds_count{lane=\"interactive\"}") >= 5.0);
     moderator.stop_drained(&env.js).await;
 }

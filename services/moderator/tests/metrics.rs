@@ -93,6 +93,12 @@ fn expected() -> Vec<String> {
             .iter()
             .map(|r| format!("offpath_moderator_dead_letters_total{{reason=\"{r}\"}}")),
     );
+    for lane in ["interactive", "bulk"] {
+        series.push(format!(
+            "offpath_moderator_lane_requests_total{{lane=\"{lane}\"}}"
+        ));
+    }
+    series.push("offpath_moderator_interactive_pending".into());
     // The built-in policy (no --policies file), its fallbacks and reloads.
     for action in ["allow", "flag", "block"] {
         series.push(format!(
