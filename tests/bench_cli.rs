@@ -45,6 +45,40 @@ fn bench_throughput_reports_distinct_paced_and_spam_lines() {
     }
 }
 
+/// `offpath bench lanes` measures capacity, then a hold room alone, beside a bulk flood
+/// without lanes, and with the interactive lane, each line with its p99 against idle's (a
+/// short run in debug: the figures come from the release build, see the README).
+#[test]
+fn bench_lanes_reports_idle_no_lanes_and_lanes() {
+    bench_binary::build();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "lanes",
+            "--messages=200",
+            "--duration-s=2",
+            "--hold-rate=5",
+            "--inference-threads=1",
+        ])
+        .env("OFFPATH_LOG", "warn")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "capacity",
+        "idle: hold room",
+        "no lanes: hold room",
+        "lanes: hold room",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+}
+
 /// A folder holding a hard link to the `offpath` under test (same file system: inside the
 /// target folder), where a test decides what `offpath-bench` is.
 fn offpath_alone() -> (tempfile::TempDir, std::path::PathBuf) {

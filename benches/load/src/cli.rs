@@ -32,6 +32,27 @@ pub(crate) enum BenchCommand {
     /// Verdicts/s with N moderator processes sharing one consumer, for each N of a list,
     /// and the efficiency against one.
     Scale(Box<ScaleArgs>),
+    /// A hold room's publish → verdict latency beside bulk chat at a multiple of the
+    /// moderator's capacity: alone, without lanes, with the interactive lane.
+    Lanes(Box<LanesArgs>),
+}
+
+/// Options of `offpath bench lanes`.
+#[derive(Debug, Args)]
+pub(crate) struct LanesArgs {
+    /// Bulk chat rate as a multiple of the moderator's measured capacity.
+    #[arg(long, env = "OFFPATH_BENCH_OVERLOAD", default_value_t = 3.0)]
+    pub overload: f64,
+    /// The hold room's requests per second.
+    #[arg(long, env = "OFFPATH_BENCH_HOLD_RATE", default_value_t = 5.0)]
+    pub hold_rate: f64,
+    /// Seconds the hold room (and the bulk flood) send per run.
+    #[arg(long, env = "OFFPATH_BENCH_DURATION_S", default_value_t = 10.0)]
+    pub duration_s: f64,
+    /// Requests of the capacity measurement (`--messages`), the moderator's settings, the
+    /// timeout.
+    #[command(flatten)]
+    pub bench: BenchArgs,
 }
 
 /// Options of `offpath bench scale`.

@@ -8,10 +8,15 @@
 //! * `isolation` ([`isolation`]): chat delivery latency with moderation decoupled, inline
 //!   and off, with healthy, slow and hung moderators; writes `bench-results/isolation.*`.
 //!
-//! Both start the services as the `offpath` binary found beside this one ([`stack`]).
+//! * `scale` ([`scale`]): verdicts/s per number of moderator processes, R1 and R3;
+//! * `lanes` ([`lanes`]): a hold room's verdict latency beside a bulk flood, with and
+//!   without the interactive lane.
+//!
+//! All start the services as the `offpath` binary found beside this one ([`stack`]).
 
 mod cli;
 mod isolation;
+mod lanes;
 mod measure;
 mod scale;
 mod stack;
@@ -30,6 +35,7 @@ fn main() -> ExitCode {
                 BenchCommand::Throughput(args) => throughput::run(*args).await,
                 BenchCommand::Isolation(args) => isolation::run(args).await,
                 BenchCommand::Scale(args) => scale::run(*args).await,
+                BenchCommand::Lanes(args) => lanes::run(*args).await,
             }
         },
     )

@@ -7,13 +7,13 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_offpath-bench");
 
-/// `--help` names the three scenarios.
+/// `--help` names the scenarios.
 #[test]
 fn help_lists_the_scenarios() {
     let out = Command::new(BIN).arg("--help").output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    for scenario in ["throughput", "isolation", "scale"] {
+    for scenario in ["throughput", "isolation", "scale", "lanes"] {
         assert!(stdout.contains(scenario), "no {scenario:?} in:\n{stdout}");
     }
 }

@@ -19,7 +19,7 @@ use crate::measure::fixture_texts;
 mod pipeline;
 mod raw;
 
-pub(crate) use pipeline::Pipeline;
+pub(crate) use pipeline::{Lane, Pipeline};
 use raw::{even_sample, raw_rate};
 
 /// Runs the scenario and prints the figures.

@@ -135,7 +135,10 @@ impl Pipeline {
                 Arc::clone(&sent),
                 prefix.clone(),
             );
-            tokio::spawn(async move { publish_all(&js, &texts, &prefix, rate, &sent).await })
+            tokio::spawn(async move {
+                let lane = Lane::bulk(&prefix);
+                publish_all(&js, &texts, &lane, rate, &sent).await
+            })
         };
         let mut latencies_us = Vec::with_capacity(texts.len());
         let mut seen = std::collections::HashSet::new();
@@ -170,6 +173,56 @@ impl Pipeline {
             cpu_ms: cpu.unwrap_or(f64::NAN) * 1000.0 / texts.len() as f64,
             latencies_us,
         })
+    }
+
+    /// Publishes `hold` (requests someone waits for) at `hold_rate` per second as `lane`
+    /// says, while `bulk` is published at `bulk_rate` beside them; returns the hold
+    /// requests' publish → verdict latencies (µs, sorted) once each has its verdict. The
+    /// bulk backlog is left behind: start a fresh pipeline for the next run.
+    pub(crate) async fn run_beside(
+        &mut self,
+        hold: &[String],
+        hold_rate: f64,
+        lane: Lane,
+        bulk: &[String],
+        bulk_rate: f64,
+    ) -> anyhow::Result<Vec<u64>> {
+        let sent = Arc::new(std::sync::Mutex::new(HashMap::with_capacity(hold.len())));
+        let flood = {
+            let (js, bulk) = (self.js.clone(), bulk.to_vec());
+            let ignored = Arc::new(std::sync::Mutex::new(HashMap::new()));
+            tokio::spawn(async move {
+                let lane = Lane::bulk("flood-");
+                publish_all(&js, &bulk, &lane, Some(bulk_rate), &ignored).await
+            })
+        };
+        let publisher = {
+            let (js, hold, sent) = (self.js.clone(), hold.to_vec(), Arc::clone(&sent));
+            tokio::spawn(
+                async move { publish_all(&js, &hold, &lane, Some(hold_rate), &sent).await },
+            )
+        };
+        let mut latencies_us = Vec::with_capacity(hold.len());
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while latencies_us.len() < hold.len() {
+            let message = tokio::time::timeout_at(deadline, self.verdicts.next())
+                .await
+                .context("timed out waiting for the held requests' verdicts")?
+                .context("verdict subscription closed")?;
+            let received = Instant::now();
+            let verdict: Verdict = serde_json::from_slice(&message.payload)?;
+            let at = sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&verdict.id);
+            if let Some(at) = at {
+                latencies_us.push(received.duration_since(at).as_micros() as u64);
+            }
+        }
+        publisher.await??;
+        flood.abort();
+        latencies_us.sort_unstable();
+        Ok(latencies_us)
     }
 
     /// Batches run and requests batched so far, from a moderator's `$SRV.STATS` (the first
@@ -217,13 +270,34 @@ impl Pipeline {
     }
 }
 
+/// Where and how a run's requests are published.
+pub(crate) struct Lane {
+    /// Prefix of the request ids.
+    pub(crate) prefix: String,
+    /// The subject published on.
+    pub(crate) subject: String,
+    /// The requests' `priority`.
+    pub(crate) priority: Option<offpath_protocol::Priority>,
+}
+
+impl Lane {
+    /// Post-moderated chat: `offpath.req.bench`, no priority.
+    pub(crate) fn bulk(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.into(),
+            subject: request_subject("bench"),
+            priority: None,
+        }
+    }
+}
+
 /// Publishes one request per text (acks awaited in windows of 512), unpaced or at `rate`
-/// per second; records each id's publish instant in `sent`; returns when publishing
-/// started.
-async fn publish_all(
+/// per second, as `lane` says; records each id's publish instant in `sent`; returns when
+/// publishing started.
+pub(crate) async fn publish_all(
     js: &jetstream::Context,
     texts: &[String],
-    prefix: &str,
+    lane: &Lane,
     rate: Option<f64>,
     sent: &std::sync::Mutex<HashMap<String, Instant>>,
 ) -> anyhow::Result<Instant> {
@@ -237,14 +311,14 @@ async fn publish_all(
         let now = offpath_protocol::now_ms();
         let request = ModerationRequest {
             v: PROTOCOL_VERSION,
-            id: format!("{prefix}{i}"),
+            id: format!("{}{i}", lane.prefix),
             tenant: "bench".into(),
             room: format!("room{}", i % 16),
             sender: format!("user{}", i % 100),
             text: text.clone(),
             sent_at_ms: now,
             deadline_ms: None,
-            priority: None,
+            priority: lane.priority,
             policy: None,
         };
         let publish = PublishMessage::build()
@@ -253,7 +327,7 @@ async fn publish_all(
         sent.lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(request.id.clone(), Instant::now());
-        acks.push(js.send_publish(request_subject("bench"), publish).await?);
+        acks.push(js.send_publish(lane.subject.clone(), publish).await?);
         if acks.len() == 512 {
             for ack in acks.drain(..) {
                 ack.await?;
