@@ -144,12 +144,7 @@ impl Pipeline {
         let mut seen = std::collections::HashSet::new();
         let deadline = tokio::time::Instant::now() + self.timeout;
         while seen.len() < texts.len() {
-            let message = tokio::time::timeout_at(deadline, self.verdicts.next())
-                .await
-                .context("timed out waiting for verdicts")?
-                .context("verdict subscription closed")?;
-            let received = Instant::now();
-            let verdict: Verdict = serde_json::from_slice(&message.payload)?;
+            let (verdict, received) = self.next_verdict(deadline).await?;
             if !verdict.id.starts_with(&prefix) || !seen.insert(verdict.id.clone()) {
                 continue;
             }
@@ -205,12 +200,7 @@ impl Pipeline {
         let mut latencies_us = Vec::with_capacity(hold.len());
         let deadline = tokio::time::Instant::now() + self.timeout;
         while latencies_us.len() < hold.len() {
-            let message = tokio::time::timeout_at(deadline, self.verdicts.next())
-                .await
-                .context("timed out waiting for the held requests' verdicts")?
-                .context("verdict subscription closed")?;
-            let received = Instant::now();
-            let verdict: Verdict = serde_json::from_slice(&message.payload)?;
+            let (verdict, received) = self.next_verdict(deadline).await?;
             let at = sent
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -223,6 +213,19 @@ impl Pipeline {
         flood.abort();
         latencies_us.sort_unstable();
         Ok(latencies_us)
+    }
+
+    /// The next verdict on the subscription and when it arrived; an error past `deadline`.
+    async fn next_verdict(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<(Verdict, Instant)> {
+        let message = tokio::time::timeout_at(deadline, self.verdicts.next())
+            .await
+            .context("timed out waiting for verdicts")?
+            .context("verdict subscription closed")?;
+        let received = Instant::now();
+        Ok((serde_json::from_slice(&message.payload)?, received))
     }
 
     /// Batches run and requests batched so far, from a moderator's `$SRV.STATS` (the first
