@@ -148,13 +148,7 @@ impl Pipeline {
             if !verdict.id.starts_with(&prefix) || !seen.insert(verdict.id.clone()) {
                 continue;
             }
-            let at = sent
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&verdict.id);
-            if let Some(at) = at {
-                latencies_us.push(received.duration_since(at).as_micros() as u64);
-            }
+            latencies_us.extend(latency_us(&sent, &verdict.id, received));
         }
         let started = publisher.await??;
         let rate = texts.len() as f64 / started.elapsed().as_secs_f64();
@@ -201,13 +195,7 @@ impl Pipeline {
         let deadline = tokio::time::Instant::now() + self.timeout;
         while latencies_us.len() < hold.len() {
             let (verdict, received) = self.next_verdict(deadline).await?;
-            let at = sent
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&verdict.id);
-            if let Some(at) = at {
-                latencies_us.push(received.duration_since(at).as_micros() as u64);
-            }
+            latencies_us.extend(latency_us(&sent, &verdict.id, received));
         }
         publisher.await??;
         flood.abort();
@@ -271,6 +259,17 @@ impl Pipeline {
             let _ = child.wait();
         }
     }
+}
+
+/// Microseconds from `id`'s publish (taken out of `sent`) to `received`; `None` for an id
+/// this run did not publish (or already timed).
+fn latency_us(
+    sent: &std::sync::Mutex<HashMap<String, Instant>>,
+    id: &str,
+    received: Instant,
+) -> Option<u64> {
+    let at = sent.lock().unwrap_or_else(|e| e.into_inner()).remove(id)?;
+    Some(received.duration_since(at).as_micros() as u64)
 }
 
 /// Where and how a run's requests are published.
