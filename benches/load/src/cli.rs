@@ -165,6 +165,7 @@ impl BenchArgs {
         let mut flags = vec![
             format!("--model={}", models.join(",")),
             format!("--inference-threads={}", m.inference_threads),
+            format!("--interactive-threads={}", m.interactive_threads),
             format!("--intra-threads={}", m.intra_threads),
             format!("--max-batch={}", m.max_batch),
             format!("--sub-batch={}", m.sub_batch),

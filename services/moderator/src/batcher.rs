@@ -1,12 +1,23 @@
 //! Batches from the two lanes' queues: the interactive lane first, never starving bulk.
+//!
+//! Two kinds of inference slot: the shared threads' (`--inference-threads`) and the threads
+//! reserved for the interactive lane (`--interactive-threads`). A hold room's request must
+//! not wait for a bulk batch to finish inference (measured: it then waits one bulk batch
+//! for a thread and a second one inside a mixed batch, 12.7 × an idle system's p99), so
+//! while a reserved thread is free an interactive request goes to it at once, in a batch of
+//! interactive requests only. When every reserved thread is busy the interactive lane
+//! takes the shared threads too, ahead of bulk but at most three quarters of a batch while
+//! bulk requests wait: an interactive flood cannot starve the bulk lane.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::pipeline::{Pending, Shared, process};
+use crate::pool::Threads;
 
 /// The two lanes' queues of decoded requests.
 pub(crate) struct Lanes {
@@ -16,57 +27,170 @@ pub(crate) struct Lanes {
     pub(crate) bulk: mpsc::Receiver<Pending>,
 }
 
+/// A request and whether it came from the interactive lane.
+type Next = (Pending, bool);
+
 impl Lanes {
-    /// The next request, the interactive lane's first; `None` once both are closed.
-    async fn next(&mut self) -> Option<(Pending, bool)> {
+    /// The next request (interactive first, when `interactive`); `None` once the lanes
+    /// allowed are closed.
+    async fn next(&mut self, interactive: bool) -> Option<Next> {
         tokio::select! {
             biased;
-            Some(pending) = self.interactive.recv() => Some((pending, true)),
+            Some(pending) = self.interactive.recv(), if interactive => Some((pending, true)),
             Some(pending) = self.bulk.recv() => Some((pending, false)),
             else => None,
         }
     }
 
-    /// A request that is already queued: interactive first while `interactive_room`, then
-    /// bulk, then interactive again (when no bulk request waits, nothing is starved).
-    fn ready(&mut self, interactive_room: bool) -> Option<(Pending, bool)> {
-        let interactive = |lanes: &mut Self| lanes.interactive.try_recv().ok().map(|p| (p, true));
-        let first = if interactive_room {
-            interactive(self)
-        } else {
-            None
-        };
+    /// A request that is already queued: interactive first while `interactive_first`,
+    /// then bulk, then interactive (while `interactive`; when no bulk request waits,
+    /// nothing is starved).
+    fn ready(&mut self, interactive_first: bool, interactive: bool) -> Option<Next> {
+        let take = |lanes: &mut Self| lanes.interactive.try_recv().ok().map(|p| (p, true));
+        let first = if interactive_first { take(self) } else { None };
         first
             .or_else(|| self.bulk.try_recv().ok().map(|p| (p, false)))
-            .or_else(|| interactive(self))
+            .or_else(|| if interactive { take(self) } else { None })
     }
 }
 
-/// Collects pending requests into batches: waits for a free inference slot first, so that
-/// while every thread is busy requests accumulate and the next batch is fuller; then takes
-/// what is queued, the interactive lane's first (up to three quarters of a batch while bulk
-/// requests wait, so a flood of interactive requests cannot starve the bulk lane), waiting
+/// The inference slots a batch can run in.
+pub(crate) struct Slots {
+    /// One permit per shared inference thread.
+    pub(crate) shared: Arc<Semaphore>,
+    /// One permit per thread reserved for the interactive lane (none: `Semaphore::new(0)`).
+    pub(crate) reserved: Arc<Semaphore>,
+}
+
+/// A free inference thread of one kind, held until its batch's inference has finished.
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    /// Which of the pool's threads run the batch.
+    pub(crate) threads: Threads,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, threads: Threads) -> Self {
+        Self {
+            _permit: permit,
+            threads,
+        }
+    }
+}
+
+/// The free slots the batcher holds while it waits for a request to put in them.
+#[derive(Default)]
+struct Held {
+    reserved: Option<OwnedSemaphorePermit>,
+    shared: Option<OwnedSemaphorePermit>,
+}
+
+/// Collects pending requests into batches. Waits for a free inference slot first, so that
+/// while every thread is busy requests accumulate and the next batch is fuller. An
+/// interactive request goes to a free reserved thread at once with the interactive
+/// requests queued behind it; otherwise a batch on a shared thread takes what is queued
+/// (interactive first, up to three quarters of the batch while bulk requests wait), waiting
 /// at most `max_wait` for more.
 pub(crate) async fn batcher(
     shared: Arc<Shared>,
     mut lanes: Lanes,
-    slots: Arc<Semaphore>,
+    slots: Slots,
     max_batch: usize,
     max_wait: Duration,
 ) {
-    let interactive_cap = (max_batch * 3 / 4).max(1);
     let mut running = JoinSet::new();
-    while let Some((first, first_interactive)) = lanes.next().await {
-        let arrived = tokio::time::Instant::now();
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            break;
+    let mut held = Held::default();
+    let (mut interactive_open, mut bulk_open) = (true, true);
+    while interactive_open || bulk_open {
+        let can_run = held.reserved.is_some() || held.shared.is_some();
+        let (first, is_interactive) = tokio::select! {
+            biased;
+            Ok(permit) = Arc::clone(&slots.reserved).acquire_owned(), if held.reserved.is_none() => {
+                held.reserved = Some(permit);
+                continue;
+            }
+            Ok(permit) = Arc::clone(&slots.shared).acquire_owned(), if held.shared.is_none() => {
+                held.shared = Some(permit);
+                continue;
+            }
+            next = lanes.interactive.recv(), if interactive_open && can_run => match next {
+                Some(pending) => (pending, true),
+                None => {
+                    interactive_open = false;
+                    continue;
+                }
+            },
+            next = lanes.bulk.recv(), if bulk_open && held.shared.is_some() => match next {
+                Some(pending) => (pending, false),
+                None => {
+                    bulk_open = false;
+                    continue;
+                }
+            },
+            else => break,
         };
-        let mut batch = vec![first];
-        let mut interactive = usize::from(first_interactive);
-        while batch.len() < max_batch {
-            let next = match lanes.ready(interactive < interactive_cap) {
+        let (slot, batch) = match (is_interactive, held.reserved.take()) {
+            (true, Some(permit)) => {
+                let slot = Some(Slot::new(permit, Threads::Reserved));
+                (slot, interactive_batch(&mut lanes, first, max_batch))
+            }
+            (_, reserved) => {
+                held.reserved = reserved;
+                // Always held here (the select's conditions); without one the batch would
+                // still run, waiting in the pool's queue for a shared thread.
+                let slot = held.shared.take().map(|p| Slot::new(p, Threads::Shared));
+                // While a reserved thread is free, interactive requests wait for it
+                // (at most `max_wait`) rather than join a bulk batch.
+                let fill = Fill {
+                    max_batch,
+                    deadline: Instant::now() + max_wait,
+                    interactive: held.reserved.is_none(),
+                };
+                (slot, fill.run(&mut lanes, (first, is_interactive)).await)
+            }
+        };
+        let shared = Arc::clone(&shared);
+        running.spawn(async move {
+            process(shared, batch, slot).await;
+        });
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// `first` and the interactive requests already queued behind it: a reserved thread's
+/// batch waits for nothing (while it was busy its lane's requests accumulated).
+fn interactive_batch(lanes: &mut Lanes, first: Pending, max_batch: usize) -> Vec<Pending> {
+    let mut batch = vec![first];
+    while batch.len() < max_batch {
+        match lanes.interactive.try_recv() {
+            Ok(pending) => batch.push(pending),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// How a shared thread's batch is filled.
+struct Fill {
+    max_batch: usize,
+    deadline: Instant,
+    /// Whether interactive requests may join.
+    interactive: bool,
+}
+
+impl Fill {
+    /// `first` and what is queued, interactive first up to three quarters of the batch
+    /// while bulk requests wait, waiting until `deadline` for more.
+    async fn run(&self, lanes: &mut Lanes, first: Next) -> Vec<Pending> {
+        let cap = (self.max_batch * 3 / 4).max(1);
+        let mut interactive = usize::from(first.1);
+        let mut batch = vec![first.0];
+        while batch.len() < self.max_batch {
+            let first_lane = self.interactive && interactive < cap;
+            let next = match lanes.ready(first_lane, self.interactive) {
                 Some(next) => Some(next),
-                None => tokio::time::timeout_at(arrived + max_wait, lanes.next())
+                None => tokio::time::timeout_at(self.deadline, lanes.next(self.interactive))
                     .await
                     .ok()
                     .flatten(),
@@ -77,11 +201,6 @@ pub(crate) async fn batcher(
             interactive += usize::from(is_interactive);
             batch.push(pending);
         }
-        let shared = Arc::clone(&shared);
-        running.spawn(async move {
-            process(shared, batch, Some(slot)).await;
-        });
-        while running.try_join_next().is_some() {}
+        batch
     }
-    while running.join_next().await.is_some() {}
 }

@@ -22,6 +22,11 @@ pub struct Config {
     /// Inference threads, each with its own ONNX session.
     #[arg(long, env = "OFFPATH_INFERENCE_THREADS", default_value_t = defaults::INFERENCE_THREADS)]
     pub inference_threads: usize,
+    /// Inference threads reserved for the interactive lane (hold rooms), each with its own
+    /// ONNX session (memory for one more copy of the models): a request someone waits for
+    /// runs at once instead of behind a bulk batch. 0: the lane shares the threads above.
+    #[arg(long, env = "OFFPATH_INTERACTIVE_THREADS", default_value_t = defaults::INTERACTIVE_THREADS)]
+    pub interactive_threads: usize,
     /// Threads one inference run may use inside ONNX Runtime.
     #[arg(long, env = "OFFPATH_INTRA_THREADS", default_value_t = defaults::INTRA_THREADS)]
     pub intra_threads: usize,
@@ -123,6 +128,8 @@ pub(crate) mod defaults {
     pub(crate) const MODELS: [&str; 2] = ["models/minilm-insult", "models/profanity"];
     /// `--inference-threads`.
     pub(crate) const INFERENCE_THREADS: usize = 2;
+    /// `--interactive-threads`.
+    pub(crate) const INTERACTIVE_THREADS: usize = 1;
     /// `--intra-threads`.
     pub(crate) const INTRA_THREADS: usize = 1;
     /// `--max-batch`.
@@ -171,6 +178,7 @@ impl Default for Config {
             policies: None,
             ort_library: None,
             inference_threads: defaults::INFERENCE_THREADS,
+            interactive_threads: defaults::INTERACTIVE_THREADS,
             intra_threads: defaults::INTRA_THREADS,
             max_batch: defaults::MAX_BATCH,
             sub_batch: defaults::SUB_BATCH,

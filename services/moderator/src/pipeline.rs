@@ -15,12 +15,12 @@ use offpath_protocol::{
     Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, PolicyRef, Verdict,
     decode_request, encode, text_sha256,
 };
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::metrics as m;
-use crate::pool::{BatchError, Pool};
+use crate::pool::{BatchError, Pool, Threads};
 use crate::readiness::{Health, Held};
 
 /// Where a request came from, and so how it is answered.
@@ -180,7 +180,7 @@ impl Shared {
 pub(crate) fn process(
     shared: Arc<Shared>,
     batch: Vec<Pending>,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<crate::batcher::Slot>,
 ) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let now = now_ms() as f64 / 1000.0;
@@ -195,7 +195,8 @@ pub(crate) fn process(
         metrics::histogram!(m::BATCH_SIZE).record(batch.len() as f64);
         let texts = batch.iter().map(|p| p.request.text.clone()).collect();
         let started = Instant::now();
-        let result = with_progress(&shared, &batch, shared.pool.run(texts)).await;
+        let threads = slot.as_ref().map_or(Threads::Shared, |s| s.threads);
+        let result = with_progress(&shared, &batch, shared.pool.run(texts, threads)).await;
         // The inference thread is free now: let the batcher form the next batch while this
         // one's verdicts are published and acked (NATS round trips that would otherwise
         // leave a thread idle: measured 0.17 of 2 cores idle at saturation).

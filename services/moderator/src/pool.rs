@@ -73,10 +73,37 @@ struct ThreadSpec {
     faults: crate::config::Faults,
 }
 
-/// The inference threads and their queue.
-pub(crate) struct Pool {
+/// Which of the pool's threads run a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// The `--inference-threads`, for every lane.
+    Shared,
+    /// The `--interactive-threads`, for the interactive lane only.
+    Reserved,
+}
+
+/// A queue of jobs and the threads' end of it. Bounded to its thread count: at most one
+/// batch waits per thread, so the batcher feels backpressure instead of queueing batches
+/// whose requests then age.
+struct Queue {
     jobs: mpsc::Sender<Job>,
-    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+}
+
+impl Queue {
+    fn new(threads: usize) -> Self {
+        let (jobs, receiver) = mpsc::channel(threads.max(1));
+        Self {
+            jobs,
+            receiver: Arc::new(Mutex::new(receiver)),
+        }
+    }
+}
+
+/// The inference threads and their queues.
+pub(crate) struct Pool {
+    shared: Queue,
+    reserved: Queue,
     spec: ThreadSpec,
     next_index: Arc<AtomicUsize>,
     deadline: Duration,
@@ -86,12 +113,11 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// Loads the models on `config.inference_threads` threads; fails if any thread cannot.
+    /// Loads the models on `config.inference_threads` shared threads and
+    /// `config.interactive_threads` reserved ones; fails if any thread cannot.
     pub(crate) fn start(config: &Config) -> Result<Self, crate::ModeratorError> {
         let threads = config.inference_threads.max(1);
-        // Bounded to the thread count: at most one batch waits per thread, so the batcher
-        // feels backpressure instead of queueing batches whose requests then age.
-        let (jobs, queue) = mpsc::channel(threads);
+        let reserved = config.interactive_threads;
         let spec = ThreadSpec {
             models: config.models.clone(),
             session: SessionConfig {
@@ -105,8 +131,8 @@ impl Pool {
             faults: config.faults.clone(),
         };
         let mut pool = Self {
-            jobs,
-            queue: Arc::new(Mutex::new(queue)),
+            shared: Queue::new(threads),
+            reserved: Queue::new(reserved),
             spec,
             next_index: Arc::new(AtomicUsize::new(0)),
             deadline: Duration::from_millis(config.batch_deadline_ms),
@@ -114,8 +140,10 @@ impl Pool {
             model_name: String::new(),
             model_version: String::new(),
         };
-        for _ in 0..threads {
-            let (name, version) = pool.spawn_thread()?;
+        let kinds = std::iter::repeat_n(Threads::Shared, threads)
+            .chain(std::iter::repeat_n(Threads::Reserved, reserved));
+        for kind in kinds {
+            let (name, version) = pool.spawn_thread(kind)?;
             pool.model_name = name;
             pool.model_version = version;
         }
@@ -127,9 +155,16 @@ impl Pool {
         (&self.model_name, &self.model_version)
     }
 
+    fn queue(&self, threads: Threads) -> &Queue {
+        match threads {
+            Threads::Shared => &self.shared,
+            Threads::Reserved => &self.reserved,
+        }
+    }
+
     /// Starts one thread and waits until its models are loaded.
-    fn spawn_thread(&self) -> Result<(String, String), crate::ModeratorError> {
-        let ready_rx = self.start_thread()?;
+    fn spawn_thread(&self, threads: Threads) -> Result<(String, String), crate::ModeratorError> {
+        let ready_rx = self.start_thread(threads)?;
         ready_rx
             .recv()
             .map_err(|_| crate::ModeratorError::Thread("inference thread died at start".into()))?
@@ -138,11 +173,14 @@ impl Pool {
     /// Starts a thread that loads its models and then serves; reports the load on the
     /// returned channel (a replacement does not wait: loading takes a second, and the
     /// watchdog runs on a tokio worker that must not block).
-    fn start_thread(&self) -> Result<std::sync::mpsc::Receiver<Loaded>, crate::ModeratorError> {
+    fn start_thread(
+        &self,
+        threads: Threads,
+    ) -> Result<std::sync::mpsc::Receiver<Loaded>, crate::ModeratorError> {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let spec = self.spec.clone();
-        let queue = Arc::clone(&self.queue);
+        let queue = Arc::clone(&self.queue(threads).receiver);
         std::thread::Builder::new()
             .name(format!("offpath-infer-{index}"))
             .spawn(move || match load_policy(&spec) {
@@ -161,8 +199,8 @@ impl Pool {
         Ok(ready_rx)
     }
 
-    /// Runs one batch under the watchdog.
-    pub(crate) async fn run(&self, texts: Vec<String>) -> Reply {
+    /// Runs one batch on one of `threads` under the watchdog.
+    pub(crate) async fn run(&self, texts: Vec<String>, threads: Threads) -> Reply {
         let run_options = RunOptions::new()
             .map(Arc::new)
             .map_err(|e| BatchError::Failed(format!("run options: {e}")))?;
@@ -176,7 +214,8 @@ impl Pool {
             started: Some(started_tx),
             reply: reply_tx,
         };
-        self.jobs.send(job).await.map_err(|_| BatchError::Closed)?;
+        let queue = self.queue(threads);
+        queue.jobs.send(job).await.map_err(|_| BatchError::Closed)?;
         // The deadline covers the run, not the wait for a free thread.
         started_rx.await.map_err(|_| BatchError::Closed)?;
         let started = Instant::now();
@@ -193,7 +232,7 @@ impl Pool {
                 error!(stuck_for = ?started.elapsed(), "inference thread did not return: replacing it");
                 metrics::counter!(m::THREADS_REPLACED).increment(1);
                 metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
-                if let Err(err) = self.start_thread() {
+                if let Err(err) = self.start_thread(threads) {
                     error!("could not replace the inference thread: {err}");
                 }
                 Err(BatchError::Hung)

@@ -208,7 +208,10 @@ impl Moderator {
         batches: mpsc::Receiver<Pending>,
         lane: mpsc::Receiver<Pending>,
     ) -> impl Future<Output = ()> + use<> {
-        let slots = Arc::new(Semaphore::new(self.config.inference_threads.max(1)));
+        let slots = batcher::Slots {
+            shared: Arc::new(Semaphore::new(self.config.inference_threads.max(1))),
+            reserved: Arc::new(Semaphore::new(self.config.interactive_threads)),
+        };
         let max_batch = self.config.max_batch.max(1);
         batcher::batcher(
             Arc::clone(shared),
