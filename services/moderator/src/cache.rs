@@ -1,12 +1,16 @@
 //! Spam waves: identical short texts within a short window reuse one inference. Bounded in
 //! entries and in text length, oldest evicted first; an entry older than the window is
-//! never used.
+//! never used, nor one the models in force did not make (after a model reload).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use offpath_classifier::Assessment;
+
+use crate::pool::Models;
 
 /// Longest text cached, in bytes: waves are short messages, and the bound keeps memory at
 /// `capacity × 256` bytes of text.
@@ -20,7 +24,7 @@ pub(crate) struct VerdictCache {
 }
 
 struct Inner {
-    entries: HashMap<String, (Assessment, Instant)>,
+    entries: HashMap<String, (Assessment, Arc<Models>, Instant)>,
     order: VecDeque<String>,
 }
 
@@ -38,25 +42,28 @@ impl VerdictCache {
         }
     }
 
-    /// The assessment of `text` if it was made within the window.
-    pub(crate) fn get(&self, text: &str) -> Option<Assessment> {
+    /// The assessment of `text` if `models` made it within the window.
+    pub(crate) fn get(&self, text: &str, models: &Models) -> Option<Assessment> {
         if self.capacity == 0 || text.len() > MAX_CACHED_TEXT {
             return None;
         }
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (assessment, at) = inner.entries.get(text)?;
-        (at.elapsed() <= self.ttl).then(|| assessment.clone())
+        let (assessment, made_by, at) = inner.entries.get(text)?;
+        (at.elapsed() <= self.ttl && **made_by == *models).then(|| assessment.clone())
     }
 
-    /// Remembers the assessment of `text`.
-    pub(crate) fn put(&self, text: &str, assessment: &Assessment) {
+    /// Remembers the assessment of `text` by `models`.
+    pub(crate) fn put(&self, text: &str, assessment: &Assessment, models: &Arc<Models>) {
         if self.capacity == 0 || text.len() > MAX_CACHED_TEXT {
             return;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner
             .entries
-            .insert(text.to_string(), (assessment.clone(), Instant::now()))
+            .insert(
+                text.to_string(),
+                (assessment.clone(), Arc::clone(models), Instant::now()),
+            )
             .is_none()
         {
             inner.order.push_back(text.to_string());
@@ -74,6 +81,13 @@ mod tests {
     use super::*;
     use offpath_classifier::Decision;
 
+    fn models(version: &str) -> Arc<Models> {
+        Arc::new(Models {
+            name: "m".into(),
+            version: version.into(),
+        })
+    }
+
     fn assessment() -> Assessment {
         Assessment {
             scores: [("insult".to_string(), 0.9)].into(),
@@ -85,20 +99,30 @@ mod tests {
     /// long texts.
     #[test]
     fn bounded_and_windowed() {
+        let m = models("1");
         let cache = VerdictCache::new(2, Duration::from_secs(60));
-        cache.put("a", &assessment());
-        cache.put("b", &assessment());
-        assert!(cache.get("a").is_some());
-        cache.put("c", &assessment());
-        assert!(cache.get("a").is_none(), "oldest evicted");
-        assert!(cache.get("c").is_some());
+        cache.put("a", &assessment(), &m);
+        cache.put("b", &assessment(), &m);
+        assert!(cache.get("a", &m).is_some());
+        cache.put("c", &assessment(), &m);
+        assert!(cache.get("a", &m).is_none(), "oldest evicted");
+        assert!(cache.get("c", &m).is_some());
         let long = "x".repeat(MAX_CACHED_TEXT + 1);
-        cache.put(&long, &assessment());
-        assert!(cache.get(&long).is_none());
+        cache.put(&long, &assessment(), &m);
+        assert!(cache.get(&long, &m).is_none());
         let expired = VerdictCache::new(2, Duration::ZERO);
-        expired.put("a", &assessment());
+        expired.put("a", &assessment(), &m);
         std::thread::sleep(Duration::from_millis(2));
-        assert!(expired.get("a").is_none(), "outside the window");
+        assert!(expired.get("a", &m).is_none(), "outside the window");
+    }
+
+    /// An assessment made by other models (before a model reload) is never reused.
+    #[test]
+    fn keyed_by_the_models() {
+        let cache = VerdictCache::new(8, Duration::from_secs(60));
+        cache.put("you idiot", &assessment(), &models("1"));
+        assert!(cache.get("you idiot", &models("1")).is_some());
+        assert!(cache.get("you idiot", &models("2")).is_none());
     }
 
     /// The key is the exact text: a cached verdict's `text_sha256` (the digest of the
@@ -107,8 +131,9 @@ mod tests {
     #[test]
     fn keyed_by_the_exact_text() {
         let cache = VerdictCache::new(8, Duration::from_secs(60));
-        cache.put("you idiot", &assessment());
-        assert!(cache.get("you idiot").is_some());
+        let m = models("1");
+        cache.put("you idiot", &assessment(), &m);
+        assert!(cache.get("you idiot", &m).is_some());
         for other in [
             "You idiot",
             "you idiot ",
@@ -116,7 +141,7 @@ mod tests {
             "you idi\u{f6}t",
             "you idio\u{308}t",
         ] {
-            assert!(cache.get(other).is_none(), "{other:?} shares an entry");
+            assert!(cache.get(other, &m).is_none(), "{other:?} shares an entry");
         }
     }
 }

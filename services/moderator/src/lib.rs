@@ -21,6 +21,7 @@ mod config;
 mod consumer;
 mod http;
 mod metrics;
+mod model_reload;
 mod pipeline;
 pub mod policies;
 mod pool;

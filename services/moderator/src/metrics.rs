@@ -4,8 +4,6 @@
 //! exporter renders a series only once it is touched, and `increase()` over a series that
 //! appears with its first event misses that event.
 
-use std::path::PathBuf;
-
 use offpath_ops::{Prometheus, Series, Spec};
 use offpath_protocol::DecodeError;
 
@@ -137,6 +135,9 @@ pub(crate) const POLICY_BUCKET_WATCHING: &str = "offpath_moderator_policy_bucket
 /// Policy reloads, by `source` ([`crate::policies::Source`]) and `outcome` (`applied`,
 /// `refused`: the policies in force were kept).
 pub(crate) const POLICY_RELOADS: &str = "offpath_moderator_policy_reloads_total";
+/// Model reloads (SIGHUP), by `outcome`: `applied`, `unchanged` (the model files are the
+/// ones in force), `refused` (the models in force were kept).
+pub(crate) const MODEL_RELOADS: &str = "offpath_moderator_model_reloads_total";
 /// Every verdict `action` a policy produces (`unmoderated` verdicts are decided by no policy).
 pub(crate) const POLICY_ACTIONS: &[&str] = &["allow", "flag", "block"];
 
@@ -240,6 +241,10 @@ pub(crate) fn describe() {
         POLICY_RELOADS,
         "Policy reloads, by source and outcome (refused: the policies in force were kept)"
     );
+    describe_counter!(
+        MODEL_RELOADS,
+        "Model reloads on SIGHUP, by outcome (applied, unchanged, refused: the models in force were kept)"
+    );
 }
 
 /// Puts every series on `/metrics` now, at 0 (counters with each label value the code can
@@ -264,6 +269,11 @@ pub(crate) fn register() {
             (DEAD_LETTERS, "reason", DecodeError::REASONS),
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
             (LANE_REQUESTS, "lane", LANES),
+            (
+                MODEL_RELOADS,
+                "outcome",
+                &["applied", "unchanged", "refused"],
+            ),
         ],
         gauges: &[
             POLICY_BUCKET_WATCHING,
@@ -335,27 +345,32 @@ pub(crate) fn policies(
     }
 }
 
-/// Sets [`MODEL_INFO`] for the policy `name`/`version` (`+`-joined, as the pool reports
-/// them) loaded from the model directories `models`. The sha256 comes from each model's
-/// manifest, which the pool checked against the files when it loaded them.
-pub(crate) fn model_info(name: &str, version: &str, models: &[PathBuf]) {
-    let sha256 = models
+/// Sets [`MODEL_INFO`] to `value` for `models` (`+`-joined names and versions, as the pool
+/// reports them) described by `manifests`. The sha256 comes from each model's manifest,
+/// which the pool checked against the files when it loaded them. A reload sets the
+/// replaced models' series to 0.
+pub(crate) fn model_info(
+    models: &crate::pool::Models,
+    manifests: &[offpath_classifier::Manifest],
+    value: f64,
+) {
+    let sha256 = manifests
         .iter()
-        .map(|dir| {
-            offpath_classifier::Manifest::load(dir)
-                .ok()
-                .and_then(|m| m.sha256.get(&m.file).map(|s| s.chars().take(12).collect()))
+        .map(|m| {
+            m.sha256
+                .get(&m.file)
+                .map(|s| s.chars().take(12).collect())
                 .unwrap_or_else(|| "unknown".to_string())
         })
         .collect::<Vec<String>>()
         .join("+");
     metrics::gauge!(
         MODEL_INFO,
-        "name" => name.to_string(),
-        "version" => version.to_string(),
+        "name" => models.name.clone(),
+        "version" => models.version.clone(),
         "sha256" => sha256,
     )
-    .set(1.0);
+    .set(value);
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::metrics as m;
-use crate::pool::{BatchError, Pool, Threads};
+use crate::pool::{BatchError, Models, Pool, Threads};
 use crate::readiness::{Health, Held};
 
 /// Where a request came from, and so how it is answered.
@@ -90,11 +90,13 @@ pub(crate) async fn intake(
         Ok(request) => {
             // Looked up once: the assessment moves into the task, so an entry expiring
             // meanwhile cannot turn a hit into a verdict without scores.
-            if let Some(assessment) = shared.cache.get(&request.text) {
+            let models = shared.pool.models();
+            if let Some(assessment) = shared.cache.get(&request.text, &models) {
                 let shared = Arc::clone(shared);
                 side_tasks.spawn(async move {
                     metrics::counter!(m::CACHE_HITS).increment(1);
-                    let verdict = shared.verdict(&request, Some(&assessment), 0, None);
+                    let assessed = Some((&assessment, &*models));
+                    let verdict = shared.verdict(&request, assessed, 0, None);
                     let settled = vec![(Origin::Stream(Box::new(message)), verdict)];
                     finish(&shared, settled, "cached").await;
                     drop(held);
@@ -115,14 +117,23 @@ pub(crate) async fn intake(
 }
 
 impl Shared {
+    /// The verdict on `request`: decided by the policy in force on the assessment and the
+    /// models that made it, or, without one, `unmoderated` by the models in force.
     pub(crate) fn verdict(
         &self,
         request: &ModerationRequest,
-        assessment: Option<&Assessment>,
+        assessed: Option<(&Assessment, &Models)>,
         inference_ms: u64,
         reason: Option<&str>,
     ) -> Verdict {
-        let (name, version) = self.pool.model();
+        let in_force;
+        let (assessment, models) = match assessed {
+            Some((assessment, models)) => (Some(assessment), models),
+            None => {
+                in_force = self.pool.models();
+                (None, &*in_force)
+            }
+        };
         // The models scored every label; the request's policy decides on them (the cache
         // holds scores, so a cached assessment serves every policy).
         let policies = self.policies.current();
@@ -159,8 +170,8 @@ impl Shared {
             action,
             scores: decided.map(|a| a.scores).unwrap_or_default(),
             model: ModelRef {
-                name: name.to_string(),
-                version: version.to_string(),
+                name: models.name.clone(),
+                version: models.version.clone(),
             },
             queued_ms: now_ms()
                 .saturating_sub(request.sent_at_ms)
@@ -203,7 +214,7 @@ pub(crate) fn process(
         drop(slot);
         let elapsed = started.elapsed();
         match result {
-            Ok(assessments) => {
+            Ok((assessments, models)) => {
                 metrics::histogram!(m::INFERENCE_SECONDS).record(elapsed.as_secs_f64());
                 shared.health.progressed(batch.len());
                 let inference_ms = elapsed.as_millis() as u64;
@@ -211,8 +222,9 @@ pub(crate) fn process(
                     .into_iter()
                     .zip(&assessments)
                     .map(|(p, a)| {
-                        shared.cache.put(&p.request.text, a);
-                        let verdict = shared.verdict(&p.request, Some(a), inference_ms, None);
+                        shared.cache.put(&p.request.text, a, &models);
+                        let assessed = Some((a, &*models));
+                        let verdict = shared.verdict(&p.request, assessed, inference_ms, None);
                         (p.origin, verdict)
                     })
                     .collect();

@@ -2,11 +2,16 @@
 //! (ONNX sessions need `&mut`), takes one batch at a time from a bounded queue and answers
 //! on a oneshot. A watchdog terminates a run past its deadline (`RunOptions::terminate`)
 //! and, when the thread still does not answer, abandons it and starts a replacement.
+//!
+//! The threads of one set of loaded models form a *generation*. A model reload loads a new
+//! generation beside the running one and then switches new batches to it; the old
+//! generation's threads finish the batches they hold and exit once its queues are empty
+//! and no batch refers to it any more (its queues close with the last reference).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use offpath_classifier::{Assessment, Model, RunOptions, SessionConfig, policy::Policy};
@@ -50,8 +55,16 @@ impl BatchError {
 }
 
 type Reply = Result<Vec<Assessment>, BatchError>;
+
+/// The models a generation runs, as verdicts name them: names and versions joined by `+`
+/// (`minilm-insult+profanity`, `2+1.9.1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Models {
+    pub(crate) name: String,
+    pub(crate) version: String,
+}
 /// A thread's model load: the policy's (names, versions), or why it failed.
-type Loaded = Result<(String, String), crate::ModeratorError>;
+type Loaded = Result<Models, crate::ModeratorError>;
 
 struct Job {
     texts: Vec<String>,
@@ -100,24 +113,38 @@ impl Queue {
     }
 }
 
-/// The inference threads and their queues.
-pub(crate) struct Pool {
+/// One set of loaded models: its threads' queues and what verdicts call it.
+struct Generation {
     shared: Queue,
     reserved: Queue,
+    models: Arc<Models>,
+}
+
+impl Generation {
+    fn queue(&self, threads: Threads) -> &Queue {
+        match threads {
+            Threads::Shared => &self.shared,
+            Threads::Reserved => &self.reserved,
+        }
+    }
+}
+
+/// The inference threads of the generation in force.
+pub(crate) struct Pool {
+    current: RwLock<Arc<Generation>>,
+    shared_threads: usize,
+    reserved_threads: usize,
     spec: ThreadSpec,
     next_index: Arc<AtomicUsize>,
     deadline: Duration,
     grace: Duration,
-    model_name: String,
-    model_version: String,
 }
 
 impl Pool {
     /// Loads the models on `config.inference_threads` shared threads and
-    /// `config.interactive_threads` reserved ones; fails if any thread cannot.
+    /// `config.interactive_threads` reserved ones; fails if any thread cannot. Blocks while
+    /// the models load.
     pub(crate) fn start(config: &Config) -> Result<Self, crate::ModeratorError> {
-        let threads = config.inference_threads.max(1);
-        let reserved = config.interactive_threads;
         let spec = ThreadSpec {
             models: config.models.clone(),
             session: SessionConfig {
@@ -130,57 +157,94 @@ impl Pool {
             max_windows: config.max_windows,
             faults: config.faults.clone(),
         };
-        let mut pool = Self {
-            shared: Queue::new(threads),
-            reserved: Queue::new(reserved),
+        let placeholder = Generation {
+            shared: Queue::new(1),
+            reserved: Queue::new(1),
+            models: Arc::new(Models {
+                name: String::new(),
+                version: String::new(),
+            }),
+        };
+        let pool = Self {
+            current: RwLock::new(Arc::new(placeholder)),
+            shared_threads: config.inference_threads.max(1),
+            reserved_threads: config.interactive_threads,
             spec,
             next_index: Arc::new(AtomicUsize::new(0)),
             deadline: Duration::from_millis(config.batch_deadline_ms),
             grace: Duration::from_millis(config.cancel_grace_ms),
-            model_name: String::new(),
-            model_version: String::new(),
         };
-        let kinds = std::iter::repeat_n(Threads::Shared, threads)
-            .chain(std::iter::repeat_n(Threads::Reserved, reserved));
-        for kind in kinds {
-            let (name, version) = pool.spawn_thread(kind)?;
-            pool.model_name = name;
-            pool.model_version = version;
-        }
+        let first = pool.load()?;
+        *pool.current.write().unwrap_or_else(|p| p.into_inner()) = first;
         Ok(pool)
     }
 
-    /// The policy's model names and versions (`a+b`, `1+1.9.1`).
-    pub(crate) fn model(&self) -> (&str, &str) {
-        (&self.model_name, &self.model_version)
+    /// The models of the generation in force.
+    pub(crate) fn models(&self) -> Arc<Models> {
+        Arc::clone(&self.generation().models)
     }
 
-    fn queue(&self, threads: Threads) -> &Queue {
-        match threads {
-            Threads::Shared => &self.shared,
-            Threads::Reserved => &self.reserved,
+    fn generation(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Loads the model directories again into a new generation of threads and puts it in
+    /// force; returns its models. On an error nothing changes (the new generation's
+    /// threads that did load exit). Blocks while the models load.
+    pub(crate) fn reload(&self) -> Result<Arc<Models>, crate::ModeratorError> {
+        let next = self.load()?;
+        let models = Arc::clone(&next.models);
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
+            next,
+        );
+        // Dropped here unless batches still hold it: its threads finish those and exit.
+        drop(old);
+        Ok(models)
+    }
+
+    /// Starts a generation's threads and waits until every one has loaded its models.
+    fn load(&self) -> Result<Arc<Generation>, crate::ModeratorError> {
+        let (shared, reserved) = (self.shared_threads, self.reserved_threads);
+        let generation = Generation {
+            shared: Queue::new(shared),
+            reserved: Queue::new(reserved),
+            models: Arc::new(Models {
+                name: String::new(),
+                version: String::new(),
+            }),
+        };
+        let kinds = std::iter::repeat_n(Threads::Shared, shared)
+            .chain(std::iter::repeat_n(Threads::Reserved, reserved));
+        let mut loaded = None;
+        for kind in kinds {
+            let ready = self.start_thread(&generation.queue(kind).receiver)?;
+            let models = ready.recv().map_err(|_| {
+                crate::ModeratorError::Thread("inference thread died at start".into())
+            })??;
+            loaded = Some(models);
         }
+        let models = loaded.unwrap_or(Models {
+            name: String::new(),
+            version: String::new(),
+        });
+        Ok(Arc::new(Generation {
+            models: Arc::new(models),
+            ..generation
+        }))
     }
 
-    /// Starts one thread and waits until its models are loaded.
-    fn spawn_thread(&self, threads: Threads) -> Result<(String, String), crate::ModeratorError> {
-        let ready_rx = self.start_thread(threads)?;
-        ready_rx
-            .recv()
-            .map_err(|_| crate::ModeratorError::Thread("inference thread died at start".into()))?
-    }
-
-    /// Starts a thread that loads its models and then serves; reports the load on the
-    /// returned channel (a replacement does not wait: loading takes a second, and the
+    /// Starts a thread that loads its models and then serves `queue`; reports the load on
+    /// the returned channel (a replacement does not wait: loading takes a second, and the
     /// watchdog runs on a tokio worker that must not block).
     fn start_thread(
         &self,
-        threads: Threads,
+        queue: &Arc<Mutex<mpsc::Receiver<Job>>>,
     ) -> Result<std::sync::mpsc::Receiver<Loaded>, crate::ModeratorError> {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let spec = self.spec.clone();
-        let queue = Arc::clone(&self.queue(threads).receiver);
+        let queue = Arc::clone(queue);
         std::thread::Builder::new()
             .name(format!("offpath-infer-{index}"))
             .spawn(move || match load_policy(&spec) {
@@ -199,8 +263,21 @@ impl Pool {
         Ok(ready_rx)
     }
 
-    /// Runs one batch on one of `threads` under the watchdog.
-    pub(crate) async fn run(&self, texts: Vec<String>, threads: Threads) -> Reply {
+    /// Runs one batch on one of `threads` of the generation in force, under the watchdog;
+    /// the assessments come with the models that made them.
+    pub(crate) async fn run(
+        &self,
+        texts: Vec<String>,
+        threads: Threads,
+    ) -> Result<(Vec<Assessment>, Arc<Models>), BatchError> {
+        let generation = self.generation();
+        let models = Arc::clone(&generation.models);
+        self.run_on(&generation, texts, threads)
+            .await
+            .map(|assessments| (assessments, models))
+    }
+
+    async fn run_on(&self, generation: &Generation, texts: Vec<String>, threads: Threads) -> Reply {
         let run_options = RunOptions::new()
             .map(Arc::new)
             .map_err(|e| BatchError::Failed(format!("run options: {e}")))?;
@@ -214,7 +291,7 @@ impl Pool {
             started: Some(started_tx),
             reply: reply_tx,
         };
-        let queue = self.queue(threads);
+        let queue = generation.queue(threads);
         queue.jobs.send(job).await.map_err(|_| BatchError::Closed)?;
         // The deadline covers the run, not the wait for a free thread.
         started_rx.await.map_err(|_| BatchError::Closed)?;
@@ -232,7 +309,7 @@ impl Pool {
                 error!(stuck_for = ?started.elapsed(), "inference thread did not return: replacing it");
                 metrics::counter!(m::THREADS_REPLACED).increment(1);
                 metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
-                if let Err(err) = self.start_thread(threads) {
+                if let Err(err) = self.start_thread(&queue.receiver) {
                     error!("could not replace the inference thread: {err}");
                 }
                 Err(BatchError::Hung)
@@ -252,7 +329,7 @@ fn load_policy(spec: &ThreadSpec) -> Result<Policy, crate::ModeratorError> {
         .with_max_windows(spec.max_windows))
 }
 
-fn model_ref(policy: &Policy) -> (String, String) {
+fn model_ref(policy: &Policy) -> Models {
     let (names, versions): (Vec<_>, Vec<_>) = policy
         .model_name()
         .split('+')
@@ -261,7 +338,10 @@ fn model_ref(policy: &Policy) -> (String, String) {
             (n.to_string(), v.to_string())
         })
         .unzip();
-    (names.join("+"), versions.join("+"))
+    Models {
+        name: names.join("+"),
+        version: versions.join("+"),
+    }
 }
 
 /// The thread's loop: one job at a time until the queue closes or the job was abandoned.
@@ -271,7 +351,11 @@ fn serve(index: usize, mut policy: Policy, spec: &ThreadSpec, queue: &Mutex<mpsc
             let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
             queue.blocking_recv()
         };
-        let Some(mut job) = job else { return };
+        let Some(mut job) = job else {
+            // The generation was replaced (a model reload) or the pool shut down.
+            metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
+            return;
+        };
         if let Some(started) = job.started.take() {
             let _ = started.send(());
         }

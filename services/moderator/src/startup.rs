@@ -19,7 +19,9 @@ use offpath_protocol::subject::{INTERACTIVE_STREAM, MODERATION_STREAM};
 use crate::pipeline::{Pending, Shared};
 use crate::policies::{self, LivePolicies};
 use crate::readiness::Health;
-use crate::{Config, ModeratorError, batcher, cache, consumer, metrics, pool, service};
+use crate::{
+    Config, ModeratorError, batcher, cache, consumer, metrics, model_reload, pool, service,
+};
 
 /// How long shutdown waits for in-flight requests before leaving them to redelivery.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -97,8 +99,9 @@ impl Moderator {
         });
         // The fleet's policies before the first request, when the bucket has a value.
         policies::read_current(&shared.js, &shared.policies).await;
-        let (model, version) = shared.pool.model();
-        metrics::model_info(model, version, &config.models);
+        let models = shared.pool.models();
+        metrics::model_info(&models, &shared.policies.manifests(), 1.0);
+        let (model, version) = (models.name.as_str(), models.version.as_str());
         let threads = config.inference_threads;
         let names: Vec<String> = shared
             .policies
@@ -133,7 +136,11 @@ impl Moderator {
         let batcher = self.batcher(&shared, batch_rx, lane_rx);
         let interactive = self.interactive(Arc::clone(&shared), lane_tx, stop_rx.clone());
         let micro = self.micro_service(shared.limits, batch_tx.clone(), stop_rx.clone());
-        let reloads = policies::reload_on_sighup(Arc::clone(&shared.policies), stop_rx.clone());
+        let reloads = model_reload::reload_on_sighup(
+            Arc::clone(&shared),
+            model_reload::ModelFiles::read(&self.config.models),
+            stop_rx.clone(),
+        );
         let bucket = policies::watch_bucket(
             shared.js.clone(),
             Arc::clone(&shared.policies),

@@ -15,7 +15,6 @@ use std::sync::{Arc, RwLock};
 
 use offpath_classifier::Manifest;
 use sha2::Digest;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::PolicySet;
@@ -52,12 +51,15 @@ struct InForce {
     set: Arc<PolicySet>,
     source: Source,
     bucket_digest: Option<[u8; 32]>,
+    /// The bucket's value in force (resolved again when the models change).
+    bucket_text: Option<String>,
+    /// The models' manifests the set was resolved against (replaced by a model reload).
+    manifests: Arc<Vec<Manifest>>,
 }
 
 /// The policy set in force and what a change needs.
 pub(crate) struct LivePolicies {
     state: RwLock<InForce>,
-    manifests: Vec<Manifest>,
     file: Option<PathBuf>,
 }
 
@@ -75,8 +77,9 @@ impl LivePolicies {
                 set: Arc::new(set),
                 source,
                 bucket_digest: None,
+                bucket_text: None,
+                manifests: Arc::new(manifests),
             }),
-            manifests,
             file: config.policies.clone(),
         })
     }
@@ -90,6 +93,41 @@ impl LivePolicies {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The manifests of the models in force.
+    pub(crate) fn manifests(&self) -> Arc<Vec<Manifest>> {
+        Arc::clone(&self.read().manifests)
+    }
+
+    /// The policies in force resolved again against other models' `manifests` (their
+    /// source again: the bucket's value, the file, or the built-in policy).
+    pub(crate) fn resolve_with(&self, manifests: &[Manifest]) -> Result<PolicySet, String> {
+        let (source, text) = {
+            let state = self.read();
+            (state.source, state.bucket_text.clone())
+        };
+        match (source, text, &self.file) {
+            (Source::Bucket, Some(text), _) => {
+                PolicySet::parse(&text, manifests).map_err(|problems| problems.join("; "))
+            }
+            (Source::File, _, Some(path)) => {
+                PolicySet::load(path, manifests).map_err(|e| e.to_string())
+            }
+            _ => Ok(PolicySet::builtin(manifests)),
+        }
+    }
+
+    /// A model reload: the models' new `manifests` and the policies in force resolved
+    /// against them ([`Self::resolve_with`]).
+    pub(crate) fn replace_models(&self, manifests: Vec<Manifest>, set: PolicySet) {
+        let (old, source) = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            state.manifests = Arc::new(manifests);
+            let old = std::mem::replace(&mut state.set, Arc::new(set));
+            (old, state.source)
+        };
+        m::policies(&self.current(), Some(&old), source);
+    }
+
     /// SIGHUP: reads the `--policies` file again; puts it in force unless the bucket's value
     /// is, in which case the file is only checked.
     pub(crate) fn reload_file(&self) -> Result<(), String> {
@@ -97,7 +135,7 @@ impl LivePolicies {
             info!("SIGHUP: no --policies file to read again; nothing changed");
             return Ok(());
         };
-        let set = match PolicySet::load(path, &self.manifests) {
+        let set = match PolicySet::load(path, &self.manifests()) {
             Ok(set) => set,
             Err(err) => return self.refused(Source::File, err.to_string()),
         };
@@ -126,24 +164,34 @@ impl LivePolicies {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .bucket_digest = digest;
+        let manifests = self.manifests();
         let Some(bytes) = value else {
             let (set, source) = match &self.file {
-                Some(path) => match PolicySet::load(path, &self.manifests) {
+                Some(path) => match PolicySet::load(path, &manifests) {
                     Ok(set) => (set, Source::File),
                     Err(err) => return self.refused(Source::Bucket, err.to_string()),
                 },
-                None => (PolicySet::builtin(&self.manifests), Source::Builtin),
+                None => (PolicySet::builtin(&manifests), Source::Builtin),
             };
+            self.state
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .bucket_text = None;
             self.apply(set, source, Source::Bucket);
             return Ok(());
         };
         let parsed = std::str::from_utf8(bytes)
             .map_err(|e| format!("the value is not UTF-8: {e}"))
             .and_then(|text| {
-                PolicySet::parse(text, &self.manifests).map_err(|problems| problems.join("; "))
+                let set = PolicySet::parse(text, &manifests).map_err(|p| p.join("; "))?;
+                Ok((set, text.to_string()))
             });
         match parsed {
-            Ok(set) => {
+            Ok((set, text)) => {
+                self.state
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .bucket_text = Some(text);
                 self.apply(set, Source::Bucket, Source::Bucket);
                 Ok(())
             }
@@ -182,30 +230,5 @@ impl LivePolicies {
             "policy change refused, the policies in force are kept: {why}"
         );
         Err(why)
-    }
-}
-
-/// Reads the policy file again on every SIGHUP until `stop` turns true. Without a way to
-/// listen for the signal (it cannot fail on Unix in practice), says so and returns.
-pub(crate) async fn reload_on_sighup(live: Arc<LivePolicies>, mut stop: watch::Receiver<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(err) => {
-            warn!("cannot listen for SIGHUP, policies will not be reloaded: {err}");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            received = hangups.recv() => {
-                if received.is_none() {
-                    return;
-                }
-                // Refusals are counted and logged by the reload itself.
-                let _ = live.reload_file();
-            }
-        }
     }
 }

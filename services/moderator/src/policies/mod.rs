@@ -32,7 +32,7 @@ use sha2::Digest;
 
 pub(crate) use bucket::{read_current, watch_bucket};
 pub use file::PolicyFileError;
-pub(crate) use live::{LivePolicies, Source, reload_on_sighup};
+pub(crate) use live::{LivePolicies, Source};
 
 /// Name of the policy a moderator without a policy file applies.
 pub const BUILTIN_POLICY: &str = "default";

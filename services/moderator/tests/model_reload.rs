@@ -1,0 +1,178 @@
+//! Model hot reload: SIGHUP reads the model directories again while requests flow. Its own
+//! test binary: it signals its own process, which must hold no other test's moderator.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use nix::sys::signal::{Signal, raise};
+use offpath_harness::scrape;
+use offpath_moderator::{Config, Faults};
+use offpath_protocol::Verdict;
+
+/// A copy of the profanity model (small) in `dir`, to change under the moderator.
+fn copy_profanity(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/profanity");
+    let dst = dir.join("profanity");
+    std::fs::create_dir(&dst).expect("mkdir");
+    for entry in std::fs::read_dir(&src).expect("read models/profanity") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
+    }
+    dst
+}
+
+/// Rewrites `model.toml` in `dir` with `edit`.
+fn edit_manifest(dir: &Path, edit: impl Fn(&str) -> String) {
+    let path = dir.join("model.toml");
+    let text = std::fs::read_to_string(&path).expect("read model.toml");
+    std::fs::write(&path, edit(&text)).expect("write model.toml");
+}
+
+/// SIGHUP, then waits until the model reload counter `outcome` reaches `count`.
+async fn sighup(moderator: &common::Moderator, outcome: &str, count: f64) {
+    raise(Signal::SIGHUP).expect("raise SIGHUP");
+    let series = format!("offpath_moderator_model_reloads_total{{outcome=\"{outcome}\"}}");
+    for _ in 0..200 {
+        if metric(moderator, &series).await >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series} never reached {count}");
+}
+
+async fn metric(moderator: &common::Moderator, series: &str) -> f64 {
+    let (_, metrics) = moderator.get("/metrics").await;
+    scrape::value(&metrics, series)
+}
+
+/// Publishes `n` requests with ids `<prefix>-<i>`, 5 ms apart; every tenth has the same
+/// short text (a spam wave: the cache would answer it).
+async fn publish(env: &common::Env, prefix: &str, n: usize) {
+    for i in 0..n {
+        let text = if i % 10 == 0 {
+            "see you all tomorrow".to_string()
+        } else {
+            format!("meet me at gate {prefix}{i}")
+        };
+        common::publish(&env.js, &common::request(&format!("{prefix}-{i}"), &text)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A new model version applies on SIGHUP under load: every request gets exactly one
+/// verdict, each naming the models that made it, those published after the reload the new
+/// ones (a cached assessment of the old models is not reused); the old threads exit. A
+/// changed manifest that kept its version, and a manifest whose files do not match, are
+/// refused with the models in force kept; a SIGHUP with nothing changed changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_loads_a_new_model_version_under_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profanity = copy_profanity(dir.path());
+    let mut config = common::config(Faults::default());
+    config.models[1] = profanity.clone();
+    let config = Config {
+        inference_threads: 1,
+        interactive_threads: 1,
+        ..config
+    };
+    let (env, mut sub, moderator) = common::start(config).await;
+    moderator.assert_ready(60, "after start").await;
+    let threads = "offpath_moderator_inference_threads";
+    assert_eq!(metric(&moderator, threads).await, 2.0);
+
+    publish(&env, "before", 100).await;
+    edit_manifest(&profanity, |t| {
+        t.replace("version = \"1.9.1\"", "version = \"1.9.1-r2\"")
+    });
+    sighup(&moderator, "applied", 1.0).await;
+    publish(&env, "after", 50).await;
+    // A changed manifest with the same version: refused.
+    edit_manifest(&profanity, |t| format!("{t}\n# edited\n"));
+    sighup(&moderator, "refused", 1.0).await;
+    // Files that do not match the manifest (a new version whose model file is truncated).
+    edit_manifest(&profanity, |t| t.replace("1.9.1-r2", "1.9.1-r3"));
+    let onnx = profanity.join("model.onnx");
+    let bytes = std::fs::read(&onnx).expect("read model");
+    std::fs::write(&onnx, &bytes[..bytes.len() / 2]).expect("truncate model");
+    sighup(&moderator, "refused", 2.0).await;
+    // Back to what is in force: unchanged.
+    std::fs::write(&onnx, &bytes).expect("restore model");
+    edit_manifest(&profanity, |t| {
+        t.replace("1.9.1-r3", "1.9.1-r2")
+            .replace("\n# edited\n", "")
+    });
+    sighup(&moderator, "unchanged", 1.0).await;
+    publish(&env, "kept", 20).await;
+
+    let seen = receive(&mut sub, 170).await;
+    assert_eq!(seen.len(), 170, "a verdict for every request");
+    let repeated: Vec<&String> = seen
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(repeated.is_empty(), "verdicts repeated for {repeated:?}");
+    let version = |id: &str| seen[id][0].model.version.clone();
+    for id in (0..50)
+        .map(|i| format!("after-{i}"))
+        .chain((0..20).map(|i| format!("kept-{i}")))
+    {
+        assert_eq!(
+            version(&id),
+            "2+1.9.1-r2",
+            "{id}: published after the reload"
+        );
+    }
+    assert_eq!(version("before-0"), "2+1.9.1", "judged by the old models");
+    assert!(
+        (0..100)
+            .all(|i| ["2+1.9.1", "2+1.9.1-r2"].contains(&version(&format!("before-{i}")).as_str())),
+        "before the reload: the old models or, still queued, the new ones"
+    );
+    // The old generation's threads exited after their batches.
+    for _ in 0..100 {
+        if metric(&moderator, threads).await == 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&moderator, threads).await, 2.0, "old threads exited");
+    let info =
+        "offpath_moderator_model_info{name=\"minilm-insult+profanity\",version=\"2+1.9.1-r2\"";
+    let (_, metrics) = moderator.get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(info) && l.ends_with(" 1")),
+        "model_info names the new models:\n{metrics}"
+    );
+    moderator.stop_drained(&env.js).await;
+}
+
+/// Every verdict message for `n` ids, counting repeats: id → verdicts received.
+async fn receive(sub: &mut async_nats::Subscriber, n: usize) -> HashMap<String, Vec<Verdict>> {
+    let mut seen: HashMap<String, Vec<Verdict>> = HashMap::new();
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        while seen.len() < n {
+            let Some(message) = sub.next().await else {
+                break;
+            };
+            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict");
+            seen.entry(verdict.id.clone()).or_default().push(verdict);
+        }
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Some(message) = sub.next().await {
+            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict");
+            seen.entry(verdict.id.clone()).or_default().push(verdict);
+        }
+    })
+    .await;
+    seen
+}
