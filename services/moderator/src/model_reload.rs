@@ -1,5 +1,8 @@
-//! Model hot reload. On SIGHUP the moderator reads its model directories (`--model`) again;
-//! when a model's `model.toml` changed, it loads the new models on a new generation of
+//! Model hot reload. On SIGHUP the moderator reads its model directories (`--model`) again,
+//! and so it does when the fleet's policy bucket gets a policy file that pins model versions
+//! (`[models]`) other than the ones loaded: a fleet changes models together, and each
+//! moderator puts the new models and the policies written for them in force in one step.
+//! When a model's `model.toml` changed, it loads the new models on a new generation of
 //! inference threads beside the running one ([`crate::pool::Pool::reload`]), resolves the
 //! policies in force against them, and then switches: batches formed from then on run on
 //! the new models, the old threads finish the batches they hold and exit. Every verdict
@@ -23,6 +26,7 @@ use sha2::Digest;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::PolicySet;
 use crate::metrics as m;
 use crate::pipeline::Shared;
 
@@ -35,14 +39,15 @@ struct Fingerprint {
     manifest: [u8; 32],
 }
 
-/// The model directories and what was last loaded from them.
+/// The model directories and what was last loaded from them (one reload at a time: the
+/// SIGHUP handler and the bucket watcher share it behind a lock).
 pub(crate) struct ModelFiles {
     dirs: Vec<PathBuf>,
     loaded: Vec<Fingerprint>,
 }
 
 impl ModelFiles {
-    /// What `dirs` hold now (read when the moderator starts serving).
+    /// What `dirs` hold now (read when the moderator loads its models).
     pub(crate) fn read(dirs: &[PathBuf]) -> Self {
         let loaded = read(dirs).map(|(_, f)| f).unwrap_or_default();
         Self {
@@ -79,12 +84,15 @@ pub(crate) enum Outcome {
     Unchanged,
 }
 
-/// Reads the model directories again and, when they changed, puts the new models in force.
+/// Reads the model directories again and, when they changed, puts the new models in force
+/// with the policies in force resolved against them, or with `policies` (a policy file's
+/// text, from the bucket) when given.
 pub(crate) async fn reload(
     shared: &Arc<Shared>,
-    files: &mut ModelFiles,
+    policies: Option<&str>,
 ) -> Result<Outcome, String> {
-    let outcome = try_reload(shared, files).await;
+    let mut files = shared.model_files.lock().await;
+    let outcome = try_reload(shared, &mut files, policies).await;
     let label = match &outcome {
         Ok(Outcome::Applied) => "applied",
         Ok(Outcome::Unchanged) => "unchanged",
@@ -97,10 +105,51 @@ pub(crate) async fn reload(
     outcome
 }
 
-async fn try_reload(shared: &Arc<Shared>, files: &mut ModelFiles) -> Result<Outcome, String> {
+/// A policy bucket value about to be applied: when it pins model versions that are not
+/// loaded, loads them first ([`reload`] with its text). Nothing happens otherwise; a
+/// refusal leaves the value to be refused by the policies, which counts it too.
+pub(crate) async fn follow_pins(shared: &Arc<Shared>, value: Option<&[u8]>) {
+    let Some(text) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
+        return;
+    };
+    let pins = PolicySet::pins(text);
+    let loaded = shared.policies.manifests();
+    let satisfied = pins.iter().all(|(name, version)| {
+        loaded
+            .iter()
+            .any(|m| &m.name == name && &m.version == version)
+    });
+    if !satisfied {
+        info!(
+            ?pins,
+            "the fleet's policies pin other model versions: reloading the models"
+        );
+        let _ = reload(shared, Some(text)).await;
+    }
+}
+
+async fn try_reload(
+    shared: &Arc<Shared>,
+    files: &mut ModelFiles,
+    policies: Option<&str>,
+) -> Result<Outcome, String> {
     let (manifests, found) = read(&files.dirs)?;
+    if let Some(text) = policies {
+        for (name, version) in PolicySet::pins(text) {
+            let held = manifests
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.version.as_str());
+            if held != Some(version.as_str()) {
+                return Err(format!(
+                    "the policies pin {name} {version:?}; this host's model directories hold {}",
+                    held.map_or("no such model".to_string(), |v| format!("version {v:?}"))
+                ));
+            }
+        }
+    }
     if found == files.loaded {
-        info!("SIGHUP: the model files are the ones in force");
+        info!("the model files are the ones in force");
         return Ok(Outcome::Unchanged);
     }
     for (old, new) in files.loaded.iter().zip(&found) {
@@ -112,8 +161,11 @@ async fn try_reload(shared: &Arc<Shared>, files: &mut ModelFiles) -> Result<Outc
             ));
         }
     }
-    // Before loading anything: the policies in force must resolve against the new models.
-    let set = shared.policies.resolve_with(&manifests)?;
+    // Before loading anything: the policies must resolve against the new models.
+    let set = match policies {
+        Some(text) => PolicySet::parse(text, &manifests).map_err(|p| p.join("; "))?,
+        None => shared.policies.resolve_with(&manifests)?,
+    };
     let replaced = (shared.pool.models(), shared.policies.manifests());
     let loading = Arc::clone(shared);
     let models = tokio::task::spawn_blocking(move || loading.pool.reload())
@@ -136,11 +188,7 @@ async fn try_reload(shared: &Arc<Shared>, files: &mut ModelFiles) -> Result<Outc
 /// On every SIGHUP until `stop` turns true: the models first (the policies in force are
 /// resolved against the new ones), then the `--policies` file. Without a way to listen for
 /// the signal (it cannot fail on Unix in practice), says so and returns.
-pub(crate) async fn reload_on_sighup(
-    shared: Arc<Shared>,
-    mut files: ModelFiles,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn reload_on_sighup(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
@@ -158,7 +206,12 @@ pub(crate) async fn reload_on_sighup(
             return;
         }
         // Refusals are counted and logged by the reloads themselves.
-        let _ = reload(&shared, &mut files).await;
+        let reloaded = reload(&shared, None).await;
         let _ = shared.policies.reload_file();
+        if reloaded == Ok(Outcome::Applied) {
+            // A bucket value refused for pinning models this host did not hold yet may
+            // resolve now.
+            crate::policies::read_current(&shared).await;
+        }
     }
 }

@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) cache: crate::cache::VerdictCache,
     /// Which policy judges which request (replaced whole on a reload).
     pub(crate) policies: Arc<crate::policies::LivePolicies>,
+    /// The model directories and what was loaded from them (a model reload's lock).
+    pub(crate) model_files: tokio::sync::Mutex<crate::model_reload::ModelFiles>,
 }
 
 /// Handles one pulled message: a request that cannot be decoded becomes a dead letter, an

@@ -84,6 +84,7 @@ impl Moderator {
         let config = &self.config;
         let shared = Arc::new(Shared {
             policies: Arc::new(LivePolicies::new(config)?),
+            model_files: tokio::sync::Mutex::new(model_reload::ModelFiles::read(&config.models)),
             js: jetstream::new(self.client.clone()),
             pool: start_pool(config).await?,
             health: self.health(),
@@ -98,7 +99,7 @@ impl Moderator {
             nak_delay: Duration::from_millis(config.nak_delay_ms),
         });
         // The fleet's policies before the first request, when the bucket has a value.
-        policies::read_current(&shared.js, &shared.policies).await;
+        policies::read_current(&shared).await;
         let models = shared.pool.models();
         metrics::model_info(&models, &shared.policies.manifests(), 1.0);
         let (model, version) = (models.name.as_str(), models.version.as_str());
@@ -136,16 +137,8 @@ impl Moderator {
         let batcher = self.batcher(&shared, batch_rx, lane_rx);
         let interactive = self.interactive(Arc::clone(&shared), lane_tx, stop_rx.clone());
         let micro = self.micro_service(shared.limits, batch_tx.clone(), stop_rx.clone());
-        let reloads = model_reload::reload_on_sighup(
-            Arc::clone(&shared),
-            model_reload::ModelFiles::read(&self.config.models),
-            stop_rx.clone(),
-        );
-        let bucket = policies::watch_bucket(
-            shared.js.clone(),
-            Arc::clone(&shared.policies),
-            stop_rx.clone(),
-        );
+        let reloads = model_reload::reload_on_sighup(Arc::clone(&shared), stop_rx.clone());
+        let bucket = policies::watch_bucket(Arc::clone(&shared), stop_rx.clone());
         let backlog = consumer::report_backlog(shared.js.clone(), stop_rx);
         let intake = self.intake(shared, batch_tx);
         let intake = async {

@@ -1,5 +1,6 @@
-//! Model hot reload: SIGHUP reads the model directories again while requests flow. Its own
-//! test binary: it signals its own process, which must hold no other test's moderator.
+//! Model hot reload: SIGHUP reads the model directories again while requests flow, and a
+//! policy file pushed to the fleet's bucket that pins other model versions loads them. Its
+//! own test binary: it signals its own process, which must hold no other test's moderator.
 
 mod common;
 
@@ -9,15 +10,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use nix::sys::signal::{Signal, raise};
-use offpath_harness::scrape;
+use offpath_harness::{scrape, verdicts};
 use offpath_moderator::{Config, Faults};
-use offpath_protocol::Verdict;
+use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
+use offpath_protocol::{Action, Verdict};
 
 /// A copy of the profanity model (small) in `dir`, to change under the moderator.
 fn copy_profanity(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/profanity");
     let dst = dir.join("profanity");
-    std::fs::create_dir(&dst).expect("mkdir");
+    std::fs::create_dir_all(&dst).expect("mkdir");
     for entry in std::fs::read_dir(&src).expect("read models/profanity") {
         let entry = entry.expect("entry");
         std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
@@ -36,8 +38,13 @@ fn edit_manifest(dir: &Path, edit: impl Fn(&str) -> String) {
 async fn sighup(moderator: &common::Moderator, outcome: &str, count: f64) {
     raise(Signal::SIGHUP).expect("raise SIGHUP");
     let series = format!("offpath_moderator_model_reloads_total{{outcome=\"{outcome}\"}}");
+    reaches(moderator, &series, count).await;
+}
+
+/// Waits until `series` on `moderator`'s `/metrics` reaches `count`.
+async fn reaches(moderator: &common::Moderator, series: &str, count: f64) {
     for _ in 0..200 {
-        if metric(moderator, &series).await >= count {
+        if metric(moderator, series).await >= count {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -175,4 +182,94 @@ async fn receive(sub: &mut async_nats::Subscriber, n: usize) -> HashMap<String, 
     })
     .await;
     seen
+}
+
+/// Pushed to the bucket: insults only flagged, written for profanity 1.9.1-r2.
+const PINNED: &str = "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n\
+    [models]\nprofanity = \"1.9.1-r2\"\n";
+
+/// Publishes `n` distinct insults `<prefix>-<i>` and returns their verdicts.
+async fn judge(
+    env: &common::Env,
+    sub: &mut async_nats::Subscriber,
+    prefix: &str,
+    n: usize,
+) -> Vec<Verdict> {
+    for i in 0..n {
+        let text = format!("you are a pathetic idiot #{prefix}{i}");
+        common::publish(&env.js, &common::request(&format!("{prefix}-{i}"), &text)).await;
+    }
+    let seen = verdicts::collect(sub, n, Duration::from_secs(60)).await;
+    assert_eq!(seen.len(), n, "{prefix}: a verdict for every request");
+    seen.into_values().collect()
+}
+
+/// A policy file pushed to the fleet's bucket that pins a model version the moderators have
+/// not loaded: a moderator whose model directory holds it loads it and puts the pushed
+/// policies in force with it; one whose directory does not refuses both (its models and
+/// policies kept, each refusal counted) until its files arrive and it gets SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_pinning_a_new_model_version_switches_each_moderator_that_holds_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = common::env().await;
+    offpath_protocol::topology::ensure_policy_bucket(&env.js, &common::topology())
+        .await
+        .expect("policy bucket");
+    let store = env.js.get_key_value(POLICY_BUCKET).await.expect("bucket");
+    let mut sub = verdicts::subscribe(&env.client, "acme").await;
+    let mut fleet = Vec::new();
+    let mut dirs = Vec::new();
+    for host in ["a", "b"] {
+        let profanity = copy_profanity(&dir.path().join(host));
+        let mut config = common::config(Faults::default());
+        config.models[1] = profanity.clone();
+        let config = Config {
+            inference_threads: 1,
+            interactive_threads: 0,
+            ..config
+        };
+        let moderator = common::Moderator::start(&env.server, config).await;
+        moderator.assert_ready(60, "after start").await;
+        fleet.push(moderator);
+        dirs.push(profanity);
+    }
+    // Host a has the new model's files; host b not yet.
+    let bump = |t: &str| t.replace("version = \"1.9.1\"", "version = \"1.9.1-r2\"");
+    edit_manifest(&dirs[0], bump);
+    store.put(POLICY_KEY, PINNED.into()).await.expect("push");
+    let bucket = |outcome: &str| {
+        format!("offpath_moderator_policy_reloads_total{{source=\"bucket\",outcome=\"{outcome}\"}}")
+    };
+    let models =
+        |outcome: &str| format!("offpath_moderator_model_reloads_total{{outcome=\"{outcome}\"}}");
+    // Both moderators run in this process and share its metrics recorder: the counters
+    // are the fleet's sums (a: applied, b: refused).
+    let (a, b) = (&fleet[0], &fleet[1]);
+    reaches(a, &models("applied"), 1.0).await;
+    reaches(a, &bucket("applied"), 1.0).await;
+    reaches(b, &models("refused"), 1.0).await;
+    reaches(b, &bucket("refused"), 1.0).await;
+    for verdict in judge(&env, &mut sub, "split", 30).await {
+        match verdict.model.version.as_str() {
+            "2+1.9.1-r2" => assert_eq!(verdict.action, Action::Flag, "the pushed policy"),
+            "2+1.9.1" => assert_eq!(verdict.action, Action::Block, "b kept its policy"),
+            other => panic!("model version {other}"),
+        }
+    }
+
+    // Host b's files arrive; SIGHUP (both moderators get it: a's files are unchanged).
+    edit_manifest(&dirs[1], bump);
+    raise(Signal::SIGHUP).expect("raise SIGHUP");
+    reaches(b, &models("applied"), 2.0).await;
+    reaches(b, &bucket("applied"), 2.0).await;
+    reaches(a, &models("unchanged"), 1.0).await;
+    for verdict in judge(&env, &mut sub, "together", 30).await {
+        assert_eq!(verdict.model.version, "2+1.9.1-r2");
+        assert_eq!(verdict.action, Action::Flag);
+        let policy = verdict.policy.expect("the pushed policy named");
+        assert_eq!(policy.name, "chat");
+    }
+    for moderator in fleet {
+        moderator.stop_drained(&env.js).await;
+    }
 }

@@ -14,8 +14,8 @@ use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::LivePolicies;
 use crate::metrics as m;
+use crate::pipeline::Shared;
 
 /// Pause before looking for the bucket again, or following it again after a loss.
 const RETRY: Duration = Duration::from_secs(5);
@@ -35,11 +35,9 @@ enum Unavailable {
 /// Reads the bucket's value and puts it in force, waiting at most [`FIRST_READ`]: a
 /// restarted moderator judges its first requests by the fleet's policies, not only by its
 /// own file. Without a bucket (or when it cannot be read in time) it starts with what it has.
-pub(crate) async fn read_current(js: &jetstream::Context, live: &LivePolicies) {
-    match tokio::time::timeout(FIRST_READ, current(js)).await {
-        Ok(Ok(value)) => {
-            let _ = live.apply_bucket_value(value.as_deref());
-        }
+pub(crate) async fn read_current(shared: &Arc<Shared>) {
+    match tokio::time::timeout(FIRST_READ, current(&shared.js)).await {
+        Ok(Ok(value)) => apply(shared, value.as_deref()).await,
         Ok(Err(Unavailable::Missing)) => {}
         Ok(Err(Unavailable::Failed(why))) => {
             warn!(
@@ -52,17 +50,21 @@ pub(crate) async fn read_current(js: &jetstream::Context, live: &LivePolicies) {
     }
 }
 
+/// Puts a bucket value in force: the model versions it pins first, when they are not the
+/// loaded ones ([`crate::model_reload::follow_pins`]). Refusals are counted and logged by
+/// the reloads themselves.
+async fn apply(shared: &Arc<Shared>, value: Option<&[u8]>) {
+    crate::model_reload::follow_pins(shared, value).await;
+    let _ = shared.policies.apply_bucket_value(value);
+}
+
 /// Follows the policy bucket until `stop` turns true.
-pub(crate) async fn watch_bucket(
-    js: jetstream::Context,
-    live: Arc<LivePolicies>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn watch_bucket(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut said_missing = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
-            ended = follow(&js, &live) => {
+            ended = follow(&shared) => {
                 metrics::gauge!(m::POLICY_BUCKET_WATCHING).set(0.0);
                 match ended {
                     Unavailable::Missing if !said_missing => {
@@ -87,7 +89,8 @@ pub(crate) async fn watch_bucket(
 
 /// Subscribes to the key, reads its value, then applies every change until the
 /// subscription ends; returns why it ended.
-async fn follow(js: &jetstream::Context, live: &LivePolicies) -> Unavailable {
+async fn follow(shared: &Arc<Shared>) -> Unavailable {
+    let js = &shared.js;
     let subject = format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}");
     // Subscribed first: a change between the read below and the subscription is not missed.
     let mut changes = match js.client().subscribe(subject).await {
@@ -95,9 +98,7 @@ async fn follow(js: &jetstream::Context, live: &LivePolicies) -> Unavailable {
         Err(err) => return Unavailable::Failed(err.to_string()),
     };
     match current(js).await {
-        Ok(value) => {
-            let _ = live.apply_bucket_value(value.as_deref());
-        }
+        Ok(value) => apply(shared, value.as_deref()).await,
         Err(why) => return why,
     }
     metrics::gauge!(m::POLICY_BUCKET_WATCHING).set(1.0);
@@ -107,8 +108,7 @@ async fn follow(js: &jetstream::Context, live: &LivePolicies) -> Unavailable {
             .as_ref()
             .and_then(|h| h.get(KV_OPERATION))
             .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
-        // Refusals are counted and logged by `apply_bucket_value`.
-        let _ = live.apply_bucket_value((!deleted).then_some(&message.payload[..]));
+        apply(shared, (!deleted).then_some(&message.payload[..])).await;
     }
     Unavailable::Failed("the subscription ended".into())
 }

@@ -17,6 +17,10 @@
 //! policy = "strict"                    # the tenant's policy
 //! rooms = { lobby = "standard" }       # a room's policy (exact names)
 //! allowed = ["strict", "standard"]     # what its requests may name (default: any)
+//!
+//! [models]                             # optional: the model versions these rules are for
+//! minilm-insult = "2"                  # (pushed to the bucket, a moderator with other
+//!                                      # versions loads these from its model directories)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +61,9 @@ pub enum PolicyFileError {
 #[serde(deny_unknown_fields)]
 struct FileText {
     default: String,
+    /// Model name → the version the rules are for.
+    #[serde(default)]
+    models: BTreeMap<String, String>,
     #[serde(default)]
     policies: BTreeMap<String, PolicyText>,
     #[serde(default)]
@@ -119,6 +126,7 @@ pub(super) fn parse(text: &str, manifests: &[Manifest]) -> Result<PolicySet, Vec
     if file.policies.is_empty() {
         problems.push("no [policies.<name>] defined".to_string());
     }
+    check_pins(&file.models, manifests, &mut problems);
     let mut policies = BTreeMap::new();
     for (name, policy) in &file.policies {
         if !is_valid_token(name) {
@@ -148,6 +156,41 @@ pub(super) fn parse(text: &str, manifests: &[Manifest]) -> Result<PolicySet, Vec
         }),
         _ => Err(problems),
     }
+}
+
+/// Each pinned model is loaded, at the pinned version.
+fn check_pins(pins: &BTreeMap<String, String>, manifests: &[Manifest], problems: &mut Vec<String>) {
+    for (name, version) in pins {
+        match manifests.iter().find(|m| &m.name == name) {
+            Some(m) if &m.version == version => {}
+            Some(m) => problems.push(format!(
+                "models.{name}: pinned to version {version:?}, but the model loaded is version {:?}",
+                m.version
+            )),
+            None => {
+                let loaded: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
+                problems.push(format!(
+                    "models.{name}: no such model is loaded (loaded: {})",
+                    loaded.join(", ")
+                ));
+            }
+        }
+    }
+}
+
+/// The model versions a policy file's text pins (`[models]`), read leniently: empty when
+/// the text is not TOML or pins nothing (resolving it says what is wrong).
+pub(super) fn pins(text: &str) -> BTreeMap<String, String> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return BTreeMap::new();
+    };
+    let Some(toml::Value::Table(models)) = table.get("models") else {
+        return BTreeMap::new();
+    };
+    models
+        .iter()
+        .filter_map(|(name, version)| Some((name.clone(), version.as_str()?.to_string())))
+        .collect()
 }
 
 /// A tenant's rules, each policy it names checked against `defined`.

@@ -157,13 +157,26 @@ impl LivePolicies {
     /// already handled is skipped.
     pub(crate) fn apply_bucket_value(&self, value: Option<&[u8]>) -> Result<(), String> {
         let digest: Option<[u8; 32]> = value.map(|v| sha2::Sha256::digest(v).into());
-        if self.read().bucket_digest == digest {
-            return Ok(());
+        let previous = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            if state.bucket_digest == digest {
+                return Ok(());
+            }
+            std::mem::replace(&mut state.bucket_digest, digest)
+        };
+        let result = self.put_bucket_value(value);
+        if result.is_err() {
+            // Not handled: the same value is tried again when it comes again (pushed
+            // again, say, once this host holds the model versions it pins).
+            self.state
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .bucket_digest = previous;
         }
-        self.state
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .bucket_digest = digest;
+        result
+    }
+
+    fn put_bucket_value(&self, value: Option<&[u8]>) -> Result<(), String> {
         let manifests = self.manifests();
         let Some(bytes) = value else {
             let (set, source) = match &self.file {

@@ -222,6 +222,12 @@ impl PolicySet {
         file::read(path)
     }
 
+    /// The model versions a policy file's `text` pins in its `[models]` table (model name
+    /// → version); empty when it pins none or is not TOML.
+    pub fn pins(text: &str) -> BTreeMap<String, String> {
+        file::pins(text)
+    }
+
     /// Parses and resolves a policy file's text (see [`PolicySet::load`]).
     pub fn parse(text: &str, manifests: &[Manifest]) -> Result<Self, Vec<String>> {
         file::parse(text, manifests)

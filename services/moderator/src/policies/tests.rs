@@ -239,6 +239,13 @@ rooms = { lobby = "gone", "a.b" = "a" }
             "default = \"a\"\n[policies.a]\nmodels = []\n",
             &["policies.a.models: empty"],
         ),
+        (
+            "default = \"a\"\n[policies.a]\n[models]\nprofanity = \"9\"\ngpt-9 = \"1\"\n",
+            &[
+                "models.profanity: pinned to version \"9\", but the model loaded is version \"1.9.1\"",
+                "models.gpt-9: no such model is loaded (loaded: minilm-insult, profanity)",
+            ],
+        ),
     ];
     for (text, expected) in cases {
         let problems = PolicySet::parse(text, &manifests())
@@ -274,4 +281,18 @@ fn load_names_the_file() {
             .contains("bad.toml: default: no policy named \"x\""),
         "{err}"
     );
+}
+
+/// `[models]` pins the versions a file's rules are for: read leniently (for deciding what to
+/// load), and a file pinning the loaded versions resolves.
+#[test]
+fn files_pin_model_versions() {
+    let text = "default = \"a\"\n[policies.a]\n[models]\nprofanity = \"1.9.1\"\n";
+    assert_eq!(
+        PolicySet::pins(text),
+        BTreeMap::from([("profanity".to_string(), "1.9.1".to_string())])
+    );
+    assert!(PolicySet::parse(text, &manifests()).is_ok());
+    assert!(PolicySet::pins(FILE).is_empty());
+    assert!(PolicySet::pins("default = [").is_empty());
 }
