@@ -3,7 +3,7 @@
 Run through models/build/build.sh (own venv, pinned versions). Steps: MiniLM graph from
 safetensors → verified against numpy and the published similarity example → embeddings of
 train.csv → logistic-regression head (C and thresholds by 5-fold CV on train only) → int8
-per-channel quantization → the char n-gram model stacked on the quantized head's out-of-fold
+per-channel quantization (static7: static int8, 7-bit weights) → the char n-gram model stacked on the quantized head's out-of-fold
 logits and merged into the same graph (ensemble.py) → scored once on test_with_solutions.csv. Then alt-profanity-check
 through skl2onnx. Then the parity fixture (Python onnxruntime scores) and manifests."""
 
@@ -51,7 +51,8 @@ def session(path, threads=1):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)  # a file, or a serialized graph
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 def write_tokenizer(dst):
@@ -168,32 +169,34 @@ def build_minilm(train, test):
     with_head = minilm.append_head(onnx.load(str(fp32_path)), head.coef_[0], head.intercept_[0])
     head_fp32 = WORK / "minilm-insult-fp32.onnx"
     onnx.save(with_head, str(head_fp32))
-    w8_path = WORK / "minilm-insult-w8.onnx"
-    if QUANTIZATION == "static":
-        quantize.static(head_fp32, w8_path, tok, train[0])
+    q_path = WORK / f"minilm-insult-{QUANTIZATION}.onnx"
+    if QUANTIZATION == "static7":
+        quantize.static7(weights, head, q_path, tok, train[0], session)
+    elif QUANTIZATION == "static":
+        quantize.static(head_fp32, q_path, tok, train[0])
     elif QUANTIZATION == "weights8":
-        quantize.weights8(head_fp32, w8_path)
+        quantize.weights8(head_fp32, q_path)
     else:
-        quantize.dynamic(head_fp32, w8_path)
-    w8 = session(w8_path, threads=2)
+        quantize.dynamic(head_fp32, q_path)
+    quant = session(q_path, threads=2)
     t0 = time.time()
-    e_w8_train = run(w8, tok, train[0], "embedding")
+    e_q_train = run(quant, tok, train[0], "embedding")
     print(f"embedded {len(train[0])} training texts (quantized) in {time.time() - t0:.0f} s")
     # The shipped file: the quantized MiniLM merged with the char n-gram model (issue 15 s. 4).
     model_path = out / "model.onnx"
-    stack = ensemble.build(w8_path, model_path, e_w8_train, x_train, train, head_info["C"])
+    stack = ensemble.build(q_path, model_path, e_q_train, x_train, train, head_info["C"])
 
     # Scored as the classifier runs it: length-grouped batches, or one text per run.
     batch = ROWS_PER_RUN or 32
     y_test = np.array(test[1])
     p_fp32 = run(session(head_fp32), tok, test[0], "probabilities")[:, 0]
-    p_int8 = run(w8, tok, test[0], "probabilities", batch=batch)[:, 0]
+    p_int8 = run(quant, tok, test[0], "probabilities", batch=batch)[:, 0]
     shipped = session(model_path)
     p_ens = run(shipped, tok, test[0], "probabilities", batch=batch)[:, 0]
     e_fp32 = run(session(head_fp32), tok, test[0][:500], "embedding")
     e_int8 = run(shipped, tok, test[0][:500], "embedding", batch=batch)
     cos = (e_fp32 * e_int8).sum(1)
-    stack["parts_max_diff"] = ensemble.parts_check(shipped, w8, run, tok, test[0], stack)
+    stack["parts_max_diff"] = ensemble.parts_check(shipped, quant, run, tok, test[0], stack)
     del stack["char_model"]
     q_fp32, q_int8 = quality(y_test, p_fp32, head_info["flag"]), quality(y_test, p_int8, head_info["flag"])
     q_ens = quality(y_test, p_ens, stack["flag"])

@@ -9,7 +9,9 @@ Candidates, all from the same fp32 graph and head:
 * static: int8 QDQ, per-channel weights, activation scales calibrated on train.csv;
 * nbits8: weight-only 8-bit MatMulNBits (activations stay float);
 * weights8: int8 weights turned back into fp32 at session creation (Cast, Mul): fp32
-  arithmetic, a quarter of the file size.
+  arithmetic, a quarter of the file size (v2's MiniLM half);
+* static7: static int8 arithmetic with 7-bit weights on a 2-D, fused-QKV graph
+  (`static7.py`), the file build.sh leaves in .tools/model-work (v3's MiniLM half).
 
 For each: max |score(batch 1) - score(in a batch)| over the parity fixture's texts placed in
 several batches of random test-split neighbours (padded to the longest), ROC-AUC on
@@ -132,7 +134,8 @@ def main():
     CANDIDATES.mkdir(parents=True, exist_ok=True)
     paths = {"fp32": fp32_path, "dynamic": CANDIDATES / "dynamic.onnx",
              "static": CANDIDATES / "static.onnx", "nbits8": CANDIDATES / "nbits8.onnx",
-             "weights8": CANDIDATES / "weights8.onnx"}
+             "weights8": CANDIDATES / "weights8.onnx",
+             "static7": build.WORK / "minilm-insult-static7.onnx"}
     wanted = lambda *names: not only or any(n in only for n in names)  # noqa: E731
     if wanted("dynamic", "dynamic-b1"):
         quantize.dynamic(fp32_path, paths["dynamic"])
@@ -158,7 +161,8 @@ def main():
     results = {}
     for name, file, rows in (("dynamic", "dynamic", None), ("dynamic-b1", "dynamic", 1),
                              ("fp32", "fp32", None), ("static", "static", None),
-                             ("nbits8", "nbits8", None), ("weights8", "weights8", None)):
+                             ("nbits8", "nbits8", None), ("weights8", "weights8", None),
+                             ("static7", "static7", None)):
         if only and name not in only:
             continue
         write_dir(name, paths[file], tok_path, rows)

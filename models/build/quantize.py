@@ -4,7 +4,9 @@
   text's score depends on its batch neighbours and padding (the v1 model).
 * `static`: int8 QDQ with per-channel weights and activation scales fixed by calibration on
   train.csv: a row's result no longer depends on the other rows.
-* `nbits8`: weight-only 8-bit `MatMulNBits`; activations stay float."""
+* `nbits8`: weight-only 8-bit `MatMulNBits`; activations stay float.
+* `weights8`: int8 weights turned back into fp32 at session creation: fp32 arithmetic (v2).
+* `static7`: static int8 arithmetic, 7-bit weights, on a 2-D fused-QKV graph (`static7.py`)."""
 
 import random
 
@@ -108,3 +110,24 @@ def weights8(src, dst):
     graph.node.extend(new_nodes + nodes)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
+
+
+def static7(weights, head, dst, tok, train_texts, session):
+    """Static int8 arithmetic with 7-bit weights on a 2-D, fused-QKV graph (`static7.py`):
+    activation scales calibrated on train.csv (`TrainTexts`), fixed in the file. The fp32
+    2-D graph it is calibrated on is first checked against the numpy float64 reference.
+    `head` is the fitted logistic regression (appended in fp32, as `minilm.append_head`);
+    `session(bytes_or_path)` opens an ONNX Runtime session. Returns the numpy check's
+    max |difference|."""
+    import minilm
+    import static7 as s7
+    fp32, taps = s7.build_encoder(weights)
+    ids = np.array([tok.encode("You are an idiot! see you at the standup tomorrow").ids], dtype=np.int64)
+    diff = s7.fp32_numpy_check(fp32, weights, ids, np.ones_like(ids), session)
+    assert diff < 1e-5, f"2-D graph differs from the numpy reference by {diff}"
+    act = s7.calibrate(fp32, taps, TrainTexts(tok, train_texts), session)
+    model, _ = s7.build_encoder(weights, act)
+    model = minilm.append_head(model, head.coef_[0], head.intercept_[0])
+    onnx.save(model, str(dst))
+    print(f"static7: 2-D fp32 graph vs numpy {diff:.1e}; {len(act)} activation ranges calibrated")
+    return diff
