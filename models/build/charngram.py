@@ -70,9 +70,13 @@ def build_graph(vec, model, prefix="char_") -> onnx.ModelProto:
     index = [vocab[g] for g in grams]
     p = prefix
     idf = vec.idf_.astype(np.float32)
-    coef = model.coef_[0].astype(np.float32).reshape(-1, 1)
+    # [coef, idf]: with binary tf an n-gram's value is its idf or 0, so x · idf = Σ x²; one
+    # MatMul gives both the dot product and the squared norm (ReduceSumSquare over the dense
+    # [batch, vocabulary] tensor was a second pass over it)
+    coef = np.column_stack([model.coef_[0].astype(np.float32), idf])
     inits = [
         numpy_helper.from_array(coef, f"{p}coef"),
+        numpy_helper.from_array(np.array([1, 1], dtype=np.int64), f"{p}halves"),
         numpy_helper.from_array(np.array([model.intercept_[0]], dtype=np.float32), f"{p}intercept"),
         numpy_helper.from_array(np.array(1e-12, dtype=np.float32), f"{p}eps"),
         numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{p}flat"),
@@ -90,8 +94,8 @@ def build_graph(vec, model, prefix="char_") -> onnx.ModelProto:
                          ngram_counts=offsets, ngram_indexes=index, pool_strings=pool,
                          weights=[float(idf[i]) for i in index]),
         # coef · (x / |x|) = (coef · x) / |x|: normalise the [batch, 1] product, not the vector
-        helper.make_node("MatMul", [n("tfidf"), n("coef")], [n("mm")], name=n("mm")),
-        helper.make_node("ReduceSumSquare", [n("tfidf")], [n("sq")], name=n("sq"), axes=[1], keepdims=1),
+        helper.make_node("MatMul", [n("tfidf"), n("coef")], [n("mm_sq")], name=n("mm_sq")),
+        helper.make_node("Split", [n("mm_sq"), n("halves")], [n("mm"), n("sq")], name=n("split"), axis=1),
         helper.make_node("Sqrt", [n("sq")], [n("norm")], name=n("norm")),
         helper.make_node("Max", [n("norm"), n("eps")], [n("norm_safe")], name=n("norm_safe")),
         helper.make_node("Div", [n("mm"), n("norm_safe")], [n("dot")], name=n("dot")),
