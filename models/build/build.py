@@ -39,7 +39,7 @@ MAX_TOKENS = 256
 # How the shipped model is quantized, and how many texts the classifier may put in one run
 # (None: a whole length-grouped batch). Chosen by models/build/candidates.py and
 # benches/compare_models.sh; see the model card's "Batch invariance" section.
-QUANTIZATION = "weights8"
+QUANTIZATION = "static7"
 ROWS_PER_RUN = None
 # The published sentence-transformers quick-start example for all-MiniLM-L6-v2.
 SIMILARITY_EXAMPLE = (["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."],

@@ -8,7 +8,14 @@ import onnxruntime as ort
 
 from cards import card_inputs, write_cards
 
-FIXTURE_TOLERANCE = 1e-4  # Rust (ort) vs Python onnxruntime, same ORT version, batch of one
+# Rust (ort) vs Python onnxruntime, same ORT version, batch of one. On the CPU that wrote
+# the fixture the two agree within 1e-6; 2e-3 is for other CPUs: minilm-insult computes in
+# int8 (static7), and ORT's fp32 kernels before each QuantizeLinear differ per instruction
+# set (AVX2 / AVX-512 / VNNI) by a rounding step, which can move a value across one
+# quantization step; an earlier AVX2 vs VNNI comparison saw scores move by up to 6e-4 (not
+# repeated here). Batch invariance, a same-machine property, keeps its 1e-4 bound
+# (services/lib/classifier/tests/invariance.rs).
+FIXTURE_TOLERANCE = 2e-3
 
 
 def previous_sha(path):
@@ -50,7 +57,7 @@ def write_minilm(mini, sha256):
     old = previous_sha(d / "model.toml")
     (d / "model.toml").write_text(f'''# Manifest read by the classifier crate (services/lib/classifier). Written by models/build.
 name = "minilm-insult"
-version = "2"
+version = "3"
 kind = "token_ids"
 file = "model.onnx"
 tokenizer = "tokenizer.json"

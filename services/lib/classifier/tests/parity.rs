@@ -8,6 +8,12 @@ mod common;
 
 use serde_json::Value;
 
+/// The fixture's tolerance and cases. The tolerance is the fixture's own, 2e-3 since
+/// minilm-insult v3 computes in static int8: on the CPU that wrote the fixture Rust and
+/// Python agree within 1e-6, but on another instruction set a rounding-level fp32 difference
+/// before a `QuantizeLinear` can flip one quantization step (an earlier AVX2 vs VNNI
+/// comparison saw scores move by up to 6e-4); `models/build/manifests.py` writes it. Batch
+/// invariance, a same-machine property, keeps 1e-4 (`tests/invariance.rs`).
 fn fixture() -> (f32, Vec<(String, f32, f32)>) {
     let text = std::fs::read_to_string(common::root().join("models/fixtures/parity.json"))
         .expect("models/fixtures/parity.json");
@@ -103,7 +109,7 @@ fn policy_combines_both_models() {
         8,
         4096,
     );
-    assert_eq!(policy.model_name(), "minilm-insult@2+profanity@1.9.1");
+    assert_eq!(policy.model_name(), "minilm-insult@3+profanity@1.9.1");
     let texts = [
         "you are a pathetic idiot",
         "thanks a lot, see you tomorrow",
