@@ -19,6 +19,10 @@ use tokio::time::Instant;
 use crate::pipeline::{Pending, Shared, process};
 use crate::pool::Threads;
 
+/// Shared-thread batches in a row with no bulk request after which a waiting bulk request
+/// goes first.
+const FAIR_STREAK: usize = 3;
+
 /// The two lanes' queues of decoded requests.
 pub(crate) struct Lanes {
     /// Requests someone waits for (hold rooms): taken first.
@@ -101,9 +105,21 @@ pub(crate) async fn batcher(
     let mut running = JoinSet::new();
     let mut held = Held::default();
     let (mut interactive_open, mut bulk_open) = (true, true);
+    // Shared-thread batches in a row without a bulk request: at `FAIR_STREAK` a waiting bulk
+    // request goes first (with batches of one, the share cap alone would let an interactive
+    // flood take every shared batch).
+    let mut streak = 0;
     while interactive_open || bulk_open {
         let can_run = held.reserved.is_some() || held.shared.is_some();
-        let (first, is_interactive) = tokio::select! {
+        let overdue = if streak >= FAIR_STREAK && held.shared.is_some() {
+            lanes.bulk.try_recv().ok()
+        } else {
+            None
+        };
+        let (first, is_interactive) = if let Some(pending) = overdue {
+            (pending, false)
+        } else {
+            tokio::select! {
             biased;
             Ok(permit) = Arc::clone(&slots.reserved).acquire_owned(), if held.reserved.is_none() => {
                 held.reserved = Some(permit);
@@ -128,6 +144,7 @@ pub(crate) async fn batcher(
                 }
             },
             else => break,
+            }
         };
         let (slot, batch) = match (is_interactive, held.reserved.take()) {
             (true, Some(permit)) => {
@@ -146,7 +163,9 @@ pub(crate) async fn batcher(
                     deadline: Instant::now() + max_wait,
                     interactive: held.reserved.is_none(),
                 };
-                (slot, fill.run(&mut lanes, (first, is_interactive)).await)
+                let (batch, bulk) = fill.run(&mut lanes, (first, is_interactive)).await;
+                streak = if bulk > 0 { 0 } else { streak + 1 };
+                (slot, batch)
             }
         };
         let shared = Arc::clone(&shared);
@@ -181,8 +200,9 @@ struct Fill {
 
 impl Fill {
     /// `first` and what is queued, interactive first up to three quarters of the batch
-    /// while bulk requests wait, waiting until `deadline` for more.
-    async fn run(&self, lanes: &mut Lanes, first: Next) -> Vec<Pending> {
+    /// while bulk requests wait, waiting until `deadline` for more; and how many of them are
+    /// bulk requests.
+    async fn run(&self, lanes: &mut Lanes, first: Next) -> (Vec<Pending>, usize) {
         let cap = (self.max_batch * 3 / 4).max(1);
         let mut interactive = usize::from(first.1);
         let mut batch = vec![first.0];
@@ -201,6 +221,7 @@ impl Fill {
             interactive += usize::from(is_interactive);
             batch.push(pending);
         }
-        batch
+        let bulk = batch.len() - interactive;
+        (batch, bulk)
     }
 }

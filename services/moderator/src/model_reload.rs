@@ -23,12 +23,14 @@ use std::sync::Arc;
 
 use offpath_classifier::Manifest;
 use sha2::Digest;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::PolicySet;
 use crate::metrics as m;
 use crate::pipeline::Shared;
+use crate::pool::Models;
 
 /// What a model directory held when it was last loaded: name, version and the digest of
 /// its `model.toml` (which holds the sha256 of every file the model reads).
@@ -86,13 +88,14 @@ pub(crate) enum Outcome {
 
 /// Reads the model directories again and, when they changed, puts the new models in force
 /// with the policies in force resolved against them, or with `policies` (a policy file's
-/// text, from the bucket) when given.
-pub(crate) async fn reload(
+/// text, from the bucket) when given. The caller holds the `model_files` lock: every change
+/// of models or policies goes through it, one at a time.
+async fn reload(
     shared: &Arc<Shared>,
+    files: &mut ModelFiles,
     policies: Option<&str>,
 ) -> Result<Outcome, String> {
-    let mut files = shared.model_files.lock().await;
-    let outcome = try_reload(shared, &mut files, policies).await;
+    let outcome = try_reload(shared, files, policies).await;
     let label = match &outcome {
         Ok(Outcome::Applied) => "applied",
         Ok(Outcome::Unchanged) => "unchanged",
@@ -105,27 +108,37 @@ pub(crate) async fn reload(
     outcome
 }
 
-/// A policy bucket value about to be applied: when it pins model versions that are not
-/// loaded, loads them first ([`reload`] with its text). Nothing happens otherwise; a
-/// refusal leaves the value to be refused by the policies, which counts it too.
-pub(crate) async fn follow_pins(shared: &Arc<Shared>, value: Option<&[u8]>) {
-    let Some(text) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
-        return;
-    };
-    let pins = PolicySet::pins(text);
+/// Puts a policy bucket value in force (`None`: deleted). When it pins model versions that
+/// are not loaded, loads them first (with its text as the policies). Runs as a task of its
+/// own: a watcher that stops meanwhile must not cut a reload in half.
+pub(crate) async fn apply_bucket_value(shared: &Arc<Shared>, value: Option<&[u8]>) {
+    let shared = Arc::clone(shared);
+    let value = value.map(<[u8]>::to_vec);
+    let task = tokio::spawn(async move {
+        let mut files = shared.model_files.lock().await;
+        if let Some(text) = value.as_deref().and_then(|v| std::str::from_utf8(v).ok())
+            && !pins_satisfied(&shared, text)
+        {
+            info!("the fleet's policies pin other model versions: reloading the models");
+            // A refusal leaves the value to be refused by the policies, which counts it too.
+            let _ = reload(&shared, &mut files, Some(text)).await;
+        }
+        // Refusals are counted and logged by the policies.
+        let _ = shared.policies.apply_bucket_value(value.as_deref());
+    });
+    if let Err(err) = task.await {
+        warn!("applying the policy bucket's value failed: {err}");
+    }
+}
+
+/// Whether every model version `text` pins is loaded.
+fn pins_satisfied(shared: &Shared, text: &str) -> bool {
     let loaded = shared.policies.manifests();
-    let satisfied = pins.iter().all(|(name, version)| {
+    PolicySet::pins(text).iter().all(|(name, version)| {
         loaded
             .iter()
             .any(|m| &m.name == name && &m.version == version)
-    });
-    if !satisfied {
-        info!(
-            ?pins,
-            "the fleet's policies pin other model versions: reloading the models"
-        );
-        let _ = reload(shared, Some(text)).await;
-    }
+    })
 }
 
 async fn try_reload(
@@ -166,37 +179,80 @@ async fn try_reload(
         Some(text) => PolicySet::parse(text, &manifests).map_err(|p| p.join("; "))?,
         None => shared.policies.resolve_with(&manifests)?,
     };
+    let expected = Models {
+        name: join(manifests.iter().map(|m| m.name.as_str())),
+        version: join(manifests.iter().map(|m| m.version.as_str())),
+    };
     let replaced = (shared.pool.models(), shared.policies.manifests());
     let loading = Arc::clone(shared);
-    let models = tokio::task::spawn_blocking(move || loading.pool.reload())
+    let wanted = expected.clone();
+    let next = tokio::task::spawn_blocking(move || loading.pool.load(Some(&wanted)))
         .await
         .map_err(|e| format!("loading the models: {e}"))?
         .map_err(|e| e.to_string())?;
+    // The rules first: a batch still running on the replaced models is decided by the
+    // rules written for them, one on the new models by the new rules.
     m::model_info(&replaced.0, &replaced.1, 0.0);
-    m::model_info(&models, &manifests, 1.0);
+    m::model_info(&expected, &manifests, 1.0);
     shared.policies.replace_models(manifests, set);
+    shared.pool.install(next);
     files.loaded = found;
     info!(
-        model = %models.name,
-        version = %models.version,
+        model = %expected.name,
+        version = %expected.version,
         replaced = %replaced.0.version,
         "models reloaded; the old threads exit after their batches"
     );
     Ok(Outcome::Applied)
 }
 
-/// On every SIGHUP until `stop` turns true: the models first (the policies in force are
-/// resolved against the new ones), then the `--policies` file. Without a way to listen for
-/// the signal (it cannot fail on Unix in practice), says so and returns.
-pub(crate) async fn reload_on_sighup(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
+fn join<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    parts.collect::<Vec<_>>().join("+")
+}
+
+/// What SIGHUP does: the models first, then the `--policies` file. When the policy bucket
+/// holds a value that is not in force (one refused for pinning models this host did not
+/// hold yet), the models are loaded for it and it is put in force; otherwise the policies
+/// in force are resolved against the new models.
+async fn hangup(shared: &Arc<Shared>) {
+    let mut files = shared.model_files.lock().await;
+    let pending = match crate::policies::bucket_value(&shared.js).await {
+        Some(value) if !shared.policies.is_bucket_value_in_force(&value) => Some(value),
+        _ => None,
+    };
+    // Refusals are counted and logged by the reloads themselves.
+    match pending.as_deref().map(std::str::from_utf8) {
+        Some(Ok(text)) => {
+            let _ = reload(shared, &mut files, Some(text)).await;
+            let _ = shared.policies.apply_bucket_value(Some(text.as_bytes()));
+        }
+        _ => {
+            let _ = reload(shared, &mut files, None).await;
+        }
+    }
+    let _ = shared.policies.reload_file();
+}
+
+/// Listens for SIGHUP from the moment it is called (a SIGHUP before a handler exists would
+/// end the process: the moderator makes this first, before its models load); `None` when
+/// the signal cannot be listened for (it cannot fail on Unix in practice).
+pub(crate) fn listen() -> Option<Signal> {
+    match signal(SignalKind::hangup()) {
+        Ok(hangups) => Some(hangups),
         Err(err) => {
             warn!("cannot listen for SIGHUP, models and policies will not be reloaded: {err}");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Handles every SIGHUP ([`hangup`]) until `stop` turns true.
+pub(crate) async fn reload_on_sighup(
+    shared: Arc<Shared>,
+    hangups: Option<Signal>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(mut hangups) = hangups else { return };
     loop {
         let end = tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => true,
@@ -205,13 +261,6 @@ pub(crate) async fn reload_on_sighup(shared: Arc<Shared>, mut stop: watch::Recei
         if end {
             return;
         }
-        // Refusals are counted and logged by the reloads themselves.
-        let reloaded = reload(&shared, None).await;
-        let _ = shared.policies.reload_file();
-        if reloaded == Ok(Outcome::Applied) {
-            // A bucket value refused for pinning models this host did not hold yet may
-            // resolve now.
-            crate::policies::read_current(&shared).await;
-        }
+        hangup(&shared).await;
     }
 }

@@ -138,7 +138,7 @@ impl Shared {
         };
         // The models scored every label; the request's policy decides on them (the cache
         // holds scores, so a cached assessment serves every policy).
-        let policies = self.policies.current();
+        let policies = self.policies.for_models(&models.version);
         let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
         if let Some(fallback) = selection.fallback {
             metrics::counter!(m::POLICY_FALLBACKS, "reason" => fallback.reason()).increment(1);

@@ -54,7 +54,8 @@ impl BatchError {
     }
 }
 
-type Reply = Result<Vec<Assessment>, BatchError>;
+/// A batch's assessments and the models of the thread that made them.
+type Reply = Result<(Vec<Assessment>, Arc<Models>), BatchError>;
 
 /// The models a generation runs, as verdicts name them: names and versions joined by `+`
 /// (`minilm-insult+profanity`, `2+1.9.1`).
@@ -101,6 +102,8 @@ pub(crate) enum Threads {
 struct Queue {
     jobs: mpsc::Sender<Job>,
     receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    /// Threads serving it now (a thread whose replacement could not load is missing).
+    live: Arc<AtomicUsize>,
 }
 
 impl Queue {
@@ -109,12 +112,14 @@ impl Queue {
         Self {
             jobs,
             receiver: Arc::new(Mutex::new(receiver)),
+            live: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
 
-/// One set of loaded models: its threads' queues and what verdicts call it.
-struct Generation {
+/// One set of loaded models: its threads' queues and what verdicts call it. Made by
+/// [`Pool::load`], put in force by [`Pool::install`].
+pub(crate) struct Generation {
     shared: Queue,
     reserved: Queue,
     models: Arc<Models>,
@@ -174,8 +179,8 @@ impl Pool {
             deadline: Duration::from_millis(config.batch_deadline_ms),
             grace: Duration::from_millis(config.cancel_grace_ms),
         };
-        let first = pool.load()?;
-        *pool.current.write().unwrap_or_else(|p| p.into_inner()) = first;
+        let first = pool.load(None)?;
+        pool.install(first);
         Ok(pool)
     }
 
@@ -188,25 +193,28 @@ impl Pool {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Loads the model directories again into a new generation of threads and puts it in
-    /// force; returns its models. On an error nothing changes (the new generation's
-    /// threads that did load exit). Blocks while the models load.
-    pub(crate) fn reload(&self) -> Result<Arc<Models>, crate::ModeratorError> {
-        let next = self.load()?;
-        let models = Arc::clone(&next.models);
+    /// Puts `next` in force: batches formed from now on run on it. The generation it
+    /// replaces is dropped once no running batch holds it; its threads finish those batches
+    /// and exit.
+    pub(crate) fn install(&self, next: Arc<Generation>) {
         let old = std::mem::replace(
             &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
             next,
         );
-        // Dropped here unless batches still hold it: its threads finish those and exit.
         drop(old);
-        Ok(models)
     }
 
-    /// Starts a generation's threads and waits until every one has loaded its models.
-    fn load(&self) -> Result<Arc<Generation>, crate::ModeratorError> {
+    /// Loads the model directories into a new generation of threads (not yet in force) and
+    /// waits until every thread has loaded; refused unless every thread loaded the same
+    /// models, and `expected` when given (files that change while threads load them would
+    /// otherwise give one generation two models under one name). On an error the threads
+    /// that did load exit. Blocks while the models load.
+    pub(crate) fn load(
+        &self,
+        expected: Option<&Models>,
+    ) -> Result<Arc<Generation>, crate::ModeratorError> {
         let (shared, reserved) = (self.shared_threads, self.reserved_threads);
-        let generation = Generation {
+        let mut generation = Generation {
             shared: Queue::new(shared),
             reserved: Queue::new(reserved),
             models: Arc::new(Models {
@@ -216,22 +224,29 @@ impl Pool {
         };
         let kinds = std::iter::repeat_n(Threads::Shared, shared)
             .chain(std::iter::repeat_n(Threads::Reserved, reserved));
-        let mut loaded = None;
+        let mut loaded: Option<Models> = expected.cloned();
         for kind in kinds {
-            let ready = self.start_thread(&generation.queue(kind).receiver, kind)?;
+            let queue = generation.queue(kind);
+            let ready = self.start_thread(&queue.receiver, &queue.live, kind)?;
             let models = ready.recv().map_err(|_| {
                 crate::ModeratorError::Thread("inference thread died at start".into())
             })??;
-            loaded = Some(models);
+            match &loaded {
+                Some(first) if *first != models => {
+                    return Err(crate::ModeratorError::Thread(format!(
+                        "an inference thread loaded {}@{}, not {}@{} (model files changed \
+                         while they were loaded?)",
+                        models.name, models.version, first.name, first.version
+                    )));
+                }
+                Some(_) => {}
+                None => loaded = Some(models),
+            }
         }
-        let models = loaded.unwrap_or(Models {
-            name: String::new(),
-            version: String::new(),
-        });
-        Ok(Arc::new(Generation {
-            models: Arc::new(models),
-            ..generation
-        }))
+        if let Some(models) = loaded {
+            generation.models = Arc::new(models);
+        }
+        Ok(Arc::new(generation))
     }
 
     /// Starts a thread that loads its models and then serves `queue`; reports the load on
@@ -240,30 +255,40 @@ impl Pool {
     fn start_thread(
         &self,
         queue: &Arc<Mutex<mpsc::Receiver<Job>>>,
+        live: &Arc<AtomicUsize>,
         threads: Threads,
     ) -> Result<std::sync::mpsc::Receiver<Loaded>, crate::ModeratorError> {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let spec = self.spec.clone();
         let queue = Arc::clone(queue);
+        let live = Arc::clone(live);
         // With threads reserved for the interactive lane, the shared ones yield the CPU to
         // them: on a busy host a hold room's batch then runs nearly as fast as on an idle
         // one (the bulk threads lose nothing while the reserved ones are idle).
         let yields = threads == Threads::Shared && self.reserved_threads > 0;
         std::thread::Builder::new()
             .name(format!("offpath-infer-{index}"))
-            .spawn(move || match load_policy(&spec) {
-                Ok(policy) => {
-                    if yields {
-                        lower_priority(index);
-                    }
-                    let _ = ready_tx.send(Ok(model_ref(&policy)));
-                    serve(index, policy, &spec, &queue);
+            .spawn(move || {
+                // Before the models load: ONNX Runtime's own threads, made with the
+                // session, inherit the priority.
+                if yields {
+                    lower_priority(index);
                 }
-                Err(err) => {
-                    error!("inference thread {index} could not load its models: {err}");
-                    metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
-                    let _ = ready_tx.send(Err(err));
+                match load_policy(&spec) {
+                    Ok(policy) => {
+                        let models = Arc::new(model_ref(&policy));
+                        live.fetch_add(1, Ordering::Relaxed);
+                        let _ = ready_tx.send(Ok((*models).clone()));
+                        if serve(index, policy, &models, &spec, &queue) == Exit::Closed {
+                            live.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(err) => {
+                        error!("inference thread {index} could not load its models: {err}");
+                        metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
+                        let _ = ready_tx.send(Err(err));
+                    }
                 }
             })
             .map_err(|e| crate::ModeratorError::Thread(e.to_string()))?;
@@ -271,18 +296,18 @@ impl Pool {
         Ok(ready_rx)
     }
 
-    /// Runs one batch on one of `threads` of the generation in force, under the watchdog;
-    /// the assessments come with the models that made them.
-    pub(crate) async fn run(
-        &self,
-        texts: Vec<String>,
-        threads: Threads,
-    ) -> Result<(Vec<Assessment>, Arc<Models>), BatchError> {
+    /// Runs one batch on one of `threads` of the generation in force (the shared ones when
+    /// no reserved thread is left), under the watchdog; the assessments come with the
+    /// models of the thread that made them.
+    pub(crate) async fn run(&self, texts: Vec<String>, threads: Threads) -> Reply {
         let generation = self.generation();
-        let models = Arc::clone(&generation.models);
-        self.run_on(&generation, texts, threads)
-            .await
-            .map(|assessments| (assessments, models))
+        let threads = match threads {
+            Threads::Reserved if generation.reserved.live.load(Ordering::Relaxed) == 0 => {
+                Threads::Shared
+            }
+            threads => threads,
+        };
+        self.run_on(&generation, texts, threads).await
     }
 
     async fn run_on(&self, generation: &Generation, texts: Vec<String>, threads: Threads) -> Reply {
@@ -317,7 +342,10 @@ impl Pool {
                 error!(stuck_for = ?started.elapsed(), "inference thread did not return: replacing it");
                 metrics::counter!(m::THREADS_REPLACED).increment(1);
                 metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
-                if let Err(err) = self.start_thread(&queue.receiver, threads) {
+                queue.live.fetch_sub(1, Ordering::Relaxed);
+                // The replacement loads what the directories hold now: its verdicts name
+                // the models it loaded (see `serve`), whatever this generation's are.
+                if let Err(err) = self.start_thread(&queue.receiver, &queue.live, threads) {
                     error!("could not replace the inference thread: {err}");
                 }
                 Err(BatchError::Hung)
@@ -335,11 +363,13 @@ const SHARED_NICE: libc::c_int = 5;
 /// the thread; lowering needs no privilege). A failure is logged: the thread still serves.
 #[allow(unsafe_code)]
 fn lower_priority(index: usize) {
-    // SAFETY: gettid(2) and setpriority(2) are plain system calls on the calling thread's
-    // id; no memory is passed or shared.
+    // SAFETY: gettid(2), getpriority(2) and setpriority(2) are plain system calls on the
+    // calling thread's id; no memory is passed or shared. getpriority returns the nice
+    // value itself (-20..=19; -1 is a valid value, and it cannot fail for our own id).
     let result = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, SHARED_NICE)
+        let tid = libc::gettid() as libc::id_t;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (nice + SHARED_NICE).min(19))
     };
     if result != 0 {
         let err = std::io::Error::last_os_error();
@@ -373,8 +403,23 @@ fn model_ref(policy: &Policy) -> Models {
     }
 }
 
+/// Why a thread's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Its queue closed (its generation was replaced, or the pool shut down).
+    Closed,
+    /// The watchdog gave up on it (and counted it gone) while it was stuck in a job.
+    Abandoned,
+}
+
 /// The thread's loop: one job at a time until the queue closes or the job was abandoned.
-fn serve(index: usize, mut policy: Policy, spec: &ThreadSpec, queue: &Mutex<mpsc::Receiver<Job>>) {
+fn serve(
+    index: usize,
+    mut policy: Policy,
+    models: &Arc<Models>,
+    spec: &ThreadSpec,
+    queue: &Mutex<mpsc::Receiver<Job>>,
+) -> Exit {
     loop {
         let job = {
             let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -383,7 +428,7 @@ fn serve(index: usize, mut policy: Policy, spec: &ThreadSpec, queue: &Mutex<mpsc
         let Some(mut job) = job else {
             // The generation was replaced (a model reload) or the pool shut down.
             metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
-            return;
+            return Exit::Closed;
         };
         if let Some(started) = job.started.take() {
             let _ = started.send(());
@@ -396,13 +441,13 @@ fn serve(index: usize, mut policy: Policy, spec: &ThreadSpec, queue: &Mutex<mpsc
             assessed
         }));
         let reply = match outcome {
-            Ok(Ok(assessments)) => Ok(assessments),
+            Ok(Ok(assessments)) => Ok((assessments, Arc::clone(models))),
             Ok(Err(err)) => Err(BatchError::Failed(err.to_string())),
             Err(panic) => Err(BatchError::Panicked(panic_message(&panic))),
         };
         let _ = job.reply.send(reply);
         if job.abandoned.load(Ordering::Relaxed) {
-            return;
+            return Exit::Abandoned;
         }
     }
 }

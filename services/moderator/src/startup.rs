@@ -70,8 +70,10 @@ impl Moderator {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ModeratorError> {
+        // Before anything that takes time: an operator's SIGHUP must never end the process.
+        let hangups = model_reload::listen();
         let shared = self.load().await?;
-        let result = self.serve(shared, shutdown).await;
+        let result = self.serve(shared, hangups, shutdown).await;
         self.drain().await;
         if result.is_ok() {
             info!("moderator stopped");
@@ -127,6 +129,7 @@ impl Moderator {
     async fn serve(
         &self,
         shared: Arc<Shared>,
+        hangups: Option<tokio::signal::unix::Signal>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ModeratorError> {
         // Holds every request this process has taken in and not settled (bounded by the permits).
@@ -137,7 +140,7 @@ impl Moderator {
         let batcher = self.batcher(&shared, batch_rx, lane_rx);
         let interactive = self.interactive(Arc::clone(&shared), lane_tx, stop_rx.clone());
         let micro = self.micro_service(shared.limits, batch_tx.clone(), stop_rx.clone());
-        let reloads = model_reload::reload_on_sighup(Arc::clone(&shared), stop_rx.clone());
+        let reloads = model_reload::reload_on_sighup(Arc::clone(&shared), hangups, stop_rx.clone());
         let bucket = policies::watch_bucket(Arc::clone(&shared), stop_rx.clone());
         let backlog = consumer::report_backlog(shared.js.clone(), stop_rx);
         let intake = self.intake(shared, batch_tx);

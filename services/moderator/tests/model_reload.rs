@@ -279,6 +279,26 @@ async fn a_push_pinning_a_new_model_version_switches_each_moderator_that_holds_i
         let policy = verdict.policy.expect("the pushed policy named");
         assert_eq!(policy.name, "chat");
     }
+
+    // Again from a pinned value in force: r3 pushed, only a holds it; b's files arrive
+    // later and SIGHUP puts the pushed value in force there (the one in force pins r2).
+    let bump = |t: &str| t.replace("1.9.1-r2", "1.9.1-r3");
+    edit_manifest(&dirs[0], bump);
+    store
+        .put(POLICY_KEY, PINNED.replace("1.9.1-r2", "1.9.1-r3").into())
+        .await
+        .expect("push r3");
+    reaches(a, &models("applied"), 3.0).await;
+    reaches(b, &models("refused"), 2.0).await;
+    edit_manifest(&dirs[1], bump);
+    raise(Signal::SIGHUP).expect("raise SIGHUP");
+    reaches(b, &models("applied"), 4.0).await;
+    reaches(b, &bucket("applied"), 4.0).await;
+    let newest = versions("1.9.1-r3");
+    for verdict in judge(&env, &mut sub, "r3", 30).await {
+        assert_eq!(verdict.model.version, newest);
+        assert_eq!(verdict.action, Action::Flag);
+    }
     for moderator in fleet {
         moderator.stop_drained(&env.js).await;
     }

@@ -50,12 +50,21 @@ pub(crate) async fn read_current(shared: &Arc<Shared>) {
     }
 }
 
-/// Puts a bucket value in force: the model versions it pins first, when they are not the
-/// loaded ones ([`crate::model_reload::follow_pins`]). Refusals are counted and logged by
-/// the reloads themselves.
+/// Puts a bucket value in force ([`crate::model_reload::apply_bucket_value`]: the model
+/// versions it pins first, when they are not the loaded ones). Refusals are counted and
+/// logged by the reloads themselves.
 async fn apply(shared: &Arc<Shared>, value: Option<&[u8]>) {
-    crate::model_reload::follow_pins(shared, value).await;
-    let _ = shared.policies.apply_bucket_value(value);
+    crate::model_reload::apply_bucket_value(shared, value).await;
+}
+
+/// The bucket's value now, waiting at most [`FIRST_READ`]; `None` when there is none or it
+/// cannot be read.
+pub(crate) async fn bucket_value(js: &jetstream::Context) -> Option<Vec<u8>> {
+    tokio::time::timeout(FIRST_READ, current(js))
+        .await
+        .ok()?
+        .ok()
+        .flatten()
 }
 
 /// Follows the policy bucket until `stop` turns true.

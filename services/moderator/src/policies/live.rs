@@ -55,6 +55,20 @@ struct InForce {
     bucket_text: Option<String>,
     /// The models' manifests the set was resolved against (replaced by a model reload).
     manifests: Arc<Vec<Manifest>>,
+    /// Their versions as verdicts name them (`2+1.9.1`).
+    models_version: String,
+    /// The set in force before the last model reload and its models' versions: batches
+    /// still running on the replaced models are decided by the rules written for them.
+    previous: Option<(String, Arc<PolicySet>)>,
+}
+
+/// The versions of `manifests` as a verdict's `model.version` names them.
+fn models_version(manifests: &[Manifest]) -> String {
+    manifests
+        .iter()
+        .map(|m| m.version.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// The policy set in force and what a change needs.
@@ -78,7 +92,9 @@ impl LivePolicies {
                 source,
                 bucket_digest: None,
                 bucket_text: None,
+                models_version: models_version(&manifests),
                 manifests: Arc::new(manifests),
+                previous: None,
             }),
             file: config.policies.clone(),
         })
@@ -87,6 +103,26 @@ impl LivePolicies {
     /// The set in force now.
     pub(crate) fn current(&self) -> Arc<PolicySet> {
         Arc::clone(&self.read().set)
+    }
+
+    /// The set that decides on scores made by models at `version` (a verdict's
+    /// `model.version`): the set in force, or, for a batch that ran on the models a reload
+    /// replaced, the set that was in force with them.
+    pub(crate) fn for_models(&self, version: &str) -> Arc<PolicySet> {
+        let state = self.read();
+        match &state.previous {
+            Some((previous, set)) if state.models_version != version && previous == version => {
+                Arc::clone(set)
+            }
+            _ => Arc::clone(&state.set),
+        }
+    }
+
+    /// Whether `value` is the bucket value in force (or was refused last time it came).
+    pub(crate) fn is_bucket_value_in_force(&self, value: &[u8]) -> bool {
+        let digest: [u8; 32] = sha2::Sha256::digest(value).into();
+        let state = self.read();
+        state.source == Source::Bucket && state.bucket_digest == Some(digest)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, InForce> {
@@ -121,8 +157,11 @@ impl LivePolicies {
     pub(crate) fn replace_models(&self, manifests: Vec<Manifest>, set: PolicySet) {
         let (old, source) = {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let version = models_version(&manifests);
+            let old_version = std::mem::replace(&mut state.models_version, version);
             state.manifests = Arc::new(manifests);
             let old = std::mem::replace(&mut state.set, Arc::new(set));
+            state.previous = Some((old_version, Arc::clone(&old)));
             (old, state.source)
         };
         m::policies(&self.current(), Some(&old), source);
