@@ -137,7 +137,7 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     let js = jetstream::new(client);
     let mut names: Vec<String> = js.stream_names().map(|n| n.expect("name")).collect().await;
     names.sort();
-    // The four streams (two request lanes), and the policy bucket's.
+    // The five streams (two request lanes, the review queue), and the policy bucket's.
     assert_eq!(
         names,
         [
@@ -145,6 +145,7 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
             "MODERATION",
             "MODERATION_DLQ",
             "MODERATION_INTERACTIVE",
+            "REVIEW",
             "VERDICTS"
         ]
     );

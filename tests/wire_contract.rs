@@ -119,6 +119,7 @@ async fn topology_is_idempotent_and_concurrent_safe() {
                 MODERATION_STREAM,
                 DLQ_STREAM,
                 "MODERATION_INTERACTIVE",
+                "REVIEW",
                 VERDICTS_STREAM
             ]
         );

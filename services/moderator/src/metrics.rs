@@ -81,6 +81,7 @@ pub(crate) const WINDOWS_CAPPED: &str = "offpath_moderator_windows_capped_total"
 pub(crate) const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
 /// Every `operation` of [`NATS_ERRORS`].
 pub(crate) const NATS_OPERATIONS: &[&str] = &[
+    "publish_review",
     "bind",
     "pull",
     "pull_again",
@@ -135,9 +136,13 @@ pub(crate) const POLICY_BUCKET_WATCHING: &str = "offpath_moderator_policy_bucket
 /// Policy reloads, by `source` ([`crate::policies::Source`]) and `outcome` (`applied`,
 /// `refused`: the policies in force were kept).
 pub(crate) const POLICY_RELOADS: &str = "offpath_moderator_policy_reloads_total";
+/// Messages queued for review in `REVIEW`, by `kind` (`flag`).
+pub(crate) const REVIEW_ITEMS: &str = "offpath_moderator_review_items_total";
 /// Model reloads (SIGHUP), by `outcome`: `applied`, `unchanged` (the model files are the
 /// ones in force), `refused` (the models in force were kept).
 pub(crate) const MODEL_RELOADS: &str = "offpath_moderator_model_reloads_total";
+/// Every `kind` of [`REVIEW_ITEMS`].
+const REVIEW_KINDS: &[&str] = &[offpath_protocol::ReviewKind::Flag.as_str()];
 /// Every verdict `action` a policy produces (`unmoderated` verdicts are decided by no policy).
 pub(crate) const POLICY_ACTIONS: &[&str] = &["allow", "flag", "block"];
 
@@ -242,6 +247,10 @@ pub(crate) fn describe() {
         "Policy reloads, by source and outcome (refused: the policies in force were kept)"
     );
     describe_counter!(
+        REVIEW_ITEMS,
+        "Messages queued for review (the REVIEW stream), by kind"
+    );
+    describe_counter!(
         MODEL_RELOADS,
         "Model reloads on SIGHUP, by outcome (applied, unchanged, refused: the models in force were kept)"
     );
@@ -274,6 +283,7 @@ pub(crate) fn register() {
                 "outcome",
                 &["applied", "unchanged", "refused"],
             ),
+            (REVIEW_ITEMS, "kind", REVIEW_KINDS),
         ],
         gauges: &[
             POLICY_BUCKET_WATCHING,

@@ -12,8 +12,8 @@ use offpath_classifier::{Assessment, Decision};
 use offpath_protocol::now_ms;
 use offpath_protocol::subject::dlq_subject_for;
 use offpath_protocol::{
-    Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, PolicyRef, Verdict,
-    decode_request, encode, text_sha256,
+    Action, DeadLetter, Limits, ModelRef, ModerationRequest, PROTOCOL_VERSION, PolicyRef,
+    ReviewItem, ReviewKind, Verdict, decode_request, encode, text_sha256,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -82,7 +82,7 @@ pub(crate) async fn intake(
                 let verdict = shared.verdict(&request, None, 0, Some("expired"));
                 finish(
                     &shared,
-                    vec![(Origin::Stream(Box::new(message)), verdict)],
+                    vec![(Origin::Stream(Box::new(message)), verdict, None)],
                     "expired",
                 )
                 .await;
@@ -99,7 +99,8 @@ pub(crate) async fn intake(
                     metrics::counter!(m::CACHE_HITS).increment(1);
                     let assessed = Some((&assessment, &*models));
                     let verdict = shared.verdict(&request, assessed, 0, None);
-                    let settled = vec![(Origin::Stream(Box::new(message)), verdict)];
+                    let review = review_of(&request, &verdict);
+                    let settled = vec![(Origin::Stream(Box::new(message)), verdict, review)];
                     finish(&shared, settled, "cached").await;
                     drop(held);
                 });
@@ -227,7 +228,8 @@ pub(crate) fn process(
                         shared.cache.put(&p.request.text, a, &models);
                         let assessed = Some((a, &*models));
                         let verdict = shared.verdict(&p.request, assessed, inference_ms, None);
-                        (p.origin, verdict)
+                        let review = review_of(&p.request, &verdict);
+                        (p.origin, verdict, review)
                     })
                     .collect();
                 finish(&shared, settled, "verdict").await;
@@ -297,14 +299,27 @@ async fn nak(shared: &Shared, message: &jetstream::Message) {
     }
 }
 
+/// A request's verdict, and its review-queue item when it has one.
+type Settled = (Origin, Verdict, Option<ReviewItem>);
+
+/// The review-queue item of `verdict` on `request`: a flagged message goes to a person.
+fn review_of(request: &ModerationRequest, verdict: &Verdict) -> Option<ReviewItem> {
+    (verdict.action == Action::Flag)
+        .then(|| ReviewItem::new(ReviewKind::Flag, verdict, &request.text, request.sent_at_ms))
+}
+
 /// Publishes each verdict (stored in `VERDICTS`, de-duplicated by tenant, request id and
-/// text digest: [`Verdict::dedup_key`]), then acks
-/// its request; a request whose verdict was not stored is nak'ed, never acked.
-async fn finish(shared: &Shared, settled: Vec<(Origin, Verdict)>, outcome: &'static str) {
+/// text digest: [`Verdict::dedup_key`]) and its review-queue item (in `REVIEW`), then acks
+/// its request; a request whose verdict or item was not stored is nak'ed, never acked.
+async fn finish(shared: &Shared, settled: Vec<Settled>, outcome: &'static str) {
     let mut stream = Vec::with_capacity(settled.len());
-    for (origin, verdict) in settled {
+    let mut reviews = Vec::with_capacity(settled.len());
+    for (origin, verdict, review) in settled {
         match origin {
-            Origin::Stream(message) => stream.push((*message, verdict)),
+            Origin::Stream(message) => {
+                stream.push((*message, verdict));
+                reviews.push(review);
+            }
             Origin::Direct(reply) => {
                 metrics::counter!(m::REQUESTS, "outcome" => "direct").increment(1);
                 let _ = reply.send(verdict);
@@ -314,7 +329,11 @@ async fn finish(shared: &Shared, settled: Vec<(Origin, Verdict)>, outcome: &'sta
     let settled = stream;
     let progress_every = shared.consumer.progress_every();
     let results = crate::publish::store(&shared.js, &settled, progress_every).await;
-    for ((message, verdict), result) in settled.iter().zip(results) {
+    for (((message, verdict), result), review) in settled.iter().zip(results).zip(reviews) {
+        let result = match (result, review) {
+            (Ok(()), Some(item)) => queue_for_review(shared, &item).await,
+            (result, _) => result,
+        };
         match result {
             Ok(()) => {
                 metrics::counter!(m::REQUESTS, "outcome" => outcome).increment(1);
@@ -327,12 +346,26 @@ async fn finish(shared: &Shared, settled: Vec<(Origin, Verdict)>, outcome: &'sta
                 ack(message).await;
             }
             Err(err) => {
-                // Counted in publish_verdict errors at each attempt (crate::publish).
-                warn!(id = %verdict.id, "verdict not stored after retries, request will be redelivered: {err}");
+                // Counted in publish_verdict / publish_review errors (crate::publish, below).
+                warn!(id = %verdict.id, "verdict or review item not stored, request will be redelivered: {err}");
                 nak(shared, message).await;
             }
         }
     }
+}
+
+/// Publishes a review-queue item; counts it, or the failure.
+async fn queue_for_review(shared: &Shared, item: &ReviewItem) -> Result<(), String> {
+    let result = crate::publish::review(&shared.js, item).await;
+    match &result {
+        Ok(()) => {
+            metrics::counter!(m::REVIEW_ITEMS, "kind" => item.kind.as_str()).increment(1);
+        }
+        Err(_) => {
+            metrics::counter!(m::NATS_ERRORS, "operation" => "publish_review").increment(1);
+        }
+    }
+    result
 }
 
 async fn ack(message: &jetstream::Message) {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use futures::future::join_all;
 use offpath_protocol::subject::verdict_subject;
-use offpath_protocol::{Verdict, encode};
+use offpath_protocol::{ReviewItem, Verdict, encode};
 use tracing::{debug, warn};
 
 use crate::metrics as m;
@@ -134,6 +134,19 @@ async fn once(js: &jetstream::Context, verdict: &Verdict) -> Result<(), String> 
         .payload(encode(verdict).into())
         .message_id(verdict.dedup_key());
     match js.send_publish(subject, publish).await {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Queues `item` for review in `REVIEW`, awaited until the stream acknowledges it
+/// (de-duplicated by [`ReviewItem::dedup_key`]: a redelivered request queues its message
+/// once). Not retried here: the caller naks the request, whose redelivery publishes again.
+pub(crate) async fn review(js: &jetstream::Context, item: &ReviewItem) -> Result<(), String> {
+    let publish = PublishMessage::build()
+        .payload(encode(item).into())
+        .message_id(item.dedup_key());
+    match js.send_publish(item.subject(), publish).await {
         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(err) => Err(err.to_string()),
     }

@@ -23,7 +23,7 @@ pub use decode::{
 };
 pub use types::{
     Action, DeadLetter, ModelRef, ModerationRequest, PROTOCOL_VERSION, PolicyRef, Priority,
-    Verdict, text_sha256,
+    ReviewItem, ReviewKind, Verdict, text_sha256,
 };
 
 /// Encodes any payload of the contract as compact JSON.

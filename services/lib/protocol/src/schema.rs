@@ -1,10 +1,10 @@
-//! JSON Schemas of the three payloads, generated from the Rust types. The committed copies
+//! JSON Schemas of the payloads, generated from the Rust types. The committed copies
 //! under `docs/schema/` are checked against these by a test, so the documentation cannot
 //! drift from the code.
 
 use schemars::schema_for;
 
-use crate::types::{DeadLetter, ModerationRequest, Verdict};
+use crate::types::{DeadLetter, ModerationRequest, ReviewItem, Verdict};
 
 /// `(file name, pretty JSON Schema)` for each payload, in a fixed order.
 pub fn schemas() -> Vec<(&'static str, String)> {
@@ -21,5 +21,6 @@ pub fn schemas() -> Vec<(&'static str, String)> {
         ),
         ("verdict.schema.json", pretty(schema_for!(Verdict))),
         ("dead_letter.schema.json", pretty(schema_for!(DeadLetter))),
+        ("review_item.schema.json", pretty(schema_for!(ReviewItem))),
     ]
 }

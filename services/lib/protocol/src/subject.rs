@@ -16,6 +16,8 @@ pub const INTERACTIVE_LANE: &str = "interactive";
 pub const VERDICTS_STREAM: &str = "VERDICTS";
 /// Stream holding dead letters for operators.
 pub const DLQ_STREAM: &str = "MODERATION_DLQ";
+/// Stream holding the review queue: messages a person should look at (limits retention).
+pub const REVIEW_STREAM: &str = "REVIEW";
 /// The durable pull consumer every moderator process shares.
 pub const MODERATOR_CONSUMER: &str = "moderator";
 
@@ -25,6 +27,8 @@ pub const REQUEST_PREFIX: &str = "offpath.req";
 pub const VERDICT_PREFIX: &str = "offpath.verdict";
 /// Prefix of dead-letter subjects: `offpath.dlq.<tenant>`.
 pub const DLQ_PREFIX: &str = "offpath.dlq";
+/// Prefix of review-queue subjects: `offpath.review.<tenant>` (contract v1.1).
+pub const REVIEW_PREFIX: &str = "offpath.review";
 /// Subject of the moderators' synchronous endpoint (NATS request/reply, `ModerationRequest`
 /// in, `Verdict` out).
 pub const CLASSIFY_SUBJECT: &str = "offpath.classify";
@@ -55,6 +59,11 @@ pub fn interactive_request_subject(tenant: &str) -> String {
 /// `offpath.verdict.<tenant>.<room>`.
 pub fn verdict_subject(tenant: &str, room: &str) -> String {
     format!("{VERDICT_PREFIX}.{tenant}.{room}")
+}
+
+/// `offpath.review.<tenant>`: the tenant's review queue (contract v1.1).
+pub fn review_subject(tenant: &str) -> String {
+    format!("{REVIEW_PREFIX}.{tenant}")
 }
 
 /// `offpath.dlq.<tenant>`.

@@ -157,6 +157,72 @@ pub struct Verdict {
     pub policy: Option<PolicyRef>,
 }
 
+/// Contract v1.1: a message a person should look at, published on
+/// `offpath.review.<tenant>` and kept in the `REVIEW` stream (the review queue).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewItem {
+    /// Protocol version; 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// Why it is in the queue.
+    pub kind: ReviewKind,
+    /// The verdict that put it there: message id, tenant, room, sender, action, scores,
+    /// model, policy and `text_sha256` (of `text`).
+    pub verdict: Verdict,
+    /// The text judged.
+    pub text: String,
+    /// When the sender's gateway accepted the message (the request's `sent_at_ms`).
+    pub sent_at_ms: u64,
+    /// When it was queued for review, milliseconds since the Unix epoch.
+    pub queued_at_ms: u64,
+}
+
+/// Why a message is in the review queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewKind {
+    /// Its policy flagged it: kept in the room, a person decides.
+    Flag,
+}
+
+impl ReviewKind {
+    /// Every kind, for metrics that exist from the start.
+    pub const ALL: [ReviewKind; 1] = [ReviewKind::Flag];
+
+    /// The kind as its JSON spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReviewKind::Flag => "flag",
+        }
+    }
+}
+
+impl ReviewItem {
+    /// The item of `kind` for `verdict` on `text` sent at `sent_at_ms`, queued now.
+    pub fn new(kind: ReviewKind, verdict: &Verdict, text: &str, sent_at_ms: u64) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            kind,
+            verdict: verdict.clone(),
+            text: text.to_string(),
+            sent_at_ms,
+            queued_at_ms: crate::now_ms(),
+        }
+    }
+
+    /// The subject it is published on: `offpath.review.<tenant>`.
+    pub fn subject(&self) -> String {
+        crate::subject::review_subject(&self.verdict.tenant)
+    }
+
+    /// The `Nats-Msg-Id` header it is published with: the verdict's key and the kind, so a
+    /// redelivered request queues its message once.
+    pub fn dedup_key(&self) -> String {
+        format!("{}/{}", self.verdict.dedup_key(), self.kind.as_str())
+    }
+}
+
 impl ModerationRequest {
     /// The subject to publish this request on: `priority: high` (someone waits for the
     /// verdict: a hold room) goes to the interactive lane, `offpath.req.<tenant>.interactive`,

@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use crate::subject::{
     CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE, INTERACTIVE_STREAM,
     MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, POLICY_KEY, REQUEST_PREFIX,
-    VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
+    REVIEW_PREFIX, REVIEW_STREAM, VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
 };
 
 /// Who connects to NATS.
@@ -138,7 +138,11 @@ impl Role {
                 allow_responses: false,
             },
             Role::Moderator => {
-                let mut publish = vec![format!("{VERDICT_PREFIX}.>"), format!("{DLQ_PREFIX}.>")];
+                let mut publish = vec![
+                    format!("{VERDICT_PREFIX}.>"),
+                    format!("{DLQ_PREFIX}.>"),
+                    format!("{REVIEW_PREFIX}.>"),
+                ];
                 publish.extend(topology_lookups());
                 for stream in [MODERATION_STREAM, INTERACTIVE_STREAM] {
                     publish.extend([
@@ -190,6 +194,7 @@ fn topology_lookups() -> Vec<String> {
         INTERACTIVE_STREAM,
         VERDICTS_STREAM,
         DLQ_STREAM,
+        REVIEW_STREAM,
     ];
     let mut subjects: Vec<String> = streams
         .iter()

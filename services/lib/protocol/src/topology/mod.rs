@@ -24,6 +24,9 @@
 //!   redelivered request's second verdict is stored once.
 //! * `MODERATION_DLQ` (`offpath.dlq.*`): limits retention, two weeks, for an operator to
 //!   inspect and replay.
+//! * `REVIEW` (`offpath.review.*`, contract v1.1): the review queue, limits retention, two
+//!   weeks; moderators publish a `ReviewItem` for every flagged message
+//!   (`Nats-Msg-Id` = `ReviewItem::dedup_key`).
 //! * Consumer `moderator`: durable, pull, explicit acks. `ack_wait` 30 s is far longer than
 //!   collecting plus inferring a batch (milliseconds to a second); a moderator that keeps
 //!   working on a message past it sends `in_progress`. **No server-side `backoff`**: when
@@ -48,7 +51,8 @@ use async_nats::jetstream::{
 
 use crate::subject::{
     DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE, INTERACTIVE_STREAM, MODERATION_STREAM,
-    MODERATOR_CONSUMER, POLICY_BUCKET, REQUEST_PREFIX, VERDICT_PREFIX, VERDICTS_STREAM,
+    MODERATOR_CONSUMER, POLICY_BUCKET, REQUEST_PREFIX, REVIEW_PREFIX, REVIEW_STREAM,
+    VERDICT_PREFIX, VERDICTS_STREAM,
 };
 
 mod drift;
@@ -85,6 +89,10 @@ pub struct TopologyConfig {
     pub dlq_max_age: Duration,
     /// Bound on `MODERATION_DLQ`, in bytes.
     pub dlq_max_bytes: i64,
+    /// How long review-queue items are kept.
+    pub review_max_age: Duration,
+    /// Bound on `REVIEW`, in bytes.
+    pub review_max_bytes: i64,
     /// Time a moderator has to ack (or send `in_progress`) before redelivery.
     pub ack_wait: Duration,
     /// Deliveries before a message is given up on (and dead-lettered by the worker).
@@ -105,6 +113,8 @@ impl Default for TopologyConfig {
             verdict_max_bytes: GIB,
             dlq_max_age: 14 * 24 * HOUR,
             dlq_max_bytes: GIB,
+            review_max_age: 14 * 24 * HOUR,
+            review_max_bytes: GIB,
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
             max_ack_pending: 1024,
@@ -190,6 +200,21 @@ impl TopologyConfig {
         }
     }
 
+    /// The `REVIEW` stream: the review queue (contract v1.1), kept two weeks; a reviewer
+    /// reads it, nothing consumes it away.
+    pub fn review_stream(&self) -> stream::Config {
+        stream::Config {
+            name: REVIEW_STREAM.into(),
+            description: Some("offpath review queue: messages a person should look at".into()),
+            subjects: vec![format!("{REVIEW_PREFIX}.*")],
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            max_bytes: self.review_max_bytes,
+            max_age: self.review_max_age,
+            ..self.common()
+        }
+    }
+
     /// The moderators' shared durable pull consumer on `MODERATION`.
     pub fn moderator_consumer(&self) -> consumer::pull::Config {
         consumer::pull::Config {
@@ -240,6 +265,7 @@ pub async fn ensure(
         config.interactive_stream(),
         config.verdicts_stream(),
         config.dlq_stream(),
+        config.review_stream(),
     ] {
         if let Some(existing) = create_stream_if_missing(js, &wanted).await? {
             drift.extend(stream_drift(&existing, &wanted));
@@ -262,6 +288,7 @@ pub async fn apply(js: &jetstream::Context, config: &TopologyConfig) -> Result<(
         config.interactive_stream(),
         config.verdicts_stream(),
         config.dlq_stream(),
+        config.review_stream(),
     ] {
         apply_stream(js, stream).await?;
     }

@@ -1,0 +1,109 @@
+//! The review queue: a flagged message goes to `REVIEW` (`offpath.review.<tenant>`) with
+//! what a reviewer needs; allowed and blocked ones do not.
+
+mod common;
+
+use std::time::Duration;
+
+use offpath_harness::{scrape, verdicts};
+use offpath_moderator::{Config, Faults};
+use offpath_protocol::subject::REVIEW_STREAM;
+use offpath_protocol::{Action, ReviewItem, ReviewKind};
+
+/// Insults are flagged, profanity blocks.
+const FLAGGING: &str =
+    "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n";
+
+/// Every flagged message, and only those, is queued once with its text, scores, policy,
+/// model, room, sender and times; the verdicts and the queue agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flagged_messages_are_queued_for_review() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policies.toml");
+    std::fs::write(&file, FLAGGING).expect("write policy file");
+    let config = Config {
+        policies: Some(file),
+        inference_threads: 1,
+        interactive_threads: 0,
+        ..common::config(Faults::default())
+    };
+    let (env, mut sub, moderator) = common::start(config).await;
+    moderator.assert_ready(60, "after start").await;
+    let texts = [
+        ("insult-1", "you are a pathetic idiot"),
+        ("clean-1", "see you at the station at noon"),
+        ("insult-2", "shut up you stupid moron"),
+        ("clean-2", "thanks, that recipe was great"),
+    ];
+    let before = offpath_protocol::now_ms();
+    for (id, text) in texts {
+        common::publish(&env.js, &common::request(id, text)).await;
+    }
+    let seen = verdicts::collect(&mut sub, texts.len(), Duration::from_secs(60)).await;
+    assert_eq!(seen.len(), texts.len(), "a verdict for every request");
+    let flagged: Vec<&str> = texts
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| seen[*id].action == Action::Flag)
+        .collect();
+    assert!(
+        flagged.contains(&"insult-1") && !flagged.contains(&"clean-1"),
+        "the policy flags insults only: {flagged:?}"
+    );
+
+    let mut stream = env
+        .js
+        .get_stream(REVIEW_STREAM)
+        .await
+        .expect("REVIEW stream");
+    // An item is stored after its verdict (and before the request is acked).
+    let mut queued = 0;
+    for _ in 0..100 {
+        queued = stream.info().await.expect("info").state.messages;
+        if queued >= flagged.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing more arrives later.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = stream
+        .info()
+        .await
+        .expect("info")
+        .state
+        .messages
+        .max(queued);
+    assert_eq!(queued, flagged.len() as u64, "one item per flagged message");
+    let mut ids = Vec::new();
+    for seq in 1..=queued {
+        let raw = stream.get_raw_message(seq).await.expect("item");
+        assert_eq!(raw.subject.as_str(), "offpath.review.acme");
+        let item: ReviewItem = serde_json::from_slice(&raw.payload).expect("a ReviewItem");
+        let (id, text) = texts
+            .iter()
+            .find(|(id, _)| *id == item.verdict.id)
+            .expect("a request of this test");
+        assert_eq!(item.kind, ReviewKind::Flag);
+        assert_eq!(item.text, *text);
+        assert_eq!(item.verdict, seen[*id], "the verdict as published");
+        assert!(item.verdict.judged(text), "text_sha256 binds the text");
+        assert!(item.verdict.policy.is_some(), "the policy that flagged it");
+        assert!(item.verdict.scores.contains_key("insult"));
+        assert!(item.sent_at_ms >= before && item.queued_at_ms >= item.sent_at_ms);
+        ids.push(item.verdict.id);
+    }
+    ids.sort();
+    let mut expected: Vec<String> = flagged.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    let (_, metrics) = moderator.get("/metrics").await;
+    assert_eq!(
+        scrape::value(
+            &metrics,
+            "offpath_moderator_review_items_total{kind=\"flag\"}"
+        ),
+        flagged.len() as f64
+    );
+    moderator.stop_drained(&env.js).await;
+}
