@@ -136,13 +136,16 @@ pub(crate) const POLICY_BUCKET_WATCHING: &str = "offpath_moderator_policy_bucket
 /// Policy reloads, by `source` ([`crate::policies::Source`]) and `outcome` (`applied`,
 /// `refused`: the policies in force were kept).
 pub(crate) const POLICY_RELOADS: &str = "offpath_moderator_policy_reloads_total";
-/// Messages queued for review in `REVIEW`, by `kind` (`flag`).
+/// Messages queued for review in `REVIEW`, by `kind` (`flag`, `block`).
 pub(crate) const REVIEW_ITEMS: &str = "offpath_moderator_review_items_total";
 /// Model reloads (SIGHUP), by `outcome`: `applied`, `unchanged` (the model files are the
 /// ones in force), `refused` (the models in force were kept).
 pub(crate) const MODEL_RELOADS: &str = "offpath_moderator_model_reloads_total";
 /// Every `kind` of [`REVIEW_ITEMS`].
-const REVIEW_KINDS: &[&str] = &[offpath_protocol::ReviewKind::Flag.as_str()];
+const REVIEW_KINDS: &[&str] = &[
+    offpath_protocol::ReviewKind::Flag.as_str(),
+    offpath_protocol::ReviewKind::Block.as_str(),
+];
 /// Every verdict `action` a policy produces (`unmoderated` verdicts are decided by no policy).
 pub(crate) const POLICY_ACTIONS: &[&str] = &["allow", "flag", "block"];
 

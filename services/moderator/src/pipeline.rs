@@ -99,7 +99,7 @@ pub(crate) async fn intake(
                     metrics::counter!(m::CACHE_HITS).increment(1);
                     let assessed = Some((&assessment, &*models));
                     let verdict = shared.verdict(&request, assessed, 0, None);
-                    let review = review_of(&request, &verdict);
+                    let review = shared.review_of(&request, &verdict);
                     let settled = vec![(Origin::Stream(Box::new(message)), verdict, review)];
                     finish(&shared, settled, "cached").await;
                     drop(held);
@@ -189,6 +189,31 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The review-queue item of `verdict` on `request`: a flagged message goes to a
+    /// person, and a blocked one when its policy says `review_blocked`.
+    fn review_of(&self, request: &ModerationRequest, verdict: &Verdict) -> Option<ReviewItem> {
+        let kind = match verdict.action {
+            Action::Flag => ReviewKind::Flag,
+            Action::Block if self.reviews_blocked(request, verdict) => ReviewKind::Block,
+            _ => return None,
+        };
+        Some(ReviewItem::new(
+            kind,
+            verdict,
+            &request.text,
+            request.sent_at_ms,
+        ))
+    }
+
+    /// Whether the policy that decided `verdict` reviews what it blocks.
+    fn reviews_blocked(&self, request: &ModerationRequest, verdict: &Verdict) -> bool {
+        let set = self.policies.for_models(&verdict.model.version);
+        let selection = set.select(&request.tenant, &request.room, request.policy.as_deref());
+        selection.rules.reviews_blocked()
+    }
+}
+
 /// Runs a batch through inference and settles every request in it. Boxed: it recurses to
 /// bisect a failing batch.
 pub(crate) fn process(
@@ -228,7 +253,7 @@ pub(crate) fn process(
                         shared.cache.put(&p.request.text, a, &models);
                         let assessed = Some((a, &*models));
                         let verdict = shared.verdict(&p.request, assessed, inference_ms, None);
-                        let review = review_of(&p.request, &verdict);
+                        let review = shared.review_of(&p.request, &verdict);
                         (p.origin, verdict, review)
                     })
                     .collect();
@@ -301,12 +326,6 @@ async fn nak(shared: &Shared, message: &jetstream::Message) {
 
 /// A request's verdict, and its review-queue item when it has one.
 type Settled = (Origin, Verdict, Option<ReviewItem>);
-
-/// The review-queue item of `verdict` on `request`: a flagged message goes to a person.
-fn review_of(request: &ModerationRequest, verdict: &Verdict) -> Option<ReviewItem> {
-    (verdict.action == Action::Flag)
-        .then(|| ReviewItem::new(ReviewKind::Flag, verdict, &request.text, request.sent_at_ms))
-}
 
 /// Publishes each verdict (stored in `VERDICTS`, de-duplicated by tenant, request id and
 /// text digest: [`Verdict::dedup_key`]) and its review-queue item (in `REVIEW`), then acks

@@ -1,5 +1,6 @@
 //! The review queue: a flagged message goes to `REVIEW` (`offpath.review.<tenant>`) with
-//! what a reviewer needs; allowed and blocked ones do not.
+//! what a reviewer needs, and a blocked one when its policy says `review_blocked`; allowed
+//! ones do not.
 
 mod common;
 
@@ -10,12 +11,12 @@ use offpath_moderator::{Config, Faults};
 use offpath_protocol::subject::REVIEW_STREAM;
 use offpath_protocol::{Action, ReviewItem, ReviewKind};
 
-/// Insults are flagged, profanity blocks.
-const FLAGGING: &str =
-    "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n";
+/// Insults are flagged, profanity blocks, and blocked messages are reviewed too.
+const FLAGGING: &str = "default = \"chat\"\n[policies.chat]\nreview_blocked = true\n\
+    labels.insult = { action = \"flag\" }\n";
 
-/// Every flagged message, and only those, is queued once with its text, scores, policy,
-/// model, room, sender and times; the verdicts and the queue agree.
+/// Every flagged and blocked message, and only those, is queued once with its text, scores,
+/// policy, model, room, sender and times; the verdicts and the queue agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flagged_messages_are_queued_for_review() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -34,6 +35,7 @@ async fn flagged_messages_are_queued_for_review() {
         ("clean-1", "see you at the station at noon"),
         ("insult-2", "shut up you stupid moron"),
         ("clean-2", "thanks, that recipe was great"),
+        ("profane-1", "fuck this shit, fuck it all"),
     ];
     let before = offpath_protocol::now_ms();
     for (id, text) in texts {
@@ -44,12 +46,13 @@ async fn flagged_messages_are_queued_for_review() {
     let flagged: Vec<&str> = texts
         .iter()
         .map(|(id, _)| *id)
-        .filter(|id| seen[*id].action == Action::Flag)
+        .filter(|id| matches!(seen[*id].action, Action::Flag | Action::Block))
         .collect();
     assert!(
         flagged.contains(&"insult-1") && !flagged.contains(&"clean-1"),
         "the policy flags insults only: {flagged:?}"
     );
+    assert_eq!(seen["profane-1"].action, Action::Block, "profanity blocks");
 
     let mut stream = env
         .js
@@ -84,12 +87,17 @@ async fn flagged_messages_are_queued_for_review() {
             .iter()
             .find(|(id, _)| *id == item.verdict.id)
             .expect("a request of this test");
-        assert_eq!(item.kind, ReviewKind::Flag);
+        let kind = match item.verdict.action {
+            Action::Flag => ReviewKind::Flag,
+            _ => ReviewKind::Block,
+        };
+        assert_eq!(item.kind, kind);
         assert_eq!(item.text, *text);
         assert_eq!(item.verdict, seen[*id], "the verdict as published");
         assert!(item.verdict.judged(text), "text_sha256 binds the text");
         assert!(item.verdict.policy.is_some(), "the policy that flagged it");
         assert!(item.verdict.scores.contains_key("insult"));
+        assert!(item.verdict.scores.contains_key("profanity"));
         assert!(item.sent_at_ms >= before && item.queued_at_ms >= item.sent_at_ms);
         ids.push(item.verdict.id);
     }
@@ -97,13 +105,23 @@ async fn flagged_messages_are_queued_for_review() {
     let mut expected: Vec<String> = flagged.iter().map(|s| s.to_string()).collect();
     expected.sort();
     assert_eq!(ids, expected);
-    let (_, metrics) = moderator.get("/metrics").await;
-    assert_eq!(
+    // Counted once the stream's acknowledgement is back (just after the item is stored).
+    let count = |metrics: &str, kind: &str| {
         scrape::value(
-            &metrics,
-            "offpath_moderator_review_items_total{kind=\"flag\"}"
-        ),
-        flagged.len() as f64
-    );
+            metrics,
+            &format!("offpath_moderator_review_items_total{{kind=\"{kind}\"}}"),
+        )
+    };
+    let mut counted = (0.0, 0.0);
+    for _ in 0..100 {
+        let (_, metrics) = moderator.get("/metrics").await;
+        counted = (count(&metrics, "flag"), count(&metrics, "block"));
+        if counted.0 + counted.1 >= flagged.len() as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted.0 + counted.1, flagged.len() as f64);
+    assert_eq!(counted.1, 1.0, "the blocked message");
     moderator.stop_drained(&env.js).await;
 }

@@ -184,16 +184,20 @@ pub struct ReviewItem {
 pub enum ReviewKind {
     /// Its policy flagged it: kept in the room, a person decides.
     Flag,
+    /// Its policy blocked it and asks for blocked messages to be reviewed
+    /// (`review_blocked`): a person may restore it.
+    Block,
 }
 
 impl ReviewKind {
     /// Every kind, for metrics that exist from the start.
-    pub const ALL: [ReviewKind; 1] = [ReviewKind::Flag];
+    pub const ALL: [ReviewKind; 2] = [ReviewKind::Flag, ReviewKind::Block];
 
     /// The kind as its JSON spells it.
     pub const fn as_str(self) -> &'static str {
         match self {
             ReviewKind::Flag => "flag",
+            ReviewKind::Block => "block",
         }
     }
 }

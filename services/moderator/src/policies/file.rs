@@ -12,6 +12,7 @@
 //!
 //! [policies.review]
 //! labels.insult = { action = "flag" }  # never blocks; "ignore": scored, never acted on
+//! review_blocked = true                # blocked messages go to the review queue too
 //!
 //! [tenants.acme]
 //! policy = "strict"                    # the tenant's policy
@@ -74,6 +75,9 @@ struct FileText {
 #[serde(deny_unknown_fields)]
 struct PolicyText {
     models: Option<Vec<String>>,
+    /// Blocked messages go to the review queue too (flagged ones always do).
+    #[serde(default)]
+    review_blocked: bool,
     #[serde(default)]
     labels: BTreeMap<String, LabelText>,
 }
@@ -266,7 +270,7 @@ fn resolve(
             ));
         }
     }
-    (problems.len() == before).then(|| Rules::new(name, &models, labels))
+    (problems.len() == before).then(|| Rules::new(name, &models, labels, policy.review_blocked))
 }
 
 /// The manifests of the models a policy names (every model when it names none).

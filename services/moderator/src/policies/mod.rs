@@ -95,10 +95,17 @@ pub struct Rules {
     /// the same on every moderator with the same file and models.
     pub version: String,
     labels: Vec<LabelRule>,
+    /// Whether blocked messages go to the review queue too (flagged ones always do).
+    review_blocked: bool,
 }
 
 impl Rules {
-    fn new(name: &str, models: &[&Manifest], mut labels: Vec<LabelRule>) -> Self {
+    fn new(
+        name: &str,
+        models: &[&Manifest],
+        mut labels: Vec<LabelRule>,
+        review_blocked: bool,
+    ) -> Self {
         // Sorted, so the order of `--model` or of a policy's `models` changes no version.
         labels.sort_by(|a, b| a.name.cmp(&b.name));
         let mut models: Vec<String> = models
@@ -119,13 +126,23 @@ impl Rules {
                 label.block
             ));
         }
+        if review_blocked {
+            // Only when set: the versions of policies without it stay what they were.
+            canonical.push_str("review blocked\n");
+        }
         let digest = sha2::Sha256::digest(canonical.as_bytes());
         let version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
         Self {
             name: name.to_string(),
             version,
             labels,
+            review_blocked,
         }
+    }
+
+    /// Whether the messages this policy blocks go to the review queue too.
+    pub fn reviews_blocked(&self) -> bool {
+        self.review_blocked
     }
 
     /// The decision on `scores` (every label of every loaded model): the most severe of
@@ -202,7 +219,7 @@ impl PolicySet {
     pub fn builtin(manifests: &[Manifest]) -> Self {
         let models: Vec<&Manifest> = manifests.iter().collect();
         let labels = manifest_rules(&models);
-        let rules = Rules::new(BUILTIN_POLICY, &models, labels);
+        let rules = Rules::new(BUILTIN_POLICY, &models, labels, false);
         Self {
             default: rules.clone(),
             policies: [(BUILTIN_POLICY.to_string(), rules)].into(),

@@ -296,3 +296,22 @@ fn files_pin_model_versions() {
     assert!(PolicySet::pins(FILE).is_empty());
     assert!(PolicySet::pins("default = [").is_empty());
 }
+
+/// `review_blocked` is part of a policy's rules: it changes the version when set, and only
+/// then (versions of files without it stay what they were).
+#[test]
+fn review_blocked_is_part_of_the_rules() {
+    let plain = "default = \"a\"\n[policies.a]\n";
+    let reviewed = "default = \"a\"\n[policies.a]\nreview_blocked = true\n";
+    let explicit = "default = \"a\"\n[policies.a]\nreview_blocked = false\n";
+    let rules = |text: &str| {
+        let set = PolicySet::parse(text, &manifests()).expect("valid");
+        let rules = set.select("t", "r", None).rules.clone();
+        (rules.version.clone(), rules.reviews_blocked())
+    };
+    let (plain_version, plain_reviews) = rules(plain);
+    let (reviewed_version, reviewed_reviews) = rules(reviewed);
+    assert!(!plain_reviews && reviewed_reviews);
+    assert_ne!(plain_version, reviewed_version);
+    assert_eq!(rules(explicit), (plain_version, false));
+}
