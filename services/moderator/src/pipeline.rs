@@ -185,6 +185,7 @@ impl Shared {
             // same exact text: the cache is keyed by it).
             text_sha256: Some(text_sha256(&request.text)),
             policy,
+            review: None,
         }
     }
 }

@@ -143,6 +143,7 @@ mod tests {
             reason: None,
             text_sha256: text.map(text_sha256),
             policy: None,
+            review: None,
         }
     }
 

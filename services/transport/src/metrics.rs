@@ -89,7 +89,15 @@ pub(crate) const ACTIONS: &[&str] = &["allow", "flag", "block", "unmoderated"];
 /// Verdicts received but not applied, by `reason` (one of [`IGNORED_REASONS`]).
 pub(crate) const VERDICTS_IGNORED: &str = "offpath_transport_verdicts_ignored_total";
 /// Every `reason` of [`VERDICTS_IGNORED`].
-pub(crate) const IGNORED_REASONS: &[&str] = &["duplicate", "malformed", "other_tenant", "not_ours"];
+pub(crate) const IGNORED_REASONS: &[&str] = &[
+    "duplicate",
+    "malformed",
+    "other_tenant",
+    "not_ours",
+    "restore_without_text",
+];
+/// Human verdicts (a reviewer's decision) applied, by `decision` (`remove`, `restore`).
+pub(crate) const HUMAN_VERDICTS: &str = "offpath_transport_human_verdicts_total";
 /// From a message's acceptance to its verdict applied.
 pub(crate) const VERDICT_LAG_SECONDS: &str = "offpath_transport_verdict_lag_seconds";
 /// Clients disconnected because their send queue was full.
@@ -104,6 +112,8 @@ pub(crate) const HOLD_OUTCOMES: &[&str] = &[
     "allowed",
     "flagged",
     "blocked",
+    "removed",
+    "restored",
     "deadline_delivered",
     "deadline_dropped",
     "unmoderated_delivered",
@@ -197,6 +207,10 @@ fn describe_verdicts() {
     describe_gauge!(HELD, "Messages in hold rooms waiting for a verdict");
     describe_counter!(HOLD_SETTLED, "Held messages settled, by outcome");
     describe_counter!(
+        HUMAN_VERDICTS,
+        "Human verdicts (a reviewer's remove or restore) applied, by decision"
+    );
+    describe_counter!(
         FAIL_CLOSED_RETRACTS,
         "Unmoderated messages retracted by fail-closed rooms"
     );
@@ -247,6 +261,7 @@ pub(crate) fn register() {
             (VERDICTS, "action", ACTIONS),
             (VERDICTS_IGNORED, "reason", IGNORED_REASONS),
             (HOLD_SETTLED, "outcome", HOLD_OUTCOMES),
+            (HUMAN_VERDICTS, "decision", &["remove", "restore"]),
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
             (TOPOLOGY_DRIFT, "setting", DRIFT_SETTINGS),
             (VERDICTS_REFUSED, "reason", REFUSED_REASONS),

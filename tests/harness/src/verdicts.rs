@@ -102,6 +102,7 @@ pub fn sample(id: &str, action: Action, insult: f32) -> Verdict {
         reason: None,
         text_sha256: None,
         policy: None,
+        review: None,
     }
 }
 

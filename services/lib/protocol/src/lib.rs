@@ -22,8 +22,8 @@ pub use decode::{
     decode_request_body, decode_versioned, from_str_unique_keys, is_duplicate_key, validate,
 };
 pub use types::{
-    Action, DeadLetter, ModelRef, ModerationRequest, PROTOCOL_VERSION, PolicyRef, Priority,
-    ReviewItem, ReviewKind, Verdict, text_sha256,
+    Action, AuditEntry, DeadLetter, HumanReview, ModelRef, ModerationRequest, PROTOCOL_VERSION,
+    PolicyRef, Priority, ReviewDecision, ReviewItem, ReviewKind, Verdict, text_sha256,
 };
 
 /// Encodes any payload of the contract as compact JSON.

@@ -4,7 +4,7 @@
 
 use schemars::schema_for;
 
-use crate::types::{DeadLetter, ModerationRequest, ReviewItem, Verdict};
+use crate::types::{AuditEntry, DeadLetter, ModerationRequest, ReviewItem, Verdict};
 
 /// `(file name, pretty JSON Schema)` for each payload, in a fixed order.
 pub fn schemas() -> Vec<(&'static str, String)> {
@@ -22,5 +22,6 @@ pub fn schemas() -> Vec<(&'static str, String)> {
         ("verdict.schema.json", pretty(schema_for!(Verdict))),
         ("dead_letter.schema.json", pretty(schema_for!(DeadLetter))),
         ("review_item.schema.json", pretty(schema_for!(ReviewItem))),
+        ("audit_entry.schema.json", pretty(schema_for!(AuditEntry))),
     ]
 }

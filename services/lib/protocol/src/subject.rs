@@ -18,6 +18,8 @@ pub const VERDICTS_STREAM: &str = "VERDICTS";
 pub const DLQ_STREAM: &str = "MODERATION_DLQ";
 /// Stream holding the review queue: messages a person should look at (limits retention).
 pub const REVIEW_STREAM: &str = "REVIEW";
+/// Stream holding reviewers' decisions (limits retention, a year): the audit trail.
+pub const AUDIT_STREAM: &str = "AUDIT";
 /// The durable pull consumer every moderator process shares.
 pub const MODERATOR_CONSUMER: &str = "moderator";
 
@@ -29,6 +31,8 @@ pub const VERDICT_PREFIX: &str = "offpath.verdict";
 pub const DLQ_PREFIX: &str = "offpath.dlq";
 /// Prefix of review-queue subjects: `offpath.review.<tenant>` (contract v1.1).
 pub const REVIEW_PREFIX: &str = "offpath.review";
+/// Prefix of audit subjects: `offpath.audit.<tenant>` (contract v1.1).
+pub const AUDIT_PREFIX: &str = "offpath.audit";
 /// Subject of the moderators' synchronous endpoint (NATS request/reply, `ModerationRequest`
 /// in, `Verdict` out).
 pub const CLASSIFY_SUBJECT: &str = "offpath.classify";
@@ -64,6 +68,11 @@ pub fn verdict_subject(tenant: &str, room: &str) -> String {
 /// `offpath.review.<tenant>`: the tenant's review queue (contract v1.1).
 pub fn review_subject(tenant: &str) -> String {
     format!("{REVIEW_PREFIX}.{tenant}")
+}
+
+/// `offpath.audit.<tenant>`: the tenant's reviewer decisions (contract v1.1).
+pub fn audit_subject(tenant: &str) -> String {
+    format!("{AUDIT_PREFIX}.{tenant}")
 }
 
 /// `offpath.dlq.<tenant>`.

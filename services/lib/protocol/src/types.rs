@@ -155,6 +155,88 @@ pub struct Verdict {
     /// `scores` then holds the labels of that policy's models only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyRef>,
+    /// Contract v1.1: present on a *human* verdict, a reviewer's decision on a message in
+    /// the review queue (`remove` with action `block`, `restore` with action `allow`). A
+    /// transport applies it even after the model's verdict: `remove` retracts the message,
+    /// `restore` delivers it (again). Absent from every model verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<HumanReview>,
+}
+
+/// Contract v1.1: a reviewer's decision, on a human verdict and in the audit stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HumanReview {
+    /// Who decided (the reviewer's name).
+    pub reviewer: String,
+    /// What they decided.
+    pub decision: ReviewDecision,
+    /// When, milliseconds since the Unix epoch.
+    pub decided_at_ms: u64,
+    /// Why, in the reviewer's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// On `restore`: the text to deliver again (its SHA-256 is the verdict's
+    /// `text_sha256`; a transport delivers nothing else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A reviewer's decision on a queued message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    /// Take it out of the room (a human `block` verdict).
+    Remove,
+    /// Put it back in the room (a human `allow` verdict).
+    Restore,
+    /// Nothing to do: the model's verdict stands (audit only).
+    Dismiss,
+    /// For a senior reviewer (audit only; the item stays open).
+    Escalate,
+}
+
+impl ReviewDecision {
+    /// Every decision, for metrics that exist from the start.
+    pub const ALL: [ReviewDecision; 4] = [
+        ReviewDecision::Remove,
+        ReviewDecision::Restore,
+        ReviewDecision::Dismiss,
+        ReviewDecision::Escalate,
+    ];
+
+    /// The decision as its JSON spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReviewDecision::Remove => "remove",
+            ReviewDecision::Restore => "restore",
+            ReviewDecision::Dismiss => "dismiss",
+            ReviewDecision::Escalate => "escalate",
+        }
+    }
+
+    /// The action of the human verdict it publishes; `None`: it publishes none.
+    pub const fn action(self) -> Option<Action> {
+        match self {
+            ReviewDecision::Remove => Some(Action::Block),
+            ReviewDecision::Restore => Some(Action::Allow),
+            ReviewDecision::Dismiss | ReviewDecision::Escalate => None,
+        }
+    }
+}
+
+/// Contract v1.1: one reviewer decision, published on `offpath.audit.<tenant>` and kept in
+/// the `AUDIT` stream: who decided what, when and why, on which queued message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    /// Protocol version; 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// The decision.
+    pub review: HumanReview,
+    /// The queued item it decided on.
+    pub item: ReviewItem,
 }
 
 /// Contract v1.1: a message a person should look at, published on
@@ -253,9 +335,18 @@ impl Verdict {
     /// text) is dropped as a duplicate; a verdict for another text under the same id (a
     /// forged request) is stored beside it instead of taking its place.
     pub fn dedup_key(&self) -> String {
-        match &self.text_sha256 {
+        let key = match &self.text_sha256 {
             Some(digest) => format!("{}/{}/{digest}", self.tenant, self.id),
             None => format!("{}/{}", self.tenant, self.id),
+        };
+        match &self.review {
+            // A human verdict is stored beside the model's, once per decision.
+            Some(review) => format!(
+                "{key}/{}/{}",
+                review.decision.as_str(),
+                review.decided_at_ms
+            ),
+            None => key,
         }
     }
 

@@ -15,7 +15,7 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use offpath_protocol::Action;
+use offpath_protocol::{Action, ReviewDecision};
 
 use crate::config::{Failure, RoomPolicy};
 use crate::peer::Peer;
@@ -75,6 +75,13 @@ pub(crate) enum Event<'a> {
     },
     /// The hold deadline passed (unmoderated, not final).
     HoldDeadline,
+    /// A reviewer's decision (a human verdict): applied whatever came before, and final.
+    Review {
+        /// `remove` or `restore` (the others publish no verdict and are ignored).
+        decision: ReviewDecision,
+        /// On `restore`, the text to deliver (bound to the message by the caller).
+        text: Option<&'a str>,
+    },
 }
 
 impl<'a> Event<'a> {
@@ -83,6 +90,7 @@ impl<'a> Event<'a> {
         match self {
             Event::Verdict { action, .. } => *action,
             Event::Shed { .. } | Event::HoldDeadline => Action::Unmoderated,
+            Event::Review { decision, .. } => decision.action().unwrap_or(Action::Allow),
         }
     }
 
@@ -92,12 +100,22 @@ impl<'a> Event<'a> {
             Event::Verdict { reason, .. } => *reason,
             Event::Shed { reason } => Some(reason),
             Event::HoldDeadline => Some(HOLD_DEADLINE),
+            Event::Review { decision, .. } => Some(review_reason(*decision)),
         }
     }
 
     /// Whether later events for the message are duplicates.
     fn is_final(&self) -> bool {
         !matches!(self, Event::HoldDeadline)
+    }
+}
+
+/// The reason a sender is told, and the retract reason, of a reviewer's decision.
+fn review_reason(decision: ReviewDecision) -> &'static str {
+    match decision {
+        ReviewDecision::Remove => "removed",
+        ReviewDecision::Restore => "restored",
+        ReviewDecision::Dismiss | ReviewDecision::Escalate => "reviewed",
     }
 }
 
@@ -126,10 +144,15 @@ pub(crate) struct Effects {
     pub(crate) count_verdict: bool,
     /// From acceptance to the verdict.
     pub(crate) lag: Option<Duration>,
+    /// A reviewer's decision was applied (`remove`, `restore`).
+    pub(crate) human: Option<&'static str>,
 }
 
 /// Settles `tracked` with `event` at `now`: updates its state, returns what to do.
 pub(crate) fn settle(tracked: &mut Tracked, event: &Event<'_>, now: Instant) -> Effects {
+    if let Event::Review { decision, text } = event {
+        return review(tracked, *decision, *text);
+    }
     if *event == Event::HoldDeadline && !matches!(tracked.state, State::Held { .. }) {
         // Released or dropped before its deadline came.
         return Effects::default();
@@ -171,6 +194,79 @@ pub(crate) fn settle(tracked: &mut Tracked, event: &Event<'_>, now: Instant) -> 
                 effects.lag = Some(now.saturating_duration_since(tracked.accepted));
             }
         }
+    }
+    effects
+}
+
+/// A reviewer's decision on `tracked`, whatever verdict came before: `remove` takes it out
+/// of the room (retracted, or never shown when held), `restore` shows it (the held text, or
+/// `text` when it was withdrawn). Afterwards the message is settled: a model verdict still
+/// on its way changes nothing.
+fn review(tracked: &mut Tracked, decision: ReviewDecision, text: Option<&str>) -> Effects {
+    let mut effects = Effects {
+        notify_sender: true,
+        human: Some(decision.as_str()),
+        ..Effects::default()
+    };
+    let reason = review_reason(decision);
+    let held = matches!(tracked.state, State::Held { .. });
+    match (decision, &mut tracked.state) {
+        (ReviewDecision::Remove, State::Held { text }) => {
+            std::mem::take(text);
+            tracked.state = State::Withdrawn;
+        }
+        (ReviewDecision::Remove, State::Delivered) => {
+            tracked.state = State::Withdrawn;
+            effects.retract = Some(reason);
+        }
+        (ReviewDecision::Restore, State::Held { text }) => {
+            effects.deliver = Some(std::mem::take(text));
+            tracked.state = State::Delivered;
+        }
+        (ReviewDecision::Restore, State::Withdrawn) => match text {
+            Some(text) => {
+                effects.deliver = Some(text.to_string());
+                tracked.state = State::Delivered;
+            }
+            None => {
+                return Effects {
+                    ignored: Some("restore_without_text"),
+                    ..Effects::default()
+                };
+            }
+        },
+        (ReviewDecision::Remove, State::Withdrawn)
+        | (ReviewDecision::Restore, State::Delivered) => {}
+        (ReviewDecision::Dismiss | ReviewDecision::Escalate, _) => {
+            return Effects::default();
+        }
+    }
+    if held {
+        effects.hold_outcome = Some(reason);
+    }
+    tracked.settled = true;
+    effects
+}
+
+/// What a reviewer's decision does to a message this gateway does not track (forgotten,
+/// or accepted before a restart): `remove` retracts it from the room, `restore` delivers
+/// `text`.
+pub(crate) fn review_unknown(decision: ReviewDecision, text: Option<&str>) -> Effects {
+    let mut effects = Effects {
+        notify_sender: true,
+        human: Some(decision.as_str()),
+        ..Effects::default()
+    };
+    match (decision, text) {
+        (ReviewDecision::Remove, _) => effects.retract = Some(review_reason(decision)),
+        (ReviewDecision::Restore, Some(text)) => effects.deliver = Some(text.to_string()),
+        (ReviewDecision::Restore, None) => {
+            return Effects {
+                ignored: Some("restore_without_text"),
+                ..Effects::default()
+            };
+        }
+        (ReviewDecision::Dismiss | ReviewDecision::Escalate, _) => return Effects::default(),
     }
     effects
 }

@@ -26,9 +26,15 @@ impl Hub {
     /// Applies a verdict from the moderator. Applying the same verdict twice changes
     /// nothing. False when it was refused as not bound to the text sent.
     pub(crate) fn apply_verdict(&self, verdict: Verdict) -> bool {
-        let event = Event::Verdict {
-            action: verdict.action,
-            reason: verdict.reason.as_deref(),
+        let event = match &verdict.review {
+            Some(review) => Event::Review {
+                decision: review.decision,
+                text: review.text.as_deref(),
+            },
+            None => Event::Verdict {
+                action: verdict.action,
+                reason: verdict.reason.as_deref(),
+            },
         };
         self.settle(&verdict.id, &event, Some(&verdict))
     }
@@ -47,6 +53,22 @@ impl Hub {
     /// refused.
     pub(super) fn settle(&self, id: &str, event: &Event<'_>, verdict: Option<&Verdict>) -> bool {
         let now = Instant::now();
+        // A restore delivers only the text the verdict judged.
+        let unbound_text = match event {
+            Event::Review {
+                text: Some(text), ..
+            } => verdict.is_none_or(|v| !v.judged(text)),
+            _ => false,
+        };
+        if unbound_text {
+            let route = verdict.map_or_else(Route::none, Route::of_verdict);
+            let effects = Effects {
+                refused: Some("digest_mismatch"),
+                ..Effects::default()
+            };
+            self.apply(id, event, verdict, &route, effects);
+            return false;
+        }
         let tracked = lock(&self.tracker).get_mut(id).map(|tracked| {
             let digest = verdict.map(|v| v.text_sha256.as_deref());
             let refused = digest.and_then(|d| lifecycle::binding(d, Some(&tracked.text_sha256)));
@@ -66,7 +88,7 @@ impl Hub {
                 let Some(verdict) = verdict else { return true };
                 (
                     Route::of_verdict(verdict),
-                    self.unknown_effects(id, verdict),
+                    self.unknown_effects(id, event, verdict),
                 )
             }
         };
@@ -83,7 +105,7 @@ impl Hub {
     /// forged) id is ignored: forwarding it would only let a verdict flood fill every
     /// member's send queue. Never remembered in the tracker: a flood must not push real
     /// messages out of it.
-    fn unknown_effects(&self, id: &str, verdict: &Verdict) -> Effects {
+    fn unknown_effects(&self, id: &str, event: &Event<'_>, verdict: &Verdict) -> Effects {
         let mine = id
             .strip_prefix(self.config.instance.as_str())
             .is_some_and(|rest| rest.starts_with('.'));
@@ -96,8 +118,10 @@ impl Hub {
                 refused: Some(reason),
                 ..Effects::default()
             };
-        } else if !lock(&self.unknown).insert(id) {
+        } else if !lock(&self.unknown).insert(&unknown_key(id, verdict)) {
             "duplicate"
+        } else if let Event::Review { decision, text } = event {
+            return lifecycle::review_unknown(*decision, *text);
         } else {
             let policy = self.policy(&verdict.room);
             return lifecycle::settle_unknown(verdict.action, policy.failure);
@@ -167,6 +191,16 @@ impl Route {
         }
     }
 
+    /// Nowhere: for effects that send no frame.
+    fn none() -> Self {
+        Self {
+            room: String::new(),
+            sender: "".into(),
+            sender_peer: Weak::new(),
+            sent_at_ms: 0,
+        }
+    }
+
     fn of_verdict(verdict: &Verdict) -> Self {
         Self {
             room: verdict.room.clone(),
@@ -174,6 +208,16 @@ impl Route {
             sender_peer: Weak::new(),
             sent_at_ms: 0,
         }
+    }
+}
+
+/// What a verdict for a message the tracker does not know is remembered by: the id (one
+/// model verdict per message), or for a human verdict its key in `VERDICTS` (each decision
+/// applies once, after the model's).
+fn unknown_key(id: &str, verdict: &Verdict) -> String {
+    match verdict.review {
+        Some(_) => verdict.dedup_key(),
+        None => id.to_string(),
     }
 }
 
@@ -188,6 +232,9 @@ fn record(event: &Event<'_>, effects: &Effects) {
     if let Some(outcome) = effects.hold_outcome {
         metrics::gauge!(m::HELD).decrement(1.0);
         metrics::counter!(m::HOLD_SETTLED, "outcome" => outcome).increment(1);
+    }
+    if let Some(decision) = effects.human {
+        metrics::counter!(m::HUMAN_VERDICTS, "decision" => decision).increment(1);
     }
     if effects.count_verdict {
         metrics::counter!(m::VERDICTS, "action" => event.action().as_str()).increment(1);

@@ -73,6 +73,7 @@ pub(super) fn verdict_for_text(
         reason: None,
         text_sha256: text.map(offpath_protocol::text_sha256),
         policy: None,
+        review: None,
     }
 }
 
