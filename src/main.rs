@@ -29,6 +29,7 @@ fn main() -> ExitCode {
                 Command::Doctor(args) => tools::doctor(&args),
                 Command::NatsAuth(args) => nats_auth::print(&args),
                 Command::Policy(args) => policy::run(&args).await,
+                Command::Review(args) => services::review(args).await,
                 // Replaces this process; returns only when that fails.
                 Command::Bench(args) => Err(bench::exec(&args.args, &log)),
             }

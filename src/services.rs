@@ -15,6 +15,32 @@ use crate::cli::{ModeratorArgs, NatsArgs, NatsAuthArgs, TransportArgs, Usage};
 /// How long the transport waits for NATS at start before serving chat without it.
 const TRANSPORT_NATS_WAIT: Duration = Duration::from_secs(5);
 
+/// `offpath review`: the reviewers' console, until SIGTERM or Ctrl-C.
+pub(crate) async fn review(args: crate::cli::ReviewArgs) -> anyhow::Result<()> {
+    let reviewers =
+        offpath_review::Reviewers::load(&args.reviewers).map_err(|e| Usage(e.to_string()))?;
+    server_addrs(&args.nats.nats_url)?;
+    args.nats.auth.check()?;
+    let nats = &args.nats;
+    let client = connect(
+        &nats.nats_url,
+        &nats.auth,
+        "offpath-review",
+        &Role::Reviewer,
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the review address {} (--listen-addr)",
+                args.listen_addr
+            )
+        })?;
+    offpath_review::run(client, reviewers, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
 /// `offpath topology`: creates the streams and the consumer, or updates them to the given
 /// settings. The one command that changes settings of what exists.
 pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {

@@ -137,10 +137,12 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     let js = jetstream::new(client);
     let mut names: Vec<String> = js.stream_names().map(|n| n.expect("name")).collect().await;
     names.sort();
-    // The five streams (two request lanes, the review queue), and the policy bucket's.
+    // The six streams (two request lanes, the review queue and its audit trail), and the
+    // policy bucket's.
     assert_eq!(
         names,
         [
+            "AUDIT",
             "KV_offpath-policies",
             "MODERATION",
             "MODERATION_DLQ",

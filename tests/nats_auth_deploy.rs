@@ -14,9 +14,10 @@ use common::BIN;
 /// The generator's arguments for the committed file: globex's gateways share a user, acme
 /// has one pinned gateway `gw1`.
 const ARGS: [&str; 4] = ["--tenant", "globex", "--transport", "acme=gw1"];
-const PASSWORDS: [&str; 4] = [
+const PASSWORDS: [&str; 5] = [
     "OFFPATH_NATS_PASSWORD_TOPOLOGY",
     "OFFPATH_NATS_PASSWORD_MODERATOR",
+    "OFFPATH_NATS_PASSWORD_REVIEWER",
     "OFFPATH_NATS_PASSWORD_TRANSPORT_GLOBEX",
     "OFFPATH_NATS_PASSWORD_TRANSPORT_ACME_GW1",
 ];

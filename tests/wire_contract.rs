@@ -116,6 +116,7 @@ async fn topology_is_idempotent_and_concurrent_safe() {
         assert_eq!(
             names,
             [
+                "AUDIT",
                 MODERATION_STREAM,
                 DLQ_STREAM,
                 "MODERATION_INTERACTIVE",

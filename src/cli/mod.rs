@@ -14,6 +14,8 @@ const LISTEN_ADDR: &str = "127.0.0.1:8080";
 const TRANSPORT_METRICS_ADDR: &str = "127.0.0.1:9465";
 /// Default address of the moderator's /metrics, /healthz and /readyz.
 const MODERATOR_METRICS_ADDR: &str = "127.0.0.1:9464";
+/// `offpath review`'s default address (the console, its API and its metrics).
+const REVIEW_ADDR: &str = "127.0.0.1:8090";
 /// JetStream allows at most 5 replicas of a stream.
 const MAX_REPLICAS: u64 = 5;
 
@@ -60,6 +62,24 @@ pub(crate) enum Command {
     /// models (exit 64 with every problem listed); `offpath policy push FILE` also puts it
     /// in the bucket every moderator follows.
     Policy(crate::policy::PolicyCommand),
+    /// Run the reviewers' console: the review queue (flagged messages, and blocked ones
+    /// where the policy asks), one-key decisions published as human verdicts that every
+    /// transport applies, and the audit trail (`/`, `/api/…`, `/metrics` on one address).
+    Review(ReviewArgs),
+}
+
+/// Options of `offpath review`.
+#[derive(Debug, Args)]
+pub(crate) struct ReviewArgs {
+    /// Where NATS is (logs in as the `reviewer` user when NATS has users).
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address of the console, its JSON API and /metrics, /healthz, /readyz.
+    #[arg(long, env = "OFFPATH_REVIEW_ADDR", default_value = REVIEW_ADDR)]
+    pub listen_addr: std::net::SocketAddr,
+    /// Reviewers file (TOML, `[reviewers] name = "<sha256 of the token>"`).
+    #[arg(long, env = "OFFPATH_REVIEWERS")]
+    pub reviewers: PathBuf,
 }
 
 /// Where NATS is.

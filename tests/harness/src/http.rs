@@ -26,6 +26,33 @@ pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)>
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
+/// A minimal HTTP/1.0 request with `headers` (`name: value` lines) and `body`: status and
+/// body.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n");
+    for header in headers {
+        head.push_str(header);
+        head.push_str("\r\n");
+    }
+    let text = format!("{head}Content-Length: {}\r\n\r\n{body}", body.len());
+    let send = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(text.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        Ok(parse(&response))
+    };
+    tokio::time::timeout(TIMEOUT, send)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
 /// [`get`] for callers without a runtime: blocks the thread.
 pub fn get_blocking(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = std::net::TcpStream::connect_timeout(&addr, TIMEOUT)?;

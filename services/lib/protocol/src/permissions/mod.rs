@@ -24,9 +24,9 @@
 use std::fmt::Write as _;
 
 use crate::subject::{
-    CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE, INTERACTIVE_STREAM,
-    MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, POLICY_KEY, REQUEST_PREFIX,
-    REVIEW_PREFIX, REVIEW_STREAM, VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
+    AUDIT_PREFIX, AUDIT_STREAM, CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE,
+    INTERACTIVE_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, POLICY_KEY,
+    REQUEST_PREFIX, REVIEW_PREFIX, REVIEW_STREAM, VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
 };
 
 /// Who connects to NATS.
@@ -46,6 +46,9 @@ pub enum Role {
     Moderator,
     /// `offpath topology` (and `offpath up`'s topology step): manages streams and consumers.
     Topology,
+    /// `offpath review`, the reviewers' console: reads the review queue and the audit
+    /// trail, publishes human verdicts and audit entries.
+    Reviewer,
 }
 
 /// Why a set of roles cannot be turned into an authorization block.
@@ -97,6 +100,7 @@ impl Role {
             } => transport_consumer(tenant, instance),
             Role::Moderator => "moderator".into(),
             Role::Topology => "topology".into(),
+            Role::Reviewer => "reviewer".into(),
         }
     }
 
@@ -168,6 +172,11 @@ impl Role {
                 subscribe: vec![inbox],
                 allow_responses: false,
             },
+            Role::Reviewer => Permissions {
+                publish: reviewer_publish(),
+                subscribe: vec![inbox],
+                allow_responses: false,
+            },
         }
     }
 
@@ -195,6 +204,7 @@ fn topology_lookups() -> Vec<String> {
         VERDICTS_STREAM,
         DLQ_STREAM,
         REVIEW_STREAM,
+        AUDIT_STREAM,
     ];
     let mut subjects: Vec<String> = streams
         .iter()
@@ -216,6 +226,24 @@ fn policy_reads() -> Vec<String> {
         format!("{API}.STREAM.INFO.{stream}"),
         format!("{API}.DIRECT.GET.{stream}.{}", policy_key_subject()),
     ]
+}
+
+/// What the review console publishes: human verdicts (any tenant's, as moderators do) and
+/// audit entries; and reading `REVIEW` and `AUDIT` with ordered consumers of its own (pull
+/// consumers answer on the caller's inbox; their names are chosen at random).
+fn reviewer_publish() -> Vec<String> {
+    let mut publish = vec![format!("{VERDICT_PREFIX}.>"), format!("{AUDIT_PREFIX}.>")];
+    for stream in [REVIEW_STREAM, AUDIT_STREAM] {
+        publish.extend([
+            format!("{API}.STREAM.INFO.{stream}"),
+            format!("{API}.CONSUMER.CREATE.{stream}"),
+            format!("{API}.CONSUMER.CREATE.{stream}.>"),
+            format!("{API}.CONSUMER.INFO.{stream}.*"),
+            format!("{API}.CONSUMER.DELETE.{stream}.*"),
+            format!("{API}.CONSUMER.MSG.NEXT.{stream}.*"),
+        ]);
+    }
+    publish
 }
 
 /// The subject of the policy file in its bucket: `$KV.offpath-policies.policies`.
@@ -267,11 +295,12 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// The roles of a deployment: the topology user, the moderators, one transport user per
+/// The roles of a deployment: the topology user, the moderators, the review console, one
+/// transport user per
 /// tenant of `tenants` (any instance of it) and per `(tenant, instance)` of `pinned` (that
 /// one gateway and its one verdict consumer).
 pub fn deployment_roles(tenants: &[String], pinned: &[(String, String)]) -> Vec<Role> {
-    let mut roles = vec![Role::Topology, Role::Moderator];
+    let mut roles = vec![Role::Topology, Role::Moderator, Role::Reviewer];
     roles.extend(tenants.iter().map(|tenant| Role::Transport {
         tenant: tenant.clone(),
         instance: None,

@@ -27,6 +27,8 @@
 //! * `REVIEW` (`offpath.review.*`, contract v1.1): the review queue, limits retention, two
 //!   weeks; moderators publish a `ReviewItem` for every flagged message
 //!   (`Nats-Msg-Id` = `ReviewItem::dedup_key`).
+//! * `AUDIT` (`offpath.audit.*`, contract v1.1): every reviewer decision (`AuditEntry`),
+//!   limits retention, a year.
 //! * Consumer `moderator`: durable, pull, explicit acks. `ack_wait` 30 s is far longer than
 //!   collecting plus inferring a batch (milliseconds to a second); a moderator that keeps
 //!   working on a message past it sends `in_progress`. **No server-side `backoff`**: when
@@ -50,9 +52,9 @@ use async_nats::jetstream::{
 };
 
 use crate::subject::{
-    DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE, INTERACTIVE_STREAM, MODERATION_STREAM,
-    MODERATOR_CONSUMER, POLICY_BUCKET, REQUEST_PREFIX, REVIEW_PREFIX, REVIEW_STREAM,
-    VERDICT_PREFIX, VERDICTS_STREAM,
+    AUDIT_PREFIX, AUDIT_STREAM, DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE, INTERACTIVE_STREAM,
+    MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, REQUEST_PREFIX, REVIEW_PREFIX,
+    REVIEW_STREAM, VERDICT_PREFIX, VERDICTS_STREAM,
 };
 
 mod drift;
@@ -93,6 +95,10 @@ pub struct TopologyConfig {
     pub review_max_age: Duration,
     /// Bound on `REVIEW`, in bytes.
     pub review_max_bytes: i64,
+    /// How long reviewer decisions are kept (the audit trail).
+    pub audit_max_age: Duration,
+    /// Bound on `AUDIT`, in bytes.
+    pub audit_max_bytes: i64,
     /// Time a moderator has to ack (or send `in_progress`) before redelivery.
     pub ack_wait: Duration,
     /// Deliveries before a message is given up on (and dead-lettered by the worker).
@@ -115,6 +121,8 @@ impl Default for TopologyConfig {
             dlq_max_bytes: GIB,
             review_max_age: 14 * 24 * HOUR,
             review_max_bytes: GIB,
+            audit_max_age: 366 * 24 * HOUR,
+            audit_max_bytes: GIB,
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
             max_ack_pending: 1024,
@@ -215,6 +223,20 @@ impl TopologyConfig {
         }
     }
 
+    /// The `AUDIT` stream: every reviewer decision (contract v1.1), kept a year.
+    pub fn audit_stream(&self) -> stream::Config {
+        stream::Config {
+            name: AUDIT_STREAM.into(),
+            description: Some("offpath audit trail: reviewers' decisions".into()),
+            subjects: vec![format!("{AUDIT_PREFIX}.*")],
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            max_bytes: self.audit_max_bytes,
+            max_age: self.audit_max_age,
+            ..self.common()
+        }
+    }
+
     /// The moderators' shared durable pull consumer on `MODERATION`.
     pub fn moderator_consumer(&self) -> consumer::pull::Config {
         consumer::pull::Config {
@@ -266,6 +288,7 @@ pub async fn ensure(
         config.verdicts_stream(),
         config.dlq_stream(),
         config.review_stream(),
+        config.audit_stream(),
     ] {
         if let Some(existing) = create_stream_if_missing(js, &wanted).await? {
             drift.extend(stream_drift(&existing, &wanted));
@@ -289,6 +312,7 @@ pub async fn apply(js: &jetstream::Context, config: &TopologyConfig) -> Result<(
         config.verdicts_stream(),
         config.dlq_stream(),
         config.review_stream(),
+        config.audit_stream(),
     ] {
         apply_stream(js, stream).await?;
     }

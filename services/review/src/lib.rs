@@ -1,0 +1,170 @@
+//! The offpath review console: a web page and a JSON API for reviewers.
+//!
+//! It reads the review queue (`REVIEW`, filled by moderators with every flagged message,
+//! and blocked ones where the policy asks) and the audit trail (`AUDIT`), from the start of
+//! each stream and then as they grow, so every console shows the same queue. A decision
+//! (`remove`, `restore`, `dismiss`, `escalate`) by an authenticated reviewer is published as
+//! a *human verdict* on the message's verdict subject when it changes the room (every
+//! transport applies it: `remove` retracts, `restore` shows the message again), then
+//! recorded in `AUDIT` with who, when and why. Reviewers log in with a token; only the
+//! token's SHA-256 is configured (`--reviewers FILE`).
+
+mod metrics;
+mod queue;
+mod reviewers;
+mod routes;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream::{self, consumer, message::PublishMessage};
+use futures::StreamExt;
+use offpath_protocol::subject::{AUDIT_STREAM, REVIEW_STREAM, audit_subject, verdict_subject};
+use offpath_protocol::{AuditEntry, HumanReview, ReviewItem, Verdict, encode};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+pub use reviewers::{Reviewer, Reviewers, ReviewersError};
+
+/// Why the console stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The HTTP listener failed.
+    #[error("serving the console: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// What the handlers share.
+pub(crate) struct State {
+    js: jetstream::Context,
+    reviewers: Reviewers,
+    queue: Mutex<queue::Queue>,
+}
+
+/// Serves the console on `listener` until `shutdown` completes, following `REVIEW` and
+/// `AUDIT` through `client` meanwhile.
+pub async fn run(
+    client: async_nats::Client,
+    reviewers: Reviewers,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ReviewError> {
+    metrics::PROMETHEUS.handle();
+    let state = Arc::new(State {
+        js: jetstream::new(client),
+        reviewers,
+        queue: Mutex::default(),
+    });
+    let follow = tokio::spawn(follow_streams(Arc::clone(&state)));
+    let gauges = tokio::spawn(metrics::report(Arc::clone(&state)));
+    info!(addr = ?listener.local_addr().ok(), "review console listening");
+    let served = axum::serve(listener, routes::router(Arc::clone(&state)))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    follow.abort();
+    gauges.abort();
+    served.map_err(ReviewError::from)
+}
+
+impl State {
+    fn queue(&self) -> std::sync::MutexGuard<'_, queue::Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes `review` of `item`: the human verdict first when the decision changes the
+    /// room, then the audit entry; recorded in the queue once both are stored.
+    async fn decide(&self, item: &ReviewItem, review: HumanReview) -> Result<(), String> {
+        if let Some(action) = review.decision.action() {
+            let verdict = Verdict {
+                action,
+                reason: None,
+                review: Some(review.clone()),
+                ..item.verdict.clone()
+            };
+            let subject = verdict_subject(&verdict.tenant, &verdict.room);
+            publish(&self.js, subject, encode(&verdict), verdict.dedup_key()).await?;
+        }
+        let entry = AuditEntry {
+            v: offpath_protocol::PROTOCOL_VERSION,
+            review: review.clone(),
+            item: item.clone(),
+        };
+        let key = format!(
+            "{}/{}/{}",
+            item.dedup_key(),
+            review.decision.as_str(),
+            review.decided_at_ms
+        );
+        let subject = audit_subject(&item.verdict.tenant);
+        publish(&self.js, subject, encode(&entry), key).await?;
+        self.queue().record(item, &review);
+        Ok(())
+    }
+}
+
+/// One publish, awaited until the stream acknowledges it.
+async fn publish(
+    js: &jetstream::Context,
+    subject: String,
+    payload: Vec<u8>,
+    key: String,
+) -> Result<(), String> {
+    let message = PublishMessage::build()
+        .payload(payload.into())
+        .message_id(key);
+    match js.send_publish(subject, message).await {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Reads `REVIEW` and `AUDIT` from their start and follows them; a lost stream is read
+/// again from its start after a pause (the queue ignores what it already has).
+async fn follow_streams(state: Arc<State>) {
+    let review = follow(&state, REVIEW_STREAM, |state, payload| {
+        let item: ReviewItem = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        state.queue().add(item);
+        Ok(())
+    });
+    let audit = follow(&state, AUDIT_STREAM, |state, payload| {
+        let entry: AuditEntry = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        state.queue().record(&entry.item, &entry.review);
+        Ok(())
+    });
+    tokio::join!(review, audit);
+}
+
+type Apply = fn(&State, &[u8]) -> Result<(), String>;
+
+async fn follow(state: &State, stream: &'static str, apply: Apply) {
+    loop {
+        if let Err(err) = read(state, stream, apply).await {
+            warn!("not following {stream} ({err}); trying again in 2 s");
+            ::metrics::counter!(metrics::NATS_ERRORS, "stream" => stream).increment(1);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
+/// Reads `stream` from its start with an ordered consumer (nothing acked, nothing kept on
+/// the server) until it fails.
+async fn read(state: &State, stream: &'static str, apply: Apply) -> Result<(), String> {
+    let source = state
+        .js
+        .get_stream(stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reader = source
+        .create_consumer(consumer::pull::OrderedConfig::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = reader.messages().await.map_err(|e| e.to_string())?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| e.to_string())?;
+        if let Err(err) = apply(state, &message.payload) {
+            ::metrics::counter!(metrics::MALFORMED, "stream" => stream).increment(1);
+            warn!("{stream}: skipped a message that is not what it should be: {err}");
+        }
+    }
+    Err("the consumer ended".into())
+}

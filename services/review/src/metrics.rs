@@ -1,0 +1,89 @@
+//! The console's metrics (`offpath_review_*`), on its own `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use offpath_ops::{Prometheus, Series, Spec};
+use offpath_protocol::ReviewDecision;
+
+use crate::State;
+
+/// Items nobody decided yet (escalated ones included).
+pub(crate) const QUEUE_DEPTH: &str = "offpath_review_queue_depth";
+/// Age of the oldest open item, seconds (0 when none is open).
+pub(crate) const OLDEST_SECONDS: &str = "offpath_review_oldest_item_age_seconds";
+/// Decisions made in this console, by `decision`.
+pub(crate) const DECISIONS: &str = "offpath_review_decisions_total";
+/// Decisions not stored (NATS refused the human verdict or the audit entry).
+pub(crate) const DECISION_FAILURES: &str = "offpath_review_decision_failures_total";
+/// Requests without a valid reviewer token.
+pub(crate) const AUTH_FAILURES: &str = "offpath_review_auth_failures_total";
+/// `REVIEW` or `AUDIT` could not be followed, by `stream`.
+pub(crate) const NATS_ERRORS: &str = "offpath_review_nats_errors_total";
+/// Messages of `REVIEW` or `AUDIT` that are not what they should be, by `stream`.
+pub(crate) const MALFORMED: &str = "offpath_review_malformed_total";
+
+/// The console's recorder.
+pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
+    seconds: &[1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0],
+    buckets: &[],
+    describe,
+    register,
+    version: env!("CARGO_PKG_VERSION"),
+    commit: env!("OFFPATH_COMMIT"),
+});
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!(QUEUE_DEPTH, "Review items nobody decided yet");
+    describe_gauge!(
+        OLDEST_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest open review item"
+    );
+    describe_counter!(DECISIONS, "Reviewer decisions, by decision");
+    describe_counter!(DECISION_FAILURES, "Decisions not stored in NATS");
+    describe_counter!(AUTH_FAILURES, "Requests without a valid reviewer token");
+    describe_counter!(
+        NATS_ERRORS,
+        "REVIEW or AUDIT could not be followed, by stream"
+    );
+    describe_counter!(
+        MALFORMED,
+        "Messages of REVIEW or AUDIT skipped as malformed, by stream"
+    );
+}
+
+const DECISION_LABELS: [&str; 4] = [
+    ReviewDecision::Remove.as_str(),
+    ReviewDecision::Restore.as_str(),
+    ReviewDecision::Dismiss.as_str(),
+    ReviewDecision::Escalate.as_str(),
+];
+const STREAMS: [&str; 2] = ["REVIEW", "AUDIT"];
+
+fn register() {
+    Series {
+        counters: &[DECISION_FAILURES, AUTH_FAILURES],
+        labelled: &[
+            (DECISIONS, "decision", &DECISION_LABELS[..]),
+            (NATS_ERRORS, "stream", &STREAMS[..]),
+            (MALFORMED, "stream", &STREAMS[..]),
+        ],
+        gauges: &[QUEUE_DEPTH, OLDEST_SECONDS],
+        histograms: &[],
+    }
+    .register();
+}
+
+/// Sets the queue gauges every second.
+pub(crate) async fn report(state: Arc<State>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let (open, oldest) = state.queue().open();
+        let age = oldest.map_or(0, |at| offpath_protocol::now_ms().saturating_sub(at));
+        metrics::gauge!(QUEUE_DEPTH).set(open as f64);
+        metrics::gauge!(OLDEST_SECONDS).set(age as f64 / 1000.0);
+    }
+}

@@ -1,0 +1,137 @@
+//! The console's HTTP side: the page, the JSON API (a reviewer's token as
+//! `Authorization: Bearer …` on every call) and the operator endpoints.
+//!
+//! * `GET /`: the console (plain HTML, CSS and JS, nothing from elsewhere);
+//! * `GET /api/queue?status=open|decided|all&tenant=&room=&kind=`: the items, oldest first;
+//! * `POST /api/decide` `{"key", "decision", "note"}`: a decision on item `key`;
+//! * `GET /metrics`, `/healthz`, `/readyz`.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State as Shared};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use offpath_ops::Readiness;
+use offpath_protocol::{HumanReview, ReviewDecision, now_ms};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::State;
+use crate::metrics as m;
+use crate::queue::Filter;
+
+/// Longest note a reviewer may write, in characters.
+const MAX_NOTE_CHARS: usize = 2000;
+
+pub(crate) fn router(state: Arc<State>) -> Router {
+    let console = Router::new()
+        .route("/", get(|| async { Html(include_str!("console.html")) }))
+        .route("/api/queue", get(queue))
+        .route("/api/decide", post(decide))
+        .with_state(state);
+    console.merge(offpath_ops::router(&m::PROMETHEUS, || Readiness {
+        unready: Vec::new(),
+        detail: None,
+    }))
+}
+
+/// The reviewer whose token the request carries; `None` (counted): answer [`unauthorized`].
+fn reviewer(state: &State, headers: &HeaderMap) -> Option<String> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let name = token
+        .and_then(|t| state.reviewers.who(t))
+        .map(str::to_string);
+    if name.is_none() {
+        metrics::counter!(m::AUTH_FAILURES).increment(1);
+    }
+    name
+}
+
+fn unauthorized() -> Response {
+    error(StatusCode::UNAUTHORIZED, "a reviewer's token is needed")
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn queue(
+    Shared(state): Shared<Arc<State>>,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Response {
+    if reviewer(&state, &headers).is_none() {
+        return unauthorized();
+    }
+    let entries: Vec<_> = state.queue().list(&filter).into_iter().cloned().collect();
+    Json(entries).into_response()
+}
+
+/// A decision as the console sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decide {
+    key: String,
+    decision: ReviewDecision,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn decide(
+    Shared(state): Shared<Arc<State>>,
+    headers: HeaderMap,
+    body: Result<Json<Decide>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(name) = reviewer(&state, &headers) else {
+        return unauthorized();
+    };
+    let Ok(Json(decide)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"key\", \"decision\", \"note\"}",
+        );
+    };
+    if decide
+        .note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the note is longer than 2000 characters",
+        );
+    }
+    let Some(entry) = state.queue().get(&decide.key).cloned() else {
+        return error(StatusCode::NOT_FOUND, "no such item in the queue");
+    };
+    let restore = decide.decision == ReviewDecision::Restore;
+    let review = HumanReview {
+        reviewer: name,
+        decision: decide.decision,
+        decided_at_ms: now_ms(),
+        note: decide.note,
+        text: restore.then(|| entry.item.text.clone()),
+    };
+    let decision = review.decision.as_str();
+    match state.decide(&entry.item, review).await {
+        Ok(()) => {
+            metrics::counter!(m::DECISIONS, "decision" => decision).increment(1);
+            info!(key = %entry.key, decision, "decided");
+            let updated = state.queue().get(&entry.key).cloned();
+            Json(updated).into_response()
+        }
+        Err(err) => {
+            metrics::counter!(m::DECISION_FAILURES).increment(1);
+            warn!(key = %entry.key, decision, "decision not stored: {err}");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the decision could not be stored; try again",
+            )
+        }
+    }
+}
