@@ -35,7 +35,13 @@ fn globex() -> Role {
 
 /// A secured server with the topology in place (made by the topology role).
 async fn secured() -> SecuredNats {
-    let roles = [Role::Topology, Role::Moderator, acme(), globex()];
+    let roles = [
+        Role::Topology,
+        Role::Moderator,
+        Role::Reviewer,
+        acme(),
+        globex(),
+    ];
     let nats = secure::start(NatsServer::builder(), &roles)
         .unwrap_or_else(|err| panic!("cannot start nats-server: {err}"));
     let admin = nats
@@ -384,4 +390,114 @@ async fn transport_publishes_on_its_own_interactive_lane_only() {
         .await
         .contains("offpath.req.globex.interactive")
     {}
+}
+
+/// The review console's user: `offpath review` logged in as `reviewer` reads the queue a
+/// moderator filled and publishes a decision (a human verdict and an audit entry); the same
+/// credentials cannot publish a request, and a transport cannot read the queue.
+#[tokio::test]
+async fn the_reviewer_reads_the_queue_and_publishes_decisions_only() {
+    use offpath_protocol::{Action, ReviewItem, ReviewKind, encode};
+    let nats = secured().await;
+    let (moderator, _) = connect_as(&nats, &Role::Moderator).await;
+    let verdict = offpath_protocol::Verdict {
+        action: Action::Flag,
+        text_sha256: Some(offpath_protocol::text_sha256("you idiot")),
+        ..offpath_harness::verdicts::sample("acme-1", Action::Flag, 0.5)
+    };
+    let item = ReviewItem::new(ReviewKind::Flag, &verdict, "you idiot", 1);
+    jetstream::new(moderator)
+        .publish(item.subject(), encode(&item).into())
+        .await
+        .expect("a moderator may queue an item")
+        .await
+        .expect("REVIEW stores it");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, &nats.credentials(&Role::Reviewer).password).expect("write");
+    let reviewers = dir.path().join("reviewers.toml");
+    let token = "tok";
+    let digest = offpath_protocol::text_sha256(token);
+    std::fs::write(&reviewers, format!("[reviewers]\nrita = \"{digest}\"\n")).expect("write");
+    let addr = offpath_harness::process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("port");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_offpath"));
+    command
+        .args([
+            "review",
+            "--nats-url",
+            &nats.server.url(),
+            "--nats-user",
+            "reviewer",
+        ])
+        .arg(format!("--nats-password-file={}", password.display()))
+        .arg(format!("--listen-addr={addr}"))
+        .arg(format!("--reviewers={}", reviewers.display()))
+        .env("OFFPATH_LOG", "warn");
+    let mut console = offpath_harness::Proc::start("review", command, addr).expect("spawn");
+    console
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .expect("ready");
+    let auth = format!("Authorization: Bearer {token}");
+    let call = |method: &'static str, path: &'static str, body: String| {
+        let auth = auth.clone();
+        async move {
+            offpath_harness::http::send(
+                addr,
+                method,
+                path,
+                &[&auth, "Content-Type: application/json"],
+                &body,
+            )
+            .await
+            .expect("the console answers")
+        }
+    };
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = call("GET", "/api/queue", String::new()).await.1;
+        if body.contains("acme-1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        body.contains("acme-1"),
+        "the queue, read as reviewer: {body}"
+    );
+    let decide = format!(
+        "{{\"key\": \"{}\", \"decision\": \"remove\"}}",
+        item.dedup_key()
+    );
+    let (status, answer) = call("POST", "/api/decide", decide).await;
+    assert_eq!(
+        status, 200,
+        "verdict and audit entry published as reviewer: {answer}"
+    );
+
+    let (reviewer, mut errors) = connect_as(&nats, &Role::Reviewer).await;
+    reviewer
+        .publish("offpath.req.acme", "{}".into())
+        .await
+        .expect("queued");
+    reviewer.flush().await.expect("flush");
+    assert!(violation(&mut errors).await.contains("offpath.req.acme"));
+    // A transport may look the stream up (its start-up checks the topology), never read it.
+    let (transport, _) = connect_as(&nats, &acme()).await;
+    let review = js_short(&transport)
+        .get_stream("REVIEW")
+        .await
+        .expect("stream info");
+    assert!(
+        review.get_raw_message(1).await.is_err(),
+        "a transport read an item of the review queue"
+    );
+    let consumer = review
+        .create_consumer(pull::Config {
+            durable_name: Some("peek".into()),
+            ..Default::default()
+        })
+        .await;
+    assert!(consumer.is_err(), "a transport made a consumer on REVIEW");
 }
