@@ -1,0 +1,300 @@
+//! The chat page and the reviewers' console in a real browser (Debian's chromium, driven
+//! through chromedriver): two users chat, a blocked message turns into "message removed"
+//! on both pages, a flagged insult is removed by a reviewer in the console and disappears
+//! from both pages. Without chromium and chromedriver (`scripts/bootstrap --browser`
+//! installs them) the test says it skipped, and why.
+//!
+//! Screenshots of the chat page and the console go to `$OFFPATH_SCREENSHOTS` (the committed
+//! ones in `docs/screenshots/` were made so), else to the temporary directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::chat::{self, Transport};
+use fantoccini::{Client, ClientBuilder, Locator};
+use offpath_harness::{Proc, process};
+use serde_json::Value;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const WAIT: Duration = Duration::from_secs(30);
+/// Room for a moderator process to start and load its models.
+const WAIT_MODEL: Duration = Duration::from_secs(90);
+/// Insults are flagged (kept, queued for review); profanity blocks.
+const POLICIES: &str =
+    "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n";
+const TOKEN: &str = "rita-secret-token";
+const PROFANE: &str = "fuck this shit, fuck it all";
+const INSULT: &str = "you are a stupid worthless idiot";
+
+/// A browser session with a profile of its own (chromium refuses two sessions on one).
+struct Browser {
+    client: Client,
+    _profile: tempfile::TempDir,
+}
+
+async fn browser(webdriver: u16, size: (u32, u32)) -> Browser {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let args = [
+        "--headless=new".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        format!("--window-size={},{}", size.0, size.1),
+        format!("--user-data-dir={}", profile.path().display()),
+    ];
+    let caps = serde_json::json!({"goog:chromeOptions": {"binary": CHROMIUM, "args": args}});
+    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    builder.capabilities(caps.as_object().cloned().unwrap_or_default());
+    let started = Instant::now();
+    let client = loop {
+        match builder
+            .connect(&format!("http://127.0.0.1:{webdriver}"))
+            .await
+        {
+            Ok(client) => break client,
+            Err(err) if started.elapsed() > Duration::from_secs(20) => {
+                panic!("chromium and chromedriver are installed but no session starts: {err}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    Browser {
+        client,
+        _profile: profile,
+    }
+}
+
+/// The chat page's message lines: `(class, sender, text)`.
+async fn lines(page: &Client) -> Vec<(String, String, String)> {
+    let script = "return [...document.querySelectorAll('#log .msg')].map(e => \
+        [e.className, e.querySelector('.who').textContent, e.querySelector('.body').textContent]);";
+    let value = page.execute(script, vec![]).await.expect("script runs");
+    serde_json::from_value::<Vec<(String, String, String)>>(value).expect("lines")
+}
+
+/// Waits until `done` holds for the page's lines.
+async fn until(
+    page: &Client,
+    what: &str,
+    wait: Duration,
+    done: impl Fn(&[(String, String, String)]) -> bool,
+) {
+    let deadline = Instant::now() + wait;
+    loop {
+        let now = lines(page).await;
+        if done(&now) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}; the page shows {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens the chat page at `addr` and joins `lobby` as `user`.
+async fn join(page: &Client, addr: std::net::SocketAddr, user: &str) {
+    page.goto(&format!("http://{addr}/"))
+        .await
+        .expect("chat page");
+    page.find(Locator::Css("#user"))
+        .await
+        .expect("name field")
+        .send_keys(user)
+        .await
+        .expect("type");
+    page.find(Locator::Css("#join-button"))
+        .await
+        .expect("join")
+        .click()
+        .await
+        .expect("click");
+    page.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#send-button:not([disabled])"))
+        .await
+        .expect("joined: the send button is enabled");
+}
+
+async fn say(page: &Client, text: &str) {
+    page.find(Locator::Css("#text"))
+        .await
+        .expect("text field")
+        .send_keys(text)
+        .await
+        .expect("type");
+    page.find(Locator::Css("#send-button"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+}
+
+fn screenshots() -> PathBuf {
+    std::env::var_os("OFFPATH_SCREENSHOTS").map_or_else(std::env::temp_dir, PathBuf::from)
+}
+
+async fn screenshot(page: &Client, name: &str) {
+    let png = page.screenshot().await.expect("screenshot");
+    let path = screenshots().join(name);
+    std::fs::create_dir_all(screenshots()).expect("screenshot dir");
+    std::fs::write(&path, png).expect("write screenshot");
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// `offpath review` on a free port, with one reviewer whose token is [`TOKEN`].
+async fn console(server: &offpath_harness::NatsServer, dir: &Path) -> (Proc, std::net::SocketAddr) {
+    let reviewers = dir.join("reviewers.toml");
+    let digest = offpath_protocol::text_sha256(TOKEN);
+    std::fs::write(&reviewers, format!("[reviewers]\nrita = \"{digest}\"\n")).expect("write");
+    let addr = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
+    let mut command = Command::new(common::BIN);
+    command
+        .args(["review", "--nats-url", &server.url()])
+        .arg(format!("--listen-addr={addr}"))
+        .arg(format!("--reviewers={}", reviewers.display()))
+        .env("OFFPATH_LOG", "warn");
+    let mut console = Proc::start("review", command, addr).expect("spawn offpath review");
+    console
+        .wait_ready(WAIT)
+        .await
+        .expect("the console is ready");
+    (console, addr)
+}
+
+#[tokio::test]
+async fn chat_pages_and_the_console_in_a_real_browser() {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        if !Path::new(tool).exists() {
+            eprintln!(
+                "SKIPPED: {tool} is not installed (Debian's chromium and chromium-driver; `scripts/bootstrap --browser` installs them)"
+            );
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies.toml");
+    std::fs::write(&policies, POLICIES).expect("write policies");
+    let server = chat::nats_with_topology().await;
+    let _moderator =
+        chat::moderator(&server, &[&format!("--policies={}", policies.display())]).await;
+    let transport = Transport::start(&server, chat::transport_config()).await;
+    let (_console, console_addr) = console(&server, dir.path()).await;
+    let webdriver = process::concrete_addr(([127, 0, 0, 1], 0).into())
+        .expect("a free port")
+        .port();
+    let _driver = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={webdriver}"))
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+
+    let alice = browser(webdriver, (900, 640)).await;
+    let bob = browser(webdriver, (390, 700)).await;
+    let (alice, bob) = (&alice.client, &bob.client);
+    join(alice, transport.public, "alice").await;
+    join(bob, transport.public, "bob").await;
+
+    say(alice, "hello bob, see you at noon").await;
+    until(bob, "bob sees alice's message", WAIT, |l| {
+        l.iter()
+            .any(|(_, who, text)| who == "alice" && text.starts_with("hello bob"))
+    })
+    .await;
+    // Blocked by the model: "message removed" on both pages, the text nowhere.
+    say(alice, PROFANE).await;
+    for page in [alice, bob] {
+        until(page, "the blocked message is removed", WAIT_MODEL, |l| {
+            l.iter()
+                .any(|(class, _, text)| class.contains("removed") && text == "message removed")
+                && !l.iter().any(|(_, _, text)| text == PROFANE)
+        })
+        .await;
+    }
+    // Flagged: shown, and queued for a reviewer.
+    say(alice, INSULT).await;
+    until(bob, "bob sees the flagged message", WAIT, |l| {
+        l.iter().any(|(_, _, text)| text == INSULT)
+    })
+    .await;
+
+    let reviewer = browser(webdriver, (1000, 700)).await;
+    let reviewer = &reviewer.client;
+    reviewer
+        .goto(&format!("http://{console_addr}/"))
+        .await
+        .expect("console page");
+    reviewer
+        .find(Locator::Css("#token"))
+        .await
+        .expect("token field")
+        .send_keys(TOKEN)
+        .await
+        .expect("type");
+    reviewer
+        .execute(
+            "document.getElementById('token').dispatchEvent(new Event('change'));",
+            vec![],
+        )
+        .await
+        .expect("load");
+    let item = reviewer
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&format!(
+            "//div[contains(@class,'item')][.//div[@class='text' and text()='{INSULT}']]"
+        )))
+        .await
+        .expect("the flagged message is in the queue");
+    screenshot(reviewer, "console.png").await;
+    item.find(Locator::Css("button[data-decision='remove']"))
+        .await
+        .expect("remove button")
+        .click()
+        .await
+        .expect("click");
+    for page in [alice, bob] {
+        until(page, "the reviewer's remove reaches the page", WAIT, |l| {
+            l.iter()
+                .filter(|(class, _, _)| class.contains("removed"))
+                .count()
+                == 2
+                && !l.iter().any(|(_, _, text)| text == INSULT)
+        })
+        .await;
+    }
+    let left: Value = reviewer
+        .execute(
+            "return document.querySelectorAll('#queue .item').length;",
+            vec![],
+        )
+        .await
+        .expect("count");
+    let deadline = Instant::now() + WAIT;
+    let mut left = left;
+    while left != Value::from(0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        left = reviewer
+            .execute(
+                "return document.querySelectorAll('#queue .item').length;",
+                vec![],
+            )
+            .await
+            .expect("count");
+    }
+    assert_eq!(left, Value::from(0), "the decided item left the open queue");
+    screenshot(alice, "chat.png").await;
+    screenshot(bob, "chat-phone.png").await;
+    for page in [alice, bob, reviewer] {
+        let _ = page.clone().close().await;
+    }
+    transport.stop().await;
+}
