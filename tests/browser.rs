@@ -280,7 +280,7 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         .expect("count");
     let deadline = Instant::now() + WAIT;
     let mut left = left;
-    while left != Value::from(0) && Instant::now() < deadline {
+    while left != 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         left = reviewer
             .execute(
