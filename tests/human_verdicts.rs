@@ -93,11 +93,33 @@ async fn a_reviewer_removes_and_restores_a_delivered_message() {
         (&told["action"], &told["reason"]),
         (&"allow".into(), &"restored".into())
     );
+    // A copy of the first decision, redelivered after the restore: older, so ignored.
+    verdicts::publish(&js, &remove).await;
     let rest = bob.drain(Duration::from_millis(300)).await;
     assert!(
         rest.iter().all(|r| r.frame["id"] != id.as_str()),
         "one retract and one restore: {rest:?}"
     );
+    // A restore for a message this gateway does not track (its id made up in this
+    // gateway's shape): its text and sender would come from the verdict alone.
+    let instance = id.split('.').next().expect("instance");
+    let made_up = format!("{instance}.{}", "0".repeat(32));
+    let spam = "buy cheap pills at spam.example";
+    verdicts::publish(
+        &js,
+        &human(&made_up, "lobby", ReviewDecision::Restore, spam, at + 3),
+    )
+    .await;
+    let rest = bob.drain(Duration::from_millis(300)).await;
+    assert!(
+        rest.iter().all(|r| r.frame["text"] != spam),
+        "a restore of an untracked id showed its text: {rest:?}"
+    );
+    let ignored = scrape::value(
+        &transport.metrics().await,
+        "offpath_transport_verdicts_ignored_total{reason=\"restore_untracked\"}",
+    );
+    assert_eq!(ignored, 1.0);
     assert_eq!(human_count(&transport, "remove").await, 1.0);
     assert_eq!(human_count(&transport, "restore").await, 1.0);
     let refused = scrape::value(

@@ -138,6 +138,8 @@ pub(crate) const POLICY_BUCKET_WATCHING: &str = "offpath_moderator_policy_bucket
 pub(crate) const POLICY_RELOADS: &str = "offpath_moderator_policy_reloads_total";
 /// Messages queued for review in `REVIEW`, by `kind` (`flag`, `block`).
 pub(crate) const REVIEW_ITEMS: &str = "offpath_moderator_review_items_total";
+/// Review items not stored on their request's last delivery (the verdict stood).
+pub(crate) const REVIEW_ITEMS_LOST: &str = "offpath_moderator_review_items_lost_total";
 /// Model reloads (SIGHUP), by `outcome`: `applied`, `unchanged` (the model files are the
 /// ones in force), `refused` (the models in force were kept).
 pub(crate) const MODEL_RELOADS: &str = "offpath_moderator_model_reloads_total";
@@ -254,6 +256,10 @@ pub(crate) fn describe() {
         "Messages queued for review (the REVIEW stream), by kind"
     );
     describe_counter!(
+        REVIEW_ITEMS_LOST,
+        "Review items not stored on their request's last delivery (the verdict stood)"
+    );
+    describe_counter!(
         MODEL_RELOADS,
         "Model reloads on SIGHUP, by outcome (applied, unchanged, refused: the models in force were kept)"
     );
@@ -272,6 +278,7 @@ pub(crate) fn register() {
             WINDOWS_CAPPED,
             CONSUMER_REBINDS,
             TOPOLOGY_DRIFT,
+            REVIEW_ITEMS_LOST,
         ],
         labelled: &[
             (REQUESTS, "outcome", OUTCOMES),

@@ -17,7 +17,7 @@ use offpath_protocol::{
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::metrics as m;
 use crate::pool::{BatchError, Models, Pool, Threads};
@@ -325,6 +325,9 @@ async fn nak(shared: &Shared, message: &jetstream::Message) {
     }
 }
 
+/// How long a review item's publish may wait for `REVIEW`'s acknowledgement.
+const REVIEW_PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A request's verdict, and its review-queue item when it has one.
 type Settled = (Origin, Verdict, Option<ReviewItem>);
 
@@ -351,7 +354,7 @@ async fn finish(shared: &Shared, settled: Vec<Settled>, outcome: &'static str) {
     let results = crate::publish::store(&shared.js, &settled, progress_every).await;
     for (((message, verdict), result), review) in settled.iter().zip(results).zip(reviews) {
         let result = match (result, review) {
-            (Ok(()), Some(item)) => queue_for_review(shared, &item).await,
+            (Ok(()), Some(item)) => queue_for_review(shared, message, &item).await,
             (result, _) => result,
         };
         match result {
@@ -374,18 +377,37 @@ async fn finish(shared: &Shared, settled: Vec<Settled>, outcome: &'static str) {
     }
 }
 
-/// Publishes a review-queue item; counts it, or the failure.
-async fn queue_for_review(shared: &Shared, item: &ReviewItem) -> Result<(), String> {
-    let result = crate::publish::review(&shared.js, item).await;
-    match &result {
-        Ok(()) => {
-            metrics::counter!(m::REVIEW_ITEMS, "kind" => item.kind.as_str()).increment(1);
-        }
-        Err(_) => {
-            metrics::counter!(m::NATS_ERRORS, "operation" => "publish_review").increment(1);
-        }
+/// Publishes a review-queue item; counts it, or the failure. A failure fails the request
+/// (nak'ed: its redelivery publishes again) until its last delivery: then the request is
+/// settled anyway, its verdict being stored, and the lost item counted and logged, so a
+/// missing `REVIEW` stream cannot hold flagged requests in `MODERATION` for a day.
+async fn queue_for_review(
+    shared: &Shared,
+    message: &jetstream::Message,
+    item: &ReviewItem,
+) -> Result<(), String> {
+    let stored = tokio::time::timeout(
+        REVIEW_PUBLISH_TIMEOUT,
+        crate::publish::review(&shared.js, item),
+    )
+    .await
+    .unwrap_or_else(|_| Err("no acknowledgement from REVIEW".into()));
+    let Err(err) = stored else {
+        metrics::counter!(m::REVIEW_ITEMS, "kind" => item.kind.as_str()).increment(1);
+        return Ok(());
+    };
+    metrics::counter!(m::NATS_ERRORS, "operation" => "publish_review").increment(1);
+    let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
+    if deliveries < shared.consumer.max_deliver() {
+        return Err(err);
     }
-    result
+    metrics::counter!(m::REVIEW_ITEMS_LOST).increment(1);
+    error!(
+        id = %item.verdict.id,
+        "review item not stored on the request's last delivery; its verdict stands, the \
+         review is lost (is the REVIEW stream there? `offpath topology`): {err}"
+    );
+    Ok(())
 }
 
 async fn ack(message: &jetstream::Message) {

@@ -125,3 +125,50 @@ async fn flagged_messages_are_queued_for_review() {
     assert_eq!(counted.1, 1.0, "the blocked message");
     moderator.stop_drained(&env.js).await;
 }
+
+/// Without a `REVIEW` stream (a deployment upgraded without `offpath topology`), a flagged
+/// request still gets its verdict and leaves `MODERATION` after its last delivery; the lost
+/// review item is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_review_stream_does_not_hold_flagged_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("policies.toml");
+    std::fs::write(&file, FLAGGING).expect("write policy file");
+    let config = Config {
+        policies: Some(file),
+        inference_threads: 1,
+        interactive_threads: 0,
+        ..common::config(Faults::default())
+    };
+    let (env, mut sub, moderator) = common::start(config).await;
+    moderator.assert_ready(60, "after start").await;
+    env.js
+        .delete_stream(REVIEW_STREAM)
+        .await
+        .expect("delete REVIEW");
+    common::publish(
+        &env.js,
+        &common::request("insult-1", "you are a pathetic idiot"),
+    )
+    .await;
+    let seen = verdicts::collect(&mut sub, 1, Duration::from_secs(60)).await;
+    assert_eq!(seen["insult-1"].action, Action::Flag);
+    let lost = "offpath_moderator_review_items_lost_total";
+    let mut counted = 0.0;
+    for _ in 0..200 {
+        let (_, metrics) = moderator.get("/metrics").await;
+        counted = scrape::value(&metrics, lost);
+        if counted >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted, 1.0, "the lost item counted on the last delivery");
+    let mut stream = env.js.get_stream("MODERATION").await.expect("MODERATION");
+    assert_eq!(
+        stream.info().await.expect("info").state.messages,
+        0,
+        "the request left the work queue"
+    );
+    moderator.stop_drained(&env.js).await;
+}

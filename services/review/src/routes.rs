@@ -30,6 +30,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/", get(|| async { Html(include_str!("console.html")) }))
         .route("/api/queue", get(queue))
         .route("/api/decide", post(decide))
+        // A decision is a key, a word and a note of at most 2,000 characters.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(state);
     console.merge(offpath_ops::router(&m::PROMETHEUS, || Readiness {
         unready: Vec::new(),
@@ -118,7 +120,14 @@ async fn decide(
         text: restore.then(|| entry.item.text.clone()),
     };
     let decision = review.decision.as_str();
-    match state.decide(&entry.item, review).await {
+    // In a task of its own: a client that goes away mid-way must not leave the verdict
+    // published and the audit entry not.
+    let item = entry.item.clone();
+    let deciding = Arc::clone(&state);
+    let decided = tokio::spawn(async move { deciding.decide(&item, review).await })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match decided {
         Ok(()) => {
             metrics::counter!(m::DECISIONS, "decision" => decision).increment(1);
             info!(key = %entry.key, decision, "decided");

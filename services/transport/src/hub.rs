@@ -219,6 +219,7 @@ impl Hub {
             policy,
             state,
             settled: false,
+            reviewed_at_ms: 0,
             text_sha256: offpath_protocol::text_sha256(&request.text).into(),
         };
         let id = request.id.clone();

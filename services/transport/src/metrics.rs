@@ -95,6 +95,7 @@ pub(crate) const IGNORED_REASONS: &[&str] = &[
     "other_tenant",
     "not_ours",
     "restore_without_text",
+    "restore_untracked",
 ];
 /// Human verdicts (a reviewer's decision) applied, by `decision` (`remove`, `restore`).
 pub(crate) const HUMAN_VERDICTS: &str = "offpath_transport_human_verdicts_total";

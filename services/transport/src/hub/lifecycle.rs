@@ -53,6 +53,9 @@ pub(crate) struct Tracked {
     pub(crate) state: State,
     /// A final verdict was applied: later copies of it change nothing.
     pub(crate) settled: bool,
+    /// `decided_at_ms` of the last reviewer decision applied: an older or equal one (a
+    /// redelivered copy, a decision overtaken by a later one) changes nothing.
+    pub(crate) reviewed_at_ms: u64,
     /// Lowercase hex SHA-256 of the text sent for moderation: a verdict must carry exactly
     /// this `text_sha256` to be applied.
     pub(crate) text_sha256: Box<str>,
@@ -81,6 +84,8 @@ pub(crate) enum Event<'a> {
         decision: ReviewDecision,
         /// On `restore`, the text to deliver (bound to the message by the caller).
         text: Option<&'a str>,
+        /// When it was decided: only a later decision than the last applied one applies.
+        decided_at_ms: u64,
     },
 }
 
@@ -150,7 +155,19 @@ pub(crate) struct Effects {
 
 /// Settles `tracked` with `event` at `now`: updates its state, returns what to do.
 pub(crate) fn settle(tracked: &mut Tracked, event: &Event<'_>, now: Instant) -> Effects {
-    if let Event::Review { decision, text } = event {
+    if let Event::Review {
+        decision,
+        text,
+        decided_at_ms,
+    } = event
+    {
+        if *decided_at_ms <= tracked.reviewed_at_ms {
+            return Effects {
+                ignored: Some("duplicate"),
+                ..Effects::default()
+            };
+        }
+        tracked.reviewed_at_ms = *decided_at_ms;
         return review(tracked, *decision, *text);
     }
     if *event == Event::HoldDeadline && !matches!(tracked.state, State::Held { .. }) {
@@ -249,26 +266,22 @@ fn review(tracked: &mut Tracked, decision: ReviewDecision, text: Option<&str>) -
 }
 
 /// What a reviewer's decision does to a message this gateway does not track (forgotten,
-/// or accepted before a restart): `remove` retracts it from the room, `restore` delivers
-/// `text`.
-pub(crate) fn review_unknown(decision: ReviewDecision, text: Option<&str>) -> Effects {
-    let mut effects = Effects {
-        notify_sender: true,
-        human: Some(decision.as_str()),
-        ..Effects::default()
-    };
-    match (decision, text) {
-        (ReviewDecision::Remove, _) => effects.retract = Some(review_reason(decision)),
-        (ReviewDecision::Restore, Some(text)) => effects.deliver = Some(text.to_string()),
-        (ReviewDecision::Restore, None) => {
-            return Effects {
-                ignored: Some("restore_without_text"),
-                ..Effects::default()
-            };
-        }
-        (ReviewDecision::Dismiss | ReviewDecision::Escalate, _) => return Effects::default(),
+/// or accepted before a restart): `remove` retracts it from the room. `restore` is ignored
+/// (`restore_untracked`): without the message's own record, its text, sender and room come
+/// from the verdict alone, and a verdict publisher could show any text as anyone.
+pub(crate) fn review_unknown(decision: ReviewDecision) -> Effects {
+    match decision {
+        ReviewDecision::Remove => Effects {
+            retract: Some(review_reason(decision)),
+            human: Some(decision.as_str()),
+            ..Effects::default()
+        },
+        ReviewDecision::Restore => Effects {
+            ignored: Some("restore_untracked"),
+            ..Effects::default()
+        },
+        ReviewDecision::Dismiss | ReviewDecision::Escalate => Effects::default(),
     }
-    effects
 }
 
 /// Why a verdict claiming to judge a message whose text has digest `sent` (`None`: the

@@ -22,6 +22,7 @@ fn tracked(state: State, failure: Failure, settled: bool, start: Instant) -> Tra
         },
         state,
         settled,
+        reviewed_at_ms: 0,
         text_sha256: "".into(),
     }
 }

@@ -30,6 +30,7 @@ impl Hub {
             Some(review) => Event::Review {
                 decision: review.decision,
                 text: review.text.as_deref(),
+                decided_at_ms: review.decided_at_ms,
             },
             None => Event::Verdict {
                 action: verdict.action,
@@ -120,8 +121,8 @@ impl Hub {
             };
         } else if !lock(&self.unknown).insert(&unknown_key(id, verdict)) {
             "duplicate"
-        } else if let Event::Review { decision, text } = event {
-            return lifecycle::review_unknown(*decision, *text);
+        } else if let Event::Review { decision, .. } = event {
+            return lifecycle::review_unknown(*decision);
         } else {
             let policy = self.policy(&verdict.room);
             return lifecycle::settle_unknown(verdict.action, policy.failure);

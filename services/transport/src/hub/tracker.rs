@@ -137,6 +137,7 @@ mod tests {
             },
             state: State::Delivered,
             settled: false,
+            reviewed_at_ms: 0,
             text_sha256: "".into(),
         }
     }
