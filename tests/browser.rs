@@ -10,12 +10,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::chat::{self, Transport};
 use fantoccini::{Client, ClientBuilder, Locator};
-use offpath_harness::{Proc, process};
+use offpath_harness::process;
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -149,26 +149,6 @@ async fn screenshot(page: &Client, name: &str) {
     eprintln!("screenshot: {}", path.display());
 }
 
-/// `offpath review` on a free port, with one reviewer whose token is [`TOKEN`].
-async fn console(server: &offpath_harness::NatsServer, dir: &Path) -> (Proc, std::net::SocketAddr) {
-    let reviewers = dir.join("reviewers.toml");
-    let digest = offpath_protocol::text_sha256(TOKEN);
-    std::fs::write(&reviewers, format!("[reviewers]\nrita = \"{digest}\"\n")).expect("write");
-    let addr = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
-    let mut command = Command::new(common::BIN);
-    command
-        .args(["review", "--nats-url", &server.url()])
-        .arg(format!("--listen-addr={addr}"))
-        .arg(format!("--reviewers={}", reviewers.display()))
-        .env("OFFPATH_LOG", "warn");
-    let mut console = Proc::start("review", command, addr).expect("spawn offpath review");
-    console
-        .wait_ready(WAIT)
-        .await
-        .expect("the console is ready");
-    (console, addr)
-}
-
 #[tokio::test]
 async fn chat_pages_and_the_console_in_a_real_browser() {
     for tool in [CHROMIUM, CHROMEDRIVER] {
@@ -186,7 +166,7 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
     let _moderator =
         chat::moderator(&server, &[&format!("--policies={}", policies.display())]).await;
     let transport = Transport::start(&server, chat::transport_config()).await;
-    let (_console, console_addr) = console(&server, dir.path()).await;
+    let (_console, console_addr) = chat::review_console(&server, dir.path(), TOKEN).await;
     let webdriver = process::concrete_addr(([127, 0, 0, 1], 0).into())
         .expect("a free port")
         .port();

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::chat::{self, Transport, is};
-use std::process::Command;
-
-use offpath_harness::{Proc, http, process, scrape, testing};
+use offpath_harness::{Proc, http, scrape, testing};
 use offpath_protocol::subject::AUDIT_STREAM;
 use offpath_protocol::{AuditEntry, ReviewDecision};
 use serde_json::Value;
@@ -25,13 +23,8 @@ const INSULT: &str = "you are a stupid worthless idiot";
 const FLAGGING: &str =
     "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n";
 const TOKEN: &str = "rita-secret-token";
-/// SHA-256 of [`TOKEN`].
-fn token_digest() -> String {
-    offpath_protocol::text_sha256(TOKEN)
-}
 
-/// `offpath review` as a child process (its own metrics recorder, as deployed), killed on
-/// drop.
+/// `offpath review` as a child process, with reviewer `rita` ([`TOKEN`]).
 struct Console {
     addr: SocketAddr,
     _process: Proc,
@@ -41,21 +34,7 @@ struct Console {
 impl Console {
     async fn start(server: &offpath_harness::NatsServer) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let reviewers = dir.path().join("reviewers.toml");
-        let file = format!("[reviewers]\nrita = \"{}\"\n", token_digest());
-        std::fs::write(&reviewers, file).expect("write reviewers");
-        let addr = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
-        let mut command = Command::new(common::BIN);
-        command
-            .args(["review", "--nats-url", &server.url()])
-            .arg(format!("--listen-addr={addr}"))
-            .arg(format!("--reviewers={}", reviewers.display()))
-            .env("OFFPATH_LOG", "warn");
-        let mut process = Proc::start("review", command, addr).expect("spawn offpath review");
-        process
-            .wait_ready(Duration::from_secs(30))
-            .await
-            .expect("the console is ready");
+        let (process, addr) = chat::review_console(server, dir.path(), TOKEN).await;
         Self {
             addr,
             _process: process,

@@ -46,6 +46,32 @@ pub(crate) async fn moderator(server: &NatsServer, extra: &[&str]) -> Proc {
     moderator
 }
 
+/// `offpath review` against `server` as a child process (its own metrics recorder, as
+/// deployed; killed on drop), on a free port, with one reviewer `rita` whose token is
+/// `token` (the reviewers file goes in `dir`); ready.
+pub(crate) async fn review_console(
+    server: &NatsServer,
+    dir: &std::path::Path,
+    token: &str,
+) -> (Proc, SocketAddr) {
+    let reviewers = dir.join("reviewers.toml");
+    let digest = offpath_protocol::text_sha256(token);
+    std::fs::write(&reviewers, format!("[reviewers]\nrita = \"{digest}\"\n")).expect("write");
+    let addr = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
+    let mut command = Command::new(BIN);
+    command
+        .args(["review", "--nats-url", &server.url()])
+        .arg(format!("--listen-addr={addr}"))
+        .arg(format!("--reviewers={}", reviewers.display()))
+        .env("OFFPATH_LOG", "warn");
+    let mut console = Proc::start("review", command, addr).expect("spawn offpath review");
+    console
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .expect("the console is ready");
+    (console, addr)
+}
+
 /// The transport running in this process.
 pub(crate) struct Transport {
     /// `/ws`.

@@ -41,13 +41,8 @@ async fn judge(
     prefix: &str,
     n: usize,
 ) -> Vec<Action> {
-    for i in 0..n {
-        let text = format!("you are a pathetic idiot #{prefix}{i}");
-        common::publish(&env.js, &common::request(&format!("{prefix}-{i}"), &text)).await;
-    }
-    let seen = verdicts::collect(sub, n, Duration::from_secs(60)).await;
-    assert_eq!(seen.len(), n, "{prefix}: a verdict for every request");
-    seen.values().map(|v| v.action).collect()
+    let verdicts = common::judge(env, sub, prefix, n).await;
+    verdicts.into_iter().map(|v| v.action).collect()
 }
 
 /// One push changes two running moderators and a third started later; a bad push is

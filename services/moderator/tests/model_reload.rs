@@ -4,16 +4,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures::StreamExt;
 use nix::sys::signal::{Signal, raise};
 use offpath_harness::{scrape, verdicts};
 use offpath_moderator::{Config, Faults};
+use offpath_protocol::Action;
 use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
-use offpath_protocol::{Action, Verdict};
 
 /// A copy of the profanity model (small) in `dir`, to change under the moderator.
 fn copy_profanity(dir: &Path) -> PathBuf {
@@ -123,7 +121,7 @@ async fn sighup_loads_a_new_model_version_under_load() {
     sighup(&moderator, "unchanged", 1.0).await;
     publish(&env, "kept", 20).await;
 
-    let seen = receive(&mut sub, 170).await;
+    let seen = common::receive(&mut sub, 170).await;
     assert_eq!(seen.len(), 170, "a verdict for every request");
     let repeated: Vec<&String> = seen
         .iter()
@@ -168,48 +166,9 @@ async fn sighup_loads_a_new_model_version_under_load() {
     moderator.stop_drained(&env.js).await;
 }
 
-/// Every verdict message for `n` ids, counting repeats: id → verdicts received.
-async fn receive(sub: &mut async_nats::Subscriber, n: usize) -> HashMap<String, Vec<Verdict>> {
-    let mut seen: HashMap<String, Vec<Verdict>> = HashMap::new();
-    let _ = tokio::time::timeout(Duration::from_secs(120), async {
-        while seen.len() < n {
-            let Some(message) = sub.next().await else {
-                break;
-            };
-            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict");
-            seen.entry(verdict.id.clone()).or_default().push(verdict);
-        }
-    })
-    .await;
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        while let Some(message) = sub.next().await {
-            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict");
-            seen.entry(verdict.id.clone()).or_default().push(verdict);
-        }
-    })
-    .await;
-    seen
-}
-
 /// Pushed to the bucket: insults only flagged, written for profanity 1.9.1-r2.
 const PINNED: &str = "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n\
     [models]\nprofanity = \"1.9.1-r2\"\n";
-
-/// Publishes `n` distinct insults `<prefix>-<i>` and returns their verdicts.
-async fn judge(
-    env: &common::Env,
-    sub: &mut async_nats::Subscriber,
-    prefix: &str,
-    n: usize,
-) -> Vec<Verdict> {
-    for i in 0..n {
-        let text = format!("you are a pathetic idiot #{prefix}{i}");
-        common::publish(&env.js, &common::request(&format!("{prefix}-{i}"), &text)).await;
-    }
-    let seen = verdicts::collect(sub, n, Duration::from_secs(60)).await;
-    assert_eq!(seen.len(), n, "{prefix}: a verdict for every request");
-    seen.into_values().collect()
-}
 
 /// A policy file pushed to the fleet's bucket that pins a model version the moderators have
 /// not loaded: a moderator whose model directory holds it loads it and puts the pushed
@@ -257,7 +216,7 @@ async fn a_push_pinning_a_new_model_version_switches_each_moderator_that_holds_i
     reaches(b, &models("refused"), 1.0).await;
     reaches(b, &bucket("refused"), 1.0).await;
     let (old, new) = (versions("1.9.1"), versions("1.9.1-r2"));
-    for verdict in judge(&env, &mut sub, "split", 30).await {
+    for verdict in common::judge(&env, &mut sub, "split", 30).await {
         let version = verdict.model.version;
         if version == new {
             assert_eq!(verdict.action, Action::Flag, "the pushed policy");
@@ -273,7 +232,7 @@ async fn a_push_pinning_a_new_model_version_switches_each_moderator_that_holds_i
     reaches(b, &models("applied"), 2.0).await;
     reaches(b, &bucket("applied"), 2.0).await;
     reaches(a, &models("unchanged"), 1.0).await;
-    for verdict in judge(&env, &mut sub, "together", 30).await {
+    for verdict in common::judge(&env, &mut sub, "together", 30).await {
         assert_eq!(verdict.model.version, new);
         assert_eq!(verdict.action, Action::Flag);
         let policy = verdict.policy.expect("the pushed policy named");
@@ -295,7 +254,7 @@ async fn a_push_pinning_a_new_model_version_switches_each_moderator_that_holds_i
     reaches(b, &models("applied"), 4.0).await;
     reaches(b, &bucket("applied"), 4.0).await;
     let newest = versions("1.9.1-r3");
-    for verdict in judge(&env, &mut sub, "r3", 30).await {
+    for verdict in common::judge(&env, &mut sub, "r3", 30).await {
         assert_eq!(verdict.model.version, newest);
         assert_eq!(verdict.action, Action::Flag);
     }

@@ -3,16 +3,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use async_nats::Subscriber;
-use futures::StreamExt;
 use nix::sys::signal::{Signal, raise};
 use offpath_harness::scrape;
 use offpath_moderator::{Config, Faults};
-use offpath_protocol::{Action, Verdict};
+use offpath_protocol::Action;
 
 /// Insults are blocked.
 const BLOCKING: &str = "default = \"chat\"\n[policies.chat]\n";
@@ -27,30 +24,6 @@ async fn publish_insults(env: &common::Env, prefix: &str, n: usize) {
         common::publish(&env.js, &common::request(&format!("{prefix}-{i}"), &text)).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// Every verdict message for `n` ids, counting repeats: id → verdicts received.
-async fn receive(sub: &mut Subscriber, n: usize) -> HashMap<String, Vec<Verdict>> {
-    let mut seen: HashMap<String, Vec<Verdict>> = HashMap::new();
-    let _ = tokio::time::timeout(Duration::from_secs(120), async {
-        while seen.len() < n {
-            let Some(message) = sub.next().await else {
-                break;
-            };
-            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict");
-            seen.entry(verdict.id.clone()).or_default().push(verdict);
-        }
-    })
-    .await;
-    // Anything repeated arrives soon after: wait a little for it.
-    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        while let Some(message) = sub.next().await {
-            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict");
-            seen.entry(verdict.id.clone()).or_default().push(verdict);
-        }
-    })
-    .await;
-    seen
 }
 
 /// SIGHUP, then waits until the reload counter `outcome` reaches `count`.
@@ -99,7 +72,7 @@ async fn sighup_reloads_under_load_and_refuses_a_bad_file() {
     sighup(&moderator, "refused", 1.0).await;
     publish_insults(&env, "kept", 20).await;
 
-    let seen = receive(&mut sub, 270).await;
+    let seen = common::receive(&mut sub, 270).await;
     assert_eq!(seen.len(), 270, "a verdict for every request");
     let repeated: Vec<&String> = seen
         .iter()

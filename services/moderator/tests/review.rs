@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use offpath_harness::{scrape, verdicts};
-use offpath_moderator::{Config, Faults};
 use offpath_protocol::subject::REVIEW_STREAM;
 use offpath_protocol::{Action, ReviewItem, ReviewKind};
 
@@ -20,14 +19,7 @@ const FLAGGING: &str = "default = \"chat\"\n[policies.chat]\nreview_blocked = tr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flagged_messages_are_queued_for_review() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("policies.toml");
-    std::fs::write(&file, FLAGGING).expect("write policy file");
-    let config = Config {
-        policies: Some(file),
-        inference_threads: 1,
-        interactive_threads: 0,
-        ..common::config(Faults::default())
-    };
+    let config = common::with_policies(dir.path(), FLAGGING);
     let (env, mut sub, moderator) = common::start(config).await;
     moderator.assert_ready(60, "after start").await;
     let texts = [
@@ -132,14 +124,7 @@ async fn flagged_messages_are_queued_for_review() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_review_stream_does_not_hold_flagged_requests() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("policies.toml");
-    std::fs::write(&file, FLAGGING).expect("write policy file");
-    let config = Config {
-        policies: Some(file),
-        inference_threads: 1,
-        interactive_threads: 0,
-        ..common::config(Faults::default())
-    };
+    let config = common::with_policies(dir.path(), FLAGGING);
     let (env, mut sub, moderator) = common::start(config).await;
     moderator.assert_ready(60, "after start").await;
     env.js

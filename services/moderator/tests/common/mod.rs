@@ -211,3 +211,61 @@ pub(crate) async fn wait_empty(js: &jetstream::Context) -> u64 {
     }
     stream.info().await.expect("info").state.messages
 }
+
+/// Every verdict message for `n` ids, counting repeats: id → verdicts received. Anything
+/// repeated arrives soon after the last: it waits a little for it.
+pub(crate) async fn receive(
+    sub: &mut Subscriber,
+    n: usize,
+) -> std::collections::HashMap<String, Vec<offpath_protocol::Verdict>> {
+    use futures::StreamExt;
+    use offpath_protocol::Verdict;
+    let mut seen: std::collections::HashMap<String, Vec<Verdict>> = Default::default();
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        while seen.len() < n {
+            let Some(message) = sub.next().await else {
+                break;
+            };
+            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict");
+            seen.entry(verdict.id.clone()).or_default().push(verdict);
+        }
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Some(message) = sub.next().await {
+            let verdict: Verdict = serde_json::from_slice(&message.payload).expect("verdict");
+            seen.entry(verdict.id.clone()).or_default().push(verdict);
+        }
+    })
+    .await;
+    seen
+}
+
+/// Publishes `n` distinct insults `<prefix>-<i>` and returns their verdicts.
+pub(crate) async fn judge(
+    env: &Env,
+    sub: &mut Subscriber,
+    prefix: &str,
+    n: usize,
+) -> Vec<offpath_protocol::Verdict> {
+    for i in 0..n {
+        let text = format!("you are a pathetic idiot #{prefix}{i}");
+        publish(&env.js, &request(&format!("{prefix}-{i}"), &text)).await;
+    }
+    let seen = verdicts::collect(sub, n, Duration::from_secs(60)).await;
+    assert_eq!(seen.len(), n, "{prefix}: a verdict for every request");
+    seen.into_values().collect()
+}
+
+/// A moderator with the policy file `text` (written in `dir`), one shared inference thread
+/// and none reserved.
+pub(crate) fn with_policies(dir: &std::path::Path, text: &str) -> Config {
+    let file = dir.join("policies.toml");
+    std::fs::write(&file, text).expect("write policy file");
+    Config {
+        policies: Some(file),
+        inference_threads: 1,
+        interactive_threads: 0,
+        ..config(Faults::default())
+    }
+}
