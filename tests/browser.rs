@@ -199,6 +199,28 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         })
         .await;
     }
+    // Refused by the gateway (longer than its text limit): the sender's line says so.
+    let long = "x".repeat(offpath_transport::Config::default().max_text_bytes + 1);
+    alice
+        .execute(
+            "document.getElementById('text').value = arguments[0];\
+             document.getElementById('send-button').click();",
+            vec![Value::from(long)],
+        )
+        .await
+        .expect("send a long text");
+    until(alice, "the refused send says so", WAIT, |l| {
+        l.iter().any(|(class, _, _)| class.contains("refused"))
+    })
+    .await;
+    let refused = alice
+        .execute(
+            "return document.querySelector('#log .msg.refused .state').textContent;",
+            vec![],
+        )
+        .await
+        .expect("state");
+    assert_eq!(refused, "not sent (text too large)");
     // Flagged: shown, and queued for a reviewer.
     say(alice, INSULT).await;
     until(bob, "bob sees the flagged message", WAIT, |l| {
