@@ -179,10 +179,7 @@ async fn try_reload(
         Some(text) => PolicySet::parse(text, &manifests).map_err(|p| p.join("; "))?,
         None => shared.policies.resolve_with(&manifests)?,
     };
-    let expected = Models {
-        name: join(manifests.iter().map(|m| m.name.as_str())),
-        version: join(manifests.iter().map(|m| m.version.as_str())),
-    };
+    let expected = Models::of(&manifests);
     let replaced = (shared.pool.models(), shared.policies.manifests());
     let loading = Arc::clone(shared);
     let wanted = expected.clone();
@@ -204,10 +201,6 @@ async fn try_reload(
         "models reloaded; the old threads exit after their batches"
     );
     Ok(Outcome::Applied)
-}
-
-fn join<'a>(parts: impl Iterator<Item = &'a str>) -> String {
-    parts.collect::<Vec<_>>().join("+")
 }
 
 /// What SIGHUP does: the models first, then the `--policies` file. When the policy bucket

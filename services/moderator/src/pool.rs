@@ -64,6 +64,19 @@ pub(crate) struct Models {
     pub(crate) name: String,
     pub(crate) version: String,
 }
+
+impl Models {
+    /// The models `manifests` describe, in their order.
+    pub(crate) fn of(manifests: &[offpath_classifier::Manifest]) -> Self {
+        let join = |part: fn(&offpath_classifier::Manifest) -> &str| {
+            manifests.iter().map(part).collect::<Vec<_>>().join("+")
+        };
+        Self {
+            name: join(|m| &m.name),
+            version: join(|m| &m.version),
+        }
+    }
+}
 /// A thread's model load: the policy's (names, versions), or why it failed.
 type Loaded = Result<Models, crate::ModeratorError>;
 
@@ -137,12 +150,17 @@ impl Generation {
 /// The inference threads of the generation in force.
 pub(crate) struct Pool {
     current: RwLock<Arc<Generation>>,
+    spawner: Spawner,
+    deadline: Duration,
+    grace: Duration,
+}
+
+/// What starting a generation's threads, or one replacement, takes.
+struct Spawner {
     shared_threads: usize,
     reserved_threads: usize,
     spec: ThreadSpec,
-    next_index: Arc<AtomicUsize>,
-    deadline: Duration,
-    grace: Duration,
+    next_index: AtomicUsize,
 }
 
 impl Pool {
@@ -162,26 +180,19 @@ impl Pool {
             max_windows: config.max_windows,
             faults: config.faults.clone(),
         };
-        let placeholder = Generation {
-            shared: Queue::new(1),
-            reserved: Queue::new(1),
-            models: Arc::new(Models {
-                name: String::new(),
-                version: String::new(),
-            }),
-        };
-        let pool = Self {
-            current: RwLock::new(Arc::new(placeholder)),
+        let spawner = Spawner {
             shared_threads: config.inference_threads.max(1),
             reserved_threads: config.interactive_threads,
             spec,
-            next_index: Arc::new(AtomicUsize::new(0)),
+            next_index: AtomicUsize::new(0),
+        };
+        let first = spawner.load(None)?;
+        Ok(Self {
+            current: RwLock::new(first),
+            spawner,
             deadline: Duration::from_millis(config.batch_deadline_ms),
             grace: Duration::from_millis(config.cancel_grace_ms),
-        };
-        let first = pool.load(None)?;
-        pool.install(first);
-        Ok(pool)
+        })
     }
 
     /// The models of the generation in force.
@@ -204,96 +215,13 @@ impl Pool {
         drop(old);
     }
 
-    /// Loads the model directories into a new generation of threads (not yet in force) and
-    /// waits until every thread has loaded; refused unless every thread loaded the same
-    /// models, and `expected` when given (files that change while threads load them would
-    /// otherwise give one generation two models under one name). On an error the threads
-    /// that did load exit. Blocks while the models load.
+    /// Loads the model directories into a new generation of threads, not yet in force
+    /// ([`Spawner::load`]).
     pub(crate) fn load(
         &self,
         expected: Option<&Models>,
     ) -> Result<Arc<Generation>, crate::ModeratorError> {
-        let (shared, reserved) = (self.shared_threads, self.reserved_threads);
-        let mut generation = Generation {
-            shared: Queue::new(shared),
-            reserved: Queue::new(reserved),
-            models: Arc::new(Models {
-                name: String::new(),
-                version: String::new(),
-            }),
-        };
-        let kinds = std::iter::repeat_n(Threads::Shared, shared)
-            .chain(std::iter::repeat_n(Threads::Reserved, reserved));
-        let mut loaded: Option<Models> = expected.cloned();
-        for kind in kinds {
-            let queue = generation.queue(kind);
-            let ready = self.start_thread(&queue.receiver, &queue.live, kind)?;
-            let models = ready.recv().map_err(|_| {
-                crate::ModeratorError::Thread("inference thread died at start".into())
-            })??;
-            match &loaded {
-                Some(first) if *first != models => {
-                    return Err(crate::ModeratorError::Thread(format!(
-                        "an inference thread loaded {}@{}, not {}@{} (model files changed \
-                         while they were loaded?)",
-                        models.name, models.version, first.name, first.version
-                    )));
-                }
-                Some(_) => {}
-                None => loaded = Some(models),
-            }
-        }
-        if let Some(models) = loaded {
-            generation.models = Arc::new(models);
-        }
-        Ok(Arc::new(generation))
-    }
-
-    /// Starts a thread that loads its models and then serves `queue`; reports the load on
-    /// the returned channel (a replacement does not wait: loading takes a second, and the
-    /// watchdog runs on a tokio worker that must not block).
-    fn start_thread(
-        &self,
-        queue: &Arc<Mutex<mpsc::Receiver<Job>>>,
-        live: &Arc<AtomicUsize>,
-        threads: Threads,
-    ) -> Result<std::sync::mpsc::Receiver<Loaded>, crate::ModeratorError> {
-        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let spec = self.spec.clone();
-        let queue = Arc::clone(queue);
-        let live = Arc::clone(live);
-        // With threads reserved for the interactive lane, the shared ones yield the CPU to
-        // them: on a busy host a hold room's batch then runs nearly as fast as on an idle
-        // one (the bulk threads lose nothing while the reserved ones are idle).
-        let yields = threads == Threads::Shared && self.reserved_threads > 0;
-        std::thread::Builder::new()
-            .name(format!("offpath-infer-{index}"))
-            .spawn(move || {
-                // Before the models load: ONNX Runtime's own threads, made with the
-                // session, inherit the priority.
-                if yields {
-                    lower_priority(index);
-                }
-                match load_policy(&spec) {
-                    Ok(policy) => {
-                        let models = Arc::new(model_ref(&policy));
-                        live.fetch_add(1, Ordering::Relaxed);
-                        let _ = ready_tx.send(Ok((*models).clone()));
-                        if serve(index, policy, &models, &spec, &queue) == Exit::Closed {
-                            live.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(err) => {
-                        error!("inference thread {index} could not load its models: {err}");
-                        metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
-                        let _ = ready_tx.send(Err(err));
-                    }
-                }
-            })
-            .map_err(|e| crate::ModeratorError::Thread(e.to_string()))?;
-        metrics::gauge!(m::INFERENCE_THREADS).increment(1.0);
-        Ok(ready_rx)
+        self.spawner.load(expected)
     }
 
     /// Runs one batch on one of `threads` of the generation in force (the shared ones when
@@ -345,12 +273,104 @@ impl Pool {
                 queue.live.fetch_sub(1, Ordering::Relaxed);
                 // The replacement loads what the directories hold now: its verdicts name
                 // the models it loaded (see `serve`), whatever this generation's are.
-                if let Err(err) = self.start_thread(&queue.receiver, &queue.live, threads) {
+                let replacement = self
+                    .spawner
+                    .start_thread(&queue.receiver, &queue.live, threads);
+                if let Err(err) = replacement {
                     error!("could not replace the inference thread: {err}");
                 }
                 Err(BatchError::Hung)
             }
         }
+    }
+}
+
+impl Spawner {
+    /// Loads the model directories into a new generation of threads (not yet in force) and
+    /// waits until every thread has loaded; refused unless every thread loaded the same
+    /// models, and `expected` when given (files that change while threads load them would
+    /// otherwise give one generation two models under one name). On an error the threads
+    /// that did load exit. Blocks while the models load.
+    pub(crate) fn load(
+        &self,
+        expected: Option<&Models>,
+    ) -> Result<Arc<Generation>, crate::ModeratorError> {
+        let (shared, reserved) = (self.shared_threads, self.reserved_threads);
+        let queues = [Queue::new(shared), Queue::new(reserved)];
+        let kinds = std::iter::repeat_n(Threads::Shared, shared)
+            .chain(std::iter::repeat_n(Threads::Reserved, reserved));
+        let mut loaded: Option<Models> = expected.cloned();
+        for kind in kinds {
+            let queue = &queues[usize::from(kind == Threads::Reserved)];
+            let ready = self.start_thread(&queue.receiver, &queue.live, kind)?;
+            let models = ready.recv().map_err(|_| {
+                crate::ModeratorError::Thread("inference thread died at start".into())
+            })??;
+            match &loaded {
+                Some(first) if *first != models => {
+                    return Err(crate::ModeratorError::Thread(format!(
+                        "an inference thread loaded {}@{}, not {}@{} (model files changed \
+                         while they were loaded?)",
+                        models.name, models.version, first.name, first.version
+                    )));
+                }
+                Some(_) => {}
+                None => loaded = Some(models),
+            }
+        }
+        let [shared, reserved] = queues;
+        Ok(Arc::new(Generation {
+            shared,
+            reserved,
+            models: Arc::new(loaded.unwrap_or_else(|| Models::of(&[]))),
+        }))
+    }
+
+    /// Starts a thread that loads its models and then serves `queue`; reports the load on
+    /// the returned channel (a replacement does not wait: loading takes a second, and the
+    /// watchdog runs on a tokio worker that must not block).
+    fn start_thread(
+        &self,
+        queue: &Arc<Mutex<mpsc::Receiver<Job>>>,
+        live: &Arc<AtomicUsize>,
+        threads: Threads,
+    ) -> Result<std::sync::mpsc::Receiver<Loaded>, crate::ModeratorError> {
+        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let spec = self.spec.clone();
+        let queue = Arc::clone(queue);
+        let live = Arc::clone(live);
+        // With threads reserved for the interactive lane, the shared ones yield the CPU to
+        // them: on a busy host a hold room's batch then runs nearly as fast as on an idle
+        // one (the bulk threads lose nothing while the reserved ones are idle).
+        let yields = threads == Threads::Shared && self.reserved_threads > 0;
+        std::thread::Builder::new()
+            .name(format!("offpath-infer-{index}"))
+            .spawn(move || {
+                // Before the models load: ONNX Runtime's own threads, made with the
+                // session, inherit the priority.
+                if yields {
+                    lower_priority(index);
+                }
+                match load_policy(&spec) {
+                    Ok(policy) => {
+                        let models = Arc::new(model_ref(&policy));
+                        live.fetch_add(1, Ordering::Relaxed);
+                        let _ = ready_tx.send(Ok((*models).clone()));
+                        if serve(index, policy, &models, &spec, &queue) == Exit::Closed {
+                            live.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(err) => {
+                        error!("inference thread {index} could not load its models: {err}");
+                        metrics::gauge!(m::INFERENCE_THREADS).decrement(1.0);
+                        let _ = ready_tx.send(Err(err));
+                    }
+                }
+            })
+            .map_err(|e| crate::ModeratorError::Thread(e.to_string()))?;
+        metrics::gauge!(m::INFERENCE_THREADS).increment(1.0);
+        Ok(ready_rx)
     }
 }
 

@@ -20,13 +20,15 @@ async fn next(sub: &mut async_nats::Subscriber) -> String {
         .id
 }
 
-/// Publishes a hold room's request on the interactive lane.
-async fn publish_held(js: &async_nats::jetstream::Context, id: &str, text: &str) {
-    let mut request = common::request(id, text);
-    request.priority = Some(Priority::High);
-    let subject = request.subject();
-    assert_eq!(subject, "offpath.req.acme.interactive");
-    common::publish_raw(js, &subject, encode(&request), Some(&request.dedup_key())).await;
+/// Publishes five hold-room requests `held-0` … `held-4` on the interactive lane.
+async fn publish_held(js: &async_nats::jetstream::Context) {
+    for i in 0..5 {
+        let mut request = common::request(&format!("held-{i}"), &format!("hello from kids {i}"));
+        request.priority = Some(Priority::High);
+        let subject = request.subject();
+        assert_eq!(subject, "offpath.req.acme.interactive");
+        common::publish_raw(js, &subject, encode(&request), Some(&request.dedup_key())).await;
+    }
 }
 
 /// With 200 bulk requests queued ahead of them on one slow inference thread and no thread
@@ -50,14 +52,7 @@ async fn the_interactive_lane_overtakes_a_bulk_backlog() {
     let mut order: Vec<String> = Vec::new();
     // The backlog is being worked on: now a user in a hold room sends.
     order.push(next(&mut sub).await);
-    for i in 0..5 {
-        publish_held(
-            &env.js,
-            &format!("held-{i}"),
-            &format!("hello from kids {i}"),
-        )
-        .await;
-    }
+    publish_held(&env.js).await;
     while order.len() < 205 {
         order.push(next(&mut sub).await);
     }
@@ -112,14 +107,7 @@ async fn a_reserved_thread_answers_the_interactive_lane_while_bulk_is_stuck() {
     }
     // Let the shared thread take its (hanging) batch first.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for i in 0..5 {
-        publish_held(
-            &env.js,
-            &format!("held-{i}"),
-            &format!("hello from kids {i}"),
-        )
-        .await;
-    }
+    publish_held(&env.js).await;
     let started = std::time::Instant::now();
     let mut held = Vec::new();
     while held.len() < 5 {

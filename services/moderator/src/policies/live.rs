@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::PolicySet;
 use crate::metrics as m;
+use crate::pool::Models;
 
 /// Where the policies in force came from (the `source` label of the policy metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,15 +63,6 @@ struct InForce {
     previous: Option<(String, Arc<PolicySet>)>,
 }
 
-/// The versions of `manifests` as a verdict's `model.version` names them.
-fn models_version(manifests: &[Manifest]) -> String {
-    manifests
-        .iter()
-        .map(|m| m.version.as_str())
-        .collect::<Vec<_>>()
-        .join("+")
-}
-
 /// The policy set in force and what a change needs.
 pub(crate) struct LivePolicies {
     state: RwLock<InForce>,
@@ -92,7 +84,7 @@ impl LivePolicies {
                 source,
                 bucket_digest: None,
                 bucket_text: None,
-                models_version: models_version(&manifests),
+                models_version: Models::of(&manifests).version,
                 manifests: Arc::new(manifests),
                 previous: None,
             }),
@@ -157,7 +149,7 @@ impl LivePolicies {
     pub(crate) fn replace_models(&self, manifests: Vec<Manifest>, set: PolicySet) {
         let (old, source) = {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-            let version = models_version(&manifests);
+            let version = Models::of(&manifests).version;
             let old_version = std::mem::replace(&mut state.models_version, version);
             state.manifests = Arc::new(manifests);
             let old = std::mem::replace(&mut state.set, Arc::new(set));

@@ -241,6 +241,20 @@ pub(crate) async fn receive(
     seen
 }
 
+/// Asserts that `seen` ([`receive`]) holds exactly one verdict for each of `n` ids.
+pub(crate) fn assert_answered_once(
+    seen: &std::collections::HashMap<String, Vec<offpath_protocol::Verdict>>,
+    n: usize,
+) {
+    assert_eq!(seen.len(), n, "a verdict for every request");
+    let repeated: Vec<&String> = seen
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(repeated.is_empty(), "verdicts repeated for {repeated:?}");
+}
+
 /// Publishes `n` distinct insults `<prefix>-<i>` and returns their verdicts.
 pub(crate) async fn judge(
     env: &Env,
