@@ -158,3 +158,35 @@ async fn a_reviewer_restores_a_blocked_held_message() {
     );
     transport.stop().await;
 }
+
+/// A reviewer usually decides long after `--track-for-ms` (ten minutes by default): a
+/// `remove` of a message the gateway has forgotten still retracts it from the room (it
+/// was counted and then silently not applied before the fix).
+#[tokio::test]
+async fn a_reviewer_removes_a_message_the_gateway_no_longer_tracks() {
+    let config = offpath_transport::Config {
+        track_for_ms: 1,
+        max_tracked: 1,
+        ..chat::transport_config()
+    };
+    let (server, transport) = chat::gateway(config).await;
+    let (mut alice, mut bob) = transport.alice_and_bob("lobby").await;
+    let js = jetstream::new(testing::connect(&server).await);
+    let id = alice.post("lobby", NICE, "c1").await;
+    bob.expect(WAIT, is("message", Some(&id))).await;
+    // A later message pushes the first out of the tracker (one entry at most).
+    let later = alice.post("lobby", "and another one", "c2").await;
+    bob.expect(WAIT, is("message", Some(&later))).await;
+
+    verdicts::publish(
+        &js,
+        &human(&id, "lobby", ReviewDecision::Remove, NICE, now_ms()),
+    )
+    .await;
+    for page in [&mut alice, &mut bob] {
+        let retract = page.expect(WAIT, is("retract", Some(&id))).await.frame;
+        assert_eq!(retract["reason"], "removed", "{retract}");
+    }
+    assert_eq!(human_count(&transport, "remove").await, 1.0);
+    transport.stop().await;
+}

@@ -149,21 +149,20 @@ impl Hub {
                 reason, "refused a verdict not bound to the text this gateway sent"
             );
         }
-        if !effects.notify_sender {
-            return;
-        }
-        let to_sender = ServerFrame::Verdict {
-            id: id.to_string(),
-            room: route.room.clone(),
-            action: event.action().as_str().to_string(),
-            scores: verdict.map(|v| v.scores.clone()).unwrap_or_default(),
-            reason: event.reason().map(str::to_string),
-        }
-        .encode();
         let room = &route.room;
         // The sending connection only: another page signed in as the same user (before or
         // after the sender left) must not learn the private outcome. Gone: nobody.
-        if let Some(peer) = route.sender_peer.upgrade().filter(|p| !p.is_closed()) {
+        if effects.notify_sender
+            && let Some(peer) = route.sender_peer.upgrade().filter(|p| !p.is_closed())
+        {
+            let to_sender = ServerFrame::Verdict {
+                id: id.to_string(),
+                room: route.room.clone(),
+                action: event.action().as_str().to_string(),
+                scores: verdict.map(|v| v.scores.clone()).unwrap_or_default(),
+                reason: event.reason().map(str::to_string),
+            }
+            .encode();
             peer.push(&to_sender);
         }
         if let Some(text) = effects.deliver {
