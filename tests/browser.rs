@@ -1,7 +1,8 @@
 //! The chat page and the reviewers' console in a real browser (Debian's chromium, driven
 //! through chromedriver): two users chat, a blocked message turns into "message removed"
-//! on both pages, a flagged insult is removed by a reviewer in the console and disappears
-//! from both pages. Without chromium and chromedriver (`scripts/bootstrap --browser`
+//! on both pages, a user reports a message the model let through, and a reviewer removes it
+//! and a flagged insult in the console (the report listed first): both disappear from both
+//! pages. Without chromium and chromedriver (`scripts/bootstrap --browser`
 //! installs them) the test says it skipped, and why.
 //!
 //! Screenshots of the chat page and the console go to `$OFFPATH_SCREENSHOTS` (the committed
@@ -29,6 +30,8 @@ const POLICIES: &str =
 const TOKEN: &str = "rita-secret-token";
 const PROFANE: &str = "fuck this shit, fuck it all";
 const INSULT: &str = "you are a stupid worthless idiot";
+/// Allowed by the model; bob reports it.
+const CREEPY: &str = "come to my place tonight, alone, and tell nobody";
 
 /// A browser session with a profile of its own (chromium refuses two sessions on one).
 struct Browser {
@@ -227,6 +230,43 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         l.iter().any(|(_, _, text)| text == INSULT)
     })
     .await;
+    // Allowed, and reported by bob with the button on its line.
+    say(alice, CREEPY).await;
+    let line =
+        format!("//div[contains(@class,'msg')][.//span[@class='body' and text()='{CREEPY}']]");
+    bob.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&format!(
+            "{line}//button[@class='report-button']"
+        )))
+        .await
+        .expect("a report button on alice's message")
+        .click()
+        .await
+        .expect("click report");
+    bob.find(Locator::XPath(&format!(
+        "{line}//form[@class='report-form']/input"
+    )))
+    .await
+    .expect("the reason field")
+    .send_keys("creepy")
+    .await
+    .expect("type");
+    bob.find(Locator::XPath(&format!(
+        "{line}//form[@class='report-form']/button"
+    )))
+    .await
+    .expect("send report")
+    .click()
+    .await
+    .expect("click");
+    bob.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&format!(
+            "{line}//span[@class='state' and text()='reported']"
+        )))
+        .await
+        .expect("the gateway answered `reported`");
 
     let reviewer = browser(webdriver, (1000, 700)).await;
     let reviewer = &reviewer.client;
@@ -248,28 +288,52 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         )
         .await
         .expect("load");
-    let item = reviewer
+    let item = |text: &str| {
+        format!("//div[contains(@class,'item')][.//div[@class='text' and text()='{text}']]")
+    };
+    reviewer
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&item(INSULT)))
+        .await
+        .expect("the flagged message is in the queue");
+    let first =
+        format!("(//div[contains(@class,'item')])[1][.//div[@class='text' and text()='{CREEPY}']]");
+    reviewer
         .wait()
         .at_most(WAIT)
         .for_element(Locator::XPath(&format!(
-            "//div[contains(@class,'item')][.//div[@class='text' and text()='{INSULT}']]"
+            "{first}[.//span[@class='kind report']]"
         )))
         .await
-        .expect("the flagged message is in the queue");
+        .expect("bob's report is in the queue, first");
     screenshot(reviewer, "console.png").await;
-    item.find(Locator::Css("button[data-decision='remove']"))
-        .await
-        .expect("remove button")
-        .click()
-        .await
-        .expect("click");
+    for text in [CREEPY, INSULT] {
+        reviewer
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::XPath(&format!(
+                "{}//button[@data-decision='remove']",
+                item(text)
+            )))
+            .await
+            .expect("remove button")
+            .click()
+            .await
+            .expect("click");
+        for page in [alice, bob] {
+            until(page, "the reviewer's remove reaches the page", WAIT, |l| {
+                !l.iter().any(|(_, _, shown)| shown == text)
+            })
+            .await;
+        }
+    }
     for page in [alice, bob] {
-        until(page, "the reviewer's remove reaches the page", WAIT, |l| {
+        until(page, "three messages removed", WAIT, |l| {
             l.iter()
                 .filter(|(class, _, _)| class.contains("removed"))
                 .count()
-                == 2
-                && !l.iter().any(|(_, _, text)| text == INSULT)
+                == 3
         })
         .await;
     }

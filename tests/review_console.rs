@@ -155,3 +155,263 @@ async fn a_reviewer_removes_a_flagged_message_from_both_chat_pages() {
     assert_eq!(status, 404);
     transport.stop().await;
 }
+
+/// A mild message the model allows, which a member finds creepy.
+const CREEPY: &str = "come to my place tonight, alone, and tell nobody";
+
+/// The `reported` answer to a report of `id`, or the error frame instead.
+async fn report(client: &mut chat::ChatClient, frame: Value) -> Value {
+    client.send(frame).await;
+    client
+        .expect(WAIT, |f| f["type"] == "reported" || f["type"] == "error")
+        .await
+        .frame
+}
+
+/// Messages ever stored in `stream` (its last sequence: `MODERATION` forgets acked ones).
+async fn stored(server: &offpath_harness::NatsServer, stream: &str) -> u64 {
+    let js = jetstream::new(testing::connect(server).await);
+    let mut stream = js.get_stream(stream).await.expect("stream");
+    stream.info().await.expect("info").state.last_sequence
+}
+
+/// A member reports a message the model allowed: the report is checked against what the
+/// room showed, queued for the reviewers (first in the console, with the messages before it
+/// as context) without a second verdict, answered `reported` (once per member), and a
+/// reviewer's removal takes the message off both pages. Bad reports get typed errors.
+#[tokio::test]
+async fn a_member_reports_a_message_and_a_reviewer_removes_it() {
+    let server = chat::nats_with_topology().await;
+    let _moderator = chat::moderator(&server, &[]).await;
+    let transport = Transport::start(&server, chat::transport_config()).await;
+    let console = Console::start(&server).await;
+    let (mut alice, mut bob) = transport.alice_and_bob("lobby").await;
+    let mut carol = transport.client("carol").await;
+
+    let hello = alice.post("lobby", "hello everyone", "c1").await;
+    let id = alice.post("lobby", CREEPY, "c2").await;
+    bob.expect(WAIT, is("message", Some(&id))).await;
+    let verdict = alice.expect(WAIT_MODEL, is("verdict", Some(&id))).await;
+    assert_eq!(verdict.frame["action"], "allow", "{}", verdict.frame);
+
+    let reported = report(
+        &mut bob,
+        serde_json::json!({"type": "report", "room": "lobby", "id": id, "reason": "creepy",
+            "text": "words alice never said"}),
+    )
+    .await;
+    assert_eq!(reported["type"], "reported", "{reported}");
+    assert_eq!(reported["id"], id.as_str());
+    let again = serde_json::json!({"type": "report", "room": "lobby", "id": id});
+    assert_eq!(report(&mut bob, again).await["type"], "reported");
+    let refused = |id: &str| serde_json::json!({"type": "report", "room": "lobby", "id": id});
+    let own = report(&mut alice, refused(&id)).await;
+    assert_eq!(
+        own["code"], "invalid_report",
+        "not one's own message: {own}"
+    );
+    assert_eq!(
+        report(&mut bob, refused("gw.nope")).await["code"],
+        "unknown_message"
+    );
+    assert_eq!(
+        report(&mut carol, refused(&id)).await["code"],
+        "not_a_member"
+    );
+    assert_eq!(
+        report(&mut bob, refused("a b")).await["code"],
+        "invalid_frame"
+    );
+
+    let queued = console.queue_until("/api/queue", |e| !e.is_empty()).await;
+    assert_eq!(queued.len(), 1, "one report, once: {queued:?}");
+    let item = &queued[0]["item"];
+    assert_eq!(item["kind"], "report");
+    assert_eq!(
+        item["verdict"]["id"],
+        id.as_str(),
+        "the item names the reported message"
+    );
+    assert_eq!(item["verdict"]["sender"], "alice");
+    assert_eq!(
+        item["text"], CREEPY,
+        "the text the room showed, not the reporter's"
+    );
+    assert_eq!(item["report"]["reporter"], "bob");
+    assert_eq!(item["report"]["reason"], "creepy");
+    assert_eq!(item["report"]["text_source"], "gateway");
+    assert_eq!(item["context"][0]["id"], hello.as_str());
+    assert_eq!(item["context"][0]["text"], "hello everyone");
+    assert_eq!(
+        stored(&server, offpath_protocol::subject::VERDICTS_STREAM).await,
+        2,
+        "a report publishes no verdict of its own"
+    );
+
+    let key = queued[0]["key"].as_str().expect("key");
+    let decide = serde_json::json!({ "key": key, "decision": "remove", "note": "grooming" });
+    let (status, body) = console
+        .call("POST", "/api/decide", Some(TOKEN), &decide.to_string())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for page in [&mut alice, &mut bob] {
+        let retract = page.expect(WAIT, is("retract", Some(&id))).await.frame;
+        assert_eq!(retract["reason"], "removed");
+    }
+    let gone = serde_json::json!({"type": "report", "room": "lobby", "id": id});
+    assert_eq!(report(&mut bob, gone).await["code"], "unknown_message");
+    let metrics = transport.metrics().await;
+    assert_eq!(
+        scrape::value(
+            &metrics,
+            "offpath_transport_reports_total{source=\"gateway\"}"
+        ),
+        1.0
+    );
+    transport.stop().await;
+}
+
+/// HMAC-SHA256 of `text` under `key`, in hex: an end-to-end-encrypted client's franking
+/// commitment.
+fn commitment(key: &[u8], text: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(text.as_bytes());
+    let bytes = mac.finalize().into_bytes();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An end-to-end-encrypted room: ciphertext is relayed with its commitment and never sent
+/// for moderation; a report carries the plaintext, checked against the commitment when
+/// there is one (`franked`), the reporter's word when not (`reporter`); a reviewer can
+/// remove such a message but not restore it.
+#[tokio::test]
+async fn e2e_rooms_are_moderated_only_through_reports() {
+    let server = chat::nats_with_topology().await;
+    let _moderator = chat::moderator(&server, &[]).await;
+    let config = offpath_transport::Config {
+        room_policy: vec!["dm-*=e2e".parse().expect("rule")],
+        ..chat::transport_config()
+    };
+    let transport = Transport::start(&server, config).await;
+    let console = Console::start(&server).await;
+    let (mut alice, mut bob) = transport.alice_and_bob("dm-ab").await;
+    let mut carol = transport.joined("carol", "dm-ab").await;
+
+    let key = [7u8; 32];
+    let hex_key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let sealed = commitment(&key, INSULT);
+    alice
+        .send(
+            serde_json::json!({"type": "send", "room": "dm-ab", "text": "q8Jx0ciphertext==",
+            "client_msg_id": "c1", "commitment": sealed}),
+        )
+        .await;
+    let message = bob.expect(WAIT, |f| f["type"] == "message").await.frame;
+    assert_eq!(message["text"], "q8Jx0ciphertext==");
+    assert_eq!(message["commitment"], sealed.as_str());
+    let id = message["id"].as_str().expect("id").to_string();
+    let plain = alice.post("dm-ab", "c2VjcmV0", "c2").await;
+    bob.expect(WAIT, is("message", Some(&plain))).await;
+
+    let base = serde_json::json!({"type": "report", "room": "dm-ab", "id": id, "reason": "abuse"});
+    let with = |fields: Value| {
+        let mut frame = base.clone();
+        frame
+            .as_object_mut()
+            .expect("object")
+            .extend(fields.as_object().expect("object").clone());
+        frame
+    };
+    let no_text = report(&mut bob, base.clone()).await;
+    assert_eq!(no_text["code"], "invalid_report", "{no_text}");
+    // Carol puts words in alice's mouth: queued, but as a mismatch, never as proven.
+    let forged = with(serde_json::json!({"text": "alice is a liar", "key": hex_key}));
+    assert_eq!(report(&mut carol, forged).await["type"], "reported");
+    let opened = with(serde_json::json!({"text": INSULT, "key": hex_key}));
+    assert_eq!(report(&mut bob, opened).await["type"], "reported");
+    let unsealed = serde_json::json!({"type": "report", "room": "dm-ab", "id": plain,
+        "text": "send me your password"});
+    assert_eq!(report(&mut bob, unsealed).await["type"], "reported");
+
+    let queued = console
+        .queue_until("/api/queue?kind=report", |e| e.len() == 3)
+        .await;
+    let by_id = |id: &str, reporter: &str| {
+        queued
+            .iter()
+            .find(|e| {
+                e["item"]["verdict"]["id"] == id && e["item"]["report"]["reporter"] == reporter
+            })
+            .unwrap_or_else(|| panic!("no item for {id} by {reporter}: {queued:?}"))
+    };
+    let mismatch = by_id(&id, "carol");
+    assert_eq!(mismatch["item"]["report"]["text_source"], "mismatch");
+    assert_eq!(mismatch["item"]["text"], "alice is a liar");
+    let franked = by_id(&id, "bob");
+    assert_eq!(franked["item"]["text"], INSULT);
+    assert_eq!(franked["item"]["report"]["text_source"], "franked");
+    assert!(
+        franked["item"].get("context").is_none(),
+        "no plaintext context in e2e rooms"
+    );
+    assert!(
+        franked["item"]["verdict"]["scores"]["insult"]
+            .as_f64()
+            .expect("scored")
+            > 0.5,
+        "the reported plaintext was classified: {franked}"
+    );
+    assert_eq!(
+        by_id(&plain, "bob")["item"]["report"]["text_source"],
+        "reporter"
+    );
+    let lanes = (
+        stored(&server, offpath_protocol::subject::MODERATION_STREAM).await,
+        stored(&server, offpath_protocol::subject::INTERACTIVE_STREAM).await,
+    );
+    assert_eq!(
+        lanes,
+        (0, 3),
+        "only the three reports went to moderation, on the interactive lane; never the ciphertext"
+    );
+    assert!(
+        alice
+            .drain(Duration::from_millis(200))
+            .await
+            .iter()
+            .all(|r| r.frame["type"] != "verdict")
+    );
+
+    let key = franked["key"].as_str().expect("key");
+    let restore = serde_json::json!({ "key": key, "decision": "restore" });
+    let (status, body) = console
+        .call("POST", "/api/decide", Some(TOKEN), &restore.to_string())
+        .await;
+    assert_eq!(
+        status, 400,
+        "the server cannot restore what it never read: {body}"
+    );
+    let remove = serde_json::json!({ "key": key, "decision": "remove" });
+    let (status, body) = console
+        .call("POST", "/api/decide", Some(TOKEN), &remove.to_string())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for page in [&mut alice, &mut bob] {
+        let retract = page.expect(WAIT, is("retract", Some(&id))).await.frame;
+        assert_eq!(retract["reason"], "removed");
+    }
+    let metrics = transport.metrics().await;
+    assert_eq!(
+        scrape::value(&metrics, "offpath_transport_e2e_messages_total"),
+        2.0
+    );
+    assert_eq!(
+        scrape::value(
+            &metrics,
+            "offpath_transport_reports_total{source=\"franked\"}"
+        ),
+        1.0
+    );
+    transport.stop().await;
+}

@@ -147,6 +147,7 @@ pub(crate) const MODEL_RELOADS: &str = "offpath_moderator_model_reloads_total";
 const REVIEW_KINDS: &[&str] = &[
     offpath_protocol::ReviewKind::Flag.as_str(),
     offpath_protocol::ReviewKind::Block.as_str(),
+    offpath_protocol::ReviewKind::Report.as_str(),
 ];
 /// Every verdict `action` a policy produces (`unmoderated` verdicts are decided by no policy).
 pub(crate) const POLICY_ACTIONS: &[&str] = &["allow", "flag", "block"];
@@ -286,6 +287,11 @@ pub(crate) fn register() {
             (BATCH_FAILURES, "reason", &["shutdown"]),
             (DEAD_LETTERS, "reason", INFERENCE_FAILURES),
             (DEAD_LETTERS, "reason", DecodeError::REASONS),
+            (
+                DEAD_LETTERS,
+                "reason",
+                &[crate::pipeline::REVIEW_UNAVAILABLE],
+            ),
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
             (LANE_REQUESTS, "lane", LANES),
             (

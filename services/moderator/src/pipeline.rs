@@ -192,19 +192,31 @@ impl Shared {
 
 impl Shared {
     /// The review-queue item of `verdict` on `request`: a flagged message goes to a
-    /// person, and a blocked one when its policy says `review_blocked`.
+    /// person, and a blocked one when its policy says `review_blocked`. A member's report
+    /// always does, whatever the model said, as an item whose verdict names the reported
+    /// message (so a reviewer's decision acts on it); no verdict is published for it.
     fn review_of(&self, request: &ModerationRequest, verdict: &Verdict) -> Option<ReviewItem> {
+        if let Some(report) = &request.report {
+            let mut verdict = verdict.clone();
+            verdict.id = report.message_id.clone();
+            let mut item = ReviewItem::new(
+                ReviewKind::Report,
+                &verdict,
+                &request.text,
+                report.message_sent_at_ms,
+            );
+            item.report = Some(report.clone());
+            item.context = request.context.clone();
+            return Some(item);
+        }
         let kind = match verdict.action {
             Action::Flag => ReviewKind::Flag,
             Action::Block if self.reviews_blocked(request, verdict) => ReviewKind::Block,
             _ => return None,
         };
-        Some(ReviewItem::new(
-            kind,
-            verdict,
-            &request.text,
-            request.sent_at_ms,
-        ))
+        let mut item = ReviewItem::new(kind, verdict, &request.text, request.sent_at_ms);
+        item.context = request.context.clone();
+        Some(item)
     }
 
     /// Whether the policy that decided `verdict` reviews what it blocks.
@@ -333,32 +345,45 @@ type Settled = (Origin, Verdict, Option<ReviewItem>);
 
 /// Publishes each verdict (stored in `VERDICTS`, de-duplicated by tenant, request id and
 /// text digest: [`Verdict::dedup_key`]) and its review-queue item (in `REVIEW`), then acks
-/// its request; a request whose verdict or item was not stored is nak'ed, never acked.
+/// its request; a request whose verdict or item was not stored is nak'ed, never acked. A
+/// report's request publishes its item only.
 async fn finish(shared: &Shared, settled: Vec<Settled>, outcome: &'static str) {
     let mut stream = Vec::with_capacity(settled.len());
     let mut reviews = Vec::with_capacity(settled.len());
+    let mut reports = Vec::new();
     for (origin, verdict, review) in settled {
         match origin {
-            Origin::Stream(message) => {
-                stream.push((*message, verdict));
-                reviews.push(review);
-            }
+            Origin::Stream(message) => match review {
+                Some(item) if item.kind == ReviewKind::Report => {
+                    reports.push((*message, verdict, Some(item)));
+                }
+                review => {
+                    stream.push((*message, verdict));
+                    reviews.push(review);
+                }
+            },
             Origin::Direct(reply) => {
                 metrics::counter!(m::REQUESTS, "outcome" => "direct").increment(1);
                 let _ = reply.send(verdict);
             }
         }
     }
-    let settled = stream;
     let progress_every = shared.consumer.progress_every();
-    let results = crate::publish::store(&shared.js, &settled, progress_every).await;
+    let mut results = crate::publish::store(&shared.js, &stream, progress_every).await;
+    for (message, verdict, review) in reports {
+        stream.push((message, verdict));
+        reviews.push(review);
+        results.push(Ok(()));
+    }
+    let settled = stream;
     for (((message, verdict), result), review) in settled.iter().zip(results).zip(reviews) {
         let result = match (result, review) {
             (Ok(()), Some(item)) => queue_for_review(shared, message, &item).await,
-            (result, _) => result,
+            (result, _) => result.map(|()| Queued::Stored),
         };
         match result {
-            Ok(()) => {
+            Ok(Queued::DeadLettered) => {}
+            Ok(Queued::Stored) => {
                 metrics::counter!(m::REQUESTS, "outcome" => outcome).increment(1);
                 if let Ok(info) = message.info() {
                     let published = info.published.unix_timestamp_nanos() as f64 / 1e9;
@@ -377,15 +402,25 @@ async fn finish(shared: &Shared, settled: Vec<Settled>, outcome: &'static str) {
     }
 }
 
+/// How a request with a review item was settled.
+enum Queued {
+    /// Its verdict (if any) and item are stored, or the item is lost and counted: ack it.
+    Stored,
+    /// It was dead-lettered (and so acked) instead.
+    DeadLettered,
+}
+
 /// Publishes a review-queue item; counts it, or the failure. A failure fails the request
 /// (nak'ed: its redelivery publishes again) until its last delivery: then the request is
 /// settled anyway, its verdict being stored, and the lost item counted and logged, so a
-/// missing `REVIEW` stream cannot hold flagged requests in `MODERATION` for a day.
+/// missing `REVIEW` stream cannot hold flagged requests in `MODERATION` for a day. A
+/// report has no verdict to stand: its request is dead-lettered (kept whole, for an
+/// operator to publish again) rather than lost.
 async fn queue_for_review(
     shared: &Shared,
     message: &jetstream::Message,
     item: &ReviewItem,
-) -> Result<(), String> {
+) -> Result<Queued, String> {
     let stored = tokio::time::timeout(
         REVIEW_PUBLISH_TIMEOUT,
         crate::publish::review(&shared.js, item),
@@ -394,12 +429,19 @@ async fn queue_for_review(
     .unwrap_or_else(|_| Err("no acknowledgement from REVIEW".into()));
     let Err(err) = stored else {
         metrics::counter!(m::REVIEW_ITEMS, "kind" => item.kind.as_str()).increment(1);
-        return Ok(());
+        return Ok(Queued::Stored);
     };
     metrics::counter!(m::NATS_ERRORS, "operation" => "publish_review").increment(1);
     let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
     if deliveries < shared.consumer.max_deliver() {
         return Err(err);
+    }
+    if let Some(report) = &item.report {
+        let detail =
+            format!("the review item of a report was not stored on its last delivery: {err}");
+        let id = Some(report.message_id.clone());
+        dead_letter(shared, message, id, REVIEW_UNAVAILABLE, detail, deliveries).await;
+        return Ok(Queued::DeadLettered);
     }
     metrics::counter!(m::REVIEW_ITEMS_LOST).increment(1);
     error!(
@@ -407,8 +449,11 @@ async fn queue_for_review(
         "review item not stored on the request's last delivery; its verdict stands, the \
          review is lost (is the REVIEW stream there? `offpath topology`): {err}"
     );
-    Ok(())
+    Ok(Queued::Stored)
 }
+
+/// The dead-letter reason of a report whose review item could not be stored.
+pub(crate) const REVIEW_UNAVAILABLE: &str = "review_unavailable";
 
 async fn ack(message: &jetstream::Message) {
     if let Err(err) = message.ack().await {

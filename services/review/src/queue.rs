@@ -1,10 +1,14 @@
 //! The review queue as reviewers see it: every item of `REVIEW` with the decisions of
 //! `AUDIT` on it, rebuilt from both streams at start and followed while the service runs
 //! (so several consoles, or a restarted one, agree).
+//!
+//! A decision is on a *message*: it decides every item of that message (its flag and each
+//! member's report of it) queued before the decision, and the item it was made on. A report
+//! queued after a decision is open again: somebody objects anew.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use offpath_protocol::{HumanReview, ReviewDecision, ReviewItem};
+use offpath_protocol::{HumanReview, ReviewDecision, ReviewItem, ReviewKind};
 use serde::Serialize;
 
 /// Where an item stands.
@@ -19,7 +23,7 @@ pub(crate) enum Status {
     Decided,
 }
 
-/// One queued message and what reviewers decided on it, oldest first.
+/// One queued item and what reviewers decided on its message, oldest first.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Entry {
     /// The item's key (its `Nats-Msg-Id`): what a decision names.
@@ -29,53 +33,82 @@ pub(crate) struct Entry {
     pub(crate) status: Status,
 }
 
-/// Every item, by key.
+/// A message: its tenant and id.
+type MessageKey = (String, String);
+
+fn message_of(item: &ReviewItem) -> MessageKey {
+    (item.verdict.tenant.clone(), item.verdict.id.clone())
+}
+
+/// Every item, by key, and the decisions on each message.
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
     entries: BTreeMap<String, Entry>,
+    /// Per message: each decision with the key of the item it was made on, in time order.
+    decisions: HashMap<MessageKey, Vec<(String, HumanReview)>>,
+    /// Per message: the keys of its items.
+    items: HashMap<MessageKey, Vec<String>>,
 }
 
 impl Queue {
     /// Adds an item from `REVIEW` (a copy of one already known changes nothing).
     pub(crate) fn add(&mut self, item: ReviewItem) {
         let key = item.dedup_key();
-        self.entries.entry(key.clone()).or_insert(Entry {
-            key,
+        if self.entries.contains_key(&key) {
+            return;
+        }
+        let message = message_of(&item);
+        let mut entry = Entry {
+            key: key.clone(),
             item,
             decisions: Vec::new(),
             status: Status::Open,
-        });
+        };
+        refresh(&mut entry, self.decisions.get(&message));
+        self.entries.insert(key.clone(), entry);
+        self.items.entry(message).or_default().push(key);
     }
 
-    /// Records a decision on item `key` (from `AUDIT`, or just made here: the same decision
+    /// Records a decision on item `item` (from `AUDIT`, or just made here: the same decision
     /// seen twice is recorded once). An item not seen yet is added from the audit entry.
     pub(crate) fn record(&mut self, item: &ReviewItem, review: &HumanReview) {
         self.add(item.clone());
-        let Some(entry) = self.entries.get_mut(&item.dedup_key()) else {
-            return;
-        };
-        if entry.decisions.contains(review) {
+        let message = message_of(item);
+        let decisions = self.decisions.entry(message.clone()).or_default();
+        let decided = (item.dedup_key(), review.clone());
+        if decisions.contains(&decided) {
             return;
         }
-        entry.decisions.push(review.clone());
-        entry.decisions.sort_by_key(|d| d.decided_at_ms);
-        entry.status = entry
-            .decisions
-            .last()
-            .map_or(Status::Open, |d| match d.decision {
-                ReviewDecision::Escalate => Status::Escalated,
-                _ => Status::Decided,
-            });
+        decisions.push(decided);
+        // A total order: two decisions in one millisecond end the same way on every console,
+        // whichever stream delivered them first.
+        decisions.sort_by(|(a_key, a), (b_key, b)| {
+            (a.decided_at_ms, &a.reviewer, a.decision.as_str(), a_key).cmp(&(
+                b.decided_at_ms,
+                &b.reviewer,
+                b.decision.as_str(),
+                b_key,
+            ))
+        });
+        let decisions = self.decisions.get(&message);
+        for key in self.items.get(&message).into_iter().flatten() {
+            if let Some(entry) = self.entries.get_mut(key) {
+                refresh(entry, decisions);
+            }
+        }
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.get(key)
     }
 
-    /// The entries `filter` keeps, oldest first.
+    /// The entries `filter` keeps: members' reports first, then oldest first.
     pub(crate) fn list(&self, filter: &Filter) -> Vec<&Entry> {
         let mut list: Vec<&Entry> = self.entries.values().filter(|e| filter.keeps(e)).collect();
-        list.sort_by_key(|e| (e.item.queued_at_ms, e.key.clone()));
+        list.sort_by_key(|e| {
+            let report = e.item.kind == ReviewKind::Report;
+            (!report, e.item.queued_at_ms, e.key.clone())
+        });
         list
     }
 
@@ -92,6 +125,25 @@ impl Queue {
     }
 }
 
+/// Sets `entry`'s decisions to those of its message that decide it (made on it, or after it
+/// was queued) and its status to what the last of them says.
+fn refresh(entry: &mut Entry, decisions: Option<&Vec<(String, HumanReview)>>) {
+    let queued_at_ms = entry.item.queued_at_ms;
+    entry.decisions = decisions
+        .into_iter()
+        .flatten()
+        .filter(|(key, d)| *key == entry.key || d.decided_at_ms >= queued_at_ms)
+        .map(|(_, d)| d.clone())
+        .collect();
+    entry.status = entry
+        .decisions
+        .last()
+        .map_or(Status::Open, |d| match d.decision {
+            ReviewDecision::Escalate => Status::Escalated,
+            _ => Status::Decided,
+        });
+}
+
 /// What the console asks for.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,7 +152,7 @@ pub(crate) struct Filter {
     pub(crate) status: Option<String>,
     pub(crate) tenant: Option<String>,
     pub(crate) room: Option<String>,
-    /// `flag` or `block`.
+    /// `flag`, `block` or `report`.
     pub(crate) kind: Option<String>,
 }
 
@@ -201,5 +253,59 @@ mod tests {
             ..Filter::default()
         };
         assert!(ids(&queue, &flags).is_empty());
+    }
+
+    fn report(id: &str, reporter: &str, at: u64) -> ReviewItem {
+        let mut item = item(id, at);
+        item.kind = ReviewKind::Report;
+        item.report = Some(offpath_protocol::Report {
+            message_id: id.into(),
+            reporter: reporter.into(),
+            reason: "rude".into(),
+            message_sent_at_ms: at,
+            text_source: offpath_protocol::TextSource::Gateway,
+        });
+        item
+    }
+
+    /// Reports are listed first; a decision on one item of a message decides every item
+    /// of it queued before, while a report queued after it is open.
+    #[test]
+    fn a_decision_decides_the_message_and_reports_come_first() {
+        let mut queue = Queue::default();
+        let flag = item("m", 10);
+        let (by_bob, by_carol) = (report("m", "bob", 20), report("m", "carol", 30));
+        let other = report("n", "bob", 40);
+        for item in [&flag, &by_bob, &by_carol, &other] {
+            queue.add(item.clone());
+        }
+        let open: Vec<String> = queue
+            .list(&Filter::default())
+            .iter()
+            .map(|e| e.key.clone())
+            .collect();
+        assert_eq!(
+            open,
+            [&by_bob, &by_carol, &other, &flag].map(ReviewItem::dedup_key),
+            "reports first, each oldest first"
+        );
+        assert_ne!(by_bob.dedup_key(), by_carol.dedup_key());
+        queue.record(&by_carol, &review(ReviewDecision::Remove, 35));
+        assert_eq!(
+            queue.open(),
+            (1, Some(40)),
+            "m's three items are decided, n is not"
+        );
+        let later = report("m", "dave", 50);
+        queue.add(later.clone());
+        assert_eq!(
+            queue.open(),
+            (2, Some(40)),
+            "a report after the decision is open"
+        );
+        assert_eq!(
+            queue.get(&flag.dedup_key()).map(|e| e.decisions.len()),
+            Some(1)
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! `Authorization: Bearer …` on every call) and the operator endpoints.
 //!
 //! * `GET /`: the console (plain HTML, CSS and JS, nothing from elsewhere);
-//! * `GET /api/queue?status=open|decided|all&tenant=&room=&kind=`: the items, oldest first;
+//! * `GET /api/queue?status=open|decided|all&tenant=&room=&kind=`: the items, members'
+//!   reports first, then oldest first;
 //! * `POST /api/decide` `{"key", "decision", "note"}`: a decision on item `key`;
 //! * `GET /metrics`, `/healthz`, `/readyz`.
 
@@ -14,7 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use offpath_ops::Readiness;
-use offpath_protocol::{HumanReview, ReviewDecision, now_ms};
+use offpath_protocol::{HumanReview, ReviewDecision, TextSource, now_ms};
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -112,6 +113,19 @@ async fn decide(
         return error(StatusCode::NOT_FOUND, "no such item in the queue");
     };
     let restore = decide.decision == ReviewDecision::Restore;
+    let encrypted = entry
+        .item
+        .report
+        .as_ref()
+        .is_some_and(|r| r.text_source != TextSource::Gateway);
+    if restore && encrypted {
+        // The server never had this text: restoring it would publish a plaintext to the
+        // room that its members only ever received encrypted.
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a message of an end-to-end-encrypted room cannot be restored by the server",
+        );
+    }
     let review = HumanReview {
         reviewer: name,
         decision: decide.decision,

@@ -174,6 +174,15 @@ pub struct Config {
     /// Most messages remembered for their verdicts; the oldest are forgotten first.
     #[arg(long, env = "OFFPATH_MAX_TRACKED", default_value_t = defaults::MAX_TRACKED)]
     pub max_tracked: usize,
+    /// How many of each room's latest delivered messages members can report (the gateway
+    /// keeps them, at most 64 KiB of text per room, while the room has members here).
+    #[arg(long, env = "OFFPATH_REPORT_WINDOW", default_value_t = defaults::REPORT_WINDOW)]
+    pub report_window: usize,
+    /// How many messages shown before a message go with its moderation request, as context
+    /// for a reviewer should it reach the review queue (0: none; at most 10).
+    #[arg(long, env = "OFFPATH_REVIEW_CONTEXT", default_value_t = defaults::REVIEW_CONTEXT,
+        value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u8).range(0..=10), usize::from))]
+    pub review_context: usize,
     /// How messages are moderated: `decoupled` (offpath: deliver now, verdicts later),
     /// `inline` (the coupled baseline of the load scenarios: each send awaits the
     /// moderator's `offpath.classify` before fan-out) or `off` (no moderation: the floor).
@@ -191,7 +200,9 @@ pub struct Config {
     )]
     pub default_room_policy: RoomPolicy,
     /// Per-room policies, `room=mode:failure`, comma-separated, e.g.
-    /// `kids=hold:fail_closed,lobby=post:fail_open`. A name ending in `*` is a prefix.
+    /// `kids=hold:fail_closed,lobby=post:fail_open,dm-*=e2e`. A name ending in `*` is a
+    /// prefix. Modes: `post`, `hold`, `e2e` (end-to-end encrypted: never moderated, only
+    /// reported).
     #[arg(long, env = "OFFPATH_ROOM_POLICY", value_delimiter = ',')]
     pub room_policy: Vec<RoomRule>,
     /// The moderation policy each room's requests name, `room=policy`, comma-separated (a
@@ -250,6 +261,8 @@ impl Default for Config {
             hold_deadline_ms: defaults::HOLD_DEADLINE_MS,
             track_for_ms: defaults::TRACK_FOR_MS,
             max_tracked: defaults::MAX_TRACKED,
+            report_window: defaults::REPORT_WINDOW,
+            review_context: defaults::REVIEW_CONTEXT,
             moderation: defaults::MODERATION,
             inline_timeout_ms: defaults::INLINE_TIMEOUT_MS,
             default_room_policy: defaults::ROOM_POLICY,

@@ -277,6 +277,7 @@ impl Reader {
                 room,
                 text,
                 client_msg_id,
+                commitment,
             } => {
                 if !self.rooms.contains(&room) {
                     return Err(FrameError::new(
@@ -295,8 +296,42 @@ impl Reader {
                     ));
                 }
                 self.hub
-                    .admit(&self.peer, &room, text, client_msg_id, received)
-                    .await;
+                    .admit(&self.peer, &room, text, client_msg_id, commitment, received)
+                    .await
+            }
+            ClientFrame::Report {
+                room,
+                id,
+                reason,
+                text,
+                key,
+            } => {
+                if !self.rooms.contains(&room) {
+                    return Err(FrameError::new(
+                        ErrorCode::NotAMember,
+                        format!("join room {room:?} before reporting its messages"),
+                    ));
+                }
+                // A report costs what a message does: a flood of reports is a flood.
+                if !self.bucket.take(received) {
+                    return Err(FrameError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "at most {} messages or reports per second (bursts of {})",
+                            self.hub.config().rate_per_second,
+                            self.hub.config().rate_burst
+                        ),
+                    ));
+                }
+                let report = crate::hub::ReportFrame {
+                    room: &room,
+                    id: &id,
+                    reason,
+                    text,
+                    key,
+                };
+                self.hub.report(&self.peer, report)?;
+                self.peer.push(&ServerFrame::Reported { id, room }.encode());
                 Ok(())
             }
         }

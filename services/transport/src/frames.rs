@@ -1,7 +1,7 @@
 //! The websocket protocol between chat clients and the gateway: JSON text frames.
 //!
-//! Client → server: `join`, `leave`, `send`. Server → client: `joined`, `left`, `ack`,
-//! `message`, `verdict`, `retract`, `error` ([`ServerFrame`]). A bad frame gets an `error`
+//! Client → server: `join`, `leave`, `send`, `report`. Server → client: `joined`, `left`,
+//! `ack`, `message`, `verdict`, `retract`, `reported`, `error` ([`ServerFrame`]). A bad frame gets an `error`
 //! frame with a stable `code`; the connection survives it.
 //!
 //! Public only for the fuzz target (`fuzz/fuzz_targets/client_frame.rs`, [`parse`]) and
@@ -13,6 +13,7 @@ mod text;
 use serde::Deserialize;
 
 pub(crate) use server::{ServerFrame, encode_message};
+pub(crate) use text::for_review;
 
 /// Longest `client_msg_id` echoed back, in bytes.
 pub(crate) const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
@@ -38,6 +39,25 @@ pub enum ClientFrame {
         text: String,
         /// The client's own id for the message, echoed in the `ack`.
         client_msg_id: Option<String>,
+        /// End-to-end-encrypted rooms only: lowercase hex HMAC-SHA256 of the plaintext
+        /// under a key sent inside the ciphertext (message franking), so a report of this
+        /// message can be checked. Relayed with the message.
+        commitment: Option<String>,
+    },
+    /// Report a message of a room the connection has joined to the reviewers.
+    Report {
+        /// The room.
+        room: String,
+        /// The reported message's id.
+        id: String,
+        /// Why (may be empty).
+        reason: String,
+        /// End-to-end-encrypted rooms only: the message's plaintext, as the reporter's
+        /// client decrypted it (ignored elsewhere: the gateway reports the text it relayed).
+        text: Option<String>,
+        /// End-to-end-encrypted rooms only: the franking key (64 hex digits) that opens the
+        /// message's `commitment`.
+        key: Option<String>,
     },
 }
 
@@ -74,11 +94,20 @@ pub enum ErrorCode {
     TooManyConnections,
     /// The gateway is shutting down.
     ShuttingDown,
+    /// A `report` of a message this gateway does not hold among the room's latest
+    /// (`--report-window`), or one that was removed.
+    UnknownMessage,
+    /// A `report` the gateway cannot take: of the reporter's own message, without the
+    /// plaintext in an end-to-end-encrypted room, too large for a moderation request, or on
+    /// a gateway without moderation.
+    InvalidReport,
+    /// A `report` that could not be queued now (the outbox is full or closing); try again.
+    ReportUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for tests and metric pre-registration.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidJson,
         ErrorCode::BinaryFrame,
         ErrorCode::MissingType,
@@ -94,6 +123,9 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::TooManyConnections,
         ErrorCode::ShuttingDown,
+        ErrorCode::UnknownMessage,
+        ErrorCode::InvalidReport,
+        ErrorCode::ReportUnavailable,
     ];
 
     /// The wire name, also the `code` metric label.
@@ -114,6 +146,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::UnknownMessage => "unknown_message",
+            ErrorCode::InvalidReport => "invalid_report",
+            ErrorCode::ReportUnavailable => "report_unavailable",
         }
     }
 }
@@ -154,6 +189,28 @@ struct SendFrame {
     text: String,
     #[serde(default)]
     client_msg_id: Option<String>,
+    #[serde(default)]
+    commitment: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportFrame {
+    #[serde(rename = "type")]
+    _kind: String,
+    room: String,
+    id: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// Lowercase or uppercase hex of 32 bytes (a commitment or a franking key).
+fn is_hex_32(value: &str) -> bool {
+    value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Parses and validates a text frame. `max_text_bytes` bounds `send` texts, whose text is
@@ -193,16 +250,22 @@ pub fn parse(frame: &str, max_text_bytes: usize) -> Result<ClientFrame, FrameErr
             serde_json::from_value(value).map_err(invalid)?,
             max_text_bytes,
         )?,
+        "report" => report(
+            serde_json::from_value(value).map_err(invalid)?,
+            max_text_bytes,
+        )?,
         other => {
             let shown: String = other.chars().take(32).collect();
             return Err(FrameError::new(
                 ErrorCode::UnknownType,
-                format!("unknown frame type {shown:?}; expected join, leave or send"),
+                format!("unknown frame type {shown:?}; expected join, leave, send or report"),
             ));
         }
     };
-    let (ClientFrame::Join { room } | ClientFrame::Leave { room } | ClientFrame::Send { room, .. }) =
-        &frame;
+    let (ClientFrame::Join { room }
+    | ClientFrame::Leave { room }
+    | ClientFrame::Send { room, .. }
+    | ClientFrame::Report { room, .. }) = &frame;
     if !offpath_protocol::subject::is_valid_token(room) {
         return Err(FrameError::new(
             ErrorCode::InvalidRoom,
@@ -218,8 +281,16 @@ fn send(frame: SendFrame, max_text_bytes: usize) -> Result<ClientFrame, FrameErr
         room,
         text,
         client_msg_id,
+        commitment,
         ..
     } = frame;
+    if commitment.as_deref().is_some_and(|c| !is_hex_32(c)) {
+        return Err(FrameError::new(
+            ErrorCode::InvalidFrame,
+            "send frame: commitment is 64 hex digits (HMAC-SHA256)",
+        ));
+    }
+    let commitment = commitment.map(|c| c.to_ascii_lowercase());
     if text.len() > max_text_bytes {
         return Err(FrameError::new(
             ErrorCode::TextTooLarge,
@@ -264,6 +335,57 @@ fn send(frame: SendFrame, max_text_bytes: usize) -> Result<ClientFrame, FrameErr
         room,
         text,
         client_msg_id,
+        commitment,
+    })
+}
+
+/// A `report` frame within the limits on its id, reason, plaintext and key.
+fn report(frame: ReportFrame, max_text_bytes: usize) -> Result<ClientFrame, FrameError> {
+    let ReportFrame {
+        room,
+        id,
+        reason,
+        text,
+        key,
+        ..
+    } = frame;
+    if !offpath_protocol::subject::is_valid_id(&id) {
+        return Err(FrameError::new(
+            ErrorCode::InvalidFrame,
+            "report frame: id is a message id from a `message` frame",
+        ));
+    }
+    let reason = reason.unwrap_or_default();
+    if reason.chars().count() > offpath_protocol::MAX_REPORT_REASON_CHARS
+        || reason.chars().any(text::is_refused)
+    {
+        return Err(FrameError::new(
+            ErrorCode::InvalidReport,
+            format!(
+                "a reason is at most {} characters, with no control character but tab and \
+                 newline",
+                offpath_protocol::MAX_REPORT_REASON_CHARS
+            ),
+        ));
+    }
+    if key.as_deref().is_some_and(|k| !is_hex_32(k)) {
+        return Err(FrameError::new(
+            ErrorCode::InvalidFrame,
+            "report frame: key is 64 hex digits",
+        ));
+    }
+    if text.as_ref().is_some_and(|t| t.len() > max_text_bytes) {
+        return Err(FrameError::new(
+            ErrorCode::TextTooLarge,
+            format!("the reported text is longer than {max_text_bytes} bytes"),
+        ));
+    }
+    Ok(ClientFrame::Report {
+        room,
+        id,
+        reason: text::strip(reason),
+        text,
+        key: key.map(|k| k.to_ascii_lowercase()),
     })
 }
 
@@ -316,7 +438,8 @@ mod tests {
             Ok(ClientFrame::Send {
                 room: "a".into(),
                 text: "hi".into(),
-                client_msg_id: Some("c1".into())
+                client_msg_id: Some("c1".into()),
+                commitment: None,
             })
         );
         assert_eq!(

@@ -12,6 +12,8 @@
 mod admission;
 mod deadlines;
 mod lifecycle;
+mod recent;
+mod reports;
 mod rooms;
 mod settle;
 mod tracker;
@@ -31,6 +33,8 @@ use crate::peer::{Peer, PeerReceiver};
 pub(crate) use admission::Admission;
 use deadlines::Deadlines;
 use lifecycle::{Event, State, Tracked};
+use recent::{Recent, Shown};
+pub(crate) use reports::ReportFrame;
 use rooms::Rooms;
 use tracker::{RecentIds, Tracker};
 
@@ -53,6 +57,8 @@ pub(crate) struct Hub {
     /// recognised as a duplicate. Kept apart from the tracker: a flood of such verdicts
     /// (forged ones included) only pushes out older entries of its own kind.
     unknown: Mutex<RecentIds>,
+    /// Each room's latest messages: what members can report, and review context.
+    recent: Mutex<Recent>,
     deadlines: Arc<Deadlines>,
     outbox: Handoff,
 }
@@ -74,6 +80,7 @@ impl Hub {
         );
         Arc::new(Self {
             rooms: Rooms::new(config.max_connections, config.send_queue),
+            recent: Mutex::new(Recent::new(config.report_window)),
             config,
             admission,
             policies: PolicyCache::default(),
@@ -101,7 +108,11 @@ impl Hub {
 
     /// Removes a closed connection from its rooms and the registry.
     pub(crate) fn unregister(&self, peer: &Peer, rooms: impl IntoIterator<Item = String>) {
-        self.rooms.unregister(peer, rooms);
+        let emptied = self.rooms.unregister(peer, rooms);
+        let mut recent = lock(&self.recent);
+        for room in emptied {
+            recent.forget(&room);
+        }
     }
 
     /// Open connections.
@@ -116,7 +127,9 @@ impl Hub {
 
     /// Removes `peer` from `room`.
     pub(crate) fn leave(&self, peer: &Peer, room: &str) {
-        self.rooms.leave(peer, room);
+        if self.rooms.leave(peer, room) {
+            lock(&self.recent).forget(room);
+        }
     }
 
     /// Queues `frame` to every member of `room`; returns how many got it.
@@ -144,16 +157,7 @@ impl Hub {
         client_msg_id: Option<String>,
         policy: RoomPolicy,
     ) -> ModerationRequest {
-        let id = new_id(&self.config.instance);
-        let sent_at_ms = now_ms();
-        metrics::counter!(m::MESSAGES).increment(1);
-        let ack = ServerFrame::Ack {
-            client_msg_id,
-            id: id.clone(),
-            room: room.to_string(),
-            held: policy.hold,
-        };
-        peer.push(&ack.encode());
+        let (id, sent_at_ms) = self.ack(peer, room, client_msg_id, policy.hold);
         // A deadline only where a late answer is of no use: a fail-closed hold room drops
         // the message at its hold deadline. Everything else stays (or becomes) visible and
         // must be classified however late, so a block can still retract it.
@@ -174,7 +178,114 @@ impl Hub {
                 Priority::Normal
             }),
             policy: self.config.moderation_policy_of(room).map(String::from),
+            report: None,
+            context: Vec::new(),
         }
+    }
+
+    /// Assigns a new message its id and time and acks it to the sender.
+    fn ack(
+        &self,
+        peer: &Peer,
+        room: &str,
+        client_msg_id: Option<String>,
+        held: bool,
+    ) -> (String, u64) {
+        let id = new_id(&self.config.instance);
+        let sent_at_ms = now_ms();
+        metrics::counter!(m::MESSAGES).increment(1);
+        let ack = ServerFrame::Ack {
+            client_msg_id,
+            id: id.clone(),
+            room: room.to_string(),
+            held,
+        };
+        peer.push(&ack.encode());
+        (id, sent_at_ms)
+    }
+
+    /// `room` showed message `id`: members may report it, and it is context for the
+    /// messages after it.
+    pub(crate) fn shown(
+        &self,
+        room: &str,
+        id: &str,
+        sender: &Arc<str>,
+        text: &str,
+        sent_at_ms: u64,
+        commitment: Option<&str>,
+    ) {
+        let shown = Shown {
+            id: id.to_string(),
+            sender: Arc::clone(sender),
+            text: text.into(),
+            sent_at_ms,
+            commitment: commitment.map(Into::into),
+            reporters: Vec::new(),
+        };
+        // Only for a room with members here: nothing forgets the messages of a room nobody
+        // is in any more (a held message released after everyone left).
+        if self.rooms.has_members(room) && !lock(&self.recent).shown(room, shown) {
+            metrics::counter!(m::REPORT_WINDOW_FULL).increment(1);
+        }
+    }
+
+    /// Gives `request` the room's latest messages as context and, when its message is
+    /// shown now, keeps it among them (one lock on the send path).
+    fn remember(&self, request: &mut ModerationRequest, sender: &Arc<str>, shown: bool) {
+        let keep = shown && self.rooms.has_members(&request.room);
+        let n = self.config.review_context;
+        let mut recent = lock(&self.recent);
+        request.context = recent.context(&request.room, None, n);
+        if !keep {
+            return;
+        }
+        let message = Shown {
+            id: request.id.clone(),
+            sender: Arc::clone(sender),
+            text: request.text.as_str().into(),
+            sent_at_ms: request.sent_at_ms,
+            commitment: None,
+            reporters: Vec::new(),
+        };
+        if !recent.shown(&request.room, message) {
+            drop(recent);
+            metrics::counter!(m::REPORT_WINDOW_FULL).increment(1);
+        }
+    }
+
+    /// Accepts a `send` to an end-to-end-encrypted room: the text is ciphertext, relayed
+    /// to the members as it is and never sent for moderation (only a member's report of it
+    /// is, with the plaintext the reporter submits).
+    pub(crate) fn accept_e2e(
+        &self,
+        peer: &Arc<Peer>,
+        room: &str,
+        text: String,
+        client_msg_id: Option<String>,
+        commitment: Option<String>,
+        received: Instant,
+    ) {
+        let (id, sent_at_ms) = self.ack(peer, room, client_msg_id, false);
+        let frame = crate::frames::encode_message(
+            &id,
+            room,
+            &peer.user,
+            &text,
+            sent_at_ms,
+            commitment.as_deref(),
+        );
+        self.fan_out(room, &frame);
+        metrics::histogram!(m::FANOUT_SECONDS).record(received.elapsed().as_secs_f64());
+        metrics::counter!(m::E2E_MESSAGES).increment(1);
+        self.shown(
+            room,
+            &id,
+            &peer.user,
+            &text,
+            sent_at_ms,
+            commitment.as_deref(),
+        );
     }
 
     /// Accepts a validated `send` from `peer` (a member of `room`): assigns the id, acks,
@@ -194,7 +305,7 @@ impl Hub {
             // Moderation disabled (the load scenarios' floor): deliver, nothing else.
             policy.hold = false;
         }
-        let request = self.new_request(peer, room, text, client_msg_id, policy);
+        let mut request = self.new_request(peer, room, text, client_msg_id, policy);
         if !policy.hold {
             self.fan_out(room, &message_frame(&request));
             metrics::histogram!(m::FANOUT_SECONDS).record(received.elapsed().as_secs_f64());
@@ -202,6 +313,7 @@ impl Hub {
         if off {
             return;
         }
+        self.remember(&mut request, &peer.user, !policy.hold);
         let state = if policy.hold {
             metrics::gauge!(m::HELD).increment(1.0);
             State::Held {
@@ -293,6 +405,7 @@ pub(crate) fn message_frame(request: &ModerationRequest) -> Utf8Bytes {
         &request.sender,
         &request.text,
         request.sent_at_ms,
+        None,
     )
 }
 

@@ -58,6 +58,8 @@ pub(crate) async fn accept(
     if action != Action::Block {
         hub.fan_out(room, &message_frame(&request));
         metrics::histogram!(m::FANOUT_SECONDS).record(received.elapsed().as_secs_f64());
+        let (id, sent_at_ms) = (&request.id, request.sent_at_ms);
+        hub.shown(room, id, &peer.user, &request.text, sent_at_ms, None);
     }
     let verdict = ServerFrame::Verdict {
         id: request.id,
@@ -122,6 +124,8 @@ mod tests {
             deadline_ms: None,
             priority: None,
             policy: None,
+            report: None,
+            context: Vec::new(),
         }
     }
 

@@ -99,6 +99,16 @@ pub(crate) const IGNORED_REASONS: &[&str] = &[
 ];
 /// Human verdicts (a reviewer's decision) applied, by `decision` (`remove`, `restore`).
 pub(crate) const HUMAN_VERDICTS: &str = "offpath_transport_human_verdicts_total";
+/// Members' reports queued for the reviewers, by `source` of the reported text (one of
+/// [`REPORT_SOURCES`]); refused reports are `frame_errors_total` with their code.
+pub(crate) const REPORTS: &str = "offpath_transport_reports_total";
+/// Every `source` of [`REPORTS`] ([`offpath_protocol::TextSource`]).
+pub(crate) const REPORT_SOURCES: &[&str] = &["gateway", "franked", "reporter", "mismatch"];
+/// Messages not kept for members' reports and review context: the gateway's budget for
+/// them (256 MiB) is spent.
+pub(crate) const REPORT_WINDOW_FULL: &str = "offpath_transport_report_window_full_total";
+/// Messages of end-to-end-encrypted (`e2e`) rooms relayed, never sent for moderation.
+pub(crate) const E2E_MESSAGES: &str = "offpath_transport_e2e_messages_total";
 /// From a message's acceptance to its verdict applied.
 pub(crate) const VERDICT_LAG_SECONDS: &str = "offpath_transport_verdict_lag_seconds";
 /// Clients disconnected because their send queue was full.
@@ -212,6 +222,18 @@ fn describe_verdicts() {
         "Human verdicts (a reviewer's remove or restore) applied, by decision"
     );
     describe_counter!(
+        REPORTS,
+        "Members' reports queued for review, by source of the reported text"
+    );
+    describe_counter!(
+        REPORT_WINDOW_FULL,
+        "Messages not kept for reports and review context: the gateway's budget is spent"
+    );
+    describe_counter!(
+        E2E_MESSAGES,
+        "Messages of end-to-end-encrypted rooms relayed without moderation"
+    );
+    describe_counter!(
         FAIL_CLOSED_RETRACTS,
         "Unmoderated messages retracted by fail-closed rooms"
     );
@@ -252,6 +274,8 @@ pub(crate) fn register() {
             VERDICTS_SHARED,
             ACCEPT_ERRORS,
             FRAMES_LIMITED,
+            E2E_MESSAGES,
+            REPORT_WINDOW_FULL,
         ],
         labelled: &[
             (DISCONNECTS, "reason", DISCONNECT_REASONS),
@@ -263,6 +287,7 @@ pub(crate) fn register() {
             (VERDICTS_IGNORED, "reason", IGNORED_REASONS),
             (HOLD_SETTLED, "outcome", HOLD_OUTCOMES),
             (HUMAN_VERDICTS, "decision", &["remove", "restore"]),
+            (REPORTS, "source", REPORT_SOURCES),
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
             (TOPOLOGY_DRIFT, "setting", DRIFT_SETTINGS),
             (VERDICTS_REFUSED, "reason", REFUSED_REASONS),

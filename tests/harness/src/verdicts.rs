@@ -79,6 +79,8 @@ pub fn request(id: &str, text: &str, sent_at_ms: u64) -> ModerationRequest {
         deadline_ms: None,
         priority: None,
         policy: None,
+        report: None,
+        context: Vec::new(),
     }
 }
 

@@ -322,6 +322,8 @@ pub(crate) async fn publish_all(
             deadline_ms: None,
             priority: lane.priority,
             policy: None,
+            report: None,
+            context: Vec::new(),
         };
         let publish = PublishMessage::build()
             .payload(encode(&request).into())

@@ -19,6 +19,8 @@ fn request(text: String) -> Vec<u8> {
         deadline_ms: Some(1_764_288_005_000),
         priority: None,
         policy: None,
+        report: None,
+        context: Vec::new(),
     })
 }
 

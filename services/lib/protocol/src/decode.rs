@@ -14,7 +14,10 @@ use serde_json::{Map, Value};
 pub use unique::{from_str_unique_keys, is_duplicate_key};
 
 use crate::subject::{self, MAX_TOKEN_BYTES};
-use crate::types::{ModerationRequest, PROTOCOL_VERSION, Priority};
+use crate::types::{
+    MAX_CONTEXT_MESSAGES, MAX_CONTEXT_TEXT_BYTES, MAX_REPORT_REASON_CHARS, ModerationRequest,
+    PROTOCOL_VERSION, Priority,
+};
 
 /// Default largest accepted request payload: 16 KiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -124,6 +127,8 @@ impl DecodeError {
         "invalid_deadline",
         "invalid_priority",
         "invalid_policy",
+        "invalid_report",
+        "invalid_context",
         "invalid_subject",
         "subject_mismatch",
         "invalid_payload",
@@ -149,6 +154,8 @@ impl DecodeError {
                 "deadline_ms" => "invalid_deadline",
                 "priority" => "invalid_priority",
                 "policy" => "invalid_policy",
+                "context" => "invalid_context",
+                field if field.starts_with("report") => "invalid_report",
                 _ => "invalid_payload",
             },
             DecodeError::InvalidSubject(_) => "invalid_subject",
@@ -187,6 +194,8 @@ pub fn decode_request_body(
         deadline_ms: fields.optional_u64("deadline_ms")?,
         priority: fields.optional_priority()?,
         policy: fields.optional_string("policy")?,
+        report: fields.optional_typed("report")?,
+        context: fields.optional_typed("context")?.unwrap_or_default(),
     };
     fields.finish()?;
     validate(&request)?;
@@ -214,11 +223,7 @@ pub fn validate(request: &ModerationRequest) -> Result<(), DecodeError> {
     if !subject::is_valid_token(&request.room) {
         return invalid("room", token_rule);
     }
-    let sender_chars = request.sender.chars().count();
-    if sender_chars == 0
-        || sender_chars > MAX_SENDER_CHARS
-        || request.sender.chars().any(char::is_control)
-    {
+    if !is_valid_user(&request.sender) {
         return invalid(
             "sender",
             "must be 1-256 characters with no control characters",
@@ -237,7 +242,52 @@ pub fn validate(request: &ModerationRequest) -> Result<(), DecodeError> {
     {
         return invalid("policy", token_rule);
     }
+    if let Some(report) = &request.report {
+        if !subject::is_valid_id(&report.message_id) {
+            return invalid(
+                "report.message_id",
+                "must be 1-128 bytes of A-Z a-z 0-9 _ : . @ = + ~ -",
+            );
+        }
+        if !is_valid_user(&report.reporter) {
+            return invalid(
+                "report.reporter",
+                "must be 1-256 characters with no control characters",
+            );
+        }
+        if report.reason.chars().count() > MAX_REPORT_REASON_CHARS
+            || report
+                .reason
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return invalid(
+                "report.reason",
+                "must be at most 500 characters with no control characters but tab and newline",
+            );
+        }
+    }
+    if request.context.len() > MAX_CONTEXT_MESSAGES {
+        return invalid("context", "at most 10 messages");
+    }
+    for message in &request.context {
+        if !subject::is_valid_id(&message.id)
+            || !is_valid_user(&message.sender)
+            || message.text.len() > MAX_CONTEXT_TEXT_BYTES + '…'.len_utf8()
+        {
+            return invalid(
+                "context",
+                "each message needs a valid id and sender and at most 1024 bytes of text",
+            );
+        }
+    }
     Ok(())
+}
+
+/// A sender or reporter: 1-256 characters, none of them a control character.
+fn is_valid_user(user: &str) -> bool {
+    let chars = user.chars().count();
+    chars > 0 && chars <= MAX_SENDER_CHARS && !user.chars().any(char::is_control)
 }
 
 fn check_subject(subject: &str, tenant: &str) -> Result<(), DecodeError> {
@@ -335,6 +385,21 @@ impl Fields {
                 expected: "a non-negative integer",
             }),
         }
+    }
+
+    /// A v1.1 object field, decoded by its own type's rules (unknown keys refused).
+    fn optional_typed<T: DeserializeOwned>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<T>, DecodeError> {
+        self.take(field)
+            .map(|value| {
+                serde_json::from_value(value).map_err(|err| DecodeError::InvalidField {
+                    field,
+                    detail: truncate(&err.to_string(), 200),
+                })
+            })
+            .transpose()
     }
 
     fn optional_priority(&mut self) -> Result<Option<Priority>, DecodeError> {

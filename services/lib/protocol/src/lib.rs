@@ -22,8 +22,10 @@ pub use decode::{
     decode_request_body, decode_versioned, from_str_unique_keys, is_duplicate_key, validate,
 };
 pub use types::{
-    Action, AuditEntry, DeadLetter, HumanReview, ModelRef, ModerationRequest, PROTOCOL_VERSION,
-    PolicyRef, Priority, ReviewDecision, ReviewItem, ReviewKind, Verdict, text_sha256,
+    Action, AuditEntry, ContextMessage, DeadLetter, HumanReview, MAX_CONTEXT_MESSAGES,
+    MAX_CONTEXT_TEXT_BYTES, MAX_REPORT_REASON_CHARS, ModelRef, ModerationRequest, PROTOCOL_VERSION,
+    PolicyRef, Priority, Report, ReviewDecision, ReviewItem, ReviewKind, TextSource, Verdict,
+    text_sha256,
 };
 
 /// Encodes any payload of the contract as compact JSON.

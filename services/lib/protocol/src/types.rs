@@ -53,6 +53,92 @@ pub struct ModerationRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_:@=+~-]+$"))]
     pub policy: Option<String>,
+    /// Contract v1.1: present when this request is a room member's *report* of an earlier
+    /// message (`id` is then the report's own id; `text`, `sender` and `room` are the
+    /// reported message's). A moderator publishes no verdict for it: it classifies the text
+    /// and always queues a [`ReviewItem`] of kind `report` whose verdict names the reported
+    /// message, so a reviewer's decision acts on that message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+    /// Contract v1.1: the messages shown in the room just before this one, oldest first (at
+    /// most [`MAX_CONTEXT_MESSAGES`], each text at most [`MAX_CONTEXT_TEXT_BYTES`] bytes),
+    /// for a reviewer should the message reach the review queue. Empty when the transport
+    /// keeps none (an end-to-end-encrypted room's messages are never context).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub context: Vec<ContextMessage>,
+}
+
+/// Most context messages a request may carry.
+pub const MAX_CONTEXT_MESSAGES: usize = 10;
+/// Longest context message text, in bytes (a transport shortens longer ones).
+pub const MAX_CONTEXT_TEXT_BYTES: usize = 1024;
+/// Longest reason a reporter may give, in characters.
+pub const MAX_REPORT_REASON_CHARS: usize = 500;
+
+/// Contract v1.1: one message shown in a room before the one judged (review context).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextMessage {
+    /// Its message id.
+    pub id: String,
+    /// Who sent it.
+    pub sender: String,
+    /// Its text (shortened to [`MAX_CONTEXT_TEXT_BYTES`] bytes, ending in `…`).
+    #[schemars(length(max = 1027))]
+    pub text: String,
+    /// When its gateway accepted it, milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+}
+
+/// Contract v1.1: a room member's report of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// The reported message's id.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_:.@=+~-]+$"))]
+    pub message_id: String,
+    /// Who reported it (the reporter's user id).
+    #[schemars(length(min = 1, max = 256))]
+    pub reporter: String,
+    /// Why, in the reporter's words (may be empty).
+    #[schemars(length(max = 500))]
+    pub reason: String,
+    /// When the reported message was accepted by its gateway, ms since the Unix epoch.
+    pub message_sent_at_ms: u64,
+    /// Where the reported `text` comes from, and so how far it can be trusted.
+    pub text_source: TextSource,
+}
+
+/// Where a reported text comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TextSource {
+    /// The gateway relayed this text itself (a room the server can read).
+    Gateway,
+    /// End-to-end-encrypted room: the reporter's client submitted the plaintext with the
+    /// key of the sender's commitment, and the gateway checked it (message franking): the
+    /// sender did send this text.
+    Franked,
+    /// End-to-end-encrypted room, message sent without a commitment (or reported without
+    /// its key): the plaintext is the reporter's word only.
+    Reporter,
+    /// End-to-end-encrypted room: the submitted plaintext and key do not open the sender's
+    /// commitment. The reporter's client, or the sender's (a commitment that opens nothing
+    /// makes a message unverifiable), did not tell the truth.
+    Mismatch,
+}
+
+impl TextSource {
+    /// The source as its JSON spells it (a metric label).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TextSource::Gateway => "gateway",
+            TextSource::Franked => "franked",
+            TextSource::Reporter => "reporter",
+            TextSource::Mismatch => "mismatch",
+        }
+    }
 }
 
 /// Scheduling hint of a request.
@@ -258,6 +344,13 @@ pub struct ReviewItem {
     pub sent_at_ms: u64,
     /// When it was queued for review, milliseconds since the Unix epoch.
     pub queued_at_ms: u64,
+    /// On a `report`: who reported the message, why, and where its text comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+    /// The messages shown in the room just before it, oldest first (the request's
+    /// `context`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<ContextMessage>,
 }
 
 /// Why a message is in the review queue.
@@ -269,23 +362,28 @@ pub enum ReviewKind {
     /// Its policy blocked it and asks for blocked messages to be reviewed
     /// (`review_blocked`): a person may restore it.
     Block,
+    /// A room member reported it (whatever the model said): a person decides. Listed
+    /// first by the reviewers' console.
+    Report,
 }
 
 impl ReviewKind {
     /// Every kind, for metrics that exist from the start.
-    pub const ALL: [ReviewKind; 2] = [ReviewKind::Flag, ReviewKind::Block];
+    pub const ALL: [ReviewKind; 3] = [ReviewKind::Flag, ReviewKind::Block, ReviewKind::Report];
 
     /// The kind as its JSON spells it.
     pub const fn as_str(self) -> &'static str {
         match self {
             ReviewKind::Flag => "flag",
             ReviewKind::Block => "block",
+            ReviewKind::Report => "report",
         }
     }
 }
 
 impl ReviewItem {
-    /// The item of `kind` for `verdict` on `text` sent at `sent_at_ms`, queued now.
+    /// The item of `kind` for `verdict` on `text` sent at `sent_at_ms`, queued now, with no
+    /// report and no context.
     pub fn new(kind: ReviewKind, verdict: &Verdict, text: &str, sent_at_ms: u64) -> Self {
         Self {
             v: PROTOCOL_VERSION,
@@ -294,6 +392,8 @@ impl ReviewItem {
             text: text.to_string(),
             sent_at_ms,
             queued_at_ms: crate::now_ms(),
+            report: None,
+            context: Vec::new(),
         }
     }
 
@@ -303,9 +403,14 @@ impl ReviewItem {
     }
 
     /// The `Nats-Msg-Id` header it is published with: the verdict's key and the kind, so a
-    /// redelivered request queues its message once.
+    /// redelivered request queues its message once; a report's also names its reporter, so
+    /// each member's report of a message is an item of its own.
     pub fn dedup_key(&self) -> String {
-        format!("{}/{}", self.verdict.dedup_key(), self.kind.as_str())
+        let key = format!("{}/{}", self.verdict.dedup_key(), self.kind.as_str());
+        match &self.report {
+            Some(report) => format!("{key}/{}", report.reporter),
+            None => key,
+        }
     }
 }
 
@@ -453,6 +558,8 @@ mod tests {
             deadline_ms: None,
             priority: None,
             policy: None,
+            report: None,
+            context: Vec::new(),
         };
         for (priority, subject) in [
             (None, "offpath.req.acme"),
@@ -514,6 +621,8 @@ mod tests {
             deadline_ms: None,
             priority: None,
             policy: None,
+            report: None,
+            context: Vec::new(),
         };
         assert_ne!(
             request("acme", "msg-42").dedup_key(),

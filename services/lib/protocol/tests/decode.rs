@@ -2,7 +2,8 @@
 //! round-trips.
 
 use offpath_protocol::{
-    DecodeError, Limits, ModerationRequest, PROTOCOL_VERSION, Priority, decode_request, encode,
+    ContextMessage, DecodeError, Limits, ModerationRequest, PROTOCOL_VERSION, Priority, Report,
+    TextSource, decode_request, encode,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -161,12 +162,69 @@ prop_compose! {
             Just(Priority::Low), Just(Priority::Normal), Just(Priority::High)
         ]),
         policy in proptest::option::of(token()),
+        report in proptest::option::of(report()),
+        context in proptest::collection::vec(context_message(), 0..=10),
     ) -> ModerationRequest {
         ModerationRequest {
             v: PROTOCOL_VERSION, id, tenant, room, sender, text, sent_at_ms,
             deadline_ms: deadline_delta.map(|d| sent_at_ms + d), priority, policy,
+            report, context,
         }
     }
+}
+
+prop_compose! {
+    fn report()(
+        message_id in "[A-Za-z0-9_:.@=+~-]{1,128}",
+        reporter in "[^\\p{Cc}]{1,256}",
+        reason in "[^\\p{Cc}]{0,500}",
+        message_sent_at_ms in any::<u64>(),
+        text_source in prop_oneof![
+            Just(TextSource::Gateway), Just(TextSource::Franked), Just(TextSource::Reporter),
+            Just(TextSource::Mismatch)
+        ],
+    ) -> Report {
+        Report { message_id, reporter, reason, message_sent_at_ms, text_source }
+    }
+}
+
+prop_compose! {
+    fn context_message()(
+        id in "[A-Za-z0-9_:.@=+~-]{1,128}",
+        sender in "[^\\p{Cc}]{1,256}",
+        text in "\\PC{0,200}",
+        sent_at_ms in any::<u64>(),
+    ) -> ContextMessage {
+        ContextMessage { id, sender, text, sent_at_ms }
+    }
+}
+
+/// A report and context messages decode; a report's bad reporter or an eleventh context
+/// message is refused with the field named.
+#[test]
+fn reports_and_context_decode_within_their_limits() {
+    let mut request = valid();
+    request["report"] = json!({"message_id": "gw.1", "reporter": "bob", "reason": "rude",
+        "message_sent_at_ms": 1, "text_source": "franked"});
+    let message = json!({"id": "gw.0", "sender": "alice", "text": "hi", "sent_at_ms": 0});
+    request["context"] = json!([message]);
+    let payload = serde_json::to_vec(&request).expect("json");
+    let decoded = decode_request(SUBJECT, &payload, &Limits::default()).expect("valid");
+    let report = decoded.report.expect("report");
+    assert_eq!(
+        (report.reporter.as_str(), report.text_source),
+        ("bob", TextSource::Franked)
+    );
+    assert_eq!(decoded.context.len(), 1);
+    request["report"]["reporter"] = json!("bo\u{7}b");
+    let payload = serde_json::to_vec(&request).expect("json");
+    let err = decode_request(SUBJECT, &payload, &Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("report.reporter"), "{err}");
+    request["report"]["reporter"] = json!("bob");
+    request["context"] = json!(vec![message; 11]);
+    let payload = serde_json::to_vec(&request).expect("json");
+    let err = decode_request(SUBJECT, &payload, &Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("context"), "{err}");
 }
 
 proptest! {

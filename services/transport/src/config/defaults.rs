@@ -62,5 +62,10 @@ pub(crate) const INLINE_TIMEOUT_MS: u64 = 2_000;
 /// `--default-room-policy`: `post:fail_open`.
 pub(crate) const ROOM_POLICY: RoomPolicy = RoomPolicy {
     hold: false,
+    e2e: false,
     failure: Failure::Open,
 };
+/// `--report-window`.
+pub(crate) const REPORT_WINDOW: usize = 100;
+/// `--review-context`.
+pub(crate) const REVIEW_CONTEXT: usize = 3;

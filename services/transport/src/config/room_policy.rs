@@ -1,5 +1,6 @@
-//! Room policies: when a room's members see a message (`post` or `hold`) and what an
-//! unmoderated one becomes (`fail_open` or `fail_closed`), parsed from
+//! Room policies: when a room's members see a message (`post` or `hold`; `e2e` for
+//! end-to-end-encrypted rooms, whose messages are never moderated, only reported) and what
+//! an unmoderated one becomes (`fail_open` or `fail_closed`), parsed from
 //! `room=mode:failure` rules, and looked up per message through a cache.
 
 use std::collections::HashMap;
@@ -13,6 +14,10 @@ use super::Config;
 pub struct RoomPolicy {
     /// `post`: deliver at once, retract if blocked; `hold`: deliver only after `allow`.
     pub hold: bool,
+    /// `e2e`: the texts are ciphertext the server cannot read. Delivered at once and never
+    /// sent for moderation; a member's `report` carries the plaintext (`docs/transport.md`,
+    /// "Reports"). Never with `hold`.
+    pub e2e: bool,
     /// What an unmoderated message becomes (shed, NATS down, moderator late or unsure).
     pub failure: Failure,
 }
@@ -28,7 +33,11 @@ pub enum Failure {
 
 impl fmt::Display for RoomPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = if self.hold { "hold" } else { "post" };
+        let mode = match (self.e2e, self.hold) {
+            (true, _) => "e2e",
+            (false, true) => "hold",
+            (false, false) => "post",
+        };
         let failure = match self.failure {
             Failure::Open => "fail_open",
             Failure::Closed => "fail_closed",
@@ -42,10 +51,11 @@ impl FromStr for RoomPolicy {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (mode, failure) = s.split_once(':').unwrap_or((s, "fail_open"));
-        let hold = match mode {
-            "post" => false,
-            "hold" => true,
-            other => return Err(format!("room mode {other:?}: expected post or hold")),
+        let (hold, e2e) = match mode {
+            "post" => (false, false),
+            "hold" => (true, false),
+            "e2e" => (false, true),
+            other => return Err(format!("room mode {other:?}: expected post, hold or e2e")),
         };
         let failure = match failure {
             "fail_open" => Failure::Open,
@@ -56,7 +66,7 @@ impl FromStr for RoomPolicy {
                 ));
             }
         };
-        Ok(Self { hold, failure })
+        Ok(Self { hold, e2e, failure })
     }
 }
 

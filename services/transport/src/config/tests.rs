@@ -54,10 +54,14 @@ fn room_rules() {
         room_policy: vec![
             "kids-*=hold:fail_closed".parse().unwrap(),
             "lobby=post:fail_closed".parse().unwrap(),
+            "dm-*=e2e".parse().unwrap(),
         ],
         ..Config::default()
     };
     assert_eq!(config.policy_of("kids-1").to_string(), "hold:fail_closed");
+    let dm = config.policy_of("dm-alice-bob");
+    assert!(dm.e2e && !dm.hold, "{dm}");
+    assert_eq!(dm.to_string(), "e2e:fail_open");
     assert_eq!(config.policy_of("lobby").to_string(), "post:fail_closed");
     assert_eq!(config.policy_of("other").to_string(), "post:fail_open");
     assert!(config.validate().is_ok());
@@ -76,7 +80,7 @@ fn bad_settings_are_refused() {
         "x=later"
             .parse::<RoomRule>()
             .unwrap_err()
-            .contains("post or hold")
+            .contains("post, hold or e2e")
     );
     assert!(
         "x=hold:maybe"

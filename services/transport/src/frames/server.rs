@@ -45,6 +45,9 @@ pub(crate) enum ServerFrame {
         text: String,
         /// When the gateway accepted it, ms since the Unix epoch.
         sent_at_ms: u64,
+        /// End-to-end-encrypted rooms: the sender's franking commitment, when it sent one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        commitment: Option<String>,
     },
     /// The moderation outcome of the sender's own message.
     Verdict {
@@ -68,6 +71,14 @@ pub(crate) enum ServerFrame {
         room: String,
         /// `blocked`, or `unmoderated` when a fail-closed room could not get a verdict.
         reason: String,
+    },
+    /// The gateway queued a member's `report` of message `id` for the reviewers (sent again
+    /// for a repeated report, which queues nothing new).
+    Reported {
+        /// The reported message's id.
+        id: String,
+        /// Room.
+        room: String,
     },
     /// A refused frame; the connection stays open unless the code says otherwise.
     Error {
@@ -102,6 +113,7 @@ pub(crate) fn encode_message(
     sender: &str,
     text: &str,
     sent_at_ms: u64,
+    commitment: Option<&str>,
 ) -> Utf8Bytes {
     #[derive(Serialize)]
     #[serde(tag = "type", rename = "message")]
@@ -111,6 +123,8 @@ pub(crate) fn encode_message(
         sender: &'a str,
         text: &'a str,
         sent_at_ms: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        commitment: Option<&'a str>,
     }
     let frame = MessageRef {
         id,
@@ -118,6 +132,7 @@ pub(crate) fn encode_message(
         sender,
         text,
         sent_at_ms,
+        commitment,
     };
     serde_json::to_string(&frame).unwrap_or_default().into()
 }
@@ -135,8 +150,12 @@ mod tests {
             sender: "s".into(),
             text: "t \"q\"".into(),
             sent_at_ms: 7,
+            commitment: None,
         };
-        assert_eq!(encode_message("i", "r", "s", "t \"q\"", 7), owned.encode());
+        assert_eq!(
+            encode_message("i", "r", "s", "t \"q\"", 7, None),
+            owned.encode()
+        );
     }
 
     /// Server frames carry their `type` tag and round-trip.

@@ -53,6 +53,16 @@ pub(crate) fn strip(text: String) -> String {
     kept.unwrap_or(text)
 }
 
+/// A reported plaintext as it goes to moderation: refused characters become U+FFFD (a
+/// report is not refused for what the sender put in it), stripped ones go.
+pub(crate) fn for_review(text: &str) -> String {
+    let replaced: String = text
+        .chars()
+        .map(|c| if is_refused(c) { '\u{fffd}' } else { c })
+        .collect();
+    strip(replaced)
+}
+
 /// C0 controls but tab and line feed, DEL, C1 controls, line and paragraph separators,
 /// noncharacters.
 pub(crate) fn is_refused(c: char) -> bool {

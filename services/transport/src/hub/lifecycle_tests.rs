@@ -18,6 +18,7 @@ fn tracked(state: State, failure: Failure, settled: bool, start: Instant) -> Tra
         accepted: start,
         policy: RoomPolicy {
             hold: matches!(state, State::Held { .. }),
+            e2e: false,
             failure,
         },
         state,

@@ -49,14 +49,21 @@ impl Rooms {
         Some((peer, rx))
     }
 
-    /// Removes a closed connection from its rooms and the registry.
-    pub(crate) fn unregister(&self, peer: &Peer, rooms: impl IntoIterator<Item = String>) {
-        for room in rooms {
-            self.leave(peer, &room);
-        }
+    /// Removes a closed connection from its rooms and the registry; returns the rooms it
+    /// was the last member of.
+    pub(crate) fn unregister(
+        &self,
+        peer: &Peer,
+        rooms: impl IntoIterator<Item = String>,
+    ) -> Vec<String> {
+        let emptied = rooms
+            .into_iter()
+            .filter(|room| self.leave(peer, room))
+            .collect();
         let mut peers = lock(&self.peers);
         peers.remove(&peer.id);
         metrics::gauge!(m::CONNECTIONS).set(peers.len() as f64);
+        emptied
     }
 
     /// Open connections.
@@ -73,15 +80,25 @@ impl Rooms {
         }
     }
 
-    /// Removes `peer` from `room` (the room disappears with its last member).
-    pub(crate) fn leave(&self, peer: &Peer, room: &str) {
+    /// Removes `peer` from `room` (the room disappears with its last member); true when
+    /// it was the last.
+    pub(crate) fn leave(&self, peer: &Peer, room: &str) -> bool {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(members) = rooms.get_mut(room) {
-            members.retain(|p| p.id != peer.id);
-            if members.is_empty() {
-                rooms.remove(room);
-            }
+        let Some(members) = rooms.get_mut(room) else {
+            return false;
+        };
+        members.retain(|p| p.id != peer.id);
+        let emptied = members.is_empty();
+        if emptied {
+            rooms.remove(room);
         }
+        emptied
+    }
+
+    /// Whether `room` has a member here.
+    pub(crate) fn has_members(&self, room: &str) -> bool {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        rooms.contains_key(room)
     }
 
     /// Queues `frame` to every member of `room`; returns how many got it.

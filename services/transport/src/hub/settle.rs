@@ -166,11 +166,19 @@ impl Hub {
             peer.push(&to_sender);
         }
         if let Some(text) = effects.deliver {
-            let frame =
-                crate::frames::encode_message(id, room, &route.sender, &text, route.sent_at_ms);
+            let frame = crate::frames::encode_message(
+                id,
+                room,
+                &route.sender,
+                &text,
+                route.sent_at_ms,
+                None,
+            );
             self.fan_out(room, &frame);
+            self.shown(room, id, &route.sender, &text, route.sent_at_ms, None);
         }
         if let Some(reason) = effects.retract {
+            lock(&self.recent).withdrawn(room, id);
             let frame = ServerFrame::Retract {
                 id: id.to_string(),
                 room: room.clone(),

@@ -133,6 +133,7 @@ mod tests {
             accepted: Instant::now(),
             policy: RoomPolicy {
                 hold: false,
+                e2e: false,
                 failure: Failure::Open,
             },
             state: State::Delivered,

@@ -1,0 +1,283 @@
+//! The latest messages each room showed on this gateway: what a member can report
+//! (`--report-window` per room) and the context a moderation request carries for reviewers
+//! (`--review-context`). Bounded per room by count and by [`MAX_ROOM_BYTES`], the oldest
+//! forgotten first, and in all by [`MAX_TOTAL_BYTES`] (past it nothing new is kept, and
+//! counted); a room's messages are kept only while it has members here.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use offpath_protocol::{ContextMessage, MAX_CONTEXT_TEXT_BYTES};
+
+/// Bytes kept per room at most (ids, senders, texts, commitments).
+pub(crate) const MAX_ROOM_BYTES: usize = 64 * 1024;
+/// Bytes kept for all rooms at most.
+pub(crate) const MAX_TOTAL_BYTES: usize = 256 * 1024 * 1024;
+/// The context of one request at most, counted as its JSON could be at worst (every byte of
+/// id, sender and text escaped to two, plus the keys): with a 4 KiB text (8 KiB escaped)
+/// the request stays well inside the moderators' 16 KiB limit.
+pub(crate) const CONTEXT_BUDGET: usize = 4096;
+
+/// Reporters remembered per message. Past them a message counts as reported enough:
+/// further reports are answered and queue nothing (as a repeated one).
+const MAX_REPORTERS: usize = 16;
+
+/// A message a room showed.
+#[derive(Debug, Clone)]
+pub(crate) struct Shown {
+    pub(crate) id: String,
+    pub(crate) sender: Arc<str>,
+    /// What members got: the text, or in an end-to-end-encrypted room the ciphertext.
+    pub(crate) text: Arc<str>,
+    pub(crate) sent_at_ms: u64,
+    /// The sender's franking commitment (end-to-end-encrypted rooms).
+    pub(crate) commitment: Option<Box<str>>,
+    /// Members who reported it through this gateway.
+    pub(crate) reporters: Vec<Arc<str>>,
+}
+
+impl Shown {
+    fn bytes(&self) -> usize {
+        let commitment = self.commitment.as_deref().map_or(0, str::len);
+        self.text.len() + self.id.len() + self.sender.len() + commitment
+    }
+
+    /// What it adds to a request's context at worst (see [`CONTEXT_BUDGET`]).
+    fn context_bytes(&self) -> usize {
+        let text = self.text.len().min(MAX_CONTEXT_TEXT_BYTES + '…'.len_utf8());
+        2 * (self.id.len() + self.sender.len() + text) + 64
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    messages: VecDeque<Shown>,
+    bytes: usize,
+}
+
+/// Every room's latest messages.
+#[derive(Debug)]
+pub(crate) struct Recent {
+    rooms: HashMap<String, Ring>,
+    window: usize,
+    /// Bytes kept for all rooms.
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Recent {
+    /// Keeps `window` messages per room (0: none, so nothing can be reported).
+    pub(crate) fn new(window: usize) -> Self {
+        Self::with_budget(window, MAX_TOTAL_BYTES)
+    }
+
+    fn with_budget(window: usize, max_bytes: usize) -> Self {
+        Self {
+            rooms: HashMap::new(),
+            window,
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    /// `room` showed `message`; false when it could not be kept: past [`MAX_TOTAL_BYTES`]
+    /// (or larger than a room may hold).
+    pub(crate) fn shown(&mut self, room: &str, message: Shown) -> bool {
+        if self.window == 0 {
+            return true;
+        }
+        let size = message.bytes();
+        if size > MAX_ROOM_BYTES || self.bytes + size > self.max_bytes {
+            return false;
+        }
+        let ring = match self.rooms.get_mut(room) {
+            Some(ring) => ring,
+            None => self.rooms.entry(room.to_string()).or_default(),
+        };
+        ring.bytes += size;
+        self.bytes += size;
+        ring.messages.push_back(message);
+        while ring.messages.len() > self.window || ring.bytes > MAX_ROOM_BYTES {
+            match ring.messages.pop_front() {
+                Some(old) => {
+                    ring.bytes -= old.bytes();
+                    self.bytes -= old.bytes();
+                }
+                None => break,
+            }
+        }
+        true
+    }
+
+    /// Message `id` left `room` (retracted or removed): it can no longer be reported, nor
+    /// be context.
+    pub(crate) fn withdrawn(&mut self, room: &str, id: &str) {
+        if let Some(ring) = self.rooms.get_mut(room)
+            && let Some(at) = ring.messages.iter().position(|m| m.id == id)
+            && let Some(gone) = ring.messages.remove(at)
+        {
+            ring.bytes -= gone.bytes();
+            self.bytes -= gone.bytes();
+        }
+    }
+
+    /// `room` has no member here any more.
+    pub(crate) fn forget(&mut self, room: &str) {
+        if let Some(ring) = self.rooms.remove(room) {
+            self.bytes -= ring.bytes;
+        }
+    }
+
+    /// Message `id` of `room`.
+    pub(crate) fn find_mut(&mut self, room: &str, id: &str) -> Option<&mut Shown> {
+        let ring = self.rooms.get_mut(room)?;
+        ring.messages.iter_mut().find(|m| m.id == id)
+    }
+
+    /// The last `n` messages `room` showed before message `id` (before now when `id` is
+    /// `None`), oldest first, their texts shortened to [`MAX_CONTEXT_TEXT_BYTES`], as many
+    /// of the latest as fit in [`CONTEXT_BUDGET`].
+    pub(crate) fn context(
+        &self,
+        room: &str,
+        before: Option<&str>,
+        n: usize,
+    ) -> Vec<ContextMessage> {
+        let Some(ring) = self.rooms.get(room).filter(|_| n > 0) else {
+            return Vec::new();
+        };
+        let end = before
+            .and_then(|id| ring.messages.iter().position(|m| m.id == id))
+            .unwrap_or(ring.messages.len());
+        let mut budget = CONTEXT_BUDGET;
+        let mut context: Vec<ContextMessage> = ring
+            .messages
+            .range(end.saturating_sub(n)..end)
+            .rev()
+            .take_while(|m| {
+                let fits = m.context_bytes() <= budget;
+                budget = budget.saturating_sub(m.context_bytes());
+                fits
+            })
+            .map(|m| ContextMessage {
+                id: m.id.clone(),
+                sender: m.sender.to_string(),
+                text: shorten(&m.text),
+                sent_at_ms: m.sent_at_ms,
+            })
+            .collect();
+        context.reverse();
+        context
+    }
+
+    /// Remembers that `reporter` reported `message`; false when they already had, or when
+    /// [`MAX_REPORTERS`] members have.
+    pub(crate) fn reported(message: &mut Shown, reporter: &Arc<str>) -> bool {
+        if message.reporters.len() >= MAX_REPORTERS
+            || message.reporters.iter().any(|r| r == reporter)
+        {
+            return false;
+        }
+        message.reporters.push(Arc::clone(reporter));
+        true
+    }
+}
+
+/// `text` cut to [`MAX_CONTEXT_TEXT_BYTES`] at a character boundary, ending in `…` when cut.
+fn shorten(text: &str) -> String {
+    if text.len() <= MAX_CONTEXT_TEXT_BYTES {
+        return text.to_string();
+    }
+    let mut end = MAX_CONTEXT_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(id: &str, text: &str) -> Shown {
+        Shown {
+            id: id.into(),
+            sender: "alice".into(),
+            text: text.into(),
+            sent_at_ms: 1,
+            commitment: None,
+            reporters: Vec::new(),
+        }
+    }
+
+    /// A room keeps its latest messages by count and bytes; context is the messages before
+    /// one, oldest first; a withdrawn message is neither reportable nor context.
+    #[test]
+    fn rooms_keep_their_latest_messages() {
+        let mut recent = Recent::new(3);
+        for id in ["a", "b", "c", "d"] {
+            recent.shown("r", shown(id, id));
+        }
+        assert!(recent.find_mut("r", "a").is_none(), "past the window");
+        let ids = |c: Vec<ContextMessage>| c.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(recent.context("r", Some("d"), 5)), ["b", "c"]);
+        assert_eq!(ids(recent.context("r", None, 2)), ["c", "d"]);
+        recent.withdrawn("r", "c");
+        assert_eq!(ids(recent.context("r", None, 5)), ["b", "d"]);
+        assert!(recent.find_mut("r", "c").is_none());
+        // Bytes: two messages of 40 KiB do not fit in 64 KiB together.
+        let big = "x".repeat(40 * 1024);
+        recent.shown("r", shown("e", &big));
+        recent.shown("r", shown("f", &big));
+        assert!(recent.find_mut("r", "e").is_none() && recent.find_mut("r", "f").is_some());
+        recent.forget("r");
+        assert!(recent.context("r", None, 3).is_empty());
+    }
+
+    /// A context text is cut at a character boundary with an ellipsis; a reporter counts
+    /// once.
+    #[test]
+    fn context_texts_are_shortened_and_reporters_count_once() {
+        let mut recent = Recent::new(10);
+        let long = "é".repeat(MAX_CONTEXT_TEXT_BYTES);
+        recent.shown("r", shown("a", &long));
+        let context = recent.context("r", None, 1);
+        assert!(context[0].text.len() <= MAX_CONTEXT_TEXT_BYTES + '…'.len_utf8());
+        assert!(context[0].text.ends_with('…'));
+        let message = recent.find_mut("r", "a").expect("kept");
+        let bob: Arc<str> = "bob".into();
+        assert!(Recent::reported(message, &bob));
+        assert!(!Recent::reported(message, &bob));
+        for n in 1..MAX_REPORTERS {
+            assert!(Recent::reported(message, &format!("u{n}").into()));
+        }
+        assert!(
+            !Recent::reported(message, &"one more".into()),
+            "enough reporters"
+        );
+    }
+
+    /// Context fits its byte budget (the latest messages kept), and all rooms together
+    /// stop at their budget; forgetting a room gives its bytes back.
+    #[test]
+    fn context_and_memory_are_bounded_in_bytes() {
+        let mut recent = Recent::with_budget(10, 3000);
+        let quotes = "\"".repeat(900);
+        for id in ["a", "b", "c"] {
+            assert!(recent.shown("r", shown(id, &quotes)));
+        }
+        let context = recent.context("r", None, 10);
+        let ids: Vec<&str> = context.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["b", "c"],
+            "two 900-byte texts fit the 4 KiB budget, three do not"
+        );
+        assert!(
+            !recent.shown("s", shown("d", &quotes)),
+            "past the total budget"
+        );
+        recent.forget("r");
+        assert!(recent.shown("s", shown("d", &quotes)));
+    }
+}
