@@ -157,3 +157,99 @@ async fn a_missing_review_stream_does_not_hold_flagged_requests() {
     );
     moderator.stop_drained(&env.js).await;
 }
+
+/// A report (a request with a v1.1 `report`) publishes no verdict and is always queued, as
+/// an item of kind `report` naming the reported message, with the request's context. When
+/// its item cannot be stored on the last delivery the request is dead-lettered
+/// (`review_unavailable`), not acked and lost as before the fix: a report has no verdict
+/// to stand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_is_queued_without_a_verdict_or_dead_lettered() {
+    use futures::StreamExt;
+    use offpath_protocol::subject::DLQ_STREAM;
+    use offpath_protocol::{ContextMessage, DeadLetter, Report, TextSource};
+
+    let (env, mut sub, moderator) = common::start(common::config(Default::default())).await;
+    moderator.assert_ready(60, "after start").await;
+    let report = |id: &str, message_id: &str| offpath_protocol::ModerationRequest {
+        report: Some(Report {
+            message_id: message_id.into(),
+            reporter: "bob".into(),
+            reason: "creepy".into(),
+            message_sent_at_ms: 7,
+            text_source: TextSource::Gateway,
+        }),
+        context: vec![ContextMessage {
+            id: "gw.0".into(),
+            sender: "alice".into(),
+            text: "hello".into(),
+            sent_at_ms: 6,
+        }],
+        ..common::request(id, "come to my place tonight, alone")
+    };
+    common::publish(&env.js, &report("report-1", "gw.1")).await;
+    let mut stream = env.js.get_stream(REVIEW_STREAM).await.expect("REVIEW");
+    let mut queued = 0;
+    for _ in 0..200 {
+        queued = stream.info().await.expect("info").state.messages;
+        if queued > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(queued, 1, "the report is queued");
+    let raw = stream.get_raw_message(1).await.expect("item");
+    let item: ReviewItem = serde_json::from_slice(&raw.payload).expect("a ReviewItem");
+    assert_eq!(item.kind, ReviewKind::Report);
+    assert_eq!(
+        item.verdict.id, "gw.1",
+        "the reported message, not the report"
+    );
+    assert_eq!(item.sent_at_ms, 7, "when the reported message was sent");
+    assert_eq!(
+        item.report.as_ref().map(|r| r.reporter.as_str()),
+        Some("bob")
+    );
+    assert_eq!(item.context.len(), 1);
+    assert!(item.verdict.judged("come to my place tonight, alone"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), sub.next())
+            .await
+            .is_err(),
+        "no verdict for a report"
+    );
+
+    env.js
+        .delete_stream(REVIEW_STREAM)
+        .await
+        .expect("delete REVIEW");
+    common::publish(&env.js, &report("report-2", "gw.2")).await;
+    let mut dlq = env.js.get_stream(DLQ_STREAM).await.expect("DLQ");
+    let mut letters = 0;
+    for _ in 0..200 {
+        letters = dlq.info().await.expect("info").state.messages;
+        if letters > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(letters, 1, "the report is kept as a dead letter");
+    let raw = dlq.get_raw_message(1).await.expect("letter");
+    let letter: DeadLetter = serde_json::from_slice(&raw.payload).expect("a DeadLetter");
+    assert_eq!(letter.reason, "review_unavailable");
+    assert_eq!(letter.id.as_deref(), Some("gw.2"));
+    let (_, metrics) = moderator.get("/metrics").await;
+    assert_eq!(
+        scrape::value(
+            &metrics,
+            "offpath_moderator_dead_letters_total{reason=\"review_unavailable\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        common::wait_empty(&env.js).await,
+        0,
+        "the request left the work queue"
+    );
+    moderator.stop_drained(&env.js).await;
+}

@@ -247,6 +247,28 @@ impl Reader {
         false
     }
 
+    /// A `send` or `report` to `room` may go ahead: the connection is a member, and within
+    /// its send rate (messages and reports together).
+    fn may_post(&mut self, room: &str, received: Instant, doing: &str) -> Result<(), FrameError> {
+        if !self.rooms.contains(room) {
+            return Err(FrameError::new(
+                ErrorCode::NotAMember,
+                format!("join room {room:?} before {doing}"),
+            ));
+        }
+        if !self.bucket.take(received) {
+            return Err(FrameError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {} messages and reports per second (bursts of {})",
+                    self.hub.config().rate_per_second,
+                    self.hub.config().rate_burst
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn handle(&mut self, text: &Utf8Bytes, received: Instant) -> Result<(), FrameError> {
         match frames::parse(text, self.hub.config().max_text_bytes)? {
             ClientFrame::Join { room } => {
@@ -279,22 +301,7 @@ impl Reader {
                 client_msg_id,
                 commitment,
             } => {
-                if !self.rooms.contains(&room) {
-                    return Err(FrameError::new(
-                        ErrorCode::NotAMember,
-                        format!("join room {room:?} before sending to it"),
-                    ));
-                }
-                if !self.bucket.take(received) {
-                    return Err(FrameError::new(
-                        ErrorCode::RateLimited,
-                        format!(
-                            "at most {} messages per second (bursts of {})",
-                            self.hub.config().rate_per_second,
-                            self.hub.config().rate_burst
-                        ),
-                    ));
-                }
+                self.may_post(&room, received, "sending to it")?;
                 self.hub
                     .admit(&self.peer, &room, text, client_msg_id, commitment, received)
                     .await
@@ -306,23 +313,8 @@ impl Reader {
                 text,
                 key,
             } => {
-                if !self.rooms.contains(&room) {
-                    return Err(FrameError::new(
-                        ErrorCode::NotAMember,
-                        format!("join room {room:?} before reporting its messages"),
-                    ));
-                }
                 // A report costs what a message does: a flood of reports is a flood.
-                if !self.bucket.take(received) {
-                    return Err(FrameError::new(
-                        ErrorCode::RateLimited,
-                        format!(
-                            "at most {} messages or reports per second (bursts of {})",
-                            self.hub.config().rate_per_second,
-                            self.hub.config().rate_burst
-                        ),
-                    ));
-                }
+                self.may_post(&room, received, "reporting its messages")?;
                 let report = crate::hub::ReportFrame {
                     room: &room,
                     id: &id,
