@@ -258,6 +258,18 @@ async fn a_member_reports_a_message_and_a_reviewer_removes_it() {
         let retract = page.expect(WAIT, is("retract", Some(&id))).await.frame;
         assert_eq!(retract["reason"], "removed");
     }
+    // A console started now is ready only once it has read REVIEW and AUDIT: the decided
+    // report is not shown open.
+    let restarted = Console::start(&server).await;
+    let (status, open) = restarted.call("GET", "/api/queue", Some(TOKEN), "").await;
+    assert_eq!(
+        (status, open.as_str()),
+        (200, "[]"),
+        "decided, per the audit trail"
+    );
+    let all = "/api/queue?status=all&limit=0";
+    let (status, none) = restarted.call("GET", all, Some(TOKEN), "").await;
+    assert_eq!((status, none.as_str()), (200, "[]"), "limit=0: no item");
     let gone = serde_json::json!({"type": "report", "room": "lobby", "id": id});
     assert_eq!(report(&mut bob, gone).await["code"], "unknown_message");
     let metrics = transport.metrics().await;

@@ -15,6 +15,7 @@ mod reviewers;
 mod routes;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
@@ -39,6 +40,9 @@ pub(crate) struct State {
     js: jetstream::Context,
     reviewers: Reviewers,
     queue: Mutex<queue::Queue>,
+    /// `REVIEW` and `AUDIT` were read up to where they stood when reading began: until then
+    /// the queue is incomplete (decided items would look open) and `/readyz` says so.
+    caught_up: [AtomicBool; 2],
 }
 
 /// Serves the console on `listener` until `shutdown` completes, following `REVIEW` and
@@ -54,6 +58,7 @@ pub async fn run(
         js: jetstream::new(client),
         reviewers,
         queue: Mutex::default(),
+        caught_up: Default::default(),
     });
     let follow = tokio::spawn(follow_streams(Arc::clone(&state)));
     let gauges = tokio::spawn(metrics::report(Arc::clone(&state)));
@@ -69,6 +74,16 @@ pub async fn run(
 impl State {
     fn queue(&self) -> std::sync::MutexGuard<'_, queue::Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The streams not read up to where they stood when the console started.
+    pub(crate) fn behind(&self) -> Vec<String> {
+        [REVIEW_STREAM, AUDIT_STREAM]
+            .iter()
+            .zip(&self.caught_up)
+            .filter(|(_, done)| !done.load(Ordering::Relaxed))
+            .map(|(stream, _)| format!("{stream} not read up to its end yet"))
+            .collect()
     }
 
     /// Publishes `review` of `item`: the human verdict first when the decision changes the
@@ -121,12 +136,12 @@ async fn publish(
 /// Reads `REVIEW` and `AUDIT` from their start and follows them; a lost stream is read
 /// again from its start after a pause (the queue ignores what it already has).
 async fn follow_streams(state: Arc<State>) {
-    let review = follow(&state, REVIEW_STREAM, |state, payload| {
+    let review = follow(&state, 0, REVIEW_STREAM, |state, payload| {
         let item: ReviewItem = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
         state.queue().add(item);
         Ok(())
     });
-    let audit = follow(&state, AUDIT_STREAM, |state, payload| {
+    let audit = follow(&state, 1, AUDIT_STREAM, |state, payload| {
         let entry: AuditEntry = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
         state.queue().record(&entry.item, &entry.review);
         Ok(())
@@ -136,9 +151,9 @@ async fn follow_streams(state: Arc<State>) {
 
 type Apply = fn(&State, &[u8]) -> Result<(), String>;
 
-async fn follow(state: &State, stream: &'static str, apply: Apply) {
+async fn follow(state: &State, which: usize, stream: &'static str, apply: Apply) {
     loop {
-        if let Err(err) = read(state, stream, apply).await {
+        if let Err(err) = read(state, which, stream, apply).await {
             warn!("not following {stream} ({err}); trying again in 2 s");
             ::metrics::counter!(metrics::NATS_ERRORS, "stream" => stream).increment(1);
         }
@@ -147,13 +162,28 @@ async fn follow(state: &State, stream: &'static str, apply: Apply) {
 }
 
 /// Reads `stream` from its start with an ordered consumer (nothing acked, nothing kept on
-/// the server) until it fails.
-async fn read(state: &State, stream: &'static str, apply: Apply) -> Result<(), String> {
-    let source = state
+/// the server) until it fails; marks it caught up once past its last message at the start.
+async fn read(
+    state: &State,
+    which: usize,
+    stream: &'static str,
+    apply: Apply,
+) -> Result<(), String> {
+    let mut source = state
         .js
         .get_stream(stream)
         .await
         .map_err(|e| e.to_string())?;
+    let end = source
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .last_sequence;
+    let caught_up = &state.caught_up[which];
+    if end == 0 {
+        caught_up.store(true, Ordering::Relaxed);
+    }
     let reader = source
         .create_consumer(consumer::pull::OrderedConfig::default())
         .await
@@ -164,6 +194,9 @@ async fn read(state: &State, stream: &'static str, apply: Apply) -> Result<(), S
         if let Err(err) = apply(state, &message.payload) {
             ::metrics::counter!(metrics::MALFORMED, "stream" => stream).increment(1);
             warn!("{stream}: skipped a message that is not what it should be: {err}");
+        }
+        if message.info().is_ok_and(|i| i.stream_sequence >= end) {
+            caught_up.store(true, Ordering::Relaxed);
         }
     }
     Err("the consumer ended".into())

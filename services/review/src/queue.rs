@@ -154,6 +154,8 @@ pub(crate) struct Filter {
     pub(crate) room: Option<String>,
     /// `flag`, `block` or `report`.
     pub(crate) kind: Option<String>,
+    /// How many to return at most (the route's default when absent).
+    pub(crate) limit: Option<usize>,
 }
 
 impl Filter {

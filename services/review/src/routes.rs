@@ -2,8 +2,9 @@
 //! `Authorization: Bearer …` on every call) and the operator endpoints.
 //!
 //! * `GET /`: the console (plain HTML, CSS and JS, nothing from elsewhere);
-//! * `GET /api/queue?status=open|decided|all&tenant=&room=&kind=`: the items, members'
-//!   reports first, then oldest first;
+//! * `GET /api/queue?status=open|decided|all&tenant=&room=&kind=&limit=`: the first
+//!   `limit` (200; at most 1000) items, members' reports first, then oldest first; the
+//!   `X-Offpath-Total` header says how many matched;
 //! * `POST /api/decide` `{"key", "decision", "note"}`: a decision on item `key`;
 //! * `GET /metrics`, `/healthz`, `/readyz`.
 
@@ -23,6 +24,13 @@ use crate::State;
 use crate::metrics as m;
 use crate::queue::Filter;
 
+/// Items a queue call returns unless it asks for another `limit`.
+const DEFAULT_LIMIT: usize = 200;
+/// Items a queue call returns at most.
+const MAX_LIMIT: usize = 1000;
+/// How many items matched the filter (the page shows the first `limit`).
+const TOTAL_HEADER: &str = "x-offpath-total";
+
 /// Longest note a reviewer may write, in characters.
 const MAX_NOTE_CHARS: usize = 2000;
 
@@ -33,11 +41,12 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/api/decide", post(decide))
         // A decision is a key, a word and a note of at most 2,000 characters.
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
-        .with_state(state);
-    console.merge(offpath_ops::router(&m::PROMETHEUS, || Readiness {
-        unready: Vec::new(),
+        .with_state(Arc::clone(&state));
+    let ready = move || Readiness {
+        unready: state.behind(),
         detail: None,
-    }))
+    };
+    console.merge(offpath_ops::router(&m::PROMETHEUS, ready))
 }
 
 /// The reviewer whose token the request carries; `None` (counted): answer [`unauthorized`].
@@ -71,8 +80,17 @@ async fn queue(
     if reviewer(&state, &headers).is_none() {
         return unauthorized();
     }
-    let entries: Vec<_> = state.queue().list(&filter).into_iter().cloned().collect();
-    Json(entries).into_response()
+    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let (entries, total) = {
+        let queue = state.queue();
+        let listed = queue.list(&filter);
+        let total = listed.len();
+        let entries: Vec<_> = listed.into_iter().take(limit).cloned().collect();
+        (entries, total)
+    };
+    let mut response = Json(entries).into_response();
+    response.headers_mut().insert(TOTAL_HEADER, total.into());
+    response
 }
 
 /// A decision as the console sends it.
