@@ -249,6 +249,15 @@ async fn a_member_reports_a_message_and_a_reviewer_removes_it() {
     );
 
     let key = queued[0]["key"].as_str().expect("key");
+    // A reviewer of another tenant neither sees nor decides acme's report.
+    let sam = Some(chat::GLOBEX_REVIEWER_TOKEN);
+    let (status, theirs) = console.call("GET", "/api/queue", sam, "").await;
+    assert_eq!((status, theirs.as_str()), (200, "[]"), "globex's reviewer");
+    let dismiss = serde_json::json!({ "key": key, "decision": "dismiss" });
+    let (status, _) = console
+        .call("POST", "/api/decide", sam, &dismiss.to_string())
+        .await;
+    assert_eq!(status, 404, "not globex's item");
     let decide = serde_json::json!({ "key": key, "decision": "remove", "note": "grooming" });
     let (status, body) = console
         .call("POST", "/api/decide", Some(TOKEN), &decide.to_string())

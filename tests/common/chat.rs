@@ -46,9 +46,13 @@ pub(crate) async fn moderator(server: &NatsServer, extra: &[&str]) -> Proc {
     moderator
 }
 
+/// The token of reviewer `sam`, who serves tenant `globex` only.
+pub(crate) const GLOBEX_REVIEWER_TOKEN: &str = "sam-globex-only-token";
+
 /// `offpath review` against `server` as a child process (its own metrics recorder, as
-/// deployed; killed on drop), on a free port, with one reviewer `rita` whose token is
-/// `token` (the reviewers file goes in `dir`); ready.
+/// deployed; killed on drop), on a free port, with reviewer `rita` (every tenant) whose
+/// token is `token` and `sam` ([`GLOBEX_REVIEWER_TOKEN`], tenant `globex` only) (the
+/// reviewers file goes in `dir`); ready.
 pub(crate) async fn review_console(
     server: &NatsServer,
     dir: &std::path::Path,
@@ -56,7 +60,11 @@ pub(crate) async fn review_console(
 ) -> (Proc, SocketAddr) {
     let reviewers = dir.join("reviewers.toml");
     let digest = offpath_protocol::text_sha256(token);
-    std::fs::write(&reviewers, format!("[reviewers]\nrita = \"{digest}\"\n")).expect("write");
+    let sam = offpath_protocol::text_sha256(GLOBEX_REVIEWER_TOKEN);
+    let file = format!(
+        "[reviewers]\nrita = \"{digest}\"\nsam = {{ token_sha256 = \"{sam}\", tenants = [\"globex\"] }}\n"
+    );
+    std::fs::write(&reviewers, file).expect("write");
     let addr = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
     let mut command = Command::new(BIN);
     command

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::State;
 use crate::metrics as m;
 use crate::queue::Filter;
+use crate::reviewers::Reviewer;
 
 /// Items a queue call returns unless it asks for another `limit`.
 const DEFAULT_LIMIT: usize = 200;
@@ -50,18 +51,16 @@ pub(crate) fn router(state: Arc<State>) -> Router {
 }
 
 /// The reviewer whose token the request carries; `None` (counted): answer [`unauthorized`].
-fn reviewer(state: &State, headers: &HeaderMap) -> Option<String> {
+fn reviewer(state: &State, headers: &HeaderMap) -> Option<Reviewer> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let name = token
-        .and_then(|t| state.reviewers.who(t))
-        .map(str::to_string);
-    if name.is_none() {
+    let reviewer = token.and_then(|t| state.reviewers.who(t)).cloned();
+    if reviewer.is_none() {
         metrics::counter!(m::AUTH_FAILURES).increment(1);
     }
-    name
+    reviewer
 }
 
 fn unauthorized() -> Response {
@@ -77,13 +76,15 @@ async fn queue(
     headers: HeaderMap,
     Query(filter): Query<Filter>,
 ) -> Response {
-    if reviewer(&state, &headers).is_none() {
+    let Some(reviewer) = reviewer(&state, &headers) else {
         return unauthorized();
-    }
+    };
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let (entries, total) = {
         let queue = state.queue();
-        let listed = queue.list(&filter);
+        let mut listed = queue.list(&filter);
+        // Another tenant's items are not this reviewer's to see.
+        listed.retain(|e| reviewer.serves(&e.item.verdict.tenant));
         let total = listed.len();
         let entries: Vec<_> = listed.into_iter().take(limit).cloned().collect();
         (entries, total)
@@ -108,7 +109,7 @@ async fn decide(
     headers: HeaderMap,
     body: Result<Json<Decide>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let Some(name) = reviewer(&state, &headers) else {
+    let Some(reviewer) = reviewer(&state, &headers) else {
         return unauthorized();
     };
     let Ok(Json(decide)) = body else {
@@ -127,7 +128,9 @@ async fn decide(
             "the note is longer than 2000 characters",
         );
     }
-    let Some(entry) = state.queue().get(&decide.key).cloned() else {
+    let entry = state.queue().get(&decide.key).cloned();
+    // Another tenant's item is answered as if it did not exist.
+    let Some(entry) = entry.filter(|e| reviewer.serves(&e.item.verdict.tenant)) else {
         return error(StatusCode::NOT_FOUND, "no such item in the queue");
     };
     let restore = decide.decision == ReviewDecision::Restore;
@@ -145,7 +148,7 @@ async fn decide(
         );
     }
     let review = HumanReview {
-        reviewer: name,
+        reviewer: reviewer.name,
         decision: decide.decision,
         decided_at_ms: now_ms(),
         note: decide.note,
