@@ -24,13 +24,16 @@ pub(crate) struct LocalLogins {
     pub moderator: Credentials,
     /// The transport.
     pub transport: Credentials,
+    /// The reviewers' console, when it runs.
+    pub reviewer: Option<Credentials>,
     /// The transport's instance, when the launcher chose it (set in its environment).
     pub chosen_instance: Option<String>,
 }
 
 /// Draws the passwords for a transport of `tenant` whose instance is `instance` (empty:
-/// the launcher chooses one, so the credential can name the consumer).
-pub(crate) fn logins(tenant: &str, instance: &str) -> anyhow::Result<LocalLogins> {
+/// the launcher chooses one, so the credential can name the consumer), and for the
+/// reviewers' console when `reviewer`.
+pub(crate) fn logins(tenant: &str, instance: &str, reviewer: bool) -> anyhow::Result<LocalLogins> {
     let chosen_instance = match instance.is_empty() {
         true => Some(format!(
             "up-{}",
@@ -46,7 +49,10 @@ pub(crate) fn logins(tenant: &str, instance: &str) -> anyhow::Result<LocalLogins
                 .unwrap_or_else(|| instance.to_string()),
         ),
     };
-    let roles = [Role::Topology, Role::Moderator, transport];
+    let mut roles = vec![Role::Topology, Role::Moderator, transport];
+    if reviewer {
+        roles.push(Role::Reviewer);
+    }
     let (config, mut credentials) = local_authorization(&roles)?;
     let mut take = || credentials.remove(0).1;
     Ok(LocalLogins {
@@ -54,6 +60,7 @@ pub(crate) fn logins(tenant: &str, instance: &str) -> anyhow::Result<LocalLogins
         topology: take(),
         moderator: take(),
         transport: take(),
+        reviewer: reviewer.then(take),
         chosen_instance,
     })
 }
@@ -62,6 +69,12 @@ impl LocalLogins {
     /// A moderator's environment.
     pub(crate) fn moderator_env(&self) -> ChildEnv {
         login_env(&self.moderator)
+    }
+
+    /// The reviewers' console's environment (as the moderator's login when it has none of
+    /// its own: not reached, the console runs only with its login).
+    pub(crate) fn reviewer_env(&self) -> ChildEnv {
+        login_env(self.reviewer.as_ref().unwrap_or(&self.moderator))
     }
 
     /// The transport's environment (with its instance, when chosen here).

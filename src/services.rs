@@ -57,7 +57,7 @@ pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {
     )
     .await?;
     info!(
-        streams = "MODERATION, VERDICTS, MODERATION_DLQ",
+        streams = "MODERATION, MODERATION_INTERACTIVE, VERDICTS, MODERATION_DLQ, REVIEW, AUDIT",
         consumer = "MODERATION/moderator",
         bucket = offpath_protocol::subject::POLICY_BUCKET,
         "JetStream topology applied"
@@ -222,7 +222,7 @@ pub(crate) async fn ensure_topology(
         warn!("JetStream topology differs: {difference}; `offpath topology` changes settings");
     }
     info!(
-        streams = "MODERATION, VERDICTS, MODERATION_DLQ",
+        streams = "MODERATION, MODERATION_INTERACTIVE, VERDICTS, MODERATION_DLQ, REVIEW, AUDIT",
         consumer = "MODERATION/moderator",
         differences = drift.len(),
         "JetStream topology in place"

@@ -102,6 +102,8 @@ struct Stack {
     url: String,
     moderators: Vec<Supervised>,
     transport: Option<Supervised>,
+    /// The reviewers' console (with --reviewers).
+    review: Option<Supervised>,
     listen: Option<SocketAddr>,
     /// Whether the transport runs the development identity (`?user=`) rather than tokens.
     dev_identity: bool,
@@ -111,9 +113,14 @@ struct Stack {
 async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyhow::Result<bool> {
     let (urls, logins) = nats(args, stack)?;
     stack.url = urls.join(",");
-    let (moderator_env, transport_env) = match &logins {
-        Some(logins) => (logins.moderator_env(), logins.transport_env()),
+    let (moderator_env, transport_env, review_env) = match &logins {
+        Some(logins) => (
+            logins.moderator_env(),
+            logins.transport_env(),
+            logins.reviewer_env(),
+        ),
         None => (
+            local_auth::shared_env(&args.auth),
             local_auth::shared_env(&args.auth),
             local_auth::shared_env(&args.auth),
         ),
@@ -177,6 +184,23 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         };
         ready?;
     }
+    if let Some(reviewers) = &args.reviewers {
+        let listen = offpath_harness::process::concrete_addr(args.review_addr)?;
+        let mut flags = vec![
+            "review".to_string(),
+            format!("--listen-addr={listen}"),
+            format!("--nats-url={}", stack.url),
+            format!("--reviewers={}", reviewers.display()),
+        ];
+        flags.extend(args.streams.flags());
+        let review = stack
+            .review
+            .insert(Supervised::start("review", flags, review_env, listen)?);
+        let Some(ready) = signals.or_signal(review.wait_ready(READY_TIMEOUT)).await else {
+            return Ok(false);
+        };
+        ready?;
+    }
     Ok(true)
 }
 
@@ -187,7 +211,7 @@ fn nats(args: &UpArgs, stack: &mut Stack) -> anyhow::Result<(Vec<String>, Option
         return Ok((args.nats_url.clone(), None));
     }
     let (tenant, instance) = transport_identity(args)?;
-    let logins = local_auth::logins(&tenant, &instance)?;
+    let logins = local_auth::logins(&tenant, &instance, args.reviewers.is_some())?;
     // Blocks this (main) thread until the server accepts connections, usually well under a
     // second: a signal meanwhile is kept by its listener and acted on next.
     let data_dir = local_data_dir(args.data_dir.clone());
@@ -280,6 +304,7 @@ fn announce(stack: &Stack) {
         },
         transport_metrics = %format!("http://{transport_ops}/metrics"),
         moderator_metrics = %moderator_ops.join(","),
+        review = %stack.review.as_ref().map(|r| format!("http://{}/", r.ops)).unwrap_or_default(),
         "offpath is up; Ctrl-C stops"
     );
 }
@@ -293,7 +318,8 @@ impl Stack {
             for local in &mut self.local {
                 local.check(now);
             }
-            for child in self.moderators.iter_mut().chain(self.transport.as_mut()) {
+            let children = self.moderators.iter_mut().chain(self.transport.as_mut());
+            for child in children.chain(self.review.as_mut()) {
                 child.check(now);
             }
         }
@@ -302,6 +328,9 @@ impl Stack {
     /// The transport first (it flushes its outbox while NATS is still there), then the
     /// moderators, then NATS.
     async fn stop(&mut self) {
+        if let Some(review) = self.review.take() {
+            stopped(&review.name.clone(), review.stop(STOP_GRACE).await);
+        }
         if let Some(transport) = self.transport.take() {
             stopped(&transport.name.clone(), transport.stop(STOP_GRACE).await);
         }
@@ -355,8 +384,9 @@ fn start_local_nats(
         url = %server.url(),
         binary = %server.binary().display(),
         store = %server.store_dir().display(),
-        "local nats-server started with authorization (users topology, moderator, {})",
-        logins.transport.user
+        "local nats-server started with authorization (users topology, moderator, {}{})",
+        logins.transport.user,
+        if logins.reviewer.is_some() { ", reviewer" } else { "" }
     );
     Ok(server)
 }

@@ -95,7 +95,16 @@ fn doctor_is_role_aware() {
 #[tokio::test]
 async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = common::up(data.path(), &["--transport-arg=--tenant=acme"])
+    let reviewers = data.path().join("reviewers.toml");
+    let digest = offpath_protocol::text_sha256("rita-token");
+    std::fs::write(&reviewers, format!("[reviewers]\nrita = \"{digest}\"\n")).expect("write");
+    let reviewers = format!("--reviewers={}", reviewers.display());
+    let extra = [
+        "--transport-arg=--tenant=acme",
+        &reviewers,
+        "--review-addr=127.0.0.1:0",
+    ];
+    let mut child = common::up(data.path(), &extra)
         .spawn()
         .expect("spawn offpath up");
     let stderr = child.stderr.take().expect("stderr");
@@ -176,6 +185,24 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     alice
         .expect(wait, common::chat::is("retract", Some(&id)))
         .await;
+    // The reviewers' console runs too, logged in as its own `reviewer` user: ready means
+    // it read REVIEW and AUDIT, which only that user (and topology) may.
+    let console: std::net::SocketAddr = up["review"]
+        .as_str()
+        .expect("the console's address")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("socket address");
+    let auth = ["Authorization: Bearer rita-token"];
+    let (status, queue) = offpath_harness::http::send(console, "GET", "/api/queue", &auth, "")
+        .await
+        .expect("the console answers");
+    assert_eq!(
+        (status, queue.as_str()),
+        (200, "[]"),
+        "the blocked insult is not queued"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -198,7 +225,10 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
         .lines()
         .filter(|line| line.contains(r#""message":"stopped""#))
         .count();
-    assert_eq!(stopped, 2, "transport and moderator stopped; log:\n{log}");
+    assert_eq!(
+        stopped, 3,
+        "console, transport and moderator stopped; log:\n{log}"
+    );
     assert!(
         data.path().join("jetstream").exists(),
         "JetStream data kept in --data-dir"

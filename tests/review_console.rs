@@ -194,10 +194,19 @@ async fn a_member_reports_a_message_and_a_reviewer_removes_it() {
     let verdict = alice.expect(WAIT_MODEL, is("verdict", Some(&id))).await;
     assert_eq!(verdict.frame["action"], "allow", "{}", verdict.frame);
 
-    let reported = report(
+    let with_text = report(
         &mut bob,
         serde_json::json!({"type": "report", "room": "lobby", "id": id, "reason": "creepy",
             "text": "words alice never said"}),
+    )
+    .await;
+    assert_eq!(
+        with_text["code"], "invalid_report",
+        "no text where the gateway has it"
+    );
+    let reported = report(
+        &mut bob,
+        serde_json::json!({"type": "report", "room": "lobby", "id": id, "reason": "creepy"}),
     )
     .await;
     assert_eq!(reported["type"], "reported", "{reported}");

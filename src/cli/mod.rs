@@ -62,8 +62,8 @@ pub(crate) enum Command {
     /// models (exit 64 with every problem listed); `offpath policy push FILE` also puts it
     /// in the bucket every moderator follows.
     Policy(crate::policy::PolicyCommand),
-    /// Run the reviewers' console: the review queue (flagged messages, and blocked ones
-    /// where the policy asks), one-key decisions published as human verdicts that every
+    /// Run the reviewers' console: the review queue (members' reports first, flagged
+    /// messages, and blocked ones where the policy asks), one-key decisions published as human verdicts that every
     /// transport applies, and the audit trail (`/`, `/api/…`, `/metrics` on one address).
     Review(ReviewArgs),
 }
@@ -114,7 +114,7 @@ pub(crate) struct StreamArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_REPLICAS)
     )]
     pub replicas: usize,
-    /// Storage reserved per stream, in bytes (three streams).
+    /// Storage reserved per stream, in bytes (each of the six streams).
     #[arg(
         long,
         env = "OFFPATH_STREAM_MAX_BYTES",
@@ -249,6 +249,14 @@ pub(crate) struct UpArgs {
     /// hold several, whitespace-separated, without quoting).
     #[arg(long, env = "OFFPATH_TRANSPORT_ARGS", allow_hyphen_values = true)]
     pub transport_arg: Vec<String>,
+    /// Also run the reviewers' console (`offpath review`) with this reviewers file (TOML,
+    /// `[reviewers] name = "<sha256 of the token>"`), logged in to the local nats-server as
+    /// its own `reviewer` user.
+    #[arg(long, env = "OFFPATH_REVIEWERS")]
+    pub reviewers: Option<PathBuf>,
+    /// Address of the reviewers' console (with --reviewers); port 0 picks one.
+    #[arg(long, env = "OFFPATH_REVIEW_ADDR", default_value = REVIEW_ADDR)]
+    pub review_addr: std::net::SocketAddr,
 }
 
 impl UpArgs {

@@ -16,6 +16,10 @@ pub(super) fn validate(args: &UpArgs) -> anyhow::Result<()> {
         return Err(Usage("--moderators must be at least 1".into()).into());
     }
     validate_cluster(args)?;
+    if let Some(reviewers) = &args.reviewers {
+        // Checked now, so a bad file stops `up` before anything starts.
+        offpath_review::Reviewers::load(reviewers).map_err(|e| Usage(e.to_string()))?;
+    }
     if args.nats_url.is_empty() {
         let auth = &args.auth;
         if auth.nats_user.is_some()

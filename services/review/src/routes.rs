@@ -115,7 +115,8 @@ async fn decide(
     let Ok(Json(decide)) = body else {
         return error(
             StatusCode::BAD_REQUEST,
-            "expected {\"key\", \"decision\", \"note\"}",
+            "expected a JSON body (Content-Type: application/json): {\"key\": <an item's key>, \
+             \"decision\": \"remove\"|\"restore\"|\"dismiss\"|\"escalate\", \"note\": <optional>}",
         );
     };
     if decide

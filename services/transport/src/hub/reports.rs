@@ -3,7 +3,7 @@
 //! which a moderator classifies and always queues for the reviewers.
 //!
 //! * In a room the server can read, the reported text is the one the gateway relayed (a
-//!   client cannot put words in anyone's mouth); `text` in the frame is ignored.
+//!   client cannot put words in anyone's mouth); a frame with `text` or `key` is refused.
 //! * In an end-to-end-encrypted (`e2e`) room the gateway relayed ciphertext: the reporter's
 //!   client submits the plaintext. When the sender sent a franking `commitment` (hex
 //!   HMAC-SHA256 of the plaintext under a 32-byte key carried inside the ciphertext) and
@@ -74,6 +74,15 @@ impl Hub {
             return Err(FrameError::new(
                 ErrorCode::InvalidReport,
                 "a member cannot report their own message",
+            ));
+        }
+        if !e2e && (text.is_some() || key.is_some()) {
+            return Err(FrameError::new(
+                ErrorCode::InvalidReport,
+                format!(
+                    "room {room:?} is not end-to-end encrypted: a report carries no \"text\" \
+                     or \"key\" (the gateway reports the text it relayed)"
+                ),
             ));
         }
         let (text, source) = if e2e {
