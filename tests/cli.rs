@@ -423,8 +423,14 @@ async fn scrape_stack(up: &serde_json::Value) -> Vec<String> {
         .trim_start_matches("http://")
         .trim_end_matches("/metrics");
     let moderators = up["moderator_metrics"].as_str().expect("moderator_metrics");
+    // The reviewers' console, when `up` runs it: its /metrics is on its one address.
+    let review = up["review"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .map(|r| r.trim_start_matches("http://").trim_end_matches('/'));
     let mut texts = Vec::new();
-    for addr in std::iter::once(transport).chain(moderators.split(',')) {
+    let moderators = moderators.split(',');
+    for addr in std::iter::once(transport).chain(moderators).chain(review) {
         let addr = addr.parse().expect("an operator address");
         let (status, text) = offpath_harness::http::get(addr, "/metrics")
             .await

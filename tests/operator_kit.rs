@@ -53,8 +53,8 @@ fn every_alert_is_tested() {
         .collect();
     assert_eq!(
         alerts.len(),
-        8,
-        "the seven alerts of the operator kit and a refused policy change"
+        10,
+        "the seven alerts of the operator kit, a refused policy change, and the review queue's two"
     );
     for alert in alerts {
         assert!(
@@ -95,6 +95,8 @@ fn the_kit_covers_what_operators_watch() {
         "offpath_moderator_dead_letters_total",
         "offpath_moderator_last_progress_timestamp_seconds",
         "offpath_transport_verdict_consumer_bound",
+        "offpath_review_oldest_item_age_seconds",
+        "offpath_moderator_review_items_lost_total",
     ] {
         assert!(used.contains(name), "the kit does not read {name}");
     }
