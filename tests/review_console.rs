@@ -143,6 +143,12 @@ async fn a_reviewer_removes_a_flagged_message_from_both_chat_pages() {
         ),
         1.0
     );
+    // Every series is there and described, as promtool wants it.
+    scrape::promtool_check(&metrics);
+    for reason in ["malformed", "note_too_long", "unknown_item", "e2e_restore"] {
+        let series = format!("offpath_review_decisions_refused_total{{reason=\"{reason}\"}}");
+        assert!(metrics.contains(&series), "{series} from the start");
+    }
     assert!(scrape::value(&metrics, "offpath_review_auth_failures_total") >= 2.0);
     let (status, bad) = console
         .call("POST", "/api/decide", Some(TOKEN), "{\"key\": 3}")
@@ -422,6 +428,9 @@ async fn e2e_rooms_are_moderated_only_through_reports() {
         status, 400,
         "the server cannot restore what it never read: {body}"
     );
+    let (_, console_metrics) = console.call("GET", "/metrics", None, "").await;
+    let refused = "offpath_review_decisions_refused_total{reason=\"e2e_restore\"}";
+    assert_eq!(scrape::value(&console_metrics, refused), 1.0);
     let remove = serde_json::json!({ "key": key, "decision": "remove" });
     let (status, body) = console
         .call("POST", "/api/decide", Some(TOKEN), &remove.to_string())

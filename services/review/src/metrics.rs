@@ -16,6 +16,13 @@ pub(crate) const OLDEST_SECONDS: &str = "offpath_review_oldest_item_age_seconds"
 pub(crate) const DECISIONS: &str = "offpath_review_decisions_total";
 /// Decisions not stored (NATS refused the human verdict or the audit entry).
 pub(crate) const DECISION_FAILURES: &str = "offpath_review_decision_failures_total";
+/// Decisions refused, by `reason` (one of [`REFUSED_REASONS`]).
+pub(crate) const DECISIONS_REFUSED: &str = "offpath_review_decisions_refused_total";
+/// Every `reason` of [`DECISIONS_REFUSED`]: not the shape of a decision, a note over 2,000
+/// characters, no such item (or another tenant's), a restore of an end-to-end-encrypted
+/// message.
+pub(crate) const REFUSED_REASONS: &[&str] =
+    &["malformed", "note_too_long", "unknown_item", "e2e_restore"];
 /// Requests without a valid reviewer token.
 pub(crate) const AUTH_FAILURES: &str = "offpath_review_auth_failures_total";
 /// `REVIEW` or `AUDIT` could not be followed, by `stream`.
@@ -43,6 +50,7 @@ fn describe() {
     );
     describe_counter!(DECISIONS, "Reviewer decisions, by decision");
     describe_counter!(DECISION_FAILURES, "Decisions not stored in NATS");
+    describe_counter!(DECISIONS_REFUSED, "Decisions refused, by reason");
     describe_counter!(AUTH_FAILURES, "Requests without a valid reviewer token");
     describe_counter!(
         NATS_ERRORS,
@@ -67,6 +75,7 @@ fn register() {
         counters: &[DECISION_FAILURES, AUTH_FAILURES],
         labelled: &[
             (DECISIONS, "decision", &DECISION_LABELS[..]),
+            (DECISIONS_REFUSED, "reason", REFUSED_REASONS),
             (NATS_ERRORS, "stream", &STREAMS[..]),
             (MALFORMED, "stream", &STREAMS[..]),
         ],

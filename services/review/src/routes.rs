@@ -63,6 +63,12 @@ fn reviewer(state: &State, headers: &HeaderMap) -> Option<Reviewer> {
     reviewer
 }
 
+/// A decision refused for `reason` (counted), answered `status` with `message`.
+fn refused(reason: &'static str, status: StatusCode, message: &str) -> Response {
+    metrics::counter!(m::DECISIONS_REFUSED, "reason" => reason).increment(1);
+    error(status, message)
+}
+
 fn unauthorized() -> Response {
     error(StatusCode::UNAUTHORIZED, "a reviewer's token is needed")
 }
@@ -113,7 +119,8 @@ async fn decide(
         return unauthorized();
     };
     let Ok(Json(decide)) = body else {
-        return error(
+        return refused(
+            "malformed",
             StatusCode::BAD_REQUEST,
             "expected a JSON body (Content-Type: application/json): {\"key\": <an item's key>, \
              \"decision\": \"remove\"|\"restore\"|\"dismiss\"|\"escalate\", \"note\": <optional>}",
@@ -124,7 +131,8 @@ async fn decide(
         .as_ref()
         .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
     {
-        return error(
+        return refused(
+            "note_too_long",
             StatusCode::BAD_REQUEST,
             "the note is longer than 2000 characters",
         );
@@ -132,7 +140,11 @@ async fn decide(
     let entry = state.queue().get(&decide.key).cloned();
     // Another tenant's item is answered as if it did not exist.
     let Some(entry) = entry.filter(|e| reviewer.serves(&e.item.verdict.tenant)) else {
-        return error(StatusCode::NOT_FOUND, "no such item in the queue");
+        return refused(
+            "unknown_item",
+            StatusCode::NOT_FOUND,
+            "no such item in the queue",
+        );
     };
     let restore = decide.decision == ReviewDecision::Restore;
     let encrypted = entry
@@ -143,7 +155,8 @@ async fn decide(
     if restore && encrypted {
         // The server never had this text: restoring it would publish a plaintext to the
         // room that its members only ever received encrypted.
-        return error(
+        return refused(
+            "e2e_restore",
             StatusCode::BAD_REQUEST,
             "a message of an end-to-end-encrypted room cannot be restored by the server",
         );
