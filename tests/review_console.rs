@@ -113,6 +113,11 @@ async fn a_reviewer_removes_a_flagged_message_from_both_chat_pages() {
         .call("POST", "/api/decide", Some(TOKEN), &decide.to_string())
         .await;
     assert_eq!(status, 200, "{body}");
+    // A retry (the answer was lost, a double click): answered, audited once (below).
+    let (status, body) = console
+        .call("POST", "/api/decide", Some(TOKEN), &decide.to_string())
+        .await;
+    assert_eq!(status, 200, "{body}");
     let retract = bob.expect(WAIT, is("retract", Some(&id))).await.frame;
     assert_eq!(retract["reason"], "removed");
     let told = alice.expect(WAIT, is("retract", Some(&id))).await.frame;

@@ -146,6 +146,15 @@ async fn decide(
             "no such item in the queue",
         );
     };
+    // The same reviewer's same decision again (a double click, a retry after a lost
+    // answer): already in force, nothing is published or audited twice.
+    let repeated = entry
+        .decisions
+        .last()
+        .is_some_and(|d| d.reviewer == reviewer.name && d.decision == decide.decision);
+    if repeated {
+        return Json(Some(entry)).into_response();
+    }
     let restore = decide.decision == ReviewDecision::Restore;
     let encrypted = entry
         .item
