@@ -23,6 +23,8 @@ pub(crate) const DECISIONS_REFUSED: &str = "offpath_review_decisions_refused_tot
 /// message.
 pub(crate) const REFUSED_REASONS: &[&str] =
     &["malformed", "note_too_long", "unknown_item", "e2e_restore"];
+/// Decided items the console forgot to stay within its memory bound (they stay in AUDIT).
+pub(crate) const FORGOTTEN: &str = "offpath_review_items_forgotten_total";
 /// Requests without a valid reviewer token.
 pub(crate) const AUTH_FAILURES: &str = "offpath_review_auth_failures_total";
 /// `REVIEW` or `AUDIT` could not be followed, by `stream`.
@@ -51,6 +53,10 @@ fn describe() {
     describe_counter!(DECISIONS, "Reviewer decisions, by decision");
     describe_counter!(DECISION_FAILURES, "Decisions not stored in NATS");
     describe_counter!(DECISIONS_REFUSED, "Decisions refused, by reason");
+    describe_counter!(
+        FORGOTTEN,
+        "Decided items forgotten to bound the console's memory (kept in AUDIT)"
+    );
     describe_counter!(AUTH_FAILURES, "Requests without a valid reviewer token");
     describe_counter!(
         NATS_ERRORS,
@@ -72,7 +78,7 @@ const STREAMS: [&str; 2] = ["REVIEW", "AUDIT"];
 
 fn register() {
     Series {
-        counters: &[DECISION_FAILURES, AUTH_FAILURES],
+        counters: &[DECISION_FAILURES, AUTH_FAILURES, FORGOTTEN],
         labelled: &[
             (DECISIONS, "decision", &DECISION_LABELS[..]),
             (DECISIONS_REFUSED, "reason", REFUSED_REASONS),
@@ -90,7 +96,11 @@ pub(crate) async fn report(state: Arc<State>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
         ticks.tick().await;
-        let (open, oldest) = state.queue().open();
+        let ((open, oldest), forgotten) = {
+            let queue = state.queue();
+            (queue.open(), queue.forgotten())
+        };
+        metrics::counter!(FORGOTTEN).absolute(forgotten);
         let age = oldest.map_or(0, |at| offpath_protocol::now_ms().saturating_sub(at));
         metrics::gauge!(QUEUE_DEPTH).set(open as f64);
         metrics::gauge!(OLDEST_SECONDS).set(age as f64 / 1000.0);

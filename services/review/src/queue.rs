@@ -40,17 +40,78 @@ fn message_of(item: &ReviewItem) -> MessageKey {
     (item.verdict.tenant.clone(), item.verdict.id.clone())
 }
 
+/// Items kept in memory at most before the oldest decided ones are forgotten (they stay in
+/// `AUDIT`; open items are never forgotten).
+pub(crate) const MAX_ENTRIES: usize = 100_000;
+
 /// Every item, by key, and the decisions on each message.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Queue {
     entries: BTreeMap<String, Entry>,
     /// Per message: each decision with the key of the item it was made on, in time order.
     decisions: HashMap<MessageKey, Vec<(String, HumanReview)>>,
     /// Per message: the keys of its items.
     items: HashMap<MessageKey, Vec<String>>,
+    max_entries: usize,
+    /// Decided items forgotten to stay within `max_entries`.
+    forgotten: u64,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self::with_capacity(MAX_ENTRIES)
+    }
 }
 
 impl Queue {
+    /// A queue keeping `max_entries` items in memory at most (open ones always).
+    pub(crate) fn with_capacity(max_entries: usize) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            decisions: HashMap::new(),
+            items: HashMap::new(),
+            max_entries: max_entries.max(1),
+            forgotten: 0,
+        }
+    }
+
+    /// Decided items forgotten so far.
+    pub(crate) fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
+    /// Past `max_entries`, forgets the oldest decided items: a tenth of the capacity at a
+    /// time, so the sort is paid once per many additions. A message with no item left
+    /// takes its decisions along (a later report of it is open, as it should be).
+    fn trim(&mut self) {
+        if self.entries.len() <= self.max_entries {
+            return;
+        }
+        let mut decided: Vec<(u64, String)> = self
+            .entries
+            .values()
+            .filter(|e| e.status == Status::Decided)
+            .map(|e| (e.item.queued_at_ms, e.key.clone()))
+            .collect();
+        decided.sort_unstable();
+        let excess = self.entries.len() - self.max_entries;
+        let batch = excess.max(self.max_entries / 10).min(decided.len());
+        for (_, key) in decided.into_iter().take(batch) {
+            let Some(entry) = self.entries.remove(&key) else {
+                continue;
+            };
+            self.forgotten += 1;
+            let message = message_of(&entry.item);
+            if let Some(keys) = self.items.get_mut(&message) {
+                keys.retain(|k| *k != key);
+                if keys.is_empty() {
+                    self.items.remove(&message);
+                    self.decisions.remove(&message);
+                }
+            }
+        }
+    }
+
     /// Adds an item from `REVIEW` (a copy of one already known changes nothing).
     pub(crate) fn add(&mut self, item: ReviewItem) {
         let key = item.dedup_key();
@@ -67,6 +128,7 @@ impl Queue {
         refresh(&mut entry, self.decisions.get(&message));
         self.entries.insert(key.clone(), entry);
         self.items.entry(message).or_default().push(key);
+        self.trim();
     }
 
     /// Records a decision on item `item` (from `AUDIT`, or just made here: the same decision
@@ -96,6 +158,7 @@ impl Queue {
                 refresh(entry, decisions);
             }
         }
+        self.trim();
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&Entry> {
@@ -309,5 +372,27 @@ mod tests {
             queue.get(&flag.dedup_key()).map(|e| e.decisions.len()),
             Some(1)
         );
+    }
+
+    /// Past its capacity the queue forgets the oldest decided items, never an open one.
+    #[test]
+    fn memory_is_bounded_by_forgetting_decided_items() {
+        let mut queue = Queue::with_capacity(10);
+        for n in 0..10u64 {
+            queue.add(item(&format!("m{n}"), n));
+        }
+        for n in 0..5u64 {
+            let item = item(&format!("m{n}"), n);
+            queue.record(&item, &review(ReviewDecision::Remove, 100 + n));
+        }
+        queue.add(item("m10", 10));
+        assert_eq!(queue.forgotten(), 1, "the oldest decided item");
+        assert!(queue.get(&item("m0", 0).dedup_key()).is_none());
+        assert!(queue.get(&item("m1", 1).dedup_key()).is_some());
+        for n in 11..30u64 {
+            queue.add(item(&format!("m{n}"), n));
+        }
+        assert_eq!(queue.forgotten(), 5, "every decided item, and no open one");
+        assert_eq!(queue.open().0, 25, "all open items kept, past the capacity");
     }
 }
