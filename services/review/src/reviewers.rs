@@ -13,8 +13,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sha2::Digest;
-
 /// One reviewer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reviewer {
@@ -129,13 +127,8 @@ impl Reviewers {
 
     /// The reviewer whose token is `token`.
     pub(crate) fn who(&self, token: &str) -> Option<&Reviewer> {
-        let digest = hex(&sha2::Sha256::digest(token.as_bytes()));
-        self.by_digest.get(&digest)
+        self.by_digest.get(&offpath_protocol::text_sha256(token))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -145,7 +138,7 @@ mod tests {
     /// A token is recognised by its digest; another token, or the digest itself, is not.
     #[test]
     fn tokens_are_checked_by_digest() {
-        let digest = hex(&sha2::Sha256::digest(b"s3cret"));
+        let digest = offpath_protocol::text_sha256("s3cret");
         let reviewers = Reviewers::new([Reviewer {
             name: "rita".into(),
             token_sha256: digest.clone(),

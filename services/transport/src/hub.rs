@@ -33,7 +33,8 @@ use crate::peer::{Peer, PeerReceiver};
 pub(crate) use admission::Admission;
 use deadlines::Deadlines;
 use lifecycle::{Event, State, Tracked};
-use recent::{Recent, Shown};
+use recent::Recent;
+pub(crate) use recent::Shown;
 pub(crate) use reports::ReportFrame;
 use rooms::Rooms;
 use tracker::{RecentIds, Tracker};
@@ -204,53 +205,30 @@ impl Hub {
         (id, sent_at_ms)
     }
 
-    /// `room` showed message `id`: members may report it, and it is context for the
-    /// messages after it.
-    pub(crate) fn shown(
-        &self,
-        room: &str,
-        id: &str,
-        sender: &Arc<str>,
-        text: &str,
-        sent_at_ms: u64,
-        commitment: Option<&str>,
-    ) {
-        let shown = Shown {
-            id: id.to_string(),
-            sender: Arc::clone(sender),
-            text: text.into(),
-            sent_at_ms,
-            commitment: commitment.map(Into::into),
-            reporters: Vec::new(),
-        };
-        // Only for a room with members here: nothing forgets the messages of a room nobody
-        // is in any more (a held message released after everyone left).
-        if self.rooms.has_members(room) && !lock(&self.recent).shown(room, shown) {
-            metrics::counter!(m::REPORT_WINDOW_FULL).increment(1);
+    /// `room` showed `message` as its sender (a member here: the room has members) sent it:
+    /// members may report it, and it is context for the messages after it.
+    pub(crate) fn shown(&self, room: &str, message: Shown) {
+        keep(&mut lock(&self.recent), room, message);
+    }
+
+    /// `room` showed `message` later than it was sent (a held message released): kept only
+    /// while the room has members here, since nothing forgets the messages of a room nobody
+    /// is in any more.
+    pub(crate) fn released(&self, room: &str, message: Shown) {
+        if self.rooms.has_members(room) {
+            self.shown(room, message);
         }
     }
 
     /// Gives `request` the room's latest messages as context and, when its message is
     /// shown now, keeps it among them (one lock on the send path).
     fn remember(&self, request: &mut ModerationRequest, sender: &Arc<str>, shown: bool) {
-        let keep = shown && self.rooms.has_members(&request.room);
         let n = self.config.review_context;
         let mut recent = lock(&self.recent);
         request.context = recent.context(&request.room, None, n);
-        if !keep {
-            return;
-        }
-        let message = Shown {
-            id: request.id.clone(),
-            sender: Arc::clone(sender),
-            text: request.text.as_str().into(),
-            sent_at_ms: request.sent_at_ms,
-            commitment: None,
-            reporters: Vec::new(),
-        };
-        if !recent.shown(&request.room, message) {
-            drop(recent);
-            metrics::counter!(m::REPORT_WINDOW_FULL).increment(1);
+        if shown {
+            let message = Shown::new(&request.id, sender, &request.text, request.sent_at_ms);
+            keep(&mut recent, &request.room, message);
         }
     }
 
@@ -278,14 +256,9 @@ impl Hub {
         self.fan_out(room, &frame);
         metrics::histogram!(m::FANOUT_SECONDS).record(received.elapsed().as_secs_f64());
         metrics::counter!(m::E2E_MESSAGES).increment(1);
-        self.shown(
-            room,
-            &id,
-            &peer.user,
-            &text,
-            sent_at_ms,
-            commitment.as_deref(),
-        );
+        let mut message = Shown::new(&id, &peer.user, &text, sent_at_ms);
+        message.commitment = commitment.map(String::into_boxed_str);
+        self.shown(room, message);
     }
 
     /// Accepts a validated `send` from `peer` (a member of `room`): assigns the id, acks,
@@ -359,6 +332,13 @@ impl Hub {
     /// Messages held in `hold` rooms right now.
     pub(crate) fn held(&self) -> usize {
         lock(&self.tracker).held()
+    }
+}
+
+/// Keeps `message` among `room`'s latest, or counts that the budget for them is spent.
+fn keep(recent: &mut Recent, room: &str, message: Shown) {
+    if !recent.shown(room, message) {
+        metrics::counter!(m::REPORT_WINDOW_FULL).increment(1);
     }
 }
 

@@ -12,7 +12,7 @@ use offpath_protocol::subject::CLASSIFY_SUBJECT;
 use offpath_protocol::{Action, ModerationRequest, Verdict, decode_versioned, encode};
 
 use crate::frames::ServerFrame;
-use crate::hub::{Hub, message_frame};
+use crate::hub::{Hub, Shown, message_frame};
 use crate::metrics as m;
 use crate::peer::Peer;
 
@@ -59,7 +59,7 @@ pub(crate) async fn accept(
         hub.fan_out(room, &message_frame(&request));
         metrics::histogram!(m::FANOUT_SECONDS).record(received.elapsed().as_secs_f64());
         let (id, sent_at_ms) = (&request.id, request.sent_at_ms);
-        hub.shown(room, id, &peer.user, &request.text, sent_at_ms, None);
+        hub.shown(room, Shown::new(id, &peer.user, &request.text, sent_at_ms));
     }
     let verdict = ServerFrame::Verdict {
         id: request.id,

@@ -37,6 +37,29 @@ pub(crate) struct Shown {
 }
 
 impl Shown {
+    /// Message `id` of `sender`, with `text`, sent at `sent_at_ms`; no commitment, no
+    /// reporter yet.
+    pub(crate) fn new(id: &str, sender: &Arc<str>, text: &str, sent_at_ms: u64) -> Self {
+        Self {
+            id: id.to_string(),
+            sender: Arc::clone(sender),
+            text: text.into(),
+            sent_at_ms,
+            commitment: None,
+            reporters: Vec::new(),
+        }
+    }
+
+    /// Remembers that `reporter` reported it; false when they already had, or when
+    /// [`MAX_REPORTERS`] members have.
+    pub(crate) fn reported_by(&mut self, reporter: &Arc<str>) -> bool {
+        if self.reporters.len() >= MAX_REPORTERS || self.reporters.iter().any(|r| r == reporter) {
+            return false;
+        }
+        self.reporters.push(Arc::clone(reporter));
+        true
+    }
+
     fn bytes(&self) -> usize {
         let commitment = self.commitment.as_deref().map_or(0, str::len);
         self.text.len() + self.id.len() + self.sender.len() + commitment
@@ -169,18 +192,6 @@ impl Recent {
         context.reverse();
         context
     }
-
-    /// Remembers that `reporter` reported `message`; false when they already had, or when
-    /// [`MAX_REPORTERS`] members have.
-    pub(crate) fn reported(message: &mut Shown, reporter: &Arc<str>) -> bool {
-        if message.reporters.len() >= MAX_REPORTERS
-            || message.reporters.iter().any(|r| r == reporter)
-        {
-            return false;
-        }
-        message.reporters.push(Arc::clone(reporter));
-        true
-    }
 }
 
 /// `text` cut to [`MAX_CONTEXT_TEXT_BYTES`] at a character boundary, ending in `…` when cut.
@@ -200,14 +211,7 @@ mod tests {
     use super::*;
 
     fn shown(id: &str, text: &str) -> Shown {
-        Shown {
-            id: id.into(),
-            sender: "alice".into(),
-            text: text.into(),
-            sent_at_ms: 1,
-            commitment: None,
-            reporters: Vec::new(),
-        }
+        Shown::new(id, &"alice".into(), text, 1)
     }
 
     /// A room keeps its latest messages by count and bytes; context is the messages before
@@ -246,15 +250,12 @@ mod tests {
         assert!(context[0].text.ends_with('…'));
         let message = recent.find_mut("r", "a").expect("kept");
         let bob: Arc<str> = "bob".into();
-        assert!(Recent::reported(message, &bob));
-        assert!(!Recent::reported(message, &bob));
+        assert!(message.reported_by(&bob));
+        assert!(!message.reported_by(&bob));
         for n in 1..MAX_REPORTERS {
-            assert!(Recent::reported(message, &format!("u{n}").into()));
+            assert!(message.reported_by(&format!("u{n}").into()));
         }
-        assert!(
-            !Recent::reported(message, &"one more".into()),
-            "enough reporters"
-        );
+        assert!(!message.reported_by(&"one more".into()), "enough reporters");
     }
 
     /// Context fits its byte budget (the latest messages kept), and all rooms together

@@ -21,7 +21,6 @@ use offpath_protocol::{
     DEFAULT_MAX_REQUEST_BYTES, ModerationRequest, PROTOCOL_VERSION, Priority, Report, TextSource,
 };
 
-use super::recent::Recent;
 use super::{Admission, Hub, lock, new_id, now_ms};
 use crate::frames::{ErrorCode, FrameError};
 use crate::metrics as m;
@@ -58,6 +57,26 @@ impl Hub {
             key,
         } = report;
         let e2e = self.policy(room).e2e;
+        // What the frame must carry in this room, checked before taking the lock.
+        if !e2e && (text.is_some() || key.is_some()) {
+            return Err(FrameError::new(
+                ErrorCode::InvalidReport,
+                format!(
+                    "room {room:?} is not end-to-end encrypted: a report carries no \"text\" \
+                     or \"key\" (the gateway reports the text it relayed)"
+                ),
+            ));
+        }
+        if e2e && text.is_none() {
+            return Err(FrameError::new(
+                ErrorCode::InvalidReport,
+                format!(
+                    "room {room:?} is end-to-end encrypted: a report carries the message's \
+                     plaintext as \"text\" (and \"key\" when it was sent with a commitment)"
+                ),
+            ));
+        }
+        // Under the lock (the send path takes it too): look up and record, copy, nothing more.
         let mut recent = lock(&self.recent);
         let unknown = || {
             FrameError::new(
@@ -76,46 +95,33 @@ impl Hub {
                 "a member cannot report their own message",
             ));
         }
-        if !e2e && (text.is_some() || key.is_some()) {
-            return Err(FrameError::new(
-                ErrorCode::InvalidReport,
-                format!(
-                    "room {room:?} is not end-to-end encrypted: a report carries no \"text\" \
-                     or \"key\" (the gateway reports the text it relayed)"
-                ),
-            ));
-        }
-        let (text, source) = if e2e {
-            let text = text.ok_or_else(|| {
-                FrameError::new(
-                    ErrorCode::InvalidReport,
-                    format!(
-                        "room {room:?} is end-to-end encrypted: a report carries the message's \
-                         plaintext as \"text\" (and \"key\" when it was sent with a commitment)"
-                    ),
-                )
-            })?;
-            let source = match (message.commitment.as_deref(), key.as_deref()) {
-                (Some(commitment), Some(key)) if opens(commitment, key, &text) => {
-                    TextSource::Franked
-                }
-                (Some(_), Some(_)) => TextSource::Mismatch,
-                (None, _) | (_, None) => TextSource::Reporter,
-            };
-            (crate::frames::for_review(&text), source)
-        } else {
-            (message.text.to_string(), TextSource::Gateway)
-        };
-        if !Recent::reported(message, &peer.user) {
+        if !message.reported_by(&peer.user) {
             return Ok(());
         }
-        let (sender, message_sent_at_ms) = (message.sender.to_string(), message.sent_at_ms);
+        let sender = message.sender.to_string();
+        let message_sent_at_ms = message.sent_at_ms;
+        let relayed = Arc::clone(&message.text);
+        let commitment = message.commitment.clone();
         let context = if e2e {
             Vec::new()
         } else {
             recent.context(room, Some(id), self.config.review_context)
         };
         drop(recent);
+        // `text` is there exactly in an e2e room (checked above).
+        let (text, source) = match text {
+            None => (relayed.to_string(), TextSource::Gateway),
+            Some(text) => {
+                let source = match (commitment.as_deref(), key.as_deref()) {
+                    (Some(commitment), Some(key)) if opens(commitment, key, &text) => {
+                        TextSource::Franked
+                    }
+                    (Some(_), Some(_)) => TextSource::Mismatch,
+                    (None, _) | (_, None) => TextSource::Reporter,
+                };
+                (crate::frames::for_review(&text), source)
+            }
+        };
         let mut request = ModerationRequest {
             v: PROTOCOL_VERSION,
             // A request of its own: the message's own request (same tenant and id) may

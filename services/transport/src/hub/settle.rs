@@ -175,7 +175,8 @@ impl Hub {
                 None,
             );
             self.fan_out(room, &frame);
-            self.shown(room, id, &route.sender, &text, route.sent_at_ms, None);
+            let message = super::Shown::new(id, &route.sender, &text, route.sent_at_ms);
+            self.released(room, message);
         }
         if let Some(reason) = effects.retract {
             lock(&self.recent).withdrawn(room, id);
