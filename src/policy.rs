@@ -1,6 +1,10 @@
 //! `offpath policy check FILE` validates a policy file against the models a moderator
 //! would load, before any moderator is given it; `offpath policy push FILE` validates it
-//! the same way and puts it in the fleet's policy bucket, which every moderator watches.
+//! the same way, signs it with the operator's key and puts it in the fleet's policy bucket,
+//! which every moderator watches; `offpath policy keygen FILE` makes that key;
+//! `offpath policy clear` sends the fleet back to its files. Moderators take only values
+//! signed by a key of their `--policy-signers` ([`offpath_protocol::policy_signature`]):
+//! the key's subject can be written by any NATS role through a reply subject.
 
 use std::path::PathBuf;
 
@@ -9,6 +13,7 @@ use clap::{Args, Subcommand};
 use offpath_classifier::Manifest;
 use offpath_moderator::PolicySet;
 use offpath_protocol::permissions::Role;
+use offpath_protocol::policy_signature::SigningKey;
 use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
 use offpath_protocol::topology;
 
@@ -33,9 +38,44 @@ pub(crate) enum PolicyAction {
     /// (key `policies`, created when missing) that every moderator watches: the whole fleet
     /// takes it within moments, and moderators started later take it too. A moderator that
     /// cannot resolve it (other models) refuses it, counts and keeps its policies. Logs in as
-    /// the topology user. `nats kv del offpath-policies policies` sends moderators back to
-    /// their `--policies` file.
+    /// the topology user, signs with --signing-key: moderators refuse a value not signed by
+    /// a key of their --policy-signers.
     Push(PushArgs),
+    /// Put a signed "no fleet policy" in the bucket: moderators go back to their
+    /// `--policies` file (or the built-in policy). An unsigned delete (`nats kv del`) is
+    /// refused by moderators like any unsigned value.
+    Clear(ClearArgs),
+    /// Make a policy signing key: the seed goes to FILE (0600; keep it where pushes are made,
+    /// off service hosts) and the public key (`O…`) is printed, for the moderators'
+    /// --policy-signers (OFFPATH_POLICY_SIGNERS).
+    Keygen(KeygenArgs),
+}
+
+/// Options of `offpath policy keygen`.
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Where to write the seed (refused when the file exists).
+    pub file: PathBuf,
+}
+
+/// The operator's signing key, and where NATS is.
+#[derive(Debug, Args)]
+pub(crate) struct SignAndSend {
+    /// The policy signing key (a seed file from `offpath policy keygen`; `offpath up` keeps
+    /// one as policy-signing.nk in its --data-dir).
+    #[arg(long, env = "OFFPATH_POLICY_SIGNING_KEY")]
+    pub signing_key: PathBuf,
+    /// Where NATS is, and how to log in (as the topology user).
+    #[command(flatten)]
+    pub nats: crate::cli::NatsArgs,
+}
+
+/// Options of `offpath policy clear`.
+#[derive(Debug, Args)]
+pub(crate) struct ClearArgs {
+    /// The key and the server.
+    #[command(flatten)]
+    pub send: SignAndSend,
 }
 
 /// Options of `offpath policy push`.
@@ -44,9 +84,9 @@ pub(crate) struct PushArgs {
     /// What to check and push.
     #[command(flatten)]
     pub check: CheckArgs,
-    /// Where NATS is, and how to log in (as the topology user).
+    /// The key and the server.
     #[command(flatten)]
-    pub nats: crate::cli::NatsArgs,
+    pub send: SignAndSend,
 }
 
 /// Options of `offpath policy check`.
@@ -68,13 +108,82 @@ pub(crate) struct CheckArgs {
 pub(crate) async fn run(command: &PolicyCommand) -> anyhow::Result<()> {
     match &command.action {
         PolicyAction::Check(args) => check(args).map(|_| ()),
-        PolicyAction::Push(args) => push(args).await,
+        PolicyAction::Push(args) => {
+            let key = read_signing_key(&args.send.signing_key)?;
+            let text = check(&args.check)?;
+            let revision = put(&args.send, &key, &text).await?;
+            println!(
+                "{}: pushed to {POLICY_BUCKET}/{POLICY_KEY} (revision {revision}, signed by {}); \
+                 moderators log \"policies reloaded\" and count \
+                 offpath_moderator_policy_reloads_total{{source=\"bucket\"}}",
+                args.check.file.display(),
+                key.public_key()
+            );
+            Ok(())
+        }
+        PolicyAction::Clear(args) => {
+            let key = read_signing_key(&args.send.signing_key)?;
+            let revision = put(&args.send, &key, "").await?;
+            println!(
+                "cleared {POLICY_BUCKET}/{POLICY_KEY} (revision {revision}): moderators go back \
+                 to their --policies files"
+            );
+            Ok(())
+        }
+        PolicyAction::Keygen(args) => {
+            let key = SigningKey::generate();
+            write_new_private(&args.file, &key.seed())?;
+            println!("{}", key.public_key());
+            eprintln!(
+                "seed written to {} (0600); give moderators --policy-signers={}",
+                args.file.display(),
+                key.public_key()
+            );
+            Ok(())
+        }
     }
 }
 
-async fn push(args: &PushArgs) -> anyhow::Result<()> {
-    let text = check(&args.check)?;
-    let nats = &args.nats;
+/// Reads a signing key file; a missing or bad one is a usage error.
+fn read_signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    let seed = std::fs::read_to_string(path)
+        .map_err(|err| Usage(format!("--signing-key {}: {err}", path.display())))?;
+    SigningKey::from_seed(&seed)
+        .map_err(|err| Usage(format!("--signing-key {}: {err}", path.display())).into())
+}
+
+/// Writes `text` to a new file readable by its owner only (refused when it exists).
+fn write_new_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| Usage(format!("{}: {err}", path.display())))?;
+    writeln!(file, "{text}").with_context(|| format!("writing {}", path.display()))
+}
+
+/// The policy signing key of a local stack (`offpath up`): `<dir>/policy-signing.nk`,
+/// made on first use. Its public key is what the stack's moderators trust.
+pub(crate) fn local_signing_key(dir: &std::path::Path) -> anyhow::Result<(PathBuf, SigningKey)> {
+    let path = dir.join("policy-signing.nk");
+    if !path.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_new_private(&path, &SigningKey::generate().seed())?;
+    }
+    let key = read_signing_key(&path)?;
+    Ok((path, key))
+}
+
+/// Signs `text` now and puts it in the bucket (created when missing); its revision.
+async fn put(send: &SignAndSend, key: &SigningKey, text: &str) -> anyhow::Result<u64> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let value = key.sign(text, now_ms);
+    let nats = &send.nats;
     let client = crate::services::connect(
         &nats.nats_url,
         &nats.auth,
@@ -89,19 +198,14 @@ async fn push(args: &PushArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the key-value bucket {POLICY_BUCKET}"))?;
     let revision = store
-        .put(POLICY_KEY, text.into())
+        .put(POLICY_KEY, value.into())
         .await
         .with_context(|| format!("putting {POLICY_KEY} into {POLICY_BUCKET}"))?;
     client
         .flush()
         .await
         .context("flushing the NATS connection")?;
-    println!(
-        "{}: pushed to {POLICY_BUCKET}/{POLICY_KEY} (revision {revision}); moderators log \
-         \"policies reloaded\" and count offpath_moderator_policy_reloads_total{{source=\"bucket\"}}",
-        args.check.file.display()
-    );
-    Ok(())
+    Ok(revision)
 }
 
 /// Checks the file; its text when it is valid.

@@ -125,6 +125,12 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
             local_auth::shared_env(&args.auth),
         ),
     };
+    let mut moderator_env = moderator_env;
+    if let Some(signer) = local_policy_signer(args)? {
+        moderator_env
+            .0
+            .push(("OFFPATH_POLICY_SIGNERS".into(), Some(signer)));
+    }
     let topology = args.streams.topology();
     let ensured = signals.or_signal(async {
         let client = topology_client(args, &urls, logins.as_ref()).await?;
@@ -222,6 +228,27 @@ fn nats(args: &UpArgs, stack: &mut Stack) -> anyhow::Result<(Vec<String>, Option
     let urls = servers.iter().map(NatsServer::url).collect();
     stack.local = servers.into_iter().map(LocalNats::new).collect();
     Ok((urls, Some(logins)))
+}
+
+/// The public key the stack's moderators trust for pushed policies, unless
+/// `OFFPATH_POLICY_SIGNERS` already names keys (the children inherit it): the local
+/// signing key `policy-signing.nk` in the data directory, made on first start.
+fn local_policy_signer(args: &UpArgs) -> anyhow::Result<Option<String>> {
+    if std::env::var_os("OFFPATH_POLICY_SIGNERS").is_some_and(|v| !v.is_empty()) {
+        return Ok(None);
+    }
+    let Some(dir) = local_data_dir(args.data_dir.clone()) else {
+        warn!("no data directory: no policy signing key, `offpath policy push` cannot be used");
+        return Ok(None);
+    };
+    let (path, key) = crate::policy::local_signing_key(&dir)?;
+    info!(
+        key = %path.display(),
+        signer = %key.public_key(),
+        "policy signing key: `offpath policy push FILE --signing-key {}`",
+        path.display()
+    );
+    Ok(Some(key.public_key()))
 }
 
 /// Whether `offpath up` runs a local cluster rather than one local server.

@@ -53,8 +53,9 @@ fn every_alert_is_tested() {
         .collect();
     assert_eq!(
         alerts.len(),
-        10,
-        "the seven alerts of the operator kit, a refused policy change, and the review queue's two"
+        11,
+        "the seven alerts of the operator kit, a refused policy change, a forged policy value, \
+         and the review queue's two"
     );
     for alert in alerts {
         assert!(

@@ -61,46 +61,99 @@ fn a_bad_policy_file_exits_64_listing_every_problem() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// `offpath policy push` checks the file, creates the policy bucket when missing and puts
-/// the file in it; a bad file is refused before anything is written.
+/// `offpath policy keygen` writes a seed (0600) and prints its public key; `offpath policy
+/// push` checks the file, creates the policy bucket when missing and puts the file in it,
+/// signed by that key; `clear` puts a signed empty value; a bad file, or a missing or
+/// foreign key, is refused before anything is written.
 #[tokio::test]
-async fn push_puts_a_checked_file_in_the_bucket() {
+async fn push_puts_a_checked_signed_file_in_the_bucket() {
+    use offpath_protocol::policy_signature::Signers;
     use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
+    use std::os::unix::fs::PermissionsExt;
     let server = offpath_harness::testing::nats();
-    let push = |file: &str| {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = dir.path().join("policy.nk");
+    let out = Command::new(BIN)
+        .args(["policy", "keygen"])
+        .arg(&seed)
+        .output()
+        .expect("run offpath");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    let signers = Signers::parse(&[&public]).expect("an operator public key is printed");
+    let mode = std::fs::metadata(&seed).expect("seed").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = Command::new(BIN)
+        .args(["policy", "keygen"])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(64),
+        "an existing key file is never replaced"
+    );
+
+    let run = |args: &[&str], key: &std::path::Path| {
         Command::new(BIN)
-            .args(["policy", "push", file, "--nats-url", &server.url()])
+            .arg("policy")
+            .args(args)
+            .arg("--signing-key")
+            .arg(key)
+            .args(["--nats-url", &server.url()])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .expect("run offpath")
     };
     let bad = tempfile::NamedTempFile::new().expect("tempfile");
     std::fs::write(bad.path(), "default = \"x\"\n").expect("write");
-    let out = push(&bad.path().display().to_string());
+    let out = run(&["push", &bad.path().display().to_string()], &seed);
     assert_eq!(out.status.code(), Some(64));
+    let not_a_key = dir.path().join("not-a-key");
+    std::fs::write(&not_a_key, "hello\n").expect("write");
+    let out = run(&["push", "deploy/policies/policies.toml"], &not_a_key);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--signing-key"));
     let js = async_nats::jetstream::new(offpath_harness::testing::connect(&server).await);
     assert!(
         js.get_key_value(POLICY_BUCKET).await.is_err(),
-        "nothing was written for a bad file"
+        "nothing was written for a bad file or key"
     );
 
-    let out = push("deploy/policies/policies.toml");
+    let out = run(&["push", "deploy/policies/policies.toml"], &seed);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stored = js
+    let store = js
         .get_key_value(POLICY_BUCKET)
         .await
-        .expect("the bucket was created")
-        .get(POLICY_KEY)
-        .await
-        .expect("get")
-        .expect("a value");
-    let file = std::fs::read(
+        .expect("the bucket was created");
+    let stored = store.get(POLICY_KEY).await.expect("get").expect("a value");
+    let file = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policies/policies.toml"),
     )
     .expect("read");
-    assert_eq!(&stored[..], &file[..]);
+    let pushed = signers.verify(&stored, None).expect("signed by the key");
+    assert_eq!(pushed.text, file);
+
+    let out = run(&["clear"], &seed);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = store.get(POLICY_KEY).await.expect("get").expect("a value");
+    let cleared = signers
+        .verify(&stored, Some(pushed.signed_at_ms))
+        .expect("signed, and not older than the push");
+    assert_eq!(cleared.text, "");
 }

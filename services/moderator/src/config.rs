@@ -16,6 +16,12 @@ pub struct Config {
     /// Without one, every label of every model counts at its manifest's thresholds.
     #[arg(long, env = "OFFPATH_POLICIES")]
     pub policies: Option<PathBuf>,
+    /// Operator public keys (`O…`, from `offpath policy keygen`) whose signed policies this
+    /// moderator takes from the fleet's policy bucket (several: key rotation). Without one,
+    /// the bucket is not followed: any NATS role can make the server write on its key, so
+    /// only a signature says a value is the operator's.
+    #[arg(long, env = "OFFPATH_POLICY_SIGNERS", value_delimiter = ',')]
+    pub policy_signers: Vec<String>,
     /// ONNX Runtime shared library [default: $ORT_DYLIB_PATH, else .tools/lib/libonnxruntime.so].
     #[arg(long, env = "OFFPATH_ORT_LIBRARY")]
     pub ort_library: Option<PathBuf>,
@@ -176,6 +182,7 @@ impl Default for Config {
         Self {
             models: defaults::MODELS.iter().map(PathBuf::from).collect(),
             policies: None,
+            policy_signers: Vec::new(),
             ort_library: None,
             inference_threads: defaults::INFERENCE_THREADS,
             interactive_threads: defaults::INTERACTIVE_THREADS,
@@ -224,6 +231,9 @@ impl Config {
             && let Err(err) = self.load_policies(path)
         {
             problems.push(format!("--policies: {err}"));
+        }
+        if let Err(err) = self.signers() {
+            problems.push(format!("--policy-signers: {err}"));
         }
         if let Some(ort) = &self.ort_library
             && !ort.is_file()
@@ -286,6 +296,16 @@ impl Config {
             .iter()
             .map(|dir| Ok(offpath_classifier::Manifest::load(dir)?))
             .collect()
+    }
+
+    /// The keys whose signed bucket values this moderator trusts.
+    pub(crate) fn signers(
+        &self,
+    ) -> Result<
+        offpath_protocol::policy_signature::Signers,
+        offpath_protocol::policy_signature::KeyError,
+    > {
+        offpath_protocol::policy_signature::Signers::parse(&self.policy_signers)
     }
 
     pub(crate) fn max_wait(&self) -> Duration {

@@ -50,6 +50,9 @@ pub enum ModeratorError {
     /// The policy file cannot be used.
     #[error(transparent)]
     Policies(#[from] PolicyFileError),
+    /// A `--policy-signers` key cannot be read.
+    #[error("--policy-signers: {0}")]
+    Signers(#[from] offpath_protocol::policy_signature::KeyError),
     /// An inference thread could not be started.
     #[error("inference thread: {0}")]
     Thread(String),

@@ -133,6 +133,12 @@ pub(crate) const POLICY_SOURCE: &str = "offpath_moderator_policy_source";
 /// 1 while the moderator follows the fleet's policy bucket, 0 while it cannot (no bucket, no
 /// permission, NATS away): its policies may then differ from the fleet's.
 pub(crate) const POLICY_BUCKET_WATCHING: &str = "offpath_moderator_policy_bucket_watching";
+/// Bucket values refused before anything reads them, by `reason`
+/// ([`offpath_protocol::policy_signature::Refusal::reason`]): not signed by a key of
+/// `--policy-signers`, or older than the newest signed value seen. Any NATS role can make
+/// the server publish on the bucket's key (a reply subject is never permission-checked):
+/// alert on any increase.
+pub(crate) const POLICY_BUCKET_REFUSED: &str = "offpath_moderator_policy_bucket_refused_total";
 /// Policy reloads, by `source` ([`crate::policies::Source`]) and `outcome` (`applied`,
 /// `refused`: the policies in force were kept).
 pub(crate) const POLICY_RELOADS: &str = "offpath_moderator_policy_reloads_total";
@@ -156,6 +162,10 @@ pub(crate) const POLICY_ACTIONS: &[&str] = &["allow", "flag", "block"];
 pub(crate) fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(REQUESTS, "Requests finished, by outcome");
+    describe_counter!(
+        POLICY_BUCKET_REFUSED,
+        "Policy bucket values refused unread: unsigned, untrusted signer, bad signature, stale"
+    );
     describe_histogram!(BATCH_SIZE, Unit::Count, "Requests per inference batch");
     describe_histogram!(INFERENCE_SECONDS, Unit::Seconds, "Inference time per batch");
     describe_histogram!(
@@ -300,6 +310,11 @@ pub(crate) fn register() {
                 &["applied", "unchanged", "refused"],
             ),
             (REVIEW_ITEMS, "kind", REVIEW_KINDS),
+            (
+                POLICY_BUCKET_REFUSED,
+                "reason",
+                &offpath_protocol::policy_signature::Refusal::REASONS,
+            ),
         ],
         gauges: &[
             POLICY_BUCKET_WATCHING,

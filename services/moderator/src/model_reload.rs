@@ -209,13 +209,13 @@ async fn try_reload(
 /// in force are resolved against the new models.
 async fn hangup(shared: &Arc<Shared>) {
     let mut files = shared.model_files.lock().await;
-    let pending = match crate::policies::bucket_value(&shared.js).await {
-        Some(value) if !shared.policies.is_bucket_value_in_force(&value) => Some(value),
+    let pending = match crate::policies::bucket_value(shared).await {
+        Some(text) if !shared.policies.is_bucket_value_in_force(text.as_bytes()) => Some(text),
         _ => None,
     };
     // Refusals are counted and logged by the reloads themselves.
-    match pending.as_deref().map(std::str::from_utf8) {
-        Some(Ok(text)) => {
+    match pending.as_deref() {
+        Some(text) => {
             let _ = reload(shared, &mut files, Some(text)).await;
             let _ = shared.policies.apply_bucket_value(Some(text.as_bytes()));
         }

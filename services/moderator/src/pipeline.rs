@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     pub(crate) cache: crate::cache::VerdictCache,
     /// Which policy judges which request (replaced whole on a reload).
     pub(crate) policies: Arc<crate::policies::LivePolicies>,
+    /// What a policy bucket value must pass (a trusted signature, not older than the
+    /// newest seen) before anything reads it.
+    pub(crate) policy_gate: crate::policies::Gate,
     /// The model directories and what was loaded from them (a model reload's lock).
     pub(crate) model_files: tokio::sync::Mutex<crate::model_reload::ModelFiles>,
 }

@@ -86,6 +86,7 @@ impl Moderator {
         let config = &self.config;
         let shared = Arc::new(Shared {
             policies: Arc::new(LivePolicies::new(config)?),
+            policy_gate: policies::Gate::new(config.signers()?),
             model_files: tokio::sync::Mutex::new(model_reload::ModelFiles::read(&config.models)),
             js: jetstream::new(self.client.clone()),
             pool: start_pool(config).await?,

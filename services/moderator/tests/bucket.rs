@@ -77,7 +77,10 @@ async fn a_push_changes_the_whole_fleet() {
             .all(|a| *a == Action::Block)
     );
 
-    store.put(POLICY_KEY, FLAGGING.into()).await.expect("push");
+    store
+        .put(POLICY_KEY, common::signed(FLAGGING).into())
+        .await
+        .expect("push");
     for moderator in &fleet {
         reloaded(moderator, "applied", 1.0).await;
     }
@@ -118,7 +121,7 @@ async fn a_push_changes_the_whole_fleet() {
     );
 
     store
-        .put(POLICY_KEY, "default = [".into())
+        .put(POLICY_KEY, common::signed("default = [").into())
         .await
         .expect("bad push");
     for moderator in fleet.iter().chain([&late]) {
@@ -132,7 +135,10 @@ async fn a_push_changes_the_whole_fleet() {
         "a refused push keeps the policies in force"
     );
 
-    store.delete(POLICY_KEY).await.expect("delete");
+    store
+        .put(POLICY_KEY, common::signed("").into())
+        .await
+        .expect("clear");
     for moderator in &fleet {
         reloaded(moderator, "applied", 2.0).await;
     }

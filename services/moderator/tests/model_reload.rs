@@ -196,7 +196,10 @@ async fn a_push_pinning_a_new_model_version_switches_each_moderator_that_holds_i
     // Host a has the new model's files; host b not yet.
     let bump = |t: &str| t.replace("version = \"1.9.1\"", "version = \"1.9.1-r2\"");
     edit_manifest(&dirs[0], bump);
-    store.put(POLICY_KEY, PINNED.into()).await.expect("push");
+    store
+        .put(POLICY_KEY, common::signed(PINNED).into())
+        .await
+        .expect("push");
     let bucket = |outcome: &str| {
         format!("offpath_moderator_policy_reloads_total{{source=\"bucket\",outcome=\"{outcome}\"}}")
     };
@@ -238,7 +241,10 @@ async fn a_push_pinning_a_new_model_version_switches_each_moderator_that_holds_i
     let bump = |t: &str| t.replace("1.9.1-r2", "1.9.1-r3");
     edit_manifest(&dirs[0], bump);
     store
-        .put(POLICY_KEY, PINNED.replace("1.9.1-r2", "1.9.1-r3").into())
+        .put(
+            POLICY_KEY,
+            common::signed(&PINNED.replace("1.9.1-r2", "1.9.1-r3")).into(),
+        )
         .await
         .expect("push r3");
     reaches(a, &models("applied"), 3.0).await;

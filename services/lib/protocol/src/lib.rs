@@ -11,6 +11,7 @@
 
 mod decode;
 pub mod permissions;
+pub mod policy_signature;
 pub mod schema;
 pub mod server;
 pub mod subject;

@@ -3,13 +3,25 @@
 //! value once before it takes requests ([`read_current`]), then subscribes to the key's
 //! subject and reads the value again (the subscription catches every change after that
 //! read), so it needs no consumer of its own: its NATS user may only subscribe to the key
-//! and read its last value. A lost subscription or a missing bucket is tried again.
+//! and read the bucket. A lost subscription or a missing bucket is tried again.
+//!
+//! **Nothing is taken for the subject it arrives on.** nats-server never checks a reply
+//! subject against publish permissions, so any role that may make a JetStream request can
+//! have the server publish on the key, to this subscription and into the bucket's stream
+//! (issue 26). Every value passes the [`Gate`] first: signed by a key of
+//! `--policy-signers` and not older than the newest signed value seen
+//! ([`offpath_protocol::policy_signature`]); anything else is counted in
+//! `offpath_moderator_policy_bucket_refused_total{reason}` and never parsed (so an
+//! attacker chooses neither a log line nor a label). At start, the newest validly signed
+//! value among the key's history is the one put in force: values written over it by
+//! redirected replies do not hide it until they have pushed it out of the history.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::KeyValueErrorKind, kv::Operation};
+use async_nats::jetstream::{self, context::KeyValueErrorKind, stream::DirectGetErrorKind};
 use futures::StreamExt;
+use offpath_protocol::policy_signature::{Refusal, Signers, Verified};
 use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -21,8 +33,87 @@ use crate::pipeline::Shared;
 const RETRY: Duration = Duration::from_secs(5);
 /// How long start-up waits for the bucket's value before taking requests without it.
 const FIRST_READ: Duration = Duration::from_secs(3);
-/// Header of a key's delete and purge markers (async-nats's own constant is private).
-const KV_OPERATION: &str = "KV-Operation";
+/// At most this many of the key's stored values are read at start (the bucket keeps 5;
+/// a bound in case an operator raised it).
+const MAX_HISTORY: usize = 64;
+
+/// What a bucket value must pass before it is read: a trusted signature, and not older
+/// than the newest signed value seen (a replay cannot roll the fleet back).
+pub(crate) struct Gate {
+    signers: Signers,
+    newest_ms: std::sync::Mutex<Option<u64>>,
+}
+
+impl Gate {
+    /// A gate trusting `signers` (none: the bucket is not followed at all).
+    pub(crate) fn new(signers: Signers) -> Self {
+        Self {
+            signers,
+            newest_ms: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The value, when its signature is a trusted one; a refusal is counted and logged,
+    /// without anything of the value.
+    fn check(&self, value: &[u8]) -> Result<Verified, Refusal> {
+        self.signers.verify(value, None).inspect_err(refused)
+    }
+
+    /// Whether `verified` is at least as new as every signed value seen (then it is the
+    /// newest); an older one is counted as `stale`.
+    fn take(&self, verified: &Verified) -> bool {
+        let mut newest = self.newest_ms.lock().unwrap_or_else(|p| p.into_inner());
+        match *newest {
+            Some(in_force_ms) if verified.signed_at_ms < in_force_ms => {
+                drop(newest);
+                refused(&Refusal::Stale {
+                    signed_at_ms: verified.signed_at_ms,
+                    in_force_ms,
+                });
+                false
+            }
+            _ => {
+                *newest = Some(verified.signed_at_ms);
+                true
+            }
+        }
+    }
+
+    /// Whether a signed value was ever taken.
+    fn has_taken(&self) -> bool {
+        self.newest_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+}
+
+/// The policy text of a signed value; `None`: the operator cleared the fleet's policy.
+fn text(verified: &Verified) -> Option<&str> {
+    Some(verified.text.as_str()).filter(|text| !text.is_empty())
+}
+
+/// Puts what [`current`] found in force: the newest signed value; with none at all, the
+/// file, unless a signed value was taken before (the bucket's history then holds only
+/// what was written over it: the policies in force are kept).
+async fn settle(shared: &Arc<Shared>, found: Option<Verified>) {
+    match found {
+        Some(verified) if shared.policy_gate.take(&verified) => {
+            apply(shared, text(&verified)).await;
+        }
+        Some(_) => {}
+        None if !shared.policy_gate.has_taken() => apply(shared, None).await,
+        None => {}
+    }
+}
+
+fn refused(refusal: &Refusal) {
+    metrics::counter!(m::POLICY_BUCKET_REFUSED, "reason" => refusal.reason()).increment(1);
+    warn!(
+        reason = refusal.reason(),
+        "a policy bucket value was refused unread, the policies in force are kept: {refusal}"
+    );
+}
 
 /// The bucket could not be opened or read.
 enum Unavailable {
@@ -36,8 +127,14 @@ enum Unavailable {
 /// restarted moderator judges its first requests by the fleet's policies, not only by its
 /// own file. Without a bucket (or when it cannot be read in time) it starts with what it has.
 pub(crate) async fn read_current(shared: &Arc<Shared>) {
-    match tokio::time::timeout(FIRST_READ, current(&shared.js)).await {
-        Ok(Ok(value)) => apply(shared, value.as_deref()).await,
+    if shared.policy_gate.signers.is_empty() {
+        info!(
+            "no --policy-signers: the policy bucket is not followed, the --policies file decides"
+        );
+        return;
+    }
+    match tokio::time::timeout(FIRST_READ, current(shared)).await {
+        Ok(Ok(found)) => settle(shared, found).await,
         Ok(Err(Unavailable::Missing)) => {}
         Ok(Err(Unavailable::Failed(why))) => {
             warn!(
@@ -53,22 +150,31 @@ pub(crate) async fn read_current(shared: &Arc<Shared>) {
 /// Puts a bucket value in force ([`crate::model_reload::apply_bucket_value`]: the model
 /// versions it pins first, when they are not the loaded ones). Refusals are counted and
 /// logged by the reloads themselves.
-async fn apply(shared: &Arc<Shared>, value: Option<&[u8]>) {
-    crate::model_reload::apply_bucket_value(shared, value).await;
+async fn apply(shared: &Arc<Shared>, text: Option<&str>) {
+    crate::model_reload::apply_bucket_value(shared, text.map(str::as_bytes)).await;
 }
 
-/// The bucket's value now, waiting at most [`FIRST_READ`]; `None` when there is none or it
-/// cannot be read.
-pub(crate) async fn bucket_value(js: &jetstream::Context) -> Option<Vec<u8>> {
-    tokio::time::timeout(FIRST_READ, current(js))
+/// The bucket's signed policy text now, waiting at most [`FIRST_READ`]; `None` when there
+/// is none, it cannot be read, or no signer is trusted.
+pub(crate) async fn bucket_value(shared: &Arc<Shared>) -> Option<String> {
+    if shared.policy_gate.signers.is_empty() {
+        return None;
+    }
+    let found = tokio::time::timeout(FIRST_READ, current(shared))
         .await
         .ok()?
-        .ok()
-        .flatten()
+        .ok()??;
+    if !shared.policy_gate.take(&found) {
+        return None;
+    }
+    text(&found).map(str::to_string)
 }
 
 /// Follows the policy bucket until `stop` turns true.
 pub(crate) async fn watch_bucket(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    if shared.policy_gate.signers.is_empty() {
+        return;
+    }
     let mut said_missing = false;
     loop {
         tokio::select! {
@@ -106,37 +212,59 @@ async fn follow(shared: &Arc<Shared>) -> Unavailable {
         Ok(changes) => changes,
         Err(err) => return Unavailable::Failed(err.to_string()),
     };
-    match current(js).await {
-        Ok(value) => apply(shared, value.as_deref()).await,
+    match current(shared).await {
+        Ok(found) => settle(shared, found).await,
         Err(why) => return why,
     }
     metrics::gauge!(m::POLICY_BUCKET_WATCHING).set(1.0);
     while let Some(message) = changes.next().await {
-        let deleted = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(KV_OPERATION))
-            .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
-        apply(shared, (!deleted).then_some(&message.payload[..])).await;
+        // Whatever its headers say (a `KV-Operation: DEL` rides along a redirected reply
+        // as easily as a text): only a signed value changes anything; an operator clears
+        // the fleet's policy with a signed empty value (`offpath policy clear`).
+        if let Ok(verified) = shared.policy_gate.check(&message.payload)
+            && shared.policy_gate.take(&verified)
+        {
+            apply(shared, text(&verified)).await;
+        }
     }
     Unavailable::Failed("the subscription ended".into())
 }
 
-/// The key's current value (`None`: no value, or deleted).
-async fn current(js: &jetstream::Context) -> Result<Option<Vec<u8>>, Unavailable> {
-    let store = js.get_key_value(POLICY_BUCKET).await.map_err(|err| {
+/// The newest validly signed value among the key's stored values (`None`: there is none).
+/// Each stored value is read by sequence with a direct get, so values written over the
+/// operator's by redirected replies are refused (and counted) one by one instead of hiding
+/// it.
+async fn current(shared: &Shared) -> Result<Option<Verified>, Unavailable> {
+    let js = &shared.js;
+    js.get_key_value(POLICY_BUCKET).await.map_err(|err| {
         match (err.kind(), is_not_found(&err)) {
             (KeyValueErrorKind::GetBucket, true) => Unavailable::Missing,
             _ => Unavailable::Failed(err.to_string()),
         }
     })?;
-    let entry = store
-        .entry(POLICY_KEY)
+    let stream = js
+        .get_stream(format!("KV_{POLICY_BUCKET}"))
         .await
         .map_err(|err| Unavailable::Failed(err.to_string()))?;
-    Ok(entry
-        .filter(|e| e.operation == Operation::Put)
-        .map(|e| e.value.to_vec()))
+    let subject = format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}");
+    let mut newest: Option<Verified> = None;
+    let mut next = None;
+    for _ in 0..MAX_HISTORY {
+        let message = match stream.direct_get_next_for_subject(&subject, next).await {
+            Ok(message) => message,
+            Err(err) if err.kind() == DirectGetErrorKind::NotFound => break,
+            Err(err) => return Err(Unavailable::Failed(err.to_string())),
+        };
+        next = Some(message.sequence + 1);
+        if let Ok(verified) = shared.policy_gate.check(&message.payload)
+            && newest
+                .as_ref()
+                .is_none_or(|seen| verified.signed_at_ms >= seen.signed_at_ms)
+        {
+            newest = Some(verified);
+        }
+    }
+    Ok(newest)
 }
 
 /// Whether opening the bucket failed because its stream does not exist.

@@ -27,6 +27,32 @@ pub(crate) fn topology() -> TopologyConfig {
     }
 }
 
+/// The operator's policy signing key of these tests (one per test binary).
+pub(crate) fn signing_key() -> &'static offpath_protocol::policy_signature::SigningKey {
+    static KEY: std::sync::OnceLock<offpath_protocol::policy_signature::SigningKey> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(offpath_protocol::policy_signature::SigningKey::generate)
+}
+
+/// `text` as `offpath policy push` puts it in the bucket: signed by [`signing_key`], each
+/// value later than the one before.
+pub(crate) fn signed(text: &str) -> String {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64;
+    let next = |last: u64| Some(now.max(last + 1));
+    let last = LAST
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            next,
+        )
+        .expect("always Some");
+    signing_key().sign(text, now.max(last + 1))
+}
+
 pub(crate) fn config(faults: Faults) -> Config {
     let ort = std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
@@ -40,6 +66,7 @@ pub(crate) fn config(faults: Faults) -> Config {
         ort_library: Some(ort),
         nak_delay_ms: 100,
         batch_deadline_ms: 3_000,
+        policy_signers: vec![signing_key().public_key()],
         cancel_grace_ms: 500,
         faults,
         // What the moderator re-creates when part of the topology is deleted.

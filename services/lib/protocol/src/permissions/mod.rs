@@ -217,13 +217,15 @@ fn topology_lookups() -> Vec<String> {
 }
 
 /// What following the policy bucket takes (a moderator reads it, never writes it): the
-/// bucket stream's info and a direct get of the key's last value, published; the key's
+/// bucket stream's info and direct gets (the key's last value, and each stored value by
+/// sequence: start-up looks for the newest validly signed one), published; the key's
 /// subject, subscribed. No consumer: creating one would let the creator name any delivery
 /// subject, which nats-server does not check against its publish permissions.
 fn policy_reads() -> Vec<String> {
     let stream = format!("KV_{POLICY_BUCKET}");
     vec![
         format!("{API}.STREAM.INFO.{stream}"),
+        format!("{API}.DIRECT.GET.{stream}"),
         format!("{API}.DIRECT.GET.{stream}.{}", policy_key_subject()),
     ]
 }
