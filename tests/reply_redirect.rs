@@ -25,8 +25,8 @@ use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
 /// The operator's policy: insults flagged, under the policy name `fleet`.
 const FLEET: &str =
     "default = \"fleet\"\n[policies.fleet]\nlabels.insult = { action = \"flag\" }\n";
-/// What the attacker wants in force: every label allowed, under the name `evil`.
-const EVIL: &str = "default = \"evil\"\n[policies.evil]\nlabels.insult = { action = \"allow\" }\n";
+/// What the attacker wants in force: insults ignored, under the name `evil`.
+const EVIL: &str = "default = \"evil\"\n[policies.evil]\nlabels.insult = { action = \"ignore\" }\n";
 
 fn key_subject() -> String {
     format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}")
@@ -291,4 +291,171 @@ async fn redirected_replies_cannot_set_the_fleet_policy_on_2_9() {
             panic!("no .tools/oldest/bin/nats-server: run `scripts/bootstrap --oldest-nats`")
         });
     redirects_change_nothing(Some(binary)).await;
+}
+
+/// The console's reviewer token in these tests.
+const TOKEN: &str = "redirect-test-reviewer-token";
+
+/// `offpath review` logged in as the reviewer user, with reviewer `rita` (`TOKEN`); ready.
+async fn console(nats: &SecuredNats, dir: &std::path::Path) -> (Proc, std::net::SocketAddr) {
+    let reviewers = dir.join("reviewers.toml");
+    let digest = offpath_protocol::text_sha256(TOKEN);
+    std::fs::write(&reviewers, format!("[reviewers]\nrita = \"{digest}\"\n")).unwrap();
+    let addr = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
+    let mut command = Command::new(BIN);
+    command
+        .args(["review", "--nats-url", &nats.server.url()])
+        .args(["--nats-user", "reviewer"])
+        .arg(format!("--listen-addr={addr}"))
+        .arg(format!("--reviewers={}", reviewers.display()))
+        .env(
+            "OFFPATH_NATS_PASSWORD",
+            &nats.credentials(&Role::Reviewer).password,
+        )
+        .env("OFFPATH_LOG", "warn");
+    let mut console = Proc::start("review", command, addr).expect("spawn offpath review");
+    console
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .expect("the console is ready");
+    (console, addr)
+}
+
+/// A flagged message's review item for tenant acme.
+fn review_item(id: &str) -> Vec<u8> {
+    use offpath_protocol::{Action, ModelRef, ReviewItem, ReviewKind, Verdict};
+    let verdict = Verdict {
+        v: 1,
+        id: id.into(),
+        tenant: "acme".into(),
+        room: "lobby".into(),
+        sender: "mallory".into(),
+        action: Action::Flag,
+        scores: Default::default(),
+        model: ModelRef {
+            name: "m".into(),
+            version: "1".into(),
+        },
+        queued_ms: 0,
+        inference_ms: 0,
+        reason: None,
+        text_sha256: Some(offpath_protocol::text_sha256("hi")),
+        policy: None,
+        review: None,
+    };
+    serde_json::to_vec(&ReviewItem::new(ReviewKind::Flag, &verdict, "hi", 1)).unwrap()
+}
+
+/// The reviewer credential stores an item-shaped entry in AUDIT and has the server deliver
+/// it into REVIEW by a pull reply subject (stored there, under `offpath.audit.acme`) and by
+/// a push delivery subject (seen here not to be stored: a push consumer delivers only to
+/// interest, and a stream's capture is not counted as such); the console lists the
+/// moderators' real item and not the forgery, and counts it as malformed.
+async fn forged_review_items_are_refused(binary: Option<std::path::PathBuf>) {
+    let nats = secured(binary).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_console, addr) = console(&nats, dir.path()).await;
+    let reviewer = nats
+        .credentials(&Role::Reviewer)
+        .connect(&nats.server.url())
+        .await
+        .unwrap();
+    let js = jetstream::new(reviewer.clone());
+    js.publish("offpath.audit.acme", review_item("forged-1").into())
+        .await
+        .unwrap()
+        .await
+        .expect("the reviewer may publish on AUDIT");
+    let review = offpath_protocol::subject::review_subject("acme");
+    let pull = serde_json::json!({"stream_name": "AUDIT", "config": {
+        "durable_name": "forge-pull", "ack_policy": "explicit", "filter_subject": "offpath.audit.acme"}});
+    reviewer
+        .request(
+            "$JS.API.CONSUMER.CREATE.AUDIT.forge-pull",
+            pull.to_string().into(),
+        )
+        .await
+        .unwrap();
+    reviewer
+        .publish_with_reply(
+            "$JS.API.CONSUMER.MSG.NEXT.AUDIT.forge-pull",
+            review.clone(),
+            r#"{"batch":1,"no_wait":true}"#.into(),
+        )
+        .await
+        .unwrap();
+    let push = serde_json::json!({"stream_name": "AUDIT", "config": {
+        "durable_name": "forge-push", "ack_policy": "none", "deliver_subject": review,
+        "filter_subject": "offpath.audit.acme"}});
+    reviewer
+        .request(
+            "$JS.API.CONSUMER.CREATE.AUDIT.forge-push",
+            push.to_string().into(),
+        )
+        .await
+        .unwrap();
+    // The moderators' own item, published where only they may.
+    let moderator = nats
+        .credentials(&Role::Moderator)
+        .connect(&nats.server.url())
+        .await
+        .unwrap();
+    jetstream::new(moderator)
+        .publish(
+            offpath_protocol::subject::review_subject("acme"),
+            review_item("real-1").into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .expect("a moderator publishes review items");
+
+    let (status, body) = http::wait_until(addr, "/metrics", Duration::from_secs(20), |s, b| {
+        s == 200 && scrape::metric(b, "offpath_review_malformed_total", r#"stream="REVIEW""#) >= 1.0
+    })
+    .await
+    .unwrap_or_else(|(_, body)| {
+        let malformed: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("offpath_review_malformed_total"))
+            .collect();
+        panic!("the redirected entries were not refused: {malformed:?}")
+    });
+    assert_eq!(status, 200, "{body}");
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, listed) = http::send(addr, "GET", "/api/queue", &[auth.as_str()], "")
+            .await
+            .expect("the console answers");
+        assert_eq!(status, 200, "{listed}");
+        assert!(
+            !listed.contains("forged-1"),
+            "a forged item is listed: {listed}"
+        );
+        if listed.contains("real-1") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the real item never came: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// On the nats-server found first (the bootstrap's 2.15).
+#[tokio::test]
+async fn redirected_deliveries_cannot_forge_review_items() {
+    forged_review_items_are_refused(None).await;
+}
+
+/// On the oldest supported nats-server (Debian 12's 2.9.10).
+#[tokio::test]
+async fn redirected_deliveries_cannot_forge_review_items_on_2_9() {
+    let binary =
+        offpath_harness::find_project_tool("oldest/bin/nats-server").unwrap_or_else(|| {
+            panic!("no .tools/oldest/bin/nats-server: run `scripts/bootstrap --oldest-nats`")
+        });
+    forged_review_items_are_refused(Some(binary)).await;
 }

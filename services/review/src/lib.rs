@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
 use futures::StreamExt;
-use offpath_protocol::subject::{AUDIT_STREAM, REVIEW_STREAM, audit_subject, verdict_subject};
+use offpath_protocol::subject::{
+    AUDIT_STREAM, REVIEW_STREAM, audit_subject, review_subject, verdict_subject,
+};
 use offpath_protocol::{AuditEntry, HumanReview, ReviewItem, Verdict, encode};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -135,21 +137,38 @@ async fn publish(
 
 /// Reads `REVIEW` and `AUDIT` from their start and follows them; a lost stream is read
 /// again from its start after a pause (the queue ignores what it already has).
+///
+/// An entry counts only when it is stored under its own tenant's subject
+/// (`offpath.review.<tenant>`, `offpath.audit.<tenant>`). A consumer's delivery redirected
+/// into a stream by a reply or delivery subject (issue 26: the reviewer credential pulled
+/// an item-shaped AUDIT entry of its own into REVIEW) is stored under the subject it was
+/// first published on, so it is refused here and counted as malformed.
 async fn follow_streams(state: Arc<State>) {
-    let review = follow(&state, 0, REVIEW_STREAM, |state, payload| {
+    let review = follow(&state, 0, REVIEW_STREAM, |state, subject, payload| {
         let item: ReviewItem = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        own_subject(subject, &review_subject(&item.verdict.tenant))?;
         state.queue().add(item);
         Ok(())
     });
-    let audit = follow(&state, 1, AUDIT_STREAM, |state, payload| {
+    let audit = follow(&state, 1, AUDIT_STREAM, |state, subject, payload| {
         let entry: AuditEntry = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        own_subject(subject, &audit_subject(&entry.item.verdict.tenant))?;
         state.queue().record(&entry.item, &entry.review);
         Ok(())
     });
     tokio::join!(review, audit);
 }
 
-type Apply = fn(&State, &[u8]) -> Result<(), String>;
+/// Refuses an entry stored under another subject than its tenant's.
+fn own_subject(stored: &str, own: &str) -> Result<(), String> {
+    if stored == own {
+        Ok(())
+    } else {
+        Err("stored under another subject than its tenant's (a redirected delivery)".into())
+    }
+}
+
+type Apply = fn(&State, &str, &[u8]) -> Result<(), String>;
 
 async fn follow(state: &State, which: usize, stream: &'static str, apply: Apply) {
     loop {
@@ -191,7 +210,7 @@ async fn read(
     let mut messages = reader.messages().await.map_err(|e| e.to_string())?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| e.to_string())?;
-        if let Err(err) = apply(state, &message.payload) {
+        if let Err(err) = apply(state, &message.subject, &message.payload) {
             ::metrics::counter!(metrics::MALFORMED, "stream" => stream).increment(1);
             warn!("{stream}: skipped a message that is not what it should be: {err}");
         }
