@@ -148,7 +148,9 @@ fn read_password(path: &Path) -> anyhow::Result<String> {
 #[derive(Debug, Args)]
 pub(crate) struct NatsAuthCommand {
     /// A tenant whose transports share a user `transport-<tenant>` that may use any
-    /// verdict consumer by name (repeat, or separate with commas).
+    /// verdict consumer by name (repeat, or separate with commas). Refused beside any other
+    /// tenant's transport (it could read and re-point that tenant's verdict consumers): only
+    /// for a deployment with one tenant.
     #[arg(long, env = "OFFPATH_NATS_AUTH_TENANTS", value_delimiter = ',')]
     pub tenant: Vec<String>,
     /// `<tenant>=<instance>`: a user `transport-<tenant>-<instance>` for that one gateway

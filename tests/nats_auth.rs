@@ -1,8 +1,11 @@
 //! NATS authorization: what each role's credentials may and may not do on a real
-//! nats-server started with the generated `authorization` block (run against the server
-//! found first, `.tools`' 2.15, and against Debian's 2.9 when `OFFPATH_NATS_SERVER` points
-//! at it). Each attack is the one an outside probe made on an open server (issue 13): on
-//! `main` every one of them succeeded, because every client was anonymous and unrestricted.
+//! nats-server started with the generated `authorization` block. Each attack is the one an
+//! outside probe made on an open server (issue 13): on `main` every one of them succeeded,
+//! because every client was anonymous and unrestricted.
+//!
+//! This file is two test binaries: `nats_auth` runs it against the server found first (the
+//! bootstrap's 2.15), `nats_auth_oldest` (`#[path]`-includes it) against Debian 12's 2.9.10,
+//! the oldest supported version ([`builder`]).
 
 use std::time::Duration;
 
@@ -25,24 +28,41 @@ fn acme() -> Role {
     }
 }
 
-/// globex's gateways share one user (`offpath nats-auth --tenant globex`).
+/// globex's one gateway `gw2`, pinned too (`offpath nats-auth --transport globex=gw2`).
 fn globex() -> Role {
     Role::Transport {
         tenant: "globex".into(),
-        instance: None,
+        instance: Some("gw2".into()),
     }
+}
+
+/// The nats-server of this test binary: Debian's 2.9.10 when it is `nats_auth_oldest`.
+fn builder() -> offpath_harness::nats::Builder {
+    let builder = NatsServer::builder();
+    if !module_path!().starts_with("nats_auth_oldest") {
+        return builder;
+    }
+    let oldest =
+        offpath_harness::find_project_tool("oldest/bin/nats-server").unwrap_or_else(|| {
+            panic!("no .tools/oldest/bin/nats-server: run `scripts/bootstrap --oldest-nats`")
+        });
+    builder.binary(oldest)
 }
 
 /// A secured server with the topology in place (made by the topology role).
 async fn secured() -> SecuredNats {
-    let roles = [
+    secured_with(&[
         Role::Topology,
         Role::Moderator,
         Role::Reviewer,
         acme(),
         globex(),
-    ];
-    let nats = secure::start(NatsServer::builder(), &roles)
+    ])
+    .await
+}
+
+async fn secured_with(roles: &[Role]) -> SecuredNats {
+    let nats = secure::start(builder(), roles)
         .unwrap_or_else(|err| panic!("cannot start nats-server: {err}"));
     let admin = nats
         .credentials(&Role::Topology)
@@ -274,18 +294,23 @@ async fn moderator_publishes_verdicts_but_cannot_delete() {
         .expect("stored");
 }
 
-/// A tenant's shared transport user (not pinned to an instance) still creates only
-/// consumers of its own tenant's verdicts, and publishes only its own tenant's requests.
+/// A tenant's shared transport user (not pinned to an instance, allowed only when its
+/// tenant is the deployment's only one) still creates only consumers of its own tenant's
+/// verdicts, and publishes only its own tenant's requests.
 #[tokio::test]
 async fn shared_tenant_user_is_confined_to_its_tenant() {
-    let nats = secured().await;
-    let (client, mut errors) = connect_as(&nats, &globex()).await;
+    let shared = Role::Transport {
+        tenant: "globex".into(),
+        instance: None,
+    };
+    let nats = secured_with(&[Role::Topology, shared.clone()]).await;
+    let (client, mut errors) = connect_as(&nats, &shared).await;
     let stream = js_short(&client)
         .get_stream(VERDICTS_STREAM)
         .await
         .expect("stream info is allowed");
     let spy = pull::Config {
-        durable_name: Some(transport_consumer("globex", "any")),
+        durable_name: Some(transport_consumer("acme", "gw1")),
         filter_subject: transport_filter("acme"),
         ..Default::default()
     };
@@ -500,4 +525,92 @@ async fn the_reviewer_reads_the_queue_and_publishes_decisions_only() {
         })
         .await;
     assert!(consumer.is_err(), "a transport made a consumer on REVIEW");
+}
+
+/// Issue 26: a shared `transport-globex` user re-pointed pinned `transport-acme-gw1`'s
+/// consumer to globex's filter and pulled and acked acme's verdicts by name (on 2.9.10 as
+/// on 2.15). A shared tenant user beside another tenant is now refused by the generator,
+/// and globex's pinned gateway can neither update, pull from, read nor ack acme's consumer.
+#[tokio::test]
+async fn another_tenant_cannot_touch_a_verdict_consumer() {
+    use offpath_protocol::permissions::{Password, PermissionsError, authorization_block};
+    let shared = Role::Transport {
+        tenant: "globex".into(),
+        instance: None,
+    };
+    let mixed = authorization_block(&[(shared, Password::FromEnv), (acme(), Password::FromEnv)]);
+    assert!(
+        matches!(
+            mixed,
+            Err(PermissionsError::SharedBesideOtherTenants { .. })
+        ),
+        "{mixed:?}"
+    );
+
+    let nats = secured().await;
+    let (acme_client, _) = connect_as(&nats, &acme()).await;
+    let acme_stream = js_short(&acme_client)
+        .get_stream(VERDICTS_STREAM)
+        .await
+        .unwrap();
+    let theirs = transport_consumer("acme", "gw1");
+    acme_stream
+        .create_consumer(pull::Config {
+            durable_name: Some(theirs.clone()),
+            filter_subject: transport_filter("acme"),
+            ..Default::default()
+        })
+        .await
+        .expect("acme's own consumer");
+    let (moderator, _) = connect_as(&nats, &Role::Moderator).await;
+    js_short(&moderator)
+        .publish("offpath.verdict.acme.lobby", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let (globex_client, mut errors) = connect_as(&nats, &globex()).await;
+    let hijack = serde_json::json!({"stream_name": VERDICTS_STREAM, "config": {
+        "durable_name": theirs, "ack_policy": "explicit",
+        "filter_subject": transport_filter("globex")}});
+    for (subject, body) in [
+        (
+            format!(
+                "$JS.API.CONSUMER.CREATE.{VERDICTS_STREAM}.{theirs}.{}",
+                transport_filter("globex")
+            ),
+            hijack.to_string(),
+        ),
+        (
+            format!("$JS.API.CONSUMER.MSG.NEXT.{VERDICTS_STREAM}.{theirs}"),
+            r#"{"batch":10,"no_wait":true}"#.to_string(),
+        ),
+        (
+            format!("$JS.API.CONSUMER.INFO.{VERDICTS_STREAM}.{theirs}"),
+            String::new(),
+        ),
+        (
+            format!("$JS.ACK.{VERDICTS_STREAM}.{theirs}.1.1.1.0.0"),
+            String::new(),
+        ),
+    ] {
+        globex_client
+            .publish(subject.clone(), body.into())
+            .await
+            .unwrap();
+        globex_client.flush().await.unwrap();
+        let refused = violation(&mut errors).await;
+        assert!(refused.contains(&subject), "{subject}: {refused}");
+    }
+    let info = acme_stream
+        .consumer_info(&theirs)
+        .await
+        .expect("acme's consumer");
+    assert_eq!(
+        info.config.filter_subject,
+        transport_filter("acme"),
+        "re-pointed"
+    );
+    assert_eq!(info.num_pending, 1, "acme's verdict was taken");
 }

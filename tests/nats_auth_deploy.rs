@@ -11,14 +11,15 @@ use std::process::Command;
 
 use common::BIN;
 
-/// The generator's arguments for the committed file: globex's gateways share a user, acme
-/// has one pinned gateway `gw1`.
-const ARGS: [&str; 4] = ["--tenant", "globex", "--transport", "acme=gw1"];
+/// The generator's arguments for the committed file: one pinned gateway per tenant (a
+/// shared tenant user beside another tenant is refused: it could use that tenant's verdict
+/// consumers).
+const ARGS: [&str; 4] = ["--transport", "globex=gw1", "--transport", "acme=gw1"];
 const PASSWORDS: [&str; 5] = [
     "OFFPATH_NATS_PASSWORD_TOPOLOGY",
     "OFFPATH_NATS_PASSWORD_MODERATOR",
     "OFFPATH_NATS_PASSWORD_REVIEWER",
-    "OFFPATH_NATS_PASSWORD_TRANSPORT_GLOBEX",
+    "OFFPATH_NATS_PASSWORD_TRANSPORT_GLOBEX_GW1",
     "OFFPATH_NATS_PASSWORD_TRANSPORT_ACME_GW1",
 ];
 

@@ -60,6 +60,20 @@ pub enum PermissionsError {
     /// Two roles would have the same user name or password variable.
     #[error("two roles share the user or password variable {0:?}")]
     Duplicate(String),
+    /// A shared (unpinned) transport user beside another tenant's transport: it may use
+    /// every `VERDICTS` consumer by name (a name is one subject token, and permissions
+    /// match whole tokens), so it could read, ack and re-point the other tenant's consumers.
+    #[error(
+        "transport-{tenant} (a user shared by every gateway of {tenant}) could use {other}'s \
+         verdict consumers: with more than one tenant, pin each gateway to its own user \
+         (--transport {tenant}=<instance>)"
+    )]
+    SharedBesideOtherTenants {
+        /// The tenant of the shared user.
+        tenant: String,
+        /// Another tenant of the deployment.
+        other: String,
+    },
 }
 
 /// The subjects one role may use.
@@ -324,6 +338,25 @@ pub fn authorization_block(users: &[(Role, Password)]) -> Result<String, Permiss
             if !seen.insert(key.clone()) {
                 return Err(PermissionsError::Duplicate(key));
             }
+        }
+    }
+    for (role, _) in users {
+        let Role::Transport {
+            tenant,
+            instance: None,
+        } = role
+        else {
+            continue;
+        };
+        let other = users.iter().find_map(|(other, _)| match other {
+            Role::Transport { tenant: t, .. } if t != tenant => Some(t.clone()),
+            _ => None,
+        });
+        if let Some(other) = other {
+            return Err(PermissionsError::SharedBesideOtherTenants {
+                tenant: tenant.clone(),
+                other,
+            });
         }
     }
     let mut out = String::from("authorization {\n  users = [\n");

@@ -107,3 +107,28 @@ fn refuses_bad_roles() {
         "Literal(<redacted>)"
     );
 }
+
+/// A shared tenant user may use any VERDICTS consumer by name: it is refused beside another
+/// tenant's transport (pinned or not), and allowed when its tenant is the only one.
+#[test]
+fn a_shared_tenant_user_is_refused_beside_other_tenants() {
+    let mixed = authorization_block(&[
+        (transport("globex", None), Password::FromEnv),
+        (transport("acme", Some("gw1")), Password::FromEnv),
+    ]);
+    let Err(err) = mixed else {
+        panic!("a shared globex user beside acme was accepted")
+    };
+    assert!(matches!(
+        err,
+        PermissionsError::SharedBesideOtherTenants { ref tenant, ref other }
+            if tenant == "globex" && other == "acme"
+    ));
+    assert!(err.to_string().contains("--transport globex=<instance>"));
+    let alone = authorization_block(&[
+        (Role::Moderator, Password::FromEnv),
+        (transport("globex", None), Password::FromEnv),
+        (transport("globex", Some("gw1")), Password::FromEnv),
+    ]);
+    assert!(alone.is_ok(), "{alone:?}");
+}
