@@ -183,6 +183,21 @@ pub struct Config {
     #[arg(long, env = "OFFPATH_REVIEW_CONTEXT", default_value_t = defaults::REVIEW_CONTEXT,
         value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u8).range(0..=10), usize::from))]
     pub review_context: usize,
+    /// Reports one member may queue per minute, all their connections to this gateway
+    /// together (a token bucket; past it `rate_limited`): what one account can put in
+    /// front of the reviewers.
+    #[arg(long, env = "OFFPATH_REPORTS_PER_MINUTE", default_value_t = defaults::REPORTS_PER_MINUTE)]
+    pub reports_per_minute: f64,
+    /// Reports one member may queue at once before `--reports-per-minute` applies.
+    #[arg(long, env = "OFFPATH_REPORT_BURST", default_value_t = defaults::REPORT_BURST)]
+    pub report_burst: f64,
+    /// Reports this gateway queues per minute from all members together (its tenant's
+    /// share of the review queue, per gateway).
+    #[arg(long, env = "OFFPATH_GATEWAY_REPORTS_PER_MINUTE", default_value_t = defaults::GATEWAY_REPORTS_PER_MINUTE)]
+    pub gateway_reports_per_minute: f64,
+    /// Reports this gateway queues at once before `--gateway-reports-per-minute` applies.
+    #[arg(long, env = "OFFPATH_GATEWAY_REPORT_BURST", default_value_t = defaults::GATEWAY_REPORT_BURST)]
+    pub gateway_report_burst: f64,
     /// How messages are moderated: `decoupled` (offpath: deliver now, verdicts later),
     /// `inline` (the coupled baseline of the load scenarios: each send awaits the
     /// moderator's `offpath.classify` before fan-out) or `off` (no moderation: the floor).
@@ -263,6 +278,10 @@ impl Default for Config {
             max_tracked: defaults::MAX_TRACKED,
             report_window: defaults::REPORT_WINDOW,
             review_context: defaults::REVIEW_CONTEXT,
+            reports_per_minute: defaults::REPORTS_PER_MINUTE,
+            report_burst: defaults::REPORT_BURST,
+            gateway_reports_per_minute: defaults::GATEWAY_REPORTS_PER_MINUTE,
+            gateway_report_burst: defaults::GATEWAY_REPORT_BURST,
             moderation: defaults::MODERATION,
             inline_timeout_ms: defaults::INLINE_TIMEOUT_MS,
             default_room_policy: defaults::ROOM_POLICY,
@@ -312,6 +331,14 @@ impl Config {
         crate::auth::validate_settings(self, &mut problems);
         if !(self.rate_per_second > 0.0 && self.rate_burst >= 1.0) {
             problems.push("--rate-per-second must be > 0 and --rate-burst >= 1".into());
+        }
+        if !(self.reports_per_minute > 0.0 && self.report_burst >= 1.0) {
+            problems.push("--reports-per-minute must be > 0 and --report-burst >= 1".into());
+        }
+        if !(self.gateway_reports_per_minute > 0.0 && self.gateway_report_burst >= 1.0) {
+            problems.push(
+                "--gateway-reports-per-minute must be > 0 and --gateway-report-burst >= 1".into(),
+            );
         }
         if self.max_frame_bytes < self.max_text_bytes + 1024 {
             problems.push("--max-frame-bytes must exceed --max-text-bytes by 1 KiB".into());

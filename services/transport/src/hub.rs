@@ -13,6 +13,7 @@ mod admission;
 mod deadlines;
 mod lifecycle;
 mod recent;
+mod report_quota;
 mod reports;
 mod rooms;
 mod settle;
@@ -35,6 +36,10 @@ use deadlines::Deadlines;
 use lifecycle::{Event, State, Tracked};
 use recent::Recent;
 pub(crate) use recent::Shown;
+/// Why a message was not kept for reports (the `reason` of `report_window_full_total`).
+pub(crate) const NOT_KEPT_REASONS: [&str; 2] = recent::NotKept::ALL;
+/// Why a report was refused (the `reason` of `reports_refused_total`).
+pub(crate) const REPORT_REFUSALS: [&str; 3] = report_quota::Refused::ALL;
 pub(crate) use reports::ReportFrame;
 use rooms::Rooms;
 use tracker::{RecentIds, Tracker};
@@ -60,6 +65,8 @@ pub(crate) struct Hub {
     unknown: Mutex<RecentIds>,
     /// Each room's latest messages: what members can report, and review context.
     recent: Mutex<Recent>,
+    /// Reports per reporter and per gateway.
+    report_quota: Mutex<report_quota::ReportQuota>,
     deadlines: Arc<Deadlines>,
     outbox: Handoff,
 }
@@ -82,6 +89,15 @@ impl Hub {
         Arc::new(Self {
             rooms: Rooms::new(config.max_connections, config.send_queue),
             recent: Mutex::new(Recent::new(config.report_window)),
+            report_quota: Mutex::new(report_quota::ReportQuota::new(
+                report_quota::Limits {
+                    per_reporter_per_minute: config.reports_per_minute,
+                    reporter_burst: config.report_burst,
+                    per_gateway_per_minute: config.gateway_reports_per_minute,
+                    gateway_burst: config.gateway_report_burst,
+                },
+                std::time::Instant::now(),
+            )),
             config,
             admission,
             policies: PolicyCache::default(),
@@ -335,10 +351,11 @@ impl Hub {
     }
 }
 
-/// Keeps `message` among `room`'s latest, or counts that the budget for them is spent.
+/// Keeps `message` among `room`'s latest, or counts why it was not (the gateway's budget
+/// or its sender's share of it is spent).
 fn keep(recent: &mut Recent, room: &str, message: Shown) {
-    if !recent.shown(room, message) {
-        metrics::counter!(m::REPORT_WINDOW_FULL).increment(1);
+    if let Err(why) = recent.shown(room, message) {
+        metrics::counter!(m::REPORT_WINDOW_FULL, "reason" => why.as_str()).increment(1);
     }
 }
 

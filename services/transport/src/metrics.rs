@@ -104,8 +104,13 @@ pub(crate) const HUMAN_VERDICTS: &str = "offpath_transport_human_verdicts_total"
 pub(crate) const REPORTS: &str = "offpath_transport_reports_total";
 /// Every `source` of [`REPORTS`] ([`offpath_protocol::TextSource`]).
 pub(crate) const REPORT_SOURCES: &[&str] = &["gateway", "franked", "reporter", "mismatch"];
-/// Messages not kept for members' reports and review context: the gateway's budget for
-/// them (256 MiB) is spent.
+/// Members' reports refused before they were queued, by `reason`: the reporter's quota
+/// (`--reports-per-minute`), the gateway's (`--gateway-reports-per-minute`), or too many
+/// reporters draining theirs at once.
+pub(crate) const REPORTS_REFUSED: &str = "offpath_transport_reports_refused_total";
+/// Messages not kept for members' reports and review context, by `reason`: the gateway's
+/// budget for them (256 MiB) is spent (`budget`), or their sender's share of it (1 MiB,
+/// `sender`).
 pub(crate) const REPORT_WINDOW_FULL: &str = "offpath_transport_report_window_full_total";
 /// Messages of end-to-end-encrypted (`e2e`) rooms relayed, never sent for moderation.
 pub(crate) const E2E_MESSAGES: &str = "offpath_transport_e2e_messages_total";
@@ -226,8 +231,12 @@ fn describe_verdicts() {
         "Members' reports queued for review, by source of the reported text"
     );
     describe_counter!(
+        REPORTS_REFUSED,
+        "Members' reports refused by the reporter's or the gateway's quota"
+    );
+    describe_counter!(
         REPORT_WINDOW_FULL,
-        "Messages not kept for reports and review context: the gateway's budget is spent"
+        "Messages not kept for reports and review context: the budget or the sender's share is spent"
     );
     describe_counter!(
         E2E_MESSAGES,
@@ -275,7 +284,6 @@ pub(crate) fn register() {
             ACCEPT_ERRORS,
             FRAMES_LIMITED,
             E2E_MESSAGES,
-            REPORT_WINDOW_FULL,
         ],
         labelled: &[
             (DISCONNECTS, "reason", DISCONNECT_REASONS),
@@ -288,6 +296,8 @@ pub(crate) fn register() {
             (HOLD_SETTLED, "outcome", HOLD_OUTCOMES),
             (HUMAN_VERDICTS, "decision", &["remove", "restore"]),
             (REPORTS, "source", REPORT_SOURCES),
+            (REPORT_WINDOW_FULL, "reason", &crate::hub::NOT_KEPT_REASONS),
+            (REPORTS_REFUSED, "reason", &crate::hub::REPORT_REFUSALS),
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
             (TOPOLOGY_DRIFT, "setting", DRIFT_SETTINGS),
             (VERDICTS_REFUSED, "reason", REFUSED_REASONS),

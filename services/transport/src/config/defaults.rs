@@ -69,3 +69,11 @@ pub(crate) const ROOM_POLICY: RoomPolicy = RoomPolicy {
 pub(crate) const REPORT_WINDOW: usize = 100;
 /// `--review-context`.
 pub(crate) const REVIEW_CONTEXT: usize = 3;
+/// `--reports-per-minute`: one reporter's reports, all its connections together.
+pub(crate) const REPORTS_PER_MINUTE: f64 = 6.0;
+/// `--report-burst`.
+pub(crate) const REPORT_BURST: f64 = 10.0;
+/// `--gateway-reports-per-minute`: every reporter of this gateway together.
+pub(crate) const GATEWAY_REPORTS_PER_MINUTE: f64 = 600.0;
+/// `--gateway-report-burst`.
+pub(crate) const GATEWAY_REPORT_BURST: f64 = 100.0;

@@ -2,7 +2,10 @@
 //! (`--report-window` per room) and the context a moderation request carries for reviewers
 //! (`--review-context`). Bounded per room by count and by [`MAX_ROOM_BYTES`], the oldest
 //! forgotten first, and in all by [`MAX_TOTAL_BYTES`] (past it nothing new is kept, and
-//! counted); a room's messages are kept only while it has members here.
+//! counted); a room's messages are kept only while it has members here. One sender holds
+//! at most [`MAX_SENDER_BYTES`] of it across rooms: an outside tester spent the whole
+//! budget through end-to-end rooms (never moderated) from one address, 543 msg/s of 4 KiB,
+//! so nobody else's messages could be reported (issue 26).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -13,6 +16,10 @@ use offpath_protocol::{ContextMessage, MAX_CONTEXT_TEXT_BYTES};
 pub(crate) const MAX_ROOM_BYTES: usize = 64 * 1024;
 /// Bytes kept for all rooms at most.
 pub(crate) const MAX_TOTAL_BYTES: usize = 256 * 1024 * 1024;
+/// Bytes kept of one sender's messages, in all rooms, at most: 1/256 of the total (a
+/// sender at the send rate fills it with 4 KiB texts in under a minute, and then only
+/// replaces its own messages in rooms' windows with new ones that are not kept).
+pub(crate) const MAX_SENDER_BYTES: usize = MAX_TOTAL_BYTES / 256;
 /// The context of one request at most, counted as its JSON could be at worst (every byte of
 /// id, sender and text escaped to two, plus the keys): with a 4 KiB text (8 KiB escaped)
 /// the request stays well inside the moderators' 16 KiB limit.
@@ -86,6 +93,32 @@ pub(crate) struct Recent {
     /// Bytes kept for all rooms.
     bytes: usize,
     max_bytes: usize,
+    /// Bytes kept per sender (only senders with something kept).
+    senders: HashMap<Arc<str>, usize>,
+    max_sender_bytes: usize,
+}
+
+/// Why a message was not kept (the `reason` of the transport's counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotKept {
+    /// The gateway's budget ([`MAX_TOTAL_BYTES`]) is spent, or the message is larger than a
+    /// room may hold.
+    Budget,
+    /// Its sender's share ([`MAX_SENDER_BYTES`]) is spent.
+    Sender,
+}
+
+impl NotKept {
+    /// The metric label.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NotKept::Budget => "budget",
+            NotKept::Sender => "sender",
+        }
+    }
+
+    /// Every label value.
+    pub(crate) const ALL: [&'static str; 2] = ["budget", "sender"];
 }
 
 impl Recent {
@@ -100,19 +133,28 @@ impl Recent {
             window,
             bytes: 0,
             max_bytes,
+            senders: HashMap::new(),
+            // MAX_SENDER_BYTES of the default budget; never below what one room holds.
+            max_sender_bytes: (max_bytes / (MAX_TOTAL_BYTES / MAX_SENDER_BYTES))
+                .max(MAX_ROOM_BYTES),
         }
     }
 
-    /// `room` showed `message`; false when it could not be kept: past [`MAX_TOTAL_BYTES`]
-    /// (or larger than a room may hold).
-    pub(crate) fn shown(&mut self, room: &str, message: Shown) -> bool {
+    /// `room` showed `message`; an error when it could not be kept: past
+    /// [`MAX_TOTAL_BYTES`] (or larger than a room may hold), or past its sender's share.
+    pub(crate) fn shown(&mut self, room: &str, message: Shown) -> Result<(), NotKept> {
         if self.window == 0 {
-            return true;
+            return Ok(());
         }
         let size = message.bytes();
         if size > MAX_ROOM_BYTES || self.bytes + size > self.max_bytes {
-            return false;
+            return Err(NotKept::Budget);
         }
+        let held = self.senders.get(&message.sender).copied().unwrap_or(0);
+        if held + size > self.max_sender_bytes {
+            return Err(NotKept::Sender);
+        }
+        *self.senders.entry(Arc::clone(&message.sender)).or_default() += size;
         let ring = match self.rooms.get_mut(room) {
             Some(ring) => ring,
             None => self.rooms.entry(room.to_string()).or_default(),
@@ -120,16 +162,32 @@ impl Recent {
         ring.bytes += size;
         self.bytes += size;
         ring.messages.push_back(message);
+        let mut gone = Vec::new();
         while ring.messages.len() > self.window || ring.bytes > MAX_ROOM_BYTES {
             match ring.messages.pop_front() {
                 Some(old) => {
                     ring.bytes -= old.bytes();
-                    self.bytes -= old.bytes();
+                    gone.push(old);
                 }
                 None => break,
             }
         }
-        true
+        for old in gone {
+            self.release(&old);
+        }
+        Ok(())
+    }
+
+    /// Gives `gone`'s bytes back to the budget and to its sender's share.
+    fn release(&mut self, gone: &Shown) {
+        let size = gone.bytes();
+        self.bytes -= size;
+        if let Some(held) = self.senders.get_mut(&gone.sender) {
+            *held = held.saturating_sub(size);
+            if *held == 0 {
+                self.senders.remove(&gone.sender);
+            }
+        }
     }
 
     /// Message `id` left `room` (retracted or removed): it can no longer be reported, nor
@@ -140,14 +198,16 @@ impl Recent {
             && let Some(gone) = ring.messages.remove(at)
         {
             ring.bytes -= gone.bytes();
-            self.bytes -= gone.bytes();
+            self.release(&gone);
         }
     }
 
     /// `room` has no member here any more.
     pub(crate) fn forget(&mut self, room: &str) {
         if let Some(ring) = self.rooms.remove(room) {
-            self.bytes -= ring.bytes;
+            for gone in &ring.messages {
+                self.release(gone);
+            }
         }
     }
 
@@ -220,7 +280,7 @@ mod tests {
     fn rooms_keep_their_latest_messages() {
         let mut recent = Recent::new(3);
         for id in ["a", "b", "c", "d"] {
-            recent.shown("r", shown(id, id));
+            recent.shown("r", shown(id, id)).unwrap();
         }
         assert!(recent.find_mut("r", "a").is_none(), "past the window");
         let ids = |c: Vec<ContextMessage>| c.into_iter().map(|m| m.id).collect::<Vec<_>>();
@@ -231,8 +291,8 @@ mod tests {
         assert!(recent.find_mut("r", "c").is_none());
         // Bytes: two messages of 40 KiB do not fit in 64 KiB together.
         let big = "x".repeat(40 * 1024);
-        recent.shown("r", shown("e", &big));
-        recent.shown("r", shown("f", &big));
+        recent.shown("r", shown("e", &big)).unwrap();
+        recent.shown("r", shown("f", &big)).unwrap();
         assert!(recent.find_mut("r", "e").is_none() && recent.find_mut("r", "f").is_some());
         recent.forget("r");
         assert!(recent.context("r", None, 3).is_empty());
@@ -244,7 +304,7 @@ mod tests {
     fn context_texts_are_shortened_and_reporters_count_once() {
         let mut recent = Recent::new(10);
         let long = "é".repeat(MAX_CONTEXT_TEXT_BYTES);
-        recent.shown("r", shown("a", &long));
+        recent.shown("r", shown("a", &long)).unwrap();
         let context = recent.context("r", None, 1);
         assert!(context[0].text.len() <= MAX_CONTEXT_TEXT_BYTES + '…'.len_utf8());
         assert!(context[0].text.ends_with('…'));
@@ -265,7 +325,7 @@ mod tests {
         let mut recent = Recent::with_budget(10, 3000);
         let quotes = "\"".repeat(900);
         for id in ["a", "b", "c"] {
-            assert!(recent.shown("r", shown(id, &quotes)));
+            assert!(recent.shown("r", shown(id, &quotes)).is_ok());
         }
         let context = recent.context("r", None, 10);
         let ids: Vec<&str> = context.iter().map(|m| m.id.as_str()).collect();
@@ -274,11 +334,40 @@ mod tests {
             ["b", "c"],
             "two 900-byte texts fit the 4 KiB budget, three do not"
         );
-        assert!(
-            !recent.shown("s", shown("d", &quotes)),
+        assert_eq!(
+            recent.shown("s", shown("d", &quotes)),
+            Err(NotKept::Budget),
             "past the total budget"
         );
         recent.forget("r");
-        assert!(recent.shown("s", shown("d", &quotes)));
+        assert!(recent.shown("s", shown("d", &quotes)).is_ok());
+    }
+
+    /// One sender holds at most its share of the budget across rooms (issue 26: one
+    /// address filled the whole budget through e2e rooms); others are still kept, and the
+    /// share comes back as its messages leave the windows.
+    #[test]
+    fn one_sender_holds_at_most_its_share() {
+        let mut recent = Recent::with_budget(100, 256 * 1024 * 1024);
+        let text = "x".repeat(4096);
+        let mallory = |id: String| Shown::new(&id, &"mallory".into(), &text, 1);
+        let mut kept = 0;
+        for n in 0..1000 {
+            match recent.shown(&format!("room-{}", n % 40), mallory(format!("m{n}"))) {
+                Ok(()) => kept += 1,
+                Err(why) => assert_eq!(why, NotKept::Sender),
+            }
+        }
+        assert!(kept * 4096 <= MAX_SENDER_BYTES, "{kept} of mallory's kept");
+        assert!(kept > 200, "a sender still gets {kept} messages kept");
+        assert!(
+            recent.shown("lobby", shown("a", "hello")).is_ok(),
+            "others are kept"
+        );
+        for n in 0..40 {
+            recent.forget(&format!("room-{n}"));
+        }
+        assert!(recent.shown("room-0", mallory("again".into())).is_ok());
+        assert_eq!(recent.senders.len(), 2, "alice and mallory");
     }
 }

@@ -108,6 +108,22 @@ impl Hub {
             recent.context(room, Some(id), self.config.review_context)
         };
         drop(recent);
+        let quota = lock(&self.report_quota).take(&peer.user, std::time::Instant::now());
+        if let Err(refused) = quota {
+            // Not queued: the member may report it again once the quota allows.
+            self.forget_reporter(room, id, &peer.user);
+            metrics::counter!(m::REPORTS_REFUSED, "reason" => refused.as_str()).increment(1);
+            return Err(FrameError::new(
+                ErrorCode::RateLimited,
+                match refused.as_str() {
+                    "reporter_quota" => format!(
+                        "report quota: {} reports a minute per member; try again later",
+                        self.config.reports_per_minute
+                    ),
+                    _ => "this gateway takes no more reports for now; try again later".into(),
+                },
+            ));
+        }
         // `text` is there exactly in an e2e room (checked above).
         let (text, source) = match text {
             None => (relayed.to_string(), TextSource::Gateway),
