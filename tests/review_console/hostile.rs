@@ -88,11 +88,13 @@ async fn half_sent_requests_are_closed_and_the_console_stays_ready() {
 }
 
 /// Request headers past `--max-header-bytes` are refused (431 or closed) and counted;
-/// headers within it are served. (Before, 400 KiB per socket were read and held.)
+/// headers within it are served. (Before, 400 KiB per socket were read and held.) A body
+/// past `--max-body-bytes` is answered 413 and counted.
 #[tokio::test]
-async fn oversized_headers_are_refused() {
+async fn oversized_headers_and_bodies_are_refused() {
     let server = chat::nats_with_topology().await;
-    let console = Console::start_with(&server, &["--max-header-bytes=8192"]).await;
+    let flags = ["--max-header-bytes=8192", "--max-body-bytes=1024"];
+    let console = Console::start_with(&server, &flags).await;
     let small = format!("X-Pad: {}", "a".repeat(4 * 1024));
     let large = format!("X-Pad: {}", "a".repeat(64 * 1024));
     let headers = [small.as_str()];
@@ -105,8 +107,17 @@ async fn oversized_headers_are_refused() {
     if let Ok(answer) = refused.send(console.addr).await {
         assert_eq!(answer.status, 431, "{answer:?}");
     }
+    let note = "n".repeat(2 * 1024);
+    let decide = serde_json::json!({ "key": "nope", "decision": "dismiss", "note": note });
+    let (status, body) = console
+        .call("POST", "/api/decide", Some(TOKEN), &decide.to_string())
+        .await;
+    assert_eq!(status, 413, "{body}");
     let (_, metrics) = console.call("GET", "/metrics", None, "").await;
     assert_eq!(closed(&metrics, "header_too_large"), 1.0, "{metrics}");
+    let labels = r#"reason="body_too_large""#;
+    let refused = scrape::metric(&metrics, "offpath_review_requests_refused_total", labels);
+    assert_eq!(refused, 1.0, "{metrics}");
 }
 
 /// Every answer of the console (page, script, style, API, refusals, operator endpoints)

@@ -17,6 +17,7 @@ pub struct Config {
     /// (counted as `header_timeout`).
     #[arg(
         long = "header-timeout-ms",
+        value_name = "MS",
         env = "OFFPATH_REVIEW_HEADER_TIMEOUT_MS",
         default_value = "5000",
         value_parser = millis
@@ -27,6 +28,7 @@ pub struct Config {
     /// `request_timeout`).
     #[arg(
         long = "request-timeout-ms",
+        value_name = "MS",
         env = "OFFPATH_REVIEW_REQUEST_TIMEOUT_MS",
         default_value = "30000",
         value_parser = millis
