@@ -37,7 +37,14 @@ pub(crate) async fn review(args: crate::cli::ReviewArgs) -> anyhow::Result<()> {
                 args.listen_addr
             )
         })?;
-    offpath_review::run(client, reviewers, listener, shutdown_signal()).await?;
+    offpath_review::run(
+        &args.console,
+        client,
+        reviewers,
+        listener,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -450,3 +450,28 @@ async fn a_large_frame_is_not_buffered() {
     assert_eq!(closed["code"], 1009, "{closed}");
     transport.stop().await;
 }
+
+/// The chat page, its script and style, and a refused handshake carry a CSP without inline
+/// code or framing, `X-Frame-Options: DENY`, `nosniff` and `no-referrer`; the page has no
+/// inline code the CSP would block. (Before, any site could frame the chat page.)
+#[tokio::test]
+async fn chat_page_responses_carry_the_security_headers() {
+    let (_server, transport) = chat::gateway(chat::transport_config()).await;
+    for (path, status, kind) in [
+        ("/", 200, "text/html"),
+        ("/chat.js", 200, "text/javascript"),
+        ("/chat.css", 200, "text/css"),
+        ("/ws", 400, ""),
+        ("/nowhere", 404, ""),
+    ] {
+        let answer = http::Request::new("GET", path).send(transport.public).await;
+        let answer = answer.expect("the gateway answers");
+        assert_eq!(answer.status, status, "{path}: {answer:?}");
+        common::assert_security_headers(path, &answer);
+        let content_type = answer.header("content-type").unwrap_or_default();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+    }
+    let page = http::Request::new("GET", "/").send(transport.public).await;
+    common::assert_no_inline_code("the chat page", &page.expect("/").body);
+    transport.stop().await;
+}

@@ -68,11 +68,47 @@ fn request(url: String, headers: &[(&str, &str)]) -> Request {
 
 /// The HTTP status of a refused handshake (panics if the gateway accepted it).
 async fn refused(request: Request) -> u16 {
+    refusal(request).await.0
+}
+
+/// The HTTP status and body of a refused handshake (panics if the gateway accepted it).
+async fn refusal(request: Request) -> (u16, String) {
     match ChatClient::connect_with(request).await {
         Ok(_) => panic!("the gateway accepted the connection"),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                String::from_utf8_lossy(body).into_owned(),
+            )
+        }
         Err(other) => panic!("not an HTTP refusal: {other}"),
     }
+}
+
+/// A 401 names the kind of refusal only, never the token parser's words (which decoding
+/// step or claim failed): before, a malformed token's body echoed the parser's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_body_names_the_refusal_not_the_parser() {
+    let (_server, transport) = token_gateway(Duration::from_secs(5)).await;
+    let ws = format!("ws://{}/ws", transport.public);
+    let expired = token(
+        &json!({"sub": "alice", "exp": now() - 120, "aud": "chat"}),
+        SECRET,
+    );
+    let cases = [("abc.def", "malformed"), (expired.as_str(), "expired")];
+    for (bad, reason) in cases {
+        let bearer = format!("Bearer {bad}");
+        let answer = refusal(request(ws.clone(), &[("authorization", &bearer)])).await;
+        assert_eq!(
+            answer,
+            (401, format!("unauthenticated: {reason}\n")),
+            "{bad}"
+        );
+    }
+    let answer = refusal(request(ws, &[])).await;
+    assert_eq!(answer, (401, "unauthenticated: missing\n".to_string()));
+    transport.stop().await;
 }
 
 /// A page on another site (`Origin: http://evil.example`) cannot open a socket (403,

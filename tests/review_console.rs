@@ -4,6 +4,8 @@
 //! trail and on the console's metrics.
 
 mod common;
+#[path = "review_console/hostile.rs"]
+mod hostile;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,8 +35,13 @@ struct Console {
 
 impl Console {
     async fn start(server: &offpath_harness::NatsServer) -> Self {
+        Self::start_with(server, &[]).await
+    }
+
+    /// With `flags` (its limits).
+    async fn start_with(server: &offpath_harness::NatsServer, flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (process, addr) = chat::review_console(server, dir.path(), TOKEN).await;
+        let (process, addr) = chat::review_console_with(server, dir.path(), TOKEN, flags).await;
         Self {
             addr,
             _process: process,

@@ -80,6 +80,9 @@ pub(crate) struct ReviewArgs {
     /// Reviewers file (TOML, `[reviewers] name = "<sha256 of the token>"`).
     #[arg(long, env = "OFFPATH_REVIEWERS")]
     pub reviewers: PathBuf,
+    /// The console's limits against hostile clients.
+    #[command(flatten)]
+    pub console: offpath_review::Config,
 }
 
 /// Where NATS is.

@@ -58,6 +58,16 @@ pub(crate) async fn review_console(
     dir: &std::path::Path,
     token: &str,
 ) -> (Proc, SocketAddr) {
+    review_console_with(server, dir, token, &[]).await
+}
+
+/// [`review_console`] with `extra` arguments (its limits).
+pub(crate) async fn review_console_with(
+    server: &NatsServer,
+    dir: &std::path::Path,
+    token: &str,
+    extra: &[&str],
+) -> (Proc, SocketAddr) {
     let reviewers = dir.join("reviewers.toml");
     let digest = offpath_protocol::text_sha256(token);
     let sam = offpath_protocol::text_sha256(GLOBEX_REVIEWER_TOKEN);
@@ -71,6 +81,7 @@ pub(crate) async fn review_console(
         .args(["review", "--nats-url", &server.url()])
         .arg(format!("--listen-addr={addr}"))
         .arg(format!("--reviewers={}", reviewers.display()))
+        .args(extra)
         .env("OFFPATH_LOG", "warn");
     let mut console = Proc::start("review", command, addr).expect("spawn offpath review");
     console

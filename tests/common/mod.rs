@@ -109,3 +109,41 @@ pub(crate) fn start_up(data_dir: &Path, extra: &[&str]) -> Launched {
         .expect("offpath up reported it is up");
     Launched { fields, child }
 }
+
+/// Asserts that `response` (of `what`) carries the security headers every page-serving
+/// port sends: a CSP that allows no inline code and no framing, `X-Frame-Options: DENY`,
+/// `nosniff`, `no-referrer`.
+pub(crate) fn assert_security_headers(what: &str, response: &offpath_harness::http::Response) {
+    let csp = response
+        .header("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no Content-Security-Policy: {response:?}"));
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    assert!(csp.contains("default-src 'none'"), "{what}: {csp}");
+    assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(response.header(name), Some(value), "{what}: {name}");
+    }
+}
+
+/// Asserts that `page` (HTML) has no inline script or style a `'self'`-only CSP would block:
+/// scripts and styles are files, no `on…=` handler or `style=` attribute.
+pub(crate) fn assert_no_inline_code(what: &str, page: &str) {
+    let lower = page.to_ascii_lowercase();
+    assert!(!lower.contains("<style"), "{what}: an inline <style>");
+    for (at, _) in lower.match_indices("<script") {
+        let tag = &lower[at..at + lower[at..].find('>').expect("a closed tag")];
+        assert!(tag.contains(" src="), "{what}: an inline script: {tag}");
+    }
+    let inline = |word: &str| {
+        let name = word.split_once('=').map_or("", |(name, _)| name);
+        name == "style" || (name.starts_with("on") && name.chars().all(|c| c.is_ascii_alphabetic()))
+    };
+    let words = lower.split(|c: char| c.is_whitespace() || c == '<');
+    if let Some(word) = words.into_iter().find(|word| inline(word)) {
+        panic!("{what}: an inline style or handler attribute: {word}");
+    }
+}

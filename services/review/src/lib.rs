@@ -8,11 +8,17 @@
 //! transport applies it: `remove` retracts, `restore` shows the message again), then
 //! recorded in `AUDIT` with who, when and why. Reviewers log in with a token; only the
 //! token's SHA-256 is configured (`--reviewers FILE`).
+//!
+//! The port is served by [`offpath_ops::public`] (socket caps, header and request
+//! timeouts, a header-size limit: [`Config`]), every response with the security headers;
+//! failed logins are throttled per client address.
 
+mod config;
 mod metrics;
 mod queue;
 mod reviewers;
 mod routes;
+mod throttle;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{self, consumer, message::PublishMessage};
 use futures::StreamExt;
+use offpath_ops::public::{PublicPort, SocketLimits, SocketMetrics};
 use offpath_protocol::subject::{
     AUDIT_STREAM, REVIEW_STREAM, audit_subject, review_subject, verdict_subject,
 };
@@ -27,6 +34,7 @@ use offpath_protocol::{AuditEntry, HumanReview, ReviewItem, Verdict, encode};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+pub use config::Config;
 pub use reviewers::{Reviewer, Reviewers, ReviewersError};
 
 /// Why the console stopped.
@@ -45,11 +53,14 @@ pub(crate) struct State {
     /// `REVIEW` and `AUDIT` were read up to where they stood when reading began: until then
     /// the queue is incomplete (decided items would look open) and `/readyz` says so.
     caught_up: [AtomicBool; 2],
+    /// Failed logins per client address.
+    throttle: throttle::Throttle,
 }
 
-/// Serves the console on `listener` until `shutdown` completes, following `REVIEW` and
-/// `AUDIT` through `client` meanwhile.
+/// Serves the console on `listener` with `config`'s limits until `shutdown` completes,
+/// following `REVIEW` and `AUDIT` through `client` meanwhile.
 pub async fn run(
+    config: &Config,
     client: async_nats::Client,
     reviewers: Reviewers,
     listener: TcpListener,
@@ -61,16 +72,47 @@ pub async fn run(
         reviewers,
         queue: Mutex::default(),
         caught_up: Default::default(),
+        throttle: throttle::Throttle::new(
+            config.auth_failure_burst,
+            config.auth_failures_per_minute,
+        ),
     });
     let follow = tokio::spawn(follow_streams(Arc::clone(&state)));
     let gauges = tokio::spawn(metrics::report(Arc::clone(&state)));
     info!(addr = ?listener.local_addr().ok(), "review console listening");
-    let served = axum::serve(listener, routes::router(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown)
+    let router = routes::router(Arc::clone(&state), config.max_body_bytes);
+    let served = port(config)
+        .serve(listener, router, shutdown, || {
+            info!("shutting down: finishing requests under way")
+        })
         .await;
     follow.abort();
     gauges.abort();
     served.map_err(ReviewError::from)
+}
+
+/// The console's port: its limits, counted under `offpath_review_*`.
+fn port(config: &Config) -> PublicPort {
+    PublicPort {
+        limits: SocketLimits {
+            header_timeout: config.header_timeout,
+            connection_timeout: config.request_timeout,
+            max_sockets: config.max_sockets,
+            // The console has no proxy setting: the peer is the client.
+            max_sockets_per_address: Some(config.max_sockets_per_ip),
+            max_header_bytes: Some(config.max_header_bytes),
+            // One request per connection, so `--request-timeout-ms` bounds each request and
+            // an idle keep-alive socket never holds a slot (a few reviewers polling every
+            // 5 s pay one TCP handshake a request).
+            keep_alive: false,
+        },
+        metrics: SocketMetrics {
+            open: metrics::SOCKETS,
+            closed: metrics::SOCKETS_CLOSED,
+            accept_errors: metrics::ACCEPT_ERRORS,
+            timeout_reason: metrics::REQUEST_TIMEOUT,
+        },
+    }
 }
 
 impl State {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use offpath_ops::{Prometheus, Series, Spec};
+use offpath_ops::{Prometheus, Series, Spec, public};
 use offpath_protocol::ReviewDecision;
 
 use crate::State;
@@ -27,6 +27,34 @@ pub(crate) const REFUSED_REASONS: &[&str] =
 pub(crate) const FORGOTTEN: &str = "offpath_review_items_forgotten_total";
 /// Requests without a valid reviewer token.
 pub(crate) const AUTH_FAILURES: &str = "offpath_review_auth_failures_total";
+/// Open TCP connections on the console's port, from accept to close.
+pub(crate) const SOCKETS: &str = "offpath_review_sockets";
+/// Sockets closed by the console before or while serving them, by `reason` (one of
+/// [`SOCKET_REASONS`]).
+pub(crate) const SOCKETS_CLOSED: &str = "offpath_review_sockets_closed_total";
+/// Every `reason` of [`SOCKETS_CLOSED`]: past `--max-sockets` or `--max-sockets-per-ip`,
+/// headers not read within `--header-timeout-ms` or larger than `--max-header-bytes`, the
+/// request not done within `--request-timeout-ms`.
+pub(crate) const SOCKET_REASONS: &[&str] = &[
+    public::MAX_SOCKETS,
+    public::MAX_SOCKETS_PER_IP,
+    public::HEADER_TIMEOUT,
+    public::HEADER_TOO_LARGE,
+    REQUEST_TIMEOUT,
+];
+/// The `reason` of [`SOCKETS_CLOSED`] for `--request-timeout-ms`.
+pub(crate) const REQUEST_TIMEOUT: &str = "request_timeout";
+/// Failed `accept` calls on the console's port (e.g. out of file descriptors).
+pub(crate) const ACCEPT_ERRORS: &str = "offpath_review_accept_errors_total";
+/// Requests refused before their handler's work, by `reason` (one of
+/// [`REQUEST_REASONS`]).
+pub(crate) const REQUESTS_REFUSED: &str = "offpath_review_requests_refused_total";
+/// `reason` of [`REQUESTS_REFUSED`]: the address failed too many logins (429).
+pub(crate) const AUTH_THROTTLED: &str = "auth_throttled";
+/// `reason` of [`REQUESTS_REFUSED`]: a body over `--max-body-bytes` (413).
+pub(crate) const BODY_TOO_LARGE: &str = "body_too_large";
+/// Every `reason` of [`REQUESTS_REFUSED`].
+pub(crate) const REQUEST_REASONS: &[&str] = &[AUTH_THROTTLED, BODY_TOO_LARGE];
 /// `REVIEW` or `AUDIT` could not be followed, by `stream`.
 pub(crate) const NATS_ERRORS: &str = "offpath_review_nats_errors_total";
 /// Messages of `REVIEW` or `AUDIT` that are not what they should be, by `stream`.
@@ -58,6 +86,16 @@ fn describe() {
         "Decided items forgotten to bound the console's memory (kept in AUDIT)"
     );
     describe_counter!(AUTH_FAILURES, "Requests without a valid reviewer token");
+    describe_gauge!(SOCKETS, "Open TCP connections on the console's port");
+    describe_counter!(
+        SOCKETS_CLOSED,
+        "Sockets closed by the console's limits, by reason"
+    );
+    describe_counter!(ACCEPT_ERRORS, "Failed accepts on the console's port");
+    describe_counter!(
+        REQUESTS_REFUSED,
+        "Requests refused before their work (throttled logins, large bodies), by reason"
+    );
     describe_counter!(
         NATS_ERRORS,
         "REVIEW or AUDIT could not be followed, by stream"
@@ -78,14 +116,16 @@ const STREAMS: [&str; 2] = ["REVIEW", "AUDIT"];
 
 fn register() {
     Series {
-        counters: &[DECISION_FAILURES, AUTH_FAILURES, FORGOTTEN],
+        counters: &[DECISION_FAILURES, AUTH_FAILURES, FORGOTTEN, ACCEPT_ERRORS],
         labelled: &[
+            (SOCKETS_CLOSED, "reason", SOCKET_REASONS),
+            (REQUESTS_REFUSED, "reason", REQUEST_REASONS),
             (DECISIONS, "decision", &DECISION_LABELS[..]),
             (DECISIONS_REFUSED, "reason", REFUSED_REASONS),
             (NATS_ERRORS, "stream", &STREAMS[..]),
             (MALFORMED, "stream", &STREAMS[..]),
         ],
-        gauges: &[QUEUE_DEPTH, OLDEST_SECONDS],
+        gauges: &[QUEUE_DEPTH, OLDEST_SECONDS, SOCKETS],
         histograms: &[],
     }
     .register();

@@ -1,16 +1,25 @@
 //! The console's HTTP side: the page, the JSON API (a reviewer's token as
 //! `Authorization: Bearer …` on every call) and the operator endpoints.
 //!
-//! * `GET /`: the console (plain HTML, CSS and JS, nothing from elsewhere);
+//! * `GET /`: the console (plain HTML, CSS and JS, nothing from elsewhere; the script and
+//!   style are `/console.js` and `/console.css`, so the Content-Security-Policy allows no
+//!   inline code);
 //! * `GET /api/queue?status=open|decided|all&tenant=&room=&kind=&limit=`: the first
 //!   `limit` (200; at most 1000) items, members' reports first, then oldest first; the
 //!   `X-Offpath-Total` header says how many matched;
 //! * `POST /api/decide` `{"key", "decision", "note"}`: a decision on item `key`;
 //! * `GET /metrics`, `/healthz`, `/readyz`.
+//!
+//! Every response carries the security headers. A request without a valid token is
+//! answered 401 with a fixed body; an address with too many failed logins is answered 429
+//! before its token is checked.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State as Shared};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Query, State as Shared};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,32 +44,94 @@ const TOTAL_HEADER: &str = "x-offpath-total";
 /// Longest note a reviewer may write, in characters.
 const MAX_NOTE_CHARS: usize = 2000;
 
-pub(crate) fn router(state: Arc<State>) -> Router {
+/// The console's routes and the operator endpoints, with the security headers; request
+/// bodies of at most `max_body_bytes`.
+pub(crate) fn router(state: Arc<State>, max_body_bytes: usize) -> Router {
     let console = Router::new()
         .route("/", get(|| async { Html(include_str!("console.html")) }))
+        .route(
+            "/console.js",
+            get(|| async { asset(JS, include_str!("console.js")) }),
+        )
+        .route(
+            "/console.css",
+            get(|| async { asset(CSS, include_str!("console.css")) }),
+        )
         .route("/api/queue", get(queue))
         .route("/api/decide", post(decide))
-        // A decision is a key, a word and a note of at most 2,000 characters.
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(Arc::clone(&state));
     let ready = move || Readiness {
         unready: state.behind(),
         detail: None,
     };
-    console.merge(offpath_ops::router(&m::PROMETHEUS, ready))
+    let router = console.merge(offpath_ops::router(&m::PROMETHEUS, ready));
+    offpath_ops::with_security_headers(router, offpath_ops::SAME_ORIGIN_CSP)
 }
 
-/// The reviewer whose token the request carries; `None` (counted): answer [`unauthorized`].
-fn reviewer(state: &State, headers: &HeaderMap) -> Option<Reviewer> {
+/// Content type of the console's script (with `nosniff` a browser runs nothing else).
+const JS: &str = "text/javascript; charset=utf-8";
+/// Content type of the console's style sheet.
+const CSS: &str = "text/css; charset=utf-8";
+
+/// A file of the page, as `content_type`.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// Why a request gets no reviewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The address failed too many logins: 429, try again after this long.
+    Throttled(Duration),
+    /// A missing or wrong token: 401.
+    Unauthorized,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Throttled(wait) => {
+                let mut response = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed logins from this address; try again later",
+                );
+                let seconds = wait.as_secs().saturating_add(1);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, seconds.into());
+                response
+            }
+            // The one 401 body: why a token was not accepted is not told (missing,
+            // malformed and wrong look the same).
+            Refusal::Unauthorized => {
+                error(StatusCode::UNAUTHORIZED, "a reviewer's token is needed")
+            }
+        }
+    }
+}
+
+/// The reviewer whose token the request from `peer` carries, or why not (counted): an
+/// address with too many failed logins is refused before its token is checked, and a
+/// missing or wrong token takes one from the address's allowance.
+fn reviewer(state: &State, headers: &HeaderMap, peer: SocketAddr) -> Result<Reviewer, Refusal> {
+    let now = Instant::now();
+    if let Err(wait) = state.throttle.check(peer.ip(), now) {
+        metrics::counter!(m::REQUESTS_REFUSED, "reason" => m::AUTH_THROTTLED).increment(1);
+        return Err(Refusal::Throttled(wait));
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let reviewer = token.and_then(|t| state.reviewers.who(t)).cloned();
-    if reviewer.is_none() {
-        metrics::counter!(m::AUTH_FAILURES).increment(1);
+    match token.and_then(|t| state.reviewers.who(t)) {
+        Some(reviewer) => Ok(reviewer.clone()),
+        None => {
+            metrics::counter!(m::AUTH_FAILURES).increment(1);
+            state.throttle.failed(peer.ip(), now);
+            Err(Refusal::Unauthorized)
+        }
     }
-    reviewer
 }
 
 /// A decision refused for `reason` (counted), answered `status` with `message`.
@@ -69,21 +140,26 @@ fn refused(reason: &'static str, status: StatusCode, message: &str) -> Response 
     error(status, message)
 }
 
-fn unauthorized() -> Response {
-    error(StatusCode::UNAUTHORIZED, "a reviewer's token is needed")
-}
-
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 async fn queue(
     Shared(state): Shared<Arc<State>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(filter): Query<Filter>,
+    filter: Result<Query<Filter>, QueryRejection>,
 ) -> Response {
-    let Some(reviewer) = reviewer(&state, &headers) else {
-        return unauthorized();
+    let reviewer = match reviewer(&state, &headers, peer) {
+        Ok(reviewer) => reviewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    // After the token: who has none learns nothing, not even how filters are parsed.
+    let Ok(Query(filter)) = filter else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the filters are status, kind, tenant, room and limit (a number), each once",
+        );
     };
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let (entries, total) = {
@@ -112,19 +188,31 @@ struct Decide {
 
 async fn decide(
     Shared(state): Shared<Arc<State>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<Decide>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Decide>, JsonRejection>,
 ) -> Response {
-    let Some(reviewer) = reviewer(&state, &headers) else {
-        return unauthorized();
+    let reviewer = match reviewer(&state, &headers, peer) {
+        Ok(reviewer) => reviewer,
+        Err(refusal) => return refusal.into_response(),
     };
-    let Ok(Json(decide)) = body else {
-        return refused(
-            "malformed",
-            StatusCode::BAD_REQUEST,
-            "expected a JSON body (Content-Type: application/json): {\"key\": <an item's key>, \
+    let decide = match body {
+        Ok(Json(decide)) => decide,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            metrics::counter!(m::REQUESTS_REFUSED, "reason" => m::BODY_TOO_LARGE).increment(1);
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            );
+        }
+        Err(_) => {
+            return refused(
+                "malformed",
+                StatusCode::BAD_REQUEST,
+                "expected a JSON body (Content-Type: application/json): {\"key\": <an item's key>, \
              \"decision\": \"remove\"|\"restore\"|\"dismiss\"|\"escalate\", \"note\": <optional>}",
-        );
+            );
+        }
     };
     if decide
         .note

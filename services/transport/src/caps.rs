@@ -3,7 +3,7 @@
 //! when dropped.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
@@ -87,17 +87,8 @@ fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
     }
 }
 
-/// The address a cap counts: IPv4 as is, IPv6 by its /64 (one host or household is given a
-/// whole /64 and can pick any address in it), IPv4-mapped IPv6 as IPv4.
-pub(crate) fn bucket(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
-        },
-        v4 => v4,
-    }
-}
+/// The address a cap counts (IPv6 by its /64): the same as the public port's.
+pub(crate) use offpath_ops::public::address_bucket as bucket;
 
 /// The client's address: the last address of `header` when the operator named one (a
 /// proxy in front appends the address it saw), else, or when the header is absent or

@@ -7,12 +7,19 @@
 //! and hands [`Endpoints::spawn`] a function that tells its [`Readiness`]; everything the
 //! endpoints answer (paths, status codes, bodies) is decided here, the same for both.
 //!
+//! [`public`] serves a service's public port against hostile clients (socket caps, header
+//! and connection timeouts, a header-size limit), the same for the transport and the review
+//! console; [`with_security_headers`] puts the browser-side defences on its pages.
+//!
 //! [`cli`] is the same for the command-line programs: log flags, one-line errors, exit
 //! statuses.
 
 pub mod cli;
 mod endpoints;
+mod headers;
 mod prometheus;
+pub mod public;
 
 pub use endpoints::{Endpoints, Readiness, router};
+pub use headers::{SAME_ORIGIN_CSP, with_security_headers};
 pub use prometheus::{BUILD_INFO, Prometheus, Series, Spec};
