@@ -53,9 +53,9 @@ fn every_alert_is_tested() {
         .collect();
     assert_eq!(
         alerts.len(),
-        11,
+        12,
         "the seven alerts of the operator kit, a refused policy change, a forged policy value, \
-         and the review queue's two"
+         and the review queue's three"
     );
     for alert in alerts {
         assert!(

@@ -60,7 +60,8 @@ function render() {
     report.className = "report";
     const r = entry.item.report;
     if (r) {
-      report.textContent = `reported by ${r.reporter}` + (r.reason ? `: "${r.reason}"` : "") + " · ";
+      report.textContent = `reported by ${r.reporter}` + (r.reason ? `: "${r.reason}"` : "") +
+        (entry.reports > 1 ? ` and ${entry.reports - 1} more (${entry.reporters.length} members)` : "") + " · ";
       const source = document.createElement("span");
       const sources = {
         gateway: "text as the server relayed it",

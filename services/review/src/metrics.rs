@@ -25,6 +25,11 @@ pub(crate) const REFUSED_REASONS: &[&str] =
     &["malformed", "note_too_long", "unknown_item", "e2e_restore"];
 /// Decided items the console forgot to stay within its memory bound (they stay in AUDIT).
 pub(crate) const FORGOTTEN: &str = "offpath_review_items_forgotten_total";
+/// Members' reports that did not become an entry of their own, by `reason`
+/// ([`crate::queue::DROP_REASONS`]): their first reporter's, their tenant's or the console's
+/// bound on open report entries was reached. (A report of a message with an open report
+/// entry joins it and is not counted here.)
+pub(crate) const REPORTS_DROPPED: &str = "offpath_review_reports_dropped_total";
 /// Requests without a valid reviewer token.
 pub(crate) const AUTH_FAILURES: &str = "offpath_review_auth_failures_total";
 /// Open TCP connections on the console's port, from accept to close.
@@ -82,6 +87,10 @@ fn describe() {
     describe_counter!(DECISION_FAILURES, "Decisions not stored in NATS");
     describe_counter!(DECISIONS_REFUSED, "Decisions refused, by reason");
     describe_counter!(
+        REPORTS_DROPPED,
+        "Members' reports refused an entry of their own: reporter, tenant or console bound"
+    );
+    describe_counter!(
         FORGOTTEN,
         "Decided items forgotten to bound the console's memory (kept in AUDIT)"
     );
@@ -124,6 +133,7 @@ fn register() {
             (DECISIONS_REFUSED, "reason", REFUSED_REASONS),
             (NATS_ERRORS, "stream", &STREAMS[..]),
             (MALFORMED, "stream", &STREAMS[..]),
+            (REPORTS_DROPPED, "reason", &crate::queue::DROP_REASONS[..]),
         ],
         gauges: &[QUEUE_DEPTH, OLDEST_SECONDS, SOCKETS],
         histograms: &[],
@@ -136,11 +146,14 @@ pub(crate) async fn report(state: Arc<State>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
         ticks.tick().await;
-        let ((open, oldest), forgotten) = {
+        let ((open, oldest), forgotten, dropped) = {
             let queue = state.queue();
-            (queue.open(), queue.forgotten())
+            (queue.open(), queue.forgotten(), queue.dropped())
         };
         metrics::counter!(FORGOTTEN).absolute(forgotten);
+        for (reason, count) in dropped {
+            metrics::counter!(REPORTS_DROPPED, "reason" => reason).absolute(count);
+        }
         let age = oldest.map_or(0, |at| offpath_protocol::now_ms().saturating_sub(at));
         metrics::gauge!(QUEUE_DEPTH).set(open as f64);
         metrics::gauge!(OLDEST_SECONDS).set(age as f64 / 1000.0);

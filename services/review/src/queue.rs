@@ -5,6 +5,14 @@
 //! A decision is on a *message*: it decides every item of that message (its flag and each
 //! member's report of it) queued before the decision, and the item it was made on. A report
 //! queued after a decision is open again: somebody objects anew.
+//!
+//! **Reports aggregate** (issue 26: every report was its own open item, listed before the
+//! flags, and 334 items in 15 s from two connection pairs buried the queue): a message has
+//! at most one open report entry, which counts its reports and lists its distinct reporters.
+//! Reports rank below the model's flags unless [`AGREE`] distinct members reported the
+//! message. A new open report entry is refused past [`MAX_OPEN_PER_REPORTER`] open ones of
+//! its first reporter, [`MAX_OPEN_REPORTS_PER_TENANT`] of its tenant, or
+//! [`MAX_OPEN_REPORTS`] in all; each refusal is counted ([`Queue::dropped`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,7 +39,26 @@ pub(crate) struct Entry {
     pub(crate) item: ReviewItem,
     pub(crate) decisions: Vec<HumanReview>,
     pub(crate) status: Status,
+    /// A report entry: every report of the message it holds (the first included).
+    pub(crate) reports: u64,
+    /// A report entry: its distinct reporters, first [`MAX_REPORTERS_LISTED`] of them.
+    pub(crate) reporters: Vec<String>,
 }
+
+/// Distinct reporters that make a report rank above the model's flags.
+/// (Reports join one entry when they report the same text from the same source.)
+pub(crate) const AGREE: usize = 3;
+/// Reporters listed on one entry at most (the count goes on).
+pub(crate) const MAX_REPORTERS_LISTED: usize = 100;
+/// Open report entries one member's reports may have started at once.
+pub(crate) const MAX_OPEN_PER_REPORTER: usize = 50;
+/// Open report entries of one tenant at once.
+pub(crate) const MAX_OPEN_REPORTS_PER_TENANT: usize = 10_000;
+/// Open report entries at once, all tenants together (flags are never refused).
+pub(crate) const MAX_OPEN_REPORTS: usize = 50_000;
+
+/// Why a report did not become an entry of its own (the `reason` label).
+pub(crate) const DROP_REASONS: [&str; 3] = ["reporter_quota", "tenant_quota", "open_bound"];
 
 /// A message: its tenant and id.
 type MessageKey = (String, String);
@@ -55,6 +82,68 @@ pub(crate) struct Queue {
     max_entries: usize,
     /// Decided items forgotten to stay within `max_entries`.
     forgotten: u64,
+    /// Open report entries, by tenant and by first reporter (keys).
+    open_reports: OpenReports,
+    /// Reports refused an entry of their own, by [`DROP_REASONS`] index.
+    dropped: [u64; 3],
+}
+
+/// The open report entries, counted the ways the bounds need.
+#[derive(Debug, Default)]
+struct OpenReports {
+    all: std::collections::HashSet<String>,
+    by_tenant: HashMap<String, std::collections::HashSet<String>>,
+    by_reporter: HashMap<String, std::collections::HashSet<String>>,
+}
+
+impl OpenReports {
+    /// Files `entry` as open or not.
+    fn track(&mut self, entry: &Entry) {
+        let Some(report) = entry.item.report.as_ref() else {
+            return;
+        };
+        let tenant = &entry.item.verdict.tenant;
+        if entry.status == Status::Decided {
+            self.all.remove(&entry.key);
+            for (map, name) in [
+                (&mut self.by_tenant, tenant),
+                (&mut self.by_reporter, &report.reporter),
+            ] {
+                if let Some(keys) = map.get_mut(name) {
+                    keys.remove(&entry.key);
+                    if keys.is_empty() {
+                        map.remove(name);
+                    }
+                }
+            }
+        } else {
+            self.all.insert(entry.key.clone());
+            self.by_tenant
+                .entry(tenant.clone())
+                .or_default()
+                .insert(entry.key.clone());
+            self.by_reporter
+                .entry(report.reporter.clone())
+                .or_default()
+                .insert(entry.key.clone());
+        }
+    }
+
+    /// Why a new open report entry of `tenant` started by `reporter` is refused, if it is.
+    fn refuses(&self, tenant: &str, reporter: &str) -> Option<usize> {
+        let count = |map: &HashMap<String, std::collections::HashSet<String>>, k: &str| {
+            map.get(k).map_or(0, std::collections::HashSet::len)
+        };
+        if count(&self.by_reporter, reporter) >= MAX_OPEN_PER_REPORTER {
+            Some(0)
+        } else if count(&self.by_tenant, tenant) >= MAX_OPEN_REPORTS_PER_TENANT {
+            Some(1)
+        } else if self.all.len() >= MAX_OPEN_REPORTS {
+            Some(2)
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for Queue {
@@ -72,7 +161,14 @@ impl Queue {
             items: HashMap::new(),
             max_entries: max_entries.max(1),
             forgotten: 0,
+            open_reports: OpenReports::default(),
+            dropped: [0; 3],
         }
+    }
+
+    /// Reports refused an entry of their own so far, by reason ([`DROP_REASONS`]).
+    pub(crate) fn dropped(&self) -> [(&'static str, u64); 3] {
+        [0, 1, 2].map(|i| (DROP_REASONS[i], self.dropped[i]))
     }
 
     /// Decided items forgotten so far.
@@ -112,23 +208,70 @@ impl Queue {
         }
     }
 
-    /// Adds an item from `REVIEW` (a copy of one already known changes nothing).
+    /// Adds an item from `REVIEW` (a copy of one already known changes nothing). A report
+    /// of a message with an open report entry joins that entry.
     pub(crate) fn add(&mut self, item: ReviewItem) {
         let key = item.dedup_key();
         if self.entries.contains_key(&key) {
             return;
         }
         let message = message_of(&item);
+        if let Some(report) = &item.report {
+            if self.join_open_report(&message, &item) {
+                return;
+            }
+            if let Some(reason) = self.open_reports.refuses(&message.0, &report.reporter) {
+                self.dropped[reason] += 1;
+                return;
+            }
+        }
+        let reporters: Vec<String> = item.report.iter().map(|r| r.reporter.clone()).collect();
         let mut entry = Entry {
             key: key.clone(),
+            reports: reporters.len() as u64,
+            reporters,
             item,
             decisions: Vec::new(),
             status: Status::Open,
         };
         refresh(&mut entry, self.decisions.get(&message));
+        self.open_reports.track(&entry);
         self.entries.insert(key.clone(), entry);
         self.items.entry(message).or_default().push(key);
         self.trim();
+    }
+
+    /// Counts `report` on the open report entry of `message` with the same text and text
+    /// source; false when there is none. (In an end-to-end-encrypted room each reporter
+    /// submits the plaintext: a different text, or a franked one beside an unproven one, is
+    /// other evidence and stays an entry of its own.)
+    fn join_open_report(&mut self, message: &MessageKey, report: &ReviewItem) -> bool {
+        let Some(reporter) = report.report.as_ref().map(|r| r.reporter.as_str()) else {
+            return false;
+        };
+        let same = |e: &Entry| {
+            e.item.kind == ReviewKind::Report
+                && e.status != Status::Decided
+                && e.item.verdict.text_sha256 == report.verdict.text_sha256
+                && e.item.report.as_ref().map(|r| r.text_source)
+                    == report.report.as_ref().map(|r| r.text_source)
+        };
+        let open = self
+            .items
+            .get(message)
+            .into_iter()
+            .flatten()
+            .find(|key| self.entries.get(*key).is_some_and(same));
+        let Some(entry) = open.cloned().and_then(|key| self.entries.get_mut(&key)) else {
+            return false;
+        };
+        entry.reports += 1;
+        if entry.reporters.len() < MAX_REPORTERS_LISTED
+            && !entry.reporters.iter().any(|r| r == reporter)
+        {
+            entry.reporters.push(reporter.to_string());
+        }
+        true
     }
 
     /// Records a decision on item `item` (from `AUDIT`, or just made here: the same decision
@@ -156,6 +299,7 @@ impl Queue {
         for key in self.items.get(&message).into_iter().flatten() {
             if let Some(entry) = self.entries.get_mut(key) {
                 refresh(entry, decisions);
+                self.open_reports.track(entry);
             }
         }
         self.trim();
@@ -165,12 +309,17 @@ impl Queue {
         self.entries.get(key)
     }
 
-    /// The entries `filter` keeps: members' reports first, then oldest first.
+    /// The entries `filter` keeps: reports that [`AGREE`] members made first, then the
+    /// model's flags and blocks, then the other reports; oldest first within each.
     pub(crate) fn list(&self, filter: &Filter) -> Vec<&Entry> {
         let mut list: Vec<&Entry> = self.entries.values().filter(|e| filter.keeps(e)).collect();
         list.sort_by_key(|e| {
-            let report = e.item.kind == ReviewKind::Report;
-            (!report, e.item.queued_at_ms, e.key.clone())
+            let rank = match e.item.kind {
+                ReviewKind::Report if e.reporters.len() >= AGREE => 0,
+                ReviewKind::Report => 2,
+                _ => 1,
+            };
+            (rank, e.item.queued_at_ms, e.key.clone())
         });
         list
     }
@@ -333,10 +482,11 @@ mod tests {
         item
     }
 
-    /// Reports are listed first; a decision on one item of a message decides every item
-    /// of it queued before, while a report queued after it is open.
+    /// Two members' reports of a message are one entry, listed after the model's flag
+    /// (fewer than `AGREE` reporters); a decision on one item of a message decides every
+    /// item of it queued before, while a report queued after it is open.
     #[test]
-    fn a_decision_decides_the_message_and_reports_come_first() {
+    fn a_decision_decides_the_message_and_reports_join_one_entry() {
         let mut queue = Queue::default();
         let flag = item("m", 10);
         let (by_bob, by_carol) = (report("m", "bob", 20), report("m", "carol", 30));
@@ -351,15 +501,19 @@ mod tests {
             .collect();
         assert_eq!(
             open,
-            [&by_bob, &by_carol, &other, &flag].map(ReviewItem::dedup_key),
-            "reports first, each oldest first"
+            [&flag, &by_bob, &other].map(ReviewItem::dedup_key),
+            "the flag first, then one entry per reported message, oldest first"
         );
-        assert_ne!(by_bob.dedup_key(), by_carol.dedup_key());
+        let joined = queue.get(&by_bob.dedup_key()).expect("bob's entry");
+        assert_eq!(
+            (joined.reports, joined.reporters.clone()),
+            (2, vec!["bob".into(), "carol".into()])
+        );
         queue.record(&by_carol, &review(ReviewDecision::Remove, 35));
         assert_eq!(
             queue.open(),
             (1, Some(40)),
-            "m's three items are decided, n is not"
+            "m's items are decided, n is not"
         );
         let later = report("m", "dave", 50);
         queue.add(later.clone());
@@ -371,6 +525,59 @@ mod tests {
         assert_eq!(
             queue.get(&flag.dedup_key()).map(|e| e.decisions.len()),
             Some(1)
+        );
+    }
+
+    /// Issue 26: 1,000 reports of one message make one entry (counted, 100 reporters
+    /// listed), which ranks above the model's flags once `AGREE` members agree.
+    #[test]
+    fn a_thousand_reports_of_one_message_are_one_entry_ranked_first() {
+        let mut queue = Queue::default();
+        queue.add(item("flagged", 5));
+        for n in 0..1000 {
+            queue.add(report("m", &format!("member{n}"), 10 + n));
+        }
+        let list = queue.list(&Filter::default());
+        assert_eq!(list.len(), 2, "the flag and one report entry");
+        assert_eq!(list[0].item.verdict.id, "m", "agreed on by many: first");
+        assert_eq!(list[0].reports, 1000);
+        assert_eq!(list[0].reporters.len(), MAX_REPORTERS_LISTED);
+        assert_eq!(queue.dropped().map(|(_, n)| n), [0, 0, 0]);
+    }
+
+    /// One member's reports start at most `MAX_OPEN_PER_REPORTER` open entries; the rest
+    /// are counted, and the member may start new ones as reviewers decide.
+    #[test]
+    fn one_reporter_cannot_bury_the_queue() {
+        let mut queue = Queue::default();
+        for n in 0..(MAX_OPEN_PER_REPORTER as u64 + 10) {
+            queue.add(report(&format!("m{n}"), "mallory", n));
+        }
+        assert_eq!(queue.open().0, MAX_OPEN_PER_REPORTER);
+        assert_eq!(queue.dropped()[0], ("reporter_quota", 10));
+        queue.add(item("flag", 1_000));
+        assert_eq!(
+            queue.open().0,
+            MAX_OPEN_PER_REPORTER + 1,
+            "a flag is never refused"
+        );
+        queue.record(
+            &report("m0", "mallory", 0),
+            &review(ReviewDecision::Dismiss, 2_000),
+        );
+        queue.add(report("new", "mallory", 3_000));
+        assert!(
+            queue
+                .get(&report("new", "mallory", 3_000).dedup_key())
+                .is_some()
+        );
+        queue.add(report("m1", "trudy", 4_000));
+        assert_eq!(
+            queue
+                .get(&report("m1", "mallory", 1).dedup_key())
+                .map(|e| e.reports),
+            Some(2),
+            "another member's report of an open message joins it"
         );
     }
 
