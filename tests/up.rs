@@ -295,3 +295,64 @@ fn a_killed_moderator_is_restarted() {
     );
     assert!(!alive(restarted));
 }
+
+/// Issue 26: with a port of its stack held by another process that answers `/readyz` with
+/// 200 (another stack's service), `offpath up` printed "offpath is up" although its child
+/// had failed to bind. Now readiness must come from its own child (`x-offpath-pid`): the
+/// child's bind failure ends the launcher with a non-zero status, and it never says it is
+/// up.
+#[test]
+fn a_port_answered_by_another_process_is_not_readiness() {
+    use std::io::{Read, Write};
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = squatter.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in squatter.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.0 200 OK\r\nx-offpath-pid: 1\r\nContent-Length: 6\r\n\r\nready\n",
+            );
+        }
+    });
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut command = std::process::Command::new(common::BIN);
+    command
+        .args(["--log-json", "up", "--listen-addr=127.0.0.1:0"])
+        .arg(format!("--transport-metrics-addr=127.0.0.1:{port}"))
+        .args([
+            "--moderator-metrics-addr=127.0.0.1:0",
+            "--moderator-arg=--inference-threads=1",
+        ])
+        .arg(format!(
+            "--stream-max-bytes={}",
+            offpath_harness::topology::STREAM_BYTES
+        ))
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("OFFPATH_NATS_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    offpath_harness::set_die_with_parent(&mut command);
+    let mut child = command.spawn().expect("spawn offpath up");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kept_running = child.try_wait().expect("wait").is_none();
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("output");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!log.contains("offpath is up"), "{log}");
+    assert!(
+        !kept_running,
+        "offpath up kept running without its transport: {log}"
+    );
+    assert!(
+        !output.status.success(),
+        "exited {:?}: {log}",
+        output.status
+    );
+}

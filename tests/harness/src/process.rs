@@ -113,19 +113,39 @@ impl Proc {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Waits until `/readyz` answers 200; fails when the process exits first or `timeout`
-    /// passes.
+    /// Waits until `/readyz` answers 200 from this process (its [`offpath_ops::PID_HEADER`]:
+    /// another process answering on the port is not its readiness); fails when the process
+    /// exits first or `timeout` passes.
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
+        let pid = self.pid().to_string();
+        let mut stranger = None;
         loop {
             if let Some(status) = self.exited() {
                 bail!("{} exited before it was ready ({status})", self.name);
             }
-            if let Ok((200, _)) = crate::http::get(self.ops, "/readyz").await {
-                return Ok(());
+            let readyz = crate::http::Request::new("GET", "/readyz");
+            if let Ok(answer) = readyz.send(self.ops).await {
+                let from = answer.header(offpath_ops::PID_HEADER).map(str::to_string);
+                match from {
+                    // Another process answers on this port: not our child's readiness.
+                    Some(other) if other != pid => stranger = Some(other),
+                    None if answer.status != 0 => stranger = Some("unknown".into()),
+                    _ if answer.status == 200 => return Ok(()),
+                    _ => {}
+                }
             }
             if Instant::now() > deadline {
-                bail!("{} not ready after {timeout:?}", self.name);
+                match stranger {
+                    Some(other) => bail!(
+                        "{} not ready after {timeout:?}: {} is answered by another process \
+                         (pid {other}), not by {} (pid {pid})",
+                        self.name,
+                        self.ops,
+                        self.name
+                    ),
+                    None => bail!("{} not ready after {timeout:?}", self.name),
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -59,8 +59,15 @@ impl Readiness {
     }
 }
 
+/// The header on every answer of these endpoints: the answering process's id. A launcher
+/// that started a service checks it, so another process answering on the same port is
+/// never taken for its child (issue 26: `offpath up` said it was up while its children had
+/// failed to bind, because another stack's services answered their readiness checks).
+pub const PID_HEADER: &str = "x-offpath-pid";
+
 /// The operator's router: `/metrics` from `prometheus`, `/healthz`, and `/readyz` from
-/// `readiness` (called at every request).
+/// `readiness` (called at every request); every answer names this process
+/// ([`PID_HEADER`]).
 pub fn router<R>(prometheus: &'static Prometheus, readiness: R) -> Router
 where
     R: Fn() -> Readiness + Clone + Send + Sync + 'static,
@@ -72,6 +79,15 @@ where
             "/readyz",
             get(move || async move { readiness().response() }),
         )
+        .layer(axum::middleware::map_response(name_the_process))
+}
+
+async fn name_the_process(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        PID_HEADER,
+        axum::http::HeaderValue::from(std::process::id()),
+    );
+    response
 }
 
 /// The endpoints served on their own listener, until [`stop`](Self::stop).

@@ -20,6 +20,6 @@ mod headers;
 mod prometheus;
 pub mod public;
 
-pub use endpoints::{Endpoints, Readiness, router};
+pub use endpoints::{Endpoints, PID_HEADER, Readiness, router};
 pub use headers::{SAME_ORIGIN_CSP, with_security_headers};
 pub use prometheus::{BUILD_INFO, Prometheus, Series, Spec};
