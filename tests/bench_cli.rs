@@ -136,3 +136,38 @@ fn bench_runs_the_binary_beside_it() {
         "{stdout}"
     );
 }
+
+/// `offpath bench cost` runs a hold room alone, beside an uncharged and a charged sender of
+/// expensive texts, each line with its deadline share and p99 against idle's (a short run in
+/// debug: the figures come from the release build, see docs/security.md).
+#[test]
+fn bench_cost_reports_idle_uncharged_and_charged() {
+    bench_binary::build();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "cost",
+            "--duration-s=2",
+            "--hold-rate=4",
+            "--send-rate=2",
+            "--inference-threads=1",
+        ])
+        .env("OFFPATH_LOG", "warn")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "charged (64 of the send rate each",
+        "idle: hold room",
+        "uncharged: hold room",
+        "charged: hold room",
+        "within the 3000 ms hold deadline",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+}

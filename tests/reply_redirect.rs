@@ -350,7 +350,8 @@ fn review_item(id: &str) -> Vec<u8> {
 /// it into REVIEW by a pull reply subject (stored there, under `offpath.audit.acme`) and by
 /// a push delivery subject (seen here not to be stored: a push consumer delivers only to
 /// interest, and a stream's capture is not counted as such); the console lists the
-/// moderators' real item and not the forgery, and counts it as malformed.
+/// moderators' real item and not the forgery, and counts it as malformed. A transport's
+/// stream-info answer aimed at REVIEW and AUDIT is stored there and counted as malformed.
 async fn forged_review_items_are_refused(binary: Option<std::path::PathBuf>) {
     let nats = secured(binary).await;
     let dir = tempfile::tempdir().unwrap();
@@ -394,6 +395,19 @@ async fn forged_review_items_are_refused(binary: Option<std::path::PathBuf>) {
         )
         .await
         .unwrap();
+    // A transport's stream-info answer aimed at REVIEW and AUDIT: server JSON, no item.
+    let transport = nats
+        .credentials(&acme())
+        .connect(&nats.server.url())
+        .await
+        .unwrap();
+    for target in [review.clone(), "offpath.audit.acme".to_string()] {
+        transport
+            .publish_with_reply("$JS.API.STREAM.INFO.VERDICTS", target, "".into())
+            .await
+            .unwrap();
+    }
+    transport.flush().await.unwrap();
     // The moderators' own item, published where only they may.
     let moderator = nats
         .credentials(&Role::Moderator)
@@ -411,7 +425,16 @@ async fn forged_review_items_are_refused(binary: Option<std::path::PathBuf>) {
         .expect("a moderator publishes review items");
 
     let (status, body) = http::wait_until(addr, "/metrics", Duration::from_secs(20), |s, b| {
-        s == 200 && scrape::metric(b, "offpath_review_malformed_total", r#"stream="REVIEW""#) >= 1.0
+        let malformed = |stream: &str| {
+            scrape::metric(
+                b,
+                "offpath_review_malformed_total",
+                &format!("stream=\"{stream}\""),
+            )
+        };
+        // REVIEW: the pulled forgery and the transport's answer; AUDIT: the forgery (not
+        // an audit entry) and the transport's answer.
+        s == 200 && malformed("REVIEW") >= 2.0 && malformed("AUDIT") >= 2.0
     })
     .await
     .unwrap_or_else(|(_, body)| {

@@ -226,6 +226,34 @@ fn limited() -> offpath_transport::Config {
     }
 }
 
+/// Issue 26: a send costs one token per `--send-cost-bytes` of text. A 4 KiB text goes at
+/// once (the bucket goes into debt), and the connection's next line is refused until the
+/// refill has paid it back: long texts cost the moderators no more than lines at the rate.
+#[tokio::test]
+async fn long_texts_cost_the_send_rate_by_their_length() {
+    let config = offpath_transport::Config {
+        rate_per_second: 10.0,
+        rate_burst: 20.0,
+        send_cost_bytes: 64,
+        ..chat::transport_config()
+    };
+    let (_server, transport) = chat::gateway(config).await;
+    let mut alice = transport.joined("alice", "lobby").await;
+    alice.say("lobby", &"ab ".repeat(1365), "long").await;
+    alice.say("lobby", "hi", "short").await;
+    let frames = alice.drain(Duration::from_millis(500)).await;
+    let acks = frames.iter().filter(|r| r.frame["type"] == "ack").count();
+    let limited = frames.iter().find(|r| r.frame["code"] == "rate_limited");
+    assert_eq!(acks, 1, "the long text is accepted: {frames:?}");
+    let limited = limited.expect("the line after it waits for the refill");
+    assert!(
+        limited.frame["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("64 bytes")
+    );
+}
+
 /// Past the rate limit a send is refused with `rate_limited`; past the connection limit a
 /// new socket gets `too_many_connections` and close code 1013. Both are counted.
 #[tokio::test]

@@ -20,6 +20,9 @@ pub(crate) fn transport_config() -> offpath_transport::Config {
         tenant: "acme".into(),
         rate_per_second: 10_000.0,
         rate_burst: 10_000.0,
+        // Every send costs one, whatever its length: the tests that flood long texts are
+        // about other limits (the cost rule has its own tests).
+        send_cost_bytes: 0,
         flush_grace_ms: 2_000,
         topology: topology::small(),
         ..offpath_transport::Config::default()

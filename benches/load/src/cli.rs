@@ -35,6 +35,37 @@ pub(crate) enum BenchCommand {
     /// A hold room's publish → verdict latency beside bulk chat at a multiple of the
     /// moderator's capacity: alone, without lanes, with the interactive lane.
     Lanes(Box<LanesArgs>),
+    /// A hold room's publish → verdict latency and hold deadlines met, alone and beside one
+    /// sender of long, expensive texts at the send rate a transport allows, without and
+    /// with `--send-cost-bytes` charging (issue 26).
+    Cost(Box<CostArgs>),
+}
+
+/// Options of `offpath bench cost`.
+#[derive(Debug, Args)]
+pub(crate) struct CostArgs {
+    /// The hold room's requests per second (its members' ordinary chat lines).
+    #[arg(long, env = "OFFPATH_BENCH_HOLD_RATE", default_value_t = 4.0)]
+    pub hold_rate: f64,
+    /// Seconds the hold room sends per run.
+    #[arg(long, env = "OFFPATH_BENCH_DURATION_S", default_value_t = 20.0)]
+    pub duration_s: f64,
+    /// The transport's `--rate-per-second` (messages a connection may send per second).
+    #[arg(long, env = "OFFPATH_BENCH_SEND_RATE", default_value_t = 10.0)]
+    pub send_rate: f64,
+    /// The transport's `--send-cost-bytes` in the charged run.
+    #[arg(long, env = "OFFPATH_BENCH_SEND_COST_BYTES", default_value_t = 64)]
+    pub send_cost_bytes: usize,
+    /// Bytes of each expensive text (the transport's `--max-text-bytes`).
+    #[arg(long, env = "OFFPATH_BENCH_ATTACK_BYTES", default_value_t = 4096)]
+    pub attack_bytes: usize,
+    /// The hold rooms' deadline (the transport's `--hold-deadline-ms`): a verdict later
+    /// than this is a message the room's failure policy decided instead.
+    #[arg(long, env = "OFFPATH_BENCH_DEADLINE_MS", default_value_t = 3000)]
+    pub deadline_ms: u64,
+    /// The moderator's settings, the timeout.
+    #[command(flatten)]
+    pub bench: BenchArgs,
 }
 
 /// Options of `offpath bench lanes`.

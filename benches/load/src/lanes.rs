@@ -73,7 +73,10 @@ pub(crate) async fn run(args: LanesArgs) -> anyhow::Result<()> {
         let hold = distinct(&lines, "held", held);
         let bulk = distinct(&lines, "bulk", bulk);
         let latencies = pipeline
-            .run_beside(&hold, args.hold_rate, lane, &bulk, bulk_rate.max(1.0))
+            .run_beside(
+                (&hold, args.hold_rate, lane),
+                (&bulk, bulk_rate.max(1.0), Lane::bulk("flood-")),
+            )
             .await?;
         pipeline.stop();
         let ms = |q: f64| {

@@ -11,10 +11,13 @@
 //! * `scale` ([`scale`]): verdicts/s per number of moderator processes, R1 and R3;
 //! * `lanes` ([`lanes`]): a hold room's verdict latency beside a bulk flood, with and
 //!   without the interactive lane.
+//! * `cost` ([`cost`]): a hold room beside one sender of expensive texts at the send rate a
+//!   transport allows, without and with charging a send by its length.
 //!
 //! All start the services as the `offpath` binary found beside this one ([`stack`]).
 
 mod cli;
+mod cost;
 mod isolation;
 mod lanes;
 mod measure;
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
                 BenchCommand::Isolation(args) => isolation::run(args).await,
                 BenchCommand::Scale(args) => scale::run(*args).await,
                 BenchCommand::Lanes(args) => lanes::run(*args).await,
+                BenchCommand::Cost(args) => cost::run(*args).await,
             }
         },
     )

@@ -91,6 +91,14 @@ pub struct Config {
     /// Burst of messages one connection may send at once (token bucket size).
     #[arg(long, env = "OFFPATH_RATE_BURST", default_value_t = defaults::RATE_BURST)]
     pub rate_burst: f64,
+    /// A `send` takes one token of `--rate-per-second` per this many bytes of its text (at
+    /// least one; 0: one token whatever the length). A text's inference work grows with its
+    /// length (a 4 KiB text of two-letter words reads as ~98 windows, a chat line as one), so
+    /// a sender at the allowed rate costs the moderators about what a sender of one-line
+    /// messages at that rate does, whatever it sends (`offpath bench cost`). The bucket may
+    /// go into debt by one long text: it is sent at once, the next waits for the refill.
+    #[arg(long, env = "OFFPATH_SEND_COST_BYTES", default_value_t = defaults::SEND_COST_BYTES)]
+    pub send_cost_bytes: usize,
     /// Rooms one connection may be in at once.
     #[arg(long, env = "OFFPATH_MAX_ROOMS_PER_CONNECTION", default_value_t = defaults::MAX_ROOMS_PER_CONNECTION)]
     pub max_rooms_per_connection: usize,
@@ -256,6 +264,7 @@ impl Default for Config {
             max_frame_bytes: defaults::MAX_FRAME_BYTES,
             rate_per_second: defaults::RATE_PER_SECOND,
             rate_burst: defaults::RATE_BURST,
+            send_cost_bytes: defaults::SEND_COST_BYTES,
             max_rooms_per_connection: defaults::MAX_ROOMS_PER_CONNECTION,
             max_connections: defaults::MAX_CONNECTIONS,
             max_sockets: defaults::MAX_SOCKETS,

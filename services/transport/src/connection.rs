@@ -45,16 +45,31 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub(crate) fn take(&mut self, now: Instant) -> bool {
+        self.take_cost(now, 1.0)
+    }
+
+    /// Takes `cost` tokens when at least one is there: the bucket may go into debt by
+    /// what one call costs, and nothing more is taken until it has refilled.
+    pub(crate) fn take_cost(&mut self, now: Instant, cost: f64) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         self.last = now;
         if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+            self.tokens -= cost.max(1.0);
             true
         } else {
             false
         }
     }
+}
+
+/// What a `send` of `text_bytes` takes from the send rate: one token per `cost_bytes` bytes,
+/// at least one (always one when `cost_bytes` is 0).
+pub fn send_cost(text_bytes: usize, cost_bytes: usize) -> f64 {
+    if cost_bytes == 0 {
+        return 1.0;
+    }
+    text_bytes.div_ceil(cost_bytes).max(1) as f64
 }
 
 /// Serves a registered connection until the client leaves or the gateway closes it.
@@ -248,21 +263,29 @@ impl Reader {
     }
 
     /// A `send` or `report` to `room` may go ahead: the connection is a member, and within
-    /// its send rate (messages and reports together).
-    fn may_post(&mut self, room: &str, received: Instant, doing: &str) -> Result<(), FrameError> {
+    /// its send rate (messages and reports together; a message costs by its length,
+    /// [`send_cost`]).
+    fn may_post(
+        &mut self,
+        room: &str,
+        received: Instant,
+        cost: f64,
+        doing: &str,
+    ) -> Result<(), FrameError> {
         if !self.rooms.contains(room) {
             return Err(FrameError::new(
                 ErrorCode::NotAMember,
                 format!("join room {room:?} before {doing}"),
             ));
         }
-        if !self.bucket.take(received) {
+        if !self.bucket.take_cost(received, cost) {
+            let config = self.hub.config();
             return Err(FrameError::new(
                 ErrorCode::RateLimited,
                 format!(
-                    "at most {} messages and reports per second (bursts of {})",
-                    self.hub.config().rate_per_second,
-                    self.hub.config().rate_burst
+                    "at most {} messages and reports per second (bursts of {}; a message \
+                     counts once per {} bytes of text)",
+                    config.rate_per_second, config.rate_burst, config.send_cost_bytes
                 ),
             ));
         }
@@ -301,7 +324,8 @@ impl Reader {
                 client_msg_id,
                 commitment,
             } => {
-                self.may_post(&room, received, "sending to it")?;
+                let cost = send_cost(text.len(), self.hub.config().send_cost_bytes);
+                self.may_post(&room, received, cost, "sending to it")?;
                 self.hub
                     .admit(&self.peer, &room, text, client_msg_id, commitment, received)
                     .await
@@ -314,7 +338,7 @@ impl Reader {
                 key,
             } => {
                 // A report costs what a message does: a flood of reports is a flood.
-                self.may_post(&room, received, "reporting its messages")?;
+                self.may_post(&room, received, 1.0, "reporting its messages")?;
                 let report = crate::hub::ReportFrame {
                     room: &room,
                     id: &id,
@@ -450,5 +474,28 @@ mod tests {
         assert!(!bucket.take(start));
         assert!(bucket.take(start + Duration::from_millis(500)));
         assert!(!bucket.take(start + Duration::from_millis(500)));
+    }
+
+    /// A long text goes at once and puts the bucket in debt: at 10 tokens a second, a 4 KiB
+    /// text (64 tokens) from a full bucket of 20 leaves the connection silent for 4.5 s (a
+    /// sustained sender of such texts sends one per 6.4 s); a chat line costs one.
+    #[test]
+    fn long_texts_cost_by_their_length() {
+        assert_eq!(send_cost(0, 64), 1.0);
+        assert_eq!(send_cost(64, 64), 1.0);
+        assert_eq!(send_cost(65, 64), 2.0);
+        assert_eq!(send_cost(4096, 64), 64.0);
+        assert_eq!(send_cost(4096, 0), 1.0, "0: the old rule");
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10.0, 20.0, start);
+        assert!(bucket.take_cost(start, send_cost(4096, 64)));
+        let at = |ms| start + Duration::from_millis(ms);
+        assert!(!bucket.take_cost(at(4_400), 1.0), "still in debt");
+        assert!(bucket.take_cost(at(4_600), send_cost(4096, 64)));
+        assert!(
+            !bucket.take_cost(at(10_800), 1.0),
+            "about one per 6.4 s after"
+        );
+        assert!(bucket.take_cost(at(11_000), 1.0));
     }
 }

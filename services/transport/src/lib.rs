@@ -48,6 +48,7 @@ pub use auth::{
     Tokens, authenticator, check_listener, wants_tokens,
 };
 pub use config::{Config, Failure, Moderation, ModerationRule, RoomPolicy, RoomRule};
+pub use connection::send_cost;
 
 /// How long shutdown waits for connections to take their going-away frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);

@@ -165,25 +165,21 @@ impl Pipeline {
     }
 
     /// Publishes `hold` (requests someone waits for) at `hold_rate` per second as `lane`
-    /// says, while `bulk` is published at `bulk_rate` beside them; returns the hold
-    /// requests' publish → verdict latencies (µs, sorted) once each has its verdict. The
-    /// bulk backlog is left behind: start a fresh pipeline for the next run.
+    /// says, while `bulk` is published at `bulk_rate` beside them as `flood` says; returns
+    /// the hold requests' publish → verdict latencies (µs, sorted) once each has its
+    /// verdict. The bulk backlog is left behind: start a fresh pipeline for the next run.
     pub(crate) async fn run_beside(
         &mut self,
-        hold: &[String],
-        hold_rate: f64,
-        lane: Lane,
-        bulk: &[String],
-        bulk_rate: f64,
+        (hold, hold_rate, lane): (&[String], f64, Lane),
+        (bulk, bulk_rate, flood): (&[String], f64, Lane),
     ) -> anyhow::Result<Vec<u64>> {
         let sent = Arc::new(std::sync::Mutex::new(HashMap::with_capacity(hold.len())));
         let flood = {
             let (js, bulk) = (self.js.clone(), bulk.to_vec());
             let ignored = Arc::new(std::sync::Mutex::new(HashMap::new()));
-            tokio::spawn(async move {
-                let lane = Lane::bulk("flood-");
-                publish_all(&js, &bulk, &lane, Some(bulk_rate), &ignored).await
-            })
+            tokio::spawn(
+                async move { publish_all(&js, &bulk, &flood, Some(bulk_rate), &ignored).await },
+            )
         };
         let publisher = {
             let (js, hold, sent) = (self.js.clone(), hold.to_vec(), Arc::clone(&sent));

@@ -17,6 +17,9 @@ pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024;
 pub(crate) const RATE_PER_SECOND: f64 = 10.0;
 /// `--rate-burst`.
 pub(crate) const RATE_BURST: f64 = 20.0;
+/// `--send-cost-bytes`: a `send` takes one token of the send rate per this many bytes of
+/// text (at least one).
+pub(crate) const SEND_COST_BYTES: usize = 64;
 /// `--max-rooms-per-connection`.
 pub(crate) const MAX_ROOMS_PER_CONNECTION: usize = 32;
 /// `--max-connections`.
