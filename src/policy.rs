@@ -177,12 +177,14 @@ pub(crate) fn local_signing_key(dir: &std::path::Path) -> anyhow::Result<(PathBu
     Ok((path, key))
 }
 
-/// Signs `text` now and puts it in the bucket (created when missing); its revision.
+/// Signs `text` and puts it in the bucket (created when missing); its revision. It is
+/// signed now, or just after the value in the bucket when that one claims a later time (a
+/// host with a slower clock pushed before): moderators refuse a value signed before the
+/// newest they have seen, so a push must never look older than the last one.
 async fn put(send: &SignAndSend, key: &SigningKey, text: &str) -> anyhow::Result<u64> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let value = key.sign(text, now_ms);
     let nats = &send.nats;
     let client = crate::services::connect(
         &nats.nats_url,
@@ -197,6 +199,24 @@ async fn put(send: &SignAndSend, key: &SigningKey, text: &str) -> anyhow::Result
         .get_key_value(POLICY_BUCKET)
         .await
         .with_context(|| format!("opening the key-value bucket {POLICY_BUCKET}"))?;
+    let last_ms = match store.get(POLICY_KEY).await {
+        Ok(Some(value)) => offpath_protocol::policy_signature::signed_at(&value),
+        _ => None,
+    };
+    let signed_at_ms = match last_ms {
+        Some(last) if last >= now_ms => {
+            if last > now_ms + 60_000 {
+                eprintln!(
+                    "warning: the value in {POLICY_BUCKET} claims to be signed {} s in the \
+                     future (a host with a fast clock pushed it); this push is signed after it",
+                    (last - now_ms) / 1000
+                );
+            }
+            last + 1
+        }
+        _ => now_ms,
+    };
+    let value = key.sign(text, signed_at_ms);
     let revision = store
         .put(POLICY_KEY, value.into())
         .await

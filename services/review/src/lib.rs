@@ -186,12 +186,23 @@ async fn publish(
 /// an item-shaped AUDIT entry of its own into REVIEW) is stored under the subject it was
 /// first published on, so it is refused here and counted as malformed.
 async fn follow_streams(state: Arc<State>) {
-    let review = follow(&state, 0, REVIEW_STREAM, |state, subject, payload| {
-        let item: ReviewItem = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-        own_subject(subject, &review_subject(&item.verdict.tenant))?;
-        state.queue().add(item);
-        Ok(())
-    });
+    // AUDIT is read up to where it stood before REVIEW is read at all: the queue joins a
+    // report to an *open* entry of its message and bounds open reports, so it must know
+    // which entries are decided when it replays REVIEW, or a restarted console would join
+    // a report made after a decision to the decided entry (closing it) and refuse open
+    // reports for quotas that decided ones fill.
+    let review = async {
+        while !state.caught_up[1].load(Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        follow(&state, 0, REVIEW_STREAM, |state, subject, payload| {
+            let item: ReviewItem = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+            own_subject(subject, &review_subject(&item.verdict.tenant))?;
+            state.queue().add(item);
+            Ok(())
+        })
+        .await
+    };
     let audit = follow(&state, 1, AUDIT_STREAM, |state, subject, payload| {
         let entry: AuditEntry = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
         own_subject(subject, &audit_subject(&entry.item.verdict.tenant))?;

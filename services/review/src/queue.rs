@@ -43,6 +43,9 @@ pub(crate) struct Entry {
     pub(crate) reports: u64,
     /// A report entry: its distinct reporters, first [`MAX_REPORTERS_LISTED`] of them.
     pub(crate) reporters: Vec<String>,
+    /// The keys of the reports that joined it (a copy of one, read again, counts once).
+    #[serde(skip)]
+    joined: Vec<String>,
 }
 
 /// Distinct reporters that make a report rank above the model's flags.
@@ -84,6 +87,8 @@ pub(crate) struct Queue {
     forgotten: u64,
     /// Open report entries, by tenant and by first reporter (keys).
     open_reports: OpenReports,
+    /// Keys of reports that joined another entry (so a copy of one is not counted again).
+    joined: std::collections::HashSet<String>,
     /// Reports refused an entry of their own, by [`DROP_REASONS`] index.
     dropped: [u64; 3],
 }
@@ -162,6 +167,7 @@ impl Queue {
             max_entries: max_entries.max(1),
             forgotten: 0,
             open_reports: OpenReports::default(),
+            joined: std::collections::HashSet::new(),
             dropped: [0; 3],
         }
     }
@@ -196,6 +202,9 @@ impl Queue {
             let Some(entry) = self.entries.remove(&key) else {
                 continue;
             };
+            for joined in &entry.joined {
+                self.joined.remove(joined);
+            }
             self.forgotten += 1;
             let message = message_of(&entry.item);
             if let Some(keys) = self.items.get_mut(&message) {
@@ -212,7 +221,7 @@ impl Queue {
     /// of a message with an open report entry joins that entry.
     pub(crate) fn add(&mut self, item: ReviewItem) {
         let key = item.dedup_key();
-        if self.entries.contains_key(&key) {
+        if self.entries.contains_key(&key) || self.joined.contains(&key) {
             return;
         }
         let message = message_of(&item);
@@ -230,6 +239,7 @@ impl Queue {
             key: key.clone(),
             reports: reporters.len() as u64,
             reporters,
+            joined: Vec::new(),
             item,
             decisions: Vec::new(),
             status: Status::Open,
@@ -265,6 +275,9 @@ impl Queue {
         let Some(entry) = open.cloned().and_then(|key| self.entries.get_mut(&key)) else {
             return false;
         };
+        let key = report.dedup_key();
+        entry.joined.push(key.clone());
+        self.joined.insert(key);
         entry.reports += 1;
         if entry.reporters.len() < MAX_REPORTERS_LISTED
             && !entry.reporters.iter().any(|r| r == reporter)
@@ -543,6 +556,17 @@ mod tests {
         assert_eq!(list[0].reports, 1000);
         assert_eq!(list[0].reporters.len(), MAX_REPORTERS_LISTED);
         assert_eq!(queue.dropped().map(|(_, n)| n), [0, 0, 0]);
+        // A copy of a joined report (read again from REVIEW, or recorded from AUDIT)
+        // counts once.
+        queue.add(report("m", "member7", 17));
+        queue.record(
+            &report("m", "member8", 18),
+            &review(ReviewDecision::Escalate, 2_000),
+        );
+        let entry = queue
+            .get(&report("m", "member0", 10).dedup_key())
+            .expect("entry");
+        assert_eq!(entry.reports, 1000);
     }
 
     /// One member's reports start at most `MAX_OPEN_PER_REPORTER` open entries; the rest

@@ -184,6 +184,15 @@ impl Signers {
     }
 }
 
+/// The time a value says it was signed, unchecked (`None`: no readable signature line). For
+/// a signer choosing a time after the last value's; never for trusting a value.
+pub fn signed_at(value: &[u8]) -> Option<u64> {
+    let rest = std::str::from_utf8(value)
+        .ok()?
+        .strip_prefix(SIGNATURE_LINE)?;
+    rest.split(['\n', ' ']).nth(1)?.parse().ok()
+}
+
 /// A policy signing key (the operator's: keep it off service hosts).
 pub struct SigningKey(KeyPair);
 
@@ -304,6 +313,15 @@ mod tests {
         let again = SigningKey::from_seed(&format!("\n{}\n", key.seed())).unwrap();
         assert_eq!(again.public_key(), key.public_key());
         assert!(format!("{key:?}").starts_with("SigningKey(O"));
+    }
+
+    /// `signed_at` reads the time of a signed value, and nothing from anything else.
+    #[test]
+    fn signed_at_reads_the_time() {
+        let key = SigningKey::generate();
+        assert_eq!(signed_at(key.sign(TEXT, 42).as_bytes()), Some(42));
+        assert_eq!(signed_at(TEXT.as_bytes()), None);
+        assert_eq!(signed_at(b"\xff"), None);
     }
 
     /// The empty text (`offpath policy clear`) is signed like any other.

@@ -5,7 +5,9 @@
 //! counted); a room's messages are kept only while it has members here. One sender holds
 //! at most [`MAX_SENDER_BYTES`] of it across rooms: an outside tester spent the whole
 //! budget through end-to-end rooms (never moderated) from one address, 543 msg/s of 4 KiB,
-//! so nobody else's messages could be reported (issue 26).
+//! so nobody else's messages could be reported (issue 26). Past its share a sender's own
+//! oldest messages make room for its new one: refusing the new one instead would let a
+//! sender fill its share in empty rooms and then send unreportable messages anywhere.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -93,9 +95,20 @@ pub(crate) struct Recent {
     /// Bytes kept for all rooms.
     bytes: usize,
     max_bytes: usize,
-    /// Bytes kept per sender (only senders with something kept).
-    senders: HashMap<Arc<str>, usize>,
+    /// Per sender with something kept: its bytes, and where its messages are, oldest first.
+    senders: HashMap<Arc<str>, Share>,
     max_sender_bytes: usize,
+}
+
+/// What one sender holds of the budget.
+#[derive(Debug, Default)]
+struct Share {
+    bytes: usize,
+    /// Messages kept, oldest first: (room, id), and messages since gone (other reasons: a
+    /// room's window, a withdrawal), skipped when met and compacted away.
+    kept: VecDeque<(String, String)>,
+    /// How many of `kept` are still kept.
+    live: usize,
 }
 
 /// Why a message was not kept (the `reason` of the transport's counter).
@@ -150,11 +163,14 @@ impl Recent {
         if size > MAX_ROOM_BYTES || self.bytes + size > self.max_bytes {
             return Err(NotKept::Budget);
         }
-        let held = self.senders.get(&message.sender).copied().unwrap_or(0);
-        if held + size > self.max_sender_bytes {
+        if size > self.max_sender_bytes {
             return Err(NotKept::Sender);
         }
-        *self.senders.entry(Arc::clone(&message.sender)).or_default() += size;
+        self.make_room_for(&message.sender, size);
+        let share = self.senders.entry(Arc::clone(&message.sender)).or_default();
+        share.bytes += size;
+        share.live += 1;
+        share.kept.push_back((room.to_string(), message.id.clone()));
         let ring = match self.rooms.get_mut(room) {
             Some(ring) => ring,
             None => self.rooms.entry(room.to_string()).or_default(),
@@ -182,11 +198,37 @@ impl Recent {
     fn release(&mut self, gone: &Shown) {
         let size = gone.bytes();
         self.bytes -= size;
-        if let Some(held) = self.senders.get_mut(&gone.sender) {
-            *held = held.saturating_sub(size);
-            if *held == 0 {
+        if let Some(share) = self.senders.get_mut(&gone.sender) {
+            share.bytes = share.bytes.saturating_sub(size);
+            share.live = share.live.saturating_sub(1);
+            if share.live == 0 {
                 self.senders.remove(&gone.sender);
+            } else if share.kept.len() > 2 * share.live + 16 {
+                // Mostly gone already: drop them, so the list stays in proportion.
+                let rooms = &self.rooms;
+                share.kept.retain(|(room, id)| {
+                    rooms
+                        .get(room)
+                        .is_some_and(|r| r.messages.iter().any(|m| m.id == *id))
+                });
             }
+        }
+    }
+
+    /// Withdraws `sender`'s oldest kept messages until `size` more bytes fit its share.
+    fn make_room_for(&mut self, sender: &Arc<str>, size: usize) {
+        loop {
+            let Some(share) = self.senders.get_mut(sender) else {
+                return;
+            };
+            if share.bytes + size <= self.max_sender_bytes {
+                return;
+            }
+            let Some((room, id)) = share.kept.pop_front() else {
+                return;
+            };
+            // Gone already (a room's window, a withdrawal): nothing to give back.
+            self.withdrawn(&room, &id);
         }
     }
 
@@ -344,30 +386,47 @@ mod tests {
     }
 
     /// One sender holds at most its share of the budget across rooms (issue 26: one
-    /// address filled the whole budget through e2e rooms); others are still kept, and the
-    /// share comes back as its messages leave the windows.
+    /// address filled the whole budget through e2e rooms); others are still kept; past the
+    /// share the sender's own oldest messages go, so its newest stay reportable (filling
+    /// the share in empty rooms first must not make later messages unreportable).
     #[test]
     fn one_sender_holds_at_most_its_share() {
         let mut recent = Recent::with_budget(100, 256 * 1024 * 1024);
         let text = "x".repeat(4096);
         let mallory = |id: String| Shown::new(&id, &"mallory".into(), &text, 1);
-        let mut kept = 0;
         for n in 0..1000 {
-            match recent.shown(&format!("room-{}", n % 40), mallory(format!("m{n}"))) {
-                Ok(()) => kept += 1,
-                Err(why) => assert_eq!(why, NotKept::Sender),
-            }
+            let kept = recent.shown(&format!("room-{}", n % 40), mallory(format!("m{n}")));
+            assert!(kept.is_ok(), "the newest is always kept");
         }
-        assert!(kept * 4096 <= MAX_SENDER_BYTES, "{kept} of mallory's kept");
-        assert!(kept > 200, "a sender still gets {kept} messages kept");
+        let held = recent.senders.get("mallory").expect("a share").bytes;
+        assert!(held <= MAX_SENDER_BYTES, "{held} bytes of mallory's kept");
+        assert!(
+            held > MAX_SENDER_BYTES / 2,
+            "a sender still gets its share: {held}"
+        );
+        assert!(
+            recent.find_mut("room-0", "m0").is_none(),
+            "the oldest made room"
+        );
         assert!(
             recent.shown("lobby", shown("a", "hello")).is_ok(),
             "others are kept"
         );
+        assert!(recent.shown("dm", mallory("last".into())).is_ok());
+        assert!(
+            recent.find_mut("dm", "last").is_some(),
+            "the newest is reportable"
+        );
         for n in 0..40 {
             recent.forget(&format!("room-{n}"));
         }
-        assert!(recent.shown("room-0", mallory("again".into())).is_ok());
-        assert_eq!(recent.senders.len(), 2, "alice and mallory");
+        recent.forget("dm");
+        assert_eq!(
+            recent.senders.len(),
+            1,
+            "alice only: mallory has nothing kept"
+        );
+        let share = recent.senders.get("alice").expect("alice");
+        assert_eq!((share.live, share.kept.len()), (1, 1));
     }
 }

@@ -53,8 +53,8 @@ use async_nats::jetstream::{
 
 use crate::subject::{
     AUDIT_PREFIX, AUDIT_STREAM, DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE, INTERACTIVE_STREAM,
-    MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, REQUEST_PREFIX, REVIEW_PREFIX,
-    REVIEW_STREAM, VERDICT_PREFIX, VERDICTS_STREAM,
+    MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, POLICY_KEY, REQUEST_PREFIX,
+    REVIEW_PREFIX, REVIEW_STREAM, VERDICT_PREFIX, VERDICTS_STREAM,
 };
 
 mod drift;
@@ -138,7 +138,12 @@ impl TopologyConfig {
         stream::Config {
             name: format!("KV_{POLICY_BUCKET}"),
             description: Some("offpath moderation policies (offpath policy push)".into()),
-            subjects: vec![format!("$KV.{POLICY_BUCKET}.>")],
+            // The one key only, not `$KV.<bucket>.>`: any NATS role can have the server
+            // publish anywhere through a reply subject (issue 26), and answers aimed at other
+            // keys would fill the bucket (8 MiB, new values refused) where no moderator
+            // sees them. Everything stored here passes the key the moderators follow, so a
+            // write that is not the operator's is counted (`policy_bucket_refused_total`).
+            subjects: vec![format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}")],
             max_messages_per_subject: 5,
             max_bytes: 8 * 1024 * 1024,
             max_message_size: 1024 * 1024,
