@@ -10,14 +10,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::{Client, HeaderMap};
-use common::BIN;
 use offpath_harness::secure::{self, SecuredNats};
-use offpath_harness::{NatsServer, Proc, http, process, scrape, topology};
+use offpath_harness::{NatsServer, Proc, http, scrape, topology};
 use offpath_protocol::permissions::Role;
 use offpath_protocol::policy_signature::SigningKey;
 use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
@@ -83,24 +81,15 @@ async fn push(nats: &SecuredNats, key: &SigningKey, text: &str, at_ms: u64) {
 
 /// `offpath moderator` logged in as the moderator user, trusting `key`; ready.
 async fn moderator(nats: &SecuredNats, key: &SigningKey) -> (Proc, std::net::SocketAddr) {
-    let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
-    let mut command = Command::new(BIN);
-    command
-        .args(["moderator", "--nats-url", &nats.server.url()])
-        .args(["--nats-user", "moderator", "--inference-threads=1"])
-        .arg(format!("--metrics-addr={ops}"))
-        .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
-        .env(
-            "OFFPATH_NATS_PASSWORD",
-            &nats.credentials(&Role::Moderator).password,
-        )
-        .env("OFFPATH_POLICY_SIGNERS", key.public_key())
-        .env("OFFPATH_LOG", "warn");
-    let mut moderator = Proc::start("moderator", command, ops).expect("spawn offpath moderator");
-    moderator
-        .wait_ready(Duration::from_secs(60))
-        .await
-        .expect("the moderator is ready");
+    let password = &nats.credentials(&Role::Moderator).password;
+    let signer = key.public_key();
+    let env = [
+        ("OFFPATH_NATS_PASSWORD", password.as_str()),
+        ("OFFPATH_POLICY_SIGNERS", signer.as_str()),
+    ];
+    let moderator =
+        common::chat::moderator_with_env(&nats.server, &["--nats-user", "moderator"], &env).await;
+    let ops = moderator.ops;
     (moderator, ops)
 }
 
@@ -298,27 +287,10 @@ const TOKEN: &str = "redirect-test-reviewer-token";
 
 /// `offpath review` logged in as the reviewer user, with reviewer `rita` (`TOKEN`); ready.
 async fn console(nats: &SecuredNats, dir: &std::path::Path) -> (Proc, std::net::SocketAddr) {
-    let reviewers = dir.join("reviewers.toml");
-    let digest = offpath_protocol::text_sha256(TOKEN);
-    std::fs::write(&reviewers, format!("[reviewers]\nrita = \"{digest}\"\n")).unwrap();
-    let addr = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
-    let mut command = Command::new(BIN);
-    command
-        .args(["review", "--nats-url", &nats.server.url()])
-        .args(["--nats-user", "reviewer"])
-        .arg(format!("--listen-addr={addr}"))
-        .arg(format!("--reviewers={}", reviewers.display()))
-        .env(
-            "OFFPATH_NATS_PASSWORD",
-            &nats.credentials(&Role::Reviewer).password,
-        )
-        .env("OFFPATH_LOG", "warn");
-    let mut console = Proc::start("review", command, addr).expect("spawn offpath review");
-    console
-        .wait_ready(Duration::from_secs(30))
-        .await
-        .expect("the console is ready");
-    (console, addr)
+    let password = &nats.credentials(&Role::Reviewer).password;
+    let env = [("OFFPATH_NATS_PASSWORD", password.as_str())];
+    let extra = ["--nats-user", "reviewer"];
+    common::chat::review_console_as(&nats.server, dir, TOKEN, &extra, &env).await
 }
 
 /// A flagged message's review item for tenant acme.

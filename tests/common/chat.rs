@@ -32,6 +32,15 @@ pub(crate) fn transport_config() -> offpath_transport::Config {
 /// Starts `offpath moderator` against `server` as a child process (killed on drop) and
 /// waits until it is ready.
 pub(crate) async fn moderator(server: &NatsServer, extra: &[&str]) -> Proc {
+    moderator_with_env(server, extra, &[]).await
+}
+
+/// [`moderator`] with `env` set (a NATS login, trusted policy signers).
+pub(crate) async fn moderator_with_env(
+    server: &NatsServer,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Proc {
     let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
     let mut command = Command::new(BIN);
     command
@@ -40,6 +49,7 @@ pub(crate) async fn moderator(server: &NatsServer, extra: &[&str]) -> Proc {
         .args(["--inference-threads=1", "--max-wait-ms=2"])
         .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
         .args(extra)
+        .envs(env.iter().copied())
         .env("OFFPATH_LOG", "warn");
     let mut moderator = Proc::start("moderator", command, ops).expect("spawn offpath moderator");
     moderator
@@ -71,6 +81,17 @@ pub(crate) async fn review_console_with(
     token: &str,
     extra: &[&str],
 ) -> (Proc, SocketAddr) {
+    review_console_as(server, dir, token, extra, &[]).await
+}
+
+/// [`review_console_with`] with `env` set (a NATS login).
+pub(crate) async fn review_console_as(
+    server: &NatsServer,
+    dir: &std::path::Path,
+    token: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, SocketAddr) {
     let reviewers = dir.join("reviewers.toml");
     let digest = offpath_protocol::text_sha256(token);
     let sam = offpath_protocol::text_sha256(GLOBEX_REVIEWER_TOKEN);
@@ -85,6 +106,7 @@ pub(crate) async fn review_console_with(
         .arg(format!("--listen-addr={addr}"))
         .arg(format!("--reviewers={}", reviewers.display()))
         .args(extra)
+        .envs(env.iter().copied())
         .env("OFFPATH_LOG", "warn");
     let mut console = Proc::start("review", command, addr).expect("spawn offpath review");
     console
