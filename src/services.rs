@@ -58,6 +58,15 @@ pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {
         &Role::Topology,
     )
     .await?;
+    // A cluster that has just started elects JetStream's meta leader first; a JetStream
+    // request before that goes unanswered and times out after 10 s (issue 27: compose starts
+    // `offpath topology` beside three fresh nodes). Wait for it, bounded, and say so.
+    info!(
+        "waiting for JetStream to answer (a new cluster elects its meta leader first; 30 s at most)"
+    );
+    offpath_harness::cluster::wait_for_meta_leader(&client)
+        .await
+        .context("JetStream did not answer: is it enabled on the server (-js), and has the cluster a quorum?")?;
     topology::apply(
         &async_nats::jetstream::new(client.clone()),
         &args.streams.topology(),

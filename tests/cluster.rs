@@ -233,3 +233,25 @@ async fn chat_survives_killing_the_connected_node_and_the_stream_leader() {
     }
     check(&seen, &kills);
 }
+
+/// Issue 27: `offpath topology` started the moment three fresh nodes accept connections
+/// (compose's order) waits for JetStream's meta leader and applies the topology, instead of
+/// timing out after 10 s on a request nobody answers yet.
+#[tokio::test]
+async fn topology_on_a_cold_cluster_waits_for_jetstream() {
+    let cluster = NatsCluster::start().expect("a 3-node cluster");
+    let urls = cluster.urls();
+    let out = Command::new(BIN)
+        .args(["topology", "--nats-url", &urls.join(",")])
+        .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
+        .env("OFFPATH_LOG", "info")
+        .output()
+        .expect("run offpath topology");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("waiting for JetStream"), "{log}");
+    let js = jetstream::new(connect(&urls).await);
+    js.get_stream(MODERATION_STREAM)
+        .await
+        .expect("the topology is in place");
+}
