@@ -79,7 +79,10 @@ pub async fn run(
     });
     let follow = tokio::spawn(follow_streams(Arc::clone(&state)));
     let gauges = tokio::spawn(metrics::report(Arc::clone(&state)));
-    info!(addr = ?listener.local_addr().ok(), "review console listening");
+    let addr = listener
+        .local_addr()
+        .map_or_else(|err| format!("unknown ({err})"), |addr| addr.to_string());
+    info!(%addr, "review console listening");
     let router = routes::router(Arc::clone(&state), config.max_body_bytes);
     let served = port(config)
         .serve(listener, router, shutdown, || {
