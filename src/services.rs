@@ -61,12 +61,22 @@ pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {
     // A cluster that has just started elects JetStream's meta leader first; a JetStream
     // request before that goes unanswered and times out after 10 s (issue 27: compose starts
     // `offpath topology` beside three fresh nodes). Wait for it, bounded, and say so.
-    info!(
-        "waiting for JetStream to answer (a new cluster elects its meta leader first; 30 s at most)"
-    );
-    offpath_harness::cluster::wait_for_meta_leader(&client)
+    // Said only when JetStream is slow to answer: a single server answers at once, and
+    // stderr then holds nothing but the outcome.
+    let answered = offpath_harness::cluster::wait_for_meta_leader(&client);
+    tokio::pin!(answered);
+    let answered = match tokio::time::timeout(std::time::Duration::from_secs(1), &mut answered)
         .await
-        .context("JetStream did not answer: is it enabled on the server (-js), and has the cluster a quorum?")?;
+    {
+        Ok(answered) => answered,
+        Err(_) => {
+            info!(
+                "waiting for JetStream to answer (a new cluster elects its meta leader first; 30 s at most)"
+            );
+            answered.await
+        }
+    };
+    answered.context("JetStream did not answer: is it enabled on the server (-js), and has the cluster a quorum?")?;
     topology::apply(
         &async_nats::jetstream::new(client.clone()),
         &args.streams.topology(),
