@@ -3,6 +3,9 @@
 //! each child logged in as its own role through its environment (never its command line:
 //! `ps` shows that). The transport's credential is pinned to its one verdict consumer.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use offpath_harness::secure::{Credentials, local_authorization};
 use offpath_protocol::permissions::Role;
 
@@ -26,6 +29,10 @@ pub(crate) struct LocalLogins {
     pub transport: Credentials,
     /// The reviewers' console, when it runs.
     pub reviewer: Option<Credentials>,
+    /// Other integrations of the transport's tenant (written to [`INTEGRATION_FILE`]).
+    pub integration: Credentials,
+    /// The transport's tenant.
+    pub tenant: String,
     /// The transport's instance, when the launcher chose it (set in its environment).
     pub chosen_instance: Option<String>,
 }
@@ -49,7 +56,10 @@ pub(crate) fn logins(tenant: &str, instance: &str, reviewer: bool) -> anyhow::Re
                 .unwrap_or_else(|| instance.to_string()),
         ),
     };
-    let mut roles = vec![Role::Topology, Role::Moderator, transport];
+    let integration = Role::Integration {
+        tenant: tenant.to_string(),
+    };
+    let mut roles = vec![Role::Topology, Role::Moderator, transport, integration];
     if reviewer {
         roles.push(Role::Reviewer);
     }
@@ -60,7 +70,9 @@ pub(crate) fn logins(tenant: &str, instance: &str, reviewer: bool) -> anyhow::Re
         topology: take(),
         moderator: take(),
         transport: take(),
+        integration: take(),
         reviewer: reviewer.then(take),
+        tenant: tenant.to_string(),
         chosen_instance,
     })
 }
@@ -86,6 +98,44 @@ impl LocalLogins {
         }
         env
     }
+}
+
+/// The file in the data directory that holds the integration login (0600, written at every
+/// start: the passwords are drawn anew).
+pub(crate) const INTEGRATION_FILE: &str = "integration.json";
+
+/// Writes the integration login for `urls` to [`INTEGRATION_FILE`] in `dir`, readable by
+/// this user only; returns its path. What the README's integration example reads.
+pub(crate) fn write_integration_file(
+    dir: &Path,
+    urls: &[String],
+    logins: &LocalLogins,
+) -> anyhow::Result<PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let login = &logins.integration;
+    let text = serde_json::json!({
+        "url": urls.join(","),
+        "user": login.user,
+        "password": login.password,
+        "inbox_prefix": login.inbox_prefix,
+        "tenant": logins.tenant,
+    });
+    let path = dir.join(INTEGRATION_FILE);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        // An older file keeps its mode through `open`: make it 0600 before the secret.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(format!("{text:#}\n").as_bytes())
+    };
+    write().with_context(|| format!("writing the integration login {}", path.display()))?;
+    Ok(path)
 }
 
 fn login_env(credentials: &Credentials) -> ChildEnv {

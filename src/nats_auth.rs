@@ -158,13 +158,20 @@ pub(crate) struct NatsAuthCommand {
     /// separate with commas). Safer than --tenant: see docs/security.md.
     #[arg(long, env = "OFFPATH_NATS_AUTH_TRANSPORTS", value_delimiter = ',')]
     pub transport: Vec<String>,
+    /// A tenant whose other integrations (a forum, a bot) get a user
+    /// `integration-<tenant>`: publishes that tenant's requests, reads its verdicts, calls
+    /// `offpath.classify` (repeat, or separate with commas; docs/protocol.md, "Integrating").
+    #[arg(long, env = "OFFPATH_NATS_AUTH_INTEGRATIONS", value_delimiter = ',')]
+    pub integration: Vec<String>,
 }
 
 /// The deployment's `authorization` block: passwords are `$OFFPATH_NATS_PASSWORD_<USER>`
 /// references that nats-server resolves from its environment at start.
 pub(crate) fn deployment_block(command: &NatsAuthCommand) -> anyhow::Result<String> {
-    if command.tenant.is_empty() && command.transport.is_empty() {
-        return Err(Usage("give at least one --tenant or --transport".into()).into());
+    if command.tenant.is_empty() && command.transport.is_empty() && command.integration.is_empty() {
+        return Err(
+            Usage("give at least one --tenant, --transport or --integration".into()).into(),
+        );
     }
     let pinned = command
         .transport
@@ -176,10 +183,11 @@ pub(crate) fn deployment_block(command: &NatsAuthCommand) -> anyhow::Result<Stri
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let users: Vec<(Role, Password)> = deployment_roles(&command.tenant, &pinned)
-        .into_iter()
-        .map(|role| (role, Password::FromEnv))
-        .collect();
+    let users: Vec<(Role, Password)> =
+        deployment_roles(&command.tenant, &pinned, &command.integration)
+            .into_iter()
+            .map(|role| (role, Password::FromEnv))
+            .collect();
     let block = authorization_block(&users).map_err(|err| Usage(err.to_string()))?;
     let flags: String = (command.tenant.iter().map(|t| format!(" --tenant {t}")))
         .chain(
@@ -187,6 +195,12 @@ pub(crate) fn deployment_block(command: &NatsAuthCommand) -> anyhow::Result<Stri
                 .transport
                 .iter()
                 .map(|t| format!(" --transport {t}")),
+        )
+        .chain(
+            command
+                .integration
+                .iter()
+                .map(|t| format!(" --integration {t}")),
         )
         .collect();
     Ok(format!(

@@ -107,6 +107,8 @@ struct Stack {
     listen: Option<SocketAddr>,
     /// Whether the transport runs the development identity (`?user=`) rather than tokens.
     dev_identity: bool,
+    /// The integration login's file, when the local server runs with one.
+    integration: Option<PathBuf>,
 }
 
 /// Starts everything, phase by phase; `Ok(false)` when a signal interrupted it.
@@ -225,8 +227,17 @@ fn nats(args: &UpArgs, stack: &mut Stack) -> anyhow::Result<(Vec<String>, Option
         true => supervise::start_local_cluster(args.nats_cluster, data_dir, &logins.config)?,
         false => vec![start_local_nats(args.local_nats_port, data_dir, &logins)?],
     };
-    let urls = servers.iter().map(NatsServer::url).collect();
+    let urls: Vec<String> = servers.iter().map(NatsServer::url).collect();
     stack.local = servers.into_iter().map(LocalNats::new).collect();
+    // Other integrations of the tenant log in with this file (README, "Integrating"); the
+    // passwords change at every start, so it is written at every start.
+    stack.integration = match local_data_dir(args.data_dir.clone()) {
+        Some(dir) => Some(local_auth::write_integration_file(&dir, &urls, &logins)?),
+        None => {
+            warn!("no data directory: the integration login is not written anywhere");
+            None
+        }
+    };
     Ok((urls, Some(logins)))
 }
 
@@ -332,6 +343,7 @@ fn announce(stack: &Stack) {
         transport_metrics = %format!("http://{transport_ops}/metrics"),
         moderator_metrics = %moderator_ops.join(","),
         review = %stack.review.as_ref().map(|r| format!("http://{}/", r.ops)).unwrap_or_default(),
+        integration = %stack.integration.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         "offpath is up; Ctrl-C stops"
     );
 }
@@ -411,8 +423,9 @@ fn start_local_nats(
         url = %server.url(),
         binary = %server.binary().display(),
         store = %server.store_dir().display(),
-        "local nats-server started with authorization (users topology, moderator, {}{})",
+        "local nats-server started with authorization (users topology, moderator, {}, {}{})",
         logins.transport.user,
+        logins.integration.user,
         if logins.reviewer.is_some() { ", reviewer" } else { "" }
     );
     Ok(server)

@@ -614,3 +614,79 @@ async fn another_tenant_cannot_touch_a_verdict_consumer() {
     );
     assert_eq!(info.num_pending, 1, "acme's verdict was taken");
 }
+
+/// acme's integration (`offpath nats-auth --integration acme`): it may publish acme's
+/// requests and classify calls and read acme's verdicts; it may not publish globex's
+/// requests or a verdict, read globex's verdicts, acme's requests, the shared `_INBOX.>`
+/// or another role's inbox, nor use the JetStream API (no stream info, no consumer).
+#[tokio::test]
+async fn an_integration_is_confined_to_its_tenant() {
+    let integration = Role::Integration {
+        tenant: "acme".into(),
+    };
+    let nats = secured_with(&[
+        Role::Topology,
+        Role::Moderator,
+        acme(),
+        globex(),
+        integration.clone(),
+    ])
+    .await;
+    let (client, mut errors) = connect_as(&nats, &integration).await;
+    let mut verdicts = client
+        .subscribe("offpath.verdict.acme.*")
+        .await
+        .expect("subscribe");
+    for subject in [
+        "offpath.req.acme",
+        "offpath.req.acme.interactive",
+        "offpath.classify",
+    ] {
+        client.publish(subject, "{}".into()).await.expect("queued");
+    }
+    client.flush().await.expect("flush");
+    let (moderator, _) = connect_as(&nats, &Role::Moderator).await;
+    moderator
+        .publish("offpath.verdict.acme.lobby", "{}".into())
+        .await
+        .expect("queued");
+    moderator.flush().await.expect("flush");
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::StreamExt::next(&mut verdicts),
+    )
+    .await
+    .expect("acme's verdict is read")
+    .expect("subscription open");
+    assert_eq!(seen.subject.as_str(), "offpath.verdict.acme.lobby");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), errors.recv())
+            .await
+            .is_err(),
+        "an allowed publish or subscription was refused"
+    );
+    for subject in [
+        "offpath.req.globex",
+        "offpath.verdict.acme.lobby",
+        "offpath.dlq.acme",
+    ] {
+        client.publish(subject, "{}".into()).await.expect("queued");
+        client.flush().await.expect("flush");
+        let error = violation(&mut errors).await;
+        assert!(error.contains(subject), "{subject}: {error}");
+    }
+    for subject in [
+        "offpath.verdict.globex.*",
+        "offpath.req.acme",
+        "_INBOX.>",
+        "_INBOX_transport_acme.>",
+    ] {
+        let _subscription = client.subscribe(subject).await.expect("sent");
+        client.flush().await.expect("flush");
+        let error = violation(&mut errors).await;
+        assert!(error.contains(subject), "{subject}: {error}");
+    }
+    let js = js_short(&client);
+    assert!(js.get_stream(VERDICTS_STREAM).await.is_err());
+    assert!(violation(&mut errors).await.contains("$JS.API.STREAM.INFO"));
+}

@@ -356,3 +356,122 @@ fn a_port_answered_by_another_process_is_not_readiness() {
         output.status
     );
 }
+
+/// The README's integration example, run as written (issue 27): against `offpath up`, with
+/// the login `up` writes (0600, named on its ready line), Python's nats-py classifies a
+/// harmless text synchronously (allow) and reads an insult's verdict asynchronously (block).
+/// Then the same login tries what the docs let an attacker try: a classify call answered on
+/// a verdict subject, and one for another tenant answered on its own inbox; neither is
+/// answered (before the tenant check, the second was judged under the other tenant's
+/// policy and answered).
+#[test]
+fn the_readme_integration_example_runs_against_up() {
+    use futures::StreamExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let data = tempfile::tempdir().expect("tempdir");
+    let up = common::start_up(data.path(), &["--moderator-arg=--inference-threads=1"]);
+    let login_path = data.path().join("integration.json");
+    assert_eq!(
+        up.fields["integration"].as_str(),
+        Some(login_path.display().to_string().as_str()),
+        "the ready line names the login: {}",
+        up.fields
+    );
+    let mode = std::fs::metadata(&login_path)
+        .expect("login")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let start = "<!-- integration-example -->\n```python\n";
+    let example = readme
+        .split_once(start)
+        .and_then(|(_, rest)| rest.split_once("```\n<!-- /integration-example -->"))
+        .map(|(code, _)| code)
+        .expect("the README holds the marked example");
+    let nats_py = offpath_harness::find_project_tool("nats-py")
+        .expect("no .tools/nats-py: run `scripts/bootstrap --nats-py`");
+    let mut python = std::process::Command::new("python3")
+        .args(["-c", example])
+        .current_dir(root)
+        .env("PYTHONPATH", &nats_py)
+        .env("OFFPATH_INTEGRATION", &login_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while python.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = python.kill();
+    let out = python.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the example failed: {stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("classify: allow\n"), "{stdout}");
+    assert!(stdout.contains("async: block "), "{stdout}");
+
+    let login: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&login_path).expect("login")).expect("JSON");
+    let field = |name: &str| login[name].as_str().expect(name).to_string();
+    let tenant = field("tenant");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client =
+            async_nats::ConnectOptions::with_user_and_password(field("user"), field("password"))
+                .custom_inbox_prefix(field("inbox_prefix"))
+                .connect(field("url").split(',').next().expect("url"))
+                .await
+                .expect("the integration logs in");
+        let request = |tenant: &str, id: &str| {
+            serde_json::json!({
+                "v": 1, "id": id, "tenant": tenant, "room": "probe", "sender": "mallory",
+                "text": "you are a stupid worthless idiot",
+                "sent_at_ms": offpath_protocol::now_ms(),
+            })
+            .to_string()
+        };
+        // Answered on a verdict subject, it would be a verdict nobody asked for.
+        let mut verdicts = client
+            .subscribe(format!("offpath.verdict.{tenant}.probe"))
+            .await
+            .expect("subscribe");
+        client
+            .publish_with_reply(
+                "offpath.classify",
+                format!("offpath.verdict.{tenant}.probe"),
+                request(&tenant, "redirected").into(),
+            )
+            .await
+            .expect("publish");
+        // Another tenant's call on this tenant's inbox: not answered.
+        let other = tokio::time::timeout(
+            Duration::from_secs(3),
+            client.request("offpath.classify", request("globex", "other-tenant").into()),
+        )
+        .await;
+        assert!(
+            !matches!(other, Ok(Ok(_))),
+            "another tenant's call was answered: {other:?}"
+        );
+        // The moderator serves calls meanwhile: the tenant's own is answered.
+        let own = client
+            .request("offpath.classify", request(&tenant, "own").into())
+            .await
+            .expect("the tenant's own call is answered");
+        let verdict: serde_json::Value = serde_json::from_slice(&own.payload).expect("verdict");
+        assert_eq!(verdict["id"], "own");
+        let stray = tokio::time::timeout(Duration::from_millis(500), verdicts.next()).await;
+        assert!(
+            stray.is_err(),
+            "an answer on the verdict subject: {stray:?}"
+        );
+    });
+    drop(up);
+}

@@ -26,6 +26,7 @@ use crate::metrics as m;
 use crate::pipeline::{Origin, Pending};
 use crate::readiness::Health;
 
+use offpath_protocol::permissions::{classify_reply_allowed, classify_reply_inbox};
 use offpath_protocol::subject::CLASSIFY_SUBJECT;
 
 /// The innermost service: hands the request to the batcher and waits for its verdict.
@@ -107,9 +108,26 @@ pub(crate) async fn serve(
             warn!("offpath.classify with a reply subject that is not an inbox: not answered");
             continue;
         }
+        let decoded = decode_request_body(&request.message.payload, &limits);
+        if let Ok(req) = &decoded
+            && !request
+                .message
+                .reply
+                .as_ref()
+                .is_some_and(|reply| classify_reply_allowed(reply, &req.tenant))
+        {
+            // An inbox, but not an anonymous one nor one of the request's tenant: another
+            // tenant's or another role's (a reviewer's pending pull, say). Unanswered, so a
+            // call is judged under the policy of the tenant that reads the answer.
+            metrics::counter!(m::REQUESTS, "outcome" => "bad_reply").increment(1);
+            warn!(
+                "offpath.classify whose reply subject is not an inbox of its tenant: not answered"
+            );
+            continue;
+        }
         let stack = stack.clone();
         tokio::spawn(async move {
-            let response = match decode_request_body(&request.message.payload, &limits) {
+            let response = match decoded {
                 Err(err) => Err(error(400, &format!("{}: {err}", err.reason()))),
                 Ok(req) => match stack.oneshot(req).await {
                     Ok(verdict) => Ok(encode(&verdict).into()),
@@ -127,13 +145,15 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// Whether `message` asks for its answer on an inbox (`_INBOX.…`, or a client's own
-/// `_INBOX_<role>…` prefix), the only place a request/reply answer belongs.
+/// Whether `message` asks for its answer on an inbox a moderator may answer on at all
+/// (anonymous, or some tenant's integration or transport inbox); whose it may be is checked
+/// once the request names its tenant ([`classify_reply_allowed`]). A request that cannot
+/// be decoded is answered (with its error) on any such inbox.
 fn replies_to_an_inbox(message: &async_nats::Message) -> bool {
     message
         .reply
         .as_ref()
-        .is_some_and(|reply| reply.starts_with("_INBOX"))
+        .is_some_and(|reply| classify_reply_inbox(reply).is_some())
 }
 
 fn classify_error(err: &BoxError) -> async_nats::service::error::Error {

@@ -16,6 +16,12 @@
 //!   (replies through `allow_responses`).
 //! * `topology`: the whole JetStream API (`$JS.API.>`): the only role that may create,
 //!   update or delete streams and consumers.
+//! * `integration-<tenant>`: another integration of one tenant (a forum, a bot, a comment
+//!   system): publishes that tenant's requests, reads that tenant's verdicts as they are
+//!   published, and calls `offpath.classify`. A moderator answers a call only on an
+//!   anonymous inbox (`_INBOX.…`, a deployment without authorization) or on the inbox of
+//!   the request's own tenant ([`classify_reply_allowed`]): the caller chooses the reply
+//!   subject and the moderator answers with its own rights.
 //!
 //! Every role receives replies on its own inbox prefix ([`Role::inbox_prefix`]) and may
 //! subscribe to nothing else of the kind: a shared `_INBOX.>` would let a transport read the
@@ -49,6 +55,11 @@ pub enum Role {
     /// `offpath review`, the reviewers' console: reads the review queue and the audit
     /// trail, publishes human verdicts and audit entries.
     Reviewer,
+    /// Another integration of one tenant: its requests, its verdicts, `offpath.classify`.
+    Integration {
+        /// The tenant token.
+        tenant: String,
+    },
 }
 
 /// Why a set of roles cannot be turned into an authorization block.
@@ -115,16 +126,18 @@ impl Role {
             Role::Moderator => "moderator".into(),
             Role::Topology => "topology".into(),
             Role::Reviewer => "reviewer".into(),
+            Role::Integration { tenant } => format!("{INTEGRATION_USER_PREFIX}{tenant}"),
         }
     }
 
     /// The inbox prefix this role's client must use
     /// (`ConnectOptions::custom_inbox_prefix`): `_INBOX_transport_<tenant>` (every
     /// instance of a tenant alike: a gateway knows its tenant, not its credential's
-    /// name), `_INBOX_moderator`, `_INBOX_topology`.
+    /// name), `_INBOX_integration_<tenant>`, `_INBOX_moderator`, `_INBOX_topology`.
     pub fn inbox_prefix(&self) -> String {
         match self {
-            Role::Transport { tenant, .. } => format!("_INBOX_transport_{tenant}"),
+            Role::Transport { tenant, .. } => format!("{TRANSPORT_INBOX_PREFIX}{tenant}"),
+            Role::Integration { tenant } => format!("{INTEGRATION_INBOX_PREFIX}{tenant}"),
             other => format!("_INBOX_{}", other.user()),
         }
     }
@@ -191,15 +204,33 @@ impl Role {
                 subscribe: vec![inbox],
                 allow_responses: false,
             },
+            // No JetStream API at all: a request published with a reply subject gets its
+            // acknowledgement there from the server, as a transport's does; the verdicts are
+            // read as they are published (a consumer would let the creator name its delivery
+            // subject, which nats-server does not check).
+            Role::Integration { tenant } => Permissions {
+                publish: vec![
+                    CLASSIFY_SUBJECT.into(),
+                    format!("{REQUEST_PREFIX}.{tenant}"),
+                    format!("{REQUEST_PREFIX}.{tenant}.{INTERACTIVE_LANE}"),
+                ],
+                subscribe: vec![inbox, transport_filter(tenant)],
+                allow_responses: false,
+            },
         }
     }
 
     fn check(&self) -> Result<(), PermissionsError> {
-        if let Role::Transport { tenant, instance } = self {
-            for token in std::iter::once(tenant).chain(instance) {
-                if !is_valid_token(token) {
-                    return Err(PermissionsError::InvalidToken(token.clone()));
-                }
+        let tokens: Vec<&String> = match self {
+            Role::Transport { tenant, instance } => {
+                std::iter::once(tenant).chain(instance).collect()
+            }
+            Role::Integration { tenant } => vec![tenant],
+            _ => Vec::new(),
+        };
+        for token in tokens {
+            if !is_valid_token(token) {
+                return Err(PermissionsError::InvalidToken(token.clone()));
             }
         }
         Ok(())
@@ -208,6 +239,53 @@ impl Role {
 
 /// The JetStream API's subject prefix.
 const API: &str = "$JS.API";
+/// An integration's user name, before its tenant.
+const INTEGRATION_USER_PREFIX: &str = "integration-";
+/// An integration's inbox prefix, before its tenant.
+const INTEGRATION_INBOX_PREFIX: &str = "_INBOX_integration_";
+/// A transport's inbox prefix, before its tenant.
+const TRANSPORT_INBOX_PREFIX: &str = "_INBOX_transport_";
+
+/// Whose inbox the reply subject of an `offpath.classify` call is, when it is one a
+/// moderator may answer on ([`classify_reply_allowed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyInbox<'a> {
+    /// `_INBOX.…`: nobody may subscribe to it under authorization, so only a deployment
+    /// without it reads an answer there.
+    Anonymous,
+    /// `_INBOX_integration_<tenant>.…` or `_INBOX_transport_<tenant>.…`.
+    Tenant(&'a str),
+}
+
+/// The owner of `reply` if it is an anonymous inbox or a tenant's integration or transport
+/// inbox (with at least one non-empty token after the prefix); `None` for anything else.
+pub fn classify_reply_inbox(reply: &str) -> Option<ReplyInbox<'_>> {
+    let (first, rest) = reply.split_once('.')?;
+    if rest.is_empty() || rest.split('.').any(str::is_empty) {
+        return None;
+    }
+    if first == "_INBOX" {
+        return Some(ReplyInbox::Anonymous);
+    }
+    [INTEGRATION_INBOX_PREFIX, TRANSPORT_INBOX_PREFIX]
+        .iter()
+        .find_map(|prefix| first.strip_prefix(prefix))
+        .filter(|tenant| is_valid_token(tenant))
+        .map(ReplyInbox::Tenant)
+}
+
+/// Whether a moderator may answer an `offpath.classify` call for `tenant` on `reply`: an
+/// anonymous inbox, or an inbox of `tenant`'s own integration or transport. Never anything
+/// else: the moderator may publish verdicts, dead letters, review entries and
+/// acknowledgements, and the caller chose where the answer goes; nor another tenant's or
+/// another role's inbox, so a call is judged under the policy of the tenant that reads it.
+pub fn classify_reply_allowed(reply: &str, tenant: &str) -> bool {
+    match classify_reply_inbox(reply) {
+        Some(ReplyInbox::Anonymous) => true,
+        Some(ReplyInbox::Tenant(owner)) => owner == tenant,
+        None => false,
+    }
+}
 
 /// What a service looks up to see whether the topology is in place ([`crate::topology::ensure`]):
 /// the four streams' info and the moderators' consumers' info.
@@ -314,8 +392,13 @@ impl std::fmt::Debug for Password {
 /// The roles of a deployment: the topology user, the moderators, the review console, one
 /// transport user per
 /// tenant of `tenants` (any instance of it) and per `(tenant, instance)` of `pinned` (that
-/// one gateway and its one verdict consumer).
-pub fn deployment_roles(tenants: &[String], pinned: &[(String, String)]) -> Vec<Role> {
+/// one gateway and its one verdict consumer), and an integration user per tenant of
+/// `integrations`.
+pub fn deployment_roles(
+    tenants: &[String],
+    pinned: &[(String, String)],
+    integrations: &[String],
+) -> Vec<Role> {
     let mut roles = vec![Role::Topology, Role::Moderator, Role::Reviewer];
     roles.extend(tenants.iter().map(|tenant| Role::Transport {
         tenant: tenant.clone(),
@@ -324,6 +407,9 @@ pub fn deployment_roles(tenants: &[String], pinned: &[(String, String)]) -> Vec<
     roles.extend(pinned.iter().map(|(tenant, instance)| Role::Transport {
         tenant: tenant.clone(),
         instance: Some(instance.clone()),
+    }));
+    roles.extend(integrations.iter().map(|tenant| Role::Integration {
+        tenant: tenant.clone(),
     }));
     roles
 }

@@ -132,3 +132,77 @@ fn a_shared_tenant_user_is_refused_beside_other_tenants() {
     ]);
     assert!(alone.is_ok(), "{alone:?}");
 }
+
+/// An integration publishes its tenant's requests and classify calls, reads its tenant's
+/// verdicts, and nothing of the JetStream API.
+#[test]
+fn integration_is_confined_to_its_tenant() {
+    let role = Role::Integration {
+        tenant: "acme".into(),
+    };
+    assert_eq!(role.user(), "integration-acme");
+    assert_eq!(role.inbox_prefix(), "_INBOX_integration_acme");
+    assert_eq!(
+        role.password_variable(),
+        "OFFPATH_NATS_PASSWORD_INTEGRATION_ACME"
+    );
+    let p = role.permissions();
+    assert_eq!(
+        p.publish,
+        vec![
+            "offpath.classify".to_string(),
+            "offpath.req.acme".into(),
+            "offpath.req.acme.interactive".into()
+        ]
+    );
+    assert_eq!(
+        p.subscribe,
+        vec![
+            "_INBOX_integration_acme.>".to_string(),
+            "offpath.verdict.acme.*".into()
+        ]
+    );
+    assert!(!p.allow_responses);
+    let bad = Role::Integration {
+        tenant: "ac.me".into(),
+    };
+    assert!(matches!(
+        authorization_block(&[(bad, Password::FromEnv)]),
+        Err(PermissionsError::InvalidToken(_))
+    ));
+}
+
+/// A classify answer goes to an anonymous inbox or an inbox of the request's own tenant,
+/// never to a stream's subject, an acknowledgement, another role's or tenant's inbox.
+#[test]
+fn classify_answers_only_the_tenants_own_inbox() {
+    for reply in [
+        "_INBOX.abc.1",
+        "_INBOX_integration_acme.abc.1",
+        "_INBOX_transport_acme.x",
+    ] {
+        assert!(classify_reply_allowed(reply, "acme"), "{reply}");
+    }
+    for reply in [
+        "offpath.verdict.acme.lobby",
+        "offpath.review.acme",
+        "$JS.ACK.MODERATION.moderator.1.2.3.4.5",
+        "$KV.offpath-policies.policies",
+        "_INBOX_integration_globex.abc",
+        "_INBOX_transport_globex.abc",
+        "_INBOX_reviewer.abc",
+        "_INBOX_moderator.abc",
+        "_INBOX_integration_acme",
+        "_INBOX.",
+        "_INBOX..x",
+        "_INBOXX.a",
+        "",
+    ] {
+        assert!(!classify_reply_allowed(reply, "acme"), "{reply}");
+    }
+    assert_eq!(
+        classify_reply_inbox("_INBOX_integration_globex.a"),
+        Some(ReplyInbox::Tenant("globex"))
+    );
+    assert_eq!(classify_reply_inbox("_INBOX_reviewer.a"), None);
+}
