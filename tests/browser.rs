@@ -282,12 +282,12 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         .await
         .expect("type");
     reviewer
-        .execute(
-            "document.getElementById('token').dispatchEvent(new Event('change'));",
-            vec![],
-        )
+        .find(Locator::Css("#sign-in"))
         .await
-        .expect("load");
+        .expect("sign-in button")
+        .click()
+        .await
+        .expect("sign in");
     let item = |text: &str| {
         format!("//div[contains(@class,'item')][.//div[@class='text' and text()='{text}']]")
     };
@@ -308,6 +308,74 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         )))
         .await
         .expect("bob's report is in the queue, after the flag");
+    let count = reviewer
+        .find(Locator::Css("#count"))
+        .await
+        .expect("count")
+        .text()
+        .await
+        .expect("count text");
+    assert_eq!(count, "2 open items");
+    // Issue 27: a note belongs to its card. One is written on the report's card; a key then
+    // escalates the selected flag, which goes without it, and the note is still there.
+    let note = "reported twice in DMs";
+    reviewer
+        .find(Locator::XPath(&format!(
+            "{}//input[@class='note']",
+            item(CREEPY)
+        )))
+        .await
+        .expect("the report's note field")
+        .send_keys(note)
+        .await
+        .expect("type a note");
+    reviewer
+        .find(Locator::XPath(&format!(
+            "{}//div[@class='text']",
+            item(INSULT)
+        )))
+        .await
+        .expect("the flag")
+        .click()
+        .await
+        .expect("select the flag");
+    reviewer
+        .find(Locator::Css("body"))
+        .await
+        .expect("body")
+        .send_keys("e")
+        .await
+        .expect("escalate key");
+    reviewer
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&format!(
+            "{}//ol[@class='trail']/li[@class='decision' and contains(., 'escalate by rita') and not(contains(., '\"'))]",
+            item(INSULT)
+        )))
+        .await
+        .expect("the flag's trail shows its escalation, with no note, and its time");
+    let kept = reviewer
+        .find(Locator::XPath(&format!(
+            "{}//input[@class='note']",
+            item(CREEPY)
+        )))
+        .await
+        .expect("the report's note field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(kept.as_deref(), Some(note), "the note stayed on its card");
+    // Beside the selected item: the sender's other items and what was decided on them.
+    reviewer
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&format!(
+            "{}//div[@class='history']//li[contains(., 'tell nobody')]",
+            item(INSULT)
+        )))
+        .await
+        .expect("the flag's card lists the sender's reported message");
     screenshot(reviewer, "console.png").await;
     for text in [CREEPY, INSULT] {
         reviewer
@@ -322,6 +390,19 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
             .click()
             .await
             .expect("click");
+        // A button asks first, as the key does.
+        reviewer
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::XPath(&format!(
+                "{}//button[@data-confirm='remove']",
+                item(text)
+            )))
+            .await
+            .expect("the remove asks for confirmation")
+            .click()
+            .await
+            .expect("confirm");
         for page in [alice, bob] {
             until(page, "the reviewer's remove reaches the page", WAIT, |l| {
                 !l.iter().any(|(_, _, shown)| shown == text)

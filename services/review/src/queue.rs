@@ -324,8 +324,13 @@ impl Queue {
 
     /// The entries `filter` keeps: reports that [`AGREE`] members made first, then the
     /// model's flags and blocks, then the other reports; oldest first within each.
+    /// With `order=newest`: the most recently sent first.
     pub(crate) fn list(&self, filter: &Filter) -> Vec<&Entry> {
         let mut list: Vec<&Entry> = self.entries.values().filter(|e| filter.keeps(e)).collect();
+        if filter.order == Some(Order::Newest) {
+            list.sort_by_key(|e| (std::cmp::Reverse(e.item.sent_at_ms), e.key.clone()));
+            return list;
+        }
         list.sort_by_key(|e| {
             let rank = match e.item.kind {
                 ReviewKind::Report if e.reporters.len() >= AGREE => 0,
@@ -369,6 +374,17 @@ fn refresh(entry: &mut Entry, decisions: Option<&Vec<(String, HumanReview)>>) {
         });
 }
 
+/// How a list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Order {
+    /// Agreed reports, then the model's flags and blocks, then other reports; oldest first
+    /// within each.
+    Queue,
+    /// The most recently sent first.
+    Newest,
+}
+
 /// What the console asks for.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,6 +395,11 @@ pub(crate) struct Filter {
     pub(crate) room: Option<String>,
     /// `flag`, `block` or `report`.
     pub(crate) kind: Option<String>,
+    /// The sender of the judged message (a report entry's: the reported message's sender):
+    /// the console shows a sender's record beside an item.
+    pub(crate) sender: Option<String>,
+    /// The order of the list (the queue's when absent).
+    pub(crate) order: Option<Order>,
     /// How many to return at most (the route's default when absent).
     pub(crate) limit: Option<usize>,
 }
@@ -394,6 +415,7 @@ impl Filter {
         status
             && self.tenant.as_ref().is_none_or(|t| *t == verdict.tenant)
             && self.room.as_ref().is_none_or(|r| *r == verdict.room)
+            && self.sender.as_ref().is_none_or(|s| *s == verdict.sender)
             && self
                 .kind
                 .as_ref()
@@ -480,6 +502,33 @@ mod tests {
             ..Filter::default()
         };
         assert!(ids(&queue, &flags).is_empty());
+    }
+
+    /// A sender's record: every status, that sender's items only, the newest sent first.
+    #[test]
+    fn a_senders_record_lists_its_items_newest_first() {
+        let mut queue = Queue::default();
+        let mut bob = item("b", 30);
+        bob.verdict.sender = "bob".into();
+        let (old, new) = (item("old", 10), item("new", 20));
+        for item in [&old, &bob, &new] {
+            queue.add(item.clone());
+        }
+        queue.record(&old, &review(ReviewDecision::Remove, 40));
+        let record = Filter {
+            status: Some("all".into()),
+            sender: Some("alice".into()),
+            order: Some(Order::Newest),
+            ..Filter::default()
+        };
+        let ids: Vec<String> = queue
+            .list(&record)
+            .iter()
+            .map(|e| e.item.verdict.id.clone())
+            .collect();
+        assert_eq!(ids, ["new", "old"]);
+        let order: Result<Filter, _> = serde_json::from_str(r#"{"order":"oldest"}"#);
+        assert!(order.is_err(), "an unknown order is refused");
     }
 
     fn report(id: &str, reporter: &str, at: u64) -> ReviewItem {

@@ -158,7 +158,7 @@ async fn queue(
     let Ok(Query(filter)) = filter else {
         return error(
             StatusCode::BAD_REQUEST,
-            "the filters are status, kind, tenant, room and limit (a number), each once",
+            "the filters are status, kind, tenant, room, sender, order (queue or newest) and limit (a number), each once",
         );
     };
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
