@@ -50,10 +50,11 @@ async fn up_secures_its_local_nats_server() {
         .collect();
     assert_eq!(
         passwords.len(),
-        3,
-        "topology, moderator, transport-acme-<instance>"
+        4,
+        "topology, moderator, transport-acme-<instance>, integration-acme"
     );
     assert!(text.contains("user: \"transport-acme-"), "{text}");
+    assert!(text.contains("user: \"integration-acme\""), "{text}");
     let lines = all_command_lines();
     for password in passwords {
         assert!(password.len() >= 32, "a short password");
