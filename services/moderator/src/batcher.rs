@@ -16,8 +16,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::pipeline::{Pending, Shared, process};
 use crate::pool::Threads;
+use crate::work::Pending;
 
 /// Shared-thread batches in a row with no bulk request after which a waiting bulk request
 /// goes first.
@@ -95,13 +95,17 @@ struct Held {
 /// requests queued behind it; otherwise a batch on a shared thread takes what is queued
 /// (interactive first, up to three quarters of the batch while bulk requests wait), waiting
 /// at most `max_wait` for more.
-pub(crate) async fn batcher(
-    shared: Arc<Shared>,
+/// Each batch goes to `run` with its inference slot (start-up supplies the next stage: the
+/// batcher imports none).
+pub(crate) async fn batcher<F>(
+    run: F,
     mut lanes: Lanes,
     slots: Slots,
     max_batch: usize,
     max_wait: Duration,
-) {
+) where
+    F: Fn(Vec<Pending>, Option<Slot>) -> futures::future::BoxFuture<'static, ()>,
+{
     let mut running = JoinSet::new();
     let mut held = Held::default();
     let (mut interactive_open, mut bulk_open) = (true, true);
@@ -168,10 +172,7 @@ pub(crate) async fn batcher(
                 (slot, batch)
             }
         };
-        let shared = Arc::clone(&shared);
-        running.spawn(async move {
-            process(shared, batch, slot).await;
-        });
+        running.spawn(run(batch, slot));
         while running.try_join_next().is_some() {}
     }
     while running.join_next().await.is_some() {}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use offpath_classifier::Assessment;
 
-use crate::pool::Models;
+use offpath_protocol::ModelRef;
 
 /// Longest text cached, in bytes: waves are short messages, and the bound keeps memory at
 /// `capacity × 256` bytes of text.
@@ -24,7 +24,7 @@ pub(crate) struct VerdictCache {
 }
 
 struct Inner {
-    entries: HashMap<String, (Assessment, Arc<Models>, Instant)>,
+    entries: HashMap<String, (Assessment, Arc<ModelRef>, Instant)>,
     order: VecDeque<String>,
 }
 
@@ -43,7 +43,7 @@ impl VerdictCache {
     }
 
     /// The assessment of `text` if `models` made it within the window.
-    pub(crate) fn get(&self, text: &str, models: &Models) -> Option<Assessment> {
+    pub(crate) fn get(&self, text: &str, models: &ModelRef) -> Option<Assessment> {
         if self.capacity == 0 || text.len() > MAX_CACHED_TEXT {
             return None;
         }
@@ -53,7 +53,7 @@ impl VerdictCache {
     }
 
     /// Remembers the assessment of `text` by `models`.
-    pub(crate) fn put(&self, text: &str, assessment: &Assessment, models: &Arc<Models>) {
+    pub(crate) fn put(&self, text: &str, assessment: &Assessment, models: &Arc<ModelRef>) {
         if self.capacity == 0 || text.len() > MAX_CACHED_TEXT {
             return;
         }
@@ -81,8 +81,8 @@ mod tests {
     use super::*;
     use offpath_classifier::Decision;
 
-    fn models(version: &str) -> Arc<Models> {
-        Arc::new(Models {
+    fn models(version: &str) -> Arc<ModelRef> {
+        Arc::new(ModelRef {
             name: "m".into(),
             version: version.into(),
         })

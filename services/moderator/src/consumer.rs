@@ -16,7 +16,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -27,14 +26,17 @@ use async_nats::jetstream::context::{
 use async_nats::jetstream::{self, ErrorCode, consumer::PullConsumer};
 use futures::{FutureExt, StreamExt};
 use offpath_protocol::subject::{INTERACTIVE_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER};
-use offpath_protocol::topology::{self, TopologyConfig};
+use offpath_protocol::topology;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::delivery::Settings;
+use crate::intake::Admission;
 use crate::metrics as m;
-use crate::pipeline::{self, Pending, Shared};
+use crate::readiness::Health;
+use crate::work::Pending;
 use crate::{Config, ModeratorError};
 
 /// First wait between bind attempts; doubled after each failure up to [`BACKOFF_MAX`].
@@ -65,52 +67,16 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// one small request per moderator.
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
-/// The bound consumer's settings that the pipeline reads, re-read at every (re-)bind.
-pub(crate) struct Settings {
-    max_deliver: AtomicI64,
-    progress_every_ms: AtomicU64,
-}
-
-impl Settings {
-    /// Settings as `topology` would create the consumer, until one is bound.
-    pub(crate) fn new(topology: &TopologyConfig) -> Self {
-        let settings = Self {
-            max_deliver: AtomicI64::new(i64::MAX),
-            progress_every_ms: AtomicU64::new(0),
-        };
-        settings.adopt(topology.max_deliver, topology.ack_wait);
-        settings
-    }
-
-    fn adopt(&self, max_deliver: i64, ack_wait: Duration) {
-        let max_deliver = if max_deliver > 0 {
-            max_deliver
-        } else {
-            i64::MAX
-        };
-        self.max_deliver.store(max_deliver, Ordering::Relaxed);
-        // Often enough that a slow batch never reaches ack_wait (and gets redelivered).
-        let every = (ack_wait / 3).max(Duration::from_millis(100));
-        self.progress_every_ms
-            .store(every.as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// Deliveries after which a failing request is dead-lettered.
-    pub(crate) fn max_deliver(&self) -> i64 {
-        self.max_deliver.load(Ordering::Relaxed)
-    }
-
-    /// How often a running batch tells JetStream its requests are being worked on.
-    pub(crate) fn progress_every(&self) -> Duration {
-        Duration::from_millis(self.progress_every_ms.load(Ordering::Relaxed))
-    }
-}
-
 /// How to bind one lane's consumer, and what its intake feeds.
 pub(crate) struct Intake {
     pub(crate) js: jetstream::Context,
     pub(crate) config: Config,
-    pub(crate) shared: Arc<Shared>,
+    /// What the lane's messages go to.
+    pub(crate) admission: Arc<Admission>,
+    /// Told whether the consumer is bound (bulk lane only: `reports_health`).
+    pub(crate) health: Arc<Health>,
+    /// Re-read at every (re-)bind.
+    pub(crate) delivery: Arc<Settings>,
     /// The lane's stream (`MODERATION` or `MODERATION_INTERACTIVE`); the consumer is
     /// `moderator` on either.
     pub(crate) stream: &'static str,
@@ -174,13 +140,13 @@ impl Intake {
 
     fn set_bound(&self) {
         if self.reports_health {
-            self.shared.health.set_bound();
+            self.health.set_bound();
         }
     }
 
     fn set_unbound(&self, reason: String) {
         if self.reports_health {
-            self.shared.health.set_unbound(reason);
+            self.health.set_unbound(reason);
         }
     }
 
@@ -268,9 +234,7 @@ impl Intake {
             }
         };
         let config = &consumer.cached_info().config;
-        self.shared
-            .consumer
-            .adopt(config.max_deliver, config.ack_wait);
+        self.delivery.adopt(config.max_deliver, config.ack_wait);
         let max_in_flight = self.max_in_flight();
         if config.max_ack_pending > 0 && max_in_flight as i64 > config.max_ack_pending {
             warn!(
@@ -363,8 +327,10 @@ impl Intake {
                             Err(_) => return End::Shutdown,
                         },
                     };
-                    let held = self.shared.health.hold(permit);
-                    pipeline::intake(&self.shared, *message, held, &self.batches, side_tasks).await
+                    let held = self.health.hold(permit);
+                    self.admission
+                        .admit(*message, held, &self.batches, side_tasks)
+                        .await
                 }
                 Pulled::Silent => {
                     metrics::counter!(m::NATS_ERRORS, "operation" => "pull_again").increment(1);

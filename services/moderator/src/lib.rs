@@ -2,11 +2,17 @@
 //! (start more processes for more throughput), classifying requests in batches on
 //! dedicated inference threads and publishing verdicts.
 //!
-//! Flow: pull (at most `max_in_flight` requests held) → `pipeline::intake`: strict decode
-//! (failures become dead letters), expiry (an `unmoderated` verdict without inference) →
-//! `batcher`: batches by count and wait time, the interactive lane first, waiting for a free inference
-//! thread → `pool::Pool`: ONNX Runtime on OS threads under a watchdog → verdict published
-//! to `VERDICTS` → request acked (at-least-once: the verdict is stored before the ack).
+//! The line, one direction, each stage a module that takes work ([`work`]) and hands it on:
+//! pull (`consumer`, at most `max_in_flight` requests held) → `intake`: strict decode
+//! (failures become dead letters), expiry (an `unmoderated` verdict without inference), the
+//! spam-wave cache → `batcher`: batches by count and wait time, the interactive lane first,
+//! waiting for a free inference thread → `inference`: `pool::Pool` runs ONNX Runtime on OS
+//! threads under a watchdog → `judge`: the policy in force decides the verdict and its
+//! review item → `settle`: verdict published to `VERDICTS` (and the item to `REVIEW`) →
+//! request acked (at-least-once: the verdict is stored before the ack). Start-up wires the
+//! stages; none imports the one after it. Beside the line: `service` (`offpath.classify`
+//! calls into the batcher), `model_reload` (SIGHUP and the policy bucket's model pins),
+//! `policies` (with the bucket it follows).
 //! `startup` starts and stops these in named steps; `readiness` is what `/readyz` reads.
 //!
 //! The launcher puts the JetStream topology in place first. When the `MODERATION` stream
@@ -19,16 +25,21 @@ mod batcher;
 mod cache;
 mod config;
 mod consumer;
+mod delivery;
 mod http;
+mod inference;
+mod intake;
+mod judge;
 mod metrics;
 mod model_reload;
-mod pipeline;
 pub mod policies;
 mod pool;
 mod publish;
 mod readiness;
 mod service;
+mod settle;
 mod startup;
+mod work;
 
 use std::future::Future;
 use std::time::Duration;

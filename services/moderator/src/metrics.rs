@@ -23,6 +23,9 @@ pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
     commit: env!("OFFPATH_COMMIT"),
 });
 
+/// The dead-letter reason of a report whose review item could not be stored.
+pub(crate) const REVIEW_UNAVAILABLE: &str = "review_unavailable";
+
 /// Requests finished, by `outcome` (one of [`OUTCOMES`]).
 pub(crate) const REQUESTS: &str = "offpath_moderator_requests_total";
 /// Every `outcome` of [`REQUESTS`]: settled from the stream (`verdict`, `expired`, `cached`,
@@ -297,11 +300,7 @@ pub(crate) fn register() {
             (BATCH_FAILURES, "reason", &["shutdown"]),
             (DEAD_LETTERS, "reason", INFERENCE_FAILURES),
             (DEAD_LETTERS, "reason", DecodeError::REASONS),
-            (
-                DEAD_LETTERS,
-                "reason",
-                &[crate::pipeline::REVIEW_UNAVAILABLE],
-            ),
+            (DEAD_LETTERS, "reason", &[REVIEW_UNAVAILABLE]),
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
             (LANE_REQUESTS, "lane", LANES),
             (
@@ -386,12 +385,12 @@ pub(crate) fn policies(
     }
 }
 
-/// Sets [`MODEL_INFO`] to `value` for `models` (`+`-joined names and versions, as the pool
-/// reports them) described by `manifests`. The sha256 comes from each model's manifest,
+/// Sets [`MODEL_INFO`] to `value` for `models` (`+`-joined names and versions, as verdicts
+/// name them) described by `manifests`. The sha256 comes from each model's manifest,
 /// which the pool checked against the files when it loaded them. A reload sets the
 /// replaced models' series to 0.
 pub(crate) fn model_info(
-    models: &crate::pool::Models,
+    models: &offpath_protocol::ModelRef,
     manifests: &[offpath_classifier::Manifest],
     value: f64,
 ) {

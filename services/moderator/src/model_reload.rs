@@ -24,13 +24,61 @@ use std::sync::Arc;
 use offpath_classifier::Manifest;
 use sha2::Digest;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::PolicySet;
 use crate::metrics as m;
-use crate::pipeline::Shared;
-use crate::pool::Models;
+use crate::policies::{Bucket, Change, LivePolicies};
+use crate::pool::Pool;
+
+/// What changes the models and policies in force: SIGHUP and the fleet's policy bucket.
+/// Every change goes through `files`' lock, one at a time.
+pub(crate) struct Reloader {
+    pool: Arc<Pool>,
+    policies: Arc<LivePolicies>,
+    files: tokio::sync::Mutex<ModelFiles>,
+    bucket: Bucket,
+}
+
+impl Reloader {
+    /// Reloads `pool`'s models from `files`' directories and `policies` from their file
+    /// and from `bucket`.
+    pub(crate) fn new(
+        pool: Arc<Pool>,
+        policies: Arc<LivePolicies>,
+        files: ModelFiles,
+        bucket: Bucket,
+    ) -> Self {
+        Self {
+            pool,
+            policies,
+            files: tokio::sync::Mutex::new(files),
+            bucket,
+        }
+    }
+}
+
+/// Puts the fleet's policies in force before the first request, when the bucket has a
+/// value ([`Bucket::read_current`]).
+pub(crate) async fn read_bucket(reloader: &Arc<Reloader>) {
+    if let Some(change) = reloader.bucket.read_current().await {
+        apply_bucket_value(reloader, change).await;
+    }
+}
+
+/// Follows the policy bucket until `stop` turns true, putting each change in force in
+/// the order it came.
+pub(crate) async fn follow_bucket(reloader: Arc<Reloader>, stop: watch::Receiver<bool>) {
+    let (changes, mut received) = mpsc::channel(1);
+    let watch = reloader.bucket.watch(stop, changes);
+    let apply = async {
+        while let Some(change) = received.recv().await {
+            apply_bucket_value(&reloader, change).await;
+        }
+    };
+    tokio::join!(watch, apply);
+}
 
 /// What a model directory held when it was last loaded: name, version and the digest of
 /// its `model.toml` (which holds the sha256 of every file the model reads).
@@ -91,11 +139,11 @@ pub(crate) enum Outcome {
 /// text, from the bucket) when given. The caller holds the `model_files` lock: every change
 /// of models or policies goes through it, one at a time.
 async fn reload(
-    shared: &Arc<Shared>,
+    reloader: &Reloader,
     files: &mut ModelFiles,
     policies: Option<&str>,
 ) -> Result<Outcome, String> {
-    let outcome = try_reload(shared, files, policies).await;
+    let outcome = try_reload(reloader, files, policies).await;
     let label = match &outcome {
         Ok(Outcome::Applied) => "applied",
         Ok(Outcome::Unchanged) => "unchanged",
@@ -108,23 +156,24 @@ async fn reload(
     outcome
 }
 
-/// Puts a policy bucket value in force (`None`: deleted). When it pins model versions that
+/// Puts a policy bucket value in force (`None`: cleared). When it pins model versions that
 /// are not loaded, loads them first (with its text as the policies). Runs as a task of its
 /// own: a watcher that stops meanwhile must not cut a reload in half.
-pub(crate) async fn apply_bucket_value(shared: &Arc<Shared>, value: Option<&[u8]>) {
-    let shared = Arc::clone(shared);
-    let value = value.map(<[u8]>::to_vec);
+async fn apply_bucket_value(reloader: &Arc<Reloader>, change: Change) {
+    let reloader = Arc::clone(reloader);
     let task = tokio::spawn(async move {
-        let mut files = shared.model_files.lock().await;
-        if let Some(text) = value.as_deref().and_then(|v| std::str::from_utf8(v).ok())
-            && !pins_satisfied(&shared, text)
+        let mut files = reloader.files.lock().await;
+        if let Some(text) = change.as_deref()
+            && !pins_satisfied(&reloader, text)
         {
             info!("the fleet's policies pin other model versions: reloading the models");
             // A refusal leaves the value to be refused by the policies, which counts it too.
-            let _ = reload(&shared, &mut files, Some(text)).await;
+            let _ = reload(&reloader, &mut files, Some(text)).await;
         }
         // Refusals are counted and logged by the policies.
-        let _ = shared.policies.apply_bucket_value(value.as_deref());
+        let _ = reloader
+            .policies
+            .apply_bucket_value(change.as_deref().map(str::as_bytes));
     });
     if let Err(err) = task.await {
         warn!("applying the policy bucket's value failed: {err}");
@@ -132,8 +181,8 @@ pub(crate) async fn apply_bucket_value(shared: &Arc<Shared>, value: Option<&[u8]
 }
 
 /// Whether every model version `text` pins is loaded.
-fn pins_satisfied(shared: &Shared, text: &str) -> bool {
-    let loaded = shared.policies.manifests();
+fn pins_satisfied(reloader: &Reloader, text: &str) -> bool {
+    let loaded = reloader.policies.manifests();
     PolicySet::pins(text).iter().all(|(name, version)| {
         loaded
             .iter()
@@ -142,7 +191,7 @@ fn pins_satisfied(shared: &Shared, text: &str) -> bool {
 }
 
 async fn try_reload(
-    shared: &Arc<Shared>,
+    reloader: &Reloader,
     files: &mut ModelFiles,
     policies: Option<&str>,
 ) -> Result<Outcome, String> {
@@ -177,13 +226,13 @@ async fn try_reload(
     // Before loading anything: the policies must resolve against the new models.
     let set = match policies {
         Some(text) => PolicySet::parse(text, &manifests).map_err(|p| p.join("; "))?,
-        None => shared.policies.resolve_with(&manifests)?,
+        None => reloader.policies.resolve_with(&manifests)?,
     };
-    let expected = Models::of(&manifests);
-    let replaced = (shared.pool.models(), shared.policies.manifests());
-    let loading = Arc::clone(shared);
+    let expected = crate::pool::models_of(&manifests);
+    let replaced = (reloader.pool.models(), reloader.policies.manifests());
+    let loading = Arc::clone(&reloader.pool);
     let wanted = expected.clone();
-    let next = tokio::task::spawn_blocking(move || loading.pool.load(Some(&wanted)))
+    let next = tokio::task::spawn_blocking(move || loading.load(Some(&wanted)))
         .await
         .map_err(|e| format!("loading the models: {e}"))?
         .map_err(|e| e.to_string())?;
@@ -191,8 +240,8 @@ async fn try_reload(
     // rules written for them, one on the new models by the new rules.
     m::model_info(&replaced.0, &replaced.1, 0.0);
     m::model_info(&expected, &manifests, 1.0);
-    shared.policies.replace_models(manifests, set);
-    shared.pool.install(next);
+    reloader.policies.replace_models(manifests, set);
+    reloader.pool.install(next);
     files.loaded = found;
     info!(
         model = %expected.name,
@@ -207,23 +256,23 @@ async fn try_reload(
 /// holds a value that is not in force (one refused for pinning models this host did not
 /// hold yet), the models are loaded for it and it is put in force; otherwise the policies
 /// in force are resolved against the new models.
-async fn hangup(shared: &Arc<Shared>) {
-    let mut files = shared.model_files.lock().await;
-    let pending = match crate::policies::bucket_value(shared).await {
-        Some(text) if !shared.policies.is_bucket_value_in_force(text.as_bytes()) => Some(text),
+async fn hangup(reloader: &Reloader) {
+    let mut files = reloader.files.lock().await;
+    let pending = match reloader.bucket.value().await {
+        Some(text) if !reloader.policies.is_bucket_value_in_force(text.as_bytes()) => Some(text),
         _ => None,
     };
     // Refusals are counted and logged by the reloads themselves.
     match pending.as_deref() {
         Some(text) => {
-            let _ = reload(shared, &mut files, Some(text)).await;
-            let _ = shared.policies.apply_bucket_value(Some(text.as_bytes()));
+            let _ = reload(reloader, &mut files, Some(text)).await;
+            let _ = reloader.policies.apply_bucket_value(Some(text.as_bytes()));
         }
         _ => {
-            let _ = reload(shared, &mut files, None).await;
+            let _ = reload(reloader, &mut files, None).await;
         }
     }
-    let _ = shared.policies.reload_file();
+    let _ = reloader.policies.reload_file();
 }
 
 /// Listens for SIGHUP from the moment it is called (a SIGHUP before a handler exists would
@@ -241,7 +290,7 @@ pub(crate) fn listen() -> Option<Signal> {
 
 /// Handles every SIGHUP ([`hangup`]) until `stop` turns true.
 pub(crate) async fn reload_on_sighup(
-    shared: Arc<Shared>,
+    reloader: Arc<Reloader>,
     hangups: Option<Signal>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -254,6 +303,6 @@ pub(crate) async fn reload_on_sighup(
         if end {
             return;
         }
-        hangup(&shared).await;
+        hangup(&reloader).await;
     }
 }

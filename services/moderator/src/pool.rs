@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use offpath_classifier::{Assessment, Model, RunOptions, SessionConfig, policy::Policy};
+use offpath_protocol::ModelRef;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
@@ -55,30 +56,22 @@ impl BatchError {
 }
 
 /// A batch's assessments and the models of the thread that made them.
-type Reply = Result<(Vec<Assessment>, Arc<Models>), BatchError>;
+type Reply = Result<(Vec<Assessment>, Arc<ModelRef>), BatchError>;
 
-/// The models a generation runs, as verdicts name them: names and versions joined by `+`
-/// (`minilm-insult+profanity`, `2+1.9.1`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Models {
-    pub(crate) name: String,
-    pub(crate) version: String,
-}
-
-impl Models {
-    /// The models `manifests` describe, in their order.
-    pub(crate) fn of(manifests: &[offpath_classifier::Manifest]) -> Self {
-        let join = |part: fn(&offpath_classifier::Manifest) -> &str| {
-            manifests.iter().map(part).collect::<Vec<_>>().join("+")
-        };
-        Self {
-            name: join(|m| &m.name),
-            version: join(|m| &m.version),
-        }
+/// The models `manifests` describe, in their order, as verdicts name them: names and
+/// versions joined by `+` (`minilm-insult+profanity`, `2+1.9.1`).
+pub(crate) fn models_of(manifests: &[offpath_classifier::Manifest]) -> ModelRef {
+    let join = |part: fn(&offpath_classifier::Manifest) -> &str| {
+        manifests.iter().map(part).collect::<Vec<_>>().join("+")
+    };
+    ModelRef {
+        name: join(|m| &m.name),
+        version: join(|m| &m.version),
     }
 }
+
 /// A thread's model load: the policy's (names, versions), or why it failed.
-type Loaded = Result<Models, crate::ModeratorError>;
+type Loaded = Result<ModelRef, crate::ModeratorError>;
 
 struct Job {
     texts: Vec<String>,
@@ -135,7 +128,7 @@ impl Queue {
 pub(crate) struct Generation {
     shared: Queue,
     reserved: Queue,
-    models: Arc<Models>,
+    models: Arc<ModelRef>,
 }
 
 impl Generation {
@@ -196,7 +189,7 @@ impl Pool {
     }
 
     /// The models of the generation in force.
-    pub(crate) fn models(&self) -> Arc<Models> {
+    pub(crate) fn models(&self) -> Arc<ModelRef> {
         Arc::clone(&self.generation().models)
     }
 
@@ -219,7 +212,7 @@ impl Pool {
     /// ([`Spawner::load`]).
     pub(crate) fn load(
         &self,
-        expected: Option<&Models>,
+        expected: Option<&ModelRef>,
     ) -> Result<Arc<Generation>, crate::ModeratorError> {
         self.spawner.load(expected)
     }
@@ -293,13 +286,13 @@ impl Spawner {
     /// that did load exit. Blocks while the models load.
     pub(crate) fn load(
         &self,
-        expected: Option<&Models>,
+        expected: Option<&ModelRef>,
     ) -> Result<Arc<Generation>, crate::ModeratorError> {
         let (shared, reserved) = (self.shared_threads, self.reserved_threads);
         let queues = [Queue::new(shared), Queue::new(reserved)];
         let kinds = std::iter::repeat_n(Threads::Shared, shared)
             .chain(std::iter::repeat_n(Threads::Reserved, reserved));
-        let mut loaded: Option<Models> = expected.cloned();
+        let mut loaded: Option<ModelRef> = expected.cloned();
         for kind in kinds {
             let queue = &queues[usize::from(kind == Threads::Reserved)];
             let ready = self.start_thread(&queue.receiver, &queue.live, kind)?;
@@ -322,7 +315,7 @@ impl Spawner {
         Ok(Arc::new(Generation {
             shared,
             reserved,
-            models: Arc::new(loaded.unwrap_or_else(|| Models::of(&[]))),
+            models: Arc::new(loaded.unwrap_or_else(|| models_of(&[]))),
         }))
     }
 
@@ -408,7 +401,7 @@ fn load_policy(spec: &ThreadSpec) -> Result<Policy, crate::ModeratorError> {
         .with_max_windows(spec.max_windows))
 }
 
-fn model_ref(policy: &Policy) -> Models {
+fn model_ref(policy: &Policy) -> ModelRef {
     let (names, versions): (Vec<_>, Vec<_>) = policy
         .model_name()
         .split('+')
@@ -417,7 +410,7 @@ fn model_ref(policy: &Policy) -> Models {
             (n.to_string(), v.to_string())
         })
         .unzip();
-    Models {
+    ModelRef {
         name: names.join("+"),
         version: versions.join("+"),
     }
@@ -436,7 +429,7 @@ enum Exit {
 fn serve(
     index: usize,
     mut policy: Policy,
-    models: &Arc<Models>,
+    models: &Arc<ModelRef>,
     spec: &ThreadSpec,
     queue: &Mutex<mpsc::Receiver<Job>>,
 ) -> Exit {

@@ -23,8 +23,8 @@ use tower::{BoxError, Service, ServiceBuilder, ServiceExt as _};
 use tracing::warn;
 
 use crate::metrics as m;
-use crate::pipeline::{Origin, Pending};
 use crate::readiness::Health;
+use crate::work::{Origin, Pending};
 
 use offpath_protocol::permissions::{classify_reply_allowed, classify_reply_inbox};
 use offpath_protocol::subject::CLASSIFY_SUBJECT;

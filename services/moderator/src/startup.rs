@@ -1,8 +1,9 @@
 //! One moderator's life, in named steps: [`Moderator::new`] sizes it (the in-flight bound,
-//! computed once) → [`Moderator::load`] loads the models and builds what every stage
-//! shares → [`Moderator::serve`] runs intake, the batcher, the micro service and the
-//! backlog report together until intake ends → [`Moderator::drain`] waits, up to a grace
-//! period, for the requests still held to settle.
+//! computed once) → [`Moderator::load`] loads the models and builds the stages of the line
+//! ([`Line`]: each stage gets the handles it uses, nothing more) → [`Moderator::serve`]
+//! wires them and runs intake, the batcher, the micro service and the backlog report
+//! together until intake ends → [`Moderator::drain`] waits, up to a grace period, for the
+//! requests still held to settle.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -16,12 +17,29 @@ use tracing::{info, warn};
 
 use offpath_protocol::subject::{INTERACTIVE_STREAM, MODERATION_STREAM};
 
-use crate::pipeline::{Pending, Shared};
-use crate::policies::{self, LivePolicies};
+use crate::delivery::Settings;
+use crate::inference::Inference;
+use crate::intake::Admission;
+use crate::judge::Judge;
+use crate::model_reload::Reloader;
+use crate::policies::{Bucket, LivePolicies};
 use crate::readiness::Health;
+use crate::settle::Settler;
+use crate::work::Pending;
 use crate::{
     Config, ModeratorError, batcher, cache, consumer, metrics, model_reload, pool, service,
 };
+
+/// The stages of a loaded moderator, wired by [`Moderator::serve`].
+struct Line {
+    js: jetstream::Context,
+    limits: Limits,
+    /// The bound consumer's settings: the consumer writes them, the line reads them.
+    delivery: Arc<Settings>,
+    admission: Arc<Admission>,
+    inference: Arc<Inference>,
+    reloader: Arc<Reloader>,
+}
 
 /// How long shutdown waits for in-flight requests before leaving them to redelivery.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -72,8 +90,8 @@ impl Moderator {
     ) -> Result<(), ModeratorError> {
         // Before anything that takes time: an operator's SIGHUP must never end the process.
         let hangups = model_reload::listen();
-        let shared = self.load().await?;
-        let result = self.serve(shared, hangups, shutdown).await;
+        let line = self.load().await?;
+        let result = self.serve(line, hangups, shutdown).await;
         self.drain().await;
         if result.is_ok() {
             info!("moderator stopped");
@@ -81,34 +99,40 @@ impl Moderator {
         result
     }
 
-    /// Loads the models on their inference threads and builds what every stage shares.
-    async fn load(&self) -> Result<Arc<Shared>, ModeratorError> {
+    /// Loads the models on their inference threads and builds the stages.
+    async fn load(&self) -> Result<Line, ModeratorError> {
         let config = &self.config;
-        let shared = Arc::new(Shared {
-            policies: Arc::new(LivePolicies::new(config)?),
-            policy_gate: policies::Gate::new(config.signers()?),
-            model_files: tokio::sync::Mutex::new(model_reload::ModelFiles::read(&config.models)),
-            js: jetstream::new(self.client.clone()),
-            pool: start_pool(config).await?,
-            health: self.health(),
-            cache: cache::VerdictCache::new(
-                config.cache_entries,
-                Duration::from_millis(config.cache_window_ms),
-            ),
-            limits: Limits {
-                max_request_bytes: config.max_request_bytes,
-            },
-            consumer: consumer::Settings::new(&config.topology),
-            nak_delay: Duration::from_millis(config.nak_delay_ms),
-        });
+        let js = jetstream::new(self.client.clone());
+        let policies = Arc::new(LivePolicies::new(config)?);
+        let bucket = Bucket::new(js.clone(), config.signers()?);
+        let pool = Arc::new(start_pool(config).await?);
+        let cache = Arc::new(cache::VerdictCache::new(
+            config.cache_entries,
+            Duration::from_millis(config.cache_window_ms),
+        ));
+        let limits = Limits {
+            max_request_bytes: config.max_request_bytes,
+        };
+        let delivery = Arc::new(Settings::new(&config.topology));
+        let judge = Arc::new(Judge::new(Arc::clone(&pool), Arc::clone(&policies)));
+        let settler = Arc::new(Settler::new(
+            js.clone(),
+            Arc::clone(&delivery),
+            Duration::from_millis(config.nak_delay_ms),
+        ));
+        let reloader = Arc::new(Reloader::new(
+            Arc::clone(&pool),
+            Arc::clone(&policies),
+            model_reload::ModelFiles::read(&config.models),
+            bucket,
+        ));
         // The fleet's policies before the first request, when the bucket has a value.
-        policies::read_current(&shared).await;
-        let models = shared.pool.models();
-        metrics::model_info(&models, &shared.policies.manifests(), 1.0);
+        model_reload::read_bucket(&reloader).await;
+        let models = pool.models();
+        metrics::model_info(&models, &policies.manifests(), 1.0);
         let (model, version) = (models.name.as_str(), models.version.as_str());
         let threads = config.inference_threads;
-        let names: Vec<String> = shared
-            .policies
+        let names: Vec<String> = policies
             .current()
             .policies()
             .map(|p| format!("{}@{}", p.name, p.version))
@@ -120,8 +144,28 @@ impl Moderator {
             policies = %names.join(","),
             "models loaded; binding the consumer"
         );
-        shared.health.set_loaded();
-        Ok(shared)
+        self.health.set_loaded();
+        Ok(Line {
+            admission: Arc::new(Admission {
+                limits,
+                cache: Arc::clone(&cache),
+                pool: Arc::clone(&pool),
+                judge: Arc::clone(&judge),
+                settler: Arc::clone(&settler),
+            }),
+            inference: Arc::new(Inference {
+                pool,
+                health: self.health(),
+                cache,
+                delivery: Arc::clone(&delivery),
+                judge,
+                settler,
+            }),
+            js,
+            limits,
+            delivery,
+            reloader,
+        })
     }
 
     /// Runs intake, the batcher, the micro service and the backlog report together; when
@@ -129,7 +173,7 @@ impl Moderator {
     /// ends once every request handed to it is processed.
     async fn serve(
         &self,
-        shared: Arc<Shared>,
+        line: Line,
         hangups: Option<tokio::signal::unix::Signal>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ModeratorError> {
@@ -138,13 +182,14 @@ impl Moderator {
         // Holds what the interactive lane took in and not settled (bounded by its permits).
         let (lane_tx, lane_rx) = mpsc::channel(INTERACTIVE_IN_FLIGHT);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let batcher = self.batcher(&shared, batch_rx, lane_rx);
-        let interactive = self.interactive(Arc::clone(&shared), lane_tx, stop_rx.clone());
-        let micro = self.micro_service(shared.limits, batch_tx.clone(), stop_rx.clone());
-        let reloads = model_reload::reload_on_sighup(Arc::clone(&shared), hangups, stop_rx.clone());
-        let bucket = policies::watch_bucket(Arc::clone(&shared), stop_rx.clone());
-        let backlog = consumer::report_backlog(shared.js.clone(), stop_rx);
-        let intake = self.intake(shared, batch_tx);
+        let batcher = self.batcher(&line.inference, batch_rx, lane_rx);
+        let interactive = self.interactive(&line, lane_tx, stop_rx.clone());
+        let micro = self.micro_service(line.limits, batch_tx.clone(), stop_rx.clone());
+        let reload = Arc::clone(&line.reloader);
+        let reloads = model_reload::reload_on_sighup(reload, hangups, stop_rx.clone());
+        let bucket = model_reload::follow_bucket(Arc::clone(&line.reloader), stop_rx.clone());
+        let backlog = consumer::report_backlog(line.js.clone(), stop_rx);
+        let intake = self.intake(&line, batch_tx);
         let intake = async {
             let result = intake.run(shutdown).await;
             let _ = stop_tx.send(true);
@@ -164,11 +209,13 @@ impl Moderator {
 
     /// Pulls from the bulk lane's consumer (binding it, and again when it is lost) into
     /// `batches`.
-    fn intake(&self, shared: Arc<Shared>, batches: mpsc::Sender<Pending>) -> consumer::Intake {
+    fn intake(&self, line: &Line, batches: mpsc::Sender<Pending>) -> consumer::Intake {
         consumer::Intake {
-            js: shared.js.clone(),
+            js: line.js.clone(),
             config: self.config.clone(),
-            shared,
+            admission: Arc::clone(&line.admission),
+            health: self.health(),
+            delivery: Arc::clone(&line.delivery),
             stream: MODERATION_STREAM,
             in_flight: self.max_in_flight,
             permits: Arc::clone(&self.permits),
@@ -182,14 +229,16 @@ impl Moderator {
     /// is logged and given up; the bulk lane goes on.
     async fn interactive(
         &self,
-        shared: Arc<Shared>,
+        line: &Line,
         batches: mpsc::Sender<Pending>,
         mut stop: watch::Receiver<bool>,
     ) {
         let intake = consumer::Intake {
-            js: shared.js.clone(),
+            js: line.js.clone(),
             config: self.config.clone(),
-            shared,
+            admission: Arc::clone(&line.admission),
+            health: self.health(),
+            delivery: Arc::clone(&line.delivery),
             stream: INTERACTIVE_STREAM,
             in_flight: INTERACTIVE_IN_FLIGHT,
             permits: Arc::clone(&self.lane_permits),
@@ -208,7 +257,7 @@ impl Moderator {
     /// inference thread.
     fn batcher(
         &self,
-        shared: &Arc<Shared>,
+        inference: &Arc<Inference>,
         batches: mpsc::Receiver<Pending>,
         lane: mpsc::Receiver<Pending>,
     ) -> impl Future<Output = ()> + use<> {
@@ -217,8 +266,9 @@ impl Moderator {
             reserved: Arc::new(Semaphore::new(self.config.interactive_threads)),
         };
         let max_batch = self.config.max_batch.max(1);
+        let inference = Arc::clone(inference);
         batcher::batcher(
-            Arc::clone(shared),
+            move |batch, slot| Arc::clone(&inference).process(batch, slot),
             batcher::Lanes {
                 interactive: lane,
                 bulk: batches,

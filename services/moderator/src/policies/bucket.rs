@@ -1,6 +1,6 @@
 //! The fleet's policy bucket (`offpath-policies`, key `policies`): every moderator follows
 //! it, so `offpath policy push FILE` changes a whole fleet together. A moderator reads the
-//! value once before it takes requests ([`read_current`]), then subscribes to the key's
+//! value once before it takes requests ([`Bucket::read_current`]), then subscribes to the key's
 //! subject and reads the value again (the subscription catches every change after that
 //! read), so it needs no consumer of its own: its NATS user may only subscribe to the key
 //! and read the bucket. A lost subscription or a missing bucket is tried again.
@@ -15,19 +15,20 @@
 //! attacker chooses neither a log line nor a label). At start, the newest validly signed
 //! value among the key's history is the one put in force: values written over it by
 //! redirected replies do not hide it until they have pushed it out of the history.
+//!
+//! This module only reads and checks: what it finds goes to its caller
+//! ([`crate::model_reload`]), which puts it in force.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::KeyValueErrorKind, stream::DirectGetErrorKind};
 use futures::StreamExt;
 use offpath_protocol::policy_signature::{Refusal, Signers, Verified};
 use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::metrics as m;
-use crate::pipeline::Shared;
 
 /// Pause before looking for the bucket again, or following it again after a loss.
 const RETRY: Duration = Duration::from_secs(5);
@@ -89,23 +90,12 @@ impl Gate {
 }
 
 /// The policy text of a signed value; `None`: the operator cleared the fleet's policy.
-fn text(verified: &Verified) -> Option<&str> {
-    Some(verified.text.as_str()).filter(|text| !text.is_empty())
+fn text(verified: &Verified) -> Option<String> {
+    Some(verified.text.clone()).filter(|text| !text.is_empty())
 }
 
-/// Puts what [`current`] found in force: the newest signed value; with none at all, the
-/// file, unless a signed value was taken before (the bucket's history then holds only
-/// what was written over it: the policies in force are kept).
-async fn settle(shared: &Arc<Shared>, found: Option<Verified>) {
-    match found {
-        Some(verified) if shared.policy_gate.take(&verified) => {
-            apply(shared, text(&verified)).await;
-        }
-        Some(_) => {}
-        None if !shared.policy_gate.has_taken() => apply(shared, None).await,
-        None => {}
-    }
-}
+/// A change to put in force: a signed policy text, or `None` (cleared: the file decides).
+pub(crate) type Change = Option<String>;
 
 fn refused(refusal: &Refusal) {
     metrics::counter!(m::POLICY_BUCKET_REFUSED, "reason" => refusal.reason()).increment(1);
@@ -123,148 +113,185 @@ enum Unavailable {
     Failed(String),
 }
 
-/// Reads the bucket's value and puts it in force, waiting at most [`FIRST_READ`]: a
-/// restarted moderator judges its first requests by the fleet's policies, not only by its
-/// own file. Without a bucket (or when it cannot be read in time) it starts with what it has.
-pub(crate) async fn read_current(shared: &Arc<Shared>) {
-    if shared.policy_gate.signers.is_empty() {
-        info!(
-            "no --policy-signers: the policy bucket is not followed, the --policies file decides"
-        );
-        return;
-    }
-    match tokio::time::timeout(FIRST_READ, current(shared)).await {
-        Ok(Ok(found)) => settle(shared, found).await,
-        Ok(Err(Unavailable::Missing)) => {}
-        Ok(Err(Unavailable::Failed(why))) => {
-            warn!(
-                "cannot read the policy bucket at start ({why}); starting with the file's policies"
-            );
+/// The fleet's policy bucket as one moderator reads it: through `js`, every value past the
+/// [`Gate`].
+pub(crate) struct Bucket {
+    js: jetstream::Context,
+    gate: Gate,
+}
+
+impl Bucket {
+    /// The bucket read through `js`, trusting `signers` (none: it is not followed at all).
+    pub(crate) fn new(js: jetstream::Context, signers: Signers) -> Self {
+        Self {
+            js,
+            gate: Gate::new(signers),
         }
-        Err(_) => warn!(
-            "the policy bucket did not answer within {FIRST_READ:?}; starting with the file's policies"
-        ),
     }
-}
 
-/// Puts a bucket value in force ([`crate::model_reload::apply_bucket_value`]: the model
-/// versions it pins first, when they are not the loaded ones). Refusals are counted and
-/// logged by the reloads themselves.
-async fn apply(shared: &Arc<Shared>, text: Option<&str>) {
-    crate::model_reload::apply_bucket_value(shared, text.map(str::as_bytes)).await;
-}
+    /// What to put in force of what [`Bucket::current`] found: the newest signed value;
+    /// with none at all, the file, unless a signed value was taken before (the bucket's
+    /// history then holds only what was written over it: the policies in force are kept).
+    fn decide(&self, found: Option<Verified>) -> Option<Change> {
+        match found {
+            Some(verified) if self.gate.take(&verified) => Some(text(&verified)),
+            Some(_) => None,
+            None if !self.gate.has_taken() => Some(None),
+            None => None,
+        }
+    }
 
-/// The bucket's signed policy text now, waiting at most [`FIRST_READ`]; `None` when there
-/// is none, it cannot be read, or no signer is trusted.
-pub(crate) async fn bucket_value(shared: &Arc<Shared>) -> Option<String> {
-    if shared.policy_gate.signers.is_empty() {
-        return None;
+    /// The bucket's value to put in force before the first request, waiting at most
+    /// [`FIRST_READ`]: a restarted moderator judges its first requests by the fleet's
+    /// policies, not only by its own file. Without a bucket (or when it cannot be read in
+    /// time) `None`: it starts with what it has.
+    pub(crate) async fn read_current(&self) -> Option<Change> {
+        if self.gate.signers.is_empty() {
+            info!(
+                "no --policy-signers: the policy bucket is not followed, the --policies file decides"
+            );
+            return None;
+        }
+        match tokio::time::timeout(FIRST_READ, self.current()).await {
+            Ok(Ok(found)) => self.decide(found),
+            Ok(Err(Unavailable::Missing)) => None,
+            Ok(Err(Unavailable::Failed(why))) => {
+                warn!(
+                    "cannot read the policy bucket at start ({why}); starting with the file's policies"
+                );
+                None
+            }
+            Err(_) => {
+                warn!(
+                    "the policy bucket did not answer within {FIRST_READ:?}; starting with the file's policies"
+                );
+                None
+            }
+        }
     }
-    let found = tokio::time::timeout(FIRST_READ, current(shared))
-        .await
-        .ok()?
-        .ok()??;
-    if !shared.policy_gate.take(&found) {
-        return None;
-    }
-    text(&found).map(str::to_string)
-}
 
-/// Follows the policy bucket until `stop` turns true.
-pub(crate) async fn watch_bucket(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    if shared.policy_gate.signers.is_empty() {
-        return;
+    /// The bucket's signed policy text now, waiting at most [`FIRST_READ`]; `None` when
+    /// there is none, it cannot be read, or no signer is trusted.
+    pub(crate) async fn value(&self) -> Option<String> {
+        if self.gate.signers.is_empty() {
+            return None;
+        }
+        let found = tokio::time::timeout(FIRST_READ, self.current())
+            .await
+            .ok()?
+            .ok()??;
+        if !self.gate.take(&found) {
+            return None;
+        }
+        text(&found)
     }
-    let mut said_missing = false;
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            ended = follow(&shared) => {
-                metrics::gauge!(m::POLICY_BUCKET_WATCHING).set(0.0);
-                match ended {
-                    Unavailable::Missing if !said_missing => {
-                        said_missing = true;
-                        info!("no policy bucket {POLICY_BUCKET}: the --policies file (SIGHUP) \
-                            decides until `offpath topology` makes it");
-                    }
-                    Unavailable::Missing => {}
-                    Unavailable::Failed(why) => {
-                        said_missing = false;
-                        warn!("not following the policy bucket ({why}); trying again in {RETRY:?}");
+
+    /// Follows the bucket until `stop` turns true, sending each change to put in force to
+    /// `changes`, in order.
+    pub(crate) async fn watch(
+        &self,
+        mut stop: watch::Receiver<bool>,
+        changes: mpsc::Sender<Change>,
+    ) {
+        if self.gate.signers.is_empty() {
+            return;
+        }
+        let mut said_missing = false;
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                ended = self.follow(&changes) => {
+                    metrics::gauge!(m::POLICY_BUCKET_WATCHING).set(0.0);
+                    match ended {
+                        Unavailable::Missing if !said_missing => {
+                            said_missing = true;
+                            info!("no policy bucket {POLICY_BUCKET}: the --policies file (SIGHUP) \
+                                decides until `offpath topology` makes it");
+                        }
+                        Unavailable::Missing => {}
+                        Unavailable::Failed(why) => {
+                            said_missing = false;
+                            warn!("not following the policy bucket ({why}); trying again in {RETRY:?}");
+                        }
                     }
                 }
             }
-        }
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            () = tokio::time::sleep(RETRY) => {}
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                () = tokio::time::sleep(RETRY) => {}
+            }
         }
     }
-}
 
-/// Subscribes to the key, reads its value, then applies every change until the
-/// subscription ends; returns why it ended.
-async fn follow(shared: &Arc<Shared>) -> Unavailable {
-    let js = &shared.js;
-    let subject = format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}");
-    // Subscribed first: a change between the read below and the subscription is not missed.
-    let mut changes = match js.client().subscribe(subject).await {
-        Ok(changes) => changes,
-        Err(err) => return Unavailable::Failed(err.to_string()),
-    };
-    match current(shared).await {
-        Ok(found) => settle(shared, found).await,
-        Err(why) => return why,
-    }
-    metrics::gauge!(m::POLICY_BUCKET_WATCHING).set(1.0);
-    while let Some(message) = changes.next().await {
-        // Whatever its headers say (a `KV-Operation: DEL` rides along a redirected reply
-        // as easily as a text): only a signed value changes anything; an operator clears
-        // the fleet's policy with a signed empty value (`offpath policy clear`).
-        if let Ok(verified) = shared.policy_gate.check(&message.payload)
-            && shared.policy_gate.take(&verified)
-        {
-            apply(shared, text(&verified)).await;
-        }
-    }
-    Unavailable::Failed("the subscription ended".into())
-}
-
-/// The newest validly signed value among the key's stored values (`None`: there is none).
-/// Each stored value is read by sequence with a direct get, so values written over the
-/// operator's by redirected replies are refused (and counted) one by one instead of hiding
-/// it.
-async fn current(shared: &Shared) -> Result<Option<Verified>, Unavailable> {
-    let js = &shared.js;
-    js.get_key_value(POLICY_BUCKET).await.map_err(|err| {
-        match (err.kind(), is_not_found(&err)) {
-            (KeyValueErrorKind::GetBucket, true) => Unavailable::Missing,
-            _ => Unavailable::Failed(err.to_string()),
-        }
-    })?;
-    let stream = js
-        .get_stream(format!("KV_{POLICY_BUCKET}"))
-        .await
-        .map_err(|err| Unavailable::Failed(err.to_string()))?;
-    let subject = format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}");
-    let mut newest: Option<Verified> = None;
-    let mut next = None;
-    for _ in 0..MAX_HISTORY {
-        let message = match stream.direct_get_next_for_subject(&subject, next).await {
-            Ok(message) => message,
-            Err(err) if err.kind() == DirectGetErrorKind::NotFound => break,
-            Err(err) => return Err(Unavailable::Failed(err.to_string())),
+    /// Subscribes to the key, reads its value, then sends every change until the
+    /// subscription ends; returns why it ended.
+    async fn follow(&self, changes: &mpsc::Sender<Change>) -> Unavailable {
+        let js = &self.js;
+        let subject = format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}");
+        // Subscribed first: a change between the read below and the subscription is not missed.
+        let mut subscription = match js.client().subscribe(subject).await {
+            Ok(subscription) => subscription,
+            Err(err) => return Unavailable::Failed(err.to_string()),
         };
-        next = Some(message.sequence + 1);
-        if let Ok(verified) = shared.policy_gate.check(&message.payload)
-            && newest
-                .as_ref()
-                .is_none_or(|seen| verified.signed_at_ms >= seen.signed_at_ms)
-        {
-            newest = Some(verified);
+        match self.current().await {
+            Ok(found) => {
+                if let Some(change) = self.decide(found) {
+                    let _ = changes.send(change).await;
+                }
+            }
+            Err(why) => return why,
         }
+        metrics::gauge!(m::POLICY_BUCKET_WATCHING).set(1.0);
+        while let Some(message) = subscription.next().await {
+            // Whatever its headers say (a `KV-Operation: DEL` rides along a redirected reply
+            // as easily as a text): only a signed value changes anything; an operator clears
+            // the fleet's policy with a signed empty value (`offpath policy clear`).
+            if let Ok(verified) = self.gate.check(&message.payload)
+                && self.gate.take(&verified)
+                && changes.send(text(&verified)).await.is_err()
+            {
+                return Unavailable::Failed("nobody applies the changes".into());
+            }
+        }
+        Unavailable::Failed("the subscription ended".into())
     }
-    Ok(newest)
+
+    /// The newest validly signed value among the key's stored values (`None`: there is none).
+    /// Each stored value is read by sequence with a direct get, so values written over the
+    /// operator's by redirected replies are refused (and counted) one by one instead of hiding
+    /// it.
+    async fn current(&self) -> Result<Option<Verified>, Unavailable> {
+        let js = &self.js;
+        js.get_key_value(POLICY_BUCKET).await.map_err(|err| {
+            match (err.kind(), is_not_found(&err)) {
+                (KeyValueErrorKind::GetBucket, true) => Unavailable::Missing,
+                _ => Unavailable::Failed(err.to_string()),
+            }
+        })?;
+        let stream = js
+            .get_stream(format!("KV_{POLICY_BUCKET}"))
+            .await
+            .map_err(|err| Unavailable::Failed(err.to_string()))?;
+        let subject = format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}");
+        let mut newest: Option<Verified> = None;
+        let mut next = None;
+        for _ in 0..MAX_HISTORY {
+            let message = match stream.direct_get_next_for_subject(&subject, next).await {
+                Ok(message) => message,
+                Err(err) if err.kind() == DirectGetErrorKind::NotFound => break,
+                Err(err) => return Err(Unavailable::Failed(err.to_string())),
+            };
+            next = Some(message.sequence + 1);
+            if let Ok(verified) = self.gate.check(&message.payload)
+                && newest
+                    .as_ref()
+                    .is_none_or(|seen| verified.signed_at_ms >= seen.signed_at_ms)
+            {
+                newest = Some(verified);
+            }
+        }
+        Ok(newest)
+    }
 }
 
 /// Whether opening the bucket failed because its stream does not exist.

@@ -19,7 +19,6 @@ use tracing::{info, warn};
 
 use super::PolicySet;
 use crate::metrics as m;
-use crate::pool::Models;
 
 /// Where the policies in force came from (the `source` label of the policy metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +83,7 @@ impl LivePolicies {
                 source,
                 bucket_digest: None,
                 bucket_text: None,
-                models_version: Models::of(&manifests).version,
+                models_version: crate::pool::models_of(&manifests).version,
                 manifests: Arc::new(manifests),
                 previous: None,
             }),
@@ -149,7 +148,7 @@ impl LivePolicies {
     pub(crate) fn replace_models(&self, manifests: Vec<Manifest>, set: PolicySet) {
         let (old, source) = {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-            let version = Models::of(&manifests).version;
+            let version = crate::pool::models_of(&manifests).version;
             let old_version = std::mem::replace(&mut state.models_version, version);
             state.manifests = Arc::new(manifests);
             let old = std::mem::replace(&mut state.set, Arc::new(set));

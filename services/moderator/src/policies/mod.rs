@@ -30,7 +30,7 @@ use std::path::Path;
 use offpath_classifier::{Assessment, Decision, Manifest};
 use sha2::Digest;
 
-pub(crate) use bucket::{Gate, bucket_value, read_current, watch_bucket};
+pub(crate) use bucket::{Bucket, Change};
 pub use file::PolicyFileError;
 pub(crate) use live::{LivePolicies, Source};
 

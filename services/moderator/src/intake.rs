@@ -1,0 +1,100 @@
+//! The intake stage: one pulled message at a time. A request that cannot be decoded becomes
+//! a dead letter, an expired one an `unmoderated` verdict, one whose exact text the
+//! spam-wave cache holds a verdict from the cached scores; the rest go to the batcher.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use offpath_protocol::{Limits, decode_request, now_ms};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use crate::cache::VerdictCache;
+use crate::judge::Judge;
+use crate::metrics as m;
+use crate::pool::Pool;
+use crate::readiness::Held;
+use crate::settle::Settler;
+use crate::work::{Origin, Pending, Settled};
+
+/// What intake needs: the request limits, the cache and the pool's models it is keyed by,
+/// the judge and the settler of what it decides without inference.
+pub(crate) struct Admission {
+    pub(crate) limits: Limits,
+    pub(crate) cache: Arc<VerdictCache>,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) judge: Arc<Judge>,
+    pub(crate) settler: Arc<Settler>,
+}
+
+impl Admission {
+    /// Handles one pulled message: a request that cannot be decoded becomes a dead letter, an
+    /// expired one an `unmoderated` verdict; the rest go to the batcher.
+    pub(crate) async fn admit(
+        self: &Arc<Self>,
+        message: jetstream::Message,
+        held: Held,
+        batches: &mpsc::Sender<Pending>,
+        side_tasks: &mut JoinSet<()>,
+    ) {
+        let deliveries = message.info().map(|i| i.delivered).unwrap_or(1);
+        metrics::counter!(m::LANE_REQUESTS, "lane" => m::lane_of(&message.subject)).increment(1);
+        match decode_request(&message.subject, &message.payload, &self.limits) {
+            Err(err) => {
+                let this = Arc::clone(self);
+                side_tasks.spawn(async move {
+                    let (reason, detail) = (err.reason(), err.to_string());
+                    this.settler
+                        .dead_letter(&message, None, reason, detail, deliveries)
+                        .await;
+                    drop(held);
+                });
+            }
+            Ok(request) if request.deadline_ms.is_some_and(|d| d < now_ms()) => {
+                let this = Arc::clone(self);
+                side_tasks.spawn(async move {
+                    let verdict = this.judge.verdict(&request, None, 0, Some("expired"));
+                    let settled = Settled {
+                        origin: Origin::Stream(Box::new(message)),
+                        verdict,
+                        review: None,
+                    };
+                    this.settler.finish(vec![settled], "expired").await;
+                    drop(held);
+                });
+            }
+            Ok(request) => {
+                // Looked up once: the assessment moves into the task, so an entry expiring
+                // meanwhile cannot turn a hit into a verdict without scores.
+                let models = self.pool.models();
+                if let Some(assessment) = self.cache.get(&request.text, &models) {
+                    let this = Arc::clone(self);
+                    side_tasks.spawn(async move {
+                        metrics::counter!(m::CACHE_HITS).increment(1);
+                        let assessed = Some((&assessment, &*models));
+                        let verdict = this.judge.verdict(&request, assessed, 0, None);
+                        let review = this.judge.review_of(&request, &verdict);
+                        let settled = Settled {
+                            origin: Origin::Stream(Box::new(message)),
+                            verdict,
+                            review,
+                        };
+                        this.settler.finish(vec![settled], "cached").await;
+                        drop(held);
+                    });
+                    return;
+                }
+                let pending = Pending {
+                    origin: Origin::Stream(Box::new(message)),
+                    request,
+                    deliveries,
+                    _held: held,
+                };
+                if batches.send(pending).await.is_err() {
+                    debug!("batcher closed during shutdown; the request will be redelivered");
+                }
+            }
+        }
+    }
+}

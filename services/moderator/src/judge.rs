@@ -1,0 +1,134 @@
+//! The judging stage: which policy judges a request, the verdict it gets on the models'
+//! scores (or `unmoderated` without them), and the review-queue item a verdict makes.
+
+use std::sync::Arc;
+
+use offpath_classifier::{Assessment, Decision};
+use offpath_protocol::{
+    Action, ModelRef, ModerationRequest, PROTOCOL_VERSION, PolicyRef, ReviewItem, ReviewKind,
+    Verdict, now_ms, text_sha256,
+};
+use tracing::debug;
+
+use crate::metrics as m;
+use crate::policies::LivePolicies;
+use crate::pool::Pool;
+
+/// Judges requests by the policies in force (replaced whole on a reload); the pool tells
+/// which models are in force when a verdict has no assessment.
+pub(crate) struct Judge {
+    pool: Arc<Pool>,
+    policies: Arc<LivePolicies>,
+}
+
+impl Judge {
+    /// A judge of the policies `policies` over the models of `pool`.
+    pub(crate) fn new(pool: Arc<Pool>, policies: Arc<LivePolicies>) -> Self {
+        Self { pool, policies }
+    }
+
+    /// The verdict on `request`: decided by the policy in force on the assessment and the
+    /// models that made it, or, without one, `unmoderated` by the models in force.
+    pub(crate) fn verdict(
+        &self,
+        request: &ModerationRequest,
+        assessed: Option<(&Assessment, &ModelRef)>,
+        inference_ms: u64,
+        reason: Option<&str>,
+    ) -> Verdict {
+        let in_force;
+        let (assessment, models) = match assessed {
+            Some((assessment, models)) => (Some(assessment), models),
+            None => {
+                in_force = self.pool.models();
+                (None, &*in_force)
+            }
+        };
+        // The models scored every label; the request's policy decides on them (the cache
+        // holds scores, so a cached assessment serves every policy).
+        let policies = self.policies.for_models(&models.version);
+        let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
+        if let Some(fallback) = selection.fallback {
+            metrics::counter!(m::POLICY_FALLBACKS, "reason" => fallback.reason()).increment(1);
+            debug!(id = %request.id, requested = ?request.policy, applied = %selection.rules.name,
+                "request named an unknown policy");
+        }
+        let decided = assessment.map(|a| selection.rules.decide(&a.scores));
+        let action = match decided.as_ref().map(|a| a.decision) {
+            None => Action::Unmoderated,
+            Some(Decision::Allow) => Action::Allow,
+            Some(Decision::Flag) => Action::Flag,
+            Some(Decision::Block) => Action::Block,
+        };
+        if decided.is_some() {
+            let policy = selection.rules.name.clone();
+            metrics::counter!(m::POLICY_VERDICTS, "policy" => policy.clone(), "action" => action.as_str())
+                .increment(1);
+            let waited = now_ms().saturating_sub(request.sent_at_ms) as f64 / 1000.0;
+            metrics::histogram!(m::POLICY_VERDICT_SECONDS, "policy" => policy).record(waited);
+        }
+        let policy = policies.from_file().then(|| PolicyRef {
+            name: selection.rules.name.clone(),
+            version: selection.rules.version.clone(),
+        });
+        Verdict {
+            v: PROTOCOL_VERSION,
+            id: request.id.clone(),
+            tenant: request.tenant.clone(),
+            room: request.room.clone(),
+            sender: request.sender.clone(),
+            action,
+            scores: decided.map(|a| a.scores).unwrap_or_default(),
+            model: models.clone(),
+            queued_ms: now_ms()
+                .saturating_sub(request.sent_at_ms)
+                .saturating_sub(inference_ms),
+            inference_ms,
+            reason: reason.map(String::from),
+            // Binds the verdict to the exact text judged (a cached assessment is for the
+            // same exact text: the cache is keyed by it).
+            text_sha256: Some(text_sha256(&request.text)),
+            policy,
+            review: None,
+        }
+    }
+
+    /// The review-queue item of `verdict` on `request`: a flagged message goes to a
+    /// person, and a blocked one when its policy says `review_blocked`. A member's report
+    /// always does, whatever the model said, as an item whose verdict names the reported
+    /// message (so a reviewer's decision acts on it); no verdict is published for it.
+    pub(crate) fn review_of(
+        &self,
+        request: &ModerationRequest,
+        verdict: &Verdict,
+    ) -> Option<ReviewItem> {
+        if let Some(report) = &request.report {
+            let mut verdict = verdict.clone();
+            verdict.id = report.message_id.clone();
+            let mut item = ReviewItem::new(
+                ReviewKind::Report,
+                &verdict,
+                &request.text,
+                report.message_sent_at_ms,
+            );
+            item.report = Some(report.clone());
+            item.context = request.context.clone();
+            return Some(item);
+        }
+        let kind = match verdict.action {
+            Action::Flag => ReviewKind::Flag,
+            Action::Block if self.reviews_blocked(request, verdict) => ReviewKind::Block,
+            _ => return None,
+        };
+        let mut item = ReviewItem::new(kind, verdict, &request.text, request.sent_at_ms);
+        item.context = request.context.clone();
+        Some(item)
+    }
+
+    /// Whether the policy that decided `verdict` reviews what it blocks.
+    fn reviews_blocked(&self, request: &ModerationRequest, verdict: &Verdict) -> bool {
+        let set = self.policies.for_models(&verdict.model.version);
+        let selection = set.select(&request.tenant, &request.room, request.policy.as_deref());
+        selection.rules.reviews_blocked()
+    }
+}
