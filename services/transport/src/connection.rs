@@ -308,7 +308,7 @@ impl Reader {
                     self.rooms.insert(room.clone());
                 }
                 // Joining twice is harmless; the answer says the connection is a member.
-                self.peer.push(&ServerFrame::Joined { room }.encode());
+                self.peer.push(&self.hub.joined(room).encode());
                 Ok(())
             }
             ClientFrame::Leave { room } => {

@@ -142,6 +142,29 @@ impl Hub {
         self.rooms.join(peer, room);
     }
 
+    /// The answer to a `join` of `room`: its policy, the text limit and its history (the
+    /// latest messages still shown, [`crate::frames::HISTORY_MESSAGES`] at most).
+    pub(crate) fn joined(&self, room: String) -> ServerFrame {
+        let policy = self.policy(&room);
+        let mode = match (policy.e2e, policy.hold) {
+            (true, _) => "e2e",
+            (false, true) => "hold",
+            (false, false) => "post",
+        };
+        let failure = match policy.failure {
+            Failure::Open => "fail_open",
+            Failure::Closed => "fail_closed",
+        };
+        let history = lock(&self.recent).history(&room, crate::frames::HISTORY_MESSAGES);
+        ServerFrame::Joined {
+            room,
+            policy: mode.to_string(),
+            failure: failure.to_string(),
+            max_text_bytes: self.config.max_text_bytes,
+            history,
+        }
+    }
+
     /// Removes `peer` from `room`.
     pub(crate) fn leave(&self, peer: &Peer, room: &str) {
         if self.rooms.leave(peer, room) {

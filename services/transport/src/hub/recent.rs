@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use offpath_protocol::{ContextMessage, MAX_CONTEXT_TEXT_BYTES};
 
+use crate::frames::HistoryMessage;
+
 /// Bytes kept per room at most (ids, senders, texts, commitments).
 pub(crate) const MAX_ROOM_BYTES: usize = 64 * 1024;
 /// Bytes kept for all rooms at most.
@@ -257,6 +259,26 @@ impl Recent {
     pub(crate) fn find_mut(&mut self, room: &str, id: &str) -> Option<&mut Shown> {
         let ring = self.rooms.get_mut(room)?;
         ring.messages.iter_mut().find(|m| m.id == id)
+    }
+
+    /// The last `n` messages `room` shows now (retracted and removed ones are withdrawn),
+    /// oldest first, whole: a late joiner's history.
+    pub(crate) fn history(&self, room: &str, n: usize) -> Vec<HistoryMessage> {
+        let Some(ring) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        let skip = ring.messages.len().saturating_sub(n);
+        ring.messages
+            .iter()
+            .skip(skip)
+            .map(|m| HistoryMessage {
+                id: m.id.clone(),
+                sender: m.sender.to_string(),
+                text: m.text.to_string(),
+                sent_at_ms: m.sent_at_ms,
+                commitment: m.commitment.as_deref().map(String::from),
+            })
+            .collect()
     }
 
     /// The last `n` messages `room` showed before message `id` (before now when `id` is
