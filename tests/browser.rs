@@ -7,6 +7,11 @@
 //!
 //! Screenshots of the chat page and the console go to `$OFFPATH_SCREENSHOTS` (the committed
 //! ones in `docs/screenshots/` were made so), else to the temporary directory.
+//!
+//! Issue 27's page fixes are checked along the way (`browser/page.rs`): labels and focus,
+//! the sender's removal notice, a late joiner's history, the size check and long words,
+//! reconnecting, switching rooms, a pre-moderated room, the name rule and refused tokens in
+//! words; `page_colours_have_aa_contrast` checks both pages' colours without a browser.
 
 mod common;
 #[path = "browser/page.rs"]
@@ -212,7 +217,6 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         .await;
     }
     page::removal_notice(alice, bob).await;
-    page::size_and_long_words(alice, bob).await;
     // Flagged: shown, and queued for a reviewer.
     say(alice, INSULT).await;
     until(bob, "bob sees the flagged message", WAIT, |l| {
@@ -353,8 +357,10 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
             .expect("count");
     }
     assert_eq!(left, Value::from(0), "the decided item left the open queue");
+    page::reviewer_notice(alice, bob).await;
     screenshot(alice, "chat.png").await;
     screenshot(bob, "chat-phone.png").await;
+    page::size_and_long_words(alice, bob).await;
     page::reconnects(alice).await;
     page::rooms(alice, "kids", PROFANE).await;
     page::names(bob, transport.public).await;

@@ -98,6 +98,18 @@ pub(super) async fn removal_notice(alice: &Client, bob: &Client) {
     screenshot(alice, "chat-removal-notice.png").await;
 }
 
+/// Item 10: the sender of a message a reviewer removed is told so (the two the console
+/// removed), still to the sender only.
+pub(super) async fn reviewer_notice(alice: &Client, bob: &Client) {
+    let notice = "return [...document.querySelectorAll('#log .msg.removed .notice')]\
+                  .map(e => e.textContent).filter(t => t.includes('reviewer'));";
+    let shown = run(alice, notice).await;
+    let said = "removed by a reviewer — only you see this";
+    let by_reviewer = json!([said, said]);
+    assert_eq!(shown, by_reviewer);
+    assert_eq!(run(bob, notice).await, json!([]), "bob is told nothing");
+}
+
 /// Item 11: a text past the gateway's limit is refused before sending and stays in the
 /// field; a 300-character word wraps instead of widening the log.
 pub(super) async fn size_and_long_words(alice: &Client, bob: &Client) {

@@ -200,13 +200,17 @@ function onAck(f) {
   setState(mine.line, "pending", "pending moderation…");
 }
 
-// Why moderation took a message away, in words: a reviewer, or the label the model scored
-// highest, or why no verdict came.
+// Why moderation took a message away, in words: " by a reviewer", or the label the model
+// scored highest, or why no verdict came.
 function because(f) {
-  if (f.reason === "removed") return "a reviewer removed it";
+  if (f.reason === "removed") return " by a reviewer";
+  return `: ${label(f)}`;
+}
+
+function label(f) {
   if (f.action === "block") {
-    const [label] = Object.entries(f.scores || {}).sort((a, b) => b[1] - a[1])[0] || [];
-    return label ? label.replace(/_/g, " ") : "moderation blocked it";
+    const [top] = Object.entries(f.scores || {}).sort((a, b) => b[1] - a[1])[0] || [];
+    return top ? top.replace(/_/g, " ") : "moderation blocked it";
   }
   return f.reason === "hold_deadline" ? "moderation did not answer in time" : "moderation could not check it";
 }
@@ -220,9 +224,9 @@ function onVerdict(f) {
   if (!goes) return;
   if (div.classList.contains("pending")) {
     setState(div, "refused", "not delivered");
-    notice(div, `not delivered: ${because(f)} — only you see this`);
+    notice(div, `not delivered${because(f)} — only you see this`);
   } else {
-    notice(div, `removed: ${because(f)} — only you see this`);
+    notice(div, `removed${because(f)} — only you see this`);
   }
 }
 
