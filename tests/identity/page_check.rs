@@ -117,8 +117,8 @@ async fn the_page_check_names_each_refusal() {
 
 /// The check obeys the socket's Origin and `Host` rules: a foreign page and a DNS-rebinding
 /// page get 403 `origin` before any credential is looked at; the gateway's own page is
-/// answered. A `GET` (which browsers send without `Origin` to their own site) is not the
-/// check.
+/// answered, with the security headers of every answer. A `GET` (which browsers send
+/// without `Origin` to their own site) is not the check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_check_keeps_the_origin_rule() {
     let (_server, transport) = chat::gateway(chat::transport_config()).await;
@@ -140,6 +140,10 @@ async fn the_page_check_keeps_the_origin_rule() {
         check(addr, "?user=alice", &[&own]).await,
         (200, json!({"ok": true}))
     );
+    let answer = Request::new("POST", "/ws/check?user=alice")
+        .send(addr)
+        .await;
+    super::common::assert_security_headers("/ws/check", &answer.expect("an answer"));
     let get = Request::new("GET", "/ws/check?user=alice").send(addr).await;
     assert_eq!(get.expect("an answer").status, 405);
     transport.stop().await;

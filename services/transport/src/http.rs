@@ -57,6 +57,10 @@ pub(crate) fn public(app: App) -> Router {
             get(|| async { asset(JS, include_str!("chat.js")) }),
         )
         .route(
+            "/connect.js",
+            get(|| async { asset(JS, include_str!("connect.js")) }),
+        )
+        .route(
             "/chat.css",
             get(|| async { asset(CSS, include_str!("chat.css")) }),
         )
