@@ -142,9 +142,10 @@ impl Hub {
         self.rooms.join(peer, room);
     }
 
-    /// The answer to a `join` of `room`: its policy, the text limit and its history (the
-    /// latest messages still shown, [`crate::frames::HISTORY_MESSAGES`] at most).
-    pub(crate) fn joined(&self, room: String) -> ServerFrame {
+    /// The answer to a `join` of `room`: its policy, the text limit and, `with_history`, its
+    /// history (the latest messages still shown, [`crate::frames::HISTORY_MESSAGES`] and
+    /// [`crate::frames::HISTORY_BYTES`] of text at most).
+    pub(crate) fn joined(&self, room: String, with_history: bool) -> ServerFrame {
         let policy = self.policy(&room);
         let mode = match (policy.e2e, policy.hold) {
             (true, _) => "e2e",
@@ -155,7 +156,15 @@ impl Hub {
             Failure::Open => "fail_open",
             Failure::Closed => "fail_closed",
         };
-        let history = lock(&self.recent).history(&room, crate::frames::HISTORY_MESSAGES);
+        let history = if with_history {
+            let (n, bytes) = (
+                crate::frames::HISTORY_MESSAGES,
+                crate::frames::HISTORY_BYTES,
+            );
+            lock(&self.recent).history(&room, n, bytes)
+        } else {
+            Vec::new()
+        };
         ServerFrame::Joined {
             room,
             policy: mode.to_string(),

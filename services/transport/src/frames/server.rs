@@ -106,10 +106,19 @@ pub(crate) enum ServerFrame {
     },
 }
 
-/// Most messages of a room's history a `joined` frame carries. The gateway keeps at most
-/// `--report-window` messages and 64 KiB of text per room anyway; 50 chat lines fill a
-/// page's log, and keep the frame within 64 KiB of text.
+/// Most messages of a room's history a `joined` frame carries (the gateway keeps at most
+/// `--report-window` of them per room anyway): 50 chat lines fill a page's log.
 pub(crate) const HISTORY_MESSAGES: usize = 50;
+/// Most bytes of text a `joined` frame's history carries (the latest messages that fit): a
+/// frame is queued whole for its connection, and a client that joins rooms without reading
+/// must not hold more of the gateway's memory in history than in ordinary messages (its
+/// send queue of 256 frames of 8 KiB at most). With [`HISTORY_JOINS`] a connection's
+/// history frames hold 32 × 16 KiB = 512 KiB of text at most, twice that escaped.
+pub(crate) const HISTORY_BYTES: usize = 16 * 1024;
+/// How many `join`s of one connection get a history: one per room a connection may be in
+/// (`--max-rooms-per-connection`'s default). Later joins (a client leaving and joining
+/// again and again) get `joined` without it.
+pub(crate) const HISTORY_JOINS: usize = 32;
 
 /// One message of a `joined` frame's history: as its `message` frame had it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -340,7 +340,7 @@ async fn joined_carries_policy_limit_and_history() {
         max_text_bytes,
         history,
         ..
-    } = hub.joined("lobby".into())
+    } = hub.joined("lobby".into(), true)
     else {
         panic!("not a joined frame")
     };
@@ -357,6 +357,13 @@ async fn joined_carries_policy_limit_and_history() {
         "not the retracted one"
     );
     assert!(history.iter().all(|m| m.sender == "alice"));
+    let ServerFrame::Joined { history, .. } = hub.joined("lobby".into(), false) else {
+        panic!("not a joined frame")
+    };
+    assert!(
+        history.is_empty(),
+        "past its history joins a connection gets none"
+    );
     let (kid, _kid_rx) = member(&hub, "kid", "kids");
     hub.accept(&kid, "kids", "held".into(), None, Instant::now());
     let ServerFrame::Joined {
@@ -364,7 +371,7 @@ async fn joined_carries_policy_limit_and_history() {
         failure,
         history,
         ..
-    } = hub.joined("kids".into())
+    } = hub.joined("kids".into(), true)
     else {
         panic!("not a joined frame")
     };
