@@ -1,5 +1,6 @@
-//! HTTP: the public side (`/ws`, and `/`: a small chat page) and what `/readyz` says on
-//! the operator's port (the endpoints themselves are `offpath-ops`'s).
+//! HTTP: the public side (`/ws`, `/ws/check` which a page asks first, and `/`: a small chat
+//! page) and what `/readyz` says on the operator's port (the endpoints themselves are
+//! `offpath-ops`'s).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
