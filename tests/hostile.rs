@@ -460,6 +460,7 @@ async fn chat_page_responses_carry_the_security_headers() {
     for (path, status, kind) in [
         ("/", 200, "text/html"),
         ("/chat.js", 200, "text/javascript"),
+        ("/connect.js", 200, "text/javascript"),
         ("/chat.css", 200, "text/css"),
         ("/ws", 400, ""),
         ("/nowhere", 404, ""),

@@ -5,6 +5,8 @@
 //! an identity. The gateway runs in this process against a real nats-server.
 
 mod common;
+#[path = "identity/page_check.rs"]
+mod page_check;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

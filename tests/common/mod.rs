@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub(crate) mod chat;
+pub(crate) mod contrast;
 pub(crate) mod kit;
 pub(crate) mod raw;
 

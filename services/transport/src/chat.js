@@ -1,20 +1,36 @@
 "use strict";
 // Messages reach the room at once; moderation runs beside the chat and may remove one later
-// ("message removed"). In rooms that hold messages until moderated, the sender sees theirs
-// as pending, then delivered or not delivered. Scores show only in the debug view. Anyone's
-// message but one's own can be reported to the reviewers.
-let ws, room, me;
+// ("message removed"). In rooms that hold messages until moderated (the gateway says so in
+// its `joined` frame), the sender sees theirs as pending, then delivered or not delivered.
+// The sender alone is told why a message of theirs was removed or not delivered (its
+// `verdict` frame goes to the sending connection only). Scores show only in the debug view.
+// Anyone's message but one's own can be reported to the reviewers.
+// Connecting (the check before, reconnecting after) is connect.js's.
+let ws = null;        // the open socket, if any; frames of any other are ignored
+let room, me, credential, joining = false;
+let maxTextBytes = 4096;  // until the gateway's `joined` frame says
+let roomPolicy = { mode: "post", failure: "fail_open" };
+let attempt = 0, retryTimer = null, generation = 0;
 let sent = 0;
-const log = document.getElementById("log");
+const $ = (id) => document.getElementById(id);
+const log = $("log");
 const lines = new Map();      // message id → its line
 const pending = new Map();    // client_msg_id → { line, text }
 // Sends and reports awaiting their answer, oldest first: the gateway answers each frame in
 // order (ack or reported, else an error frame, which names no message).
 const outstanding = [];       // { kind: "send", clientId } or { kind: "report", div }
-document.getElementById("debug").onchange = (e) => document.body.classList.toggle("show-debug", e.target.checked);
+// The gateway's rule for room names (and development-identity names): 1–64 bytes of these.
+const NAME_RULE = /^[A-Za-z0-9_:@=+~-]{1,64}$/;
+
+$("debug").onchange = (e) => document.body.classList.toggle("show-debug", e.target.checked);
 if (new URLSearchParams(location.search).has("debug")) {
-  document.getElementById("debug").checked = true;
+  $("debug").checked = true;
   document.body.classList.add("show-debug");
+}
+
+function status(text, error) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "";
 }
 
 function system(text) {
@@ -39,6 +55,7 @@ function line(sender, text, at) {
   who.textContent = sender;
   const body = document.createElement("span");
   body.className = "body";
+  body.dir = "auto";
   body.textContent = text;
   const time = document.createElement("time");
   const when = new Date(at);
@@ -64,12 +81,14 @@ function reportButton(div) {
     form.className = "report-form";
     const reason = document.createElement("input");
     reason.placeholder = "why? (optional)";
+    reason.setAttribute("aria-label", "Why report this message? (optional)");
     reason.maxLength = 500;
     const send = document.createElement("button");
     send.textContent = "send report";
     form.append(reason, send);
     form.onsubmit = (e) => {
       e.preventDefault();
+      if (!ws) return;
       ws.send(JSON.stringify({ type: "report", room, id: div.dataset.id, reason: reason.value }));
       outstanding.push({ kind: "report", div });
       form.remove();
@@ -98,12 +117,25 @@ function setState(div, cls, label) {
   div.querySelector(".state").textContent = label || "";
 }
 
+// A note under the sender's own line: why it was removed or not delivered.
+function notice(div, text) {
+  let note = div.querySelector(".notice");
+  if (!text) return note && note.remove();
+  if (!note) {
+    note = document.createElement("div");
+    note.className = "notice";
+    div.append(note);
+  }
+  note.textContent = text;
+}
+
 function onMessage(f) {
   let div = lines.get(f.id);
   if (div) {
     // Shown again (a reviewer restored it), or the held message of this sender delivered.
     div.querySelector(".body").textContent = f.text;
     setState(div, "", div.classList.contains("mine") ? "delivered" : "");
+    notice(div, "");
     return;
   }
   div = line(f.sender, f.text, f.sent_at_ms);
@@ -134,13 +166,33 @@ function onAck(f) {
   setState(mine.line, "pending", "pending moderation…");
 }
 
+// Why moderation took a message away, in words: " by a reviewer", or the label the model
+// scored highest, or why no verdict came.
+function because(f) {
+  if (f.reason === "removed") return " by a reviewer";
+  return `: ${label(f)}`;
+}
+
+function label(f) {
+  if (f.action === "block") {
+    const [top] = Object.entries(f.scores || {}).sort((a, b) => b[1] - a[1])[0] || [];
+    return top ? top.replace(/_/g, " ") : "moderation blocked it";
+  }
+  return f.reason === "hold_deadline" ? "moderation did not answer in time" : "moderation could not check it";
+}
+
 function onVerdict(f) {
   const div = lines.get(f.id);
   if (!div) return;
-  const scores = Object.entries(f.scores).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
+  const scores = Object.entries(f.scores || {}).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
   div.querySelector(".debug").textContent = `${f.action}${f.reason ? " (" + f.reason + ")" : ""} ${scores}`;
-  if (div.classList.contains("pending") && (f.action === "block" || f.action === "unmoderated")) {
+  const goes = f.action === "block" || (f.action === "unmoderated" && roomPolicy.failure === "fail_closed");
+  if (!goes) return;
+  if (div.classList.contains("pending")) {
     setState(div, "refused", "not delivered");
+    notice(div, `not delivered${because(f)} — only you see this`);
+  } else {
+    notice(div, `removed${because(f)} — only you see this`);
   }
 }
 
@@ -158,11 +210,39 @@ function onError(f) {
   } else system(`error ${f.code}: ${f.message}`);
 }
 
-function subOf(token) {
-  try {
-    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(payload)).sub;
-  } catch (_) { return "?"; }
+// The gateway's answer to `join`: the room's policy, its text limit and its latest messages.
+function onJoined(f) {
+  attempt = 0;
+  if (f.max_text_bytes) maxTextBytes = f.max_text_bytes;
+  roomPolicy = { mode: f.policy || "post", failure: f.failure || "fail_open" };
+  const history = (f.history || []).filter((m) => !lines.has(m.id));
+  if (history.length) system(`${history.length} earlier message${history.length > 1 ? "s" : ""}`);
+  for (const m of history) onMessage(m);
+  system(`joined ${f.room} as ${me}`);
+  if (roomPolicy.mode === "hold") {
+    system("This room is pre-moderated: a message appears once moderation allows it.");
+  }
+  status("");
+  for (const el of document.querySelectorAll("#send input, #send button")) el.disabled = false;
+  if (joining) $("text").focus();
+  joining = false;
+}
+
+function onFrame(f) {
+  if (f.type === "message") onMessage(f);
+  else if (f.type === "retract") onRetract(f);
+  else if (f.type === "verdict") onVerdict(f);
+  else if (f.type === "ack") onAck(f);
+  else if (f.type === "reported") onReported(f);
+  else if (f.type === "joined") onJoined(f);
+  else if (f.type === "error") onError(f);
+}
+
+function disableSend() {
+  for (const el of document.querySelectorAll("#send input, #send button")) el.disabled = true;
+  for (const { line } of pending.values()) setState(line, "refused", "not sent (disconnected)");
+  pending.clear();
+  outstanding.length = 0;
 }
 
 // A gateway with signed tokens takes one as ?access_token= (a browser cannot set headers on
@@ -170,59 +250,63 @@ function subOf(token) {
 // name is sent as ?user=, which only a gateway run with --insecure-dev-identity accepts.
 const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
 if (fromHash) {
-  document.getElementById("token").value = fromHash;
+  $("token").value = fromHash;
   // Out of the address bar (and history, bookmarks, screen shares) once read.
   history.replaceState(null, "", location.pathname + location.search);
 }
 
-document.getElementById("join").onsubmit = (e) => {
+$("join").onsubmit = (e) => {
   e.preventDefault();
-  const token = document.getElementById("token").value.trim();
-  me = token ? subOf(token) : document.getElementById("user").value;
-  if (!me) return system("give a name or a token");
-  room = document.getElementById("room").value;
-  if (ws) ws.close();
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const credential = token ? `access_token=${encodeURIComponent(token)}` : `user=${encodeURIComponent(me)}`;
-  ws = new WebSocket(`${scheme}://${location.host}/ws?${credential}`);
+  const token = $("token").value.trim();
+  const user = $("user").value.trim();
+  if (!token && !user) {
+    status("Type a name, or paste a sign-in token.", true);
+    return $("user").focus();
+  }
+  const wanted = $("room").value.trim();
+  if (!NAME_RULE.test(wanted)) {
+    status("Room names are 1–64 letters A–Z (no accents or spaces), digits and _ : @ = + ~ -.", true);
+    return $("room").focus();
+  }
+  hangUp();
+  credential = token ? { token } : { user };
+  me = token ? subOf(token) : user;
+  room = wanted;
+  attempt = 0;
+  joining = true;
   // A new room: a new log.
   log.replaceChildren();
   lines.clear();
-  pending.clear();
-  outstanding.length = 0;
-  ws.onopen = () => ws.send(JSON.stringify({ type: "join", room }));
-  ws.onclose = (e) => {
-    system(`disconnected (${e.code} ${e.reason})`);
-    for (const el of document.querySelectorAll("#send *")) el.disabled = true;
-    for (const { line } of pending.values()) setState(line, "refused", "not sent (disconnected)");
-    pending.clear();
-    outstanding.length = 0;
-  };
-  ws.onmessage = (e) => {
-    const f = JSON.parse(e.data);
-    if (f.type === "message") onMessage(f);
-    else if (f.type === "retract") onRetract(f);
-    else if (f.type === "verdict") onVerdict(f);
-    else if (f.type === "ack") onAck(f);
-    else if (f.type === "reported") onReported(f);
-    else if (f.type === "joined") {
-      system(`joined ${f.room} as ${me}`);
-      for (const el of document.querySelectorAll("#send *")) el.disabled = false;
-    } else if (f.type === "error") onError(f);
-  };
+  disableSend();
+  status("connecting…");
+  connect();
 };
 
-document.getElementById("send").onsubmit = (e) => {
+$("text").oninput = () => {
+  if (new TextEncoder().encode($("text").value).length <= maxTextBytes) $("send-status").textContent = "";
+};
+
+$("send").onsubmit = (e) => {
   e.preventDefault();
-  const input = document.getElementById("text");
-  if (!input.value) return;
+  const input = $("text");
+  const text = input.value;
+  if (!text || !ws) return;
+  const bytes = new TextEncoder().encode(text).length;
+  if (bytes > maxTextBytes) {
+    // Kept in the field, to be shortened.
+    $("send-status").textContent =
+      `Too long to send: ${bytes} bytes, and this gateway takes ${maxTextBytes} at most. Shorten it and send again.`;
+    input.focus();
+    return;
+  }
+  $("send-status").textContent = "";
   const clientId = `c${++sent}`;
   // Shown to the sender at once; replaced by the room's copy, or kept as pending when held.
-  const mine = line(me, input.value, Date.now());
+  const mine = line(me, text, Date.now());
   setState(mine, "pending", "sending…");
-  pending.set(clientId, { line: mine, text: input.value });
+  pending.set(clientId, { line: mine, text });
   outstanding.push({ kind: "send", clientId });
   append(mine);
-  ws.send(JSON.stringify({ type: "send", room, text: input.value, client_msg_id: clientId }));
+  ws.send(JSON.stringify({ type: "send", room, text, client_msg_id: clientId }));
   input.value = "";
 };

@@ -102,6 +102,7 @@ pub(crate) async fn serve<S, R, E>(
             now,
         ),
         refused_in_a_row: 0,
+        histories_left: frames::HISTORY_JOINS,
     };
     let idle = Duration::from_millis(config.idle_timeout_ms);
     let ping_every = Duration::from_millis(config.ping_interval_ms);
@@ -157,6 +158,8 @@ struct Reader {
     frames: TokenBucket,
     /// Frames refused by `frames` since the last one it let through.
     refused_in_a_row: u32,
+    /// `join`s left that get the room's history ([`frames::HISTORY_JOINS`]).
+    histories_left: usize,
 }
 
 impl Reader {
@@ -308,7 +311,10 @@ impl Reader {
                     self.rooms.insert(room.clone());
                 }
                 // Joining twice is harmless; the answer says the connection is a member.
-                self.peer.push(&ServerFrame::Joined { room }.encode());
+                let with_history = self.histories_left > 0;
+                self.histories_left = self.histories_left.saturating_sub(1);
+                self.peer
+                    .push(&self.hub.joined(room, with_history).encode());
                 Ok(())
             }
             ClientFrame::Leave { room } => {

@@ -12,7 +12,9 @@ mod text;
 
 use serde::Deserialize;
 
-pub(crate) use server::{ServerFrame, encode_message};
+pub(crate) use server::{
+    HISTORY_BYTES, HISTORY_JOINS, HISTORY_MESSAGES, HistoryMessage, ServerFrame, encode_message,
+};
 pub(crate) use text::for_review;
 
 /// Longest `client_msg_id` echoed back, in bytes.

@@ -1,5 +1,6 @@
-//! HTTP: the public side (`/ws`, and `/`: a small chat page) and what `/readyz` says on
-//! the operator's port (the endpoints themselves are `offpath-ops`'s).
+//! HTTP: the public side (`/ws`, `/ws/check` which a page asks first, and `/`: a small chat
+//! page) and what `/readyz` says on the operator's port (the endpoints themselves are
+//! `offpath-ops`'s).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures::StreamExt;
 use offpath_ops::Readiness;
 
@@ -50,10 +51,15 @@ pub(crate) fn public(app: App) -> Router {
     auth::announce(app.auth.as_ref());
     let router = Router::new()
         .route("/ws", get(upgrade))
+        .route(CHECK_PATH, post(check))
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route(
             "/chat.js",
             get(|| async { asset(JS, include_str!("chat.js")) }),
+        )
+        .route(
+            "/connect.js",
+            get(|| async { asset(JS, include_str!("connect.js")) }),
         )
         .route(
             "/chat.css",
@@ -61,6 +67,55 @@ pub(crate) fn public(app: App) -> Router {
         )
         .with_state(app);
     offpath_ops::with_security_headers(router, offpath_ops::SAME_ORIGIN_CSP)
+}
+
+/// Where a page asks whether the socket would take its credentials (see [`check`]).
+const CHECK_PATH: &str = "/ws/check";
+/// Content type of [`check`]'s answers.
+const JSON: &str = "application/json";
+
+/// The question a page asks before opening a socket: would `/ws` take these credentials
+/// (the same `Authorization: Bearer`, `?access_token=` or `?user=`), and if not, why? A
+/// browser cannot read the 401 of a refused websocket upgrade (it sees close code 1006),
+/// so the page calls this first and shows a sentence per reason. The answer is
+/// `{"ok":true}` (200), or `{"ok":false,"reason":…}` with the status the upgrade would get
+/// (401 with the reason of `offpath_transport_auth_refusals_total`, 403 `origin`): never
+/// the token, the user name nor the parser's words, nothing the upgrade's 401 body does
+/// not already say. It is [`admit`] itself, so the same Origin and `Host` rules apply (a
+/// `POST`, so browsers always send `Origin`, same-origin pages included) and a refusal is
+/// counted as a refused upgrade. The body is never read; the accept loop's socket caps
+/// and header limits and timeouts are the socket's.
+async fn check(State(app): State<App>, uri: Uri, headers: HeaderMap) -> Response {
+    let (status, body) = match admit(&app, &uri, &headers) {
+        Ok(_) => (StatusCode::OK, r#"{"ok":true}"#.to_string()),
+        Err(refusal) => (
+            refusal.status,
+            format!(r#"{{"ok":false,"reason":"{}"}}"#, refusal.reason),
+        ),
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, JSON),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Why [`admit`] refused a request: the HTTP status, the stable reason (`origin`, or an
+/// [`auth::AuthError::reason`]) and the body the upgrade answers with.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    body: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, self.body).into_response()
+    }
 }
 
 /// Content type of the page's script (with `nosniff` a browser runs nothing else).
@@ -98,12 +153,16 @@ async fn upgrade(
 
 /// The page's origin, then the credentials: an identity, or the HTTP refusal (403 for a
 /// foreign page, 401 for credentials), counted.
-fn admit(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Identity, (StatusCode, String)> {
+fn admit(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Identity, Refusal> {
     let config = app.hub.config();
     if let Err(err) = origin::check(headers, &config.allowed_origins, &config.public_hosts) {
         metrics::counter!(m::DISCONNECTS, "reason" => "origin").increment(1);
         tracing::debug!("refused: {err}");
-        return Err((StatusCode::FORBIDDEN, format!("{err}\n")));
+        return Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            reason: "origin",
+            body: format!("{err}\n"),
+        });
     }
     app.auth.authenticate(uri, headers).map_err(|err| {
         metrics::counter!(m::DISCONNECTS, "reason" => "unauthenticated").increment(1);
@@ -111,10 +170,11 @@ fn admit(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Identity, (StatusC
         // The body names the refusal's kind only: the token parser's own words (which
         // claim, which decoding step failed) help a forger, not the user.
         tracing::debug!("unauthenticated: {err}");
-        (
-            StatusCode::UNAUTHORIZED,
-            format!("unauthenticated: {}\n", err.reason()),
-        )
+        Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            reason: err.reason(),
+            body: format!("unauthenticated: {}\n", err.reason()),
+        }
     })
 }
 
@@ -141,7 +201,7 @@ async fn connected(app: App, identity: Identity, ip: IpAddr, mut socket: WebSock
 }
 
 /// Why a websocket is refused: its error code, close code and message.
-type Refusal = (ErrorCode, Close, &'static str);
+type Turned = (ErrorCode, Close, &'static str);
 
 /// Registers a new websocket within the caps (per address, per user, then the gateway's),
 /// or says why not. The [`Slot`] is held for the connection's life.
@@ -149,7 +209,7 @@ fn register(
     app: &App,
     user: Arc<str>,
     ip: IpAddr,
-) -> Result<(Arc<Peer>, PeerReceiver, Slot), Refusal> {
+) -> Result<(Arc<Peer>, PeerReceiver, Slot), Turned> {
     if app.stopping.load(Ordering::Relaxed) {
         return Err((
             ErrorCode::ShuttingDown,

@@ -142,6 +142,38 @@ impl Hub {
         self.rooms.join(peer, room);
     }
 
+    /// The answer to a `join` of `room`: its policy, the text limit and, `with_history`, its
+    /// history (the latest messages still shown, [`crate::frames::HISTORY_MESSAGES`] and
+    /// [`crate::frames::HISTORY_BYTES`] of text at most).
+    pub(crate) fn joined(&self, room: String, with_history: bool) -> ServerFrame {
+        let policy = self.policy(&room);
+        let mode = match (policy.e2e, policy.hold) {
+            (true, _) => "e2e",
+            (false, true) => "hold",
+            (false, false) => "post",
+        };
+        let failure = match policy.failure {
+            Failure::Open => "fail_open",
+            Failure::Closed => "fail_closed",
+        };
+        let history = if with_history {
+            let (n, bytes) = (
+                crate::frames::HISTORY_MESSAGES,
+                crate::frames::HISTORY_BYTES,
+            );
+            lock(&self.recent).history(&room, n, bytes)
+        } else {
+            Vec::new()
+        };
+        ServerFrame::Joined {
+            room,
+            policy: mode.to_string(),
+            failure: failure.to_string(),
+            max_text_bytes: self.config.max_text_bytes,
+            history,
+        }
+    }
+
     /// Removes `peer` from `room`.
     pub(crate) fn leave(&self, peer: &Peer, room: &str) {
         if self.rooms.leave(peer, room) {

@@ -49,8 +49,9 @@ pub(crate) const FRAMES_LIMITED: &str = "offpath_transport_frames_limited_total"
 /// Connections refused or closed by the gateway, by `reason` (one of
 /// [`DISCONNECT_REASONS`]).
 pub(crate) const DISCONNECTS: &str = "offpath_transport_disconnects_total";
-/// Upgrade requests refused for their credentials, by `reason` (every
-/// [`AuthError::REASONS`]); each is also a `disconnects_total{reason="unauthenticated"}`.
+/// Upgrade requests (and the page's `POST /ws/check`, which asks what the upgrade would
+/// answer) refused for their credentials, by `reason` (every [`AuthError::REASONS`]); each
+/// is also a `disconnects_total{reason="unauthenticated"}`.
 pub(crate) const AUTH_REFUSALS: &str = "offpath_transport_auth_refusals_total";
 /// 1 for the authenticator this gateway runs, by `authenticator` (`token` or
 /// `insecure_dev`), 0 for the other.
@@ -181,7 +182,7 @@ pub(crate) fn describe() {
     );
     describe_counter!(
         AUTH_REFUSALS,
-        "Upgrade requests refused for their credentials, by reason"
+        "Upgrade requests and page checks refused for their credentials, by reason"
     );
     describe_gauge!(
         IDENTITY_INFO,

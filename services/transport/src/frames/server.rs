@@ -23,10 +23,27 @@ pub(crate) enum ServerFrame {
         /// Whether the room holds messages until they are allowed.
         held: bool,
     },
-    /// The connection is now a member of `room` (the answer to `join`).
+    /// The connection is now a member of `room` (the answer to `join`), with what a page
+    /// needs to know about the room (fields added in issue 27; older clients ignore them).
     Joined {
         /// The room.
         room: String,
+        /// When members see a message: `post` (at once; moderation may retract it later),
+        /// `hold` (pre-moderated: only once allowed) or `e2e` (never moderated).
+        #[serde(default)]
+        policy: String,
+        /// What becomes of a message moderation could not judge: `fail_open` (it stays, or
+        /// is delivered) or `fail_closed` (it is retracted, or never delivered).
+        #[serde(default)]
+        failure: String,
+        /// The longest `text` a `send` may carry, in UTF-8 bytes (`--max-text-bytes`).
+        #[serde(default)]
+        max_text_bytes: usize,
+        /// The room's latest messages still shown (delivered and not retracted) that this
+        /// gateway keeps, oldest first, at most [`HISTORY_MESSAGES`]: a late joiner's
+        /// history.
+        #[serde(default)]
+        history: Vec<HistoryMessage>,
     },
     /// The connection is no longer a member of `room` (the answer to `leave`).
     Left {
@@ -87,6 +104,36 @@ pub(crate) enum ServerFrame {
         /// For a person.
         message: String,
     },
+}
+
+/// Most messages of a room's history a `joined` frame carries (the gateway keeps at most
+/// `--report-window` of them per room anyway): 50 chat lines fill a page's log.
+pub(crate) const HISTORY_MESSAGES: usize = 50;
+/// Most bytes of text a `joined` frame's history carries (the latest messages that fit): a
+/// frame is queued whole for its connection, and a client that joins rooms without reading
+/// must not hold more of the gateway's memory in history than in ordinary messages (its
+/// send queue of 256 frames of 8 KiB at most). With [`HISTORY_JOINS`] a connection's
+/// history frames hold 32 × 16 KiB = 512 KiB of text at most, twice that escaped.
+pub(crate) const HISTORY_BYTES: usize = 16 * 1024;
+/// How many `join`s of one connection get a history: one per room a connection may be in
+/// (`--max-rooms-per-connection`'s default). Later joins (a client leaving and joining
+/// again and again) get `joined` without it.
+pub(crate) const HISTORY_JOINS: usize = 32;
+
+/// One message of a `joined` frame's history: as its `message` frame had it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct HistoryMessage {
+    /// Message id.
+    pub(crate) id: String,
+    /// Who sent it.
+    pub(crate) sender: String,
+    /// Text (ciphertext in an e2e room).
+    pub(crate) text: String,
+    /// When the gateway accepted it, ms since the Unix epoch.
+    pub(crate) sent_at_ms: u64,
+    /// End-to-end-encrypted rooms: the sender's franking commitment, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(crate) commitment: Option<String>,
 }
 
 impl ServerFrame {

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use offpath_protocol::{ContextMessage, MAX_CONTEXT_TEXT_BYTES};
 
+use crate::frames::HistoryMessage;
+
 /// Bytes kept per room at most (ids, senders, texts, commitments).
 pub(crate) const MAX_ROOM_BYTES: usize = 64 * 1024;
 /// Bytes kept for all rooms at most.
@@ -259,6 +261,36 @@ impl Recent {
         ring.messages.iter_mut().find(|m| m.id == id)
     }
 
+    /// The last `n` messages `room` shows now (retracted and removed ones are withdrawn),
+    /// as many of the latest as hold `max_bytes` of text together, oldest first, whole: a
+    /// late joiner's history.
+    pub(crate) fn history(&self, room: &str, n: usize, max_bytes: usize) -> Vec<HistoryMessage> {
+        let Some(ring) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        let mut budget = max_bytes;
+        let mut history: Vec<HistoryMessage> = ring
+            .messages
+            .iter()
+            .rev()
+            .take(n)
+            .take_while(|m| {
+                let fits = m.text.len() <= budget;
+                budget = budget.saturating_sub(m.text.len());
+                fits
+            })
+            .map(|m| HistoryMessage {
+                id: m.id.clone(),
+                sender: m.sender.to_string(),
+                text: m.text.to_string(),
+                sent_at_ms: m.sent_at_ms,
+                commitment: m.commitment.as_deref().map(String::from),
+            })
+            .collect();
+        history.reverse();
+        history
+    }
+
     /// The last `n` messages `room` showed before message `id` (before now when `id` is
     /// `None`), oldest first, their texts shortened to [`MAX_CONTEXT_TEXT_BYTES`], as many
     /// of the latest as fit in [`CONTEXT_BUDGET`].
@@ -338,6 +370,26 @@ mod tests {
         assert!(recent.find_mut("r", "e").is_none() && recent.find_mut("r", "f").is_some());
         recent.forget("r");
         assert!(recent.context("r", None, 3).is_empty());
+    }
+
+    /// A late joiner's history is the latest messages still shown, oldest first, bounded by
+    /// count and by bytes of text; a withdrawn one is not in it.
+    #[test]
+    fn history_is_the_latest_shown_within_its_bounds() {
+        let mut recent = Recent::new(10);
+        for id in ["a", "b", "c", "d"] {
+            recent.shown("r", shown(id, &id.repeat(100))).unwrap();
+        }
+        recent.withdrawn("r", "c");
+        let ids = |h: Vec<HistoryMessage>| h.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(recent.history("r", 10, 1000)), ["a", "b", "d"]);
+        assert_eq!(ids(recent.history("r", 2, 1000)), ["b", "d"]);
+        assert_eq!(
+            ids(recent.history("r", 10, 250)),
+            ["b", "d"],
+            "250 bytes hold two"
+        );
+        assert!(recent.history("elsewhere", 10, 1000).is_empty());
     }
 
     /// A context text is cut at a character boundary with an ellipsis; a reporter counts

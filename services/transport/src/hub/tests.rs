@@ -317,3 +317,64 @@ async fn unknown_ids_of_other_gateways_are_ignored() {
     }
     assert_eq!(frames(&mut bob_rx), [("retract".to_string(), forgotten.id)]);
 }
+
+/// A `joined` frame carries the room's policy and text limit, and its history: the latest
+/// messages still shown, oldest first, at most [`crate::frames::HISTORY_MESSAGES`]; a
+/// retracted message and a held one not yet released are not in it.
+#[tokio::test]
+async fn joined_carries_policy_limit_and_history() {
+    let (hub, mut outbox) = hub(128, &["kids=hold:fail_closed"]);
+    let (alice, _alice_rx) = member(&hub, "alice", "lobby");
+    let max = crate::frames::HISTORY_MESSAGES;
+    for n in 0..max + 2 {
+        hub.accept(&alice, "lobby", format!("hi {n}"), None, Instant::now());
+    }
+    let last = (0..max + 2)
+        .filter_map(|_| outbox.try_recv().ok())
+        .last()
+        .expect("requests");
+    hub.apply_verdict(verdict(&last, Action::Block));
+    let ServerFrame::Joined {
+        policy,
+        failure,
+        max_text_bytes,
+        history,
+        ..
+    } = hub.joined("lobby".into(), true)
+    else {
+        panic!("not a joined frame")
+    };
+    assert_eq!((policy.as_str(), failure.as_str()), ("post", "fail_open"));
+    assert_eq!(max_text_bytes, hub.config().max_text_bytes);
+    let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+    // 52 sent, the last retracted: the 50 latest of the other 51.
+    assert_eq!(texts.len(), max, "at most {max}");
+    assert_eq!(texts.first(), Some(&"hi 1"), "the latest, oldest first");
+    assert_eq!(texts.last(), Some(&format!("hi {max}").as_str()));
+    let retracted = format!("hi {}", max + 1);
+    assert!(
+        !texts.contains(&retracted.as_str()),
+        "not the retracted one"
+    );
+    assert!(history.iter().all(|m| m.sender == "alice"));
+    let ServerFrame::Joined { history, .. } = hub.joined("lobby".into(), false) else {
+        panic!("not a joined frame")
+    };
+    assert!(
+        history.is_empty(),
+        "past its history joins a connection gets none"
+    );
+    let (kid, _kid_rx) = member(&hub, "kid", "kids");
+    hub.accept(&kid, "kids", "held".into(), None, Instant::now());
+    let ServerFrame::Joined {
+        policy,
+        failure,
+        history,
+        ..
+    } = hub.joined("kids".into(), true)
+    else {
+        panic!("not a joined frame")
+    };
+    assert_eq!((policy.as_str(), failure.as_str()), ("hold", "fail_closed"));
+    assert!(history.is_empty(), "a held message is not history yet");
+}
