@@ -6,6 +6,7 @@
 pub(crate) mod chat;
 pub(crate) mod kit;
 pub(crate) mod raw;
+pub(crate) mod skip;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
