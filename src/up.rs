@@ -325,7 +325,12 @@ fn transport_command(args: &UpArgs, url: &str, listen: SocketAddr, ops: SocketAd
 }
 
 fn announce(stack: &Stack) {
-    let moderator_ops: Vec<String> = stack.moderators.iter().map(|m| m.ops.to_string()).collect();
+    // Every operator address as the URL to open, as the transport's (comma-separated).
+    let moderator_metrics: Vec<String> = stack
+        .moderators
+        .iter()
+        .map(|m| format!("http://{}/metrics", m.ops))
+        .collect();
     let listen = stack.listen.map(|a| a.to_string()).unwrap_or_default();
     let transport_ops = stack
         .transport
@@ -341,7 +346,7 @@ fn announce(stack: &Stack) {
             format!("ws://{listen}/ws?access_token=<token>")
         },
         transport_metrics = %format!("http://{transport_ops}/metrics"),
-        moderator_metrics = %moderator_ops.join(","),
+        moderator_metrics = %moderator_metrics.join(","),
         review = %stack.review.as_ref().map(|r| format!("http://{}/", r.ops)).unwrap_or_default(),
         integration = %stack.integration.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         "offpath is up; Ctrl-C stops"

@@ -3,7 +3,8 @@
 //! on both pages, a user reports a message the model let through, and a reviewer removes it
 //! and a flagged insult in the console (the flag listed first: one member's report ranks after it): both disappear from both
 //! pages. Without chromium and chromedriver (`scripts/bootstrap --browser`
-//! installs them) the test says it skipped, and why.
+//! installs them) the test fails in CI and under `scripts/test`, and elsewhere (or with
+//! `OFFPATH_ALLOW_SKIP=1`) says it skipped, and why.
 //!
 //! Screenshots of the chat page and the console go to `$OFFPATH_SCREENSHOTS` (the committed
 //! ones in `docs/screenshots/` were made so), else to the temporary directory.
@@ -164,9 +165,9 @@ async fn screenshot(page: &Client, name: &str) {
 async fn chat_pages_and_the_console_in_a_real_browser() {
     for tool in [CHROMIUM, CHROMEDRIVER] {
         if !Path::new(tool).exists() {
-            eprintln!(
-                "SKIPPED: {tool} is not installed (Debian's chromium and chromium-driver; `scripts/bootstrap --browser` installs them)"
-            );
+            common::skip::skip_or_fail(&format!(
+                "{tool} is not installed (Debian's chromium and chromium-driver; `scripts/bootstrap --browser` installs them)"
+            ));
             return;
         }
     }

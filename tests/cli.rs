@@ -418,10 +418,14 @@ fn up_checks_everything_before_starting() {
 
 /// The `/metrics` text of the transport and of every moderator `offpath up` announced.
 async fn scrape_stack(up: &serde_json::Value) -> Vec<String> {
-    let transport = up["transport_metrics"].as_str().expect("transport_metrics");
-    let transport = transport
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics");
+    // Both as URLs (`http://<addr>/metrics`), the moderators' comma-separated.
+    let address = |url: &str| -> String {
+        url.strip_prefix("http://")
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("{url:?} is not http://<addr>/metrics"))
+            .to_string()
+    };
+    let transport = address(up["transport_metrics"].as_str().expect("transport_metrics"));
     let moderators = up["moderator_metrics"].as_str().expect("moderator_metrics");
     // The reviewers' console, when `up` runs it: its /metrics is on its one address.
     let review = up["review"]
@@ -429,7 +433,8 @@ async fn scrape_stack(up: &serde_json::Value) -> Vec<String> {
         .filter(|r| !r.is_empty())
         .map(|r| r.trim_start_matches("http://").trim_end_matches('/'));
     let mut texts = Vec::new();
-    let moderators = moderators.split(',');
+    let moderators = moderators.split(',').map(address);
+    let review = review.map(str::to_string);
     for addr in std::iter::once(transport).chain(moderators).chain(review) {
         let addr = addr.parse().expect("an operator address");
         let (status, text) = offpath_harness::http::get(addr, "/metrics")

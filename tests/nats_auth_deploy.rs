@@ -11,15 +11,15 @@ use std::process::Command;
 
 use common::BIN;
 
-/// The generator's arguments for the committed file: one pinned gateway per tenant (a
-/// shared tenant user beside another tenant is refused: it could use that tenant's verdict
-/// consumers).
-const ARGS: [&str; 4] = ["--transport", "globex=gw1", "--transport", "acme=gw1"];
-const PASSWORDS: [&str; 5] = [
+/// The generator's arguments for the committed file: the users compose.yaml runs (its one
+/// gateway, `acme`'s `gw1`), so a first boot needs no password for a user nothing uses
+/// (`tests/containers.rs` checks that compose and this file agree). A tenant is added with
+/// another `--transport <tenant>=<instance>` (docs/deploy.md, "Adding a tenant").
+const ARGS: [&str; 2] = ["--transport", "acme=gw1"];
+const PASSWORDS: [&str; 4] = [
     "OFFPATH_NATS_PASSWORD_TOPOLOGY",
     "OFFPATH_NATS_PASSWORD_MODERATOR",
     "OFFPATH_NATS_PASSWORD_REVIEWER",
-    "OFFPATH_NATS_PASSWORD_TRANSPORT_GLOBEX_GW1",
     "OFFPATH_NATS_PASSWORD_TRANSPORT_ACME_GW1",
 ];
 

@@ -7,6 +7,7 @@ pub(crate) mod chat;
 pub(crate) mod contrast;
 pub(crate) mod kit;
 pub(crate) mod raw;
+pub(crate) mod skip;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

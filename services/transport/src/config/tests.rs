@@ -5,18 +5,23 @@ use super::*;
 /// Set in the copy of this test binary that `default_ignores_the_environment` starts.
 const CHILD: &str = "OFFPATH_TEST_DEFAULT_CHILD";
 
+/// Printed by the copy of this test that runs with [`CHILD`] set, after its checks.
+const CHILD_CHECKED: &str = "default_ignores_the_environment: checked in the child";
+
 /// `Config::default()` reads no environment: variables that change what clap parses
 /// leave the default alone. The variables are set in a second run of this test binary
-/// (setting them here would race the other tests).
+/// (setting them here would race the other tests), which must run exactly this one test:
+/// a path that matched nothing would run zero tests and pass.
 #[test]
 fn default_ignores_the_environment() {
     if std::env::var_os(CHILD).is_some() {
         let config = Config::default();
         assert_eq!(config.tenant, defaults::TENANT);
         assert_eq!(config.send_queue, defaults::SEND_QUEUE);
+        println!("{CHILD_CHECKED}");
         return;
     }
-    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+    let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
             "config::tests::default_ignores_the_environment",
@@ -25,9 +30,22 @@ fn default_ignores_the_environment() {
         .env(CHILD, "1")
         .env("OFFPATH_TENANT", "from-env")
         .env("OFFPATH_SEND_QUEUE", "7")
-        .status()
+        .output()
         .expect("run the test binary");
-    assert!(status.success(), "Config::default() read the environment");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "Config::default() read the environment: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("running 1 test") && stdout.contains(" 1 passed;"),
+        "the second run did not run exactly this test (its path changed?): {stdout}"
+    );
+    assert!(
+        stdout.contains(CHILD_CHECKED),
+        "the child did not check: {stdout}"
+    );
 }
 
 /// An empty command line gives exactly `Config::default()`: clap and `Default` read
