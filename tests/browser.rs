@@ -376,6 +376,17 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         )))
         .await
         .expect("the flag's card lists the sender's reported message");
+    // And the sender's recent verdicts: alice's profanity, blocked before it reached anyone
+    // (the policy does not queue blocks for review).
+    reviewer
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&format!(
+            "{}//ul[contains(@class,'verdicts')]/li[contains(., 'model block') and contains(., 'profanity')]",
+            item(INSULT)
+        )))
+        .await
+        .expect("the flag's card lists the sender's auto-blocked message");
     screenshot(reviewer, "console.png").await;
     for text in [CREEPY, INSULT] {
         reviewer

@@ -5,6 +5,10 @@ let items = [];
 let total = 0;
 let selectedKey = null;
 let signedIn = false;
+// The last answer drawn (with its filters) and when: a refresh that brings nothing new
+// draws nothing.
+let lastAnswer = null;
+let lastDrawn = 0;
 // Each card's note, by item key: kept across refreshes, sent with that card's decision only.
 const notes = new Map();
 // A remove or restore waiting for its confirmation: { key, decision }.
@@ -49,15 +53,22 @@ async function load() {
     if (!signedIn) { items = []; total = 0; render(); }
     return;
   }
-  signedIn = true;
   sessionStorage.setItem("offpath-review-token", $("token").value);
   $("error").textContent = "";
-  items = await response.json();
+  const text = await response.text();
+  const fresh = query + "\u0000" + text + "\u0000" + response.headers.get("X-Offpath-Total");
+  // A refresh that brings nothing new leaves the cards as they are (a button under the
+  // pointer stays the same button), but once a minute the ages are redrawn.
+  if (signedIn && fresh === lastAnswer && Date.now() - lastDrawn < 60000) return;
+  lastAnswer = fresh;
+  signedIn = true;
+  items = JSON.parse(text);
   total = Number(response.headers.get("X-Offpath-Total") || items.length);
   if (!items.some((e) => e.key === selectedKey)) selectedKey = items.length ? items[0].key : null;
   if (pending && !items.some((e) => e.key === pending.key)) pending = null;
   render();
 }
+
 
 const when = (ms) => new Date(ms).toLocaleString();
 const shorten = (text, n) => (text.length > n ? text.slice(0, n) + "…" : text);
@@ -69,6 +80,7 @@ const element = (tag, className, text) => {
 };
 
 function render() {
+  lastDrawn = Date.now();
   const word = { open: "open ", decided: "decided ", all: "" }[$("status").value] ?? "";
   $("count").textContent = signedIn ? `${total} ${word}item${total === 1 ? "" : "s"}` : "";
   $("shown").textContent = total > items.length ? `showing the first ${items.length} of ${total}` : "";
@@ -251,6 +263,29 @@ async function showRecord(entry, box) {
       `${when(e.item.sent_at_ms)} · ${e.item.kind} · model ${e.item.verdict.action} · #${e.item.verdict.room} · "${shorten(e.item.text, 120)}" · ${decided}`));
   }
   box.replaceChildren(title, list);
+  const verdicts = await recentVerdicts(entry);
+  if (verdicts && verdicts.kept) {
+    const heading = element("div", "meta", verdicts.recent.length
+      ? `${sender}'s recent verdicts (blocks, flags, decisions; newest first):`
+      : `${sender} has no recent block, flag or decision since the console started.`);
+    const lines = element("ul", "record verdicts");
+    for (const r of verdicts.recent) {
+      const scores = r.top.map(([k, s]) => `${k} ${s.toFixed(2)}`).join(", ");
+      lines.append(element("li", "",
+        `${when(r.at_ms)} · ${r.reviewer ? `${r.action} by ${r.reviewer}` : `model ${r.action}`} · #${r.room}` +
+        (scores ? ` (${scores})` : "")));
+    }
+    box.append(heading, lines);
+  }
+}
+
+// What the moderators decided on the sender's recent messages (blocked ones included, which
+// reach the queue only when a policy reviews blocks); verdicts carry no text.
+async function recentVerdicts(entry) {
+  const v = entry.item.verdict;
+  const query = new URLSearchParams({ tenant: v.tenant, sender: v.sender });
+  const response = await fetch("/api/sender?" + query, { headers: headers() });
+  return response.ok ? response.json() : null;
 }
 
 // One-key decisions on the selected item; never with a modifier (Ctrl+R is a reload), never

@@ -18,6 +18,7 @@ mod metrics;
 mod queue;
 mod reviewers;
 mod routes;
+mod senders;
 mod throttle;
 
 use std::future::Future;
@@ -50,6 +51,7 @@ pub(crate) struct State {
     js: jetstream::Context,
     reviewers: Reviewers,
     queue: Mutex<queue::Queue>,
+    senders: Mutex<senders::Senders>,
     /// `REVIEW` and `AUDIT` were read up to where they stood when reading began: until then
     /// the queue is incomplete (decided items would look open) and `/readyz` says so.
     caught_up: [AtomicBool; 2],
@@ -71,6 +73,10 @@ pub async fn run(
         js: jetstream::new(client),
         reviewers,
         queue: Mutex::default(),
+        senders: Mutex::new(senders::Senders::new(
+            config.sender_records,
+            SENDER_RECORD_LENGTH,
+        )),
         caught_up: Default::default(),
         throttle: throttle::Throttle::new(
             config.auth_failure_burst,
@@ -78,6 +84,7 @@ pub async fn run(
         ),
     });
     let follow = tokio::spawn(follow_streams(Arc::clone(&state)));
+    let verdicts = tokio::spawn(follow_verdicts(Arc::clone(&state)).await);
     let gauges = tokio::spawn(metrics::report(Arc::clone(&state)));
     let addr = listener
         .local_addr()
@@ -90,6 +97,7 @@ pub async fn run(
         })
         .await;
     follow.abort();
+    verdicts.abort();
     gauges.abort();
     served.map_err(ReviewError::from)
 }
@@ -121,6 +129,10 @@ fn port(config: &Config) -> PublicPort {
 impl State {
     fn queue(&self) -> std::sync::MutexGuard<'_, queue::Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn senders(&self) -> std::sync::MutexGuard<'_, senders::Senders> {
+        self.senders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The streams not read up to where they stood when the console started.
@@ -216,6 +228,43 @@ async fn follow_streams(state: Arc<State>) {
 }
 
 /// Refuses an entry stored under another subject than its tenant's.
+/// Verdicts kept per sender (the newest).
+const SENDER_RECORD_LENGTH: usize = 20;
+
+/// Reads every published verdict into the senders' records ([`senders`]), subscribing
+/// again after a loss; does nothing with `--sender-records 0`. The first subscription is
+/// made before the console serves (so its `/readyz` comes after it).
+async fn follow_verdicts(state: Arc<State>) -> impl Future<Output = ()> + use<> {
+    let subject = format!("{}.>", offpath_protocol::subject::VERDICT_PREFIX);
+    let first = match state.senders().enabled() {
+        true => Some(state.js.client().subscribe(subject.clone()).await),
+        false => None,
+    };
+    async move {
+        let Some(mut next) = first else { return };
+        loop {
+            match next {
+                Ok(mut verdicts) => {
+                    while let Some(message) = verdicts.next().await {
+                        let seen = state.senders().record(
+                            &message.subject,
+                            &message.payload,
+                            offpath_protocol::now_ms(),
+                        );
+                        ::metrics::counter!(metrics::SENDER_VERDICTS, "outcome" => seen.as_str())
+                            .increment(1);
+                    }
+                    warn!("the verdict subscription ended; subscribing again in 2 s");
+                }
+                Err(err) => warn!("cannot subscribe to verdicts ({err}); trying again in 2 s"),
+            }
+            ::metrics::counter!(metrics::NATS_ERRORS, "stream" => "VERDICTS").increment(1);
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            next = state.js.client().subscribe(subject.clone()).await;
+        }
+    }
+}
+
 fn own_subject(stored: &str, own: &str) -> Result<(), String> {
     if stored == own {
         Ok(())

@@ -60,10 +60,18 @@ pub(crate) const AUTH_THROTTLED: &str = "auth_throttled";
 pub(crate) const BODY_TOO_LARGE: &str = "body_too_large";
 /// Every `reason` of [`REQUESTS_REFUSED`].
 pub(crate) const REQUEST_REASONS: &[&str] = &[AUTH_THROTTLED, BODY_TOO_LARGE];
-/// `REVIEW` or `AUDIT` could not be followed, by `stream`.
+/// `REVIEW` or `AUDIT` could not be followed, or the verdicts' subscription was lost
+/// (`VERDICTS`), by `stream`.
 pub(crate) const NATS_ERRORS: &str = "offpath_review_nats_errors_total";
 /// Messages of `REVIEW` or `AUDIT` that are not what they should be, by `stream`.
 pub(crate) const MALFORMED: &str = "offpath_review_malformed_total";
+/// Published verdicts the console read for senders' records, by `outcome`
+/// ([`crate::senders::Seen`]: kept, allowed, refused).
+pub(crate) const SENDER_VERDICTS: &str = "offpath_review_sender_verdicts_total";
+/// Senders with a record of recent verdicts.
+pub(crate) const SENDERS: &str = "offpath_review_senders";
+/// Senders' records forgotten to stay within `--sender-records`.
+pub(crate) const SENDERS_FORGOTTEN: &str = "offpath_review_senders_forgotten_total";
 
 /// The console's recorder.
 pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
@@ -107,11 +115,20 @@ fn describe() {
     );
     describe_counter!(
         NATS_ERRORS,
-        "REVIEW or AUDIT could not be followed, by stream"
+        "REVIEW, AUDIT or the verdicts' subscription could not be followed, by stream"
     );
     describe_counter!(
         MALFORMED,
         "Messages of REVIEW or AUDIT skipped as malformed, by stream"
+    );
+    describe_counter!(
+        SENDER_VERDICTS,
+        "Published verdicts read for senders' records, by outcome"
+    );
+    describe_gauge!(SENDERS, "Senders with a record of recent verdicts");
+    describe_counter!(
+        SENDERS_FORGOTTEN,
+        "Senders' records forgotten to stay within --sender-records"
     );
 }
 
@@ -122,20 +139,29 @@ const DECISION_LABELS: [&str; 4] = [
     ReviewDecision::Escalate.as_str(),
 ];
 const STREAMS: [&str; 2] = ["REVIEW", "AUDIT"];
+/// What the console follows: the two streams and the verdicts' subscription.
+const FOLLOWED: [&str; 3] = ["REVIEW", "AUDIT", "VERDICTS"];
 
 fn register() {
     Series {
-        counters: &[DECISION_FAILURES, AUTH_FAILURES, FORGOTTEN, ACCEPT_ERRORS],
+        counters: &[
+            DECISION_FAILURES,
+            AUTH_FAILURES,
+            FORGOTTEN,
+            ACCEPT_ERRORS,
+            SENDERS_FORGOTTEN,
+        ],
         labelled: &[
             (SOCKETS_CLOSED, "reason", SOCKET_REASONS),
             (REQUESTS_REFUSED, "reason", REQUEST_REASONS),
             (DECISIONS, "decision", &DECISION_LABELS[..]),
             (DECISIONS_REFUSED, "reason", REFUSED_REASONS),
-            (NATS_ERRORS, "stream", &STREAMS[..]),
+            (NATS_ERRORS, "stream", &FOLLOWED[..]),
             (MALFORMED, "stream", &STREAMS[..]),
             (REPORTS_DROPPED, "reason", &crate::queue::DROP_REASONS[..]),
+            (SENDER_VERDICTS, "outcome", &crate::senders::Seen::ALL[..]),
         ],
-        gauges: &[QUEUE_DEPTH, OLDEST_SECONDS, SOCKETS],
+        gauges: &[QUEUE_DEPTH, OLDEST_SECONDS, SOCKETS, SENDERS],
         histograms: &[],
     }
     .register();
@@ -155,6 +181,12 @@ pub(crate) async fn report(state: Arc<State>) {
             metrics::counter!(REPORTS_DROPPED, "reason" => reason).absolute(count);
         }
         let age = oldest.map_or(0, |at| offpath_protocol::now_ms().saturating_sub(at));
+        let (senders, senders_forgotten) = {
+            let senders = state.senders();
+            (senders.len(), senders.forgotten())
+        };
+        metrics::gauge!(SENDERS).set(senders as f64);
+        metrics::counter!(SENDERS_FORGOTTEN).absolute(senders_forgotten);
         metrics::gauge!(QUEUE_DEPTH).set(open as f64);
         metrics::gauge!(OLDEST_SECONDS).set(age as f64 / 1000.0);
     }

@@ -59,6 +59,7 @@ pub(crate) fn router(state: Arc<State>, max_body_bytes: usize) -> Router {
         )
         .route("/api/queue", get(queue))
         .route("/api/decide", post(decide))
+        .route("/api/sender", get(sender))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(Arc::clone(&state));
     let ready = move || Readiness {
@@ -174,6 +175,41 @@ async fn queue(
     let mut response = Json(entries).into_response();
     response.headers_mut().insert(TOTAL_HEADER, total.into());
     response
+}
+
+/// Whose record is asked for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SenderQuery {
+    tenant: String,
+    sender: String,
+}
+
+/// `GET /api/sender?tenant=&sender=`: the sender's recent verdicts, newest first
+/// (`{"recent": [...], "kept": <whether the console keeps records>}`); another tenant's
+/// sender is answered as unknown (an empty record).
+async fn sender(
+    Shared(state): Shared<Arc<State>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<SenderQuery>, QueryRejection>,
+) -> Response {
+    let reviewer = match reviewer(&state, &headers, peer) {
+        Ok(reviewer) => reviewer,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Ok(Query(query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the parameters are tenant and sender, each once",
+        );
+    };
+    let senders = state.senders();
+    let recent = match reviewer.serves(&query.tenant) {
+        true => senders.recent(&query.tenant, &query.sender),
+        false => Vec::new(),
+    };
+    Json(serde_json::json!({ "recent": recent, "kept": senders.enabled() })).into_response()
 }
 
 /// A decision as the console sends it.

@@ -199,9 +199,10 @@ impl Role {
                 subscribe: vec![inbox],
                 allow_responses: false,
             },
+            // Verdicts as they are published: a sender's recent blocks beside their items.
             Role::Reviewer => Permissions {
                 publish: reviewer_publish(),
-                subscribe: vec![inbox],
+                subscribe: vec![inbox, format!("{VERDICT_PREFIX}.>")],
                 allow_responses: false,
             },
             // No JetStream API at all: a request published with a reply subject gets its
