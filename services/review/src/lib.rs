@@ -236,7 +236,8 @@ const SENDER_RECORD_LENGTH: usize = 20;
 /// made before the console serves (so its `/readyz` comes after it).
 async fn follow_verdicts(state: Arc<State>) -> impl Future<Output = ()> + use<> {
     let subject = format!("{}.>", offpath_protocol::subject::VERDICT_PREFIX);
-    let first = match state.senders().enabled() {
+    let enabled = state.senders().enabled();
+    let first = match enabled {
         true => Some(state.js.client().subscribe(subject.clone()).await),
         false => None,
     };
