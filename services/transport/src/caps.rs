@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 
+use crate::frames::Close;
 use crate::metrics as m;
-use crate::peer::Close;
 
 /// The open websockets per client address and per user.
 #[derive(Debug)]

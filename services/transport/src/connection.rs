@@ -10,10 +10,11 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use crate::auth::{self, RoomGrant};
+use crate::frames::Close;
 use crate::frames::{self, ClientFrame, ErrorCode, FrameError, ServerFrame};
 use crate::hub::Hub;
 use crate::metrics as m;
-use crate::peer::{Close, Peer, PeerReceiver};
+use crate::peer::{Peer, PeerReceiver};
 
 /// How long the writer keeps trying to flush queued frames and the close frame once the
 /// connection is closing.

@@ -7,11 +7,13 @@
 //! Public only for the fuzz target (`fuzz/fuzz_targets/client_frame.rs`, [`parse`]) and
 //! the integration tests ([`ErrorCode::ALL`]); not an API.
 
+mod close;
 mod server;
 mod text;
 
 use serde::Deserialize;
 
+pub(crate) use close::Close;
 pub(crate) use server::{
     HISTORY_BYTES, HISTORY_JOINS, HISTORY_MESSAGES, HistoryMessage, ServerFrame, encode_message,
 };

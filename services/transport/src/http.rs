@@ -19,10 +19,11 @@ use offpath_ops::Readiness;
 use crate::auth::{self, Authenticator, Identity, origin};
 use crate::caps::{self, Caps, Slot};
 use crate::connection;
+use crate::frames::Close;
 use crate::frames::{ErrorCode, FrameError, ServerFrame};
 use crate::hub::Hub;
 use crate::metrics as m;
-use crate::peer::{Close, Peer, PeerReceiver};
+use crate::peer::{Peer, PeerReceiver};
 
 /// Websocket read buffer per connection.
 const READ_BUFFER_BYTES: usize = 4096;

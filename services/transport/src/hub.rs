@@ -7,10 +7,11 @@
 //! (connections and members), [`lifecycle`] (the message state machine, a pure function),
 //! [`settle`] (applying it: the lock, then metrics and frames), [`tracker`] (what is
 //! remembered of each message), [`deadlines`] (a single task for all hold deadlines) and the
-//! outbox [`Handoff`].
+//! outbox [`Handoff`] (`hub/handoff.rs`).
 
 mod admission;
 mod deadlines;
+mod handoff;
 mod lifecycle;
 mod recent;
 mod report_quota;
@@ -29,17 +30,13 @@ use tokio::sync::mpsc;
 use crate::config::{Config, Failure, PolicyCache, RoomPolicy};
 use crate::frames::ServerFrame;
 use crate::metrics as m;
-use crate::outbox::Handoff;
 use crate::peer::{Peer, PeerReceiver};
 pub(crate) use admission::Admission;
 use deadlines::Deadlines;
+pub(crate) use handoff::Handoff;
 use lifecycle::{Event, State, Tracked};
 use recent::Recent;
 pub(crate) use recent::Shown;
-/// Why a message was not kept for reports (the `reason` of `report_window_full_total`).
-pub(crate) const NOT_KEPT_REASONS: [&str; 2] = recent::NotKept::ALL;
-/// Why a report was refused (the `reason` of `reports_refused_total`).
-pub(crate) const REPORT_REFUSALS: [&str; 3] = report_quota::Refused::ALL;
 pub(crate) use reports::ReportFrame;
 use rooms::Rooms;
 use tracker::{RecentIds, Tracker};

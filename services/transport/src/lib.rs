@@ -27,7 +27,6 @@ mod connection;
 pub mod frames;
 mod http;
 mod hub;
-mod inline;
 mod metrics;
 mod outbox;
 mod peer;

@@ -7,8 +7,8 @@
 use offpath_ops::{Prometheus, Series, Spec};
 
 use crate::auth::{self, AuthError};
+use crate::frames::Close;
 use crate::frames::ErrorCode;
-use crate::peer::Close;
 
 /// The transport's recorder: buckets set here, in one place (`offpath_build_info` and the
 /// `process_*` figures are added by `offpath-ops`).
@@ -56,6 +56,11 @@ pub(crate) const AUTH_REFUSALS: &str = "offpath_transport_auth_refusals_total";
 /// 1 for the authenticator this gateway runs, by `authenticator` (`token` or
 /// `insecure_dev`), 0 for the other.
 pub(crate) const IDENTITY_INFO: &str = "offpath_transport_identity_info";
+/// Why a message was not kept for reports (the `reason` of [`REPORT_WINDOW_FULL`]): the
+/// window's total budget, or its sender's share.
+pub(crate) const NOT_KEPT_REASONS: [&str; 2] = ["budget", "sender"];
+/// Why a report was refused (the `reason` of [`REPORTS_REFUSED`]).
+pub(crate) const REPORT_REFUSALS: [&str; 3] = ["reporter_quota", "gateway_quota", "reporters_full"];
 /// Every `reason` of [`DISCONNECTS`]. A client's own close ([`Close::GONE`]) is not counted.
 pub(crate) const DISCONNECT_REASONS: &[&str] = &[
     "unauthenticated",
@@ -297,8 +302,8 @@ pub(crate) fn register() {
             (HOLD_SETTLED, "outcome", HOLD_OUTCOMES),
             (HUMAN_VERDICTS, "decision", &["remove", "restore"]),
             (REPORTS, "source", REPORT_SOURCES),
-            (REPORT_WINDOW_FULL, "reason", &crate::hub::NOT_KEPT_REASONS),
-            (REPORTS_REFUSED, "reason", &crate::hub::REPORT_REFUSALS),
+            (REPORT_WINDOW_FULL, "reason", &NOT_KEPT_REASONS),
+            (REPORTS_REFUSED, "reason", &REPORT_REFUSALS),
             (NATS_ERRORS, "operation", NATS_OPERATIONS),
             (TOPOLOGY_DRIFT, "setting", DRIFT_SETTINGS),
             (VERDICTS_REFUSED, "reason", REFUSED_REASONS),

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::frames::Close;
 use crate::frames::{ErrorCode, FrameError};
-use crate::peer::{Close, Peer};
+use crate::peer::Peer;
 
 /// The close of a connection whose token expired (1008, policy violation): the client
 /// gets a fresh token and connects again.

@@ -1,6 +1,8 @@
 //! How a `send` is admitted, chosen once from `--moderation` when the gateway starts:
 //! decoupled (offpath), the inline baseline, or no moderation at all.
 
+mod inline;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -59,8 +61,7 @@ impl Hub {
         }
         match &self.admission {
             Admission::Inline(client) => {
-                crate::inline::accept(self, client, peer, room, text, client_msg_id, received)
-                    .await;
+                inline::accept(self, client, peer, room, text, client_msg_id, received).await;
             }
             Admission::Decoupled | Admission::Off => {
                 self.accept(peer, room, text, client_msg_id, received);

@@ -124,16 +124,10 @@ pub(crate) enum NotKept {
 }
 
 impl NotKept {
-    /// The metric label.
+    /// The metric label (one of [`crate::metrics::NOT_KEPT_REASONS`], in this order).
     pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            NotKept::Budget => "budget",
-            NotKept::Sender => "sender",
-        }
+        crate::metrics::NOT_KEPT_REASONS[self as usize]
     }
-
-    /// Every label value.
-    pub(crate) const ALL: [&'static str; 2] = ["budget", "sender"];
 }
 
 impl Recent {

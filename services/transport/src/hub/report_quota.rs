@@ -63,16 +63,10 @@ pub(crate) enum Refused {
 }
 
 impl Refused {
+    /// The metric label (one of [`crate::metrics::REPORT_REFUSALS`], in this order).
     pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Refused::Reporter => "reporter_quota",
-            Refused::Gateway => "gateway_quota",
-            Refused::ReportersFull => "reporters_full",
-        }
+        crate::metrics::REPORT_REFUSALS[self as usize]
     }
-
-    /// Every label value.
-    pub(crate) const ALL: [&'static str; 3] = ["reporter_quota", "gateway_quota", "reporters_full"];
 }
 
 /// The quotas' settings: reports per minute and bursts.

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::extract::ws::Utf8Bytes;
 
 use super::lock;
+use crate::frames::Close;
 use crate::metrics as m;
-use crate::peer::{Close, Peer, PeerReceiver};
+use crate::peer::{Peer, PeerReceiver};
 
 /// The connection registry and the rooms' members.
 #[derive(Debug)]
