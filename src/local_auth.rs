@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use offpath_harness::private_file::write_private;
 use offpath_harness::secure::{Credentials, local_authorization};
 use offpath_protocol::permissions::Role;
 
@@ -111,8 +112,6 @@ pub(crate) fn write_integration_file(
     urls: &[String],
     logins: &LocalLogins,
 ) -> anyhow::Result<PathBuf> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let login = &logins.integration;
     let text = serde_json::json!({
         "url": urls.join(","),
@@ -122,19 +121,11 @@ pub(crate) fn write_integration_file(
         "tenant": logins.tenant,
     });
     let path = dir.join(INTEGRATION_FILE);
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)?;
-        // An older file keeps its mode through `open`: make it 0600 before the secret.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(format!("{text:#}\n").as_bytes())
-    };
-    write().with_context(|| format!("writing the integration login {}", path.display()))?;
+    // A fresh 0600 file renamed over the old one: never a file left 0644 by hand, nor a
+    // planted symlink's target.
+    std::fs::create_dir_all(dir)
+        .and_then(|()| write_private(&path, &format!("{text:#}\n")))
+        .with_context(|| format!("writing the integration login {}", path.display()))?;
     Ok(path)
 }
 

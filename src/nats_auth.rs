@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use offpath_protocol::permissions::{Password, Role, authorization_block, deployment_roles};
 
-use crate::cli::Usage;
+use offpath_ops::cli::Usage;
 
 /// Environment variable holding the NATS password (there is no flag for the value).
 pub(crate) const PASSWORD_ENV: &str = "OFFPATH_NATS_PASSWORD";

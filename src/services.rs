@@ -10,7 +10,9 @@ use offpath_protocol::permissions::Role;
 use offpath_protocol::topology::{self, TopologyConfig};
 use tracing::{info, warn};
 
-use crate::cli::{ModeratorArgs, NatsArgs, NatsAuthArgs, TransportArgs, Usage};
+use offpath_ops::cli::Usage;
+
+use crate::cli::{ModeratorArgs, NatsArgs, NatsAuthArgs, TransportArgs};
 
 /// How long the transport waits for NATS at start before serving chat without it.
 const TRANSPORT_NATS_WAIT: Duration = Duration::from_secs(5);

@@ -1,5 +1,7 @@
 //! Command-line and environment configuration (`--flag`, else `OFFPATH_…`).
 
+pub(crate) mod policy;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -61,7 +63,7 @@ pub(crate) enum Command {
     /// Moderation policies: `offpath policy check FILE` validates a policy file against the
     /// models (exit 64 with every problem listed); `offpath policy push FILE` also puts it
     /// in the bucket every moderator follows.
-    Policy(crate::policy::PolicyCommand),
+    Policy(policy::PolicyCommand),
     /// Run the reviewers' console: the review queue (members' reports first, flagged
     /// messages, and blocked ones where the policy asks), one-key decisions published as human verdicts that every
     /// transport applies, and the audit trail (`/`, `/api/…`, `/metrics` on one address).

@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod http;
 pub mod locate;
 pub mod nats;
+pub mod private_file;
 pub mod process;
 pub mod scrape;
 pub mod secure;

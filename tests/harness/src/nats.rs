@@ -217,7 +217,10 @@ impl Builder {
             Some(text) => {
                 let dir = self.config_dir.as_deref().unwrap_or(work.path());
                 std::fs::create_dir_all(dir)?;
-                Some(crate::secure::write_private(&dir.join(CONFIG_FILE), &text)?)
+                Some(crate::private_file::write_private(
+                    &dir.join(CONFIG_FILE),
+                    &text,
+                )?)
             }
             None => None,
         };

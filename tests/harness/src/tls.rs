@@ -44,7 +44,7 @@ impl TestPki {
             let key = KeyPair::generate()?;
             let cert = CertificateParams::new(names)?.signed_by(&key, &issuer)?;
             std::fs::write(pki.path(&format!("{name}.pem")), cert.pem())?;
-            crate::secure::write_private(
+            crate::private_file::write_private(
                 &pki.path(&format!("{name}-key.pem")),
                 &key.serialize_pem(),
             )?;
