@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::Subscriber;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage};
 use offpath_harness::{NatsServer, http, testing, verdicts};
 use offpath_moderator::{Config, Faults, ModeratorError};
@@ -215,15 +216,24 @@ pub(crate) async fn publish_raw(
     payload: Vec<u8>,
     id: Option<&str>,
 ) {
-    let mut message = PublishMessage::build().payload(payload.into());
-    if let Some(id) = id {
-        message = message.message_id(id);
+    // An acknowledgement that does not come in time is published again, as a transport's
+    // outbox does (the same `Nats-Msg-Id`, so JetStream stores it once): on a busy machine a
+    // stream the moderator has just re-created can be slow to answer its first publish.
+    for attempt in 1..=3 {
+        let mut message = PublishMessage::build().payload(payload.clone().into());
+        if let Some(id) = id {
+            message = message.message_id(id);
+        }
+        let ack = js
+            .send_publish(subject.to_string(), message)
+            .await
+            .expect("publish");
+        match ack.await {
+            Ok(_) => return,
+            Err(err) if attempt < 3 && err.kind() == PublishErrorKind::TimedOut => continue,
+            Err(err) => panic!("stored: {err:?}"),
+        }
     }
-    js.send_publish(subject.to_string(), message)
-        .await
-        .expect("publish")
-        .await
-        .expect("stored");
 }
 
 /// Waits until the MODERATION stream holds no request.
