@@ -119,7 +119,8 @@ pub(crate) struct StreamArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_REPLICAS)
     )]
     pub replicas: usize,
-    /// Storage reserved per stream, in bytes (each of the six streams).
+    /// Storage reserved per stream, in bytes: each of MODERATION, VERDICTS, MODERATION_DLQ,
+    /// REVIEW and AUDIT (the interactive lane gets an eighth of MODERATION's).
     #[arg(
         long,
         env = "OFFPATH_STREAM_MAX_BYTES",
@@ -134,11 +135,9 @@ impl StreamArgs {
     pub(crate) fn topology(&self) -> TopologyConfig {
         TopologyConfig {
             replicas: self.replicas,
-            request_max_bytes: self.stream_max_bytes,
-            verdict_max_bytes: self.stream_max_bytes,
-            dlq_max_bytes: self.stream_max_bytes,
             ..TopologyConfig::default()
         }
+        .with_stream_max_bytes(self.stream_max_bytes)
     }
 
     /// The same settings as flags for a child process.

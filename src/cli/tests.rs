@@ -271,3 +271,25 @@ fn nats_auth_adds_integration_users() {
     assert!(block(&["--integration", "a.b"]).is_err());
     assert!(block(&[]).is_err());
 }
+
+/// `--stream-max-bytes` bounds every stream, `REVIEW` and `AUDIT` included (issue 28: they
+/// stayed at 1 GiB).
+#[test]
+fn stream_max_bytes_reaches_every_stream() {
+    let cli = Cli::try_parse_from(["offpath", "topology", "--stream-max-bytes=100000000"])
+        .expect("parses");
+    let Command::Topology(nats) = cli.command else {
+        panic!("parsed as {:?}", cli.command);
+    };
+    let topology = nats.streams.topology();
+    for stream in [
+        topology.moderation_stream(),
+        topology.verdicts_stream(),
+        topology.dlq_stream(),
+        topology.review_stream(),
+        topology.audit_stream(),
+    ] {
+        assert_eq!(stream.max_bytes, 100_000_000, "{}", stream.name);
+    }
+    assert_eq!(topology.interactive_stream().max_bytes, 100_000_000 / 8);
+}

@@ -9,10 +9,5 @@ pub const STREAM_BYTES: i64 = 64 * 1024 * 1024;
 
 /// The documented topology with small streams (see [`STREAM_BYTES`]).
 pub fn small() -> TopologyConfig {
-    TopologyConfig {
-        request_max_bytes: STREAM_BYTES,
-        verdict_max_bytes: STREAM_BYTES,
-        dlq_max_bytes: STREAM_BYTES,
-        ..TopologyConfig::default()
-    }
+    TopologyConfig::default().with_stream_max_bytes(STREAM_BYTES)
 }

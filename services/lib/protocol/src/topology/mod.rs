@@ -157,6 +157,21 @@ impl TopologyConfig {
         }
     }
 
+    /// These settings with every stream bounded to `bytes` (`--stream-max-bytes`):
+    /// `MODERATION`, `VERDICTS`, `MODERATION_DLQ`, `REVIEW` and `AUDIT` at `bytes`, the
+    /// interactive lane at its share of `MODERATION`'s. (The flag used to leave `REVIEW`
+    /// and `AUDIT` at 1 GiB.)
+    pub fn with_stream_max_bytes(self, bytes: i64) -> Self {
+        Self {
+            request_max_bytes: bytes,
+            verdict_max_bytes: bytes,
+            dlq_max_bytes: bytes,
+            review_max_bytes: bytes,
+            audit_max_bytes: bytes,
+            ..self
+        }
+    }
+
     /// The `MODERATION` stream.
     pub fn moderation_stream(&self) -> stream::Config {
         stream::Config {
