@@ -172,12 +172,27 @@ fn classify_error(err: &BoxError) -> async_nats::service::error::Error {
     }
 }
 
+/// A service error whose text becomes the `Nats-Service-Error` header: printable ASCII
+/// only and at most [`MAX_ERROR_TEXT`] bytes, because a decode error quotes the caller's
+/// input and async-nats panics on a header value with a control character (a request
+/// with `"priority":"\n"` got no answer and a panic in the log).
 fn error(code: usize, status: &str) -> async_nats::service::error::Error {
-    async_nats::service::error::Error {
-        code,
-        status: status.to_string(),
-    }
+    let mut text: String = status
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    text.truncate(MAX_ERROR_TEXT);
+    async_nats::service::error::Error { code, status: text }
 }
+
+/// The longest `Nats-Service-Error` text.
+const MAX_ERROR_TEXT: usize = 200;
 
 impl Classify {
     /// The service feeding `batches`, bounded by `permits`; calls count as held in `health`.

@@ -58,6 +58,17 @@ async fn classify_answers_synchronously() {
             .starts_with("unsupported_version")
     );
 
+    // A decode error quoting a control character (the header it goes in cannot hold one):
+    // answered, with the character replaced (before: no answer, a panic in the log).
+    let mut hostile = serde_json::to_value(common::request("hostile-1", "hi")).expect("JSON");
+    hostile["priority"] = "\n".into();
+    let hostile = env
+        .client
+        .request("offpath.classify", hostile.to_string().into())
+        .await
+        .expect("an answer to a request quoting a newline");
+    assert_eq!(error_code(&hostile).as_deref(), Some("400"));
+
     let data = testing::service_stats(&env.client, "offpath-moderator").await;
     assert!(data["batches"].as_u64().unwrap_or(0) >= 1, "{data}");
     assert!(
