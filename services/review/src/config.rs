@@ -90,10 +90,10 @@ pub struct Config {
         value_parser = positive
     )]
     pub auth_failures_per_minute: f64,
-    /// Senders whose recent verdicts (blocks, flags, decisions: not allows) the console
-    /// keeps to show beside their items, read from every verdict published; the senders
-    /// first seen longest ago are forgotten first. 0 turns it off (the console then does
-    /// not read verdicts at all).
+    /// Senders per tenant whose recent verdicts (blocks, flags, decisions: not allows) the
+    /// console keeps to show beside their items, read from every verdict published; the
+    /// senders first seen longest ago are forgotten first. 0 turns it off (the console then
+    /// does not read verdicts at all).
     #[arg(long, env = "OFFPATH_REVIEW_SENDER_RECORDS", default_value = "50000")]
     pub sender_records: usize,
 }

@@ -249,6 +249,7 @@ async fn follow_verdicts(state: Arc<State>) -> impl Future<Output = ()> + use<> 
                     while let Some(message) = verdicts.next().await {
                         let seen = state.senders().record(
                             &message.subject,
+                            message.reply.as_deref(),
                             &message.payload,
                             offpath_protocol::now_ms(),
                         );

@@ -6,10 +6,13 @@
 //! Read from a plain subscription to `offpath.verdict.>` (every verdict as it is published;
 //! nothing stored, so the record starts empty at each start), keeping only what is not
 //! `allow`: blocks, flags, `unmoderated` verdicts and human decisions. Verdicts carry no
-//! text, only what was decided and the scores. Bounded: [`Senders::per_sender`] verdicts of
-//! a sender, the newest; [`Senders::max_senders`] senders, the ones first seen longest ago
-//! forgotten first (counted). A message whose subject is not its verdict's own tenant and
-//! room (a redirected delivery) is refused and counted, as the queue's streams are.
+//! text, only what was decided and the scores. Bounded: `per_sender` verdicts of a sender,
+//! the newest; `max_senders` senders **per tenant**, the ones first seen longest ago
+//! forgotten first (counted), so one tenant's traffic never pushes out another's records.
+//! Refused and counted: a message whose subject is not its verdict's own tenant and room,
+//! or whose reply subject is not a publisher's inbox (a delivery the server made for a
+//! redirected reply subject carries `$JS.ACK…` or nothing): only moderators and reviewers
+//! may publish on verdict subjects, and they publish with an inbox to acknowledge to.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -58,19 +61,21 @@ type Key = (String, String);
 #[derive(Debug)]
 pub(crate) struct Senders {
     records: HashMap<Key, VecDeque<Recent>>,
-    /// Senders in the order they were first seen (the oldest forgotten first).
-    order: VecDeque<Key>,
+    /// Per tenant, its senders in the order they were first seen (the oldest forgotten
+    /// first).
+    order: HashMap<String, VecDeque<String>>,
     max_senders: usize,
     per_sender: usize,
     forgotten: u64,
 }
 
 impl Senders {
-    /// At most `max_senders` senders (0: keep nothing), `per_sender` verdicts each.
+    /// At most `max_senders` senders per tenant (0: keep nothing), `per_sender` verdicts
+    /// each.
     pub(crate) fn new(max_senders: usize, per_sender: usize) -> Self {
         Self {
             records: HashMap::new(),
-            order: VecDeque::new(),
+            order: HashMap::new(),
             max_senders,
             per_sender: per_sender.max(1),
             forgotten: 0,
@@ -92,8 +97,17 @@ impl Senders {
         self.records.len()
     }
 
-    /// Takes in a message published on `subject` at `at_ms`.
-    pub(crate) fn record(&mut self, subject: &str, payload: &[u8], at_ms: u64) -> Seen {
+    /// Takes in a message published on `subject` with `reply` at `at_ms`.
+    pub(crate) fn record(
+        &mut self,
+        subject: &str,
+        reply: Option<&str>,
+        payload: &[u8],
+        at_ms: u64,
+    ) -> Seen {
+        if !reply.is_some_and(|r| r.starts_with("_INBOX")) {
+            return Seen::Refused;
+        }
         let Ok(verdict) = serde_json::from_slice::<Verdict>(payload) else {
             return Seen::Refused;
         };
@@ -119,14 +133,15 @@ impl Senders {
         };
         let key = (verdict.tenant, verdict.sender);
         if !self.records.contains_key(&key) {
-            while self.records.len() >= self.max_senders {
-                let Some(oldest) = self.order.pop_front() else {
+            let order = self.order.entry(key.0.clone()).or_default();
+            while order.len() >= self.max_senders {
+                let Some(oldest) = order.pop_front() else {
                     break;
                 };
-                self.records.remove(&oldest);
+                self.records.remove(&(key.0.clone(), oldest));
                 self.forgotten += 1;
             }
-            self.order.push_back(key.clone());
+            order.push_back(key.1.clone());
         }
         let record = self.records.entry(key).or_default();
         // A verdict seen again (a redelivery, or a copy) replaces nothing: the first stays.
@@ -197,13 +212,14 @@ mod tests {
     fn a_senders_recent_verdicts_are_kept_within_bounds() {
         let mut senders = Senders::new(2, 2);
         let v = |id, sender, action| encode(&verdict(id, sender, action));
+        let inbox = Some("_INBOX_moderator.a.1");
         assert_eq!(
-            senders.record(SUBJECT, &v("a", "alice", Action::Allow), 1),
+            senders.record(SUBJECT, inbox, &v("a", "alice", Action::Allow), 1),
             Seen::Allowed
         );
         for (id, at) in [("b", 2), ("c", 3), ("c", 4), ("d", 5)] {
             assert_eq!(
-                senders.record(SUBJECT, &v(id, "alice", Action::Block), at),
+                senders.record(SUBJECT, inbox, &v(id, "alice", Action::Block), at),
                 Seen::Kept
             );
         }
@@ -217,23 +233,39 @@ mod tests {
         assert_eq!(
             senders.record(
                 "offpath.verdict.globex.lobby",
+                inbox,
                 &v("e", "alice", Action::Block),
                 6
             ),
             Seen::Refused
         );
         assert_eq!(
-            senders.record(SUBJECT, b"{\"type\":\"io.nats\"}", 7),
+            senders.record(SUBJECT, inbox, b"{\"type\":\"io.nats\"}", 7),
             Seen::Refused
         );
-        senders.record(SUBJECT, &v("f", "bob", Action::Flag), 8);
-        senders.record(SUBJECT, &v("g", "carol", Action::Flag), 9);
+        // A delivery the server made for a redirected reply subject: not a publisher's.
+        for reply in [Some("$JS.ACK.VERDICTS.transport-acme-gw1.1.2.3.4.5"), None] {
+            assert_eq!(
+                senders.record(SUBJECT, reply, &v("h", "alice", Action::Block), 7),
+                Seen::Refused
+            );
+        }
+        senders.record(SUBJECT, inbox, &v("f", "bob", Action::Flag), 8);
+        senders.record(SUBJECT, inbox, &v("g", "carol", Action::Flag), 9);
         assert_eq!(senders.len(), 2);
         assert_eq!(senders.forgotten(), 1);
         assert!(
             senders.recent("acme", "alice").is_empty(),
             "first seen, first forgotten"
         );
+        // Another tenant's senders have a bound of their own: acme's records stay.
+        for (id, sender) in [("x", "dave"), ("y", "erin"), ("z", "frank")] {
+            let mut other = verdict(id, sender, Action::Block);
+            other.tenant = "globex".into();
+            senders.record("offpath.verdict.globex.lobby", inbox, &encode(&other), 10);
+        }
+        assert_eq!(senders.recent("acme", "carol").len(), 1);
+        assert_eq!(senders.recent("globex", "frank").len(), 1);
         let off = Senders::new(0, 10);
         assert!(!off.enabled());
     }
