@@ -17,8 +17,7 @@
 //! * `topology`: the whole JetStream API (`$JS.API.>`): the only role that may create,
 //!   update or delete streams and consumers.
 //! * `integration-<tenant>`: another integration of one tenant (a forum, a bot, a comment
-//!   system): publishes that tenant's requests, reads that tenant's verdicts as they are
-//!   published, and calls `offpath.classify`. A moderator answers a call only on an
+//!   system): calls `offpath.classify`, nothing else. A moderator answers a call only on an
 //!   anonymous inbox (`_INBOX.…`, a deployment without authorization) or on the inbox of
 //!   the request's own tenant ([`classify_reply_allowed`]): the caller chooses the reply
 //!   subject and the moderator answers with its own rights.
@@ -55,7 +54,7 @@ pub enum Role {
     /// `offpath review`, the reviewers' console: reads the review queue and the audit
     /// trail, publishes human verdicts and audit entries.
     Reviewer,
-    /// Another integration of one tenant: its requests, its verdicts, `offpath.classify`.
+    /// Another integration of one tenant: `offpath.classify` only.
     Integration {
         /// The tenant token.
         tenant: String,
@@ -205,17 +204,16 @@ impl Role {
                 subscribe: vec![inbox, format!("{VERDICT_PREFIX}.>")],
                 allow_responses: false,
             },
-            // No JetStream API at all: a request published with a reply subject gets its
-            // acknowledgement there from the server, as a transport's does; the verdicts are
-            // read as they are published (a consumer would let the creator name its delivery
-            // subject, which nats-server does not check).
-            Role::Integration { tenant } => Permissions {
-                publish: vec![
-                    CLASSIFY_SUBJECT.into(),
-                    format!("{REQUEST_PREFIX}.{tenant}"),
-                    format!("{REQUEST_PREFIX}.{tenant}.{INTERACTIVE_LANE}"),
-                ],
-                subscribe: vec![inbox, transport_filter(tenant)],
+            // `offpath.classify` only, answered on its own inbox. Not the tenant's request
+            // and verdict subjects: they are the chat gateway's, which trusts what arrives
+            // there (a review found that with them an integration could have real chat
+            // messages retracted by publishing requests with their ids, forge "verified"
+            // reports in a user's name, read every chat message's verdict with reviewers'
+            // notes, and have the server publish its acknowledgements anywhere). A classify
+            // verdict goes to the caller alone: nothing is stored, queued or published.
+            Role::Integration { tenant: _ } => Permissions {
+                publish: vec![CLASSIFY_SUBJECT.into()],
+                subscribe: vec![inbox],
                 allow_responses: false,
             },
         }
