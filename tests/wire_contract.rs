@@ -10,7 +10,7 @@ use offpath_protocol::subject::{
     DLQ_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, VERDICTS_STREAM, request_subject,
     verdict_subject,
 };
-use offpath_protocol::topology::{TopologyConfig, apply, ensure};
+use offpath_protocol::topology::{Retention, TopologyConfig, apply, ensure};
 use offpath_protocol::{
     Action, Limits, ModerationRequest, Verdict, decode_request, decode_versioned, encode,
 };
@@ -159,10 +159,14 @@ async fn topology_apply_updates_changed_settings() {
     let server = testing::nats();
     let js = jetstream::new(testing::connect(&server).await);
     ensure(&js, &topology::small()).await.expect("first run");
+    let small = topology::small();
     let changed = TopologyConfig {
-        verdict_max_age: Duration::from_secs(7200),
+        verdicts: Retention {
+            max_age: Duration::from_secs(7200),
+            ..small.verdicts
+        },
         max_ack_pending: 256,
-        ..topology::small()
+        ..small
     };
     apply(&js, &changed).await.expect("update");
     let mut verdicts = js.get_stream(VERDICTS_STREAM).await.expect("stream");
@@ -185,11 +189,18 @@ async fn topology_apply_updates_changed_settings() {
 async fn ensure_never_downgrades_and_recreates_what_is_missing() {
     let server = testing::nats();
     let js = jetstream::new(testing::connect(&server).await);
+    let small = topology::small();
     let raised = TopologyConfig {
-        request_max_bytes: 2 * topology::STREAM_BYTES,
-        verdict_max_age: Duration::from_secs(48 * 3600),
+        requests: Retention {
+            max_bytes: 2 * topology::STREAM_BYTES,
+            ..small.requests
+        },
+        verdicts: Retention {
+            max_age: Duration::from_secs(48 * 3600),
+            ..small.verdicts
+        },
         max_ack_pending: 4096,
-        ..topology::small()
+        ..small
     };
     apply(&js, &raised).await.expect("operator's topology");
     let drift = ensure(&js, &topology::small())
@@ -213,13 +224,13 @@ async fn ensure_never_downgrades_and_recreates_what_is_missing() {
     let mut moderation = js.get_stream(MODERATION_STREAM).await.expect("stream");
     assert_eq!(
         moderation.info().await.expect("info").config.max_bytes,
-        raised.request_max_bytes,
+        raised.requests.max_bytes,
         "not lowered"
     );
     let mut verdicts = js.get_stream(VERDICTS_STREAM).await.expect("stream");
     assert_eq!(
         verdicts.info().await.expect("info").config.max_age,
-        raised.verdict_max_age,
+        raised.verdicts.max_age,
         "not lowered"
     );
     let consumer = moderation

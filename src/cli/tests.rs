@@ -3,6 +3,7 @@
 use clap::CommandFactory;
 
 use super::*;
+use offpath_protocol::topology::Stream;
 
 fn topology_urls(args: &[&str]) -> Vec<String> {
     let cli = Cli::try_parse_from(["offpath", "topology"].iter().chain(args)).expect("parses");
@@ -47,9 +48,9 @@ fn stream_flags_become_the_topology() {
     };
     let topology = up.streams.topology();
     assert_eq!(topology.replicas, 3);
-    assert_eq!(topology.request_max_bytes, 104_857_600);
-    assert_eq!(topology.verdict_max_bytes, 104_857_600);
-    assert_eq!(topology.dlq_max_bytes, 104_857_600);
+    assert_eq!(topology.requests.max_bytes, 104_857_600);
+    assert_eq!(topology.verdicts.max_bytes, 104_857_600);
+    assert_eq!(topology.dlq.max_bytes, 104_857_600);
     assert!(Cli::try_parse_from(["offpath", "topology", "--stream-max-bytes=0"]).is_err());
 }
 
@@ -285,14 +286,13 @@ fn stream_max_bytes_reaches_every_stream() {
         panic!("parsed as {:?}", cli.command);
     };
     let topology = nats.streams.topology();
-    for stream in [
-        topology.moderation_stream(),
-        topology.verdicts_stream(),
-        topology.dlq_stream(),
-        topology.review_stream(),
-        topology.audit_stream(),
-    ] {
-        assert_eq!(stream.max_bytes, 100_000_000, "{}", stream.name);
+    for stream in Stream::ALL {
+        let config = topology.stream(stream);
+        let expected = if stream == Stream::Interactive {
+            100_000_000 / 8
+        } else {
+            100_000_000
+        };
+        assert_eq!(config.max_bytes, expected, "{}", config.name);
     }
-    assert_eq!(topology.interactive_stream().max_bytes, 100_000_000 / 8);
 }

@@ -10,7 +10,7 @@ use offpath_harness::topology;
 use offpath_harness::{Error, NatsServer, secure};
 use offpath_protocol::permissions::Role;
 use offpath_protocol::subject::MODERATION_STREAM;
-use offpath_protocol::topology::{TopologyConfig, ensure};
+use offpath_protocol::topology::{Retention, TopologyConfig, ensure};
 
 async fn wait_for_state(client: &async_nats::Client, connected: bool) {
     tokio::time::timeout(Duration::from_secs(15), async {
@@ -139,9 +139,18 @@ async fn test_servers_reserve_storage_beyond_the_free_disk() {
     let per_stream = offpath_harness::nats::TEST_MAX_FILE_STORE / 4;
     let per_stream = i64::try_from(per_stream).expect("fits i64");
     let reserved = TopologyConfig {
-        request_max_bytes: per_stream,
-        verdict_max_bytes: per_stream,
-        dlq_max_bytes: per_stream,
+        requests: Retention {
+            max_bytes: per_stream,
+            ..TopologyConfig::default().requests
+        },
+        verdicts: Retention {
+            max_bytes: per_stream,
+            ..TopologyConfig::default().verdicts
+        },
+        dlq: Retention {
+            max_bytes: per_stream,
+            ..TopologyConfig::default().dlq
+        },
         ..TopologyConfig::default()
     };
     let plain = nats();

@@ -144,7 +144,7 @@ mod tests {
     use async_nats::jetstream::stream::RetentionPolicy;
 
     use super::*;
-    use crate::topology::TopologyConfig;
+    use crate::topology::{Stream, TopologyConfig};
 
     /// Every setting the comparisons can report is listed in [`DRIFT_SETTINGS`], in order.
     #[test]
@@ -153,18 +153,20 @@ mod tests {
         let other = TopologyConfig {
             replicas: 3,
             duplicate_window: Duration::from_secs(1),
-            request_max_age: Duration::from_secs(1),
-            request_max_bytes: 1,
+            requests: crate::topology::Retention {
+                max_age: Duration::from_secs(1),
+                max_bytes: 1,
+            },
             request_max_message_bytes: 1,
             ack_wait: Duration::from_secs(1),
             max_deliver: 1,
             max_ack_pending: 1,
             ..TopologyConfig::default()
         };
-        let mut wanted = base.moderation_stream();
+        let mut wanted = base.stream(Stream::Moderation);
         wanted.subjects = vec!["elsewhere".into()];
         wanted.retention = RetentionPolicy::Limits;
-        let mut settings: Vec<&str> = stream_drift(&other.moderation_stream(), &wanted)
+        let mut settings: Vec<&str> = stream_drift(&other.stream(Stream::Moderation), &wanted)
             .iter()
             .map(|d| d.setting)
             .collect();

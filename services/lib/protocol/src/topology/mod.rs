@@ -1,5 +1,5 @@
-//! JetStream topology as code: the three streams and the moderators' shared durable pull
-//! consumer. [`ensure`] creates what is missing and never changes what exists (it reports
+//! JetStream topology as code: the six streams, the policy bucket and the moderators' shared
+//! durable pull consumer. [`ensure`] creates what is missing and never changes what exists (it reports
 //! differences): every service runs it at start-up and when it finds part of the topology
 //! deleted. [`apply`] creates or updates to the given settings: only `offpath topology`
 //! runs it. Both are idempotent and safe to run from many processes at once.
@@ -67,6 +67,94 @@ pub use crate::server::{MIN_NATS_SERVER, ServerVersionError, check_server_versio
 
 const GIB: i64 = 1024 * 1024 * 1024;
 const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// How long and how much one stream keeps. One per stream, so a setting that bounds
+/// "every stream" (`--stream-max-bytes`) cannot miss one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Age at which a message is removed.
+    pub max_age: Duration,
+    /// Bound on the stream, in bytes.
+    pub max_bytes: i64,
+}
+
+impl Retention {
+    const fn new(max_age: Duration, max_bytes: i64) -> Self {
+        Self { max_age, max_bytes }
+    }
+}
+
+/// offpath's streams. [`TopologyConfig::stream`] builds each one's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// `MODERATION`: the bulk lane's requests (work queue).
+    Moderation,
+    /// `MODERATION_INTERACTIVE`: the interactive lane's requests (work queue).
+    Interactive,
+    /// `VERDICTS`: verdicts, for catch-up and audit.
+    Verdicts,
+    /// `MODERATION_DLQ`: dead letters.
+    Dlq,
+    /// `REVIEW`: the review queue (contract v1.1).
+    Review,
+    /// `AUDIT`: reviewers' decisions (contract v1.1).
+    Audit,
+}
+
+impl Stream {
+    /// Every stream, in the order they are put in place.
+    pub const ALL: [Stream; 6] = [
+        Stream::Moderation,
+        Stream::Interactive,
+        Stream::Verdicts,
+        Stream::Dlq,
+        Stream::Review,
+        Stream::Audit,
+    ];
+
+    /// The stream's name, subjects and description.
+    fn identity(self) -> (&'static str, String, &'static str) {
+        match self {
+            Stream::Moderation => (
+                MODERATION_STREAM,
+                format!("{REQUEST_PREFIX}.*"),
+                "offpath moderation requests awaiting a verdict",
+            ),
+            Stream::Interactive => (
+                INTERACTIVE_STREAM,
+                format!("{REQUEST_PREFIX}.*.{INTERACTIVE_LANE}"),
+                "offpath interactive-lane requests awaiting a verdict",
+            ),
+            Stream::Verdicts => (
+                VERDICTS_STREAM,
+                format!("{VERDICT_PREFIX}.*.*"),
+                "offpath verdicts, for catch-up and audit",
+            ),
+            Stream::Dlq => (
+                DLQ_STREAM,
+                format!("{DLQ_PREFIX}.*"),
+                "offpath dead letters: requests that could not be moderated",
+            ),
+            Stream::Review => (
+                REVIEW_STREAM,
+                format!("{REVIEW_PREFIX}.*"),
+                "offpath review queue: messages a person should look at",
+            ),
+            Stream::Audit => (
+                AUDIT_STREAM,
+                format!("{AUDIT_PREFIX}.*"),
+                "offpath audit trail: reviewers' decisions",
+            ),
+        }
+    }
+
+    /// Work-queue streams hold work not yet done and refuse new work when full; the others
+    /// are logs that drop their oldest entries.
+    fn is_work_queue(self) -> bool {
+        matches!(self, Stream::Moderation | Stream::Interactive)
+    }
+}
 
 /// The tunable settings of the topology; [`Default`] is the documented configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,30 +163,21 @@ pub struct TopologyConfig {
     pub replicas: usize,
     /// Window in which a re-published `Nats-Msg-Id` is dropped.
     pub duplicate_window: Duration,
-    /// How long an un-acked request may wait in `MODERATION`.
-    pub request_max_age: Duration,
-    /// Bound on the `MODERATION` backlog, in bytes.
-    pub request_max_bytes: i64,
+    /// `MODERATION`: how long an un-acked request may wait, and the backlog's bound. The
+    /// interactive lane keeps as long and an eighth of the bytes.
+    pub requests: Retention,
     /// Largest message `MODERATION` stores. Larger than the decoder's limit (16 KiB) on
     /// purpose: a moderately oversized request is stored and dead-lettered with reason
     /// `oversized`, so the operator sees it; only absurd payloads are refused at publish.
     pub request_max_message_bytes: i32,
-    /// How long verdicts are kept.
-    pub verdict_max_age: Duration,
-    /// Bound on `VERDICTS`, in bytes.
-    pub verdict_max_bytes: i64,
-    /// How long dead letters are kept.
-    pub dlq_max_age: Duration,
-    /// Bound on `MODERATION_DLQ`, in bytes.
-    pub dlq_max_bytes: i64,
-    /// How long review-queue items are kept.
-    pub review_max_age: Duration,
-    /// Bound on `REVIEW`, in bytes.
-    pub review_max_bytes: i64,
-    /// How long reviewer decisions are kept (the audit trail).
-    pub audit_max_age: Duration,
-    /// Bound on `AUDIT`, in bytes.
-    pub audit_max_bytes: i64,
+    /// `VERDICTS`.
+    pub verdicts: Retention,
+    /// `MODERATION_DLQ`.
+    pub dlq: Retention,
+    /// `REVIEW`: review-queue items.
+    pub review: Retention,
+    /// `AUDIT`: reviewer decisions (the audit trail).
+    pub audit: Retention,
     /// Time a moderator has to ack (or send `in_progress`) before redelivery.
     pub ack_wait: Duration,
     /// Deliveries before a message is given up on (and dead-lettered by the worker).
@@ -112,17 +191,12 @@ impl Default for TopologyConfig {
         Self {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
-            request_max_age: 24 * HOUR,
-            request_max_bytes: GIB,
+            requests: Retention::new(24 * HOUR, GIB),
             request_max_message_bytes: 64 * 1024,
-            verdict_max_age: 24 * HOUR,
-            verdict_max_bytes: GIB,
-            dlq_max_age: 14 * 24 * HOUR,
-            dlq_max_bytes: GIB,
-            review_max_age: 14 * 24 * HOUR,
-            review_max_bytes: GIB,
-            audit_max_age: 366 * 24 * HOUR,
-            audit_max_bytes: GIB,
+            verdicts: Retention::new(DAY, GIB),
+            dlq: Retention::new(14 * DAY, GIB),
+            review: Retention::new(14 * DAY, GIB),
+            audit: Retention::new(366 * DAY, GIB),
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
             max_ack_pending: 1024,
@@ -157,103 +231,64 @@ impl TopologyConfig {
         }
     }
 
-    /// These settings with every stream bounded to `bytes` (`--stream-max-bytes`):
-    /// `MODERATION`, `VERDICTS`, `MODERATION_DLQ`, `REVIEW` and `AUDIT` at `bytes`, the
-    /// interactive lane at its share of `MODERATION`'s. (The flag used to leave `REVIEW`
-    /// and `AUDIT` at 1 GiB.)
-    pub fn with_stream_max_bytes(self, bytes: i64) -> Self {
-        Self {
-            request_max_bytes: bytes,
-            verdict_max_bytes: bytes,
-            dlq_max_bytes: bytes,
-            review_max_bytes: bytes,
-            audit_max_bytes: bytes,
-            ..self
+    /// These settings with every stream bounded to `bytes` (`--stream-max-bytes`), the
+    /// interactive lane at its share of `MODERATION`'s.
+    pub fn with_stream_max_bytes(mut self, bytes: i64) -> Self {
+        for retention in [
+            &mut self.requests,
+            &mut self.verdicts,
+            &mut self.dlq,
+            &mut self.review,
+            &mut self.audit,
+        ] {
+            retention.max_bytes = bytes;
+        }
+        self
+    }
+
+    /// How long and how much `stream` keeps.
+    pub fn retention(&self, stream: Stream) -> Retention {
+        match stream {
+            Stream::Moderation => self.requests,
+            // A lane for messages someone waits for is low in volume; its backlog is what
+            // lanes exist to keep short.
+            Stream::Interactive => Retention {
+                max_bytes: (self.requests.max_bytes / 8).max(1024 * 1024),
+                ..self.requests
+            },
+            Stream::Verdicts => self.verdicts,
+            Stream::Dlq => self.dlq,
+            Stream::Review => self.review,
+            Stream::Audit => self.audit,
         }
     }
 
-    /// The `MODERATION` stream.
-    pub fn moderation_stream(&self) -> stream::Config {
+    /// The settings of `stream`: work queues (`MODERATION`, the interactive lane) refuse
+    /// new requests when full and take no oversized payloads; logs (the others) drop their
+    /// oldest entries.
+    pub fn stream(&self, stream: Stream) -> stream::Config {
+        let (name, subjects, description) = stream.identity();
+        let Retention { max_age, max_bytes } = self.retention(stream);
+        let (retention, discard, max_message_size) = if stream.is_work_queue() {
+            let size = self.request_max_message_bytes;
+            (RetentionPolicy::WorkQueue, DiscardPolicy::New, size)
+        } else {
+            // 0: no limit of its own (the server's), as async-nats sends a default.
+            (RetentionPolicy::Limits, DiscardPolicy::Old, 0)
+        };
         stream::Config {
-            name: MODERATION_STREAM.into(),
-            description: Some("offpath moderation requests awaiting a verdict".into()),
-            subjects: vec![format!("{REQUEST_PREFIX}.*")],
-            retention: RetentionPolicy::WorkQueue,
-            discard: DiscardPolicy::New,
-            max_bytes: self.request_max_bytes,
-            max_age: self.request_max_age,
-            max_message_size: self.request_max_message_bytes,
-            ..self.common()
-        }
-    }
-
-    /// The `MODERATION_INTERACTIVE` stream: the interactive lane, settings as
-    /// `MODERATION`'s but an eighth of its bytes (a lane for messages someone waits for is
-    /// low in volume; its backlog is what lanes exist to keep short).
-    pub fn interactive_stream(&self) -> stream::Config {
-        stream::Config {
-            name: INTERACTIVE_STREAM.into(),
-            description: Some("offpath interactive-lane requests awaiting a verdict".into()),
-            subjects: vec![format!("{REQUEST_PREFIX}.*.{INTERACTIVE_LANE}")],
-            max_bytes: (self.request_max_bytes / 8).max(1024 * 1024),
-            ..self.moderation_stream()
-        }
-    }
-
-    /// The `VERDICTS` stream.
-    pub fn verdicts_stream(&self) -> stream::Config {
-        stream::Config {
-            name: VERDICTS_STREAM.into(),
-            description: Some("offpath verdicts, for catch-up and audit".into()),
-            subjects: vec![format!("{VERDICT_PREFIX}.*.*")],
-            retention: RetentionPolicy::Limits,
-            discard: DiscardPolicy::Old,
-            max_bytes: self.verdict_max_bytes,
-            max_age: self.verdict_max_age,
-            ..self.common()
-        }
-    }
-
-    /// The `MODERATION_DLQ` stream.
-    pub fn dlq_stream(&self) -> stream::Config {
-        stream::Config {
-            name: DLQ_STREAM.into(),
-            description: Some("offpath dead letters: requests that could not be moderated".into()),
-            subjects: vec![format!("{DLQ_PREFIX}.*")],
-            retention: RetentionPolicy::Limits,
-            discard: DiscardPolicy::Old,
-            max_bytes: self.dlq_max_bytes,
-            max_age: self.dlq_max_age,
-            ..self.common()
-        }
-    }
-
-    /// The `REVIEW` stream: the review queue (contract v1.1), kept two weeks; a reviewer
-    /// reads it, nothing consumes it away.
-    pub fn review_stream(&self) -> stream::Config {
-        stream::Config {
-            name: REVIEW_STREAM.into(),
-            description: Some("offpath review queue: messages a person should look at".into()),
-            subjects: vec![format!("{REVIEW_PREFIX}.*")],
-            retention: RetentionPolicy::Limits,
-            discard: DiscardPolicy::Old,
-            max_bytes: self.review_max_bytes,
-            max_age: self.review_max_age,
-            ..self.common()
-        }
-    }
-
-    /// The `AUDIT` stream: every reviewer decision (contract v1.1), kept a year.
-    pub fn audit_stream(&self) -> stream::Config {
-        stream::Config {
-            name: AUDIT_STREAM.into(),
-            description: Some("offpath audit trail: reviewers' decisions".into()),
-            subjects: vec![format!("{AUDIT_PREFIX}.*")],
-            retention: RetentionPolicy::Limits,
-            discard: DiscardPolicy::Old,
-            max_bytes: self.audit_max_bytes,
-            max_age: self.audit_max_age,
-            ..self.common()
+            name: name.into(),
+            description: Some(description.into()),
+            subjects: vec![subjects],
+            retention,
+            discard,
+            max_bytes,
+            max_age,
+            max_message_size,
+            storage: StorageType::File,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            ..Default::default()
         }
     }
 
@@ -270,15 +305,6 @@ impl TopologyConfig {
             ..Default::default()
         }
     }
-
-    fn common(&self) -> stream::Config {
-        stream::Config {
-            storage: StorageType::File,
-            num_replicas: self.replicas,
-            duplicate_window: self.duplicate_window,
-            ..Default::default()
-        }
-    }
 }
 
 /// Why the topology could not be put in place.
@@ -292,7 +318,7 @@ pub struct TopologyError {
     pub source: async_nats::Error,
 }
 
-/// Creates whatever of the three streams and the moderator consumer is missing and never
+/// Creates whatever of the streams and the moderator consumers is missing and never
 /// changes what exists; returns the settings that differ from `config`. This is what the
 /// services run at start-up and whenever they find part of the topology gone, so a process
 /// started with default settings cannot downgrade streams an operator made with
@@ -302,14 +328,7 @@ pub async fn ensure(
     config: &TopologyConfig,
 ) -> Result<Vec<Drift>, TopologyError> {
     let mut drift = Vec::new();
-    for wanted in [
-        config.moderation_stream(),
-        config.interactive_stream(),
-        config.verdicts_stream(),
-        config.dlq_stream(),
-        config.review_stream(),
-        config.audit_stream(),
-    ] {
+    for wanted in Stream::ALL.map(|stream| config.stream(stream)) {
         if let Some(existing) = create_stream_if_missing(js, &wanted).await? {
             drift.extend(stream_drift(&existing, &wanted));
         }
@@ -326,15 +345,8 @@ pub async fn ensure(
 /// Creates the streams and the moderator consumer, or updates them to `config`:
 /// `offpath topology`, the one place that changes settings of what exists.
 pub async fn apply(js: &jetstream::Context, config: &TopologyConfig) -> Result<(), TopologyError> {
-    for stream in [
-        config.moderation_stream(),
-        config.interactive_stream(),
-        config.verdicts_stream(),
-        config.dlq_stream(),
-        config.review_stream(),
-        config.audit_stream(),
-    ] {
-        apply_stream(js, stream).await?;
+    for stream in Stream::ALL {
+        apply_stream(js, config.stream(stream)).await?;
     }
     for name in [MODERATION_STREAM, INTERACTIVE_STREAM] {
         let what = || format!("consumer {name}/{MODERATOR_CONSUMER}");
