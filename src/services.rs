@@ -138,9 +138,9 @@ pub(crate) fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_m
 
 /// The transport's settings, checked: a bad one is a usage error. Connects to nothing.
 pub(crate) fn transport_config(args: &TransportArgs) -> anyhow::Result<offpath_transport::Config> {
-    args.transport.validate().map_err(Usage)?;
+    args.transport.validate().map_err(Usage::problems)?;
     // Also what `offpath up` checks before starting its children (the dev identity's kind).
-    let kind = match args.transport.insecure_dev_identity {
+    let kind = match args.transport.identity.insecure_dev_identity {
         true => offpath_transport::QueryUser::KIND,
         false => offpath_transport::Tokens::KIND,
     };
@@ -233,7 +233,7 @@ pub(crate) async fn transport(args: TransportArgs) -> anyhow::Result<()> {
     .await
     .map_err(|err| match err {
         // Settings `run` refuses (the dev identity on a network listener): exit 64.
-        offpath_transport::TransportError::Config(problem) => Usage(problem).into(),
+        offpath_transport::TransportError::Config(problems) => Usage::problems(problems).into(),
         other => anyhow::Error::from(other),
     })?;
     Ok(())

@@ -178,7 +178,10 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
     let _moderator =
         chat::moderator(&server, &[&format!("--policies={}", policies.display())]).await;
     let config = offpath_transport::Config {
-        room_policy: vec!["kids=hold:fail_closed".parse().expect("a room rule")],
+        moderation: offpath_transport::ModerationConfig {
+            room_policy: vec!["kids=hold:fail_closed".parse().expect("a room rule")],
+            ..chat::transport_config().moderation
+        },
         ..chat::transport_config()
     };
     let transport = Transport::start(&server, config).await;

@@ -6,6 +6,7 @@
 
 mod common;
 
+use offpath_ops::cli::Millis;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -88,8 +89,11 @@ async fn chat_survives_frozen_and_killed_moderators_a_nats_restart_and_deleted_s
     let m1 = chat::moderator(first, &[]).await;
     let mut m2 = chat::moderator(first, &[]).await;
     let config = offpath_transport::Config {
-        hold_deadline_ms: HOLD_DEADLINE_MS,
-        room_policy: vec!["kids=hold:fail_open".parse().expect("rule")],
+        moderation: offpath_transport::ModerationConfig {
+            hold_deadline: Millis::new(HOLD_DEADLINE_MS),
+            room_policy: vec!["kids=hold:fail_open".parse().expect("rule")],
+            ..chat::transport_config().moderation
+        },
         ..chat::transport_config()
     };
     let transport = Transport::start(first, config).await;

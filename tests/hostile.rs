@@ -5,6 +5,7 @@
 
 mod common;
 
+use offpath_ops::cli::Millis;
 use std::time::Duration;
 
 use common::chat::{self, is};
@@ -23,9 +24,12 @@ const WAIT: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn half_sent_requests_are_closed_and_do_not_hold_the_door() {
     let config = offpath_transport::Config {
-        max_sockets: 40,
-        header_timeout_ms: 500,
-        handshake_timeout_ms: 1_000,
+        limits: offpath_transport::LimitsConfig {
+            max_sockets: 40,
+            header_timeout: Millis::new(500),
+            handshake_timeout: Millis::new(1_000),
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;
@@ -95,8 +99,11 @@ async fn half_sent_requests_are_closed_and_do_not_hold_the_door() {
 #[tokio::test]
 async fn silent_websocket_is_closed_after_the_idle_timeout() {
     let config = offpath_transport::Config {
-        ping_interval_ms: 250,
-        idle_timeout_ms: 1_000,
+        limits: offpath_transport::LimitsConfig {
+            ping_interval: Millis::new(250),
+            idle_timeout: Millis::new(1_000),
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;
@@ -131,8 +138,11 @@ async fn silent_websocket_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn one_address_cannot_fill_the_socket_cap() {
     let config = offpath_transport::Config {
-        max_sockets: 100,
-        max_connections_per_ip: 4,
+        limits: offpath_transport::LimitsConfig {
+            max_sockets: 100,
+            max_connections_per_ip: 4,
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;
@@ -203,9 +213,12 @@ async fn refusal(
 #[tokio::test]
 async fn one_address_or_user_cannot_take_every_slot() {
     let config = offpath_transport::Config {
-        max_connections: 20,
-        max_connections_per_ip: 4,
-        max_connections_per_user: 2,
+        limits: offpath_transport::LimitsConfig {
+            max_connections: 20,
+            max_connections_per_ip: 4,
+            max_connections_per_user: 2,
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     };
     let (server, transport) = chat::gateway(config.clone()).await;
@@ -250,7 +263,10 @@ async fn one_address_or_user_cannot_take_every_slot() {
     transport.stop().await;
 
     let behind_proxy = offpath_transport::Config {
-        client_ip_header: Some("X-Forwarded-For".into()),
+        limits: offpath_transport::LimitsConfig {
+            client_ip_header: Some("X-Forwarded-For".into()),
+            ..config.limits
+        },
         ..config
     };
     let transport = chat::Transport::start(&server, behind_proxy).await;
@@ -288,11 +304,14 @@ async fn one_address_or_user_cannot_take_every_slot() {
 #[tokio::test]
 async fn a_flood_of_cheap_frames_is_limited_and_closed() {
     let config = offpath_transport::Config {
-        rate_per_second: 5.0,
-        rate_burst: 10.0,
-        frame_rate_per_second: 5.0,
-        frame_burst: 10.0,
-        flood_close_after: 20,
+        limits: offpath_transport::LimitsConfig {
+            rate_per_second: 5.0,
+            rate_burst: 10.0,
+            frame_rate_per_second: 5.0,
+            frame_burst: 10.0,
+            flood_close_after: 20,
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use offpath_ops::cli::Millis;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -135,7 +136,10 @@ async fn a_reviewer_removes_and_restores_a_delivered_message() {
 #[tokio::test]
 async fn a_reviewer_restores_a_blocked_held_message() {
     let config = offpath_transport::Config {
-        room_policy: vec!["vault=hold:fail_closed".parse().expect("rule")],
+        moderation: offpath_transport::ModerationConfig {
+            room_policy: vec!["vault=hold:fail_closed".parse().expect("rule")],
+            ..chat::transport_config().moderation
+        },
         ..chat::transport_config()
     };
     let (server, transport) = chat::gateway(config).await;
@@ -165,8 +169,11 @@ async fn a_reviewer_restores_a_blocked_held_message() {
 #[tokio::test]
 async fn a_reviewer_removes_a_message_the_gateway_no_longer_tracks() {
     let config = offpath_transport::Config {
-        track_for_ms: 1,
-        max_tracked: 1,
+        messages: offpath_transport::MessagesConfig {
+            track_for: Millis::new(1),
+            max_tracked: 1,
+            ..chat::transport_config().messages
+        },
         ..chat::transport_config()
     };
     let (server, transport) = chat::gateway(config).await;

@@ -140,7 +140,10 @@ async fn a_cross_site_page_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_origin_allow_list_is_enforced() {
     let config = offpath_transport::Config {
-        allowed_origins: vec!["https://chat.example.com".into()],
+        identity: offpath_transport::IdentityConfig {
+            allowed_origins: vec!["https://chat.example.com".into()],
+            ..chat::transport_config().identity
+        },
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;
@@ -341,7 +344,10 @@ fn the_gateway_refuses_to_start_without_an_identity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dns_rebinding_page_is_refused() {
     let config = offpath_transport::Config {
-        public_hosts: vec!["chat.internal".into()],
+        identity: offpath_transport::IdentityConfig {
+            public_hosts: vec!["chat.internal".into()],
+            ..chat::transport_config().identity
+        },
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;
@@ -387,7 +393,8 @@ async fn the_dev_identity_will_not_serve_a_network_address() {
         .await
         .expect("run refuses instead of serving");
     match result {
-        Err(offpath_transport::TransportError::Config(problem)) => {
+        Err(offpath_transport::TransportError::Config(problems)) => {
+            let problem = problems.join("; ");
             assert!(
                 problem.contains("--insecure-dev-identity-on-network"),
                 "{problem}"

@@ -338,7 +338,10 @@ async fn e2e_rooms_are_moderated_only_through_reports() {
     let server = chat::nats_with_topology().await;
     let _moderator = chat::moderator(&server, &[]).await;
     let config = offpath_transport::Config {
-        room_policy: vec!["dm-*=e2e".parse().expect("rule")],
+        moderation: offpath_transport::ModerationConfig {
+            room_policy: vec!["dm-*=e2e".parse().expect("rule")],
+            ..chat::transport_config().moderation
+        },
         ..chat::transport_config()
     };
     let transport = Transport::start(&server, config).await;

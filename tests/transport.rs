@@ -128,8 +128,14 @@ async fn applying_a_verdict_twice_changes_nothing() {
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_the_connection_survives() {
     let config = offpath_transport::Config {
-        max_text_bytes: 100,
-        max_rooms_per_connection: 2,
+        messages: offpath_transport::MessagesConfig {
+            max_text_bytes: 100,
+            ..chat::transport_config().messages
+        },
+        limits: offpath_transport::LimitsConfig {
+            max_rooms_per_connection: 2,
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;
@@ -219,9 +225,12 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
 /// Sends limited to a burst of 3, then one every 2 s; 2 connections at most.
 fn limited() -> offpath_transport::Config {
     offpath_transport::Config {
-        rate_per_second: 0.5,
-        rate_burst: 3.0,
-        max_connections: 2,
+        limits: offpath_transport::LimitsConfig {
+            rate_per_second: 0.5,
+            rate_burst: 3.0,
+            max_connections: 2,
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     }
 }
@@ -232,9 +241,12 @@ fn limited() -> offpath_transport::Config {
 #[tokio::test]
 async fn long_texts_cost_the_send_rate_by_their_length() {
     let config = offpath_transport::Config {
-        rate_per_second: 10.0,
-        rate_burst: 20.0,
-        send_cost_bytes: 64,
+        limits: offpath_transport::LimitsConfig {
+            rate_per_second: 10.0,
+            rate_burst: 20.0,
+            send_cost_bytes: 64,
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;
@@ -296,7 +308,10 @@ async fn rate_and_connection_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_is_disconnected_and_the_room_keeps_going() {
     let config = offpath_transport::Config {
-        send_queue: 32,
+        limits: offpath_transport::LimitsConfig {
+            send_queue: 32,
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     };
     let (_server, transport) = chat::gateway(config).await;
@@ -388,7 +403,10 @@ async fn shutdown_says_going_away_and_flushes_the_outbox() {
 #[tokio::test]
 async fn inline_mode_awaits_the_verdict_and_never_delivers_a_block() {
     let config = offpath_transport::Config {
-        moderation: offpath_transport::Moderation::Inline,
+        moderation: offpath_transport::ModerationConfig {
+            mode: offpath_transport::Moderation::Inline,
+            ..chat::transport_config().moderation
+        },
         ..chat::transport_config()
     };
     let (_server, _moderator, transport) = chat::moderated(config).await;

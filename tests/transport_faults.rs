@@ -3,6 +3,7 @@
 
 mod common;
 
+use offpath_ops::cli::Millis;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -88,13 +89,19 @@ async fn verdicts_for(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_down_chat_goes_on_and_the_outbox_catches_up() {
     let config = offpath_transport::Config {
-        outbox_capacity: 200,
-        outbox_in_flight: 16,
-        // Alice gets two frames per message (ack, verdict) at 1,000 messages/s: with the
-        // default queue of 256, a test runtime starved of CPU for a quarter second (other
-        // tests run beside this one) would be closed as a slow client. Slow clients have
-        // tests of their own; this one is about NATS going away.
-        send_queue: 8192,
+        outbox: offpath_transport::OutboxConfig {
+            outbox_capacity: 200,
+            outbox_in_flight: 16,
+            ..chat::transport_config().outbox
+        },
+        limits: offpath_transport::LimitsConfig {
+            // Alice gets two frames per message (ack, verdict) at 1,000 messages/s: with the
+            // default queue of 256, a test runtime starved of CPU for a quarter second (other
+            // tests run beside this one) would be closed as a slow client. Slow clients have
+            // tests of their own; this one is about NATS going away.
+            send_queue: 8192,
+            ..chat::transport_config().limits
+        },
         ..chat::transport_config()
     };
     let (mut server, _moderator, transport) = chat::moderated(config).await;
@@ -173,11 +180,14 @@ async fn nats_down_chat_goes_on_and_the_outbox_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderator_hung_chat_goes_on_and_holds_follow_the_deadline_policy() {
     let config = offpath_transport::Config {
-        hold_deadline_ms: 1_500,
-        room_policy: vec![
-            "kids=hold:fail_open".parse().expect("rule"),
-            "vault=hold:fail_closed".parse().expect("rule"),
-        ],
+        moderation: offpath_transport::ModerationConfig {
+            hold_deadline: Millis::new(1_500),
+            room_policy: vec![
+                "kids=hold:fail_open".parse().expect("rule"),
+                "vault=hold:fail_closed".parse().expect("rule"),
+            ],
+            ..chat::transport_config().moderation
+        },
         ..chat::transport_config()
     };
     let (_server, moderator, transport) = chat::moderated(config).await;

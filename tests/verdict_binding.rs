@@ -4,6 +4,7 @@
 
 mod common;
 
+use offpath_ops::cli::Millis;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -153,8 +154,11 @@ async fn two_tenants_with_the_same_id_are_both_moderated() {
 #[tokio::test]
 async fn a_forged_verdict_with_a_wrong_digest_is_refused_and_counted() {
     let config = offpath_transport::Config {
-        hold_deadline_ms: 1_000,
-        room_policy: vec!["vault=hold:fail_closed".parse().expect("rule")],
+        moderation: offpath_transport::ModerationConfig {
+            hold_deadline: Millis::new(1_000),
+            room_policy: vec!["vault=hold:fail_closed".parse().expect("rule")],
+            ..chat::transport_config().moderation
+        },
         ..chat::transport_config()
     };
     let (server, transport) = chat::gateway(config).await;

@@ -113,7 +113,7 @@ pub(super) async fn reviewer_notice(alice: &Client, bob: &Client) {
 /// Item 11: a text past the gateway's limit is refused before sending and stays in the
 /// field; a 300-character word wraps instead of widening the log.
 pub(super) async fn size_and_long_words(alice: &Client, bob: &Client) {
-    let limit = offpath_transport::Config::default().max_text_bytes;
+    let limit = offpath_transport::Config::default().messages.max_text_bytes;
     let before = lines(alice).await.len();
     let long = "x".repeat(limit + 1);
     alice

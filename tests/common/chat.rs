@@ -13,19 +13,27 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::BIN;
+use offpath_ops::cli::Millis;
 
 /// The transport's settings for tests: generous rate limits unless a test says otherwise.
 pub(crate) fn transport_config() -> offpath_transport::Config {
+    let defaults = offpath_transport::Config::default();
     offpath_transport::Config {
         tenant: "acme".into(),
-        rate_per_second: 10_000.0,
-        rate_burst: 10_000.0,
-        // Every send costs one, whatever its length: the tests that flood long texts are
-        // about other limits (the cost rule has its own tests).
-        send_cost_bytes: 0,
-        flush_grace_ms: 2_000,
+        limits: offpath_transport::LimitsConfig {
+            rate_per_second: 10_000.0,
+            rate_burst: 10_000.0,
+            // Every send costs one, whatever its length: the tests that flood long texts
+            // are about other limits (the cost rule has its own tests).
+            send_cost_bytes: 0,
+            ..defaults.limits
+        },
+        outbox: offpath_transport::OutboxConfig {
+            flush_grace: Millis::new(2_000),
+            ..defaults.outbox
+        },
         topology: topology::small(),
-        ..offpath_transport::Config::default()
+        ..defaults
     }
 }
 

@@ -2,7 +2,6 @@
 //! verdict consumer and the hold deadlines, started together and stopped in order.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use offpath_protocol::ModerationRequest;
 use tokio::sync::{mpsc, watch};
@@ -29,7 +28,7 @@ impl Background {
         client: &async_nats::Client,
         outbox: mpsc::Receiver<ModerationRequest>,
     ) -> Self {
-        let grace = Duration::from_millis(hub.config().flush_grace_ms);
+        let grace = hub.config().outbox.flush_grace.get();
         let js = async_nats::jetstream::new(client.clone());
         let (stop, stop_rx) = watch::channel(false);
         let drain = tokio::spawn(outbox::drain(

@@ -94,19 +94,22 @@ pub(crate) async fn serve<S, R, E>(
         peer: Arc::clone(&peer),
         rooms: HashSet::new(),
         allowed,
-        bucket: TokenBucket::new(config.rate_per_second, config.rate_burst, now),
+        bucket: TokenBucket::new(config.limits.rate_per_second, config.limits.rate_burst, now),
         // Never tighter than the send limit: a client sending at its allowed message rate
         // must not be refused for the frames that carry the messages.
         frames: TokenBucket::new(
-            config.frame_rate_per_second.max(config.rate_per_second),
-            config.frame_burst.max(config.rate_burst),
+            config
+                .limits
+                .frame_rate_per_second
+                .max(config.limits.rate_per_second),
+            config.limits.frame_burst.max(config.limits.rate_burst),
             now,
         ),
         refused_in_a_row: 0,
         histories_left: frames::HISTORY_JOINS,
     };
-    let idle = Duration::from_millis(config.idle_timeout_ms);
-    let ping_every = Duration::from_millis(config.ping_interval_ms);
+    let idle = config.limits.idle_timeout.get();
+    let ping_every = config.limits.ping_interval.get();
     let mut stream = stream;
     let read = async {
         let rooms = reader.run(&mut stream, close, idle).await;
@@ -253,14 +256,17 @@ impl Reader {
                 format!(
                     "at most {} frames per second (bursts of {}); frames are dropped until \
                      the rate falls, and a connection that keeps on is closed",
-                    config.frame_rate_per_second.max(config.rate_per_second),
-                    config.frame_burst.max(config.rate_burst)
+                    config
+                        .limits
+                        .frame_rate_per_second
+                        .max(config.limits.rate_per_second),
+                    config.limits.frame_burst.max(config.limits.rate_burst)
                 ),
             );
             metrics::counter!(m::FRAME_ERRORS, "code" => error.code.as_str()).increment(1);
             self.peer.push(&ServerFrame::error(&error).encode());
         }
-        if self.refused_in_a_row > config.flood_close_after {
+        if self.refused_in_a_row > config.limits.flood_close_after {
             self.peer.close_with(Close::FLOOD);
         }
         false
@@ -289,7 +295,9 @@ impl Reader {
                 format!(
                     "at most {} messages and reports per second (bursts of {}; a message \
                      counts once per {} bytes of text)",
-                    config.rate_per_second, config.rate_burst, config.send_cost_bytes
+                    config.limits.rate_per_second,
+                    config.limits.rate_burst,
+                    config.limits.send_cost_bytes
                 ),
             ));
         }
@@ -297,11 +305,11 @@ impl Reader {
     }
 
     async fn handle(&mut self, text: &Utf8Bytes, received: Instant) -> Result<(), FrameError> {
-        match frames::parse(text, self.hub.config().max_text_bytes)? {
+        match frames::parse(text, self.hub.config().messages.max_text_bytes)? {
             ClientFrame::Join { room } => {
                 auth::check_join(&self.allowed, &room)?;
                 if !self.rooms.contains(&room) {
-                    let max = self.hub.config().max_rooms_per_connection;
+                    let max = self.hub.config().limits.max_rooms_per_connection;
                     if self.rooms.len() >= max {
                         return Err(FrameError::new(
                             ErrorCode::TooManyRooms,
@@ -331,7 +339,7 @@ impl Reader {
                 client_msg_id,
                 commitment,
             } => {
-                let cost = send_cost(text.len(), self.hub.config().send_cost_bytes);
+                let cost = send_cost(text.len(), self.hub.config().limits.send_cost_bytes);
                 self.may_post(&room, received, cost, "sending to it")?;
                 self.hub
                     .admit(&self.peer, &room, text, client_msg_id, commitment, received)
@@ -413,8 +421,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
     use crate::hub::Admission;
+    use crate::{Config, LimitsConfig};
 
     /// A client that sends a burst within its rate limit is served, not closed as a slow
     /// client by its own acks and echoes: 200 `send` frames already read from the socket
@@ -425,12 +433,15 @@ mod tests {
         const SENDS: usize = 200;
         let config = Config {
             tenant: "acme".into(),
-            rate_burst: 10_000.0,
-            frame_burst: 10_000.0,
+            limits: LimitsConfig {
+                rate_burst: 10_000.0,
+                frame_burst: 10_000.0,
+                ..Config::default().limits
+            },
             ..Config::default()
         };
         assert!(
-            2 * SENDS > config.send_queue,
+            2 * SENDS > config.limits.send_queue,
             "the burst must outgrow the queue"
         );
         let (outbox, _requests) = tokio::sync::mpsc::channel(4 * SENDS);

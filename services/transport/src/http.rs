@@ -136,13 +136,13 @@ async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let header = app.hub.config().client_ip_header.as_deref();
+    let header = app.hub.config().limits.client_ip_header.as_deref();
     let ip = caps::client_ip(&headers, header, remote.ip());
     let identity = match admit(&app, &uri, &headers) {
         Ok(identity) => identity,
         Err(refusal) => return refusal.into_response(),
     };
-    let max = app.hub.config().max_frame_bytes;
+    let max = app.hub.config().limits.max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
         // tungstenite zero-fills its whole read buffer on every read attempt: at the
@@ -156,7 +156,11 @@ async fn upgrade(
 /// foreign page, 401 for credentials), counted.
 fn admit(app: &App, uri: &Uri, headers: &HeaderMap) -> Result<Identity, Refusal> {
     let config = app.hub.config();
-    if let Err(err) = origin::check(headers, &config.allowed_origins, &config.public_hosts) {
+    if let Err(err) = origin::check(
+        headers,
+        &config.identity.allowed_origins,
+        &config.identity.public_hosts,
+    ) {
         metrics::counter!(m::DISCONNECTS, "reason" => "origin").increment(1);
         tracing::debug!("refused: {err}");
         return Err(Refusal {

@@ -21,7 +21,7 @@ mod settle;
 mod tracker;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use offpath_protocol::{ModerationRequest, PROTOCOL_VERSION, Priority};
@@ -79,19 +79,16 @@ impl Hub {
         if config.instance.is_empty() {
             config.instance = crate::config::default_instance();
         }
-        let tracker = Tracker::new(
-            config.max_tracked,
-            Duration::from_millis(config.track_for_ms),
-        );
+        let tracker = Tracker::new(config.messages.max_tracked, config.messages.track_for.get());
         Arc::new(Self {
-            rooms: Rooms::new(config.max_connections, config.send_queue),
-            recent: Mutex::new(Recent::new(config.report_window)),
+            rooms: Rooms::new(config.limits.max_connections, config.limits.send_queue),
+            recent: Mutex::new(Recent::new(config.messages.report_window)),
             report_quota: Mutex::new(report_quota::ReportQuota::new(
                 report_quota::Limits {
-                    per_reporter_per_minute: config.reports_per_minute,
-                    reporter_burst: config.report_burst,
-                    per_gateway_per_minute: config.gateway_reports_per_minute,
-                    gateway_burst: config.gateway_report_burst,
+                    per_reporter_per_minute: config.messages.reports_per_minute,
+                    reporter_burst: config.messages.report_burst,
+                    per_gateway_per_minute: config.messages.gateway_reports_per_minute,
+                    gateway_burst: config.messages.gateway_report_burst,
                 },
                 std::time::Instant::now(),
             )),
@@ -166,7 +163,7 @@ impl Hub {
             room,
             policy: mode.to_string(),
             failure: failure.to_string(),
-            max_text_bytes: self.config.max_text_bytes,
+            max_text_bytes: self.config.messages.max_text_bytes,
             history,
         }
     }
@@ -208,7 +205,7 @@ impl Hub {
         // the message at its hold deadline. Everything else stays (or becomes) visible and
         // must be classified however late, so a block can still retract it.
         let deadline_ms = (policy.hold && policy.failure == Failure::Closed)
-            .then(|| sent_at_ms + self.config.hold_deadline_ms);
+            .then(|| sent_at_ms + self.config.moderation.hold_deadline.ms());
         ModerationRequest {
             v: PROTOCOL_VERSION,
             id,
@@ -268,7 +265,7 @@ impl Hub {
     /// Gives `request` the room's latest messages as context and, when its message is
     /// shown now, keeps it among them (one lock on the send path).
     fn remember(&self, request: &mut ModerationRequest, sender: &Arc<str>, shown: bool) {
-        let n = self.config.review_context;
+        let n = self.config.messages.review_context;
         let mut recent = lock(&self.recent);
         request.context = recent.context(&request.room, None, n);
         if shown {
@@ -355,7 +352,7 @@ impl Hub {
         let id = request.id.clone();
         lock(&self.tracker).insert(id.clone(), tracked, received);
         if policy.hold {
-            let at = tokio::time::Instant::now() + self.config.hold_deadline();
+            let at = tokio::time::Instant::now() + self.config.moderation.hold_deadline.get();
             self.deadlines.push(at, id.clone());
         }
         if let Err(reason) = self.outbox.try_hand(request) {

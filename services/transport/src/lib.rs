@@ -46,7 +46,10 @@ pub use auth::{
     AuthError, Authenticator, Identity, IdentityError, KeyError, QueryUser, RoomGrant, SECRET_ENV,
     Tokens, authenticator, check_listener, wants_tokens,
 };
-pub use config::{Config, Failure, Moderation, ModerationRule, RoomPolicy, RoomRule};
+pub use config::{
+    Config, Failure, IdentityConfig, LimitsConfig, MessagesConfig, Moderation, ModerationConfig,
+    ModerationRule, OutboxConfig, RoomPolicy, RoomRule,
+};
 pub use connection::send_cost;
 
 /// How long shutdown waits for connections to take their going-away frame.
@@ -56,8 +59,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The settings are unusable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    #[error("invalid configuration: {}", .0.join("; "))]
+    Config(Vec<String>),
     /// A listener failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
@@ -85,14 +88,14 @@ pub async fn run(
     config.validate().map_err(TransportError::Config)?;
     let public_addr = listeners.public.local_addr()?;
     auth::check_listener(&config, auth.kind(), public_addr)
-        .map_err(|err| TransportError::Config(err.to_string()))?;
+        .map_err(|err| TransportError::Config(vec![err.to_string()]))?;
     metrics::PROMETHEUS.handle();
     // Bounded: the requests the gateway holds while NATS is slow or down (see the flag).
-    let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox_capacity);
-    let admission = hub::Admission::new(config.moderation, &client);
+    let (outbox_tx, outbox_rx) = mpsc::channel(config.outbox.outbox_capacity);
+    let admission = hub::Admission::new(config.moderation.mode, &client);
     let caps = caps::Caps::new(
-        config.max_connections_per_ip,
-        config.max_connections_per_user,
+        config.limits.max_connections_per_ip,
+        config.limits.max_connections_per_user,
     );
     let hub = hub::Hub::new(config, outbox_tx, admission);
     let background = background::Background::start(&hub, &client, outbox_rx);

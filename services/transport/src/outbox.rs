@@ -39,7 +39,7 @@ pub(crate) async fn drain(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let in_flight_max = hub.config().outbox_in_flight.max(1);
+    let in_flight_max = hub.config().outbox.outbox_in_flight.max(1);
     let mut in_flight = FuturesUnordered::new();
     let mut retries = Retries::default();
     let mut stopping = false;

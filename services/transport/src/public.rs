@@ -7,7 +7,6 @@
 use std::future::Future;
 use std::io;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use offpath_ops::public::{PublicPort, SocketLimits, SocketMetrics};
 use tokio::net::TcpListener;
@@ -33,15 +32,16 @@ pub(crate) async fn serve(
 ) -> io::Result<()> {
     let config = app.hub.config();
     let limits = SocketLimits {
-        header_timeout: Duration::from_millis(config.header_timeout_ms),
-        connection_timeout: Duration::from_millis(config.handshake_timeout_ms),
-        max_sockets: config.max_sockets,
+        header_timeout: config.limits.header_timeout.get(),
+        connection_timeout: config.limits.handshake_timeout.get(),
+        max_sockets: config.limits.max_sockets,
         // Twice `--max-connections-per-ip`: its websockets and as many handshakes. Behind a
         // proxy every socket comes from the proxy: only the global cap applies then.
         max_sockets_per_address: config
+            .limits
             .client_ip_header
             .is_none()
-            .then(|| config.max_connections_per_ip.saturating_mul(2)),
+            .then(|| config.limits.max_connections_per_ip.saturating_mul(2)),
         // hyper's default (about 400 KiB), as before the accept loop was shared.
         max_header_bytes: None,
         keep_alive: true,

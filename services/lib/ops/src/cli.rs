@@ -30,6 +30,17 @@ pub struct LogArgs {
 #[derive(Debug)]
 pub struct Usage(pub String);
 
+impl Usage {
+    /// Every problem a settings check found, each named, on the one line a fatal error
+    /// gets: `2 problems: first; second`.
+    pub fn problems(problems: Vec<String>) -> Self {
+        match problems.len() {
+            1 => Self(problems.into_iter().collect()),
+            n => Self(format!("{n} problems: {}", problems.join("; "))),
+        }
+    }
+}
+
 impl std::fmt::Display for Usage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -206,5 +217,75 @@ mod tests {
             one_line(&err),
             "creating stream X: jetstream error: no (code 500)"
         );
+    }
+}
+
+/// A duration given in whole milliseconds on the command line and in the environment
+/// (`--…-ms`, `OFFPATH_…_MS`): parsed once, so a service's code holds a [`Duration`] and
+/// never converts a number of unknown unit. Shows itself as the number, so clap's
+/// `default_value_t` and `--help` read as before.
+///
+/// [`Duration`]: std::time::Duration
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Millis(std::time::Duration);
+
+impl Millis {
+    /// `ms` milliseconds.
+    pub const fn new(ms: u64) -> Self {
+        Self(std::time::Duration::from_millis(ms))
+    }
+
+    /// The duration.
+    pub const fn get(self) -> std::time::Duration {
+        self.0
+    }
+
+    /// Whole milliseconds (what the flag was given).
+    pub fn ms(self) -> u64 {
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl std::ops::Deref for Millis {
+    type Target = std::time::Duration;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<Millis> for std::time::Duration {
+    fn from(millis: Millis) -> Self {
+        millis.0
+    }
+}
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.ms())
+    }
+}
+
+impl std::str::FromStr for Millis {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse().map(Self::new)
+    }
+}
+
+#[cfg(test)]
+mod millis_tests {
+    use std::time::Duration;
+
+    use super::Millis;
+
+    #[test]
+    fn millis_parse_show_and_refuse_as_numbers_of_milliseconds() {
+        let parsed: Millis = "1500".parse().expect("a number");
+        assert_eq!(parsed.get(), Duration::from_millis(1500));
+        assert_eq!(parsed.to_string(), "1500");
+        assert!("1.5s".parse::<Millis>().is_err());
+        assert!("-1".parse::<Millis>().is_err());
     }
 }

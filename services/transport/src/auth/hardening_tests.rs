@@ -2,6 +2,7 @@
 //! an `exp` that overflows, private and short keys, the development identity on a network
 //! address, algorithm confusion with both key kinds configured.
 
+use crate::config::IdentityConfig;
 use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -47,7 +48,10 @@ fn public_keys_need_an_audience() {
     let key = dir.join("ed.pem");
     std::fs::write(&key, ED_PUBLIC).unwrap();
     let keyed = Config {
-        token_public_key_file: vec![key],
+        identity: IdentityConfig {
+            token_public_key_file: vec![key],
+            ..Config::default().identity
+        },
         ..Config::default()
     };
     assert_eq!(
@@ -55,7 +59,10 @@ fn public_keys_need_an_audience() {
         Some(IdentityError::AudienceRequired)
     );
     let with_audience = Config {
-        token_audience: Some("chat".into()),
+        identity: IdentityConfig {
+            token_audience: Some("chat".into()),
+            ..keyed.identity
+        },
         ..keyed
     };
     assert_eq!(authenticator(&with_audience, None).unwrap().kind(), "token");
@@ -218,7 +225,10 @@ fn origin_rule() {
 #[test]
 fn the_dev_identity_stays_on_loopback() {
     let dev = Config {
-        insecure_dev_identity: true,
+        identity: IdentityConfig {
+            insecure_dev_identity: true,
+            ..Config::default().identity
+        },
         ..Config::default()
     };
     let addr = |a: &str| a.parse().unwrap();
@@ -233,18 +243,25 @@ fn the_dev_identity_stays_on_loopback() {
     assert!(on(&dev, QueryUser::KIND, "192.0.2.1:8080").is_err());
     assert!(on(&dev, Tokens::KIND, "0.0.0.0:8080").is_ok());
     let network = Config {
-        insecure_dev_identity_on_network: true,
+        identity: IdentityConfig {
+            insecure_dev_identity_on_network: true,
+            ..dev.identity
+        },
         ..dev
     };
     assert!(on(&network, QueryUser::KIND, "0.0.0.0:8080").is_ok());
     let alone = Config {
-        insecure_dev_identity_on_network: true,
+        identity: IdentityConfig {
+            insecure_dev_identity_on_network: true,
+            ..Config::default().identity
+        },
         ..Config::default()
     };
     assert!(
         alone
             .validate()
             .unwrap_err()
+            .join("; ")
             .contains("needs --insecure-dev-identity")
     );
 }

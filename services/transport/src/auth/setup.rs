@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Authenticator, KeyError, QueryUser, Tokens};
-use crate::Config;
+use crate::{Config, IdentityConfig};
 
 /// The environment variable an HS256 secret may be given in (the secret itself: a flag
 /// value would show in `ps`). The files of `--token-hs256-file` are the other way.
@@ -61,6 +61,7 @@ pub fn authenticator(
     config: &Config,
     env_secret: Option<&str>,
 ) -> Result<Arc<dyn Authenticator>, IdentityError> {
+    let config = &config.identity;
     if !config.token_public_key_file.is_empty() && config.token_audience.is_none() {
         return Err(IdentityError::AudienceRequired);
     }
@@ -79,7 +80,7 @@ pub fn authenticator(
     }
 }
 
-fn load_keys(config: &Config, env_secret: Option<&str>) -> Result<Tokens, IdentityError> {
+fn load_keys(config: &IdentityConfig, env_secret: Option<&str>) -> Result<Tokens, IdentityError> {
     let mut tokens = Tokens::new(
         config.token_issuer.clone(),
         config.token_audience.clone(),
@@ -120,6 +121,7 @@ pub fn check_listener(
     kind: &str,
     addr: std::net::SocketAddr,
 ) -> Result<(), IdentityError> {
+    let config = &config.identity;
     let exposed = kind == QueryUser::KIND && !addr.ip().to_canonical().is_loopback();
     if exposed && !config.insecure_dev_identity_on_network {
         return Err(IdentityError::DevIdentityOnNetwork(addr));
@@ -142,7 +144,7 @@ pub fn wants_tokens(flags: &[String]) -> bool {
 /// Problems with the identity settings, added to `problems` (part of
 /// [`Config::validate`]; whether any identity is configured at all is [`authenticator`]'s
 /// question: a secret may come from the environment).
-pub(crate) fn validate_settings(config: &Config, problems: &mut Vec<String>) {
+pub(crate) fn validate_settings(config: &IdentityConfig, problems: &mut Vec<String>) {
     if config.insecure_dev_identity_on_network && !config.insecure_dev_identity {
         problems.push("--insecure-dev-identity-on-network needs --insecure-dev-identity".into());
     }

@@ -1,5 +1,6 @@
 //! Claim handling, token transport, the origin rule and start-up choices.
 
+use crate::config::IdentityConfig;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -276,7 +277,10 @@ fn choosing_the_authenticator() {
         "token"
     );
     let dev = Config {
-        insecure_dev_identity: true,
+        identity: IdentityConfig {
+            insecure_dev_identity: true,
+            ..Config::default().identity
+        },
         ..Config::default()
     };
     assert_eq!(authenticator(&dev, None).unwrap().kind(), "insecure_dev");
@@ -285,8 +289,11 @@ fn choosing_the_authenticator() {
         Some(IdentityError::Both)
     );
     let missing = Config {
-        token_public_key_file: vec!["/nonexistent/key.pem".into()],
-        token_audience: Some("chat".into()),
+        identity: IdentityConfig {
+            token_public_key_file: vec!["/nonexistent/key.pem".into()],
+            token_audience: Some("chat".into()),
+            ..Config::default().identity
+        },
         ..Config::default()
     };
     assert!(matches!(

@@ -17,7 +17,7 @@ fn default_ignores_the_environment() {
     if std::env::var_os(CHILD).is_some() {
         let config = Config::default();
         assert_eq!(config.tenant, defaults::TENANT);
-        assert_eq!(config.send_queue, defaults::SEND_QUEUE);
+        assert_eq!(config.limits.send_queue, defaults::SEND_QUEUE);
         println!("{CHILD_CHECKED}");
         return;
     }
@@ -69,11 +69,14 @@ fn clap_defaults_are_the_default() {
 #[test]
 fn room_rules() {
     let config = Config {
-        room_policy: vec![
-            "kids-*=hold:fail_closed".parse().unwrap(),
-            "lobby=post:fail_closed".parse().unwrap(),
-            "dm-*=e2e".parse().unwrap(),
-        ],
+        moderation: ModerationConfig {
+            room_policy: vec![
+                "kids-*=hold:fail_closed".parse().unwrap(),
+                "lobby=post:fail_closed".parse().unwrap(),
+                "dm-*=e2e".parse().unwrap(),
+            ],
+            ..Config::default().moderation
+        },
         ..Config::default()
     };
     assert_eq!(config.policy_of("kids-1").to_string(), "hold:fail_closed");
@@ -108,9 +111,12 @@ fn bad_settings_are_refused() {
     );
     let config = Config {
         tenant: "a.b".into(),
-        send_queue: 0,
+        limits: LimitsConfig {
+            send_queue: 0,
+            ..Config::default().limits
+        },
         ..Config::default()
     };
-    let problems = config.validate().unwrap_err();
+    let problems = config.validate().unwrap_err().join("; ");
     assert!(problems.contains("--tenant") && problems.contains("--send-queue"));
 }

@@ -1,6 +1,8 @@
 //! Verdicts bound to their request (issue 13, attack 2): unguessable ids, the text digest
 //! checked before a verdict is applied, verdict frames to the sending connection only.
 
+use crate::config::ModerationConfig;
+use offpath_ops::cli::Millis;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -14,8 +16,11 @@ fn hub(rules: &[&str]) -> (Arc<Hub>, mpsc::Receiver<ModerationRequest>) {
     let config = Config {
         tenant: "acme".into(),
         instance: "gw1".into(),
-        hold_deadline_ms: 1_000,
-        room_policy: rules.iter().map(|r| r.parse().unwrap()).collect(),
+        moderation: ModerationConfig {
+            hold_deadline: Millis::new(1_000),
+            room_policy: rules.iter().map(|r| r.parse().unwrap()).collect(),
+            ..Config::default().moderation
+        },
         ..Config::default()
     };
     let (tx, rx) = mpsc::channel(64);

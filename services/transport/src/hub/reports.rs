@@ -84,7 +84,7 @@ impl Hub {
                 format!(
                     "no message {id:?} among the last {} room {room:?} showed on this gateway \
                      (or it was removed)",
-                    self.config.report_window
+                    self.config.messages.report_window
                 ),
             )
         };
@@ -105,7 +105,7 @@ impl Hub {
         let context = if e2e {
             Vec::new()
         } else {
-            recent.context(room, Some(id), self.config.review_context)
+            recent.context(room, Some(id), self.config.messages.review_context)
         };
         drop(recent);
         let quota = lock(&self.report_quota).take(&peer.user, std::time::Instant::now());
@@ -118,7 +118,7 @@ impl Hub {
                 match refused.as_str() {
                     "reporter_quota" => format!(
                         "report quota: {} reports a minute per member; try again later",
-                        self.config.reports_per_minute
+                        self.config.messages.reports_per_minute
                     ),
                     _ => "this gateway takes no more reports for now; try again later".into(),
                 },

@@ -1,5 +1,6 @@
 //! The life of a message in the hub, with real peers and a real outbox channel.
 
+use crate::config::{MessagesConfig, ModerationConfig};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -11,7 +12,10 @@ use crate::peer::PeerReceiver;
 fn hub(capacity: usize, rules: &[&str]) -> (Arc<Hub>, mpsc::Receiver<ModerationRequest>) {
     let config = Config {
         tenant: "acme".into(),
-        room_policy: rules.iter().map(|r| r.parse().unwrap()).collect(),
+        moderation: ModerationConfig {
+            room_policy: rules.iter().map(|r| r.parse().unwrap()).collect(),
+            ..Config::default().moderation
+        },
         ..Config::default()
     };
     let (tx, rx) = mpsc::channel(capacity);
@@ -105,10 +109,13 @@ async fn post_room_delivers_then_retracts_once() {
 async fn requests_name_the_rooms_moderation_policy() {
     let config = Config {
         tenant: "acme".into(),
-        moderation_policy: ["kids*=strict", "kids-teens=lenient", "lobby=standard"]
-            .iter()
-            .map(|r| r.parse().unwrap())
-            .collect(),
+        moderation: ModerationConfig {
+            moderation_policy: ["kids*=strict", "kids-teens=lenient", "lobby=standard"]
+                .iter()
+                .map(|r| r.parse().unwrap())
+                .collect(),
+            ..Config::default().moderation
+        },
         ..Config::default()
     };
     let (tx, mut outbox) = mpsc::channel(8);
@@ -173,7 +180,8 @@ async fn hold_deadline_follows_the_failure_policy() {
     hub.accept(&alice, "open", "a".into(), None, Instant::now());
     hub.accept(&alice, "closed", "b".into(), None, Instant::now());
     let (open, _closed) = (outbox.try_recv().unwrap(), outbox.try_recv().unwrap());
-    tokio::time::sleep(hub.config().hold_deadline() + Duration::from_millis(10)).await;
+    tokio::time::sleep(hub.config().moderation.hold_deadline.get() + Duration::from_millis(10))
+        .await;
     assert_eq!(
         frames(&mut bob_rx),
         [("message".to_string(), open.id.clone())]
@@ -253,7 +261,7 @@ async fn only_dropped_messages_carry_a_deadline() {
         if room == "closed" {
             assert_eq!(
                 deadline,
-                Some(request.sent_at_ms + hub.config().hold_deadline_ms)
+                Some(request.sent_at_ms + hub.config().moderation.hold_deadline.ms())
             );
         } else {
             assert_eq!(deadline, None, "{room}: a visible message has no deadline");
@@ -268,8 +276,14 @@ async fn only_dropped_messages_carry_a_deadline() {
 async fn unknown_verdicts_cannot_evict_a_held_message() {
     let config = Config {
         tenant: "acme".into(),
-        room_policy: vec!["kids=hold:fail_open".parse().unwrap()],
-        max_tracked: 4,
+        moderation: ModerationConfig {
+            room_policy: vec!["kids=hold:fail_open".parse().unwrap()],
+            ..Config::default().moderation
+        },
+        messages: MessagesConfig {
+            max_tracked: 4,
+            ..Config::default().messages
+        },
         ..Config::default()
     };
     let (tx, mut outbox) = mpsc::channel(8);
@@ -285,7 +299,8 @@ async fn unknown_verdicts_cannot_evict_a_held_message() {
         hub.apply_verdict(forged);
     }
     assert_eq!(hub.held(), 1, "still held");
-    tokio::time::sleep(hub.config().hold_deadline() + Duration::from_millis(10)).await;
+    tokio::time::sleep(hub.config().moderation.hold_deadline.get() + Duration::from_millis(10))
+        .await;
     assert_eq!(
         frames(&mut bob_rx),
         [("message".to_string(), held.id.clone())]
@@ -345,7 +360,7 @@ async fn joined_carries_policy_limit_and_history() {
         panic!("not a joined frame")
     };
     assert_eq!((policy.as_str(), failure.as_str()), ("post", "fail_open"));
-    assert_eq!(max_text_bytes, hub.config().max_text_bytes);
+    assert_eq!(max_text_bytes, hub.config().messages.max_text_bytes);
     let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
     // 52 sent, the last retracted: the 50 latest of the other 51.
     assert_eq!(texts.len(), max, "at most {max}");

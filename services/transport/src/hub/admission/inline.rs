@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use offpath_protocol::subject::CLASSIFY_SUBJECT;
 use offpath_protocol::{Action, ModerationRequest, Verdict, decode_versioned, encode};
@@ -32,7 +32,7 @@ pub(crate) async fn accept(
     let mut policy = hub.policy(room);
     policy.hold = false;
     let request = hub.new_request(peer, room, text, client_msg_id, policy);
-    let timeout = Duration::from_millis(hub.config().inline_timeout_ms);
+    let timeout = hub.config().moderation.inline_timeout.get();
     let call = client.request(CLASSIFY_SUBJECT, encode(&request).into());
     let (action, scores, reason) = match tokio::time::timeout(timeout, call).await {
         Err(_) => unmoderated("inline_timeout"),
