@@ -130,7 +130,7 @@ pub(crate) fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_m
     let mut config = args.moderator.clone();
     offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.topology = args.nats.streams.topology();
-    config.validate().map_err(Usage)?;
+    config.validate().map_err(Usage::problems)?;
     server_addrs(&args.nats.nats_url)?;
     args.nats.auth.check()?;
     Ok(config)

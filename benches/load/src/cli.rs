@@ -192,17 +192,18 @@ impl BenchArgs {
     /// services turns itself into flags; `offpath up` passes flags through instead.)
     pub(crate) fn moderator_flags(&self) -> Vec<String> {
         let m = &self.moderator;
+        let (inference, intake) = (&m.inference, &m.intake);
         let models: Vec<String> = m.models.iter().map(|p| p.display().to_string()).collect();
         let mut flags = vec![
             format!("--model={}", models.join(",")),
-            format!("--inference-threads={}", m.inference_threads),
-            format!("--interactive-threads={}", m.interactive_threads),
-            format!("--intra-threads={}", m.intra_threads),
-            format!("--max-batch={}", m.max_batch),
-            format!("--sub-batch={}", m.sub_batch),
-            format!("--max-batch-tokens={}", m.max_batch_tokens),
-            format!("--max-wait-ms={}", m.max_wait_ms),
-            format!("--max-in-flight={}", m.max_in_flight),
+            format!("--inference-threads={}", inference.inference_threads),
+            format!("--interactive-threads={}", inference.interactive_threads),
+            format!("--intra-threads={}", inference.intra_threads),
+            format!("--max-batch={}", inference.max_batch),
+            format!("--sub-batch={}", inference.sub_batch),
+            format!("--max-batch-tokens={}", inference.max_batch_tokens),
+            format!("--max-wait-ms={}", inference.max_wait),
+            format!("--max-in-flight={}", intake.max_in_flight),
             "--metrics-addr=127.0.0.1:0".to_string(),
         ];
         if let Some(ort) = &m.ort_library {

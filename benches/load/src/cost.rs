@@ -27,7 +27,7 @@ use crate::throughput::{Lane, Pipeline, chat_texts, distinct};
 pub(crate) async fn run(args: CostArgs) -> anyhow::Result<()> {
     let mut config = args.bench.moderator.clone();
     offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
-    config.validate().map_err(crate::cli::Usage)?;
+    config.validate().map_err(crate::cli::Usage::problems)?;
     anyhow::ensure!(
         args.hold_rate > 0.0 && args.send_rate > 0.0 && args.duration_s > 0.0,
         crate::cli::Usage("--hold-rate, --send-rate and --duration-s must be above 0".into())
@@ -42,8 +42,8 @@ pub(crate) async fn run(args: CostArgs) -> anyhow::Result<()> {
         "one moderator, {} inference threads ({} interactive); a hold room sends {held} lines \
          at {:.1}/s; one sender of {} B pseudo-word texts at {:.1}/s uncharged, {:.3}/s \
          charged ({cost:.0} of the send rate each at --send-cost-bytes {})",
-        config.inference_threads,
-        config.interactive_threads,
+        config.inference.inference_threads,
+        config.inference.interactive_threads,
         args.hold_rate,
         args.attack_bytes,
         args.send_rate,

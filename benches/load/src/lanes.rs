@@ -25,7 +25,7 @@ use crate::throughput::{Lane, Pipeline, chat_texts, distinct};
 pub(crate) async fn run(args: LanesArgs) -> anyhow::Result<()> {
     let mut config = args.bench.moderator.clone();
     offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
-    config.validate().map_err(crate::cli::Usage)?;
+    config.validate().map_err(crate::cli::Usage::problems)?;
     anyhow::ensure!(
         args.hold_rate > 0.0 && args.overload > 0.0 && args.duration_s > 0.0,
         crate::cli::Usage("--hold-rate, --overload and --duration-s must be above 0".into())
@@ -49,7 +49,7 @@ pub(crate) async fn run(args: LanesArgs) -> anyhow::Result<()> {
         "one moderator, {} inference threads: capacity {capacity:.0} verdicts/s; a hold room \
          sends {held} requests at {:.1}/s beside bulk chat at {:.1} × capacity ({bulk_rate:.0}/s, \
          {flood} requests)",
-        config.inference_threads, args.hold_rate, args.overload
+        config.inference.inference_threads, args.hold_rate, args.overload
     );
     let mut idle_p99 = None;
     for (name, lanes, bulk) in [

@@ -19,7 +19,7 @@ use crate::throughput::{Pipeline, chat_texts, distinct};
 pub(crate) async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let mut config = args.bench.moderator.clone();
     offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
-    config.validate().map_err(crate::cli::Usage)?;
+    config.validate().map_err(crate::cli::Usage::problems)?;
     anyhow::ensure!(
         !args.moderators.is_empty() && args.moderators.iter().all(|&n| n > 0),
         crate::cli::Usage("--moderators: a list of counts of at least 1".into())
@@ -31,7 +31,7 @@ pub(crate) async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     println!(
         "moderators as processes sharing one consumer (R1: one nats-server; R3: a local \
          3-node cluster), {n} distinct requests per count, {} inference threads each",
-        config.inference_threads
+        config.inference.inference_threads
     );
     let mut r1: Vec<(usize, f64)> = Vec::new();
     for &replicas in &args.replicas {

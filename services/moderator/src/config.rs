@@ -1,9 +1,18 @@
 //! The moderator's configuration: flags with `OFFPATH_…` environment fallbacks.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
+
+mod cache;
+mod classify;
+mod inference;
+mod intake;
+
+pub use cache::CacheConfig;
+pub use classify::ClassifyConfig;
+pub use inference::InferenceConfig;
+pub use intake::IntakeConfig;
 
 /// Everything `offpath moderator` can be told.
 #[derive(Debug, Clone, Args)]
@@ -25,77 +34,18 @@ pub struct Config {
     /// ONNX Runtime shared library [default: $ORT_DYLIB_PATH, else .tools/lib/libonnxruntime.so].
     #[arg(long, env = "OFFPATH_ORT_LIBRARY")]
     pub ort_library: Option<PathBuf>,
-    /// Inference threads, each with its own ONNX session.
-    #[arg(long, env = "OFFPATH_INFERENCE_THREADS", default_value_t = defaults::INFERENCE_THREADS)]
-    pub inference_threads: usize,
-    /// Inference threads reserved for the interactive lane (hold rooms), each with its own
-    /// ONNX session (memory for one more copy of the models): a request someone waits for
-    /// runs at once instead of behind a bulk batch. 0: the lane shares the threads above.
-    #[arg(long, env = "OFFPATH_INTERACTIVE_THREADS", default_value_t = defaults::INTERACTIVE_THREADS)]
-    pub interactive_threads: usize,
-    /// Threads one inference run may use inside ONNX Runtime.
-    #[arg(long, env = "OFFPATH_INTRA_THREADS", default_value_t = defaults::INTRA_THREADS)]
-    pub intra_threads: usize,
-    /// Most requests collected into one batch.
-    #[arg(long, env = "OFFPATH_MAX_BATCH", default_value_t = defaults::MAX_BATCH)]
-    pub max_batch: usize,
-    /// Most texts per model run inside a batch (length-grouped).
-    #[arg(long, env = "OFFPATH_SUB_BATCH", default_value_t = defaults::SUB_BATCH)]
-    pub sub_batch: usize,
-    /// Most padded tokens (longest × count) per model run. Small on purpose: one long
-    /// message must not pad a whole run (measured: 4096 → 512 doubled throughput and halved
-    /// RSS with `offpath bench throughput`).
-    #[arg(long, env = "OFFPATH_MAX_BATCH_TOKENS", default_value_t = defaults::MAX_BATCH_TOKENS)]
-    pub max_batch_tokens: usize,
-    /// Tokens per window when a text is longer than a model reads (256 for the insult
-    /// model): short windows keep one insult from drowning in the model's mean over many
-    /// harmless tokens, at the price of more false positives on long clean texts.
-    #[arg(long, env = "OFFPATH_WINDOW_TOKENS", default_value_t = defaults::WINDOW_TOKENS)]
-    pub window_tokens: usize,
-    /// Most windows read of one long text: the first ones and the last; the default
-    /// covers the largest request in English.
-    #[arg(long, env = "OFFPATH_MAX_WINDOWS", default_value_t = defaults::MAX_WINDOWS)]
-    pub max_windows: usize,
-    /// Longest wait for a batch to fill, in milliseconds.
-    #[arg(long, env = "OFFPATH_MAX_WAIT_MS", default_value_t = defaults::MAX_WAIT_MS)]
-    pub max_wait_ms: u64,
-    /// Requests held (pulled, not yet acked) by this process; must not exceed the
-    /// consumer's max_ack_pending.
-    #[arg(long, env = "OFFPATH_MAX_IN_FLIGHT", default_value_t = defaults::MAX_IN_FLIGHT)]
-    pub max_in_flight: usize,
-    /// Deadline of one batch's inference; past it the run is terminated.
-    #[arg(long, env = "OFFPATH_BATCH_DEADLINE_MS", default_value_t = defaults::BATCH_DEADLINE_MS)]
-    pub batch_deadline_ms: u64,
-    /// After terminating a run, how long to wait before abandoning its thread.
-    #[arg(long, env = "OFFPATH_CANCEL_GRACE_MS", default_value_t = defaults::CANCEL_GRACE_MS)]
-    pub cancel_grace_ms: u64,
-    /// Redelivery delay of a request whose batch failed or hung.
-    #[arg(long, env = "OFFPATH_NAK_DELAY_MS", default_value_t = defaults::NAK_DELAY_MS)]
-    pub nak_delay_ms: u64,
-    /// `/readyz` turns not ready when requests are in flight and no inference finished for
-    /// this long.
-    #[arg(long, env = "OFFPATH_STALL_AFTER_MS", default_value_t = defaults::STALL_AFTER_MS)]
-    pub stall_after_ms: u64,
-    /// How long the moderator keeps trying to (re-)bind its JetStream consumer, re-creating
-    /// a deleted stream or consumer, before it gives up and exits with an error. Time
-    /// disconnected from NATS counts too (binding fails meanwhile).
-    #[arg(long, env = "OFFPATH_REBIND_GIVE_UP_MS", default_value_t = defaults::REBIND_GIVE_UP_MS)]
-    pub rebind_give_up_ms: u64,
-    /// Texts remembered for spam waves (identical short texts reuse one inference); 0 off.
-    #[arg(long, env = "OFFPATH_CACHE_ENTRIES", default_value_t = defaults::CACHE_ENTRIES)]
-    pub cache_entries: usize,
-    /// How long a remembered assessment is reused.
-    #[arg(long, env = "OFFPATH_CACHE_WINDOW_MS", default_value_t = defaults::CACHE_WINDOW_MS)]
-    pub cache_window_ms: u64,
-    /// Synchronous offpath.classify calls served at once; more are refused as overloaded.
-    #[arg(long, env = "OFFPATH_CLASSIFY_CONCURRENCY", default_value_t = defaults::CLASSIFY_CONCURRENCY)]
-    pub classify_concurrency: usize,
-    /// Deadline of a synchronous offpath.classify call.
-    #[arg(long, env = "OFFPATH_CLASSIFY_TIMEOUT_MS", default_value_t = defaults::CLASSIFY_TIMEOUT_MS)]
-    pub classify_timeout_ms: u64,
-    /// Largest accepted request payload, in bytes.
-    #[arg(long, env = "OFFPATH_MAX_REQUEST_BYTES", default_value_t = defaults::MAX_REQUEST_BYTES)]
-    pub max_request_bytes: usize,
+    /// Inference threads and batches.
+    #[command(flatten)]
+    pub inference: InferenceConfig,
+    /// What this process takes from the consumer.
+    #[command(flatten)]
+    pub intake: IntakeConfig,
+    /// Synchronous classify calls.
+    #[command(flatten)]
+    pub classify: ClassifyConfig,
+    /// The spam-wave cache.
+    #[command(flatten)]
+    pub cache: CacheConfig,
     /// Fault injection (tests and benchmarks only).
     #[command(flatten)]
     pub faults: Faults,
@@ -184,26 +134,10 @@ impl Default for Config {
             policies: None,
             policy_signers: Vec::new(),
             ort_library: None,
-            inference_threads: defaults::INFERENCE_THREADS,
-            interactive_threads: defaults::INTERACTIVE_THREADS,
-            intra_threads: defaults::INTRA_THREADS,
-            max_batch: defaults::MAX_BATCH,
-            sub_batch: defaults::SUB_BATCH,
-            max_batch_tokens: defaults::MAX_BATCH_TOKENS,
-            window_tokens: defaults::WINDOW_TOKENS,
-            max_windows: defaults::MAX_WINDOWS,
-            max_wait_ms: defaults::MAX_WAIT_MS,
-            max_in_flight: defaults::MAX_IN_FLIGHT,
-            batch_deadline_ms: defaults::BATCH_DEADLINE_MS,
-            cancel_grace_ms: defaults::CANCEL_GRACE_MS,
-            nak_delay_ms: defaults::NAK_DELAY_MS,
-            stall_after_ms: defaults::STALL_AFTER_MS,
-            rebind_give_up_ms: defaults::REBIND_GIVE_UP_MS,
-            cache_entries: defaults::CACHE_ENTRIES,
-            cache_window_ms: defaults::CACHE_WINDOW_MS,
-            classify_concurrency: defaults::CLASSIFY_CONCURRENCY,
-            classify_timeout_ms: defaults::CLASSIFY_TIMEOUT_MS,
-            max_request_bytes: defaults::MAX_REQUEST_BYTES,
+            inference: InferenceConfig::default(),
+            intake: IntakeConfig::default(),
+            classify: ClassifyConfig::default(),
+            cache: CacheConfig::default(),
             faults: Faults::default(),
             topology: offpath_protocol::topology::TopologyConfig::default(),
         }
@@ -211,13 +145,13 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Problems that make the configuration unusable, on one line (the launcher exits with
-    /// status 64 before it connects to anything). Checks what can be known before starting:
+    /// Every problem that makes the configuration unusable, each naming its flag (the
+    /// launcher prints each and exits with status 64 before it connects to anything). Checks what can be known before starting:
     /// each model directory has a `model.toml`, the ONNX Runtime library (when set) is a
     /// file, counts are at least 1, and `max_in_flight` fits under the topology's
     /// `max_ack_pending` (the consumer that exists may still differ: the moderator warns
     /// when it binds one with less).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         if self.models.is_empty() {
             problems.push("--model: no model directory given".to_string());
@@ -240,45 +174,33 @@ impl Config {
         {
             problems.push(format!("--ort-library {}: no such file", ort.display()));
         }
-        for (name, value) in [
-            ("--inference-threads", self.inference_threads),
-            ("--intra-threads", self.intra_threads),
-            ("--max-batch", self.max_batch),
-            ("--sub-batch", self.sub_batch),
-            ("--max-batch-tokens", self.max_batch_tokens),
-            ("--window-tokens", self.window_tokens),
-            ("--max-windows", self.max_windows),
-            ("--max-in-flight", self.max_in_flight),
-            ("--classify-concurrency", self.classify_concurrency),
-            ("--max-request-bytes", self.max_request_bytes),
+        self.inference.validate(&mut problems);
+        self.intake.validate(&mut problems);
+        for (name, zero) in [
+            (
+                "--classify-concurrency",
+                self.classify.classify_concurrency == 0,
+            ),
+            (
+                "--classify-timeout-ms",
+                self.classify.classify_timeout.is_zero(),
+            ),
         ] {
-            if value == 0 {
-                problems.push(format!("{name} must be at least 1"));
-            }
-        }
-        for (name, value) in [
-            ("--batch-deadline-ms", self.batch_deadline_ms),
-            ("--stall-after-ms", self.stall_after_ms),
-            ("--rebind-give-up-ms", self.rebind_give_up_ms),
-            ("--classify-timeout-ms", self.classify_timeout_ms),
-        ] {
-            if value == 0 {
+            if zero {
                 problems.push(format!("{name} must be at least 1"));
             }
         }
         let max_ack_pending = self.topology.max_ack_pending;
-        if max_ack_pending > 0
-            && i64::try_from(self.max_in_flight).unwrap_or(i64::MAX) > max_ack_pending
-        {
+        let in_flight = self.intake.max_in_flight;
+        if max_ack_pending > 0 && i64::try_from(in_flight).unwrap_or(i64::MAX) > max_ack_pending {
             problems.push(format!(
-                "--max-in-flight {} exceeds the consumer's max_ack_pending ({max_ack_pending})",
-                self.max_in_flight
+                "--max-in-flight {in_flight} exceeds the consumer's max_ack_pending ({max_ack_pending})"
             ));
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(problems)
         }
     }
 
@@ -306,10 +228,6 @@ impl Config {
         offpath_protocol::policy_signature::KeyError,
     > {
         offpath_protocol::policy_signature::Signers::parse(&self.policy_signers)
-    }
-
-    pub(crate) fn max_wait(&self) -> Duration {
-        Duration::from_millis(self.max_wait_ms)
     }
 }
 
@@ -362,11 +280,17 @@ mod tests {
         let config = Config {
             models: vec![PathBuf::from("/nonexistent")],
             ort_library: Some(PathBuf::from("/nonexistent/libonnxruntime.so")),
-            inference_threads: 0,
-            max_in_flight: 5000,
+            inference: InferenceConfig {
+                inference_threads: 0,
+                ..valid().inference
+            },
+            intake: IntakeConfig {
+                max_in_flight: 5000,
+                ..valid().intake
+            },
             ..valid()
         };
-        let problems = config.validate().unwrap_err();
+        let problems = config.validate().unwrap_err().join("; ");
         for expected in [
             "--model /nonexistent: no model.toml there",
             "--ort-library /nonexistent/libonnxruntime.so: no such file",
@@ -380,7 +304,10 @@ mod tests {
         }
         assert!(!problems.contains('\n'), "{problems}");
         let fits = Config {
-            max_in_flight: 1024,
+            intake: IntakeConfig {
+                max_in_flight: 1024,
+                ..valid().intake
+            },
             ..valid()
         };
         assert_eq!(fits.validate(), Ok(()));

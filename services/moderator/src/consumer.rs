@@ -196,7 +196,7 @@ impl Intake {
     /// Binds, retrying with a backoff; gives up after `rebind_give_up_ms` of failures.
     async fn bind_with_retry(&self) -> Result<Pulls, ModeratorError> {
         let started = Instant::now();
-        let give_up = Duration::from_millis(self.config.rebind_give_up_ms);
+        let give_up = self.config.intake.rebind_give_up.get();
         let mut backoff = BACKOFF_MIN;
         loop {
             let reason = match self.bind().await {
@@ -251,7 +251,12 @@ impl Intake {
     async fn start_pull(&self, consumer: &PullConsumer) -> Result<pull::Stream, String> {
         consumer
             .stream()
-            .max_messages_per_batch(self.config.max_batch.clamp(1, self.max_in_flight()))
+            .max_messages_per_batch(
+                self.config
+                    .inference
+                    .max_batch
+                    .clamp(1, self.max_in_flight()),
+            )
             .expires(PULL_EXPIRES)
             .heartbeat(HEARTBEAT)
             .messages()

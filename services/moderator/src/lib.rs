@@ -46,7 +46,9 @@ use std::time::Duration;
 
 use tracing::warn;
 
-pub use config::{Config, DEFAULT_MODELS, Faults};
+pub use config::{
+    CacheConfig, ClassifyConfig, Config, DEFAULT_MODELS, Faults, InferenceConfig, IntakeConfig,
+};
 pub use policies::{PolicyFileError, PolicySet};
 
 /// Why the moderator could not start or run.

@@ -157,25 +157,25 @@ struct Spawner {
 }
 
 impl Pool {
-    /// Loads the models on `config.inference_threads` shared threads and
-    /// `config.interactive_threads` reserved ones; fails if any thread cannot. Blocks while
+    /// Loads the models on `config.inference.inference_threads` shared threads and
+    /// `config.inference.interactive_threads` reserved ones; fails if any thread cannot. Blocks while
     /// the models load.
     pub(crate) fn start(config: &Config) -> Result<Self, crate::ModeratorError> {
         let spec = ThreadSpec {
             models: config.models.clone(),
             session: SessionConfig {
-                intra_threads: config.intra_threads,
+                intra_threads: config.inference.intra_threads,
                 ..SessionConfig::default()
             },
-            sub_batch: config.sub_batch,
-            max_batch_tokens: config.max_batch_tokens,
-            window_tokens: config.window_tokens,
-            max_windows: config.max_windows,
+            sub_batch: config.inference.sub_batch,
+            max_batch_tokens: config.inference.max_batch_tokens,
+            window_tokens: config.inference.window_tokens,
+            max_windows: config.inference.max_windows,
             faults: config.faults.clone(),
         };
         let spawner = Spawner {
-            shared_threads: config.inference_threads.max(1),
-            reserved_threads: config.interactive_threads,
+            shared_threads: config.inference.inference_threads.max(1),
+            reserved_threads: config.inference.interactive_threads,
             spec,
             next_index: AtomicUsize::new(0),
         };
@@ -183,8 +183,8 @@ impl Pool {
         Ok(Self {
             current: RwLock::new(first),
             spawner,
-            deadline: Duration::from_millis(config.batch_deadline_ms),
-            grace: Duration::from_millis(config.cancel_grace_ms),
+            deadline: config.inference.batch_deadline.get(),
+            grace: config.inference.cancel_grace.get(),
         })
     }
 

@@ -64,8 +64,8 @@ pub(crate) struct Moderator {
 impl Moderator {
     /// A moderator for `config`, talking to NATS through `client`; nothing runs yet.
     pub(crate) fn new(config: Config, client: async_nats::Client) -> Self {
-        let max_in_flight = config.max_in_flight.max(1);
-        let stall_after = Duration::from_millis(config.stall_after_ms);
+        let max_in_flight = config.intake.max_in_flight.max(1);
+        let stall_after = config.intake.stall_after.get();
         let health = Arc::new(Health::new(client.clone(), max_in_flight, stall_after));
         Self {
             config,
@@ -107,18 +107,18 @@ impl Moderator {
         let bucket = Bucket::new(js.clone(), config.signers()?);
         let pool = Arc::new(start_pool(config).await?);
         let cache = Arc::new(cache::VerdictCache::new(
-            config.cache_entries,
-            Duration::from_millis(config.cache_window_ms),
+            config.cache.cache_entries,
+            config.cache.cache_window.get(),
         ));
         let limits = Limits {
-            max_request_bytes: config.max_request_bytes,
+            max_request_bytes: config.intake.max_request_bytes,
         };
         let delivery = Arc::new(Settings::new(&config.topology));
         let judge = Arc::new(Judge::new(Arc::clone(&pool), Arc::clone(&policies)));
         let settler = Arc::new(Settler::new(
             js.clone(),
             Arc::clone(&delivery),
-            Duration::from_millis(config.nak_delay_ms),
+            config.intake.nak_delay.get(),
         ));
         let reloader = Arc::new(Reloader::new(
             Arc::clone(&pool),
@@ -131,7 +131,7 @@ impl Moderator {
         let models = pool.models();
         metrics::model_info(&models, &policies.manifests(), 1.0);
         let (model, version) = (models.name.as_str(), models.version.as_str());
-        let threads = config.inference_threads;
+        let threads = config.inference.inference_threads;
         let names: Vec<String> = policies
             .current()
             .policies()
@@ -262,10 +262,12 @@ impl Moderator {
         lane: mpsc::Receiver<Pending>,
     ) -> impl Future<Output = ()> + use<> {
         let slots = batcher::Slots {
-            shared: Arc::new(Semaphore::new(self.config.inference_threads.max(1))),
-            reserved: Arc::new(Semaphore::new(self.config.interactive_threads)),
+            shared: Arc::new(Semaphore::new(
+                self.config.inference.inference_threads.max(1),
+            )),
+            reserved: Arc::new(Semaphore::new(self.config.inference.interactive_threads)),
         };
-        let max_batch = self.config.max_batch.max(1);
+        let max_batch = self.config.inference.max_batch.max(1);
         let inference = Arc::clone(inference);
         batcher::batcher(
             move |batch, slot| Arc::clone(&inference).process(batch, slot),
@@ -275,7 +277,7 @@ impl Moderator {
             },
             slots,
             max_batch,
-            self.config.max_wait(),
+            self.config.inference.max_wait.get(),
         )
     }
 
@@ -289,8 +291,8 @@ impl Moderator {
     ) {
         let classify = service::Classify::new(batches, Arc::clone(&self.permits), self.health());
         let call_limits = (
-            Duration::from_millis(self.config.classify_timeout_ms),
-            self.config.classify_concurrency.max(1),
+            self.config.classify.classify_timeout.get(),
+            self.config.classify.classify_concurrency.max(1),
         );
         let client = self.client.clone();
         let served = service::serve(client, classify, self.health(), limits, call_limits, stop);

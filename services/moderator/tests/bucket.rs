@@ -6,6 +6,7 @@
 
 mod common;
 
+use offpath_moderator::InferenceConfig;
 use std::time::Duration;
 
 use offpath_harness::{scrape, verdicts};
@@ -54,7 +55,10 @@ async fn a_push_changes_the_whole_fleet() {
     std::fs::write(&file, BLOCKING).expect("write policy file");
     let config = || Config {
         policies: Some(file.clone()),
-        inference_threads: 1,
+        inference: InferenceConfig {
+            inference_threads: 1,
+            ..common::config(Faults::default()).inference
+        },
         ..common::config(Faults::default())
     };
     let env = common::env().await;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use offpath_ops::cli::Millis;
 use std::time::Duration;
 
 use offpath_harness::{http, verdicts};
@@ -55,7 +56,10 @@ async fn poison_is_isolated_and_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_thread_is_replaced_and_work_retried() {
     let config = offpath_moderator::Config {
-        batch_deadline_ms: 1_000,
+        inference: offpath_moderator::InferenceConfig {
+            batch_deadline: Millis::new(1_000),
+            ..common::config(common::hung_first_thread()).inference
+        },
         ..common::config(common::hung_first_thread())
     };
     let (env, mut sub, moderator) = common::start(config).await;
@@ -107,9 +111,15 @@ async fn killed_moderator_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_a_hung_model() {
     let config = offpath_moderator::Config {
-        inference_threads: 1,
-        batch_deadline_ms: 4_000,
-        stall_after_ms: 1_000,
+        inference: offpath_moderator::InferenceConfig {
+            inference_threads: 1,
+            batch_deadline: Millis::new(4_000),
+            ..common::config(common::hung_first_thread()).inference
+        },
+        intake: offpath_moderator::IntakeConfig {
+            stall_after: Millis::new(1_000),
+            ..common::config(common::hung_first_thread()).intake
+        },
         ..common::config(common::hung_first_thread())
     };
     let (env, mut sub, moderator) = common::start(config).await;

@@ -3,6 +3,8 @@
 
 mod common;
 
+use offpath_moderator::InferenceConfig;
+use offpath_ops::cli::Millis;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -37,9 +39,12 @@ async fn publish_held(js: &async_nats::jetstream::Context) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_interactive_lane_overtakes_a_bulk_backlog() {
     let config = Config {
-        inference_threads: 1,
-        interactive_threads: 0,
-        max_batch: 8,
+        inference: InferenceConfig {
+            inference_threads: 1,
+            interactive_threads: 0,
+            max_batch: 8,
+            ..common::config(common::slow_batches(100)).inference
+        },
         ..common::config(common::slow_batches(100))
     };
     let (env, mut sub, moderator) = common::start(config).await;
@@ -90,10 +95,13 @@ async fn the_interactive_lane_overtakes_a_bulk_backlog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reserved_thread_answers_the_interactive_lane_while_bulk_is_stuck() {
     let config = Config {
-        inference_threads: 1,
-        interactive_threads: 1,
-        batch_deadline_ms: 8_000,
-        cancel_grace_ms: 500,
+        inference: InferenceConfig {
+            inference_threads: 1,
+            interactive_threads: 1,
+            batch_deadline: Millis::new(8_000),
+            cancel_grace: Millis::new(500),
+            ..common::config(common::hung_first_thread()).inference
+        },
         ..common::config(common::hung_first_thread())
     };
     let (env, mut sub, moderator) = common::start(config).await;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use offpath_moderator::InferenceConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -88,8 +89,11 @@ async fn sighup_loads_a_new_model_version_under_load() {
     let mut config = common::config(Faults::default());
     config.models[1] = profanity.clone();
     let config = Config {
-        inference_threads: 1,
-        interactive_threads: 1,
+        inference: InferenceConfig {
+            inference_threads: 1,
+            interactive_threads: 1,
+            ..config.inference
+        },
         ..config
     };
     let (env, mut sub, moderator) = common::start(config).await;
@@ -184,8 +188,11 @@ async fn a_push_pinning_a_new_model_version_switches_each_moderator_that_holds_i
         let mut config = common::config(Faults::default());
         config.models[1] = profanity.clone();
         let config = Config {
-            inference_threads: 1,
-            interactive_threads: 0,
+            inference: InferenceConfig {
+                inference_threads: 1,
+                interactive_threads: 0,
+                ..config.inference
+            },
             ..config
         };
         let moderator = common::Moderator::start(&env.server, config).await;

@@ -2,6 +2,7 @@
 
 mod common;
 
+use offpath_ops::cli::Millis;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -239,9 +240,13 @@ async fn spam_wave_reuses_one_inference() {
 #[tokio::test]
 async fn slow_batch_is_not_redelivered() {
     let slow = common::slow_batches(3_500);
+    let base = common::config(slow);
     let config = offpath_moderator::Config {
-        batch_deadline_ms: 10_000,
-        ..common::config(slow)
+        inference: offpath_moderator::InferenceConfig {
+            batch_deadline: Millis::new(10_000),
+            ..base.inference
+        },
+        ..base
     };
     let (env, mut sub, moderator) = common::start(config).await;
     common::publish(&env.js, &common::request("slow-1", "good evening")).await;

@@ -169,7 +169,7 @@ fn a_bad_policy_file_is_refused_at_start() {
         policies: Some(file),
         ..common::config(Faults::default())
     };
-    let problems = config.validate().expect_err("refused");
+    let problems = config.validate().expect_err("refused").join("; ");
     assert!(
         problems.contains("--policies: policy file")
             && problems.contains("default: no policy named \"standard\""),

@@ -4,6 +4,8 @@
 
 mod common;
 
+use offpath_moderator::IntakeConfig;
+use offpath_ops::cli::Millis;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -52,7 +54,10 @@ async fn round_trip(env: &common::Env, sub: &mut async_nats::Subscriber, id: &st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_moderator_stays_ready() {
     let config = Config {
-        stall_after_ms: 300,
+        intake: IntakeConfig {
+            stall_after: Millis::new(300),
+            ..common::config(Faults::default()).intake
+        },
         ..common::config(Faults::default())
     };
     let (env, mut sub, moderator) = common::start(config).await;
@@ -126,7 +131,10 @@ async fn unbindable_moderator_gives_up_with_an_error() {
         .await
         .expect("squatter stream");
     let config = Config {
-        rebind_give_up_ms: 3_000,
+        intake: IntakeConfig {
+            rebind_give_up: Millis::new(3_000),
+            ..common::config(Faults::default()).intake
+        },
         ..common::config(Faults::default())
     };
     let moderator = common::Moderator::start(&env.server, config).await;

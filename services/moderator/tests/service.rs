@@ -117,10 +117,13 @@ async fn classify_never_answers_outside_an_inbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_beyond_the_limit_are_shed() {
     let env = common::env().await;
-    let faults = common::slow_batches(700);
+    let base = common::config(common::slow_batches(700));
     let config = offpath_moderator::Config {
-        classify_concurrency: 1,
-        ..common::config(faults)
+        classify: offpath_moderator::ClassifyConfig {
+            classify_concurrency: 1,
+            ..base.classify
+        },
+        ..base
     };
     let moderator = common::Moderator::start(&env.server, config).await;
     testing::wait_for_service(&env.client, "offpath-moderator").await;

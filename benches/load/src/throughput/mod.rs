@@ -26,7 +26,7 @@ use raw::{even_sample, raw_rate};
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut config = args.moderator.clone();
     offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
-    config.validate().map_err(crate::cli::Usage)?;
+    config.validate().map_err(crate::cli::Usage::problems)?;
     offpath_classifier::init_runtime(config.ort_library.as_deref().context("ORT library")?)?;
     let lines = chat_texts(&config.models[0])?;
     println!(
@@ -66,11 +66,11 @@ async fn saturated_against_raw(
     // Raw inference runs on an even sample of the very texts the pipeline gets: numbered
     // texts of their own ("raw 12" against "e2e 12345") would be tokens shorter.
     let raw_texts = even_sample(&e2e_texts, args.raw_messages);
-    let raw_before = raw_rate(config, &raw_texts, config.max_batch).await?;
+    let raw_before = raw_rate(config, &raw_texts, config.inference.max_batch).await?;
     let raw_single = raw_rate(config, &raw_texts[..raw_texts.len() / 4], 1).await?;
     println!(
         "raw in-process, batch {}: {:.0} msg/s ({:.3} ms of CPU per message)",
-        config.max_batch, raw_before.rate, raw_before.cpu_ms
+        config.inference.max_batch, raw_before.rate, raw_before.cpu_ms
     );
     println!(
         "raw in-process, one at a time: {:.0} msg/s",
@@ -86,12 +86,12 @@ async fn saturated_against_raw(
     );
     // Raw again, now that the pipeline has run: on a shared machine the speed of the
     // cores drifts within a run, so the headline ratio is against both raw runs' mean.
-    let raw_after = raw_rate(config, &raw_texts, config.max_batch).await?;
+    let raw_after = raw_rate(config, &raw_texts, config.inference.max_batch).await?;
     let raw_batched = (raw_before.rate + raw_after.rate) / 2.0;
     println!(
         "raw in-process, batch {} again after the pipeline: {:.0} msg/s ({:.3} ms of CPU \
          per message)",
-        config.max_batch, raw_after.rate, raw_after.cpu_ms
+        config.inference.max_batch, raw_after.rate, raw_after.cpu_ms
     );
     println!(
         "ratios: end-to-end / raw batched (mean of both) = {:.2}; end-to-end / raw \

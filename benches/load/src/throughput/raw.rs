@@ -29,9 +29,9 @@ pub(super) async fn raw_rate(
     texts: &[String],
     batch: usize,
 ) -> anyhow::Result<Raw> {
-    let threads = config.inference_threads.max(1);
+    let threads = config.inference.inference_threads.max(1);
     let session = SessionConfig {
-        intra_threads: config.intra_threads,
+        intra_threads: config.inference.intra_threads,
         ..SessionConfig::default()
     };
     let mut policies = Vec::new();
@@ -43,8 +43,8 @@ pub(super) async fn raw_rate(
             .collect::<Result<Vec<_>, _>>()?;
         policies.push(Policy::new(
             models,
-            config.sub_batch,
-            config.max_batch_tokens,
+            config.inference.sub_batch,
+            config.inference.max_batch_tokens,
         ));
     }
     let texts: Arc<Vec<String>> = Arc::new(texts.to_vec());

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use offpath_moderator::{InferenceConfig, IntakeConfig};
+use offpath_ops::cli::Millis;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,15 +65,21 @@ pub(crate) fn config(faults: Faults) -> Config {
         root().join("models/profanity"),
     ];
     Config {
-        models,
+        models: models,
         ort_library: Some(ort),
-        nak_delay_ms: 100,
-        batch_deadline_ms: 3_000,
         policy_signers: vec![signing_key().public_key()],
-        cancel_grace_ms: 500,
-        faults,
+        faults: faults,
         // What the moderator re-creates when part of the topology is deleted.
         topology: topology(),
+        intake: IntakeConfig {
+            nak_delay: Millis::new(100),
+            ..Config::default().intake
+        },
+        inference: InferenceConfig {
+            batch_deadline: Millis::new(3_000),
+            cancel_grace: Millis::new(500),
+            ..Config::default().inference
+        },
         ..Config::default()
     }
 }
@@ -315,8 +323,11 @@ pub(crate) fn with_policies(dir: &std::path::Path, text: &str) -> Config {
     std::fs::write(&file, text).expect("write policy file");
     Config {
         policies: Some(file),
-        inference_threads: 1,
-        interactive_threads: 0,
+        inference: InferenceConfig {
+            inference_threads: 1,
+            interactive_threads: 0,
+            ..config(Faults::default()).inference
+        },
         ..config(Faults::default())
     }
 }
