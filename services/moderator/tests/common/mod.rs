@@ -65,10 +65,10 @@ pub(crate) fn config(faults: Faults) -> Config {
         root().join("models/profanity"),
     ];
     Config {
-        models: models,
+        models,
         ort_library: Some(ort),
         policy_signers: vec![signing_key().public_key()],
-        faults: faults,
+        faults,
         // What the moderator re-creates when part of the topology is deleted.
         topology: topology(),
         intake: IntakeConfig {
