@@ -1,9 +1,10 @@
-//! Metric names, declared once, with the label values the code can produce and their
-//! descriptions (`promtool check metrics` needs one for every metric). [`register`] puts
+//! The moderator's metrics: their names and label values ([`names`], a leaf every stage
+//! may use), their descriptions (`promtool check metrics` needs one for every metric). [`register`] puts
 //! every series on `/metrics` at start (counters at 0, histograms without a sample): the
 //! exporter renders a series only once it is touched, and `increase()` over a series that
 //! appears with its first event misses that event.
 
+use metrics::Unit;
 use offpath_ops::{Prometheus, Series, Spec};
 use offpath_protocol::DecodeError;
 
@@ -23,260 +24,239 @@ pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
     commit: env!("OFFPATH_COMMIT"),
 });
 
-/// The dead-letter reason of a report whose review item could not be stored.
-pub(crate) const REVIEW_UNAVAILABLE: &str = "review_unavailable";
+mod names;
 
-/// Requests finished, by `outcome` (one of [`OUTCOMES`]).
-pub(crate) const REQUESTS: &str = "offpath_moderator_requests_total";
-/// Every `outcome` of [`REQUESTS`]: settled from the stream (`verdict`, `expired`, `cached`,
-/// `dead_letter`, `retried`), answered to a synchronous call (`direct`) or refused to one
-/// (`overloaded`, `timeout`, `unavailable`; `bad_reply`: its reply subject is not an inbox,
-/// so answering it would publish a verdict wherever the caller pointed).
-pub(crate) const OUTCOMES: &[&str] = &[
-    "verdict",
-    "expired",
-    "cached",
-    "dead_letter",
-    "retried",
-    "direct",
-    "overloaded",
-    "timeout",
-    "unavailable",
-    "bad_reply",
-];
-/// Requests per inference batch.
-pub(crate) const BATCH_SIZE: &str = "offpath_moderator_batch_size";
-/// Time in inference per batch.
-pub(crate) const INFERENCE_SECONDS: &str = "offpath_moderator_inference_seconds";
-/// From stream publish to the start of inference.
-pub(crate) const QUEUE_SECONDS: &str = "offpath_moderator_queue_seconds";
-/// Dead letters published, by `reason`: a [`DecodeError::REASONS`] or a failure of
-/// [`INFERENCE_FAILURES`] (a batch that failed on each of `max_deliver` deliveries).
-pub(crate) const DEAD_LETTERS: &str = "offpath_moderator_dead_letters_total";
-/// Runs terminated by the watchdog.
-pub(crate) const INFERENCE_CANCELLED: &str = "offpath_moderator_inference_cancelled_total";
-/// Inference threads abandoned and replaced.
-pub(crate) const THREADS_REPLACED: &str = "offpath_moderator_threads_replaced_total";
-/// Inference threads alive.
-pub(crate) const INFERENCE_THREADS: &str = "offpath_moderator_inference_threads";
-/// Batches that failed, by `reason` (before bisection or retry): one of
-/// [`INFERENCE_FAILURES`] or `shutdown`.
-pub(crate) const BATCH_FAILURES: &str = "offpath_moderator_batch_failures_total";
-/// The `reason`s of a failed inference ([`crate::pool::BatchError::reason`] but `shutdown`,
-/// which is never dead-lettered).
-pub(crate) const INFERENCE_FAILURES: &[&str] = &[
-    "inference_failed",
-    "inference_panicked",
-    "inference_cancelled",
-    "inference_hung",
-];
-/// Unix time of the last batch that completed inference.
-pub(crate) const LAST_PROGRESS: &str = "offpath_moderator_last_progress_timestamp_seconds";
-/// Requests answered from the spam-wave cache.
-pub(crate) const CACHE_HITS: &str = "offpath_moderator_cache_hits_total";
-/// Texts scored in their normalised form (it differed from the text as written).
-pub(crate) const NORMALISED: &str = "offpath_moderator_normalised_total";
-/// Windows read beyond the first of each text and view (texts longer than a model reads).
-pub(crate) const EXTRA_WINDOWS: &str = "offpath_moderator_extra_windows_total";
-/// Text views longer than `--max-windows` windows: their middle was not read.
-pub(crate) const WINDOWS_CAPPED: &str = "offpath_moderator_windows_capped_total";
-/// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
-pub(crate) const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
-/// Every `operation` of [`NATS_ERRORS`].
-pub(crate) const NATS_OPERATIONS: &[&str] = &[
-    "publish_review",
-    "bind",
-    "pull",
-    "pull_again",
-    "progress",
-    "nak",
-    "ack",
-    "publish_verdict",
-    "publish_dead_letter",
-    "respond",
-    "consumer_info",
-];
-/// Times the JetStream consumer was bound again after it was lost (deleted, or its stream).
-pub(crate) const CONSUMER_REBINDS: &str = "offpath_moderator_consumer_rebinds_total";
-/// Settings of existing streams or consumers that differ from this process's topology.
-pub(crate) const TOPOLOGY_DRIFT: &str = "offpath_moderator_topology_drift_total";
-/// Requests in `MODERATION` not yet delivered to any moderator (the consumer's
-/// `num_pending`): the backlog to scale on.
-pub(crate) const CONSUMER_PENDING: &str = "offpath_moderator_consumer_pending";
-/// Requests delivered to moderators and not yet acked (the consumer's `num_ack_pending`).
-pub(crate) const CONSUMER_ACK_PENDING: &str = "offpath_moderator_consumer_ack_pending";
-/// Requests in `MODERATION_INTERACTIVE` not yet delivered to any moderator: the interactive
-/// lane's backlog (it should stay near 0; [`CONSUMER_PENDING`] is the bulk lane's).
-pub(crate) const INTERACTIVE_PENDING: &str = "offpath_moderator_interactive_pending";
-/// Requests pulled, by `lane` ([`LANES`]).
-pub(crate) const LANE_REQUESTS: &str = "offpath_moderator_lane_requests_total";
-/// From a request's stream publish (the server's clock) to its stored verdict, by `lane`:
-/// what lanes are for, per lane.
-pub(crate) const LANE_VERDICT_SECONDS: &str = "offpath_moderator_lane_verdict_seconds";
-/// The request lanes: `interactive` (`offpath.req.<tenant>.interactive`), `bulk`.
-pub(crate) const LANES: &[&str] = &["interactive", "bulk"];
-/// 1, labelled with the running models' `name`, `version` and `sha256` (the first 12 hex
-/// digits of each ONNX file's, `+`-joined like the names).
-pub(crate) const MODEL_INFO: &str = "offpath_moderator_model_info";
+pub(crate) use names::*;
 
-/// Verdicts decided by a named policy, by `policy` and `action` (every policy of the
-/// policy file, or `default`; registered by [`policies`]).
-pub(crate) const POLICY_VERDICTS: &str = "offpath_moderator_policy_verdicts_total";
-/// Requests not judged by the policy they named, by `reason`
-/// ([`crate::policies::Fallback::reason`]).
-pub(crate) const POLICY_FALLBACKS: &str = "offpath_moderator_policy_fallbacks_total";
-/// 1, labelled with each policy's `policy` name and `version`.
-pub(crate) const POLICY_INFO: &str = "offpath_moderator_policy_info";
-/// From a request's `sent_at_ms` (the transport's clock) to its verdict, by the `policy`
-/// that decided it: what a waiting user sees of moderation, per policy.
-pub(crate) const POLICY_VERDICT_SECONDS: &str = "offpath_moderator_policy_verdict_seconds";
-/// 1 for the `source` of the policies in force (`builtin`, `file`, `bucket`), 0 for the
-/// others.
-pub(crate) const POLICY_SOURCE: &str = "offpath_moderator_policy_source";
-/// 1 while the moderator follows the fleet's policy bucket, 0 while it cannot (no bucket, no
-/// permission, NATS away): its policies may then differ from the fleet's.
-pub(crate) const POLICY_BUCKET_WATCHING: &str = "offpath_moderator_policy_bucket_watching";
-/// Bucket values refused before anything reads them, by `reason`
-/// ([`offpath_protocol::policy_signature::Refusal::reason`]): not signed by a key of
-/// `--policy-signers`, or older than the newest signed value seen. Any NATS role can make
-/// the server publish on the bucket's key (a reply subject is never permission-checked):
-/// alert on any increase.
-pub(crate) const POLICY_BUCKET_REFUSED: &str = "offpath_moderator_policy_bucket_refused_total";
-/// Policy reloads, by `source` ([`crate::policies::Source`]) and `outcome` (`applied`,
-/// `refused`: the policies in force were kept).
-pub(crate) const POLICY_RELOADS: &str = "offpath_moderator_policy_reloads_total";
-/// Messages queued for review in `REVIEW`, by `kind` (`flag`, `block`).
-pub(crate) const REVIEW_ITEMS: &str = "offpath_moderator_review_items_total";
-/// Review items not stored on their request's last delivery (the verdict stood).
-pub(crate) const REVIEW_ITEMS_LOST: &str = "offpath_moderator_review_items_lost_total";
-/// Model reloads (SIGHUP), by `outcome`: `applied`, `unchanged` (the model files are the
-/// ones in force), `refused` (the models in force were kept).
-pub(crate) const MODEL_RELOADS: &str = "offpath_moderator_model_reloads_total";
-/// Every `kind` of [`REVIEW_ITEMS`].
-const REVIEW_KINDS: &[&str] = &[
-    offpath_protocol::ReviewKind::Flag.as_str(),
-    offpath_protocol::ReviewKind::Block.as_str(),
-    offpath_protocol::ReviewKind::Report.as_str(),
+/// What a metric is.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric's kind, unit and description (`promtool check metrics` needs one each).
+const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (
+        REQUESTS,
+        Kind::Counter,
+        None,
+        "Requests finished, by outcome",
+    ),
+    (
+        POLICY_BUCKET_REFUSED,
+        Kind::Counter,
+        None,
+        "Policy bucket values refused unread: unsigned, untrusted signer, bad signature, stale",
+    ),
+    (
+        BATCH_SIZE,
+        Kind::Histogram,
+        Some(Unit::Count),
+        "Requests per inference batch",
+    ),
+    (
+        INFERENCE_SECONDS,
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Inference time per batch",
+    ),
+    (
+        QUEUE_SECONDS,
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Stream publish to inference start",
+    ),
+    (
+        DEAD_LETTERS,
+        Kind::Counter,
+        None,
+        "Dead letters published, by reason",
+    ),
+    (
+        INFERENCE_CANCELLED,
+        Kind::Counter,
+        None,
+        "Inference runs terminated by the watchdog",
+    ),
+    (
+        THREADS_REPLACED,
+        Kind::Counter,
+        None,
+        "Inference threads abandoned and replaced",
+    ),
+    (
+        INFERENCE_THREADS,
+        Kind::Gauge,
+        None,
+        "Inference threads alive",
+    ),
+    (
+        BATCH_FAILURES,
+        Kind::Counter,
+        None,
+        "Inference batches that failed, by reason",
+    ),
+    (
+        LAST_PROGRESS,
+        Kind::Gauge,
+        Some(Unit::Seconds),
+        "Unix time of the last completed inference",
+    ),
+    (
+        CACHE_HITS,
+        Kind::Counter,
+        None,
+        "Requests answered from the spam-wave cache",
+    ),
+    (
+        NORMALISED,
+        Kind::Counter,
+        None,
+        "Texts scored in their normalised form (it differed from the text as written)",
+    ),
+    (
+        EXTRA_WINDOWS,
+        Kind::Counter,
+        None,
+        "Windows read beyond the first of each text and view (long texts)",
+    ),
+    (
+        WINDOWS_CAPPED,
+        Kind::Counter,
+        None,
+        "Text views longer than --max-windows windows (their middle was not read)",
+    ),
+    (
+        NATS_ERRORS,
+        Kind::Counter,
+        None,
+        "Errors talking to NATS, by operation",
+    ),
+    (
+        CONSUMER_REBINDS,
+        Kind::Counter,
+        None,
+        "JetStream consumer bound again after it was lost",
+    ),
+    (
+        TOPOLOGY_DRIFT,
+        Kind::Counter,
+        None,
+        "Topology settings found differing from this process's (left as they are)",
+    ),
+    (
+        CONSUMER_PENDING,
+        Kind::Gauge,
+        Some(Unit::Count),
+        "Requests in MODERATION not yet delivered to a moderator (consumer num_pending)",
+    ),
+    (
+        CONSUMER_ACK_PENDING,
+        Kind::Gauge,
+        Some(Unit::Count),
+        "Requests delivered to moderators and not yet acked (consumer num_ack_pending)",
+    ),
+    (
+        MODEL_INFO,
+        Kind::Gauge,
+        None,
+        "1, labelled with the running models' name, version and sha256 prefix",
+    ),
+    (
+        INTERACTIVE_PENDING,
+        Kind::Gauge,
+        Some(Unit::Count),
+        "Requests in MODERATION_INTERACTIVE not yet delivered to a moderator",
+    ),
+    (
+        LANE_REQUESTS,
+        Kind::Counter,
+        None,
+        "Requests pulled, by lane",
+    ),
+    (
+        LANE_VERDICT_SECONDS,
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Stream publish to stored verdict, by lane",
+    ),
+    (
+        POLICY_VERDICTS,
+        Kind::Counter,
+        None,
+        "Verdicts decided by a named policy, by policy and action",
+    ),
+    (
+        POLICY_FALLBACKS,
+        Kind::Counter,
+        None,
+        "Requests not judged by the policy they named, by reason",
+    ),
+    (
+        POLICY_INFO,
+        Kind::Gauge,
+        None,
+        "1, labelled with each policy's name and version",
+    ),
+    (
+        POLICY_SOURCE,
+        Kind::Gauge,
+        None,
+        "1 for the source of the policies in force (builtin, file, bucket)",
+    ),
+    (
+        POLICY_BUCKET_WATCHING,
+        Kind::Gauge,
+        None,
+        "1 while the moderator follows the fleet's policy bucket",
+    ),
+    (
+        POLICY_VERDICT_SECONDS,
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "From a request's sent_at_ms (the transport's clock) to its verdict, by policy",
+    ),
+    (
+        POLICY_RELOADS,
+        Kind::Counter,
+        None,
+        "Policy reloads, by source and outcome (refused: the policies in force were kept)",
+    ),
+    (
+        REVIEW_ITEMS,
+        Kind::Counter,
+        None,
+        "Messages queued for review (the REVIEW stream), by kind",
+    ),
+    (
+        REVIEW_ITEMS_LOST,
+        Kind::Counter,
+        None,
+        "Review items not stored on their request's last delivery (the verdict stood)",
+    ),
+    (
+        MODEL_RELOADS,
+        Kind::Counter,
+        None,
+        "Model reloads on SIGHUP, by outcome (applied, unchanged, refused: the models in force were kept)",
+    ),
 ];
-/// Every verdict `action` a policy produces (`unmoderated` verdicts are decided by no policy).
-pub(crate) const POLICY_ACTIONS: &[&str] = &["allow", "flag", "block"];
 
 /// Registers the description of every metric with the installed recorder.
 pub(crate) fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(REQUESTS, "Requests finished, by outcome");
-    describe_counter!(
-        POLICY_BUCKET_REFUSED,
-        "Policy bucket values refused unread: unsigned, untrusted signer, bad signature, stale"
-    );
-    describe_histogram!(BATCH_SIZE, Unit::Count, "Requests per inference batch");
-    describe_histogram!(INFERENCE_SECONDS, Unit::Seconds, "Inference time per batch");
-    describe_histogram!(
-        QUEUE_SECONDS,
-        Unit::Seconds,
-        "Stream publish to inference start"
-    );
-    describe_counter!(DEAD_LETTERS, "Dead letters published, by reason");
-    describe_counter!(
-        INFERENCE_CANCELLED,
-        "Inference runs terminated by the watchdog"
-    );
-    describe_counter!(THREADS_REPLACED, "Inference threads abandoned and replaced");
-    describe_gauge!(INFERENCE_THREADS, "Inference threads alive");
-    describe_counter!(BATCH_FAILURES, "Inference batches that failed, by reason");
-    describe_gauge!(
-        LAST_PROGRESS,
-        Unit::Seconds,
-        "Unix time of the last completed inference"
-    );
-    describe_counter!(CACHE_HITS, "Requests answered from the spam-wave cache");
-    describe_counter!(
-        NORMALISED,
-        "Texts scored in their normalised form (it differed from the text as written)"
-    );
-    describe_counter!(
-        EXTRA_WINDOWS,
-        "Windows read beyond the first of each text and view (long texts)"
-    );
-    describe_counter!(
-        WINDOWS_CAPPED,
-        "Text views longer than --max-windows windows (their middle was not read)"
-    );
-    describe_counter!(NATS_ERRORS, "Errors talking to NATS, by operation");
-    describe_counter!(
-        CONSUMER_REBINDS,
-        "JetStream consumer bound again after it was lost"
-    );
-    describe_counter!(
-        TOPOLOGY_DRIFT,
-        "Topology settings found differing from this process's (left as they are)"
-    );
-    describe_gauge!(
-        CONSUMER_PENDING,
-        Unit::Count,
-        "Requests in MODERATION not yet delivered to a moderator (consumer num_pending)"
-    );
-    describe_gauge!(
-        CONSUMER_ACK_PENDING,
-        Unit::Count,
-        "Requests delivered to moderators and not yet acked (consumer num_ack_pending)"
-    );
-    describe_gauge!(
-        MODEL_INFO,
-        "1, labelled with the running models' name, version and sha256 prefix"
-    );
-    describe_gauge!(
-        INTERACTIVE_PENDING,
-        Unit::Count,
-        "Requests in MODERATION_INTERACTIVE not yet delivered to a moderator"
-    );
-    describe_counter!(LANE_REQUESTS, "Requests pulled, by lane");
-    describe_histogram!(
-        LANE_VERDICT_SECONDS,
-        Unit::Seconds,
-        "Stream publish to stored verdict, by lane"
-    );
-    describe_counter!(
-        POLICY_VERDICTS,
-        "Verdicts decided by a named policy, by policy and action"
-    );
-    describe_counter!(
-        POLICY_FALLBACKS,
-        "Requests not judged by the policy they named, by reason"
-    );
-    describe_gauge!(
-        POLICY_INFO,
-        "1, labelled with each policy's name and version"
-    );
-    describe_gauge!(
-        POLICY_SOURCE,
-        "1 for the source of the policies in force (builtin, file, bucket)"
-    );
-    describe_gauge!(
-        POLICY_BUCKET_WATCHING,
-        "1 while the moderator follows the fleet's policy bucket"
-    );
-    describe_histogram!(
-        POLICY_VERDICT_SECONDS,
-        Unit::Seconds,
-        "From a request's sent_at_ms (the transport's clock) to its verdict, by policy"
-    );
-    describe_counter!(
-        POLICY_RELOADS,
-        "Policy reloads, by source and outcome (refused: the policies in force were kept)"
-    );
-    describe_counter!(
-        REVIEW_ITEMS,
-        "Messages queued for review (the REVIEW stream), by kind"
-    );
-    describe_counter!(
-        REVIEW_ITEMS_LOST,
-        "Review items not stored on their request's last delivery (the verdict stood)"
-    );
-    describe_counter!(
-        MODEL_RELOADS,
-        "Model reloads on SIGHUP, by outcome (applied, unchanged, refused: the models in force were kept)"
-    );
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    for &(name, kind, unit, help) in DESCRIPTIONS {
+        match (kind, unit) {
+            (Kind::Counter, None) => describe_counter!(name, help),
+            (Kind::Counter, Some(unit)) => describe_counter!(name, unit, help),
+            (Kind::Gauge, None) => describe_gauge!(name, help),
+            (Kind::Gauge, Some(unit)) => describe_gauge!(name, unit, help),
+            (Kind::Histogram, None) => describe_histogram!(name, help),
+            (Kind::Histogram, Some(unit)) => describe_histogram!(name, unit, help),
+        }
+    }
 }
 
 /// Puts every series on `/metrics` now, at 0 (counters with each label value the code can
