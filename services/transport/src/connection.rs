@@ -24,54 +24,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// its echo (an error frame instead of both when refused; a rate-limit notice besides).
 const OWN_FRAMES: usize = 3;
 
-/// A token bucket: `rate` tokens per second up to `burst`.
-#[derive(Debug)]
-pub(crate) struct TokenBucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
+mod bucket;
 
-impl TokenBucket {
-    /// A full bucket.
-    pub(crate) fn new(rate: f64, burst: f64, now: Instant) -> Self {
-        Self {
-            tokens: burst,
-            rate,
-            burst,
-            last: now,
-        }
-    }
-
-    /// Takes one token if there is one.
-    pub(crate) fn take(&mut self, now: Instant) -> bool {
-        self.take_cost(now, 1.0)
-    }
-
-    /// Takes `cost` tokens when at least one is there: the bucket may go into debt by
-    /// what one call costs, and nothing more is taken until it has refilled.
-    pub(crate) fn take_cost(&mut self, now: Instant, cost: f64) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= cost.max(1.0);
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// What a `send` of `text_bytes` takes from the send rate: one token per `cost_bytes` bytes,
-/// at least one (always one when `cost_bytes` is 0).
-pub fn send_cost(text_bytes: usize, cost_bytes: usize) -> f64 {
-    if cost_bytes == 0 {
-        return 1.0;
-    }
-    text_bytes.div_ceil(cost_bytes).max(1) as f64
-}
+pub(crate) use bucket::TokenBucket;
+pub use bucket::send_cost;
 
 /// Serves a registered connection until the client leaves or the gateway closes it.
 pub(crate) async fn serve<S, R, E>(
@@ -304,28 +260,30 @@ impl Reader {
         Ok(())
     }
 
+    fn join(&mut self, room: String) -> Result<(), FrameError> {
+        auth::check_join(&self.allowed, &room)?;
+        if !self.rooms.contains(&room) {
+            let max = self.hub.config().limits.max_rooms_per_connection;
+            if self.rooms.len() >= max {
+                return Err(FrameError::new(
+                    ErrorCode::TooManyRooms,
+                    format!("a connection may be in at most {max} rooms"),
+                ));
+            }
+            self.hub.join(&self.peer, &room);
+            self.rooms.insert(room.clone());
+        }
+        // Joining twice is harmless; the answer says the connection is a member.
+        let with_history = self.histories_left > 0;
+        self.histories_left = self.histories_left.saturating_sub(1);
+        self.peer
+            .push(&self.hub.joined(room, with_history).encode());
+        Ok(())
+    }
+
     async fn handle(&mut self, text: &Utf8Bytes, received: Instant) -> Result<(), FrameError> {
         match frames::parse(text, self.hub.config().messages.max_text_bytes)? {
-            ClientFrame::Join { room } => {
-                auth::check_join(&self.allowed, &room)?;
-                if !self.rooms.contains(&room) {
-                    let max = self.hub.config().limits.max_rooms_per_connection;
-                    if self.rooms.len() >= max {
-                        return Err(FrameError::new(
-                            ErrorCode::TooManyRooms,
-                            format!("a connection may be in at most {max} rooms"),
-                        ));
-                    }
-                    self.hub.join(&self.peer, &room);
-                    self.rooms.insert(room.clone());
-                }
-                // Joining twice is harmless; the answer says the connection is a member.
-                let with_history = self.histories_left > 0;
-                self.histories_left = self.histories_left.saturating_sub(1);
-                self.peer
-                    .push(&self.hub.joined(room, with_history).encode());
-                Ok(())
-            }
+            ClientFrame::Join { room } => self.join(room),
             ClientFrame::Leave { room } => {
                 if self.rooms.remove(&room) {
                     self.hub.leave(&self.peer, &room);

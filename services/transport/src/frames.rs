@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub(crate) use close::Close;
 pub(crate) use server::{
     HISTORY_BYTES, HISTORY_JOINS, HISTORY_MESSAGES, HistoryMessage, ServerFrame, encode_message,
+    message_frame,
 };
 pub(crate) use text::for_review;
 

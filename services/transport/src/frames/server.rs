@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::ws::Utf8Bytes;
+use offpath_protocol::ModerationRequest;
 use serde::{Deserialize, Serialize};
 
 use super::FrameError;
@@ -182,6 +183,19 @@ pub(crate) fn encode_message(
         commitment,
     };
     serde_json::to_string(&frame).unwrap_or_default().into()
+}
+
+/// The `message` frame of a request, encoded from borrowed fields (this is the send path:
+/// no copy of the text just to serialize it).
+pub(crate) fn message_frame(request: &ModerationRequest) -> Utf8Bytes {
+    encode_message(
+        &request.id,
+        &request.room,
+        &request.sender,
+        &request.text,
+        request.sent_at_ms,
+        None,
+    )
 }
 
 #[cfg(test)]

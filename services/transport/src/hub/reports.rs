@@ -35,6 +35,15 @@ pub(crate) struct ReportFrame<'a> {
     pub(crate) key: Option<String>,
 }
 
+/// What the gateway kept of a reported message, copied out under the lock.
+struct Reported {
+    sender: String,
+    sent_at_ms: u64,
+    relayed: Arc<str>,
+    commitment: Option<Box<str>>,
+    context: Vec<offpath_protocol::ContextMessage>,
+}
+
 impl Hub {
     /// Queues `peer`'s report of a message of `report.room` for the reviewers; `Ok` also for
     /// a repeated report (queued once). Never waits.
@@ -49,6 +58,8 @@ impl Hub {
                 "this gateway runs without moderation (--moderation off): nobody reviews reports",
             ));
         }
+        let e2e = self.policy(report.room).e2e;
+        check_frame(&report, e2e)?;
         let ReportFrame {
             room,
             id,
@@ -56,27 +67,62 @@ impl Hub {
             text,
             key,
         } = report;
-        let e2e = self.policy(room).e2e;
-        // What the frame must carry in this room, checked before taking the lock.
-        if !e2e && (text.is_some() || key.is_some()) {
-            return Err(FrameError::new(
-                ErrorCode::InvalidReport,
-                format!(
-                    "room {room:?} is not end-to-end encrypted: a report carries no \"text\" \
-                     or \"key\" (the gateway reports the text it relayed)"
-                ),
-            ));
-        }
-        if e2e && text.is_none() {
-            return Err(FrameError::new(
-                ErrorCode::InvalidReport,
-                format!(
-                    "room {room:?} is end-to-end encrypted: a report carries the message's \
-                     plaintext as \"text\" (and \"key\" when it was sent with a commitment)"
-                ),
-            ));
-        }
-        // Under the lock (the send path takes it too): look up and record, copy, nothing more.
+        let Some(reported) = self.take_reported(peer, room, id, e2e)? else {
+            return Ok(());
+        };
+        self.take_quota(peer, room, id)?;
+        // `text` is there exactly in an e2e room (checked above).
+        let (text, source) = match text {
+            None => (reported.relayed.to_string(), TextSource::Gateway),
+            Some(text) => {
+                let opened = match (reported.commitment.as_deref(), key.as_deref()) {
+                    (Some(commitment), Some(key)) if opens(commitment, key, &text) => {
+                        TextSource::Franked
+                    }
+                    (Some(_), Some(_)) => TextSource::Mismatch,
+                    (None, _) | (_, None) => TextSource::Reporter,
+                };
+                (crate::frames::for_review(&text), opened)
+            }
+        };
+        let request = ModerationRequest {
+            v: PROTOCOL_VERSION,
+            // A request of its own: the message's own request (same tenant and id) may
+            // still be in the de-duplication window.
+            id: new_id(&self.config.instance),
+            tenant: self.config.tenant.clone(),
+            room: room.to_string(),
+            sender: reported.sender,
+            text,
+            sent_at_ms: now_ms(),
+            deadline_ms: None,
+            // A person is waiting on a report: the interactive lane, ahead of bulk.
+            priority: Some(Priority::High),
+            policy: self.config.moderation_policy_of(room).map(String::from),
+            report: Some(Report {
+                message_id: id.to_string(),
+                reporter: peer.user.to_string(),
+                reason,
+                message_sent_at_ms: reported.sent_at_ms,
+                text_source: source,
+            }),
+            context: reported.context,
+        };
+        self.queue_report(peer, room, id, request)?;
+        metrics::counter!(m::REPORTS, "source" => source.as_str()).increment(1);
+        Ok(())
+    }
+
+    /// Looks the message up among what `room` showed and records `peer` as its reporter;
+    /// `None` when `peer` reported it already. Under the lock (the send path takes it too):
+    /// look up and record, copy, nothing more.
+    fn take_reported(
+        &self,
+        peer: &Peer,
+        room: &str,
+        id: &str,
+        e2e: bool,
+    ) -> Result<Option<Reported>, FrameError> {
         let mut recent = lock(&self.recent);
         let unknown = || {
             FrameError::new(
@@ -96,72 +142,51 @@ impl Hub {
             ));
         }
         if !message.reported_by(&peer.user) {
-            return Ok(());
+            return Ok(None);
         }
-        let sender = message.sender.to_string();
-        let message_sent_at_ms = message.sent_at_ms;
-        let relayed = Arc::clone(&message.text);
-        let commitment = message.commitment.clone();
-        let context = if e2e {
-            Vec::new()
-        } else {
-            recent.context(room, Some(id), self.config.messages.review_context)
+        let mut reported = Reported {
+            sender: message.sender.to_string(),
+            sent_at_ms: message.sent_at_ms,
+            relayed: Arc::clone(&message.text),
+            commitment: message.commitment.clone(),
+            context: Vec::new(),
         };
-        drop(recent);
+        if !e2e {
+            reported.context = recent.context(room, Some(id), self.config.messages.review_context);
+        }
+        Ok(Some(reported))
+    }
+
+    /// Takes one report of `peer`'s quota and the gateway's; when refused, the report is
+    /// not queued and the member may report it again once the quota allows.
+    fn take_quota(&self, peer: &Arc<Peer>, room: &str, id: &str) -> Result<(), FrameError> {
         let quota = lock(&self.report_quota).take(&peer.user, std::time::Instant::now());
-        if let Err(refused) = quota {
-            // Not queued: the member may report it again once the quota allows.
-            self.forget_reporter(room, id, &peer.user);
-            metrics::counter!(m::REPORTS_REFUSED, "reason" => refused.as_str()).increment(1);
-            return Err(FrameError::new(
-                ErrorCode::RateLimited,
-                match refused.as_str() {
-                    "reporter_quota" => format!(
-                        "report quota: {} reports a minute per member; try again later",
-                        self.config.messages.reports_per_minute
-                    ),
-                    _ => "this gateway takes no more reports for now; try again later".into(),
-                },
-            ));
-        }
-        // `text` is there exactly in an e2e room (checked above).
-        let (text, source) = match text {
-            None => (relayed.to_string(), TextSource::Gateway),
-            Some(text) => {
-                let source = match (commitment.as_deref(), key.as_deref()) {
-                    (Some(commitment), Some(key)) if opens(commitment, key, &text) => {
-                        TextSource::Franked
-                    }
-                    (Some(_), Some(_)) => TextSource::Mismatch,
-                    (None, _) | (_, None) => TextSource::Reporter,
-                };
-                (crate::frames::for_review(&text), source)
-            }
+        let Err(refused) = quota else {
+            return Ok(());
         };
-        let mut request = ModerationRequest {
-            v: PROTOCOL_VERSION,
-            // A request of its own: the message's own request (same tenant and id) may
-            // still be in the de-duplication window.
-            id: new_id(&self.config.instance),
-            tenant: self.config.tenant.clone(),
-            room: room.to_string(),
-            sender,
-            text,
-            sent_at_ms: now_ms(),
-            deadline_ms: None,
-            // A person is waiting on a report: the interactive lane, ahead of bulk.
-            priority: Some(Priority::High),
-            policy: self.config.moderation_policy_of(room).map(String::from),
-            report: Some(Report {
-                message_id: id.to_string(),
-                reporter: peer.user.to_string(),
-                reason,
-                message_sent_at_ms,
-                text_source: source,
-            }),
-            context,
-        };
-        // Within what a moderator decodes: context goes first, oldest first.
+        self.forget_reporter(room, id, &peer.user);
+        metrics::counter!(m::REPORTS_REFUSED, "reason" => refused.as_str()).increment(1);
+        Err(FrameError::new(
+            ErrorCode::RateLimited,
+            match refused.as_str() {
+                "reporter_quota" => format!(
+                    "report quota: {} reports a minute per member; try again later",
+                    self.config.messages.reports_per_minute
+                ),
+                _ => "this gateway takes no more reports for now; try again later".into(),
+            },
+        ))
+    }
+
+    /// Hands the report's request to the outbox, within what a moderator decodes (context
+    /// goes first, oldest first); when it is not queued the member may report again.
+    fn queue_report(
+        &self,
+        peer: &Arc<Peer>,
+        room: &str,
+        id: &str,
+        mut request: ModerationRequest,
+    ) -> Result<(), FrameError> {
         while offpath_protocol::encode(&request).len() > DEFAULT_MAX_REQUEST_BYTES {
             if request.context.is_empty() {
                 self.forget_reporter(room, id, &peer.user);
@@ -173,14 +198,12 @@ impl Hub {
             request.context.remove(0);
         }
         if let Err(reason) = self.outbox.try_hand(request) {
-            // Not queued: the member may report again.
             self.forget_reporter(room, id, &peer.user);
             return Err(FrameError::new(
                 ErrorCode::ReportUnavailable,
                 format!("the report could not be queued ({reason}); try again"),
             ));
         }
-        metrics::counter!(m::REPORTS, "source" => source.as_str()).increment(1);
         Ok(())
     }
 
@@ -190,6 +213,31 @@ impl Hub {
             message.reporters.retain(|r| r != reporter);
         }
     }
+}
+
+/// What the frame must carry in its room, checked before taking the lock: plaintext and key
+/// exactly in an end-to-end-encrypted room.
+fn check_frame(report: &ReportFrame<'_>, e2e: bool) -> Result<(), FrameError> {
+    let room = report.room;
+    if !e2e && (report.text.is_some() || report.key.is_some()) {
+        return Err(FrameError::new(
+            ErrorCode::InvalidReport,
+            format!(
+                "room {room:?} is not end-to-end encrypted: a report carries no \"text\" \
+                 or \"key\" (the gateway reports the text it relayed)"
+            ),
+        ));
+    }
+    if e2e && report.text.is_none() {
+        return Err(FrameError::new(
+            ErrorCode::InvalidReport,
+            format!(
+                "room {room:?} is end-to-end encrypted: a report carries the message's \
+                 plaintext as \"text\" (and \"key\" when it was sent with a commitment)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `key` (hex of 32 bytes) and `text` open `commitment` (hex of HMAC-SHA256 under

@@ -12,7 +12,8 @@ use offpath_protocol::subject::CLASSIFY_SUBJECT;
 use offpath_protocol::{Action, ModerationRequest, Verdict, decode_versioned, encode};
 
 use crate::frames::ServerFrame;
-use crate::hub::{Hub, Shown, message_frame};
+use crate::frames::message_frame;
+use crate::hub::{Hub, Shown};
 use crate::metrics as m;
 use crate::peer::Peer;
 
