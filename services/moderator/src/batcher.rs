@@ -99,7 +99,7 @@ struct Held {
 /// batcher imports none).
 pub(crate) async fn batcher<F>(
     run: F,
-    mut lanes: Lanes,
+    lanes: Lanes,
     slots: Slots,
     max_batch: usize,
     max_wait: Duration,
@@ -107,53 +107,106 @@ pub(crate) async fn batcher<F>(
     F: Fn(Vec<Pending>, Option<Slot>) -> futures::future::BoxFuture<'static, ()>,
 {
     let mut running = JoinSet::new();
-    let mut held = Held::default();
-    let (mut interactive_open, mut bulk_open) = (true, true);
-    // Shared-thread batches in a row without a bulk request: at `FAIR_STREAK` a waiting bulk
-    // request goes first (with batches of one, the share cap alone would let an interactive
-    // flood take every shared batch).
-    let mut streak = 0;
-    while interactive_open || bulk_open {
+    let mut state = Batching {
+        lanes,
+        slots,
+        held: Held::default(),
+        interactive_open: true,
+        bulk_open: true,
+        streak: 0,
+        max_batch,
+        max_wait,
+    };
+    while state.interactive_open || state.bulk_open {
+        let (first, is_interactive) = match state.next_first().await {
+            Waited::First(pending, is_interactive) => (pending, is_interactive),
+            Waited::Again => continue,
+            Waited::Closed => break,
+        };
+        let (slot, batch) = state.form(first, is_interactive).await;
+        running.spawn(run(batch, slot));
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// What the batcher holds between batches.
+struct Batching {
+    lanes: Lanes,
+    slots: Slots,
+    held: Held,
+    interactive_open: bool,
+    bulk_open: bool,
+    /// Shared-thread batches in a row without a bulk request: at `FAIR_STREAK` a waiting
+    /// bulk request goes first (with batches of one, the share cap alone would let an
+    /// interactive flood take every shared batch).
+    streak: usize,
+    max_batch: usize,
+    max_wait: Duration,
+}
+
+/// What waiting for the next batch's first request gave.
+enum Waited {
+    /// The request, and whether it came from the interactive lane.
+    First(Pending, bool),
+    /// A slot was taken or a lane closed: wait again.
+    Again,
+    /// Both lanes are closed and drained.
+    Closed,
+}
+
+impl Batching {
+    /// Takes a free slot or a first request: interactive first when a slot is free, bulk
+    /// only with a shared slot, and an overdue bulk request ahead of all.
+    async fn next_first(&mut self) -> Waited {
+        let held = &mut self.held;
         let can_run = held.reserved.is_some() || held.shared.is_some();
-        let overdue = if streak >= FAIR_STREAK && held.shared.is_some() {
-            lanes.bulk.try_recv().ok()
-        } else {
-            None
-        };
-        let (first, is_interactive) = if let Some(pending) = overdue {
-            (pending, false)
-        } else {
-            tokio::select! {
+        if self.streak >= FAIR_STREAK
+            && held.shared.is_some()
+            && let Ok(pending) = self.lanes.bulk.try_recv()
+        {
+            return Waited::First(pending, false);
+        }
+        tokio::select! {
             biased;
-            Ok(permit) = Arc::clone(&slots.reserved).acquire_owned(), if held.reserved.is_none() => {
+            Ok(permit) = Arc::clone(&self.slots.reserved).acquire_owned(), if held.reserved.is_none() => {
                 held.reserved = Some(permit);
-                continue;
+                Waited::Again
             }
-            Ok(permit) = Arc::clone(&slots.shared).acquire_owned(), if held.shared.is_none() => {
+            Ok(permit) = Arc::clone(&self.slots.shared).acquire_owned(), if held.shared.is_none() => {
                 held.shared = Some(permit);
-                continue;
+                Waited::Again
             }
-            next = lanes.interactive.recv(), if interactive_open && can_run => match next {
-                Some(pending) => (pending, true),
+            next = self.lanes.interactive.recv(), if self.interactive_open && can_run => match next {
+                Some(pending) => Waited::First(pending, true),
                 None => {
-                    interactive_open = false;
-                    continue;
+                    self.interactive_open = false;
+                    Waited::Again
                 }
             },
-            next = lanes.bulk.recv(), if bulk_open && held.shared.is_some() => match next {
-                Some(pending) => (pending, false),
+            next = self.lanes.bulk.recv(), if self.bulk_open && held.shared.is_some() => match next {
+                Some(pending) => Waited::First(pending, false),
                 None => {
-                    bulk_open = false;
-                    continue;
+                    self.bulk_open = false;
+                    Waited::Again
                 }
             },
-            else => break,
-            }
-        };
-        let (slot, batch) = match (is_interactive, held.reserved.take()) {
+            else => Waited::Closed,
+        }
+    }
+
+    /// The batch `first` starts, and the slot it runs in: a free reserved thread takes an
+    /// interactive request with what is queued behind it; otherwise a shared slot's batch
+    /// is filled for up to `max_wait`.
+    async fn form(&mut self, first: Pending, is_interactive: bool) -> (Option<Slot>, Vec<Pending>) {
+        let held = &mut self.held;
+        match (is_interactive, held.reserved.take()) {
             (true, Some(permit)) => {
                 let slot = Some(Slot::new(permit, Threads::Reserved));
-                (slot, interactive_batch(&mut lanes, first, max_batch))
+                (
+                    slot,
+                    interactive_batch(&mut self.lanes, first, self.max_batch),
+                )
             }
             (_, reserved) => {
                 held.reserved = reserved;
@@ -163,19 +216,16 @@ pub(crate) async fn batcher<F>(
                 // While a reserved thread is free, interactive requests wait for it
                 // (at most `max_wait`) rather than join a bulk batch.
                 let fill = Fill {
-                    max_batch,
-                    deadline: Instant::now() + max_wait,
+                    max_batch: self.max_batch,
+                    deadline: Instant::now() + self.max_wait,
                     interactive: held.reserved.is_none(),
                 };
-                let (batch, bulk) = fill.run(&mut lanes, (first, is_interactive)).await;
-                streak = if bulk > 0 { 0 } else { streak + 1 };
+                let (batch, bulk) = fill.run(&mut self.lanes, (first, is_interactive)).await;
+                self.streak = if bulk > 0 { 0 } else { self.streak + 1 };
                 (slot, batch)
             }
-        };
-        running.spawn(run(batch, slot));
-        while running.try_join_next().is_some() {}
+        }
     }
-    while running.join_next().await.is_some() {}
 }
 
 /// `first` and the interactive requests already queued behind it: a reserved thread's
