@@ -177,6 +177,34 @@ pub(crate) async fn transport(args: TransportArgs) -> anyhow::Result<()> {
     let secret = std::env::var(offpath_transport::SECRET_ENV).ok();
     let auth = offpath_transport::authenticator(&config, secret.as_deref())
         .map_err(|err| Usage(err.to_string()))?;
+    let client = transport_client(&args, &config).await?;
+    let public = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| format!("binding {} (--listen-addr)", args.listen_addr))?;
+    let operator = bind_metrics(args.metrics_addr).await?;
+    offpath_transport::run(
+        config,
+        client,
+        offpath_transport::Listeners { public, operator },
+        auth,
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|err| match err {
+        // Settings `run` refuses (the dev identity on a network listener): exit 64.
+        offpath_transport::TransportError::Config(problems) => Usage::problems(problems).into(),
+        other => anyhow::Error::from(other),
+    })?;
+    Ok(())
+}
+
+/// The transport's NATS client, connecting in the background. Given
+/// [`TRANSPORT_NATS_WAIT`] to connect: then the server is checked and the topology put in
+/// place (within the same wait); else the transport serves without NATS for now.
+async fn transport_client(
+    args: &TransportArgs,
+    config: &offpath_transport::Config,
+) -> anyhow::Result<async_nats::Client> {
     let servers = server_addrs(&args.nats.nats_url)?;
     let role = Role::Transport {
         tenant: config.tenant.clone(),
@@ -219,24 +247,7 @@ pub(crate) async fn transport(args: TransportArgs) -> anyhow::Result<()> {
             Err(_) => warn!("JetStream topology not in place within 5 s; serving anyway"),
         }
     }
-    let public = tokio::net::TcpListener::bind(args.listen_addr)
-        .await
-        .with_context(|| format!("binding {} (--listen-addr)", args.listen_addr))?;
-    let operator = bind_metrics(args.metrics_addr).await?;
-    offpath_transport::run(
-        config,
-        client,
-        offpath_transport::Listeners { public, operator },
-        auth,
-        shutdown_signal(),
-    )
-    .await
-    .map_err(|err| match err {
-        // Settings `run` refuses (the dev identity on a network listener): exit 64.
-        offpath_transport::TransportError::Config(problems) => Usage::problems(problems).into(),
-        other => anyhow::Error::from(other),
-    })?;
-    Ok(())
+    Ok(client)
 }
 
 /// Creates what is missing of the topology; logs (and keeps) each setting of what exists

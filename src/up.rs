@@ -7,13 +7,16 @@
 //! kernel if the launcher dies without stopping them (PR_SET_PDEATHSIG), which fires when
 //! the *thread* that spawned it exits: every child is spawned from the main thread, where
 //! this future runs (`block_on`), never from `spawn_blocking`.
+//!
+//! The start-up phases are here; the local nats-server, its logins and the data directory
+//! are in `local`, the children's command lines in `commands`, the checks of the arguments
+//! in `validate`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use offpath_harness::NatsServer;
 use offpath_protocol::permissions::Role;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
@@ -21,10 +24,14 @@ use tracing::{info, warn};
 use crate::cli::UpArgs;
 use crate::local_auth::{self, LocalLogins};
 use crate::services;
-use crate::supervise::{self, LocalNats, Supervised};
+use crate::supervise::{ChildEnv, LocalNats, Supervised};
 
+mod commands;
+mod local;
 mod validate;
-use validate::{transport_identity, validate};
+
+use commands::{moderator_command, transport_command};
+use validate::validate;
 
 /// How long `offpath up` waits for each process to become ready (models load first).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -110,12 +117,53 @@ struct Stack {
     /// The integration login's file, when the local server runs with one.
     integration: Option<PathBuf>,
 }
-
 /// Starts everything, phase by phase; `Ok(false)` when a signal interrupted it.
 async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyhow::Result<bool> {
-    let (urls, logins) = nats(args, stack)?;
+    let (urls, logins) = local::nats(args, stack)?;
     stack.url = urls.join(",");
-    let (moderator_env, transport_env, review_env) = match &logins {
+    let (moderator_env, transport_env, review_env) = child_envs(args, logins.as_ref())?;
+    let topology = ensure_topology(args, &urls, logins.as_ref());
+    let Some(ensured) = signals.or_signal(topology).await else {
+        return Ok(false);
+    };
+    ensured?;
+    start_moderators(args, stack, &moderator_env)?;
+    let transport = start_transport(args, stack, transport_env)?;
+    // A child that exits before it is ready is a start-up failure (bad flags, missing
+    // models), not something to restart.
+    if !ready(signals, transport).await? {
+        return Ok(false);
+    }
+    for moderator in &mut stack.moderators {
+        if !ready(signals, moderator).await? {
+            return Ok(false);
+        }
+    }
+    if let Some(reviewers) = &args.reviewers {
+        let review = start_review(args, stack, reviewers, review_env)?;
+        if !ready(signals, review).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Waits until `child` is ready; `Ok(false)` when a signal comes first.
+async fn ready(signals: &mut Signals, child: &mut Supervised) -> anyhow::Result<bool> {
+    match signals.or_signal(child.wait_ready(READY_TIMEOUT)).await {
+        Some(ready) => ready.map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// The environments of the moderators, the transport and the review console: each its own
+/// login on the local server, else `up`'s login flags; the moderators also trust the local
+/// policy signing key ([`local::local_policy_signer`]).
+fn child_envs(
+    args: &UpArgs,
+    logins: Option<&LocalLogins>,
+) -> anyhow::Result<(ChildEnv, ChildEnv, ChildEnv)> {
+    let (moderator_env, transport_env, review_env) = match logins {
         Some(logins) => (
             logins.moderator_env(),
             logins.transport_env(),
@@ -128,33 +176,42 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         ),
     };
     let mut moderator_env = moderator_env;
-    if let Some(signer) = local_policy_signer(args)? {
+    if let Some(signer) = local::local_policy_signer(args)? {
         moderator_env
             .0
             .push(("OFFPATH_POLICY_SIGNERS".into(), Some(signer)));
     }
+    Ok((moderator_env, transport_env, review_env))
+}
+
+/// The topology step: the streams and consumers (after a cluster's meta leader is elected),
+/// and the fleet's policy bucket.
+async fn ensure_topology(
+    args: &UpArgs,
+    urls: &[String],
+    logins: Option<&LocalLogins>,
+) -> anyhow::Result<()> {
     let topology = args.streams.topology();
-    let ensured = signals.or_signal(async {
-        let client = topology_client(args, &urls, logins.as_ref()).await?;
-        if stack_is_cluster(args) {
-            offpath_harness::cluster::wait_for_meta_leader(&client).await?;
-        }
-        services::ensure_topology(&client, &topology).await?;
-        // The fleet's policy bucket (`offpath policy push`): only the topology user may
-        // create it, which the launcher logs in as here.
-        // Not fatal: the pipeline runs without it (policies then come from files only).
-        let js = async_nats::jetstream::new(client.clone());
-        if let Err(err) = offpath_protocol::topology::ensure_policy_bucket(&js, &topology).await {
-            tracing::warn!(
-                "the policy bucket is not in place, `offpath policy push` cannot work: {err}"
-            );
-        }
-        client.flush().await.context("flushing the NATS connection")
-    });
-    let Some(ensured) = ensured.await else {
-        return Ok(false);
-    };
-    ensured?;
+    let client = topology_client(args, urls, logins).await?;
+    if local::stack_is_cluster(args) {
+        offpath_harness::cluster::wait_for_meta_leader(&client).await?;
+    }
+    services::ensure_topology(&client, &topology).await?;
+    // The fleet's policy bucket (`offpath policy push`): only the topology user may
+    // create it, which the launcher logs in as here.
+    // Not fatal: the pipeline runs without it (policies then come from files only).
+    let js = async_nats::jetstream::new(client.clone());
+    if let Err(err) = offpath_protocol::topology::ensure_policy_bucket(&js, &topology).await {
+        tracing::warn!(
+            "the policy bucket is not in place, `offpath policy push` cannot work: {err}"
+        );
+    }
+    client.flush().await.context("flushing the NATS connection")
+}
+
+/// Starts `--moderators` moderators (the first on `--moderator-metrics-addr`, the others on
+/// a free port of its address); not yet ready.
+fn start_moderators(args: &UpArgs, stack: &mut Stack, env: &ChildEnv) -> anyhow::Result<()> {
     for n in 0..args.moderators {
         let addr = if n == 0 {
             args.moderator_metrics_addr
@@ -164,11 +221,19 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         let ops = offpath_harness::process::concrete_addr(addr)?;
         let flags = moderator_command(args, &stack.url, ops);
         let name = format!("moderator-{}", n + 1);
-        let env = moderator_env.clone();
         stack
             .moderators
-            .push(Supervised::start(&name, flags, env, ops)?);
+            .push(Supervised::start(&name, flags, env.clone(), ops)?);
     }
+    Ok(())
+}
+
+/// Starts the transport; not yet ready.
+fn start_transport<'a>(
+    args: &UpArgs,
+    stack: &'a mut Stack,
+    env: ChildEnv,
+) -> anyhow::Result<&'a mut Supervised> {
     let listen = offpath_harness::process::concrete_addr(args.listen_addr)?;
     let ops = offpath_harness::process::concrete_addr(args.transport_metrics_addr)?;
     let flags = transport_command(args, &stack.url, listen, ops);
@@ -176,106 +241,27 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         .iter()
         .any(|f| f == "--insecure-dev-identity" || f.starts_with("--insecure-dev-identity="));
     stack.listen = Some(listen);
-    let transport =
-        stack
-            .transport
-            .insert(Supervised::start("transport", flags, transport_env, ops)?);
-    // A child that exits before it is ready is a start-up failure (bad flags, missing
-    // models), not something to restart.
-    let Some(ready) = signals.or_signal(transport.wait_ready(READY_TIMEOUT)).await else {
-        return Ok(false);
-    };
-    ready?;
-    for moderator in &mut stack.moderators {
-        let Some(ready) = signals.or_signal(moderator.wait_ready(READY_TIMEOUT)).await else {
-            return Ok(false);
-        };
-        ready?;
-    }
-    if let Some(reviewers) = &args.reviewers {
-        let listen = offpath_harness::process::concrete_addr(args.review_addr)?;
-        let mut flags = vec![
-            "review".to_string(),
-            format!("--listen-addr={listen}"),
-            format!("--nats-url={}", stack.url),
-            format!("--reviewers={}", reviewers.display()),
-        ];
-        flags.extend(args.streams.flags());
-        let review = stack
-            .review
-            .insert(Supervised::start("review", flags, review_env, listen)?);
-        let Some(ready) = signals.or_signal(review.wait_ready(READY_TIMEOUT)).await else {
-            return Ok(false);
-        };
-        ready?;
-    }
-    Ok(true)
+    let transport = Supervised::start("transport", flags, env, ops)?;
+    Ok(stack.transport.insert(transport))
 }
 
-/// The NATS URLs, and the logins when the local server is started (now, with
-/// authorization on) because no `--nats-url` was given.
-fn nats(args: &UpArgs, stack: &mut Stack) -> anyhow::Result<(Vec<String>, Option<LocalLogins>)> {
-    if !args.nats_url.is_empty() {
-        return Ok((args.nats_url.clone(), None));
-    }
-    let (tenant, instance) = transport_identity(args)?;
-    let logins = local_auth::logins(&tenant, &instance, args.reviewers.is_some())?;
-    // Blocks this (main) thread until the server accepts connections, usually well under a
-    // second: a signal meanwhile is kept by its listener and acted on next.
-    let data_dir = local_data_dir(args.data_dir.clone());
-    let servers = match stack_is_cluster(args) {
-        true => supervise::start_local_cluster(args.nats_cluster, data_dir, &logins.config)?,
-        false => vec![start_local_nats(args.local_nats_port, data_dir, &logins)?],
-    };
-    let urls: Vec<String> = servers.iter().map(NatsServer::url).collect();
-    stack.local = servers.into_iter().map(LocalNats::new).collect();
-    // Other integrations of the tenant log in with this file (README, "Integrating"); the
-    // passwords change at every start, so it is written at every start.
-    stack.integration = match local_data_dir(args.data_dir.clone()) {
-        Some(dir) => Some(local_auth::write_integration_file(&dir, &urls, &logins)?),
-        None => {
-            warn!("no data directory: the integration login is not written anywhere");
-            None
-        }
-    };
-    Ok((urls, Some(logins)))
-}
-
-/// The public key the stack's moderators trust for pushed policies, unless
-/// `OFFPATH_POLICY_SIGNERS` already names keys (the children inherit it): the local
-/// signing key `policy-signing.nk` in the data directory, made on first start.
-fn local_policy_signer(args: &UpArgs) -> anyhow::Result<Option<String>> {
-    if std::env::var_os("OFFPATH_POLICY_SIGNERS").is_some_and(|v| !v.is_empty()) {
-        return Ok(None);
-    }
-    let Some(dir) = local_data_dir(args.data_dir.clone()) else {
-        warn!("no data directory: no policy signing key, `offpath policy push` cannot be used");
-        return Ok(None);
-    };
-    let (path, key) = crate::policy::local_signing_key(&dir)?;
-    info!(
-        key = %path.display(),
-        signer = %key.public_key(),
-        "policy signing key: `offpath policy push FILE --signing-key {}`",
-        path.display()
-    );
-    Ok(Some(key.public_key()))
-}
-
-/// Whether `offpath up` runs a local cluster rather than one local server.
-fn stack_is_cluster(args: &UpArgs) -> bool {
-    args.nats_url.is_empty() && args.nats_cluster > 1
-}
-
-/// The local JetStream store: `--data-dir`, else `.tools/state/jetstream`.
-fn local_data_dir(data_dir: Option<PathBuf>) -> Option<PathBuf> {
-    let data_dir = data_dir.or_else(|| {
-        offpath_harness::find_project_tool("").map(|tools| tools.join("state/jetstream"))
-    });
-    if data_dir.is_none() {
-        warn!("no .tools/ folder and no --data-dir: JetStream data is temporary");
-    }
-    data_dir
+/// Starts the reviewers' console with the `reviewers` file; not yet ready.
+fn start_review<'a>(
+    args: &UpArgs,
+    stack: &'a mut Stack,
+    reviewers: &Path,
+    env: ChildEnv,
+) -> anyhow::Result<&'a mut Supervised> {
+    let listen = offpath_harness::process::concrete_addr(args.review_addr)?;
+    let mut flags = vec![
+        "review".to_string(),
+        format!("--listen-addr={listen}"),
+        format!("--nats-url={}", stack.url),
+        format!("--reviewers={}", reviewers.display()),
+    ];
+    flags.extend(args.streams.flags());
+    let review = Supervised::start("review", flags, env, listen)?;
+    Ok(stack.review.insert(review))
 }
 
 /// The launcher's own client for the topology step: as `topology` on the local server,
@@ -293,37 +279,6 @@ async fn topology_client(
         None => services::connect(urls, &args.auth, "offpath-up", &Role::Topology).await,
     }
 }
-
-/// The command line of a moderator child.
-fn moderator_command(args: &UpArgs, url: &str, ops: SocketAddr) -> Vec<String> {
-    let mut flags = vec![
-        "moderator".to_string(),
-        format!("--metrics-addr={ops}"),
-        format!("--nats-url={url}"),
-    ];
-    flags.extend(args.streams.flags());
-    flags.extend(args.moderator_flags());
-    flags
-}
-
-/// The command line of the transport child.
-fn transport_command(args: &UpArgs, url: &str, listen: SocketAddr, ops: SocketAddr) -> Vec<String> {
-    let mut flags = vec![
-        "transport".to_string(),
-        format!("--listen-addr={listen}"),
-        format!("--metrics-addr={ops}"),
-        format!("--nats-url={url}"),
-    ];
-    flags.extend(args.streams.flags());
-    flags.extend(args.transport_flags());
-    // A local stack is for development: `?user=` identity unless given token keys.
-    let dev = "--insecure-dev-identity";
-    if !offpath_transport::wants_tokens(&flags) && !flags.iter().any(|f| f.starts_with(dev)) {
-        flags.push(dev.to_string());
-    }
-    flags
-}
-
 fn announce(stack: &Stack) {
     // Every operator address as the URL to open, as the transport's (comma-separated).
     let moderator_metrics: Vec<String> = stack
@@ -402,36 +357,4 @@ fn stopped(name: &str, outcome: Option<anyhow::Result<std::process::ExitStatus>>
         Some(Err(err)) => warn!(name, "stopping: {}", offpath_ops::cli::one_line(&err)),
         None => {}
     }
-}
-
-/// Starts the local nats-server on this (the main) thread, tied to it.
-fn start_local_nats(
-    port: u16,
-    data_dir: Option<PathBuf>,
-    logins: &LocalLogins,
-) -> anyhow::Result<NatsServer> {
-    let mut builder = NatsServer::builder()
-        .die_with_parent(true)
-        // nats-server's own storage limit (a share of the free disk), not the test kit's.
-        .max_file_store(None)
-        .config(logins.config.clone());
-    if port != 0 {
-        builder = builder.port(port);
-    }
-    // The config (0600, with the passwords) beside the store: an operator (or a test) logs
-    // in as `topology` with the password it holds.
-    if let Some(dir) = &data_dir {
-        builder = builder.store_dir(dir).config_dir(dir);
-    }
-    let server = builder.start().context("starting the local nats-server")?;
-    info!(
-        url = %server.url(),
-        binary = %server.binary().display(),
-        store = %server.store_dir().display(),
-        "local nats-server started with authorization (users topology, moderator, {}, {}{})",
-        logins.transport.user,
-        logins.integration.user,
-        if logins.reviewer.is_some() { ", reviewer" } else { "" }
-    );
-    Ok(server)
 }

@@ -33,17 +33,15 @@ pub(crate) async fn run(args: CostArgs) -> anyhow::Result<()> {
         crate::cli::Usage("--hold-rate, --send-rate and --duration-s must be above 0".into())
     );
     let lines = chat_texts(&config.models[0])?;
-    let flags = args.bench.moderator_flags();
-    let timeout = Duration::from_secs(args.bench.timeout_s);
-    let held = (args.hold_rate * args.duration_s).ceil().max(1.0) as usize;
     let cost = offpath_transport::send_cost(args.attack_bytes, args.send_cost_bytes);
     let charged_rate = args.send_rate / cost;
     println!(
-        "one moderator, {} inference threads ({} interactive); a hold room sends {held} lines \
+        "one moderator, {} inference threads ({} interactive); a hold room sends {} lines \
          at {:.1}/s; one sender of {} B pseudo-word texts at {:.1}/s uncharged, {:.3}/s \
          charged ({cost:.0} of the send rate each at --send-cost-bytes {})",
         config.inference.inference_threads,
         config.inference.interactive_threads,
+        held(&args),
         args.hold_rate,
         args.attack_bytes,
         args.send_rate,
@@ -56,25 +54,8 @@ pub(crate) async fn run(args: CostArgs) -> anyhow::Result<()> {
         ("uncharged", args.send_rate),
         ("charged", charged_rate),
     ] {
-        let mut pipeline = Pipeline::start(&flags, 1, 1, timeout)
-            .await
-            .with_context(|| format!("starting the {name} run"))?;
-        pipeline.run(&distinct(&lines, "warm", 200), None).await?;
         let attacks = (rate * args.duration_s).ceil() as usize;
-        let hold = distinct(&lines, "held", held);
-        let expensive = pseudo_words(attacks, args.attack_bytes);
-        let lane = |prefix: &str| Lane {
-            prefix: prefix.into(),
-            subject: interactive_request_subject("bench"),
-            priority: Some(Priority::High),
-        };
-        let latencies = pipeline
-            .run_beside(
-                (&hold, args.hold_rate, lane("held-")),
-                (&expensive, rate.max(0.001), lane("expensive-")),
-            )
-            .await?;
-        pipeline.stop();
+        let latencies = hold_beside_sender(&args, &lines, name, rate, attacks).await?;
         let ms = |q: f64| {
             let i = ((latencies.len() as f64 - 1.0) * q) as usize;
             latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
@@ -97,6 +78,44 @@ pub(crate) async fn run(args: CostArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Lines the hold room sends in one run.
+fn held(args: &CostArgs) -> usize {
+    (args.hold_rate * args.duration_s).ceil().max(1.0) as usize
+}
+
+/// One run (`name`) on a fresh nats-server and moderator: the hold room's lines beside
+/// `attacks` expensive texts sent at `rate`, both on the interactive lane. Returns the hold
+/// room's publish → verdict latencies (µs, sorted).
+async fn hold_beside_sender(
+    args: &CostArgs,
+    lines: &[String],
+    name: &str,
+    rate: f64,
+    attacks: usize,
+) -> anyhow::Result<Vec<u64>> {
+    let flags = args.bench.moderator_flags();
+    let timeout = Duration::from_secs(args.bench.timeout_s);
+    let mut pipeline = Pipeline::start(&flags, 1, 1, timeout)
+        .await
+        .with_context(|| format!("starting the {name} run"))?;
+    pipeline.run(&distinct(lines, "warm", 200), None).await?;
+    let hold = distinct(lines, "held", held(args));
+    let expensive = pseudo_words(attacks, args.attack_bytes);
+    let lane = |prefix: &str| Lane {
+        prefix: prefix.into(),
+        subject: interactive_request_subject("bench"),
+        priority: Some(Priority::High),
+    };
+    let latencies = pipeline
+        .run_beside(
+            (&hold, args.hold_rate, lane("held-")),
+            (&expensive, rate.max(0.001), lane("expensive-")),
+        )
+        .await?;
+    pipeline.stop();
+    Ok(latencies)
 }
 
 /// `n` distinct texts of about `bytes` bytes of two-letter pseudo-words (what the outside

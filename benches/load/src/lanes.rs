@@ -31,17 +31,7 @@ pub(crate) async fn run(args: LanesArgs) -> anyhow::Result<()> {
         crate::cli::Usage("--hold-rate, --overload and --duration-s must be above 0".into())
     );
     let lines = chat_texts(&config.models[0])?;
-    let flags = args.bench.moderator_flags();
-    let timeout = Duration::from_secs(args.bench.timeout_s);
-    let start = || Pipeline::start(&flags, 1, 1, timeout);
-
-    let mut probe = start().await.context("starting the capacity probe")?;
-    probe.run(&distinct(&lines, "warm", 200), None).await?;
-    let capacity = probe
-        .run(&distinct(&lines, "capacity", args.bench.messages), None)
-        .await?
-        .rate;
-    probe.stop();
+    let capacity = capacity(&args, &lines).await?;
     let bulk_rate = args.overload * capacity;
     let held = (args.hold_rate * args.duration_s).ceil().max(1.0) as usize;
     let flood = (bulk_rate * args.duration_s).ceil() as usize;
@@ -57,28 +47,8 @@ pub(crate) async fn run(args: LanesArgs) -> anyhow::Result<()> {
         ("no lanes", false, flood),
         ("lanes", true, flood),
     ] {
-        let mut pipeline = start()
-            .await
-            .with_context(|| format!("starting the {name} run"))?;
-        pipeline.run(&distinct(&lines, "warm", 200), None).await?;
-        let lane = Lane {
-            prefix: "held-".into(),
-            subject: if lanes {
-                interactive_request_subject("bench")
-            } else {
-                request_subject("bench")
-            },
-            priority: Some(Priority::High),
-        };
-        let hold = distinct(&lines, "held", held);
-        let bulk = distinct(&lines, "bulk", bulk);
-        let latencies = pipeline
-            .run_beside(
-                (&hold, args.hold_rate, lane),
-                (&bulk, bulk_rate.max(1.0), Lane::bulk("flood-")),
-            )
-            .await?;
-        pipeline.stop();
+        let latencies =
+            hold_beside_bulk(&args, &lines, name, lanes, held, (bulk, bulk_rate)).await?;
         let ms = |q: f64| {
             let i = ((latencies.len() as f64 - 1.0) * q) as usize;
             latencies.get(i).copied().unwrap_or(0) as f64 / 1000.0
@@ -95,4 +65,59 @@ pub(crate) async fn run(args: LanesArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A fresh nats-server and moderator for one run.
+async fn start(args: &LanesArgs) -> anyhow::Result<Pipeline> {
+    let flags = args.bench.moderator_flags();
+    Pipeline::start(&flags, 1, 1, Duration::from_secs(args.bench.timeout_s)).await
+}
+
+/// One moderator's capacity, verdicts per second: `--messages` distinct texts, saturated,
+/// after a warm-up.
+async fn capacity(args: &LanesArgs, lines: &[String]) -> anyhow::Result<f64> {
+    let mut probe = start(args).await.context("starting the capacity probe")?;
+    probe.run(&distinct(lines, "warm", 200), None).await?;
+    let capacity = probe
+        .run(&distinct(lines, "capacity", args.bench.messages), None)
+        .await?
+        .rate;
+    probe.stop();
+    Ok(capacity)
+}
+
+/// One run (`name`) on a fresh pipeline: the hold room's `held` requests (on the interactive
+/// lane with `lanes`, else on the bulk subject) beside `bulk` texts sent at `bulk_rate`.
+/// Returns the hold room's publish → verdict latencies (µs, sorted).
+async fn hold_beside_bulk(
+    args: &LanesArgs,
+    lines: &[String],
+    name: &str,
+    lanes: bool,
+    held: usize,
+    (bulk, bulk_rate): (usize, f64),
+) -> anyhow::Result<Vec<u64>> {
+    let mut pipeline = start(args)
+        .await
+        .with_context(|| format!("starting the {name} run"))?;
+    pipeline.run(&distinct(lines, "warm", 200), None).await?;
+    let lane = Lane {
+        prefix: "held-".into(),
+        subject: if lanes {
+            interactive_request_subject("bench")
+        } else {
+            request_subject("bench")
+        },
+        priority: Some(Priority::High),
+    };
+    let hold = distinct(lines, "held", held);
+    let bulk = distinct(lines, "bulk", bulk);
+    let latencies = pipeline
+        .run_beside(
+            (&hold, args.hold_rate, lane),
+            (&bulk, bulk_rate.max(1.0), Lane::bulk("flood-")),
+        )
+        .await?;
+    pipeline.stop();
+    Ok(latencies)
 }

@@ -146,6 +146,10 @@ struct Batching {
 }
 
 /// What waiting for the next batch's first request gave.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per batch, moved straight into the batch"
+)]
 enum Waited {
     /// The request, and whether it came from the interactive lane.
     First(Pending, bool),

@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 use crate::State;
 use crate::metrics as m;
-use crate::queue::Filter;
+use crate::queue::{Entry, Filter};
 use crate::reviewers::Reviewer;
 
 /// Items a queue call returns unless it asks for another `limit`.
@@ -232,35 +232,10 @@ async fn decide(
         Ok(reviewer) => reviewer,
         Err(refusal) => return refusal.into_response(),
     };
-    let decide = match body {
-        Ok(Json(decide)) => decide,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            metrics::counter!(m::REQUESTS_REFUSED, "reason" => m::BODY_TOO_LARGE).increment(1);
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is too large",
-            );
-        }
-        Err(_) => {
-            return refused(
-                "malformed",
-                StatusCode::BAD_REQUEST,
-                "expected a JSON body (Content-Type: application/json): {\"key\": <an item's key>, \
-             \"decision\": \"remove\"|\"restore\"|\"dismiss\"|\"escalate\", \"note\": <optional>}",
-            );
-        }
+    let decide = match decision_of(body) {
+        Ok(decide) => decide,
+        Err(refusal) => return *refusal,
     };
-    if decide
-        .note
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
-    {
-        return refused(
-            "note_too_long",
-            StatusCode::BAD_REQUEST,
-            "the note is longer than 2000 characters",
-        );
-    }
     let entry = state.queue().get(&decide.key).cloned();
     // Another tenant's item is answered as if it did not exist.
     let Some(entry) = entry.filter(|e| reviewer.serves(&e.item.verdict.tenant)) else {
@@ -301,11 +276,52 @@ async fn decide(
         note: decide.note,
         text: restore.then(|| entry.item.text.clone()),
     };
+    store_decision(&state, &entry, review).await
+}
+
+/// The decision in `body`, or the answer refusing it (boxed: a `Response` is large): not
+/// JSON of a [`Decide`], too large, or a note longer than [`MAX_NOTE_CHARS`].
+fn decision_of(body: Result<Json<Decide>, JsonRejection>) -> Result<Decide, Box<Response>> {
+    let decide = match body {
+        Ok(Json(decide)) => decide,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            metrics::counter!(m::REQUESTS_REFUSED, "reason" => m::BODY_TOO_LARGE).increment(1);
+            return Err(Box::new(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            )));
+        }
+        Err(_) => {
+            return Err(Box::new(refused(
+                "malformed",
+                StatusCode::BAD_REQUEST,
+                "expected a JSON body (Content-Type: application/json): {\"key\": <an item's key>, \
+             \"decision\": \"remove\"|\"restore\"|\"dismiss\"|\"escalate\", \"note\": <optional>}",
+            )));
+        }
+    };
+    if decide
+        .note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+    {
+        return Err(Box::new(refused(
+            "note_too_long",
+            StatusCode::BAD_REQUEST,
+            "the note is longer than 2000 characters",
+        )));
+    }
+    Ok(decide)
+}
+
+/// Publishes `review` of `entry` (the human verdict, if any, and the audit entry) and
+/// answers with the entry as it now stands, or 503 when it could not be stored.
+async fn store_decision(state: &Arc<State>, entry: &Entry, review: HumanReview) -> Response {
     let decision = review.decision.as_str();
     // In a task of its own: a client that goes away mid-way must not leave the verdict
     // published and the audit entry not.
     let item = entry.item.clone();
-    let deciding = Arc::clone(&state);
+    let deciding = Arc::clone(state);
     let decided = tokio::spawn(async move { deciding.decide(&item, review).await })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));

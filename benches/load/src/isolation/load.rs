@@ -2,8 +2,10 @@
 //! its scheduled time whether or not the server keeps up, and its latency counts from that
 //! time, so a stalled server cannot hide behind a slowed sender), and receivers that
 //! record delivery latency into HDR histograms.
+//!
+//! What the clients observe ([`Observed`]) and how they connect are here; the sender is in
+//! `schedule`, a client's receiver in `receive`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
+
+mod receive;
+mod schedule;
+
 use hdrhistogram::Histogram;
+use receive::read;
+use schedule::Schedule;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -176,81 +184,6 @@ pub(super) struct Load {
     /// Chat lines to send, cycled.
     pub texts: Arc<Vec<String>>,
 }
-
-/// The open-loop sender.
-struct Schedule {
-    writers: Arc<Vec<mpsc::UnboundedSender<Message>>>,
-    observed: Arc<Observed>,
-    texts: Arc<Vec<String>>,
-    rooms: usize,
-    rate: f64,
-    warmup: Duration,
-    duration: Duration,
-}
-
-impl Schedule {
-    fn frame(&self, client: usize, text: &str, tag: String) -> Message {
-        let frame = serde_json::json!({
-            "type": "send",
-            "room": format!("r{}", client % self.rooms),
-            "text": format!("{text} #{tag}"),
-            "client_msg_id": tag,
-        });
-        Message::text(frame.to_string())
-    }
-
-    async fn run(self, mut at_third: impl FnMut(u32)) -> Duration {
-        let interval = Duration::from_secs_f64(1.0 / self.rate);
-        let clients = self.writers.len();
-        // Warm-up: same traffic, tagged `w<n>` so the receivers do not record it.
-        let warm_start = Instant::now();
-        let warm_total = (self.rate * self.warmup.as_secs_f64()) as usize;
-        for n in 0..warm_total {
-            tokio::time::sleep_until(warm_start + interval.mul_f64(n as f64)).await;
-            let text = &self.texts[n % self.texts.len()];
-            let _ = self.writers[n % clients].send(self.frame(n % clients, text, format!("w{n}")));
-        }
-        let start = Instant::now();
-        self.observed.recorded_start_us.store(
-            start.duration_since(self.observed.start).as_micros() as u64,
-            Ordering::Relaxed,
-        );
-        let total =
-            ((self.rate * self.duration.as_secs_f64()) as usize).min(self.observed.sent_us.len());
-        let mut thirds = 0;
-        let mut next_report = start + Duration::from_secs(1);
-        for seq in 0..total {
-            let due = start + interval.mul_f64(seq as f64);
-            while thirds < 2 && due >= start + self.duration.mul_f64(f64::from(thirds + 1) / 3.0) {
-                thirds += 1;
-                at_third(thirds);
-            }
-            if due > Instant::now() {
-                tokio::time::sleep_until(due).await;
-            }
-            let late = Instant::now().saturating_duration_since(due).as_micros() as u64;
-            let _ = lock(&self.observed.schedule_lag).record(late.clamp(1, MAX_MICROS));
-            let due_us = due.duration_since(self.observed.start).as_micros() as u64;
-            self.observed.sent_us[seq].store(due_us + 1, Ordering::Relaxed);
-            let client = seq % clients;
-            let text = &self.texts[seq % self.texts.len()];
-            let _ = self.writers[client].send(self.frame(client, text, seq.to_string()));
-            if Instant::now() >= next_report {
-                next_report += Duration::from_secs(1);
-                let p99 = lock(&self.observed.latency).value_at_quantile(0.99);
-                eprint!(
-                    "\r  t={:>3}s sent {seq:>7} deliveries {:>9} p99 {:>9.2} ms   ",
-                    start.elapsed().as_secs(),
-                    self.observed.deliveries.load(Ordering::Relaxed),
-                    p99 as f64 / 1000.0
-                );
-            }
-        }
-        eprintln!();
-        start.elapsed()
-    }
-}
-
 /// Connected clients, ready to send.
 pub(super) struct Clients {
     writers: Arc<Vec<mpsc::UnboundedSender<Message>>>,
@@ -346,57 +279,6 @@ impl Clients {
     pub(super) fn close(self) {
         for task in self.tasks {
             task.abort();
-        }
-    }
-}
-
-async fn read(
-    mut stream: impl futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
-    + Unpin,
-    observed: Arc<Observed>,
-    joined: tokio::sync::oneshot::Sender<()>,
-) {
-    let mut joined = Some(joined);
-    // The sender's own messages: id → seq, from the acks (verdicts carry only the id).
-    let mut own: HashMap<String, usize> = HashMap::new();
-    let seq_of_text = |text: &str| text.rsplit_once(" #").and_then(|(_, s)| s.parse().ok());
-    while let Some(Ok(message)) = stream.next().await {
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let Ok(frame) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        match frame["type"].as_str() {
-            Some("message") => {
-                let mine = frame["id"].as_str().is_some_and(|id| own.contains_key(id));
-                if let (false, Some(seq)) = (mine, frame["text"].as_str().and_then(seq_of_text)) {
-                    observed.delivered(seq);
-                }
-            }
-            Some("ack") => {
-                if let (Some(id), Some(seq)) = (
-                    frame["id"].as_str(),
-                    frame["client_msg_id"].as_str().and_then(|c| c.parse().ok()),
-                ) {
-                    own.insert(id.to_string(), seq);
-                }
-            }
-            Some("verdict") => {
-                if let Some(seq) = frame["id"].as_str().and_then(|id| own.get(id)) {
-                    observed.verdict_for(
-                        *seq,
-                        frame["action"].as_str().unwrap_or_default(),
-                        frame["reason"].as_str(),
-                    );
-                }
-            }
-            Some("joined") => {
-                if let Some(joined) = joined.take() {
-                    let _ = joined.send(());
-                }
-            }
-            _ => {}
         }
     }
 }

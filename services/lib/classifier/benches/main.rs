@@ -22,7 +22,8 @@
 
 use std::path::PathBuf;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use offpath_classifier::{
     Model, Prepared, SessionConfig, Views, init_runtime, plan_batches, policy::Policy,
 };
@@ -205,18 +206,33 @@ fn policy(c: &mut Criterion) {
         .into_iter()
         .filter(|t| t.len() <= 200)
         .collect();
+    let mut group = c.benchmark_group("policy");
+    group.sample_size(10);
+    policy_views(&mut group, &new_policy, &lines);
+    policy_long_text(&mut group, &new_policy, &lines.join(" ").repeat(8));
+    group.finish();
+}
+
+/// `policy/chat_lines/*` and `policy/disguised_lines/*`: `lines` as written and disguised
+/// (`o` → `0`, `i` → Cyrillic `і`), each through the views it is benched with.
+fn policy_views(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    new_policy: &dyn Fn() -> Policy,
+    lines: &[String],
+) {
     let disguised: Vec<String> = lines
         .iter()
         .map(|l| l.replace('o', "0").replace('i', "\u{456}"))
         .collect();
-    let long = lines.join(" ").repeat(8);
-    let mut group = c.benchmark_group("policy");
-    group.sample_size(10);
     group.throughput(Throughput::Elements(lines.len() as u64));
     for (name, views, texts) in [
-        ("chat_lines/raw", Views::Raw, &lines),
-        ("chat_lines/normalised", Views::Normalised, &lines),
-        ("disguised_lines/normalised", Views::Normalised, &disguised),
+        ("chat_lines/raw", Views::Raw, lines),
+        ("chat_lines/normalised", Views::Normalised, lines),
+        (
+            "disguised_lines/normalised",
+            Views::Normalised,
+            &disguised[..],
+        ),
     ] {
         if !wanted(&format!("policy/{name}")) {
             continue;
@@ -231,6 +247,14 @@ fn policy(c: &mut Criterion) {
             })
         });
     }
+}
+
+/// `policy/long_text/*`: one long text read in windows, against one 256-token window.
+fn policy_long_text(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    new_policy: &dyn Fn() -> Policy,
+    long: &str,
+) {
     group.throughput(Throughput::Elements(1));
     // One 256-token window costs what the old truncation to 256 tokens cost.
     for (name, window_tokens, windows) in [
@@ -248,13 +272,12 @@ fn policy(c: &mut Criterion) {
             .with_views(Views::Raw)
             .with_window_tokens(window_tokens)
             .with_max_windows(windows);
-        policy.assess(&[&long], None).expect("assess");
+        policy.assess(&[long], None).expect("assess");
         eprintln!("{name}: {} windows", 1 + policy.last_stats().extra_windows);
         group.bench_function(name, |b| {
-            b.iter(|| policy.assess(&[&long], None).expect("assess"))
+            b.iter(|| policy.assess(&[long], None).expect("assess"))
         });
     }
-    group.finish();
 }
 
 criterion_group!(benches, classifier, defaults, policy);

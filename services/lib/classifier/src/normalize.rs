@@ -31,10 +31,17 @@
 //!
 //! "Known word" means the lexicon given to [`Normalizer::with_words`] (the policy uses the
 //! token model's own vocabulary); without one, rules 4 and 5 always join and shorten to one.
+//!
+//! Rule 1 is in `chars`, the parts of rules 2–5 that need no lexicon in `word`; the
+//! lexicon, rules 4–7 and the reassembly of the text are here.
+
+mod chars;
+mod word;
 
 use std::collections::HashSet;
 
-use decancer::{Options, Translation};
+use chars::fold_chars;
+use word::{is_link, is_separator, leet, runs, split_core};
 
 /// Longest run of spaced letters that the lexicon segments (the search is quadratic in it);
 /// longer runs are joined without breaks.
@@ -282,165 +289,4 @@ fn breaks(gap: &str) -> bool {
 fn is_letter(word: &str) -> bool {
     let mut chars = word.chars();
     matches!((chars.next(), chars.next()), (Some(c), None) if c.is_alphabetic())
-}
-
-/// Rule 1 on one word.
-fn fold_chars(word: &str) -> String {
-    let mixed = word.chars().any(is_latin) && word.chars().any(is_greek_or_cyrillic);
-    let mut out = String::with_capacity(word.len());
-    // Whether a combining mark that follows belongs to a script whose marks carry meaning.
-    let mut keep_marks = false;
-    for c in word.chars() {
-        if is_invisible(c) {
-            continue;
-        }
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
-            keep_marks = false;
-            continue;
-        }
-        if matches!(c, 'ß' | 'ẞ') {
-            // decancer reads the sharp s as a "b".
-            out.push_str("ss");
-            keep_marks = false;
-            continue;
-        }
-        if is_greek_or_cyrillic(c) && !mixed {
-            out.extend(c.to_lowercase());
-            keep_marks = true;
-            continue;
-        }
-        let options = if is_greek_or_cyrillic(c) || is_latin(c) {
-            Options::default()
-        } else {
-            Options::pure_homoglyph()
-        };
-        match decancer::cure_char(c, options) {
-            Translation::Character(t) => {
-                out.extend(t.to_lowercase());
-                keep_marks = !t.is_ascii();
-            }
-            Translation::String(s) => {
-                out.push_str(&s.to_lowercase());
-                keep_marks = false;
-            }
-            Translation::None if keep_marks => out.push(c),
-            Translation::None => {}
-        }
-    }
-    out
-}
-
-/// Latin letters: ASCII, Latin-1 and Latin Extended-A/B, Latin Extended Additional, and
-/// anything decancer reads as an ASCII letter (fancy alphabets, fullwidth).
-fn is_latin(c: char) -> bool {
-    c.is_ascii_alphabetic()
-        || (matches!(c, '\u{c0}'..='\u{24f}' | '\u{1e00}'..='\u{1eff}') && c.is_alphabetic())
-        || (!c.is_ascii()
-            && !is_greek_or_cyrillic(c)
-            && matches!(
-                decancer::cure_char(c, Options::pure_homoglyph()),
-                Translation::Character(t) if t.is_ascii_alphabetic()
-            ))
-}
-
-fn is_greek_or_cyrillic(c: char) -> bool {
-    matches!(c, '\u{370}'..='\u{3ff}' | '\u{1f00}'..='\u{1fff}' | '\u{400}'..='\u{52f}')
-        && c.is_alphabetic()
-}
-
-/// Characters that render as nothing: removed wherever they are.
-fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{ad}'
-            | '\u{34f}'
-            | '\u{61c}'
-            | '\u{115f}'
-            | '\u{1160}'
-            | '\u{17b4}'
-            | '\u{17b5}'
-            | '\u{180b}'..='\u{180f}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{206f}'
-            | '\u{3164}'
-            | '\u{fe00}'..='\u{fe0f}'
-            | '\u{feff}'
-            | '\u{ffa0}'
-            | '\u{1d173}'..='\u{1d17a}'
-            | '\u{e0000}'..='\u{e007f}'
-            | '\u{e0100}'..='\u{e01ef}'
-    )
-}
-
-fn is_link(word: &str) -> bool {
-    word.contains("://")
-        || word.starts_with("www.")
-        || (word.len() > 1 && (word.starts_with('@') || word.starts_with('#')))
-}
-
-fn is_separator(c: char) -> bool {
-    matches!(c, '-' | '_' | '.' | '*' | '~' | '·')
-}
-
-fn leet_letter(c: char) -> Option<char> {
-    Some(match c {
-        '0' => 'o',
-        '1' => 'i',
-        '3' => 'e',
-        '4' => 'a',
-        '5' => 's',
-        '7' => 't',
-        '@' => 'a',
-        '$' => 's',
-        '!' => 'i',
-        _ => return None,
-    })
-}
-
-/// `(leading punctuation, core, trailing punctuation)`: the core runs from the first letter,
-/// digit, `@` or `$` to the last letter, digit or `$` (so `idiot!` keeps its `!`).
-fn split_core(word: &str) -> (&str, &str, &str) {
-    let start = word
-        .find(|c: char| c.is_alphanumeric() || c == '@' || c == '$')
-        .unwrap_or(word.len());
-    let end = word
-        .rfind(|c: char| c.is_alphanumeric() || c == '$')
-        .map(|i| i + word[i..].chars().next().map_or(1, char::len_utf8))
-        .unwrap_or(start)
-        .max(start);
-    (&word[..start], &word[start..end], &word[end..])
-}
-
-/// Rule 3 on a word's core.
-fn leet(core: &str) -> String {
-    let letters = core.chars().filter(|c| c.is_alphabetic()).count();
-    let leets = core.chars().filter(|&c| leet_letter(c).is_some()).count();
-    if letters == 0 || leets == 0 || letters + leets < 3 || is_quantity(core) {
-        return core.to_string();
-    }
-    core.chars().map(|c| leet_letter(c).unwrap_or(c)).collect()
-}
-
-/// A number with an ordinal or unit suffix: `1st`, `10am`, `100kg`, `90s`, `4k`.
-fn is_quantity(core: &str) -> bool {
-    const SUFFIXES: [&str; 30] = [
-        "st", "nd", "rd", "th", "s", "am", "pm", "k", "m", "h", "d", "x", "g", "p", "kg", "km",
-        "cm", "mm", "min", "ms", "mb", "gb", "tb", "ml", "hz", "fps", "yo", "yr", "yrs", "hrs",
-    ];
-    let suffix = core.trim_start_matches(|c: char| c.is_ascii_digit());
-    suffix.len() < core.len() && SUFFIXES.contains(&suffix)
-}
-
-/// Runs of equal characters: `(char, length)`.
-fn runs(word: &str) -> Vec<(char, usize)> {
-    let mut runs: Vec<(char, usize)> = Vec::new();
-    for c in word.chars() {
-        match runs.last_mut() {
-            Some((last, n)) if *last == c => *n += 1,
-            _ => runs.push((c, 1)),
-        }
-    }
-    runs
 }

@@ -6,18 +6,19 @@
 //! object, version, fields, values, subject. The version is checked before the fields so that
 //! a future `v: 2` payload, whatever its shape, is reported as `unsupported_version`.
 
+mod fields;
 mod unique;
+mod values;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use fields::Fields;
 pub use unique::{from_str_unique_keys, is_duplicate_key};
+pub use values::validate;
 
 use crate::subject::{self, MAX_TOKEN_BYTES};
-use crate::types::{
-    MAX_CONTEXT_MESSAGES, MAX_CONTEXT_TEXT_BYTES, MAX_REPORT_REASON_CHARS, ModerationRequest,
-    PROTOCOL_VERSION, Priority,
-};
+use crate::types::{ModerationRequest, PROTOCOL_VERSION};
 
 /// Default largest accepted request payload: 16 KiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -202,94 +203,6 @@ pub fn decode_request_body(
     Ok(request)
 }
 
-/// Checks the values of a request whose fields all have the right types.
-pub fn validate(request: &ModerationRequest) -> Result<(), DecodeError> {
-    let invalid = |field, detail: &str| {
-        Err(DecodeError::InvalidField {
-            field,
-            detail: detail.to_string(),
-        })
-    };
-    let token_rule = "1-64 bytes of A-Z a-z 0-9 _ : @ = + ~ - (no '.', '*', '>' or whitespace)";
-    if request.v != PROTOCOL_VERSION {
-        return Err(DecodeError::UnsupportedVersion(request.v.to_string()));
-    }
-    if !subject::is_valid_id(&request.id) {
-        return invalid("id", "must be 1-128 bytes of A-Z a-z 0-9 _ : . @ = + ~ -");
-    }
-    if !subject::is_valid_token(&request.tenant) {
-        return invalid("tenant", token_rule);
-    }
-    if !subject::is_valid_token(&request.room) {
-        return invalid("room", token_rule);
-    }
-    if !is_valid_user(&request.sender) {
-        return invalid(
-            "sender",
-            "must be 1-256 characters with no control characters",
-        );
-    }
-    if request
-        .deadline_ms
-        .is_some_and(|deadline| deadline < request.sent_at_ms)
-    {
-        return invalid("deadline_ms", "must not be before sent_at_ms");
-    }
-    if request
-        .policy
-        .as_deref()
-        .is_some_and(|p| !subject::is_valid_token(p))
-    {
-        return invalid("policy", token_rule);
-    }
-    if let Some(report) = &request.report {
-        if !subject::is_valid_id(&report.message_id) {
-            return invalid(
-                "report.message_id",
-                "must be 1-128 bytes of A-Z a-z 0-9 _ : . @ = + ~ -",
-            );
-        }
-        if !is_valid_user(&report.reporter) {
-            return invalid(
-                "report.reporter",
-                "must be 1-256 characters with no control characters",
-            );
-        }
-        if report.reason.chars().count() > MAX_REPORT_REASON_CHARS
-            || report
-                .reason
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return invalid(
-                "report.reason",
-                "must be at most 500 characters with no control characters but tab and newline",
-            );
-        }
-    }
-    if request.context.len() > MAX_CONTEXT_MESSAGES {
-        return invalid("context", "at most 10 messages");
-    }
-    for message in &request.context {
-        if !subject::is_valid_id(&message.id)
-            || !is_valid_user(&message.sender)
-            || message.text.len() > MAX_CONTEXT_TEXT_BYTES + '…'.len_utf8()
-        {
-            return invalid(
-                "context",
-                "each message needs a valid id and sender and at most 1024 bytes of text",
-            );
-        }
-    }
-    Ok(())
-}
-
-/// A sender or reporter: 1-256 characters, none of them a control character.
-fn is_valid_user(user: &str) -> bool {
-    let chars = user.chars().count();
-    chars > 0 && chars <= MAX_SENDER_CHARS && !user.chars().any(char::is_control)
-}
-
 fn check_subject(subject: &str, tenant: &str) -> Result<(), DecodeError> {
     match subject::tenant_of_request_subject(subject) {
         None => Err(DecodeError::InvalidSubject(truncate(
@@ -346,86 +259,6 @@ fn versioned_object(payload: &[u8], max_bytes: usize) -> Result<Map<String, Valu
         }),
     }
 }
-
-/// Takes typed fields out of a JSON object; what is left at the end is unknown.
-struct Fields(Map<String, Value>);
-
-impl Fields {
-    fn take(&mut self, field: &'static str) -> Option<Value> {
-        self.0.remove(field).filter(|v| !v.is_null())
-    }
-
-    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
-        self.optional_string(field)?
-            .ok_or(DecodeError::MissingField(field))
-    }
-
-    fn optional_string(&mut self, field: &'static str) -> Result<Option<String>, DecodeError> {
-        match self.take(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(DecodeError::WrongType {
-                field,
-                expected: "a string",
-            }),
-        }
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        self.optional_u64(field)?
-            .ok_or(DecodeError::MissingField(field))
-    }
-
-    fn optional_u64(&mut self, field: &'static str) -> Result<Option<u64>, DecodeError> {
-        match self.take(field) {
-            None => Ok(None),
-            Some(Value::Number(n)) if n.is_u64() => Ok(n.as_u64()),
-            Some(_) => Err(DecodeError::WrongType {
-                field,
-                expected: "a non-negative integer",
-            }),
-        }
-    }
-
-    /// A v1.1 object field, decoded by its own type's rules (unknown keys refused).
-    fn optional_typed<T: DeserializeOwned>(
-        &mut self,
-        field: &'static str,
-    ) -> Result<Option<T>, DecodeError> {
-        self.take(field)
-            .map(|value| {
-                serde_json::from_value(value).map_err(|err| DecodeError::InvalidField {
-                    field,
-                    detail: truncate(&err.to_string(), 200),
-                })
-            })
-            .transpose()
-    }
-
-    fn optional_priority(&mut self) -> Result<Option<Priority>, DecodeError> {
-        let Some(name) = self.optional_string("priority")? else {
-            return Ok(None);
-        };
-        match name.as_str() {
-            "low" => Ok(Some(Priority::Low)),
-            "normal" => Ok(Some(Priority::Normal)),
-            "high" => Ok(Some(Priority::High)),
-            _ => Err(DecodeError::InvalidField {
-                field: "priority",
-                detail: format!("`{}` is not low, normal or high", truncate(&name, 32)),
-            }),
-        }
-    }
-
-    fn finish(mut self) -> Result<(), DecodeError> {
-        self.0.remove("v");
-        match self.0.keys().next() {
-            Some(key) => Err(DecodeError::UnknownField(truncate(key, 64))),
-            None => Ok(()),
-        }
-    }
-}
-
 /// Cuts hostile input before it goes into an error message or a log line.
 fn truncate(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {

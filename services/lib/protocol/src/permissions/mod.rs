@@ -6,7 +6,7 @@
 //! [`crate::topology`]:
 //!
 //! * `transport-<tenant>`: publishes only its tenant's requests (`offpath.req.<tenant>`),
-//!   looks at the streams (not `offpath.classify`: see [`transport_publish`]), and
+//!   looks at the streams (not `offpath.classify`: see `grants::transport_publish`), and
 //!   creates, reads and acks its own verdict consumer on `VERDICTS`. The consumer-create
 //!   subject carries the filter (`$JS.API.CONSUMER.CREATE.VERDICTS.<name>.<filter>`, the
 //!   form async-nats 0.51 always sends), so a transport can only create a consumer of its
@@ -26,13 +26,15 @@
 //! subscribe to nothing else of the kind: a shared `_INBOX.>` would let a transport read the
 //! moderators' pull replies, i.e. every tenant's text.
 
-use std::fmt::Write as _;
+mod authorization;
+mod grants;
+mod reply;
 
-use crate::subject::{
-    AUDIT_PREFIX, AUDIT_STREAM, CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE,
-    INTERACTIVE_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, POLICY_KEY,
-    REQUEST_PREFIX, REVIEW_PREFIX, REVIEW_STREAM, VERDICT_PREFIX, VERDICTS_STREAM, is_valid_token,
-};
+pub use authorization::{Password, authorization_block};
+pub use grants::Permissions;
+pub use reply::{ReplyInbox, classify_reply_allowed, classify_reply_inbox};
+
+use crate::subject::{VERDICT_PREFIX, is_valid_token};
 
 /// Who connects to NATS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,18 +87,6 @@ pub enum PermissionsError {
         other: String,
     },
 }
-
-/// The subjects one role may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Permissions {
-    /// Subjects it may publish to (everything else is refused).
-    pub publish: Vec<String>,
-    /// Subjects it may subscribe to (everything else is refused).
-    pub subscribe: Vec<String>,
-    /// Whether it may publish once to the reply subject of each message it receives.
-    pub allow_responses: bool,
-}
-
 /// The durable verdict consumer of a transport: `transport-<tenant>-<instance>` (the tenant
 /// in the name keeps two tenants' gateways with one instance name apart).
 pub fn transport_consumer(tenant: &str, instance: &str) -> String {
@@ -158,67 +148,6 @@ impl Role {
         format!("OFFPATH_NATS_PASSWORD_{user}")
     }
 
-    /// What this role may publish and subscribe to.
-    pub fn permissions(&self) -> Permissions {
-        let inbox = format!("{}.>", self.inbox_prefix());
-        match self {
-            Role::Transport { tenant, instance } => Permissions {
-                publish: transport_publish(tenant, instance.as_deref()),
-                subscribe: vec![inbox],
-                allow_responses: false,
-            },
-            Role::Moderator => {
-                let mut publish = vec![
-                    format!("{VERDICT_PREFIX}.>"),
-                    format!("{DLQ_PREFIX}.>"),
-                    format!("{REVIEW_PREFIX}.>"),
-                ];
-                publish.extend(topology_lookups());
-                for stream in [MODERATION_STREAM, INTERACTIVE_STREAM] {
-                    publish.extend([
-                        format!("{API}.CONSUMER.MSG.NEXT.{stream}.{MODERATOR_CONSUMER}"),
-                        format!("$JS.ACK.{stream}.{MODERATOR_CONSUMER}.>"),
-                    ]);
-                }
-                publish.extend(policy_reads());
-                Permissions {
-                    publish,
-                    subscribe: vec![
-                        inbox,
-                        CLASSIFY_SUBJECT.into(),
-                        "$SRV.>".into(),
-                        policy_key_subject(),
-                    ],
-                    allow_responses: true,
-                }
-            }
-            Role::Topology => Permissions {
-                // The JetStream API, and writing the policy bucket (`offpath policy push`).
-                publish: vec![format!("{API}.>"), format!("$KV.{POLICY_BUCKET}.>")],
-                subscribe: vec![inbox],
-                allow_responses: false,
-            },
-            // Verdicts as they are published: a sender's recent blocks beside their items.
-            Role::Reviewer => Permissions {
-                publish: reviewer_publish(),
-                subscribe: vec![inbox, format!("{VERDICT_PREFIX}.>")],
-                allow_responses: false,
-            },
-            // `offpath.classify` only, answered on its own inbox. Not the tenant's request
-            // and verdict subjects: they are the chat gateway's, which trusts what arrives
-            // there (a review found that with them an integration could have real chat
-            // messages retracted by publishing requests with their ids, forge "verified"
-            // reports in a user's name, read every chat message's verdict with reviewers'
-            // notes, and have the server publish its acknowledgements anywhere). A classify
-            // verdict goes to the caller alone: nothing is stored, queued or published.
-            Role::Integration { tenant: _ } => Permissions {
-                publish: vec![CLASSIFY_SUBJECT.into()],
-                subscribe: vec![inbox],
-                allow_responses: false,
-            },
-        }
-    }
-
     fn check(&self) -> Result<(), PermissionsError> {
         let tokens: Vec<&String> = match self {
             Role::Transport { tenant, instance } => {
@@ -235,159 +164,12 @@ impl Role {
         Ok(())
     }
 }
-
-/// The JetStream API's subject prefix.
-const API: &str = "$JS.API";
 /// An integration's user name, before its tenant.
 const INTEGRATION_USER_PREFIX: &str = "integration-";
 /// An integration's inbox prefix, before its tenant.
 const INTEGRATION_INBOX_PREFIX: &str = "_INBOX_integration_";
 /// A transport's inbox prefix, before its tenant.
 const TRANSPORT_INBOX_PREFIX: &str = "_INBOX_transport_";
-
-/// Whose inbox the reply subject of an `offpath.classify` call is, when it is one a
-/// moderator may answer on ([`classify_reply_allowed`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyInbox<'a> {
-    /// `_INBOX.…`: nobody may subscribe to it under authorization, so only a deployment
-    /// without it reads an answer there.
-    Anonymous,
-    /// `_INBOX_integration_<tenant>.…` or `_INBOX_transport_<tenant>.…`.
-    Tenant(&'a str),
-}
-
-/// The owner of `reply` if it is an anonymous inbox or a tenant's integration or transport
-/// inbox (with at least one non-empty token after the prefix); `None` for anything else.
-pub fn classify_reply_inbox(reply: &str) -> Option<ReplyInbox<'_>> {
-    let (first, rest) = reply.split_once('.')?;
-    if rest.is_empty() || rest.split('.').any(str::is_empty) {
-        return None;
-    }
-    if first == "_INBOX" {
-        return Some(ReplyInbox::Anonymous);
-    }
-    [INTEGRATION_INBOX_PREFIX, TRANSPORT_INBOX_PREFIX]
-        .iter()
-        .find_map(|prefix| first.strip_prefix(prefix))
-        .filter(|tenant| is_valid_token(tenant))
-        .map(ReplyInbox::Tenant)
-}
-
-/// Whether a moderator may answer an `offpath.classify` call for `tenant` on `reply`: an
-/// anonymous inbox, or an inbox of `tenant`'s own integration or transport. Never anything
-/// else: the moderator may publish verdicts, dead letters, review entries and
-/// acknowledgements, and the caller chose where the answer goes; nor another tenant's or
-/// another role's inbox, so a call is judged under the policy of the tenant that reads it.
-pub fn classify_reply_allowed(reply: &str, tenant: &str) -> bool {
-    match classify_reply_inbox(reply) {
-        Some(ReplyInbox::Anonymous) => true,
-        Some(ReplyInbox::Tenant(owner)) => owner == tenant,
-        None => false,
-    }
-}
-
-/// What a service looks up to see whether the topology is in place ([`crate::topology::ensure`]):
-/// the four streams' info and the moderators' consumers' info.
-fn topology_lookups() -> Vec<String> {
-    let streams = [
-        MODERATION_STREAM,
-        INTERACTIVE_STREAM,
-        VERDICTS_STREAM,
-        DLQ_STREAM,
-        REVIEW_STREAM,
-        AUDIT_STREAM,
-    ];
-    let mut subjects: Vec<String> = streams
-        .iter()
-        .map(|s| format!("{API}.STREAM.INFO.{s}"))
-        .collect();
-    for stream in [MODERATION_STREAM, INTERACTIVE_STREAM] {
-        subjects.push(format!("{API}.CONSUMER.INFO.{stream}.{MODERATOR_CONSUMER}"));
-    }
-    subjects
-}
-
-/// What following the policy bucket takes (a moderator reads it, never writes it): the
-/// bucket stream's info and direct gets (the key's last value, and each stored value by
-/// sequence: start-up looks for the newest validly signed one), published; the key's
-/// subject, subscribed. No consumer: creating one would let the creator name any delivery
-/// subject, which nats-server does not check against its publish permissions.
-fn policy_reads() -> Vec<String> {
-    let stream = format!("KV_{POLICY_BUCKET}");
-    vec![
-        format!("{API}.STREAM.INFO.{stream}"),
-        format!("{API}.DIRECT.GET.{stream}"),
-        format!("{API}.DIRECT.GET.{stream}.{}", policy_key_subject()),
-    ]
-}
-
-/// What the review console publishes: human verdicts (any tenant's, as moderators do) and
-/// audit entries; and reading `REVIEW` and `AUDIT` with ordered consumers of its own (pull
-/// consumers answer on the caller's inbox; their names are chosen at random).
-fn reviewer_publish() -> Vec<String> {
-    let mut publish = vec![format!("{VERDICT_PREFIX}.>"), format!("{AUDIT_PREFIX}.>")];
-    for stream in [REVIEW_STREAM, AUDIT_STREAM] {
-        publish.extend([
-            format!("{API}.STREAM.INFO.{stream}"),
-            format!("{API}.CONSUMER.CREATE.{stream}"),
-            format!("{API}.CONSUMER.CREATE.{stream}.>"),
-            format!("{API}.CONSUMER.INFO.{stream}.*"),
-            format!("{API}.CONSUMER.DELETE.{stream}.*"),
-            format!("{API}.CONSUMER.MSG.NEXT.{stream}.*"),
-        ]);
-    }
-    publish
-}
-
-/// The subject of the policy file in its bucket: `$KV.offpath-policies.policies`.
-fn policy_key_subject() -> String {
-    format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}")
-}
-
-/// A transport's publish permissions: its tenant's requests, the topology look-ups, and its verdict consumer (any name, or exactly its own when pinned),
-/// created only with its tenant's filter in the subject.
-fn transport_publish(tenant: &str, instance: Option<&str>) -> Vec<String> {
-    let consumer = instance.map_or_else(|| "*".to_string(), |i| transport_consumer(tenant, i));
-    // Not `offpath.classify`: its reply subject is the caller's to choose, and a moderator
-    // answering it publishes with the moderator's rights (verdict and dead-letter subjects
-    // included). The inline mode it serves is a benchmark's, run without authorization.
-    let mut publish = vec![
-        format!("{REQUEST_PREFIX}.{tenant}"),
-        format!("{REQUEST_PREFIX}.{tenant}.{INTERACTIVE_LANE}"),
-    ];
-    publish.extend(topology_lookups());
-    publish.extend([
-        format!("{API}.CONSUMER.INFO.{VERDICTS_STREAM}.{consumer}"),
-        format!(
-            "{API}.CONSUMER.CREATE.{VERDICTS_STREAM}.{consumer}.{}",
-            transport_filter(tenant)
-        ),
-        format!("{API}.CONSUMER.MSG.NEXT.{VERDICTS_STREAM}.{consumer}"),
-        format!("$JS.ACK.{VERDICTS_STREAM}.{consumer}.>"),
-    ]);
-    publish
-}
-
-/// How a user's password appears in the generated config.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Password {
-    /// The password itself (the local server of `offpath up`; the file is 0600).
-    Literal(String),
-    /// A reference to the role's environment variable ([`Role::password_variable`]),
-    /// resolved by nats-server at start: the deployment file holds no secret, and a missing
-    /// variable stops the server instead of leaving the user open.
-    FromEnv,
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Password::Literal(_) => f.write_str("Literal(<redacted>)"),
-            Password::FromEnv => f.write_str("FromEnv"),
-        }
-    }
-}
-
 /// The roles of a deployment: the topology user, the moderators, the review console, one
 /// transport user per
 /// tenant of `tenants` (any instance of it) and per `(tenant, instance)` of `pinned` (that
@@ -411,71 +193,6 @@ pub fn deployment_roles(
         tenant: tenant.clone(),
     }));
     roles
-}
-
-/// The `authorization { users = [...] }` block of a nats-server config for `users`. No
-/// `no_auth_user`: a client without credentials is refused.
-pub fn authorization_block(users: &[(Role, Password)]) -> Result<String, PermissionsError> {
-    let mut seen = std::collections::BTreeSet::new();
-    for (role, _) in users {
-        role.check()?;
-        for key in [role.user(), role.password_variable()] {
-            if !seen.insert(key.clone()) {
-                return Err(PermissionsError::Duplicate(key));
-            }
-        }
-    }
-    for (role, _) in users {
-        let Role::Transport {
-            tenant,
-            instance: None,
-        } = role
-        else {
-            continue;
-        };
-        let other = users.iter().find_map(|(other, _)| match other {
-            Role::Transport { tenant: t, .. } if t != tenant => Some(t.clone()),
-            _ => None,
-        });
-        if let Some(other) = other {
-            return Err(PermissionsError::SharedBesideOtherTenants {
-                tenant: tenant.clone(),
-                other,
-            });
-        }
-    }
-    let mut out = String::from("authorization {\n  users = [\n");
-    for (role, password) in users {
-        let password = match password {
-            Password::Literal(secret) => quote(secret),
-            Password::FromEnv => format!("${}", role.password_variable()),
-        };
-        let p = role.permissions();
-        let _ = write!(
-            out,
-            "    {{\n      user: {user}\n      password: {password}\n      permissions: {{\n        \
-             publish: {{ allow: {publish} }}\n        subscribe: {{ allow: {subscribe} }}\n",
-            user = quote(&role.user()),
-            publish = list(&p.publish),
-            subscribe = list(&p.subscribe),
-        );
-        if p.allow_responses {
-            out.push_str("        allow_responses: true\n");
-        }
-        out.push_str("      }\n    }\n");
-    }
-    out.push_str("  ]\n}\n");
-    Ok(out)
-}
-
-/// A double-quoted config string (no variable expansion inside quotes).
-fn quote(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-fn list(subjects: &[String]) -> String {
-    let items: Vec<String> = subjects.iter().map(|s| quote(s)).collect();
-    format!("[{}]", items.join(", "))
 }
 
 #[cfg(test)]
