@@ -289,6 +289,14 @@ async fn follow(state: &State, which: usize, stream: &'static str, apply: Apply)
 
 /// Reads `stream` from its start with an ordered consumer (nothing acked, nothing kept on
 /// the server) until it fails; marks it caught up once past its last message at the start.
+///
+/// Not `offpath_jetstream::Consumer` (the moderator's and the transport's self-healing
+/// durable consumer), on purpose: every console reads the whole stream into its own memory,
+/// so there is no position to keep on the server, nothing to ack and no consumer to share or
+/// put back; an ordered consumer is the tool for that. It heals itself too: async-nats
+/// re-creates it from the last sequence it delivered after two missed heartbeats, a gap in
+/// sequence, "no responders" or a deleted consumer. What it cannot heal (the stream gone)
+/// ends this read, and [`follow`] reads again from the start.
 async fn read(
     state: &State,
     which: usize,

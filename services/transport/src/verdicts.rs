@@ -1,26 +1,30 @@
 //! Applies verdicts from the `VERDICTS` stream. A durable pull consumer per gateway
-//! instance (`transport-<tenant>-<instance>`, filtered to this tenant) remembers how far it got, so
-//! a restarted gateway catches up on verdicts published while it was away. Each verdict is
-//! acked after it is applied (at-least-once; applying twice changes nothing). Acks are not
-//! cumulative: with `AckPolicy::All` a verdict lost on its way to the gateway (its node
-//! died, a pull was replaced) was acked by the next one and never came again; the cluster
-//! fault test saw it. When the stream or the consumer is gone (deleted by hand, a lost cluster
-//! volume), the missing topology is created again ([`topology::ensure`]: never changing
-//! what exists) and the consumer is bound again from the last verdict seen; `/readyz`
-//! reports a consumer that stays unbound while NATS is up.
+//! instance (`transport-<tenant>-<instance>`, filtered to this tenant) remembers how far it
+//! got, so a restarted gateway catches up on verdicts published while it was away. Each
+//! verdict is acked after it is applied (at-least-once; applying twice changes nothing).
+//! Acks are not cumulative: with `AckPolicy::All` a verdict lost on its way to the gateway
+//! (its node died, a pull was replaced) was acked by the next one and never came again; the
+//! cluster fault test saw it.
+//!
+//! Binding and healing are [`offpath_jetstream::Consumer`]'s: when the stream or the
+//! consumer is gone (deleted by hand, a lost cluster volume), the missing topology is created
+//! again ([`topology::ensure`]: never changing what exists) and the consumer is bound again
+//! from the last verdict seen; a pull whose consumer leader died is replaced. What stays here
+//! is the gateway's own: what a verdict does to the hub, acking, and what the consumer's
+//! events mean to `/readyz` and the metrics ([`Binding`]), which report a consumer that stays
+//! unbound while NATS is up.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::{
-    self, ErrorCode,
-    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    self,
+    consumer::{self, AckPolicy, DeliverPolicy, pull},
 };
-use futures::StreamExt;
+use offpath_jetstream::{Consumer, Hooks, PullAgain, Settings, Target, Unbound};
 use offpath_protocol::subject::VERDICTS_STREAM;
-use offpath_protocol::topology;
+use offpath_protocol::topology::{self, Drift};
 use offpath_protocol::{Verdict, decode_versioned};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -30,17 +34,11 @@ use crate::metrics as m;
 
 /// Largest verdict payload read.
 const MAX_VERDICT_BYTES: usize = 64 * 1024;
-/// Pause before binding the consumer again after NATS failed.
-const RETRY: Duration = Duration::from_secs(1);
 /// How long a delivered verdict may stay unacked before it is delivered again.
 const ACK_WAIT: Duration = Duration::from_secs(10);
-/// How long a bind waits for the consumer's lookup: while a cluster elects a new leader,
-/// API requests go unanswered until the context's timeout; binding again sooner finds it.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one pull request waits at the server; a new one follows at once.
-const PULL_EXPIRES: Duration = Duration::from_secs(10);
-/// The server's idle heartbeat on a pull; two missed and the consumer is bound again.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+/// How far before the gateway's start, or the last verdict seen, a re-created consumer
+/// starts: a second's margin for clock granularity; applying a verdict twice is harmless.
+const MARGIN: Duration = Duration::from_secs(1);
 /// A durable consumer nobody pulls from for this long is removed by the server (a
 /// gateway instance that is gone for good; the default instance name is new at every
 /// start, so its consumers are left behind by each restart).
@@ -141,103 +139,107 @@ pub(crate) fn consumer_config(
 }
 
 /// Consumes and applies verdicts until `stop`; survives NATS outages and a deleted stream
-/// or consumer by binding again.
+/// or consumer by binding again ([`offpath_jetstream::Consumer`]). Each verdict is applied
+/// at once and queued to be acked by a task of its own.
 pub(crate) async fn consume(
     js: jetstream::Context,
     hub: Arc<Hub>,
     binding: Arc<Binding>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // A second's margin for clock granularity; applying a verdict twice is harmless.
-    let margin = Duration::from_secs(1);
-    let mut since = time::OffsetDateTime::now_utc() - margin;
-    let mut first_bind = true;
-    loop {
-        let mut last_seen = None;
-        let run = run_once(&js, &hub, since, &binding, &mut first_bind, &mut last_seen);
-        let result = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            result = run => result,
-        };
-        if let Some(seen) = last_seen {
-            since = seen - margin;
-        }
-        metrics::counter!(m::NATS_ERRORS, "operation" => "verdicts").increment(1);
-        warn!("verdict consumer: {result}; binding again in {RETRY:?}");
-        binding.set_unbound(Some(result));
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(RETRY) => {}
-        }
-    }
-}
-
-/// Binds this gateway's consumer; when that fails (a deleted `VERDICTS` stream, say),
-/// creates whatever of the topology is missing and tries once more.
-async fn bind(
-    js: &jetstream::Context,
-    hub: &Hub,
-    since: time::OffsetDateTime,
-) -> Result<PullConsumer, String> {
-    let found = tokio::time::timeout(LOOKUP_TIMEOUT, lookup(js, hub, since)).await;
-    let found = found.unwrap_or_else(|_| {
-        Err(Lookup::Failed(format!(
-            "looking up the consumer: no answer within {LOOKUP_TIMEOUT:?}"
-        )))
-    });
-    match found {
-        Ok(consumer) => Ok(consumer),
-        Err(Lookup::Failed(reason)) => Err(reason),
-        Err(Lookup::Missing(missing)) => {
-            info!("{missing}; creating what is missing of the topology");
-            ensure_topology(js, &hub.config().topology)
-                .await
-                .map_err(|err| format!("{missing}; re-creating the topology: {err}"))?;
-            lookup(js, hub, since).await.map_err(Lookup::reason)
-        }
-    }
-}
-
-/// Why the consumer could not be bound.
-enum Lookup {
-    /// The stream does not exist: create the topology.
-    Missing(String),
-    /// Anything else (a timeout while a node fails over, say): bind again later; creating
-    /// the topology then would only wait for more timeouts.
-    Failed(String),
-}
-
-impl Lookup {
-    fn reason(self) -> String {
-        match self {
-            Lookup::Missing(reason) | Lookup::Failed(reason) => reason,
-        }
-    }
-}
-
-async fn lookup(
-    js: &jetstream::Context,
-    hub: &Hub,
-    since: time::OffsetDateTime,
-) -> Result<PullConsumer, Lookup> {
     let config = hub.config();
-    let stream = js.get_stream(VERDICTS_STREAM).await.map_err(|e| {
-        let reason = format!("stream {VERDICTS_STREAM}: {e}");
-        match e.kind() {
-            GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-                Lookup::Missing(reason)
-            }
-            _ => Lookup::Failed(reason),
+    let target = Target {
+        stream: VERDICTS_STREAM.into(),
+        consumer: consumer_name(&config.tenant, &config.instance),
+        topology: config.topology.clone(),
+    };
+    let events = Events {
+        hub: Arc::clone(&hub),
+        binding,
+        since: time::OffsetDateTime::now_utc() - MARGIN,
+    };
+    let mut consumer = Consumer::new(js, target, Settings::default(), events);
+    // An ack is a publish, and a publish waits for room in the client's command channel,
+    // which the outbox fills while NATS is away: acking here would hold up applying the
+    // verdicts already received. A bound of a few pulls' worth; beyond it (NATS gone for
+    // long) a verdict goes unacked, is counted, and comes again after ack_wait (applying
+    // twice is harmless). Dropping the set at `stop` aborts the ack task (what was not acked
+    // comes again).
+    let (to_ack, acking) = tokio::sync::mpsc::channel(ACKS_QUEUED);
+    let mut acker = tokio::task::JoinSet::new();
+    acker.spawn(acks(acking));
+    loop {
+        let next = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            next = consumer.next() => next,
+        };
+        let message = match next {
+            Ok(message) => message,
+            // Not expected: the transport never gives up binding (`/readyz` tells instead).
+            Err(gave_up) => return warn!("verdict consumer: {gave_up}"),
+        };
+        if let Ok(info) = message.info() {
+            consumer.hooks_mut().since = info.published - MARGIN;
         }
-    })?;
-    let consumer_config = consumer_config(&config.tenant, &config.instance, since);
-    stream
-        .get_or_create_consumer(
-            &consumer_name(&config.tenant, &config.instance),
-            consumer_config,
-        )
-        .await
-        .map_err(|e| Lookup::Failed(format!("consumer: {e}")))
+        apply(&hub, &message);
+        if to_ack.try_send(message).is_err() {
+            metrics::counter!(m::NATS_ERRORS, "operation" => "ack_queue_full").increment(1);
+        }
+        // Verdicts come in batches; applying a whole batch in one go would hold this
+        // worker thread while sockets wait to fan out. Let them in between verdicts.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// What the verdict consumer's events mean to the gateway: [`Binding`] (`/readyz`, the
+/// bound gauge), the `verdicts` NATS errors, topology drift, and the checks of a first bind.
+struct Events {
+    hub: Arc<Hub>,
+    binding: Arc<Binding>,
+    /// Where a consumer created now starts: the gateway's start, then the last verdict seen
+    /// (each less [`MARGIN`]): no verdict of a message it accepted is missed.
+    since: time::OffsetDateTime,
+}
+
+impl Hooks for Events {
+    fn create_config(&mut self) -> Option<pull::Config> {
+        let config = self.hub.config();
+        Some(consumer_config(
+            &config.tenant,
+            &config.instance,
+            self.since,
+        ))
+    }
+
+    fn bound(&mut self, info: &consumer::Info, again: bool) {
+        if !again {
+            warn_if_shared(info);
+            warn_if_cumulative(info);
+        }
+        self.binding.set_bound();
+        info!(consumer = %info.name, "applying verdicts");
+    }
+
+    fn unbound(&mut self, reason: &Unbound) {
+        self.lost(reason);
+    }
+
+    fn lost(&mut self, reason: &Unbound) {
+        metrics::counter!(m::NATS_ERRORS, "operation" => "verdicts").increment(1);
+        self.binding.set_unbound(Some(reason.to_string()));
+    }
+
+    fn pulled_again(&mut self, _why: PullAgain) {
+        metrics::counter!(m::NATS_ERRORS, "operation" => "verdicts").increment(1);
+    }
+
+    fn pull_error(&mut self, _error: &pull::MessagesError) {
+        metrics::counter!(m::NATS_ERRORS, "operation" => "verdicts").increment(1);
+    }
+
+    fn drift(&mut self, drift: &Drift) {
+        metrics::counter!(m::TOPOLOGY_DRIFT, "setting" => drift.setting).increment(1);
+    }
 }
 
 /// Creates whatever of the topology is missing (never changing what exists); logs and
@@ -251,90 +253,6 @@ pub(crate) async fn ensure_topology(
         warn!("{difference}");
     }
     Ok(())
-}
-
-async fn run_once(
-    js: &jetstream::Context,
-    hub: &Hub,
-    since: time::OffsetDateTime,
-    binding: &Binding,
-    first_bind: &mut bool,
-    last_seen: &mut Option<time::OffsetDateTime>,
-) -> String {
-    let mut consumer = match bind(js, hub, since).await {
-        Ok(consumer) => consumer,
-        Err(err) => return err,
-    };
-    if std::mem::take(first_bind) {
-        warn_if_shared(&mut consumer).await;
-        let policy = consumer.cached_info().config.ack_policy;
-        if policy != AckPolicy::Explicit {
-            // Made by an older gateway with the same --instance: its acks are cumulative,
-            // so a verdict lost on the way is acked by the next one. It is removed after
-            // an hour unused; an operator can delete it now.
-            metrics::counter!(m::TOPOLOGY_DRIFT, "setting" => "verdict_ack_policy").increment(1);
-            warn!(
-                consumer = ?consumer.cached_info().name,
-                "the verdict consumer has ack policy {policy:?}, not Explicit: a verdict lost \
-                 on its way here would not come again; delete the consumer to have it made anew"
-            );
-        }
-    }
-    // A missed heartbeat ends the pull, and the consumer is bound again: the pull request
-    // may have died with a consumer leader, and async-nats would only pull again when it
-    // expired.
-    let pull = consumer
-        .stream()
-        .expires(PULL_EXPIRES)
-        .heartbeat(PULL_HEARTBEAT)
-        .messages();
-    let mut messages = match pull.await {
-        Ok(messages) => messages,
-        Err(err) => return format!("pull: {err}"),
-    };
-    binding.set_bound();
-    let config = hub.config();
-    info!(consumer = %consumer_name(&config.tenant, &config.instance), "applying verdicts");
-    match apply_pulled(hub, &mut messages, last_seen).await {
-        None => "the verdict stream ended".to_string(),
-        Some(err) => format!("pull: {err}"),
-    }
-}
-
-/// Applies each verdict of one pull until it fails (`None`: it ended), and hands it to
-/// [`acks`] to be acked there.
-async fn apply_pulled(
-    hub: &Hub,
-    messages: &mut pull::Stream,
-    last_seen: &mut Option<time::OffsetDateTime>,
-) -> Option<pull::MessagesError> {
-    // An ack is a publish, and a publish waits for room in the client's command channel,
-    // which the outbox fills while NATS is away: acking here would hold up applying the
-    // verdicts already received. A bound of a few pulls' worth; beyond it (NATS gone for
-    // long) a verdict goes unacked, is counted, and comes again after ack_wait (applying
-    // twice is harmless).
-    let (to_ack, acking) = tokio::sync::mpsc::channel(ACKS_QUEUED);
-    // Dropping the set aborts the ack task: the acks of a pull end with it (what was not
-    // acked comes again).
-    let mut acker = tokio::task::JoinSet::new();
-    acker.spawn(acks(acking));
-    loop {
-        let message = match messages.next().await {
-            None => return None,
-            Some(Err(err)) => return Some(err),
-            Some(Ok(message)) => message,
-        };
-        if let Ok(info) = message.info() {
-            *last_seen = Some(info.published);
-        }
-        apply(hub, &message);
-        if to_ack.try_send(message).is_err() {
-            metrics::counter!(m::NATS_ERRORS, "operation" => "ack_queue_full").increment(1);
-        }
-        // Verdicts come in batches; applying a whole batch in one go would hold this
-        // worker thread while sockets wait to fan out. Let them in between verdicts.
-        tokio::task::yield_now().await;
-    }
 }
 
 fn apply(hub: &Hub, message: &jetstream::Message) {
@@ -354,20 +272,33 @@ fn apply(hub: &Hub, message: &jetstream::Message) {
 }
 
 /// Another process already pulling this consumer (a pull request waiting before this
-/// gateway has sent any) means two gateways share one `--instance`: each would get only
-/// part of the verdicts. Say so loudly; the operator must give each its own.
-async fn warn_if_shared(consumer: &mut PullConsumer) {
-    let waiting = match consumer.info().await {
-        Ok(info) => info.num_waiting,
-        Err(_) => return,
-    };
+/// gateway has sent any: `info` is read before this gateway pulls) means two gateways share
+/// one `--instance`: each would get only part of the verdicts. Say so loudly; the operator
+/// must give each its own.
+fn warn_if_shared(info: &consumer::Info) {
+    let waiting = info.num_waiting;
     if waiting > 0 {
         metrics::counter!(m::VERDICTS_SHARED).increment(1);
         warn!(
-            consumer = ?consumer.cached_info().name,
+            consumer = ?info.name,
             waiting,
             "another process is already pulling this verdict consumer: two gateways share \
              one --instance and will each apply only part of the verdicts; give each its own"
+        );
+    }
+}
+
+/// A consumer made by an older gateway with the same `--instance` may ack cumulatively, so
+/// a verdict lost on the way would be acked by the next one. It is removed after an hour
+/// unused; an operator can delete it now.
+fn warn_if_cumulative(info: &consumer::Info) {
+    let policy = info.config.ack_policy;
+    if policy != AckPolicy::Explicit {
+        metrics::counter!(m::TOPOLOGY_DRIFT, "setting" => "verdict_ack_policy").increment(1);
+        warn!(
+            consumer = ?info.name,
+            "the verdict consumer has ack policy {policy:?}, not Explicit: a verdict lost \
+             on its way here would not come again; delete the consumer to have it made anew"
         );
     }
 }
