@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use offpath_harness::NatsServer;
+use offpath_local::NatsServer;
 use offpath_protocol::permissions::Role;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
@@ -137,7 +137,7 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
     let ensured = signals.or_signal(async {
         let client = topology_client(args, &urls, logins.as_ref()).await?;
         if stack_is_cluster(args) {
-            offpath_harness::cluster::wait_for_meta_leader(&client).await?;
+            offpath_local::cluster::wait_for_meta_leader(&client).await?;
         }
         services::ensure_topology(&client, &topology).await?;
         // The fleet's policy bucket (`offpath policy push`): only the topology user may
@@ -161,7 +161,7 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         } else {
             SocketAddr::new(args.moderator_metrics_addr.ip(), 0)
         };
-        let ops = offpath_harness::process::concrete_addr(addr)?;
+        let ops = offpath_local::process::concrete_addr(addr)?;
         let flags = moderator_command(args, &stack.url, ops);
         let name = format!("moderator-{}", n + 1);
         let env = moderator_env.clone();
@@ -169,8 +169,8 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
             .moderators
             .push(Supervised::start(&name, flags, env, ops)?);
     }
-    let listen = offpath_harness::process::concrete_addr(args.listen_addr)?;
-    let ops = offpath_harness::process::concrete_addr(args.transport_metrics_addr)?;
+    let listen = offpath_local::process::concrete_addr(args.listen_addr)?;
+    let ops = offpath_local::process::concrete_addr(args.transport_metrics_addr)?;
     let flags = transport_command(args, &stack.url, listen, ops);
     stack.dev_identity = flags
         .iter()
@@ -193,7 +193,7 @@ async fn start(args: &UpArgs, stack: &mut Stack, signals: &mut Signals) -> anyho
         ready?;
     }
     if let Some(reviewers) = &args.reviewers {
-        let listen = offpath_harness::process::concrete_addr(args.review_addr)?;
+        let listen = offpath_local::process::concrete_addr(args.review_addr)?;
         let mut flags = vec![
             "review".to_string(),
             format!("--listen-addr={listen}"),
@@ -270,7 +270,7 @@ fn stack_is_cluster(args: &UpArgs) -> bool {
 /// The local JetStream store: `--data-dir`, else `.tools/state/jetstream`.
 fn local_data_dir(data_dir: Option<PathBuf>) -> Option<PathBuf> {
     let data_dir = data_dir.or_else(|| {
-        offpath_harness::find_project_tool("").map(|tools| tools.join("state/jetstream"))
+        offpath_local::find_project_tool("").map(|tools| tools.join("state/jetstream"))
     });
     if data_dir.is_none() {
         warn!("no .tools/ folder and no --data-dir: JetStream data is temporary");

@@ -1,8 +1,8 @@
 //! A local `nats-server` as a child process.
 //!
-//! Two users share this crate: the launcher, which starts a local server when no NATS URL
-//! is given (`offpath up`), and the integration tests, which start one real server per test
-//! on a random port with JetStream in a temporary directory. A server can be killed and
+//! Three users share it: the launcher, which starts a local server when no NATS URL is
+//! given (`offpath up`), the load scenarios, and the integration tests (through
+//! `offpath-harness`), which start one real server per test on a random port with JetStream in a temporary directory. A server can be killed and
 //! restarted on the same port and store, which outage tests need; dropping the handle kills
 //! the process and removes what it created.
 //!

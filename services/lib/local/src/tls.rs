@@ -1,4 +1,5 @@
-//! A throwaway certificate authority for TLS tests: a CA, a server certificate for
+//! A throwaway certificate authority for a local nats-server with TLS on (the TLS tests,
+//! `offpath bench isolation`'s secured stack): a CA, a server certificate for
 //! `127.0.0.1`/`localhost` and a client certificate, as PEM files in a temporary directory
 //! (removed on drop), and the nats-server `tls { }` block that uses them.
 
