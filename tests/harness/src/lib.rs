@@ -29,6 +29,5 @@ pub mod verdicts;
 
 pub use offpath_local::{
     BOOTSTRAP_HINT, ClusterError, Error, NatsCluster, NatsServer, Proc, cluster, find_binary,
-    find_project_tool, http, locate, nats, private_file, process, secure, set_die_with_parent,
-    tls,
+    find_project_tool, http, locate, nats, private_file, process, secure, set_die_with_parent, tls,
 };

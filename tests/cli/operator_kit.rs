@@ -4,13 +4,13 @@
 //! units (their command lines always; `systemd-analyze verify` where it is installed, and a
 //! failure in CI and under `scripts/test` where it is not: `tests/common/skip.rs`). That the kit
 //! reads only metrics the services export is checked against a running stack in
-//! `tests/cli.rs` (`up_runs_the_pipeline_and_stops_on_sigterm`).
+//! `tests/cli/cli.rs` (`up_runs_the_pipeline_and_stops_on_sigterm`).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
-use common::kit;
+use crate::kit;
 
 /// Runs `promtool <args>` and panics with its output when it fails.
 fn promtool(args: &[&str]) {

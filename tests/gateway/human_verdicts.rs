@@ -2,7 +2,7 @@
 //! said, `restore` shows it again (with the text the verdict judged, nothing else), each
 //! applied once, end to end against a real nats-server and a real gateway.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

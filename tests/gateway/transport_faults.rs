@@ -1,7 +1,7 @@
 //! Chat goes on when NATS is down or the moderator hangs: real nats-server (killed and
 //! restarted), a real moderator process (frozen with SIGSTOP), the transport in process.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -14,8 +14,9 @@
 //! reconnecting, switching rooms, a pre-moderated room, the name rule and refused tokens in
 //! words; `page_colours_have_aa_contrast` checks both pages' colours without a browser.
 
+#[path = "../common/mod.rs"]
 mod common;
-#[path = "browser/page.rs"]
+mod contrast;
 mod page;
 
 use std::path::{Path, PathBuf};
@@ -469,11 +470,10 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
 
 /// WCAG AA (issue 27, item 9): every text colour of the chat page's and the console's style
 /// sheets has at least 4.5:1 contrast against each background it may be drawn on
-/// (`common::contrast` says how that is read from the CSS). Before, "message removed" and
+/// (`contrast` says how that is read from the CSS). Before, "message removed" and
 /// "pending moderation…" were #8a93a3: 3.1:1 on white, 2.8:1 on the own-message tint.
 #[test]
 fn page_colours_have_aa_contrast() {
-    use common::contrast;
     let round = |r: f64| (r * 10.0).round() / 10.0;
     assert_eq!(
         round(contrast::ratio("#8a93a3", "#fff")),
@@ -494,11 +494,11 @@ fn page_colours_have_aa_contrast() {
     let sheets = [
         (
             "chat.css",
-            include_str!("../services/transport/src/chat.css"),
+            include_str!("../../services/transport/src/chat.css"),
         ),
         (
             "console.css",
-            include_str!("../services/review/src/console.css"),
+            include_str!("../../services/review/src/console.css"),
         ),
     ];
     for (name, css) in sheets {

@@ -1,7 +1,7 @@
 //! What an operator reads when something is wrong: a NATS server too old, an error chain,
 //! a JetStream refusal, logs into a pipe. One line each, each cause once, no colour codes.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::time::Duration;

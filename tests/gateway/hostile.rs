@@ -3,12 +3,12 @@
 //! control and bidi characters, duplicate JSON keys. Each test failed on the `main` before
 //! the limits existed. Real nats-server, transport in this process, no moderator.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
+use crate::raw;
 use common::chat::{self, is};
-use common::raw;
 use futures::{SinkExt, StreamExt};
 use offpath_harness::{http, scrape};
 use serde_json::json;

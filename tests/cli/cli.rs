@@ -1,6 +1,6 @@
 //! The `offpath` binary as an operator runs it.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -131,7 +131,7 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
         .expect("offpath up reported it is up");
     let url = up["url"].as_str().expect("url");
     // The operator kit (deploy/: alert rules, dashboard) reads only metrics these export.
-    common::kit::assert_kit_reads_exported_names(&scrape_stack(&up).await);
+    crate::kit::assert_kit_reads_exported_names(&scrape_stack(&up).await);
 
     assert!(
         async_nats::connect(url).await.is_err(),

@@ -1,7 +1,7 @@
 //! The chat gateway end to end: real nats-server, a real moderator process with the real
 //! models, the transport on port 0, websocket clients.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! up without the fleet's policy. Each attack runs here with the real credentials against
 //! a real moderator, on nats-server 2.15 and on Debian's 2.9.10.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

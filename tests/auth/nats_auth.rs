@@ -3,9 +3,9 @@
 //! outside probe made on an open server (issue 13): on `main` every one of them succeeded,
 //! because every client was anonymous and unrestricted.
 //!
-//! This file is two test binaries: `nats_auth` runs it against the server found first (the
-//! bootstrap's 2.15), `nats_auth_oldest` (`#[path]`-includes it) against Debian 12's 2.9.10,
-//! the oldest supported version ([`builder`]).
+//! This file is two modules of the `auth` test binary: `nats_auth` runs it against the
+//! server found first (the bootstrap's 2.15), `nats_auth_oldest::nats_auth` (`#[path]`
+//! includes it) against Debian 12's 2.9.10, the oldest supported version ([`builder`]).
 
 use std::time::Duration;
 
@@ -36,10 +36,10 @@ fn globex() -> Role {
     }
 }
 
-/// The nats-server of this test binary: Debian's 2.9.10 when it is `nats_auth_oldest`.
+/// The nats-server of this module: Debian's 2.9.10 when it is `nats_auth_oldest::nats_auth`.
 fn builder() -> offpath_harness::nats::Builder {
     let builder = NatsServer::builder();
-    if !module_path!().starts_with("nats_auth_oldest") {
+    if !module_path!().contains("::nats_auth_oldest::") {
         return builder;
     }
     let oldest =

@@ -3,8 +3,7 @@
 //! console's API and it disappears from both chat pages; the decision is in the audit
 //! trail and on the console's metrics.
 
-mod common;
-#[path = "review_console/hostile.rs"]
+use crate::common;
 mod hostile;
 
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! nats-server: unguessable ids, a de-duplication key per tenant, a verdict refused unless
 //! it judged the text sent, and verdict frames for the sending connection only.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

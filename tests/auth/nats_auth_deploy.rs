@@ -2,9 +2,9 @@
 //! `offpath nats-auth` prints, and nats-server (the one the harness finds, and Debian's
 //! 2.9 when installed) accepts the configuration with every password variable set and
 //! refuses it when one is missing. To update after changing the permissions:
-//! `OFFPATH_BLESS=1 cargo test --test nats_auth_deploy` and commit the diff.
+//! `OFFPATH_BLESS=1 cargo test --test auth nats_auth_deploy` and commit the diff.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -44,7 +44,7 @@ fn committed_auth_conf_is_generated() {
     assert!(
         committed == generated,
         "deploy/nats/auth.conf differs from `offpath nats-auth`: run \
-         `OFFPATH_BLESS=1 cargo test --test nats_auth_deploy` and review the diff"
+         `OFFPATH_BLESS=1 cargo test --test auth nats_auth_deploy` and review the diff"
     );
 }
 

@@ -4,7 +4,7 @@
 //! is refused. On `main` the local server had no users at all: anyone on the machine could
 //! read every message and delete the streams.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

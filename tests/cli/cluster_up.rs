@@ -2,7 +2,7 @@
 //! the streams with three replicas, every child given all three URLs; a node killed with
 //! SIGKILL is restarted, and chat is moderated meanwhile.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! nor spin, but log, count and retry until the topology is there. On `main` there were no
 //! login flags (`offpath moderator --nats-user` was a usage error).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! `offpath policy check`, as an operator runs it before giving moderators a policy file.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

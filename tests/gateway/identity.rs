@@ -4,8 +4,7 @@
 //! and its `rooms` claim is enforced; `offpath transport` will not start without choosing
 //! an identity. The gateway runs in this process against a real nats-server.
 
-mod common;
-#[path = "identity/page_check.rs"]
+use crate::common;
 mod page_check;
 
 use std::sync::Arc;

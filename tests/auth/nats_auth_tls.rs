@@ -4,7 +4,7 @@
 //! without. On `main` none of these flags existed: every service connected anonymously
 //! and in plaintext.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

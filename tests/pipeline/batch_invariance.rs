@@ -2,7 +2,7 @@
 //! nats-server and a real moderator (real models) score a text the same, within 1e-4,
 //! whether it arrives alone or inside a burst of a few hundred distinct texts.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;

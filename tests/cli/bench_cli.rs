@@ -1,8 +1,8 @@
 //! `offpath bench`: the launcher runs the load scenarios' own binary, `offpath-bench`,
 //! from beside itself; and the throughput scenario's report.
 
-mod bench_binary;
-mod common;
+use crate::bench_binary;
+use crate::common;
 
 use std::process::Command;
 

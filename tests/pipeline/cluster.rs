@@ -6,8 +6,7 @@
 //! one verdict; the transport reconnected to a surviving node. The figures (delivery p99
 //! during each kill, time until verdicts flow again) are printed for the notes.
 
-mod common;
-#[path = "cluster/seen.rs"]
+use crate::common;
 mod seen;
 
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Defects found from outside, each proved fixed against real processes: two gateways left
 //! at the default instance, a deleted verdict stream, and the oldest supported nats-server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

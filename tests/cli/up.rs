@@ -1,7 +1,7 @@
 //! `offpath up` as a process supervisor: children never outlive it, and a child that dies
 //! is started again. Process trees are read from /proc (Linux).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

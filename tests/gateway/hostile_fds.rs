@@ -2,7 +2,7 @@
 //! 64-file limit, 60 half-sent HTTP requests. Before `--max-sockets` and the header timeout
 //! the requests took every file descriptor: `/readyz` and new clients timed out.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
