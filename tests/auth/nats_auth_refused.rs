@@ -5,13 +5,12 @@
 
 use crate::common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::BIN;
+use common::chat;
 use offpath_harness::secure;
-use offpath_harness::{NatsServer, Proc, http, process, scrape, topology};
+use offpath_harness::{NatsServer, http, scrape, topology};
 use offpath_protocol::permissions::Role;
 
 const BIND_ERRORS: &str = "offpath_moderator_nats_errors_total";
@@ -23,19 +22,13 @@ const BIND_ERRORS: &str = "offpath_moderator_nats_errors_total";
 async fn moderator_waits_for_the_topology_it_may_not_create() {
     let nats = secure::start(NatsServer::builder(), &[Role::Topology, Role::Moderator])
         .unwrap_or_else(|err| panic!("cannot start nats-server: {err}"));
-    let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
-    let mut command = Command::new(BIN);
-    command
-        .args(["moderator", "--nats-url", &nats.server.url()])
-        .args(["--nats-user", "moderator", "--inference-threads=1"])
-        .arg(format!("--metrics-addr={ops}"))
-        .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
-        .env(
-            "OFFPATH_NATS_PASSWORD",
-            &nats.credentials(&Role::Moderator).password,
-        )
-        .env("OFFPATH_LOG", "warn");
-    let mut moderator = Proc::start("moderator", command, ops).expect("spawn offpath moderator");
+    let password = &nats.credentials(&Role::Moderator).password;
+    let mut moderator = chat::spawn_moderator(
+        &nats.server.url(),
+        &["--nats-user", "moderator", "--inference-threads=1"],
+        &[("OFFPATH_NATS_PASSWORD", password)],
+    );
+    let ops = moderator.ops;
     let bound_failed = |status: u16, body: &str| {
         status == 200 && scrape::metric(body, BIND_ERRORS, r#"operation="bind""#) >= 1.0
     };

@@ -295,25 +295,11 @@ async fn console(nats: &SecuredNats, dir: &std::path::Path) -> (Proc, std::net::
 
 /// A flagged message's review item for tenant acme.
 fn review_item(id: &str) -> Vec<u8> {
-    use offpath_protocol::{Action, ModelRef, ReviewItem, ReviewKind, Verdict};
+    use offpath_protocol::{Action, ReviewItem, ReviewKind, Verdict};
     let verdict = Verdict {
-        v: 1,
-        id: id.into(),
-        tenant: "acme".into(),
-        room: "lobby".into(),
         sender: "mallory".into(),
-        action: Action::Flag,
-        scores: Default::default(),
-        model: ModelRef {
-            name: "m".into(),
-            version: "1".into(),
-        },
-        queued_ms: 0,
-        inference_ms: 0,
-        reason: None,
         text_sha256: Some(offpath_protocol::text_sha256("hi")),
-        policy: None,
-        review: None,
+        ..offpath_harness::verdicts::sample(id, Action::Flag, 0.0)
     };
     serde_json::to_vec(&ReviewItem::new(ReviewKind::Flag, &verdict, "hi", 1)).unwrap()
 }

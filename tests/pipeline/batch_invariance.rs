@@ -5,12 +5,11 @@
 use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::Command;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use common::{BIN, chat};
-use offpath_harness::{Proc, http, process, scrape, testing, topology, verdicts};
+use common::chat;
+use offpath_harness::{Proc, http, scrape, testing, verdicts};
 use offpath_protocol::subject::request_subject;
 use offpath_protocol::{Verdict, encode, now_ms};
 
@@ -31,15 +30,8 @@ const BURST: usize = 300;
 /// 32, runs of 16 under 512 padded tokens) and no spam-wave cache: with the cache on, the
 /// burst's copies of a probe would reuse the first assessment and prove nothing.
 async fn moderator(server: &offpath_harness::NatsServer) -> (Proc, std::net::SocketAddr) {
-    let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
-    let mut command = Command::new(BIN);
-    command
-        .args(["moderator", "--nats-url", &server.url()])
-        .arg(format!("--metrics-addr={ops}"))
-        .arg("--cache-entries=0")
-        .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
-        .env("OFFPATH_LOG", "warn");
-    let mut moderator = Proc::start("moderator", command, ops).expect("spawn offpath moderator");
+    let mut moderator = chat::spawn_moderator(&server.url(), &["--cache-entries=0"], &[]);
+    let ops = moderator.ops;
     moderator
         .wait_ready(Duration::from_secs(60))
         .await

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use common::BIN;
 use common::chat::{self, ChatClient};
-use offpath_harness::{NatsCluster, Proc, process, topology};
+use offpath_harness::{NatsCluster, Proc, topology};
 use offpath_protocol::subject::MODERATION_STREAM;
 use offpath_protocol::topology::TopologyConfig;
 use seen::{Seen, check, diagnose, report};
@@ -84,15 +84,8 @@ fn servers(urls: &[String]) -> Vec<async_nats::ServerAddr> {
 
 /// `offpath moderator` against the cluster (R3 topology), ready.
 async fn moderator(urls: &[String]) -> Proc {
-    let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
-    let mut command = Command::new(BIN);
-    command
-        .args(["moderator", "--nats-url", &urls.join(",")])
-        .arg(format!("--metrics-addr={ops}"))
-        .args(["--inference-threads=1", "--max-wait-ms=2", "--replicas=3"])
-        .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
-        .env("OFFPATH_LOG", "warn");
-    let mut moderator = Proc::start("moderator", command, ops).expect("spawn offpath moderator");
+    let args = [&chat::QUICK[..], &["--replicas=3"]].concat();
+    let mut moderator = chat::spawn_moderator(&urls.join(","), &args, &[]);
     moderator
         .wait_ready(Duration::from_secs(60))
         .await
