@@ -2,9 +2,10 @@
 //!
 //! Three users share it: the launcher, which starts a local server when no NATS URL is
 //! given (`offpath up`), the load scenarios, and the integration tests (through
-//! `offpath-harness`), which start one real server per test on a random port with JetStream in a temporary directory. A server can be killed and
-//! restarted on the same port and store, which outage tests need; dropping the handle kills
-//! the process and removes what it created.
+//! `offpath-harness`), which start one real server per test on a random port with
+//! JetStream in a temporary directory. A server can be killed and restarted on the same
+//! port and store, which outage tests need; dropping the handle kills the process and
+//! removes what it created.
 //!
 //! The binary is looked up in this order: an explicit path, `$OFFPATH_NATS_SERVER`, the
 //! project's bootstrap folder (`.tools/bin/nats-server`, searched upwards from the current
