@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use offpath_harness::private_file::write_private;
-use offpath_harness::secure::{Credentials, local_authorization};
+use offpath_local::private_file::write_private;
+use offpath_local::secure::{Credentials, local_authorization};
 use offpath_protocol::permissions::Role;
 
 use crate::nats_auth::{NatsAuthArgs, PASSWORD_ENV, USER_ENV};
@@ -45,7 +45,7 @@ pub(crate) fn logins(tenant: &str, instance: &str, reviewer: bool) -> anyhow::Re
     let chosen_instance = match instance.is_empty() {
         true => Some(format!(
             "up-{}",
-            &offpath_harness::secure::random_password()?[..12]
+            &offpath_local::secure::random_password()?[..12]
         )),
         false => None,
     };

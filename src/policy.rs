@@ -150,7 +150,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<String> {
         .models
         .iter()
         .map(|dir| {
-            let dir = offpath_harness::locate::resolve_in_checkout(dir);
+            let dir = offpath_local::locate::resolve_in_checkout(dir);
             Manifest::load(&dir).map_err(|err| Usage(format!("--model: {err}")))
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -65,7 +65,7 @@ pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {
     // `offpath topology` beside three fresh nodes). Wait for it, bounded, and say so.
     // Said only when JetStream is slow to answer: a single server answers at once, and
     // stderr then holds nothing but the outcome.
-    let answered = offpath_harness::cluster::wait_for_meta_leader(&client);
+    let answered = offpath_local::cluster::wait_for_meta_leader(&client);
     tokio::pin!(answered);
     let answered = match tokio::time::timeout(std::time::Duration::from_secs(1), &mut answered)
         .await
@@ -128,7 +128,7 @@ pub(crate) async fn moderator(args: ModeratorArgs) -> anyhow::Result<()> {
 /// a bad one is a usage error. Connects to nothing.
 pub(crate) fn moderator_config(args: &ModeratorArgs) -> anyhow::Result<offpath_moderator::Config> {
     let mut config = args.moderator.clone();
-    offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
+    offpath_local::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.topology = args.nats.streams.topology();
     config.validate().map_err(Usage::problems)?;
     server_addrs(&args.nats.nats_url)?;

@@ -9,10 +9,10 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use offpath_harness::{NatsCluster, NatsServer};
+use offpath_local::{NatsCluster, NatsServer};
 use tracing::{info, warn};
 
-use offpath_harness::Proc;
+use offpath_local::Proc;
 
 /// Delay before the first restart, and after a child that had stayed up.
 const FIRST_DELAY: Duration = Duration::from_secs(1);

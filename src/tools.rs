@@ -41,16 +41,16 @@ pub(crate) fn doctor(args: &DoctorArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if args.role == Role::Up {
-        let nats = offpath_harness::find_binary()?;
+        let nats = offpath_local::find_binary()?;
         println!("nats-server: {}", nats.display());
     }
-    let ort = offpath_harness::locate::find_onnxruntime()?;
+    let ort = offpath_local::locate::find_onnxruntime()?;
     println!(
         "onnxruntime: {}",
         std::fs::canonicalize(&ort).unwrap_or(ort).display()
     );
     for dir in &args.models {
-        let dir = offpath_harness::locate::resolve_in_checkout(dir);
+        let dir = offpath_local::locate::resolve_in_checkout(dir);
         anyhow::ensure!(
             dir.join("model.toml").is_file(),
             "model {}: no model.toml there (run models/build, or pass --model)",

@@ -194,7 +194,7 @@ async fn ensure_topology(
     let topology = args.streams.topology();
     let client = topology_client(args, urls, logins).await?;
     if local::stack_is_cluster(args) {
-        offpath_harness::cluster::wait_for_meta_leader(&client).await?;
+        offpath_local::cluster::wait_for_meta_leader(&client).await?;
     }
     services::ensure_topology(&client, &topology).await?;
     // The fleet's policy bucket (`offpath policy push`): only the topology user may
@@ -218,7 +218,7 @@ fn start_moderators(args: &UpArgs, stack: &mut Stack, env: &ChildEnv) -> anyhow:
         } else {
             SocketAddr::new(args.moderator_metrics_addr.ip(), 0)
         };
-        let ops = offpath_harness::process::concrete_addr(addr)?;
+        let ops = offpath_local::process::concrete_addr(addr)?;
         let flags = moderator_command(args, &stack.url, ops);
         let name = format!("moderator-{}", n + 1);
         stack
@@ -234,8 +234,8 @@ fn start_transport<'a>(
     stack: &'a mut Stack,
     env: ChildEnv,
 ) -> anyhow::Result<&'a mut Supervised> {
-    let listen = offpath_harness::process::concrete_addr(args.listen_addr)?;
-    let ops = offpath_harness::process::concrete_addr(args.transport_metrics_addr)?;
+    let listen = offpath_local::process::concrete_addr(args.listen_addr)?;
+    let ops = offpath_local::process::concrete_addr(args.transport_metrics_addr)?;
     let flags = transport_command(args, &stack.url, listen, ops);
     stack.dev_identity = flags
         .iter()
@@ -252,7 +252,7 @@ fn start_review<'a>(
     reviewers: &Path,
     env: ChildEnv,
 ) -> anyhow::Result<&'a mut Supervised> {
-    let listen = offpath_harness::process::concrete_addr(args.review_addr)?;
+    let listen = offpath_local::process::concrete_addr(args.review_addr)?;
     let mut flags = vec![
         "review".to_string(),
         format!("--listen-addr={listen}"),

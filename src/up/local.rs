@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use offpath_harness::NatsServer;
+use offpath_local::NatsServer;
 use tracing::{info, warn};
 
 use super::Stack;
@@ -75,7 +75,7 @@ pub(super) fn stack_is_cluster(args: &UpArgs) -> bool {
 /// The local JetStream store: `--data-dir`, else `.tools/state/jetstream`.
 fn local_data_dir(data_dir: Option<PathBuf>) -> Option<PathBuf> {
     let data_dir = data_dir.or_else(|| {
-        offpath_harness::find_project_tool("").map(|tools| tools.join("state/jetstream"))
+        offpath_local::find_project_tool("").map(|tools| tools.join("state/jetstream"))
     });
     if data_dir.is_none() {
         warn!("no .tools/ folder and no --data-dir: JetStream data is temporary");

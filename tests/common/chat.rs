@@ -49,22 +49,33 @@ pub(crate) async fn moderator_with_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Proc {
-    let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
-    let mut command = Command::new(BIN);
-    command
-        .args(["moderator", "--nats-url", &server.url()])
-        .arg(format!("--metrics-addr={ops}"))
-        .args(["--inference-threads=1", "--max-wait-ms=2"])
-        .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
-        .args(extra)
-        .envs(env.iter().copied())
-        .env("OFFPATH_LOG", "warn");
-    let mut moderator = Proc::start("moderator", command, ops).expect("spawn offpath moderator");
+    let args = [&QUICK[..], extra].concat();
+    let mut moderator = spawn_moderator(&server.url(), &args, env);
     moderator
         .wait_ready(Duration::from_secs(60))
         .await
         .expect("the moderator is ready");
     moderator
+}
+
+/// The moderator settings of most tests: one inference thread, a batch closed after 2 ms.
+pub(crate) const QUICK: [&str; 2] = ["--inference-threads=1", "--max-wait-ms=2"];
+
+/// `offpath moderator` against `nats_url` (every node's, comma-separated, for a cluster) as
+/// a child process (killed on drop), not waited for: its metrics on a free port, small
+/// streams, warnings only in its log, then `args` and `env`. Every test's moderator
+/// process starts here.
+pub(crate) fn spawn_moderator(nats_url: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let ops = process::concrete_addr(([127, 0, 0, 1], 0).into()).expect("a free port");
+    let mut command = Command::new(BIN);
+    command
+        .args(["moderator", "--nats-url", nats_url])
+        .arg(format!("--metrics-addr={ops}"))
+        .arg(format!("--stream-max-bytes={}", topology::STREAM_BYTES))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("OFFPATH_LOG", "warn");
+    Proc::start("moderator", command, ops).expect("spawn offpath moderator")
 }
 
 /// The token of reviewer `sam`, who serves tenant `globex` only.

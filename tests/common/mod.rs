@@ -1,12 +1,13 @@
-//! Helpers shared by the integration tests of the `offpath` binary; the rest of the test
-//! kit is the `offpath-harness` crate.
+//! Helpers shared by the integration test binaries of the `offpath` package (`gateway`,
+//! `auth`, `cli`, `pipeline`, `browser`, `chaos`, `transport_metrics`); the rest of the test
+//! kit is the `offpath-harness` crate. A helper only one binary uses is a module of that
+//! binary (`gateway/raw.rs`, `cli/kit.rs`, `browser/contrast.rs`).
 
-#![allow(dead_code)] // each test binary uses a different subset
+// Included by several binaries, each of which uses a part (e.g. `gateway` starts no
+// `offpath up`, `cli` no transport in process): what one leaves unused, another uses.
+#![allow(dead_code)]
 
 pub(crate) mod chat;
-pub(crate) mod contrast;
-pub(crate) mod kit;
-pub(crate) mod raw;
 pub(crate) mod skip;
 
 use std::path::Path;

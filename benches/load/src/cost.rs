@@ -26,7 +26,7 @@ use crate::throughput::{Lane, Pipeline, chat_texts, distinct};
 /// Runs the three runs and prints one line each.
 pub(crate) async fn run(args: CostArgs) -> anyhow::Result<()> {
     let mut config = args.bench.moderator.clone();
-    offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
+    offpath_local::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.validate().map_err(crate::cli::Usage::problems)?;
     anyhow::ensure!(
         args.hold_rate > 0.0 && args.send_rate > 0.0 && args.duration_s > 0.0,

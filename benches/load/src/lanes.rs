@@ -24,7 +24,7 @@ use crate::throughput::{Lane, Pipeline, chat_texts, distinct};
 /// Runs the scenario and prints one line per run and the ratios.
 pub(crate) async fn run(args: LanesArgs) -> anyhow::Result<()> {
     let mut config = args.bench.moderator.clone();
-    offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
+    offpath_local::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.validate().map_err(crate::cli::Usage::problems)?;
     anyhow::ensure!(
         args.hold_rate > 0.0 && args.overload > 0.0 && args.duration_s > 0.0,

@@ -18,7 +18,7 @@ use crate::throughput::{Pipeline, chat_texts, distinct};
 /// Runs the scenario and prints one line per moderator count.
 pub(crate) async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let mut config = args.bench.moderator.clone();
-    offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
+    offpath_local::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.validate().map_err(crate::cli::Usage::problems)?;
     anyhow::ensure!(
         !args.moderators.is_empty() && args.moderators.iter().all(|&n| n > 0),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use offpath_harness::Proc;
+use offpath_local::Proc;
 
 /// The `offpath` binary beside this one (`target/release/offpath` for
 /// `target/release/offpath-bench`): the services the scenarios start.

@@ -1,5 +1,6 @@
-//! The harness that runs and probes offpath's processes from outside, shared by the
-//! launcher (`offpath up`), the load scenarios and every integration test:
+//! The test kit of offpath's integration tests (the root package's and the moderator's;
+//! a dev-dependency only). It re-exports `offpath-local`, the runtime crate that runs offpath
+//! on one machine, so that a test names one crate:
 //!
 //! * [`nats`]: a local `nats-server` child (random port, JetStream in a temp dir,
 //!   restart on the same port and store);
@@ -9,34 +10,24 @@
 //!   credentials;
 //! * [`tls`]: a throwaway CA and certificates for TLS tests;
 //! * [`http`]: `GET` on the operator endpoints (`/metrics`, `/healthz`, `/readyz`), and
-//!   polling until one answers as expected.
+//!   polling until one answers as expected;
+//! * [`locate`], [`private_file`]: the binaries in `.tools/`, files only their owner reads.
 //!
-//! What only the tests use, so that each helper exists once:
+//! What only the tests use, so that each helper exists once, is this crate's own:
 //!
 //! * [`testing`]: a nats-server, a client and a topology in one call, the moderator's NATS
 //!   micro service;
 //! * [`topology`]: the documented JetStream topology with small streams;
-//! * [`verdicts`]: subscribing to verdicts and dead letters, collecting them by id;
+//! * [`verdicts`]: subscribing to verdicts and dead letters, collecting them by id; the one
+//!   sample verdict and request tests build on;
 //! * [`scrape`]: reading `/metrics` (sums, series, values) and `promtool check metrics`.
-//!
-//! The binaries are found as [`locate`] says: the project's `.tools/` folder first.
 
-mod child;
-pub mod cluster;
-pub mod http;
-pub mod locate;
-pub mod nats;
-pub mod private_file;
-pub mod process;
 pub mod scrape;
-pub mod secure;
 pub mod testing;
-pub mod tls;
 pub mod topology;
 pub mod verdicts;
 
-pub use child::set_die_with_parent;
-pub use cluster::{ClusterError, NatsCluster};
-pub use locate::{BOOTSTRAP_HINT, find_binary, find_project_tool};
-pub use nats::{Error, NatsServer};
-pub use process::Proc;
+pub use offpath_local::{
+    BOOTSTRAP_HINT, ClusterError, Error, NatsCluster, NatsServer, Proc, cluster, find_binary,
+    find_project_tool, http, locate, nats, private_file, process, secure, set_die_with_parent, tls,
+};

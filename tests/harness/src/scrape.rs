@@ -1,17 +1,12 @@
-//! A Prometheus text rendering (`/metrics`) read by tests: sums by name and labels, series,
-//! single values, the series that are missing, and `promtool check metrics`.
+//! A Prometheus text rendering (`/metrics`) read by tests: sums by name and labels
+//! ([`metric`], from `offpath-local`, which the load scenarios use too), series, single
+//! values, the series that are missing, and `promtool check metrics`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// The sum of every sample of `name` whose labels contain `labels` (e.g. `action="block"`;
-/// `""` sums every sample of `name`).
-pub fn metric(metrics: &str, name: &str, labels: &str) -> f64 {
-    samples(metrics)
-        .filter(|line| line.split(['{', ' ']).next() == Some(name) && line.contains(labels))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+pub use offpath_local::scrape::metric;
+use offpath_local::scrape::samples;
 
 /// Asserts each `(name, labels, sum)` of `expected` against [`metric`]`(metrics, name, labels)`.
 ///
@@ -117,11 +112,6 @@ pub fn promtool_check(metrics: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The sample lines (not `# HELP` / `# TYPE`).
-fn samples(metrics: &str) -> impl Iterator<Item = &str> {
-    metrics.lines().filter(|line| !line.starts_with('#'))
 }
 
 #[cfg(test)]

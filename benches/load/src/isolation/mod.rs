@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use offpath_harness::process::{self as launch, Proc};
-use offpath_harness::{http, scrape};
+use offpath_local::process::{self as launch, Proc};
+use offpath_local::{http, scrape};
 
 use crate::cli::{IsolationArgs, Usage};
 use crate::measure;
@@ -216,7 +216,7 @@ async fn wait_for_verdicts(observed: &load::Observed, sent: usize, limit: Durati
 /// Short chat lines from the models' parity fixture (`#` is kept out: the clients tag each
 /// text with ` #<seq>`).
 fn chat_texts() -> anyhow::Result<Vec<String>> {
-    let dir = offpath_harness::locate::resolve_in_checkout(std::path::Path::new("models/fixtures"));
+    let dir = offpath_local::locate::resolve_in_checkout(std::path::Path::new("models/fixtures"));
     measure::fixture_texts(&dir.join("parity.json"), |t| {
         !t.is_empty() && t.len() <= 300 && !t.contains('#')
     })

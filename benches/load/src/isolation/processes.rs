@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use offpath_harness::NatsServer;
-use offpath_harness::process::{self as launch, Proc};
+use offpath_local::NatsServer;
+use offpath_local::process::{self as launch, Proc};
 use offpath_protocol::permissions::Role;
 use offpath_protocol::topology::{TopologyConfig, ensure};
 

@@ -5,9 +5,9 @@
 //! figures include TLS on every NATS connection and the server's permission checks.
 
 use anyhow::Context;
-use offpath_harness::NatsServer;
-use offpath_harness::secure::{self, Credentials};
-use offpath_harness::tls::TestPki;
+use offpath_local::NatsServer;
+use offpath_local::secure::{self, Credentials};
+use offpath_local::tls::TestPki;
 use offpath_protocol::permissions::Role;
 
 /// The transport's tenant in every scenario.

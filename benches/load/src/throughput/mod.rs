@@ -25,7 +25,7 @@ use raw::{even_sample, raw_rate};
 /// Runs the scenario and prints the figures.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut config = args.moderator.clone();
-    offpath_harness::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
+    offpath_local::locate::complete_model_paths(&mut config.models, &mut config.ort_library)?;
     config.validate().map_err(crate::cli::Usage::problems)?;
     offpath_classifier::init_runtime(config.ort_library.as_deref().context("ORT library")?)?;
     let lines = chat_texts(&config.models[0])?;
