@@ -16,6 +16,9 @@
 //!
 //! All start the services as the `offpath` binary found beside this one ([`stack`]).
 
+// Functions over 60 lines (clippy.toml) in anything but tests are refused (issue 28).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 mod cli;
 mod cost;
 mod isolation;

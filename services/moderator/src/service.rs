@@ -15,9 +15,14 @@ use std::time::Duration;
 use async_nats::service::ServiceExt;
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use offpath_protocol::{Limits, ModerationRequest, Verdict, decode_request_body, encode};
+use offpath_protocol::{
+    DecodeError, Limits, ModerationRequest, Verdict, decode_request_body, encode,
+};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tower::limit::ConcurrencyLimit;
+use tower::load_shed::LoadShed;
 use tower::load_shed::error::Overloaded;
+use tower::timeout::Timeout;
 use tower::timeout::error::Elapsed;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt as _};
 use tracing::warn;
@@ -100,49 +105,61 @@ pub(crate) async fn serve(
             _ = stop.wait_for(|stopped| *stopped) => break,
             request = endpoint.next() => match request { Some(r) => r, None => break },
         };
-        if !replies_to_an_inbox(&request.message) {
-            // Unanswered: the caller chose where the answer goes, and a moderator may publish
-            // verdicts and dead letters (a reply on `offpath.verdict.<tenant>.<room>` would be
-            // a verdict nobody asked for).
-            metrics::counter!(m::REQUESTS, "outcome" => "bad_reply").increment(1);
-            warn!("offpath.classify with a reply subject that is not an inbox: not answered");
-            continue;
-        }
         let decoded = decode_request_body(&request.message.payload, &limits);
-        if let Ok(req) = &decoded
-            && !request
-                .message
-                .reply
-                .as_ref()
-                .is_some_and(|reply| classify_reply_allowed(reply, &req.tenant))
-        {
-            // An inbox, but not an anonymous one nor one of the request's tenant: another
-            // tenant's or another role's (a reviewer's pending pull, say). Unanswered, so a
-            // call is judged under the policy of the tenant that reads the answer.
+        if let Some(why) = unanswerable(&request.message, &decoded) {
             metrics::counter!(m::REQUESTS, "outcome" => "bad_reply").increment(1);
-            warn!(
-                "offpath.classify whose reply subject is not an inbox of its tenant: not answered"
-            );
+            warn!("offpath.classify {why}: not answered");
             continue;
         }
-        let stack = stack.clone();
-        tokio::spawn(async move {
-            let response = match decoded {
-                Err(err) => Err(error(400, &format!("{}: {err}", err.reason()))),
-                Ok(req) => match stack.oneshot(req).await {
-                    Ok(verdict) => Ok(encode(&verdict).into()),
-                    Err(err) => Err(classify_error(&err)),
-                },
-            };
-            if let Err(err) = request.respond(response).await {
-                metrics::counter!(m::NATS_ERRORS, "operation" => "respond").increment(1);
-                warn!("answering offpath.classify failed: {err}");
-            }
-        });
+        tokio::spawn(answer(stack.clone(), request, decoded));
     }
     drop(stack);
     service.stop().await.map_err(|e| nats(&e))?;
     Ok(())
+}
+
+/// The stack of limits a call goes through: shed when full, a deadline, a bound on calls.
+type Stack = LoadShed<Timeout<ConcurrencyLimit<Classify>>>;
+
+/// Answers one call: its verdict, or its error.
+async fn answer(
+    stack: Stack,
+    request: async_nats::service::Request,
+    decoded: Result<ModerationRequest, DecodeError>,
+) {
+    let response = match decoded {
+        Err(err) => Err(error(400, &format!("{}: {err}", err.reason()))),
+        Ok(req) => match stack.oneshot(req).await {
+            Ok(verdict) => Ok(encode(&verdict).into()),
+            Err(err) => Err(classify_error(&err)),
+        },
+    };
+    if let Err(err) = request.respond(response).await {
+        metrics::counter!(m::NATS_ERRORS, "operation" => "respond").increment(1);
+        warn!("answering offpath.classify failed: {err}");
+    }
+}
+
+/// Why the call in `message` gets no answer, if it does not.
+fn unanswerable(
+    message: &async_nats::Message,
+    decoded: &Result<ModerationRequest, DecodeError>,
+) -> Option<&'static str> {
+    if !replies_to_an_inbox(message) {
+        // The caller chose where the answer goes, and a moderator may publish verdicts and
+        // dead letters (a reply on `offpath.verdict.<tenant>.<room>` would be a verdict
+        // nobody asked for).
+        return Some("with a reply subject that is not an inbox");
+    }
+    let tenant = &decoded.as_ref().ok()?.tenant;
+    // An inbox, but not an anonymous one nor one of the request's tenant: another tenant's
+    // or another role's (a reviewer's pending pull, say). Unanswered, so a call is judged
+    // under the policy of the tenant that reads the answer.
+    let allowed = message
+        .reply
+        .as_ref()
+        .is_some_and(|reply| classify_reply_allowed(reply, tenant));
+    (!allowed).then_some("whose reply subject is not an inbox of its tenant")
 }
 
 /// Whether `message` asks for its answer on an inbox a moderator may answer on at all

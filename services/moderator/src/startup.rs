@@ -128,22 +128,7 @@ impl Moderator {
         ));
         // The fleet's policies before the first request, when the bucket has a value.
         model_reload::read_bucket(&reloader).await;
-        let models = pool.models();
-        metrics::model_info(&models, &policies.manifests(), 1.0);
-        let (model, version) = (models.name.as_str(), models.version.as_str());
-        let threads = config.inference.inference_threads;
-        let names: Vec<String> = policies
-            .current()
-            .policies()
-            .map(|p| format!("{}@{}", p.name, p.version))
-            .collect();
-        info!(
-            model,
-            version,
-            threads,
-            policies = %names.join(","),
-            "models loaded; binding the consumer"
-        );
+        loaded(&pool, &policies, config.inference.inference_threads);
         self.health.set_loaded();
         Ok(Line {
             admission: Arc::new(Admission {
@@ -327,4 +312,23 @@ async fn start_pool(config: &Config) -> Result<pool::Pool, ModeratorError> {
     tokio::task::spawn_blocking(move || pool::Pool::start(&pool_config))
         .await
         .map_err(|e| ModeratorError::Thread(e.to_string()))?
+}
+
+/// Reports the models and policies in force (the `model_info` series and a log line).
+fn loaded(pool: &pool::Pool, policies: &LivePolicies, threads: usize) {
+    let models = pool.models();
+    metrics::model_info(&models, &policies.manifests(), 1.0);
+    let (model, version) = (models.name.as_str(), models.version.as_str());
+    let names: Vec<String> = policies
+        .current()
+        .policies()
+        .map(|p| format!("{}@{}", p.name, p.version))
+        .collect();
+    info!(
+        model,
+        version,
+        threads,
+        policies = %names.join(","),
+        "models loaded; binding the consumer"
+    );
 }

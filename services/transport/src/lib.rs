@@ -15,6 +15,9 @@
 //! the outbox drain and the verdict consumer. The transport depends on `offpath-protocol`
 //! (the contract) and `offpath-ops` (the operator endpoints) only.
 
+// Functions over 60 lines (clippy.toml) in anything but tests are refused (issue 28).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 mod auth;
 mod background;
 #[cfg(feature = "bench")]

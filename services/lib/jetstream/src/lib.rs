@@ -27,6 +27,9 @@
 //!
 //! [`ensure`]: offpath_protocol::topology::ensure
 
+// Functions over 60 lines (clippy.toml) in anything but tests are refused (issue 28).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 mod bind;
 mod consumer;
 mod pulls;
