@@ -217,7 +217,7 @@ ensemble, on the head alone; the char half computes in fp32 with no batch-wide s
 
 Guarded by `cargo test -p offpath-classifier --test invariance` (every parity text alone
 vs in batches of 3 to 32 with other texts and padding: ≤ 1e-4; it fails on v1) and, end to
-end through nats-server and a real moderator, `cargo test --test batch_invariance`.
+end through nats-server and a real moderator, `cargo test --test pipeline batch_invariance`.
 
 ## Speed
 

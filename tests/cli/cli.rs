@@ -235,7 +235,8 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     );
 }
 
-/// The `max_bytes` of the three streams.
+/// The `max_bytes` of the five streams `--stream-max-bytes` sets directly (the interactive
+/// lane gets an eighth of `MODERATION`'s).
 async fn stream_max_bytes(url: &str) -> Vec<i64> {
     let js = jetstream::new(async_nats::connect(url).await.expect("connect"));
     let mut sizes = Vec::new();

@@ -1,7 +1,7 @@
 //! The moderators' intake from their durable pull consumer (`moderator` on a lane's
 //! stream), healed by [`offpath_jetstream::Consumer`]: it binds (re-creating a deleted
 //! stream or consumer from `config.topology`), replaces silent pulls, binds again when the
-//! consumer is lost, and after `rebind_give_up_ms` of failed binds the moderator gives up
+//! consumer is lost, and after `intake.rebind_give_up` of failed binds the moderator gives up
 //! with [`ModeratorError::Unbound`] rather than idle while looking alive. Requests held when
 //! the consumer is lost keep going; their acks may fail, and JetStream redelivers them.
 //!
@@ -56,7 +56,7 @@ pub(crate) struct Intake {
 
 impl Intake {
     /// Pulls (at most `in_flight` requests held) until `shutdown` (then `Ok`) or until
-    /// binding has failed for `rebind_give_up_ms` (then `Err`). Settles what it started
+    /// binding has failed for `intake.rebind_give_up` (then `Err`). Settles what it started
     /// before returning; dropping `self` closes the batcher's queue.
     pub(crate) async fn run(
         self,

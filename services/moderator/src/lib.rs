@@ -19,7 +19,7 @@
 //! or the `moderator` consumer is missing (at start-up, or deleted while running), the
 //! moderator re-creates what is missing from `config.topology` and binds again
 //! (`consumer`); `/readyz` says "consumer not bound" meanwhile, and after
-//! `rebind_give_up_ms` of failures [`run`] returns an error.
+//! `intake.rebind_give_up` of failures [`run`] returns an error.
 
 // Functions over 60 lines (clippy.toml) in anything but tests are refused (issue 28).
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
@@ -89,7 +89,7 @@ pub enum ModeratorError {
 /// Runs the moderator until `shutdown` completes: then stops pulling, finishes what it
 /// holds (up to a grace period; the rest is redelivered to other moderators) and returns
 /// `Ok`. Returns an error if it cannot start, or if its consumer stays unbound for
-/// `rebind_give_up_ms`: it never returns `Ok` without being asked to stop.
+/// `intake.rebind_give_up`: it never returns `Ok` without being asked to stop.
 /// `/metrics`, `/healthz` and `/readyz` are served on `listener` meanwhile.
 pub async fn run(
     config: Config,

@@ -1,6 +1,6 @@
 //! Readiness tells the truth: an idle moderator stays ready, a moderator whose JetStream
 //! consumer or stream is deleted re-creates it and keeps moderating, and one that cannot
-//! bind for `rebind_give_up_ms` stops with an error instead of pretending to be ready.
+//! bind for `--rebind-give-up-ms` stops with an error instead of pretending to be ready.
 
 mod common;
 
@@ -116,7 +116,7 @@ async fn deleted_consumer_and_stream_are_recreated() {
 }
 
 /// A moderator that cannot bind (another stream holds the request subjects, so
-/// `MODERATION` cannot be created) is not ready, says why, and after `rebind_give_up_ms`
+/// `MODERATION` cannot be created) is not ready, says why, and after `--rebind-give-up-ms`
 /// `run` returns an error: the process exits non-zero instead of idling as if healthy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbindable_moderator_gives_up_with_an_error() {

@@ -55,7 +55,7 @@ impl Background {
         }
     }
 
-    /// Flushes the outbox (up to `flush_grace_ms`), stops the verdict consumer, then the
+    /// Flushes the outbox (up to `outbox.flush_grace`), stops the verdict consumer, then the
     /// hold deadlines.
     pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);

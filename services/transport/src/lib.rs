@@ -13,7 +13,8 @@
 //!
 //! Nothing on a socket's path awaits NATS or a model; the only tasks that wait on NATS are
 //! the outbox drain and the verdict consumer. The transport depends on `offpath-protocol`
-//! (the contract) and `offpath-ops` (the operator endpoints) only.
+//! (the contract), `offpath-ops` (the operator endpoints) and `offpath-jetstream` (its
+//! verdict consumer) only.
 
 // Functions over 60 lines (clippy.toml) in anything but tests are refused (issue 28).
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
@@ -78,7 +79,7 @@ pub struct Listeners {
 }
 
 /// Runs the gateway until `shutdown` completes: then refuses new connections, closes every
-/// socket with a going-away frame, flushes the outbox to NATS (up to `flush_grace_ms`; the
+/// socket with a going-away frame, flushes the outbox to NATS (up to `outbox.flush_grace`; the
 /// rest is counted as shed) and returns. NATS need not be reachable at start: requests
 /// wait in the outbox and the verdict consumer binds when it can.
 pub async fn run(

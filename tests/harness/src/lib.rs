@@ -1,6 +1,6 @@
-//! The test kit of offpath's integration tests (the root package's and the moderator's;
-//! a dev-dependency only). It re-exports `offpath-local`, the runtime crate that runs offpath
-//! on one machine, so that a test names one crate:
+//! The test kit of offpath's integration tests (the root package's, the moderator's and
+//! offpath-jetstream's; a dev-dependency only). It re-exports `offpath-local`, the runtime
+//! crate that runs offpath on one machine, so that a test names one crate:
 //!
 //! * [`nats`]: a local `nats-server` child (random port, JetStream in a temp dir,
 //!   restart on the same port and store);

@@ -86,7 +86,7 @@ impl Role {
 const API: &str = "$JS.API";
 
 /// What a service looks up to see whether the topology is in place ([`crate::topology::ensure`]):
-/// the four streams' info and the moderators' consumers' info.
+/// the six streams' info and the moderators' consumers' info.
 fn topology_lookups() -> Vec<String> {
     let streams = [
         MODERATION_STREAM,
