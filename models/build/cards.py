@@ -282,6 +282,14 @@ The shipped thresholds before this calibration (`flag` 0.5, `block` 0.8) hit
 {pct(cal["test_old_block"]["fpr"])} of the test split's non-insults at `block` (precision
 {cal["test_old_block"]["precision"]:.3f}). With the new thresholds: {benign(cal)}.
 
+## A signal, not a verdict
+
+The manifest marks `profanity` `signal = true`: every verdict carries its score, and only a
+policy that opts in acts on it (`labels.profanity = {{ action = "flag" }}` or `"block"`, a
+children's room say). At the thresholds above it flags a fifth of the test split's
+non-insults, and most chat that swears is aimed at no one ("damn, that was close", "I hate
+Mondays"); `offpath bench quality` measures both ways on `models/eval/everyday-chat.tsv`.
+
 ## Intended use and limits
 
 English profanity, word level: misses insults without swear words, misspellings outside

@@ -109,6 +109,9 @@ column = 1
 # train.csv's non-insults (exact float32 values: the scores saturate near 1)
 flag = {cal["flag"]!r}
 block = {cal["block"]!r}
+# a signal, not a verdict: scored in every verdict, acted on only by a policy that opts in
+# (`labels.profanity = {{ action = "flag" }}` or "block"): swearing is mostly not aimed at anyone
+signal = true
 
 [sha256]
 {toml_sha(["model.onnx"], sha256, d)}

@@ -34,9 +34,10 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WAIT: Duration = Duration::from_secs(30);
 /// Room for a moderator process to start and load its models.
 const WAIT_MODEL: Duration = Duration::from_secs(90);
-/// Insults are flagged (kept, queued for review); profanity blocks.
-const POLICIES: &str =
-    "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n";
+/// Insults are flagged (kept, queued for review); profanity (a signal: acted on only where
+/// a policy opts in) blocks.
+const POLICIES: &str = "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n\
+    labels.profanity = { action = \"block\" }\n";
 const TOKEN: &str = "rita-secret-token";
 const PROFANE: &str = "fuck this shit, fuck it all";
 const INSULT: &str = "you are a stupid worthless idiot";

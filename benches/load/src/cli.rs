@@ -39,6 +39,26 @@ pub(crate) enum BenchCommand {
     /// sender of long, expensive texts at the send rate a transport allows, without and
     /// with `--send-cost-bytes` charging (issue 26).
     Cost(Box<CostArgs>),
+    /// Judgement on a labelled set of chat lines (default: models/eval/everyday-chat.tsv)
+    /// through a moderator process: aimed insults caught, innocent lines flagged, per kind,
+    /// ROC-AUC; with profanity as a signal and as if it acted (issue 29).
+    Quality(Box<QualityArgs>),
+}
+
+/// Options of `offpath bench quality`.
+#[derive(Debug, Args)]
+pub(crate) struct QualityArgs {
+    /// The labelled set: a TSV file with a header and `label<TAB>kind<TAB>text` lines
+    /// (label 1: harmful, aimed at someone; 0: innocent).
+    #[arg(
+        long,
+        env = "OFFPATH_BENCH_SET",
+        default_value = "models/eval/everyday-chat.tsv"
+    )]
+    pub set: PathBuf,
+    /// The moderator's settings (`--policies` included), the timeout.
+    #[command(flatten)]
+    pub bench: BenchArgs,
 }
 
 /// Options of `offpath bench cost`.
@@ -208,6 +228,9 @@ impl BenchArgs {
         ];
         if let Some(ort) = &m.ort_library {
             flags.push(format!("--ort-library={}", ort.display()));
+        }
+        if let Some(policies) = &m.policies {
+            flags.push(format!("--policies={}", policies.display()));
         }
         flags
     }

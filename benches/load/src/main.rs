@@ -13,6 +13,8 @@
 //!   without the interactive lane.
 //! * `cost` ([`cost`]): a hold room beside one sender of expensive texts at the send rate a
 //!   transport allows, without and with charging a send by its length.
+//! * `quality` ([`quality`]): judgement on a labelled set of chat lines through a moderator
+//!   process.
 //!
 //! All start the services as the `offpath` binary found beside this one ([`stack`]).
 
@@ -24,6 +26,7 @@ mod cost;
 mod isolation;
 mod lanes;
 mod measure;
+mod quality;
 mod scale;
 mod stack;
 mod throughput;
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
                 BenchCommand::Scale(args) => scale::run(*args).await,
                 BenchCommand::Lanes(args) => lanes::run(*args).await,
                 BenchCommand::Cost(args) => cost::run(*args).await,
+                BenchCommand::Quality(args) => quality::run(*args).await,
             }
         },
     )

@@ -10,9 +10,10 @@ use offpath_harness::{scrape, verdicts};
 use offpath_protocol::subject::REVIEW_STREAM;
 use offpath_protocol::{Action, ReviewItem, ReviewKind};
 
-/// Insults are flagged, profanity blocks, and blocked messages are reviewed too.
+/// Insults are flagged, profanity (a signal, acted on only where a policy opts in) blocks,
+/// and blocked messages are reviewed too.
 const FLAGGING: &str = "default = \"chat\"\n[policies.chat]\nreview_blocked = true\n\
-    labels.insult = { action = \"flag\" }\n";
+    labels.insult = { action = \"flag\" }\nlabels.profanity = { action = \"block\" }\n";
 
 /// Every flagged and blocked message, and only those, is queued once with its text, scores,
 /// policy, model, room, sender and times; the verdicts and the queue agree.

@@ -164,6 +164,32 @@ impl Pipeline {
         })
     }
 
+    /// Publishes one request per text, unpaced, and returns each text's verdict, in the
+    /// texts' order (`offpath bench quality`: what was decided, not how fast).
+    pub(crate) async fn verdicts(&mut self, texts: &[String]) -> anyhow::Result<Vec<Verdict>> {
+        self.runs += 1;
+        let lane = Lane::bulk(&format!("v{}-", self.runs));
+        let sent = std::sync::Mutex::new(HashMap::with_capacity(texts.len()));
+        publish_all(&self.js, texts, &lane, None, &sent).await?;
+        let mut verdicts: Vec<Option<Verdict>> = (0..texts.len()).map(|_| None).collect();
+        let mut left = texts.len();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while left > 0 {
+            let (verdict, _) = self.next_verdict(deadline).await?;
+            let index = verdict
+                .id
+                .strip_prefix(&lane.prefix)
+                .and_then(|n| n.parse().ok());
+            if let Some(slot) = index.and_then(|i: usize| verdicts.get_mut(i))
+                && slot.is_none()
+            {
+                *slot = Some(verdict);
+                left -= 1;
+            }
+        }
+        Ok(verdicts.into_iter().flatten().collect())
+    }
+
     /// Publishes `hold` (requests someone waits for) at `hold_rate` per second as `lane`
     /// says, while `bulk` is published at `bulk_rate` beside them as `flood` says; returns
     /// the hold requests' publish → verdict latencies (µs, sorted) once each has its

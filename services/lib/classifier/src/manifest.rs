@@ -53,6 +53,12 @@ pub struct Label {
     pub flag: f32,
     /// Score at or above which a message is blocked.
     pub block: f32,
+    /// A signal, not a verdict: scored and reported in every verdict, acted on only by a
+    /// policy that opts in (`labels.<name> = { action = "flag" }` or `"block"`). Profanity
+    /// is one: "damn, that was close" is no harm, and most chat that swears is not aimed
+    /// at anyone (issue 29).
+    #[serde(default)]
+    pub signal: bool,
 }
 
 /// A parsed and validated `model.toml`.

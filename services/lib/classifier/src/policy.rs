@@ -67,6 +67,7 @@ mod tests {
             column: 0,
             flag,
             block,
+            signal: false,
         }
     }
 

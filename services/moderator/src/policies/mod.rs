@@ -308,7 +308,12 @@ fn manifest_rules(models: &[&Manifest]) -> Vec<LabelRule> {
             name: label.name.clone(),
             flag: label.flag,
             block: label.block,
-            action: LabelAction::Block,
+            // A signal label is scored, and acted on only where a policy opts in.
+            action: if label.signal {
+                LabelAction::Ignore
+            } else {
+                LabelAction::Block
+            },
         })
         .collect()
 }

@@ -27,6 +27,9 @@ labels.insult = { flag = 0.2, block = 0.5 }
 labels.insult = { action = "flag" }
 labels.profanity = { action = "ignore" }
 
+[policies.kids]
+labels.profanity = { action = "block" }
+
 [tenants.acme]
 policy = "strict"
 rooms = { lobby = "review" }
@@ -123,7 +126,8 @@ fn versions_do_not_depend_on_model_order() {
 }
 
 /// Thresholds and actions: a file's thresholds override the manifest's, `flag` never
-/// blocks, `ignore` never acts, and a policy keeps only its models' labels.
+/// blocks, `ignore` never acts, a signal label (profanity) acts only where a policy opts
+/// in, and a policy keeps only its models' labels.
 #[test]
 fn thresholds_and_actions_decide() {
     let set = set();
@@ -142,10 +146,15 @@ fn thresholds_and_actions_decide() {
         decide("standard", insult.flag, 0.0).decision,
         Decision::Flag
     );
+    // Profanity is a signal: scored, not acted on, unless a policy opts in.
+    let sworn = decide("standard", 0.0, profanity.block);
+    assert_eq!(sworn.decision, Decision::Allow);
+    assert_eq!(sworn.scores["profanity"], profanity.block);
     assert_eq!(
-        decide("standard", 0.0, profanity.block).decision,
+        decide("kids", 0.0, profanity.block).decision,
         Decision::Block
     );
+    assert_eq!(decide("kids", 0.0, profanity.flag).decision, Decision::Flag);
     // strict: insult only, lower thresholds; profanity is not its label.
     let strict = decide("strict", 0.5, 1.0);
     assert_eq!(strict.decision, Decision::Block);
@@ -184,8 +193,13 @@ fn versions_follow_the_rules() {
     assert_eq!(selection.rules.name, BUILTIN_POLICY);
     assert_eq!(selection.fallback, Some(Fallback::UnknownPolicy));
     assert_eq!(
-        selection.rules.decide(&scores(0.0, 1.0)).decision,
+        selection.rules.decide(&scores(1.0, 0.0)).decision,
         Decision::Block
+    );
+    assert_eq!(
+        selection.rules.decide(&scores(0.0, 1.0)).decision,
+        Decision::Allow,
+        "profanity alone is a signal in the built-in policy too"
     );
     assert_eq!(
         a.policies["standard"].labels,
