@@ -16,6 +16,7 @@ use anyhow::Context;
 use crate::cli::BenchArgs;
 use crate::measure::fixture_texts;
 
+mod nats;
 mod pipeline;
 mod raw;
 

@@ -6,17 +6,17 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt;
-use offpath_local::NatsServer;
-use offpath_local::cluster::NatsCluster;
 use offpath_protocol::subject::request_subject;
 use offpath_protocol::topology::{TopologyConfig, ensure};
 use offpath_protocol::{ModerationRequest, PROTOCOL_VERSION, Verdict, encode};
 
 use crate::measure::cpu_seconds;
 use crate::stack;
+
+use super::nats::{Nats, wait_until_pulling};
 
 /// What one run through the pipeline measured.
 pub(crate) struct Run {
@@ -364,46 +364,4 @@ pub(crate) async fn publish_all(
         ack.await?;
     }
     Ok(started)
-}
-
-/// Waits until the moderator processes have loaded their models and are pulling (at least
-/// one waiting pull request each).
-async fn wait_until_pulling(js: &jetstream::Context, moderators: usize) -> anyhow::Result<()> {
-    let stream = js
-        .get_stream(offpath_protocol::subject::MODERATION_STREAM)
-        .await?;
-    for _ in 0..600 {
-        let info = stream
-            .consumer_info(offpath_protocol::subject::MODERATOR_CONSUMER)
-            .await?;
-        if info.num_waiting >= moderators {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("the moderators never all started pulling")
-}
-
-/// The NATS a pipeline runs on: one server, or a local cluster. Held so that it stops
-/// (its processes are killed on drop) when the pipeline does.
-enum Nats {
-    Single(#[allow(dead_code)] NatsServer),
-    Cluster(NatsCluster),
-}
-
-impl Nats {
-    /// One server for `replicas` ≤ 1, else a cluster of `replicas` nodes; and the URL(s)
-    /// to give clients.
-    async fn start(replicas: usize) -> anyhow::Result<(Self, String)> {
-        if replicas <= 1 {
-            let server = tokio::task::spawn_blocking(NatsServer::start).await??;
-            let url = server.url();
-            return Ok((Self::Single(server), url));
-        }
-        let cluster =
-            tokio::task::spawn_blocking(move || NatsCluster::builder().size(replicas).start())
-                .await??;
-        let url = cluster.urls().join(",");
-        Ok((Self::Cluster(cluster), url))
-    }
 }
