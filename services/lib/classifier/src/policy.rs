@@ -29,7 +29,8 @@ impl Decision {
 }
 
 /// Scores of every label of every model for one message, and the combined decision: the
-/// most severe decision of any label. A score that is not a number blocks nothing and is
+/// most severe decision of any label that acts (a [`Label::signal`] is scored only, as in
+/// the moderator's built-in policy). A score that is not a number blocks nothing and is
 /// reported as 0 (it can only come from a broken model, which the caller counts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
@@ -50,7 +51,9 @@ impl Assessment {
             } else {
                 0.0
             };
-            decision = decision.max(Decision::for_score(label, score));
+            if !label.signal {
+                decision = decision.max(Decision::for_score(label, score));
+            }
             scores.insert(label.name.clone(), score);
         }
         Self { scores, decision }
@@ -83,6 +86,14 @@ mod tests {
         let a = Assessment::combine([(&insult, f32::NAN), (&profanity, 0.1)]);
         assert_eq!(a.decision, Decision::Allow);
         assert_eq!(a.scores["insult"], 0.0);
+        // A signal is scored and decides nothing.
+        let signal = Label {
+            signal: true,
+            ..label("profanity", 0.5, 0.8)
+        };
+        let a = Assessment::combine([(&insult, 0.1), (&signal, 1.0)]);
+        assert_eq!(a.decision, Decision::Allow);
+        assert_eq!(a.scores["profanity"], 1.0);
     }
 }
 

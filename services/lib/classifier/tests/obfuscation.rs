@@ -257,11 +257,12 @@ impl Pipeline {
         Scored { raw, normalised }
     }
 
-    /// Whether text `i` is flagged when looked at in `views`.
+    /// Whether text `i` is flagged when looked at in `views`, by a label that acts (a
+    /// signal, profanity, is scored only: the moderator's built-in policy).
     fn flagged(&self, scored: &Scored, i: usize, views: Views) -> bool {
         let raw = &scored.raw[i];
         let normalised = scored.normalised[i].as_ref();
-        self.labels.iter().any(|label| {
+        self.labels.iter().filter(|l| !l.signal).any(|label| {
             let r = raw[&label.name];
             let score = match (views, normalised) {
                 (Views::Raw, _) | (_, None) => r,
