@@ -172,7 +172,14 @@ impl<H: Hooks> Consumer<H> {
                 self.hooks.pulled_again(PullAgain::Silent);
                 let fresh = bind::start_pull(&pulls.consumer, &self.settings).await?;
                 pulls.replace(fresh);
-                Ok(())
+                // A pull also goes silent when its consumer is gone and no pull of ours
+                // waited to hear "consumer deleted": pulls then hear "no responders" between
+                // silences, and a silence longer than two heartbeats starts the leaderless
+                // grace anew. Ask: gone is lost; no answer (a failover) is pulled on.
+                match bind::lookup(&self.js, &self.target, None).await {
+                    Err(missing @ Unbound::Missing { .. }) => Err(missing),
+                    _ => Ok(()),
+                }
             }
             Trouble::Error(err)
                 if err.kind() == MessagesErrorKind::NoResponders

@@ -19,7 +19,8 @@
 //!   heartbeats too, before it reads what the server sent meanwhile).
 //! * **heal** (`consumer`): "no responders" while a cluster fails over is waited out for a
 //!   grace; a deleted consumer, a refused pull or a consumer that can no longer be looked
-//!   up is *lost*, and bound again.
+//!   up is *lost*, and bound again. A silent pull's consumer is looked up too: one that
+//!   vanished while no pull waited to hear it is lost at the first silence.
 //!
 //! The library decides nothing about what a message becomes, and counts nothing: each
 //! service's [`Hooks`] turn its events (bound, unbound, lost, pulled again, drift) into

@@ -177,6 +177,76 @@ async fn a_deleted_consumer_is_recreated_and_delivery_resumes() {
     );
 }
 
+/// A consumer that disappears while no pull of ours waits on it (taken out of the server's
+/// store across a restart: no "consumer deleted" reaches the client) is found lost at the
+/// first silence and bound again. Pulls to a consumer that does not exist hear "no
+/// responders", which the leaderless grace waits out, and a silence between two of them
+/// starts that grace anew; a suite run once saw the transport's `/readyz` say "bound" for
+/// 40 s while its verdict stream was gone.
+#[tokio::test]
+async fn a_consumer_gone_without_a_word_is_found_lost() {
+    let (mut server, client) = testing::nats_with(&topology::small()).await;
+    let js = jetstream::new(client);
+    let recorder = Recorder::default();
+    let mut consumer = Consumer::new(
+        js.clone(),
+        moderation(),
+        Settings::default(),
+        recorder.clone(),
+    );
+    let subject = request_subject("acme");
+    publish(&js, subject.clone(), "before").await;
+    assert_eq!(next_payload(&mut consumer, QUICK).await, "before");
+
+    server.stop().expect("stop nats-server");
+    let consumer_dir = server
+        .store_dir()
+        .join("jetstream/$G/streams")
+        .join(MODERATION_STREAM)
+        .join("obs")
+        .join(MODERATOR_CONSUMER);
+    std::fs::remove_dir_all(&consumer_dir)
+        .unwrap_or_else(|e| panic!("remove {}: {e}", consumer_dir.display()));
+    server.restart().expect("restart nats-server");
+    // Stored once the client has reconnected and JetStream has recovered its streams.
+    let stored = async {
+        loop {
+            if let Ok(ack) = js.publish(subject.clone(), "after".into()).await
+                && ack.await.is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(QUICK, stored)
+        .await
+        .expect("published after the restart");
+    // "before" again first, when its ack was lost with the consumer's state.
+    let mut seen = next_payload(&mut consumer, Duration::from_secs(30)).await;
+    if seen == "before" {
+        seen = next_payload(&mut consumer, QUICK).await;
+    }
+    assert_eq!(seen, "after");
+    // Found at the first silence, not after pulls heard "no responders" for the leaderless
+    // grace (before the lookup on silence: 10 s of them, which a silence between two of them
+    // could start anew).
+    let events = recorder.events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                Event::Bound { again: false },
+                Event::PulledAgain(PullAgain::Silent),
+                Event::Lost(_),
+                ..,
+                Event::Bound { again: true }
+            ]
+        ),
+        "{events:?}"
+    );
+}
+
 /// A stream deleted while bound is re-created by the topology; the consumer (created from
 /// the hooks' config) is made again on it, and what is published afterwards is delivered.
 #[tokio::test]
