@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use offpath_classifier::Manifest;
+use offpath_classifier::eval::roc_auc;
 use offpath_protocol::{Action, Verdict};
 
 use crate::cli::QualityArgs;
@@ -164,10 +165,11 @@ fn print_totals(judged: &[Judged], signals: &[(String, f32)]) {
         share(true, |j| j.acted_with_signals),
         share(false, |j| j.acted_with_signals)
     );
-    let pairs: Vec<(f32, bool)> = judged.iter().map(|j| (j.score, j.line.harmful)).collect();
+    let scores: Vec<f32> = judged.iter().map(|j| j.score).collect();
+    let labels: Vec<bool> = judged.iter().map(|j| j.line.harmful).collect();
     println!(
         "ROC-AUC of the highest acting label's score: {:.4}",
-        roc_auc(&pairs)
+        roc_auc(&scores, &labels)
     );
 }
 
@@ -222,46 +224,9 @@ fn signal_labels(models: &[std::path::PathBuf]) -> anyhow::Result<Vec<(String, f
     Ok(signals)
 }
 
-/// ROC-AUC of `(score, positive)` pairs: the chance that a positive scores above a
-/// negative, ties counting half (Mann-Whitney U over the average ranks).
-fn roc_auc(pairs: &[(f32, bool)]) -> f64 {
-    let mut sorted: Vec<(f32, bool)> = pairs.to_vec();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let positives = sorted.iter().filter(|p| p.1).count() as f64;
-    let negatives = sorted.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
-        return f64::NAN;
-    }
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
-            j += 1;
-        }
-        // Ranks i+1 ..= j share their average.
-        let rank = (i + 1 + j) as f64 / 2.0;
-        rank_sum += rank * sorted[i..j].iter().filter(|p| p.1).count() as f64;
-        i = j;
-    }
-    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Perfect, reversed, tied and mixed orders give the textbook values.
-    #[test]
-    fn roc_auc_counts_pairs_and_halves_ties() {
-        assert_eq!(roc_auc(&[(0.1, false), (0.9, true)]), 1.0);
-        assert_eq!(roc_auc(&[(0.9, false), (0.1, true)]), 0.0);
-        assert_eq!(roc_auc(&[(0.5, false), (0.5, true)]), 0.5);
-        // Positives 0.8, 0.4; negatives 0.6, 0.2: 3 of 4 pairs ordered.
-        let mixed = [(0.8, true), (0.4, true), (0.6, false), (0.2, false)];
-        assert_eq!(roc_auc(&mixed), 0.75);
-        assert!(roc_auc(&[(0.5, true)]).is_nan());
-    }
 
     /// The committed set parses: both labels, every line with a kind and a text.
     #[test]

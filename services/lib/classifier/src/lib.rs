@@ -18,6 +18,7 @@
 
 mod batch;
 mod error;
+pub mod eval;
 mod manifest;
 mod model;
 mod normalize;

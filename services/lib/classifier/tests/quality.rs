@@ -6,36 +6,11 @@
 
 mod common;
 
+use offpath_classifier::eval::roc_auc;
 use serde_json::Value;
 
 fn load_test_split() -> (Vec<String>, Vec<bool>) {
     common::data::load_split("test_with_solutions.csv")
-}
-
-/// ROC-AUC by the rank-sum (Mann–Whitney) formula, ties given their average rank.
-fn roc_auc(scores: &[f32], labels: &[bool]) -> f64 {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let mut ranks = vec![0.0; scores.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let j = (i..order.len())
-            .take_while(|&j| scores[order[j]] == scores[order[i]])
-            .count()
-            + i;
-        let average = (i + j + 1) as f64 / 2.0;
-        order[i..j].iter().for_each(|&k| ranks[k] = average);
-        i = j;
-    }
-    let positives = labels.iter().filter(|&&l| l).count() as f64;
-    let negatives = labels.len() as f64 - positives;
-    let rank_sum: f64 = ranks
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l)
-        .map(|(r, _)| r)
-        .sum();
-    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
 }
 
 fn figure(path: &[&str]) -> f64 {
