@@ -23,8 +23,9 @@
 //!    only the doubled spelling is a known word (`idiooooot` → `idiot`, `fooool` → `fool`);
 //!    doubles are never touched.
 //! 6. Spaced letters: three or more single letters in a row are joined (`y o u  i d i o t` →
-//!    `you idiot`); wider gaps are word breaks, and without them the known words split the
-//!    run (`y o u i d i o t` → `you idiot`).
+//!    `you idiot`), with the punctuation marks spaced out among them (`y o u ' r e` →
+//!    `you're`, `i d i o t !` → `idiot!`); wider gaps are word breaks, and without them the
+//!    known words split a run of letters only (`y o u i d i o t` → `you idiot`).
 //!
 //! 7. Repeats: a word said three or more times in a row is kept once (`hello hello hello`
 //!    → `hello`), so padding cannot drown an insult.
@@ -165,11 +166,8 @@ impl Normalizer {
         let mut out = String::new();
         let mut i = 0;
         while i < pieces.len() {
-            let end = (i..pieces.len())
-                .take_while(|&j| is_letter(&pieces[j].word) && (j == i || !breaks(pieces[j].gap)))
-                .count()
-                + i;
-            if end - i < 3 {
+            let (end, letters) = self.run_at(pieces, i);
+            if letters < 3 {
                 out.push_str(pieces[i].gap);
                 out.push_str(&pieces[i].word);
                 i += 1;
@@ -185,15 +183,35 @@ impl Normalizer {
                     last.push_str(&piece.word);
                 }
             }
-            let words: Vec<String> = if words.len() == 1 {
-                self.segment(&words[0])
-            } else {
-                words
-            };
+            let words: Vec<String> =
+                if words.len() == 1 && words[0].chars().all(char::is_alphabetic) {
+                    self.segment(&words[0])
+                } else {
+                    words
+                };
             out.push_str(&words.join(" "));
             i = end;
         }
         out
+    }
+
+    /// The run of spaced letters starting at piece `i`: where it ends and how many letters
+    /// it holds. A run starts with a letter and goes on through letters and, one space
+    /// after a letter, a punctuation mark that belongs to the word (`y o u ' r e` →
+    /// `you're`, `i d i o t .` → `idiot.`): a mark left apart reads as a word of its own
+    /// to the char n-gram models. A blank line ends it.
+    fn run_at(&self, pieces: &[Piece<'_>], i: usize) -> (usize, usize) {
+        let (mut end, mut letters) = (i, 0);
+        while let Some(piece) = pieces.get(end) {
+            let inside = end > i && !breaks(piece.gap);
+            if is_letter(&piece.word) && (end == i || inside) {
+                letters += 1;
+            } else if !(inside && !is_wide(piece.gap) && is_word_mark(&piece.word)) {
+                break;
+            }
+            end += 1;
+        }
+        (end, letters)
     }
 
     /// Splits a run of letters into the fewest known words; the run itself when it is known,
@@ -284,6 +302,18 @@ fn is_wide(gap: &str) -> bool {
 /// A gap that ends a run of spaced letters altogether: a blank line.
 fn breaks(gap: &str) -> bool {
     gap.matches('\n').count() >= 2
+}
+
+/// One punctuation mark that spaced-out text carries inside or after a word.
+fn is_word_mark(word: &str) -> bool {
+    let mut chars = word.chars();
+    matches!(
+        (chars.next(), chars.next()),
+        (
+            Some('\'' | '\u{2019}' | ',' | '.' | '!' | '?' | ';' | ':'),
+            None
+        )
+    )
 }
 
 fn is_letter(word: &str) -> bool {

@@ -62,6 +62,13 @@ fn table() {
         // Spaced letters joined; wide gaps are word breaks; the lexicon splits the rest.
         ("y o u  i d i o t", "you idiot"),
         ("y o u i d i o t", "you idiot"),
+        (
+            "Y o u ' r e  a n  i d i o t .  s e r i o u s l y",
+            "you're an idiot. seriously",
+        ),
+        ("s h u t  u p ,  l o s e r ! !", "shut up, loser!!"),
+        // A mark before any letter starts no run; a lone mark in ordinary text stays apart.
+        ("hey @ d a n , what ?", "hey @ dan, what ?"),
         ("you are a b i t c h", "you are a bitch"),
         ("a b", "a b"),
         // A word said three or more times is said once; twice stays.
