@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
+import categories  # noqa: E402
 import data  # noqa: E402
 import ensemble  # noqa: E402
 import minilm  # noqa: E402
@@ -182,9 +183,18 @@ def build_minilm(train, test):
     t0 = time.time()
     e_q_train = run(quant, tok, train[0], "embedding")
     print(f"embedded {len(train[0])} training texts (quantized) in {time.time() - t0:.0f} s")
-    # The shipped file: the quantized MiniLM merged with the char n-gram model (issue 15 s. 4).
+    # The quantized MiniLM merged with the char n-gram model (issue 15 s. 4), then the harm
+    # categories' heads on it (issue 29): the shipped file.
     model_path = out / "model.onnx"
-    stack = ensemble.build(q_path, model_path, e_q_train, x_train, train, head_info["C"])
+    ens_path = WORK / "minilm-insult-ensemble.onnx"
+    stack = ensemble.build(q_path, ens_path, e_q_train, x_train, train, head_info["C"])
+    t0 = time.time()
+    ens = onnx.load(str(ens_path))
+    np.save(WORK / "stack-oof-logit.npy", stack["oof_logit"])
+    cat_w, cat_b, cat_char, cat_info = categories.train(ens, lambda m: session(m, threads=2),
+                                                        lambda s, t: feeds(s, tok, t), train, stack.pop("oof_logit"))
+    onnx.save(categories.append(ens, cat_w, cat_b, cat_char), str(model_path))
+    print(f"categories: {len(categories.CATEGORIES)} heads trained and appended in {time.time() - t0:.0f} s")
 
     # Scored as the classifier runs it: length-grouped batches, or one text per run.
     batch = ROWS_PER_RUN or 32
@@ -197,6 +207,9 @@ def build_minilm(train, test):
     e_int8 = run(shipped, tok, test[0][:500], "embedding", batch=batch)
     cos = (e_fp32 * e_int8).sum(1)
     stack["parts_max_diff"] = ensemble.parts_check(shipped, quant, run, tok, test[0], stack)
+    cat_held = categories.held_out(shipped, lambda s, t: feeds(s, tok, t), test,
+                                   ROOT / "models" / "eval" / "categories.tsv", cat_info)
+    print(f"categories held out: {cat_held}")
     del stack["char_model"]
     q_fp32, q_int8 = quality(y_test, p_fp32, head_info["flag"]), quality(y_test, p_int8, head_info["flag"])
     q_ens = quality(y_test, p_ens, stack["flag"])
@@ -204,6 +217,7 @@ def build_minilm(train, test):
           f"int8 cosine min {cos.min():.3f} mean {cos.mean():.3f}; merged vs parts {stack['parts_max_diff']:.1e}")
     return {"dir": out, "tok": tok, "session": shipped, "head": head_info, "fp32": q_fp32, "int8": q_int8,
             "ensemble": q_ens, "stack": stack,
+            "categories": {"train": cat_info, "held_out": cat_held},
             "cos_min": float(cos.min()), "cos_mean": float(cos.mean()), "ref_diff": diff, "sims": sims,
             "size_mb": model_path.stat().st_size / 1e6, "rows_per_run": ROWS_PER_RUN}
 

@@ -6,6 +6,8 @@ import platform
 
 import onnxruntime as ort
 
+import card_categories
+
 
 def fmt(q):
     return f"ROC-AUC {q['roc_auc']:.4f}, PR-AUC {q['pr_auc']:.4f}, F1 {q['f1']:.4f}"
@@ -130,9 +132,12 @@ def benign(cal):
 def write_cards(mini, prof):
     h, st, cal = mini["head"], mini["stack"], prof["cal"]
     env = f"Python {platform.python_version()}, onnxruntime {ort.__version__}, {platform.machine()}"
-    (mini["dir"] / "MODEL_CARD.md").write_text(f'''# minilm-insult (v3: insult ensemble, static int8)
+    (mini["dir"] / "MODEL_CARD.md").write_text(f'''# minilm-insult (v4: insult ensemble and harm categories, static int8)
 
-Flags insults in chat messages. One ONNX graph, two views of a message, stacked: the
+Scores chat messages for harassment aimed at someone in the conversation and six more harm
+categories (threat, hate, sexual, self-harm encouragement, self-harm intent, spam: see "Harm
+categories", v4), on top of an insult score that is a signal since v4. The insult column:
+one ONNX graph, two views of a message, stacked: the
 sentence encoder all-MiniLM-L6-v2 with a logistic-regression head (static int8 arithmetic,
 7-bit weights) reads the token ids, and a character 1–5-gram TF-IDF + logistic-regression model
 reads the text those ids were made from (input `text`); a logistic regression on the two
@@ -203,6 +208,7 @@ in windows.
 
 Measured by `models/build/build.sh` ({env}). {rust_section(mini["dir"])}
 
+{card_categories.section(mini["categories"])}
 ## Batch invariance (issue 15)
 
 A verdict must be a function of the text, the model version and the policy alone. Dynamic
@@ -314,7 +320,8 @@ def main():
     c = f["card"]
     mini = {**c["minilm"], "sims": {(a, b): v for a, b, v in c["minilm"]["sims"]},
             "dir": models / "minilm-insult", "head": f["head"], "stack": f["stack"],
-            "fp32": f["minilm_fp32"], "int8": f["minilm_int8"], "ensemble": f["minilm_ensemble"]}
+            "fp32": f["minilm_fp32"], "int8": f["minilm_int8"], "ensemble": f["minilm_ensemble"],
+            "categories": f["categories"]}
     prof = {**c["profanity"], "dir": models / "profanity", "roc_auc": f["profanity_roc_auc"]}
     write_cards(mini, prof)
     print("cards re-rendered from build/figures.json and build/measured.json")

@@ -55,8 +55,8 @@ def fit(texts, labels, c):
     return vec, model
 
 
-def build_graph(vec, model, prefix="char_") -> onnx.ModelProto:
-    """ONNX graph computing `model.decision_function(vec.transform(text))` as `char_logit`."""
+def build_graph(vec, model, prefix="char_", output="char_logit") -> onnx.ModelProto:
+    """ONNX graph computing `model.decision_function(vec.transform(text))` as `output`."""
     vocab = vec.vocabulary_
     grams = sorted(vocab, key=lambda g: (len(g), g))
     # ngram_counts are offsets into the pool of *tokens* (code points), one per n-gram length.
@@ -99,12 +99,12 @@ def build_graph(vec, model, prefix="char_") -> onnx.ModelProto:
         helper.make_node("Sqrt", [n("sq")], [n("norm")], name=n("norm")),
         helper.make_node("Max", [n("norm"), n("eps")], [n("norm_safe")], name=n("norm_safe")),
         helper.make_node("Div", [n("mm"), n("norm_safe")], [n("dot")], name=n("dot")),
-        helper.make_node("Add", [n("dot"), n("intercept")], ["char_logit"], name=n("logit")),
+        helper.make_node("Add", [n("dot"), n("intercept")], [output], name=n("logit")),
     ]
     graph = helper.make_graph(
         nodes, "char_ngram_insult",
         [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
-        [helper.make_tensor_value_info("char_logit", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", 1])],
         inits)
     model_proto = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS_DOMAIN, 1)],
@@ -204,6 +204,9 @@ def select(texts, labels, minilm_oof_logit, folds):
             "stack_cv_auc": roc_auc_score(labels, z), "weights": weights, "oof_f1": f1,
             "flag": round(flag, 4), "block": round(block, 4)}
     print(f"  stack: {info}", flush=True)
+    # the stacked logit of every train row from models that did not see it (the harm
+    # categories' heads read the stacked logit and must not learn from in-sample values)
+    info["oof_logit"] = z
     return info
 
 

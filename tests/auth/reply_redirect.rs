@@ -22,9 +22,10 @@ use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
 
 /// The operator's policy: insults flagged, under the policy name `fleet`.
 const FLEET: &str =
-    "default = \"fleet\"\n[policies.fleet]\nlabels.insult = { action = \"flag\" }\n";
+    "default = \"fleet\"\n[policies.fleet]\nlabels.harassment = { action = \"flag\" }\n";
 /// What the attacker wants in force: insults ignored, under the name `evil`.
-const EVIL: &str = "default = \"evil\"\n[policies.evil]\nlabels.insult = { action = \"ignore\" }\n";
+const EVIL: &str =
+    "default = \"evil\"\n[policies.evil]\nlabels.harassment = { action = \"ignore\" }\n";
 
 fn key_subject() -> String {
     format!("$KV.{POLICY_BUCKET}.{POLICY_KEY}")

@@ -1,7 +1,8 @@
 //! The chat page and the reviewers' console in a real browser (Debian's chromium, driven
 //! through chromedriver): two users chat, a blocked message turns into "message removed"
 //! on both pages, a user reports a message the model let through, and a reviewer removes it
-//! and a flagged insult in the console (the flag listed first: one member's report ranks after it): both disappear from both
+//! and a flagged insult in the console (the flag listed first: one member's report ranks after it;
+//! its card names the category that decided, and the sender's removal notice names its own): both disappear from both
 //! pages. Without chromium and chromedriver (`scripts/bootstrap --browser`
 //! installs them) the test fails in CI and under `scripts/test`, and elsewhere (or with
 //! `OFFPATH_ALLOW_SKIP=1`) says it skipped, and why.
@@ -36,13 +37,13 @@ const WAIT: Duration = Duration::from_secs(30);
 const WAIT_MODEL: Duration = Duration::from_secs(90);
 /// Insults are flagged (kept, queued for review); profanity (a signal: acted on only where
 /// a policy opts in) blocks.
-const POLICIES: &str = "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n\
+const POLICIES: &str = "default = \"chat\"\n[policies.chat]\nlabels.harassment = { action = \"flag\" }\n\
     labels.profanity = { action = \"block\" }\n";
 const TOKEN: &str = "rita-secret-token";
 const PROFANE: &str = "fuck this shit, fuck it all";
 const INSULT: &str = "you are a stupid worthless idiot";
 /// Allowed by the model; bob reports it.
-const CREEPY: &str = "come to my place tonight, alone, and tell nobody";
+const CREEPY: &str = "i have your old photos saved";
 
 /// A browser session with a profile of its own (chromium refuses two sessions on one).
 struct Browser {
@@ -302,6 +303,17 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         .for_element(Locator::XPath(&item(INSULT)))
         .await
         .expect("the flagged message is in the queue");
+    // Its card names the category that decided (issue 29): one of the two labels this
+    // policy acts on that the insult reaches (both flag it; the higher score decides).
+    reviewer
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&format!(
+            "{}[.//span[@class='category' and (text()='harassment' or text()='profanity')]]",
+            item(INSULT)
+        )))
+        .await
+        .expect("the flagged message's card names its category");
     // One member's report ranks after the model's flag (many members' would rank first).
     let second =
         format!("(//div[contains(@class,'item')])[2][.//div[@class='text' and text()='{CREEPY}']]");
@@ -376,7 +388,7 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         .wait()
         .at_most(WAIT)
         .for_element(Locator::XPath(&format!(
-            "{}//div[@class='history']//li[contains(., 'tell nobody')]",
+            "{}//div[@class='history']//li[contains(., 'old photos saved')]",
             item(INSULT)
         )))
         .await

@@ -22,7 +22,7 @@ const WAIT_MODEL: Duration = Duration::from_secs(90);
 const INSULT: &str = "you are a stupid worthless idiot";
 /// Insults are flagged (kept, queued for review), not blocked.
 const FLAGGING: &str =
-    "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n";
+    "default = \"chat\"\n[policies.chat]\nlabels.harassment = { action = \"flag\" }\n";
 const TOKEN: &str = "rita-secret-token";
 
 /// `offpath review` as a child process, with reviewer `rita` ([`TOKEN`]).
@@ -174,7 +174,7 @@ async fn a_reviewer_removes_a_flagged_message_from_both_chat_pages() {
 }
 
 /// A mild message the model allows, which a member finds creepy.
-const CREEPY: &str = "come to my place tonight, alone, and tell nobody";
+const CREEPY: &str = "i have your old photos saved";
 
 /// The `reported` answer to a report of `id`, or the error frame instead.
 async fn report(client: &mut chat::ChatClient, frame: Value) -> Value {

@@ -39,7 +39,7 @@ pub(crate) enum BenchCommand {
     /// sender of long, expensive texts at the send rate a transport allows, without and
     /// with `--send-cost-bytes` charging (issue 26).
     Cost(Box<CostArgs>),
-    /// Judgement on a labelled set of chat lines (default: models/eval/everyday-chat.tsv)
+    /// Judgement on a labelled set of chat lines (default: models/eval/everyday-chat-2.tsv)
     /// through a moderator process: aimed insults caught, innocent lines flagged, per kind,
     /// ROC-AUC; with profanity as a signal and as if it acted (issue 29).
     Quality(Box<QualityArgs>),
@@ -53,7 +53,7 @@ pub(crate) struct QualityArgs {
     #[arg(
         long,
         env = "OFFPATH_BENCH_SET",
-        default_value = "models/eval/everyday-chat.tsv"
+        default_value = "models/eval/everyday-chat-2.tsv"
     )]
     pub set: PathBuf,
     /// The moderator's settings (`--policies` included), the timeout.

@@ -2,12 +2,13 @@
 //! through a real nats-server and moderator process with the policy it is given (the
 //! default: none, the built-in policy), as a chat platform would see it (issue 29).
 //!
-//! The set (default `models/eval/everyday-chat.tsv`, written by hand and never trained on:
-//! `models/eval/README.md`) holds harmful lines aimed at someone (label 1) and innocent
+//! The set (default `models/eval/everyday-chat-2.tsv`, the one v4 was not chosen on;
+//! `everyday-chat.tsv` too: written by hand, never trained on, and what each has been used
+//! for: `models/eval/README.md`) holds harmful lines aimed at someone (label 1) and innocent
 //! ones (label 0), each with a kind. Reported, per kind and overall: the share acted on
 //! (flagged or blocked) and blocked; the harmful lines caught and the innocent lines
 //! flagged; ROC-AUC of the highest acting label's score. Each figure is also given as if
-//! the signal labels (`signal = true` in a manifest: profanity) acted at their manifest's
+//! the signal labels (`signal = true` in a manifest: insult, profanity) acted at their manifest's
 //! `flag` threshold, as they did before they became signals: both from the same verdicts.
 
 use std::path::Path;
@@ -82,6 +83,8 @@ struct Judged<'a> {
     acted_with_signals: bool,
     /// The highest score of a label that acts (signals left out).
     score: f32,
+    /// The verdict's `category`: the label that decided a flag or block.
+    category: Option<String>,
 }
 
 impl<'a> Judged<'a> {
@@ -102,11 +105,13 @@ impl<'a> Judged<'a> {
             blocked: verdict.action == Action::Block,
             acted_with_signals: acted || signalled,
             score,
+            category: verdict.category.clone(),
         }
     }
 }
 
-/// One row per kind: lines, acted on, blocked, and acted on as if signals acted.
+/// One row per kind: lines, acted on, blocked, acted on as if signals acted, and the
+/// categories that decided.
 fn print_kinds(judged: &[Judged]) {
     let mut kinds: Vec<(bool, &str)> = judged
         .iter()
@@ -115,21 +120,29 @@ fn print_kinds(judged: &[Judged]) {
     kinds.sort_by(|a, b| b.cmp(a));
     kinds.dedup();
     println!();
-    println!("| label | kind | lines | acted on | blocked | acted on, signals acting |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!(
+        "| label | kind | lines | acted on | blocked | acted on, signals acting | decided by |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---|");
     for (harmful, kind) in kinds {
         let rows: Vec<&Judged> = judged
             .iter()
             .filter(|j| j.line.harmful == harmful && j.line.kind == kind)
             .collect();
         let count = |f: fn(&Judged) -> bool| rows.iter().filter(|j| f(j)).count();
+        let mut by = std::collections::BTreeMap::<&str, usize>::new();
+        for category in rows.iter().filter_map(|j| j.category.as_deref()) {
+            *by.entry(category).or_default() += 1;
+        }
+        let by: Vec<String> = by.iter().map(|(c, n)| format!("{c} {n}")).collect();
         println!(
-            "| {} | {kind} | {} | {} | {} | {} |",
+            "| {} | {kind} | {} | {} | {} | {} | {} |",
             u8::from(harmful),
             rows.len(),
             count(|j| j.acted),
             count(|j| j.blocked),
             count(|j| j.acted_with_signals),
+            by.join(", "),
         );
     }
 }
@@ -228,12 +241,19 @@ fn signal_labels(models: &[std::path::PathBuf]) -> anyhow::Result<Vec<(String, f
 mod tests {
     use super::*;
 
-    /// The committed set parses: both labels, every line with a kind and a text.
+    /// The committed sets parse: both labels, every line with a kind and a text.
     #[test]
-    fn the_committed_set_parses() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/eval/everyday-chat.tsv");
-        let lines = read_set(&path).expect("the set");
+    fn the_committed_sets_parse() {
+        for set in ["everyday-chat.tsv", "everyday-chat-2.tsv"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../models/eval")
+                .join(set);
+            check_set(&path);
+        }
+    }
+
+    fn check_set(path: &Path) {
+        let lines = read_set(path).expect("the set");
         assert!(lines.len() >= 200, "{}", lines.len());
         assert!(lines.iter().any(|l| l.harmful) && lines.iter().any(|l| !l.harmful));
         assert!(

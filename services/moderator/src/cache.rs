@@ -92,6 +92,7 @@ mod tests {
         Assessment {
             scores: [("insult".to_string(), 0.9)].into(),
             decision: Decision::Block,
+            decided_by: Some("insult".to_string()),
         }
     }
 

@@ -67,6 +67,11 @@ impl Judge {
             let waited = now_ms().saturating_sub(request.sent_at_ms) as f64 / 1000.0;
             metrics::histogram!(m::POLICY_VERDICT_SECONDS, "policy" => policy).record(waited);
         }
+        let category = decided.as_ref().and_then(|a| a.decided_by.clone());
+        if let Some(category) = &category {
+            metrics::counter!(m::VERDICT_CATEGORIES, "category" => category.clone(), "action" => action.as_str())
+                .increment(1);
+        }
         let policy = policies.from_file().then(|| PolicyRef {
             name: selection.rules.name.clone(),
             version: selection.rules.version.clone(),
@@ -90,6 +95,7 @@ impl Judge {
             text_sha256: Some(text_sha256(&request.text)),
             policy,
             review: None,
+            category,
         }
     }
 

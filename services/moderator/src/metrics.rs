@@ -1,8 +1,7 @@
-//! The moderator's metrics: their names and label values ([`names`], a leaf every stage
-//! may use), their descriptions (`promtool check metrics` needs one for every metric). [`register`] puts
-//! every series on `/metrics` at start (counters at 0, histograms without a sample): the
-//! exporter renders a series only once it is touched, and `increase()` over a series that
-//! appears with its first event misses that event.
+//! The moderator's metrics: names and label values ([`names`], a leaf every stage may use),
+//! descriptions (`promtool check metrics` needs one each). [`register`] puts every series
+//! on `/metrics` at start (counters at 0, histograms without a sample): the exporter renders
+//! a series once touched, and `increase()` over a new series misses its first event.
 
 use metrics::Unit;
 use offpath_ops::{Prometheus, Series, Spec};
@@ -25,8 +24,10 @@ pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
 });
 
 mod names;
+mod policies;
 
 pub(crate) use names::*;
+pub(crate) use policies::policies;
 
 /// What a metric is.
 #[derive(Clone, Copy)]
@@ -189,6 +190,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Verdicts decided by a named policy, by policy and action",
     ),
     (
+        VERDICT_CATEGORIES,
+        Kind::Counter,
+        None,
+        "Flags and blocks, by category that decided",
+    ),
+    (
         POLICY_FALLBACKS,
         Kind::Counter,
         None,
@@ -318,51 +325,6 @@ pub(crate) fn lane_of(subject: &str) -> &'static str {
         .next()
         .is_some_and(|last| last == offpath_protocol::subject::INTERACTIVE_LANE);
     if interactive { LANES[0] } else { LANES[1] }
-}
-
-/// Puts the series of every policy of `set` on `/metrics` ([`POLICY_VERDICTS`] at 0 for
-/// each action, [`POLICY_INFO`] at 1), [`POLICY_FALLBACKS`] and [`POLICY_RELOADS`] at 0 for
-/// each label value, [`POLICY_SOURCE`] for `in_force`; the [`POLICY_INFO`] of `replaced`
-/// (the set before a reload) goes to 0.
-pub(crate) fn policies(
-    set: &crate::policies::PolicySet,
-    replaced: Option<&crate::policies::PolicySet>,
-    in_force: crate::policies::Source,
-) {
-    let info = |rules: &crate::policies::Rules| {
-        metrics::gauge!(
-            POLICY_INFO,
-            "policy" => rules.name.clone(),
-            "version" => rules.version.clone(),
-        )
-    };
-    for rules in replaced.into_iter().flat_map(|old| old.policies()) {
-        info(rules).set(0.0);
-    }
-    for rules in set.policies() {
-        for action in POLICY_ACTIONS {
-            metrics::counter!(POLICY_VERDICTS, "policy" => rules.name.clone(), "action" => *action)
-                .increment(0);
-        }
-        let _ = metrics::histogram!(POLICY_VERDICT_SECONDS, "policy" => rules.name.clone());
-        info(rules).set(1.0);
-    }
-    for fallback in crate::policies::Fallback::ALL {
-        metrics::counter!(POLICY_FALLBACKS, "reason" => fallback.reason()).increment(0);
-    }
-    for source in crate::policies::Source::ALL {
-        let value = if source == in_force { 1.0 } else { 0.0 };
-        metrics::gauge!(POLICY_SOURCE, "source" => source.as_str()).set(value);
-    }
-    for source in [
-        crate::policies::Source::File,
-        crate::policies::Source::Bucket,
-    ] {
-        for outcome in ["applied", "refused"] {
-            metrics::counter!(POLICY_RELOADS, "source" => source.as_str(), "outcome" => outcome)
-                .increment(0);
-        }
-    }
 }
 
 /// Sets [`MODEL_INFO`] to `value` for `models` (`+`-joined names and versions, as verdicts

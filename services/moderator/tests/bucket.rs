@@ -18,7 +18,7 @@ use offpath_protocol::subject::{POLICY_BUCKET, POLICY_KEY};
 const BLOCKING: &str = "default = \"chat\"\n[policies.chat]\n";
 /// Pushed to the bucket: insults only flagged.
 const FLAGGING: &str =
-    "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n";
+    "default = \"chat\"\n[policies.chat]\nlabels.harassment = { action = \"flag\" }\n";
 
 /// Waits until `moderator`'s bucket reload counter `outcome` reaches `count`.
 async fn reloaded(moderator: &common::Moderator, outcome: &str, count: f64) {

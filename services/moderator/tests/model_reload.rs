@@ -165,7 +165,7 @@ async fn sighup_loads_a_new_model_version_under_load() {
 }
 
 /// Pushed to the bucket: insults only flagged, written for profanity 1.9.1-r2.
-const PINNED: &str = "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n\
+const PINNED: &str = "default = \"chat\"\n[policies.chat]\nlabels.harassment = { action = \"flag\" }\n\
     [models]\nprofanity = \"1.9.1-r2\"\n";
 
 /// A policy file pushed to the fleet's bucket that pins a model version the moderators have

@@ -22,8 +22,16 @@ const TEXTS: [&str; 8] = [
     "你好",
 ];
 
-/// (name, flag, block, signal) of each label, from the manifests.
-fn thresholds() -> Vec<(String, f32, f32, bool)> {
+/// How a label acts by default (its manifest's `signal` and `flag_only`).
+#[derive(PartialEq)]
+enum Acts {
+    Blocks,
+    FlagsOnly,
+    Signal,
+}
+
+/// (name, flag, block, how it acts) of each label, from the manifests.
+fn thresholds() -> Vec<(String, f32, f32, Acts)> {
     let mut all = Vec::new();
     for model in ["minilm-insult", "profanity"] {
         let path = common::root().join("models").join(model).join("model.toml");
@@ -31,11 +39,16 @@ fn thresholds() -> Vec<(String, f32, f32, bool)> {
             toml::from_str(&std::fs::read_to_string(path).expect("manifest")).expect("toml");
         for label in manifest["labels"].as_array().expect("labels") {
             let f = |k: &str| label[k].as_float().expect("threshold") as f32;
+            let is = |k: &str| label.get(k).and_then(toml::Value::as_bool) == Some(true);
             all.push((
                 label["name"].as_str().expect("name").to_string(),
                 f("flag"),
                 f("block"),
-                label.get("signal").and_then(toml::Value::as_bool) == Some(true),
+                match (is("signal"), is("flag_only")) {
+                    (true, _) => Acts::Signal,
+                    (false, true) => Acts::FlagsOnly,
+                    (false, false) => Acts::Blocks,
+                },
             ));
         }
     }
@@ -43,8 +56,8 @@ fn thresholds() -> Vec<(String, f32, f32, bool)> {
 }
 
 /// 2,000 requests give 2,000 verdicts with matching ids, scores in [0, 1] and actions
-/// that follow the manifests' thresholds (a signal label, profanity, scored and never
-/// acting); the request stream ends empty.
+/// that follow the manifests' thresholds (a signal label, profanity or insult, scored and
+/// never acting; a flag-only one never blocking); the request stream ends empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_gets_a_consistent_verdict() {
     let (env, mut sub, moderator) = common::start(common::config(Faults::default())).await;
@@ -67,19 +80,30 @@ async fn every_request_gets_a_consistent_verdict() {
         assert_eq!(verdict.room, "lobby");
         assert_eq!(verdict.scores.len(), thresholds.len());
         let mut expected = Action::Allow;
-        for (label, flag, block, signal) in &thresholds {
+        for (label, flag, block, acts) in &thresholds {
             let score = verdict.scores[label];
             assert!((0.0..=1.0).contains(&score), "{label} = {score}");
-            if *signal {
+            if *acts == Acts::Signal {
                 continue;
             }
-            if score >= *block {
+            if score >= *block && *acts == Acts::Blocks {
                 expected = Action::Block;
-            } else if score >= *flag && expected == Action::Allow {
+            } else if score >= flag.min(*block) && expected == Action::Allow {
                 expected = Action::Flag;
             }
         }
         assert_eq!(verdict.action, expected, "{verdict:?}");
+        // The category names a label that acts and reached its flag threshold.
+        match &verdict.category {
+            None => assert_eq!(expected, Action::Allow, "{verdict:?}"),
+            Some(category) => {
+                let (_, flag, _, acts) = thresholds
+                    .iter()
+                    .find(|t| &t.0 == category)
+                    .expect("a known label");
+                assert!(*acts != Acts::Signal && verdict.scores[category] >= *flag);
+            }
+        }
     }
     assert_eq!(
         verdicts["m-1"].action,

@@ -15,7 +15,7 @@ use offpath_protocol::Action;
 const BLOCKING: &str = "default = \"chat\"\n[policies.chat]\n";
 /// The same policy name; insults only flagged.
 const FLAGGING: &str =
-    "default = \"chat\"\n[policies.chat]\nlabels.insult = { action = \"flag\" }\n";
+    "default = \"chat\"\n[policies.chat]\nlabels.harassment = { action = \"flag\" }\n";
 
 /// Publishes `n` insults with ids `<prefix>-<i>`, distinct texts (no cache), 5 ms apart.
 async fn publish_insults(env: &common::Env, prefix: &str, n: usize) {

@@ -13,7 +13,7 @@ use offpath_protocol::{Action, ReviewItem, ReviewKind};
 /// Insults are flagged, profanity (a signal, acted on only where a policy opts in) blocks,
 /// and blocked messages are reviewed too.
 const FLAGGING: &str = "default = \"chat\"\n[policies.chat]\nreview_blocked = true\n\
-    labels.insult = { action = \"flag\" }\nlabels.profanity = { action = \"block\" }\n";
+    labels.harassment = { action = \"flag\" }\nlabels.profanity = { action = \"block\" }\n";
 
 /// Every flagged and blocked message, and only those, is queued once with its text, scores,
 /// policy, model, room, sender and times; the verdicts and the queue agree.

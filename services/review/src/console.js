@@ -109,8 +109,10 @@ function card(entry) {
   const scores = Object.entries(v.scores).map(([k, s]) => k + " " + s.toFixed(2)).join(", ");
   const age = Math.round((Date.now() - entry.item.queued_at_ms) / 60000);
   const meta = element("div", "meta");
-  meta.append(element("span", "kind " + entry.item.kind, entry.item.kind),
-    ` ${v.tenant} / #${v.room} · ${v.sender} · ${when(entry.item.sent_at_ms)} · queued ${age} min ago`);
+  meta.append(element("span", "kind " + entry.item.kind, entry.item.kind));
+  // The category that decided the model's verdict (e.g. harassment, threat, spam).
+  if (v.category) meta.append(" ", element("span", "category", v.category.replace(/_/g, " ")));
+  meta.append(` ${v.tenant} / #${v.room} · ${v.sender} · ${when(entry.item.sent_at_ms)} · queued ${age} min ago`);
   div.append(meta);
   // The messages the room showed before it, as the sender's gateway saw them.
   if ((entry.item.context || []).length) {
@@ -138,7 +140,7 @@ function card(entry) {
     report.append(source);
     div.append(report);
   }
-  div.append(element("div", "meta", `model ${v.action} (${scores})` +
+  div.append(element("div", "meta", `model ${v.action}${v.category ? ": " + v.category : ""} (${scores})` +
     (v.policy ? ` · policy ${v.policy.name}@${v.policy.version}` : "") + ` · ${v.model.name}@${v.model.version}`));
   div.append(trail(entry));
   const actions = element("div", "actions");

@@ -120,8 +120,14 @@ impl Senders {
         if !self.enabled() {
             return Seen::Kept;
         }
+        // The category that decided first (the highest scores are often signals: insult,
+        // profanity), then the highest score besides it.
+        let decided = verdict.category.as_deref();
         let mut top: Vec<(String, f32)> = verdict.scores.into_iter().collect();
-        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        top.sort_by(|a, b| {
+            let first = |k: &str| Some(k) == decided;
+            first(&b.0).cmp(&first(&a.0)).then(b.1.total_cmp(&a.1))
+        });
         top.truncate(2);
         let recent = Recent {
             id: verdict.id,
@@ -201,6 +207,7 @@ mod tests {
             text_sha256: None,
             policy: None,
             review: None,
+            category: None,
         }
     }
 

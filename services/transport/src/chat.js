@@ -166,8 +166,9 @@ function onAck(f) {
   setState(mine.line, "pending", "pending moderation…");
 }
 
-// Why moderation took a message away, in words: " by a reviewer", or the label the model
-// scored highest, or why no verdict came.
+// Why moderation took a message away, in words: " by a reviewer", or the category that
+// decided (the verdict's `category`; from an older moderator, the label scored highest), or
+// why no verdict came.
 function because(f) {
   if (f.reason === "removed") return " by a reviewer";
   return `: ${label(f)}`;
@@ -176,7 +177,8 @@ function because(f) {
 function label(f) {
   if (f.action === "block") {
     const [top] = Object.entries(f.scores || {}).sort((a, b) => b[1] - a[1])[0] || [];
-    return top ? top.replace(/_/g, " ") : "moderation blocked it";
+    const why = f.category || top;
+    return why ? why.replace(/_/g, " ") : "moderation blocked it";
   }
   return f.reason === "hold_deadline" ? "moderation did not answer in time" : "moderation could not check it";
 }
@@ -185,7 +187,8 @@ function onVerdict(f) {
   const div = lines.get(f.id);
   if (!div) return;
   const scores = Object.entries(f.scores || {}).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
-  div.querySelector(".debug").textContent = `${f.action}${f.reason ? " (" + f.reason + ")" : ""} ${scores}`;
+  const why = f.reason || f.category;
+  div.querySelector(".debug").textContent = `${f.action}${why ? " (" + why + ")" : ""} ${scores}`;
   const goes = f.action === "block" || (f.action === "unmoderated" && roomPolicy.failure === "fail_closed");
   if (!goes) return;
   if (div.classList.contains("pending")) {

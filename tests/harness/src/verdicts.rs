@@ -105,6 +105,7 @@ pub fn sample(id: &str, action: Action, insult: f32) -> Verdict {
         text_sha256: None,
         policy: None,
         review: None,
+        category: None,
     }
 }
 

@@ -59,6 +59,12 @@ pub struct Label {
     /// at anyone (issue 29).
     #[serde(default)]
     pub signal: bool,
+    /// Flags, never blocks, unless a policy opts in (`labels.<name> = { action = "block" }`):
+    /// a score at either threshold sends the message to a person. For categories whose
+    /// model card has no held-out data labelled by others to back an automatic removal
+    /// (issue 29: threat, hate, sexual, self-harm, spam).
+    #[serde(default)]
+    pub flag_only: bool,
 }
 
 /// A parsed and validated `model.toml`.

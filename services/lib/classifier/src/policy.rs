@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use crate::manifest::Label;
 
 /// What a policy decided for one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Decision {
     /// No label reached its `flag` threshold.
+    #[default]
     Allow,
     /// Some label reached `flag`, none reached `block`.
     Flag,
@@ -16,9 +17,10 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// Decision for one label's score.
+    /// Decision for one label's score at its thresholds (a [`Label::flag_only`] label
+    /// never blocks; whether a [`Label::signal`] counts is the caller's).
     pub fn for_score(label: &Label, score: f32) -> Self {
-        if score >= label.block {
+        if score >= label.block && !label.flag_only {
             Decision::Block
         } else if score >= label.flag {
             Decision::Flag
@@ -38,13 +40,43 @@ pub struct Assessment {
     pub scores: BTreeMap<String, f32>,
     /// The combined decision.
     pub decision: Decision,
+    /// The label that decided a `Flag` or `Block`: of the labels whose own decision is the
+    /// combined one, the one with the highest score; `None` on `Allow`.
+    pub decided_by: Option<String>,
+}
+
+/// Finds the label that decided: fed every acting label's decision and score, it keeps
+/// the most severe decision and, among its labels, the highest score.
+#[derive(Debug, Default)]
+pub struct Decider {
+    decision: Decision,
+    best: Option<(f32, String)>,
+}
+
+impl Decider {
+    /// One acting label's decision on its score.
+    pub fn add(&mut self, name: &str, decision: Decision, score: f32) {
+        if decision == Decision::Allow || decision < self.decision {
+            return;
+        }
+        let higher = self.best.as_ref().is_none_or(|(best, _)| score > *best);
+        if decision > self.decision || higher {
+            self.decision = decision;
+            self.best = Some((score, name.to_string()));
+        }
+    }
+
+    /// The combined decision and the label that decided it.
+    pub fn finish(self) -> (Decision, Option<String>) {
+        (self.decision, self.best.map(|(_, name)| name))
+    }
 }
 
 impl Assessment {
     /// Combines `(label, score)` pairs.
     pub fn combine<'a>(pairs: impl IntoIterator<Item = (&'a Label, f32)>) -> Self {
         let mut scores = BTreeMap::new();
-        let mut decision = Decision::Allow;
+        let mut decider = Decider::default();
         for (label, score) in pairs {
             let score = if score.is_finite() {
                 score.clamp(0.0, 1.0)
@@ -52,11 +84,16 @@ impl Assessment {
                 0.0
             };
             if !label.signal {
-                decision = decision.max(Decision::for_score(label, score));
+                decider.add(&label.name, Decision::for_score(label, score), score);
             }
             scores.insert(label.name.clone(), score);
         }
-        Self { scores, decision }
+        let (decision, decided_by) = decider.finish();
+        Self {
+            scores,
+            decision,
+            decided_by,
+        }
     }
 }
 
@@ -71,6 +108,7 @@ mod tests {
             flag,
             block,
             signal: false,
+            flag_only: false,
         }
     }
 
@@ -93,7 +131,35 @@ mod tests {
         };
         let a = Assessment::combine([(&insult, 0.1), (&signal, 1.0)]);
         assert_eq!(a.decision, Decision::Allow);
+        assert_eq!(a.decided_by, None);
         assert_eq!(a.scores["profanity"], 1.0);
+    }
+
+    /// The label that decided is the most severe one, by score among equals; a flag-only
+    /// label flags at its block threshold too, and a blocking label outranks it.
+    #[test]
+    fn the_deciding_label_is_named() {
+        let harassment = label("harassment", 0.5, 0.9);
+        let threat = Label {
+            flag_only: true,
+            ..label("threat", 0.2, 0.4)
+        };
+        let a = Assessment::combine([(&harassment, 0.6), (&threat, 0.95)]);
+        assert_eq!(a.decision, Decision::Flag, "a flag-only label never blocks");
+        assert_eq!(
+            a.decided_by.as_deref(),
+            Some("threat"),
+            "higher score among flags"
+        );
+        let a = Assessment::combine([(&harassment, 0.9), (&threat, 0.99)]);
+        assert_eq!(a.decision, Decision::Block);
+        assert_eq!(
+            a.decided_by.as_deref(),
+            Some("harassment"),
+            "the block decides"
+        );
+        let a = Assessment::combine([(&harassment, 0.1), (&threat, 0.1)]);
+        assert_eq!((a.decision, a.decided_by), (Decision::Allow, None));
     }
 }
 

@@ -6,7 +6,22 @@
 
 mod common;
 
+use offpath_classifier::Model;
 use serde_json::Value;
+
+/// One fixture string and the score Python gave it for every label of both models.
+struct Case {
+    text: String,
+    scores: serde_json::Map<String, Value>,
+}
+
+impl Case {
+    fn score(&self, label: &str) -> f32 {
+        self.scores[label]
+            .as_f64()
+            .unwrap_or_else(|| panic!("fixture has no {label} score")) as f32
+    }
+}
 
 /// The fixture's tolerance and cases. The tolerance is the fixture's own, 2e-3 since
 /// minilm-insult v3 computes in static int8: on the CPU that wrote the fixture Rust and
@@ -14,7 +29,7 @@ use serde_json::Value;
 /// before a `QuantizeLinear` can flip one quantization step (an earlier AVX2 vs VNNI
 /// comparison saw scores move by up to 6e-4); `models/build/manifests.py` writes it. Batch
 /// invariance, a same-machine property, keeps 1e-4 (`tests/invariance.rs`).
-fn fixture() -> (f32, Vec<(String, f32, f32)>) {
+fn fixture() -> (f32, Vec<Case>) {
     let text = std::fs::read_to_string(common::root().join("models/fixtures/parity.json"))
         .expect("models/fixtures/parity.json");
     let json: Value = serde_json::from_str(&text).expect("fixture JSON");
@@ -24,12 +39,12 @@ fn fixture() -> (f32, Vec<(String, f32, f32)>) {
         .expect("cases")
         .iter()
         .map(|c| {
-            let score = |k: &str| c[k].as_f64().expect("score") as f32;
-            (
-                c["text"].as_str().expect("text").to_string(),
-                score("insult"),
-                score("profanity"),
-            )
+            let mut scores = c.as_object().expect("case").clone();
+            let text = scores.remove("text").expect("text");
+            Case {
+                text: text.as_str().expect("text").to_string(),
+                scores,
+            }
         })
         .collect();
     (tolerance, cases)
@@ -52,33 +67,49 @@ fn worst(label: &str, got: &[f32], want: &[f32], texts: &[&str]) -> f32 {
     diff
 }
 
-/// One text per run, as the fixture was made: both models match within the tolerance, a
-/// text longer than the model reads (its text cut where its tokens end) included.
+/// Every label of `model` in `rows` (one row per case, columns in manifest order) matches
+/// the fixture within its tolerance.
+fn assert_labels_match(model: &Model, rows: &[Vec<f32>], cases: &[Case], how: &str) {
+    let (tolerance, _) = fixture();
+    let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
+    let labels = &model.manifest().labels;
+    for (i, label) in labels.iter().enumerate() {
+        let got: Vec<f32> = rows.iter().map(|r| r[i]).collect();
+        let want: Vec<f32> = cases.iter().map(|c| c.score(&label.name)).collect();
+        let diff = worst(&format!("{} ({how})", label.name), &got, &want, &texts);
+        assert!(
+            diff <= tolerance,
+            "{}: {diff:.2e} > {tolerance:.0e}",
+            label.name
+        );
+    }
+}
+
+/// One text per run, as the fixture was made: every label of both models matches within
+/// the tolerance, a text longer than the model reads (its text cut where its tokens end)
+/// included.
 #[test]
 fn single_text_scores_match_python() {
-    let (tolerance, cases) = fixture();
+    let (_, cases) = fixture();
     assert!(cases.len() >= 200, "fixture has {} strings", cases.len());
     assert!(
-        cases.iter().any(|c| c.0.len() > 4096),
+        cases.iter().any(|c| c.text.len() > 4096),
         "a truncated text is in the fixture"
     );
-    let texts: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
+    let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
     let mut minilm = common::model("minilm-insult");
     let mut profanity = common::model("profanity");
-    let insult: Vec<f32> = texts
+    assert!(
+        minilm.manifest().labels.len() > 1,
+        "the harm categories are scored"
+    );
+    let rows: Vec<Vec<f32>> = texts
         .iter()
-        .map(|t| minilm.score(&[t]).expect("score")[0][0])
+        .map(|t| minilm.score(&[t]).expect("score").remove(0))
         .collect();
-    let profane: Vec<f32> = profanity
-        .score(&texts)
-        .expect("score")
-        .into_iter()
-        .map(|r| r[0])
-        .collect();
-    let want_insult: Vec<f32> = cases.iter().map(|c| c.1).collect();
-    let want_profane: Vec<f32> = cases.iter().map(|c| c.2).collect();
-    assert!(worst("insult (batch 1)", &insult, &want_insult, &texts) <= tolerance);
-    assert!(worst("profanity", &profane, &want_profane, &texts) <= tolerance);
+    assert_labels_match(&minilm, &rows, &cases, "batch 1");
+    let rows = profanity.score(&texts).expect("score");
+    assert_labels_match(&profanity, &rows, &cases, "batched");
 }
 
 /// In length-grouped batches of 32 the scores still match Python's one-text runs within
@@ -86,21 +117,16 @@ fn single_text_scores_match_python() {
 /// model's dynamic int8 moved up to 0.11 here; `tests/invariance.rs` checks more batches).
 #[test]
 fn batched_scores_stay_close() {
-    let (tolerance, cases) = fixture();
-    let texts: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
+    let (_, cases) = fixture();
+    let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
     let mut minilm = common::model("minilm-insult");
-    let got: Vec<f32> = minilm
-        .score_grouped(&texts, 32)
-        .expect("score")
-        .into_iter()
-        .map(|r| r[0])
-        .collect();
-    let want: Vec<f32> = cases.iter().map(|c| c.1).collect();
-    assert!(worst("insult (batch 32, grouped)", &got, &want, &texts) <= tolerance);
+    let rows = minilm.score_grouped(&texts, 32).expect("score");
+    assert_labels_match(&minilm, &rows, &cases, "batch 32, grouped");
 }
 
-/// The policy over both models gives each fixture text both labels and the decision its
-/// thresholds imply; clearly insulting and clearly friendly lines land where expected.
+/// The policy over both models gives each text every label of both models and the decision
+/// its thresholds imply; clearly insulting and clearly friendly lines land where expected,
+/// and the label that decided is named (`insult` and `profanity` are signals: never it).
 #[test]
 fn policy_combines_both_models() {
     use offpath_classifier::{Decision, policy::Policy};
@@ -109,17 +135,30 @@ fn policy_combines_both_models() {
         8,
         4096,
     );
-    assert_eq!(policy.model_name(), "minilm-insult@3+profanity@1.9.1");
+    assert_eq!(policy.model_name(), "minilm-insult@4+profanity@1.9.1");
     let texts = [
         "you are a pathetic idiot",
         "thanks a lot, see you tomorrow",
         "fuck off",
     ];
     let assessed = policy.assess(&texts, None).expect("assess");
+    let labels = [
+        "harassment",
+        "hate",
+        "insult",
+        "profanity",
+        "self_harm",
+        "self_harm_intent",
+        "sexual",
+        "spam",
+        "threat",
+    ];
     for a in &assessed {
-        assert_eq!(a.scores.keys().collect::<Vec<_>>(), ["insult", "profanity"]);
+        assert_eq!(a.scores.keys().collect::<Vec<_>>(), labels);
     }
     assert_eq!(assessed[0].decision, Decision::Block, "{:?}", assessed[0]);
+    assert_eq!(assessed[0].decided_by.as_deref(), Some("harassment"));
     assert_eq!(assessed[1].decision, Decision::Allow, "{:?}", assessed[1]);
+    assert_eq!(assessed[1].decided_by, None);
     assert_ne!(assessed[2].decision, Decision::Allow, "{:?}", assessed[2]);
 }

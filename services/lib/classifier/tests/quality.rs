@@ -58,6 +58,46 @@ fn roc_auc_matches_the_model_cards() {
     }
 }
 
+/// Least ROC-AUC of `harassment` (v4) on the insults test split: it reads the insult
+/// ensemble's logit but is trained on chat lines too, and gave up 0.008 on this split for
+/// them (0.9205 against the insult column's 0.9283 when it was built).
+const HARASSMENT_MIN_AUC: f64 = 0.91;
+
+/// `harassment`, the label that decides insults since v4, scores the same 2,647 held-out
+/// comments as the model card says (±0.005), at least 0.91.
+#[test]
+fn harassment_roc_auc_matches_the_model_card() {
+    let (texts, labels) = load_test_split();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut model = common::model("minilm-insult");
+    let column = model
+        .manifest()
+        .labels
+        .iter()
+        .position(|l| l.name == "harassment")
+        .expect("a harassment label");
+    let scores: Vec<f32> = model
+        .score_grouped(&refs, 32)
+        .expect("scores")
+        .into_iter()
+        .map(|row| row[column])
+        .collect();
+    let auc = roc_auc(&scores, &labels);
+    let expected = figure(&[
+        "categories",
+        "held_out",
+        "kaggle_test",
+        "harassment",
+        "roc_auc",
+    ]);
+    eprintln!("harassment: ROC-AUC {auc:.4} (model card {expected:.4})");
+    assert!(
+        (auc - expected).abs() <= 0.005,
+        "{auc:.4} vs card {expected:.4}"
+    );
+    assert!(auc >= HARASSMENT_MIN_AUC, "harassment ROC-AUC {auc:.4}");
+}
+
 /// The rank formula gives textbook values, ties included.
 #[test]
 fn roc_auc_formula() {

@@ -100,6 +100,9 @@ pub(crate) const MODEL_INFO: &str = "offpath_moderator_model_info";
 /// Verdicts decided by a named policy, by `policy` and `action` (every policy of the
 /// policy file, or `default`; registered by [`policies`]).
 pub(crate) const POLICY_VERDICTS: &str = "offpath_moderator_policy_verdicts_total";
+/// Flagged and blocked verdicts by the `category` (label) that decided them and `action`:
+/// which harm the moderator acts on, e.g. a wave of `spam` flags or `threat` flags.
+pub(crate) const VERDICT_CATEGORIES: &str = "offpath_moderator_verdict_categories_total";
 /// Requests not judged by the policy they named, by `reason`
 /// ([`crate::policies::Fallback::reason`]).
 pub(crate) const POLICY_FALLBACKS: &str = "offpath_moderator_policy_fallbacks_total";

@@ -8,10 +8,10 @@
 //!
 //! [policies.strict]
 //! models = ["minilm-insult"]           # only these models' labels count (default: all)
-//! labels.insult = { flag = 0.2, block = 0.5 }
+//! labels.harassment = { flag = 0.2, block = 0.5 }
 //!
 //! [policies.review]
-//! labels.insult = { action = "flag" }  # never blocks; "ignore": scored, never acted on
+//! labels.harassment = { action = "flag" }  # never blocks; "ignore": scored, never acted on
 //! review_blocked = true                # blocked messages go to the review queue too
 //!
 //! [tenants.acme]
@@ -262,7 +262,16 @@ fn resolve(
         }
         rule.flag = text.flag.unwrap_or(rule.flag);
         rule.block = text.block.unwrap_or(rule.block);
-        rule.action = text.action.unwrap_or(rule.action);
+        // A threshold set on a signal is an opt-in (why else set it): it acts, as every
+        // label did before signals (`labels.insult = { flag = 0.25 }` of a v3 policy file
+        // keeps acting on v4's signal `insult`).
+        let opted_in = text.flag.is_some() || text.block.is_some();
+        let default = if opted_in && rule.action == LabelAction::Ignore {
+            LabelAction::Block
+        } else {
+            rule.action
+        };
+        rule.action = text.action.unwrap_or(default);
         if rule.flag > rule.block {
             problems.push(format!(
                 "{key}: flag {} is above block {} (with the manifest's where not set)",

@@ -27,6 +27,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use offpath_classifier::policy::Decider;
 use offpath_classifier::{Assessment, Decision, Manifest};
 use sha2::Digest;
 
@@ -140,26 +141,39 @@ impl Rules {
         }
     }
 
+    /// The labels this policy acts on (not `ignore`), with the decisions each can make:
+    /// `flag`, and `block` unless its action is `flag`.
+    pub fn acting_labels(&self) -> impl Iterator<Item = (&str, &'static [&'static str])> {
+        self.labels.iter().filter_map(|l| match l.action {
+            LabelAction::Block => Some((l.name.as_str(), &["flag", "block"][..])),
+            LabelAction::Flag => Some((l.name.as_str(), &["flag"][..])),
+            LabelAction::Ignore => None,
+        })
+    }
+
     /// Whether the messages this policy blocks go to the review queue too.
     pub fn reviews_blocked(&self) -> bool {
         self.review_blocked
     }
 
     /// The decision on `scores` (every label of every loaded model): the most severe of
-    /// this policy's labels; only its labels are kept in the result. A label without a
+    /// this policy's labels, and the label that made it; only its labels are kept in the
+    /// result. A label without a
     /// score (a model that produced none) decides nothing.
     pub fn decide(&self, scores: &BTreeMap<String, f32>) -> Assessment {
         let mut kept = BTreeMap::new();
-        let mut decision = Decision::Allow;
+        let mut decider = Decider::default();
         for label in &self.labels {
             if let Some(&score) = scores.get(&label.name) {
-                decision = decision.max(label.decision(score));
+                decider.add(&label.name, label.decision(score), score);
                 kept.insert(label.name.clone(), score);
             }
         }
+        let (decision, decided_by) = decider.finish();
         Assessment {
             scores: kept,
             decision,
+            decided_by,
         }
     }
 }
@@ -308,9 +322,12 @@ fn manifest_rules(models: &[&Manifest]) -> Vec<LabelRule> {
             name: label.name.clone(),
             flag: label.flag,
             block: label.block,
-            // A signal label is scored, and acted on only where a policy opts in.
+            // A signal label is scored, and acted on only where a policy opts in; a
+            // flag-only one goes to a person, never removed without a policy's say.
             action: if label.signal {
                 LabelAction::Ignore
+            } else if label.flag_only {
+                LabelAction::Flag
             } else {
                 LabelAction::Block
             },

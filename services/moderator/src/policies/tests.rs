@@ -5,7 +5,8 @@ use offpath_classifier::{Decision, Manifest};
 
 use super::*;
 
-/// The checkout's two models: minilm-insult (`insult`) and profanity (`profanity`).
+/// The checkout's two models: minilm-insult (`insult`, a signal, `harassment` and the other
+/// harm categories) and profanity (`profanity`, a signal).
 fn manifests() -> Vec<Manifest> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
     ["minilm-insult", "profanity"]
@@ -21,14 +22,18 @@ default = "standard"
 
 [policies.strict]
 models = ["minilm-insult"]
-labels.insult = { flag = 0.2, block = 0.5 }
+labels.harassment = { flag = 0.2, block = 0.5 }
 
 [policies.review]
-labels.insult = { action = "flag" }
+labels.harassment = { action = "flag" }
 labels.profanity = { action = "ignore" }
 
 [policies.kids]
 labels.profanity = { action = "block" }
+labels.threat = { action = "block" }
+
+[policies.words]
+labels.insult = { flag = 0.3, block = 0.9 }
 
 [tenants.acme]
 policy = "strict"
@@ -38,12 +43,31 @@ rooms = { lobby = "review" }
 kids = "strict"
 "#;
 
-fn scores(insult: f32, profanity: f32) -> BTreeMap<String, f32> {
-    [
-        ("insult".to_string(), insult),
-        ("profanity".to_string(), profanity),
-    ]
-    .into()
+/// Scores of the labels these tests act on; every other label scores 0.
+fn scores(harassment: f32, profanity: f32) -> BTreeMap<String, f32> {
+    labelled(&[("harassment", harassment), ("profanity", profanity)])
+}
+
+fn labelled(pairs: &[(&str, f32)]) -> BTreeMap<String, f32> {
+    let mut scores: BTreeMap<String, f32> = manifests()
+        .iter()
+        .flat_map(|m| &m.labels)
+        .map(|l| (l.name.clone(), 0.0))
+        .collect();
+    for (name, score) in pairs {
+        scores.insert(name.to_string(), *score);
+    }
+    scores
+}
+
+/// The manifest label called `name`.
+fn label(name: &str) -> offpath_classifier::Label {
+    manifests()
+        .iter()
+        .flat_map(|m| &m.labels)
+        .find(|l| l.name == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no label {name}"))
 }
 
 fn set() -> PolicySet {
@@ -126,45 +150,61 @@ fn versions_do_not_depend_on_model_order() {
 }
 
 /// Thresholds and actions: a file's thresholds override the manifest's, `flag` never
-/// blocks, `ignore` never acts, a signal label (profanity) acts only where a policy opts
-/// in, and a policy keeps only its models' labels.
+/// blocks, `ignore` never acts, a signal label (profanity, insult) acts only where a policy
+/// opts in (an action, or a threshold of its own), a flag-only category (threat) never
+/// blocks unless a policy says so, the label that decided is named, and a policy keeps only
+/// its models' labels.
 #[test]
 fn thresholds_and_actions_decide() {
     let set = set();
-    let manifests = manifests();
-    let insult = &manifests[0].labels[0];
-    let profanity = &manifests[1].labels[0];
-    let decide = |policy: &str, insult: f32, profanity: f32| {
-        set.policies[policy].decide(&scores(insult, profanity))
+    let harassment = label("harassment");
+    let profanity = label("profanity");
+    let insult = label("insult");
+    let threat = label("threat");
+    assert!(insult.signal && profanity.signal && threat.flag_only);
+    let decide = |policy: &str, harassment: f32, profanity: f32| {
+        set.policies[policy].decide(&scores(harassment, profanity))
     };
     // standard = the manifests' thresholds.
+    let blocked = decide("standard", harassment.block, 0.0);
+    assert_eq!(blocked.decision, Decision::Block);
+    assert_eq!(blocked.decided_by.as_deref(), Some("harassment"));
     assert_eq!(
-        decide("standard", insult.block, 0.0).decision,
-        Decision::Block
-    );
-    assert_eq!(
-        decide("standard", insult.flag, 0.0).decision,
+        decide("standard", harassment.flag, 0.0).decision,
         Decision::Flag
     );
-    // Profanity is a signal: scored, not acted on, unless a policy opts in.
+    // Profanity and insult are signals: scored, not acted on, unless a policy opts in.
     let sworn = decide("standard", 0.0, profanity.block);
-    assert_eq!(sworn.decision, Decision::Allow);
+    assert_eq!((sworn.decision, sworn.decided_by), (Decision::Allow, None));
     assert_eq!(sworn.scores["profanity"], profanity.block);
+    let worded =
+        |policy: &str, score: f32| set.policies[policy].decide(&labelled(&[("insult", score)]));
+    assert_eq!(worded("standard", 1.0).decision, Decision::Allow);
+    // A threshold set on a signal opts in (a v3 policy file's `labels.insult` keeps acting).
+    assert_eq!(worded("words", 0.3).decision, Decision::Flag);
+    assert_eq!(worded("words", 0.9).decision, Decision::Block);
     assert_eq!(
         decide("kids", 0.0, profanity.block).decision,
         Decision::Block
     );
     assert_eq!(decide("kids", 0.0, profanity.flag).decision, Decision::Flag);
-    // strict: insult only, lower thresholds; profanity is not its label.
+    // A flag-only category flags at either threshold unless a policy lets it block.
+    let threatened = |policy: &str| set.policies[policy].decide(&labelled(&[("threat", 1.0)]));
+    assert_eq!(threatened("standard").decision, Decision::Flag);
+    assert_eq!(threatened("standard").decided_by.as_deref(), Some("threat"));
+    assert_eq!(threatened("kids").decision, Decision::Block);
+    assert!(threat.block <= 1.0);
+    // strict: minilm-insult only, lower harassment thresholds; profanity is not its label.
     let strict = decide("strict", 0.5, 1.0);
     assert_eq!(strict.decision, Decision::Block);
-    assert_eq!(strict.scores.keys().collect::<Vec<_>>(), ["insult"]);
+    assert!(!strict.scores.contains_key("profanity"));
     assert_eq!(decide("strict", 0.2, 1.0).decision, Decision::Flag);
     assert_eq!(decide("strict", 0.19, 1.0).decision, Decision::Allow);
-    // review: an insult above block only flags; profanity is reported, never acted on.
+    // review: harassment above block only flags; profanity is reported, never acted on.
     let review = decide("review", 1.0, 1.0);
     assert_eq!(review.decision, Decision::Flag);
-    assert_eq!(review.scores.len(), 2);
+    let every: usize = manifests().iter().map(|m| m.labels.len()).sum();
+    assert_eq!(review.scores.len(), every);
     assert_eq!(decide("review", 0.0, 1.0).decision, Decision::Allow);
 }
 
@@ -217,7 +257,7 @@ default = "missing"
 [policies.a]
 models = ["minilm-insult", "gpt-9"]
 labels.insult = { flag = 0.9, block = 0.5 }
-labels.spam = { flag = 0.1 }
+labels.toxicity = { flag = 0.1 }
 [policies.b]
 labels.profanity = { block = 1.5 }
 labels.insult = { flag = nan }
@@ -230,7 +270,7 @@ rooms = { lobby = "gone", "a.b" = "a" }
                 "default: no policy named \"missing\"",
                 "policies.a.models: unknown model \"gpt-9\" (loaded: minilm-insult, profanity)",
                 "policies.a.labels.insult: flag 0.9 is above block 0.5",
-                "policies.a.labels.spam: unknown label (this policy's models score: insult)",
+                "policies.a.labels.toxicity: unknown label (this policy's models score: insult, harassment, threat,",
                 "policies.b.labels.profanity.block: 1.5 is outside 0..=1",
                 "policies.b.labels.insult.flag: NaN is outside 0..=1",
                 "policies.bad name: a policy name must be",

@@ -21,6 +21,7 @@ fn item(id: &str, at: u64) -> ReviewItem {
         text_sha256: Some(offpath_protocol::text_sha256("hi")),
         policy: None,
         review: None,
+        category: None,
     };
     let mut item = ReviewItem::new(ReviewKind::Flag, &verdict, "hi", at);
     item.queued_at_ms = at;

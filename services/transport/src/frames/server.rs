@@ -80,6 +80,10 @@ pub(crate) enum ServerFrame {
         /// Why, when unmoderated.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reason: Option<String>,
+        /// The category that decided a `flag` or `block` (the verdict's `category`, e.g.
+        /// `harassment`), when the moderator named one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        category: Option<String>,
     },
     /// A message is withdrawn from the room.
     Retract {

@@ -161,6 +161,7 @@ impl Hub {
                 action: event.action().as_str().to_string(),
                 scores: verdict.map(|v| v.scores.clone()).unwrap_or_default(),
                 reason: event.reason().map(str::to_string),
+                category: verdict.and_then(|v| v.category.clone()),
             }
             .encode();
             peer.push(&to_sender);

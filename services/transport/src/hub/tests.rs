@@ -78,6 +78,7 @@ pub(super) fn verdict_for_text(
         text_sha256: text.map(offpath_protocol::text_sha256),
         policy: None,
         review: None,
+        category: None,
     }
 }
 

@@ -100,6 +100,12 @@ pub struct Verdict {
     /// `restore` delivers it (again). Absent from every model verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<HumanReview>,
+    /// Contract v1.2: the label that decided a `flag` or `block` (of the labels whose
+    /// decision is the verdict's action, the one with the highest score), e.g.
+    /// `harassment`; absent on `allow`, `unmoderated` and human verdicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub category: Option<String>,
 }
 
 /// Contract v1.1: a reviewer's decision, on a human verdict and in the audit stream.

@@ -35,7 +35,7 @@ pub(crate) async fn accept(
     let request = hub.new_request(peer, room, text, client_msg_id, policy);
     let timeout = hub.config().moderation.inline_timeout.get();
     let call = client.request(CLASSIFY_SUBJECT, encode(&request).into());
-    let (action, scores, reason) = match tokio::time::timeout(timeout, call).await {
+    let (action, scores, reason, category) = match tokio::time::timeout(timeout, call).await {
         Err(_) => unmoderated("inline_timeout"),
         Ok(Err(err)) => {
             metrics::counter!(m::NATS_ERRORS, "operation" => "classify").increment(1);
@@ -68,16 +68,22 @@ pub(crate) async fn accept(
         action: action.as_str().to_string(),
         scores,
         reason,
+        category,
     };
     peer.push(&verdict.encode());
 }
 
+/// A reply's action, scores, reason when unmoderated, and the category that decided.
+type Outcome = (
+    Action,
+    BTreeMap<String, f32>,
+    Option<String>,
+    Option<String>,
+);
+
 /// The reply's decision when it judged this request's exact text; else it is refused
 /// (counted, logged) and the message is unmoderated, as for any missing answer.
-fn bound(
-    request: &ModerationRequest,
-    verdict: Verdict,
-) -> (Action, BTreeMap<String, f32>, Option<String>) {
+fn bound(request: &ModerationRequest, verdict: Verdict) -> Outcome {
     let refused = match verdict.text_sha256.as_deref() {
         None => Some("missing_digest"),
         Some(_) if verdict.id != request.id || !verdict.judged(&request.text) => {
@@ -86,7 +92,12 @@ fn bound(
         Some(_) => None,
     };
     match refused {
-        None => (verdict.action, verdict.scores, verdict.reason),
+        None => (
+            verdict.action,
+            verdict.scores,
+            verdict.reason,
+            verdict.category,
+        ),
         Some(reason) => {
             metrics::counter!(m::VERDICTS_REFUSED, "reason" => reason).increment(1);
             tracing::warn!(
@@ -99,11 +110,12 @@ fn bound(
     }
 }
 
-fn unmoderated(reason: &str) -> (Action, BTreeMap<String, f32>, Option<String>) {
+fn unmoderated(reason: &str) -> Outcome {
     (
         Action::Unmoderated,
         BTreeMap::new(),
         Some(reason.to_string()),
+        None,
     )
 }
 
@@ -149,6 +161,7 @@ mod tests {
             text_sha256: text.map(text_sha256),
             policy: None,
             review: None,
+            category: None,
         }
     }
 
@@ -164,7 +177,7 @@ mod tests {
             reply("gw.2", Some("you idiot")),
             reply("gw.1", None),
         ] {
-            let (action, _, reason) = bound(&request, forged);
+            let (action, _, reason, _) = bound(&request, forged);
             assert_eq!(action, Action::Unmoderated);
             assert_eq!(reason.as_deref(), Some("classify_refused"));
         }
