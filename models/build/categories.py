@@ -54,7 +54,6 @@ FLAG_FPR, BLOCK_FPR = 0.02, 0.005
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 FEATURE_OUTPUTS = ("embedding", "stack_logit")
 CHAR_OUTPUT = "harassment_char_logit"
-FEATURES = 386  # embedding (384), stacked insult logit, harassment char logit
 
 
 def read_tsv(path, column):
@@ -95,9 +94,7 @@ def assert_apart(texts):
     for path in sorted(EVAL.glob("*.tsv")):
         with open(path, newline="", encoding="utf-8") as f:
             held += [set(words(row["text"])) for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
-    exact = {frozenset(h) for h in held}
-    shared = [t for t in texts
-              if frozenset(words(t)) in exact or any(near(set(words(t)), h) for h in held)]
+    shared = [t for t in texts if any(near(set(words(t)), h) for h in held)]
     if shared:
         raise ValueError(f"{len(shared)} training texts are (nearly) evaluation lines, e.g. {shared[:3]}")
 
@@ -119,16 +116,25 @@ def training_rows(kaggle_train):
     return texts, np.array(sources), np.array(target)
 
 
-def features(sess, feeds, texts, batch=32):
-    """[embedding, stack logit] of every text, as the shipped graph computes them, in
-    length-grouped batches (the values do not depend on the batch)."""
+def outputs(sess, feeds, texts, names, batch=32):
+    """The graph outputs `names` of every text, in input order, run in length-grouped
+    batches (the values do not depend on the batch)."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), 385), dtype=np.float32)
+    out = None
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
-        emb, logit = sess.run(list(FEATURE_OUTPUTS), feeds(sess, [texts[i] for i in idx]))
-        out[idx] = np.hstack([emb, logit.reshape(-1, 1)])
+        got = sess.run(list(names), feeds(sess, [texts[i] for i in idx]))
+        if out is None:
+            out = [np.zeros((len(texts), *g.shape[1:]), dtype=np.float32) for g in got]
+        for whole, part in zip(out, got):
+            whole[idx] = part
     return out
+
+
+def features(sess, feeds, texts):
+    """[embedding, stack logit] of every text, as the shipped graph computes them."""
+    emb, logit = outputs(sess, feeds, texts, FEATURE_OUTPUTS)
+    return np.hstack([emb, logit.reshape(-1, 1)])
 
 
 def fit_category(x, y, chat):
@@ -259,16 +265,9 @@ def held_out(sess, feeds, kaggle_test, eval_path, info):
     return result
 
 
-def run_probs(sess, feeds, texts, batch=32):
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = None
-    for start in range(0, len(order), batch):
-        idx = order[start:start + batch]
-        p = sess.run(["probabilities"], feeds(sess, [texts[i] for i in idx]))[0]
-        if out is None:
-            out = np.zeros((len(texts), p.shape[1]), dtype=np.float32)
-        out[idx] = p
-    return out
+def run_probs(sess, feeds, texts):
+    """`probabilities` of every text: the insult column, then one per category."""
+    return outputs(sess, feeds, texts, ["probabilities"])[0]
 
 
 def scores(y, p, thresholds=None):

@@ -137,6 +137,16 @@ async fn join(page: &Client, addr: std::net::SocketAddr, user: &str) {
         .expect("joined: the send button is enabled");
 }
 
+/// The element at `xpath` on `page`, waited for up to [`WAIT`]; `what` names it in the
+/// panic when it does not come.
+async fn find(page: &Client, xpath: &str, what: &str) -> fantoccini::elements::Element {
+    page.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(xpath))
+        .await
+        .expect(what)
+}
+
 async fn say(page: &Client, text: &str) {
     page.find(Locator::Css("#text"))
         .await
@@ -234,16 +244,15 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
     say(alice, CREEPY).await;
     let line =
         format!("//div[contains(@class,'msg')][.//span[@class='body' and text()='{CREEPY}']]");
-    bob.wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&format!(
-            "{line}//button[@class='report-button']"
-        )))
-        .await
-        .expect("a report button on alice's message")
-        .click()
-        .await
-        .expect("click report");
+    find(
+        bob,
+        &format!("{line}//button[@class='report-button']"),
+        "a report button on alice's message",
+    )
+    .await
+    .click()
+    .await
+    .expect("click report");
     bob.find(Locator::XPath(&format!(
         "{line}//form[@class='report-form']/input"
     )))
@@ -260,13 +269,12 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
     .click()
     .await
     .expect("click");
-    bob.wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&format!(
-            "{line}//span[@class='state' and text()='reported']"
-        )))
-        .await
-        .expect("the gateway answered `reported`");
+    find(
+        bob,
+        &format!("{line}//span[@class='state' and text()='reported']"),
+        "the gateway answered `reported`",
+    )
+    .await;
 
     {
         let carol = browser(webdriver, (600, 700)).await;
@@ -297,34 +305,32 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
     let item = |text: &str| {
         format!("//div[contains(@class,'item')][.//div[@class='text' and text()='{text}']]")
     };
-    reviewer
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&item(INSULT)))
-        .await
-        .expect("the flagged message is in the queue");
+    find(
+        reviewer,
+        &item(INSULT),
+        "the flagged message is in the queue",
+    )
+    .await;
     // Its card names the category that decided (issue 29): one of the two labels this
     // policy acts on that the insult reaches (both flag it; the higher score decides).
-    reviewer
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&format!(
+    find(
+        reviewer,
+        &format!(
             "{}[.//span[@class='category' and (text()='harassment' or text()='profanity')]]",
             item(INSULT)
-        )))
-        .await
-        .expect("the flagged message's card names its category");
+        ),
+        "the flagged message's card names its category",
+    )
+    .await;
     // One member's report ranks after the model's flag (many members' would rank first).
     let second =
         format!("(//div[contains(@class,'item')])[2][.//div[@class='text' and text()='{CREEPY}']]");
-    reviewer
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&format!(
-            "{second}[.//span[@class='kind report']]"
-        )))
-        .await
-        .expect("bob's report is in the queue, after the flag");
+    find(
+        reviewer,
+        &format!("{second}[.//span[@class='kind report']]"),
+        "bob's report is in the queue, after the flag",
+    )
+    .await;
     let count = reviewer
         .find(Locator::Css("#count"))
         .await
@@ -363,15 +369,10 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         .send_keys("e")
         .await
         .expect("escalate key");
-    reviewer
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&format!(
+    find(reviewer, &format!(
             "{}//ol[@class='trail']/li[@class='decision' and contains(., 'escalate by rita') and not(contains(., '\"'))]",
             item(INSULT)
-        )))
-        .await
-        .expect("the flag's trail shows its escalation, with no note, and its time");
+        ), "the flag's trail shows its escalation, with no note, and its time").await;
     let kept = reviewer
         .find(Locator::XPath(&format!(
             "{}//input[@class='note']",
@@ -384,53 +385,42 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         .expect("value");
     assert_eq!(kept.as_deref(), Some(note), "the note stayed on its card");
     // Beside the selected item: the sender's other items and what was decided on them.
-    reviewer
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&format!(
+    find(
+        reviewer,
+        &format!(
             "{}//div[@class='history']//li[contains(., 'old photos saved')]",
             item(INSULT)
-        )))
-        .await
-        .expect("the flag's card lists the sender's reported message");
+        ),
+        "the flag's card lists the sender's reported message",
+    )
+    .await;
     // And the sender's recent verdicts: alice's profanity, blocked before it reached anyone
     // (the policy does not queue blocks for review).
-    reviewer
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&format!(
+    find(reviewer, &format!(
             "{}//ul[contains(@class,'verdicts')]/li[contains(., 'model block') and contains(., 'profanity')]",
             item(INSULT)
-        )))
-        .await
-        .expect("the flag's card lists the sender's auto-blocked message");
+        ), "the flag's card lists the sender's auto-blocked message").await;
     screenshot(reviewer, "console.png").await;
     for text in [CREEPY, INSULT] {
-        reviewer
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::XPath(&format!(
-                "{}//button[@data-decision='remove']",
-                item(text)
-            )))
-            .await
-            .expect("remove button")
-            .click()
-            .await
-            .expect("click");
+        find(
+            reviewer,
+            &format!("{}//button[@data-decision='remove']", item(text)),
+            "remove button",
+        )
+        .await
+        .click()
+        .await
+        .expect("click");
         // A button asks first, as the key does.
-        reviewer
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::XPath(&format!(
-                "{}//button[@data-confirm='remove']",
-                item(text)
-            )))
-            .await
-            .expect("the remove asks for confirmation")
-            .click()
-            .await
-            .expect("confirm");
+        find(
+            reviewer,
+            &format!("{}//button[@data-confirm='remove']", item(text)),
+            "the remove asks for confirmation",
+        )
+        .await
+        .click()
+        .await
+        .expect("confirm");
         for page in [alice, bob] {
             until(page, "the reviewer's remove reaches the page", WAIT, |l| {
                 !l.iter().any(|(_, _, shown)| shown == text)

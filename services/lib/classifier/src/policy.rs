@@ -46,29 +46,30 @@ pub struct Assessment {
 }
 
 /// Finds the label that decided: fed every acting label's decision and score, it keeps
-/// the most severe decision and, among its labels, the highest score.
+/// the most severe decision and, among its labels, the highest score. Borrows the names, so
+/// a message that only allows costs no allocation.
 #[derive(Debug, Default)]
-pub struct Decider {
+pub struct Decider<'a> {
     decision: Decision,
-    best: Option<(f32, String)>,
+    best: Option<(f32, &'a str)>,
 }
 
-impl Decider {
+impl<'a> Decider<'a> {
     /// One acting label's decision on its score.
-    pub fn add(&mut self, name: &str, decision: Decision, score: f32) {
+    pub fn add(&mut self, name: &'a str, decision: Decision, score: f32) {
         if decision == Decision::Allow || decision < self.decision {
             return;
         }
-        let higher = self.best.as_ref().is_none_or(|(best, _)| score > *best);
+        let higher = self.best.is_none_or(|(best, _)| score > best);
         if decision > self.decision || higher {
             self.decision = decision;
-            self.best = Some((score, name.to_string()));
+            self.best = Some((score, name));
         }
     }
 
     /// The combined decision and the label that decided it.
     pub fn finish(self) -> (Decision, Option<String>) {
-        (self.decision, self.best.map(|(_, name)| name))
+        (self.decision, self.best.map(|(_, name)| name.to_string()))
     }
 }
 

@@ -75,6 +75,18 @@ fn moderation() -> Target {
     }
 }
 
+/// A consumer of [`moderation`] with the default settings, and the recorder of its events.
+fn moderation_consumer(js: &jetstream::Context) -> (Consumer<Recorder>, Recorder) {
+    let recorder = Recorder::default();
+    let consumer = Consumer::new(
+        js.clone(),
+        moderation(),
+        Settings::default(),
+        recorder.clone(),
+    );
+    (consumer, recorder)
+}
+
 /// A transport-like consumer on `VERDICTS`, created by the library from the hooks' config.
 fn verdicts(recorder: &mut Recorder) -> Target {
     recorder.create = Some(pull::Config {
@@ -116,13 +128,7 @@ async fn binds_and_delivers() {
     let (server, client) = testing::nats_with(&topology::small()).await;
     let _server = server;
     let js = jetstream::new(client);
-    let recorder = Recorder::default();
-    let mut consumer = Consumer::new(
-        js.clone(),
-        moderation(),
-        Settings::default(),
-        recorder.clone(),
-    );
+    let (mut consumer, recorder) = moderation_consumer(&js);
     assert!(!consumer.is_bound());
     let subject = request_subject("acme");
     publish(&js, subject.clone(), "one").await;
@@ -140,13 +146,7 @@ async fn a_deleted_consumer_is_recreated_and_delivery_resumes() {
     let (server, client) = testing::nats_with(&topology::small()).await;
     let _server = server;
     let js = jetstream::new(client);
-    let recorder = Recorder::default();
-    let mut consumer = Consumer::new(
-        js.clone(),
-        moderation(),
-        Settings::default(),
-        recorder.clone(),
-    );
+    let (mut consumer, recorder) = moderation_consumer(&js);
     let subject = request_subject("acme");
     publish(&js, subject.clone(), "before").await;
     assert_eq!(next_payload(&mut consumer, QUICK).await, "before");
@@ -187,13 +187,7 @@ async fn a_deleted_consumer_is_recreated_and_delivery_resumes() {
 async fn a_consumer_gone_without_a_word_is_found_lost() {
     let (mut server, client) = testing::nats_with(&topology::small()).await;
     let js = jetstream::new(client);
-    let recorder = Recorder::default();
-    let mut consumer = Consumer::new(
-        js.clone(),
-        moderation(),
-        Settings::default(),
-        recorder.clone(),
-    );
+    let (mut consumer, recorder) = moderation_consumer(&js);
     let subject = request_subject("acme");
     publish(&js, subject.clone(), "before").await;
     assert_eq!(next_payload(&mut consumer, QUICK).await, "before");
