@@ -25,7 +25,10 @@
 //! 6. Spaced letters: three or more single letters in a row are joined (`y o u  i d i o t` →
 //!    `you idiot`), with the punctuation marks spaced out among them (`y o u ' r e` →
 //!    `you're`, `i d i o t !` → `idiot!`); wider gaps are word breaks, and without them the
-//!    known words split a run of letters only (`y o u i d i o t` → `you idiot`).
+//!    known words split a run of letters only (`y o u i d i o t` → `you idiot`). Letters
+//!    with separators between them count as spaced too, and a separator between letters of
+//!    a run is dropped (`y.o u   i_d. i o*t` → `you idiot`); such a word outside a run of
+//!    three loses its separators (`e.g.` → `eg.`).
 //!
 //! 7. Repeats: a word said three or more times in a row is kept once (`hello hello hello`
 //!    → `hello`), so padding cannot drown an insult.
@@ -42,7 +45,7 @@ mod word;
 use std::collections::HashSet;
 
 use chars::fold_chars;
-use word::{is_link, is_separator, leet, runs, split_core};
+use word::{is_link, is_separator, leet, runs, separated_letters, split_core};
 
 /// Longest run of spaced letters that the lexicon segments (the search is quadratic in it);
 /// longer runs are joined without breaks.
@@ -74,13 +77,28 @@ impl Normalizer {
 
     /// The normalised text (see the module documentation for the rules).
     pub fn normalize(&self, text: &str) -> String {
-        let pieces: Vec<Piece<'_>> = split_words(text)
-            .into_iter()
-            .map(|(gap, word)| Piece {
-                gap,
-                word: self.word(&fold_chars(word)),
-            })
-            .collect();
+        let mut pieces: Vec<Piece<'_>> = Vec::new();
+        for (gap, word) in split_words(text) {
+            let folded = fold_chars(word);
+            match separated_letters(&folded) {
+                // Rule 6 reads each letter as a piece of its own; a word of the piece
+                // before (no gap) unless a run joins it.
+                Some((letters, trail)) => {
+                    let trail = (!trail.is_empty()).then(|| trail.to_string());
+                    let parts = letters.into_iter().map(String::from).chain(trail);
+                    for (k, part) in parts.enumerate() {
+                        pieces.push(Piece {
+                            gap: if k == 0 { gap } else { "" },
+                            word: part,
+                        });
+                    }
+                }
+                None => pieces.push(Piece {
+                    gap,
+                    word: self.word(&folded),
+                }),
+            }
+        }
         self.join_spaced(&drop_repeats(pieces))
     }
 
@@ -178,6 +196,13 @@ impl Normalizer {
             for (k, piece) in pieces[i..end].iter().enumerate() {
                 if k > 0 && is_wide(piece.gap) {
                     words.push(String::new());
+                }
+                // A separator between letters of one word is noise (`i_d. i o*t`).
+                let next = pieces[i..end].get(k + 1);
+                if piece.word.chars().all(is_separator)
+                    && next.is_some_and(|n| is_letter(&n.word) && !is_wide(n.gap))
+                {
+                    continue;
                 }
                 if let Some(last) = words.last_mut() {
                     last.push_str(&piece.word);

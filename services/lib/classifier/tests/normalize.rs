@@ -67,6 +67,12 @@ fn table() {
             "you're an idiot. seriously",
         ),
         ("s h u t  u p ,  l o s e r ! !", "shut up, loser!!"),
+        // With noise: separators between letters, dots with or without a space after.
+        ("y.o u   i_d. i o*t", "you idiot"),
+        ("u  r  a  l-o_s. e r", "u r a loser"),
+        ("s-h-u-t  u.p", "shut up"),
+        // A dotted abbreviation alone loses its dots; a known word keeps its hyphen.
+        ("e.g. this", "eg. this"),
         // A mark before any letter starts no run; a lone mark in ordinary text stays apart.
         ("hey @ d a n , what ?", "hey @ dan, what ?"),
         ("you are a b i t c h", "you are a bitch"),

@@ -68,6 +68,26 @@ fn spaced(text: &str, _: &mut Rng) -> String {
         .join("  ")
 }
 
+/// Spaced letters with noise: each gap between letters a space, a dot, an underscore, a
+/// hyphen, an asterisk or a dot and a space; words two or three spaces apart:
+/// `you idiot` → `y.o u   i_d. i o*t`.
+fn noisy_spaced(text: &str, rng: &mut Rng) -> String {
+    const GAPS: [&str; 7] = [" ", " ", ".", "_", "-", "*", ". "];
+    let mut out = String::new();
+    for (n, word) in text.split_whitespace().enumerate() {
+        if n > 0 {
+            out.push_str(if rng.chance(0.5) { "  " } else { "   " });
+        }
+        for (i, c) in word.chars().enumerate() {
+            if i > 0 {
+                out.push_str(GAPS[rng.below(GAPS.len())]);
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Most letters with a digit or symbol look-alike replaced: `idiot` → `1d10t`.
 fn leetspeak(text: &str, rng: &mut Rng) -> String {
     per_word(text, rng, |w, rng| {
@@ -163,8 +183,9 @@ fn mixed(text: &str, rng: &mut Rng) -> String {
         .join(" ")
 }
 
-const TRANSFORMS: [(&str, Transform, u64); 7] = [
+const TRANSFORMS: [(&str, Transform, u64); 8] = [
     ("spaced letters", spaced, 1),
+    ("noisy spaced", noisy_spaced, 8),
     ("leetspeak", leetspeak, 2),
     ("homoglyphs", homoglyphs, 3),
     ("inner hyphen", inner_hyphen, 4),

@@ -40,6 +40,30 @@ pub(super) fn split_core(word: &str) -> (&str, &str, &str) {
     (&word[..start], &word[start..end], &word[end..])
 }
 
+/// A word that is single letters between separators, as noisy spaced-out text writes it
+/// (`y.o`, `i_d.`, `o*t`, or one letter and its punctuation, `o.`): its letters and its
+/// trailing punctuation; `None` for any other word (two letters side by side, a digit,
+/// leading punctuation, a link, one letter alone).
+pub(super) fn separated_letters(word: &str) -> Option<(Vec<char>, &str)> {
+    let (lead, core, trail) = split_core(word);
+    if !lead.is_empty() || is_link(word) {
+        return None;
+    }
+    let mut letters = Vec::new();
+    let mut after_letter = false;
+    for c in core.chars() {
+        if c.is_alphabetic() && !after_letter {
+            letters.push(c);
+            after_letter = true;
+        } else if is_separator(c) && after_letter {
+            after_letter = false;
+        } else if !is_separator(c) {
+            return None;
+        }
+    }
+    (letters.len() >= 2 || (letters.len() == 1 && !trail.is_empty())).then_some((letters, trail))
+}
+
 /// Rule 3 on a word's core.
 pub(super) fn leet(core: &str) -> String {
     let letters = core.chars().filter(|c| c.is_alphabetic()).count();
