@@ -244,7 +244,11 @@ mod tests {
     /// The committed sets parse: both labels, every line with a kind and a text.
     #[test]
     fn the_committed_sets_parse() {
-        for set in ["everyday-chat.tsv", "everyday-chat-2.tsv"] {
+        for set in [
+            "everyday-chat.tsv",
+            "everyday-chat-2.tsv",
+            "everyday-chat-3.tsv",
+        ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../models/eval")
                 .join(set);
