@@ -28,7 +28,9 @@
 //!    known words split a run of letters only (`y o u i d i o t` → `you idiot`). Letters
 //!    with separators between them count as spaced too, and a separator between letters of
 //!    a run is dropped (`y.o u   i_d. i o*t` → `you idiot`); such a word outside a run of
-//!    three loses its separators (`e.g.` → `eg.`).
+//!    three loses its separators (`o_o` → `oo`). Not: masking (`f**k`), two-letter dotted
+//!    abbreviations (`e.g.`), letters of other scripts. A run of more than 64 letters
+//!    without wide gaps is left as written.
 //!
 //! 7. Repeats: a word said three or more times in a row is kept once (`hello hello hello`
 //!    → `hello`), so padding cannot drown an insult.
@@ -47,8 +49,10 @@ use std::collections::HashSet;
 use chars::fold_chars;
 use word::{is_link, is_separator, leet, runs, separated_letters, split_core};
 
-/// Longest run of spaced letters that the lexicon segments (the search is quadratic in it);
-/// longer runs are joined without breaks.
+/// Longest run of spaced letters that the lexicon segments (the search takes
+/// `MAX_SEGMENTED × MAX_WORD` lookups); a longer run without wide gaps is left as written
+/// (padding with single letters must not glue an insult into one long unknown word), each
+/// word with separators between its letters joined.
 const MAX_SEGMENTED: usize = 64;
 /// Longest word tried while segmenting.
 const MAX_WORD: usize = 24;
@@ -208,6 +212,14 @@ impl Normalizer {
                     last.push_str(&piece.word);
                 }
             }
+            if words.len() == 1 && words[0].chars().count() > MAX_SEGMENTED {
+                for (k, piece) in pieces[i..end].iter().enumerate() {
+                    out.push_str(if k == 0 { "" } else { piece.gap });
+                    out.push_str(&piece.word);
+                }
+                i = end;
+                continue;
+            }
             let words: Vec<String> =
                 if words.len() == 1 && words[0].chars().all(char::is_alphabetic) {
                     self.segment(&words[0])
@@ -243,7 +255,7 @@ impl Normalizer {
     /// too long, or cannot be split.
     fn segment(&self, run: &str) -> Vec<String> {
         let chars: Vec<char> = run.chars().collect();
-        if self.words.is_empty() || self.known(run) || chars.len() > MAX_SEGMENTED {
+        if self.words.is_empty() || self.known(run) {
             return vec![run.to_string()];
         }
         // best[i]: fewest words covering chars[..i], and where the last word starts.

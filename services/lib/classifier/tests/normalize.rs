@@ -71,8 +71,14 @@ fn table() {
         ("y.o u   i_d. i o*t", "you idiot"),
         ("u  r  a  l-o_s. e r", "u r a loser"),
         ("s-h-u-t  u.p", "shut up"),
-        // A dotted abbreviation alone loses its dots; a known word keeps its hyphen.
-        ("e.g. this", "eg. this"),
+        // Not: masked swearing, two-letter dotted abbreviations, other scripts.
+        ("what a piece of s**t", "what a piece of s**t"),
+        ("f__k off", "f__k off"),
+        (
+            "e.g. a dog, p.s. i love you, at 5 a.m. i left",
+            "e.g. a dog, ps. i love you, at 5 am. i left",
+        ),
+        ("я. а. и.", "я. а. и."),
         // A mark before any letter starts no run; a lone mark in ordinary text stays apart.
         ("hey @ d a n , what ?", "hey @ dan, what ?"),
         ("you are a b i t c h", "you are a bitch"),
@@ -102,6 +108,15 @@ fn table() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Padding with single letters cannot glue a dotted insult into one long unknown word: a
+/// run of more than 64 letters without wide gaps is left as written, each dotted word joined.
+#[test]
+fn long_runs_of_letters_stay_apart() {
+    let padding = "a ".repeat(58);
+    let got = normalizer().normalize(&format!("{padding}y.o.u a.r.e a.n i.d.i.o.t"));
+    assert_eq!(got, format!("{padding}you are an idiot"));
 }
 
 /// A clean text (only case to fold) needs no second view; a disguised one does.

@@ -40,10 +40,12 @@ pub(super) fn split_core(word: &str) -> (&str, &str, &str) {
     (&word[..start], &word[start..end], &word[end..])
 }
 
-/// A word that is single letters between separators, as noisy spaced-out text writes it
-/// (`y.o`, `i_d.`, `o*t`, or one letter and its punctuation, `o.`): its letters and its
-/// trailing punctuation; `None` for any other word (two letters side by side, a digit,
-/// leading punctuation, a link, one letter alone).
+/// A word that is single Latin letters, each apart from the next by one separator, as noisy
+/// spaced-out text writes it (`y.o`, `i_d.`, `o*t`, or one letter and its punctuation,
+/// `o.`): its letters and its trailing punctuation. `None` for any other word: two letters
+/// side by side, a digit, leading punctuation, a link, one letter alone; two separators in
+/// a row (masked swearing, `f**k`, `s--t`, reads better as written); a two-letter dotted
+/// abbreviation (`e.g.`, `p.s.`, `a.m.`); other scripts (`я.`, `好.`).
 pub(super) fn separated_letters(word: &str) -> Option<(Vec<char>, &str)> {
     let (lead, core, trail) = split_core(word);
     if !lead.is_empty() || is_link(word) {
@@ -52,16 +54,19 @@ pub(super) fn separated_letters(word: &str) -> Option<(Vec<char>, &str)> {
     let mut letters = Vec::new();
     let mut after_letter = false;
     for c in core.chars() {
-        if c.is_alphabetic() && !after_letter {
+        if c.is_ascii_alphabetic() && !after_letter {
             letters.push(c);
             after_letter = true;
         } else if is_separator(c) && after_letter {
             after_letter = false;
-        } else if !is_separator(c) {
+        } else {
             return None;
         }
     }
-    (letters.len() >= 2 || (letters.len() == 1 && !trail.is_empty())).then_some((letters, trail))
+    let abbreviation =
+        letters.len() == 2 && trail.starts_with('.') && !core.contains(['-', '_', '*', '~', '·']);
+    let separated = letters.len() >= 2 || (letters.len() == 1 && !trail.is_empty());
+    (separated && !abbreviation).then_some((letters, trail))
 }
 
 /// Rule 3 on a word's core.
