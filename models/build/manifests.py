@@ -11,13 +11,14 @@ import categories
 from cards import card_inputs, write_cards
 
 # Rust (ort) vs Python onnxruntime, same ORT version, batch of one. On the CPU that wrote
-# the fixture the two agree within 1e-6; 2e-3 is for other CPUs: minilm-insult computes in
+# the fixture the two agree within 1e-6; 5e-3 is for other CPUs: minilm-insult computes in
 # int8 (static7), and ORT's fp32 kernels before each QuantizeLinear differ per instruction
 # set (AVX2 / AVX-512 / VNNI) by a rounding step, which can move a value across one
-# quantization step; an earlier AVX2 vs VNNI comparison saw scores move by up to 6e-4 (not
-# repeated here). Batch invariance, a same-machine property, keeps its 1e-4 bound
-# (services/lib/classifier/tests/invariance.rs).
-FIXTURE_TOLERANCE = 2e-3
+# quantization step: against this VNNI-written fixture, an AVX2-only AMD EPYC gave 2.04e-3
+# on the 256-token truncated text (Python onnxruntime on that host the same value), at most
+# 9.3e-4 elsewhere; hence 5e-3. Batch invariance, a same-machine property, keeps its 1e-4
+# bound (services/lib/classifier/tests/invariance.rs).
+FIXTURE_TOLERANCE = 5e-3
 
 
 def previous_sha(path):

@@ -23,11 +23,12 @@ impl Case {
     }
 }
 
-/// The fixture's tolerance and cases. The tolerance is the fixture's own, 2e-3 since
+/// The fixture's tolerance and cases. The tolerance is the fixture's own, 5e-3 since
 /// minilm-insult v3 computes in static int8: on the CPU that wrote the fixture Rust and
 /// Python agree within 1e-6, but on another instruction set a rounding-level fp32 difference
-/// before a `QuantizeLinear` can flip one quantization step (an earlier AVX2 vs VNNI
-/// comparison saw scores move by up to 6e-4); `models/build/manifests.py` writes it. Batch
+/// before a `QuantizeLinear` can flip one quantization step (an AVX2-only AMD EPYC gave
+/// 2.04e-3 on the 256-token truncated text against the VNNI-written fixture, and Python on
+/// that host the same value; 2e-3 failed there); `models/build/manifests.py` writes it. Batch
 /// invariance, a same-machine property, keeps 1e-4 (`tests/invariance.rs`).
 fn fixture() -> (f32, Vec<Case>) {
     let text = std::fs::read_to_string(common::root().join("models/fixtures/parity.json"))
