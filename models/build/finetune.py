@@ -138,7 +138,6 @@ def tune(weights, tok, texts, target, rows, seed=0, epochs=EPOCHS, log=print):
     warm = int(steps * WARMUP)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / (steps - warm)))
-    step = 0
     for epoch, groups in enumerate(plan):
         total = 0.0
         for idx in groups:
@@ -153,7 +152,6 @@ def tune(weights, tok, texts, target, rows, seed=0, epochs=EPOCHS, log=print):
             opt.step()
             sched.step()
             total += float(loss.detach())
-            step += 1
         log(f"  fine-tune epoch {epoch + 1}/{epochs}: mean loss {total / len(groups):.4f}")
     model.eval()
     return model.weights(weights), model

@@ -252,7 +252,7 @@ impl Normalizer {
     }
 
     /// Splits a run of letters into the fewest known words; the run itself when it is known,
-    /// too long, or cannot be split.
+    /// or cannot be split.
     fn segment(&self, run: &str) -> Vec<String> {
         let chars: Vec<char> = run.chars().collect();
         if self.words.is_empty() || self.known(run) {

@@ -63,8 +63,9 @@ pub(super) fn separated_letters(word: &str) -> Option<(Vec<char>, &str)> {
             return None;
         }
     }
-    let abbreviation =
-        letters.len() == 2 && trail.starts_with('.') && !core.contains(['-', '_', '*', '~', '·']);
+    let abbreviation = letters.len() == 2
+        && trail.starts_with('.')
+        && !core.chars().any(|c| is_separator(c) && c != '.');
     let separated = letters.len() >= 2 || (letters.len() == 1 && !trail.is_empty());
     (separated && !abbreviation).then_some((letters, trail))
 }
