@@ -41,7 +41,10 @@ const POLICIES: &str = "default = \"chat\"\n[policies.chat]\nlabels.harassment =
     labels.profanity = { action = \"block\" }\n";
 const TOKEN: &str = "rita-secret-token";
 const PROFANE: &str = "fuck this shit, fuck it all";
-const INSULT: &str = "you are a stupid worthless idiot";
+/// Flagged as harassment; long enough that the moderator locates the harassing part (its
+/// `span`), which the console marks.
+const INSULT: &str = "see you all at the garden cleanup on sunday morning, and you are a \
+    pathetic worthless loser, nobody here wants you";
 /// Allowed by the model; bob reports it.
 const CREEPY: &str = "i have your old photos saved";
 
@@ -303,7 +306,7 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         .await
         .expect("sign in");
     let item = |text: &str| {
-        format!("//div[contains(@class,'item')][.//div[@class='text' and text()='{text}']]")
+        format!("//div[contains(@class,'item')][.//div[@class='text' and .='{text}']]")
     };
     find(
         reviewer,
@@ -322,6 +325,22 @@ async fn chat_pages_and_the_console_in_a_real_browser() {
         "the flagged message's card names its category",
     )
     .await;
+    // And marks the part of the text it was about (the verdict's span), not the chatter
+    // before it.
+    let mark = find(
+        reviewer,
+        &format!("{}//div[@class='text']/mark[@class='span']", item(INSULT)),
+        "the flagged message's card marks the harassing part",
+    )
+    .await
+    .text()
+    .await
+    .expect("the marked part");
+    assert!(
+        mark.contains("worthless loser") && !mark.contains("garden"),
+        "{mark:?}"
+    );
+    page::verdict_span(alice, INSULT).await;
     // One member's report ranks after the model's flag (many members' would rank first).
     let second =
         format!("(//div[contains(@class,'item')])[2][.//div[@class='text' and text()='{CREEPY}']]");

@@ -96,6 +96,32 @@ pub(super) async fn removal_notice(alice: &Client, bob: &Client) {
     screenshot(alice, "chat-removal-notice.png").await;
 }
 
+/// Issue 29 item 4: the sender's page knows where in its message the verdict's category
+/// scored highest (the debug view shows it).
+pub(super) async fn verdict_span(alice: &Client, text: &str) {
+    let debug = "return [...document.querySelectorAll('#log .msg.mine')]\
+                 .filter(e => e.querySelector('.body').textContent === arguments[0])\
+                 .map(e => e.querySelector('.debug').textContent);";
+    let deadline = Instant::now() + WAIT;
+    let shown = loop {
+        let shown = alice
+            .execute(debug, vec![Value::from(text)])
+            .await
+            .expect("script");
+        let shown = shown[0].as_str().unwrap_or_default().to_string();
+        if !shown.is_empty() || Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        shown.starts_with("flag (harassment)")
+            && shown.contains(" span \"")
+            && shown.contains("worthless loser"),
+        "{shown:?}"
+    );
+}
+
 /// Item 10: the sender of a message a reviewer removed is told so (the two the console
 /// removed), still to the sender only.
 pub(super) async fn reviewer_notice(alice: &Client, bob: &Client) {

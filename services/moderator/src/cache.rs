@@ -93,6 +93,7 @@ mod tests {
             scores: [("insult".to_string(), 0.9)].into(),
             decision: Decision::Block,
             decided_by: Some("insult".to_string()),
+            spans: Default::default(),
         }
     }
 

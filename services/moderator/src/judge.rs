@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use offpath_classifier::{Assessment, Decision};
 use offpath_protocol::{
-    Action, ModelRef, ModerationRequest, PROTOCOL_VERSION, PolicyRef, ReviewItem, ReviewKind,
+    Action, ModelRef, ModerationRequest, PROTOCOL_VERSION, PolicyRef, ReviewItem, ReviewKind, Span,
     Verdict, now_ms, text_sha256,
 };
 use tracing::debug;
@@ -68,10 +68,7 @@ impl Judge {
             metrics::histogram!(m::POLICY_VERDICT_SECONDS, "policy" => policy).record(waited);
         }
         let category = decided.as_ref().and_then(|a| a.decided_by.clone());
-        if let Some(category) = &category {
-            metrics::counter!(m::VERDICT_CATEGORIES, "category" => category.clone(), "action" => action.as_str())
-                .increment(1);
-        }
+        let span = span_of(assessment, category.as_deref());
         let policy = policies.from_file().then(|| PolicyRef {
             name: selection.rules.name.clone(),
             version: selection.rules.version.clone(),
@@ -96,6 +93,7 @@ impl Judge {
             policy,
             review: None,
             category,
+            span,
         }
     }
 
@@ -137,4 +135,21 @@ impl Judge {
         let selection = set.select(&request.tenant, &request.room, request.policy.as_deref());
         selection.rules.reviews_blocked()
     }
+}
+
+/// Where the deciding `category` scored highest, as the model's assessment located it (the
+/// policy's decision on its scores does not need to); none for a score that is no number
+/// or an offset past what the contract carries.
+fn span_of(assessment: Option<&Assessment>, category: Option<&str>) -> Option<Span> {
+    let span = assessment?.spans.get(category?)?;
+    Some(Span {
+        start: u32::try_from(span.start).ok()?,
+        end: u32::try_from(span.end).ok()?,
+        score: span.score,
+    })
+    .filter(|s| s.score.is_finite())
+    .map(|s| Span {
+        score: s.score.clamp(0.0, 1.0),
+        ..s
+    })
 }

@@ -130,6 +130,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Text views longer than --max-windows windows (their middle was not read)",
     ),
     (
+        SPAN_WINDOWS,
+        Kind::Counter,
+        None,
+        "Short windows read to locate a flagged text's span (verdict span; no score changes)",
+    ),
+    (
         NATS_ERRORS,
         Kind::Counter,
         None,
@@ -277,6 +283,7 @@ pub(crate) fn register() {
             NORMALISED,
             EXTRA_WINDOWS,
             WINDOWS_CAPPED,
+            SPAN_WINDOWS,
             CONSUMER_REBINDS,
             TOPOLOGY_DRIFT,
             REVIEW_ITEMS_LOST,

@@ -12,7 +12,7 @@ use offpath_moderator::Faults;
 use offpath_protocol::DecodeError;
 
 /// Series without labels present right after start (besides `process_*`).
-const UNLABELLED: [&str; 16] = [
+const UNLABELLED: [&str; 17] = [
     "offpath_moderator_batch_size_count",
     "offpath_moderator_batch_size_bucket{le=\"1\"}",
     "offpath_moderator_inference_seconds_count",
@@ -25,6 +25,7 @@ const UNLABELLED: [&str; 16] = [
     "offpath_moderator_normalised_total",
     "offpath_moderator_extra_windows_total",
     "offpath_moderator_windows_capped_total",
+    "offpath_moderator_span_windows_total",
     "offpath_moderator_consumer_rebinds_total",
     "offpath_moderator_topology_drift_total",
     "offpath_moderator_consumer_pending",

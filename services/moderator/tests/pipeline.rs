@@ -264,6 +264,51 @@ async fn spam_wave_reuses_one_inference() {
     moderator.stop().await;
 }
 
+/// Issue 29 item 4: a verdict says where its category scored highest. A long message
+/// whose harassment is one part of it gets a span over that part, and the cached repeat of
+/// it the same span; a short insult that decides as a whole gets none.
+#[tokio::test]
+async fn a_verdict_says_where_its_category_scored() {
+    let (env, mut sub, moderator) = common::start(common::config(Faults::default())).await;
+    let hostile = "you are a pathetic worthless loser, nobody here wants you";
+    let text = format!("see you all at the garden cleanup on sunday morning, and {hostile}");
+    for (id, text) in [
+        ("long-1", text.as_str()),
+        ("long-2", &text),
+        ("short", "you idiot"),
+    ] {
+        common::publish(&env.js, &common::request(id, text)).await;
+        // One at a time: the repeat is the cache's.
+        verdicts::collect(&mut sub, 1, Duration::from_secs(30))
+            .await
+            .into_values()
+            .for_each(|v| {
+                assert_eq!(v.id, id);
+                assert_eq!(v.category.as_deref(), Some("harassment"), "{v:?}");
+                if id == "short" {
+                    assert_eq!(v.span, None, "the whole text decides");
+                    return;
+                }
+                let span = v.span.expect("a span");
+                let part = &text[span.start as usize..span.end as usize];
+                assert!(
+                    part.contains("worthless loser") && !part.contains("garden"),
+                    "{part:?}"
+                );
+                assert!(span.score >= 0.5 && span.score <= 1.0, "{span:?}");
+            });
+    }
+    let (_, metrics) = moderator.get("/metrics").await;
+    let hits = scrape::value(&metrics, "offpath_moderator_cache_hits_total");
+    assert!(hits >= 1.0, "the repeat came from the cache: {hits} hits");
+    let read = scrape::value(&metrics, "offpath_moderator_span_windows_total");
+    assert!(
+        read >= 2.0,
+        "the long text was read again in short windows: {read}"
+    );
+    moderator.stop().await;
+}
+
 /// A batch slower than the consumer's ack_wait (2 s here) is kept alive with in-progress
 /// acks: its request is not redelivered while it is being worked on.
 #[tokio::test]

@@ -102,6 +102,30 @@ function trail(entry) {
   return list;
 }
 
+// The message text, the part the deciding category scored highest on (the verdict's
+// `span`, bytes of the UTF-8 text) marked when it is a part of it on character boundaries.
+function marked(text, span) {
+  const div = element("div", "text");
+  const bytes = new TextEncoder().encode(text);
+  const decode = (from, to) => new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(from, to));
+  let parts = null;
+  if (span && span.start >= 0 && span.start < span.end && span.end <= bytes.length) {
+    try {
+      parts = [decode(0, span.start), decode(span.start, span.end), decode(span.end, bytes.length)];
+    } catch {
+      parts = null;
+    }
+  }
+  if (!parts) {
+    div.textContent = text;
+    return div;
+  }
+  const mark = element("mark", "span", parts[1]);
+  mark.title = `the category scored ${span.score.toFixed(2)} on this part alone`;
+  div.append(parts[0], mark, parts[2]);
+  return div;
+}
+
 function card(entry) {
   const v = entry.item.verdict;
   const div = element("div", "item" + (entry.key === selectedKey ? " selected" : ""));
@@ -124,7 +148,7 @@ function card(entry) {
     }
     div.append(context);
   }
-  div.append(element("div", "text", entry.item.text));
+  div.append(marked(entry.item.text, v.span));
   const r = entry.item.report;
   if (r) {
     const report = element("div", "report", `reported by ${r.reporter}` + (r.reason ? `: "${r.reason}"` : "") +

@@ -208,6 +208,7 @@ mod tests {
             policy: None,
             review: None,
             category: None,
+            span: None,
         }
     }
 

@@ -16,6 +16,7 @@ const $ = (id) => document.getElementById(id);
 const log = $("log");
 const lines = new Map();      // message id → its line
 const pending = new Map();    // client_msg_id → { line, text }
+const said = new WeakMap();   // line → the text it showed (a verdict's span is a part of it)
 // Sends and reports awaiting their answer, oldest first: the gateway answers each frame in
 // order (ack or reported, else an error frame, which names no message).
 const outstanding = [];       // { kind: "send", clientId } or { kind: "report", div }
@@ -57,6 +58,7 @@ function line(sender, text, at) {
   body.className = "body";
   body.dir = "auto";
   body.textContent = text;
+  said.set(div, text);
   const time = document.createElement("time");
   const when = new Date(at);
   time.dateTime = when.toISOString();
@@ -134,6 +136,7 @@ function onMessage(f) {
   if (div) {
     // Shown again (a reviewer restored it), or the held message of this sender delivered.
     div.querySelector(".body").textContent = f.text;
+    said.set(div, f.text);
     setState(div, "", div.classList.contains("mine") ? "delivered" : "");
     notice(div, "");
     return;
@@ -167,11 +170,26 @@ function onAck(f) {
 }
 
 // Why moderation took a message away, in words: " by a reviewer", or the category that
-// decided (the verdict's `category`; from an older moderator, the label scored highest), or
-// why no verdict came.
-function because(f) {
+// decided (the verdict's `category`; from an older moderator, the label scored highest) and
+// the words it was about (the verdict's `span`, when the moderator could tell), or why no
+// verdict came.
+function because(f, text) {
   if (f.reason === "removed") return " by a reviewer";
-  return `: ${label(f)}`;
+  const part = f.action === "block" ? partOf(text, f.span) : "";
+  return `: ${label(f)}${part ? ` for "${part}"` : ""}`;
+}
+
+// The part of `text` a verdict's span names (bytes of its UTF-8 encoding), or "" when the
+// span is not a part of it on character boundaries (a verdict is data, not trusted to fit).
+function partOf(text, span) {
+  if (!span || typeof text !== "string") return "";
+  const bytes = new TextEncoder().encode(text);
+  if (!(span.start >= 0 && span.start < span.end && span.end <= bytes.length)) return "";
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(span.start, span.end)).trim();
+  } catch {
+    return "";
+  }
 }
 
 function label(f) {
@@ -188,14 +206,16 @@ function onVerdict(f) {
   if (!div) return;
   const scores = Object.entries(f.scores || {}).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
   const why = f.reason || f.category;
-  div.querySelector(".debug").textContent = `${f.action}${why ? " (" + why + ")" : ""} ${scores}`;
+  const part = partOf(said.get(div), f.span);
+  div.querySelector(".debug").textContent = `${f.action}${why ? " (" + why + ")" : ""} ${scores}` +
+    (part ? ` span "${part}" ${f.span.score.toFixed(2)}` : "");
   const goes = f.action === "block" || (f.action === "unmoderated" && roomPolicy.failure === "fail_closed");
   if (!goes) return;
   if (div.classList.contains("pending")) {
     setState(div, "refused", "not delivered");
-    notice(div, `not delivered${because(f)} — only you see this`);
+    notice(div, `not delivered${because(f, said.get(div))} — only you see this`);
   } else {
-    notice(div, `removed${because(f)} — only you see this`);
+    notice(div, `removed${because(f, said.get(div))} — only you see this`);
   }
 }
 

@@ -106,6 +106,7 @@ pub fn sample(id: &str, action: Action, insult: f32) -> Verdict {
         policy: None,
         review: None,
         category: None,
+        span: None,
     }
 }
 

@@ -14,7 +14,10 @@
 //!   sub-batch 16 and 512 padded tokens per run): chat lines as written (`Views::Raw`),
 //!   the same with the default view (`Views::Normalised`: clean lines cost only the
 //!   normaliser), disguised lines (scored normalised), and one long text read in windows
-//!   against one 256-token window (the cost of the old truncation).
+//!   against one 256-token window (the cost of the old truncation); and the cost of
+//!   locating spans (`policy/spans/*`): the everyday-chat development set (half aimed
+//!   harassment, so about half its lines are flagged and read again: the worst case of
+//!   ordinary chat) with and without reading flagged lines again in short windows.
 //!
 //! Run by the test suite (no `--bench` argument: criterion's test mode runs each routine
 //! once), every group works on a small sample of the texts: the suite checks that each case
@@ -210,7 +213,46 @@ fn policy(c: &mut Criterion) {
     group.sample_size(10);
     policy_views(&mut group, &new_policy, &lines);
     policy_long_text(&mut group, &new_policy, &lines.join(" ").repeat(8));
+    policy_spans(&mut group, &new_policy);
     group.finish();
+}
+
+/// `policy/spans/located` and `policy/spans/windows_only`: the everyday-chat development
+/// set's lines with the default views, with and without locating flagged lines' spans.
+fn policy_spans(group: &mut BenchmarkGroup<'_, WallTime>, new_policy: &dyn Fn() -> Policy) {
+    let set = std::fs::read_to_string(root().join("models/eval/everyday-chat-2.tsv"))
+        .expect("models/eval/everyday-chat-2.tsv");
+    let mut lines: Vec<&str> = set
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.splitn(3, '\t').nth(2))
+        .collect();
+    if smoke() {
+        lines.truncate(24);
+    }
+    group.throughput(Throughput::Elements(lines.len() as u64));
+    for (name, locate) in [("spans/located", true), ("spans/windows_only", false)] {
+        if !wanted(&format!("policy/{name}")) {
+            continue;
+        }
+        let mut policy = new_policy().with_located_spans(locate);
+        let (mut read, mut windows) = (0, 0);
+        for chunk in lines.chunks(32) {
+            policy.assess(chunk, None).expect("assess");
+            read += chunk.len() + policy.last_stats().extra_windows;
+            windows += policy.last_stats().span_windows;
+        }
+        eprintln!(
+            "{name}: {read} texts and windows scored, {windows} short windows read to locate spans"
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for chunk in lines.chunks(32) {
+                    policy.assess(chunk, None).expect("assess");
+                }
+            })
+        });
+    }
 }
 
 /// `policy/chat_lines/*` and `policy/disguised_lines/*`: `lines` as written and disguised

@@ -28,7 +28,7 @@ pub use decode::{
 pub use types::{
     Action, AuditEntry, ContextMessage, DeadLetter, HumanReview, MAX_CONTEXT_MESSAGES,
     MAX_CONTEXT_TEXT_BYTES, MAX_REPORT_REASON_CHARS, ModelRef, ModerationRequest, PROTOCOL_VERSION,
-    PolicyRef, Priority, Report, ReviewDecision, ReviewItem, ReviewKind, TextSource, Verdict,
+    PolicyRef, Priority, Report, ReviewDecision, ReviewItem, ReviewKind, Span, TextSource, Verdict,
     text_sha256,
 };
 

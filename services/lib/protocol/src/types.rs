@@ -16,7 +16,9 @@ pub use request::{
     ModerationRequest, Priority, Report, TextSource,
 };
 pub use review::{AuditEntry, ReviewItem, ReviewKind};
-pub use verdict::{Action, HumanReview, ModelRef, PolicyRef, ReviewDecision, Verdict, text_sha256};
+pub use verdict::{
+    Action, HumanReview, ModelRef, PolicyRef, ReviewDecision, Span, Verdict, text_sha256,
+};
 
 /// The protocol version this crate speaks; every payload carries it as `v`.
 pub const PROTOCOL_VERSION: u32 = 1;

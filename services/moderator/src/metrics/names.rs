@@ -58,6 +58,9 @@ pub(crate) const NORMALISED: &str = "offpath_moderator_normalised_total";
 pub(crate) const EXTRA_WINDOWS: &str = "offpath_moderator_extra_windows_total";
 /// Text views longer than `--max-windows` windows: their middle was not read.
 pub(crate) const WINDOWS_CAPPED: &str = "offpath_moderator_windows_capped_total";
+/// Short windows read to locate where a flagged text's category scored highest (a
+/// verdict's `span`); they change no score.
+pub(crate) const SPAN_WINDOWS: &str = "offpath_moderator_span_windows_total";
 /// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
 pub(crate) const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
 /// Every `operation` of [`NATS_ERRORS`].

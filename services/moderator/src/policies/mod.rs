@@ -174,6 +174,7 @@ impl Rules {
             scores: kept,
             decision,
             decided_by,
+            spans: Default::default(),
         }
     }
 }

@@ -202,12 +202,14 @@ fn serve(
     }
 }
 
-/// Counts what the policy read beyond one look per text (normalised views, extra windows).
+/// Counts what the policy read beyond one look per text (normalised views, extra windows,
+/// windows read to locate spans).
 fn count_views(stats: offpath_classifier::policy::ViewStats) {
     let counts = [
         (m::NORMALISED, stats.normalised),
         (m::EXTRA_WINDOWS, stats.extra_windows),
         (m::WINDOWS_CAPPED, stats.capped),
+        (m::SPAN_WINDOWS, stats.span_windows),
     ];
     for (name, count) in counts {
         if count > 0 {

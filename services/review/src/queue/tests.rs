@@ -22,6 +22,7 @@ fn item(id: &str, at: u64) -> ReviewItem {
         policy: None,
         review: None,
         category: None,
+        span: None,
     };
     let mut item = ReviewItem::new(ReviewKind::Flag, &verdict, "hi", at);
     item.queued_at_ms = at;

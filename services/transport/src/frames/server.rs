@@ -84,6 +84,11 @@ pub(crate) enum ServerFrame {
         /// `harassment`), when the moderator named one.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         category: Option<String>,
+        /// Where in the message the category scored highest (the verdict's `span`: bytes
+        /// of the text's UTF-8 encoding and the part's score), when the moderator could
+        /// tell a part from the whole.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        span: Option<offpath_protocol::Span>,
     },
     /// A message is withdrawn from the room.
     Retract {

@@ -162,6 +162,7 @@ impl Hub {
                 scores: verdict.map(|v| v.scores.clone()).unwrap_or_default(),
                 reason: event.reason().map(str::to_string),
                 category: verdict.and_then(|v| v.category.clone()),
+                span: verdict.and_then(|v| v.span).filter(|s| s.start < s.end),
             }
             .encode();
             peer.push(&to_sender);

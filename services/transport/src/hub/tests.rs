@@ -79,6 +79,7 @@ pub(super) fn verdict_for_text(
         policy: None,
         review: None,
         category: None,
+        span: None,
     }
 }
 

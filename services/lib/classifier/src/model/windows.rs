@@ -3,6 +3,9 @@
 use super::{Model, Prepared, WINDOW_OVERLAP, span_text};
 use crate::error::ClassifierError;
 
+/// A window and the byte range of the text it was made from.
+pub(crate) type Spanned = (Prepared, (usize, usize));
+
 impl Model {
     /// What a token model reads of `text`: the text whole (as [`Model::prepare`] gives it)
     /// when it fits in `max_tokens`, else windows of `window` tokens (special tokens
@@ -18,12 +21,29 @@ impl Model {
         text: &str,
         window: usize,
     ) -> Result<Vec<Prepared>, ClassifierError> {
+        Ok(self
+            .spanned_windows(text, window, self.manifest.max_tokens)?
+            .into_iter()
+            .map(|(prepared, _)| prepared)
+            .collect())
+    }
+
+    /// [`Model::prepare_windows`], each window with the byte range of `text` it covers (the
+    /// whole text when it is read whole), split when the text has `longer_than` tokens or
+    /// more (special tokens included): the model's `max_tokens` for scoring, a window's
+    /// length when locating the part of a short text that scored highest.
+    pub(crate) fn spanned_windows(
+        &self,
+        text: &str,
+        window: usize,
+        longer_than: usize,
+    ) -> Result<Vec<Spanned>, ClassifierError> {
         let whole = self.prepare(text)?;
         let Some(tokenizer) = &self.tokenizer else {
-            return Ok(vec![whole]);
+            return Ok(vec![(whole, (0, text.len()))]);
         };
-        if whole.len() < self.manifest.max_tokens {
-            return Ok(vec![whole]);
+        if whole.len() < longer_than.min(self.manifest.max_tokens) {
+            return Ok(vec![(whole, (0, text.len()))]);
         }
         // The frame every text gets ([CLS] … [SEP] for BERT): the empty text's tokens.
         let frame = tokenizer
@@ -34,7 +54,7 @@ impl Model {
         let (prefix, suffix) = frame.split_at(frame.len().min(1));
         let room = self.manifest.max_tokens.saturating_sub(frame.len());
         if room <= WINDOW_OVERLAP {
-            return Ok(vec![whole]);
+            return Ok(vec![(whole, (0, text.len()))]);
         }
         let content = self.untruncated(text)?;
         let ids = content.get_ids();
@@ -59,11 +79,12 @@ impl Model {
                     .first()
                     .zip(offsets[start..end].last())
                     .map_or((0, 0), |(first, last)| (first.0, last.1));
-                Prepared::Tokens {
+                let prepared = Prepared::Tokens {
                     mask: vec![1; window_ids.len()],
                     ids: window_ids,
                     text: self.wants_text().then(|| span_text(text, span)),
-                }
+                };
+                (prepared, span)
             })
             .collect())
     }

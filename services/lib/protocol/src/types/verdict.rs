@@ -106,6 +106,25 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub category: Option<String>,
+    /// Contract v1.3: where in the text the deciding `category` scored highest, when the
+    /// model could tell a part from the whole; absent otherwise (a short text that decides
+    /// as a whole, a disguised text only its normalised form showed, human verdicts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<Span>,
+}
+
+/// Contract v1.3: a part of the request's text, in bytes of its UTF-8 encoding, and the
+/// deciding category's score on that part alone. A consumer checks `start < end <=` the
+/// text's length and character boundaries before it slices: a verdict is data.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Span {
+    /// First byte of the part.
+    pub start: u32,
+    /// One past its last byte.
+    pub end: u32,
+    /// The category's probability on the part alone, in [0, 1].
+    pub score: f32,
 }
 
 /// Contract v1.1: a reviewer's decision, on a human verdict and in the audit stream.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use offpath_protocol::subject::CLASSIFY_SUBJECT;
-use offpath_protocol::{Action, ModerationRequest, Verdict, decode_versioned, encode};
+use offpath_protocol::{Action, ModerationRequest, Span, Verdict, decode_versioned, encode};
 
 use crate::frames::ServerFrame;
 use crate::frames::message_frame;
@@ -35,7 +35,7 @@ pub(crate) async fn accept(
     let request = hub.new_request(peer, room, text, client_msg_id, policy);
     let timeout = hub.config().moderation.inline_timeout.get();
     let call = client.request(CLASSIFY_SUBJECT, encode(&request).into());
-    let (action, scores, reason, category) = match tokio::time::timeout(timeout, call).await {
+    let (action, scores, reason, category, span) = match tokio::time::timeout(timeout, call).await {
         Err(_) => unmoderated("inline_timeout"),
         Ok(Err(err)) => {
             metrics::counter!(m::NATS_ERRORS, "operation" => "classify").increment(1);
@@ -69,16 +69,19 @@ pub(crate) async fn accept(
         scores,
         reason,
         category,
+        span,
     };
     peer.push(&verdict.encode());
 }
 
-/// A reply's action, scores, reason when unmoderated, and the category that decided.
+/// A reply's action, scores, reason when unmoderated, the category that decided and where
+/// in the text it did.
 type Outcome = (
     Action,
     BTreeMap<String, f32>,
     Option<String>,
     Option<String>,
+    Option<Span>,
 );
 
 /// The reply's decision when it judged this request's exact text; else it is refused
@@ -97,6 +100,7 @@ fn bound(request: &ModerationRequest, verdict: Verdict) -> Outcome {
             verdict.scores,
             verdict.reason,
             verdict.category,
+            verdict.span.filter(|s| within(&request.text, s)),
         ),
         Some(reason) => {
             metrics::counter!(m::VERDICTS_REFUSED, "reason" => reason).increment(1);
@@ -116,7 +120,15 @@ fn unmoderated(reason: &str) -> Outcome {
         BTreeMap::new(),
         Some(reason.to_string()),
         None,
+        None,
     )
+}
+
+/// Whether `span` is a part of `text` on character boundaries (else it is dropped: the
+/// page would slice nonsense).
+fn within(text: &str, span: &Span) -> bool {
+    let (start, end) = (span.start as usize, span.end as usize);
+    start < end && text.get(start..end).is_some()
 }
 
 #[cfg(test)]
@@ -162,6 +174,7 @@ mod tests {
             policy: None,
             review: None,
             category: None,
+            span: None,
         }
     }
 
@@ -177,9 +190,36 @@ mod tests {
             reply("gw.2", Some("you idiot")),
             reply("gw.1", None),
         ] {
-            let (action, _, reason, _) = bound(&request, forged);
+            let (action, _, reason, ..) = bound(&request, forged);
             assert_eq!(action, Action::Unmoderated);
             assert_eq!(reason.as_deref(), Some("classify_refused"));
+        }
+    }
+
+    /// A reply's span reaches the page only when it is a part of the text on character
+    /// boundaries: past the end, empty, reversed or inside a character, it is dropped.
+    #[test]
+    fn a_span_outside_the_text_is_dropped() {
+        let mut request = request();
+        request.text = "héllo you idiot".into();
+        let span = |start, end| Span {
+            start,
+            end,
+            score: 0.9,
+        };
+        for (given, kept) in [
+            (span(7, 16), true),
+            (span(0, 16), true),
+            (span(7, 17), false),
+            (span(2, 5), false),
+            (span(9, 9), false),
+            (span(9, 7), false),
+            (span(u32::MAX - 1, u32::MAX), false),
+        ] {
+            let mut verdict = reply("gw.1", Some("héllo you idiot"));
+            verdict.span = Some(given);
+            let (.., span) = bound(&request, verdict);
+            assert_eq!(span.is_some(), kept, "{given:?}");
         }
     }
 }
