@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use offpath_protocol::{Limits, decode_request, now_ms};
+use offpath_protocol::{Limits, ModerationRequest, Verdict, decode_request, now_ms};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::debug;
@@ -15,6 +15,7 @@ use crate::judge::Judge;
 use crate::metrics as m;
 use crate::pool::Pool;
 use crate::readiness::Held;
+use crate::screen::Screen;
 use crate::settle::Settler;
 use crate::work::{Origin, Pending, Settled};
 
@@ -22,6 +23,8 @@ use crate::work::{Origin, Pending, Settled};
 /// the judge and the settler of what it decides without inference.
 pub(crate) struct Admission {
     pub(crate) limits: Limits,
+    /// The rules stage: a policy's text rules, before the cache and the models.
+    pub(crate) screen: Arc<Screen>,
     pub(crate) cache: Arc<VerdictCache>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) judge: Arc<Judge>,
@@ -65,24 +68,18 @@ impl Admission {
                 });
             }
             Ok(request) => {
+                if let Some(verdict) = self.screen.check(&request) {
+                    self.settle_now(request, verdict, message, held, side_tasks, "ruled");
+                    return;
+                }
                 // Looked up once: the assessment moves into the task, so an entry expiring
                 // meanwhile cannot turn a hit into a verdict without scores.
                 let models = self.pool.models();
                 if let Some(assessment) = self.cache.get(&request.text, &models) {
-                    let this = Arc::clone(self);
-                    side_tasks.spawn(async move {
-                        metrics::counter!(m::CACHE_HITS).increment(1);
-                        let assessed = Some((&assessment, &*models));
-                        let verdict = this.judge.verdict(&request, assessed, 0, None);
-                        let review = this.judge.review_of(&request, &verdict);
-                        let settled = Settled {
-                            origin: Origin::Stream(Box::new(message)),
-                            verdict,
-                            review,
-                        };
-                        this.settler.finish(vec![settled], "cached").await;
-                        drop(held);
-                    });
+                    metrics::counter!(m::CACHE_HITS).increment(1);
+                    let assessed = Some((&assessment, &*models));
+                    let verdict = self.judge.verdict(&request, assessed, 0, None);
+                    self.settle_now(request, verdict, message, held, side_tasks, "cached");
                     return;
                 }
                 let pending = Pending {
@@ -96,5 +93,29 @@ impl Admission {
                 }
             }
         }
+    }
+
+    /// Settles `request` with `verdict` decided without inference (`how`: `ruled`,
+    /// `cached`), its review item with it, in a side task.
+    fn settle_now(
+        self: &Arc<Self>,
+        request: ModerationRequest,
+        verdict: Verdict,
+        message: jetstream::Message,
+        held: Held,
+        side_tasks: &mut JoinSet<()>,
+        how: &'static str,
+    ) {
+        let this = Arc::clone(self);
+        side_tasks.spawn(async move {
+            let review = this.judge.review_of(&request, &verdict);
+            let settled = Settled {
+                origin: Origin::Stream(Box::new(message)),
+                verdict,
+                review,
+            };
+            this.settler.finish(vec![settled], how).await;
+            drop(held);
+        });
     }
 }

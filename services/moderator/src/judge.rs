@@ -12,6 +12,7 @@ use tracing::debug;
 
 use crate::metrics as m;
 use crate::policies::LivePolicies;
+use crate::policies::text_rules::RuleAction;
 use crate::pool::Pool;
 
 /// Judges requests by the policies in force (replaced whole on a reload); the pool tells
@@ -68,33 +69,75 @@ impl Judge {
             metrics::histogram!(m::POLICY_VERDICT_SECONDS, "policy" => policy).record(waited);
         }
         let category = decided.as_ref().and_then(|a| a.decided_by.clone());
+        if let Some(category) = &category {
+            metrics::counter!(m::VERDICT_CATEGORIES, "category" => category.clone(), "action" => action.as_str())
+                .increment(1);
+        }
         let span = span_of(assessment, category.as_deref());
         let policy = policies.from_file().then(|| PolicyRef {
             name: selection.rules.name.clone(),
             version: selection.rules.version.clone(),
         });
         Verdict {
-            v: PROTOCOL_VERSION,
-            id: request.id.clone(),
-            tenant: request.tenant.clone(),
-            room: request.room.clone(),
-            sender: request.sender.clone(),
             action,
             scores: decided.map(|a| a.scores).unwrap_or_default(),
-            model: models.clone(),
             queued_ms: now_ms()
                 .saturating_sub(request.sent_at_ms)
                 .saturating_sub(inference_ms),
             inference_ms,
             reason: reason.map(String::from),
-            // Binds the verdict to the exact text judged (a cached assessment is for the
-            // same exact text: the cache is keyed by it).
-            text_sha256: Some(text_sha256(&request.text)),
             policy,
-            review: None,
             category,
             span,
+            ..blank(request, models)
         }
+    }
+
+    /// Whether the request's policy has text rules.
+    pub(crate) fn has_text_rules(&self, request: &ModerationRequest) -> bool {
+        let policies = self.policies.for_models(&self.pool.models().version);
+        let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
+        !selection.rules.text_rules().is_empty()
+    }
+
+    /// The verdict of the request's policy's text rule that matches it ([`TextRules::check`]:
+    /// `lowered` is the text lower-cased, `normalised` its normalised form when that
+    /// differs), if one does: no scores, the models in force named. Counted per rule.
+    pub(crate) fn by_rules(
+        &self,
+        request: &ModerationRequest,
+        lowered: &str,
+        normalised: Option<&str>,
+    ) -> Option<Verdict> {
+        let models = self.pool.models();
+        let policies = self.policies.for_models(&models.version);
+        let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
+        let rule = selection
+            .rules
+            .text_rules()
+            .check(&request.text, lowered, normalised)?;
+        let action = match rule.action {
+            RuleAction::Allow => Action::Allow,
+            RuleAction::Flag => Action::Flag,
+            RuleAction::Block => Action::Block,
+        };
+        let policy = selection.rules.name.clone();
+        metrics::counter!(m::RULE_HITS, "policy" => policy.clone(), "rule" => rule.id.clone(),
+            "action" => action.as_str())
+        .increment(1);
+        metrics::counter!(m::POLICY_VERDICTS, "policy" => policy, "action" => action.as_str())
+            .increment(1);
+        Some(Verdict {
+            action,
+            queued_ms: now_ms().saturating_sub(request.sent_at_ms),
+            policy: policies.from_file().then(|| PolicyRef {
+                name: selection.rules.name.clone(),
+                version: selection.rules.version.clone(),
+            }),
+            category: rule.category.clone().filter(|_| action != Action::Allow),
+            rule: Some(rule.id.clone()),
+            ..blank(request, &models)
+        })
     }
 
     /// The review-queue item of `verdict` on `request`: a flagged message goes to a
@@ -152,4 +195,29 @@ fn span_of(assessment: Option<&Assessment>, category: Option<&str>) -> Option<Sp
         score: s.score.clamp(0.0, 1.0),
         ..s
     })
+}
+
+/// A verdict on `request` by `models` that decides nothing yet (`unmoderated`, no scores,
+/// no time), bound to the exact text judged (a cached assessment is for the same exact
+/// text: the cache is keyed by it).
+fn blank(request: &ModerationRequest, models: &ModelRef) -> Verdict {
+    Verdict {
+        v: PROTOCOL_VERSION,
+        id: request.id.clone(),
+        tenant: request.tenant.clone(),
+        room: request.room.clone(),
+        sender: request.sender.clone(),
+        action: Action::Unmoderated,
+        scores: Default::default(),
+        model: models.clone(),
+        queued_ms: 0,
+        inference_ms: 0,
+        reason: None,
+        text_sha256: Some(text_sha256(&request.text)),
+        policy: None,
+        review: None,
+        category: None,
+        span: None,
+        rule: None,
+    }
 }

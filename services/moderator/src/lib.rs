@@ -39,6 +39,7 @@ pub mod policies;
 mod pool;
 mod publish;
 mod readiness;
+mod screen;
 mod service;
 mod settle;
 mod startup;

@@ -136,6 +136,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Short windows read to locate a flagged text's span (verdict span; no score changes)",
     ),
     (
+        RULE_HITS,
+        Kind::Counter,
+        None,
+        "Messages a policy's text rule (keywords, regex) decided without the models",
+    ),
+    (
         NATS_ERRORS,
         Kind::Counter,
         None,

@@ -29,6 +29,7 @@ use tracing::warn;
 
 use crate::metrics as m;
 use crate::readiness::Health;
+use crate::screen::Screen;
 use crate::work::{Origin, Pending};
 
 use offpath_protocol::permissions::{classify_reply_allowed, classify_reply_inbox};
@@ -40,6 +41,7 @@ pub(crate) struct Classify {
     batches: mpsc::Sender<Pending>,
     permits: Arc<Semaphore>,
     health: Arc<Health>,
+    screen: Arc<Screen>,
 }
 
 impl Service<ModerationRequest> for Classify {
@@ -52,6 +54,10 @@ impl Service<ModerationRequest> for Classify {
     }
 
     fn call(&mut self, request: ModerationRequest) -> Self::Future {
+        // A text rule that decides answers at once: no batch, no model.
+        if let Some(verdict) = self.screen.check(&request) {
+            return Box::pin(async move { Ok(verdict) });
+        }
         let (batches, permits) = (self.batches.clone(), Arc::clone(&self.permits));
         let health = Arc::clone(&self.health);
         Box::pin(async move {
@@ -212,16 +218,19 @@ fn error(code: usize, status: &str) -> async_nats::service::error::Error {
 const MAX_ERROR_TEXT: usize = 200;
 
 impl Classify {
-    /// The service feeding `batches`, bounded by `permits`; calls count as held in `health`.
+    /// The service feeding `batches`, bounded by `permits`; calls count as held in `health`;
+    /// `screen`'s text rules answer first.
     pub(crate) fn new(
         batches: mpsc::Sender<Pending>,
         permits: Arc<Semaphore>,
         health: Arc<Health>,
+        screen: Arc<Screen>,
     ) -> Self {
         Self {
             batches,
             permits,
             health,
+            screen,
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::judge::Judge;
 use crate::model_reload::Reloader;
 use crate::policies::{Bucket, LivePolicies};
 use crate::readiness::Health;
+use crate::screen::Screen;
 use crate::settle::Settler;
 use crate::work::Pending;
 use crate::{
@@ -135,6 +136,7 @@ impl Moderator {
                 limits,
                 cache: Arc::clone(&cache),
                 pool: Arc::clone(&pool),
+                screen: Arc::new(Screen::new(Arc::clone(&judge))),
                 judge: Arc::clone(&judge),
                 settler: Arc::clone(&settler),
             }),
@@ -169,7 +171,7 @@ impl Moderator {
         let (stop_tx, stop_rx) = watch::channel(false);
         let batcher = self.batcher(&line.inference, batch_rx, lane_rx);
         let interactive = self.interactive(&line, lane_tx, stop_rx.clone());
-        let micro = self.micro_service(line.limits, batch_tx.clone(), stop_rx.clone());
+        let micro = self.micro_service(&line, batch_tx.clone(), stop_rx.clone());
         let reload = Arc::clone(&line.reloader);
         let reloads = model_reload::reload_on_sighup(reload, hangups, stop_rx.clone());
         let bucket = model_reload::follow_bucket(Arc::clone(&line.reloader), stop_rx.clone());
@@ -270,11 +272,14 @@ impl Moderator {
     /// turns true; its failure is logged (the stream keeps being served).
     async fn micro_service(
         &self,
-        limits: Limits,
+        line: &Line,
         batches: mpsc::Sender<Pending>,
         stop: watch::Receiver<bool>,
     ) {
-        let classify = service::Classify::new(batches, Arc::clone(&self.permits), self.health());
+        let limits = line.limits;
+        let screen = Arc::clone(&line.admission.screen);
+        let classify =
+            service::Classify::new(batches, Arc::clone(&self.permits), self.health(), screen);
         let call_limits = (
             self.config.classify.classify_timeout.get(),
             self.config.classify.classify_concurrency.max(1),

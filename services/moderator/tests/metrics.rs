@@ -42,6 +42,7 @@ fn expected() -> Vec<String> {
                 "verdict",
                 "expired",
                 "cached",
+                "ruled",
                 "dead_letter",
                 "retried",
                 "direct",

@@ -109,7 +109,8 @@ function marked(text, span) {
   const bytes = new TextEncoder().encode(text);
   const decode = (from, to) => new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(from, to));
   let parts = null;
-  if (span && span.start >= 0 && span.start < span.end && span.end <= bytes.length) {
+  if (span && Number.isFinite(span.score) && span.start >= 0 && span.start < span.end &&
+      span.end <= bytes.length) {
     try {
       parts = [decode(0, span.start), decode(span.start, span.end), decode(span.end, bytes.length)];
     } catch {
@@ -164,7 +165,8 @@ function card(entry) {
     report.append(source);
     div.append(report);
   }
-  div.append(element("div", "meta", `model ${v.action}${v.category ? ": " + v.category : ""} (${scores})` +
+  const by = v.rule ? `rule ${v.rule}` : "model";
+  div.append(element("div", "meta", `${by} ${v.action}${v.category ? ": " + v.category : ""} (${scores})` +
     (v.policy ? ` · policy ${v.policy.name}@${v.policy.version}` : "") + ` · ${v.model.name}@${v.model.version}`));
   div.append(trail(entry));
   const actions = element("div", "actions");

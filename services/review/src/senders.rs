@@ -209,6 +209,7 @@ mod tests {
             review: None,
             category: None,
             span: None,
+            rule: None,
         }
     }
 

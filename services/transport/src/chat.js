@@ -182,7 +182,7 @@ function because(f, text) {
 // The part of `text` a verdict's span names (bytes of its UTF-8 encoding), or "" when the
 // span is not a part of it on character boundaries (a verdict is data, not trusted to fit).
 function partOf(text, span) {
-  if (!span || typeof text !== "string") return "";
+  if (!span || typeof text !== "string" || !Number.isFinite(span.score)) return "";
   const bytes = new TextEncoder().encode(text);
   if (!(span.start >= 0 && span.start < span.end && span.end <= bytes.length)) return "";
   try {

@@ -107,6 +107,7 @@ pub fn sample(id: &str, action: Action, insult: f32) -> Verdict {
         review: None,
         category: None,
         span: None,
+        rule: None,
     }
 }
 

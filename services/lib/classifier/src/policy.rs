@@ -7,7 +7,7 @@ use crate::manifest::Label;
 mod spans;
 
 use spans::{Runs, Wanted, best_items, locate};
-pub use spans::{SPAN_WINDOW_TOKENS, Spans, TextSpan};
+pub use spans::{MAX_SPAN_WINDOWS, SPAN_WINDOW_TOKENS, Spans, TextSpan};
 
 /// What a policy decided for one message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -286,7 +286,8 @@ impl Policy {
     /// threshold, the best window of [`SPAN_WINDOW_TOKENS`] inside the text (or inside its
     /// worst window) when that reaches the threshold too. Those short windows are read for
     /// this only: they cost runs for flagged texts and change no score. Only the text as
-    /// sent is located: a label that scored highest on the normalised view has no span.
+    /// sent is located: where the normalised view scored highest, the text as sent is read
+    /// in short windows (when its normalised view is read whole).
     pub fn assess(
         &mut self,
         texts: &[&str],
@@ -323,6 +324,14 @@ impl Policy {
                         continue;
                     };
                     if matches!(views[v].1, Cow::Owned(_)) {
+                        // The normalised view's offsets are not the sent text's: the text
+                        // as sent is read in short windows instead. A text the normaliser
+                        // only folded (an accent, a curly apostrophe) is located there; a
+                        // disguised one reaches no threshold there, and has no span.
+                        if !split && score >= label.flag && !label.signal && self.locate {
+                            let whole = (i, 0, texts[i].len());
+                            wanted.entry(whole).or_default().push(l);
+                        }
                         continue;
                     }
                     if split {

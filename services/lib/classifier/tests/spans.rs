@@ -131,3 +131,18 @@ fn spans_do_not_depend_on_the_batch() {
         assert!((score - among.scores[label]).abs() <= 1e-4, "{label}");
     }
 }
+
+/// A text the normaliser folds without disguise (a curly apostrophe, an accent) is scored
+/// in its normalised view, and located in the text as sent.
+#[test]
+fn a_folded_text_is_located_in_the_text_as_sent() {
+    let text = "the café was fine but honestly you\u{2019}re a pathetic clueless loser, shut up";
+    let a = policy().assess(&[text], None).expect("assess").remove(0);
+    assert_ne!(a.decision, Decision::Allow, "{:?}", a.scores);
+    let span = deciding_span(text, &a);
+    eprintln!("{:?}", &text[span.0..span.1]);
+    assert!(
+        overlaps(span, range(text, "pathetic clueless loser")),
+        "{span:?}"
+    );
+}

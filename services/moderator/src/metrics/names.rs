@@ -6,7 +6,7 @@ pub(crate) const REVIEW_UNAVAILABLE: &str = "review_unavailable";
 
 /// Requests finished, by `outcome` (one of [`OUTCOMES`]).
 pub(crate) const REQUESTS: &str = "offpath_moderator_requests_total";
-/// Every `outcome` of [`REQUESTS`]: settled from the stream (`verdict`, `expired`, `cached`,
+/// Every `outcome` of [`REQUESTS`]: settled from the stream (`verdict`, `expired`, `cached`, `ruled`: a text rule decided,
 /// `dead_letter`, `retried`), answered to a synchronous call (`direct`) or refused to one
 /// (`overloaded`, `timeout`, `unavailable`; `bad_reply`: its reply subject is not an inbox,
 /// so answering it would publish a verdict wherever the caller pointed).
@@ -14,6 +14,7 @@ pub(crate) const OUTCOMES: &[&str] = &[
     "verdict",
     "expired",
     "cached",
+    "ruled",
     "dead_letter",
     "retried",
     "direct",
@@ -61,6 +62,8 @@ pub(crate) const WINDOWS_CAPPED: &str = "offpath_moderator_windows_capped_total"
 /// Short windows read to locate where a flagged text's category scored highest (a
 /// verdict's `span`); they change no score.
 pub(crate) const SPAN_WINDOWS: &str = "offpath_moderator_span_windows_total";
+/// Messages a policy's text rule decided without the models, by `policy`, `rule`, `action`.
+pub(crate) const RULE_HITS: &str = "offpath_moderator_rule_hits_total";
 /// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
 pub(crate) const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
 /// Every `operation` of [`NATS_ERRORS`].

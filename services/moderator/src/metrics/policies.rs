@@ -35,6 +35,11 @@ pub(crate) fn policies(
                     .increment(0);
             }
         }
+        for rule in rules.text_rules().iter() {
+            metrics::counter!(RULE_HITS, "policy" => rules.name.clone(), "rule" => rule.id.clone(),
+                "action" => rule.action.as_str())
+            .increment(0);
+        }
         info(rules).set(1.0);
     }
     for fallback in crate::policies::Fallback::ALL {

@@ -19,6 +19,10 @@
 //! rooms = { lobby = "standard" }       # a room's policy (exact names)
 //! allowed = ["strict", "standard"]     # what its requests may name (default: any)
 //!
+//! [policies.chat.rules.taunts]          # keyword and regex rules before the models
+//! keywords = ["kys", "kill yourself"]  # (see `text_rules`)
+//! action = "block"
+//!
 //! [models]                             # optional: the model versions these rules are for
 //! minilm-insult = "2"                  # (pushed to the bucket, a moderator with other
 //!                                      # versions loads these from its model directories)
@@ -80,6 +84,9 @@ struct PolicyText {
     review_blocked: bool,
     #[serde(default)]
     labels: BTreeMap<String, LabelText>,
+    /// Keyword and regex rules checked before the models ([`super::text_rules`]).
+    #[serde(default)]
+    rules: BTreeMap<String, super::text_rules::RuleText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,7 +286,9 @@ fn resolve(
             ));
         }
     }
-    (problems.len() == before).then(|| Rules::new(name, &models, labels, policy.review_blocked))
+    let text_rules = super::text_rules::compile(&at, &policy.rules, problems);
+    (problems.len() == before)
+        .then(|| Rules::new(name, &models, labels, policy.review_blocked, text_rules))
 }
 
 /// The manifests of the models a policy names (every model when it names none).

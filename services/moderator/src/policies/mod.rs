@@ -23,9 +23,11 @@ mod file;
 mod live;
 #[cfg(test)]
 mod tests;
+pub mod text_rules;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use offpath_classifier::policy::Decider;
 use offpath_classifier::{Assessment, Decision, Manifest};
@@ -98,6 +100,8 @@ pub struct Rules {
     labels: Vec<LabelRule>,
     /// Whether blocked messages go to the review queue too (flagged ones always do).
     review_blocked: bool,
+    /// Keyword and regex rules checked before the models.
+    text_rules: Arc<text_rules::TextRules>,
 }
 
 impl Rules {
@@ -106,6 +110,7 @@ impl Rules {
         models: &[&Manifest],
         mut labels: Vec<LabelRule>,
         review_blocked: bool,
+        text_rules: text_rules::TextRules,
     ) -> Self {
         // Sorted, so the order of `--model` or of a policy's `models` changes no version.
         labels.sort_by(|a, b| a.name.cmp(&b.name));
@@ -131,6 +136,8 @@ impl Rules {
             // Only when set: the versions of policies without it stay what they were.
             canonical.push_str("review blocked\n");
         }
+        // Empty for a policy without rules: its version stays what it was.
+        canonical.push_str(&text_rules.canonical);
         let digest = sha2::Sha256::digest(canonical.as_bytes());
         let version = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
         Self {
@@ -138,7 +145,13 @@ impl Rules {
             version,
             labels,
             review_blocked,
+            text_rules: Arc::new(text_rules),
         }
+    }
+
+    /// The policy's keyword and regex rules, checked before the models.
+    pub fn text_rules(&self) -> &text_rules::TextRules {
+        &self.text_rules
     }
 
     /// The labels this policy acts on (not `ignore`), with the decisions each can make:
@@ -234,7 +247,7 @@ impl PolicySet {
     pub fn builtin(manifests: &[Manifest]) -> Self {
         let models: Vec<&Manifest> = manifests.iter().collect();
         let labels = manifest_rules(&models);
-        let rules = Rules::new(BUILTIN_POLICY, &models, labels, false);
+        let rules = Rules::new(BUILTIN_POLICY, &models, labels, false, Default::default());
         Self {
             default: rules.clone(),
             policies: [(BUILTIN_POLICY.to_string(), rules)].into(),

@@ -23,6 +23,7 @@ fn item(id: &str, at: u64) -> ReviewItem {
         review: None,
         category: None,
         span: None,
+        rule: None,
     };
     let mut item = ReviewItem::new(ReviewKind::Flag, &verdict, "hi", at);
     item.queued_at_ms = at;

@@ -162,7 +162,10 @@ impl Hub {
                 scores: verdict.map(|v| v.scores.clone()).unwrap_or_default(),
                 reason: event.reason().map(str::to_string),
                 category: verdict.and_then(|v| v.category.clone()),
-                span: verdict.and_then(|v| v.span).filter(|s| s.start < s.end),
+                // The page checks it fits its text; a score it could not print goes here.
+                span: verdict
+                    .and_then(|v| v.span)
+                    .filter(|s| s.start < s.end && (0.0..=1.0).contains(&s.score)),
             }
             .encode();
             peer.push(&to_sender);

@@ -80,6 +80,7 @@ pub(super) fn verdict_for_text(
         review: None,
         category: None,
         span: None,
+        rule: None,
     }
 }
 

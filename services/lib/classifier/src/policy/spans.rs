@@ -10,6 +10,11 @@ use crate::{ClassifierError, Model, Prepared, RunOptions, manifest::Label, plan_
 /// that scored highest: about ten words, a sentence of chat.
 pub const SPAN_WINDOW_TOKENS: usize = 16;
 
+/// Most short windows read to locate one part: a text read whole (at most 254 content
+/// tokens) makes 41; a text as sent behind a short normalised view may make more, and is
+/// then not located.
+pub const MAX_SPAN_WINDOWS: usize = 48;
+
 /// The part of a text that scored highest on a label: a byte range of the text as sent,
 /// and that part's own score.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,7 +110,7 @@ pub(super) fn locate(
     for (w, want) in wanted.iter().enumerate() {
         let windows =
             model.spanned_windows(want.text, SPAN_WINDOW_TOKENS, SPAN_WINDOW_TOKENS + 1)?;
-        if windows.len() < 2 {
+        if windows.len() < 2 || windows.len() > MAX_SPAN_WINDOWS {
             continue;
         }
         for (p, range) in windows {

@@ -111,6 +111,11 @@ pub struct Verdict {
     /// as a whole, a disguised text only its normalised form showed, human verdicts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub span: Option<Span>,
+    /// Contract v1.3: the policy's text rule (keywords, regex) that decided, by its name in
+    /// the policy file; the models did not run (`scores` is empty). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub rule: Option<String>,
 }
 
 /// Contract v1.3: a part of the request's text, in bytes of its UTF-8 encoding, and the

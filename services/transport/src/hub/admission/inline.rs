@@ -124,11 +124,11 @@ fn unmoderated(reason: &str) -> Outcome {
     )
 }
 
-/// Whether `span` is a part of `text` on character boundaries (else it is dropped: the
-/// page would slice nonsense).
+/// Whether `span` is a part of `text` on character boundaries with a score in [0, 1] (else
+/// it is dropped: the page would slice nonsense, or print `null`).
 fn within(text: &str, span: &Span) -> bool {
     let (start, end) = (span.start as usize, span.end as usize);
-    start < end && text.get(start..end).is_some()
+    start < end && text.get(start..end).is_some() && (0.0..=1.0).contains(&span.score)
 }
 
 #[cfg(test)]
@@ -175,6 +175,7 @@ mod tests {
             review: None,
             category: None,
             span: None,
+            rule: None,
         }
     }
 
@@ -220,6 +221,16 @@ mod tests {
             verdict.span = Some(given);
             let (.., span) = bound(&request, verdict);
             assert_eq!(span.is_some(), kept, "{given:?}");
+        }
+        // A score a hostile verdict set past 1 (`1e39` decodes as infinity) is dropped too.
+        for score in [f32::INFINITY, f32::NAN, -0.5, 1.5] {
+            let mut verdict = reply("gw.1", Some("héllo you idiot"));
+            verdict.span = Some(Span {
+                score,
+                ..span(7, 16)
+            });
+            let (.., span) = bound(&request, verdict);
+            assert_eq!(span, None, "{score}");
         }
     }
 }

@@ -1,0 +1,306 @@
+//! A policy's text rules (issue 30): keyword lists with wildcards and allow lists, and
+//! regexes, checked before the models. A rule that matches decides the message (`allow`,
+//! `flag` or `block`) and the models do not run.
+//!
+//! ```toml
+//! [policies.chat.rules.self_harm_taunts]
+//! keywords = ["kys", "kill yourself", "neck yourself"]  # whole words; `*` is any letters
+//! allow = ["skills"]                     # phrases that never count as a keyword match
+//! regex = ['(?i)\bk+\s*y+\s*s+\b']       # Rust regex syntax, linear time
+//! action = "block"                       # allow | flag | block
+//! category = "harassment"                # what the verdict names (optional)
+//! ```
+//!
+//! Keywords and allow phrases match the text lower-cased and, when it differs, its
+//! normalised form (the obfuscation normaliser's: `k.y.s`, `k y s` and `kуs` with a
+//! Cyrillic `у` match `kys`); regexes match the text as written. Several rules matching:
+//! the most severe decides (`block` over `flag` over `allow`), the first by name among
+//! equals.
+
+use std::collections::BTreeMap;
+
+use offpath_protocol::subject::is_valid_token;
+use regex::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+/// Rules one policy may have.
+pub const MAX_RULES: usize = 64;
+/// Keywords (and allow phrases) one rule may have, as Discord AutoMod allows.
+pub const MAX_KEYWORDS: usize = 1000;
+/// Characters of one keyword or allow phrase.
+pub const MAX_KEYWORD_CHARS: usize = 60;
+/// Regexes one rule may have.
+pub const MAX_REGEXES: usize = 10;
+/// Characters of one regex.
+pub const MAX_REGEX_CHARS: usize = 260;
+/// Bytes of one compiled regex (`regex`'s own bound; a bigger one is refused).
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Bytes of one rule's compiled keyword list.
+const KEYWORDS_SIZE_LIMIT: usize = 16 << 20;
+
+/// A rule as written in the policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleText {
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    regex: Vec<String>,
+    action: RuleAction,
+    category: Option<String>,
+}
+
+/// What a matching rule does to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// Allowed without the models.
+    Allow,
+    /// Kept and sent to the review queue.
+    Flag,
+    /// Removed.
+    Block,
+}
+
+impl RuleAction {
+    /// The wire and metric name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Allow => "allow",
+            RuleAction::Flag => "flag",
+            RuleAction::Block => "block",
+        }
+    }
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct TextRule {
+    /// The rule's name in the file (a subject-safe token).
+    pub id: String,
+    /// What it does when it matches.
+    pub action: RuleAction,
+    /// The category its verdicts name, if any.
+    pub category: Option<String>,
+    keywords: Option<Regex>,
+    allow: Option<Regex>,
+    regexes: Vec<Regex>,
+}
+
+impl TextRule {
+    /// Whether it matches: a keyword in `lowered` or `normalised` outside the allow
+    /// phrases, or a regex in `text` as written.
+    fn matches(&self, text: &str, lowered: &str, normalised: Option<&str>) -> bool {
+        let keyword = |view: &str| {
+            let Some(keywords) = &self.keywords else {
+                return false;
+            };
+            match &self.allow {
+                Some(allow) => keywords.is_match(&allow.replace_all(view, " ")),
+                None => keywords.is_match(view),
+            }
+        };
+        keyword(lowered)
+            || normalised.is_some_and(keyword)
+            || self.regexes.iter().any(|r| r.is_match(text))
+    }
+}
+
+/// A policy's rules, by name; compared by what was written.
+#[derive(Debug, Default)]
+pub struct TextRules {
+    rules: Vec<TextRule>,
+    /// The rules as written, in a canonical form: the policy version digests it.
+    pub(super) canonical: String,
+}
+
+impl PartialEq for TextRules {
+    fn eq(&self, other: &Self) -> bool {
+        self.canonical == other.canonical
+    }
+}
+
+impl TextRules {
+    /// Whether there are none (the stage then costs nothing, not even the normaliser).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &TextRule> {
+        self.rules.iter()
+    }
+
+    /// The rule that decides `text` (`lowered` is it lower-cased, `normalised` its
+    /// normalised form when that differs), if any matches.
+    pub fn check(&self, text: &str, lowered: &str, normalised: Option<&str>) -> Option<&TextRule> {
+        let mut decided: Option<&TextRule> = None;
+        for rule in &self.rules {
+            if decided.is_some_and(|d| d.action >= rule.action) {
+                continue;
+            }
+            if rule.matches(text, lowered, normalised) {
+                decided = Some(rule);
+            }
+        }
+        decided
+    }
+}
+
+/// Compiles a policy's rules (`at` is its key in the file); every problem is recorded.
+pub(super) fn compile(
+    at: &str,
+    texts: &BTreeMap<String, RuleText>,
+    problems: &mut Vec<String>,
+) -> TextRules {
+    if texts.len() > MAX_RULES {
+        problems.push(format!(
+            "{at}.rules: {} rules, more than the {MAX_RULES} a policy may have",
+            texts.len()
+        ));
+    }
+    let mut rules = Vec::new();
+    let mut canonical = String::new();
+    for (id, text) in texts {
+        let key = format!("{at}.rules.{id}");
+        if !is_valid_token(id) {
+            problems.push(format!(
+                "{key}: a rule name must be 1-64 characters of A-Z a-z 0-9 _ : @ = + ~ -"
+            ));
+        }
+        if let Some(category) = &text.category
+            && !is_valid_token(category)
+        {
+            problems.push(format!(
+                "{key}.category: must be 1-64 characters of A-Z a-z 0-9 _ : @ = + ~ -"
+            ));
+        }
+        if text.keywords.is_empty() && text.regex.is_empty() {
+            problems.push(format!(
+                "{key}: neither keywords nor regex: it would match nothing"
+            ));
+        }
+        let rule = TextRule {
+            id: id.clone(),
+            action: text.action,
+            category: text.category.clone(),
+            keywords: phrases(&format!("{key}.keywords"), &text.keywords, problems),
+            allow: phrases(&format!("{key}.allow"), &text.allow, problems),
+            regexes: regexes(&format!("{key}.regex"), &text.regex, problems),
+        };
+        canonical.push_str(&format!(
+            "rule {id} {} {:?} {:?} {:?} {:?}\n",
+            text.action.as_str(),
+            text.category,
+            text.keywords,
+            text.allow,
+            text.regex
+        ));
+        rules.push(rule);
+    }
+    TextRules { rules, canonical }
+}
+
+/// One regex matching any of `list` (keywords or allow phrases), case-insensitively;
+/// `None` for an empty list.
+fn phrases(key: &str, list: &[String], problems: &mut Vec<String>) -> Option<Regex> {
+    if list.len() > MAX_KEYWORDS {
+        problems.push(format!(
+            "{key}: {} entries, more than the {MAX_KEYWORDS} a rule may have",
+            list.len()
+        ));
+        return None;
+    }
+    let mut alternatives = Vec::with_capacity(list.len());
+    for phrase in list {
+        match pattern(phrase) {
+            Ok(p) => alternatives.push(p),
+            Err(why) => problems.push(format!("{key}: {phrase:?}: {why}")),
+        }
+    }
+    if alternatives.is_empty() {
+        return None;
+    }
+    let joined = format!("(?i)(?:{})", alternatives.join("|"));
+    RegexBuilder::new(&joined)
+        .size_limit(KEYWORDS_SIZE_LIMIT)
+        .build()
+        .map_err(|e| problems.push(format!("{key}: too large to match ({})", one_line(&e))))
+        .ok()
+}
+
+/// The regex of one keyword: whole words, `*` any run of letters and digits (at an end:
+/// the word may go on), spaces any run of white space.
+fn pattern(phrase: &str) -> Result<String, String> {
+    let phrase = phrase.trim().to_lowercase();
+    let chars = phrase.chars().count();
+    if chars > MAX_KEYWORD_CHARS {
+        return Err(format!("{chars} characters, more than {MAX_KEYWORD_CHARS}"));
+    }
+    if !phrase.chars().any(char::is_alphanumeric) {
+        return Err("no letter or digit: it would match almost anything".into());
+    }
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::new();
+    if word(phrase.chars().next()) {
+        out.push_str(r"\b");
+    }
+    let mut words = phrase.split_whitespace().peekable();
+    while let Some(w) = words.next() {
+        let parts: Vec<String> = w.split('*').map(regex::escape).collect();
+        out.push_str(&parts.join(r"\w*"));
+        if words.peek().is_some() {
+            out.push_str(r"\s+");
+        }
+    }
+    if word(phrase.chars().last()) {
+        out.push_str(r"\b");
+    }
+    Ok(out)
+}
+
+/// The rule's regexes, each bounded in length and compiled size.
+fn regexes(key: &str, list: &[String], problems: &mut Vec<String>) -> Vec<Regex> {
+    if list.len() > MAX_REGEXES {
+        problems.push(format!(
+            "{key}: {} regexes, more than the {MAX_REGEXES} a rule may have",
+            list.len()
+        ));
+        return Vec::new();
+    }
+    let mut compiled = Vec::new();
+    for source in list {
+        let chars = source.chars().count();
+        if chars > MAX_REGEX_CHARS {
+            problems.push(format!(
+                "{key}: a regex of {chars} characters, more than {MAX_REGEX_CHARS}"
+            ));
+            continue;
+        }
+        match RegexBuilder::new(source)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
+            Ok(regex) => compiled.push(regex),
+            Err(e) => problems.push(format!("{key}: {source:?}: {}", one_line(&e))),
+        }
+    }
+    compiled
+}
+
+/// `regex`'s errors span several lines: keep them on one.
+fn one_line(error: &regex::Error) -> String {
+    error
+        .to_string()
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+#[path = "text_rules_tests.rs"]
+mod tests;

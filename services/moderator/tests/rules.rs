@@ -1,0 +1,123 @@
+//! The rules stage end to end (issue 30, item 1): a real nats-server, the real models, a
+//! moderator with a policy file of keyword and regex rules. A matching rule decides
+//! without inference (stream and `offpath.classify` alike); the rest reach the models.
+
+mod common;
+
+use std::time::Duration;
+
+use offpath_harness::{scrape, verdicts};
+use offpath_protocol::{Action, Verdict, decode_versioned, encode};
+
+const FILE: &str = r#"
+default = "chat"
+
+[policies.chat.rules.taunts]
+keywords = ["kys", "kill yourself"]
+action = "block"
+category = "harassment"
+
+[policies.chat.rules.promo]
+keywords = ["*casino*"]
+allow = ["casino royale"]
+regex = ['(?i)\bt\.me/\w+']
+action = "flag"
+category = "spam"
+"#;
+
+/// Rule hits are decided with no scores and no inference, named by rule and category,
+/// flagged ones queued for review; a text no rule matches gets the models' verdict;
+/// per-rule counters move, and `offpath.classify` answers by the rules too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_decide_before_the_models() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::with_policies(dir.path(), FILE);
+    let (env, mut sub, moderator) = common::start(config).await;
+    let cases = [
+        (
+            "r-kys",
+            "kys nobody would miss you",
+            Action::Block,
+            Some("taunts"),
+        ),
+        ("r-spaced", "k.y.s", Action::Block, Some("taunts")),
+        (
+            "r-casino",
+            "best online casinos, sign up",
+            Action::Flag,
+            Some("promo"),
+        ),
+        (
+            "r-link",
+            "deals at t.me/cheapstuff",
+            Action::Flag,
+            Some("promo"),
+        ),
+        (
+            "r-film",
+            "casino royale is a good film",
+            Action::Allow,
+            None,
+        ),
+        ("r-none", "see you at 5?", Action::Allow, None),
+    ];
+    for (id, text, ..) in cases {
+        common::publish(&env.js, &common::request(id, text)).await;
+    }
+    let got = verdicts::collect(&mut sub, cases.len(), Duration::from_secs(60)).await;
+    for (id, text, action, rule) in cases {
+        let v = &got[id];
+        assert_eq!(
+            (v.action, v.rule.as_deref()),
+            (action, rule),
+            "{text:?}: {v:?}"
+        );
+        if rule.is_some() {
+            assert!(
+                v.scores.is_empty() && v.inference_ms == 0,
+                "no model ran: {v:?}"
+            );
+            assert_eq!(v.policy.as_ref().map(|p| p.name.as_str()), Some("chat"));
+            let category = if action == Action::Block {
+                "harassment"
+            } else {
+                "spam"
+            };
+            assert_eq!(v.category.as_deref(), Some(category));
+        } else {
+            assert!(!v.scores.is_empty(), "the models judged it: {v:?}");
+        }
+    }
+    // The synchronous call is screened too.
+    let reply = env
+        .client
+        .request(
+            "offpath.classify",
+            encode(&common::request("c-kys", "just kill yourself")).into(),
+        )
+        .await
+        .expect("classify");
+    let verdict: Verdict = decode_versioned(&reply.payload, 1 << 20).expect("a verdict");
+    assert_eq!(
+        (verdict.action, verdict.rule.as_deref()),
+        (Action::Block, Some("taunts"))
+    );
+    let (_, metrics) = moderator.get("/metrics").await;
+    let hits = |rule: &str, action: &str| {
+        scrape::value(
+            &metrics,
+            &format!(
+                "offpath_moderator_rule_hits_total{{policy=\"chat\",rule=\"{rule}\",action=\"{action}\"}}"
+            ),
+        )
+    };
+    assert_eq!(hits("taunts", "block"), 3.0);
+    assert_eq!(hits("promo", "flag"), 2.0);
+    let ruled = scrape::value(
+        &metrics,
+        "offpath_moderator_requests_total{outcome=\"ruled\"}",
+    );
+    assert_eq!(ruled, 4.0, "four stream requests settled by rules");
+    assert_eq!(common::wait_empty(&env.js).await, 0);
+    moderator.stop().await;
+}
