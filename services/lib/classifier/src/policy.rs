@@ -6,8 +6,8 @@ use crate::manifest::Label;
 
 mod spans;
 
-use spans::{Runs, Wanted, best_items, locate};
 pub use spans::{MAX_SPAN_WINDOWS, SPAN_WINDOW_TOKENS, Spans, TextSpan};
+use spans::{Runs, Wanted, best_items, locate};
 
 /// What a policy decided for one message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
