@@ -38,7 +38,8 @@ fn a_bad_policy_file_exits_64_listing_every_problem() {
     std::fs::write(
         &file,
         "default = \"missing\"\n[policies.a]\nmodels = [\"gpt-9\"]\n\
-         [policies.b]\nlabels.insult = { block = 2.0 }\n",
+         [policies.b]\nlabels.insult = { block = 2.0 }\n\
+         [policies.c.rules.huge]\nregex = ['\\w{1000}\\w{1000}\\w{1000}']\naction = \"flag\"\n",
     )
     .expect("write");
     let out = Command::new(BIN)
@@ -54,10 +55,13 @@ fn a_bad_policy_file_exits_64_listing_every_problem() {
         "default: no policy named \"missing\"",
         "policies.a.models: unknown model \"gpt-9\"",
         "policies.b.labels.insult.block: 2 is outside 0..=1",
+        // Issue 30: a regex past the compiled-size bound is refused before any moderator
+        // reads the file.
+        "policies.c.rules.huge.regex: ",
     ] {
         assert!(stdout.contains(problem), "{problem:?} not in {stdout}");
     }
-    assert!(stderr.contains("3 problems"), "{stderr}");
+    assert!(stderr.contains("4 problems"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 

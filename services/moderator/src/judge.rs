@@ -112,10 +112,16 @@ impl Judge {
         let models = self.pool.models();
         let policies = self.policies.for_models(&models.version);
         let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
-        let rule = selection
+        let checked = selection
             .rules
             .text_rules()
-            .check(&request.text, lowered, normalised)?;
+            .check(&request.text, lowered, normalised);
+        for rule in &checked.shadow {
+            metrics::counter!(m::RULE_SHADOW_HITS, "policy" => selection.rules.name.clone(),
+                "rule" => rule.id.clone(), "action" => rule.action.as_str())
+            .increment(1);
+        }
+        let rule = checked.decided?;
         let action = match rule.action {
             RuleAction::Allow => Action::Allow,
             RuleAction::Flag => Action::Flag,

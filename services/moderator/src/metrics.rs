@@ -142,6 +142,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Messages a policy's text rule (keywords, regex) decided without the models",
     ),
     (
+        RULE_SHADOW_HITS,
+        Kind::Counter,
+        None,
+        "Messages a shadow text rule matched (counted, not acted on)",
+    ),
+    (
         NATS_ERRORS,
         Kind::Counter,
         None,

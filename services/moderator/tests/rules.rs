@@ -23,6 +23,16 @@ allow = ["casino royale"]
 regex = ['(?i)\bt\.me/\w+']
 action = "flag"
 category = "spam"
+
+[policies.chat.rules.no_shortlinks]
+links = { deny = ["bit.ly"] }
+action = "block"
+category = "spam"
+
+[policies.chat.rules.trial]
+keywords = ["pineapple"]
+action = "block"
+shadow = true
 "#;
 
 /// Rule hits are decided with no scores and no inference, named by rule and category,
@@ -60,6 +70,14 @@ async fn rules_decide_before_the_models() {
             None,
         ),
         ("r-none", "see you at 5?", Action::Allow, None),
+        (
+            "r-short",
+            "free stuff: bit.ly/x1y2",
+            Action::Block,
+            Some("no_shortlinks"),
+        ),
+        // A shadow rule is counted and decides nothing: the models judge it.
+        ("r-trial", "pineapple pizza tonight?", Action::Allow, None),
     ];
     for (id, text, ..) in cases {
         common::publish(&env.js, &common::request(id, text)).await;
@@ -78,10 +96,9 @@ async fn rules_decide_before_the_models() {
                 "no model ran: {v:?}"
             );
             assert_eq!(v.policy.as_ref().map(|p| p.name.as_str()), Some("chat"));
-            let category = if action == Action::Block {
-                "harassment"
-            } else {
-                "spam"
+            let category = match rule {
+                Some("taunts") => "harassment",
+                _ => "spam",
             };
             assert_eq!(v.category.as_deref(), Some(category));
         } else {
@@ -117,7 +134,12 @@ async fn rules_decide_before_the_models() {
         &metrics,
         "offpath_moderator_requests_total{outcome=\"ruled\"}",
     );
-    assert_eq!(ruled, 4.0, "four stream requests settled by rules");
+    assert_eq!(ruled, 5.0, "five stream requests settled by rules");
+    let shadow = scrape::value(
+        &metrics,
+        "offpath_moderator_rule_shadow_hits_total{policy=\"chat\",rule=\"trial\",action=\"block\"}",
+    );
+    assert_eq!(shadow, 1.0, "the shadow rule matched once");
     assert_eq!(common::wait_empty(&env.js).await, 0);
     moderator.stop().await;
 }

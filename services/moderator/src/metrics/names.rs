@@ -64,6 +64,8 @@ pub(crate) const WINDOWS_CAPPED: &str = "offpath_moderator_windows_capped_total"
 pub(crate) const SPAN_WINDOWS: &str = "offpath_moderator_span_windows_total";
 /// Messages a policy's text rule decided without the models, by `policy`, `rule`, `action`.
 pub(crate) const RULE_HITS: &str = "offpath_moderator_rule_hits_total";
+/// Messages a shadow rule matched (counted, not acted on), by `policy`, `rule`, `action`.
+pub(crate) const RULE_SHADOW_HITS: &str = "offpath_moderator_rule_shadow_hits_total";
 /// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
 pub(crate) const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
 /// Every `operation` of [`NATS_ERRORS`].

@@ -36,7 +36,12 @@ pub(crate) fn policies(
             }
         }
         for rule in rules.text_rules().iter() {
-            metrics::counter!(RULE_HITS, "policy" => rules.name.clone(), "rule" => rule.id.clone(),
+            let name = if rule.shadow {
+                RULE_SHADOW_HITS
+            } else {
+                RULE_HITS
+            };
+            metrics::counter!(name, "policy" => rules.name.clone(), "rule" => rule.id.clone(),
                 "action" => rule.action.as_str())
             .increment(0);
         }

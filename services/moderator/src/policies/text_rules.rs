@@ -20,6 +20,11 @@
 use std::collections::BTreeMap;
 
 use offpath_protocol::subject::is_valid_token;
+
+mod checks;
+
+pub use checks::MAX_DOMAINS;
+use checks::{Density, Links, LinksText};
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 
@@ -48,8 +53,13 @@ pub(super) struct RuleText {
     allow: Vec<String>,
     #[serde(default)]
     regex: Vec<String>,
+    links: Option<LinksText>,
+    density: Option<Density>,
     action: RuleAction,
     category: Option<String>,
+    /// Counted when it matches, never acted on.
+    #[serde(default)]
+    shadow: bool,
 }
 
 /// What a matching rule does to the message.
@@ -84,14 +94,18 @@ pub struct TextRule {
     pub action: RuleAction,
     /// The category its verdicts name, if any.
     pub category: Option<String>,
+    /// Counted when it matches, never acted on.
+    pub shadow: bool,
     keywords: Option<Regex>,
     allow: Option<Regex>,
     regexes: Vec<Regex>,
+    links: Option<Links>,
+    density: Option<Density>,
 }
 
 impl TextRule {
     /// Whether it matches: a keyword in `lowered` or `normalised` outside the allow
-    /// phrases, or a regex in `text` as written.
+    /// phrases, or in `text` as written a regex, a link or a density bound.
     fn matches(&self, text: &str, lowered: &str, normalised: Option<&str>) -> bool {
         let keyword = |view: &str| {
             let Some(keywords) = &self.keywords else {
@@ -105,6 +119,8 @@ impl TextRule {
         keyword(lowered)
             || normalised.is_some_and(keyword)
             || self.regexes.iter().any(|r| r.is_match(text))
+            || self.links.as_ref().is_some_and(|l| l.matches(text))
+            || self.density.as_ref().is_some_and(|d| d.matches(text))
     }
 }
 
@@ -134,19 +150,34 @@ impl TextRules {
     }
 
     /// The rule that decides `text` (`lowered` is it lower-cased, `normalised` its
-    /// normalised form when that differs), if any matches.
-    pub fn check(&self, text: &str, lowered: &str, normalised: Option<&str>) -> Option<&TextRule> {
-        let mut decided: Option<&TextRule> = None;
+    /// normalised form when that differs), if any matches, and the shadow rules that match.
+    pub fn check(&self, text: &str, lowered: &str, normalised: Option<&str>) -> Checked<'_> {
+        let mut checked = Checked::default();
         for rule in &self.rules {
-            if decided.is_some_and(|d| d.action >= rule.action) {
+            if rule.shadow {
+                if rule.matches(text, lowered, normalised) {
+                    checked.shadow.push(rule);
+                }
+                continue;
+            }
+            if checked.decided.is_some_and(|d| d.action >= rule.action) {
                 continue;
             }
             if rule.matches(text, lowered, normalised) {
-                decided = Some(rule);
+                checked.decided = Some(rule);
             }
         }
-        decided
+        checked
     }
+}
+
+/// What a policy's rules made of one text.
+#[derive(Debug, Default)]
+pub struct Checked<'a> {
+    /// The rule that decides, if any.
+    pub decided: Option<&'a TextRule>,
+    /// The shadow rules that matched (counted, not acted on).
+    pub shadow: Vec<&'a TextRule>,
 }
 
 /// Compiles a policy's rules (`at` is its key in the file); every problem is recorded.
@@ -177,10 +208,17 @@ pub(super) fn compile(
                 "{key}.category: must be 1-64 characters of A-Z a-z 0-9 _ : @ = + ~ -"
             ));
         }
-        if text.keywords.is_empty() && text.regex.is_empty() {
+        if text.keywords.is_empty()
+            && text.regex.is_empty()
+            && text.links.is_none()
+            && text.density.is_none()
+        {
             problems.push(format!(
-                "{key}: neither keywords nor regex: it would match nothing"
+                "{key}: none of keywords, regex, links, density: it would match nothing"
             ));
+        }
+        if let Some(density) = &text.density {
+            density.check(&format!("{key}.density"), problems);
         }
         let rule = TextRule {
             id: id.clone(),
@@ -189,15 +227,15 @@ pub(super) fn compile(
             keywords: phrases(&format!("{key}.keywords"), &text.keywords, problems),
             allow: phrases(&format!("{key}.allow"), &text.allow, problems),
             regexes: regexes(&format!("{key}.regex"), &text.regex, problems),
+            links: text
+                .links
+                .as_ref()
+                .map(|l| Links::compile(&format!("{key}.links"), l, problems)),
+            density: text.density.clone(),
+            shadow: text.shadow,
         };
-        canonical.push_str(&format!(
-            "rule {id} {} {:?} {:?} {:?} {:?}\n",
-            text.action.as_str(),
-            text.category,
-            text.keywords,
-            text.allow,
-            text.regex
-        ));
+        // Every field as written (Debug), so any change changes the policy's version.
+        canonical.push_str(&format!("rule {id} {text:?}\n"));
         rules.push(rule);
     }
     TextRules { rules, canonical }

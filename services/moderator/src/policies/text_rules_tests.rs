@@ -35,6 +35,24 @@ category = "spam"
 keywords = ["good morning"]
 action = "allow"
 
+[policies.chat.rules.links]
+links = { deny = ["evil.example", "*.scam.test"], max = 3 }
+action = "flag"
+category = "spam"
+
+[policies.chat.rules.shouting]
+density = { max_caps_ratio = 0.8, max_repeated = 12, max_emoji = 10, max_combining = 4, max_chars = 2000 }
+action = "flag"
+
+[policies.chat.rules.trial]
+keywords = ["buy now"]
+action = "block"
+shadow = true
+
+[policies.shop.rules.only_ours]
+links = { allow = ["shop.example"] }
+action = "block"
+
 [policies.plain]
 "#;
 
@@ -48,6 +66,7 @@ fn decided(set: &PolicySet, policy: &str, text: &str) -> Option<(String, RuleAct
     let normalised = Normalizer::new().second_view(text);
     rules
         .check(text, &text.to_lowercase(), normalised.as_deref())
+        .decided
         .map(|r| (r.id.clone(), r.action))
 }
 
@@ -82,6 +101,38 @@ fn keywords_wildcards_allow_phrases_and_regexes() {
         None,
         "another policy, no rules"
     );
+}
+
+/// Links are found with or without a scheme and judged by domain (subdomains included);
+/// density bounds catch shouting, flooding, emoji walls and zalgo; shadow rules are
+/// reported and decide nothing.
+#[test]
+fn links_density_and_shadow_rules() {
+    let set = set();
+    let links = Some(("links".to_string(), RuleAction::Flag));
+    let loud = Some(("shouting".to_string(), RuleAction::Flag));
+    for (text, expected) in [
+        ("look at https://evil.example/win", &links),
+        ("look at www.a.scam.test today", &links),
+        ("see evil.example.org instead", &None),
+        ("a.test b.test c.test d.test", &links),
+        ("https://docs.rs/regex is good", &None),
+        ("WHY DOES NOBODY ANSWER ME", &loud),
+        ("OK", &None),
+        ("nooooooooooooooooo", &loud),
+        ("😀😀😀😀😀😀😀😀😀😀😀", &loud),
+        ("z\u{301}\u{302}\u{303}\u{304}\u{305}algo", &loud),
+    ] {
+        assert_eq!(&decided(&set, "chat", text), expected, "{text:?}");
+    }
+    let rules = set.select("t", "r", Some("chat")).rules.text_rules();
+    let checked = rules.check("buy now!", "buy now!", None);
+    assert!(checked.decided.is_none(), "a shadow rule decides nothing");
+    let shadow: Vec<&str> = checked.shadow.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(shadow, ["trial"]);
+    let only_ours = Some(("only_ours".to_string(), RuleAction::Block));
+    assert_eq!(decided(&set, "shop", "https://shop.example/item/1"), None);
+    assert_eq!(decided(&set, "shop", "cheaper at other.example"), only_ours);
 }
 
 /// The most severe matching rule decides: a greeting that taunts is blocked, a greeting
@@ -126,7 +177,10 @@ fn bad_rules_are_refused() {
             "keywords = [\"kys\"]\naction = \"remove\"",
             "unknown variant",
         ),
-        ("action = \"block\"", "neither keywords nor regex"),
+        (
+            "action = \"block\"",
+            "none of keywords, regex, links, density",
+        ),
         (
             &format!("keywords = [{}]\naction = \"flag\"", many.join(",")) as &str,
             "more than the 1000",
@@ -155,6 +209,16 @@ fn bad_rules_are_refused() {
             "keywords = [\"x\"]\naction = \"flag\"\nwhatever = 1",
             "unknown field",
         ),
+        (
+            "links = { deny = [\"not a domain\"] }\naction = \"flag\"",
+            "is not a domain",
+        ),
+        ("links = {}\naction = \"flag\"", "none of deny, allow, max"),
+        (
+            "density = { max_caps_ratio = 1.5 }\naction = \"flag\"",
+            "outside 0..1",
+        ),
+        ("density = {}\naction = \"flag\"", "no bound set"),
     ];
     for (rule, problem) in cases {
         let file = format!("default = \"p\"\n[policies.p.rules.r1]\n{rule}\n");
