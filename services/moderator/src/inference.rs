@@ -20,7 +20,7 @@ use crate::metrics as m;
 use crate::pool::{BatchError, Pool, Threads};
 use crate::readiness::Health;
 use crate::settle::Settler;
-use crate::work::{Origin, Pending, Settled};
+use crate::work::{Origin, Pending, RuleNote, Settled};
 
 /// What inference needs: the pool, the health it reports progress to, the spam-wave cache
 /// it fills, the judge and the settler of what it produced.
@@ -76,6 +76,7 @@ impl Inference {
                             let assessed = Some((a, &*models));
                             let verdict =
                                 self.judge.verdict(&p.request, assessed, inference_ms, None);
+                            let verdict = RuleNote::apply(p.note.as_ref(), verdict);
                             let review = self.judge.review_of(&p.request, &verdict);
                             Settled {
                                 origin: p.origin,
@@ -126,12 +127,10 @@ impl Inference {
             let message = match pending.origin {
                 Origin::Direct(reply) => {
                     // A synchronous caller gets an answer now, not a retry.
-                    let _ = reply.send(self.judge.verdict(
-                        &pending.request,
-                        None,
-                        0,
-                        Some(err.reason()),
-                    ));
+                    let verdict = self
+                        .judge
+                        .verdict(&pending.request, None, 0, Some(err.reason()));
+                    let _ = reply.send(RuleNote::apply(pending.note.as_ref(), verdict));
                     continue;
                 }
                 Origin::Stream(message) => *message,

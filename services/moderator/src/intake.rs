@@ -17,7 +17,7 @@ use crate::pool::Pool;
 use crate::readiness::Held;
 use crate::screen::Screen;
 use crate::settle::Settler;
-use crate::work::{Origin, Pending, Settled};
+use crate::work::{Origin, Pending, RuleNote, Screened, Settled};
 
 /// What intake needs: the request limits, the cache and the pool's models it is keyed by,
 /// the judge and the settler of what it decides without inference.
@@ -68,10 +68,14 @@ impl Admission {
                 });
             }
             Ok(request) => {
-                if let Some(verdict) = self.screen.check(&request) {
-                    self.settle_now(request, verdict, message, held, side_tasks, "ruled");
-                    return;
-                }
+                let note = match self.screen.check(&request) {
+                    Screened::Decided(verdict) => {
+                        self.settle_now(request, *verdict, message, held, side_tasks, "ruled");
+                        return;
+                    }
+                    Screened::Noted(note) => Some(note),
+                    Screened::Passed => None,
+                };
                 // Looked up once: the assessment moves into the task, so an entry expiring
                 // meanwhile cannot turn a hit into a verdict without scores.
                 let models = self.pool.models();
@@ -79,6 +83,7 @@ impl Admission {
                     metrics::counter!(m::CACHE_HITS).increment(1);
                     let assessed = Some((&assessment, &*models));
                     let verdict = self.judge.verdict(&request, assessed, 0, None);
+                    let verdict = RuleNote::apply(note.as_ref(), verdict);
                     self.settle_now(request, verdict, message, held, side_tasks, "cached");
                     return;
                 }
@@ -86,6 +91,7 @@ impl Admission {
                     origin: Origin::Stream(Box::new(message)),
                     request,
                     deliveries,
+                    note,
                     _held: held,
                 };
                 if batches.send(pending).await.is_err() {

@@ -12,8 +12,9 @@ use tracing::debug;
 
 use crate::metrics as m;
 use crate::policies::LivePolicies;
-use crate::policies::text_rules::RuleAction;
+use crate::policies::text_rules::{RuleAction, Then};
 use crate::pool::Pool;
+use crate::work::{RuleNote, Screened};
 
 /// Judges requests by the policies in force (replaced whole on a reload); the pool tells
 /// which models are in force when a verdict has no assessment.
@@ -108,7 +109,7 @@ impl Judge {
         request: &ModerationRequest,
         lowered: &str,
         normalised: Option<&str>,
-    ) -> Option<Verdict> {
+    ) -> Screened {
         let models = self.pool.models();
         let policies = self.policies.for_models(&models.version);
         let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
@@ -121,7 +122,9 @@ impl Judge {
                 "rule" => rule.id.clone(), "action" => rule.action.as_str())
             .increment(1);
         }
-        let rule = checked.decided?;
+        let Some(rule) = checked.decided else {
+            return Screened::Passed;
+        };
         let action = match rule.action {
             RuleAction::Allow => Action::Allow,
             RuleAction::Flag => Action::Flag,
@@ -131,9 +134,16 @@ impl Judge {
         metrics::counter!(m::RULE_HITS, "policy" => policy.clone(), "rule" => rule.id.clone(),
             "action" => action.as_str())
         .increment(1);
+        if rule.then == Then::Models {
+            return Screened::Noted(RuleNote {
+                rule: rule.id.clone(),
+                action,
+                category: rule.category.clone().filter(|_| action != Action::Allow),
+            });
+        }
         metrics::counter!(m::POLICY_VERDICTS, "policy" => policy, "action" => action.as_str())
             .increment(1);
-        Some(Verdict {
+        Screened::Decided(Box::new(Verdict {
             action,
             queued_ms: now_ms().saturating_sub(request.sent_at_ms),
             policy: policies.from_file().then(|| PolicyRef {
@@ -143,7 +153,7 @@ impl Judge {
             category: rule.category.clone().filter(|_| action != Action::Allow),
             rule: Some(rule.id.clone()),
             ..blank(request, &models)
-        })
+        }))
     }
 
     /// The review-queue item of `verdict` on `request`: a flagged message goes to a

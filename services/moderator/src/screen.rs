@@ -1,11 +1,14 @@
-//! The rules stage: a request's policy's text rules (keywords, regexes) before the cache
-//! and the models. A rule that matches decides the verdict, and no inference runs for it.
+//! The rules stage: a request's policy's text rules (keywords, regexes, links, density)
+//! before the cache and the models. A rule that matches decides the verdict, and no
+//! inference runs for it; or (`then = "models"`) it goes with the request as a note, and
+//! the verdict is at least the rule's.
 //! Lower-cases and normalises each text once, only when its policy has rules.
 
 use offpath_classifier::Normalizer;
-use offpath_protocol::{ModerationRequest, Verdict};
+use offpath_protocol::ModerationRequest;
 
 use crate::judge::Judge;
+use crate::work::Screened;
 
 /// Checks requests against their policy's text rules.
 pub(crate) struct Screen {
@@ -25,10 +28,10 @@ impl Screen {
         }
     }
 
-    /// The verdict of the text rule that decides `request`, if one does.
-    pub(crate) fn check(&self, request: &ModerationRequest) -> Option<Verdict> {
+    /// What the request's policy's text rules make of `request`.
+    pub(crate) fn check(&self, request: &ModerationRequest) -> Screened {
         if !self.judge.has_text_rules(request) {
-            return None;
+            return Screened::Passed;
         }
         let lowered = request.text.to_lowercase();
         let normalised = self.normalizer.second_view(&request.text);

@@ -30,7 +30,7 @@ use tracing::warn;
 use crate::metrics as m;
 use crate::readiness::Health;
 use crate::screen::Screen;
-use crate::work::{Origin, Pending};
+use crate::work::{Origin, Pending, Screened};
 
 use offpath_protocol::permissions::{classify_reply_allowed, classify_reply_inbox};
 use offpath_protocol::subject::CLASSIFY_SUBJECT;
@@ -55,9 +55,11 @@ impl Service<ModerationRequest> for Classify {
 
     fn call(&mut self, request: ModerationRequest) -> Self::Future {
         // A text rule that decides answers at once: no batch, no model.
-        if let Some(verdict) = self.screen.check(&request) {
-            return Box::pin(async move { Ok(verdict) });
-        }
+        let note = match self.screen.check(&request) {
+            Screened::Decided(verdict) => return Box::pin(async move { Ok(*verdict) }),
+            Screened::Noted(note) => Some(note),
+            Screened::Passed => None,
+        };
         let (batches, permits) = (self.batches.clone(), Arc::clone(&self.permits));
         let health = Arc::clone(&self.health);
         Box::pin(async move {
@@ -68,6 +70,7 @@ impl Service<ModerationRequest> for Classify {
                 origin: Origin::Direct(reply),
                 request,
                 deliveries: 1,
+                note,
                 _held: health.hold(permit),
             };
             batches

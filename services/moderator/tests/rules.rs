@@ -29,6 +29,12 @@ links = { deny = ["bit.ly"] }
 action = "block"
 category = "spam"
 
+# Any link: a person looks, and the models still judge the words.
+[policies.chat.rules.any_link]
+links = { max = 0 }
+action = "flag"
+then = "models"
+
 [policies.chat.rules.trial]
 keywords = ["pineapple"]
 action = "block"
@@ -70,6 +76,20 @@ async fn rules_decide_before_the_models() {
             None,
         ),
         ("r-none", "see you at 5?", Action::Allow, None),
+        // A rule that lets the models run: its flag prevails over their allow...
+        (
+            "n-pics",
+            "pics from the trip: https://photos.example/a",
+            Action::Flag,
+            Some("any_link"),
+        ),
+        // ...and their block over its flag.
+        (
+            "n-insult",
+            "you are a pathetic stupid idiot https://photos.example/a",
+            Action::Block,
+            None,
+        ),
         (
             "r-short",
             "free stuff: bit.ly/x1y2",
@@ -90,6 +110,10 @@ async fn rules_decide_before_the_models() {
             (action, rule),
             "{text:?}: {v:?}"
         );
+        if id.starts_with("n-") {
+            assert!(!v.scores.is_empty(), "the models ran: {v:?}");
+            continue;
+        }
         if rule.is_some() {
             assert!(
                 v.scores.is_empty() && v.inference_ms == 0,
@@ -134,7 +158,12 @@ async fn rules_decide_before_the_models() {
         &metrics,
         "offpath_moderator_requests_total{outcome=\"ruled\"}",
     );
-    assert_eq!(ruled, 5.0, "five stream requests settled by rules");
+    assert_eq!(ruled, 5.0, "five stream requests settled by rules alone");
+    assert_eq!(
+        hits("any_link", "flag"),
+        2.0,
+        "counted when it lets the models run"
+    );
     let shadow = scrape::value(
         &metrics,
         "offpath_moderator_rule_shadow_hits_total{policy=\"chat\",rule=\"trial\",action=\"block\"}",

@@ -60,6 +60,21 @@ pub(super) struct RuleText {
     /// Counted when it matches, never acted on.
     #[serde(default)]
     shadow: bool,
+    /// What follows a match: the rule decides, or the models run too.
+    #[serde(default)]
+    then: Then,
+}
+
+/// What follows a rule's match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Then {
+    /// The rule's action is the verdict; the models do not run.
+    #[default]
+    Decide,
+    /// The models run; the verdict is the more severe of theirs and the rule's, and names
+    /// the rule when the rule's action prevailed (a reason, not a shortcut).
+    Models,
 }
 
 /// What a matching rule does to the message.
@@ -96,6 +111,8 @@ pub struct TextRule {
     pub category: Option<String>,
     /// Counted when it matches, never acted on.
     pub shadow: bool,
+    /// Whether the models run after a match.
+    pub then: Then,
     keywords: Option<Regex>,
     allow: Option<Regex>,
     regexes: Vec<Regex>,
@@ -160,7 +177,11 @@ impl TextRules {
                 }
                 continue;
             }
-            if checked.decided.is_some_and(|d| d.action >= rule.action) {
+            // The most severe rule wins; among equals, one that decides, then the first.
+            let outranks = |d: &TextRule| {
+                (d.action, d.then == Then::Decide) >= (rule.action, rule.then == Then::Decide)
+            };
+            if checked.decided.is_some_and(outranks) {
                 continue;
             }
             if rule.matches(text, lowered, normalised) {
@@ -174,7 +195,8 @@ impl TextRules {
 /// What a policy's rules made of one text.
 #[derive(Debug, Default)]
 pub struct Checked<'a> {
-    /// The rule that decides, if any.
+    /// The rule that prevails, if any matched: it decides, or (`then = "models"`) sets the
+    /// least the verdict will be.
     pub decided: Option<&'a TextRule>,
     /// The shadow rules that matched (counted, not acted on).
     pub shadow: Vec<&'a TextRule>,
@@ -233,6 +255,7 @@ pub(super) fn compile(
                 .map(|l| Links::compile(&format!("{key}.links"), l, problems)),
             density: text.density.clone(),
             shadow: text.shadow,
+            then: text.then,
         };
         // Every field as written (Debug), so any change changes the policy's version.
         canonical.push_str(&format!("rule {id} {text:?}\n"));

@@ -49,6 +49,20 @@ keywords = ["buy now"]
 action = "block"
 shadow = true
 
+[policies.order.rules.flag_and_decide]
+keywords = ["alpha"]
+action = "flag"
+
+[policies.order.rules.flag_then_models]
+keywords = ["alpha", "beta"]
+action = "flag"
+then = "models"
+
+[policies.order.rules.block_then_models]
+keywords = ["gamma"]
+action = "block"
+then = "models"
+
 [policies.shop.rules.only_ours]
 links = { allow = ["shop.example"] }
 action = "block"
@@ -133,6 +147,32 @@ fn links_density_and_shadow_rules() {
     let only_ours = Some(("only_ours".to_string(), RuleAction::Block));
     assert_eq!(decided(&set, "shop", "https://shop.example/item/1"), None);
     assert_eq!(decided(&set, "shop", "cheaper at other.example"), only_ours);
+}
+
+/// Among rules that match, the most severe prevails; among equals, one that decides over
+/// one that lets the models run.
+#[test]
+fn a_deciding_rule_outranks_an_equal_one_that_runs_the_models() {
+    let set = set();
+    let prevailing = |text: &str| {
+        let rules = set.select("t", "r", Some("order")).rules.text_rules();
+        rules
+            .check(text, text, None)
+            .decided
+            .map(|r| (r.id.clone(), r.then))
+    };
+    assert_eq!(
+        prevailing("alpha"),
+        Some(("flag_and_decide".to_string(), Then::Decide))
+    );
+    assert_eq!(
+        prevailing("beta"),
+        Some(("flag_then_models".to_string(), Then::Models))
+    );
+    assert_eq!(
+        prevailing("alpha gamma"),
+        Some(("block_then_models".to_string(), Then::Models))
+    );
 }
 
 /// The most severe matching rule decides: a greeting that taunts is blocked, a greeting

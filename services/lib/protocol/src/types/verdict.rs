@@ -111,8 +111,10 @@ pub struct Verdict {
     /// as a whole, a disguised text only its normalised form showed, human verdicts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub span: Option<Span>,
-    /// Contract v1.3: the policy's text rule (keywords, regex) that decided, by its name in
-    /// the policy file; the models did not run (`scores` is empty). Absent otherwise.
+    /// Contract v1.3: the policy's text rule (keywords, regex, links, density) that decided,
+    /// by its name in the policy file: the models did not run (`scores` is empty), or, for
+    /// a rule with `then = "models"`, the rule's action prevailed over theirs. Absent
+    /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub rule: Option<String>,
