@@ -55,17 +55,7 @@ impl Admission {
                 });
             }
             Ok(request) if request.deadline_ms.is_some_and(|d| d < now_ms()) => {
-                let this = Arc::clone(self);
-                side_tasks.spawn(async move {
-                    let verdict = this.judge.verdict(&request, None, 0, Some("expired"));
-                    let settled = Settled {
-                        origin: Origin::Stream(Box::new(message)),
-                        verdict,
-                        review: None,
-                    };
-                    this.settler.finish(vec![settled], "expired").await;
-                    drop(held);
-                });
+                self.expired(request, message, held, side_tasks);
             }
             Ok(request) => {
                 let note = match self.screen.check(&request) {
@@ -99,6 +89,32 @@ impl Admission {
                 }
             }
         }
+    }
+
+    /// A request past its deadline: too late for the models, not for a rule (it costs no
+    /// inference, and a late block still retracts the message); else `unmoderated`.
+    fn expired(
+        self: &Arc<Self>,
+        request: ModerationRequest,
+        message: jetstream::Message,
+        held: Held,
+        side_tasks: &mut JoinSet<()>,
+    ) {
+        if let Screened::Decided(verdict) = self.screen.check(&request) {
+            self.settle_now(request, *verdict, message, held, side_tasks, "ruled");
+            return;
+        }
+        let this = Arc::clone(self);
+        side_tasks.spawn(async move {
+            let verdict = this.judge.verdict(&request, None, 0, Some("expired"));
+            let settled = Settled {
+                origin: Origin::Stream(Box::new(message)),
+                verdict,
+                review: None,
+            };
+            this.settler.finish(vec![settled], "expired").await;
+            drop(held);
+        });
     }
 
     /// Settles `request` with `verdict` decided without inference (`how`: `ruled`,

@@ -129,6 +129,24 @@ async fn rules_decide_before_the_models() {
             assert!(!v.scores.is_empty(), "the models judged it: {v:?}");
         }
     }
+    // Past its deadline a request is too late for the models, not for a rule.
+    for (id, text) in [("late-kys", "kys"), ("late-ok", "see you at 5?")] {
+        let mut request = common::request(id, text);
+        request.sent_at_ms -= 10_000;
+        request.deadline_ms = Some(request.sent_at_ms + 5_000);
+        common::publish(&env.js, &request).await;
+    }
+    let late = verdicts::collect(&mut sub, 2, Duration::from_secs(30)).await;
+    assert!(
+        late.contains_key("late-kys") && late.contains_key("late-ok"),
+        "{late:?}"
+    );
+    assert_eq!(
+        (late["late-kys"].action, late["late-kys"].rule.as_deref()),
+        (Action::Block, Some("taunts"))
+    );
+    assert_eq!(late["late-ok"].action, Action::Unmoderated);
+    assert_eq!(late["late-ok"].reason.as_deref(), Some("expired"));
     // The synchronous call is screened too.
     let reply = env
         .client
@@ -152,13 +170,13 @@ async fn rules_decide_before_the_models() {
             ),
         )
     };
-    assert_eq!(hits("taunts", "block"), 3.0);
+    assert_eq!(hits("taunts", "block"), 4.0);
     assert_eq!(hits("promo", "flag"), 2.0);
     let ruled = scrape::value(
         &metrics,
         "offpath_moderator_requests_total{outcome=\"ruled\"}",
     );
-    assert_eq!(ruled, 5.0, "five stream requests settled by rules alone");
+    assert_eq!(ruled, 6.0, "six stream requests settled by rules alone");
     assert_eq!(
         hits("any_link", "flag"),
         2.0,

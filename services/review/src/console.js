@@ -166,7 +166,7 @@ function card(entry) {
     div.append(report);
   }
   const by = v.rule ? `rule ${v.rule}` : "model";
-  div.append(element("div", "meta", `${by} ${v.action}${v.category ? ": " + v.category : ""} (${scores})` +
+  div.append(element("div", "meta", `${by} ${v.action}${v.category ? ": " + v.category : ""}${scores ? ` (${scores})` : ""}` +
     (v.policy ? ` · policy ${v.policy.name}@${v.policy.version}` : "") + ` · ${v.model.name}@${v.model.version}`));
   div.append(trail(entry));
   const actions = element("div", "actions");

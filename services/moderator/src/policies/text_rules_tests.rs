@@ -20,7 +20,7 @@ const FILE: &str = r#"
 default = "chat"
 
 [policies.chat.rules.taunts]
-keywords = ["kys", "kill yourself", "neck*"]
+keywords = ["kys", "kill yourself", "neck*", "умри"]
 allow = ["necklace", "neckties"]
 action = "block"
 category = "harassment"
@@ -93,6 +93,15 @@ fn keywords_wildcards_allow_phrases_and_regexes() {
         ("kys nobody would miss you", &block),
         ("just KYS already", &block),
         ("go kill   yourself", &block),
+        // Separators between a keyword's words (found in review), and none at all.
+        ("kill-yourself", &block),
+        ("kill_yourself now", &block),
+        ("kill.yourself", &block),
+        ("kill\u{200B}yourself", &block),
+        ("killyourself", &block),
+        // A keyword in another script keeps whole-word (Unicode) edges.
+        ("просто умри уже", &block),
+        ("умрите все", &None),
         ("neck yourself", &block),
         ("necking it", &block),
         // Disguised: the normaliser's view matches.
@@ -259,6 +268,10 @@ fn bad_rules_are_refused() {
             "outside 0..1",
         ),
         ("density = {}\naction = \"flag\"", "no bound set"),
+        (
+            "keywords = [\"x\"]\naction = \"allow\"\nthen = \"models\"",
+            "would never change a verdict",
+        ),
     ];
     for (rule, problem) in cases {
         let file = format!("default = \"p\"\n[policies.p.rules.r1]\n{rule}\n");
