@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use async_nats::jetstream;
 use futures::future::BoxFuture;
-use offpath_protocol::now_ms;
+use offpath_protocol::{Action, now_ms};
 use tracing::warn;
 
 use crate::batcher::Slot;
@@ -138,6 +138,23 @@ impl Inference {
             if pending.deliveries >= self.delivery.max_deliver()
                 && !matches!(err, BatchError::Closed)
             {
+                // A rule that let the models run and flags or blocks still has its say: a
+                // verdict without scores instead of a dead letter.
+                if let Some(note) = pending.note.as_ref().filter(|n| n.action != Action::Allow) {
+                    let unmoderated =
+                        self.judge
+                            .verdict(&pending.request, None, 0, Some(err.reason()));
+                    let verdict = RuleNote::apply(Some(note), unmoderated);
+                    let review = self.judge.review_of(&pending.request, &verdict);
+                    let origin = Origin::Stream(Box::new(message));
+                    let settled = Settled {
+                        origin,
+                        verdict,
+                        review,
+                    };
+                    self.settler.finish(vec![settled], "ruled").await;
+                    continue;
+                }
                 let detail = format!("{err} on each of {} deliveries", pending.deliveries);
                 let id = Some(pending.request.id.clone());
                 let reason = err.reason();

@@ -154,3 +154,36 @@ async fn readyz_follows_a_hung_model() {
     }
     moderator.stop().await;
 }
+
+/// A poison message that a rule with `then = "models"` blocks is not dead-lettered after
+/// its last delivery: the rule's block is its verdict (before, the rule's say was lost
+/// with the dead letter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_a_rule_blocks_gets_the_rules_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = "default = \"chat\"\n[policies.chat.rules.marked]\n\
+        keywords = [\"hello\"]\naction = \"block\"\nthen = \"models\"\n";
+    let config = offpath_moderator::Config {
+        faults: Faults {
+            panic_marker: Some(MARKER.into()),
+            ..Faults::default()
+        },
+        ..common::with_policies(dir.path(), policies)
+    };
+    let (env, mut verdict_sub, moderator) = common::start(config).await;
+    let mut dlq = verdicts::subscribe_dead_letters(&env.client).await;
+    let text = format!("hello {MARKER}");
+    common::publish(&env.js, &common::request("poison", &text)).await;
+    let verdicts = verdicts::collect(&mut verdict_sub, 1, Duration::from_secs(60)).await;
+    let verdict = &verdicts["poison"];
+    assert_eq!(
+        verdict.action,
+        offpath_protocol::Action::Block,
+        "{verdict:?}"
+    );
+    assert_eq!(verdict.rule.as_deref(), Some("marked"));
+    assert!(verdict.scores.is_empty(), "no model answered: {verdict:?}");
+    let letters = verdicts::dead_letters(&mut dlq, 1, Duration::from_secs(2)).await;
+    assert!(letters.is_empty(), "no dead letter: {letters:?}");
+    moderator.stop_drained(&env.js).await;
+}
