@@ -20,7 +20,7 @@ use crate::metrics as m;
 use crate::pool::{BatchError, Pool, Threads};
 use crate::readiness::Health;
 use crate::settle::Settler;
-use crate::work::{Origin, Pending, RuleNote, Settled};
+use crate::work::{Origin, Pending, Settled};
 
 /// What inference needs: the pool, the health it reports progress to, the spam-wave cache
 /// it fills, the judge and the settler of what it produced.
@@ -74,9 +74,9 @@ impl Inference {
                         .map(|(p, a)| {
                             self.cache.put(&p.request.text, a, &models);
                             let assessed = Some((a, &*models));
-                            let verdict =
-                                self.judge.verdict(&p.request, assessed, inference_ms, None);
-                            let verdict = RuleNote::apply(p.note.as_ref(), verdict);
+                            let timing = (inference_ms, None);
+                            let note = p.note.as_ref();
+                            let verdict = self.judge.verdict(&p.request, assessed, timing, note);
                             let review = self.judge.review_of(&p.request, &verdict);
                             Settled {
                                 origin: p.origin,
@@ -127,10 +127,9 @@ impl Inference {
             let message = match pending.origin {
                 Origin::Direct(reply) => {
                     // A synchronous caller gets an answer now, not a retry.
-                    let verdict = self
-                        .judge
-                        .verdict(&pending.request, None, 0, Some(err.reason()));
-                    let _ = reply.send(RuleNote::apply(pending.note.as_ref(), verdict));
+                    let timing = (0, Some(err.reason()));
+                    let note = pending.note.as_ref();
+                    let _ = reply.send(self.judge.verdict(&pending.request, None, timing, note));
                     continue;
                 }
                 Origin::Stream(message) => *message,
@@ -141,10 +140,10 @@ impl Inference {
                 // A rule that let the models run and flags or blocks still has its say: a
                 // verdict without scores instead of a dead letter.
                 if let Some(note) = pending.note.as_ref().filter(|n| n.action != Action::Allow) {
-                    let unmoderated =
-                        self.judge
-                            .verdict(&pending.request, None, 0, Some(err.reason()));
-                    let verdict = RuleNote::apply(Some(note), unmoderated);
+                    let timing = (0, Some(err.reason()));
+                    let verdict = self
+                        .judge
+                        .verdict(&pending.request, None, timing, Some(note));
                     let review = self.judge.review_of(&pending.request, &verdict);
                     let origin = Origin::Stream(Box::new(message));
                     let settled = Settled {

@@ -17,7 +17,7 @@ use crate::pool::Pool;
 use crate::readiness::Held;
 use crate::screen::Screen;
 use crate::settle::Settler;
-use crate::work::{Origin, Pending, RuleNote, Screened, Settled};
+use crate::work::{Origin, Pending, Screened, Settled};
 
 /// What intake needs: the request limits, the cache and the pool's models it is keyed by,
 /// the judge and the settler of what it decides without inference.
@@ -72,8 +72,9 @@ impl Admission {
                 if let Some(assessment) = self.cache.get(&request.text, &models) {
                     metrics::counter!(m::CACHE_HITS).increment(1);
                     let assessed = Some((&assessment, &*models));
-                    let verdict = self.judge.verdict(&request, assessed, 0, None);
-                    let verdict = RuleNote::apply(note.as_ref(), verdict);
+                    let verdict = self
+                        .judge
+                        .verdict(&request, assessed, (0, None), note.as_ref());
                     self.settle_now(request, verdict, message, held, side_tasks, "cached");
                     return;
                 }
@@ -106,7 +107,9 @@ impl Admission {
         }
         let this = Arc::clone(self);
         side_tasks.spawn(async move {
-            let verdict = this.judge.verdict(&request, None, 0, Some("expired"));
+            let verdict = this
+                .judge
+                .verdict(&request, None, (0, Some("expired")), None);
             let settled = Settled {
                 origin: Origin::Stream(Box::new(message)),
                 verdict,

@@ -30,13 +30,14 @@ impl Judge {
     }
 
     /// The verdict on `request`: decided by the policy in force on the assessment and the
-    /// models that made it, or, without one, `unmoderated` by the models in force.
+    /// models that made it, or, without one, `unmoderated` by the models in force; raised
+    /// to a text rule's action by its `note` (`then = "models"`) when that is more severe.
     pub(crate) fn verdict(
         &self,
         request: &ModerationRequest,
         assessed: Option<(&Assessment, &ModelRef)>,
-        inference_ms: u64,
-        reason: Option<&str>,
+        (inference_ms, reason): (u64, Option<&str>),
+        note: Option<&RuleNote>,
     ) -> Verdict {
         let in_force;
         let (assessment, models) = match assessed {
@@ -62,36 +63,31 @@ impl Judge {
             Some(Decision::Flag) => Action::Flag,
             Some(Decision::Block) => Action::Block,
         };
-        if decided.is_some() {
-            let policy = selection.rules.name.clone();
-            metrics::counter!(m::POLICY_VERDICTS, "policy" => policy.clone(), "action" => action.as_str())
-                .increment(1);
-            let waited = now_ms().saturating_sub(request.sent_at_ms) as f64 / 1000.0;
-            metrics::histogram!(m::POLICY_VERDICT_SECONDS, "policy" => policy).record(waited);
-        }
         let category = decided.as_ref().and_then(|a| a.decided_by.clone());
-        if let Some(category) = &category {
-            metrics::counter!(m::VERDICT_CATEGORIES, "category" => category.clone(), "action" => action.as_str())
-                .increment(1);
-        }
         let span = span_of(assessment, category.as_deref());
         let policy = policies.from_file().then(|| PolicyRef {
             name: selection.rules.name.clone(),
             version: selection.rules.version.clone(),
         });
-        Verdict {
-            action,
-            scores: decided.map(|a| a.scores).unwrap_or_default(),
-            queued_ms: now_ms()
-                .saturating_sub(request.sent_at_ms)
-                .saturating_sub(inference_ms),
-            inference_ms,
-            reason: reason.map(String::from),
-            policy,
-            category,
-            span,
-            ..blank(request, models)
-        }
+        let judged = decided.is_some();
+        let verdict = RuleNote::apply(
+            note,
+            Verdict {
+                action,
+                scores: decided.map(|a| a.scores).unwrap_or_default(),
+                queued_ms: now_ms()
+                    .saturating_sub(request.sent_at_ms)
+                    .saturating_sub(inference_ms),
+                inference_ms,
+                reason: reason.map(String::from),
+                policy,
+                category,
+                span,
+                ..blank(request, models)
+            },
+        );
+        count(request, &selection.rules.name, &verdict, judged);
+        verdict
     }
 
     /// Whether the request's policy has text rules.
@@ -141,9 +137,7 @@ impl Judge {
                 category: rule.category.clone().filter(|_| action != Action::Allow),
             });
         }
-        metrics::counter!(m::POLICY_VERDICTS, "policy" => policy, "action" => action.as_str())
-            .increment(1);
-        Screened::Decided(Box::new(Verdict {
+        let verdict = Verdict {
             action,
             queued_ms: now_ms().saturating_sub(request.sent_at_ms),
             policy: policies.from_file().then(|| PolicyRef {
@@ -153,7 +147,9 @@ impl Judge {
             category: rule.category.clone().filter(|_| action != Action::Allow),
             rule: Some(rule.id.clone()),
             ..blank(request, &models)
-        }))
+        };
+        count(request, &policy, &verdict, true);
+        Screened::Decided(Box::new(verdict))
     }
 
     /// The review-queue item of `verdict` on `request`: a flagged message goes to a
@@ -235,5 +231,23 @@ fn blank(request: &ModerationRequest, models: &ModelRef) -> Verdict {
         category: None,
         span: None,
         rule: None,
+    }
+}
+
+/// Counts a verdict its policy made (`judged`: on the models' scores, or a rule's): by
+/// policy and final action, its time since the request was sent, and the label that
+/// decided (rules' categories are counted per rule instead).
+fn count(request: &ModerationRequest, policy: &str, verdict: &Verdict, judged: bool) {
+    if !judged && verdict.rule.is_none() {
+        return;
+    }
+    let action = verdict.action.as_str();
+    metrics::counter!(m::POLICY_VERDICTS, "policy" => policy.to_string(), "action" => action)
+        .increment(1);
+    let waited = now_ms().saturating_sub(request.sent_at_ms) as f64 / 1000.0;
+    metrics::histogram!(m::POLICY_VERDICT_SECONDS, "policy" => policy.to_string()).record(waited);
+    if let (None, Some(category)) = (&verdict.rule, &verdict.category) {
+        metrics::counter!(m::VERDICT_CATEGORIES, "category" => category.clone(), "action" => action)
+            .increment(1);
     }
 }

@@ -182,6 +182,16 @@ async fn rules_decide_before_the_models() {
         2.0,
         "counted when it lets the models run"
     );
+    // A policy's verdicts are counted by their final action: the flag a rule raised over
+    // the models' allow is a flag (found in review: it was counted as the models' allow).
+    let flags = scrape::value(
+        &metrics,
+        "offpath_moderator_policy_verdicts_total{policy=\"chat\",action=\"flag\"}",
+    );
+    assert_eq!(
+        flags, 3.0,
+        "r-casino and r-link by rules, n-pics raised by one"
+    );
     let shadow = scrape::value(
         &metrics,
         "offpath_moderator_rule_shadow_hits_total{policy=\"chat\",rule=\"trial\",action=\"block\"}",
