@@ -90,29 +90,24 @@ impl Judge {
         verdict
     }
 
-    /// Whether the request's policy has text rules.
-    pub(crate) fn has_text_rules(&self, request: &ModerationRequest) -> bool {
-        let policies = self.policies.for_models(&self.pool.models().version);
-        let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
-        !selection.rules.text_rules().is_empty()
-    }
-
-    /// The verdict of the request's policy's text rule that matches it ([`TextRules::check`]:
-    /// `lowered` is the text lower-cased, `normalised` its normalised form when that
-    /// differs), if one does: no scores, the models in force named. Counted per rule.
+    /// What the request's policy's text rules make of it ([`TextRules::check`] on the text,
+    /// and on what `views` gives: the text lower-cased and its normalised form when that
+    /// differs, asked only when the policy has rules): a verdict with no scores and the
+    /// models in force named, a note, or nothing. Counted per rule.
     pub(crate) fn by_rules(
         &self,
         request: &ModerationRequest,
-        lowered: &str,
-        normalised: Option<&str>,
+        views: impl FnOnce() -> (String, Option<String>),
     ) -> Screened {
         let models = self.pool.models();
         let policies = self.policies.for_models(&models.version);
         let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
-        let checked = selection
-            .rules
-            .text_rules()
-            .check(&request.text, lowered, normalised);
+        let rules = selection.rules.text_rules();
+        if rules.is_empty() {
+            return Screened::Passed;
+        }
+        let (lowered, normalised) = views();
+        let checked = rules.check(&request.text, &lowered, normalised.as_deref());
         for rule in &checked.shadow {
             metrics::counter!(m::RULE_SHADOW_HITS, "policy" => selection.rules.name.clone(),
                 "rule" => rule.id.clone(), "action" => rule.action.as_str())
@@ -130,11 +125,12 @@ impl Judge {
         metrics::counter!(m::RULE_HITS, "policy" => policy.clone(), "rule" => rule.id.clone(),
             "action" => action.as_str())
         .increment(1);
+        let category = rule.category.clone().filter(|_| action != Action::Allow);
         if rule.then == Then::Models {
             return Screened::Noted(RuleNote {
                 rule: rule.id.clone(),
                 action,
-                category: rule.category.clone().filter(|_| action != Action::Allow),
+                category,
             });
         }
         let verdict = Verdict {
@@ -144,7 +140,7 @@ impl Judge {
                 name: selection.rules.name.clone(),
                 version: selection.rules.version.clone(),
             }),
-            category: rule.category.clone().filter(|_| action != Action::Allow),
+            category,
             rule: Some(rule.id.clone()),
             ..blank(request, &models)
         };
@@ -197,15 +193,13 @@ impl Judge {
 /// or an offset past what the contract carries.
 fn span_of(assessment: Option<&Assessment>, category: Option<&str>) -> Option<Span> {
     let span = assessment?.spans.get(category?)?;
+    if !span.score.is_finite() {
+        return None;
+    }
     Some(Span {
         start: u32::try_from(span.start).ok()?,
         end: u32::try_from(span.end).ok()?,
-        score: span.score,
-    })
-    .filter(|s| s.score.is_finite())
-    .map(|s| Span {
-        score: s.score.clamp(0.0, 1.0),
-        ..s
+        score: span.score.clamp(0.0, 1.0),
     })
 }
 

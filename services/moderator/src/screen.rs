@@ -30,12 +30,9 @@ impl Screen {
 
     /// What the request's policy's text rules make of `request`.
     pub(crate) fn check(&self, request: &ModerationRequest) -> Screened {
-        if !self.judge.has_text_rules(request) {
-            return Screened::Passed;
-        }
-        let lowered = request.text.to_lowercase();
-        let normalised = self.normalizer.second_view(&request.text);
-        self.judge
-            .by_rules(request, &lowered, normalised.as_deref())
+        self.judge.by_rules(request, || {
+            let text = &request.text;
+            (text.to_lowercase(), self.normalizer.second_view(text))
+        })
     }
 }

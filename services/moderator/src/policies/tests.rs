@@ -7,7 +7,7 @@ use super::*;
 
 /// The checkout's two models: minilm-insult (`insult`, a signal, `harassment` and the other
 /// harm categories) and profanity (`profanity`, a signal).
-fn manifests() -> Vec<Manifest> {
+pub(super) fn manifests() -> Vec<Manifest> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
     ["minilm-insult", "profanity"]
         .iter()

@@ -1,20 +1,11 @@
 //! Text rules: what a keyword, a wildcard, an allow phrase and a regex match, which rule
 //! decides, and what a policy file may not hold.
 
-use std::path::PathBuf;
-
-use offpath_classifier::{Manifest, Normalizer};
+use offpath_classifier::Normalizer;
 
 use super::super::PolicySet;
+use super::super::tests::manifests;
 use super::*;
-
-fn manifests() -> Vec<Manifest> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
-    ["minilm-insult", "profanity"]
-        .iter()
-        .map(|m| Manifest::load(&root.join(m)).expect("manifest"))
-        .collect()
-}
 
 const FILE: &str = r#"
 default = "chat"
