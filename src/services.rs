@@ -85,7 +85,8 @@ pub(crate) async fn topology(args: NatsArgs) -> anyhow::Result<()> {
     )
     .await?;
     info!(
-        streams = "MODERATION, MODERATION_INTERACTIVE, VERDICTS, MODERATION_DLQ, REVIEW, AUDIT",
+        streams =
+            "MODERATION, MODERATION_INTERACTIVE, VERDICTS, MODERATION_DLQ, REVIEW, AUDIT, SENDERS",
         consumer = "MODERATION/moderator",
         bucket = offpath_protocol::subject::POLICY_BUCKET,
         "JetStream topology applied"
@@ -261,7 +262,8 @@ pub(crate) async fn ensure_topology(
         warn!("JetStream topology differs: {difference}; `offpath topology` changes settings");
     }
     info!(
-        streams = "MODERATION, MODERATION_INTERACTIVE, VERDICTS, MODERATION_DLQ, REVIEW, AUDIT",
+        streams =
+            "MODERATION, MODERATION_INTERACTIVE, VERDICTS, MODERATION_DLQ, REVIEW, AUDIT, SENDERS",
         consumer = "MODERATION/moderator",
         differences = drift.len(),
         "JetStream topology in place"

@@ -146,8 +146,8 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
     let js = jetstream::new(client);
     let mut names: Vec<String> = js.stream_names().map(|n| n.expect("name")).collect().await;
     names.sort();
-    // The six streams (two request lanes, the review queue and its audit trail), and the
-    // policy bucket's.
+    // The seven streams (two request lanes, the review queue and its audit trail, the
+    // senders' state), and the policy bucket's.
     assert_eq!(
         names,
         [
@@ -157,6 +157,7 @@ async fn up_runs_the_pipeline_and_stops_on_sigterm() {
             "MODERATION_DLQ",
             "MODERATION_INTERACTIVE",
             "REVIEW",
+            "SENDERS",
             "VERDICTS"
         ]
     );
@@ -246,6 +247,7 @@ async fn stream_max_bytes(url: &str) -> Vec<i64> {
         "MODERATION_DLQ",
         "REVIEW",
         "AUDIT",
+        "SENDERS",
     ] {
         let mut stream = js.get_stream(name).await.expect("stream exists");
         sizes.push(stream.info().await.expect("info").config.max_bytes);
@@ -300,9 +302,9 @@ async fn stream_max_bytes_is_set_by_topology_only() {
         );
     };
     topology("104857600");
-    assert_eq!(stream_max_bytes(&url).await, [104_857_600; 5]);
+    assert_eq!(stream_max_bytes(&url).await, [104_857_600; 6]);
     topology("209715200");
-    assert_eq!(stream_max_bytes(&url).await, [209_715_200; 5]);
+    assert_eq!(stream_max_bytes(&url).await, [209_715_200; 6]);
 
     let mut transport = Command::new(BIN)
         .args([
@@ -331,10 +333,10 @@ async fn stream_max_bytes_is_set_by_topology_only() {
         .lines()
         .filter(|l| l.contains("max_bytes = 209715200") && l.contains("WARN"))
         .count();
-    // MODERATION, VERDICTS, MODERATION_DLQ, REVIEW and AUDIT (the interactive lane's
-    // warning names its own, smaller size).
-    assert_eq!(drift, 5, "one warning per stream; log:\n{log}");
-    assert_eq!(stream_max_bytes(&url).await, [209_715_200; 5]);
+    // MODERATION, VERDICTS, MODERATION_DLQ, REVIEW, AUDIT and SENDERS (the interactive
+    // lane's warning names its own, smaller size).
+    assert_eq!(drift, 6, "one warning per stream; log:\n{log}");
+    assert_eq!(stream_max_bytes(&url).await, [209_715_200; 6]);
 }
 
 /// A moderator with a missing model directory or an in-flight bound above the consumer's

@@ -121,6 +121,7 @@ async fn topology_is_idempotent_and_concurrent_safe() {
                 DLQ_STREAM,
                 "MODERATION_INTERACTIVE",
                 "REVIEW",
+                "SENDERS",
                 VERDICTS_STREAM
             ]
         );

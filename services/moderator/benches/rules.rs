@@ -115,7 +115,7 @@ fn rules(c: &mut Criterion) {
             .filter(|l| {
                 let n = normalizer.second_view(l);
                 rules
-                    .check(l, &l.to_lowercase(), n.as_deref())
+                    .check((l, &l.to_lowercase(), n.as_deref()), None)
                     .decided
                     .is_some()
             })
@@ -129,7 +129,9 @@ fn rules(c: &mut Criterion) {
                 for line in &lines {
                     let lowered = line.to_lowercase();
                     let normalised = normalizer.second_view(line);
-                    std::hint::black_box(rules.check(line, &lowered, normalised.as_deref()));
+                    std::hint::black_box(
+                        rules.check((line, &lowered, normalised.as_deref()), None),
+                    );
                 }
             })
         });

@@ -77,6 +77,9 @@ impl Inference {
                             let timing = (inference_ms, None);
                             let note = p.note.as_ref();
                             let verdict = self.judge.verdict(&p.request, assessed, timing, note);
+                            if matches!(p.origin, Origin::Stream(_)) {
+                                self.judge.settled(&p.request, &verdict);
+                            }
                             let review = self.judge.review_of(&p.request, &verdict);
                             Settled {
                                 origin: p.origin,
@@ -144,6 +147,7 @@ impl Inference {
                     let verdict = self
                         .judge
                         .verdict(&pending.request, None, timing, Some(note));
+                    self.judge.settled(&pending.request, &verdict);
                     let review = self.judge.review_of(&pending.request, &verdict);
                     let origin = Origin::Stream(Box::new(message));
                     let settled = Settled {

@@ -58,7 +58,7 @@ impl Admission {
                 self.expired(request, message, held, side_tasks);
             }
             Ok(request) => {
-                let note = match self.screen.check(&request) {
+                let note = match self.screen.check(&request, true) {
                     Screened::Decided(verdict) => {
                         self.settle_now(request, *verdict, message, held, side_tasks, "ruled");
                         return;
@@ -101,7 +101,7 @@ impl Admission {
         held: Held,
         side_tasks: &mut JoinSet<()>,
     ) {
-        if let Screened::Decided(verdict) = self.screen.check(&request) {
+        if let Screened::Decided(verdict) = self.screen.check(&request, true) {
             self.settle_now(request, *verdict, message, held, side_tasks, "ruled");
             return;
         }
@@ -133,6 +133,7 @@ impl Admission {
     ) {
         let this = Arc::clone(self);
         side_tasks.spawn(async move {
+            this.judge.settled(&request, &verdict);
             let review = this.judge.review_of(&request, &verdict);
             let settled = Settled {
                 origin: Origin::Stream(Box::new(message)),

@@ -14,6 +14,7 @@ use crate::metrics as m;
 use crate::policies::LivePolicies;
 use crate::policies::text_rules::{RuleAction, Then};
 use crate::pool::Pool;
+use crate::senders::Senders;
 use crate::work::{RuleNote, Screened};
 
 /// Judges requests by the policies in force (replaced whole on a reload); the pool tells
@@ -21,12 +22,23 @@ use crate::work::{RuleNote, Screened};
 pub(crate) struct Judge {
     pool: Arc<Pool>,
     policies: Arc<LivePolicies>,
+    senders: Arc<Senders>,
 }
 
 impl Judge {
-    /// A judge of the policies `policies` over the models of `pool`.
-    pub(crate) fn new(pool: Arc<Pool>, policies: Arc<LivePolicies>) -> Self {
-        Self { pool, policies }
+    /// A judge of the policies `policies` over the models of `pool`, sender rules counting
+    /// what `senders` knows.
+    pub(crate) fn new(pool: Arc<Pool>, policies: Arc<LivePolicies>, senders: Arc<Senders>) -> Self {
+        Self {
+            pool,
+            policies,
+            senders,
+        }
+    }
+
+    /// A stream request's verdict is settled: a block is its sender's strike.
+    pub(crate) fn settled(&self, request: &ModerationRequest, verdict: &Verdict) {
+        self.senders.strike(request, verdict);
     }
 
     /// The verdict on `request`: decided by the policy in force on the assessment and the
@@ -97,8 +109,12 @@ impl Judge {
     pub(crate) fn by_rules(
         &self,
         request: &ModerationRequest,
+        counted: bool,
         views: impl FnOnce() -> (String, Option<String>),
     ) -> Screened {
+        if counted {
+            self.senders.message(request);
+        }
         let models = self.pool.models();
         let policies = self.policies.for_models(&models.version);
         let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
@@ -107,7 +123,13 @@ impl Judge {
             return Screened::Passed;
         }
         let (lowered, normalised) = views();
-        let checked = rules.check(&request.text, &lowered, normalised.as_deref());
+        let sender = (counted && rules.count_senders()).then(|| self.senders.view(request));
+        let views = (
+            request.text.as_str(),
+            lowered.as_str(),
+            normalised.as_deref(),
+        );
+        let checked = rules.check(views, sender.as_ref());
         for rule in &checked.shadow {
             metrics::counter!(m::RULE_SHADOW_HITS, "policy" => selection.rules.name.clone(),
                 "rule" => rule.id.clone(), "action" => rule.action.as_str())

@@ -40,6 +40,7 @@ mod pool;
 mod publish;
 mod readiness;
 mod screen;
+mod senders;
 mod service;
 mod settle;
 mod startup;

@@ -136,6 +136,30 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Short windows read to locate a flagged text's span (verdict span; no score changes)",
     ),
     (
+        SENDER_EVENTS,
+        Kind::Counter,
+        None,
+        "Sender events (SENDERS), by outcome: published, failed, dropped (this moderator's); folded, seen, stale, malformed (read)",
+    ),
+    (
+        SENDERS_TRACKED,
+        Kind::Gauge,
+        None,
+        "Senders whose last hour this moderator keeps (sender rules)",
+    ),
+    (
+        SENDER_EVICTIONS,
+        Kind::Counter,
+        None,
+        "Senders evicted from a full sender book before their hour was over (--sender-capacity)",
+    ),
+    (
+        SENDER_STATE_CAUGHT_UP,
+        Kind::Gauge,
+        None,
+        "1 once the last hour of SENDERS has been read after start",
+    ),
+    (
         RULE_HITS,
         Kind::Counter,
         None,
@@ -299,8 +323,10 @@ pub(crate) fn register() {
             CONSUMER_REBINDS,
             TOPOLOGY_DRIFT,
             REVIEW_ITEMS_LOST,
+            SENDER_EVICTIONS,
         ],
         labelled: &[
+            (SENDER_EVENTS, "outcome", SENDER_OUTCOMES),
             (REQUESTS, "outcome", OUTCOMES),
             (BATCH_FAILURES, "reason", INFERENCE_FAILURES),
             (BATCH_FAILURES, "reason", &["shutdown"]),
@@ -328,6 +354,8 @@ pub(crate) fn register() {
             CONSUMER_PENDING,
             CONSUMER_ACK_PENDING,
             INTERACTIVE_PENDING,
+            SENDERS_TRACKED,
+            SENDER_STATE_CAUGHT_UP,
         ],
         histograms: &[BATCH_SIZE, INFERENCE_SECONDS, QUEUE_SECONDS],
     }
@@ -335,15 +363,6 @@ pub(crate) fn register() {
     for lane in LANES {
         let _ = metrics::histogram!(LANE_VERDICT_SECONDS, "lane" => *lane);
     }
-}
-
-/// The lane of a request pulled from `subject`.
-pub(crate) fn lane_of(subject: &str) -> &'static str {
-    let interactive = subject
-        .rsplit('.')
-        .next()
-        .is_some_and(|last| last == offpath_protocol::subject::INTERACTIVE_LANE);
-    if interactive { LANES[0] } else { LANES[1] }
 }
 
 /// Sets [`MODEL_INFO`] to `value` for `models` (`+`-joined names and versions, as verdicts

@@ -55,7 +55,7 @@ impl Service<ModerationRequest> for Classify {
 
     fn call(&mut self, request: ModerationRequest) -> Self::Future {
         // A text rule that decides answers at once: no batch, no model.
-        let note = match self.screen.check(&request) {
+        let note = match self.screen.check(&request, false) {
             Screened::Decided(verdict) => return Box::pin(async move { Ok(*verdict) }),
             Screened::Noted(note) => Some(note),
             Screened::Passed => None,

@@ -25,6 +25,7 @@ use crate::model_reload::Reloader;
 use crate::policies::{Bucket, LivePolicies};
 use crate::readiness::Health;
 use crate::screen::Screen;
+use crate::senders::{self, SenderEvent, Senders};
 use crate::settle::Settler;
 use crate::work::Pending;
 use crate::{
@@ -40,6 +41,9 @@ struct Line {
     admission: Arc<Admission>,
     inference: Arc<Inference>,
     reloader: Arc<Reloader>,
+    /// The sender state, and its events on their way to `SENDERS` (none when off).
+    senders: Arc<Senders>,
+    sender_events: Option<mpsc::Receiver<SenderEvent>>,
 }
 
 /// How long shutdown waits for in-flight requests before leaving them to redelivery.
@@ -115,7 +119,12 @@ impl Moderator {
             max_request_bytes: config.intake.max_request_bytes,
         };
         let delivery = Arc::new(Settings::new(&config.topology));
-        let judge = Arc::new(Judge::new(Arc::clone(&pool), Arc::clone(&policies)));
+        let (senders, sender_events) = Senders::new(config.cache.sender_capacity);
+        let judge = Arc::new(Judge::new(
+            Arc::clone(&pool),
+            Arc::clone(&policies),
+            Arc::clone(&senders),
+        ));
         let settler = Arc::new(Settler::new(
             js.clone(),
             Arc::clone(&delivery),
@@ -152,6 +161,8 @@ impl Moderator {
             limits,
             delivery,
             reloader,
+            senders,
+            sender_events,
         })
     }
 
@@ -160,7 +171,7 @@ impl Moderator {
     /// ends once every request handed to it is processed.
     async fn serve(
         &self,
-        line: Line,
+        mut line: Line,
         hangups: Option<tokio::signal::unix::Signal>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ModeratorError> {
@@ -169,12 +180,17 @@ impl Moderator {
         // Holds what the interactive lane took in and not settled (bounded by its permits).
         let (lane_tx, lane_rx) = mpsc::channel(INTERACTIVE_IN_FLIGHT);
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Runs while any stage can record an event, through the drain too.
+        if let Some(events) = line.sender_events.take() {
+            tokio::spawn(senders::publish(line.js.clone(), events));
+        }
         let batcher = self.batcher(&line.inference, batch_rx, lane_rx);
         let interactive = self.interactive(&line, lane_tx, stop_rx.clone());
         let micro = self.micro_service(&line, batch_tx.clone(), stop_rx.clone());
         let reload = Arc::clone(&line.reloader);
         let reloads = model_reload::reload_on_sighup(reload, hangups, stop_rx.clone());
         let bucket = model_reload::follow_bucket(Arc::clone(&line.reloader), stop_rx.clone());
+        let follow = senders::follow(line.js.clone(), Arc::clone(&line.senders), stop_rx.clone());
         let backlog = consumer::report_backlog(line.js.clone(), stop_rx);
         let intake = self.intake(&line, batch_tx);
         let intake = async {
@@ -182,14 +198,15 @@ impl Moderator {
             let _ = stop_tx.send(true);
             result
         };
-        let (result, (), (), (), (), (), ()) = tokio::join!(
+        let (result, (), (), (), (), (), (), ()) = tokio::join!(
             intake,
             batcher,
             micro,
             backlog,
             reloads,
             bucket,
-            interactive
+            interactive,
+            follow
         );
         result
     }

@@ -12,7 +12,7 @@ use offpath_moderator::Faults;
 use offpath_protocol::DecodeError;
 
 /// Series without labels present right after start (besides `process_*`).
-const UNLABELLED: [&str; 17] = [
+const UNLABELLED: [&str; 20] = [
     "offpath_moderator_batch_size_count",
     "offpath_moderator_batch_size_bucket{le=\"1\"}",
     "offpath_moderator_inference_seconds_count",
@@ -30,11 +30,14 @@ const UNLABELLED: [&str; 17] = [
     "offpath_moderator_topology_drift_total",
     "offpath_moderator_consumer_pending",
     "offpath_moderator_consumer_ack_pending",
+    "offpath_moderator_sender_evictions_total",
+    "offpath_moderator_senders_tracked",
+    "offpath_moderator_sender_state_caught_up",
 ];
 
 /// Series present right after start, each a sample line up to its value.
 fn expected() -> Vec<String> {
-    let labelled: [(&str, &str, &[&str]); 4] = [
+    let labelled: [(&str, &str, &[&str]); 5] = [
         (
             "offpath_moderator_requests_total",
             "outcome",
@@ -86,6 +89,20 @@ fn expected() -> Vec<String> {
                 "publish_dead_letter",
                 "respond",
                 "consumer_info",
+                "follow_senders",
+            ],
+        ),
+        (
+            "offpath_moderator_sender_events_total",
+            "outcome",
+            &[
+                "published",
+                "failed",
+                "dropped",
+                "folded",
+                "seen",
+                "stale",
+                "malformed",
             ],
         ),
     ];

@@ -20,6 +20,9 @@ pub const DLQ_STREAM: &str = "MODERATION_DLQ";
 pub const REVIEW_STREAM: &str = "REVIEW";
 /// Stream holding reviewers' decisions (limits retention, a year): the audit trail.
 pub const AUDIT_STREAM: &str = "AUDIT";
+/// Stream holding what senders did lately (limits retention): the moderators' shared
+/// sender state (issue 30), each moderator folding all of it into its own memory.
+pub const SENDERS_STREAM: &str = "SENDERS";
 /// The durable pull consumer every moderator process shares.
 pub const MODERATOR_CONSUMER: &str = "moderator";
 
@@ -33,6 +36,8 @@ pub const DLQ_PREFIX: &str = "offpath.dlq";
 pub const REVIEW_PREFIX: &str = "offpath.review";
 /// Prefix of audit subjects: `offpath.audit.<tenant>` (contract v1.1).
 pub const AUDIT_PREFIX: &str = "offpath.audit";
+/// Prefix of sender-event subjects: `offpath.sender.<tenant>` (moderators only).
+pub const SENDER_PREFIX: &str = "offpath.sender";
 /// Subject of the moderators' synchronous endpoint (NATS request/reply, `ModerationRequest`
 /// in, `Verdict` out).
 pub const CLASSIFY_SUBJECT: &str = "offpath.classify";
@@ -73,6 +78,11 @@ pub fn review_subject(tenant: &str) -> String {
 /// `offpath.audit.<tenant>`: the tenant's reviewer decisions (contract v1.1).
 pub fn audit_subject(tenant: &str) -> String {
     format!("{AUDIT_PREFIX}.{tenant}")
+}
+
+/// `offpath.sender.<tenant>`: what the tenant's senders did (moderators only).
+pub fn sender_subject(tenant: &str) -> String {
+    format!("{SENDER_PREFIX}.{tenant}")
 }
 
 /// `offpath.dlq.<tenant>`.

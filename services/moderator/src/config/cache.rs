@@ -1,4 +1,5 @@
-//! The spam-wave cache: identical short texts reuse one inference.
+//! What a moderator remembers of recent traffic: the spam-wave cache (identical short
+//! texts reuse one inference) and the sender book (what sender rules count).
 
 use clap::Args;
 use offpath_ops::cli::Millis;
@@ -14,6 +15,11 @@ pub struct CacheConfig {
     /// How long a remembered assessment is reused.
     #[arg(long = "cache-window-ms", env = "OFFPATH_CACHE_WINDOW_MS", default_value_t = Millis::new(defaults::CACHE_WINDOW_MS))]
     pub cache_window: Millis,
+    /// Senders whose last hour (messages, repeats, blocks) this moderator keeps for sender
+    /// rules, shared with every moderator through the `SENDERS` stream; 0: nothing is
+    /// recorded or read, and sender rules never match. At most ~2.6 KiB a sender.
+    #[arg(long, env = "OFFPATH_SENDER_CAPACITY", default_value_t = defaults::SENDER_CAPACITY)]
+    pub sender_capacity: usize,
 }
 
 impl Default for CacheConfig {
@@ -21,6 +27,7 @@ impl Default for CacheConfig {
         Self {
             cache_entries: defaults::CACHE_ENTRIES,
             cache_window: Millis::new(defaults::CACHE_WINDOW_MS),
+            sender_capacity: defaults::SENDER_CAPACITY,
         }
     }
 }

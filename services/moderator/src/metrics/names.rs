@@ -66,6 +66,27 @@ pub(crate) const SPAN_WINDOWS: &str = "offpath_moderator_span_windows_total";
 pub(crate) const RULE_HITS: &str = "offpath_moderator_rule_hits_total";
 /// Messages a shadow rule matched (counted, not acted on), by `policy`, `rule`, `action`.
 pub(crate) const RULE_SHADOW_HITS: &str = "offpath_moderator_rule_shadow_hits_total";
+/// Sender events (`SENDERS`), by `outcome` (one of [`SENDER_OUTCOMES`]).
+pub(crate) const SENDER_EVENTS: &str = "offpath_moderator_sender_events_total";
+/// Every `outcome` of [`SENDER_EVENTS`]: this process's own, `published` (stored), `failed`
+/// (not stored), `dropped` (the outbox was full); read from the stream, `folded` (another
+/// moderator's, counted), `seen` (counted already: an echo, a redelivery), `stale` (older
+/// than the window), `malformed` (skipped).
+pub(crate) const SENDER_OUTCOMES: &[&str] = &[
+    "published",
+    "failed",
+    "dropped",
+    "folded",
+    "seen",
+    "stale",
+    "malformed",
+];
+/// Senders in this moderator's book.
+pub(crate) const SENDERS_TRACKED: &str = "offpath_moderator_senders_tracked";
+/// Senders evicted from a full book before their hour was over.
+pub(crate) const SENDER_EVICTIONS: &str = "offpath_moderator_sender_evictions_total";
+/// 1 once this moderator has read the last hour of `SENDERS` after its start.
+pub(crate) const SENDER_STATE_CAUGHT_UP: &str = "offpath_moderator_sender_state_caught_up";
 /// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
 pub(crate) const NATS_ERRORS: &str = "offpath_moderator_nats_errors_total";
 /// Every `operation` of [`NATS_ERRORS`].
@@ -81,6 +102,7 @@ pub(crate) const NATS_OPERATIONS: &[&str] = &[
     "publish_dead_letter",
     "respond",
     "consumer_info",
+    "follow_senders",
 ];
 /// Times the JetStream consumer was bound again after it was lost (deleted, or its stream).
 pub(crate) const CONSUMER_REBINDS: &str = "offpath_moderator_consumer_rebinds_total";
@@ -149,3 +171,12 @@ pub(crate) const REVIEW_KINDS: &[&str] = &[
 ];
 /// Every verdict `action` a policy produces (`unmoderated` verdicts are decided by no policy).
 pub(crate) const POLICY_ACTIONS: &[&str] = &["allow", "flag", "block"];
+
+/// The lane of a request pulled from `subject`.
+pub(crate) fn lane_of(subject: &str) -> &'static str {
+    let interactive = subject
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last == offpath_protocol::subject::INTERACTIVE_LANE);
+    if interactive { LANES[0] } else { LANES[1] }
+}

@@ -22,11 +22,15 @@ use std::collections::BTreeMap;
 use offpath_protocol::subject::is_valid_token;
 
 mod checks;
+pub mod sender;
+mod words;
 
 pub use checks::MAX_DOMAINS;
 use checks::{Density, Links, LinksText};
 use regex::{Regex, RegexBuilder};
+use sender::{SenderLimits, SenderView};
 use serde::Deserialize;
+use words::phrases;
 
 /// Rules one policy may have.
 pub const MAX_RULES: usize = 64;
@@ -55,6 +59,7 @@ pub(super) struct RuleText {
     regex: Vec<String>,
     links: Option<LinksText>,
     density: Option<Density>,
+    sender: Option<SenderLimits>,
     action: RuleAction,
     category: Option<String>,
     /// Counted when it matches, never acted on.
@@ -118,12 +123,14 @@ pub struct TextRule {
     regexes: Vec<Regex>,
     links: Option<Links>,
     density: Option<Density>,
+    sender: Option<SenderLimits>,
 }
 
 impl TextRule {
     /// Whether it matches: a keyword in `lowered` or `normalised` outside the allow
-    /// phrases, or in `text` as written a regex, a link or a density bound.
-    fn matches(&self, text: &str, lowered: &str, normalised: Option<&str>) -> bool {
+    /// phrases, or in `text` as written a regex, a link or a density bound, or a bound of
+    /// what the sender did lately (`sender`).
+    fn matches(&self, (text, lowered, normalised): Views<'_>, sender: Option<&SenderView>) -> bool {
         let keyword = |view: &str| {
             if self.keywords.is_empty() {
                 return false;
@@ -141,8 +148,16 @@ impl TextRule {
             || self.regexes.iter().any(|r| r.is_match(text))
             || self.links.as_ref().is_some_and(|l| l.matches(text))
             || self.density.as_ref().is_some_and(|d| d.matches(text))
+            || self
+                .sender
+                .as_ref()
+                .zip(sender)
+                .is_some_and(|(limits, view)| limits.matches(view))
     }
 }
+
+/// A text as written, lower-cased, and normalised when that differs.
+pub type Views<'a> = (&'a str, &'a str, Option<&'a str>);
 
 /// A policy's rules, by name; compared by what was written.
 #[derive(Debug, Default)]
@@ -164,18 +179,23 @@ impl TextRules {
         self.rules.is_empty()
     }
 
+    /// Whether a rule counts what the sender did (the stage then looks the sender up).
+    pub fn count_senders(&self) -> bool {
+        self.rules.iter().any(|r| r.sender.is_some())
+    }
+
     /// The rules, by name.
     pub fn iter(&self) -> impl Iterator<Item = &TextRule> {
         self.rules.iter()
     }
 
-    /// The rule that decides `text` (`lowered` is it lower-cased, `normalised` its
-    /// normalised form when that differs), if any matches, and the shadow rules that match.
-    pub fn check(&self, text: &str, lowered: &str, normalised: Option<&str>) -> Checked<'_> {
+    /// The rule that decides a text (its [`Views`]; `sender`: what its sender did, when
+    /// known), if any matches, and the shadow rules that match.
+    pub fn check(&self, views: Views<'_>, sender: Option<&SenderView>) -> Checked<'_> {
         let mut checked = Checked::default();
         for rule in &self.rules {
             if rule.shadow {
-                if rule.matches(text, lowered, normalised) {
+                if rule.matches(views, sender) {
                     checked.shadow.push(rule);
                 }
                 continue;
@@ -187,7 +207,7 @@ impl TextRules {
             if checked.decided.is_some_and(outranks) {
                 continue;
             }
-            if rule.matches(text, lowered, normalised) {
+            if rule.matches(views, sender) {
                 checked.decided = Some(rule);
             }
         }
@@ -203,6 +223,47 @@ pub struct Checked<'a> {
     pub decided: Option<&'a TextRule>,
     /// The shadow rules that matched (counted, not acted on).
     pub shadow: Vec<&'a TextRule>,
+}
+
+impl RuleText {
+    /// Records what is wrong with the rule `id` (`key` says where in the file) that
+    /// compiling it does not find.
+    fn check(&self, id: &str, key: &str, problems: &mut Vec<String>) {
+        let text = self;
+        if !is_valid_token(id) {
+            problems.push(format!(
+                "{key}: a rule name must be 1-64 characters of A-Z a-z 0-9 _ : @ = + ~ -"
+            ));
+        }
+        if let Some(category) = &text.category
+            && !is_valid_token(category)
+        {
+            problems.push(format!(
+                "{key}.category: must be 1-64 characters of A-Z a-z 0-9 _ : @ = + ~ -"
+            ));
+        }
+        if text.keywords.is_empty()
+            && text.regex.is_empty()
+            && text.links.is_none()
+            && text.density.is_none()
+            && text.sender.is_none()
+        {
+            problems.push(format!(
+                "{key}: none of keywords, regex, links, density, sender: it would match nothing"
+            ));
+        }
+        if let Some(density) = &text.density {
+            density.check(&format!("{key}.density"), problems);
+        }
+        if let Some(sender) = &text.sender {
+            sender.check(&format!("{key}.sender"), problems);
+        }
+        if text.then == Then::Models && text.action == RuleAction::Allow {
+            problems.push(format!(
+                "{key}: action \"allow\" with then = \"models\" would never change a verdict"
+            ));
+        }
+    }
 }
 
 /// Compiles a policy's rules (`at` is its key in the file); every problem is recorded.
@@ -221,35 +282,7 @@ pub(super) fn compile(
     let mut canonical = String::new();
     for (id, text) in texts {
         let key = format!("{at}.rules.{id}");
-        if !is_valid_token(id) {
-            problems.push(format!(
-                "{key}: a rule name must be 1-64 characters of A-Z a-z 0-9 _ : @ = + ~ -"
-            ));
-        }
-        if let Some(category) = &text.category
-            && !is_valid_token(category)
-        {
-            problems.push(format!(
-                "{key}.category: must be 1-64 characters of A-Z a-z 0-9 _ : @ = + ~ -"
-            ));
-        }
-        if text.keywords.is_empty()
-            && text.regex.is_empty()
-            && text.links.is_none()
-            && text.density.is_none()
-        {
-            problems.push(format!(
-                "{key}: none of keywords, regex, links, density: it would match nothing"
-            ));
-        }
-        if let Some(density) = &text.density {
-            density.check(&format!("{key}.density"), problems);
-        }
-        if text.then == Then::Models && text.action == RuleAction::Allow {
-            problems.push(format!(
-                "{key}: action \"allow\" with then = \"models\" would never change a verdict"
-            ));
-        }
+        text.check(id, &key, problems);
         let rule = TextRule {
             id: id.clone(),
             action: text.action,
@@ -262,6 +295,7 @@ pub(super) fn compile(
                 .as_ref()
                 .map(|l| Links::compile(&format!("{key}.links"), l, problems)),
             density: text.density.clone(),
+            sender: text.sender.clone(),
             shadow: text.shadow,
             then: text.then,
         };
@@ -270,82 +304,6 @@ pub(super) fn compile(
         rules.push(rule);
     }
     TextRules { rules, canonical }
-}
-
-/// Regexes matching any of `list` (keywords or allow phrases), case-insensitively: one
-/// for phrases with ASCII edges and one for the rest, because a Unicode word boundary
-/// makes the regex crate's fast engine give up on any non-ASCII text (measured ~30× slower
-/// on such text), while an ASCII boundary does not. Empty for an empty list.
-fn phrases(key: &str, list: &[String], problems: &mut Vec<String>) -> Vec<Regex> {
-    if list.len() > MAX_KEYWORDS {
-        problems.push(format!(
-            "{key}: {} entries, more than the {MAX_KEYWORDS} a rule may have",
-            list.len()
-        ));
-        return Vec::new();
-    }
-    let (mut ascii, mut unicode) = (Vec::new(), Vec::new());
-    for phrase in list {
-        match pattern(phrase) {
-            Ok((p, false)) => ascii.push(p),
-            Ok((p, true)) => unicode.push(p),
-            Err(why) => problems.push(format!("{key}: {phrase:?}: {why}")),
-        }
-    }
-    [ascii, unicode]
-        .into_iter()
-        .filter(|alternatives| !alternatives.is_empty())
-        .filter_map(|alternatives| {
-            let joined = format!("(?i)(?:{})", alternatives.join("|"));
-            RegexBuilder::new(&joined)
-                .size_limit(KEYWORDS_SIZE_LIMIT)
-                .build()
-                .map_err(|e| problems.push(format!("{key}: too large to match ({})", one_line(&e))))
-                .ok()
-        })
-        .collect()
-}
-
-/// Between the words of a keyword: white space or the separators the normaliser takes out
-/// (`kill-yourself`, `kill_yourself`, `kill.yourself`), or nothing (the normalised
-/// `killyourself`).
-const BETWEEN_WORDS: &str = r"[\s._\-*/\\|,~+]*";
-
-/// The regex of one keyword: whole words, `*` any run of characters but white space (at an
-/// end: the word may go on; not Unicode `\w`, whose compiled class is so large that 1,000
-/// wildcard keywords passed 16 MiB), between words [`BETWEEN_WORDS`]; and whether an edge
-/// needs a Unicode word boundary (a non-ASCII letter there; an ASCII one takes an ASCII
-/// boundary, so `kys` also matches glued to a Cyrillic letter: `жkys`).
-fn pattern(phrase: &str) -> Result<(String, bool), String> {
-    let phrase = phrase.trim().to_lowercase();
-    let chars = phrase.chars().count();
-    if chars > MAX_KEYWORD_CHARS {
-        return Err(format!("{chars} characters, more than {MAX_KEYWORD_CHARS}"));
-    }
-    if !phrase.chars().any(char::is_alphanumeric) {
-        return Err("no letter or digit: it would match almost anything".into());
-    }
-    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-    let mut unicode = false;
-    let mut boundary = |c: Option<char>, out: &mut String| {
-        if word(c) {
-            let ascii = c.is_some_and(|c| c.is_ascii());
-            unicode |= !ascii;
-            out.push_str(if ascii { r"(?-u:\b)" } else { r"\b" });
-        }
-    };
-    let mut out = String::new();
-    boundary(phrase.chars().next(), &mut out);
-    let mut words = phrase.split_whitespace().peekable();
-    while let Some(w) = words.next() {
-        let parts: Vec<String> = w.split('*').map(regex::escape).collect();
-        out.push_str(&parts.join(r"\S*"));
-        if words.peek().is_some() {
-            out.push_str(BETWEEN_WORDS);
-        }
-    }
-    boundary(phrase.chars().last(), &mut out);
-    Ok((out, unicode))
 }
 
 /// The rule's regexes, each bounded in length and compiled size.

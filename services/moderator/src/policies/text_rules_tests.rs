@@ -70,7 +70,7 @@ fn decided(set: &PolicySet, policy: &str, text: &str) -> Option<(String, RuleAct
     let rules = set.select("t", "r", Some(policy)).rules.text_rules();
     let normalised = Normalizer::new().second_view(text);
     rules
-        .check(text, &text.to_lowercase(), normalised.as_deref())
+        .check((text, &text.to_lowercase(), normalised.as_deref()), None)
         .decided
         .map(|r| (r.id.clone(), r.action))
 }
@@ -140,7 +140,7 @@ fn links_density_and_shadow_rules() {
         assert_eq!(&decided(&set, "chat", text), expected, "{text:?}");
     }
     let rules = set.select("t", "r", Some("chat")).rules.text_rules();
-    let checked = rules.check("buy now!", "buy now!", None);
+    let checked = rules.check(("buy now!", "buy now!", None), None);
     assert!(checked.decided.is_none(), "a shadow rule decides nothing");
     let shadow: Vec<&str> = checked.shadow.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(shadow, ["trial"]);
@@ -157,7 +157,7 @@ fn a_deciding_rule_outranks_an_equal_one_that_runs_the_models() {
     let prevailing = |text: &str| {
         let rules = set.select("t", "r", Some("order")).rules.text_rules();
         rules
-            .check(text, text, None)
+            .check((text, text, None), None)
             .decided
             .map(|r| (r.id.clone(), r.then))
     };
@@ -219,7 +219,27 @@ fn bad_rules_are_refused() {
         ),
         (
             "action = \"block\"",
-            "none of keywords, regex, links, density",
+            "none of keywords, regex, links, density, sender",
+        ),
+        (
+            "sender = { per_s = 60 }\naction = \"block\"",
+            "none of messages, repeats, strikes",
+        ),
+        (
+            "sender = { messages = 5, per_s = 7200 }\naction = \"block\"",
+            "per_s: 7200 is not within 1..=3600",
+        ),
+        (
+            "sender = { messages = 64, per_s = 60 }\naction = \"block\"",
+            "messages: must be below 64",
+        ),
+        (
+            "sender = { strikes = 16, per_s = 60 }\naction = \"block\"",
+            "strikes: must be below 16",
+        ),
+        (
+            "sender = { messages = 5, per_s = 60, rooms = true }\naction = \"block\"",
+            "unknown field",
         ),
         (
             &format!("keywords = [{}]\naction = \"flag\"", many.join(",")) as &str,

@@ -5,7 +5,8 @@ use super::{Role, transport_consumer, transport_filter};
 use crate::subject::{
     AUDIT_PREFIX, AUDIT_STREAM, CLASSIFY_SUBJECT, DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE,
     INTERACTIVE_STREAM, MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, POLICY_KEY,
-    REQUEST_PREFIX, REVIEW_PREFIX, REVIEW_STREAM, VERDICT_PREFIX, VERDICTS_STREAM,
+    REQUEST_PREFIX, REVIEW_PREFIX, REVIEW_STREAM, SENDER_PREFIX, SENDERS_STREAM, VERDICT_PREFIX,
+    VERDICTS_STREAM,
 };
 
 /// The subjects one role may use.
@@ -34,8 +35,10 @@ impl Role {
                     format!("{VERDICT_PREFIX}.>"),
                     format!("{DLQ_PREFIX}.>"),
                     format!("{REVIEW_PREFIX}.>"),
+                    format!("{SENDER_PREFIX}.>"),
                 ];
                 publish.extend(topology_lookups());
+                publish.extend(ordered_reads(SENDERS_STREAM));
                 for stream in [MODERATION_STREAM, INTERACTIVE_STREAM] {
                     publish.extend([
                         format!("{API}.CONSUMER.MSG.NEXT.{stream}.{MODERATOR_CONSUMER}"),
@@ -86,7 +89,7 @@ impl Role {
 const API: &str = "$JS.API";
 
 /// What a service looks up to see whether the topology is in place ([`crate::topology::ensure`]):
-/// the six streams' info and the moderators' consumers' info.
+/// the seven streams' info and the moderators' consumers' info.
 fn topology_lookups() -> Vec<String> {
     let streams = [
         MODERATION_STREAM,
@@ -95,6 +98,7 @@ fn topology_lookups() -> Vec<String> {
         DLQ_STREAM,
         REVIEW_STREAM,
         AUDIT_STREAM,
+        SENDERS_STREAM,
     ];
     let mut subjects: Vec<String> = streams
         .iter()
@@ -126,16 +130,25 @@ fn policy_reads() -> Vec<String> {
 fn reviewer_publish() -> Vec<String> {
     let mut publish = vec![format!("{VERDICT_PREFIX}.>"), format!("{AUDIT_PREFIX}.>")];
     for stream in [REVIEW_STREAM, AUDIT_STREAM] {
-        publish.extend([
-            format!("{API}.STREAM.INFO.{stream}"),
-            format!("{API}.CONSUMER.CREATE.{stream}"),
-            format!("{API}.CONSUMER.CREATE.{stream}.>"),
-            format!("{API}.CONSUMER.INFO.{stream}.*"),
-            format!("{API}.CONSUMER.DELETE.{stream}.*"),
-            format!("{API}.CONSUMER.MSG.NEXT.{stream}.*"),
-        ]);
+        publish.extend(ordered_reads(stream));
+        publish.push(format!("{API}.CONSUMER.DELETE.{stream}.*"));
     }
     publish
+}
+
+/// Reading `stream` with ordered consumers of one's own (pull consumers answer on the
+/// caller's inbox; their names are chosen at random): the review console's `REVIEW` and
+/// `AUDIT`, the moderators' `SENDERS`. No delete: an ordered consumer is ephemeral and goes
+/// when idle (async-nats's attempt to delete one it replaces may fail harmlessly); the
+/// console may delete its own.
+fn ordered_reads(stream: &str) -> [String; 5] {
+    [
+        format!("{API}.STREAM.INFO.{stream}"),
+        format!("{API}.CONSUMER.CREATE.{stream}"),
+        format!("{API}.CONSUMER.CREATE.{stream}.>"),
+        format!("{API}.CONSUMER.INFO.{stream}.*"),
+        format!("{API}.CONSUMER.MSG.NEXT.{stream}.*"),
+    ]
 }
 
 /// The subject of the policy file in its bucket: `$KV.offpath-policies.policies`.

@@ -12,7 +12,7 @@ use async_nats::jetstream::{
 use crate::subject::{
     AUDIT_PREFIX, AUDIT_STREAM, DLQ_PREFIX, DLQ_STREAM, INTERACTIVE_LANE, INTERACTIVE_STREAM,
     MODERATION_STREAM, MODERATOR_CONSUMER, POLICY_BUCKET, POLICY_KEY, REQUEST_PREFIX,
-    REVIEW_PREFIX, REVIEW_STREAM, VERDICT_PREFIX, VERDICTS_STREAM,
+    REVIEW_PREFIX, REVIEW_STREAM, SENDER_PREFIX, SENDERS_STREAM, VERDICT_PREFIX, VERDICTS_STREAM,
 };
 
 const GIB: i64 = 1024 * 1024 * 1024;
@@ -50,17 +50,20 @@ pub enum Stream {
     Review,
     /// `AUDIT`: reviewers' decisions (contract v1.1).
     Audit,
+    /// `SENDERS`: what senders did lately, the moderators' shared sender state.
+    Senders,
 }
 
 impl Stream {
     /// Every stream, in the order they are put in place.
-    pub const ALL: [Stream; 6] = [
+    pub const ALL: [Stream; 7] = [
         Stream::Moderation,
         Stream::Interactive,
         Stream::Verdicts,
         Stream::Dlq,
         Stream::Review,
         Stream::Audit,
+        Stream::Senders,
     ];
 
     /// The stream's name, subjects and description.
@@ -96,6 +99,11 @@ impl Stream {
                 format!("{AUDIT_PREFIX}.*"),
                 "offpath audit trail: reviewers' decisions",
             ),
+            Stream::Senders => (
+                SENDERS_STREAM,
+                format!("{SENDER_PREFIX}.*"),
+                "offpath sender state: what senders did lately (moderators only)",
+            ),
         }
     }
 
@@ -128,6 +136,9 @@ pub struct TopologyConfig {
     pub review: Retention,
     /// `AUDIT`: reviewer decisions (the audit trail).
     pub audit: Retention,
+    /// `SENDERS`: sender events. Its age bounds the longest window a sender rule may count
+    /// over after a moderator restarts.
+    pub senders: Retention,
     /// Time a moderator has to ack (or send `in_progress`) before redelivery.
     pub ack_wait: Duration,
     /// Deliveries before a message is given up on (and dead-lettered by the worker).
@@ -147,6 +158,7 @@ impl Default for TopologyConfig {
             dlq: Retention::new(14 * DAY, GIB),
             review: Retention::new(14 * DAY, GIB),
             audit: Retention::new(366 * DAY, GIB),
+            senders: Retention::new(DAY, GIB),
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
             max_ack_pending: 1024,
@@ -190,6 +202,7 @@ impl TopologyConfig {
             &mut self.dlq,
             &mut self.review,
             &mut self.audit,
+            &mut self.senders,
         ] {
             retention.max_bytes = bytes;
         }
@@ -210,6 +223,7 @@ impl TopologyConfig {
             Stream::Dlq => self.dlq,
             Stream::Review => self.review,
             Stream::Audit => self.audit,
+            Stream::Senders => self.senders,
         }
     }
 

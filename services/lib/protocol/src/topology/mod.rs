@@ -1,4 +1,4 @@
-//! JetStream topology as code: the six streams, the policy bucket and the moderators' shared
+//! JetStream topology as code: the seven streams, the policy bucket and the moderators' shared
 //! durable pull consumer. [`ensure`] creates what is missing and never changes what exists (it reports
 //! differences): every service runs it at start-up and when it finds part of the topology
 //! deleted. [`apply`] creates or updates to the given settings: only `offpath topology`

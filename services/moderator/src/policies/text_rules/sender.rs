@@ -1,0 +1,148 @@
+//! A rule's sender condition (issue 30, item 2): what the sender did lately, as every
+//! moderator counts it from the shared sender state (`SENDERS`).
+//!
+//! ```toml
+//! [policies.chat.rules.flood]
+//! sender = { messages = 10, per_s = 30 }             # an 11th message within 30 s, any room
+//! action = "block"
+//!
+//! [policies.chat.rules.copy_paste]
+//! sender = { repeats = 3, per_s = 600, room = true } # the same text a 4th time in 10 min here
+//! action = "flag"
+//!
+//! [policies.chat.rules.three_strikes]
+//! sender = { strikes = 2, per_s = 600 }              # blocked 3 times in 10 min: blocked
+//! action = "block"
+//! ```
+
+use std::collections::VecDeque;
+
+use serde::Deserialize;
+
+/// Longest window a sender rule counts over, in seconds: an hour.
+pub const WINDOW_S: u64 = 3600;
+/// Messages remembered per sender: a rule's `messages` and `repeats` stay below it.
+pub const MAX_MESSAGES: usize = 64;
+/// Strikes (blocks) remembered per sender: a rule's `strikes` stays below it.
+pub const MAX_STRIKES: usize = 16;
+
+/// One thing a sender did: a message taken in, or a block (a strike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// When the transport accepted the message, ms since the epoch.
+    pub at_ms: u64,
+    /// The room, hashed in this process.
+    pub room: u64,
+    /// The text's digest, the same in every process.
+    pub text: u64,
+    /// The request id, hashed in this process: the same event seen twice counts once.
+    pub id: u64,
+}
+
+/// A sender's recent messages and strikes, oldest first.
+#[derive(Debug, Default, Clone)]
+pub struct Recent {
+    /// Messages, this one included once recorded.
+    pub messages: VecDeque<Entry>,
+    /// Blocks.
+    pub strikes: VecDeque<Entry>,
+}
+
+/// Where the message judged stands: the end of every window, its room and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Here {
+    /// The message's `sent_at_ms`.
+    pub at_ms: u64,
+    /// Its room, hashed as [`Entry::room`].
+    pub room: u64,
+    /// Its text's digest.
+    pub text: u64,
+}
+
+/// A sender's history and where the message judged stands in it.
+#[derive(Debug, Clone)]
+pub struct SenderView {
+    /// The history.
+    pub recent: Recent,
+    /// The message.
+    pub here: Here,
+}
+
+impl Recent {
+    /// The newest event's time (0 when none).
+    pub(crate) fn newest_ms(&self) -> u64 {
+        let last = |q: &VecDeque<Entry>| q.back().map_or(0, |e| e.at_ms);
+        last(&self.messages).max(last(&self.strikes))
+    }
+
+    /// Entries of `list` in `(here.at_ms - window_s, here.at_ms]`, in `here`'s room when
+    /// `room`, whose text is `here`'s when `same_text`.
+    pub fn count(
+        list: &VecDeque<Entry>,
+        here: Here,
+        window_s: u64,
+        room: bool,
+        same_text: bool,
+    ) -> usize {
+        let from = here.at_ms.saturating_sub(window_s * 1000);
+        list.iter()
+            .filter(|e| e.at_ms > from && e.at_ms <= here.at_ms)
+            .filter(|e| !room || e.room == here.room)
+            .filter(|e| !same_text || e.text == here.text)
+            .count()
+    }
+}
+
+/// `[…rules.<id>] sender = {…}` as written: each set bound is a condition, and any one
+/// passed matches.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SenderLimits {
+    /// More messages than this in the window, this one included.
+    messages: Option<usize>,
+    /// The same text (case and spacing aside) more times than this in the window.
+    repeats: Option<usize>,
+    /// More blocks than this in the window, before this message.
+    strikes: Option<usize>,
+    /// The window, in seconds (1 to [`WINDOW_S`]).
+    per_s: u64,
+    /// Count in the message's room only (else across the tenant's rooms).
+    #[serde(default)]
+    room: bool,
+}
+
+impl SenderLimits {
+    /// Records what is wrong with it (`key` says where in the file).
+    pub(crate) fn check(&self, key: &str, problems: &mut Vec<String>) {
+        if self.messages.is_none() && self.repeats.is_none() && self.strikes.is_none() {
+            problems.push(format!("{key}: none of messages, repeats, strikes"));
+        }
+        if !(1..=WINDOW_S).contains(&self.per_s) {
+            problems.push(format!(
+                "{key}.per_s: {} is not within 1..={WINDOW_S}",
+                self.per_s
+            ));
+        }
+        for (name, value, below) in [
+            ("messages", self.messages, MAX_MESSAGES),
+            ("repeats", self.repeats, MAX_MESSAGES),
+            ("strikes", self.strikes, MAX_STRIKES),
+        ] {
+            if value.is_some_and(|v| v >= below) {
+                problems.push(format!(
+                    "{key}.{name}: must be below {below} (what a moderator remembers per sender)"
+                ));
+            }
+        }
+    }
+
+    /// Whether the sender's history passes a bound.
+    pub(crate) fn matches(&self, view: &SenderView) -> bool {
+        let count =
+            |list, same_text| Recent::count(list, view.here, self.per_s, self.room, same_text);
+        let over = |bound: Option<usize>, n: usize| bound.is_some_and(|b| n > b);
+        over(self.messages, count(&view.recent.messages, false))
+            || over(self.repeats, count(&view.recent.messages, true))
+            || over(self.strikes, count(&view.recent.strikes, false))
+    }
+}

@@ -1,0 +1,294 @@
+//! Sender state shared by every moderator (issue 30, item 2): what each sender did lately
+//! (messages per room and across rooms, repeats of one text, strikes: blocks), which a
+//! policy's sender rules count.
+//!
+//! Kept on NATS, no other store: a moderator publishes one small event for each request
+//! it takes from the stream, and one for each block, to `SENDERS`
+//! (`offpath.sender.<tenant>`, `Nats-Msg-Id` `<tenant>/<id>/<kind>`, so a redelivered
+//! request's event is stored once); every moderator reads all of `SENDERS` with an ordered
+//! consumer of its own into its bounded [`Book`], from an hour back when it starts (a
+//! restart loses nothing the stream kept). Its own events count at once, and their echo
+//! is recognised by request id: each event counts once, however many moderators and
+//! gateways a sender's messages pass. Another moderator's events arrive within a NATS
+//! round trip. `offpath.classify` calls and members' reports are not a sender's messages
+//! and record nothing. Events carry ids and digests, never text.
+
+pub(crate) mod book;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use offpath_protocol::subject::{SENDER_PREFIX, SENDERS_STREAM, sender_subject};
+use offpath_protocol::{Action, ModerationRequest, Verdict, now_ms};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tracing::warn;
+
+pub(crate) use crate::policies::text_rules::sender::{Here, SenderView};
+use book::{Added, Book, Entry, Kind, WINDOW_S, local_hash, sender_key, text_digest};
+
+use crate::metrics as m;
+
+/// Events waiting to be published; past it they are dropped and counted.
+const OUTBOX: usize = 4096;
+/// Publish acknowledgements awaited at once.
+const IN_FLIGHT_ACKS: usize = 256;
+
+/// One sender event as published on `offpath.sender.<tenant>` (moderators only; decoded
+/// strictly, anything else is counted `malformed` and skipped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SenderEvent {
+    /// Always 1.
+    v: u32,
+    /// `message` or `strike`.
+    kind: String,
+    /// The request's id.
+    id: String,
+    tenant: String,
+    sender: String,
+    room: String,
+    /// The request's `sent_at_ms` (never later than when it was recorded).
+    at_ms: u64,
+    /// [`text_digest`] of the message.
+    text: u64,
+}
+
+impl SenderEvent {
+    fn of(request: &ModerationRequest, kind: Kind) -> Self {
+        Self {
+            v: 1,
+            kind: match kind {
+                Kind::Message => "message",
+                Kind::Strike => "strike",
+            }
+            .into(),
+            id: request.id.clone(),
+            tenant: request.tenant.clone(),
+            sender: request.sender.clone(),
+            room: request.room.clone(),
+            at_ms: request.sent_at_ms.min(now_ms()),
+            text: text_digest(&request.text),
+        }
+    }
+
+    fn kind(&self) -> Option<Kind> {
+        match (self.v, self.kind.as_str()) {
+            (1, "message") => Some(Kind::Message),
+            (1, "strike") => Some(Kind::Strike),
+            _ => None,
+        }
+    }
+
+    fn entry(&self) -> (u64, Entry) {
+        let entry = Entry {
+            at_ms: self.at_ms,
+            room: local_hash(&self.room),
+            text: self.text,
+            id: local_hash(&self.id),
+        };
+        (sender_key(&self.tenant, &self.sender), entry)
+    }
+}
+
+/// The sender state of this process: its book, and the outbox its events leave by.
+pub(crate) struct Senders {
+    book: Book,
+    outbox: Option<mpsc::Sender<SenderEvent>>,
+    caught_up: AtomicBool,
+}
+
+impl Senders {
+    /// Sender state for up to `capacity` senders; none when 0 (nothing recorded, sender
+    /// rules never match). Returns the outbox's far end for [`publish`].
+    pub(crate) fn new(capacity: usize) -> (Arc<Self>, Option<mpsc::Receiver<SenderEvent>>) {
+        let (outbox, receiver) = if capacity == 0 {
+            (None, None)
+        } else {
+            let (tx, rx) = mpsc::channel(OUTBOX);
+            (Some(tx), Some(rx))
+        };
+        let senders = Self {
+            book: Book::new(capacity.max(1)),
+            outbox,
+            caught_up: AtomicBool::new(capacity == 0),
+        };
+        (Arc::new(senders), receiver)
+    }
+
+    /// Records `request` as its sender's message: a stream request that is not a report.
+    pub(crate) fn message(&self, request: &ModerationRequest) {
+        if request.report.is_none() {
+            self.record(SenderEvent::of(request, Kind::Message), Kind::Message);
+        }
+    }
+
+    /// The sender's history as this process knows it, and where `request` stands in it.
+    pub(crate) fn view(&self, request: &ModerationRequest) -> SenderView {
+        let (sender, entry) = SenderEvent::of(request, Kind::Message).entry();
+        SenderView {
+            recent: self.book.recent(sender),
+            here: Here {
+                at_ms: entry.at_ms,
+                room: entry.room,
+                text: entry.text,
+            },
+        }
+    }
+
+    /// Records a strike when `verdict` blocks `request` (a stream request, not a report).
+    pub(crate) fn strike(&self, request: &ModerationRequest, verdict: &Verdict) {
+        if verdict.action == Action::Block && request.report.is_none() {
+            self.record(SenderEvent::of(request, Kind::Strike), Kind::Strike);
+        }
+    }
+
+    fn record(&self, event: SenderEvent, kind: Kind) {
+        let Some(outbox) = &self.outbox else { return };
+        let (sender, entry) = event.entry();
+        self.add(sender, kind, entry);
+        let outcome = match outbox.try_send(event) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => "dropped",
+            Err(mpsc::error::TrySendError::Closed(_)) => "dropped",
+        };
+        metrics::counter!(m::SENDER_EVENTS, "outcome" => outcome).increment(1);
+    }
+
+    fn add(&self, sender: u64, kind: Kind, entry: Entry) -> Added {
+        let (added, evicted) = self.book.add(sender, kind, entry, now_ms());
+        if evicted > 0 {
+            metrics::counter!(m::SENDER_EVICTIONS).increment(evicted as u64);
+        }
+        metrics::gauge!(m::SENDERS_TRACKED).set(self.book.len() as f64);
+        added
+    }
+
+    /// Folds one event read from `SENDERS`; returns how it was counted.
+    fn fold(&self, payload: &[u8]) -> &'static str {
+        let Ok(event) = serde_json::from_slice::<SenderEvent>(payload) else {
+            return "malformed";
+        };
+        let Some(kind) = event.kind() else {
+            return "malformed";
+        };
+        let (sender, entry) = event.entry();
+        match self.add(sender, kind, entry) {
+            Added::New => "folded",
+            Added::Seen => "seen",
+            Added::Stale => "stale",
+        }
+    }
+}
+
+/// Publishes the events of `outbox` to `SENDERS` until it closes, a few hundred
+/// acknowledgements awaited at once; each counted `published` or `failed`.
+pub(crate) async fn publish(js: jetstream::Context, mut outbox: mpsc::Receiver<SenderEvent>) {
+    let mut acks = futures::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            event = outbox.recv(), if acks.len() < IN_FLIGHT_ACKS => {
+                let Some(event) = event else { break };
+                acks.push(send(js.clone(), event));
+            }
+            Some(outcome) = acks.next() => {
+                metrics::counter!(m::SENDER_EVENTS, "outcome" => outcome).increment(1);
+            }
+        }
+    }
+    while let Some(outcome) = acks.next().await {
+        metrics::counter!(m::SENDER_EVENTS, "outcome" => outcome).increment(1);
+    }
+}
+
+async fn send(js: jetstream::Context, event: SenderEvent) -> &'static str {
+    let Ok(payload) = serde_json::to_vec(&event) else {
+        return "failed";
+    };
+    let mut headers = async_nats::HeaderMap::new();
+    let id = format!("{}/{}/{}", event.tenant, event.id, event.kind);
+    headers.insert("Nats-Msg-Id", id.as_str());
+    let sent = js
+        .publish_with_headers(sender_subject(&event.tenant), headers, payload.into())
+        .await;
+    let acked = match sent {
+        Ok(ack) => tokio::time::timeout(Duration::from_secs(5), ack).await,
+        Err(_) => return "failed",
+    };
+    match acked {
+        Ok(Ok(_)) => "published",
+        _ => "failed",
+    }
+}
+
+/// Reads `SENDERS` into `senders`' book from an hour back, again after any failure, until
+/// `stop`.
+pub(crate) async fn follow(
+    js: jetstream::Context,
+    senders: Arc<Senders>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if senders.outbox.is_none() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            result = read(&js, &senders) => {
+                if let Err(err) = result {
+                    warn!("not following {SENDERS_STREAM} ({err}); trying again in 2 s");
+                    metrics::counter!(m::NATS_ERRORS, "operation" => "follow_senders").increment(1);
+                }
+            }
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// One ordered consumer over the window (async-nats re-creates it after a gap or a lost
+/// consumer); ends with the stream.
+async fn read(js: &jetstream::Context, senders: &Senders) -> Result<(), String> {
+    let stream = js
+        .get_stream(SENDERS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let end = stream.cached_info().state.last_sequence;
+    if end == 0 {
+        senders.set_caught_up();
+    }
+    let start = time::OffsetDateTime::now_utc() - Duration::from_secs(WINDOW_S);
+    let config = consumer::pull::OrderedConfig {
+        filter_subject: format!("{SENDER_PREFIX}.>"),
+        deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: start },
+        ..Default::default()
+    };
+    let reader = stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = reader.messages().await.map_err(|e| e.to_string())?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| e.to_string())?;
+        let outcome = senders.fold(&message.payload);
+        metrics::counter!(m::SENDER_EVENTS, "outcome" => outcome).increment(1);
+        if message.info().is_ok_and(|i| i.stream_sequence >= end) {
+            senders.set_caught_up();
+        }
+    }
+    Err("the consumer ended".into())
+}
+
+impl Senders {
+    /// Marks the window read (once: `sender_state_caught_up`).
+    fn set_caught_up(&self) {
+        if !self.caught_up.swap(true, Ordering::Relaxed) {
+            metrics::gauge!(m::SENDER_STATE_CAUGHT_UP).set(1.0);
+        }
+    }
+}

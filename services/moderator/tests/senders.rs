@@ -1,0 +1,183 @@
+//! Sender state end to end (issue 30, item 2): a real nats-server, the real models, two
+//! moderators with a policy of sender rules. What one moderator counted, the other counts
+//! too, after it started and after the first stopped; each message counts once (its own
+//! echo from `SENDERS` is not a second message); repeats and strikes count.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::Subscriber;
+use offpath_harness::{scrape, verdicts};
+use offpath_protocol::{Action, ModerationRequest, Verdict};
+
+const FILE: &str = r#"
+default = "chat"
+
+[policies.chat.rules.flood]
+sender = { messages = 5, per_s = 60 }
+action = "block"
+category = "spam"
+
+[policies.chat.rules.copy_paste]
+sender = { repeats = 2, per_s = 600, room = true }
+action = "flag"
+category = "spam"
+
+[policies.chat.rules.taunts]
+keywords = ["kys"]
+action = "block"
+category = "harassment"
+
+[policies.chat.rules.strikes]
+sender = { strikes = 1, per_s = 600 }
+action = "block"
+"#;
+
+fn from(sender: &str, id: &str, text: &str) -> ModerationRequest {
+    ModerationRequest {
+        sender: sender.into(),
+        ..common::request(id, text)
+    }
+}
+
+/// Publishes `request` and waits for its verdict.
+async fn send(env: &common::Env, sub: &mut Subscriber, request: &ModerationRequest) -> Verdict {
+    common::publish(&env.js, request).await;
+    let seen = verdicts::collect(sub, 1, Duration::from_secs(60)).await;
+    let verdict = seen
+        .into_values()
+        .next()
+        .unwrap_or_else(|| panic!("no verdict for {}", request.id));
+    assert_eq!(verdict.id, request.id);
+    verdict
+}
+
+fn ruled(verdict: &Verdict) -> (Action, Option<&str>) {
+    (verdict.action, verdict.rule.as_deref())
+}
+
+async fn metrics(moderator: &common::Moderator) -> String {
+    let (status, body) = moderator.get("/metrics").await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// Waits until `series` on `moderator` is at least `min` (echoes arrive within a round trip).
+async fn at_least(moderator: &common::Moderator, series: &str, min: f64) {
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = metrics(moderator).await;
+        if scrape::value(&body, series) >= min {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{series} stayed below {min}:\n{body}");
+}
+
+/// Waits until `moderator` has read the last hour of `SENDERS`.
+async fn caught_up(moderator: &common::Moderator) {
+    for _ in 0..200 {
+        let body = metrics(moderator).await;
+        if scrape::value(&body, "offpath_moderator_sender_state_caught_up") == 1.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the moderator never read SENDERS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_rules_count_once_across_moderators_and_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::with_policies(dir.path(), FILE);
+    let (env, mut sub, first) = common::start(config.clone()).await;
+    first.assert_ready(60, "after start").await;
+
+    // Four messages on the first moderator: the echo of each from SENDERS is no second
+    // message, or the fourth would be past the flood bound of five.
+    for i in 1..=4 {
+        let verdict = send(
+            &env,
+            &mut sub,
+            &from("alice", &format!("a{i}"), &format!("see you at {i}")),
+        )
+        .await;
+        assert_eq!(ruled(&verdict).1, None, "message {i}: {verdict:?}");
+    }
+    at_least(
+        &first,
+        r#"offpath_moderator_sender_events_total{outcome="seen"}"#,
+        4.0,
+    )
+    .await;
+
+    // A second moderator reads what the first recorded; the first stops: what it counted
+    // stays counted.
+    let second = common::Moderator::start(&env.server, config).await;
+    second.assert_ready(60, "the second moderator").await;
+    caught_up(&second).await;
+    first.stop().await;
+    let fifth = send(&env, &mut sub, &from("alice", "a5", "see you at 5")).await;
+    assert_eq!(
+        ruled(&fifth),
+        (Action::Allow, None),
+        "the fifth message is within the bound"
+    );
+    for id in ["a6", "a7"] {
+        let verdict = send(&env, &mut sub, &from("alice", id, "and one more thing")).await;
+        assert_eq!(ruled(&verdict), (Action::Block, Some("flood")), "{id}");
+        assert_eq!(verdict.category.as_deref(), Some("spam"));
+    }
+    let body = metrics(&second).await;
+    assert!(
+        scrape::value(
+            &body,
+            r#"offpath_moderator_sender_events_total{outcome="folded"}"#
+        ) >= 4.0,
+        "{body}"
+    );
+
+    // Repeats: the same text a third time, case and spacing aside, in the room.
+    for (i, text) in ["BUY cheap followers", "buy  cheap followers"]
+        .iter()
+        .enumerate()
+    {
+        let verdict = send(&env, &mut sub, &from("bob", &format!("b{i}"), text)).await;
+        assert_eq!(ruled(&verdict).1, None, "repeat {i}");
+    }
+    let third = send(&env, &mut sub, &from("bob", "b2", "buy cheap followers")).await;
+    assert_eq!(ruled(&third), (Action::Flag, Some("copy_paste")));
+    let elsewhere = ModerationRequest {
+        room: "garden".into(),
+        ..from("bob", "b3", "buy cheap followers")
+    };
+    let verdict = send(&env, &mut sub, &elsewhere).await;
+    assert_eq!(ruled(&verdict).1, None, "counted in its room only");
+
+    // Strikes: two blocks, then even an innocent line is blocked.
+    for id in ["c1", "c2"] {
+        let verdict = send(&env, &mut sub, &from("carol", id, "kys")).await;
+        assert_eq!(ruled(&verdict), (Action::Block, Some("taunts")), "{id}");
+    }
+    let verdict = send(&env, &mut sub, &from("carol", "c3", "sorry, good night")).await;
+    assert_eq!(ruled(&verdict), (Action::Block, Some("strikes")));
+    // Dave, who did nothing, is untouched.
+    let verdict = send(&env, &mut sub, &from("dave", "d1", "see you at 5")).await;
+    assert_eq!(ruled(&verdict).1, None);
+    let body = metrics(&second).await;
+    assert_eq!(
+        scrape::value(&body, "offpath_moderator_senders_tracked"),
+        4.0,
+        "{body}"
+    );
+    assert_eq!(
+        scrape::value(
+            &body,
+            r#"offpath_moderator_sender_events_total{outcome="malformed"}"#
+        ),
+        0.0
+    );
+    second.stop().await;
+}
