@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use offpath_classifier::{Manifest, Normalizer};
 use offpath_moderator::PolicySet;
+use offpath_moderator::policies::text_rules::Message;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -115,7 +116,7 @@ fn rules(c: &mut Criterion) {
             .filter(|l| {
                 let n = normalizer.second_view(l);
                 rules
-                    .check((l, &l.to_lowercase(), n.as_deref()), None)
+                    .check(&message(l, &l.to_lowercase(), n.as_deref()), None)
                     .decided
                     .is_some()
             })
@@ -130,7 +131,7 @@ fn rules(c: &mut Criterion) {
                     let lowered = line.to_lowercase();
                     let normalised = normalizer.second_view(line);
                     std::hint::black_box(
-                        rules.check((line, &lowered, normalised.as_deref()), None),
+                        rules.check(&message(line, &lowered, normalised.as_deref()), None),
                     );
                 }
             })
@@ -141,3 +142,13 @@ fn rules(c: &mut Criterion) {
 
 criterion_group!(benches, rules);
 criterion_main!(benches);
+
+/// A message that mentions nobody, as the rules read it.
+fn message<'a>(text: &'a str, lowered: &'a str, normalised: Option<&'a str>) -> Message<'a> {
+    Message {
+        text,
+        lowered,
+        normalised,
+        mentions: 0,
+    }
+}

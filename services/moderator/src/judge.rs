@@ -12,7 +12,7 @@ use tracing::debug;
 
 use crate::metrics as m;
 use crate::policies::LivePolicies;
-use crate::policies::text_rules::{RuleAction, Then};
+use crate::policies::text_rules::{Message, RuleAction, Then};
 use crate::pool::Pool;
 use crate::senders::Senders;
 use crate::work::{RuleNote, Screened};
@@ -124,12 +124,13 @@ impl Judge {
         }
         let (lowered, normalised) = views();
         let sender = (counted && rules.count_senders()).then(|| self.senders.view(request));
-        let views = (
-            request.text.as_str(),
-            lowered.as_str(),
-            normalised.as_deref(),
-        );
-        let checked = rules.check(views, sender.as_ref());
+        let message = Message {
+            text: &request.text,
+            lowered: &lowered,
+            normalised: normalised.as_deref(),
+            mentions: request.mentions.len(),
+        };
+        let checked = rules.check(&message, sender.as_ref());
         for rule in &checked.shadow {
             metrics::counter!(m::RULE_SHADOW_HITS, "policy" => selection.rules.name.clone(),
                 "rule" => rule.id.clone(), "action" => rule.action.as_str())

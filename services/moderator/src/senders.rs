@@ -10,7 +10,8 @@
 //! restart loses nothing the stream kept). Its own events count at once, and their echo
 //! is recognised by request id: each event counts once, however many moderators and
 //! gateways a sender's messages pass. Another moderator's events arrive within a NATS
-//! round trip. `offpath.classify` calls and members' reports are not a sender's messages
+//! round trip. Events carry what the rules count: a text digest (repeats), links and
+//! mentions. `offpath.classify` calls and members' reports are not a sender's messages
 //! and record nothing. Events carry ids and digests, never text.
 
 pub(crate) mod book;
@@ -31,6 +32,7 @@ pub(crate) use crate::policies::text_rules::sender::{Here, SenderView};
 use book::{Added, Book, Entry, Kind, WINDOW_S, local_hash, sender_key, text_digest};
 
 use crate::metrics as m;
+use crate::policies::text_rules::count_links;
 
 /// Events waiting to be published; past it they are dropped and counted.
 const OUTBOX: usize = 4096;
@@ -55,6 +57,10 @@ pub(crate) struct SenderEvent {
     at_ms: u64,
     /// [`text_digest`] of the message.
     text: u64,
+    /// Links in the message, as link rules find them.
+    links: u16,
+    /// Users it mentions (the request's `mentions`, contract v1.4).
+    mentions: u16,
 }
 
 impl SenderEvent {
@@ -72,6 +78,8 @@ impl SenderEvent {
             room: request.room.clone(),
             at_ms: request.sent_at_ms.min(now_ms()),
             text: text_digest(&request.text),
+            links: u16::try_from(count_links(&request.text)).unwrap_or(u16::MAX),
+            mentions: u16::try_from(request.mentions.len()).unwrap_or(u16::MAX),
         }
     }
 
@@ -89,6 +97,8 @@ impl SenderEvent {
             room: local_hash(&self.room),
             text: self.text,
             id: local_hash(&self.id),
+            links: self.links,
+            mentions: self.mentions,
         };
         (sender_key(&self.tenant, &self.sender), entry)
     }
@@ -135,6 +145,7 @@ impl Senders {
                 at_ms: entry.at_ms,
                 room: entry.room,
                 text: entry.text,
+                links: entry.links,
             },
         }
     }

@@ -32,6 +32,18 @@ category = "harassment"
 [policies.chat.rules.strikes]
 sender = { strikes = 1, per_s = 600 }
 action = "block"
+
+[policies.chat.rules.link_drop]
+sender = { first_link = true, per_s = 3600 }
+action = "flag"
+
+[policies.chat.rules.mention_flood]
+sender = { mentions = 5, per_s = 60 }
+action = "block"
+
+[policies.chat.rules.mass_mention]
+density = { max_mentions = 10 }
+action = "flag"
 "#;
 
 fn from(sender: &str, id: &str, text: &str) -> ModerationRequest {
@@ -166,10 +178,48 @@ async fn sender_rules_count_once_across_moderators_and_restarts() {
     // Dave, who did nothing, is untouched.
     let verdict = send(&env, &mut sub, &from("dave", "d1", "see you at 5")).await;
     assert_eq!(ruled(&verdict).1, None);
+
+    // A link in the first message of the hour goes to a person; in the second it does not.
+    let verdict = send(
+        &env,
+        &mut sub,
+        &from("erin", "e1", "deals at https://cheap.example/now"),
+    )
+    .await;
+    assert_eq!(ruled(&verdict), (Action::Flag, Some("link_drop")));
+    let verdict = send(
+        &env,
+        &mut sub,
+        &from("erin", "e2", "see https://cheap.example/more"),
+    )
+    .await;
+    assert_ne!(ruled(&verdict).1, Some("link_drop"));
+
+    // Mentions (contract v1.4): eleven in one message pass the density bound; three and
+    // three more within the minute pass the sender's bound of five.
+    let mention = |id: &str, users: std::ops::Range<u32>| ModerationRequest {
+        mentions: users.map(|u| format!("user{u}")).collect(),
+        ..from("frank", id, "hey, look at this")
+    };
+    let verdict = send(&env, &mut sub, &mention("f1", 0..3)).await;
+    assert_eq!(ruled(&verdict).1, None);
+    let verdict = send(&env, &mut sub, &mention("f2", 3..6)).await;
+    assert_eq!(ruled(&verdict), (Action::Block, Some("mention_flood")));
+    let many = ModerationRequest {
+        mentions: (0..11).map(|u| format!("user{u}")).collect(),
+        ..from("grace", "g1", "hey all")
+    };
+    let verdict = send(&env, &mut sub, &many).await;
+    assert_eq!(
+        ruled(&verdict),
+        (Action::Block, Some("mention_flood")),
+        "11 > 5 too"
+    );
+
     let body = metrics(&second).await;
     assert_eq!(
         scrape::value(&body, "offpath_moderator_senders_tracked"),
-        4.0,
+        7.0,
         "{body}"
     );
     assert_eq!(

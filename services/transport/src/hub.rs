@@ -14,6 +14,7 @@ mod deadlines;
 mod handoff;
 mod ids;
 mod lifecycle;
+mod mentions;
 mod recent;
 mod report_quota;
 mod reports;
@@ -208,6 +209,7 @@ impl Hub {
         // must be classified however late, so a block can still retract it.
         let deadline_ms = (policy.hold && policy.failure == Failure::Closed)
             .then(|| sent_at_ms + self.config.moderation.hold_deadline.ms());
+        let mentions = mentions::mentions(&text);
         ModerationRequest {
             v: PROTOCOL_VERSION,
             id,
@@ -225,6 +227,7 @@ impl Hub {
             policy: self.config.moderation_policy_of(room).map(String::from),
             report: None,
             context: Vec::new(),
+            mentions,
         }
     }
 

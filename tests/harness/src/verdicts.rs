@@ -81,6 +81,7 @@ pub fn request(id: &str, text: &str, sent_at_ms: u64) -> ModerationRequest {
         policy: None,
         report: None,
         context: Vec::new(),
+        mentions: Vec::new(),
     }
 }
 

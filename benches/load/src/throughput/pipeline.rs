@@ -346,6 +346,7 @@ pub(crate) async fn publish_all(
             policy: None,
             report: None,
             context: Vec::new(),
+            mentions: Vec::new(),
         };
         let publish = PublishMessage::build()
             .payload(encode(&request).into())

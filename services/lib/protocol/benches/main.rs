@@ -21,6 +21,7 @@ fn request(text: String) -> Vec<u8> {
         policy: None,
         report: None,
         context: Vec::new(),
+        mentions: Vec::new(),
     })
 }
 

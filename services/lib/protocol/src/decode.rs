@@ -130,6 +130,7 @@ impl DecodeError {
         "invalid_policy",
         "invalid_report",
         "invalid_context",
+        "invalid_mentions",
         "invalid_subject",
         "subject_mismatch",
         "invalid_payload",
@@ -156,6 +157,7 @@ impl DecodeError {
                 "priority" => "invalid_priority",
                 "policy" => "invalid_policy",
                 "context" => "invalid_context",
+                "mentions" => "invalid_mentions",
                 field if field.starts_with("report") => "invalid_report",
                 _ => "invalid_payload",
             },
@@ -197,6 +199,7 @@ pub fn decode_request_body(
         policy: fields.optional_string("policy")?,
         report: fields.optional_typed("report")?,
         context: fields.optional_typed("context")?.unwrap_or_default(),
+        mentions: fields.optional_typed("mentions")?.unwrap_or_default(),
     };
     fields.finish()?;
     validate(&request)?;

@@ -27,9 +27,9 @@ pub use decode::{
 };
 pub use types::{
     Action, AuditEntry, ContextMessage, DeadLetter, HumanReview, MAX_CONTEXT_MESSAGES,
-    MAX_CONTEXT_TEXT_BYTES, MAX_REPORT_REASON_CHARS, ModelRef, ModerationRequest, PROTOCOL_VERSION,
-    PolicyRef, Priority, Report, ReviewDecision, ReviewItem, ReviewKind, Span, TextSource, Verdict,
-    text_sha256,
+    MAX_CONTEXT_TEXT_BYTES, MAX_MENTIONS, MAX_REPORT_REASON_CHARS, ModelRef, ModerationRequest,
+    PROTOCOL_VERSION, PolicyRef, Priority, Report, ReviewDecision, ReviewItem, ReviewKind, Span,
+    TextSource, Verdict, text_sha256,
 };
 
 /// Encodes any payload of the contract as compact JSON.

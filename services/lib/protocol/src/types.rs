@@ -12,8 +12,8 @@ mod verdict;
 
 pub use dead_letter::DeadLetter;
 pub use request::{
-    ContextMessage, MAX_CONTEXT_MESSAGES, MAX_CONTEXT_TEXT_BYTES, MAX_REPORT_REASON_CHARS,
-    ModerationRequest, Priority, Report, TextSource,
+    ContextMessage, MAX_CONTEXT_MESSAGES, MAX_CONTEXT_TEXT_BYTES, MAX_MENTIONS,
+    MAX_REPORT_REASON_CHARS, ModerationRequest, Priority, Report, TextSource,
 };
 pub use review::{AuditEntry, ReviewItem, ReviewKind};
 pub use verdict::{

@@ -71,6 +71,10 @@ fn bad_inputs_get_stable_reasons() {
         ("room an object", "wrong_type", with("room", json!({"name": "x"}))),
         ("unknown field", "unknown_field", with("extra", json!(true))),
         ("empty id", "invalid_id", with("id", json!(""))),
+        ("mention twice", "invalid_mentions", with("mentions", json!(["bob", "bob"]))),
+        ("empty mention", "invalid_mentions", with("mentions", json!([""]))),
+        ("101 mentions", "invalid_mentions", with("mentions", json!((0..101).map(|i| format!("u{i}")).collect::<Vec<_>>()))),
+        ("mentions a string", "invalid_mentions", with("mentions", json!("bob"))),
         ("id with newline", "invalid_id", with("id", json!("a\r\nNats-Msg-Id: b"))),
         ("id too long", "invalid_id", with("id", json!("a".repeat(129)))),
         ("tenant with dot", "invalid_tenant", with("tenant", json!("ac.me"))),
@@ -164,11 +168,12 @@ prop_compose! {
         policy in proptest::option::of(token()),
         report in proptest::option::of(report()),
         context in proptest::collection::vec(context_message(), 0..=10),
+        mentions in proptest::collection::hash_set("[^\\p{Cc}]{1,256}", 0..=100),
     ) -> ModerationRequest {
         ModerationRequest {
             v: PROTOCOL_VERSION, id, tenant, room, sender, text, sent_at_ms,
             deadline_ms: deadline_delta.map(|d| sent_at_ms + d), priority, policy,
-            report, context,
+            report, context, mentions: mentions.into_iter().collect(),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod sender;
 mod words;
 
 pub use checks::MAX_DOMAINS;
+pub(crate) use checks::count_links;
 use checks::{Density, Links, LinksText};
 use regex::{Regex, RegexBuilder};
 use sender::{SenderLimits, SenderView};
@@ -130,7 +131,13 @@ impl TextRule {
     /// Whether it matches: a keyword in `lowered` or `normalised` outside the allow
     /// phrases, or in `text` as written a regex, a link or a density bound, or a bound of
     /// what the sender did lately (`sender`).
-    fn matches(&self, (text, lowered, normalised): Views<'_>, sender: Option<&SenderView>) -> bool {
+    fn matches(&self, message: &Message<'_>, sender: Option<&SenderView>) -> bool {
+        let Message {
+            text,
+            lowered,
+            normalised,
+            mentions,
+        } = *message;
         let keyword = |view: &str| {
             if self.keywords.is_empty() {
                 return false;
@@ -147,7 +154,10 @@ impl TextRule {
             || normalised.is_some_and(keyword)
             || self.regexes.iter().any(|r| r.is_match(text))
             || self.links.as_ref().is_some_and(|l| l.matches(text))
-            || self.density.as_ref().is_some_and(|d| d.matches(text))
+            || self
+                .density
+                .as_ref()
+                .is_some_and(|d| d.matches(text, mentions))
             || self
                 .sender
                 .as_ref()
@@ -156,8 +166,18 @@ impl TextRule {
     }
 }
 
-/// A text as written, lower-cased, and normalised when that differs.
-pub type Views<'a> = (&'a str, &'a str, Option<&'a str>);
+/// A message as the rules read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The text as written.
+    pub text: &'a str,
+    /// It lower-cased.
+    pub lowered: &'a str,
+    /// Its normalised form, when that differs.
+    pub normalised: Option<&'a str>,
+    /// How many users it mentions (contract v1.4).
+    pub mentions: usize,
+}
 
 /// A policy's rules, by name; compared by what was written.
 #[derive(Debug, Default)]
@@ -189,13 +209,13 @@ impl TextRules {
         self.rules.iter()
     }
 
-    /// The rule that decides a text (its [`Views`]; `sender`: what its sender did, when
-    /// known), if any matches, and the shadow rules that match.
-    pub fn check(&self, views: Views<'_>, sender: Option<&SenderView>) -> Checked<'_> {
+    /// The rule that decides `message` (`sender`: what its sender did, when known), if any
+    /// matches, and the shadow rules that match.
+    pub fn check(&self, message: &Message<'_>, sender: Option<&SenderView>) -> Checked<'_> {
         let mut checked = Checked::default();
         for rule in &self.rules {
             if rule.shadow {
-                if rule.matches(views, sender) {
+                if rule.matches(message, sender) {
                     checked.shadow.push(rule);
                 }
                 continue;
@@ -207,7 +227,7 @@ impl TextRules {
             if checked.decided.is_some_and(outranks) {
                 continue;
             }
-            if rule.matches(views, sender) {
+            if rule.matches(message, sender) {
                 checked.decided = Some(rule);
             }
         }

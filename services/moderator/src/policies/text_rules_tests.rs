@@ -70,7 +70,10 @@ fn decided(set: &PolicySet, policy: &str, text: &str) -> Option<(String, RuleAct
     let rules = set.select("t", "r", Some(policy)).rules.text_rules();
     let normalised = Normalizer::new().second_view(text);
     rules
-        .check((text, &text.to_lowercase(), normalised.as_deref()), None)
+        .check(
+            &message(text, &text.to_lowercase(), normalised.as_deref()),
+            None,
+        )
         .decided
         .map(|r| (r.id.clone(), r.action))
 }
@@ -140,7 +143,7 @@ fn links_density_and_shadow_rules() {
         assert_eq!(&decided(&set, "chat", text), expected, "{text:?}");
     }
     let rules = set.select("t", "r", Some("chat")).rules.text_rules();
-    let checked = rules.check(("buy now!", "buy now!", None), None);
+    let checked = rules.check(&message("buy now!", "buy now!", None), None);
     assert!(checked.decided.is_none(), "a shadow rule decides nothing");
     let shadow: Vec<&str> = checked.shadow.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(shadow, ["trial"]);
@@ -157,7 +160,7 @@ fn a_deciding_rule_outranks_an_equal_one_that_runs_the_models() {
     let prevailing = |text: &str| {
         let rules = set.select("t", "r", Some("order")).rules.text_rules();
         rules
-            .check((text, text, None), None)
+            .check(&message(text, text, None), None)
             .decided
             .map(|r| (r.id.clone(), r.then))
     };
@@ -291,5 +294,15 @@ fn bad_rules_are_refused() {
             problems.iter().any(|p| p.contains(problem)),
             "{rule}: {problems:?}"
         );
+    }
+}
+
+/// A message that mentions nobody, as the rules read it.
+fn message<'a>(text: &'a str, lowered: &'a str, normalised: Option<&'a str>) -> Message<'a> {
+    Message {
+        text,
+        lowered,
+        normalised,
+        mentions: 0,
     }
 }

@@ -143,6 +143,8 @@ mod tests {
             room: 1,
             text: 7,
             id,
+            links: 0,
+            mentions: 0,
         }
     }
 
@@ -173,6 +175,7 @@ mod tests {
             at_ms: NOW,
             room: 1,
             text: 7,
+            links: 0,
         };
         assert_eq!(Recent::count(&recent.messages, here, 1, true, true), 2);
         let later = Here {

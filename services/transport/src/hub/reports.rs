@@ -107,6 +107,7 @@ impl Hub {
                 text_source: source,
             }),
             context: reported.context,
+            mentions: Vec::new(),
         };
         self.queue_report(peer, room, id, request)?;
         metrics::counter!(m::REPORTS, "source" => source.as_str()).increment(1);

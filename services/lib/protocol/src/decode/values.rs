@@ -5,8 +5,8 @@
 use super::{DecodeError, MAX_SENDER_CHARS};
 use crate::subject;
 use crate::types::{
-    ContextMessage, MAX_CONTEXT_MESSAGES, MAX_CONTEXT_TEXT_BYTES, MAX_REPORT_REASON_CHARS,
-    ModerationRequest, PROTOCOL_VERSION, Report,
+    ContextMessage, MAX_CONTEXT_MESSAGES, MAX_CONTEXT_TEXT_BYTES, MAX_MENTIONS,
+    MAX_REPORT_REASON_CHARS, ModerationRequest, PROTOCOL_VERSION, Report,
 };
 
 /// What a tenant, room or policy must be.
@@ -49,7 +49,23 @@ pub fn validate(request: &ModerationRequest) -> Result<(), DecodeError> {
     if let Some(report) = &request.report {
         validate_report(report)?;
     }
-    validate_context(&request.context)
+    validate_context(&request.context)?;
+    validate_mentions(&request.mentions)
+}
+
+/// Mentions (v1.4): at most 100, each a valid user id, none twice.
+fn validate_mentions(mentions: &[String]) -> Result<(), DecodeError> {
+    if mentions.len() > MAX_MENTIONS {
+        return invalid("mentions", "at most 100 users");
+    }
+    if mentions.iter().any(|m| !is_valid_user(m)) {
+        return invalid("mentions", USER_RULE);
+    }
+    let distinct: std::collections::HashSet<&String> = mentions.iter().collect();
+    if distinct.len() < mentions.len() {
+        return invalid("mentions", "each user once");
+    }
+    Ok(())
 }
 
 /// A report's message id, reporter and reason.

@@ -66,7 +66,16 @@ pub struct ModerationRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub context: Vec<ContextMessage>,
+    /// Contract v1.4: the users this message mentions (notifies), as the transport resolved
+    /// them (display-name mentions included), each once, at most [`MAX_MENTIONS`]; each a
+    /// user id as `sender` is. Sender rules count them (`docs/protocol.md`, "Sender rules").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub mentions: Vec<String>,
 }
+
+/// Most mentions a request may carry.
+pub const MAX_MENTIONS: usize = 100;
 
 /// Most context messages a request may carry.
 pub const MAX_CONTEXT_MESSAGES: usize = 10;

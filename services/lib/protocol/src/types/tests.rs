@@ -18,6 +18,7 @@ fn a_request_chooses_its_lane_by_priority() {
         policy: None,
         report: None,
         context: Vec::new(),
+        mentions: Vec::new(),
     };
     for (priority, subject) in [
         (None, "offpath.req.acme"),
@@ -81,6 +82,7 @@ fn dedup_keys_are_per_tenant_and_unambiguous() {
         policy: None,
         report: None,
         context: Vec::new(),
+        mentions: Vec::new(),
     };
     assert_ne!(
         request("acme", "msg-42").dedup_key(),

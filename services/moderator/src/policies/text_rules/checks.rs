@@ -35,6 +35,8 @@ pub(crate) struct Density {
     max_emoji: Option<usize>,
     /// More combining marks stacked on one character than this (zalgo text).
     max_combining: Option<usize>,
+    /// More users mentioned than this (the request's `mentions`, contract v1.4).
+    max_mentions: Option<usize>,
 }
 
 /// Compiled link conditions.
@@ -82,10 +84,7 @@ impl Links {
 
     /// Whether a link of `text` is denied, not allowed, or there are too many.
     pub(crate) fn matches(&self, text: &str) -> bool {
-        let mut finder = linkify::LinkFinder::new();
-        finder.url_must_have_scheme(false);
-        finder.kinds(&[linkify::LinkKind::Url]);
-        for (seen, link) in finder.links(text).enumerate() {
+        for (seen, link) in finder().links(text).enumerate() {
             if self.max.is_some_and(|max| seen + 1 > max) {
                 return true;
             }
@@ -106,6 +105,19 @@ impl Links {
         }
         false
     }
+}
+
+/// Finds links with or without a scheme (`https://a.example/x`, `www.a.example`, `t.me/x`).
+fn finder() -> linkify::LinkFinder {
+    let mut finder = linkify::LinkFinder::new();
+    finder.url_must_have_scheme(false);
+    finder.kinds(&[linkify::LinkKind::Url]);
+    finder
+}
+
+/// How many links `text` holds, as link rules find them.
+pub(crate) fn count_links(text: &str) -> usize {
+    finder().links(text).count()
 }
 
 /// The lower-cased host of a link as linkify found it (`https://a.b/c`, `a.b/c`, `a.b:80`).
@@ -130,6 +142,7 @@ impl Density {
             self.max_repeated,
             self.max_emoji,
             self.max_combining,
+            self.max_mentions,
         ]
         .iter()
         .all(Option::is_none)
@@ -139,9 +152,12 @@ impl Density {
         }
     }
 
-    /// Whether `text` passes any bound.
-    pub(crate) fn matches(&self, text: &str) -> bool {
+    /// Whether `text`, which mentions `mentions` users, passes any bound.
+    pub(crate) fn matches(&self, text: &str, mentions: usize) -> bool {
         let over = |bound: Option<usize>, value: usize| bound.is_some_and(|b| value > b);
+        if over(self.max_mentions, mentions) {
+            return true;
+        }
         let counts = Counts::of(text);
         over(self.max_chars, counts.chars)
             || over(self.max_repeated, counts.longest_run)

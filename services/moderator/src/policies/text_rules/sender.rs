@@ -10,6 +10,14 @@
 //! sender = { repeats = 3, per_s = 600, room = true } # the same text a 4th time in 10 min here
 //! action = "flag"
 //!
+//! [policies.chat.rules.link_drop]
+//! sender = { first_link = true, per_s = 3600 }     # a link in the first message of the hour
+//! action = "flag"
+//!
+//! [policies.chat.rules.mention_flood]
+//! sender = { mentions = 20, per_s = 60 }            # more than 20 users mentioned in a minute
+//! action = "block"
+//!
 //! [policies.chat.rules.three_strikes]
 //! sender = { strikes = 2, per_s = 600 }              # blocked 3 times in 10 min: blocked
 //! action = "block"
@@ -37,6 +45,10 @@ pub struct Entry {
     pub text: u64,
     /// The request id, hashed in this process: the same event seen twice counts once.
     pub id: u64,
+    /// Links in the message (as link rules find them).
+    pub links: u16,
+    /// Users it mentions (contract v1.4).
+    pub mentions: u16,
 }
 
 /// A sender's recent messages and strikes, oldest first.
@@ -57,6 +69,8 @@ pub struct Here {
     pub room: u64,
     /// Its text's digest.
     pub text: u64,
+    /// Its links.
+    pub links: u16,
 }
 
 /// A sender's history and where the message judged stands in it.
@@ -84,12 +98,22 @@ impl Recent {
         room: bool,
         same_text: bool,
     ) -> usize {
-        let from = here.at_ms.saturating_sub(window_s * 1000);
-        list.iter()
-            .filter(|e| e.at_ms > from && e.at_ms <= here.at_ms)
-            .filter(|e| !room || e.room == here.room)
+        Self::within(list, here, window_s, room)
             .filter(|e| !same_text || e.text == here.text)
             .count()
+    }
+
+    /// Entries of `list` in the window ending at `here`, in its room when `room`.
+    pub fn within(
+        list: &VecDeque<Entry>,
+        here: Here,
+        window_s: u64,
+        room: bool,
+    ) -> impl Iterator<Item = &Entry> {
+        let from = here.at_ms.saturating_sub(window_s * 1000);
+        list.iter()
+            .filter(move |e| e.at_ms > from && e.at_ms <= here.at_ms)
+            .filter(move |e| !room || e.room == here.room)
     }
 }
 
@@ -104,6 +128,13 @@ pub(crate) struct SenderLimits {
     repeats: Option<usize>,
     /// More blocks than this in the window, before this message.
     strikes: Option<usize>,
+    /// More links than this in the sender's messages in the window, this one's included.
+    links: Option<usize>,
+    /// More users mentioned than this in the window, this message's included (v1.4).
+    mentions: Option<usize>,
+    /// This message has a link and is the sender's first in the window.
+    #[serde(default)]
+    first_link: bool,
     /// The window, in seconds (1 to [`WINDOW_S`]).
     per_s: u64,
     /// Count in the message's room only (else across the tenant's rooms).
@@ -114,8 +145,17 @@ pub(crate) struct SenderLimits {
 impl SenderLimits {
     /// Records what is wrong with it (`key` says where in the file).
     pub(crate) fn check(&self, key: &str, problems: &mut Vec<String>) {
-        if self.messages.is_none() && self.repeats.is_none() && self.strikes.is_none() {
-            problems.push(format!("{key}: none of messages, repeats, strikes"));
+        let bounds = [
+            self.messages,
+            self.repeats,
+            self.strikes,
+            self.links,
+            self.mentions,
+        ];
+        if bounds.iter().all(Option::is_none) && !self.first_link {
+            problems.push(format!(
+                "{key}: none of messages, repeats, strikes, links, mentions, first_link"
+            ));
         }
         if !(1..=WINDOW_S).contains(&self.per_s) {
             problems.push(format!(
@@ -138,11 +178,77 @@ impl SenderLimits {
 
     /// Whether the sender's history passes a bound.
     pub(crate) fn matches(&self, view: &SenderView) -> bool {
-        let count =
-            |list, same_text| Recent::count(list, view.here, self.per_s, self.room, same_text);
+        let (here, messages) = (view.here, &view.recent.messages);
+        let count = |list, same_text| Recent::count(list, here, self.per_s, self.room, same_text);
+        let sum = |of: fn(&Entry) -> u16| -> usize {
+            Recent::within(messages, here, self.per_s, self.room)
+                .map(|e| usize::from(of(e)))
+                .sum()
+        };
         let over = |bound: Option<usize>, n: usize| bound.is_some_and(|b| n > b);
-        over(self.messages, count(&view.recent.messages, false))
-            || over(self.repeats, count(&view.recent.messages, true))
+        over(self.messages, count(messages, false))
+            || over(self.repeats, count(messages, true))
             || over(self.strikes, count(&view.recent.strikes, false))
+            || over(self.links, sum(|e| e.links))
+            || over(self.mentions, sum(|e| e.mentions))
+            || (self.first_link && here.links > 0 && count(messages, false) <= 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(toml_text: &str) -> SenderLimits {
+        toml::from_str(toml_text).expect("limits")
+    }
+
+    fn entry(at_ms: u64, id: u64, links: u16, mentions: u16) -> Entry {
+        Entry {
+            at_ms,
+            room: 1,
+            text: id,
+            id,
+            links,
+            mentions,
+        }
+    }
+
+    #[test]
+    fn links_mentions_and_a_first_link_count_in_the_window() {
+        let here = |links| Here {
+            at_ms: 100_000,
+            room: 1,
+            text: 9,
+            links,
+        };
+        let view = |entries: Vec<Entry>, links| SenderView {
+            recent: Recent {
+                messages: entries.into(),
+                strikes: VecDeque::new(),
+            },
+            here: here(links),
+        };
+        let first = limits("first_link = true\nper_s = 3600");
+        assert!(first.matches(&view(vec![entry(100_000, 9, 1, 0)], 1)));
+        assert!(!first.matches(&view(
+            vec![entry(90_000, 1, 0, 0), entry(100_000, 9, 1, 0)],
+            1
+        )));
+        assert!(!first.matches(&view(vec![entry(100_000, 9, 0, 0)], 0)));
+        let links = limits("links = 2\nper_s = 60");
+        let two = vec![entry(50_000, 1, 2, 0), entry(100_000, 9, 1, 0)];
+        assert!(links.matches(&view(two, 1)), "3 links within the minute");
+        let old = vec![entry(30_000, 1, 2, 0), entry(100_000, 9, 1, 0)];
+        assert!(
+            !links.matches(&view(old, 1)),
+            "the older 2 are out of the window"
+        );
+        let mentions = limits("mentions = 5\nper_s = 60");
+        assert!(mentions.matches(&view(
+            vec![entry(90_000, 1, 0, 3), entry(100_000, 9, 0, 3)],
+            0
+        )));
+        assert!(!mentions.matches(&view(vec![entry(100_000, 9, 0, 5)], 0)));
     }
 }

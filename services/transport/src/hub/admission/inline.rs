@@ -151,6 +151,7 @@ mod tests {
             policy: None,
             report: None,
             context: Vec::new(),
+            mentions: Vec::new(),
         }
     }
 
