@@ -273,7 +273,7 @@ async fn topology_takes_several_nats_urls() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert_eq!(stream_max_bytes(&server.url()).await.len(), 5);
+    assert_eq!(stream_max_bytes(&server.url()).await.len(), 6);
     let out = Command::new(BIN)
         .args(["topology", "--nats-url", "nats://127.0.0.1:notaport"])
         .output()
