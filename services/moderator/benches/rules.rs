@@ -150,5 +150,6 @@ fn message<'a>(text: &'a str, lowered: &'a str, normalised: Option<&'a str>) -> 
         lowered,
         normalised,
         mentions: 0,
+        account_age_ms: None,
     }
 }

@@ -129,6 +129,9 @@ impl Judge {
             lowered: &lowered,
             normalised: normalised.as_deref(),
             mentions: request.mentions.len(),
+            account_age_ms: request
+                .account_created_ms
+                .map(|created| request.sent_at_ms.saturating_sub(created)),
         };
         let checked = rules.check(&message, sender.as_ref());
         for rule in &checked.shadow {

@@ -41,6 +41,12 @@ action = "flag"
 sender = { mentions = 5, per_s = 60 }
 action = "block"
 
+[policies.chat.rules.new_account_links]
+account_younger_than_s = 86400
+links = { max = 0 }
+action = "block"
+category = "spam"
+
 [policies.chat.rules.mass_mention]
 density = { max_mentions = 10 }
 action = "flag"
@@ -195,6 +201,20 @@ async fn sender_rules_count_once_across_moderators_and_restarts() {
     .await;
     assert_ne!(ruled(&verdict).1, Some("link_drop"));
 
+    // An account the platform vouches is an hour old may post no link; one a month old
+    // may (its first link of the hour still goes to a person).
+    let aged = |sender: &str, id: &str, age_ms: u64| {
+        let request = from(sender, id, "see https://deals.example/x");
+        ModerationRequest {
+            account_created_ms: Some(request.sent_at_ms - age_ms),
+            ..request
+        }
+    };
+    let verdict = send(&env, &mut sub, &aged("henry", "h1", 3_600_000)).await;
+    assert_eq!(ruled(&verdict), (Action::Block, Some("new_account_links")));
+    let verdict = send(&env, &mut sub, &aged("ivan", "i1", 30 * 86_400_000)).await;
+    assert_eq!(ruled(&verdict), (Action::Flag, Some("link_drop")));
+
     // Mentions (contract v1.4): eleven in one message pass the density bound; three and
     // three more within the minute pass the sender's bound of five.
     let mention = |id: &str, users: std::ops::Range<u32>| ModerationRequest {
@@ -219,7 +239,7 @@ async fn sender_rules_count_once_across_moderators_and_restarts() {
     let body = metrics(&second).await;
     assert_eq!(
         scrape::value(&body, "offpath_moderator_senders_tracked"),
-        7.0,
+        9.0,
         "{body}"
     );
     assert_eq!(

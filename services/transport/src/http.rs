@@ -200,6 +200,7 @@ async fn connected(app: App, identity: Identity, ip: IpAddr, mut socket: WebSock
             return;
         }
     };
+    peer.vouch_account_created(identity.account_created_ms);
     let _expiry = auth::close_at_expiry(&peer, identity.expires_at);
     let (sink, stream) = socket.split();
     connection::serve(app.hub, peer, rx, sink, stream, identity.rooms).await;

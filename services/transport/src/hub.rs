@@ -228,6 +228,7 @@ impl Hub {
             report: None,
             context: Vec::new(),
             mentions,
+            account_created_ms: peer.account_created_ms().map(|c| c.min(sent_at_ms)),
         }
     }
 

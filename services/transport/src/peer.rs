@@ -21,6 +21,8 @@ pub(crate) struct Peer {
     queue: mpsc::Sender<Utf8Bytes>,
     close: watch::Sender<Option<Close>>,
     closed: AtomicBool,
+    /// When the user's account was created (ms since the epoch), as its token vouches.
+    account_created_ms: std::sync::OnceLock<u64>,
 }
 
 /// The connection's end of a [`Peer`]: frames to write and the close signal.
@@ -43,6 +45,7 @@ impl Peer {
             queue,
             close,
             closed: AtomicBool::new(false),
+            account_created_ms: std::sync::OnceLock::new(),
         });
         (
             peer,
@@ -51,6 +54,18 @@ impl Peer {
                 close: close_rx,
             },
         )
+    }
+
+    /// Records when the user's account was created, as its credential vouches (once).
+    pub(crate) fn vouch_account_created(&self, ms: Option<u64>) {
+        if let Some(ms) = ms {
+            let _ = self.account_created_ms.set(ms);
+        }
+    }
+
+    /// When the user's account was created, if its credential said.
+    pub(crate) fn account_created_ms(&self) -> Option<u64> {
+        self.account_created_ms.get().copied()
     }
 
     /// Queues `frame` without waiting. A full queue closes the connection as a slow client;

@@ -82,6 +82,7 @@ pub fn request(id: &str, text: &str, sent_at_ms: u64) -> ModerationRequest {
         report: None,
         context: Vec::new(),
         mentions: Vec::new(),
+        account_created_ms: None,
     }
 }
 

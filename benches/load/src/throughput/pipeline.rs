@@ -347,6 +347,7 @@ pub(crate) async fn publish_all(
             report: None,
             context: Vec::new(),
             mentions: Vec::new(),
+            account_created_ms: None,
         };
         let publish = PublishMessage::build()
             .payload(encode(&request).into())

@@ -22,6 +22,7 @@ fn request(text: String) -> Vec<u8> {
         report: None,
         context: Vec::new(),
         mentions: Vec::new(),
+        account_created_ms: None,
     })
 }
 

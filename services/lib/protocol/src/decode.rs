@@ -131,6 +131,7 @@ impl DecodeError {
         "invalid_report",
         "invalid_context",
         "invalid_mentions",
+        "invalid_account_created",
         "invalid_subject",
         "subject_mismatch",
         "invalid_payload",
@@ -158,6 +159,7 @@ impl DecodeError {
                 "policy" => "invalid_policy",
                 "context" => "invalid_context",
                 "mentions" => "invalid_mentions",
+                "account_created_ms" => "invalid_account_created",
                 field if field.starts_with("report") => "invalid_report",
                 _ => "invalid_payload",
             },
@@ -200,6 +202,7 @@ pub fn decode_request_body(
         report: fields.optional_typed("report")?,
         context: fields.optional_typed("context")?.unwrap_or_default(),
         mentions: fields.optional_typed("mentions")?.unwrap_or_default(),
+        account_created_ms: fields.optional_u64("account_created_ms")?,
     };
     fields.finish()?;
     validate(&request)?;

@@ -71,6 +71,7 @@ fn bad_inputs_get_stable_reasons() {
         ("room an object", "wrong_type", with("room", json!({"name": "x"}))),
         ("unknown field", "unknown_field", with("extra", json!(true))),
         ("empty id", "invalid_id", with("id", json!(""))),
+        ("account made after the message", "invalid_account_created", with("account_created_ms", json!(u64::MAX))),
         ("mention twice", "invalid_mentions", with("mentions", json!(["bob", "bob"]))),
         ("empty mention", "invalid_mentions", with("mentions", json!([""]))),
         ("101 mentions", "invalid_mentions", with("mentions", json!((0..101).map(|i| format!("u{i}")).collect::<Vec<_>>()))),
@@ -173,7 +174,7 @@ prop_compose! {
         ModerationRequest {
             v: PROTOCOL_VERSION, id, tenant, room, sender, text, sent_at_ms,
             deadline_ms: deadline_delta.map(|d| sent_at_ms + d), priority, policy,
-            report, context, mentions: mentions.into_iter().collect(),
+            report, context, mentions: mentions.into_iter().collect(), account_created_ms: None,
         }
     }
 }

@@ -28,11 +28,13 @@ mod words;
 pub use checks::MAX_DOMAINS;
 pub(crate) use checks::count_links;
 use checks::{Density, Links, LinksText};
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 use sender::{SenderLimits, SenderView};
 use serde::Deserialize;
-use words::phrases;
+use words::{phrases, regexes};
 
+/// Longest account age a new-account rule may name: ten years, in seconds.
+const MAX_ACCOUNT_AGE_S: u64 = 10 * 366 * 24 * 3600;
 /// Rules one policy may have.
 pub const MAX_RULES: usize = 64;
 /// Keywords (and allow phrases) one rule may have, as Discord AutoMod allows.
@@ -61,6 +63,10 @@ pub(super) struct RuleText {
     links: Option<LinksText>,
     density: Option<Density>,
     sender: Option<SenderLimits>,
+    /// Only for accounts younger than this, in seconds, as the platform vouches
+    /// (`account_created_ms`, contract v1.4); a rule with nothing else matches every
+    /// message of such an account.
+    account_younger_than_s: Option<u64>,
     action: RuleAction,
     category: Option<String>,
     /// Counted when it matches, never acted on.
@@ -125,6 +131,7 @@ pub struct TextRule {
     links: Option<Links>,
     density: Option<Density>,
     sender: Option<SenderLimits>,
+    account_younger_than_s: Option<u64>,
 }
 
 impl TextRule {
@@ -137,7 +144,17 @@ impl TextRule {
             lowered,
             normalised,
             mentions,
+            account_age_ms,
         } = *message;
+        if let Some(young) = self.account_younger_than_s {
+            let is_young = account_age_ms.is_some_and(|age| age < young.saturating_mul(1000));
+            if !is_young {
+                return false;
+            }
+            if self.matches_nothing_else() {
+                return true;
+            }
+        }
         let keyword = |view: &str| {
             if self.keywords.is_empty() {
                 return false;
@@ -166,6 +183,17 @@ impl TextRule {
     }
 }
 
+impl TextRule {
+    /// Whether the rule has no condition but the account's age.
+    fn matches_nothing_else(&self) -> bool {
+        self.keywords.is_empty()
+            && self.regexes.is_empty()
+            && self.links.is_none()
+            && self.density.is_none()
+            && self.sender.is_none()
+    }
+}
+
 /// A message as the rules read it.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
@@ -177,6 +205,8 @@ pub struct Message<'a> {
     pub normalised: Option<&'a str>,
     /// How many users it mentions (contract v1.4).
     pub mentions: usize,
+    /// How old the sender's account was when it was sent, if the platform vouched.
+    pub account_age_ms: Option<u64>,
 }
 
 /// A policy's rules, by name; compared by what was written.
@@ -267,9 +297,19 @@ impl RuleText {
             && text.links.is_none()
             && text.density.is_none()
             && text.sender.is_none()
+            && text.account_younger_than_s.is_none()
         {
             problems.push(format!(
-                "{key}: none of keywords, regex, links, density, sender: it would match nothing"
+                "{key}: none of keywords, regex, links, density, sender, account_younger_than_s: \
+                 it would match nothing"
+            ));
+        }
+        if text
+            .account_younger_than_s
+            .is_some_and(|s| s == 0 || s > MAX_ACCOUNT_AGE_S)
+        {
+            problems.push(format!(
+                "{key}.account_younger_than_s: must be 1..={MAX_ACCOUNT_AGE_S} (ten years)"
             ));
         }
         if let Some(density) = &text.density {
@@ -316,6 +356,7 @@ pub(super) fn compile(
                 .map(|l| Links::compile(&format!("{key}.links"), l, problems)),
             density: text.density.clone(),
             sender: text.sender.clone(),
+            account_younger_than_s: text.account_younger_than_s,
             shadow: text.shadow,
             then: text.then,
         };
@@ -324,46 +365,6 @@ pub(super) fn compile(
         rules.push(rule);
     }
     TextRules { rules, canonical }
-}
-
-/// The rule's regexes, each bounded in length and compiled size.
-fn regexes(key: &str, list: &[String], problems: &mut Vec<String>) -> Vec<Regex> {
-    if list.len() > MAX_REGEXES {
-        problems.push(format!(
-            "{key}: {} regexes, more than the {MAX_REGEXES} a rule may have",
-            list.len()
-        ));
-        return Vec::new();
-    }
-    let mut compiled = Vec::new();
-    for source in list {
-        let chars = source.chars().count();
-        if chars > MAX_REGEX_CHARS {
-            problems.push(format!(
-                "{key}: a regex of {chars} characters, more than {MAX_REGEX_CHARS}"
-            ));
-            continue;
-        }
-        match RegexBuilder::new(source)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-        {
-            Ok(regex) => compiled.push(regex),
-            Err(e) => problems.push(format!("{key}: {source:?}: {}", one_line(&e))),
-        }
-    }
-    compiled
-}
-
-/// `regex`'s errors span several lines: keep them on one.
-fn one_line(error: &regex::Error) -> String {
-    error
-        .to_string()
-        .split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]

@@ -222,11 +222,15 @@ fn bad_rules_are_refused() {
         ),
         (
             "action = \"block\"",
-            "none of keywords, regex, links, density, sender",
+            "none of keywords, regex, links, density, sender, account_younger_than_s",
+        ),
+        (
+            "account_younger_than_s = 0\naction = \"flag\"",
+            "account_younger_than_s: must be 1..=",
         ),
         (
             "sender = { per_s = 60 }\naction = \"block\"",
-            "none of messages, repeats, strikes",
+            "none of messages, repeats, strikes, links, mentions, first_link",
         ),
         (
             "sender = { messages = 5, per_s = 7200 }\naction = \"block\"",
@@ -304,5 +308,6 @@ fn message<'a>(text: &'a str, lowered: &'a str, normalised: Option<&'a str>) -> 
         lowered,
         normalised,
         mentions: 0,
+        account_age_ms: None,
     }
 }

@@ -37,6 +37,9 @@ pub struct Identity {
     /// When the credential stops being valid: the gateway closes the connection then
     /// (close code 1008, reason `token_expired`). `None` for the development identity.
     pub expires_at: Option<SystemTime>,
+    /// When the account was created, ms since the epoch, as the token vouches
+    /// (`account_created_at`); the gateway passes it on in each request (contract v1.4).
+    pub account_created_ms: Option<u64>,
 }
 
 impl Identity {
@@ -46,6 +49,7 @@ impl Identity {
             user,
             rooms: RoomGrant::any(),
             expires_at: None,
+            account_created_ms: None,
         }
     }
 }

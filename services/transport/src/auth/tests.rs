@@ -127,6 +127,25 @@ fn valid_token_gives_its_claims() {
     assert!(tokens().verify(&open).unwrap().rooms.allows("anything"));
 }
 
+/// `account_created_at` (seconds) becomes the identity's `account_created_ms`; one in the
+/// future, or not a number, is malformed; absent, nobody vouches.
+#[test]
+fn account_creation_is_vouched_by_the_token() {
+    let exp = now() + 600;
+    let claims =
+        |created: Value| json!({"sub": "alice", "exp": exp, "account_created_at": created});
+    let identity = tokens()
+        .verify(&hs256(&claims(json!(now() - 3600)), SECRET))
+        .unwrap();
+    assert_eq!(identity.account_created_ms, Some((now() - 3600) * 1000));
+    let future = tokens().verify(&hs256(&claims(json!(now() + 3600)), SECRET));
+    assert!(matches!(future, Err(AuthError::Malformed(_))), "{future:?}");
+    let text = tokens().verify(&hs256(&claims(json!("yesterday")), SECRET));
+    assert!(matches!(text, Err(AuthError::Malformed(_))), "{text:?}");
+    let none = tokens().verify(&hs256(&json!({"sub": "bob", "exp": exp}), SECRET));
+    assert_eq!(none.unwrap().account_created_ms, None);
+}
+
 /// Expired, not yet valid, unsigned, foreign-key, wrong-claim tokens are each refused with
 /// their own reason.
 #[test]

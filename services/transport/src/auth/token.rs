@@ -75,6 +75,10 @@ struct Claims {
     /// `Some(None)` when it is `null` (malformed: not "every room").
     #[serde(default, deserialize_with = "present")]
     rooms: Option<Option<Vec<String>>>,
+    /// When the account was created, seconds since the Unix epoch (optional): what the
+    /// platform vouches for, for new-account rules.
+    #[serde(default)]
+    account_created_at: Option<u64>,
 }
 
 /// A claim that is present, `null` included (serde alone reads `null` as absent).
@@ -257,10 +261,26 @@ impl Tokens {
         {
             expires_at = expires_at.min(cap);
         }
+        let account_created_ms = match claims.account_created_at {
+            None => None,
+            Some(secs) => {
+                let now = SystemTime::now()
+                    .checked_add(self.leeway)
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs());
+                if secs > now {
+                    return Err(AuthError::Malformed(
+                        "account_created_at is in the future".into(),
+                    ));
+                }
+                Some(secs.saturating_mul(1000))
+            }
+        };
         Ok(Identity {
             user: Arc::from(claims.sub),
             rooms,
             expires_at: Some(expires_at),
+            account_created_ms,
         })
     }
 }

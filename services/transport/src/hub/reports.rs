@@ -108,6 +108,7 @@ impl Hub {
             }),
             context: reported.context,
             mentions: Vec::new(),
+            account_created_ms: None,
         };
         self.queue_report(peer, room, id, request)?;
         metrics::counter!(m::REPORTS, "source" => source.as_str()).increment(1);

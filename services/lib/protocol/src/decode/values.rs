@@ -50,6 +50,12 @@ pub fn validate(request: &ModerationRequest) -> Result<(), DecodeError> {
         validate_report(report)?;
     }
     validate_context(&request.context)?;
+    if request
+        .account_created_ms
+        .is_some_and(|created| created > request.sent_at_ms)
+    {
+        return invalid("account_created_ms", "must not be after sent_at_ms");
+    }
     validate_mentions(&request.mentions)
 }
 

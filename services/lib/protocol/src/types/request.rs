@@ -72,6 +72,12 @@ pub struct ModerationRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub mentions: Vec<String>,
+    /// Contract v1.4: when the sender's account was created, milliseconds since the Unix
+    /// epoch, as the platform vouches for it (the reference gateway: the token's
+    /// `account_created_at` claim); not after `sent_at_ms`. Absent when nobody vouches.
+    /// New-account rules read it (`docs/protocol.md`, "Text rules").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_created_ms: Option<u64>,
 }
 
 /// Most mentions a request may carry.

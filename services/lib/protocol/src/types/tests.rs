@@ -19,6 +19,7 @@ fn a_request_chooses_its_lane_by_priority() {
         report: None,
         context: Vec::new(),
         mentions: Vec::new(),
+        account_created_ms: None,
     };
     for (priority, subject) in [
         (None, "offpath.req.acme"),
@@ -83,6 +84,7 @@ fn dedup_keys_are_per_tenant_and_unambiguous() {
         report: None,
         context: Vec::new(),
         mentions: Vec::new(),
+        account_created_ms: None,
     };
     assert_ne!(
         request("acme", "msg-42").dedup_key(),

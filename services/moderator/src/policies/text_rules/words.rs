@@ -1,9 +1,12 @@
-//! Keyword and allow lists compiled to regexes: whole words, `*` wildcards, the separators
-//! the normaliser takes out between words, bounded in size.
+//! Keyword and allow lists compiled to regexes (whole words, `*` wildcards, the separators
+//! the normaliser takes out between words), and a rule's own regexes: bounded in size.
 
 use regex::RegexBuilder;
 
-use super::{KEYWORDS_SIZE_LIMIT, MAX_KEYWORD_CHARS, MAX_KEYWORDS, one_line};
+use super::{
+    KEYWORDS_SIZE_LIMIT, MAX_KEYWORD_CHARS, MAX_KEYWORDS, MAX_REGEX_CHARS, MAX_REGEXES,
+    REGEX_SIZE_LIMIT,
+};
 use regex::Regex;
 
 /// Regexes matching any of `list` (keywords or allow phrases), case-insensitively: one
@@ -80,4 +83,44 @@ fn pattern(phrase: &str) -> Result<(String, bool), String> {
     }
     boundary(phrase.chars().last(), &mut out);
     Ok((out, unicode))
+}
+
+/// The rule's regexes, each bounded in length and compiled size.
+pub(super) fn regexes(key: &str, list: &[String], problems: &mut Vec<String>) -> Vec<Regex> {
+    if list.len() > MAX_REGEXES {
+        problems.push(format!(
+            "{key}: {} regexes, more than the {MAX_REGEXES} a rule may have",
+            list.len()
+        ));
+        return Vec::new();
+    }
+    let mut compiled = Vec::new();
+    for source in list {
+        let chars = source.chars().count();
+        if chars > MAX_REGEX_CHARS {
+            problems.push(format!(
+                "{key}: a regex of {chars} characters, more than {MAX_REGEX_CHARS}"
+            ));
+            continue;
+        }
+        match RegexBuilder::new(source)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
+            Ok(regex) => compiled.push(regex),
+            Err(e) => problems.push(format!("{key}: {source:?}: {}", one_line(&e))),
+        }
+    }
+    compiled
+}
+
+/// `regex`'s errors span several lines: keep them on one.
+fn one_line(error: &regex::Error) -> String {
+    error
+        .to_string()
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -152,6 +152,7 @@ mod tests {
             report: None,
             context: Vec::new(),
             mentions: Vec::new(),
+            account_created_ms: None,
         }
     }
 
