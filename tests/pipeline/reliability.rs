@@ -114,15 +114,28 @@ async fn a_deleted_verdict_stream_is_recreated_and_readiness_tells_when_it_canno
     alice.expect(WAIT, is("retract", Some(&id))).await;
     js.get_stream(VERDICTS_STREAM).await.expect("re-created");
 
-    // A stream that takes the verdict subjects makes VERDICTS impossible to create.
-    js.delete_stream(VERDICTS_STREAM).await.expect("delete");
-    js.create_stream(jetstream::stream::Config {
-        name: "SQUATTER".into(),
-        subjects: vec!["offpath.verdict.>".into()],
-        ..Default::default()
-    })
-    .await
-    .expect("squatter");
+    // A stream that takes the verdict subjects makes VERDICTS impossible to create. The
+    // services re-create VERDICTS as soon as they find it gone: on a busy host one can do so
+    // between the delete and the squatter's create (a fresh-clone run failed on "subjects
+    // overlap"), so delete again and retry.
+    let mut squatted = Err("not tried".to_string());
+    for _ in 0..10 {
+        let _ = js.delete_stream(VERDICTS_STREAM).await;
+        let squatter = jetstream::stream::Config {
+            name: "SQUATTER".into(),
+            subjects: vec!["offpath.verdict.>".into()],
+            ..Default::default()
+        };
+        squatted = js
+            .create_stream(squatter)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        if squatted.is_ok() {
+            break;
+        }
+    }
+    squatted.expect("squatter");
     let body = wait_readyz(transport.ops, 503, Duration::from_secs(40)).await;
     assert!(body.contains("verdict consumer not bound"), "{body}");
     js.delete_stream("SQUATTER").await.expect("delete squatter");

@@ -112,18 +112,17 @@ impl Judge {
         counted: bool,
         views: impl FnOnce() -> (String, Option<String>),
     ) -> Screened {
-        if counted {
-            self.senders.message(request);
-        }
         let models = self.pool.models();
         let policies = self.policies.for_models(&models.version);
         let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
         let rules = selection.rules.text_rules();
+        let sender = counted
+            .then(|| self.senders.message(request, rules.count_senders()))
+            .flatten();
         if rules.is_empty() {
             return Screened::Passed;
         }
         let (lowered, normalised) = views();
-        let sender = (counted && rules.count_senders()).then(|| self.senders.view(request));
         let message = Message {
             text: &request.text,
             lowered: &lowered,

@@ -36,13 +36,16 @@ use crate::policies::text_rules::count_links;
 
 /// Events waiting to be published; past it they are dropped and counted.
 const OUTBOX: usize = 4096;
+/// How far ahead of this clock an event's time may be (clocks of several hosts).
+const MAX_SKEW_MS: u64 = 60_000;
 /// Publish acknowledgements awaited at once.
 const IN_FLIGHT_ACKS: usize = 256;
 
-/// One sender event as published on `offpath.sender.<tenant>` (moderators only; decoded
-/// strictly, anything else is counted `malformed` and skipped).
+/// One sender event as published on `offpath.sender.<tenant>` (moderators only): anything
+/// that does not decode, is not `v: 1`, names another tenant than its subject or lies in
+/// the future is counted `malformed` and skipped. Unknown fields are ignored, so a later
+/// moderator may add one in a rolling upgrade (a change of meaning changes `v`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct SenderEvent {
     /// Always 1.
     v: u32,
@@ -129,17 +132,18 @@ impl Senders {
         (Arc::new(senders), receiver)
     }
 
-    /// Records `request` as its sender's message: a stream request that is not a report.
-    pub(crate) fn message(&self, request: &ModerationRequest) {
+    /// Records `request` as its sender's message (a stream request that is not a report)
+    /// and, when `view`, returns the sender's history as this process knows it and where
+    /// `request` stands in it; none until the last hour of `SENDERS` is read after start
+    /// (a partial history would under-count, and make every link a first one).
+    pub(crate) fn message(&self, request: &ModerationRequest, view: bool) -> Option<SenderView> {
+        self.outbox.as_ref()?;
+        let event = SenderEvent::of(request, Kind::Message);
+        let (sender, entry) = event.entry();
         if request.report.is_none() {
-            self.record(SenderEvent::of(request, Kind::Message), Kind::Message);
+            self.record(event, Kind::Message);
         }
-    }
-
-    /// The sender's history as this process knows it, and where `request` stands in it.
-    pub(crate) fn view(&self, request: &ModerationRequest) -> SenderView {
-        let (sender, entry) = SenderEvent::of(request, Kind::Message).entry();
-        SenderView {
+        (view && self.caught_up.load(Ordering::Relaxed)).then(|| SenderView {
             recent: self.book.recent(sender),
             here: Here {
                 at_ms: entry.at_ms,
@@ -147,7 +151,7 @@ impl Senders {
                 text: entry.text,
                 links: entry.links,
             },
-        }
+        })
     }
 
     /// Records a strike when `verdict` blocks `request` (a stream request, not a report).
@@ -178,14 +182,18 @@ impl Senders {
         added
     }
 
-    /// Folds one event read from `SENDERS`; returns how it was counted.
-    fn fold(&self, payload: &[u8]) -> &'static str {
+    /// Folds one event read from `SENDERS` on `subject`; returns how it was counted.
+    fn fold(&self, subject: &str, payload: &[u8]) -> &'static str {
         let Ok(event) = serde_json::from_slice::<SenderEvent>(payload) else {
             return "malformed";
         };
         let Some(kind) = event.kind() else {
             return "malformed";
         };
+        // Another tenant's subject, or a time to come (it would never leave the book).
+        if subject != sender_subject(&event.tenant) || event.at_ms > now_ms() + MAX_SKEW_MS {
+            return "malformed";
+        }
         let (sender, entry) = event.entry();
         match self.add(sender, kind, entry) {
             Added::New => "folded",
@@ -245,11 +253,19 @@ pub(crate) async fn follow(
     if senders.outbox.is_none() {
         return;
     }
+    let mut failures = 0u64;
     loop {
         tokio::select! {
             result = read(&js, &senders) => {
                 if let Err(err) = result {
-                    warn!("not following {SENDERS_STREAM} ({err}); trying again in 2 s");
+                    // The first failure and every 30th (a minute apart) are logged: a missing
+                    // stream or grant (`offpath topology`, `offpath nats-auth`) must not
+                    // flood the log; every one is counted.
+                    if failures.is_multiple_of(30) {
+                        warn!("not following {SENDERS_STREAM} ({err}); trying again every 2 s \
+                            (`offpath topology` creates the stream; sender rules wait for it)");
+                    }
+                    failures += 1;
                     metrics::counter!(m::NATS_ERRORS, "operation" => "follow_senders").increment(1);
                 }
             }
@@ -269,11 +285,13 @@ async fn read(js: &jetstream::Context, senders: &Senders) -> Result<(), String> 
         .get_stream(SENDERS_STREAM)
         .await
         .map_err(|e| e.to_string())?;
-    let end = stream.cached_info().state.last_sequence;
-    if end == 0 {
+    let state = &stream.cached_info().state;
+    let end = state.last_sequence;
+    let start = time::OffsetDateTime::now_utc() - Duration::from_secs(WINDOW_S);
+    // Nothing in the window: read already.
+    if end == 0 || state.last_timestamp < start {
         senders.set_caught_up();
     }
-    let start = time::OffsetDateTime::now_utc() - Duration::from_secs(WINDOW_S);
     let config = consumer::pull::OrderedConfig {
         filter_subject: format!("{SENDER_PREFIX}.>"),
         deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: start },
@@ -286,7 +304,7 @@ async fn read(js: &jetstream::Context, senders: &Senders) -> Result<(), String> 
     let mut messages = reader.messages().await.map_err(|e| e.to_string())?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| e.to_string())?;
-        let outcome = senders.fold(&message.payload);
+        let outcome = senders.fold(&message.subject, &message.payload);
         metrics::counter!(m::SENDER_EVENTS, "outcome" => outcome).increment(1);
         if message.info().is_ok_and(|i| i.stream_sequence >= end) {
             senders.set_caught_up();

@@ -17,7 +17,7 @@ pub struct CacheConfig {
     pub cache_window: Millis,
     /// Senders whose last hour (messages, repeats, blocks) this moderator keeps for sender
     /// rules, shared with every moderator through the `SENDERS` stream; 0: nothing is
-    /// recorded or read, and sender rules never match. At most ~2.6 KiB a sender.
+    /// recorded or read, and sender rules never match. At most ~3.3 KiB a sender.
     #[arg(long, env = "OFFPATH_SENDER_CAPACITY", default_value_t = defaults::SENDER_CAPACITY)]
     pub sender_capacity: usize,
 }

@@ -65,12 +65,23 @@ impl Book {
         if list.iter().any(|e| e.id == entry.id) {
             return (Added::Seen, evicted);
         }
+        while list.front().is_some_and(|e| e.at_ms <= oldest) {
+            list.pop_front();
+        }
+        // Full: the oldest goes first (or the newcomer, when it is the oldest), so the list
+        // never grows past `max` (a VecDeque past its capacity doubles it).
+        if list.len() >= max {
+            if list.front().is_some_and(|e| e.at_ms > entry.at_ms) {
+                return (Added::New, evicted);
+            }
+            list.pop_front();
+        }
+        if list.capacity() == 0 {
+            list.reserve_exact(max);
+        }
         // Kept in time order: events of several moderators arrive a little out of order.
         let at = list.partition_point(|e| e.at_ms <= entry.at_ms);
         list.insert(at, entry);
-        while list.front().is_some_and(|e| e.at_ms <= oldest) || list.len() > max {
-            list.pop_front();
-        }
         (Added::New, evicted)
     }
 
@@ -86,16 +97,19 @@ impl Book {
     }
 }
 
-/// Makes room in a full book: every sender idle for the whole window, else the eighth
-/// least recently active. Returns how many went.
+/// Makes room in a full book, down to seven eighths of it so the next eighth of new senders
+/// costs nothing: every sender idle for the whole window, then the least recently active
+/// (found in linear time). Returns how many went.
 fn evict(senders: &mut HashMap<u64, Recent>, oldest: u64) -> usize {
     let before = senders.len();
+    let keep = before - before / 8 - 1;
     senders.retain(|_, r| r.newest_ms() > oldest);
-    if senders.len() == before {
+    if senders.len() > keep {
         let mut by_age: Vec<(u64, u64)> =
             senders.iter().map(|(k, r)| (r.newest_ms(), *k)).collect();
-        by_age.sort_unstable();
-        for (_, key) in by_age.iter().take((before / 8).max(1)) {
+        let excess = senders.len() - keep;
+        by_age.select_nth_unstable(excess - 1);
+        for (_, key) in &by_age[..excess] {
             senders.remove(key);
         }
     }
@@ -199,7 +213,21 @@ mod tests {
                 .1;
         }
         assert!(book.len() <= 4, "{} senders", book.len());
-        assert_eq!(evicted, 15, "each new sender past the capacity evicts one");
+        assert_eq!(
+            evicted, 15,
+            "each new sender past a capacity of 4 evicts one"
+        );
+        let big = Book::new(80);
+        let evicted: usize = (0..200)
+            .map(|s| big.add(s, Kind::Message, entry(NOW - 1000 + s, s), NOW).1)
+            .sum();
+        assert!(
+            big.len() <= 80 && evicted == 200 - big.len(),
+            "{evicted} {}",
+            big.len()
+        );
+        assert!(big.recent(199).messages.len() == 1, "the newest stay");
+        assert!(big.recent(0).messages.is_empty(), "the oldest went");
         assert!(book.recent(19).strikes.len() == 1, "the newest stays");
     }
 

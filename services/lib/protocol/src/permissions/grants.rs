@@ -130,6 +130,7 @@ fn policy_reads() -> Vec<String> {
 fn reviewer_publish() -> Vec<String> {
     let mut publish = vec![format!("{VERDICT_PREFIX}.>"), format!("{AUDIT_PREFIX}.>")];
     for stream in [REVIEW_STREAM, AUDIT_STREAM] {
+        publish.push(format!("{API}.STREAM.INFO.{stream}"));
         publish.extend(ordered_reads(stream));
         publish.push(format!("{API}.CONSUMER.DELETE.{stream}.*"));
     }
@@ -140,10 +141,9 @@ fn reviewer_publish() -> Vec<String> {
 /// caller's inbox; their names are chosen at random): the review console's `REVIEW` and
 /// `AUDIT`, the moderators' `SENDERS`. No delete: an ordered consumer is ephemeral and goes
 /// when idle (async-nats's attempt to delete one it replaces may fail harmlessly); the
-/// console may delete its own.
-fn ordered_reads(stream: &str) -> [String; 5] {
+/// console may delete its own. Stream info is granted beside (moderators have it already).
+fn ordered_reads(stream: &str) -> [String; 4] {
     [
-        format!("{API}.STREAM.INFO.{stream}"),
         format!("{API}.CONSUMER.CREATE.{stream}"),
         format!("{API}.CONSUMER.CREATE.{stream}.>"),
         format!("{API}.CONSUMER.INFO.{stream}.*"),

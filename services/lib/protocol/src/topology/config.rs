@@ -136,8 +136,8 @@ pub struct TopologyConfig {
     pub review: Retention,
     /// `AUDIT`: reviewer decisions (the audit trail).
     pub audit: Retention,
-    /// `SENDERS`: sender events. Its age bounds the longest window a sender rule may count
-    /// over after a moderator restarts.
+    /// `SENDERS`: sender events, two hours: the longest window a sender rule counts over
+    /// (an hour) and a margin; a moderator that starts reads the last hour.
     pub senders: Retention,
     /// Time a moderator has to ack (or send `in_progress`) before redelivery.
     pub ack_wait: Duration,
@@ -158,7 +158,7 @@ impl Default for TopologyConfig {
             dlq: Retention::new(14 * DAY, GIB),
             review: Retention::new(14 * DAY, GIB),
             audit: Retention::new(366 * DAY, GIB),
-            senders: Retention::new(DAY, GIB),
+            senders: Retention::new(2 * HOUR, GIB),
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
             max_ack_pending: 1024,
