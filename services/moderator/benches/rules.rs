@@ -3,7 +3,10 @@
 //! check every rule), over the everyday-chat development set's 240 lines, for a policy of
 //! realistic size (`realistic`: 5 rules, about 60 keywords, a link rule, a density rule,
 //! a regex) and one at the file's limits (`largest`: 64 rules of 1,000 keywords and 1,000
-//! allow phrases each, the worst a policy file may ask for). Messages per second of one
+//! allow phrases each, the worst a policy file may ask for), and the realistic policy with
+//! five sender rules (`with_senders`: flood, repeats, strikes, first link, mentions) read
+//! against the fullest history a moderator keeps of a sender (64 messages, 16 strikes),
+//! copied per message as the stage copies it out of the book. Messages per second of one
 //! thread is messages per core-second.
 //!
 //! Run by the test suite (no `--bench` argument: criterion's test mode runs each routine
@@ -15,6 +18,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use offpath_classifier::{Manifest, Normalizer};
 use offpath_moderator::PolicySet;
 use offpath_moderator::policies::text_rules::Message;
+use offpath_moderator::policies::text_rules::sender::{Entry, Here, Recent, SenderView};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -103,20 +107,47 @@ fn rules(c: &mut Criterion) {
     let mut group = c.benchmark_group("rules");
     group.throughput(Throughput::Elements(lines.len() as u64));
     let bench = std::env::args().any(|a| a == "--bench");
+    let with_senders = format!("{REALISTIC}{SENDER_RULES}");
     let cases: Vec<(&str, String)> = if bench {
-        vec![("realistic", REALISTIC.to_string()), ("largest", largest())]
+        vec![
+            ("realistic", REALISTIC.to_string()),
+            ("largest", largest()),
+            ("with_senders", with_senders),
+        ]
     } else {
-        vec![("realistic", REALISTIC.to_string())]
+        vec![
+            ("realistic", REALISTIC.to_string()),
+            ("with_senders", with_senders),
+        ]
     };
+    let history = fullest_history();
     for (name, file) in cases {
         let set = PolicySet::parse(&file, &manifests).expect("a valid policy file");
         let rules = set.select("acme", "lobby", None).rules.text_rules();
+        let senders = rules.count_senders();
+        // The stage copies the sender's history out of the book for each message.
+        let view = |i: usize| {
+            senders.then(|| SenderView {
+                recent: history.clone(),
+                here: Here {
+                    at_ms: 10_000_000 + i as u64,
+                    room: 1,
+                    text: i as u64,
+                    links: 0,
+                },
+            })
+        };
         let hits = lines
             .iter()
-            .filter(|l| {
+            .enumerate()
+            .filter(|(i, l)| {
                 let n = normalizer.second_view(l);
+                let sender = view(*i);
                 rules
-                    .check(&message(l, &l.to_lowercase(), n.as_deref()), None)
+                    .check(
+                        &message(l, &l.to_lowercase(), n.as_deref()),
+                        sender.as_ref(),
+                    )
                     .decided
                     .is_some()
             })
@@ -127,12 +158,12 @@ fn rules(c: &mut Criterion) {
         );
         group.bench_function(name, |b| {
             b.iter(|| {
-                for line in &lines {
+                for (i, line) in lines.iter().enumerate() {
                     let lowered = line.to_lowercase();
                     let normalised = normalizer.second_view(line);
-                    std::hint::black_box(
-                        rules.check(&message(line, &lowered, normalised.as_deref()), None),
-                    );
+                    let sender = view(i);
+                    let message = message(line, &lowered, normalised.as_deref());
+                    std::hint::black_box(rules.check(&message, sender.as_ref()));
                 }
             })
         });
@@ -151,5 +182,46 @@ fn message<'a>(text: &'a str, lowered: &'a str, normalised: Option<&'a str>) -> 
         normalised,
         mentions: 0,
         account_age_ms: None,
+    }
+}
+
+/// Five sender rules, bounds a flood passes and a person chatting does not (appended to
+/// [`REALISTIC`]'s policy).
+const SENDER_RULES: &str = r#"
+[policies.chat.rules.flood]
+sender = { messages = 20, per_s = 30 }
+action = "block"
+
+[policies.chat.rules.copy_paste]
+sender = { repeats = 4, per_s = 600, room = true }
+action = "flag"
+
+[policies.chat.rules.strikes]
+sender = { strikes = 2, per_s = 600 }
+action = "block"
+
+[policies.chat.rules.link_drop]
+sender = { first_link = true, per_s = 3600 }
+action = "flag"
+
+[policies.chat.rules.mention_flood]
+sender = { mentions = 20, per_s = 60 }
+action = "block"
+"#;
+
+/// The most a moderator keeps of one sender: 64 messages a minute apart (two rooms,
+/// distinct texts) and 16 strikes, all within the hour before the lines' times.
+fn fullest_history() -> Recent {
+    let entry = |i: u64| Entry {
+        at_ms: 10_000_000 - 3_600_000 + (i + 1) * 55_000,
+        room: i % 2,
+        text: 1_000 + i,
+        id: i,
+        links: 0,
+        mentions: 0,
+    };
+    Recent {
+        messages: (0..64).map(entry).collect(),
+        strikes: (0..16).map(entry).collect(),
     }
 }
