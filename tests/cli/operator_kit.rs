@@ -55,9 +55,9 @@ fn every_alert_is_tested() {
         .collect();
     assert_eq!(
         alerts.len(),
-        12,
+        13,
         "the seven alerts of the operator kit, a refused policy change, a forged policy value, \
-         and the review queue's three"
+         the review queue's three and the sender state's"
     );
     for alert in alerts {
         assert!(

@@ -154,6 +154,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Senders evicted from a full sender book before their hour was over (--sender-capacity)",
     ),
     (
+        SENDER_LAST_READ,
+        Kind::Gauge,
+        Some(Unit::Seconds),
+        "When an event was last read from SENDERS (own echoes included), seconds since the epoch",
+    ),
+    (
         SENDER_STATE_CAUGHT_UP,
         Kind::Gauge,
         None,
@@ -356,6 +362,7 @@ pub(crate) fn register() {
             INTERACTIVE_PENDING,
             SENDERS_TRACKED,
             SENDER_STATE_CAUGHT_UP,
+            SENDER_LAST_READ,
         ],
         histograms: &[BATCH_SIZE, INFERENCE_SECONDS, QUEUE_SECONDS],
     }

@@ -306,6 +306,7 @@ async fn read(js: &jetstream::Context, senders: &Senders) -> Result<(), String> 
         let message = message.map_err(|e| e.to_string())?;
         let outcome = senders.fold(&message.subject, &message.payload);
         metrics::counter!(m::SENDER_EVENTS, "outcome" => outcome).increment(1);
+        metrics::gauge!(m::SENDER_LAST_READ).set(now_ms() as f64 / 1000.0);
         if message.info().is_ok_and(|i| i.stream_sequence >= end) {
             senders.set_caught_up();
         }

@@ -85,6 +85,9 @@ pub(crate) const SENDER_OUTCOMES: &[&str] = &[
 pub(crate) const SENDERS_TRACKED: &str = "offpath_moderator_senders_tracked";
 /// Senders evicted from a full book before their hour was over.
 pub(crate) const SENDER_EVICTIONS: &str = "offpath_moderator_sender_evictions_total";
+/// When this moderator last read an event from `SENDERS` (its own echo included), seconds
+/// since the epoch: a reader that stopped (the stream gone, a stalled consumer) stays put.
+pub(crate) const SENDER_LAST_READ: &str = "offpath_moderator_sender_last_read_timestamp_seconds";
 /// 1 once this moderator has read the last hour of `SENDERS` after its start.
 pub(crate) const SENDER_STATE_CAUGHT_UP: &str = "offpath_moderator_sender_state_caught_up";
 /// Errors talking to NATS, by `operation` (one of [`NATS_OPERATIONS`]).
