@@ -23,9 +23,11 @@ pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
     commit: env!("OFFPATH_COMMIT"),
 });
 
+mod models;
 mod names;
 mod policies;
 
+pub(crate) use models::model_info;
 pub(crate) use names::*;
 pub(crate) use policies::policies;
 
@@ -370,34 +372,6 @@ pub(crate) fn register() {
     for lane in LANES {
         let _ = metrics::histogram!(LANE_VERDICT_SECONDS, "lane" => *lane);
     }
-}
-
-/// Sets [`MODEL_INFO`] to `value` for `models` (`+`-joined names and versions, as verdicts
-/// name them) described by `manifests`. The sha256 comes from each model's manifest,
-/// which the pool checked against the files when it loaded them. A reload sets the
-/// replaced models' series to 0.
-pub(crate) fn model_info(
-    models: &offpath_protocol::ModelRef,
-    manifests: &[offpath_classifier::Manifest],
-    value: f64,
-) {
-    let sha256 = manifests
-        .iter()
-        .map(|m| {
-            m.sha256
-                .get(&m.file)
-                .map(|s| s.chars().take(12).collect())
-                .unwrap_or_else(|| "unknown".to_string())
-        })
-        .collect::<Vec<String>>()
-        .join("+");
-    metrics::gauge!(
-        MODEL_INFO,
-        "name" => models.name.clone(),
-        "version" => models.version.clone(),
-        "sha256" => sha256,
-    )
-    .set(value);
 }
 
 #[cfg(test)]
