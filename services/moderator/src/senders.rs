@@ -50,7 +50,7 @@ pub(crate) struct SenderEvent {
     /// Always 1.
     v: u32,
     /// `message` or `strike`.
-    kind: String,
+    kind: Kind,
     /// The request's id.
     id: String,
     tenant: String,
@@ -70,11 +70,7 @@ impl SenderEvent {
     fn of(request: &ModerationRequest, kind: Kind) -> Self {
         Self {
             v: 1,
-            kind: match kind {
-                Kind::Message => "message",
-                Kind::Strike => "strike",
-            }
-            .into(),
+            kind,
             id: request.id.clone(),
             tenant: request.tenant.clone(),
             sender: request.sender.clone(),
@@ -83,14 +79,6 @@ impl SenderEvent {
             text: text_digest(&request.text),
             links: u16::try_from(count_links(&request.text)).unwrap_or(u16::MAX),
             mentions: u16::try_from(request.mentions.len()).unwrap_or(u16::MAX),
-        }
-    }
-
-    fn kind(&self) -> Option<Kind> {
-        match (self.v, self.kind.as_str()) {
-            (1, "message") => Some(Kind::Message),
-            (1, "strike") => Some(Kind::Strike),
-            _ => None,
         }
     }
 
@@ -127,7 +115,7 @@ impl Senders {
         let senders = Self {
             book: Book::new(capacity.max(1)),
             outbox,
-            caught_up: AtomicBool::new(capacity == 0),
+            caught_up: AtomicBool::new(false),
         };
         (Arc::new(senders), receiver)
     }
@@ -141,7 +129,7 @@ impl Senders {
         let event = SenderEvent::of(request, Kind::Message);
         let (sender, entry) = event.entry();
         if request.report.is_none() {
-            self.record(event, Kind::Message);
+            self.record(event);
         }
         (view && self.caught_up.load(Ordering::Relaxed)).then(|| SenderView {
             recent: self.book.recent(sender),
@@ -157,29 +145,34 @@ impl Senders {
     /// Records a strike when `verdict` blocks `request` (a stream request, not a report).
     pub(crate) fn strike(&self, request: &ModerationRequest, verdict: &Verdict) {
         if verdict.action == Action::Block && request.report.is_none() {
-            self.record(SenderEvent::of(request, Kind::Strike), Kind::Strike);
+            self.record(SenderEvent::of(request, Kind::Strike));
         }
     }
 
-    fn record(&self, event: SenderEvent, kind: Kind) {
+    fn record(&self, event: SenderEvent) {
         let Some(outbox) = &self.outbox else { return };
-        let (sender, entry) = event.entry();
-        self.add(sender, kind, entry);
-        let outcome = match outbox.try_send(event) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(_)) => "dropped",
-            Err(mpsc::error::TrySendError::Closed(_)) => "dropped",
-        };
-        metrics::counter!(m::SENDER_EVENTS, "outcome" => outcome).increment(1);
+        self.add(&event);
+        // Full (or closed at shutdown): the event is counted here, not published.
+        if outbox.try_send(event).is_err() {
+            metrics::counter!(m::SENDER_EVENTS, "outcome" => "dropped").increment(1);
+        }
     }
 
-    fn add(&self, sender: u64, kind: Kind, entry: Entry) -> Added {
-        let (added, evicted) = self.book.add(sender, kind, entry, now_ms());
+    fn add(&self, event: &SenderEvent) -> Added {
+        let (sender, entry) = event.entry();
+        let (added, evicted, held) = self.book.add(sender, event.kind, entry, now_ms());
         if evicted > 0 {
             metrics::counter!(m::SENDER_EVICTIONS).increment(evicted as u64);
         }
-        metrics::gauge!(m::SENDERS_TRACKED).set(self.book.len() as f64);
+        metrics::gauge!(m::SENDERS_TRACKED).set(held as f64);
         added
+    }
+
+    /// Marks the window read (once: `sender_state_caught_up`).
+    fn set_caught_up(&self) {
+        if !self.caught_up.swap(true, Ordering::Relaxed) {
+            metrics::gauge!(m::SENDER_STATE_CAUGHT_UP).set(1.0);
+        }
     }
 
     /// Folds one event read from `SENDERS` on `subject`; returns how it was counted.
@@ -187,15 +180,15 @@ impl Senders {
         let Ok(event) = serde_json::from_slice::<SenderEvent>(payload) else {
             return "malformed";
         };
-        let Some(kind) = event.kind() else {
-            return "malformed";
-        };
-        // Another tenant's subject, or a time to come (it would never leave the book).
-        if subject != sender_subject(&event.tenant) || event.at_ms > now_ms() + MAX_SKEW_MS {
+        // Another version, another tenant's subject, or a time to come (it would never
+        // leave the book).
+        if event.v != 1
+            || subject != sender_subject(&event.tenant)
+            || event.at_ms > now_ms() + MAX_SKEW_MS
+        {
             return "malformed";
         }
-        let (sender, entry) = event.entry();
-        match self.add(sender, kind, entry) {
+        match self.add(&event) {
             Added::New => "folded",
             Added::Seen => "seen",
             Added::Stale => "stale",
@@ -228,7 +221,7 @@ async fn send(js: jetstream::Context, event: SenderEvent) -> &'static str {
         return "failed";
     };
     let mut headers = async_nats::HeaderMap::new();
-    let id = format!("{}/{}/{}", event.tenant, event.id, event.kind);
+    let id = format!("{}/{}/{}", event.tenant, event.id, event.kind.as_str());
     headers.insert("Nats-Msg-Id", id.as_str());
     let sent = js
         .publish_with_headers(sender_subject(&event.tenant), headers, payload.into())
@@ -312,13 +305,4 @@ async fn read(js: &jetstream::Context, senders: &Senders) -> Result<(), String> 
         }
     }
     Err("the consumer ended".into())
-}
-
-impl Senders {
-    /// Marks the window read (once: `sender_state_caught_up`).
-    fn set_caught_up(&self) {
-        if !self.caught_up.swap(true, Ordering::Relaxed) {
-            metrics::gauge!(m::SENDER_STATE_CAUGHT_UP).set(1.0);
-        }
-    }
 }

@@ -8,15 +8,26 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-pub(crate) use crate::policies::text_rules::sender::{Entry, Recent};
+pub(crate) use crate::policies::text_rules::sender::{
+    Entry, MAX_MESSAGES, MAX_STRIKES, Recent, WINDOW_S,
+};
 
-pub(crate) use crate::policies::text_rules::sender::{MAX_MESSAGES, MAX_STRIKES, WINDOW_S};
-
-/// Whether an event is a message or a strike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether an event is a message or a strike (`message`, `strike` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Kind {
     Message,
     Strike,
+}
+
+impl Kind {
+    /// The wire name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Strike => "strike",
+        }
+    }
 }
 
 /// What adding an event did.
@@ -45,17 +56,36 @@ impl Book {
         }
     }
 
-    /// Adds one event of `sender` (a [`sender_key`]); returns what it did and how many
-    /// senders were evicted to make room. `now_ms` bounds the window.
-    pub(crate) fn add(&self, sender: u64, kind: Kind, entry: Entry, now_ms: u64) -> (Added, usize) {
+    /// Adds one event of `sender` (a [`sender_key`]); returns what it did, how many
+    /// senders were evicted to make room, and how many the book holds now (read under the
+    /// same lock). `now_ms` bounds the window.
+    pub(crate) fn add(
+        &self,
+        sender: u64,
+        kind: Kind,
+        entry: Entry,
+        now_ms: u64,
+    ) -> (Added, usize, usize) {
+        let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        let added = Self::add_to(&mut senders, self.capacity, sender, kind, entry, now_ms);
+        (added.0, added.1, senders.len())
+    }
+
+    fn add_to(
+        senders: &mut HashMap<u64, Recent>,
+        capacity: usize,
+        sender: u64,
+        kind: Kind,
+        entry: Entry,
+        now_ms: u64,
+    ) -> (Added, usize) {
         let oldest = now_ms.saturating_sub(WINDOW_S * 1000);
         if entry.at_ms <= oldest {
             return (Added::Stale, 0);
         }
-        let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
         let mut evicted = 0;
-        if !senders.contains_key(&sender) && senders.len() >= self.capacity {
-            evicted = evict(&mut senders, oldest);
+        if !senders.contains_key(&sender) && senders.len() >= capacity {
+            evicted = evict(senders, oldest);
         }
         let recent = senders.entry(sender).or_default();
         let (list, max) = match kind {
@@ -92,7 +122,8 @@ impl Book {
     }
 
     /// Senders in the book.
-    pub(crate) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.senders.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
