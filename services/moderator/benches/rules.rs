@@ -6,7 +6,9 @@
 //! allow phrases each, the worst a policy file may ask for), and the realistic policy with
 //! five sender rules (`with_senders`: flood, repeats, strikes, first link, mentions) read
 //! against the fullest history a moderator keeps of a sender (64 messages, 16 strikes),
-//! copied per message as the stage copies it out of the book. Messages per second of one
+//! copied per message as the stage copies it out of the book, plus a campaign rule over 32
+//! near-duplicates, each message's MinHash signature computed as the stage computes it (the
+//! campaign index's look-up is not in it). Messages per second of one
 //! thread is messages per core-second.
 //!
 //! Run by the test suite (no `--bench` argument: criterion's test mode runs each routine
@@ -18,6 +20,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use offpath_classifier::{Manifest, Normalizer};
 use offpath_moderator::PolicySet;
 use offpath_moderator::policies::text_rules::Message;
+use offpath_moderator::policies::text_rules::campaign::{Near, Signature};
 use offpath_moderator::policies::text_rules::sender::{Entry, Here, Recent, SenderView};
 
 fn root() -> PathBuf {
@@ -121,13 +124,19 @@ fn rules(c: &mut Criterion) {
         ]
     };
     let history = fullest_history();
+    // 32 near-duplicates from 16 senders within the last 32 s.
+    let near: Vec<(u64, u64)> = (0..32).map(|k| (10_000_000 - k * 1000, k % 16)).collect();
     for (name, file) in cases {
         let set = PolicySet::parse(&file, &manifests).expect("a valid policy file");
         let rules = set.select("acme", "lobby", None).rules.text_rules();
         let senders = rules.count_senders();
         // The stage copies the sender's history out of the book for each message.
-        let view = |i: usize| {
+        let view = |i: usize, similar: &str| {
             senders.then(|| SenderView {
+                near: Near {
+                    campaign: Signature::of(similar).map(|s| format!("{:016x}", s.0[0])),
+                    members: near.clone(),
+                },
                 recent: history.clone(),
                 here: Here {
                     at_ms: 10_000_000 + i as u64,
@@ -142,7 +151,8 @@ fn rules(c: &mut Criterion) {
             .enumerate()
             .filter(|(i, l)| {
                 let n = normalizer.second_view(l);
-                let sender = view(*i);
+                let lowered = l.to_lowercase();
+                let sender = view(*i, n.as_deref().unwrap_or(&lowered));
                 rules
                     .check(
                         &message(l, &l.to_lowercase(), n.as_deref()),
@@ -161,7 +171,7 @@ fn rules(c: &mut Criterion) {
                 for (i, line) in lines.iter().enumerate() {
                     let lowered = line.to_lowercase();
                     let normalised = normalizer.second_view(line);
-                    let sender = view(i);
+                    let sender = view(i, normalised.as_deref().unwrap_or(&lowered));
                     let message = message(line, &lowered, normalised.as_deref());
                     std::hint::black_box(rules.check(&message, sender.as_ref()));
                 }
@@ -185,7 +195,7 @@ fn message<'a>(text: &'a str, lowered: &'a str, normalised: Option<&'a str>) -> 
     }
 }
 
-/// Five sender rules, bounds a flood passes and a person chatting does not (appended to
+/// Five sender rules and a campaign rule, bounds a flood passes and a person chatting does not (appended to
 /// [`REALISTIC`]'s policy).
 const SENDER_RULES: &str = r#"
 [policies.chat.rules.flood]
@@ -206,6 +216,10 @@ action = "flag"
 
 [policies.chat.rules.mention_flood]
 sender = { mentions = 20, per_s = 60 }
+action = "block"
+
+[policies.chat.rules.campaign]
+campaign = { messages = 50, senders = 5, per_s = 600 }
 action = "block"
 "#;
 

@@ -119,6 +119,7 @@ pub(crate) mod defaults {
     pub(crate) const CACHE_WINDOW_MS: u64 = 30_000;
     /// `--sender-capacity`: 20,000 senders active within the hour, at most ~65 MiB.
     pub(crate) const SENDER_CAPACITY: usize = 20_000;
+    pub(crate) const CAMPAIGN_CAPACITY: usize = 100_000;
     /// `--classify-concurrency`.
     pub(crate) const CLASSIFY_CONCURRENCY: usize = 64;
     /// `--classify-timeout-ms`.

@@ -116,22 +116,24 @@ impl Judge {
         let policies = self.policies.for_models(&models.version);
         let selection = policies.select(&request.tenant, &request.room, request.policy.as_deref());
         let rules = selection.rules.text_rules();
-        let sender = counted
-            .then(|| self.senders.message(request, rules.count_senders()))
+        // The views, once: near-duplicates of every counted message are found by its
+        // normalised text.
+        let recording = counted && self.senders.records();
+        if rules.is_empty() && !recording {
+            return Screened::Passed;
+        }
+        let (lowered, normalised) = views();
+        let sender = recording
+            .then(|| {
+                let similar = normalised.as_deref().unwrap_or(&lowered);
+                self.senders
+                    .message(request, similar, rules.count_senders())
+            })
             .flatten();
         if rules.is_empty() {
             return Screened::Passed;
         }
-        let (lowered, normalised) = views();
-        let message = Message {
-            text: &request.text,
-            lowered: &lowered,
-            normalised: normalised.as_deref(),
-            mentions: request.mentions.len(),
-            account_age_ms: request
-                .account_created_ms
-                .map(|created| request.sent_at_ms.saturating_sub(created)),
-        };
+        let message = message_of(request, &lowered, normalised.as_deref());
         let checked = rules.check(&message, sender.as_ref());
         for rule in &checked.shadow {
             metrics::counter!(m::RULE_SHADOW_HITS, "policy" => selection.rules.name.clone(),
@@ -141,11 +143,7 @@ impl Judge {
         let Some(rule) = checked.decided else {
             return Screened::Passed;
         };
-        let action = match rule.action {
-            RuleAction::Allow => Action::Allow,
-            RuleAction::Flag => Action::Flag,
-            RuleAction::Block => Action::Block,
-        };
+        let action = action_of(rule.action);
         let policy = selection.rules.name.clone();
         metrics::counter!(m::RULE_HITS, "policy" => policy.clone(), "rule" => rule.id.clone(),
             "action" => action.as_str())
@@ -167,6 +165,9 @@ impl Judge {
             }),
             category,
             rule: Some(rule.id.clone()),
+            campaign: sender
+                .filter(|_| rule.counts_campaigns())
+                .and_then(|view| view.near.campaign),
             ..blank(request, &models)
         };
         count(request, &policy, &verdict, true);
@@ -250,6 +251,7 @@ fn blank(request: &ModerationRequest, models: &ModelRef) -> Verdict {
         category: None,
         span: None,
         rule: None,
+        campaign: None,
     }
 }
 
@@ -268,5 +270,31 @@ fn count(request: &ModerationRequest, policy: &str, verdict: &Verdict, judged: b
     if let (None, Some(category)) = (&verdict.rule, &verdict.category) {
         metrics::counter!(m::VERDICT_CATEGORIES, "category" => category.clone(), "action" => action)
             .increment(1);
+    }
+}
+
+/// `request` as text rules read it, with its lower-cased and normalised views.
+fn message_of<'a>(
+    request: &'a ModerationRequest,
+    lowered: &'a str,
+    normalised: Option<&'a str>,
+) -> Message<'a> {
+    Message {
+        text: &request.text,
+        lowered,
+        normalised,
+        mentions: request.mentions.len(),
+        account_age_ms: request
+            .account_created_ms
+            .map(|created| request.sent_at_ms.saturating_sub(created)),
+    }
+}
+
+/// The verdict's action for a rule's.
+fn action_of(action: RuleAction) -> Action {
+    match action {
+        RuleAction::Allow => Action::Allow,
+        RuleAction::Flag => Action::Flag,
+        RuleAction::Block => Action::Block,
     }
 }

@@ -26,6 +26,7 @@ pub(crate) static PROMETHEUS: Prometheus = Prometheus::new(Spec {
 mod models;
 mod names;
 mod policies;
+mod senders;
 
 pub(crate) use models::model_info;
 pub(crate) use names::*;
@@ -136,36 +137,6 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         Kind::Counter,
         None,
         "Short windows read to locate a flagged text's span (verdict span; no score changes)",
-    ),
-    (
-        SENDER_EVENTS,
-        Kind::Counter,
-        None,
-        "Sender events (SENDERS), by outcome: published, failed, dropped (this moderator's); folded, seen, stale, malformed (read)",
-    ),
-    (
-        SENDERS_TRACKED,
-        Kind::Gauge,
-        None,
-        "Senders whose last hour this moderator keeps (sender rules)",
-    ),
-    (
-        SENDER_EVICTIONS,
-        Kind::Counter,
-        None,
-        "Senders evicted from a full sender book before their hour was over (--sender-capacity)",
-    ),
-    (
-        SENDER_LAST_READ,
-        Kind::Gauge,
-        Some(Unit::Seconds),
-        "When an event was last read from SENDERS (own echoes included), seconds since the epoch",
-    ),
-    (
-        SENDER_STATE_CAUGHT_UP,
-        Kind::Gauge,
-        None,
-        "1 once the last hour of SENDERS has been read after start",
     ),
     (
         RULE_HITS,
@@ -304,7 +275,7 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
 /// Registers the description of every metric with the installed recorder.
 pub(crate) fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    for &(name, kind, unit, help) in DESCRIPTIONS {
+    for &(name, kind, unit, help) in DESCRIPTIONS.iter().chain(senders::DESCRIPTIONS) {
         match (kind, unit) {
             (Kind::Counter, None) => describe_counter!(name, help),
             (Kind::Counter, Some(unit)) => describe_counter!(name, unit, help),
@@ -332,6 +303,8 @@ pub(crate) fn register() {
             TOPOLOGY_DRIFT,
             REVIEW_ITEMS_LOST,
             SENDER_EVICTIONS,
+            CAMPAIGN_EVICTIONS,
+            NEAR_DUPLICATES,
         ],
         labelled: &[
             (SENDER_EVENTS, "outcome", SENDER_OUTCOMES),

@@ -15,6 +15,7 @@
 //! and record nothing. Events carry ids and digests, never text.
 
 pub(crate) mod book;
+mod campaigns;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +31,10 @@ use tracing::warn;
 
 pub(crate) use crate::policies::text_rules::sender::{Here, SenderView};
 use book::{Added, Book, Entry, Kind, WINDOW_S, local_hash, sender_key, text_digest};
+use campaigns::Campaigns;
 
 use crate::metrics as m;
+use crate::policies::text_rules::campaign::{HASHES, Near, Signature};
 use crate::policies::text_rules::count_links;
 
 /// Events waiting to be published; past it they are dropped and counted.
@@ -64,10 +67,16 @@ pub(crate) struct SenderEvent {
     links: u16,
     /// Users it mentions (the request's `mentions`, contract v1.4).
     mentions: u16,
+    /// A message's MinHash signature ([`Signature`], its 32 values), by which every
+    /// moderator finds near-duplicates; absent from strikes and short texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    near: Option<Vec<u32>>,
 }
 
 impl SenderEvent {
-    fn of(request: &ModerationRequest, kind: Kind) -> Self {
+    /// The event of `request`; `similar`: the text near-duplicates are found by (its
+    /// normalised view), for a message.
+    fn of(request: &ModerationRequest, kind: Kind, similar: Option<&str>) -> Self {
         Self {
             v: 1,
             kind,
@@ -79,7 +88,16 @@ impl SenderEvent {
             text: text_digest(&request.text),
             links: u16::try_from(count_links(&request.text)).unwrap_or(u16::MAX),
             mentions: u16::try_from(request.mentions.len()).unwrap_or(u16::MAX),
+            near: similar
+                .and_then(Signature::of)
+                .map(|signature| signature.0.to_vec()),
         }
+    }
+
+    /// Its signature, when it carries a whole one.
+    fn signature(&self) -> Option<Signature> {
+        let values: [u32; HASHES] = self.near.as_deref()?.try_into().ok()?;
+        Some(Signature(values))
     }
 
     fn entry(&self) -> (u64, Entry) {
@@ -98,14 +116,20 @@ impl SenderEvent {
 /// The sender state of this process: its book, and the outbox its events leave by.
 pub(crate) struct Senders {
     book: Book,
+    /// None when the capacity is 0: no campaign rule matches.
+    campaigns: Option<Campaigns>,
     outbox: Option<mpsc::Sender<SenderEvent>>,
     caught_up: AtomicBool,
 }
 
 impl Senders {
     /// Sender state for up to `capacity` senders; none when 0 (nothing recorded, sender
-    /// rules never match). Returns the outbox's far end for [`publish`].
-    pub(crate) fn new(capacity: usize) -> (Arc<Self>, Option<mpsc::Receiver<SenderEvent>>) {
+    /// and campaign rules never match); signatures of up to `campaign_capacity` messages
+    /// (0: campaign rules never match). Returns the outbox's far end for [`publish`].
+    pub(crate) fn new(
+        capacity: usize,
+        campaign_capacity: usize,
+    ) -> (Arc<Self>, Option<mpsc::Receiver<SenderEvent>>) {
         let (outbox, receiver) = if capacity == 0 {
             (None, None)
         } else {
@@ -114,24 +138,38 @@ impl Senders {
         };
         let senders = Self {
             book: Book::new(capacity.max(1)),
+            campaigns: (campaign_capacity > 0).then(|| Campaigns::new(campaign_capacity)),
             outbox,
             caught_up: AtomicBool::new(false),
         };
         (Arc::new(senders), receiver)
     }
 
-    /// Records `request` as its sender's message (a stream request that is not a report)
-    /// and, when `view`, returns the sender's history as this process knows it and where
-    /// `request` stands in it; none until the last hour of `SENDERS` is read after start
-    /// (a partial history would under-count, and make every link a first one).
-    pub(crate) fn message(&self, request: &ModerationRequest, view: bool) -> Option<SenderView> {
+    /// Whether messages are recorded (a capacity above 0).
+    pub(crate) fn records(&self) -> bool {
+        self.outbox.is_some()
+    }
+
+    /// Records `request` as its sender's message (a stream request that is not a report;
+    /// `similar`: its normalised text) and, when `view`, returns the sender's history as
+    /// this process knows it, where `request` stands in it and its near-duplicates; none
+    /// until the last hour of `SENDERS` is read after start (a partial history would
+    /// under-count, and make every link a first one).
+    pub(crate) fn message(
+        &self,
+        request: &ModerationRequest,
+        similar: &str,
+        view: bool,
+    ) -> Option<SenderView> {
         self.outbox.as_ref()?;
-        let event = SenderEvent::of(request, Kind::Message);
+        let event = SenderEvent::of(request, Kind::Message, Some(similar));
         let (sender, entry) = event.entry();
+        let mut near = Near::default();
         if request.report.is_none() {
-            self.record(event);
+            near = self.record(event).1.unwrap_or_default();
         }
         (view && self.caught_up.load(Ordering::Relaxed)).then(|| SenderView {
+            near,
             recent: self.book.recent(sender),
             here: Here {
                 at_ms: entry.at_ms,
@@ -145,27 +183,49 @@ impl Senders {
     /// Records a strike when `verdict` blocks `request` (a stream request, not a report).
     pub(crate) fn strike(&self, request: &ModerationRequest, verdict: &Verdict) {
         if verdict.action == Action::Block && request.report.is_none() {
-            self.record(SenderEvent::of(request, Kind::Strike));
+            self.record(SenderEvent::of(request, Kind::Strike, None));
         }
     }
 
-    fn record(&self, event: SenderEvent) {
-        let Some(outbox) = &self.outbox else { return };
-        self.add(&event);
+    /// Counts `event` here and publishes it; returns what [`Self::add`] does.
+    fn record(&self, event: SenderEvent) -> (Added, Option<Near>) {
+        let Some(outbox) = &self.outbox else {
+            return (Added::Seen, None);
+        };
+        let added = self.add(&event);
         // Full (or closed at shutdown): the event is counted here, not published.
         if outbox.try_send(event).is_err() {
             metrics::counter!(m::SENDER_EVENTS, "outcome" => "dropped").increment(1);
         }
+        added
     }
 
-    fn add(&self, event: &SenderEvent) -> Added {
+    /// Counts `event` in the book and, a message new to it with a signature, in the
+    /// campaign index; returns what it did and the message's near-duplicates.
+    fn add(&self, event: &SenderEvent) -> (Added, Option<Near>) {
         let (sender, entry) = event.entry();
-        let (added, evicted, held) = self.book.add(sender, event.kind, entry, now_ms());
+        let now = now_ms();
+        let (added, evicted, held) = self.book.add(sender, event.kind, entry, now);
         if evicted > 0 {
             metrics::counter!(m::SENDER_EVICTIONS).increment(evicted as u64);
         }
         metrics::gauge!(m::SENDERS_TRACKED).set(held as f64);
-        added
+        let near = (added == Added::New && event.kind == Kind::Message)
+            .then(|| self.campaigns.as_ref().zip(event.signature()))
+            .flatten()
+            .map(|(campaigns, signature)| {
+                let tenant = local_hash(&event.tenant);
+                let (near, dropped) =
+                    campaigns.add(tenant, sender, entry.id, entry.at_ms, signature, now);
+                if dropped > 0 {
+                    metrics::counter!(m::CAMPAIGN_EVICTIONS).increment(dropped as u64);
+                }
+                if near.members.len() > 1 {
+                    metrics::counter!(m::NEAR_DUPLICATES).increment(1);
+                }
+                near
+            });
+        (added, near)
     }
 
     /// Marks the window read (once: `sender_state_caught_up`).
@@ -185,10 +245,11 @@ impl Senders {
         if event.v != 1
             || subject != sender_subject(&event.tenant)
             || event.at_ms > now_ms() + MAX_SKEW_MS
+            || (event.near.is_some() && event.signature().is_none())
         {
             return "malformed";
         }
-        match self.add(&event) {
+        match self.add(&event).0 {
             Added::New => "folded",
             Added::Seen => "seen",
             Added::Stale => "stale",

@@ -119,7 +119,8 @@ impl Moderator {
             max_request_bytes: config.intake.max_request_bytes,
         };
         let delivery = Arc::new(Settings::new(&config.topology));
-        let (senders, sender_events) = Senders::new(config.cache.sender_capacity);
+        let (senders, sender_events) =
+            Senders::new(config.cache.sender_capacity, config.cache.campaign_capacity);
         let judge = Arc::new(Judge::new(
             Arc::clone(&pool),
             Arc::clone(&policies),

@@ -251,3 +251,111 @@ async fn sender_rules_count_once_across_moderators_and_restarts() {
     );
     second.stop().await;
 }
+
+const CAMPAIGN_FILE: &str = r#"
+default = "chat"
+
+[policies.chat.rules.campaign]
+campaign = { messages = 3, senders = 1, per_s = 600 }
+action = "block"
+category = "spam"
+"#;
+
+/// Waits until `moderator` has read `events` sender events back from `SENDERS` (its own
+/// echoes and the other moderator's), so the next request is judged on all of them.
+async fn read_back(moderator: &common::Moderator, events: f64) {
+    for _ in 0..200 {
+        let body = metrics(moderator).await;
+        let read: f64 = ["seen", "folded"]
+            .iter()
+            .map(|o| {
+                scrape::value(
+                    &body,
+                    &format!(r#"offpath_moderator_sender_events_total{{outcome="{o}"}}"#),
+                )
+            })
+            .sum();
+        if read >= events {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {events} sender events read back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_duplicates_from_several_senders_are_one_campaign_across_moderators() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::with_policies(dir.path(), CAMPAIGN_FILE);
+    let (env, mut sub, first) = common::start(config.clone()).await;
+    let second = common::Moderator::start(&env.server, config).await;
+    first.assert_ready(60, "the first moderator").await;
+    second.assert_ready(60, "the second moderator").await;
+    caught_up(&first).await;
+    caught_up(&second).await;
+
+    // People chatting: distinct lines, and one line everybody says, never a campaign.
+    let mut events = 0.0;
+    let chat = [
+        ("ann", "anyone up for a match of ranked tonight at nine?"),
+        ("ben", "did everyone see the patch notes for the new season"),
+        ("cat", "good morning everyone"),
+        ("dan", "good morning everyone"),
+        ("eve", "good morning everyone"),
+        ("fay", "good morning everyone"),
+    ];
+    for (i, (who, text)) in chat.iter().enumerate() {
+        let verdict = send(&env, &mut sub, &from(who, &format!("p{i}"), text)).await;
+        assert_ne!(ruled(&verdict).1, Some("campaign"), "{text}");
+        events += 1.0 + f64::from(u8::from(verdict.action == Action::Block));
+        read_back(&first, events).await;
+        read_back(&second, events).await;
+    }
+
+    // Bots post variants in several rooms, whichever moderator takes each: the first
+    // three are within the bound, every later one is blocked without the models, all as
+    // one campaign.
+    let variants = [
+        "FREE nitro giveaway!!! claim yours at gift-nitro.example now",
+        "free N I T R O giveaway, claim yours at gift-nitro.example now 🎁",
+        "fr33 nitro giveaway!!! claim y0urs at gift-nitro.example now",
+        "FREE nitro giveaway!!! claim yours at gift-nitro.example now xq7",
+        "hey all, free nitro giveaway!!! claim yours at gift-nitro.example now",
+        "FREE nitro giveaway claim yours at gift-nitro.example now!!",
+    ];
+    let rooms = ["lobby", "garden", "cellar"];
+    let mut campaign = None;
+    for (i, text) in variants.iter().enumerate() {
+        let request = ModerationRequest {
+            room: rooms[i % rooms.len()].into(),
+            ..from(&format!("bot{}", i % 4), &format!("s{i}"), text)
+        };
+        let verdict = send(&env, &mut sub, &request).await;
+        if i < 3 {
+            assert_ne!(ruled(&verdict).1, Some("campaign"), "copy {i}: {verdict:?}");
+        } else {
+            assert_eq!(
+                ruled(&verdict),
+                (Action::Block, Some("campaign")),
+                "copy {i}"
+            );
+            assert!(verdict.scores.is_empty(), "no model ran: {verdict:?}");
+            assert_eq!(verdict.category.as_deref(), Some("spam"));
+            let id = verdict.campaign.clone().expect("the campaign is named");
+            assert_eq!(id.len(), 16);
+            assert_eq!(campaign.get_or_insert(id.clone()), &id, "one campaign");
+        }
+        events += 1.0 + f64::from(u8::from(verdict.action == Action::Block));
+        read_back(&first, events).await;
+        read_back(&second, events).await;
+    }
+    for moderator in [&first, &second] {
+        let body = metrics(moderator).await;
+        assert!(
+            scrape::value(&body, "offpath_moderator_near_duplicates_total") >= 1.0,
+            "{body}"
+        );
+    }
+    first.stop().await;
+    second.stop().await;
+}

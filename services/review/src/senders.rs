@@ -210,6 +210,7 @@ mod tests {
             category: None,
             span: None,
             rule: None,
+            campaign: None,
         }
     }
 

@@ -110,6 +110,7 @@ pub fn sample(id: &str, action: Action, insult: f32) -> Verdict {
         category: None,
         span: None,
         rule: None,
+        campaign: None,
     }
 }
 

@@ -20,6 +20,11 @@ pub struct CacheConfig {
     /// recorded or read, and sender rules never match. At most ~3.3 KiB a sender.
     #[arg(long, env = "OFFPATH_SENDER_CAPACITY", default_value_t = defaults::SENDER_CAPACITY)]
     pub sender_capacity: usize,
+    /// Recent messages whose signatures this moderator keeps to find near-duplicate
+    /// campaigns across a tenant's rooms (ten minutes of the fleet's traffic at most; past
+    /// it the oldest go first, counted); read from `SENDERS` too. About 250 bytes each.
+    #[arg(long, env = "OFFPATH_CAMPAIGN_CAPACITY", default_value_t = defaults::CAMPAIGN_CAPACITY)]
+    pub campaign_capacity: usize,
 }
 
 impl Default for CacheConfig {
@@ -28,6 +33,7 @@ impl Default for CacheConfig {
             cache_entries: defaults::CACHE_ENTRIES,
             cache_window: Millis::new(defaults::CACHE_WINDOW_MS),
             sender_capacity: defaults::SENDER_CAPACITY,
+            campaign_capacity: defaults::CAMPAIGN_CAPACITY,
         }
     }
 }

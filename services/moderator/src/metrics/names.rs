@@ -85,6 +85,10 @@ pub(crate) const SENDER_OUTCOMES: &[&str] = &[
 pub(crate) const SENDERS_TRACKED: &str = "offpath_moderator_senders_tracked";
 /// Senders evicted from a full book before their hour was over.
 pub(crate) const SENDER_EVICTIONS: &str = "offpath_moderator_sender_evictions_total";
+/// Messages dropped from a full campaign index before their window was over.
+pub(crate) const CAMPAIGN_EVICTIONS: &str = "offpath_moderator_campaign_evictions_total";
+/// Messages that had a near-duplicate in their tenant's last ten minutes.
+pub(crate) const NEAR_DUPLICATES: &str = "offpath_moderator_near_duplicates_total";
 /// When this moderator last read an event from `SENDERS` (its own echo included), seconds
 /// since the epoch: a reader that stopped (the stream gone, a stalled consumer) stays put.
 pub(crate) const SENDER_LAST_READ: &str = "offpath_moderator_sender_last_read_timestamp_seconds";

@@ -21,10 +21,12 @@ use std::collections::BTreeMap;
 
 use offpath_protocol::subject::is_valid_token;
 
+pub mod campaign;
 mod checks;
 pub mod sender;
 mod words;
 
+use campaign::CampaignLimits;
 pub use checks::MAX_DOMAINS;
 pub(crate) use checks::count_links;
 use checks::{Density, Links, LinksText};
@@ -63,6 +65,7 @@ pub(super) struct RuleText {
     links: Option<LinksText>,
     density: Option<Density>,
     sender: Option<SenderLimits>,
+    campaign: Option<CampaignLimits>,
     /// Only for accounts younger than this, in seconds, as the platform vouches
     /// (`account_created_ms`, contract v1.4); a rule with nothing else matches every
     /// message of such an account.
@@ -131,6 +134,7 @@ pub struct TextRule {
     links: Option<Links>,
     density: Option<Density>,
     sender: Option<SenderLimits>,
+    campaign: Option<CampaignLimits>,
     account_younger_than_s: Option<u64>,
 }
 
@@ -180,6 +184,16 @@ impl TextRule {
                 .as_ref()
                 .zip(sender)
                 .is_some_and(|(limits, view)| limits.matches(view))
+            || self
+                .campaign
+                .as_ref()
+                .zip(sender)
+                .is_some_and(|(limits, view)| limits.matches(&view.near, view.here.at_ms))
+    }
+
+    /// Whether it counts near-duplicate campaigns (its verdicts then name the campaign).
+    pub fn counts_campaigns(&self) -> bool {
+        self.campaign.is_some()
     }
 }
 
@@ -191,6 +205,7 @@ impl TextRule {
             && self.links.is_none()
             && self.density.is_none()
             && self.sender.is_none()
+            && self.campaign.is_none()
     }
 }
 
@@ -229,9 +244,12 @@ impl TextRules {
         self.rules.is_empty()
     }
 
-    /// Whether a rule counts what the sender did (the stage then looks the sender up).
+    /// Whether a rule counts what the sender did or near-duplicates (the stage then looks
+    /// the sender up).
     pub fn count_senders(&self) -> bool {
-        self.rules.iter().any(|r| r.sender.is_some())
+        self.rules
+            .iter()
+            .any(|r| r.sender.is_some() || r.campaign.is_some())
     }
 
     /// The rules, by name.
@@ -297,11 +315,12 @@ impl RuleText {
             && text.links.is_none()
             && text.density.is_none()
             && text.sender.is_none()
+            && text.campaign.is_none()
             && text.account_younger_than_s.is_none()
         {
             problems.push(format!(
-                "{key}: none of keywords, regex, links, density, sender, account_younger_than_s: \
-                 it would match nothing"
+                "{key}: none of keywords, regex, links, density, sender, campaign, \
+                 account_younger_than_s: it would match nothing"
             ));
         }
         if text
@@ -317,6 +336,9 @@ impl RuleText {
         }
         if let Some(sender) = &text.sender {
             sender.check(&format!("{key}.sender"), problems);
+        }
+        if let Some(campaign) = &text.campaign {
+            campaign.check(&format!("{key}.campaign"), problems);
         }
         if text.then == Then::Models && text.action == RuleAction::Allow {
             problems.push(format!(
@@ -356,6 +378,7 @@ pub(super) fn compile(
                 .map(|l| Links::compile(&format!("{key}.links"), l, problems)),
             density: text.density.clone(),
             sender: text.sender.clone(),
+            campaign: text.campaign.clone(),
             account_younger_than_s: text.account_younger_than_s,
             shadow: text.shadow,
             then: text.then,

@@ -222,7 +222,7 @@ fn bad_rules_are_refused() {
         ),
         (
             "action = \"block\"",
-            "none of keywords, regex, links, density, sender, account_younger_than_s",
+            "none of keywords, regex, links, density, sender, campaign, account_younger_than_s",
         ),
         (
             "account_younger_than_s = 0\naction = \"flag\"",

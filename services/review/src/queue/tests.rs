@@ -24,6 +24,7 @@ fn item(id: &str, at: u64) -> ReviewItem {
         category: None,
         span: None,
         rule: None,
+        campaign: None,
     };
     let mut item = ReviewItem::new(ReviewKind::Flag, &verdict, "hi", at);
     item.queued_at_ms = at;

@@ -81,6 +81,7 @@ pub(super) fn verdict_for_text(
         category: None,
         span: None,
         rule: None,
+        campaign: None,
     }
 }
 

@@ -118,6 +118,12 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub rule: Option<String>,
+    /// Contract v1.5: the near-duplicate campaign the message belongs to (16 lowercase hex
+    /// digits), when a `campaign` rule decided it: the same id on every verdict of the
+    /// campaign's members that one moderator judged. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{16}$"))]
+    pub campaign: Option<String>,
 }
 
 /// Contract v1.3: a part of the request's text, in bytes of its UTF-8 encoding, and the

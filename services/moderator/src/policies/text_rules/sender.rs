@@ -80,6 +80,8 @@ pub struct SenderView {
     pub recent: Recent,
     /// The message.
     pub here: Here,
+    /// Its near-duplicates from every sender of the tenant (campaign rules).
+    pub near: super::campaign::Near,
 }
 
 impl Recent {
@@ -228,6 +230,7 @@ mod tests {
                 strikes: VecDeque::new(),
             },
             here: here(links),
+            near: super::super::campaign::Near::default(),
         };
         let first = limits("first_link = true\nper_s = 3600");
         assert!(first.matches(&view(vec![entry(100_000, 9, 1, 0)], 1)));

@@ -178,6 +178,7 @@ mod tests {
             category: None,
             span: None,
             rule: None,
+            campaign: None,
         }
     }
 
