@@ -44,7 +44,7 @@ def section(info):
     k = held["kaggle_test"]
     ch = train["harassment_char"]
     meanings = "\n".join(f"* `{n}`: {MEANING[n]}." for n in categories.CATEGORIES)
-    return f"""## Harm categories (v4, issue 29)
+    return f"""## Harm categories (v4, v5: issue 29)
 
 Columns 1–{len(categories.CATEGORIES)} of `probabilities`, one logistic-regression head per
 category (`models/build/categories.py`) on what the graph already computes for the insult
@@ -67,9 +67,16 @@ lines written for the purpose by an AI assistant, kept apart from every evaluati
 (`models/build/train/README.md`): `harm.tsv` (positives per category, harassment without a
 rough word among them) and `innocent.tsv` (hard negatives: rough words not aimed at
 anyone, self-deprecation, works and third parties, compliments, idioms, talk about
-violence, identities, health, support, links). C by 5-fold out-of-fold ROC-AUC; `flag`
-where 2% of the category's negatives among the written chat lines score above (out of
-fold), `block` where 0.5% do. v4's first build counted the Kaggle comments among those
+violence, identities, health, support, links). C by 5-fold out-of-fold ROC-AUC. `flag`:
+`harassment` where 2% of its negatives among the written chat lines score above (out of
+fold); the six flag-only categories share one budget (v5): one false-positive rate for all
+of them, the largest at which at most {pct(train['joint']['flag_only_budget'])} of the
+{train['joint']['innocent_rows']:,} innocent written chat lines reach any of their
+thresholds, out of fold ({train['joint']['per_category_fpr'] * 100:.2f}% each; every category
+together, `harassment` included, flags {pct(train['joint']['innocent_flagged_oof'])} of
+those lines out of fold). `block` where 0.5% of a category's chat-line negatives score
+above, never below `flag`. v4 fitted each flag-only category at 2% alone: they added up, and
+7 of v4's 12 innocent flags on `models/eval/everyday-chat-2.tsv` came from them. v4's first build counted the Kaggle comments among those
 negatives too: they are easy negatives for every category but harassment, and set the
 flag-only categories' thresholds so low that, on `models/eval/everyday-chat.tsv` through
 the pipeline, 17 of 120 innocent lines were flagged by them (10 of them support-seeking
@@ -92,7 +99,8 @@ On the Kaggle test split (2,647 comments labelled by the competition, scored onc
 {pct(k['harassment']['recall_at_flag'])}, precision {pct(k['harassment']['precision_at_flag'])};
 the insult ensemble's column {k['insult']['roc_auc']:.4f}.
 
-Known weaknesses, from probes written by hand (not an evaluation set): short plans and
+Known weaknesses of v4, from probes written by hand (not an evaluation set; v5 trains on
+more plans and farewells, and its flag-only thresholds are higher): short plans and
 farewells can reach a flag-only category ("see you tomorrow": `threat` 0.55; "wanna hang out
 this weekend": `sexual` 0.19), and swearing at one's own lot reaches `harassment`'s flag
 threshold ("fuck my life" 0.71, below its block threshold). A frozen sentence embedding with

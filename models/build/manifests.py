@@ -67,7 +67,7 @@ def category_labels(info):
         out.append(f'''[[labels]]
 name = "{name}"
 column = {1 + j}
-# flag where 2% of the chat-line training negatives score above (out of fold), block where\n# 0.5% do;
+# flag: the flag-only categories share one budget, at most {categories.JOINT_FLAG_FPR:.0%} of the innocent written\n# chat lines flagged by any of them (out of fold); harassment flags where 2% of its\n# chat-line negatives score above; block where 0.5% do;
 # {why}
 flag = {f["flag"]}
 block = {f["block"]}
@@ -80,7 +80,7 @@ def write_minilm(mini, sha256):
     old = previous_sha(d / "model.toml")
     (d / "model.toml").write_text(f'''# Manifest read by the classifier crate (services/lib/classifier). Written by models/build.
 name = "minilm-insult"
-version = "4"
+version = "5"
 kind = "token_ids"
 file = "model.onnx"
 tokenizer = "tokenizer.json"

@@ -136,7 +136,7 @@ fn policy_combines_both_models() {
         8,
         4096,
     );
-    assert_eq!(policy.model_name(), "minilm-insult@4+profanity@1.9.1");
+    assert_eq!(policy.model_name(), "minilm-insult@5+profanity@1.9.1");
     let texts = [
         "you are a pathetic idiot",
         "thanks a lot, see you tomorrow",
