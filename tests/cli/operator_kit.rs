@@ -55,9 +55,9 @@ fn every_alert_is_tested() {
         .collect();
     assert_eq!(
         alerts.len(),
-        13,
+        14,
         "the seven alerts of the operator kit, a refused policy change, a forged policy value, \
-         the review queue's three and the sender state's"
+         the review queue's three, the sender state's and the brake's"
     );
     for alert in alerts {
         assert!(

@@ -224,6 +224,8 @@ impl BenchArgs {
             format!("--max-batch-tokens={}", inference.max_batch_tokens),
             format!("--max-wait-ms={}", inference.max_wait),
             format!("--max-in-flight={}", intake.max_in_flight),
+            format!("--brake-factor={}", m.brake.brake_factor),
+            format!("--brake-min-blocks={}", m.brake.brake_min_blocks),
             "--metrics-addr=127.0.0.1:0".to_string(),
         ];
         if let Some(ort) = &m.ort_library {

@@ -46,6 +46,9 @@ pub struct Config {
     /// The spam-wave cache.
     #[command(flatten)]
     pub cache: CacheConfig,
+    /// When automatic blocks become flags.
+    #[command(flatten)]
+    pub brake: crate::BrakeConfig,
     /// Fault injection (tests and benchmarks only).
     #[command(flatten)]
     pub faults: Faults,
@@ -119,7 +122,7 @@ pub(crate) mod defaults {
     pub(crate) const CACHE_WINDOW_MS: u64 = 30_000;
     /// `--sender-capacity`: 20,000 senders active within the hour, at most ~65 MiB.
     pub(crate) const SENDER_CAPACITY: usize = 20_000;
-    pub(crate) const CAMPAIGN_CAPACITY: usize = 100_000;
+    pub(crate) const CAMPAIGN_CAPACITY: usize = 20_000;
     /// `--classify-concurrency`.
     pub(crate) const CLASSIFY_CONCURRENCY: usize = 64;
     /// `--classify-timeout-ms`.
@@ -141,6 +144,7 @@ impl Default for Config {
             intake: IntakeConfig::default(),
             classify: ClassifyConfig::default(),
             cache: CacheConfig::default(),
+            brake: crate::BrakeConfig::default(),
             faults: Faults::default(),
             topology: offpath_protocol::topology::TopologyConfig::default(),
         }

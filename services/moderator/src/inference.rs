@@ -76,9 +76,10 @@ impl Inference {
                             let assessed = Some((a, &*models));
                             let timing = (inference_ms, None);
                             let note = p.note.as_ref();
-                            let verdict = self.judge.verdict(&p.request, assessed, timing, note);
+                            let mut verdict =
+                                self.judge.verdict(&p.request, assessed, timing, note);
                             if matches!(p.origin, Origin::Stream(_)) {
-                                self.judge.settled(&p.request, &verdict);
+                                self.judge.settled(&p.request, &mut verdict);
                             }
                             let review = self.judge.review_of(&p.request, &verdict);
                             Settled {
@@ -144,10 +145,10 @@ impl Inference {
                 // verdict without scores instead of a dead letter.
                 if let Some(note) = pending.note.as_ref().filter(|n| n.action != Action::Allow) {
                     let timing = (0, Some(err.reason()));
-                    let verdict = self
-                        .judge
-                        .verdict(&pending.request, None, timing, Some(note));
-                    self.judge.settled(&pending.request, &verdict);
+                    let mut verdict =
+                        self.judge
+                            .verdict(&pending.request, None, timing, Some(note));
+                    self.judge.settled(&pending.request, &mut verdict);
                     let review = self.judge.review_of(&pending.request, &verdict);
                     let origin = Origin::Stream(Box::new(message));
                     let settled = Settled {

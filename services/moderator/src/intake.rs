@@ -125,7 +125,7 @@ impl Admission {
     fn settle_now(
         self: &Arc<Self>,
         request: ModerationRequest,
-        verdict: Verdict,
+        mut verdict: Verdict,
         message: jetstream::Message,
         held: Held,
         side_tasks: &mut JoinSet<()>,
@@ -133,7 +133,7 @@ impl Admission {
     ) {
         let this = Arc::clone(self);
         side_tasks.spawn(async move {
-            this.judge.settled(&request, &verdict);
+            this.judge.settled(&request, &mut verdict);
             let review = this.judge.review_of(&request, &verdict);
             let settled = Settled {
                 origin: Origin::Stream(Box::new(message)),

@@ -10,6 +10,7 @@ use offpath_protocol::{
 };
 use tracing::debug;
 
+use crate::brake::Brake;
 use crate::metrics as m;
 use crate::policies::LivePolicies;
 use crate::policies::text_rules::{Message, RuleAction, Then};
@@ -23,22 +24,50 @@ pub(crate) struct Judge {
     pool: Arc<Pool>,
     policies: Arc<LivePolicies>,
     senders: Arc<Senders>,
+    brake: Brake,
 }
 
 impl Judge {
     /// A judge of the policies `policies` over the models of `pool`, sender rules counting
-    /// what `senders` knows.
-    pub(crate) fn new(pool: Arc<Pool>, policies: Arc<LivePolicies>, senders: Arc<Senders>) -> Self {
+    /// what `senders` knows, automatic blocks held by `brake`.
+    pub(crate) fn new(
+        pool: Arc<Pool>,
+        policies: Arc<LivePolicies>,
+        senders: Arc<Senders>,
+        brake: Brake,
+    ) -> Self {
         Self {
             pool,
             policies,
             senders,
+            brake,
         }
     }
 
-    /// A stream request's verdict is settled: a block is its sender's strike.
-    pub(crate) fn settled(&self, request: &ModerationRequest, verdict: &Verdict) {
-        self.senders.strike(request, verdict);
+    /// A stream request's verdict is settled: the brake may hold a block as a flag
+    /// (`reason: "brake"`), and a block is its sender's strike, except a campaign rule's
+    /// (a person may repeat a line that bots spread; the rule goes on blocking the copies).
+    pub(crate) fn settled(&self, request: &ModerationRequest, verdict: &mut Verdict) {
+        // (counts people, counts campaigns) of the rule that decided, if one did.
+        let rule = verdict.rule.as_deref().and_then(|id| {
+            let policies = self.policies.for_models(&verdict.model.version);
+            let selection =
+                policies.select(&request.tenant, &request.room, request.policy.as_deref());
+            let rules = selection.rules.text_rules();
+            let rule = rules.iter().find(|r| r.id == id)?;
+            Some((rule.counts_people(), rule.counts_campaigns()))
+        });
+        let exempt = rule.is_some_and(|(people, _)| people);
+        if self
+            .brake
+            .holds(&request.tenant, verdict.action, exempt, now_ms())
+        {
+            verdict.action = Action::Flag;
+            verdict.reason = Some("brake".into());
+        }
+        if !rule.is_some_and(|(_, campaigns)| campaigns) {
+            self.senders.strike(request, verdict);
+        }
     }
 
     /// The verdict on `request`: decided by the policy in force on the assessment and the
@@ -103,14 +132,16 @@ impl Judge {
     }
 
     /// What the request's policy's text rules make of it ([`TextRules::check`] on the text,
-    /// and on what `views` gives: the text lower-cased and its normalised form when that
-    /// differs, asked only when the policy has rules): a verdict with no scores and the
-    /// models in force named, a note, or nothing. Counted per rule.
+    /// and on what `views` gives of a text: it lower-cased and its normalised form when that
+    /// differs): a verdict with no scores and the models in force named, a note, or
+    /// nothing. Counted per rule. A stream request is recorded as its sender's message
+    /// first (its signature is taken from its normalised view: of its first
+    /// [`SIMILAR_BYTES`] only, when the policy has no rules).
     pub(crate) fn by_rules(
         &self,
         request: &ModerationRequest,
         counted: bool,
-        views: impl FnOnce() -> (String, Option<String>),
+        views: impl FnOnce(&str) -> (String, Option<String>),
     ) -> Screened {
         let models = self.pool.models();
         let policies = self.policies.for_models(&models.version);
@@ -122,10 +153,11 @@ impl Judge {
         if rules.is_empty() && !recording {
             return Screened::Passed;
         }
-        let (lowered, normalised) = views();
+        let whole = !rules.is_empty();
+        let (lowered, normalised) = views(prefix(&request.text, whole, SIMILAR_BYTES));
+        let similar = normalised.as_deref().unwrap_or(&lowered);
         let sender = recording
             .then(|| {
-                let similar = normalised.as_deref().unwrap_or(&lowered);
                 self.senders
                     .message(request, similar, rules.count_senders())
             })
@@ -271,6 +303,24 @@ fn count(request: &ModerationRequest, policy: &str, verdict: &Verdict, judged: b
         metrics::counter!(m::VERDICT_CATEGORIES, "category" => category.clone(), "action" => action)
             .increment(1);
     }
+}
+
+/// Bytes of a text a signature is taken from when no rule reads the whole text (a bound
+/// on the normaliser's work for every recorded message; a signature reads at most
+/// [`crate::policies::text_rules::campaign::MAX_CHARS`] letters and digits anyway).
+const SIMILAR_BYTES: usize = 2048;
+
+/// `text` when `whole`, else its longest prefix of at most `bytes` bytes that ends at a
+/// character boundary.
+fn prefix(text: &str, whole: bool, bytes: usize) -> &str {
+    if whole {
+        return text;
+    }
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// `request` as text rules read it, with its lower-cased and normalised views.

@@ -25,6 +25,7 @@
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 mod batcher;
+mod brake;
 mod cache;
 mod config;
 mod consumer;
@@ -51,6 +52,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
+pub use brake::BrakeConfig;
 pub use config::{
     CacheConfig, ClassifyConfig, Config, DEFAULT_MODELS, Faults, InferenceConfig, IntakeConfig,
 };

@@ -305,6 +305,9 @@ pub(crate) fn register() {
             SENDER_EVICTIONS,
             CAMPAIGN_EVICTIONS,
             NEAR_DUPLICATES,
+            BRAKE_ENGAGED,
+            BRAKE_HELD,
+            BRAKE_UNTRACKED,
         ],
         labelled: &[
             (SENDER_EVENTS, "outcome", SENDER_OUTCOMES),

@@ -31,8 +31,7 @@ impl Screen {
     /// What the request's policy's text rules make of `request`; `counted`: a stream
     /// request, recorded as its sender's message (sender rules count only those).
     pub(crate) fn check(&self, request: &ModerationRequest, counted: bool) -> Screened {
-        self.judge.by_rules(request, counted, || {
-            let text = &request.text;
+        self.judge.by_rules(request, counted, |text| {
             (text.to_lowercase(), self.normalizer.second_view(text))
         })
     }

@@ -119,13 +119,7 @@ impl Moderator {
             max_request_bytes: config.intake.max_request_bytes,
         };
         let delivery = Arc::new(Settings::new(&config.topology));
-        let (senders, sender_events) =
-            Senders::new(config.cache.sender_capacity, config.cache.campaign_capacity);
-        let judge = Arc::new(Judge::new(
-            Arc::clone(&pool),
-            Arc::clone(&policies),
-            Arc::clone(&senders),
-        ));
+        let (senders, sender_events, judge) = judging(config, &pool, &policies);
         let settler = Arc::new(Settler::new(
             js.clone(),
             Arc::clone(&delivery),
@@ -354,4 +348,26 @@ fn loaded(pool: &pool::Pool, policies: &LivePolicies, threads: usize) {
         policies = %names.join(","),
         "models loaded; binding the consumer"
     );
+}
+
+/// The sender state (and its outbox's far end) and the judge reading it.
+fn judging(
+    config: &Config,
+    pool: &Arc<crate::pool::Pool>,
+    policies: &Arc<LivePolicies>,
+) -> (
+    Arc<Senders>,
+    Option<tokio::sync::mpsc::Receiver<crate::senders::SenderEvent>>,
+    Arc<Judge>,
+) {
+    let (senders, events) =
+        Senders::new(config.cache.sender_capacity, config.cache.campaign_capacity);
+    let brake = crate::brake::Brake::new(config.brake.clone());
+    let judge = Judge::new(
+        Arc::clone(pool),
+        Arc::clone(policies),
+        Arc::clone(&senders),
+        brake,
+    );
+    (senders, events, Arc::new(judge))
 }

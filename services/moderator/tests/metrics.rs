@@ -12,7 +12,7 @@ use offpath_moderator::Faults;
 use offpath_protocol::DecodeError;
 
 /// Series without labels present right after start (besides `process_*`).
-const UNLABELLED: [&str; 23] = [
+const UNLABELLED: [&str; 26] = [
     "offpath_moderator_batch_size_count",
     "offpath_moderator_batch_size_bucket{le=\"1\"}",
     "offpath_moderator_inference_seconds_count",
@@ -33,6 +33,9 @@ const UNLABELLED: [&str; 23] = [
     "offpath_moderator_sender_evictions_total",
     "offpath_moderator_campaign_evictions_total",
     "offpath_moderator_near_duplicates_total",
+    "offpath_moderator_brake_engagements_total",
+    "offpath_moderator_brake_held_total",
+    "offpath_moderator_brake_untracked_total",
     "offpath_moderator_senders_tracked",
     "offpath_moderator_sender_state_caught_up",
     "offpath_moderator_sender_last_read_timestamp_seconds",

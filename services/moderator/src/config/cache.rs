@@ -22,7 +22,7 @@ pub struct CacheConfig {
     pub sender_capacity: usize,
     /// Recent messages whose signatures this moderator keeps to find near-duplicate
     /// campaigns across a tenant's rooms (ten minutes of the fleet's traffic at most; past
-    /// it the oldest go first, counted); read from `SENDERS` too. About 250 bytes each.
+    /// it the first added go first, counted); read from `SENDERS` too. About 1.5 KiB each.
     #[arg(long, env = "OFFPATH_CAMPAIGN_CAPACITY", default_value_t = defaults::CAMPAIGN_CAPACITY)]
     pub campaign_capacity: usize,
 }

@@ -85,6 +85,12 @@ pub(crate) const SENDER_OUTCOMES: &[&str] = &[
 pub(crate) const SENDERS_TRACKED: &str = "offpath_moderator_senders_tracked";
 /// Senders evicted from a full book before their hour was over.
 pub(crate) const SENDER_EVICTIONS: &str = "offpath_moderator_sender_evictions_total";
+/// Times a tenant's brake engaged (automatic blocks became flags).
+pub(crate) const BRAKE_ENGAGED: &str = "offpath_moderator_brake_engagements_total";
+/// Automatic blocks the brake held as flags for a person.
+pub(crate) const BRAKE_HELD: &str = "offpath_moderator_brake_held_total";
+/// Verdicts of tenants past the brake's tenant bound (not braked).
+pub(crate) const BRAKE_UNTRACKED: &str = "offpath_moderator_brake_untracked_total";
 /// Messages dropped from a full campaign index before their window was over.
 pub(crate) const CAMPAIGN_EVICTIONS: &str = "offpath_moderator_campaign_evictions_total";
 /// Messages that had a near-duplicate in their tenant's last ten minutes.

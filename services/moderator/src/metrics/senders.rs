@@ -36,6 +36,24 @@ pub(super) const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "1 once the last hour of SENDERS has been read after start",
     ),
     (
+        BRAKE_ENGAGED,
+        Kind::Counter,
+        None,
+        "Times a tenant's brake engaged: its block share jumped above the last hour's (--brake-factor)",
+    ),
+    (
+        BRAKE_HELD,
+        Kind::Counter,
+        None,
+        "Automatic blocks the brake held as flags for a person (verdict reason brake)",
+    ),
+    (
+        BRAKE_UNTRACKED,
+        Kind::Counter,
+        None,
+        "Verdicts of tenants past the brake's bound of 10,000 tenants (not braked)",
+    ),
+    (
         NEAR_DUPLICATES,
         Kind::Counter,
         None,

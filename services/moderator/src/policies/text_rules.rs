@@ -191,13 +191,17 @@ impl TextRule {
                 .is_some_and(|(limits, view)| limits.matches(&view.near, view.here.at_ms))
     }
 
+    /// Whether it counts what senders did (sender or campaign rules): its blocks neither
+    /// trip the brake nor are held by it.
+    pub fn counts_people(&self) -> bool {
+        self.sender.is_some() || self.campaign.is_some()
+    }
+
     /// Whether it counts near-duplicate campaigns (its verdicts then name the campaign).
     pub fn counts_campaigns(&self) -> bool {
         self.campaign.is_some()
     }
-}
 
-impl TextRule {
     /// Whether the rule has no condition but the account's age.
     fn matches_nothing_else(&self) -> bool {
         self.keywords.is_empty()

@@ -1,6 +1,8 @@
 //! The bounded index of recent messages' signatures by which near-duplicates across a
 //! tenant's rooms are found (issue 30, item 3): every message with a signature, its own and
-//! other moderators', for [`CAMPAIGN_WINDOW_S`], at most a capacity (the oldest go first).
+//! other moderators', each once (by tenant and request id, however often its event is read
+//! or its request delivered), for [`CAMPAIGN_WINDOW_S`], at most a capacity (the first
+//! added go first).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -10,6 +12,8 @@ use crate::policies::text_rules::campaign::{CAMPAIGN_WINDOW_S, MAX_NEAR, Near, S
 /// One message in the index.
 struct Member {
     seq: u64,
+    /// The request id's hash.
+    id: u64,
     at_ms: u64,
     tenant: u64,
     sender: u64,
@@ -25,6 +29,8 @@ struct Index {
     /// Band key → sequence numbers of the members with that band, in the order added (so
     /// the member dropped first is at the front of each of its buckets).
     buckets: HashMap<u64, VecDeque<u64>>,
+    /// (tenant, id) → sequence number: a message is indexed once.
+    ids: HashMap<(u64, u64), u64>,
     next_seq: u64,
 }
 
@@ -42,9 +48,9 @@ impl Campaigns {
         }
     }
 
-    /// Adds the message `id` (a hash) of `sender` in `tenant` (keys) sent at `at_ms`, and
-    /// returns its near-duplicates (itself included) and their campaign; `now_ms` bounds the
-    /// window. Returns how many members were dropped for room.
+    /// Adds the message `id` (a hash) of `sender` in `tenant` (keys) sent at `at_ms` unless
+    /// it is in already, and returns its near-duplicates (itself included) and their
+    /// campaign; `now_ms` bounds the window. Returns how many members were dropped for room.
     pub(crate) fn add(
         &self,
         tenant: u64,
@@ -67,9 +73,13 @@ impl Campaigns {
             index.pop_front();
         }
         let bands = signature.bands(tenant);
+        // A message indexed already (a redelivered request, an event read again): its
+        // near-duplicates as they stand, nothing added.
+        let known = index.ids.get(&(tenant, id)).copied();
         let mut near: Vec<&Member> = index
             .candidates(&bands)
             .filter(|m| m.tenant == tenant && m.signature.is_near(&signature))
+            .filter(|m| Some(m.seq) != known)
             .collect();
         near.sort_unstable_by_key(|m| m.seq);
         let campaign = near.first().map_or(id ^ tenant, |m| m.campaign);
@@ -78,23 +88,28 @@ impl Campaigns {
         if members.len() > MAX_NEAR {
             members.drain(..members.len() - MAX_NEAR);
         }
+        let near = Near {
+            campaign: (members.len() > 1).then(|| format!("{campaign:016x}")),
+            members,
+        };
+        if known.is_some() {
+            return (near, dropped);
+        }
         let seq = index.next_seq;
         index.next_seq += 1;
         for key in bands {
             index.buckets.entry(key).or_default().push_back(seq);
         }
+        index.ids.insert((tenant, id), seq);
         index.members.push_back(Member {
             seq,
+            id,
             at_ms,
             tenant,
             sender,
             signature,
             campaign,
         });
-        let near = Near {
-            campaign: (members.len() > 1).then(|| format!("{campaign:016x}")),
-            members,
-        };
         (near, dropped)
     }
 
@@ -130,6 +145,7 @@ impl Index {
         let Some(member) = self.members.pop_front() else {
             return;
         };
+        self.ids.remove(&(member.tenant, member.id));
         for key in member.signature.bands(member.tenant) {
             if let Some(seqs) = self.buckets.get_mut(&key) {
                 if seqs.front() == Some(&member.seq) {
@@ -196,6 +212,20 @@ mod tests {
             1,
             "another tenant's copies do not count"
         );
+        let (again, _) = campaigns.add(
+            1,
+            12,
+            102,
+            now + 2,
+            signature("buy cheap followers at best-followers.example 4u"),
+            now,
+        );
+        assert_eq!(
+            again.members.len(),
+            3,
+            "a message read again is not a fourth copy"
+        );
+        assert_eq!(again.campaign, third.campaign);
         let (unrelated, _) = campaigns.add(
             1,
             14,

@@ -79,8 +79,8 @@ pub struct Verdict {
     pub queued_ms: u64,
     /// Milliseconds spent in inference (0 when none ran).
     pub inference_ms: u64,
-    /// Why the message is `unmoderated` (`expired`, `overloaded`, `model_error`, …);
-    /// absent otherwise.
+    /// Why the message is `unmoderated` (`expired`, `overloaded`, `model_error`, …), or
+    /// (v1.5) why a `flag` is not the block it would have been (`brake`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Contract v1.1: lowercase hex SHA-256 of the UTF-8 `text` of the request this verdict

@@ -29,6 +29,9 @@ const ROWS: usize = HASHES / BANDS;
 pub const NEAR: usize = HASHES / 2;
 /// Letters and digits a text needs to have a signature.
 pub const MIN_CHARS: usize = 20;
+/// Letters and digits a signature reads, the first: a bound on its cost (spam is short; a
+/// long text's first kilobyte tells its copies apart).
+pub const MAX_CHARS: usize = 1024;
 /// Characters of a shingle.
 const SHINGLE: usize = 5;
 /// Longest window a campaign rule counts over, in seconds: ten minutes.
@@ -48,13 +51,17 @@ impl Signature {
             .chars()
             .filter(|c| c.is_alphanumeric())
             .flat_map(char::to_lowercase)
+            .take(MAX_CHARS)
             .collect();
         if chars.len() < MIN_CHARS {
             return None;
         }
         let mut mins = [u32::MAX; HASHES];
         for shingle in chars.windows(SHINGLE) {
-            let h = fnv(shingle.iter().map(|&c| u64::from(c)));
+            // FNV-1a over the characters themselves.
+            let h = shingle.iter().fold(FNV_OFFSET, |h, &c| {
+                (h ^ u64::from(c)).wrapping_mul(FNV_PRIME)
+            });
             for (min, (a, b)) in mins.iter_mut().zip(PERMUTATIONS.iter()) {
                 let v = (a.wrapping_mul(h).wrapping_add(*b) >> 32) as u32;
                 *min = (*min).min(v);
@@ -91,13 +98,15 @@ impl Signature {
     }
 }
 
-/// FNV-1a over 64-bit words.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+/// FNV-1a over the bytes of 64-bit words.
 fn fnv(words: impl Iterator<Item = u64>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET;
     for word in words {
         for byte in word.to_le_bytes() {
-            h ^= u64::from(byte);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+            h = (h ^ u64::from(byte)).wrapping_mul(FNV_PRIME);
         }
     }
     h
