@@ -1,8 +1,11 @@
 //! The brake (issue 30, item 5): a bad model or rule push must not wipe a community. Per
 //! tenant, this moderator counts its automatic verdicts on stream requests by minute; when
 //! the share of blocks in the last two minutes jumps far above the tenant's share of the
-//! hour before, blocks become flags for a person to decide (`reason: "brake"`), for ten
-//! minutes after the last minute that tripped it.
+//! hour before, within half an hour of a push (a policy or model version the tenant's
+//! verdicts had not named before), blocks become flags for a person to decide
+//! (`reason: "brake"`), for ten minutes after the last minute that tripped it. Without a
+//! push nothing trips it: an attacker who floods a room with blockable lines must not turn
+//! the blocks of what follows into flags.
 //!
 //! Blocks by rules that count senders or campaigns neither trip the brake nor are held by
 //! it: a spam wave raises the block rate by design, and holding its blocks would show the
@@ -28,6 +31,10 @@ const MIN_BASELINE: u32 = 100;
 const HOLD_MINUTES: u64 = 10;
 /// Tenants tracked; past it new tenants are not braked (counted).
 const MAX_TENANTS: usize = 10_000;
+/// Minutes after a push during which the brake may trip.
+const PUSH_MINUTES: u64 = 30;
+/// Versions remembered per tenant (its policies by room, and the models).
+const MAX_VERSIONS: usize = 16;
 
 /// When automatic blocks become flags.
 #[derive(Debug, Clone, Args)]
@@ -65,6 +72,20 @@ struct Tenant {
     minutes: Vec<Minute>,
     /// The brake holds until this minute (exclusive).
     until: u64,
+    /// The minute of the tenant's first verdict here.
+    born: u64,
+    /// Policy and model versions its verdicts named, with the minute each was first seen.
+    versions: Vec<(String, u64)>,
+}
+
+/// One automatic verdict as the brake counts it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Judged<'a> {
+    pub(crate) action: Action,
+    /// A block by a sender or campaign rule.
+    pub(crate) exempt: bool,
+    /// The policy's and the models' versions that decided it.
+    pub(crate) version: &'a str,
 }
 
 /// Every tenant's recent verdicts.
@@ -81,10 +102,14 @@ impl Brake {
         }
     }
 
-    /// Counts an automatic verdict of `tenant` whose action is `action` (`exempt`: a block
-    /// by a sender or campaign rule) at `now_ms`; returns whether a block must be held as
-    /// a flag.
-    pub(crate) fn holds(&self, tenant: &str, action: Action, exempt: bool, now_ms: u64) -> bool {
+    /// Counts an automatic verdict of `tenant` at `now_ms`; returns whether a block must be
+    /// held as a flag.
+    pub(crate) fn holds(&self, tenant: &str, judged: Judged<'_>, now_ms: u64) -> bool {
+        let Judged {
+            action,
+            exempt,
+            version,
+        } = judged;
         if self.config.brake_factor <= 0.0 || action == Action::Unmoderated {
             return false;
         }
@@ -94,7 +119,11 @@ impl Brake {
             metrics::counter!(m::BRAKE_UNTRACKED).increment(1);
             return false;
         }
-        let state = tenants.entry(tenant.to_string()).or_default();
+        let state = tenants.entry(tenant.to_string()).or_insert_with(|| Tenant {
+            born: minute,
+            ..Tenant::default()
+        });
+        state.saw(version, minute);
         let block = action == Action::Block && !exempt;
         state.count(minute, block);
         if !block {
@@ -120,6 +149,9 @@ impl Brake {
 
     /// Whether the last two minutes' blocks of `state` trip the brake.
     fn trips(&self, state: &Tenant, minute: u64) -> bool {
+        if !state.pushed(minute) {
+            return false;
+        }
         let (recent, before) = state.split(minute);
         if recent.blocks < self.config.brake_min_blocks || recent.verdicts == 0 {
             return false;
@@ -133,6 +165,27 @@ impl Brake {
 }
 
 impl Tenant {
+    /// Remembers `version` (the oldest first seen goes when there are too many).
+    fn saw(&mut self, version: &str, minute: u64) {
+        if self.versions.iter().any(|(v, _)| v == version) {
+            return;
+        }
+        if self.versions.len() >= MAX_VERSIONS
+            && let Some(oldest) = (0..self.versions.len()).min_by_key(|&i| self.versions[i].1)
+        {
+            self.versions.swap_remove(oldest);
+        }
+        self.versions.push((version.to_string(), minute));
+    }
+
+    /// Whether a version first appeared within [`PUSH_MINUTES`], after the tenant's first
+    /// minute here (what a moderator found at its start is no push).
+    fn pushed(&self, minute: u64) -> bool {
+        self.versions
+            .iter()
+            .any(|&(_, first)| first > self.born && minute.saturating_sub(first) <= PUSH_MINUTES)
+    }
+
     fn count(&mut self, minute: u64, block: bool) {
         if self.minutes.is_empty() {
             self.minutes = vec![Minute::default(); MINUTES as usize];
@@ -176,6 +229,16 @@ mod tests {
     const MIN: u64 = 60_000;
 
     fn run(brake: &Brake, minute: u64, verdicts: u32, blocks: u32, exempt: bool) -> u32 {
+        run_at(brake, minute, (verdicts, blocks), exempt, "policy@1")
+    }
+
+    fn run_at(
+        brake: &Brake,
+        minute: u64,
+        (verdicts, blocks): (u32, u32),
+        exempt: bool,
+        version: &str,
+    ) -> u32 {
         let mut held = 0;
         for i in 0..verdicts {
             let action = if i < blocks {
@@ -183,7 +246,12 @@ mod tests {
             } else {
                 Action::Allow
             };
-            held += u32::from(brake.holds("acme", action, exempt, minute * MIN + u64::from(i)));
+            let judged = Judged {
+                action,
+                exempt,
+                version,
+            };
+            held += u32::from(brake.holds("acme", judged, minute * MIN + u64::from(i)));
         }
         held
     }
@@ -195,13 +263,19 @@ mod tests {
         for minute in 1000..1060 {
             assert_eq!(run(&brake, minute, 200, 4, false), 0, "minute {minute}");
         }
-        // A bad push: half of everything blocked. The first 30 blocks pass (the bound),
-        // then blocks are held.
-        let held = run(&brake, 1060, 200, 100, false);
+        // A flood of blockable lines without a push: nothing held (an attacker must not
+        // make the next blocks flags).
+        assert_eq!(run(&brake, 1060, 200, 100, false), 0);
+        for minute in 1062..1122 {
+            run(&brake, minute, 200, 4, false);
+        }
+        // A bad push: half of everything blocked under a new version. The first 30 blocks
+        // pass (the bound), then blocks are held.
+        let held = run_at(&brake, 1122, (200, 100), false, "policy@2");
         assert!((60..=80).contains(&held), "{held} held");
         // Back to normal: held for ten minutes after the last minute that tripped it.
-        assert!(run(&brake, 1065, 200, 4, false) > 0);
-        assert_eq!(run(&brake, 1072, 200, 4, false), 0);
+        assert!(run_at(&brake, 1127, (200, 4), false, "policy@2") > 0);
+        assert_eq!(run_at(&brake, 1134, (200, 4), false, "policy@2"), 0);
     }
 
     #[test]
@@ -210,13 +284,17 @@ mod tests {
         for minute in 1000..1060 {
             run(&brake, minute, 200, 4, false);
         }
-        assert_eq!(run(&brake, 1060, 200, 150, true), 0, "exempt blocks");
+        assert_eq!(
+            run_at(&brake, 1060, (200, 150), true, "policy@2"),
+            0,
+            "exempt blocks"
+        );
         // A tenant with little traffic: 20 blocks of 25 stay under the bound of 30.
         let quiet = Brake::new(BrakeConfig::default());
         for minute in 1000..1060 {
             run(&quiet, minute, 5, 0, false);
         }
-        assert_eq!(run(&quiet, 1060, 25, 20, false), 0);
+        assert_eq!(run_at(&quiet, 1060, (25, 20), false, "policy@2"), 0);
         // A new tenant: no hour to compare with, nothing held.
         let new = Brake::new(BrakeConfig::default());
         assert_eq!(run(&new, 5, 200, 200, false), 0);

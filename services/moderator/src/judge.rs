@@ -10,7 +10,7 @@ use offpath_protocol::{
 };
 use tracing::debug;
 
-use crate::brake::Brake;
+use crate::brake::{Brake, Judged};
 use crate::metrics as m;
 use crate::policies::LivePolicies;
 use crate::policies::text_rules::{Message, RuleAction, Then};
@@ -57,11 +57,19 @@ impl Judge {
             let rule = rules.iter().find(|r| r.id == id)?;
             Some((rule.counts_people(), rule.counts_campaigns()))
         });
-        let exempt = rule.is_some_and(|(people, _)| people);
-        if self
-            .brake
-            .holds(&request.tenant, verdict.action, exempt, now_ms())
-        {
+        let version = match &verdict.policy {
+            Some(policy) => format!(
+                "{}@{} {}",
+                policy.name, policy.version, verdict.model.version
+            ),
+            None => verdict.model.version.clone(),
+        };
+        let judged = Judged {
+            action: verdict.action,
+            exempt: rule.is_some_and(|(people, _)| people),
+            version: &version,
+        };
+        if self.brake.holds(&request.tenant, judged, now_ms()) {
             verdict.action = Action::Flag;
             verdict.reason = Some("brake".into());
         }
