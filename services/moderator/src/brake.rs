@@ -1,11 +1,13 @@
 //! The brake (issue 30, item 5): a bad model or rule push must not wipe a community. Per
 //! tenant, this moderator counts its automatic verdicts on stream requests by minute; when
 //! the share of blocks in the last two minutes jumps far above the tenant's share of the
-//! hour before, within half an hour of a push (a policy or model version the tenant's
-//! verdicts had not named before), blocks become flags for a person to decide
-//! (`reason: "brake"`), for ten minutes after the last minute that tripped it. Without a
-//! push nothing trips it: an attacker who floods a room with blockable lines must not turn
-//! the blocks of what follows into flags.
+//! hour before, within half an hour of a push (this moderator put other policies or models
+//! in force: a policy file reloaded, a bucket value, a model reload), blocks become flags
+//! for a person to decide (`reason: "brake"`), for ten minutes after the last minute that
+//! tripped it. The share of the hour before the trip stays the measure while the brake
+//! holds (held blocks would raise it). Without a push nothing trips it: an attacker who
+//! floods a room with blockable lines must not turn the blocks of what follows into
+//! flags, and nothing a request carries is a push.
 //!
 //! Blocks by rules that count senders or campaigns neither trip the brake nor are held by
 //! it: a spam wave raises the block rate by design, and holding its blocks would show the
@@ -33,8 +35,8 @@ const HOLD_MINUTES: u64 = 10;
 const MAX_TENANTS: usize = 10_000;
 /// Minutes after a push during which the brake may trip.
 const PUSH_MINUTES: u64 = 30;
-/// Versions remembered per tenant (its policies by room, and the models).
-const MAX_VERSIONS: usize = 16;
+/// Minutes a tenant must have been judged here before it may trip (its baseline).
+const MIN_AGE_MINUTES: u64 = 15;
 
 /// When automatic blocks become flags.
 #[derive(Debug, Clone, Args)]
@@ -74,18 +76,20 @@ struct Tenant {
     until: u64,
     /// The minute of the tenant's first verdict here.
     born: u64,
-    /// Policy and model versions its verdicts named, with the minute each was first seen.
-    versions: Vec<(String, u64)>,
+    /// The block share the brake compares with while it holds: the hour's before it
+    /// tripped.
+    frozen: f64,
 }
 
 /// One automatic verdict as the brake counts it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Judged<'a> {
+pub(crate) struct Judged {
     pub(crate) action: Action,
     /// A block by a sender or campaign rule.
     pub(crate) exempt: bool,
-    /// The policy's and the models' versions that decided it.
-    pub(crate) version: &'a str,
+    /// When this moderator last put other policies or models in force (0: never since it
+    /// started).
+    pub(crate) pushed_ms: u64,
 }
 
 /// Every tenant's recent verdicts.
@@ -104,11 +108,11 @@ impl Brake {
 
     /// Counts an automatic verdict of `tenant` at `now_ms`; returns whether a block must be
     /// held as a flag.
-    pub(crate) fn holds(&self, tenant: &str, judged: Judged<'_>, now_ms: u64) -> bool {
+    pub(crate) fn holds(&self, tenant: &str, judged: Judged, now_ms: u64) -> bool {
         let Judged {
             action,
             exempt,
-            version,
+            pushed_ms,
         } = judged;
         if self.config.brake_factor <= 0.0 || action == Action::Unmoderated {
             return false;
@@ -123,19 +127,26 @@ impl Brake {
             born: minute,
             ..Tenant::default()
         });
-        state.saw(version, minute);
         let block = action == Action::Block && !exempt;
         state.count(minute, block);
         if !block {
             return false;
         }
-        if self.trips(state, minute) {
+        let pushed = pushed_ms > 0 && minute.saturating_sub(pushed_ms / 60_000) <= PUSH_MINUTES;
+        if let Some((share, baseline)) = self.trips(state, minute, pushed) {
             if !state.engaged(minute) {
+                state.frozen = baseline;
                 metrics::counter!(m::BRAKE_ENGAGED).increment(1);
                 tracing::warn!(
                     tenant,
-                    "brake engaged: automatic blocks become flags for at \
-                    least {HOLD_MINUTES} minutes (the block rate jumped above the last hour's)"
+                    block_share = share,
+                    baseline_share = baseline,
+                    pushed_at_ms = pushed_ms,
+                    "brake engaged: automatic blocks become flags (reason brake) for at least \
+                    {HOLD_MINUTES} minutes, as long as the share stays above {} times the \
+                    baseline; roll the push back, or restart with --brake-factor 0 to let \
+                    blocks through",
+                    self.config.brake_factor
                 );
             }
             state.until = minute + HOLD_MINUTES + 1;
@@ -147,45 +158,30 @@ impl Brake {
         held
     }
 
-    /// Whether the last two minutes' blocks of `state` trip the brake.
-    fn trips(&self, state: &Tenant, minute: u64) -> bool {
-        if !state.pushed(minute) {
-            return false;
-        }
+    /// Whether the last two minutes' blocks of `state` trip the brake (or keep it held):
+    /// their share and the baseline share, when they do. A brake not holding trips only
+    /// `pushed`, on a tenant with a baseline; one holding compares with the share frozen
+    /// when it tripped.
+    fn trips(&self, state: &Tenant, minute: u64, pushed: bool) -> Option<(f64, f64)> {
         let (recent, before) = state.split(minute);
-        if recent.blocks < self.config.brake_min_blocks || recent.verdicts == 0 {
-            return false;
+        if recent.blocks < self.config.brake_min_blocks {
+            return None;
         }
         let share = |m: Minute| f64::from(m.blocks) / f64::from(m.verdicts.max(1));
-        if before.verdicts < MIN_BASELINE {
-            return false;
-        }
-        share(recent) > self.config.brake_factor * share(before).max(FLOOR_SHARE)
+        let baseline = if state.engaged(minute) {
+            state.frozen
+        } else {
+            let known = minute >= state.born + MIN_AGE_MINUTES && before.verdicts >= MIN_BASELINE;
+            if !pushed || !known {
+                return None;
+            }
+            share(before).max(FLOOR_SHARE)
+        };
+        (share(recent) > self.config.brake_factor * baseline).then_some((share(recent), baseline))
     }
 }
 
 impl Tenant {
-    /// Remembers `version` (the oldest first seen goes when there are too many).
-    fn saw(&mut self, version: &str, minute: u64) {
-        if self.versions.iter().any(|(v, _)| v == version) {
-            return;
-        }
-        if self.versions.len() >= MAX_VERSIONS
-            && let Some(oldest) = (0..self.versions.len()).min_by_key(|&i| self.versions[i].1)
-        {
-            self.versions.swap_remove(oldest);
-        }
-        self.versions.push((version.to_string(), minute));
-    }
-
-    /// Whether a version first appeared within [`PUSH_MINUTES`], after the tenant's first
-    /// minute here (what a moderator found at its start is no push).
-    fn pushed(&self, minute: u64) -> bool {
-        self.versions
-            .iter()
-            .any(|&(_, first)| first > self.born && minute.saturating_sub(first) <= PUSH_MINUTES)
-    }
-
     fn count(&mut self, minute: u64, block: bool) {
         if self.minutes.is_empty() {
             self.minutes = vec![Minute::default(); MINUTES as usize];
@@ -229,15 +225,16 @@ mod tests {
     const MIN: u64 = 60_000;
 
     fn run(brake: &Brake, minute: u64, verdicts: u32, blocks: u32, exempt: bool) -> u32 {
-        run_at(brake, minute, (verdicts, blocks), exempt, "policy@1")
+        run_at(brake, minute, (verdicts, blocks), exempt, 0)
     }
 
+    /// `pushed`: the minute of the last push (0: none).
     fn run_at(
         brake: &Brake,
         minute: u64,
         (verdicts, blocks): (u32, u32),
         exempt: bool,
-        version: &str,
+        pushed: u64,
     ) -> u32 {
         let mut held = 0;
         for i in 0..verdicts {
@@ -249,7 +246,7 @@ mod tests {
             let judged = Judged {
                 action,
                 exempt,
-                version,
+                pushed_ms: pushed * MIN,
             };
             held += u32::from(brake.holds("acme", judged, minute * MIN + u64::from(i)));
         }
@@ -269,13 +266,21 @@ mod tests {
         for minute in 1062..1122 {
             run(&brake, minute, 200, 4, false);
         }
-        // A bad push: half of everything blocked under a new version. The first 30 blocks
-        // pass (the bound), then blocks are held.
-        let held = run_at(&brake, 1122, (200, 100), false, "policy@2");
+        // A bad push: half of everything blocked. The first 30 blocks pass (the bound),
+        // then blocks are held, and go on being held while the push blocks half of
+        // everything, past the half hour after it (the baseline stays the one before).
+        let held = run_at(&brake, 1122, (200, 100), false, 1122);
         assert!((60..=80).contains(&held), "{held} held");
-        // Back to normal: held for ten minutes after the last minute that tripped it.
-        assert!(run_at(&brake, 1127, (200, 4), false, "policy@2") > 0);
-        assert_eq!(run_at(&brake, 1134, (200, 4), false, "policy@2"), 0);
+        for minute in 1123..1170 {
+            assert_eq!(
+                run_at(&brake, minute, (200, 100), false, 1122),
+                100,
+                "{minute}"
+            );
+        }
+        // Rolled back: held for ten minutes after the last minute that tripped it.
+        assert!(run_at(&brake, 1172, (200, 4), false, 1171) > 0);
+        assert_eq!(run_at(&brake, 1181, (200, 4), false, 1171), 0);
     }
 
     #[test]
@@ -285,7 +290,7 @@ mod tests {
             run(&brake, minute, 200, 4, false);
         }
         assert_eq!(
-            run_at(&brake, 1060, (200, 150), true, "policy@2"),
+            run_at(&brake, 1060, (200, 150), true, 1059),
             0,
             "exempt blocks"
         );
@@ -294,10 +299,10 @@ mod tests {
         for minute in 1000..1060 {
             run(&quiet, minute, 5, 0, false);
         }
-        assert_eq!(run_at(&quiet, 1060, (25, 20), false, "policy@2"), 0);
-        // A new tenant: no hour to compare with, nothing held.
+        assert_eq!(run_at(&quiet, 1060, (25, 20), false, 1059), 0);
+        // A new tenant: no baseline to compare with, nothing held.
         let new = Brake::new(BrakeConfig::default());
-        assert_eq!(run(&new, 5, 200, 200, false), 0);
+        assert_eq!(run_at(&new, 5, (200, 200), false, 4), 0);
         let off = Brake::new(BrakeConfig {
             brake_factor: 0.0,
             ..BrakeConfig::default()

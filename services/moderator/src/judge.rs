@@ -57,19 +57,13 @@ impl Judge {
             let rule = rules.iter().find(|r| r.id == id)?;
             Some((rule.counts_people(), rule.counts_campaigns()))
         });
-        let version = match &verdict.policy {
-            Some(policy) => format!(
-                "{}@{} {}",
-                policy.name, policy.version, verdict.model.version
-            ),
-            None => verdict.model.version.clone(),
-        };
         let judged = Judged {
             action: verdict.action,
             exempt: rule.is_some_and(|(people, _)| people),
-            version: &version,
+            pushed_ms: self.policies.changed_ms(),
         };
-        if self.brake.holds(&request.tenant, judged, now_ms()) {
+        // A block that already says why (a rule's, after the models failed) stays one.
+        if verdict.reason.is_none() && self.brake.holds(&request.tenant, judged, now_ms()) {
             verdict.action = Action::Flag;
             verdict.reason = Some("brake".into());
         }
@@ -175,11 +169,7 @@ impl Judge {
         }
         let message = message_of(request, &lowered, normalised.as_deref());
         let checked = rules.check(&message, sender.as_ref());
-        for rule in &checked.shadow {
-            metrics::counter!(m::RULE_SHADOW_HITS, "policy" => selection.rules.name.clone(),
-                "rule" => rule.id.clone(), "action" => rule.action.as_str())
-            .increment(1);
-        }
+        count_shadow(&selection.rules.name, &checked.shadow);
         let Some(rule) = checked.decided else {
             return Screened::Passed;
         };
@@ -205,6 +195,10 @@ impl Judge {
             }),
             category,
             rule: Some(rule.id.clone()),
+            counts: sender
+                .as_ref()
+                .map(|view| rule.counts(view))
+                .filter(|counts| !counts.is_empty()),
             campaign: sender
                 .filter(|_| rule.counts_campaigns())
                 .and_then(|view| view.near.campaign),
@@ -292,6 +286,7 @@ fn blank(request: &ModerationRequest, models: &ModelRef) -> Verdict {
         span: None,
         rule: None,
         campaign: None,
+        counts: None,
     }
 }
 
@@ -354,5 +349,14 @@ fn action_of(action: RuleAction) -> Action {
         RuleAction::Allow => Action::Allow,
         RuleAction::Flag => Action::Flag,
         RuleAction::Block => Action::Block,
+    }
+}
+
+/// Counts the shadow rules of `policy` that matched (counted, not acted on).
+fn count_shadow(policy: &str, shadow: &[&crate::policies::text_rules::TextRule]) {
+    for rule in shadow {
+        metrics::counter!(m::RULE_SHADOW_HITS, "policy" => policy.to_string(),
+            "rule" => rule.id.clone(), "action" => rule.action.as_str())
+        .increment(1);
     }
 }

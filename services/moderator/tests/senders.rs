@@ -143,10 +143,14 @@ async fn sender_rules_count_once_across_moderators_and_restarts() {
         (Action::Allow, None),
         "the fifth message is within the bound"
     );
-    for id in ["a6", "a7"] {
+    for (n, id) in [(6, "a6"), (7, "a7")] {
         let verdict = send(&env, &mut sub, &from("alice", id, "and one more thing")).await;
         assert_eq!(ruled(&verdict), (Action::Block, Some("flood")), "{id}");
         assert_eq!(verdict.category.as_deref(), Some("spam"));
+        // The verdict says what the rule counted (v1.5): this message is the sender's n-th
+        // of the minute, whichever moderator counted the others.
+        let counts = verdict.counts.clone().expect("counts");
+        assert_eq!(counts.get("messages"), Some(&n), "{counts:?}");
     }
     let body = metrics(&second).await;
     assert!(
@@ -344,6 +348,14 @@ async fn near_duplicates_from_several_senders_are_one_campaign_across_moderators
             let id = verdict.campaign.clone().expect("the campaign is named");
             assert_eq!(id.len(), 16);
             assert_eq!(campaign.get_or_insert(id.clone()), &id, "one campaign");
+            let counts = verdict.counts.clone().expect("counts");
+            let copies = i as u64 + 1;
+            let senders = copies.min(4);
+            assert_eq!(
+                (counts.get("copies"), counts.get("senders")),
+                (Some(&copies), Some(&senders)),
+                "copy {i}"
+            );
         }
         events += 1.0 + f64::from(u8::from(verdict.action == Action::Block));
         read_back(&first, events).await;

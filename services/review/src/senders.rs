@@ -211,6 +211,7 @@ mod tests {
             span: None,
             rule: None,
             campaign: None,
+            counts: None,
         }
     }
 

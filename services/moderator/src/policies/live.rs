@@ -66,6 +66,8 @@ struct InForce {
 pub(crate) struct LivePolicies {
     state: RwLock<InForce>,
     file: Option<PathBuf>,
+    /// When other policies or models were last put in force (0: none since start).
+    changed_ms: std::sync::atomic::AtomicU64,
 }
 
 impl LivePolicies {
@@ -88,7 +90,20 @@ impl LivePolicies {
                 previous: None,
             }),
             file: config.policies.clone(),
+            changed_ms: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// When other policies or models were last put in force, ms since the epoch (0: never
+    /// since this process started): the brake's "push".
+    pub(crate) fn changed_ms(&self) -> u64 {
+        self.changed_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn changed(&self) {
+        let now = offpath_protocol::now_ms();
+        self.changed_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The set in force now.
@@ -155,6 +170,7 @@ impl LivePolicies {
             state.previous = Some((old_version, Arc::clone(&old)));
             (old, state.source)
         };
+        self.changed();
         m::policies(&self.current(), Some(&old), source);
     }
 
@@ -254,6 +270,9 @@ impl LivePolicies {
             state.source = source;
             std::mem::replace(&mut state.set, Arc::new(set))
         };
+        if *old != *self.current() {
+            self.changed();
+        }
         m::policies(&self.current(), Some(&old), source);
         metrics::counter!(m::POLICY_RELOADS, "source" => cause.as_str(), "outcome" => "applied")
             .increment(1);

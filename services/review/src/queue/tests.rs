@@ -25,6 +25,7 @@ fn item(id: &str, at: u64) -> ReviewItem {
         span: None,
         rule: None,
         campaign: None,
+        counts: None,
     };
     let mut item = ReviewItem::new(ReviewKind::Flag, &verdict, "hi", at);
     item.queued_at_ms = at;

@@ -82,6 +82,7 @@ pub(super) fn verdict_for_text(
         span: None,
         rule: None,
         campaign: None,
+        counts: None,
     }
 }
 

@@ -124,6 +124,12 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-f]{16}$"))]
     pub campaign: Option<String>,
+    /// Contract v1.5: what the deciding `rule` counted, when it counts a sender's window or
+    /// a campaign: `messages`, `repeats`, `strikes`, `links`, `mentions` (the sender's, in
+    /// the rule's window, this message included; strikes before it), `copies` and
+    /// `senders` (near-duplicates and their senders). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<BTreeMap<String, u64>>,
 }
 
 /// Contract v1.3: a part of the request's text, in bytes of its UTF-8 encoding, and the

@@ -185,20 +185,28 @@ impl CampaignLimits {
 
     /// Whether the near-duplicates of the message sent at `at_ms` pass both bounds.
     pub(crate) fn matches(&self, near: &Near, at_ms: u64) -> bool {
+        self.counts(near, at_ms)
+            .iter()
+            .all(|&(_, n, bound)| n > bound)
+    }
+
+    /// The near-duplicates in the window and their senders, with the bounds: (name,
+    /// count, bound). A verdict's `counts` (v1.5) says them.
+    pub(crate) fn counts(&self, near: &Near, at_ms: u64) -> [(&'static str, usize, usize); 2] {
         let from = at_ms.saturating_sub(self.per_s * 1000);
-        let within: Vec<u64> = near
+        let mut senders: Vec<u64> = near
             .members
             .iter()
             .filter(|(at, _)| *at > from && *at <= at_ms)
             .map(|(_, sender)| *sender)
             .collect();
-        if within.len() <= self.messages {
-            return false;
-        }
-        let mut senders = within;
+        let copies = senders.len();
         senders.sort_unstable();
         senders.dedup();
-        senders.len() > self.senders
+        [
+            ("copies", copies, self.messages),
+            ("senders", senders.len(), self.senders),
+        ]
     }
 }
 

@@ -180,6 +180,18 @@ impl SenderLimits {
 
     /// Whether the sender's history passes a bound.
     pub(crate) fn matches(&self, view: &SenderView) -> bool {
+        let first_link = || {
+            let here = view.here;
+            let count = Recent::count(&view.recent.messages, here, self.per_s, self.room, false);
+            here.links > 0 && count <= 1
+        };
+        self.counts(view).iter().any(|&(_, n, bound)| n > bound)
+            || (self.first_link && first_link())
+    }
+
+    /// What it counted of the sender's window, for each bound it sets: (name, count,
+    /// bound). A verdict's `counts` (v1.5) says them.
+    pub(crate) fn counts(&self, view: &SenderView) -> Vec<(&'static str, usize, usize)> {
         let (here, messages) = (view.here, &view.recent.messages);
         let count = |list, same_text| Recent::count(list, here, self.per_s, self.room, same_text);
         let sum = |of: fn(&Entry) -> u16| -> usize {
@@ -187,13 +199,36 @@ impl SenderLimits {
                 .map(|e| usize::from(of(e)))
                 .sum()
         };
-        let over = |bound: Option<usize>, n: usize| bound.is_some_and(|b| n > b);
-        over(self.messages, count(messages, false))
-            || over(self.repeats, count(messages, true))
-            || over(self.strikes, count(&view.recent.strikes, false))
-            || over(self.links, sum(|e| e.links))
-            || over(self.mentions, sum(|e| e.mentions))
-            || (self.first_link && here.links > 0 && count(messages, false) <= 1)
+        let mut out = Vec::new();
+        let mut add = |name, bound: Option<usize>, n: &dyn Fn() -> usize| {
+            if let Some(bound) = bound {
+                out.push((name, n(), bound));
+            }
+        };
+        add("messages", self.messages, &|| count(messages, false));
+        add("repeats", self.repeats, &|| count(messages, true));
+        add("strikes", self.strikes, &|| {
+            count(&view.recent.strikes, false)
+        });
+        add("links", self.links, &|| sum(|e| e.links));
+        add("mentions", self.mentions, &|| sum(|e| e.mentions));
+        out
+    }
+}
+
+impl super::TextRule {
+    /// What its sender and campaign conditions counted of `view` (the message's sender and
+    /// near-duplicates), by name: a verdict's `counts` (v1.5); empty for a rule without.
+    pub fn counts(&self, view: &SenderView) -> std::collections::BTreeMap<String, u64> {
+        let sender = self.sender.iter().flat_map(|s| s.counts(view));
+        let campaign = self
+            .campaign
+            .iter()
+            .flat_map(|c| c.counts(&view.near, view.here.at_ms));
+        sender
+            .chain(campaign)
+            .map(|(name, n, _)| (name.to_string(), n as u64))
+            .collect()
     }
 }
 

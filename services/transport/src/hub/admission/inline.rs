@@ -179,6 +179,7 @@ mod tests {
             span: None,
             rule: None,
             campaign: None,
+            counts: None,
         }
     }
 
