@@ -188,7 +188,7 @@ impl TextRule {
                 .campaign
                 .as_ref()
                 .zip(sender)
-                .is_some_and(|(limits, view)| limits.matches(&view.near, view.here.at_ms))
+                .is_some_and(|(limits, view)| limits.matches_view(view))
     }
 
     /// Whether it counts what senders did (sender or campaign rules): its blocks neither

@@ -159,6 +159,10 @@ pub(crate) struct CampaignLimits {
     senders: usize,
     /// The window, in seconds (1 to [`CAMPAIGN_WINDOW_S`]).
     per_s: u64,
+    /// Only a message with a link (as link rules find them) matches: spam's payload, which
+    /// a person repeating a meme does not carry.
+    #[serde(default)]
+    links: bool,
 }
 
 impl CampaignLimits {
@@ -183,11 +187,19 @@ impl CampaignLimits {
         }
     }
 
-    /// Whether the near-duplicates of the message sent at `at_ms` pass both bounds.
-    pub(crate) fn matches(&self, near: &Near, at_ms: u64) -> bool {
-        self.counts(near, at_ms)
-            .iter()
-            .all(|&(_, n, bound)| n > bound)
+    /// Whether the near-duplicates of the message sent at `at_ms` pass both bounds (and it
+    /// has a link, when the rule asks; `links`: the message's).
+    pub(crate) fn matches(&self, near: &Near, at_ms: u64, links: u16) -> bool {
+        (!self.links || links > 0)
+            && self
+                .counts(near, at_ms)
+                .iter()
+                .all(|&(_, n, bound)| n > bound)
+    }
+
+    /// [`Self::matches`] on a sender's view.
+    pub(crate) fn matches_view(&self, view: &super::sender::SenderView) -> bool {
+        self.matches(&view.near, view.here.at_ms, view.here.links)
     }
 
     /// The near-duplicates in the window and their senders, with the bounds: (name,
@@ -254,15 +266,20 @@ mod tests {
             members,
         };
         let now = 100_000;
-        assert!(limits.matches(&near(vec![(90_000, 1), (95_000, 2), (now, 1)]), now));
+        assert!(limits.matches(&near(vec![(90_000, 1), (95_000, 2), (now, 1)]), now, 0));
         assert!(
-            !limits.matches(&near(vec![(90_000, 1), (95_000, 1), (now, 1)]), now),
+            !limits.matches(&near(vec![(90_000, 1), (95_000, 1), (now, 1)]), now, 0),
             "one sender repeating is the sender rules' business"
         );
         assert!(
-            !limits.matches(&near(vec![(30_000, 2), (95_000, 2), (now, 1)]), now),
+            !limits.matches(&near(vec![(30_000, 2), (95_000, 2), (now, 1)]), now, 0),
             "one copy is out of the window"
         );
+        let with_links: CampaignLimits =
+            toml::from_str("messages = 2\nsenders = 1\nper_s = 60\nlinks = true").expect("limits");
+        let three = near(vec![(90_000, 1), (95_000, 2), (now, 1)]);
+        assert!(!with_links.matches(&three, now, 0), "no link");
+        assert!(with_links.matches(&three, now, 1));
         let mut problems = Vec::new();
         let bad: CampaignLimits =
             toml::from_str("messages = 2\nsenders = 2\nper_s = 6000").expect("limits");
