@@ -171,54 +171,40 @@ mod tests {
     fn near_copies_form_one_campaign_per_tenant() {
         let campaigns = Campaigns::new(100);
         let now = 1_000_000;
-        let (first, _) = campaigns.add(
-            1,
-            10,
-            100,
-            now,
-            signature("buy cheap followers at best-followers.example"),
-            now,
-        );
+        // Message `id` of `sender` in `tenant`, sent `id` ms after `now`.
+        let add = |tenant, sender, id: u64, text| {
+            campaigns
+                .add(tenant, sender, id, now + id, signature(text), now)
+                .0
+        };
+        let first = add(1, 10, 100, "buy cheap followers at best-followers.example");
         assert_eq!(first.members.len(), 1);
         assert!(first.campaign.is_none(), "one message is no campaign");
-        let (second, _) = campaigns.add(
+        let second = add(
             1,
             11,
             101,
-            now + 1,
-            signature("BUY cheap f0llowers at best-followers.example!!"),
-            now,
+            "BUY cheap f0llowers at best-followers.example!!",
         );
-        let (third, _) = campaigns.add(
+        let third = add(
             1,
             12,
             102,
-            now + 2,
-            signature("buy cheap followers at best-followers.example 4u"),
-            now,
+            "buy cheap followers at best-followers.example 4u",
         );
         assert_eq!(third.members.len(), 3);
         assert_eq!(second.campaign, third.campaign);
-        let (other_tenant, _) = campaigns.add(
-            2,
-            13,
-            103,
-            now + 3,
-            signature("buy cheap followers at best-followers.example"),
-            now,
-        );
+        let other_tenant = add(2, 13, 103, "buy cheap followers at best-followers.example");
         assert_eq!(
             other_tenant.members.len(),
             1,
             "another tenant's copies do not count"
         );
-        let (again, _) = campaigns.add(
+        let again = add(
             1,
             12,
             102,
-            now + 2,
-            signature("buy cheap followers at best-followers.example 4u"),
-            now,
+            "buy cheap followers at best-followers.example 4u",
         );
         assert_eq!(
             again.members.len(),
@@ -226,13 +212,11 @@ mod tests {
             "a message read again is not a fourth copy"
         );
         assert_eq!(again.campaign, third.campaign);
-        let (unrelated, _) = campaigns.add(
+        let unrelated = add(
             1,
             14,
             104,
-            now + 4,
-            signature("anyone want to play ranked after dinner tonight"),
-            now,
+            "anyone want to play ranked after dinner tonight",
         );
         assert_eq!(unrelated.members.len(), 1);
     }
