@@ -166,8 +166,12 @@ function card(entry) {
     div.append(report);
   }
   const by = v.rule ? `rule ${v.rule}` : "model";
+  // What the rule counted, the campaign, and a block the brake held (contract v1.5).
+  const counted = v.counts ? ` [${Object.entries(v.counts).map(([name, n]) => `${name} ${n}`).join(", ")}]` : "";
+  const why = (v.campaign ? ` · campaign ${v.campaign}` : "") +
+    (v.reason === "brake" ? " · held by the brake: the models would have removed it" : "");
   div.append(element("div", "meta", `${by} ${v.action}${v.category ? ": " + v.category : ""}${scores ? ` (${scores})` : ""}` +
-    (v.policy ? ` · policy ${v.policy.name}@${v.policy.version}` : "") + ` · ${v.model.name}@${v.model.version}`));
+    counted + why + (v.policy ? ` · policy ${v.policy.name}@${v.policy.version}` : "") + ` · ${v.model.name}@${v.model.version}`));
   div.append(trail(entry));
   const actions = element("div", "actions");
   // The server never had an end-to-end-encrypted message's text: it cannot restore it.
