@@ -111,6 +111,7 @@ pub fn sample(id: &str, action: Action, insult: f32) -> Verdict {
         span: None,
         rule: None,
         campaign: None,
+        counts: None,
     }
 }
 
