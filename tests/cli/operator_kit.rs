@@ -102,14 +102,18 @@ fn the_kit_covers_what_operators_watch() {
         "offpath_moderator_review_items_lost_total",
         "offpath_review_queue_depth",
         "offpath_review_decisions_total",
+        "offpath_moderator_near_duplicates_total",
+        "offpath_moderator_brake_held_total",
+        "offpath_moderator_sender_last_read_timestamp_seconds",
     ] {
         assert!(used.contains(name), "the kit does not read {name}");
     }
 }
 
-/// Every review metric an alert reads (the console's `offpath_review_*`, the moderators'
-/// `…_review_items_…`) is also on the dashboard, so whoever is paged can see its history:
-/// the review queue's depth and age, decisions and lost intake.
+/// Every review, sender-state and brake metric an alert reads (the console's
+/// `offpath_review_*`, the moderators' `…_review_items_…`, `…_sender_…`, `…_brake_…`) is
+/// also on the dashboard, so whoever is paged can see its history: the review queue's depth
+/// and age, decisions and lost intake, the sender state's reads, the brake's holds.
 #[test]
 fn every_review_metric_an_alert_reads_is_on_the_dashboard() {
     let alerts = std::fs::read_to_string(kit::deploy("prometheus/alerts.yml")).expect("alerts");
@@ -119,10 +123,14 @@ fn every_review_metric_an_alert_reads_is_on_the_dashboard() {
         .collect();
     let alerted: Vec<String> = kit::metric_names(&alerts)
         .into_iter()
-        .filter(|name| name.contains("review"))
+        .filter(|name| {
+            ["review", "sender", "brake"]
+                .iter()
+                .any(|n| name.contains(n))
+        })
         .collect();
     assert!(
-        alerted.len() >= 3,
+        alerted.len() >= 5,
         "the review alerts read the queue's age, dropped reports and lost items: {alerted:?}"
     );
     let missing: Vec<&String> = alerted
