@@ -237,6 +237,22 @@ fn bad_rules_are_refused() {
             "per_s: 7200 is not within 1..=3600",
         ),
         (
+            "campaign = { messages = 5, per_s = 3600 }\naction = \"block\"",
+            "campaign.per_s: 3600 is not within 1..=600",
+        ),
+        (
+            "campaign = { messages = 3, senders = 3, per_s = 600 }\naction = \"block\"",
+            "campaign.senders: 3 must be below messages (3)",
+        ),
+        (
+            "campaign = { messages = 300, per_s = 600 }\naction = \"block\"",
+            "campaign.messages: must be 1..256",
+        ),
+        (
+            "campaign = { messages = 5, per_s = 600, copies = 2 }\naction = \"block\"",
+            "unknown field `copies`",
+        ),
+        (
             "sender = { messages = 64, per_s = 60 }\naction = \"block\"",
             "messages: must be below 64",
         ),
