@@ -164,10 +164,11 @@ impl Senders {
         self.outbox.as_ref()?;
         let event = SenderEvent::of(request, Kind::Message, Some(similar));
         let (sender, entry) = event.entry();
-        let mut near = Near::default();
-        if request.report.is_none() {
-            near = self.record(event).1.unwrap_or_default();
-        }
+        let near = if request.report.is_none() {
+            self.record(event).unwrap_or_default()
+        } else {
+            Near::default()
+        };
         (view && self.caught_up.load(Ordering::Relaxed)).then(|| SenderView {
             near,
             recent: self.book.recent(sender),
@@ -187,22 +188,23 @@ impl Senders {
         }
     }
 
-    /// Counts `event` here and publishes it; returns what [`Self::add`] does.
-    fn record(&self, event: SenderEvent) -> (Added, Option<Near>) {
-        let Some(outbox) = &self.outbox else {
-            return (Added::Seen, None);
-        };
-        let added = self.add(&event);
+    /// Counts `event` here and publishes it; returns a message's near-duplicates.
+    fn record(&self, event: SenderEvent) -> Option<Near> {
+        let outbox = self.outbox.as_ref()?;
+        let (_, near) = self.add(&event, true);
         // Full (or closed at shutdown): the event is counted here, not published.
         if outbox.try_send(event).is_err() {
             metrics::counter!(m::SENDER_EVENTS, "outcome" => "dropped").increment(1);
         }
-        added
+        near
     }
 
     /// Counts `event` in the book and, a message new to it with a signature, in the
-    /// campaign index; returns what it did and the message's near-duplicates.
-    fn add(&self, event: &SenderEvent) -> (Added, Option<Near>) {
+    /// campaign index; returns what it did and the message's near-duplicates. `look`: a
+    /// message the book has seen is looked up too (the index keeps each message once, and
+    /// answers one it holds with its copies): a redelivered request finds its campaign,
+    /// and an echo read back costs no look-up.
+    fn add(&self, event: &SenderEvent, look: bool) -> (Added, Option<Near>) {
         let (sender, entry) = event.entry();
         let now = now_ms();
         let (added, evicted, held) = self.book.add(sender, event.kind, entry, now);
@@ -210,7 +212,8 @@ impl Senders {
             metrics::counter!(m::SENDER_EVICTIONS).increment(evicted as u64);
         }
         metrics::gauge!(m::SENDERS_TRACKED).set(held as f64);
-        let near = (added == Added::New && event.kind == Kind::Message)
+        let index = added == Added::New || (look && added == Added::Seen);
+        let near = (index && event.kind == Kind::Message)
             .then(|| self.campaigns.as_ref().zip(event.signature()))
             .flatten()
             .map(|(campaigns, signature)| {
@@ -220,7 +223,7 @@ impl Senders {
                 if dropped > 0 {
                     metrics::counter!(m::CAMPAIGN_EVICTIONS).increment(dropped as u64);
                 }
-                if near.members.len() > 1 {
+                if added == Added::New && near.members.len() > 1 {
                     metrics::counter!(m::NEAR_DUPLICATES).increment(1);
                 }
                 near
@@ -249,7 +252,7 @@ impl Senders {
         {
             return "malformed";
         }
-        match self.add(&event).0 {
+        match self.add(&event, false).0 {
             Added::New => "folded",
             Added::Seen => "seen",
             Added::Stale => "stale",
@@ -367,3 +370,7 @@ async fn read(js: &jetstream::Context, senders: &Senders) -> Result<(), String> 
     }
     Err("the consumer ended".into())
 }
+
+#[cfg(test)]
+#[path = "senders/tests.rs"]
+mod tests;
