@@ -38,6 +38,10 @@ const PUSH_MINUTES: u64 = 30;
 /// Minutes a tenant must have been judged here before it may trip (its baseline).
 const MIN_AGE_MINUTES: u64 = 15;
 
+/// `--brake-factor` and `--brake-min-blocks` unless set.
+const FACTOR: f64 = 5.0;
+const MIN_BLOCKS: u32 = 30;
+
 /// When automatic blocks become flags.
 #[derive(Debug, Clone, Args)]
 pub struct BrakeConfig {
@@ -45,18 +49,18 @@ pub struct BrakeConfig {
     /// last two minutes is more than this many times its share over the hour before
     /// (at least 1% assumed; a tenant without 100 verdicts in that hour is not braked); 0
     /// turns the brake off.
-    #[arg(long, env = "OFFPATH_BRAKE_FACTOR", default_value_t = 5.0)]
+    #[arg(long, env = "OFFPATH_BRAKE_FACTOR", default_value_t = FACTOR)]
     pub brake_factor: f64,
     /// ... and at least this many messages were blocked in those two minutes.
-    #[arg(long, env = "OFFPATH_BRAKE_MIN_BLOCKS", default_value_t = 30)]
+    #[arg(long, env = "OFFPATH_BRAKE_MIN_BLOCKS", default_value_t = MIN_BLOCKS)]
     pub brake_min_blocks: u32,
 }
 
 impl Default for BrakeConfig {
     fn default() -> Self {
         Self {
-            brake_factor: 5.0,
-            brake_min_blocks: 30,
+            brake_factor: FACTOR,
+            brake_min_blocks: MIN_BLOCKS,
         }
     }
 }

@@ -155,8 +155,7 @@ impl Judge {
         if rules.is_empty() && !recording {
             return Screened::Passed;
         }
-        let whole = !rules.is_empty();
-        let (lowered, normalised) = views(prefix(&request.text, whole, SIMILAR_BYTES));
+        let (lowered, normalised) = views(read(&request.text, !rules.is_empty()));
         let similar = normalised.as_deref().unwrap_or(&lowered);
         let sender = recording
             .then(|| {
@@ -313,17 +312,14 @@ fn count(request: &ModerationRequest, policy: &str, verdict: &Verdict, judged: b
 /// [`crate::policies::text_rules::campaign::MAX_CHARS`] letters and digits anyway).
 const SIMILAR_BYTES: usize = 2048;
 
-/// `text` when `whole`, else its longest prefix of at most `bytes` bytes that ends at a
-/// character boundary.
-fn prefix(text: &str, whole: bool, bytes: usize) -> &str {
+/// What the views are taken of: the whole `text` when rules read it, else its first
+/// [`SIMILAR_BYTES`] (to a character boundary).
+fn read(text: &str, whole: bool) -> &str {
     if whole {
-        return text;
+        text
+    } else {
+        &text[..text.floor_char_boundary(SIMILAR_BYTES)]
     }
-    let mut end = bytes.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// `request` as text rules read it, with its lower-cased and normalised views.

@@ -251,9 +251,7 @@ impl TextRules {
     /// Whether a rule counts what the sender did or near-duplicates (the stage then looks
     /// the sender up).
     pub fn count_senders(&self) -> bool {
-        self.rules
-            .iter()
-            .any(|r| r.sender.is_some() || r.campaign.is_some())
+        self.rules.iter().any(TextRule::counts_people)
     }
 
     /// The rules, by name.

@@ -119,6 +119,9 @@ impl Recent {
     }
 }
 
+/// The bounds a sender rule may set, by the names a verdict's `counts` gives them.
+const BOUNDS: [&str; 5] = ["messages", "repeats", "strikes", "links", "mentions"];
+
 /// `[…rules.<id>] sender = {…}` as written: each set bound is a condition, and any one
 /// passed matches.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -180,18 +183,30 @@ impl SenderLimits {
 
     /// Whether the sender's history passes a bound.
     pub(crate) fn matches(&self, view: &SenderView) -> bool {
-        let first_link = || {
-            let here = view.here;
-            let count = Recent::count(&view.recent.messages, here, self.per_s, self.room, false);
-            here.links > 0 && count <= 1
-        };
-        self.counts(view).iter().any(|&(_, n, bound)| n > bound)
-            || (self.first_link && first_link())
+        self.counts(view).any(|(_, n, bound)| n > bound)
+            || (self.first_link && view.here.links > 0 && self.count_of("messages", view) <= 1)
     }
 
-    /// What it counted of the sender's window, for each bound it sets: (name, count,
-    /// bound). A verdict's `counts` (v1.5) says them.
-    pub(crate) fn counts(&self, view: &SenderView) -> Vec<(&'static str, usize, usize)> {
+    /// What it counts of the sender's window, for each bound it sets, as asked: (name,
+    /// count, bound). A verdict's `counts` (v1.5) says them.
+    pub(crate) fn counts<'a>(
+        &'a self,
+        view: &'a SenderView,
+    ) -> impl Iterator<Item = (&'static str, usize, usize)> + 'a {
+        BOUNDS.into_iter().filter_map(move |name| {
+            let bound = match name {
+                "messages" => self.messages,
+                "repeats" => self.repeats,
+                "strikes" => self.strikes,
+                "links" => self.links,
+                _ => self.mentions,
+            }?;
+            Some((name, self.count_of(name, view), bound))
+        })
+    }
+
+    /// The count of the bound `name` (one of [`BOUNDS`]) in the sender's window.
+    fn count_of(&self, name: &str, view: &SenderView) -> usize {
         let (here, messages) = (view.here, &view.recent.messages);
         let count = |list, same_text| Recent::count(list, here, self.per_s, self.room, same_text);
         let sum = |of: fn(&Entry) -> u16| -> usize {
@@ -199,20 +214,13 @@ impl SenderLimits {
                 .map(|e| usize::from(of(e)))
                 .sum()
         };
-        let mut out = Vec::new();
-        let mut add = |name, bound: Option<usize>, n: &dyn Fn() -> usize| {
-            if let Some(bound) = bound {
-                out.push((name, n(), bound));
-            }
-        };
-        add("messages", self.messages, &|| count(messages, false));
-        add("repeats", self.repeats, &|| count(messages, true));
-        add("strikes", self.strikes, &|| {
-            count(&view.recent.strikes, false)
-        });
-        add("links", self.links, &|| sum(|e| e.links));
-        add("mentions", self.mentions, &|| sum(|e| e.mentions));
-        out
+        match name {
+            "messages" => count(messages, false),
+            "repeats" => count(messages, true),
+            "strikes" => count(&view.recent.strikes, false),
+            "links" => sum(|e| e.links),
+            _ => sum(|e| e.mentions),
+        }
     }
 }
 
